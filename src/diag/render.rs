@@ -65,7 +65,7 @@ mod tests {
         let src = SourceFile::new("c.yaml", "a: 1\nsource:\n  tabel: users\n");
         let d = Diagnostic::error("unknown key `tabel`")
             .at_path("source.tabel")
-            .with_span(Span::new(16, 21))
+            .with_span(Span::new(15, 20))
             .with_label("not a key of source")
             .with_help("did you mean `table`?");
         let r = render(&d, Some(&src));
