@@ -3,6 +3,8 @@
 //! The stages, in order (see ARCHITECTURE.md): config → check → [`ir`] → [`sql`] →
 //! plan → runtime. Only the runtime does I/O.
 
+pub mod check;
+pub mod config;
 pub mod diag;
 pub mod expr;
 pub mod ir;

@@ -164,6 +164,24 @@ impl SourceFile {
         }
     }
 
+    /// Hide secret values: every character in the spans is shown as `*` in source lines
+    /// (lengths are kept so that carets stay aligned).
+    pub fn mask(&mut self, spans: &[Span]) {
+        let mut bytes = self.text.clone().into_bytes();
+        for s in spans {
+            let (start, end) = (s.start.min(bytes.len()), s.end.min(bytes.len()));
+            let masked: String = self.text[start..end]
+                .chars()
+                .map(|c| if c == '\n' { '\n' } else { '*' })
+                .collect();
+            // Keep byte length: pad multi-byte characters with extra stars.
+            let mut m = masked.into_bytes();
+            m.resize(end - start, b'*');
+            bytes[start..end].copy_from_slice(&m);
+        }
+        self.text = String::from_utf8(bytes).unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned());
+    }
+
     /// 1-based line and column (in characters) of a byte offset.
     pub fn line_col(&self, offset: usize) -> (usize, usize) {
         let offset = offset.min(self.text.len());

@@ -3,3 +3,4 @@
 pub mod dialect;
 
 pub use dialect::{Dialect, DialectKind};
+pub mod pushdown;

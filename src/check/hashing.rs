@@ -1,0 +1,63 @@
+//! What the row hash covers on each side.
+//!
+//! When every tracked sink field is a straight copy of a source field (or an expression the
+//! source computes in the extract query) with the same dtype, both sides can compute the same
+//! canonical hash from their own columns. Otherwise the sink cannot recompute the source's
+//! hash and keeps it in `meta_columns.hash_column`, written at load time.
+
+use crate::ir::{FieldValue, HashInput, RowHash, Sink, SinkHash, Source, StoreKind};
+use crate::sql::DialectKind;
+
+/// Derive the row hash description of a pipeline.
+pub fn row_hash(src: &Source, sink: &Sink) -> RowHash {
+    let mut source = Vec::new();
+    let mut sink_cols = Vec::new();
+    let mut transformed = false;
+    for f in sink.fields.iter().filter(|f| f.track) {
+        match &f.value {
+            FieldValue::Column { alias } => {
+                let same_type = src.fields.iter().any(|s| &s.alias == alias && s.dtype == f.dtype);
+                transformed |= !same_type;
+                source.push(HashInput { name: alias.clone(), dtype: f.dtype });
+                sink_cols.push(HashInput { name: f.column.clone(), dtype: f.dtype });
+            }
+            FieldValue::Pushed { alias } => {
+                source.push(HashInput { name: alias.clone(), dtype: f.dtype });
+                sink_cols.push(HashInput { name: f.column.clone(), dtype: f.dtype });
+            }
+            FieldValue::Expr(e) => {
+                transformed = true;
+                add_source_refs(src, &mut source, e.columns());
+            }
+            FieldValue::Template(t) => {
+                transformed = true;
+                add_source_refs(src, &mut source, t.vars.clone());
+            }
+            FieldValue::Enrichment { .. } => transformed = true,
+        }
+    }
+    let seconds_precision = [&src.store.kind, &sink.store.kind]
+        .iter()
+        .any(|k| matches!(k, StoreKind::Sql(DialectKind::Clickhouse)));
+    let sink = match (&sink.meta.hash_column, transformed) {
+        (Some(h), _) => SinkHash::Stored(h.clone()),
+        (None, false) => SinkHash::Columns(sink_cols),
+        // Reconciliation reports the missing hash column; full syncs do not need one.
+        (None, true) => SinkHash::Stored(String::new()),
+    };
+    RowHash {
+        source,
+        sink,
+        seconds_precision,
+    }
+}
+
+fn add_source_refs(src: &Source, out: &mut Vec<HashInput>, names: Vec<String>) {
+    for n in names {
+        if let Some(f) = src.fields.iter().find(|f| f.alias == n) {
+            if !out.iter().any(|h| h.name == f.alias) {
+                out.push(HashInput { name: f.alias.clone(), dtype: f.dtype });
+            }
+        }
+    }
+}

@@ -1,0 +1,111 @@
+//! Stage 2: resolve names and type-check the raw config, producing the [`crate::ir`].
+//!
+//! Every problem is reported as a [`Diagnostic`] with the YAML path and span of the offending
+//! value; the checker keeps going after an error so that one run shows them all.
+
+mod columns;
+mod enrich;
+mod fields;
+mod hashing;
+mod recon;
+mod sink;
+mod source;
+mod stores;
+
+use crate::config::RawConfig;
+use crate::diag::{did_you_mean, Diagnostic};
+use crate::ir::{self, Program};
+
+pub use stores::Stores;
+
+/// The result of checking: the IR plus warnings (e.g. seed-compatibility repairs).
+#[derive(Debug, Clone)]
+pub struct Checked {
+    /// The program.
+    pub program: Program,
+    /// Non-fatal diagnostics.
+    pub warnings: Vec<Diagnostic>,
+}
+
+/// Collects diagnostics while checking.
+#[derive(Debug, Default)]
+pub struct Diags {
+    /// Errors and warnings, in discovery order.
+    pub list: Vec<Diagnostic>,
+}
+
+impl Diags {
+    /// Record a diagnostic.
+    pub fn push(&mut self, d: Diagnostic) {
+        self.list.push(d);
+    }
+
+    /// Whether any error was recorded.
+    pub fn has_errors(&self) -> bool {
+        self.list.iter().any(|d| d.is_error())
+    }
+}
+
+/// Check a whole config. `only` restricts to the named pipelines (`-p`), in config order.
+pub fn check(raw: &RawConfig, only: &[String]) -> Result<Checked, Vec<Diagnostic>> {
+    let mut diags = Diags::default();
+    let stores = Stores::resolve(raw, &mut diags);
+    let mut names: Vec<&str> = Vec::new();
+    for p in &raw.pipelines {
+        if names.contains(&p.name.value.as_str()) {
+            diags.push(p.name.error(format!("duplicate pipeline name `{}`", p.name.value)));
+        }
+        names.push(&p.name.value);
+    }
+    for want in only {
+        if !names.contains(&want.as_str()) {
+            let mut d = Diagnostic::error(format!("no pipeline named `{want}`"));
+            d = match did_you_mean(want, names.iter().copied()) {
+                Some(s) => d.with_help(format!("did you mean `{s}`?")),
+                None => d.with_help(format!("pipelines in this config: {}", names.join(", "))),
+            };
+            diags.push(d);
+        }
+    }
+    let mut pipelines = Vec::new();
+    for p in &raw.pipelines {
+        if !only.is_empty() && !only.contains(&p.name.value) {
+            continue;
+        }
+        if let Some(ir) = pipeline(p, &stores, &mut diags) {
+            pipelines.push(ir);
+        }
+    }
+    if diags.has_errors() {
+        return Err(diags.list);
+    }
+    Ok(Checked {
+        program: Program { pipelines },
+        warnings: diags.list,
+    })
+}
+
+fn pipeline(p: &crate::config::raw::RawPipeline, stores: &Stores, diags: &mut Diags) -> Option<ir::Pipeline> {
+    let (Some(raw_source), Some(raw_sink)) = (&p.source, &p.sink) else {
+        return None;
+    };
+    let mut source = source::source(raw_source, stores, diags)?;
+    let enrichments = enrich::enrichments(&p.enrichment, &source, stores, diags);
+    let sink = sink::sink(raw_sink, stores, &mut source, &enrichments, diags)?;
+    let key = sink::key_pairs(raw_sink, &sink, diags);
+    let row_hash = hashing::row_hash(&source, &sink);
+    let reconciliations = recon::reconciliations(p, &source, &sink, &row_hash, diags);
+    let source_state = stores.state(p.sourcestate.as_ref(), diags);
+    let sink_state = stores.state(p.sinkstate.as_ref(), diags);
+    Some(ir::Pipeline {
+        name: p.name.value.clone(),
+        source,
+        sink,
+        enrichments,
+        reconciliations,
+        row_hash,
+        source_state,
+        sink_state,
+        key,
+    })
+}

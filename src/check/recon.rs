@@ -1,0 +1,284 @@
+//! Reconciliation entries: strategy, partition column on each side and its type, range
+//! bounds (folded when constant, else evaluated once per run), block sizing.
+
+use super::fields::expression;
+use super::source::lookup;
+use super::Diags;
+use crate::config::raw::{RawPipeline, RawReconciliation};
+use crate::config::Spanned;
+use crate::diag::{did_you_mean, Diagnostic};
+use crate::expr::{Env, Type, Value};
+use crate::ir::{Bound, ColumnRef, FieldValue, PartitionKind, ReconStrategy, Reconciliation, RowHash, SinkHash, Sink, Source};
+use crate::types::Dtype;
+
+/// Check every reconciliation of a pipeline.
+pub fn reconciliations(p: &RawPipeline, src: &Source, sink: &Sink, hash: &RowHash, diags: &mut Diags) -> Vec<Reconciliation> {
+    let mut out: Vec<Reconciliation> = Vec::new();
+    for r in &p.reconciliation {
+        if out.iter().any(|x| x.name == r.name.value) {
+            diags.push(r.name.error(format!("duplicate reconciliation name `{}`", r.name.value)));
+            continue;
+        }
+        if let Some(x) = one(r, src, sink, hash, diags) {
+            out.push(x);
+        }
+    }
+    out
+}
+
+fn one(r: &RawReconciliation, src: &Source, sink: &Sink, hash: &RowHash, diags: &mut Diags) -> Option<Reconciliation> {
+    let strategy = match r.strategy.as_ref().map(|s| s.value.as_str()) {
+        None | Some("md5sum_hash") => ReconStrategy::Md5sumHash,
+        Some("hash_md5_hash") => ReconStrategy::HashMd5Hash,
+        Some("timestamp") => ReconStrategy::Timestamp,
+        Some(other) => {
+            let s = r.strategy.as_ref().expect("some");
+            let mut d = s.error(format!("unknown reconciliation strategy `{other}`"));
+            d = match did_you_mean(other, ["md5sum_hash", "hash_md5_hash", "timestamp"]) {
+                Some(x) => d.with_help(format!("did you mean `{x}`?")),
+                None => d.with_help("expected one of: md5sum_hash, hash_md5_hash, timestamp"),
+            };
+            diags.push(d);
+            return None;
+        }
+    };
+    if src.store.kind.dialect().is_none() || sink.store.kind.dialect().is_none() {
+        diags.push(r.name.error("reconciliation needs a database on both sides").with_help("webhook and NATS sinks (and NATS sources) are synced, not reconciled"));
+        return None;
+    }
+    if strategy != ReconStrategy::Timestamp {
+        if let SinkHash::Stored(h) = &hash.sink {
+            if h.is_empty() {
+                diags.push(
+                    r.name
+                        .error("the sink's fields are transformed or enriched, so the sink cannot recompute the source's row hash")
+                        .with_label("hash reconciliation needs a stored hash")
+                        .with_help("add `meta_columns: {hash_column: _synctool_hash}` to the sink: synctool writes the source hash there at load time"),
+                );
+                return None;
+            }
+        }
+    }
+    // Partition column: per-side overrides, else `partition_column`, else the source meta.
+    let src_part_text = r
+        .source_meta
+        .partition_column
+        .as_ref()
+        .or(r.partition_column.as_ref());
+    let Some(src_part_text) = src_part_text else {
+        diags.push(Diagnostic::error("a reconciliation needs `partition_column`").at_path(r.path.clone()).with_span(r.name.span));
+        return None;
+    };
+    let (source_partition, src_dtype, feeding_alias) = match lookup(src, &src_part_text.value) {
+        Some(f) => (f.column.clone(), Some(f.dtype), Some(f.alias.clone())),
+        None => {
+            let scope = super::columns::Scope {
+                tables: std::iter::once(src.table.clone()).chain(src.joins.iter().map(|j| j.table.clone())).collect(),
+            };
+            let c = scope.column(src_part_text, diags)?;
+            let c = if c.qualifier.is_none() && !src.joins.is_empty() {
+                ColumnRef { qualifier: Some(src.table.qualifier().to_string()), name: c.name }
+            } else {
+                c
+            };
+            (c, None, None)
+        }
+    };
+    let sink_partition = match (r.sink_meta.partition_column.as_ref(), &sink.meta.partition_column) {
+        (Some(s), _) => s.value.clone(),
+        (None, Some(s)) => s.clone(),
+        (None, None) => {
+            let fed = feeding_alias.as_ref().and_then(|a| {
+                sink.fields.iter().find(|f| matches!(&f.value, FieldValue::Column { alias } if alias == a))
+            });
+            match fed {
+                Some(f) => f.column.clone(),
+                None if sink.fields.iter().any(|f| f.column == src_part_text.value) => src_part_text.value.clone(),
+                None => {
+                    diags.push(
+                        src_part_text
+                            .error(format!("no sink column corresponds to partition column `{}`", src_part_text.value))
+                            .with_help("map it to a sink field, or name the sink's column with `sink_pfield` / `sink_meta_columns.partition_column`"),
+                    );
+                    return None;
+                }
+            }
+        }
+    };
+    let sink_dtype = sink.fields.iter().find(|f| f.column == sink_partition).map(|f| f.dtype);
+    let kind = match &r.partition_column_type {
+        Some(t) => match t.value.as_str() {
+            "int" => PartitionKind::Int,
+            "float" => PartitionKind::Float,
+            "datetime" => PartitionKind::Datetime,
+            "date" => PartitionKind::Date,
+            "uuid" => PartitionKind::Uuid,
+            "str" | "string" => PartitionKind::Str,
+            other => {
+                let mut d = t.error(format!("unknown partition_column_type `{other}`"));
+                d = match did_you_mean(other, ["int", "float", "datetime", "date", "uuid", "str"]) {
+                    Some(x) => d.with_help(format!("did you mean `{x}`?")),
+                    None => d.with_help("expected one of: int, float, datetime, date, uuid, str"),
+                };
+                diags.push(d);
+                return None;
+            }
+        },
+        None => match src_dtype.or(sink_dtype) {
+            Some(Dtype::Int) => PartitionKind::Int,
+            Some(Dtype::Float | Dtype::Decimal { .. }) => PartitionKind::Float,
+            Some(Dtype::Datetime) => PartitionKind::Datetime,
+            Some(Dtype::Date) => PartitionKind::Date,
+            Some(Dtype::Uuid) => PartitionKind::Uuid,
+            Some(Dtype::Str) => PartitionKind::Str,
+            _ => {
+                diags.push(
+                    Diagnostic::error("cannot tell the partition column's type")
+                        .at_path(r.path.clone())
+                        .with_span(src_part_text.span)
+                        .with_help("add `partition_column_type: int|float|datetime|date|uuid|str`"),
+                );
+                return None;
+            }
+        },
+    };
+    if let Some(dt) = src_dtype.or(sink_dtype) {
+        let ok = matches!(
+            (kind, dt),
+            (PartitionKind::Int, Dtype::Int)
+                | (PartitionKind::Float, Dtype::Float | Dtype::Decimal { .. } | Dtype::Int)
+                | (PartitionKind::Datetime, Dtype::Datetime)
+                | (PartitionKind::Date, Dtype::Date)
+                | (PartitionKind::Uuid, Dtype::Uuid)
+                | (PartitionKind::Str, Dtype::Str)
+        );
+        if !ok {
+            let t = r.partition_column_type.as_ref().unwrap_or(src_part_text);
+            diags.push(t.error(format!("partition_column_type {kind:?} does not match the column's dtype {dt}").to_lowercase()));
+            return None;
+        }
+    }
+    if strategy == ReconStrategy::Timestamp && !matches!(kind, PartitionKind::Datetime | PartitionKind::Date | PartitionKind::Int) {
+        diags.push(src_part_text.error("the timestamp strategy needs a datetime, date or int watermark column"));
+        return None;
+    }
+    let bound_type = match kind {
+        PartitionKind::Int => Some(Type::Int),
+        PartitionKind::Float => Some(Type::Float),
+        PartitionKind::Datetime => Some(Type::Datetime),
+        PartitionKind::Date => Some(Type::Date),
+        PartitionKind::Uuid | PartitionKind::Str => None,
+    };
+    let start = bound(r.start.as_ref(), bound_type.as_ref(), "start", diags);
+    let end = bound(r.end.as_ref(), bound_type.as_ref(), "end", diags);
+    let initial_interval = match &r.initial_partition_interval {
+        Some(s) => {
+            let t = expression(s, &Env::constant(), diags)?;
+            match t.const_value() {
+                Some(Value::Int(i)) if i > 0 => i,
+                Some(Value::Interval(us)) if us >= 1_000_000 => us / 1_000_000,
+                _ => {
+                    diags.push(s.error("`initial_partition_interval` must be a positive constant integer (seconds for time partitions)"));
+                    return None;
+                }
+            }
+        }
+        None => match kind {
+            PartitionKind::Datetime | PartitionKind::Date => 30 * 24 * 60 * 60,
+            PartitionKind::Int | PartitionKind::Float => 1_000_000,
+            PartitionKind::Uuid | PartitionKind::Str => 1,
+        },
+    };
+    if matches!(kind, PartitionKind::Uuid | PartitionKind::Str) && !(1..=8).contains(&initial_interval) {
+        let s = r.initial_partition_interval.as_ref().expect("only a given value can be out of range");
+        diags.push(s.error("for uuid/str partitions `initial_partition_interval` is the hex-prefix length of the first level (1 to 8)"));
+        return None;
+    }
+    let max_block_size = positive(r.max_block_size.as_ref(), 1000, diags)? as u64;
+    let reduction_factor = positive(r.interval_reduction_factor.as_ref(), 10, diags)?;
+    if reduction_factor < 2 {
+        diags.push(r.interval_reduction_factor.as_ref().expect("given").error("`interval_reduction_factor` must be at least 2"));
+        return None;
+    }
+    let partition_multiplier = match &r.partition_multiplier {
+        Some(m) if m.value > 0 => Some(m.value),
+        Some(m) => {
+            diags.push(m.error("`partition_multiplier` must be positive"));
+            return None;
+        }
+        None => None,
+    };
+    let order_text = r.source_meta.order_column.as_ref().or(r.source_order_column.as_ref());
+    let source_order = match order_text {
+        Some(o) => match lookup(src, &o.value) {
+            Some(f) => vec![f.column.clone()],
+            None => {
+                diags.push(o.error(format!("order column `{}` is not a source field", o.value)));
+                return None;
+            }
+        },
+        None => Vec::new(),
+    };
+    let lookback_seconds = match &r.lookback {
+        Some(l) => {
+            let t = expression(l, &Env::constant(), diags)?;
+            match t.const_value() {
+                Some(Value::Int(i)) if i >= 0 => i,
+                Some(Value::Interval(us)) if us >= 0 => us / 1_000_000,
+                _ => {
+                    diags.push(l.error("`lookback` must be a non-negative constant (seconds or a timedelta)"));
+                    return None;
+                }
+            }
+        }
+        None => 0,
+    };
+    Some(Reconciliation {
+        name: r.name.value.clone(),
+        strategy,
+        source_partition,
+        sink_partition,
+        kind,
+        start,
+        end,
+        initial_interval,
+        max_block_size,
+        reduction_factor: reduction_factor as u32,
+        partition_multiplier,
+        source_order,
+        lookback_seconds,
+    })
+}
+
+fn positive(v: Option<&Spanned<i64>>, default: i64, diags: &mut Diags) -> Option<i64> {
+    match v {
+        None => Some(default),
+        Some(x) if x.value > 0 && x.value <= u32::MAX as i64 => Some(x.value),
+        Some(x) => {
+            diags.push(x.error("must be a positive integer"));
+            None
+        }
+    }
+}
+
+fn bound(s: Option<&Spanned<String>>, want: Option<&Type>, what: &str, diags: &mut Diags) -> Option<Bound> {
+    let s = s?;
+    let t = expression(s, &Env::constant(), diags)?;
+    match want {
+        None => {
+            diags.push(s.error(format!("`{what}` does not apply to uuid/str partitions (they are split by hash prefix)")));
+            return None;
+        }
+        Some(w) => {
+            let ok = &t.ty == w || (matches!(w, Type::Float) && t.ty == Type::Int) || (matches!(w, Type::Datetime) && t.ty == Type::Date);
+            if !ok {
+                diags.push(s.error(format!("`{what}` gives {}, but the partition column is {w}", t.ty)));
+                return None;
+            }
+        }
+    }
+    match t.const_value() {
+        Some(v) => Some(Bound::Const(v)),
+        None => Some(Bound::Runtime(t)),
+    }
+}

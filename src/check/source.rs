@@ -1,0 +1,236 @@
+//! The source: datastore, tables and joins, selected fields with their aliases, filters and
+//! meta columns.
+
+use super::columns::{self, Scope};
+use super::stores::{table_name, Stores};
+use super::Diags;
+use crate::config::raw::{RawSource, RawTable};
+use crate::config::Spanned;
+use crate::diag::{did_you_mean, Diagnostic};
+use crate::ir::{ColumnRef, Join, JoinKind, Source, SourceField, SourceMeta, StoreKind, TableName, TableRef};
+use crate::types::Dtype;
+
+/// Default rows per batch.
+pub const DEFAULT_BATCH_SIZE: u32 = 10_000;
+
+fn table_ref(t: &RawTable) -> TableRef {
+    TableRef {
+        table: table_name(t),
+        alias: t.alias.as_ref().map(|a| a.value.clone()),
+    }
+}
+
+/// Parse a dtype name, reporting unknown names with a hint.
+pub fn dtype(s: &Spanned<String>, diags: &mut Diags) -> Option<Dtype> {
+    match Dtype::parse(&s.value) {
+        Some(d) => Some(d),
+        None => {
+            let mut d = s.error(format!("unknown dtype `{}`", s.value));
+            d = match did_you_mean(&s.value, Dtype::NAMES.iter().copied()) {
+                Some(x) => d.with_help(format!("did you mean `{x}`?")),
+                None => d.with_help(format!("expected one of: {}, or decimal(p,s)", Dtype::NAMES.join(", "))),
+            };
+            diags.push(d);
+            None
+        }
+    }
+}
+
+/// Check the source.
+pub fn source(r: &RawSource, stores: &Stores, diags: &mut Diags) -> Option<Source> {
+    let store = stores.datastore(&r.datastore, diags)?;
+    let sql = match store.kind {
+        StoreKind::Sql(_) => true,
+        StoreKind::Nats => false,
+        StoreKind::Webhook => {
+            diags.push(r.datastore.error("a webhook datastore cannot be a source").with_help("sources are postgres, mysql, clickhouse or nats"));
+            return None;
+        }
+    };
+    let table = match (&r.table, sql) {
+        (Some(t), _) => table_ref(t),
+        (None, true) => {
+            diags.push(Diagnostic::error("the source needs `table`").at_path(r.path.clone()).with_span(r.datastore.span));
+            return None;
+        }
+        (None, false) => TableRef {
+            table: TableName {
+                schema: None,
+                name: store.name.clone(),
+            },
+            alias: None,
+        },
+    };
+    if !sql && !r.joins.is_empty() {
+        diags.push(Diagnostic::error("a NATS source cannot have joins").at_path(format!("{}.joins", r.path)));
+    }
+    let mut scope = Scope { tables: vec![table.clone()] };
+    let mut joins = Vec::new();
+    for j in &r.joins {
+        let t = table_ref(&j.table);
+        if scope.tables.iter().any(|x| x.qualifier() == t.qualifier()) {
+            diags.push(
+                j.table
+                    .alias
+                    .as_ref()
+                    .unwrap_or(&j.table.table)
+                    .error(format!("`{}` is already used by another table of this source", t.qualifier()))
+                    .with_help("give the joined table a distinct `alias`"),
+            );
+            continue;
+        }
+        scope.tables.push(t.clone());
+        let kind = match j.kind.as_ref().map(|k| k.value.to_ascii_lowercase()) {
+            None => JoinKind::Inner,
+            Some(k) => match k.trim_end_matches(" outer").trim_end_matches(" join") {
+                "inner" => JoinKind::Inner,
+                "left" => JoinKind::Left,
+                "right" => JoinKind::Right,
+                "full" => JoinKind::Full,
+                other => {
+                    let kk = j.kind.as_ref().expect("some");
+                    let mut d = kk.error(format!("unknown join type `{other}`"));
+                    if let Some(x) = did_you_mean(other, ["inner", "left", "right", "full"]) {
+                        d = d.with_help(format!("did you mean `{x}`?"));
+                    } else {
+                        d = d.with_help("expected one of: inner, left, right, full");
+                    }
+                    diags.push(d);
+                    continue;
+                }
+            },
+        };
+        joins.push((j, t, kind));
+    }
+    // Join conditions can name any table of the source, so they are resolved once all are known.
+    let joins: Vec<Join> = joins
+        .into_iter()
+        .filter_map(|(j, t, kind)| {
+            let on = scope.join_on(&j.on, diags)?;
+            Some(Join { kind, table: t, on })
+        })
+        .collect();
+
+    let mut fields: Vec<SourceField> = Vec::new();
+    for f in &r.fields {
+        let Some(column) = scope.column(&f.column, diags) else { continue };
+        let dt = match &f.dtype {
+            Some(d) => dtype(d, diags),
+            None => {
+                diags.push(
+                    Diagnostic::error(format!("source field `{}` needs a `dtype`", f.column.value))
+                        .at_path(f.path.clone())
+                        .with_span(f.column.span)
+                        .with_help(format!("one of: {}", Dtype::NAMES.join(", "))),
+                );
+                None
+            }
+        };
+        let alias = match &f.alias {
+            Some(a) => {
+                if !valid_alias(&a.value) {
+                    diags.push(a.error(format!("`{}` is not a valid alias", a.value)).with_help("use letters, digits and `_`, not starting with a digit"));
+                    continue;
+                }
+                a.value.clone()
+            }
+            None => default_alias(&column),
+        };
+        if fields.iter().any(|x| x.alias == alias) {
+            diags.push(
+                f.alias
+                    .as_ref()
+                    .unwrap_or(&f.column)
+                    .error(format!("two source fields have the alias `{alias}`"))
+                    .with_help("give one of them a distinct `alias`"),
+            );
+            continue;
+        }
+        if let Some(dt) = dt {
+            fields.push(SourceField { column, alias, dtype: dt });
+        }
+    }
+    if r.fields.is_empty() {
+        diags.push(
+            Diagnostic::error("the source needs `fields` (each with `column` and `dtype`)")
+                .at_path(r.path.clone())
+                .with_span(r.datastore.span),
+        );
+    }
+    let mut filters = Vec::new();
+    for (i, f) in r.filters.iter().enumerate() {
+        let Some(col) = scope.column(&f.column, diags) else { continue };
+        let dt = field_for(&fields, &col).map(|x| x.dtype);
+        if let Some(flt) = columns::filter(f, i, "", col, dt, diags) {
+            filters.push(flt);
+        }
+    }
+    let meta = SourceMeta {
+        partition_column: r.meta.partition_column.as_ref().and_then(|c| scope.column(c, diags)),
+        hash_column: r.meta.hash_column.as_ref().and_then(|c| scope.column(c, diags)),
+        order_column: r.meta.order_column.as_ref().and_then(|c| scope.column(c, diags)),
+        unique_columns: r.meta.unique_columns.iter().filter_map(|c| scope.column(c, diags)).collect(),
+    };
+    Some(Source {
+        store,
+        table,
+        joins,
+        filters,
+        fields,
+        pushed: Vec::new(),
+        batch_size: r.batch_size.as_ref().map(|b| b.value).unwrap_or(DEFAULT_BATCH_SIZE),
+        meta,
+    })
+}
+
+/// `u.name` → `u__name`; `name` → `name`.
+pub fn default_alias(c: &ColumnRef) -> String {
+    match &c.qualifier {
+        Some(q) => format!("{q}__{}", c.name),
+        None => c.name.clone(),
+    }
+}
+
+fn valid_alias(s: &str) -> bool {
+    let mut ch = s.chars();
+    ch.next().is_some_and(|c| c.is_alphabetic() || c == '_') && ch.all(|c| c.is_alphanumeric() || c == '_')
+}
+
+/// The selected field reading this column, if any. An unqualified reference matches a field
+/// of the same column name when only one field has it.
+pub fn field_for<'a>(fields: &'a [SourceField], c: &ColumnRef) -> Option<&'a SourceField> {
+    if let Some(f) = fields.iter().find(|f| &f.column == c) {
+        return Some(f);
+    }
+    if c.qualifier.is_none() {
+        let mut it = fields.iter().filter(|f| f.column.name == c.name);
+        let first = it.next()?;
+        if it.next().is_none() {
+            return Some(first);
+        }
+    }
+    None
+}
+
+/// Find a source field by a reference as written in the config: its alias, its column
+/// (`u.name`), or the default alias (`u__name`).
+pub fn lookup<'a>(src: &'a Source, text: &str) -> Option<&'a SourceField> {
+    let t = text.trim();
+    if let Some(f) = src.fields.iter().find(|f| f.alias == t) {
+        return Some(f);
+    }
+    let (q, name) = match t.split_once('.') {
+        Some((q, n)) => (Some(q), n),
+        None => (None, t),
+    };
+    let q = match q {
+        Some(q) => {
+            let scope = Scope {
+                tables: std::iter::once(src.table.clone()).chain(src.joins.iter().map(|j| j.table.clone())).collect(),
+            };
+            Some(scope.qualifier(q)?)
+        }
+        None => None,
+    };
+    field_for(&src.fields, &ColumnRef { qualifier: q, name: name.to_string() })
+}

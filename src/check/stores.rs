@@ -1,0 +1,185 @@
+//! Datastores and external stores: uniqueness, required settings per type, and lookups by
+//! name with "did you mean" hints.
+
+use super::Diags;
+use crate::config::raw::{RawConfig, RawState, RawTable};
+use crate::config::Spanned;
+use crate::diag::{did_you_mean, Diagnostic};
+use crate::ir::{ExternalKind, ExternalStore, StateTable, Store, StoreKind, TableName};
+use crate::sql::DialectKind;
+
+/// Every store of the config, by name.
+#[derive(Debug, Default)]
+pub struct Stores {
+    datastores: Vec<Store>,
+    external: Vec<ExternalStore>,
+}
+
+impl Stores {
+    /// Validate the store lists.
+    pub fn resolve(raw: &RawConfig, diags: &mut Diags) -> Stores {
+        let mut out = Stores::default();
+        for d in &raw.datastores {
+            let kind = match d.kind.value.as_str() {
+                "postgres" => StoreKind::Sql(DialectKind::Postgres),
+                "mysql" => StoreKind::Sql(DialectKind::Mysql),
+                "clickhouse" => StoreKind::Sql(DialectKind::Clickhouse),
+                "webhook" => StoreKind::Webhook,
+                "nats" => StoreKind::Nats,
+                _ => continue, // reported by the decoder
+            };
+            if out.datastores.iter().any(|s| s.name == d.name.value) {
+                diags.push(d.name.error(format!("duplicate datastore name `{}`", d.name.value)));
+            }
+            if let Some(p) = &d.port {
+                if !(1..=65535).contains(&p.value) {
+                    diags.push(p.error("`port` must be between 1 and 65535"));
+                }
+            }
+            match kind {
+                StoreKind::Sql(_) => {
+                    if d.host.is_none() {
+                        diags.push(
+                            Diagnostic::error(format!("datastore `{}` needs `host`", d.name.value))
+                                .at_path(d.path.clone())
+                                .with_span(d.name.span),
+                        );
+                    }
+                }
+                StoreKind::Webhook => {
+                    if d.base_url.is_none() {
+                        diags.push(
+                            Diagnostic::error(format!("webhook datastore `{}` needs `base_url`", d.name.value))
+                                .at_path(d.path.clone())
+                                .with_span(d.name.span),
+                        );
+                    }
+                    if let Some(u) = &d.base_url {
+                        if !(u.value.starts_with("http://") || u.value.starts_with("https://")) {
+                            diags.push(u.error("`base_url` must start with http:// or https://"));
+                        }
+                    }
+                }
+                StoreKind::Nats => {
+                    if d.servers.is_empty() {
+                        diags.push(
+                            Diagnostic::error(format!("nats datastore `{}` needs `servers`", d.name.value))
+                                .at_path(d.path.clone())
+                                .with_span(d.name.span),
+                        );
+                    }
+                }
+            }
+            out.datastores.push(Store {
+                name: d.name.value.clone(),
+                kind,
+            });
+        }
+        for e in &raw.externalstores {
+            let kind = match e.kind.value.as_str() {
+                "redis" => ExternalKind::Redis,
+                "http" => ExternalKind::Http,
+                other => {
+                    let mut d = e.kind.error(format!("unknown external store type `{other}`"));
+                    d = match did_you_mean(other, ["redis", "http"]) {
+                        Some(s) => d.with_help(format!("did you mean `{s}`?")),
+                        None => d.with_help("expected one of: redis, http"),
+                    };
+                    diags.push(d);
+                    continue;
+                }
+            };
+            if out.external.iter().any(|s| s.name == e.name.value) {
+                diags.push(e.name.error(format!("duplicate external store name `{}`", e.name.value)));
+            }
+            if kind == ExternalKind::Redis && e.host.is_none() {
+                diags.push(
+                    Diagnostic::error(format!("redis external store `{}` needs `host`", e.name.value))
+                        .at_path(e.path.clone())
+                        .with_span(e.name.span),
+                );
+            }
+            if kind == ExternalKind::Http && e.url.is_none() {
+                diags.push(
+                    Diagnostic::error(format!("http external store `{}` needs `url`", e.name.value))
+                        .at_path(e.path.clone())
+                        .with_span(e.name.span),
+                );
+            }
+            out.external.push(ExternalStore {
+                name: e.name.value.clone(),
+                kind,
+            });
+        }
+        out
+    }
+
+    /// Look up a datastore by a reference in the config.
+    pub fn datastore(&self, r: &Spanned<String>, diags: &mut Diags) -> Option<Store> {
+        if let Some(s) = self.datastores.iter().find(|s| s.name == r.value) {
+            return Some(s.clone());
+        }
+        diags.push(unknown("datastore", r, self.datastores.iter().map(|s| s.name.as_str())));
+        None
+    }
+
+    /// Look up an external store by a reference in the config.
+    pub fn external(&self, r: &Spanned<String>, diags: &mut Diags) -> Option<ExternalStore> {
+        if let Some(s) = self.external.iter().find(|s| s.name == r.value) {
+            return Some(s.clone());
+        }
+        diags.push(unknown("external store", r, self.external.iter().map(|s| s.name.as_str())));
+        None
+    }
+
+    /// Resolve a `sourcestate` / `sinkstate` entry (`None` when it says "use the same").
+    pub fn state(&self, s: Option<&RawState>, diags: &mut Diags) -> Option<StateTable> {
+        let s = s?;
+        if s.use_same.as_ref().is_some_and(|u| u.value) {
+            return None;
+        }
+        let (Some(ds), Some(t)) = (&s.datastore, &s.table) else {
+            diags.push(
+                Diagnostic::error("a state table needs `datastore` and `table` (or `use_source`/`use_sink: true`)")
+                    .at_path(s.path.clone()),
+            );
+            return None;
+        };
+        let store = self.datastore(ds, diags)?;
+        if store.kind.dialect().is_none() {
+            diags.push(ds.error("a state table must live in a SQL datastore"));
+            return None;
+        }
+        Some(StateTable {
+            store,
+            table: table_name(t),
+            partition_column: s.meta.partition_column.as_ref().map(|c| c.value.clone()),
+            hash_column: s.meta.hash_column.as_ref().map(|c| c.value.clone()),
+        })
+    }
+}
+
+/// The table name of a raw table.
+pub fn table_name(t: &RawTable) -> TableName {
+    TableName {
+        schema: t.dbschema.as_ref().map(|s| s.value.clone()),
+        name: t.table.value.clone(),
+    }
+}
+
+/// An "unknown X" diagnostic with a did-you-mean over the known names.
+pub fn unknown<'a>(what: &str, r: &Spanned<String>, known: impl Iterator<Item = &'a str> + Clone) -> Diagnostic {
+    let mut d = r.error(format!("unknown {what} `{}`", r.value)).with_label(format!("no {what} has this name"));
+    d = match did_you_mean(&r.value, known.clone()) {
+        Some(s) => d.with_help(format!("did you mean `{s}`?")),
+        None => {
+            let all: Vec<&str> = known.collect();
+            if all.is_empty() {
+                d.with_help(format!("no {what} is defined"))
+            } else {
+                d.with_help(format!("defined: {}", all.join(", ")))
+            }
+        }
+    };
+    d
+}

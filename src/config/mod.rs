@@ -1,0 +1,40 @@
+//! Stage 1: YAML text → raw config structs, with `${VAR}` interpolation, spans and YAML paths.
+//! No names are resolved here; see [`crate::check`].
+
+pub mod decode;
+pub mod interpolate;
+pub mod raw;
+pub mod yaml;
+
+pub use decode::{Secret, Spanned};
+pub use raw::RawConfig;
+
+use crate::diag::{Diagnostic, SourceFile};
+
+/// A loaded configuration file: its source (for diagnostics) and the decoded raw structs.
+#[derive(Debug, Clone)]
+pub struct Loaded {
+    /// The file, with secret values masked for display.
+    pub source: SourceFile,
+    /// The decoded config.
+    pub raw: RawConfig,
+}
+
+/// Load a config from text. On failure returns every error found, rendered against the
+/// file with secret values masked.
+pub fn load(name: &str, text: &str, env: &dyn interpolate::Env) -> Result<Loaded, (SourceFile, Vec<Diagnostic>)> {
+    let mut source = SourceFile::new(name, text);
+    let mut root = match yaml::parse(text) {
+        Ok(n) => n,
+        Err(d) => return Err((source, vec![d])),
+    };
+    let mut ctx = decode::Ctx::default();
+    interpolate::interpolate(&mut root, env, &mut ctx.errors);
+    let raw = raw::decode(&root, &mut ctx);
+    source.mask(&ctx.secrets);
+    if ctx.errors.is_empty() {
+        Ok(Loaded { source, raw })
+    } else {
+        Err((source, ctx.errors))
+    }
+}

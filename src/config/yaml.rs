@@ -1,0 +1,367 @@
+//! A small YAML loader that keeps a source span on every node, built on yaml-rust2's event
+//! parser. Scalars are typed by the YAML 1.2 core schema, except that quoted scalars are
+//! always strings. Anchors and aliases are supported (an alias is a copy of its anchor).
+
+use crate::diag::{Diagnostic, Span};
+use std::collections::HashMap;
+use yaml_rust2::parser::{Event, MarkedEventReceiver, Parser};
+use yaml_rust2::scanner::{Marker, TScalarStyle};
+
+/// A YAML node with its span in the source text.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Node {
+    /// The value.
+    pub value: NodeValue,
+    /// Where it is in the source.
+    pub span: Span,
+    /// For string scalars: the span of the characters of the value itself (inside quotes).
+    pub content: Span,
+    /// Whether a string scalar was quoted (quoted scalars are never typed as numbers).
+    pub quoted: bool,
+}
+
+/// The value of a YAML node.
+#[derive(Debug, Clone, PartialEq)]
+pub enum NodeValue {
+    /// `~`, `null` or empty.
+    Null,
+    /// `true` / `false`.
+    Bool(bool),
+    /// An integer.
+    Int(i64),
+    /// A float.
+    Float(f64),
+    /// A string.
+    Str(String),
+    /// A sequence.
+    Seq(Vec<Node>),
+    /// A mapping, in source order (key node, value node).
+    Map(Vec<(Node, Node)>),
+}
+
+impl Node {
+    /// A short name of the node's type for error messages.
+    pub fn type_name(&self) -> &'static str {
+        match self.value {
+            NodeValue::Null => "null",
+            NodeValue::Bool(_) => "a boolean",
+            NodeValue::Int(_) => "an integer",
+            NodeValue::Float(_) => "a number",
+            NodeValue::Str(_) => "a string",
+            NodeValue::Seq(_) => "a list",
+            NodeValue::Map(_) => "a mapping",
+        }
+    }
+
+    /// The string value, if this is a string scalar.
+    pub fn as_str(&self) -> Option<&str> {
+        match &self.value {
+            NodeValue::Str(s) => Some(s),
+            _ => None,
+        }
+    }
+}
+
+/// Parse a YAML document into a spanned node tree. An empty document is `Null`.
+pub fn parse(text: &str) -> Result<Node, Diagnostic> {
+    let offsets = CharOffsets::new(text);
+    let mut b = Builder {
+        text,
+        offsets: &offsets,
+        stack: Vec::new(),
+        anchors: HashMap::new(),
+        root: None,
+        error: None,
+    };
+    let mut parser = Parser::new_from_str(text);
+    if let Err(e) = parser.load(&mut b, false) {
+        let at = offsets.byte(e.marker().index());
+        let msg = e.to_string();
+        // yaml-rust2 appends " at byte … line … column …": keep only the description.
+        let msg = msg.split(" at ").next().unwrap_or(&msg).to_string();
+        return Err(Diagnostic::error(format!("malformed YAML: {msg}"))
+            .with_span(Span::new(at, at + 1))
+            .with_label("here"));
+    }
+    if let Some(e) = b.error {
+        return Err(e);
+    }
+    Ok(b.root.unwrap_or(Node {
+        value: NodeValue::Null,
+        span: Span::new(0, 0),
+        content: Span::new(0, 0),
+        quoted: false,
+    }))
+}
+
+/// Converts yaml-rust2's character indices into byte offsets.
+struct CharOffsets {
+    bytes: Vec<usize>,
+}
+
+impl CharOffsets {
+    fn new(text: &str) -> Self {
+        let mut bytes: Vec<usize> = text.char_indices().map(|(b, _)| b).collect();
+        bytes.push(text.len());
+        CharOffsets { bytes }
+    }
+    fn byte(&self, char_index: usize) -> usize {
+        *self
+            .bytes
+            .get(char_index)
+            .unwrap_or(self.bytes.last().expect("never empty"))
+    }
+}
+
+enum Frame {
+    Seq(Vec<Node>, usize, usize),
+    Map(Vec<(Node, Node)>, Option<Node>, usize, usize),
+}
+
+struct Builder<'a> {
+    text: &'a str,
+    offsets: &'a CharOffsets,
+    stack: Vec<Frame>,
+    anchors: HashMap<usize, Node>,
+    root: Option<Node>,
+    error: Option<Diagnostic>,
+}
+
+impl Builder<'_> {
+    fn push_node(&mut self, node: Node, anchor: usize) {
+        if anchor > 0 {
+            self.anchors.insert(anchor, node.clone());
+        }
+        match self.stack.last_mut() {
+            None => self.root = Some(node),
+            Some(Frame::Seq(items, _, _)) => items.push(node),
+            Some(Frame::Map(entries, key, _, _)) => match key.take() {
+                None => *key = Some(node),
+                Some(k) => entries.push((k, node)),
+            },
+        }
+    }
+
+    fn scalar(&self, value: String, style: TScalarStyle, start: usize) -> Node {
+        let text = self.text;
+        let (end, content) = match style {
+            TScalarStyle::SingleQuoted => {
+                let end = scan_single_quoted(text, start);
+                (end, Span::new(start + 1, end.saturating_sub(1).max(start + 1)))
+            }
+            TScalarStyle::DoubleQuoted => {
+                let end = scan_double_quoted(text, start);
+                (end, Span::new(start + 1, end.saturating_sub(1).max(start + 1)))
+            }
+            TScalarStyle::Plain => {
+                // A plain scalar on one line is its value verbatim.
+                let end = if text[start..].starts_with(value.as_str()) {
+                    start + value.len()
+                } else {
+                    line_end(text, start)
+                };
+                (end, Span::new(start, end))
+            }
+            _ => {
+                // Block scalars: the span covers the indicator line.
+                let end = line_end(text, start);
+                (end, Span::new(start, end))
+            }
+        };
+        let quoted = style != TScalarStyle::Plain;
+        let v = if quoted {
+            NodeValue::Str(value)
+        } else {
+            resolve_plain(value)
+        };
+        Node {
+            value: v,
+            span: Span::new(start, end),
+            content,
+            quoted,
+        }
+    }
+}
+
+fn line_end(text: &str, start: usize) -> usize {
+    text[start..]
+        .find('\n')
+        .map(|i| start + i)
+        .unwrap_or(text.len())
+}
+
+fn scan_single_quoted(text: &str, start: usize) -> usize {
+    let b = text.as_bytes();
+    let mut i = start + 1;
+    while i < b.len() {
+        if b[i] == b'\'' {
+            if b.get(i + 1) == Some(&b'\'') {
+                i += 2;
+                continue;
+            }
+            return i + 1;
+        }
+        i += 1;
+    }
+    b.len()
+}
+
+fn scan_double_quoted(text: &str, start: usize) -> usize {
+    let b = text.as_bytes();
+    let mut i = start + 1;
+    while i < b.len() {
+        match b[i] {
+            b'\\' => i += 2,
+            b'"' => return i + 1,
+            _ => i += 1,
+        }
+    }
+    b.len()
+}
+
+/// Type a plain scalar by the YAML 1.2 core schema (used again after interpolation).
+pub(crate) fn resolve_plain_pub(s: String) -> NodeValue {
+    resolve_plain(s)
+}
+
+fn resolve_plain(s: String) -> NodeValue {
+    match s.as_str() {
+        "" | "~" | "null" | "Null" | "NULL" => return NodeValue::Null,
+        "true" | "True" | "TRUE" => return NodeValue::Bool(true),
+        "false" | "False" | "FALSE" => return NodeValue::Bool(false),
+        _ => {}
+    }
+    let t = s.strip_prefix('+').unwrap_or(&s);
+    if !t.is_empty() && t.trim_start_matches('-').chars().all(|c| c.is_ascii_digit()) {
+        if let Ok(i) = s.parse::<i64>() {
+            return NodeValue::Int(i);
+        }
+    }
+    if let Some(h) = t.strip_prefix("0x") {
+        if let Ok(i) = i64::from_str_radix(h, 16) {
+            return NodeValue::Int(i);
+        }
+    }
+    let looks_float = t.chars().any(|c| c.is_ascii_digit())
+        && t
+            .chars()
+            .all(|c| c.is_ascii_digit() || matches!(c, '.' | 'e' | 'E' | '-' | '+'));
+    if looks_float {
+        if let Ok(f) = t.parse::<f64>() {
+            return NodeValue::Float(f);
+        }
+    }
+    match t {
+        ".inf" | ".Inf" | ".INF" => return NodeValue::Float(f64::INFINITY),
+        ".nan" | ".NaN" | ".NAN" => return NodeValue::Float(f64::NAN),
+        _ => {}
+    }
+    if s == "-.inf" {
+        return NodeValue::Float(f64::NEG_INFINITY);
+    }
+    NodeValue::Str(s)
+}
+
+impl MarkedEventReceiver for Builder<'_> {
+    fn on_event(&mut self, ev: Event, mark: Marker) {
+        if self.error.is_some() {
+            return;
+        }
+        let at = self.offsets.byte(mark.index());
+        match ev {
+            Event::Scalar(value, style, anchor, _tag) => {
+                let node = self.scalar(value, style, at);
+                self.push_node(node, anchor);
+            }
+            Event::SequenceStart(anchor, _) => self.stack.push(Frame::Seq(Vec::new(), at, anchor)),
+            Event::MappingStart(anchor, _) => {
+                self.stack.push(Frame::Map(Vec::new(), None, at, anchor))
+            }
+            Event::SequenceEnd => {
+                if let Some(Frame::Seq(items, start, anchor)) = self.stack.pop() {
+                    let end = items.last().map(|n| n.span.end).unwrap_or(at).max(start);
+                    let node = Node {
+                        value: NodeValue::Seq(items),
+                        span: Span::new(start, end),
+                        content: Span::new(start, end),
+                        quoted: false,
+                    };
+                    self.push_node(node, anchor);
+                }
+            }
+            Event::MappingEnd => {
+                if let Some(Frame::Map(entries, _, start, anchor)) = self.stack.pop() {
+                    let end = entries.last().map(|(_, v)| v.span.end).unwrap_or(at).max(start);
+                    let node = Node {
+                        value: NodeValue::Map(entries),
+                        span: Span::new(start, end),
+                        content: Span::new(start, end),
+                        quoted: false,
+                    };
+                    self.push_node(node, anchor);
+                }
+            }
+            Event::Alias(id) => match self.anchors.get(&id).cloned() {
+                Some(mut n) => {
+                    n.span = Span::new(at, at + 1);
+                    self.push_node(n, 0);
+                }
+                None => {
+                    self.error = Some(
+                        Diagnostic::error("alias to an unknown anchor")
+                            .with_span(Span::new(at, at + 1)),
+                    )
+                }
+            },
+            Event::DocumentStart => {
+                if self.root.is_some() {
+                    self.error = Some(
+                        Diagnostic::error("the config must be a single YAML document")
+                            .with_span(Span::new(at, at + 3)),
+                    );
+                }
+            }
+            _ => {}
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn slice(text: &str, s: Span) -> &str {
+        &text[s.start..s.end]
+    }
+
+    #[test]
+    fn spans_and_types() {
+        let text = "a: 1\nb: 'x''y'\nc: \"q\\\"r\"\nd: TRUE\ne: 1*365*24*60*60\nf: [1, ~]\ng: é ok\n";
+        let n = parse(text).unwrap();
+        let NodeValue::Map(m) = &n.value else { panic!() };
+        assert_eq!(m[0].1.value, NodeValue::Int(1));
+        assert_eq!(slice(text, m[1].1.span), "'x''y'");
+        assert_eq!(m[1].1.value, NodeValue::Str("x'y".into()));
+        assert_eq!(slice(text, m[2].1.span), "\"q\\\"r\"");
+        assert_eq!(m[3].1.value, NodeValue::Bool(true));
+        assert_eq!(m[4].1.value, NodeValue::Str("1*365*24*60*60".into()));
+        assert_eq!(slice(text, m[4].1.span), "1*365*24*60*60");
+        assert_eq!(slice(text, m[6].1.span), "é ok");
+        assert_eq!(slice(text, m[6].0.span), "g");
+    }
+
+    #[test]
+    fn malformed_yaml_is_located() {
+        let text = "a: 1\nb: [1, 2\n";
+        let e = parse(text).unwrap_err();
+        assert!(e.message.starts_with("malformed YAML"), "{}", e.message);
+        assert!(e.span.is_some());
+    }
+
+    #[test]
+    fn aliases_copy_anchors() {
+        let n = parse("a: &x {k: 1}\nb: *x\n").unwrap();
+        let NodeValue::Map(m) = &n.value else { panic!() };
+        assert_eq!(m[0].1.value, m[1].1.value);
+    }
+}
