@@ -6,8 +6,10 @@
 pub mod check;
 pub mod config;
 pub mod diag;
+pub mod driver;
 pub mod expr;
 pub mod ir;
 pub mod sql;
 pub mod template;
 pub mod types;
+pub mod plan;

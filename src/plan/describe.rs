@@ -1,0 +1,130 @@
+//! The human description of a pipeline, shared by the text and JSON renderers.
+
+use crate::ir::{Bound, FieldValue, Lookup, Pipeline, SinkHash, TableName};
+
+/// `schema.table` or `table`.
+pub fn table(t: &TableName) -> String {
+    match &t.schema {
+        Some(s) => format!("{s}.{}", t.name),
+        None => t.name.clone(),
+    }
+}
+
+/// Where one sink field's value comes from, in words.
+pub fn field_origin(p: &Pipeline, v: &FieldValue) -> String {
+    match v {
+        FieldValue::Column { alias } => {
+            let col = p
+                .source
+                .fields
+                .iter()
+                .find(|f| &f.alias == alias)
+                .map(|f| f.column.to_string())
+                .unwrap_or_else(|| alias.clone());
+            format!("{col} (copied)")
+        }
+        FieldValue::Pushed { alias } => {
+            let e = p.source.pushed.iter().find(|x| &x.alias == alias).map(|x| x.expr.to_string()).unwrap_or_default();
+            format!("{e} (pushed down into the source query as {alias})")
+        }
+        FieldValue::Expr(e) => format!("{e} (evaluated by the runtime)"),
+        FieldValue::Template(t) => format!("TMPL({}) (rendered by the runtime)", t.source),
+        FieldValue::Enrichment { name, output } => format!("enrichment {name}.{output}"),
+    }
+}
+
+fn bound(b: &Option<Bound>, default: &str) -> String {
+    match b {
+        None => default.to_string(),
+        Some(Bound::Const(v)) => format!("{v:?}"),
+        Some(Bound::Runtime(e)) => format!("{e} (evaluated once at run start)"),
+    }
+}
+
+/// Description lines of a pipeline.
+pub fn describe(p: &Pipeline) -> Vec<String> {
+    let mut out = Vec::new();
+    let s = &p.source;
+    let alias = s.table.alias.as_deref().map(|a| format!(" AS {a}")).unwrap_or_default();
+    out.push(format!(
+        "source: {} ({}) {}{alias}, batch {} rows",
+        s.store.name,
+        s.store.kind.name(),
+        table(&s.table.table),
+        s.batch_size
+    ));
+    for j in &s.joins {
+        let alias = j.table.alias.as_deref().map(|a| format!(" AS {a}")).unwrap_or_default();
+        out.push(format!("  {:?} join {}{alias} ON {}", j.kind, table(&j.table.table), j.on).to_lowercase());
+    }
+    let k = &p.sink;
+    let merge = match k.merge.kind {
+        crate::ir::MergeKind::DeleteInsert => "delete_insert".into(),
+        crate::ir::MergeKind::Upsert => "upsert".into(),
+        crate::ir::MergeKind::Collapse => format!("collapse (sign column {})", k.merge.sign_column),
+    };
+    out.push(format!(
+        "sink: {} ({}) {}, merge {merge}{}, key ({}), batch {} rows",
+        k.store.name,
+        k.store.kind.name(),
+        table(&k.table),
+        if k.merge.allow_delete { " with deletes" } else { "" },
+        k.unique_key.join(", "),
+        k.batch_size
+    ));
+    out.push("fields:".into());
+    for f in &k.fields {
+        let track = if f.track { "" } else { " [not tracked]" };
+        out.push(format!("  {} {} <- {}{track}", f.column, f.dtype, field_origin(p, &f.value)));
+    }
+    for e in &p.enrichments {
+        let lookup = match &e.lookup {
+            Lookup::Redis { key } => format!("redis GET {}", key.source),
+            Lookup::Http { path, params } => {
+                let ps: Vec<String> = params.iter().map(|(k, v)| format!("{k}={}", v.source)).collect();
+                if ps.is_empty() {
+                    format!("http GET {}", path.source)
+                } else {
+                    format!("http GET {} ? {}", path.source, ps.join("&"))
+                }
+            }
+        };
+        let outputs: Vec<String> = e.outputs.iter().map(|(k, d)| format!("{k} {d}")).collect();
+        let output = e.output.as_ref().map(|o| format!(", output {o}")).unwrap_or_default();
+        out.push(format!(
+            "enrichment {} from {}: {lookup}{output} -> ({}), on error {:?}",
+            e.name,
+            e.store.name,
+            outputs.join(", "),
+            e.on_error
+        )
+        .replace("Fail", "fail")
+        .replace("Null", "null")
+        .replace("Skip", "skip"));
+    }
+    for r in &p.reconciliations {
+        out.push(format!(
+            "reconciliation {}: {} on {} -> {} ({}), from {} to {}, level-1 interval {}, max block {} rows, reduction factor {}",
+            r.name,
+            serde_json::to_value(r.strategy).ok().and_then(|v| v.as_str().map(String::from)).unwrap_or_default(),
+            r.source_partition,
+            r.sink_partition,
+            serde_json::to_value(r.kind).ok().and_then(|v| v.as_str().map(String::from)).unwrap_or_default(),
+            bound(&r.start, "the minimum on either side"),
+            bound(&r.end, "past the maximum on either side"),
+            r.initial_interval,
+            r.max_block_size,
+            r.reduction_factor
+        ));
+    }
+    if !p.reconciliations.is_empty() {
+        let src: Vec<String> = p.row_hash.source.iter().map(|h| format!("{} {}", h.name, h.dtype)).collect();
+        let sink = match &p.row_hash.sink {
+            SinkHash::Columns(c) => c.iter().map(|h| format!("{} {}", h.name, h.dtype)).collect::<Vec<_>>().join(", "),
+            SinkHash::Stored(h) => format!("stored in column {h}, written at load"),
+        };
+        let prec = if p.row_hash.seconds_precision { ", datetimes at whole seconds" } else { "" };
+        out.push(format!("row hash: source ({}); sink ({sink}){prec}", src.join(", ")));
+    }
+    out
+}
