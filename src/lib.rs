@@ -4,5 +4,7 @@
 //! [`plan`] → [`runtime`]. Only the runtime does I/O.
 
 pub mod diag;
+pub mod expr;
 pub mod sql;
+pub mod template;
 pub mod types;
