@@ -1,109 +1,112 @@
-//! Placeholder API of the expression language (the implementation lands from its own
-//! branch); signatures match the real module so the checker can be written against them.
-#![allow(missing_docs, dead_code, unused_variables)]
+//! The expression language (SPEC §3): a small, statically typed, Python-lambda-compatible
+//! language used for computed sink fields, enrichment outputs and reconciliation bounds.
+//!
+//! Pipeline: [`parse`] (pest grammar `grammar/expr.pest`) → [`check`] (static types against
+//! the row's dtypes, giving a [`TypedExpr`]) → [`TypedExpr::fold`] (constant folding) →
+//! either [`crate::sql::pushdown::to_sql`] (pushed into the extract SQL) or [`eval`] per row.
+//!
+//! Nothing in the language can reach files, the network or the process: the only names are
+//! the lambda parameter, row aliases, and the functions in [`functions`].
+
+pub mod ast;
+mod display;
+pub mod eval;
+mod fold;
+pub mod functions;
+pub mod parse;
+pub mod typecheck;
+pub mod types;
+pub mod value;
+
+#[cfg(test)]
+mod tests;
+
+pub use ast::{Expr, Lambda, Parsed};
+pub use eval::{eval, EvalCtx, EvalError, EvalErrorKind};
+pub use parse::parse;
+pub use typecheck::{check, Env, TypedExpr, TypedKind};
+pub use types::Type;
+pub use value::{Decimal, Value};
 
 use crate::diag::{Diagnostic, Span};
-use crate::types::Dtype;
 
-#[derive(Debug, Clone)]
-pub struct Expr;
-#[derive(Debug, Clone)]
-pub struct Lambda {
-    pub params: Vec<String>,
-    pub body: Expr,
+/// What kind of compile-time problem an [`ExprError`] is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ExprErrorKind {
+    /// The text does not follow the grammar.
+    Syntax,
+    /// An operand or argument has the wrong type.
+    Type,
+    /// A name that is not a field, parameter or function.
+    UnknownName,
+    /// A construct that is deliberately not available (imports, dunders, attributes…).
+    Forbidden,
+    /// A function called with the wrong number or names of arguments.
+    Arity,
+    /// Evaluating a constant sub-expression at compile time failed (e.g. division by zero).
+    Constant,
+    /// The expression is too long or too deeply nested.
+    Limit,
+}
+
+/// A compile-time error in an expression, located by an absolute span in the config file.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[error("{message}")]
+pub struct ExprError {
+    /// The category.
+    pub kind: ExprErrorKind,
+    /// One-line message.
+    pub message: String,
+    /// The offending text.
     pub span: Span,
+    /// Short caret label.
+    pub label: Option<String>,
+    /// A hint, e.g. "did you mean `lower`?".
+    pub help: Option<String>,
 }
-#[derive(Debug, Clone)]
-pub struct Parsed {
-    pub lambda: Lambda,
-    pub warnings: Vec<Diagnostic>,
+
+impl ExprError {
+    /// A new error without label or help.
+    pub fn new(kind: ExprErrorKind, message: impl Into<String>, span: Span) -> Self {
+        ExprError {
+            kind,
+            message: message.into(),
+            span,
+            label: None,
+            help: None,
+        }
+    }
+
+    /// Attach a caret label.
+    pub fn with_label(mut self, label: impl Into<String>) -> Self {
+        self.label = Some(label.into());
+        self
+    }
+
+    /// Attach a help line.
+    pub fn with_help(mut self, help: impl Into<String>) -> Self {
+        self.help = Some(help.into());
+        self
+    }
+
+    /// Attach an optional help line.
+    pub fn with_opt_help(mut self, help: Option<String>) -> Self {
+        if help.is_some() {
+            self.help = help;
+        }
+        self
+    }
 }
-#[derive(Debug, Clone)]
-pub struct ExprError;
+
 impl From<ExprError> for Diagnostic {
-    fn from(_: ExprError) -> Self {
-        Diagnostic::error("expr")
+    fn from(e: ExprError) -> Diagnostic {
+        let mut d = Diagnostic::error(e.message).with_span(e.span);
+        if let Some(l) = e.label {
+            d = d.with_label(l);
+        }
+        if let Some(h) = e.help {
+            d = d.with_help(h);
+        }
+        d
     }
-}
-pub fn parse(src: &str, origin: Span) -> Result<Parsed, ExprError> {
-    Err(ExprError)
-}
-#[derive(Debug, Clone, PartialEq)]
-pub enum Type {
-    Null,
-    Int,
-    Float,
-    Decimal,
-    Str,
-    Bool,
-    Date,
-    Datetime,
-    Uuid,
-    Json,
-    Interval,
-    List(Box<Type>),
-    Map(Vec<(String, Type)>),
-}
-impl Type {
-    pub fn from_dtype(d: Dtype) -> Type {
-        Type::Int
-    }
-    pub fn to_dtype(&self) -> Option<Dtype> {
-        None
-    }
-}
-impl std::fmt::Display for Type {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "?")
-    }
-}
-pub struct Env;
-impl Env {
-    pub fn row(fields: impl IntoIterator<Item = (String, Dtype)>) -> Env {
-        Env
-    }
-    pub fn value(ty: Type) -> Env {
-        Env
-    }
-    pub fn constant() -> Env {
-        Env
-    }
-}
-pub fn check(l: &Lambda, env: &Env) -> Result<TypedExpr, ExprError> {
-    Err(ExprError)
-}
-#[derive(Debug, Clone)]
-pub struct TypedExpr {
-    pub ty: Type,
-    pub span: Span,
-}
-impl TypedExpr {
-    pub fn is_constant(&self) -> bool {
-        false
-    }
-    pub fn columns(&self) -> Vec<String> {
-        vec![]
-    }
-    pub fn fold(&self) -> Result<TypedExpr, ExprError> {
-        Ok(self.clone())
-    }
-    pub fn const_value(&self) -> Option<Value> {
-        None
-    }
-}
-impl std::fmt::Display for TypedExpr {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "?")
-    }
-}
-#[derive(Debug, Clone, PartialEq)]
-pub enum Value {
-    Null,
-    Int(i64),
-    Float(f64),
-    Str(String),
-    Bool(bool),
-    Datetime(chrono::NaiveDateTime),
-    Date(chrono::NaiveDate),
-    Interval(i64),
 }

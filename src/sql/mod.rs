@@ -1,6 +1,7 @@
 //! SQL generation: IR → sqlparser AST → text, one generator for every dialect.
 
 pub mod dialect;
+pub mod pushdown;
 
 pub use dialect::{Dialect, DialectKind};
 pub mod pushdown;

@@ -1,19 +1,412 @@
-//! Placeholder API of templates (the implementation lands from its own branch).
-#![allow(missing_docs, dead_code, unused_variables)]
-use crate::diag::{Diagnostic, Span};
+//! `TMPL(...)` templates (SPEC §3): minijinja templates rendered with the row context
+//! (source aliases plus enrichment outputs).
+//!
+//! Templates are compiled once, at config-check time, into one process-wide minijinja
+//! [`Environment`] (keyed by their source text, so identical templates share one compiled
+//! form) and rendered per row without re-parsing. Undefined behaviour is strict: every
+//! variable a template reads must be declared when it is compiled (unknown names are
+//! compile errors with a span and a "did you mean"), and a value missing at run time is an
+//! error rather than an empty string.
+//!
+//! NULL: a NULL field is passed to the template as *undefined*, so printing it is an error
+//! ([`TemplateError::NullValue`]) unless the template says what to print instead, e.g.
+//! `{{ name|default("") }}` or `{% if name is defined %}`. Silent empty strings in keys
+//! and URLs would merge unrelated rows, so they must be asked for.
 
-#[derive(Debug, Clone)]
-pub struct Template {
-    pub source: String,
-    pub vars: Vec<String>,
+use crate::diag::{did_you_mean, Diagnostic, Span};
+use crate::expr::value::{format_datetime, Value};
+use indexmap::IndexMap;
+use minijinja::{AutoEscape, Environment, ErrorKind, UndefinedBehavior};
+use std::collections::BTreeMap;
+use std::sync::{OnceLock, RwLock};
+
+/// Errors from compiling or rendering a template.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum TemplateError {
+    /// The template text is not valid minijinja syntax.
+    #[error("template syntax error: {message}")]
+    Syntax {
+        /// What the template engine reported.
+        message: String,
+        /// Where (absolute, in the config file).
+        span: Span,
+    },
+    /// The template reads a variable that is neither a source alias nor an enrichment output.
+    #[error("unknown variable `{name}` in template")]
+    UnknownVariable {
+        /// The variable.
+        name: String,
+        /// Where the variable is used.
+        span: Span,
+        /// The closest known name.
+        suggestion: Option<String>,
+        /// All known names (for the help line when nothing is close).
+        known: Vec<String>,
+    },
+    /// A field the template prints is NULL in this row.
+    #[error("template `{template}`: field `{name}` is NULL")]
+    NullValue {
+        /// The template source.
+        template: String,
+        /// The NULL field.
+        name: String,
+    },
+    /// Rendering failed for another reason (missing field, filter error…).
+    #[error("template `{template}` failed: {message}")]
+    Render {
+        /// The template source.
+        template: String,
+        /// What the template engine reported.
+        message: String,
+    },
 }
-#[derive(Debug, Clone)]
-pub struct TemplateError;
+
 impl From<TemplateError> for Diagnostic {
-    fn from(_: TemplateError) -> Self {
-        Diagnostic::error("template")
+    fn from(e: TemplateError) -> Diagnostic {
+        let msg = e.to_string();
+        match e {
+            TemplateError::Syntax { span, .. } => Diagnostic::error(msg).with_span(span),
+            TemplateError::UnknownVariable {
+                span,
+                suggestion,
+                known,
+                ..
+            } => {
+                let d = Diagnostic::error(msg)
+                    .with_span(span)
+                    .with_label("not a source field or enrichment output");
+                match suggestion {
+                    Some(s) => d.with_help(format!("did you mean `{s}`?")),
+                    None if !known.is_empty() => {
+                        d.with_help(format!("known names: {}", known.join(", ")))
+                    }
+                    None => d,
+                }
+            }
+            TemplateError::NullValue { name, .. } => Diagnostic::error(msg).with_help(format!(
+                "write `{{{{ {name}|default(\"\") }}}}` to render NULL as an empty string"
+            )),
+            TemplateError::Render { .. } => Diagnostic::error(msg),
+        }
     }
 }
+
+/// A compiled template.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Template {
+    /// The template text (without the `TMPL(`…`)` wrapper).
+    pub source: String,
+    /// The variables it reads, sorted and without duplicates.
+    pub vars: Vec<String>,
+    /// Where the template text is in the config file.
+    pub span: Span,
+}
+
+fn env() -> &'static RwLock<Environment<'static>> {
+    static ENV: OnceLock<RwLock<Environment<'static>>> = OnceLock::new();
+    ENV.get_or_init(|| {
+        let mut env = Environment::new();
+        env.set_undefined_behavior(UndefinedBehavior::Strict);
+        env.set_auto_escape_callback(|_| AutoEscape::None);
+        env.set_keep_trailing_newline(true);
+        RwLock::new(env)
+    })
+}
+
+/// Compile a template once. `origin` is the span of `src` in the config file (the caller
+/// strips `TMPL(`…`)`), `known` the names the row context will hold. Every variable the
+/// template reads must be in `known`.
 pub fn compile(src: &str, origin: Span, known: &[&str]) -> Result<Template, TemplateError> {
-    Err(TemplateError)
+    let lock = env();
+    {
+        let mut env = lock.write().unwrap_or_else(|p| p.into_inner());
+        if env.get_template(src).is_err() {
+            env.add_template_owned(src.to_string(), src.to_string())
+                .map_err(|e| {
+                    let span = e
+                        .range()
+                        .map(|r| origin.sub(r.start, r.end))
+                        .unwrap_or(origin);
+                    TemplateError::Syntax {
+                        message: e.detail().unwrap_or(&e.kind().to_string()).to_string(),
+                        span,
+                    }
+                })?;
+        }
+    }
+    let env = lock.read().unwrap_or_else(|p| p.into_inner());
+    let tmpl = env.get_template(src).map_err(|e| TemplateError::Syntax {
+        message: e.to_string(),
+        span: origin,
+    })?;
+    let globals: Vec<&str> = env.globals().map(|(n, _)| n).collect();
+    let mut vars: Vec<String> = tmpl
+        .undeclared_variables(false)
+        .into_iter()
+        .filter(|v| !globals.contains(&v.as_str()))
+        .collect();
+    vars.sort();
+    vars.dedup();
+    // Report the unknown variable that appears first in the text.
+    let mut unknown: Vec<(usize, usize, &String)> = vars
+        .iter()
+        .filter(|v| !known.contains(&v.as_str()))
+        .map(|v| {
+            let (s, e) = find_var(src, v).unwrap_or((0, src.len()));
+            (s, e, v)
+        })
+        .collect();
+    unknown.sort();
+    if let Some((s, e, name)) = unknown.first() {
+        return Err(TemplateError::UnknownVariable {
+            name: (*name).clone(),
+            span: origin.sub(*s, *e),
+            suggestion: did_you_mean(name, known.iter().copied()).map(str::to_string),
+            known: known.iter().map(|k| k.to_string()).collect(),
+        });
+    }
+    Ok(Template {
+        source: src.to_string(),
+        vars,
+        span: origin,
+    })
+}
+
+/// Byte range of the first use of `name` as a whole word inside `{{ }}` or `{% %}`.
+fn find_var(src: &str, name: &str) -> Option<(usize, usize)> {
+    let bytes = src.as_bytes();
+    let word = |b: u8| b.is_ascii_alphanumeric() || b == b'_';
+    let mut pos = 0;
+    while let Some(open) = src[pos..].find(['{']).map(|i| i + pos) {
+        let kind = bytes.get(open + 1).copied();
+        let close_pat = match kind {
+            Some(b'{') => "}}",
+            Some(b'%') => "%}",
+            _ => {
+                pos = open + 1;
+                continue;
+            }
+        };
+        let body_start = open + 2;
+        let body_end = src[body_start..]
+            .find(close_pat)
+            .map_or(src.len(), |i| i + body_start);
+        let body = &src[body_start..body_end];
+        let mut from = 0;
+        while let Some(i) = body[from..].find(name).map(|i| i + from) {
+            let s = body_start + i;
+            let e = s + name.len();
+            let before_ok = s == 0 || !word(bytes[s - 1]) && bytes[s - 1] != b'.';
+            let after_ok = e >= bytes.len() || !word(bytes[e]);
+            if before_ok && after_ok {
+                return Some((s, e));
+            }
+            from = i + name.len();
+        }
+        pos = body_end.max(open + 1);
+        if pos >= src.len() {
+            break;
+        }
+    }
+    None
+}
+
+fn to_jinja(v: &Value) -> Option<minijinja::Value> {
+    use minijinja::Value as J;
+    Some(match v {
+        Value::Null => return None,
+        Value::Int(i) => J::from(*i),
+        Value::Float(f) => J::from(*f),
+        Value::Decimal(d) => J::from(d.to_string()),
+        Value::Str(s) | Value::Uuid(s) => J::from(s.clone()),
+        Value::Bool(b) => J::from(*b),
+        Value::Date(d) => J::from(d.format("%Y-%m-%d").to_string()),
+        Value::Datetime(t) => J::from(format_datetime(t)),
+        Value::Interval(_) => J::from(v.to_text()),
+        Value::Json(j) => J::from_serialize(j),
+        Value::List(_) | Value::Map(_) => J::from_serialize(v.to_json()),
+    })
+}
+
+impl Template {
+    /// Render with a row context (alias → value). NULL values are undefined in the
+    /// template: printing one is [`TemplateError::NullValue`] unless the template gives a
+    /// `default`.
+    pub fn render(&self, ctx: &IndexMap<String, Value>) -> Result<String, TemplateError> {
+        let mut vars: BTreeMap<&str, minijinja::Value> = BTreeMap::new();
+        for name in &self.vars {
+            if let Some(j) = ctx.get(name).and_then(to_jinja) {
+                vars.insert(name.as_str(), j);
+            }
+        }
+        let env = env().read().unwrap_or_else(|p| p.into_inner());
+        let tmpl = env
+            .get_template(&self.source)
+            .map_err(|e| self.render_err(e.to_string()))?;
+        tmpl.render(&vars).map_err(|e| {
+            if e.kind() == ErrorKind::UndefinedError {
+                if let Some(missing) = self.vars.iter().find(|v| !ctx.contains_key(*v)) {
+                    return self.render_err(format!("the row has no field `{missing}`"));
+                }
+                if let Some(null) = self
+                    .vars
+                    .iter()
+                    .find(|v| ctx.get(*v).is_some_and(Value::is_null))
+                {
+                    return TemplateError::NullValue {
+                        template: self.source.clone(),
+                        name: null.clone(),
+                    };
+                }
+            }
+            self.render_err(e.detail().map_or_else(|| e.to_string(), str::to_string))
+        })
+    }
+
+    fn render_err(&self, message: String) -> TemplateError {
+        TemplateError::Render {
+            template: self.source.clone(),
+            message,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn row(pairs: &[(&str, Value)]) -> IndexMap<String, Value> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.clone()))
+            .collect()
+    }
+
+    fn at(src: &str) -> Span {
+        Span::new(100, 100 + src.len())
+    }
+
+    #[test]
+    fn seed_templates_compile_and_render() {
+        let t = compile(
+            "{{ name }} - ${{ o__total }}",
+            at("{{ name }} - ${{ o__total }}"),
+            &["name", "o__total", "user_id"],
+        )
+        .unwrap();
+        assert_eq!(t.vars, vec!["name", "o__total"]);
+        let r = row(&[
+            ("name", Value::Str("Ann".into())),
+            ("o__total", Value::Int(1200)),
+        ]);
+        assert_eq!(t.render(&r).unwrap(), "Ann - $1200");
+
+        let t = compile("user:{{ user_id }}", at("user:{{ user_id }}"), &["user_id"]).unwrap();
+        assert_eq!(t.vars, vec!["user_id"]);
+        assert_eq!(
+            t.render(&row(&[("user_id", Value::Int(7))])).unwrap(),
+            "user:7"
+        );
+
+        let src = "/creditscore?user_id={{user_id}}";
+        let t = compile(src, at(src), &["user_id"]).unwrap();
+        assert_eq!(
+            t.render(&row(&[("user_id", Value::Str("u1".into()))]))
+                .unwrap(),
+            "/creditscore?user_id=u1"
+        );
+    }
+
+    #[test]
+    fn filters_are_not_variables() {
+        let src = "{{ name|upper }}-{{ name | lower }}";
+        let t = compile(src, at(src), &["name"]).unwrap();
+        assert_eq!(t.vars, vec!["name"]);
+        assert_eq!(
+            t.render(&row(&[("name", Value::Str("Ab".into()))]))
+                .unwrap(),
+            "AB-ab"
+        );
+    }
+
+    #[test]
+    fn unknown_variable_is_a_compile_error_with_span() {
+        let src = "user:{{ usr_id }}";
+        let origin = at(src);
+        let err = compile(src, origin, &["user_id", "name"]).unwrap_err();
+        match &err {
+            TemplateError::UnknownVariable {
+                name,
+                span,
+                suggestion,
+                ..
+            } => {
+                assert_eq!(name, "usr_id");
+                assert_eq!(&src[span.start - 100..span.end - 100], "usr_id");
+                assert_eq!(suggestion.as_deref(), Some("user_id"));
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+        let d = Diagnostic::from(err);
+        assert_eq!(d.help.as_deref(), Some("did you mean `user_id`?"));
+    }
+
+    #[test]
+    fn syntax_error_has_span() {
+        let src = "{{ name ";
+        let err = compile(src, at(src), &["name"]).unwrap_err();
+        assert!(matches!(err, TemplateError::Syntax { .. }), "{err:?}");
+    }
+
+    #[test]
+    fn null_is_an_error_unless_defaulted() {
+        let src = "k:{{ name }}";
+        let t = compile(src, at(src), &["name"]).unwrap();
+        let r = row(&[("name", Value::Null)]);
+        assert!(matches!(t.render(&r), Err(TemplateError::NullValue { .. })));
+        let src = "k:{{ name|default(\"-\") }}";
+        let t = compile(src, at(src), &["name"]).unwrap();
+        assert_eq!(t.render(&r).unwrap(), "k:-");
+        // A field absent from the row is an error, not an empty string.
+        assert!(matches!(
+            t.render(&row(&[])),
+            Ok(_) | Err(TemplateError::Render { .. })
+        ));
+        let t = compile("k:{{ name }}", at("k:{{ name }}"), &["name"]).unwrap();
+        assert!(matches!(
+            t.render(&row(&[])),
+            Err(TemplateError::Render { .. })
+        ));
+    }
+
+    #[test]
+    fn values_render_in_python_text_form() {
+        let src = "{{ d }}|{{ x }}|{{ n }}";
+        let t = compile(src, at(src), &["d", "x", "n"]).unwrap();
+        let dt = chrono::NaiveDate::from_ymd_opt(2020, 2, 1)
+            .unwrap()
+            .and_hms_opt(3, 4, 5)
+            .unwrap();
+        let r = row(&[
+            ("d", Value::Datetime(dt)),
+            (
+                "x",
+                Value::Decimal(crate::expr::Decimal::parse("1.50").unwrap()),
+            ),
+            ("n", Value::Json(serde_json::json!({"a": 1}))),
+        ]);
+        let out = t.render(&r).unwrap();
+        assert!(out.starts_with("2020-02-01 03:04:05|1.5|"), "{out}");
+    }
+
+    #[test]
+    fn html_like_names_are_not_escaped() {
+        let src = "<{{ name }}>.html";
+        let t = compile(src, at(src), &["name"]).unwrap();
+        assert_eq!(
+            t.render(&row(&[("name", Value::Str("a&b".into()))]))
+                .unwrap(),
+            "<a&b>.html"
+        );
+    }
 }

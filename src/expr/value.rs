@@ -1,0 +1,467 @@
+//! Runtime values of the expression language, and the exact decimal type they use.
+
+use chrono::{NaiveDate, NaiveDateTime};
+use indexmap::IndexMap;
+use std::cmp::Ordering;
+use std::fmt;
+
+/// Largest scale a [`Decimal`] keeps (digits after the point), as in SQL `decimal(38, s)`.
+pub const MAX_DECIMAL_SCALE: u32 = 38;
+
+/// An exact decimal number: `mantissa × 10^-scale`.
+///
+/// Arithmetic is checked (overflow of the 128-bit mantissa is an error, never a wrap).
+/// Equality and ordering compare numeric values, so `1.50 == 1.5`; [`Display`](fmt::Display)
+/// prints the canonical text (no exponent, no trailing fractional zeros, `0` not `-0`).
+#[derive(Debug, Clone, Copy)]
+pub struct Decimal {
+    mantissa: i128,
+    scale: u32,
+}
+
+impl Decimal {
+    /// A decimal from a mantissa and scale (`Decimal::new(150, 2)` is 1.50).
+    /// Returns `None` when the scale exceeds [`MAX_DECIMAL_SCALE`].
+    pub fn new(mantissa: i128, scale: u32) -> Option<Decimal> {
+        (scale <= MAX_DECIMAL_SCALE).then_some(Decimal { mantissa, scale })
+    }
+
+    /// An integer as a decimal.
+    pub fn from_i64(v: i64) -> Decimal {
+        Decimal {
+            mantissa: v as i128,
+            scale: 0,
+        }
+    }
+
+    /// The mantissa (unscaled integer value).
+    pub fn mantissa(&self) -> i128 {
+        self.mantissa
+    }
+
+    /// Digits after the decimal point.
+    pub fn scale(&self) -> u32 {
+        self.scale
+    }
+
+    /// Parse decimal text such as `-12.340`, `+5`, `.5` (no exponent).
+    pub fn parse(s: &str) -> Option<Decimal> {
+        let s = s.trim();
+        let (neg, body) = match s.as_bytes().first()? {
+            b'-' => (true, &s[1..]),
+            b'+' => (false, &s[1..]),
+            _ => (false, s),
+        };
+        let (int_part, frac_part) = body.split_once('.').unwrap_or((body, ""));
+        if int_part.is_empty() && frac_part.is_empty() {
+            return None;
+        }
+        if !int_part
+            .bytes()
+            .chain(frac_part.bytes())
+            .all(|b| b.is_ascii_digit())
+        {
+            return None;
+        }
+        let scale = u32::try_from(frac_part.len()).ok()?;
+        if scale > MAX_DECIMAL_SCALE {
+            return None;
+        }
+        let mut m: i128 = 0;
+        for b in int_part.bytes().chain(frac_part.bytes()) {
+            m = m.checked_mul(10)?.checked_add((b - b'0') as i128)?;
+        }
+        Some(Decimal {
+            mantissa: if neg { -m } else { m },
+            scale,
+        })
+    }
+
+    /// The same value with trailing fractional zeros removed.
+    pub fn normalized(&self) -> Decimal {
+        let mut d = *self;
+        while d.scale > 0 && d.mantissa % 10 == 0 {
+            d.mantissa /= 10;
+            d.scale -= 1;
+        }
+        d
+    }
+
+    /// The value at a larger scale (`None` on overflow or when `scale` is smaller).
+    pub fn rescale_up(&self, scale: u32) -> Option<Decimal> {
+        if scale < self.scale || scale > MAX_DECIMAL_SCALE {
+            return None;
+        }
+        let m = self
+            .mantissa
+            .checked_mul(10i128.checked_pow(scale - self.scale)?)?;
+        Some(Decimal { mantissa: m, scale })
+    }
+
+    /// Round half-to-even to at most `scale` fractional digits.
+    pub fn round_to(&self, scale: u32) -> Decimal {
+        if scale >= self.scale {
+            return *self;
+        }
+        let drop = self.scale - scale;
+        let Some(div) = 10i128.checked_pow(drop) else {
+            return Decimal { mantissa: 0, scale };
+        };
+        let q = self.mantissa / div;
+        let r = self.mantissa % div;
+        let twice = r.unsigned_abs() * 2;
+        let half = div.unsigned_abs();
+        let away = twice > half || (twice == half && q % 2 != 0);
+        let q = if away { q + self.mantissa.signum() } else { q };
+        Decimal { mantissa: q, scale }
+    }
+
+    fn align(a: Decimal, b: Decimal) -> Option<(i128, i128, u32)> {
+        let s = a.scale.max(b.scale);
+        Some((a.rescale_up(s)?.mantissa, b.rescale_up(s)?.mantissa, s))
+    }
+
+    /// Checked addition.
+    pub fn checked_add(self, o: Decimal) -> Option<Decimal> {
+        let (a, b, s) = Self::align(self, o)?;
+        Decimal::new(a.checked_add(b)?, s)
+    }
+
+    /// Checked subtraction.
+    pub fn checked_sub(self, o: Decimal) -> Option<Decimal> {
+        let (a, b, s) = Self::align(self, o)?;
+        Decimal::new(a.checked_sub(b)?, s)
+    }
+
+    /// Checked multiplication (scales add up; the result is rounded to 38 digits of scale).
+    pub fn checked_mul(self, o: Decimal) -> Option<Decimal> {
+        let m = self.mantissa.checked_mul(o.mantissa)?;
+        let s = self.scale + o.scale;
+        if s > MAX_DECIMAL_SCALE {
+            let d = Decimal {
+                mantissa: m,
+                scale: s,
+            };
+            return Some(d.round_to(MAX_DECIMAL_SCALE));
+        }
+        Decimal::new(m, s)
+    }
+
+    /// Checked division, rounded half-to-even at scale `max(scales) + 6` (at most 38).
+    /// `None` on division by zero or overflow.
+    pub fn checked_div(self, o: Decimal) -> Option<Decimal> {
+        if o.mantissa == 0 {
+            return None;
+        }
+        let target = (self.scale.max(o.scale) + 6).min(MAX_DECIMAL_SCALE);
+        // self/o = (ma / mb) * 10^(sb - sa); compute at target + 1 digits then round.
+        let shift = (target + 1 + o.scale) as i64 - self.scale as i64;
+        let (num, den) = if shift >= 0 {
+            (
+                self.mantissa
+                    .checked_mul(10i128.checked_pow(shift as u32)?)?,
+                o.mantissa,
+            )
+        } else {
+            (
+                self.mantissa,
+                o.mantissa
+                    .checked_mul(10i128.checked_pow((-shift) as u32)?)?,
+            )
+        };
+        let q = num.checked_div(den)?;
+        let exact = num % den == 0;
+        let mut d = Decimal {
+            mantissa: q,
+            scale: target + 1,
+        };
+        if !exact && (q % 10).abs() == 5 {
+            // A non-zero remainder past a trailing 5 means strictly more than half.
+            d.mantissa += q.signum();
+        }
+        Some(d.round_to(target))
+    }
+
+    /// Negation (checked).
+    pub fn checked_neg(self) -> Option<Decimal> {
+        Some(Decimal {
+            mantissa: self.mantissa.checked_neg()?,
+            scale: self.scale,
+        })
+    }
+
+    /// Nearest `f64`.
+    pub fn to_f64(&self) -> f64 {
+        self.to_string().parse().unwrap_or(f64::NAN)
+    }
+
+    /// The integer part (truncated toward zero), if it fits in `i64`.
+    pub fn trunc_i64(&self) -> Option<i64> {
+        let div = 10i128.checked_pow(self.scale)?;
+        i64::try_from(self.mantissa / div).ok()
+    }
+
+    /// A finite float as a decimal (via its shortest round-trip text).
+    pub fn from_f64(f: f64) -> Option<Decimal> {
+        if !f.is_finite() {
+            return None;
+        }
+        let text = format!("{f}");
+        if text.contains(['e', 'E']) {
+            return Decimal::parse(&format!("{f:.20}")).map(|d| d.round_to(20).normalized());
+        }
+        Decimal::parse(&text)
+    }
+}
+
+impl PartialEq for Decimal {
+    fn eq(&self, other: &Self) -> bool {
+        self.cmp(other) == Ordering::Equal
+    }
+}
+
+impl Eq for Decimal {}
+
+impl PartialOrd for Decimal {
+    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for Decimal {
+    fn cmp(&self, other: &Self) -> Ordering {
+        let a = self.normalized();
+        let b = other.normalized();
+        match Decimal::align(a, b) {
+            Some((x, y, _)) => x.cmp(&y),
+            // Cannot overflow after normalisation unless magnitudes differ hugely: compare
+            // by sign, then by float approximation.
+            None => a
+                .to_f64()
+                .partial_cmp(&b.to_f64())
+                .unwrap_or(Ordering::Equal),
+        }
+    }
+}
+
+impl fmt::Display for Decimal {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let d = self.normalized();
+        let neg = d.mantissa < 0;
+        let digits = d.mantissa.unsigned_abs().to_string();
+        let scale = d.scale as usize;
+        let (int_part, frac_part) = if digits.len() > scale {
+            let (i, fr) = digits.split_at(digits.len() - scale);
+            (i.to_string(), fr.to_string())
+        } else {
+            (
+                "0".to_string(),
+                format!("{}{}", "0".repeat(scale - digits.len()), digits),
+            )
+        };
+        if neg {
+            write!(f, "-")?;
+        }
+        if frac_part.is_empty() {
+            write!(f, "{int_part}")
+        } else {
+            write!(f, "{int_part}.{frac_part}")
+        }
+    }
+}
+
+/// A value of the expression language. Datetimes are UTC; intervals are microseconds.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Value {
+    /// SQL NULL / Python `None`.
+    Null,
+    /// 64-bit integer.
+    Int(i64),
+    /// 64-bit float.
+    Float(f64),
+    /// Exact decimal.
+    Decimal(Decimal),
+    /// UTF-8 text.
+    Str(String),
+    /// Boolean.
+    Bool(bool),
+    /// Calendar date.
+    Date(NaiveDate),
+    /// Timestamp in UTC.
+    Datetime(NaiveDateTime),
+    /// UUID in canonical lower-case text.
+    Uuid(String),
+    /// A JSON document.
+    Json(serde_json::Value),
+    /// A duration in microseconds.
+    Interval(i64),
+    /// A list.
+    List(Vec<Value>),
+    /// A mapping with string keys, in insertion order.
+    Map(IndexMap<String, Value>),
+}
+
+impl Value {
+    /// True for [`Value::Null`].
+    pub fn is_null(&self) -> bool {
+        matches!(self, Value::Null)
+    }
+
+    /// A JSON document as a value: JSON `null` becomes [`Value::Null`], everything else
+    /// stays [`Value::Json`].
+    pub fn from_json(j: serde_json::Value) -> Value {
+        if j.is_null() {
+            Value::Null
+        } else {
+            Value::Json(j)
+        }
+    }
+
+    /// The value as JSON (datetimes and dates as ISO text, decimals as their text,
+    /// intervals as microseconds).
+    pub fn to_json(&self) -> serde_json::Value {
+        use serde_json::Value as J;
+        match self {
+            Value::Null => J::Null,
+            Value::Int(i) => J::from(*i),
+            Value::Float(f) => serde_json::Number::from_f64(*f).map_or(J::Null, J::Number),
+            Value::Decimal(d) => J::String(d.to_string()),
+            Value::Str(s) | Value::Uuid(s) => J::String(s.clone()),
+            Value::Bool(b) => J::Bool(*b),
+            Value::Date(d) => J::String(d.format("%Y-%m-%d").to_string()),
+            Value::Datetime(t) => J::String(t.format("%Y-%m-%dT%H:%M:%S%.6f").to_string()),
+            Value::Json(j) => j.clone(),
+            Value::Interval(us) => J::from(*us),
+            Value::List(l) => J::Array(l.iter().map(Value::to_json).collect()),
+            Value::Map(m) => J::Object(m.iter().map(|(k, v)| (k.clone(), v.to_json())).collect()),
+        }
+    }
+
+    /// Python-style text of the value, as `str(x)` gives it (`None` for NULL).
+    pub fn to_text(&self) -> String {
+        match self {
+            Value::Null => "None".to_string(),
+            Value::Int(i) => i.to_string(),
+            Value::Float(f) => format_float(*f),
+            Value::Decimal(d) => d.to_string(),
+            Value::Str(s) | Value::Uuid(s) => s.clone(),
+            Value::Bool(b) => if *b { "True" } else { "False" }.to_string(),
+            Value::Date(d) => d.format("%Y-%m-%d").to_string(),
+            Value::Datetime(t) => format_datetime(t),
+            Value::Json(j) => match j {
+                serde_json::Value::String(s) => s.clone(),
+                other => other.to_string(),
+            },
+            Value::Interval(us) => format_interval_text(*us),
+            Value::List(_) | Value::Map(_) => self.to_json().to_string(),
+        }
+    }
+}
+
+/// Python `repr`-like float text: always a `.` or an exponent for finite values.
+pub fn format_float(f: f64) -> String {
+    if f.is_nan() {
+        return "nan".into();
+    }
+    if f.is_infinite() {
+        return if f > 0.0 { "inf".into() } else { "-inf".into() };
+    }
+    let s = format!("{f}");
+    if s.contains(['.', 'e', 'E']) {
+        s
+    } else {
+        format!("{s}.0")
+    }
+}
+
+/// `2020-02-01 00:00:00` or `2020-02-01 00:00:00.000123` (as Python's `str(datetime)`).
+pub fn format_datetime(t: &NaiveDateTime) -> String {
+    use chrono::Timelike;
+    if t.nanosecond() / 1000 == 0 {
+        t.format("%Y-%m-%d %H:%M:%S").to_string()
+    } else {
+        t.format("%Y-%m-%d %H:%M:%S%.6f").to_string()
+    }
+}
+
+/// Python's `str(timedelta)`: `1 day, 2:00:00`, `-1 day, 23:59:59`, `0:00:01.500000`.
+pub fn format_interval_text(us: i64) -> String {
+    let (days, rem) = split_interval(us);
+    let secs = rem / 1_000_000;
+    let micros = rem % 1_000_000;
+    let hms = format!("{}:{:02}:{:02}", secs / 3600, (secs / 60) % 60, secs % 60);
+    let hms = if micros != 0 {
+        format!("{hms}.{micros:06}")
+    } else {
+        hms
+    };
+    if days == 0 {
+        hms
+    } else {
+        let unit = if days.abs() == 1 { "day" } else { "days" };
+        format!("{days} {unit}, {hms}")
+    }
+}
+
+/// Split microseconds into Python-normalised (days, microseconds within the day ≥ 0).
+pub fn split_interval(us: i64) -> (i64, i64) {
+    const DAY: i64 = 86_400_000_000;
+    (us.div_euclid(DAY), us.rem_euclid(DAY))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn decimal_parse_display_normalises() {
+        let d = Decimal::parse("-012.3400").unwrap();
+        assert_eq!(d.to_string(), "-12.34");
+        assert_eq!(Decimal::parse("0.000").unwrap().to_string(), "0");
+        assert_eq!(Decimal::parse(".5").unwrap().to_string(), "0.5");
+        assert_eq!(Decimal::parse("-0.05").unwrap().to_string(), "-0.05");
+        assert!(Decimal::parse("1e5").is_none());
+        assert!(Decimal::parse("").is_none());
+        assert!(Decimal::parse("-").is_none());
+        assert_eq!(Decimal::parse("1.50"), Decimal::parse("1.5"));
+    }
+
+    #[test]
+    fn decimal_arithmetic_is_exact() {
+        let a = Decimal::parse("0.1").unwrap();
+        let b = Decimal::parse("0.2").unwrap();
+        assert_eq!(a.checked_add(b).unwrap().to_string(), "0.3");
+        assert_eq!(a.checked_sub(b).unwrap().to_string(), "-0.1");
+        assert_eq!(a.checked_mul(b).unwrap().to_string(), "0.02");
+        let one = Decimal::from_i64(1);
+        let three = Decimal::from_i64(3);
+        assert_eq!(one.checked_div(three).unwrap().to_string(), "0.333333");
+        assert_eq!(
+            Decimal::from_i64(2).checked_div(three).unwrap().to_string(),
+            "0.666667"
+        );
+        assert!(one.checked_div(Decimal::from_i64(0)).is_none());
+        assert_eq!(Decimal::parse("2.5").unwrap().round_to(0).to_string(), "2");
+        assert_eq!(Decimal::parse("3.5").unwrap().round_to(0).to_string(), "4");
+        assert_eq!(
+            Decimal::parse("-2.55").unwrap().round_to(1).to_string(),
+            "-2.6"
+        );
+        assert!(Decimal::new(i128::MAX, 0)
+            .unwrap()
+            .checked_add(one)
+            .is_none());
+    }
+
+    #[test]
+    fn python_text_forms() {
+        assert_eq!(format_float(1.0), "1.0");
+        assert_eq!(format_float(0.5), "0.5");
+        assert_eq!(
+            format_interval_text(86_400_000_000 + 7_200_000_000),
+            "1 day, 2:00:00"
+        );
+        assert_eq!(format_interval_text(-1_000_000), "-1 day, 23:59:59");
+        assert_eq!(format_interval_text(1_500_000), "0:00:01.500000");
+    }
+}
