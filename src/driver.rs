@@ -40,8 +40,16 @@ pub struct Frontend {
 }
 
 /// Load, interpolate, decode and check a config. `only` selects pipelines by name.
-pub fn frontend(name: &str, text: &str, env: &dyn Env, only: &[String]) -> Result<Frontend, Failed> {
-    let loaded = config::load(name, text, env).map_err(|(source, diagnostics)| Failed { source, diagnostics })?;
+pub fn frontend(
+    name: &str,
+    text: &str,
+    env: &dyn Env,
+    only: &[String],
+) -> Result<Frontend, Failed> {
+    let loaded = config::load(name, text, env).map_err(|(source, diagnostics)| Failed {
+        source,
+        diagnostics,
+    })?;
     match check::check(&loaded.raw, only) {
         Ok(checked) => Ok(Frontend { loaded, checked }),
         Err(diagnostics) => Err(Failed {

@@ -72,8 +72,19 @@ fn main() -> ExitCode {
     }
     match cli.command {
         Command::Validate => {
-            let names: Vec<&str> = fe.checked.program.pipelines.iter().map(|p| p.name.as_str()).collect();
-            println!("{name}: ok ({} pipeline{}: {})", names.len(), if names.len() == 1 { "" } else { "s" }, names.join(", "));
+            let names: Vec<&str> = fe
+                .checked
+                .program
+                .pipelines
+                .iter()
+                .map(|p| p.name.as_str())
+                .collect();
+            println!(
+                "{name}: ok ({} pipeline{}: {})",
+                names.len(),
+                if names.len() == 1 { "" } else { "s" },
+                names.join(", ")
+            );
             ExitCode::SUCCESS
         }
         Command::Compile { format } => compile(&fe, format),

@@ -164,8 +164,15 @@ impl Scope {
 
 /// Parse a filter operator.
 pub fn filter_op(s: Option<&Spanned<String>>, diags: &mut Diags) -> Option<FilterOp> {
-    let Some(s) = s else { return Some(FilterOp::Eq) };
-    let norm = s.value.split_whitespace().collect::<Vec<_>>().join(" ").to_ascii_lowercase();
+    let Some(s) = s else {
+        return Some(FilterOp::Eq);
+    };
+    let norm = s
+        .value
+        .split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ")
+        .to_ascii_lowercase();
     Some(match norm.as_str() {
         "=" | "==" | "eq" => FilterOp::Eq,
         "!=" | "<>" | "ne" => FilterOp::NotEq,
@@ -179,7 +186,19 @@ pub fn filter_op(s: Option<&Spanned<String>>, diags: &mut Diags) -> Option<Filte
         "is not null" => FilterOp::IsNotNull,
         "like" => FilterOp::Like,
         other => {
-            const OPS: &[&str] = &["=", "!=", "<", "<=", ">", ">=", "in", "not in", "is null", "is not null", "like"];
+            const OPS: &[&str] = &[
+                "=",
+                "!=",
+                "<",
+                "<=",
+                ">",
+                ">=",
+                "in",
+                "not in",
+                "is null",
+                "is not null",
+                "like",
+            ];
             let mut d = s.error(format!("unknown filter operator `{other}`"));
             d = match did_you_mean(other, OPS.iter().copied()) {
                 Some(x) => d.with_help(format!("did you mean `{x}`?")),
@@ -206,9 +225,12 @@ pub fn filter(
     match (&f.value, needs_value) {
         (None, true) => {
             diags.push(
-                Diagnostic::error(format!("this filter needs a `value` for operator `{}`", op_text(op)))
-                    .at_path(f.path.clone())
-                    .with_span(f.column.span),
+                Diagnostic::error(format!(
+                    "this filter needs a `value` for operator `{}`",
+                    op_text(op)
+                ))
+                .at_path(f.path.clone())
+                .with_span(f.column.span),
             );
             return None;
         }
@@ -234,16 +256,23 @@ pub fn filter(
                 }
                 (NodeValue::Seq(_), false) => {
                     diags.push(
-                        Diagnostic::error(format!("`{}` compares with one value, not a list", op_text(op)))
-                            .at_path(p.clone())
-                            .with_span(n.span),
+                        Diagnostic::error(format!(
+                            "`{}` compares with one value, not a list",
+                            op_text(op)
+                        ))
+                        .at_path(p.clone())
+                        .with_span(n.span),
                     );
                     return None;
                 }
                 _ => vec![n],
             };
             if items.is_empty() {
-                diags.push(Diagnostic::error("the value list is empty").at_path(p.clone()).with_span(n.span));
+                diags.push(
+                    Diagnostic::error("the value list is empty")
+                        .at_path(p.clone())
+                        .with_span(n.span),
+                );
                 return None;
             }
             for it in items {
@@ -273,9 +302,11 @@ pub fn filter(
                 if let Some(dt) = dtype {
                     if !literal_fits(&lit, dt) {
                         diags.push(
-                            Diagnostic::error(format!("filter value `{lit}` does not fit the column type {dt}"))
-                                .at_path(p.clone())
-                                .with_span(it.span),
+                            Diagnostic::error(format!(
+                                "filter value `{lit}` does not fit the column type {dt}"
+                            ))
+                            .at_path(p.clone())
+                            .with_span(it.span),
                         );
                         return None;
                     }
@@ -294,7 +325,9 @@ pub fn filter(
     let params = match values.len() {
         0 => Vec::new(),
         1 if !matches!(op, FilterOp::In | FilterOp::NotIn) => vec![format!("{prefix}filter_{i}")],
-        _ => (0..values.len()).map(|j| format!("{prefix}filter_{i}_{j}")).collect(),
+        _ => (0..values.len())
+            .map(|j| format!("{prefix}filter_{i}_{j}"))
+            .collect(),
     };
     Some(Filter {
         column,
@@ -312,7 +345,9 @@ fn literal_fits(l: &Literal, dt: Dtype) -> bool {
         (Literal::Float(_), Dtype::Float | Dtype::Decimal { .. }) => true,
         (Literal::Str(s), Dtype::Date) => chrono::NaiveDate::parse_from_str(s, "%Y-%m-%d").is_ok(),
         (Literal::Str(s), Dtype::Datetime) => parse_datetime(s).is_some(),
-        (Literal::Str(s), Dtype::Uuid) => s.len() == 36 && s.chars().all(|c| c.is_ascii_hexdigit() || c == '-'),
+        (Literal::Str(s), Dtype::Uuid) => {
+            s.len() == 36 && s.chars().all(|c| c.is_ascii_hexdigit() || c == '-')
+        }
         (Literal::Str(s), Dtype::Decimal { .. }) => s.parse::<f64>().is_ok(),
         (Literal::Str(_), Dtype::Str | Dtype::Json) => true,
         (Literal::Int(_) | Literal::Float(_) | Literal::Bool(_), Dtype::Str) => true,
@@ -322,7 +357,12 @@ fn literal_fits(l: &Literal, dt: Dtype) -> bool {
 
 /// Parse a datetime literal in the accepted forms (ISO 8601, with `T` or a space).
 pub fn parse_datetime(s: &str) -> Option<chrono::NaiveDateTime> {
-    const FORMATS: &[&str] = &["%Y-%m-%dT%H:%M:%S%.f", "%Y-%m-%d %H:%M:%S%.f", "%Y-%m-%dT%H:%M:%S", "%Y-%m-%d %H:%M:%S"];
+    const FORMATS: &[&str] = &[
+        "%Y-%m-%dT%H:%M:%S%.f",
+        "%Y-%m-%d %H:%M:%S%.f",
+        "%Y-%m-%dT%H:%M:%S",
+        "%Y-%m-%d %H:%M:%S",
+    ];
     let t = s.trim().trim_end_matches('Z');
     FORMATS
         .iter()

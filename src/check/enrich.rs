@@ -12,14 +12,24 @@ use crate::types::Dtype;
 use indexmap::IndexMap;
 
 /// Check every enrichment, in order.
-pub fn enrichments(raw: &[RawEnrichment], src: &Source, stores: &super::Stores, diags: &mut Diags) -> Vec<Enrichment> {
+pub fn enrichments(
+    raw: &[RawEnrichment],
+    src: &Source,
+    stores: &super::Stores,
+    diags: &mut Diags,
+) -> Vec<Enrichment> {
     let mut out: Vec<Enrichment> = Vec::new();
     for e in raw {
         if out.iter().any(|x| x.name == e.name.value) {
-            diags.push(e.name.error(format!("duplicate enrichment name `{}`", e.name.value)));
+            diags.push(
+                e.name
+                    .error(format!("duplicate enrichment name `{}`", e.name.value)),
+            );
             continue;
         }
-        let Some(store) = stores.external(&e.externalstore, diags) else { continue };
+        let Some(store) = stores.external(&e.externalstore, diags) else {
+            continue;
+        };
         if let Some(k) = &e.kind {
             let want = match store.kind {
                 ExternalKind::Redis => "redis",
@@ -43,25 +53,35 @@ pub fn enrichments(raw: &[RawEnrichment], src: &Source, stores: &super::Stores, 
             ExternalKind::Redis => {
                 let Some(k) = &e.key_template else {
                     diags.push(
-                        Diagnostic::error(format!("redis enrichment `{}` needs `key_template`", e.name.value))
-                            .at_path(e.path.clone())
-                            .with_span(e.name.span),
+                        Diagnostic::error(format!(
+                            "redis enrichment `{}` needs `key_template`",
+                            e.name.value
+                        ))
+                        .at_path(e.path.clone())
+                        .with_span(e.name.span),
                     );
                     continue;
                 };
-                let Some(key) = template(k, &known_refs, diags) else { continue };
+                let Some(key) = template(k, &known_refs, diags) else {
+                    continue;
+                };
                 Lookup::Redis { key }
             }
             ExternalKind::Http => {
                 let Some(p) = e.http_path.as_ref().or(e.url.as_ref()) else {
                     diags.push(
-                        Diagnostic::error(format!("http enrichment `{}` needs `path` (or `url`)", e.name.value))
-                            .at_path(e.path.clone())
-                            .with_span(e.name.span),
+                        Diagnostic::error(format!(
+                            "http enrichment `{}` needs `path` (or `url`)",
+                            e.name.value
+                        ))
+                        .at_path(e.path.clone())
+                        .with_span(e.name.span),
                     );
                     continue;
                 };
-                let Some(path) = template(p, &known_refs, diags) else { continue };
+                let Some(path) = template(p, &known_refs, diags) else {
+                    continue;
+                };
                 let mut params = IndexMap::new();
                 for (k, v) in &e.params {
                     if let Some(t) = template(v, &known_refs, diags) {
@@ -78,11 +98,16 @@ pub fn enrichments(raw: &[RawEnrichment], src: &Source, stores: &super::Stores, 
         let (output, outputs) = match &e.output {
             None => {
                 let mut m = IndexMap::new();
-                m.insert(e.name.value.clone(), Type::to_dtype(&v_type).unwrap_or(Dtype::Str));
+                m.insert(
+                    e.name.value.clone(),
+                    Type::to_dtype(&v_type).unwrap_or(Dtype::Str),
+                );
                 (None, m)
             }
             Some(o) => {
-                let Some(t) = expression(o, &Env::value(v_type), diags) else { continue };
+                let Some(t) = expression(o, &Env::value(v_type), diags) else {
+                    continue;
+                };
                 let mut m = IndexMap::new();
                 match &t.ty {
                     Type::Map(items) => {
@@ -118,8 +143,12 @@ pub fn enrichments(raw: &[RawEnrichment], src: &Source, stores: &super::Stores, 
                     e.output
                         .as_ref()
                         .unwrap_or(&e.name)
-                        .error(format!("enrichment output `{k}` has the same name as a source field"))
-                        .with_help("rename the output so that templates and expressions are unambiguous"),
+                        .error(format!(
+                            "enrichment output `{k}` has the same name as a source field"
+                        ))
+                        .with_help(
+                            "rename the output so that templates and expressions are unambiguous",
+                        ),
                 );
             }
         }

@@ -16,14 +16,29 @@ pub fn row_hash(src: &Source, sink: &Sink) -> RowHash {
     for f in sink.fields.iter().filter(|f| f.track) {
         match &f.value {
             FieldValue::Column { alias } => {
-                let same_type = src.fields.iter().any(|s| &s.alias == alias && s.dtype == f.dtype);
+                let same_type = src
+                    .fields
+                    .iter()
+                    .any(|s| &s.alias == alias && s.dtype == f.dtype);
                 transformed |= !same_type;
-                source.push(HashInput { name: alias.clone(), dtype: f.dtype });
-                sink_cols.push(HashInput { name: f.column.clone(), dtype: f.dtype });
+                source.push(HashInput {
+                    name: alias.clone(),
+                    dtype: f.dtype,
+                });
+                sink_cols.push(HashInput {
+                    name: f.column.clone(),
+                    dtype: f.dtype,
+                });
             }
             FieldValue::Pushed { alias } => {
-                source.push(HashInput { name: alias.clone(), dtype: f.dtype });
-                sink_cols.push(HashInput { name: f.column.clone(), dtype: f.dtype });
+                source.push(HashInput {
+                    name: alias.clone(),
+                    dtype: f.dtype,
+                });
+                sink_cols.push(HashInput {
+                    name: f.column.clone(),
+                    dtype: f.dtype,
+                });
             }
             FieldValue::Expr(e) => {
                 transformed = true;
@@ -56,7 +71,10 @@ fn add_source_refs(src: &Source, out: &mut Vec<HashInput>, names: Vec<String>) {
     for n in names {
         if let Some(f) = src.fields.iter().find(|f| f.alias == n) {
             if !out.iter().any(|h| h.name == f.alias) {
-                out.push(HashInput { name: f.alias.clone(), dtype: f.dtype });
+                out.push(HashInput {
+                    name: f.alias.clone(),
+                    dtype: f.dtype,
+                });
             }
         }
     }

@@ -53,7 +53,10 @@ pub fn check(raw: &RawConfig, only: &[String]) -> Result<Checked, Vec<Diagnostic
     let mut names: Vec<&str> = Vec::new();
     for p in &raw.pipelines {
         if names.contains(&p.name.value.as_str()) {
-            diags.push(p.name.error(format!("duplicate pipeline name `{}`", p.name.value)));
+            diags.push(
+                p.name
+                    .error(format!("duplicate pipeline name `{}`", p.name.value)),
+            );
         }
         names.push(&p.name.value);
     }
@@ -85,7 +88,11 @@ pub fn check(raw: &RawConfig, only: &[String]) -> Result<Checked, Vec<Diagnostic
     })
 }
 
-fn pipeline(p: &crate::config::raw::RawPipeline, stores: &Stores, diags: &mut Diags) -> Option<ir::Pipeline> {
+fn pipeline(
+    p: &crate::config::raw::RawPipeline,
+    stores: &Stores,
+    diags: &mut Diags,
+) -> Option<ir::Pipeline> {
     let (Some(raw_source), Some(raw_sink)) = (&p.source, &p.sink) else {
         return None;
     };
@@ -109,3 +116,6 @@ fn pipeline(p: &crate::config::raw::RawPipeline, stores: &Stores, diags: &mut Di
         key,
     })
 }
+
+#[cfg(test)]
+mod tests;

@@ -8,15 +8,27 @@ use crate::config::raw::{RawPipeline, RawReconciliation};
 use crate::config::Spanned;
 use crate::diag::{did_you_mean, Diagnostic};
 use crate::expr::{Env, Type, Value};
-use crate::ir::{Bound, ColumnRef, FieldValue, PartitionKind, ReconStrategy, Reconciliation, RowHash, SinkHash, Sink, Source};
+use crate::ir::{
+    Bound, ColumnRef, FieldValue, PartitionKind, ReconStrategy, Reconciliation, RowHash, Sink,
+    SinkHash, Source,
+};
 use crate::types::Dtype;
 
 /// Check every reconciliation of a pipeline.
-pub fn reconciliations(p: &RawPipeline, src: &Source, sink: &Sink, hash: &RowHash, diags: &mut Diags) -> Vec<Reconciliation> {
+pub fn reconciliations(
+    p: &RawPipeline,
+    src: &Source,
+    sink: &Sink,
+    hash: &RowHash,
+    diags: &mut Diags,
+) -> Vec<Reconciliation> {
     let mut out: Vec<Reconciliation> = Vec::new();
     for r in &p.reconciliation {
         if out.iter().any(|x| x.name == r.name.value) {
-            diags.push(r.name.error(format!("duplicate reconciliation name `{}`", r.name.value)));
+            diags.push(
+                r.name
+                    .error(format!("duplicate reconciliation name `{}`", r.name.value)),
+            );
             continue;
         }
         if let Some(x) = one(r, src, sink, hash, diags) {
@@ -26,7 +38,13 @@ pub fn reconciliations(p: &RawPipeline, src: &Source, sink: &Sink, hash: &RowHas
     out
 }
 
-fn one(r: &RawReconciliation, src: &Source, sink: &Sink, hash: &RowHash, diags: &mut Diags) -> Option<Reconciliation> {
+fn one(
+    r: &RawReconciliation,
+    src: &Source,
+    sink: &Sink,
+    hash: &RowHash,
+    diags: &mut Diags,
+) -> Option<Reconciliation> {
     let strategy = match r.strategy.as_ref().map(|s| s.value.as_str()) {
         None | Some("md5sum_hash") => ReconStrategy::Md5sumHash,
         Some("hash_md5_hash") => ReconStrategy::HashMd5Hash,
@@ -43,7 +61,11 @@ fn one(r: &RawReconciliation, src: &Source, sink: &Sink, hash: &RowHash, diags: 
         }
     };
     if src.store.kind.dialect().is_none() || sink.store.kind.dialect().is_none() {
-        diags.push(r.name.error("reconciliation needs a database on both sides").with_help("webhook and NATS sinks (and NATS sources) are synced, not reconciled"));
+        diags.push(
+            r.name
+                .error("reconciliation needs a database on both sides")
+                .with_help("webhook and NATS sinks (and NATS sources) are synced, not reconciled"),
+        );
         return None;
     }
     if strategy != ReconStrategy::Timestamp {
@@ -66,34 +88,50 @@ fn one(r: &RawReconciliation, src: &Source, sink: &Sink, hash: &RowHash, diags: 
         .as_ref()
         .or(r.partition_column.as_ref());
     let Some(src_part_text) = src_part_text else {
-        diags.push(Diagnostic::error("a reconciliation needs `partition_column`").at_path(r.path.clone()).with_span(r.name.span));
+        diags.push(
+            Diagnostic::error("a reconciliation needs `partition_column`")
+                .at_path(r.path.clone())
+                .with_span(r.name.span),
+        );
         return None;
     };
     let (source_partition, src_dtype, feeding_alias) = match lookup(src, &src_part_text.value) {
         Some(f) => (f.column.clone(), Some(f.dtype), Some(f.alias.clone())),
         None => {
             let scope = super::columns::Scope {
-                tables: std::iter::once(src.table.clone()).chain(src.joins.iter().map(|j| j.table.clone())).collect(),
+                tables: std::iter::once(src.table.clone())
+                    .chain(src.joins.iter().map(|j| j.table.clone()))
+                    .collect(),
             };
             let c = scope.column(src_part_text, diags)?;
             let c = if c.qualifier.is_none() && !src.joins.is_empty() {
-                ColumnRef { qualifier: Some(src.table.qualifier().to_string()), name: c.name }
+                ColumnRef {
+                    qualifier: Some(src.table.qualifier().to_string()),
+                    name: c.name,
+                }
             } else {
                 c
             };
             (c, None, None)
         }
     };
-    let sink_partition = match (r.sink_meta.partition_column.as_ref(), &sink.meta.partition_column) {
+    let sink_partition = match (
+        r.sink_meta.partition_column.as_ref(),
+        &sink.meta.partition_column,
+    ) {
         (Some(s), _) => s.value.clone(),
         (None, Some(s)) => s.clone(),
         (None, None) => {
             let fed = feeding_alias.as_ref().and_then(|a| {
-                sink.fields.iter().find(|f| matches!(&f.value, FieldValue::Column { alias } if alias == a))
+                sink.fields
+                    .iter()
+                    .find(|f| matches!(&f.value, FieldValue::Column { alias } if alias == a))
             });
             match fed {
                 Some(f) => f.column.clone(),
-                None if sink.fields.iter().any(|f| f.column == src_part_text.value) => src_part_text.value.clone(),
+                None if sink.fields.iter().any(|f| f.column == src_part_text.value) => {
+                    src_part_text.value.clone()
+                }
                 None => {
                     diags.push(
                         src_part_text
@@ -105,7 +143,11 @@ fn one(r: &RawReconciliation, src: &Source, sink: &Sink, hash: &RowHash, diags: 
             }
         }
     };
-    let sink_dtype = sink.fields.iter().find(|f| f.column == sink_partition).map(|f| f.dtype);
+    let sink_dtype = sink
+        .fields
+        .iter()
+        .find(|f| f.column == sink_partition)
+        .map(|f| f.dtype);
     let kind = match &r.partition_column_type {
         Some(t) => match t.value.as_str() {
             "int" => PartitionKind::Int,
@@ -146,7 +188,10 @@ fn one(r: &RawReconciliation, src: &Source, sink: &Sink, hash: &RowHash, diags: 
         let ok = matches!(
             (kind, dt),
             (PartitionKind::Int, Dtype::Int)
-                | (PartitionKind::Float, Dtype::Float | Dtype::Decimal { .. } | Dtype::Int)
+                | (
+                    PartitionKind::Float,
+                    Dtype::Float | Dtype::Decimal { .. } | Dtype::Int
+                )
                 | (PartitionKind::Datetime, Dtype::Datetime)
                 | (PartitionKind::Date, Dtype::Date)
                 | (PartitionKind::Uuid, Dtype::Uuid)
@@ -154,12 +199,27 @@ fn one(r: &RawReconciliation, src: &Source, sink: &Sink, hash: &RowHash, diags: 
         );
         if !ok {
             let t = r.partition_column_type.as_ref().unwrap_or(src_part_text);
-            diags.push(t.error(format!("partition_column_type {kind:?} does not match the column's dtype {dt}").to_lowercase()));
+            diags.push(
+                t.error(
+                    format!(
+                        "partition_column_type {kind:?} does not match the column's dtype {dt}"
+                    )
+                    .to_lowercase(),
+                ),
+            );
             return None;
         }
     }
-    if strategy == ReconStrategy::Timestamp && !matches!(kind, PartitionKind::Datetime | PartitionKind::Date | PartitionKind::Int) {
-        diags.push(src_part_text.error("the timestamp strategy needs a datetime, date or int watermark column"));
+    if strategy == ReconStrategy::Timestamp
+        && !matches!(
+            kind,
+            PartitionKind::Datetime | PartitionKind::Date | PartitionKind::Int
+        )
+    {
+        diags.push(
+            src_part_text
+                .error("the timestamp strategy needs a datetime, date or int watermark column"),
+        );
         return None;
     }
     let bound_type = match kind {
@@ -189,15 +249,25 @@ fn one(r: &RawReconciliation, src: &Source, sink: &Sink, hash: &RowHash, diags: 
             PartitionKind::Uuid | PartitionKind::Str => 1,
         },
     };
-    if matches!(kind, PartitionKind::Uuid | PartitionKind::Str) && !(1..=8).contains(&initial_interval) {
-        let s = r.initial_partition_interval.as_ref().expect("only a given value can be out of range");
+    if matches!(kind, PartitionKind::Uuid | PartitionKind::Str)
+        && !(1..=8).contains(&initial_interval)
+    {
+        let s = r
+            .initial_partition_interval
+            .as_ref()
+            .expect("only a given value can be out of range");
         diags.push(s.error("for uuid/str partitions `initial_partition_interval` is the hex-prefix length of the first level (1 to 8)"));
         return None;
     }
     let max_block_size = positive(r.max_block_size.as_ref(), 1000, diags)? as u64;
     let reduction_factor = positive(r.interval_reduction_factor.as_ref(), 10, diags)?;
     if reduction_factor < 2 {
-        diags.push(r.interval_reduction_factor.as_ref().expect("given").error("`interval_reduction_factor` must be at least 2"));
+        diags.push(
+            r.interval_reduction_factor
+                .as_ref()
+                .expect("given")
+                .error("`interval_reduction_factor` must be at least 2"),
+        );
         return None;
     }
     let partition_multiplier = match &r.partition_multiplier {
@@ -208,7 +278,11 @@ fn one(r: &RawReconciliation, src: &Source, sink: &Sink, hash: &RowHash, diags: 
         }
         None => None,
     };
-    let order_text = r.source_meta.order_column.as_ref().or(r.source_order_column.as_ref());
+    let order_text = r
+        .source_meta
+        .order_column
+        .as_ref()
+        .or(r.source_order_column.as_ref());
     let source_order = match order_text {
         Some(o) => match lookup(src, &o.value) {
             Some(f) => vec![f.column.clone()],
@@ -226,7 +300,9 @@ fn one(r: &RawReconciliation, src: &Source, sink: &Sink, hash: &RowHash, diags: 
                 Some(Value::Int(i)) if i >= 0 => i,
                 Some(Value::Interval(us)) if us >= 0 => us / 1_000_000,
                 _ => {
-                    diags.push(l.error("`lookback` must be a non-negative constant (seconds or a timedelta)"));
+                    diags.push(l.error(
+                        "`lookback` must be a non-negative constant (seconds or a timedelta)",
+                    ));
                     return None;
                 }
             }
@@ -261,18 +337,30 @@ fn positive(v: Option<&Spanned<i64>>, default: i64, diags: &mut Diags) -> Option
     }
 }
 
-fn bound(s: Option<&Spanned<String>>, want: Option<&Type>, what: &str, diags: &mut Diags) -> Option<Bound> {
+fn bound(
+    s: Option<&Spanned<String>>,
+    want: Option<&Type>,
+    what: &str,
+    diags: &mut Diags,
+) -> Option<Bound> {
     let s = s?;
     let t = expression(s, &Env::constant(), diags)?;
     match want {
         None => {
-            diags.push(s.error(format!("`{what}` does not apply to uuid/str partitions (they are split by hash prefix)")));
+            diags.push(s.error(format!(
+                "`{what}` does not apply to uuid/str partitions (they are split by hash prefix)"
+            )));
             return None;
         }
         Some(w) => {
-            let ok = &t.ty == w || (matches!(w, Type::Float) && t.ty == Type::Int) || (matches!(w, Type::Datetime) && t.ty == Type::Date);
+            let ok = &t.ty == w
+                || (matches!(w, Type::Float) && t.ty == Type::Int)
+                || (matches!(w, Type::Datetime) && t.ty == Type::Date);
             if !ok {
-                diags.push(s.error(format!("`{what}` gives {}, but the partition column is {w}", t.ty)));
+                diags.push(s.error(format!(
+                    "`{what}` gives {}, but the partition column is {w}",
+                    t.ty
+                )));
                 return None;
             }
         }

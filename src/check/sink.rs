@@ -9,8 +9,8 @@ use crate::config::raw::{RawSink, RawSinkField};
 use crate::diag::{did_you_mean, Diagnostic};
 use crate::expr::{Env, Type};
 use crate::ir::{
-    ColumnRef, Enrichment, FieldValue, KeyPair, MergeKind, MergeStrategy, PushedExpr, Sink, SinkField, SinkMeta,
-    Source, StoreKind, TableName,
+    ColumnRef, Enrichment, FieldValue, KeyPair, MergeKind, MergeStrategy, PushedExpr, Sink,
+    SinkField, SinkMeta, Source, StoreKind, TableName,
 };
 use crate::types::Dtype;
 
@@ -27,7 +27,11 @@ pub fn sink(
     let table = match (&r.table, &store.kind) {
         (Some(t), _) => table_name(t),
         (None, StoreKind::Sql(_)) => {
-            diags.push(Diagnostic::error("the sink needs `table`").at_path(r.path.clone()).with_span(r.datastore.span));
+            diags.push(
+                Diagnostic::error("the sink needs `table`")
+                    .at_path(r.path.clone())
+                    .with_span(r.datastore.span),
+            );
             return None;
         }
         (None, _) => TableName {
@@ -39,7 +43,10 @@ pub fn sink(
     let mut fields: Vec<SinkField> = Vec::new();
     for f in &r.fields {
         if fields.iter().any(|x| x.column == f.column.value) {
-            diags.push(f.column.error(format!("two sink fields write column `{}`", f.column.value)));
+            diags.push(
+                f.column
+                    .error(format!("two sink fields write column `{}`", f.column.value)),
+            );
             continue;
         }
         if let Some(sf) = field(f, src, enrichments, &store.kind, diags) {
@@ -52,7 +59,9 @@ pub fn sink(
             fields.push(SinkField {
                 column: f.alias.clone(),
                 dtype: f.dtype,
-                value: FieldValue::Column { alias: f.alias.clone() },
+                value: FieldValue::Column {
+                    alias: f.alias.clone(),
+                },
                 track: true,
             });
         }
@@ -68,20 +77,29 @@ pub fn sink(
     }
     if is_sql && r.unique_key.is_empty() {
         diags.push(
-            Diagnostic::error("a database sink needs `unique_key` (the columns that identify a row)")
-                .at_path(r.path.clone())
-                .with_span(r.datastore.span)
-                .with_help("list the sink columns of the primary key, e.g. `unique_key: [id]`"),
+            Diagnostic::error(
+                "a database sink needs `unique_key` (the columns that identify a row)",
+            )
+            .at_path(r.path.clone())
+            .with_span(r.datastore.span)
+            .with_help("list the sink columns of the primary key, e.g. `unique_key: [id]`"),
         );
     }
     let mut filters = Vec::new();
     for (i, f) in r.filters.iter().enumerate() {
         let name = f.column.value.trim().to_string();
         let Some(sf) = fields.iter().find(|x| x.column == name) else {
-            diags.push(not_a_sink_column(&f.column, &column_names, "sink filter column"));
+            diags.push(not_a_sink_column(
+                &f.column,
+                &column_names,
+                "sink filter column",
+            ));
             continue;
         };
-        let col = ColumnRef { qualifier: None, name };
+        let col = ColumnRef {
+            qualifier: None,
+            name,
+        };
         if let Some(flt) = columns::filter(f, i, "sink_", col, Some(sf.dtype), diags) {
             filters.push(flt);
         }
@@ -93,15 +111,21 @@ pub fn sink(
     };
     if let Some(h) = &r.meta.hash_column {
         if column_names.contains(&h.value.as_str()) {
-            diags.push(h.error(format!("hash column `{}` is also a sink field", h.value)).with_help("synctool writes the hash column itself; remove it from `fields`"));
+            diags.push(
+                h.error(format!("hash column `{}` is also a sink field", h.value))
+                    .with_help("synctool writes the hash column itself; remove it from `fields`"),
+            );
         }
     }
     if let Some(m) = &merge {
         if m.kind == MergeKind::Collapse && column_names.contains(&m.sign_column.as_str()) {
             diags.push(
-                Diagnostic::error(format!("sign column `{}` is also a sink field", m.sign_column))
-                    .at_path(format!("{}.merge_strategy", r.path))
-                    .with_help("synctool writes the sign column itself; remove it from `fields`"),
+                Diagnostic::error(format!(
+                    "sign column `{}` is also a sink field",
+                    m.sign_column
+                ))
+                .at_path(format!("{}.merge_strategy", r.path))
+                .with_help("synctool writes the sign column itself; remove it from `fields`"),
             );
         }
         if let Some(v) = &m.version_column {
@@ -109,7 +133,9 @@ pub fn sink(
                 diags.push(
                     Diagnostic::error(format!("version column `{v}` is not a sink field"))
                         .at_path(format!("{}.merge_strategy.version_column", r.path))
-                        .with_help("the version column must be one of the sink `fields` (e.g. updated_at)"),
+                        .with_help(
+                            "the version column must be one of the sink `fields` (e.g. updated_at)",
+                        ),
                 );
             }
         }
@@ -117,7 +143,13 @@ pub fn sink(
     if !is_sql {
         if let Some(m) = &r.merge {
             if m.strategy.is_some() {
-                diags.push(Diagnostic::warning(format!("merge_strategy has no effect on a {} sink", store.kind.name())).at_path(m.path.clone()));
+                diags.push(
+                    Diagnostic::warning(format!(
+                        "merge_strategy has no effect on a {} sink",
+                        store.kind.name()
+                    ))
+                    .at_path(m.path.clone()),
+                );
             }
         }
     }
@@ -134,7 +166,11 @@ pub fn sink(
     Some(Sink {
         store,
         table,
-        batch_size: r.batch_size.as_ref().map(|b| b.value).unwrap_or(src.batch_size),
+        batch_size: r
+            .batch_size
+            .as_ref()
+            .map(|b| b.value)
+            .unwrap_or(src.batch_size),
         merge: merge.unwrap_or(MergeStrategy {
             kind: MergeKind::Upsert,
             allow_delete: false,
@@ -180,8 +216,12 @@ fn merge(r: &RawSink, kind: &StoreKind, diags: &mut Diags) -> Option<MergeStrate
     };
     let version_column = m.and_then(|m| m.version_column.as_ref());
     if let Some(v) = version_column {
-        if !(matches!(kind, StoreKind::Sql(crate::sql::DialectKind::Clickhouse)) && strategy == MergeKind::Upsert) {
-            diags.push(v.error("`version_column` applies only to upserts into ClickHouse (ReplacingMergeTree)"));
+        if !(matches!(kind, StoreKind::Sql(crate::sql::DialectKind::Clickhouse))
+            && strategy == MergeKind::Upsert)
+        {
+            diags.push(v.error(
+                "`version_column` applies only to upserts into ClickHouse (ReplacingMergeTree)",
+            ));
         }
     }
     if let Some(s) = m.and_then(|m| m.sign_column.as_ref()) {
@@ -191,7 +231,9 @@ fn merge(r: &RawSink, kind: &StoreKind, diags: &mut Diags) -> Option<MergeStrate
     }
     Some(MergeStrategy {
         kind: strategy,
-        allow_delete: m.and_then(|m| m.allow_delete.as_ref()).is_some_and(|a| a.value),
+        allow_delete: m
+            .and_then(|m| m.allow_delete.as_ref())
+            .is_some_and(|a| a.value),
         sign_column: m
             .and_then(|m| m.sign_column.as_ref())
             .map(|s| s.value.clone())
@@ -215,13 +257,21 @@ fn field(
     let track = f.track.as_ref().map(|t| t.value).unwrap_or(true);
     let outputs: Vec<(String, String, Dtype)> = enrichments
         .iter()
-        .flat_map(|e| e.outputs.iter().map(|(k, d)| (e.name.clone(), k.clone(), *d)))
+        .flat_map(|e| {
+            e.outputs
+                .iter()
+                .map(|(k, d)| (e.name.clone(), k.clone(), *d))
+        })
         .collect();
 
     // `source: <enrichment>`: the value is one of its outputs.
     if let Some(en) = &f.source {
         let Some(e) = enrichments.iter().find(|e| e.name == en.value) else {
-            diags.push(super::stores::unknown("enrichment", en, enrichments.iter().map(|e| e.name.as_str())));
+            diags.push(super::stores::unknown(
+                "enrichment",
+                en,
+                enrichments.iter().map(|e| e.name.as_str()),
+            ));
             return None;
         };
         let output = match &f.source_column {
@@ -234,7 +284,10 @@ fn field(
             let mut d = sc.error(format!("enrichment `{}` has no output `{output}`", e.name));
             d = match did_you_mean(&output, e.outputs.keys().map(String::as_str)) {
                 Some(x) => d.with_help(format!("did you mean `{x}`?")),
-                None => d.with_help(format!("its outputs: {}", e.outputs.keys().cloned().collect::<Vec<_>>().join(", "))),
+                None => d.with_help(format!(
+                    "its outputs: {}",
+                    e.outputs.keys().cloned().collect::<Vec<_>>().join(", ")
+                )),
             };
             diags.push(d);
             return None;
@@ -276,8 +329,10 @@ fn field(
         if let Some(d) = declared {
             if d != Dtype::Str {
                 diags.push(
-                    sc.error(format!("a template renders text, but the field's dtype is {d}"))
-                        .with_help("use `dtype: str` or compute the value with an expression"),
+                    sc.error(format!(
+                        "a template renders text, but the field's dtype is {d}"
+                    ))
+                    .with_help("use `dtype: str` or compute the value with an expression"),
                 );
             }
         }
@@ -301,7 +356,9 @@ fn field(
             return Some(SinkField {
                 column: f.column.value.clone(),
                 dtype: dt,
-                value: FieldValue::Column { alias: sf.alias.clone() },
+                value: FieldValue::Column {
+                    alias: sf.alias.clone(),
+                },
                 track,
             });
         }
@@ -318,10 +375,13 @@ fn field(
         }
         if f.source_column.is_none() {
             diags.push(
-                Diagnostic::error(format!("sink field `{}` needs `source_column` (or `source`)", f.column.value))
-                    .at_path(f.path.clone())
-                    .with_span(f.column.span)
-                    .with_help("no source field has the same name"),
+                Diagnostic::error(format!(
+                    "sink field `{}` needs `source_column` (or `source`)",
+                    f.column.value
+                ))
+                .at_path(f.path.clone())
+                .with_span(f.column.span)
+                .with_help("no source field has the same name"),
             );
         } else {
             let mut d = sc
@@ -351,28 +411,45 @@ fn field(
         (Some(d), Some(r)) if assignable(r, d) => d,
         (Some(d), None) if typed.ty == Type::Null => d,
         (Some(d), Some(r)) => {
-            diags.push(sc.error(format!("this expression gives {r}, but the field's dtype is {d}")).with_label(format!("{r}")));
+            diags.push(
+                sc.error(format!(
+                    "this expression gives {r}, but the field's dtype is {d}"
+                ))
+                .with_label(format!("{r}")),
+            );
             return None;
         }
         (None, Some(r)) => r,
         (_, None) => {
-            diags.push(sc.error(format!("this expression gives {}, which no column can store", typed.ty)));
+            diags.push(sc.error(format!(
+                "this expression gives {}, which no column can store",
+                typed.ty
+            )));
             return None;
         }
     };
-    let uses_outputs = typed.columns().iter().any(|c| outputs.iter().any(|(_, k, _)| k == c));
+    let uses_outputs = typed
+        .columns()
+        .iter()
+        .any(|c| outputs.iter().any(|(_, k, _)| k == c));
     let pushable = !uses_outputs
         && !typed.is_constant()
         && src.store.kind.dialect().is_some_and(|d| {
             let mapper = |alias: &str| -> Option<sqlparser::ast::Expr> {
-                src.fields.iter().find(|x| x.alias == alias).map(|x| column_expr(d.dialect(), &x.column))
+                src.fields
+                    .iter()
+                    .find(|x| x.alias == alias)
+                    .map(|x| column_expr(d.dialect(), &x.column))
             };
             crate::sql::pushdown::to_sql(&typed, d.dialect(), &mapper).is_some()
         });
     let _ = sink_kind;
     if pushable {
         let alias = format!("_expr_{}", f.column.value);
-        src.pushed.push(PushedExpr { alias: alias.clone(), expr: typed });
+        src.pushed.push(PushedExpr {
+            alias: alias.clone(),
+            expr: typed,
+        });
         return Some(SinkField {
             column: f.column.value.clone(),
             dtype: dt,
@@ -406,7 +483,15 @@ pub fn assignable(from: Dtype, to: Dtype) -> bool {
                 | (Dtype::Date, Dtype::Datetime)
                 | (Dtype::Uuid, Dtype::Str)
                 | (Dtype::Json, Dtype::Str)
-                | (Dtype::Int | Dtype::Bool | Dtype::Date | Dtype::Datetime | Dtype::Decimal { .. } | Dtype::Float, Dtype::Str)
+                | (
+                    Dtype::Int
+                        | Dtype::Bool
+                        | Dtype::Date
+                        | Dtype::Datetime
+                        | Dtype::Decimal { .. }
+                        | Dtype::Float,
+                    Dtype::Str
+                )
         )
 }
 
@@ -414,7 +499,9 @@ pub fn assignable(from: Dtype, to: Dtype) -> bool {
 pub fn key_pairs(r: &RawSink, sink: &Sink, diags: &mut Diags) -> Vec<KeyPair> {
     let mut out = Vec::new();
     for (k, raw) in sink.unique_key.iter().zip(&r.unique_key) {
-        let Some(f) = sink.fields.iter().find(|f| &f.column == k) else { continue };
+        let Some(f) = sink.fields.iter().find(|f| &f.column == k) else {
+            continue;
+        };
         match &f.value {
             FieldValue::Column { alias } | FieldValue::Pushed { alias } => out.push(KeyPair {
                 source_alias: alias.clone(),

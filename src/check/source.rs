@@ -7,7 +7,9 @@ use super::Diags;
 use crate::config::raw::{RawSource, RawTable};
 use crate::config::Spanned;
 use crate::diag::{did_you_mean, Diagnostic};
-use crate::ir::{ColumnRef, Join, JoinKind, Source, SourceField, SourceMeta, StoreKind, TableName, TableRef};
+use crate::ir::{
+    ColumnRef, Join, JoinKind, Source, SourceField, SourceMeta, StoreKind, TableName, TableRef,
+};
 use crate::types::Dtype;
 
 /// Default rows per batch.
@@ -28,7 +30,10 @@ pub fn dtype(s: &Spanned<String>, diags: &mut Diags) -> Option<Dtype> {
             let mut d = s.error(format!("unknown dtype `{}`", s.value));
             d = match did_you_mean(&s.value, Dtype::NAMES.iter().copied()) {
                 Some(x) => d.with_help(format!("did you mean `{x}`?")),
-                None => d.with_help(format!("expected one of: {}, or decimal(p,s)", Dtype::NAMES.join(", "))),
+                None => d.with_help(format!(
+                    "expected one of: {}, or decimal(p,s)",
+                    Dtype::NAMES.join(", ")
+                )),
             };
             diags.push(d);
             None
@@ -43,14 +48,22 @@ pub fn source(r: &RawSource, stores: &Stores, diags: &mut Diags) -> Option<Sourc
         StoreKind::Sql(_) => true,
         StoreKind::Nats => false,
         StoreKind::Webhook => {
-            diags.push(r.datastore.error("a webhook datastore cannot be a source").with_help("sources are postgres, mysql, clickhouse or nats"));
+            diags.push(
+                r.datastore
+                    .error("a webhook datastore cannot be a source")
+                    .with_help("sources are postgres, mysql, clickhouse or nats"),
+            );
             return None;
         }
     };
     let table = match (&r.table, sql) {
         (Some(t), _) => table_ref(t),
         (None, true) => {
-            diags.push(Diagnostic::error("the source needs `table`").at_path(r.path.clone()).with_span(r.datastore.span));
+            diags.push(
+                Diagnostic::error("the source needs `table`")
+                    .at_path(r.path.clone())
+                    .with_span(r.datastore.span),
+            );
             return None;
         }
         (None, false) => TableRef {
@@ -62,9 +75,14 @@ pub fn source(r: &RawSource, stores: &Stores, diags: &mut Diags) -> Option<Sourc
         },
     };
     if !sql && !r.joins.is_empty() {
-        diags.push(Diagnostic::error("a NATS source cannot have joins").at_path(format!("{}.joins", r.path)));
+        diags.push(
+            Diagnostic::error("a NATS source cannot have joins")
+                .at_path(format!("{}.joins", r.path)),
+        );
     }
-    let mut scope = Scope { tables: vec![table.clone()] };
+    let mut scope = Scope {
+        tables: vec![table.clone()],
+    };
     let mut joins = Vec::new();
     for j in &r.joins {
         let t = table_ref(&j.table);
@@ -74,7 +92,10 @@ pub fn source(r: &RawSource, stores: &Stores, diags: &mut Diags) -> Option<Sourc
                     .alias
                     .as_ref()
                     .unwrap_or(&j.table.table)
-                    .error(format!("`{}` is already used by another table of this source", t.qualifier()))
+                    .error(format!(
+                        "`{}` is already used by another table of this source",
+                        t.qualifier()
+                    ))
                     .with_help("give the joined table a distinct `alias`"),
             );
             continue;
@@ -113,7 +134,9 @@ pub fn source(r: &RawSource, stores: &Stores, diags: &mut Diags) -> Option<Sourc
 
     let mut fields: Vec<SourceField> = Vec::new();
     for f in &r.fields {
-        let Some(column) = scope.column(&f.column, diags) else { continue };
+        let Some(column) = scope.column(&f.column, diags) else {
+            continue;
+        };
         let dt = match &f.dtype {
             Some(d) => dtype(d, diags),
             None => {
@@ -129,7 +152,10 @@ pub fn source(r: &RawSource, stores: &Stores, diags: &mut Diags) -> Option<Sourc
         let alias = match &f.alias {
             Some(a) => {
                 if !valid_alias(&a.value) {
-                    diags.push(a.error(format!("`{}` is not a valid alias", a.value)).with_help("use letters, digits and `_`, not starting with a digit"));
+                    diags.push(
+                        a.error(format!("`{}` is not a valid alias", a.value))
+                            .with_help("use letters, digits and `_`, not starting with a digit"),
+                    );
                     continue;
                 }
                 a.value.clone()
@@ -147,7 +173,11 @@ pub fn source(r: &RawSource, stores: &Stores, diags: &mut Diags) -> Option<Sourc
             continue;
         }
         if let Some(dt) = dt {
-            fields.push(SourceField { column, alias, dtype: dt });
+            fields.push(SourceField {
+                column,
+                alias,
+                dtype: dt,
+            });
         }
     }
     if r.fields.is_empty() {
@@ -159,17 +189,36 @@ pub fn source(r: &RawSource, stores: &Stores, diags: &mut Diags) -> Option<Sourc
     }
     let mut filters = Vec::new();
     for (i, f) in r.filters.iter().enumerate() {
-        let Some(col) = scope.column(&f.column, diags) else { continue };
+        let Some(col) = scope.column(&f.column, diags) else {
+            continue;
+        };
         let dt = field_for(&fields, &col).map(|x| x.dtype);
         if let Some(flt) = columns::filter(f, i, "", col, dt, diags) {
             filters.push(flt);
         }
     }
     let meta = SourceMeta {
-        partition_column: r.meta.partition_column.as_ref().and_then(|c| scope.column(c, diags)),
-        hash_column: r.meta.hash_column.as_ref().and_then(|c| scope.column(c, diags)),
-        order_column: r.meta.order_column.as_ref().and_then(|c| scope.column(c, diags)),
-        unique_columns: r.meta.unique_columns.iter().filter_map(|c| scope.column(c, diags)).collect(),
+        partition_column: r
+            .meta
+            .partition_column
+            .as_ref()
+            .and_then(|c| scope.column(c, diags)),
+        hash_column: r
+            .meta
+            .hash_column
+            .as_ref()
+            .and_then(|c| scope.column(c, diags)),
+        order_column: r
+            .meta
+            .order_column
+            .as_ref()
+            .and_then(|c| scope.column(c, diags)),
+        unique_columns: r
+            .meta
+            .unique_columns
+            .iter()
+            .filter_map(|c| scope.column(c, diags))
+            .collect(),
     };
     Some(Source {
         store,
@@ -178,7 +227,11 @@ pub fn source(r: &RawSource, stores: &Stores, diags: &mut Diags) -> Option<Sourc
         filters,
         fields,
         pushed: Vec::new(),
-        batch_size: r.batch_size.as_ref().map(|b| b.value).unwrap_or(DEFAULT_BATCH_SIZE),
+        batch_size: r
+            .batch_size
+            .as_ref()
+            .map(|b| b.value)
+            .unwrap_or(DEFAULT_BATCH_SIZE),
         meta,
     })
 }
@@ -193,7 +246,8 @@ pub fn default_alias(c: &ColumnRef) -> String {
 
 fn valid_alias(s: &str) -> bool {
     let mut ch = s.chars();
-    ch.next().is_some_and(|c| c.is_alphabetic() || c == '_') && ch.all(|c| c.is_alphanumeric() || c == '_')
+    ch.next().is_some_and(|c| c.is_alphabetic() || c == '_')
+        && ch.all(|c| c.is_alphanumeric() || c == '_')
 }
 
 /// The selected field reading this column, if any. An unqualified reference matches a field
@@ -226,11 +280,19 @@ pub fn lookup<'a>(src: &'a Source, text: &str) -> Option<&'a SourceField> {
     let q = match q {
         Some(q) => {
             let scope = Scope {
-                tables: std::iter::once(src.table.clone()).chain(src.joins.iter().map(|j| j.table.clone())).collect(),
+                tables: std::iter::once(src.table.clone())
+                    .chain(src.joins.iter().map(|j| j.table.clone()))
+                    .collect(),
             };
             Some(scope.qualifier(q)?)
         }
         None => None,
     };
-    field_for(&src.fields, &ColumnRef { qualifier: q, name: name.to_string() })
+    field_for(
+        &src.fields,
+        &ColumnRef {
+            qualifier: q,
+            name: name.to_string(),
+        },
+    )
 }

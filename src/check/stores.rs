@@ -29,7 +29,10 @@ impl Stores {
                 _ => continue, // reported by the decoder
             };
             if out.datastores.iter().any(|s| s.name == d.name.value) {
-                diags.push(d.name.error(format!("duplicate datastore name `{}`", d.name.value)));
+                diags.push(
+                    d.name
+                        .error(format!("duplicate datastore name `{}`", d.name.value)),
+                );
             }
             if let Some(p) = &d.port {
                 if !(1..=65535).contains(&p.value) {
@@ -49,9 +52,12 @@ impl Stores {
                 StoreKind::Webhook => {
                     if d.base_url.is_none() {
                         diags.push(
-                            Diagnostic::error(format!("webhook datastore `{}` needs `base_url`", d.name.value))
-                                .at_path(d.path.clone())
-                                .with_span(d.name.span),
+                            Diagnostic::error(format!(
+                                "webhook datastore `{}` needs `base_url`",
+                                d.name.value
+                            ))
+                            .at_path(d.path.clone())
+                            .with_span(d.name.span),
                         );
                     }
                     if let Some(u) = &d.base_url {
@@ -63,9 +69,12 @@ impl Stores {
                 StoreKind::Nats => {
                     if d.servers.is_empty() {
                         diags.push(
-                            Diagnostic::error(format!("nats datastore `{}` needs `servers`", d.name.value))
-                                .at_path(d.path.clone())
-                                .with_span(d.name.span),
+                            Diagnostic::error(format!(
+                                "nats datastore `{}` needs `servers`",
+                                d.name.value
+                            ))
+                            .at_path(d.path.clone())
+                            .with_span(d.name.span),
                         );
                     }
                 }
@@ -80,7 +89,9 @@ impl Stores {
                 "redis" => ExternalKind::Redis,
                 "http" => ExternalKind::Http,
                 other => {
-                    let mut d = e.kind.error(format!("unknown external store type `{other}`"));
+                    let mut d = e
+                        .kind
+                        .error(format!("unknown external store type `{other}`"));
                     d = match did_you_mean(other, ["redis", "http"]) {
                         Some(s) => d.with_help(format!("did you mean `{s}`?")),
                         None => d.with_help("expected one of: redis, http"),
@@ -90,20 +101,29 @@ impl Stores {
                 }
             };
             if out.external.iter().any(|s| s.name == e.name.value) {
-                diags.push(e.name.error(format!("duplicate external store name `{}`", e.name.value)));
+                diags.push(
+                    e.name
+                        .error(format!("duplicate external store name `{}`", e.name.value)),
+                );
             }
             if kind == ExternalKind::Redis && e.host.is_none() {
                 diags.push(
-                    Diagnostic::error(format!("redis external store `{}` needs `host`", e.name.value))
-                        .at_path(e.path.clone())
-                        .with_span(e.name.span),
+                    Diagnostic::error(format!(
+                        "redis external store `{}` needs `host`",
+                        e.name.value
+                    ))
+                    .at_path(e.path.clone())
+                    .with_span(e.name.span),
                 );
             }
             if kind == ExternalKind::Http && e.url.is_none() {
                 diags.push(
-                    Diagnostic::error(format!("http external store `{}` needs `url`", e.name.value))
-                        .at_path(e.path.clone())
-                        .with_span(e.name.span),
+                    Diagnostic::error(format!(
+                        "http external store `{}` needs `url`",
+                        e.name.value
+                    ))
+                    .at_path(e.path.clone())
+                    .with_span(e.name.span),
                 );
             }
             out.external.push(ExternalStore {
@@ -119,7 +139,11 @@ impl Stores {
         if let Some(s) = self.datastores.iter().find(|s| s.name == r.value) {
             return Some(s.clone());
         }
-        diags.push(unknown("datastore", r, self.datastores.iter().map(|s| s.name.as_str())));
+        diags.push(unknown(
+            "datastore",
+            r,
+            self.datastores.iter().map(|s| s.name.as_str()),
+        ));
         None
     }
 
@@ -128,7 +152,11 @@ impl Stores {
         if let Some(s) = self.external.iter().find(|s| s.name == r.value) {
             return Some(s.clone());
         }
-        diags.push(unknown("external store", r, self.external.iter().map(|s| s.name.as_str())));
+        diags.push(unknown(
+            "external store",
+            r,
+            self.external.iter().map(|s| s.name.as_str()),
+        ));
         None
     }
 
@@ -168,8 +196,14 @@ pub fn table_name(t: &RawTable) -> TableName {
 }
 
 /// An "unknown X" diagnostic with a did-you-mean over the known names.
-pub fn unknown<'a>(what: &str, r: &Spanned<String>, known: impl Iterator<Item = &'a str> + Clone) -> Diagnostic {
-    let mut d = r.error(format!("unknown {what} `{}`", r.value)).with_label(format!("no {what} has this name"));
+pub fn unknown<'a>(
+    what: &str,
+    r: &Spanned<String>,
+    known: impl Iterator<Item = &'a str> + Clone,
+) -> Diagnostic {
+    let mut d = r
+        .error(format!("unknown {what} `{}`", r.value))
+        .with_label(format!("no {what} has this name"));
     d = match did_you_mean(&r.value, known.clone()) {
         Some(s) => d.with_help(format!("did you mean `{s}`?")),
         None => {

@@ -97,9 +97,12 @@ impl<'a> MapReader<'a> {
             }
             _ => {
                 ctx.err(
-                    Diagnostic::error(format!("{what} must be a mapping, found {}", node.type_name()))
-                        .at_path(path)
-                        .with_span(node.span),
+                    Diagnostic::error(format!(
+                        "{what} must be a mapping, found {}",
+                        node.type_name()
+                    ))
+                    .at_path(path)
+                    .with_span(node.span),
                 );
                 None
             }
@@ -118,7 +121,10 @@ impl<'a> MapReader<'a> {
 
     /// Take a key's value node (marks it used). A null value counts as absent.
     pub fn take(&mut self, key: &str) -> Option<(String, &'a Node)> {
-        let i = self.entries.iter().position(|(k, _)| k.as_str() == Some(key))?;
+        let i = self
+            .entries
+            .iter()
+            .position(|(k, _)| k.as_str() == Some(key))?;
         self.used[i] = true;
         let v = &self.entries[i].1;
         if v.value == NodeValue::Null {
@@ -143,7 +149,12 @@ impl<'a> MapReader<'a> {
 
     /// A required scalar as text.
     pub fn req_str(&mut self, key: &str, what: &str, ctx: &mut Ctx) -> Option<Spanned<String>> {
-        if !self.has(key) || self.entries.iter().any(|(k, v)| k.as_str() == Some(key) && v.value == NodeValue::Null) {
+        if !self.has(key)
+            || self
+                .entries
+                .iter()
+                .any(|(k, v)| k.as_str() == Some(key) && v.value == NodeValue::Null)
+        {
             self.missing(key, what, ctx);
             let _ = self.take(key);
             return None;
@@ -189,9 +200,12 @@ impl<'a> MapReader<'a> {
             }),
             None => {
                 ctx.err(
-                    Diagnostic::error(format!("`{key}` must be an integer, found {}", n.type_name()))
-                        .at_path(path)
-                        .with_span(n.span),
+                    Diagnostic::error(format!(
+                        "`{key}` must be an integer, found {}",
+                        n.type_name()
+                    ))
+                    .at_path(path)
+                    .with_span(n.span),
                 );
                 None
             }
@@ -258,9 +272,12 @@ impl<'a> MapReader<'a> {
             }),
             None => {
                 ctx.err(
-                    Diagnostic::error(format!("`{key}` must be true or false, found {}", n.type_name()))
-                        .at_path(path)
-                        .with_span(n.span),
+                    Diagnostic::error(format!(
+                        "`{key}` must be true or false, found {}",
+                        n.type_name()
+                    ))
+                    .at_path(path)
+                    .with_span(n.span),
                 );
                 None
             }
@@ -292,22 +309,32 @@ impl<'a> MapReader<'a> {
     }
 
     /// An optional mapping of string keys to scalar text values (headers, params).
-    pub fn string_map(&mut self, key: &str, secret_values: bool, ctx: &mut Ctx) -> Vec<(Spanned<String>, Spanned<String>)> {
+    pub fn string_map(
+        &mut self,
+        key: &str,
+        secret_values: bool,
+        ctx: &mut Ctx,
+    ) -> Vec<(Spanned<String>, Spanned<String>)> {
         let Some((path, n)) = self.take(key) else {
             return Vec::new();
         };
         let NodeValue::Map(entries) = &n.value else {
             ctx.err(
-                Diagnostic::error(format!("`{key}` must be a mapping, found {}", n.type_name()))
-                    .at_path(path)
-                    .with_span(n.span),
+                Diagnostic::error(format!(
+                    "`{key}` must be a mapping, found {}",
+                    n.type_name()
+                ))
+                .at_path(path)
+                .with_span(n.span),
             );
             return Vec::new();
         };
         let mut out = Vec::new();
         for (k, v) in entries {
             let kp = child(&path, k.as_str().unwrap_or("?"));
-            let Some(ks) = scalar_str(k, &kp, ctx) else { continue };
+            let Some(ks) = scalar_str(k, &kp, ctx) else {
+                continue;
+            };
             if secret_values || is_secret_key(&ks.value) {
                 ctx.secrets.push(v.span);
             }
@@ -343,9 +370,17 @@ impl<'a> MapReader<'a> {
 /// Whether a key name suggests a secret value (masked in diagnostics).
 pub fn is_secret_key(key: &str) -> bool {
     let k = key.to_ascii_lowercase();
-    ["pass", "token", "secret", "auth", "credential", "api_key", "apikey"]
-        .iter()
-        .any(|s| k.contains(s))
+    [
+        "pass",
+        "token",
+        "secret",
+        "auth",
+        "credential",
+        "api_key",
+        "apikey",
+    ]
+    .iter()
+    .any(|s| k.contains(s))
 }
 
 /// A scalar node as text.

@@ -77,8 +77,7 @@ fn expand(s: &str, content: Span, env: &dyn Env) -> Result<Option<String>, Diagn
         }
         let is_var_start = b[i] == b'$'
             && b.get(i + 1) == Some(&b'{')
-            && b
-                .get(i + 2)
+            && b.get(i + 2)
                 .is_some_and(|c| c.is_ascii_alphabetic() || *c == b'_');
         if !is_var_start {
             let ch = s[i..].chars().next().expect("in bounds");
@@ -88,9 +87,11 @@ fn expand(s: &str, content: Span, env: &dyn Env) -> Result<Option<String>, Diagn
         }
         let rest = &s[i + 2..];
         let Some(close) = rest.find('}') else {
-            return Err(Diagnostic::error("unterminated `${` in an environment variable reference")
-                .with_span(content.sub(i, s.len()))
-                .with_help("write `${NAME}` or `${NAME:-default}`; `$${` is a literal `${`"));
+            return Err(Diagnostic::error(
+                "unterminated `${` in an environment variable reference",
+            )
+            .with_span(content.sub(i, s.len()))
+            .with_help("write `${NAME}` or `${NAME:-default}`; `$${` is a literal `${`"));
         };
         let inner = &rest[..close];
         let (name, default) = match inner.split_once(":-") {
@@ -99,22 +100,24 @@ fn expand(s: &str, content: Span, env: &dyn Env) -> Result<Option<String>, Diagn
         };
         let span = content.sub(i, i + 3 + close);
         if !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
-            return Err(Diagnostic::error(format!("`{name}` is not a valid environment variable name"))
-                .with_span(span)
-                .with_help("write `${NAME}` or `${NAME:-default}`"));
+            return Err(Diagnostic::error(format!(
+                "`{name}` is not a valid environment variable name"
+            ))
+            .with_span(span)
+            .with_help("write `${NAME}` or `${NAME:-default}`"));
         }
         match (env.get(name), default) {
             (Some(v), _) => out.push_str(&v),
             (None, Some(d)) => out.push_str(d),
             (None, None) => {
-                return Err(Diagnostic::error(format!(
-                    "environment variable `{name}` is not set"
-                ))
-                .with_span(span)
-                .with_label("referenced here")
-                .with_help(format!(
-                    "export {name}, or give a default: `${{{name}:-value}}`"
-                )))
+                return Err(
+                    Diagnostic::error(format!("environment variable `{name}` is not set"))
+                        .with_span(span)
+                        .with_label("referenced here")
+                        .with_help(format!(
+                            "export {name}, or give a default: `${{{name}:-value}}`"
+                        )),
+                )
             }
         }
         changed = true;
@@ -138,8 +141,14 @@ mod tests {
         let sp = Span::new(10, 40);
         assert_eq!(expand("${PGPASS}", sp, &e).unwrap(), Some("s3cret".into()));
         assert_eq!(expand("a${NOPE:-x}b", sp, &e).unwrap(), Some("axb".into()));
-        assert_eq!(expand("$${PGPASS}", sp, &e).unwrap(), Some("${PGPASS}".into()));
-        assert_eq!(expand("TMPL({{ name }} - ${{ o__total }})", sp, &e).unwrap(), None);
+        assert_eq!(
+            expand("$${PGPASS}", sp, &e).unwrap(),
+            Some("${PGPASS}".into())
+        );
+        assert_eq!(
+            expand("TMPL({{ name }} - ${{ o__total }})", sp, &e).unwrap(),
+            None
+        );
         assert_eq!(expand("cost $5", sp, &e).unwrap(), None);
     }
 

@@ -22,7 +22,11 @@ pub struct Loaded {
 
 /// Load a config from text. On failure returns every error found, rendered against the
 /// file with secret values masked.
-pub fn load(name: &str, text: &str, env: &dyn interpolate::Env) -> Result<Loaded, (SourceFile, Vec<Diagnostic>)> {
+pub fn load(
+    name: &str,
+    text: &str,
+    env: &dyn interpolate::Env,
+) -> Result<Loaded, (SourceFile, Vec<Diagnostic>)> {
     let mut source = SourceFile::new(name, text);
     let mut root = match yaml::parse(text) {
         Ok(n) => n,

@@ -72,12 +72,27 @@ pub struct RawDatastore {
 }
 
 const DB_KEYS: &[&str] = &[
-    "host", "port", "username", "user", "password", "database", "sslmode", "tls", "pool_size",
+    "host",
+    "port",
+    "username",
+    "user",
+    "password",
+    "database",
+    "sslmode",
+    "tls",
+    "pool_size",
 ];
 const WEBHOOK_KEYS: &[&str] = &["base_url", "headers", "timeout", "retries"];
 const NATS_KEYS: &[&str] = &[
-    "servers", "token", "subject", "queue", "max_msgs", "per_msg_timeout", "total_timeout",
-    "stream", "durable",
+    "servers",
+    "token",
+    "subject",
+    "queue",
+    "max_msgs",
+    "per_msg_timeout",
+    "total_timeout",
+    "stream",
+    "durable",
 ];
 /// Datastore type names.
 pub const DATASTORE_TYPES: &[&str] = &["postgres", "mysql", "clickhouse", "webhook", "nats"];
@@ -356,7 +371,10 @@ pub struct RawEnrichment {
 pub fn decode(root: &Node, ctx: &mut Ctx) -> RawConfig {
     let mut cfg = RawConfig::default();
     if root.value == NodeValue::Null {
-        ctx.err(Diagnostic::error("the config is empty").with_help("a config has `datastores:` and `pipelines:`"));
+        ctx.err(
+            Diagnostic::error("the config is empty")
+                .with_help("a config has `datastores:` and `pipelines:`"),
+        );
         return cfg;
     }
     let Some(mut m) = MapReader::new(root, "", "the config", ctx) else {
@@ -377,7 +395,11 @@ pub fn decode(root: &Node, ctx: &mut Ctx) -> RawConfig {
             cfg.pipelines.push(d);
         }
     }
-    m.finish(&["datastores", "externalstores", "pipelines"], "the config", ctx);
+    m.finish(
+        &["datastores", "externalstores", "pipelines"],
+        "the config",
+        ctx,
+    );
     cfg
 }
 
@@ -443,7 +465,11 @@ fn datastore(n: &Node, path: &str, ctx: &mut Ctx) -> Option<RawDatastore> {
         kind: kind.clone().unwrap_or_else(|| placeholder(path)),
     };
     let mut allowed = vec!["name", "type"];
-    allowed.extend_from_slice(if type_keys.is_empty() { DB_KEYS } else { type_keys });
+    allowed.extend_from_slice(if type_keys.is_empty() {
+        DB_KEYS
+    } else {
+        type_keys
+    });
     m.finish(&allowed, "a datastore", ctx);
     (name.is_some() && kind.is_some()).then_some(d)
 }
@@ -484,8 +510,18 @@ fn external(n: &Node, path: &str, ctx: &mut Ctx) -> Option<RawExternalStore> {
     };
     m.finish(
         &[
-            "name", "type", "host", "port", "db", "username", "password", "url", "headers",
-            "timeout", "max_concurrency", "retries",
+            "name",
+            "type",
+            "host",
+            "port",
+            "db",
+            "username",
+            "password",
+            "url",
+            "headers",
+            "timeout",
+            "max_concurrency",
+            "retries",
         ],
         "an external store",
         ctx,
@@ -503,7 +539,10 @@ fn table(m: &mut MapReader<'_>, ctx: &mut Ctx) -> Option<RawTable> {
             let mut t = MapReader::new(n, &path, "a table", ctx)?;
             let table = t.req_str("table", "a table", ctx);
             let alias = t.str("alias", ctx).or(sibling_alias);
-            let dbschema = t.str("dbschema", ctx).or_else(|| t.str("schema", ctx)).or(sibling_schema);
+            let dbschema = t
+                .str("dbschema", ctx)
+                .or_else(|| t.str("schema", ctx))
+                .or(sibling_schema);
             t.finish(&["table", "alias", "dbschema", "schema"], "a table", ctx);
             Some(RawTable {
                 table: table?,
@@ -543,7 +582,12 @@ fn meta(m: &mut MapReader<'_>, key: &str, ctx: &mut Ctx) -> RawMeta {
         unique_columns: strings(&mut r, "unique_columns", ctx),
     };
     r.finish(
-        &["partition_column", "hash_column", "order_column", "unique_columns"],
+        &[
+            "partition_column",
+            "hash_column",
+            "order_column",
+            "unique_columns",
+        ],
         "meta columns",
         ctx,
     );
@@ -555,7 +599,11 @@ fn merge_meta(a: RawMeta, b: RawMeta) -> RawMeta {
         partition_column: a.partition_column.or(b.partition_column),
         hash_column: a.hash_column.or(b.hash_column),
         order_column: a.order_column.or(b.order_column),
-        unique_columns: if a.unique_columns.is_empty() { b.unique_columns } else { a.unique_columns },
+        unique_columns: if a.unique_columns.is_empty() {
+            b.unique_columns
+        } else {
+            a.unique_columns
+        },
     }
 }
 
@@ -576,8 +624,12 @@ fn pipeline(n: &Node, path: &str, ctx: &mut Ctx) -> Option<RawPipeline> {
             None
         }
     };
-    let sourcestate = m.take("sourcestate").and_then(|(p, n)| state(n, &p, "use_source", ctx));
-    let sinkstate = m.take("sinkstate").and_then(|(p, n)| state(n, &p, "use_sink", ctx));
+    let sourcestate = m
+        .take("sourcestate")
+        .and_then(|(p, n)| state(n, &p, "use_source", ctx));
+    let sinkstate = m
+        .take("sinkstate")
+        .and_then(|(p, n)| state(n, &p, "use_sink", ctx));
     let reconciliation = m
         .seq("reconciliation", false, ctx)
         .into_iter()
@@ -589,7 +641,15 @@ fn pipeline(n: &Node, path: &str, ctx: &mut Ctx) -> Option<RawPipeline> {
         .filter_map(|(p, n)| enrichment(n, &p, ctx))
         .collect();
     m.finish(
-        &["name", "source", "sink", "sourcestate", "sinkstate", "reconciliation", "enrichment"],
+        &[
+            "name",
+            "source",
+            "sink",
+            "sourcestate",
+            "sinkstate",
+            "reconciliation",
+            "enrichment",
+        ],
         "a pipeline",
         ctx,
     );
@@ -623,7 +683,17 @@ fn source(n: &Node, path: &str, ctx: &mut Ctx) -> Option<RawSource> {
         .collect();
     let meta = meta(&mut m, "meta_columns", ctx);
     m.finish(
-        &["datastore", "batch_size", "table", "alias", "dbschema", "joins", "filters", "fields", "meta_columns"],
+        &[
+            "datastore",
+            "batch_size",
+            "table",
+            "alias",
+            "dbschema",
+            "joins",
+            "filters",
+            "fields",
+            "meta_columns",
+        ],
         "the source",
         ctx,
     );
@@ -713,7 +783,11 @@ fn sink(n: &Node, path: &str, ctx: &mut Ctx) -> Option<RawSink> {
             sign_column: r.str("sign_column", ctx),
             version_column: r.str("version_column", ctx),
         };
-        r.finish(&["strategy", "allow_delete", "sign_column", "version_column"], "merge_strategy", ctx);
+        r.finish(
+            &["strategy", "allow_delete", "sign_column", "version_column"],
+            "merge_strategy",
+            ctx,
+        );
         Some(out)
     });
     let unique_key = strings(&mut m, "unique_key", ctx);
@@ -728,8 +802,18 @@ fn sink(n: &Node, path: &str, ctx: &mut Ctx) -> Option<RawSink> {
     let subject = m.str("subject", ctx);
     m.finish(
         &[
-            "datastore", "table", "dbschema", "alias", "batch_size", "merge_strategy", "unique_key",
-            "filters", "fields", "meta_columns", "url_path", "subject",
+            "datastore",
+            "table",
+            "dbschema",
+            "alias",
+            "batch_size",
+            "merge_strategy",
+            "unique_key",
+            "filters",
+            "fields",
+            "meta_columns",
+            "url_path",
+            "subject",
         ],
         "the sink",
         ctx,
@@ -760,7 +844,11 @@ fn sink_field(n: &Node, path: &str, ctx: &mut Ctx) -> Option<RawSinkField> {
         source: m.str("source", ctx),
         track: m.bool("track", ctx),
     };
-    m.finish(&["column", "dtype", "source_column", "source", "track"], "a sink field", ctx);
+    m.finish(
+        &["column", "dtype", "source_column", "source", "track"],
+        "a sink field",
+        ctx,
+    );
     column.map(|_| f)
 }
 
@@ -777,7 +865,17 @@ fn state(n: &Node, path: &str, use_key: &str, ctx: &mut Ctx) -> Option<RawState>
     };
     let meta = merge_meta(meta(&mut m, "meta_columns", ctx), flat);
     m.finish(
-        &[use_key, "datastore", "table", "dbschema", "alias", "meta_columns", "partition_column", "hash_column", "order_column"],
+        &[
+            use_key,
+            "datastore",
+            "table",
+            "dbschema",
+            "alias",
+            "meta_columns",
+            "partition_column",
+            "hash_column",
+            "order_column",
+        ],
         "a state",
         ctx,
     );
@@ -816,10 +914,22 @@ fn reconciliation(n: &Node, path: &str, ctx: &mut Ctx) -> Option<RawReconciliati
     };
     m.finish(
         &[
-            "name", "strategy", "partition_column", "partition_column_type", "start", "end",
-            "initial_partition_interval", "max_block_size", "interval_reduction_factor",
-            "partition_multiplier", "source_order_column", "source_meta_columns",
-            "sink_meta_columns", "source_pfield", "sink_pfield", "lookback",
+            "name",
+            "strategy",
+            "partition_column",
+            "partition_column_type",
+            "start",
+            "end",
+            "initial_partition_interval",
+            "max_block_size",
+            "interval_reduction_factor",
+            "partition_multiplier",
+            "source_order_column",
+            "source_meta_columns",
+            "sink_meta_columns",
+            "source_pfield",
+            "sink_pfield",
+            "lookback",
         ],
         "a reconciliation",
         ctx,
@@ -844,7 +954,17 @@ fn enrichment(n: &Node, path: &str, ctx: &mut Ctx) -> Option<RawEnrichment> {
         on_error: m.str("on_error", ctx),
     };
     m.finish(
-        &["externalstore", "name", "type", "key_template", "path", "url", "params", "output", "on_error"],
+        &[
+            "externalstore",
+            "name",
+            "type",
+            "key_template",
+            "path",
+            "url",
+            "params",
+            "output",
+            "on_error",
+        ],
         "an enrichment",
         ctx,
     );

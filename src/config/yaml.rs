@@ -147,11 +147,17 @@ impl Builder<'_> {
         let (end, content) = match style {
             TScalarStyle::SingleQuoted => {
                 let end = scan_single_quoted(text, start);
-                (end, Span::new(start + 1, end.saturating_sub(1).max(start + 1)))
+                (
+                    end,
+                    Span::new(start + 1, end.saturating_sub(1).max(start + 1)),
+                )
             }
             TScalarStyle::DoubleQuoted => {
                 let end = scan_double_quoted(text, start);
-                (end, Span::new(start + 1, end.saturating_sub(1).max(start + 1)))
+                (
+                    end,
+                    Span::new(start + 1, end.saturating_sub(1).max(start + 1)),
+                )
             }
             TScalarStyle::Plain => {
                 // A plain scalar on one line is its value verbatim.
@@ -232,7 +238,11 @@ fn resolve_plain(s: String) -> NodeValue {
         _ => {}
     }
     let t = s.strip_prefix('+').unwrap_or(&s);
-    if !t.is_empty() && t.trim_start_matches('-').chars().all(|c| c.is_ascii_digit()) {
+    if !t.is_empty()
+        && t.trim_start_matches('-')
+            .chars()
+            .all(|c| c.is_ascii_digit())
+    {
         if let Ok(i) = s.parse::<i64>() {
             return NodeValue::Int(i);
         }
@@ -243,8 +253,7 @@ fn resolve_plain(s: String) -> NodeValue {
         }
     }
     let looks_float = t.chars().any(|c| c.is_ascii_digit())
-        && t
-            .chars()
+        && t.chars()
             .all(|c| c.is_ascii_digit() || matches!(c, '.' | 'e' | 'E' | '-' | '+'));
     if looks_float {
         if let Ok(f) = t.parse::<f64>() {
@@ -291,7 +300,11 @@ impl MarkedEventReceiver for Builder<'_> {
             }
             Event::MappingEnd => {
                 if let Some(Frame::Map(entries, _, start, anchor)) = self.stack.pop() {
-                    let end = entries.last().map(|(_, v)| v.span.end).unwrap_or(at).max(start);
+                    let end = entries
+                        .last()
+                        .map(|(_, v)| v.span.end)
+                        .unwrap_or(at)
+                        .max(start);
                     let node = Node {
                         value: NodeValue::Map(entries),
                         span: Span::new(start, end),
@@ -336,9 +349,12 @@ mod tests {
 
     #[test]
     fn spans_and_types() {
-        let text = "a: 1\nb: 'x''y'\nc: \"q\\\"r\"\nd: TRUE\ne: 1*365*24*60*60\nf: [1, ~]\ng: é ok\n";
+        let text =
+            "a: 1\nb: 'x''y'\nc: \"q\\\"r\"\nd: TRUE\ne: 1*365*24*60*60\nf: [1, ~]\ng: é ok\n";
         let n = parse(text).unwrap();
-        let NodeValue::Map(m) = &n.value else { panic!() };
+        let NodeValue::Map(m) = &n.value else {
+            panic!()
+        };
         assert_eq!(m[0].1.value, NodeValue::Int(1));
         assert_eq!(slice(text, m[1].1.span), "'x''y'");
         assert_eq!(m[1].1.value, NodeValue::Str("x'y".into()));
@@ -361,7 +377,9 @@ mod tests {
     #[test]
     fn aliases_copy_anchors() {
         let n = parse("a: &x {k: 1}\nb: *x\n").unwrap();
-        let NodeValue::Map(m) = &n.value else { panic!() };
+        let NodeValue::Map(m) = &n.value else {
+            panic!()
+        };
         assert_eq!(m[0].1.value, m[1].1.value);
     }
 }

@@ -179,7 +179,8 @@ impl SourceFile {
             m.resize(end - start, b'*');
             bytes[start..end].copy_from_slice(&m);
         }
-        self.text = String::from_utf8(bytes).unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned());
+        self.text = String::from_utf8(bytes)
+            .unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned());
     }
 
     /// 1-based line and column (in characters) of a byte offset.
@@ -216,7 +217,10 @@ fn floor_char_boundary(s: &str, mut i: usize) -> usize {
 }
 
 /// Suggest the closest candidate to `got` (Jaro-Winkler ≥ 0.8 or a small edit distance).
-pub fn did_you_mean<'a>(got: &str, candidates: impl IntoIterator<Item = &'a str>) -> Option<&'a str> {
+pub fn did_you_mean<'a>(
+    got: &str,
+    candidates: impl IntoIterator<Item = &'a str>,
+) -> Option<&'a str> {
     let mut best: Option<(&str, f64)> = None;
     for c in candidates {
         let score = strsim::jaro_winkler(got, c);
@@ -243,7 +247,10 @@ mod tests {
 
     #[test]
     fn suggests_close_names() {
-        assert_eq!(did_you_mean("tabel", ["table", "alias", "dbschema"]), Some("table"));
+        assert_eq!(
+            did_you_mean("tabel", ["table", "alias", "dbschema"]),
+            Some("table")
+        );
         assert_eq!(did_you_mean("zzzzzz", ["table", "alias"]), None);
     }
 }

@@ -24,7 +24,13 @@ pub fn field_origin(p: &Pipeline, v: &FieldValue) -> String {
             format!("{col} (copied)")
         }
         FieldValue::Pushed { alias } => {
-            let e = p.source.pushed.iter().find(|x| &x.alias == alias).map(|x| x.expr.to_string()).unwrap_or_default();
+            let e = p
+                .source
+                .pushed
+                .iter()
+                .find(|x| &x.alias == alias)
+                .map(|x| x.expr.to_string())
+                .unwrap_or_default();
             format!("{e} (pushed down into the source query as {alias})")
         }
         FieldValue::Expr(e) => format!("{e} (evaluated by the runtime)"),
@@ -45,7 +51,12 @@ fn bound(b: &Option<Bound>, default: &str) -> String {
 pub fn describe(p: &Pipeline) -> Vec<String> {
     let mut out = Vec::new();
     let s = &p.source;
-    let alias = s.table.alias.as_deref().map(|a| format!(" AS {a}")).unwrap_or_default();
+    let alias = s
+        .table
+        .alias
+        .as_deref()
+        .map(|a| format!(" AS {a}"))
+        .unwrap_or_default();
     out.push(format!(
         "source: {} ({}) {}{alias}, batch {} rows",
         s.store.name,
@@ -54,8 +65,21 @@ pub fn describe(p: &Pipeline) -> Vec<String> {
         s.batch_size
     ));
     for j in &s.joins {
-        let alias = j.table.alias.as_deref().map(|a| format!(" AS {a}")).unwrap_or_default();
-        out.push(format!("  {:?} join {}{alias} ON {}", j.kind, table(&j.table.table), j.on).to_lowercase());
+        let alias = j
+            .table
+            .alias
+            .as_deref()
+            .map(|a| format!(" AS {a}"))
+            .unwrap_or_default();
+        out.push(
+            format!(
+                "  {:?} join {}{alias} ON {}",
+                j.kind,
+                table(&j.table.table),
+                j.on
+            )
+            .to_lowercase(),
+        );
     }
     let k = &p.sink;
     let merge = match k.merge.kind {
@@ -68,20 +92,32 @@ pub fn describe(p: &Pipeline) -> Vec<String> {
         k.store.name,
         k.store.kind.name(),
         table(&k.table),
-        if k.merge.allow_delete { " with deletes" } else { "" },
+        if k.merge.allow_delete {
+            " with deletes"
+        } else {
+            ""
+        },
         k.unique_key.join(", "),
         k.batch_size
     ));
     out.push("fields:".into());
     for f in &k.fields {
         let track = if f.track { "" } else { " [not tracked]" };
-        out.push(format!("  {} {} <- {}{track}", f.column, f.dtype, field_origin(p, &f.value)));
+        out.push(format!(
+            "  {} {} <- {}{track}",
+            f.column,
+            f.dtype,
+            field_origin(p, &f.value)
+        ));
     }
     for e in &p.enrichments {
         let lookup = match &e.lookup {
             Lookup::Redis { key } => format!("redis GET {}", key.source),
             Lookup::Http { path, params } => {
-                let ps: Vec<String> = params.iter().map(|(k, v)| format!("{k}={}", v.source)).collect();
+                let ps: Vec<String> = params
+                    .iter()
+                    .map(|(k, v)| format!("{k}={}", v.source))
+                    .collect();
                 if ps.is_empty() {
                     format!("http GET {}", path.source)
                 } else {
@@ -90,17 +126,23 @@ pub fn describe(p: &Pipeline) -> Vec<String> {
             }
         };
         let outputs: Vec<String> = e.outputs.iter().map(|(k, d)| format!("{k} {d}")).collect();
-        let output = e.output.as_ref().map(|o| format!(", output {o}")).unwrap_or_default();
-        out.push(format!(
-            "enrichment {} from {}: {lookup}{output} -> ({}), on error {:?}",
-            e.name,
-            e.store.name,
-            outputs.join(", "),
-            e.on_error
-        )
-        .replace("Fail", "fail")
-        .replace("Null", "null")
-        .replace("Skip", "skip"));
+        let output = e
+            .output
+            .as_ref()
+            .map(|o| format!(", output {o}"))
+            .unwrap_or_default();
+        out.push(
+            format!(
+                "enrichment {} from {}: {lookup}{output} -> ({}), on error {:?}",
+                e.name,
+                e.store.name,
+                outputs.join(", "),
+                e.on_error
+            )
+            .replace("Fail", "fail")
+            .replace("Null", "null")
+            .replace("Skip", "skip"),
+        );
     }
     for r in &p.reconciliations {
         out.push(format!(
@@ -118,13 +160,29 @@ pub fn describe(p: &Pipeline) -> Vec<String> {
         ));
     }
     if !p.reconciliations.is_empty() {
-        let src: Vec<String> = p.row_hash.source.iter().map(|h| format!("{} {}", h.name, h.dtype)).collect();
+        let src: Vec<String> = p
+            .row_hash
+            .source
+            .iter()
+            .map(|h| format!("{} {}", h.name, h.dtype))
+            .collect();
         let sink = match &p.row_hash.sink {
-            SinkHash::Columns(c) => c.iter().map(|h| format!("{} {}", h.name, h.dtype)).collect::<Vec<_>>().join(", "),
+            SinkHash::Columns(c) => c
+                .iter()
+                .map(|h| format!("{} {}", h.name, h.dtype))
+                .collect::<Vec<_>>()
+                .join(", "),
             SinkHash::Stored(h) => format!("stored in column {h}, written at load"),
         };
-        let prec = if p.row_hash.seconds_precision { ", datetimes at whole seconds" } else { "" };
-        out.push(format!("row hash: source ({}); sink ({sink}){prec}", src.join(", ")));
+        let prec = if p.row_hash.seconds_precision {
+            ", datetimes at whole seconds"
+        } else {
+            ""
+        };
+        out.push(format!(
+            "row hash: source ({}); sink ({sink}){prec}",
+            src.join(", ")
+        ));
     }
     out
 }

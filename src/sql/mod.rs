@@ -4,4 +4,3 @@ pub mod dialect;
 pub mod pushdown;
 
 pub use dialect::{Dialect, DialectKind};
-pub mod pushdown;

@@ -8,7 +8,10 @@ fn run(args: &[&str], config: &str) -> Output {
     let mut f = tempfile_in_target("cfg");
     f.1.write_all(config.as_bytes()).unwrap();
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_synctool"));
-    cmd.args(args).arg("-c").arg(&f.0).env_remove("SYNCTOOL_TEST_UNSET");
+    cmd.args(args)
+        .arg("-c")
+        .arg(&f.0)
+        .env_remove("SYNCTOOL_TEST_UNSET");
     cmd.output().expect("run synctool")
 }
 
@@ -16,7 +19,11 @@ fn tempfile_in_target(tag: &str) -> (std::path::PathBuf, std::fs::File) {
     use std::sync::atomic::{AtomicUsize, Ordering};
     static N: AtomicUsize = AtomicUsize::new(0);
     let dir = std::path::Path::new(env!("CARGO_TARGET_TMPDIR"));
-    let p = dir.join(format!("{tag}-{}-{}.yaml", std::process::id(), N.fetch_add(1, Ordering::SeqCst)));
+    let p = dir.join(format!(
+        "{tag}-{}-{}.yaml",
+        std::process::id(),
+        N.fetch_add(1, Ordering::SeqCst)
+    ));
     let f = std::fs::File::create(&p).unwrap();
     (p, f)
 }
@@ -71,24 +78,45 @@ fn valid_config_validates_and_compiles() {
     assert_eq!(v["pipelines"][0]["source"]["dialect"], "postgres");
     assert_eq!(v["pipelines"][0]["sink"]["dialect"], "mysql");
     let all = String::from_utf8_lossy(&a.stdout);
-    assert!(!all.contains("hunter2secret"), "a password leaked into the plan");
+    assert!(
+        !all.contains("hunter2secret"),
+        "a password leaked into the plan"
+    );
 }
 
 #[test]
 fn malformed_yaml_is_located() {
-    invalid("datastores:\n  - name: a\n    type: [postgres\n", &["malformed YAML", ":4:1", "-->"]);
+    invalid(
+        "datastores:\n  - name: a\n    type: [postgres\n",
+        &["malformed YAML", ":4:1", "-->"],
+    );
 }
 
 #[test]
 fn unknown_key_gets_a_suggestion() {
     let cfg = GOOD.replace("      table: t\n", "      tabel: t\n");
-    invalid(&cfg, &["unknown key `tabel`", "pipelines[0].source.tabel", "did you mean `table`?", "tabel: t"]);
+    invalid(
+        &cfg,
+        &[
+            "unknown key `tabel`",
+            "pipelines[0].source.tabel",
+            "did you mean `table`?",
+            "tabel: t",
+        ],
+    );
 }
 
 #[test]
 fn unknown_datastore_reference() {
     let cfg = GOOD.replace("      datastore: b\n", "      datastore: bb\n");
-    invalid(&cfg, &["unknown datastore `bb`", "pipelines[0].sink.datastore", "did you mean `b`?"]);
+    invalid(
+        &cfg,
+        &[
+            "unknown datastore `bb`",
+            "pipelines[0].sink.datastore",
+            "did you mean `b`?",
+        ],
+    );
 }
 
 #[test]
@@ -97,14 +125,23 @@ fn type_error_in_an_expression_points_at_it() {
         "        - {column: name, source_column: name}\n",
         "        - {column: name, source_column: name}\n        - {column: big, dtype: int, source_column: 'lambda r: 1 if r[\"name\"] > 1000 else 0'}\n",
     );
-    let err = invalid(&cfg, &["pipelines[0].sink.fields[2].source_column", "str", "int"]);
+    let err = invalid(
+        &cfg,
+        &["pipelines[0].sink.fields[2].source_column", "str", "int"],
+    );
     assert!(err.contains("^"), "{err}");
 }
 
 #[test]
 fn unset_environment_variable_without_default() {
-    let cfg = GOOD.replace("password: hunter2secret", "password: ${SYNCTOOL_TEST_UNSET}");
-    invalid(&cfg, &["SYNCTOOL_TEST_UNSET", "is not set", "datastores[0]"]);
+    let cfg = GOOD.replace(
+        "password: hunter2secret",
+        "password: ${SYNCTOOL_TEST_UNSET}",
+    );
+    invalid(
+        &cfg,
+        &["SYNCTOOL_TEST_UNSET", "is not set", "datastores[0]"],
+    );
 }
 
 #[test]
@@ -119,7 +156,10 @@ fn unknown_template_variable() {
 #[test]
 fn secrets_are_never_shown() {
     // An error on the password's own line: the line is shown, the value is not.
-    let cfg = GOOD.replace("password: hunter2secret}", "password: hunter2secret, colour: red}");
+    let cfg = GOOD.replace(
+        "password: hunter2secret}",
+        "password: hunter2secret, colour: red}",
+    );
     let err = invalid(&cfg, &["unknown key `colour`"]);
     assert!(!err.contains("hunter2secret"), "password shown:\n{err}");
 }

@@ -15,7 +15,11 @@ pub fn example_files() -> Vec<PathBuf> {
         .filter(|p| p.extension().is_some_and(|e| e == "yaml"))
         .collect();
     files.sort();
-    assert!(files.len() >= 8, "expected at least 8 examples, found {}", files.len());
+    assert!(
+        files.len() >= 8,
+        "expected at least 8 examples, found {}",
+        files.len()
+    );
     files
 }
 

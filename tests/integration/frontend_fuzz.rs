@@ -23,9 +23,31 @@ enum Edit {
 fn edit() -> impl Strategy<Value = Edit> {
     prop_oneof![
         (any::<usize>(), 1usize..40).prop_map(|(a, n)| Edit::Delete(a, n)),
-        (any::<usize>(), prop::sample::select(vec![
-            ":", "- ", "{", "}", "[", "]", "'", "\"", "#", "&a ", "*a", "\n  ", "${X}", "lambda r: ", "TMPL(", "{{ x }}", "é", "\t", "---\n", "~",
-        ]))
+        (
+            any::<usize>(),
+            prop::sample::select(vec![
+                ":",
+                "- ",
+                "{",
+                "}",
+                "[",
+                "]",
+                "'",
+                "\"",
+                "#",
+                "&a ",
+                "*a",
+                "\n  ",
+                "${X}",
+                "lambda r: ",
+                "TMPL(",
+                "{{ x }}",
+                "é",
+                "\t",
+                "---\n",
+                "~",
+            ])
+        )
             .prop_map(|(a, s)| Edit::Insert(a, s.to_string())),
         (any::<usize>(), any::<usize>()).prop_map(|(a, b)| Edit::SwapLines(a, b)),
     ]

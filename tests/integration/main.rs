@@ -1,0 +1,5 @@
+//! The integration test binary: everything that runs the built CLI or talks to real servers.
+
+mod cli;
+mod examples;
+mod frontend_fuzz;
