@@ -11,6 +11,7 @@ pub mod driver;
 pub mod expr;
 pub mod ir;
 pub mod plan;
+pub mod runtime;
 pub mod sql;
 pub mod template;
 pub mod types;

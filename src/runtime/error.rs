@@ -1,0 +1,53 @@
+//! Runtime errors. Every error names the datastore (and host) and the step; none contains a
+//! password or token.
+
+/// A failure while running a pipeline.
+#[derive(Debug, thiserror::Error)]
+pub enum RuntimeError {
+    /// Could not connect or authenticate.
+    #[error("datastore `{store}` ({host}): cannot connect: {message}")]
+    Connect {
+        /// Datastore name.
+        store: String,
+        /// host:port.
+        host: String,
+        /// The driver's message (secrets removed).
+        message: String,
+    },
+    /// A statement failed.
+    #[error("datastore `{store}` ({host}), step {step}: {message}")]
+    Statement {
+        /// Datastore name.
+        store: String,
+        /// host:port.
+        host: String,
+        /// The step id (e.g. `sink.merge`).
+        step: String,
+        /// The database's message.
+        message: String,
+    },
+    /// A value does not fit the column type it is bound or read as.
+    #[error("pipeline `{pipeline}`: row with key ({key}) column `{column}`: {message}")]
+    Value {
+        /// Pipeline name.
+        pipeline: String,
+        /// The row's key values, rendered.
+        key: String,
+        /// The column.
+        column: String,
+        /// What is wrong.
+        message: String,
+    },
+    /// Configuration needed at run time is missing or wrong (e.g. an existing sink table whose
+    /// columns do not fit).
+    #[error("{0}")]
+    Config(String),
+    /// An external store (Redis, HTTP, webhook, NATS) failed.
+    #[error("{store}: {message}")]
+    External {
+        /// Store name.
+        store: String,
+        /// What happened.
+        message: String,
+    },
+}
