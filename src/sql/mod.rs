@@ -4,3 +4,5 @@ pub mod dialect;
 pub mod pushdown;
 
 pub use dialect::{Dialect, DialectKind};
+mod interim;
+pub use interim::{generate, Param, SqlError, SqlStep};
