@@ -4,7 +4,10 @@
 //! date functions) sits behind [`Dialect`]; the generator in this folder is written once
 //! against the trait.
 
-use sqlparser::ast::Ident;
+use crate::types::Dtype;
+use sqlparser::ast::{
+    CharacterLength, DataType, ExactNumberInfo, Expr, Ident, ObjectName, TimezoneInfo, Value,
+};
 
 /// Which database a statement is for. Serialised as the datastore type name.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize)]
@@ -50,7 +53,52 @@ pub trait Dialect: Sync {
     fn ident(&self, name: &str) -> Ident {
         Ident::with_quote(self.quote_char(), name)
     }
+
+    /// The native column type for a dtype. `key` is true for primary/sort key columns
+    /// (MySQL cannot index `LONGTEXT`, so string keys become `VARCHAR`). Nullability is
+    /// added by the caller ([`Dialect::nullable`]).
+    fn column_type(&self, dtype: Dtype, key: bool) -> DataType;
+
+    /// The type name used in a `{name:Type}` placeholder (ClickHouse) or a cast; for the
+    /// other dialects the same as [`Dialect::column_type`] of a non-key column.
+    fn param_type(&self, dtype: Dtype) -> DataType {
+        self.column_type(dtype, false)
+    }
+
+    /// Wraps a column type so that it accepts NULL, where the dialect needs it spelled out
+    /// (ClickHouse `Nullable(T)`); PostgreSQL and MySQL columns are nullable by default.
+    fn nullable(&self, ty: DataType) -> DataType {
+        ty
+    }
+
+    /// A bound-parameter placeholder: `$<index>` (1-based), `?`, or `{name:Type}`.
+    fn placeholder(&self, index: usize, name: &str, dtype: Dtype) -> Expr;
+
+    /// The function counting characters (not bytes) of a string.
+    fn char_length_fn(&self) -> &'static str;
+
+    /// An expression that orders the same way on every dialect: strings by code point
+    /// (binary, never under a collation), uuids by their lower-case text.
+    fn order_key(&self, e: Expr, dtype: Dtype) -> Expr {
+        let _ = dtype;
+        e
+    }
+
+    /// Whether sink tables of this dialect have a primary key constraint (PostgreSQL,
+    /// MySQL) rather than a sorting key (ClickHouse).
+    fn has_primary_key(&self) -> bool {
+        true
+    }
 }
+
+/// A type spelled exactly as given (ClickHouse type names are case-sensitive).
+fn custom(name: &str, args: &[String]) -> DataType {
+    DataType::Custom(ObjectName::from(vec![Ident::new(name)]), args.to_vec())
+}
+
+/// `VARCHAR(n)` length used for MySQL string key columns: 191 characters × 4 bytes fits
+/// every InnoDB row format's index prefix limit (767 bytes) on old and new servers.
+pub const MYSQL_KEY_VARCHAR: u64 = 191;
 
 /// PostgreSQL.
 #[derive(Debug, Clone, Copy)]
@@ -62,12 +110,74 @@ pub struct Mysql;
 #[derive(Debug, Clone, Copy)]
 pub struct Clickhouse;
 
+fn placeholder(text: String) -> Expr {
+    Expr::Value(Value::Placeholder(text).with_empty_span())
+}
+
+fn collate(e: Expr, collation: &str) -> Expr {
+    Expr::Collate {
+        expr: Box::new(e),
+        collation: ObjectName::from(vec![Ident::with_quote('"', collation)]),
+    }
+}
+
+fn call(name: &str, args: Vec<Expr>) -> Expr {
+    use sqlparser::ast::{
+        Function, FunctionArg, FunctionArgExpr, FunctionArgumentList, FunctionArguments,
+    };
+    Expr::Function(Function {
+        name: ObjectName::from(vec![Ident::new(name)]),
+        uses_odbc_syntax: false,
+        parameters: FunctionArguments::None,
+        args: FunctionArguments::List(FunctionArgumentList {
+            duplicate_treatment: None,
+            args: args
+                .into_iter()
+                .map(|a| FunctionArg::Unnamed(FunctionArgExpr::Expr(a)))
+                .collect(),
+            clauses: vec![],
+        }),
+        filter: None,
+        null_treatment: None,
+        over: None,
+        within_group: vec![],
+    })
+}
+
 impl Dialect for Postgres {
     fn kind(&self) -> DialectKind {
         DialectKind::Postgres
     }
     fn quote_char(&self) -> char {
         '"'
+    }
+    fn column_type(&self, dtype: Dtype, _key: bool) -> DataType {
+        match dtype {
+            Dtype::Int => DataType::BigInt(None),
+            Dtype::Float => DataType::DoublePrecision,
+            Dtype::Decimal { precision, scale } => DataType::Numeric(
+                ExactNumberInfo::PrecisionAndScale(precision.into(), scale.into()),
+            ),
+            Dtype::Str => DataType::Text,
+            Dtype::Bool => DataType::Boolean,
+            Dtype::Date => DataType::Date,
+            Dtype::Datetime => DataType::Timestamp(Some(6), TimezoneInfo::WithTimeZone),
+            Dtype::Uuid => DataType::Uuid,
+            Dtype::Json => DataType::JSONB,
+        }
+    }
+    fn placeholder(&self, index: usize, _name: &str, _dtype: Dtype) -> Expr {
+        placeholder(format!("${index}"))
+    }
+    fn char_length_fn(&self) -> &'static str {
+        "length"
+    }
+    fn order_key(&self, e: Expr, dtype: Dtype) -> Expr {
+        match dtype {
+            // "C" compares UTF-8 bytes, which is code point order.
+            Dtype::Str => collate(e, "C"),
+            _ => e,
+        }
     }
 }
 
@@ -78,6 +188,54 @@ impl Dialect for Mysql {
     fn quote_char(&self) -> char {
         '`'
     }
+    fn column_type(&self, dtype: Dtype, key: bool) -> DataType {
+        match dtype {
+            Dtype::Int => DataType::BigInt(None),
+            Dtype::Float => DataType::Double(ExactNumberInfo::None),
+            Dtype::Decimal { precision, scale } => DataType::Decimal(
+                ExactNumberInfo::PrecisionAndScale(precision.into(), scale.into()),
+            ),
+            Dtype::Str if key => DataType::Varchar(Some(CharacterLength::IntegerLength {
+                length: MYSQL_KEY_VARCHAR,
+                unit: None,
+            })),
+            Dtype::Str => DataType::LongText,
+            Dtype::Bool => DataType::Boolean,
+            Dtype::Date => DataType::Date,
+            Dtype::Datetime => DataType::Datetime(Some(6)),
+            Dtype::Uuid => DataType::Char(Some(CharacterLength::IntegerLength {
+                length: 36,
+                unit: None,
+            })),
+            Dtype::Json => DataType::JSON,
+        }
+    }
+    fn placeholder(&self, _index: usize, _name: &str, _dtype: Dtype) -> Expr {
+        placeholder("?".to_string())
+    }
+    fn char_length_fn(&self) -> &'static str {
+        "CHAR_LENGTH"
+    }
+    fn order_key(&self, e: Expr, dtype: Dtype) -> Expr {
+        // Binary comparison whatever the column's character set and collation.
+        let utf8 = |e: Expr| Expr::Convert {
+            is_try: false,
+            expr: Box::new(e),
+            data_type: None,
+            charset: Some(ObjectName::from(vec![Ident::new("utf8mb4")])),
+            target_before_value: false,
+            styles: vec![],
+        };
+        let bin = |e: Expr| Expr::Collate {
+            expr: Box::new(e),
+            collation: ObjectName::from(vec![Ident::new("utf8mb4_bin")]),
+        };
+        match dtype {
+            Dtype::Str => bin(utf8(e)),
+            Dtype::Uuid => bin(utf8(call("LOWER", vec![e]))),
+            _ => e,
+        }
+    }
 }
 
 impl Dialect for Clickhouse {
@@ -86,5 +244,46 @@ impl Dialect for Clickhouse {
     }
     fn quote_char(&self) -> char {
         '"'
+    }
+    fn column_type(&self, dtype: Dtype, _key: bool) -> DataType {
+        match dtype {
+            Dtype::Int => custom("Int64", &[]),
+            Dtype::Float => custom("Float64", &[]),
+            Dtype::Decimal { precision, scale } => {
+                custom("Decimal", &[precision.to_string(), scale.to_string()])
+            }
+            Dtype::Str | Dtype::Json => custom("String", &[]),
+            // 18.16 has no Bool type.
+            Dtype::Bool => custom("UInt8", &[]),
+            Dtype::Date => custom("Date", &[]),
+            // 18.16 has no DateTime64: whole seconds, stored as UTC.
+            Dtype::Datetime => custom("DateTime", &["'UTC'".to_string()]),
+            Dtype::Uuid => custom("UUID", &[]),
+        }
+    }
+    fn param_type(&self, dtype: Dtype) -> DataType {
+        match dtype {
+            Dtype::Datetime => custom("DateTime", &[]),
+            other => self.column_type(other, false),
+        }
+    }
+    fn nullable(&self, ty: DataType) -> DataType {
+        DataType::Nullable(Box::new(ty))
+    }
+    fn placeholder(&self, _index: usize, name: &str, dtype: Dtype) -> Expr {
+        placeholder(format!("{{{name}:{}}}", self.param_type(dtype)))
+    }
+    fn char_length_fn(&self) -> &'static str {
+        "lengthUTF8"
+    }
+    fn order_key(&self, e: Expr, dtype: Dtype) -> Expr {
+        match dtype {
+            // UUIDs sort by their internal halves, not their text.
+            Dtype::Uuid => call("toString", vec![e]),
+            _ => e,
+        }
+    }
+    fn has_primary_key(&self) -> bool {
+        false
     }
 }

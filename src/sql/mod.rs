@@ -1,8 +1,27 @@
 //! SQL generation: IR → sqlparser AST → text, one generator for every dialect.
+//!
+//! [`generate`] turns one pipeline into the [`SqlStep`]s the runtime executes; the runtime
+//! builds no SQL text of its own. Every identifier is quoted by the datastore's [`Dialect`],
+//! every value from the config or the data is a bound parameter, and the output depends only
+//! on the IR (same IR, same bytes).
 
+mod build;
 pub mod dialect;
+mod error;
+mod generate;
+pub mod hash;
+mod params;
 pub mod pushdown;
+mod recon;
+mod sink;
+mod source;
+mod step;
+#[cfg(test)]
+mod testing;
 
 pub use dialect::{Dialect, DialectKind};
-mod interim;
-pub use interim::{generate, Param, SqlError, SqlStep};
+pub use error::SqlError;
+pub use generate::{generate, stage_insert, stage_keys_insert};
+pub use step::{Param, Side, SqlStep, Stmt};
+#[cfg(test)]
+mod tests;

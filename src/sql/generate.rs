@@ -1,0 +1,485 @@
+//! The step list of a pipeline, in a fixed order.
+//!
+//! Step ids, in output order (each present only when it applies):
+//! - `source.session`, `source.extract`
+//! - `sink.session`, `sink.columns`, `sink.create`
+//! - `sink.stage`, `sink.stage_clear`, `sink.load`, `sink.merge`
+//! - with `allow_delete`: `sink.stage_keys`, `sink.stage_keys_clear`, `sink.load_keys`,
+//!   `sink.delete_keys`, `sink.delete_absent`
+//! - ClickHouse sinks that delete: `sink.mutations`
+//! - per reconciliation `R`: `recon.R.source.range`, `recon.R.sink.range`,
+//!   `recon.R.source.block_hash`, `recon.R.sink.block_hash`, `recon.R.source.leaf_diff`,
+//!   `recon.R.sink.leaf_diff`, `recon.R.source.extract_range`, `recon.R.sink.delete_range`;
+//!   for `timestamp`: `recon.R.sink.watermark`, `recon.R.source.extract_since`.
+
+use crate::ir::{MergeKind, Pipeline, ReconStrategy, Reconciliation, Store};
+use crate::sql::build;
+use crate::sql::hash;
+use crate::sql::params::Binder;
+use crate::sql::recon::{self, Reader};
+use crate::sql::sink::SinkCtx;
+use crate::sql::source::{self, SourceCtx};
+use crate::sql::step::{Side, SqlStep, Stmt};
+use crate::sql::{Dialect, DialectKind, SqlError};
+use sqlparser::ast::{BinaryOperator, Statement};
+
+/// Collects the steps of one pipeline.
+struct Steps {
+    out: Vec<SqlStep>,
+}
+
+impl Steps {
+    #[allow(clippy::too_many_arguments)]
+    fn push(
+        &mut self,
+        id: String,
+        side: Side,
+        store: &Store,
+        d: &'static dyn Dialect,
+        purpose: &str,
+        mut statements: Vec<Stmt>,
+        b: Binder,
+    ) {
+        let params = b.finish(d, &mut statements);
+        self.out.push(SqlStep {
+            id,
+            side,
+            dialect: d.kind(),
+            store: store.name.clone(),
+            purpose: purpose.to_string(),
+            statements,
+            params,
+        });
+    }
+}
+
+fn query(q: sqlparser::ast::Query) -> Stmt {
+    Stmt::Ast(Box::new(Statement::Query(Box::new(q))))
+}
+
+/// Every SQL step of pipeline `p`, in a deterministic order. Steps that do not apply are
+/// left out: no source SQL for a NATS source, no sink SQL for a webhook or NATS sink.
+pub fn generate(p: &Pipeline) -> Result<Vec<SqlStep>, SqlError> {
+    let mut steps = Steps { out: Vec::new() };
+    let src_d = p.source.store.kind.dialect().map(|k| k.dialect());
+    let sink_d = p.sink.store.kind.dialect().map(|k| k.dialect());
+
+    if let Some(d) = src_d {
+        source_steps(&mut steps, p, d)?;
+    }
+    if let Some(d) = sink_d {
+        sink_steps(&mut steps, p, d);
+    }
+    for r in &p.reconciliations {
+        recon_steps(&mut steps, p, r, src_d, sink_d)?;
+    }
+    Ok(steps.out)
+}
+
+fn session(steps: &mut Steps, id: &str, side: Side, store: &Store, d: &'static dyn Dialect) {
+    let setup = hash::session_setup(d);
+    if !setup.is_empty() {
+        steps.push(
+            id.to_string(),
+            side,
+            store,
+            d,
+            "once per connection, before any other statement: session settings",
+            setup.into_iter().map(|s| Stmt::Ast(Box::new(s))).collect(),
+            Binder::new(),
+        );
+    }
+}
+
+fn source_steps(steps: &mut Steps, p: &Pipeline, d: &'static dyn Dialect) -> Result<(), SqlError> {
+    let store = &p.source.store;
+    session(steps, "source.session", Side::Source, store, d);
+    let s = SourceCtx::new(p, d);
+    let mut b = Binder::new();
+    let q = s.extract(&mut b, vec![])?;
+    steps.push(
+        "source.extract".into(),
+        Side::Source,
+        store,
+        d,
+        "full sync: stream every source row, ordered by the key (or order column), in batch_size batches",
+        vec![query(q)],
+        b,
+    );
+    Ok(())
+}
+
+fn sink_steps(steps: &mut Steps, p: &Pipeline, d: &'static dyn Dialect) {
+    let store = &p.sink.store;
+    let s = SinkCtx::new(p, d);
+    let ch = d.kind() == DialectKind::Clickhouse;
+    let merge = &p.sink.merge;
+    session(steps, "sink.session", Side::Sink, store, d);
+
+    let mut b = Binder::new();
+    let q = s.columns_query(&mut b);
+    steps.push(
+        "sink.columns".into(),
+        Side::Sink,
+        store,
+        d,
+        "before writing: list the existing sink table's columns and types to check them against the fields",
+        vec![query(q)],
+        b,
+    );
+    steps.push(
+        "sink.create".into(),
+        Side::Sink,
+        store,
+        d,
+        "before writing, when the sink table does not exist: create it",
+        vec![Stmt::Ast(Box::new(s.create_table()))],
+        Binder::new(),
+    );
+
+    let cols = s.load_columns();
+    let direct = ch && merge.kind == MergeKind::Upsert;
+    let tx = if ch {
+        ""
+    } else {
+        " (same transaction as the merge)"
+    };
+    if direct {
+        steps.push(
+            "sink.load".into(),
+            Side::Sink,
+            store,
+            d,
+            "per batch: insert the rows straight into the ReplacingMergeTree, which keeps the last version per key",
+            vec![s.bulk_load(s.table(), &cols).expect("ClickHouse bulk load")],
+            Binder::new(),
+        );
+    } else {
+        let stage_purpose = if ch {
+            "once per run: create the staging table (a Memory table beside the sink table)"
+        } else {
+            "once per session: create the temporary staging table"
+        };
+        steps.push(
+            "sink.stage".into(),
+            Side::Sink,
+            store,
+            d,
+            stage_purpose,
+            vec![Stmt::Ast(Box::new(s.create_stage()))],
+            Binder::new(),
+        );
+        steps.push(
+            "sink.stage_clear".into(),
+            Side::Sink,
+            store,
+            d,
+            &format!("per batch or block, first{tx}: empty the staging table"),
+            vec![Stmt::Ast(Box::new(s.clear(s.stage())))],
+            Binder::new(),
+        );
+        let mut b = Binder::new();
+        let (load, purpose) = match s.bulk_load(s.stage(), &cols) {
+            Some(st) => (st, format!("per batch or block{tx}: bulk-load the rows into the staging table")),
+            None => (
+                Stmt::Ast(Box::new(s.values_insert(&mut b, s.stage(), &cols, 1))),
+                format!("per batch or block{tx}: insert the rows into the staging table, one VALUES tuple per row (stage_insert builds it for the batch's row count)"),
+            ),
+        };
+        steps.push(
+            "sink.load".into(),
+            Side::Sink,
+            store,
+            d,
+            &purpose,
+            vec![load],
+            b,
+        );
+        let merge_purpose = match (merge.kind, ch) {
+            (MergeKind::Upsert, _) => "per batch or block, after sink.load, in the same transaction: insert or update the staged rows by key, skipping unchanged rows",
+            (MergeKind::DeleteInsert, false) => "per batch or block, after sink.load, in the same transaction: delete the sink rows with the staged keys, then insert the staged rows",
+            (MergeKind::DeleteInsert, true) => "per batch or block, after sink.load: delete the staged keys (mutation; wait on sink.mutations before the next sink.stage_clear), then insert the staged rows",
+            (MergeKind::Collapse, false) => "per batch or block, after sink.load, in the same transaction: insert cancelling rows (sign -1) for the live rows of the staged keys, then the staged rows (sign +1)",
+            (MergeKind::Collapse, true) => "per batch or block, after sink.load: insert cancelling rows (sign -1) for the live rows of the staged keys, then the staged rows (sign +1)",
+        };
+        if let Some(stmts) = s.merge() {
+            steps.push(
+                "sink.merge".into(),
+                Side::Sink,
+                store,
+                d,
+                merge_purpose,
+                stmts,
+                Binder::new(),
+            );
+        }
+    }
+
+    if merge.allow_delete && !p.sink.unique_key.is_empty() {
+        let keys = s.key_columns();
+        steps.push(
+            "sink.stage_keys".into(),
+            Side::Sink,
+            store,
+            d,
+            "once per session (ClickHouse: per run): create the staging table of keys to delete",
+            vec![Stmt::Ast(Box::new(s.create_stage_keys()))],
+            Binder::new(),
+        );
+        steps.push(
+            "sink.stage_keys_clear".into(),
+            Side::Sink,
+            store,
+            d,
+            &format!("before staging keys to delete{tx}: empty the key staging table"),
+            vec![Stmt::Ast(Box::new(s.clear(s.stage_keys())))],
+            Binder::new(),
+        );
+        let mut b = Binder::new();
+        let load = match s.bulk_load(s.stage_keys(), &keys) {
+            Some(st) => st,
+            None => Stmt::Ast(Box::new(s.values_insert(&mut b, s.stage_keys(), &keys, 1))),
+        };
+        steps.push(
+            "sink.load_keys".into(),
+            Side::Sink,
+            store,
+            d,
+            "per batch of keys: load keys into the key staging table (leaf diff: keys gone from the source; full sync: every source key)",
+            vec![load],
+            b,
+        );
+        let what = if merge.kind == MergeKind::Collapse {
+            "insert cancelling rows for"
+        } else {
+            "delete"
+        };
+        let mut b = Binder::new();
+        let st = s.delete_keys(&mut b, false);
+        steps.push(
+            "sink.delete_keys".into(),
+            Side::Sink,
+            store,
+            d,
+            &format!("after a leaf diff, in the block's transaction: {what} the sink rows (within sink.filters) whose key is staged"),
+            vec![st],
+            b,
+        );
+        let mut b = Binder::new();
+        let st = s.delete_keys(&mut b, true);
+        steps.push(
+            "sink.delete_absent".into(),
+            Side::Sink,
+            store,
+            d,
+            &format!("after a full sync that staged every source key: {what} the sink rows (within sink.filters) whose key is not staged"),
+            vec![st],
+            b,
+        );
+    }
+
+    let deletes = merge.kind == MergeKind::DeleteInsert
+        || (merge.allow_delete && merge.kind != MergeKind::Collapse);
+    if ch && deletes {
+        let mut b = Binder::new();
+        let q = s.mutations_query(&mut b);
+        steps.push(
+            "sink.mutations".into(),
+            Side::Sink,
+            store,
+            d,
+            "after an ALTER TABLE … DELETE: poll until no mutation is pending, before clearing a staging table or reading the sink",
+            vec![query(q)],
+            b,
+        );
+    }
+}
+
+fn reader<'a>(
+    p: &'a Pipeline,
+    source: bool,
+    d: Option<&'static dyn Dialect>,
+) -> Option<(Reader<'a>, Side, &'a Store, &'static dyn Dialect)> {
+    let state = if source {
+        &p.source_state
+    } else {
+        &p.sink_state
+    };
+    if let Some(st) = state {
+        let d = st.store.kind.dialect()?.dialect();
+        let which = if source { "source" } else { "sink" };
+        let side = if source {
+            Side::SourceState
+        } else {
+            Side::SinkState
+        };
+        return Some((Reader::State { p, st, d, which }, side, &st.store, d));
+    }
+    let d = d?;
+    if source {
+        Some((
+            Reader::Source(SourceCtx::new(p, d)),
+            Side::Source,
+            &p.source.store,
+            d,
+        ))
+    } else {
+        Some((
+            Reader::Sink(SinkCtx::new(p, d)),
+            Side::Sink,
+            &p.sink.store,
+            d,
+        ))
+    }
+}
+
+fn recon_steps(
+    steps: &mut Steps,
+    p: &Pipeline,
+    r: &Reconciliation,
+    src_d: Option<&'static dyn Dialect>,
+    sink_d: Option<&'static dyn Dialect>,
+) -> Result<(), SqlError> {
+    let id = |side: &str, what: &str| format!("recon.{}.{side}.{what}", r.name);
+    let sides = [
+        ("source", reader(p, true, src_d)),
+        ("sink", reader(p, false, sink_d)),
+    ];
+
+    if r.strategy == ReconStrategy::Timestamp {
+        if let Some((rd, side, store, d)) = reader(p, false, sink_d) {
+            let mut b = Binder::new();
+            let q = rd.watermark(&mut b, r)?;
+            steps.push(id("sink", "watermark"), side, store, d,
+                "at run start: the sink's newest partition value (NULL when empty: run a full sync)",
+                vec![query(q)], b);
+        }
+        if let Some(d) = src_d {
+            let s = SourceCtx::new(p, d);
+            let mut b = Binder::new();
+            let since = build::binop(
+                source::column(d, &r.source_partition),
+                BinaryOperator::Gt,
+                b.bind("watermark", recon::partition_dtype(r.kind)),
+            );
+            let q = s.extract(&mut b, vec![since])?;
+            steps.push(id("source", "extract_since"), Side::Source, &p.source.store, d,
+                "incremental run: stream the source rows newer than the sink watermark minus the lookback, merged with the strategy",
+                vec![query(q)], b);
+        }
+        return Ok(());
+    }
+
+    if !recon::is_bucketed(r.kind) {
+        for (name, rd) in &sides {
+            if let Some((rd, side, store, d)) = rd {
+                let mut b = Binder::new();
+                let q = rd.range(&mut b, r)?;
+                steps.push(id(name, "range"), *side, store, *d,
+                    "at run start, unless start/end are given: min and max of the partition column (within the filters)",
+                    vec![query(q)], b);
+            }
+        }
+    }
+    for (name, rd) in &sides {
+        if let Some((rd, side, store, d)) = rd {
+            let mut b = Binder::new();
+            let q = rd.block_hash(&mut b, r)?;
+            let purpose = if recon::is_bucketed(r.kind) {
+                "per level: one grouped query returning (block, rows, hash) for the md5-prefix blocks under a parent prefix"
+            } else {
+                "per level: one grouped query returning (block, rows, hash) for every block of a parent range"
+            };
+            steps.push(
+                id(name, "block_hash"),
+                *side,
+                store,
+                *d,
+                purpose,
+                vec![query(q)],
+                b,
+            );
+        }
+    }
+    for (name, rd) in &sides {
+        if let Some((rd, side, store, d)) = rd {
+            let mut b = Binder::new();
+            let q = rd.leaf_diff(&mut b, r)?;
+            steps.push(id(name, "leaf_diff"), *side, store, *d,
+                "per changed leaf (adjacent leaves merged up to max_block_size rows): key and row hash of every row, ordered by key",
+                vec![query(q)], b);
+        }
+    }
+    if let Some(d) = src_d {
+        let s = SourceCtx::new(p, d);
+        let mut b = Binder::new();
+        let range = recon::range_preds(d, &mut b, source::column(d, &r.source_partition), r.kind);
+        let q = s.extract(&mut b, range)?;
+        steps.push(id("source", "extract_range"), Side::Source, &p.source.store, d,
+            "per changed leaf: stream the source rows of the range; the rows whose hash differs are merged",
+            vec![query(q)], b);
+    }
+    if let Some(d) = sink_d {
+        if recon::replaces_by_range(p) {
+            let s = SinkCtx::new(p, d);
+            let mut b = Binder::new();
+            let range =
+                recon::range_preds(d, &mut b, build::col(d, None, &r.sink_partition), r.kind);
+            let st = s.delete_range(&mut b, range);
+            let purpose = if d.kind() == DialectKind::Clickhouse {
+                "per changed block re-copied whole: delete the sink rows of the range (mutation: poll sink.mutations), then load it"
+            } else {
+                "per changed block re-copied whole, in the block's transaction: delete the sink rows of the range, then load it"
+            };
+            steps.push(
+                id("sink", "delete_range"),
+                Side::Sink,
+                &p.sink.store,
+                d,
+                purpose,
+                vec![st],
+                b,
+            );
+        }
+    }
+    Ok(())
+}
+
+/// The MySQL (or any dialect's) multi-row `INSERT INTO _synctool_stage (…) VALUES …` for a
+/// batch of `rows` rows, as a `sink.load` step; the runtime calls it per batch size.
+pub fn stage_insert(p: &Pipeline, rows: usize) -> Option<SqlStep> {
+    let d = p.sink.store.kind.dialect()?.dialect();
+    let s = SinkCtx::new(p, d);
+    let mut b = Binder::new();
+    let st = s.values_insert(&mut b, s.stage(), &s.load_columns(), rows);
+    let mut steps = Steps { out: vec![] };
+    steps.push(
+        "sink.load".into(),
+        Side::Sink,
+        &p.sink.store,
+        d,
+        "per batch: insert the batch's rows into the staging table",
+        vec![Stmt::ast(st)],
+        b,
+    );
+    steps.out.pop()
+}
+
+/// The multi-row insert of `rows` keys into the key staging table, as a `sink.load_keys` step.
+pub fn stage_keys_insert(p: &Pipeline, rows: usize) -> Option<SqlStep> {
+    let d = p.sink.store.kind.dialect()?.dialect();
+    let s = SinkCtx::new(p, d);
+    let mut b = Binder::new();
+    let st = s.values_insert(&mut b, s.stage_keys(), &s.key_columns(), rows);
+    let mut steps = Steps { out: vec![] };
+    steps.push(
+        "sink.load_keys".into(),
+        Side::Sink,
+        &p.sink.store,
+        d,
+        "per batch of keys: insert the keys into the key staging table",
+        vec![Stmt::ast(st)],
+        b,
+    );
+    steps.out.pop()
+}

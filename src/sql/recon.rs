@@ -1,0 +1,344 @@
+//! Reconciliation reads: partition range, grouped block hashes, leaf diffs, watermark.
+//!
+//! Each side (source, sink, or a state table) is a [`Reader`]: where its rows come from,
+//! its partition column, key and row hash. The queries are written once over a reader.
+
+use crate::ir::{MergeKind, PartitionKind, Pipeline, Reconciliation, SinkHash, StateTable};
+use crate::sql::build::{self, SelectParts};
+use crate::sql::hash::{self, HashCol};
+use crate::sql::params::Binder;
+use crate::sql::sink::SinkCtx;
+use crate::sql::source::{self, SourceCtx};
+use crate::sql::{Dialect, SqlError};
+use crate::types::Dtype;
+use sqlparser::ast::{BinaryOperator, Expr, Query, TableWithJoins};
+
+/// Output alias of the block id.
+pub const BLOCK: &str = "_synctool_block";
+/// Output alias of a row count.
+pub const ROWS: &str = "_synctool_rows";
+/// Output alias of a row or block hash.
+pub const HASH: &str = "_synctool_hash";
+
+/// Where one side's reconciliation rows come from.
+pub enum Reader<'a> {
+    /// The pipeline's source query.
+    Source(SourceCtx<'a>),
+    /// The sink table.
+    Sink(SinkCtx<'a>),
+    /// A `sourcestate` / `sinkstate` table holding partition and hash columns.
+    State {
+        /// The pipeline.
+        p: &'a Pipeline,
+        /// The state table.
+        st: &'a StateTable,
+        /// Its dialect.
+        d: &'static dyn Dialect,
+        /// `source` or `sink`.
+        which: &'static str,
+    },
+}
+
+/// The dtype range bounds of a partition kind are bound as.
+pub fn partition_dtype(kind: PartitionKind) -> Dtype {
+    match kind {
+        PartitionKind::Int => Dtype::Int,
+        PartitionKind::Float => Dtype::Float,
+        PartitionKind::Datetime => Dtype::Datetime,
+        PartitionKind::Date => Dtype::Date,
+        PartitionKind::Uuid => Dtype::Uuid,
+        PartitionKind::Str => Dtype::Str,
+    }
+}
+
+/// Whether the partition kind splits by md5 hex prefix rather than by value ranges.
+pub fn is_bucketed(kind: PartitionKind) -> bool {
+    matches!(kind, PartitionKind::Uuid | PartitionKind::Str)
+}
+
+/// Whether some side reads a stored row hash; then `hash_md5_hash` hashes that integer on
+/// both sides, so that the two agree.
+fn stored_hash(p: &Pipeline) -> bool {
+    matches!(p.row_hash.sink, SinkHash::Stored(_))
+        || p.source_state.is_some()
+        || p.sink_state.is_some()
+        || p.source.meta.hash_column.is_some()
+}
+
+/// The predicate restricting rows to one range: `p >= $range_start AND p < $range_end`, or
+/// for md5-bucketed partitions `key_bucket(p, $prefix_len) = $prefix`.
+pub fn range_preds(d: &dyn Dialect, b: &mut Binder, p: Expr, kind: PartitionKind) -> Vec<Expr> {
+    if is_bucketed(kind) {
+        let bucket = hash::key_bucket(d, p, b.bind("prefix_len", Dtype::Int));
+        return vec![build::eq(bucket, b.bind("prefix", Dtype::Str))];
+    }
+    let t = partition_dtype(kind);
+    vec![
+        build::binop(p.clone(), BinaryOperator::GtEq, b.bind("range_start", t)),
+        build::binop(p, BinaryOperator::Lt, b.bind("range_end", t)),
+    ]
+}
+
+impl<'a> Reader<'a> {
+    fn d(&self) -> &'static dyn Dialect {
+        match self {
+            Reader::Source(s) => s.d,
+            Reader::Sink(s) => s.d,
+            Reader::State { d, .. } => *d,
+        }
+    }
+
+    fn p(&self) -> &'a Pipeline {
+        match self {
+            Reader::Source(s) => s.p,
+            Reader::Sink(s) => s.p,
+            Reader::State { p, .. } => p,
+        }
+    }
+
+    /// FROM and WHERE with `extra` predicates after the side's filters.
+    fn rows(
+        &self,
+        b: &mut Binder,
+        extra: Vec<Expr>,
+    ) -> Result<(TableWithJoins, Option<Expr>), SqlError> {
+        match self {
+            Reader::Source(s) => {
+                let mut preds = s.filters(b);
+                preds.extend(extra);
+                Ok((s.from()?, build::and_all(preds)))
+            }
+            Reader::Sink(s) => Ok(s.read(b, extra)),
+            Reader::State { st, d, .. } => Ok((
+                build::from(build::table(
+                    build::object_name(*d, st.table.schema.as_deref(), &st.table.name),
+                    None,
+                    false,
+                )),
+                build::and_all(extra),
+            )),
+        }
+    }
+
+    /// The partition column.
+    fn partition(&self, r: &Reconciliation) -> Expr {
+        let d = self.d();
+        match self {
+            Reader::Source(_) => source::column(d, &r.source_partition),
+            Reader::Sink(_) => build::col(d, None, &r.sink_partition),
+            Reader::State { st, which, .. } => {
+                let fallback = if *which == "source" {
+                    &r.source_partition.name
+                } else {
+                    &r.sink_partition
+                };
+                build::col(d, None, st.partition_column.as_deref().unwrap_or(fallback))
+            }
+        }
+    }
+
+    /// Key expressions, dtypes and output aliases (the sink key columns).
+    fn keys(&self) -> Result<Vec<(Expr, Dtype, String)>, SqlError> {
+        let p = self.p();
+        if p.key.is_empty() {
+            return Err(SqlError::MissingKey {
+                pipeline: p.name.clone(),
+                what: "reconciliation",
+            });
+        }
+        let d = self.d();
+        match self {
+            Reader::Source(s) => s.keys(),
+            Reader::Sink(_) => Ok(p
+                .key
+                .iter()
+                .map(|k| {
+                    (
+                        build::col(d, None, &k.sink_column),
+                        k.dtype,
+                        k.sink_column.clone(),
+                    )
+                })
+                .collect()),
+            Reader::State { which, .. } => Ok(p
+                .key
+                .iter()
+                .map(|k| {
+                    // A source state table names its key columns like the source columns.
+                    let name = if *which == "source" {
+                        p.source
+                            .fields
+                            .iter()
+                            .find(|f| f.alias == k.source_alias)
+                            .map(|f| f.column.name.clone())
+                            .unwrap_or_else(|| k.source_alias.clone())
+                    } else {
+                        k.sink_column.clone()
+                    };
+                    (build::col(d, None, &name), k.dtype, k.sink_column.clone())
+                })
+                .collect()),
+        }
+    }
+
+    /// The hashed columns, or the stored 64-bit row hash.
+    fn hash_input(&self) -> Result<Result<Vec<HashCol>, Expr>, SqlError> {
+        let d = self.d();
+        let p = self.p();
+        match self {
+            Reader::Source(s) => match &p.source.meta.hash_column {
+                Some(c) => Ok(Err(source::column(d, c))),
+                None => Ok(Ok(s.hash_cols()?)),
+            },
+            Reader::Sink(_) => match &p.row_hash.sink {
+                SinkHash::Stored(c) => Ok(Err(build::col(d, None, c))),
+                SinkHash::Columns(cols) => Ok(Ok(cols
+                    .iter()
+                    .map(|h| HashCol {
+                        expr: build::col(d, None, &h.name),
+                        dtype: h.dtype,
+                        precision: source::precision(p),
+                    })
+                    .collect())),
+            },
+            Reader::State { st, which, .. } => match &st.hash_column {
+                Some(c) => Ok(Err(build::col(d, None, c))),
+                None => Err(SqlError::StateColumn {
+                    pipeline: p.name.clone(),
+                    side: which,
+                    what: "hash column",
+                }),
+            },
+        }
+    }
+
+    /// The 64-bit signed row hash.
+    fn row_hash(&self) -> Result<Expr, SqlError> {
+        Ok(match self.hash_input()? {
+            Ok(cols) => hash::row_hash(self.d(), &cols),
+            Err(stored) => stored,
+        })
+    }
+
+    /// The row md5 (hex text) `hash_md5_hash` concatenates.
+    fn row_md5(&self) -> Result<Expr, SqlError> {
+        let d = self.d();
+        if stored_hash(self.p()) {
+            let h = self.row_hash()?;
+            return Ok(hash::row_md5(
+                d,
+                &[HashCol {
+                    expr: h,
+                    dtype: Dtype::Int,
+                    precision: source::precision(self.p()),
+                }],
+            ));
+        }
+        match self.hash_input()? {
+            Ok(cols) => Ok(hash::row_md5(d, &cols)),
+            Err(stored) => Ok(stored),
+        }
+    }
+
+    fn order(&self) -> Result<Vec<Expr>, SqlError> {
+        let d = self.d();
+        Ok(self
+            .keys()?
+            .into_iter()
+            .map(|(e, t, _)| d.order_key(e, t))
+            .collect())
+    }
+
+    /// `SELECT min(p), max(p) FROM rows WHERE filters`.
+    pub fn range(&self, b: &mut Binder, r: &Reconciliation) -> Result<Query, SqlError> {
+        let d = self.d();
+        let part = self.partition(r);
+        let projection = vec![
+            build::aliased(d, build::call("min", vec![part.clone()]), "_synctool_min"),
+            build::aliased(d, build::call("max", vec![part]), "_synctool_max"),
+        ];
+        let (from, selection) = self.rows(b, vec![])?;
+        Ok(build::select(SelectParts {
+            projection,
+            from: Some(from),
+            selection,
+            ..Default::default()
+        }))
+    }
+
+    /// One grouped query returning (block, rows, hash) for every block under a parent range.
+    pub fn block_hash(&self, b: &mut Binder, r: &Reconciliation) -> Result<Query, SqlError> {
+        let d = self.d();
+        let part = self.partition(r);
+        let block = if is_bucketed(r.kind) {
+            hash::key_bucket(d, part.clone(), b.bind("block_prefix_len", Dtype::Int))
+        } else {
+            hash::block_id(d, part.clone(), r.kind, b.bind("interval", Dtype::Int))
+        };
+        let block_hash = match r.strategy {
+            crate::ir::ReconStrategy::HashMd5Hash => {
+                hash::block_md5_concat(d, self.row_md5()?, &self.order()?)
+            }
+            _ => hash::block_sum(d, self.row_hash()?),
+        };
+        let projection = vec![
+            build::aliased(d, block, BLOCK),
+            build::aliased(d, hash::block_count(d), ROWS),
+            build::aliased(d, block_hash, HASH),
+        ];
+        let range = range_preds(d, b, part, r.kind);
+        let (from, selection) = self.rows(b, range)?;
+        let block_ref = build::col(d, None, BLOCK);
+        Ok(build::select(SelectParts {
+            projection,
+            from: Some(from),
+            selection,
+            group_by: vec![block_ref.clone()],
+            order_by: vec![block_ref],
+            ..Default::default()
+        }))
+    }
+
+    /// Key columns and row hash of every row of a range, ordered by key.
+    pub fn leaf_diff(&self, b: &mut Binder, r: &Reconciliation) -> Result<Query, SqlError> {
+        let d = self.d();
+        let mut projection: Vec<_> = self
+            .keys()?
+            .into_iter()
+            .map(|(e, _, alias)| build::aliased(d, e, &alias))
+            .collect();
+        projection.push(build::aliased(d, self.row_hash()?, HASH));
+        let range = range_preds(d, b, self.partition(r), r.kind);
+        let (from, selection) = self.rows(b, range)?;
+        Ok(build::select(SelectParts {
+            projection,
+            from: Some(from),
+            selection,
+            order_by: self.order()?,
+            ..Default::default()
+        }))
+    }
+
+    /// `SELECT max(p) FROM rows WHERE filters` — the timestamp strategy's watermark.
+    pub fn watermark(&self, b: &mut Binder, r: &Reconciliation) -> Result<Query, SqlError> {
+        let d = self.d();
+        let projection = vec![build::aliased(
+            d,
+            build::call("max", vec![self.partition(r)]),
+            "_synctool_watermark",
+        )];
+        let (from, selection) = self.rows(b, vec![])?;
+        Ok(build::select(SelectParts {
+            projection,
+            from: Some(from),
+            selection,
+            ..Default::default()
+        }))
+    }
+}
+
+/// Whether the sink side reads a delete_insert sink, whose changed blocks can be replaced
+/// by range.
+pub fn replaces_by_range(p: &Pipeline) -> bool {
+    p.sink.merge.kind == MergeKind::DeleteInsert
+}

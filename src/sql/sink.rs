@@ -1,0 +1,826 @@
+//! The sink side: the table and its reads, DDL, staging, loading, merging and deletes.
+//!
+//! Merge design (per batch or block; on PostgreSQL and MySQL every writing step runs in one
+//! transaction with the load that fed it):
+//! - rows are first loaded into a staging table (`_synctool_stage`, a session-local
+//!   temporary table on PostgreSQL/MySQL; `<table>__synctool_stage`, a `Memory` table, on
+//!   ClickHouse, which has no temporary tables over HTTP), then merged with one
+//!   `INSERT … SELECT` (plus a delete for `delete_insert`); ClickHouse upserts skip the stage
+//!   and insert straight into the `ReplacingMergeTree`;
+//! - keys to delete are staged the same way in `_synctool_stage_keys`.
+
+use crate::ir::{MergeKind, Pipeline};
+use crate::sql::build::{self, SelectParts};
+use crate::sql::params::Binder;
+use crate::sql::source::filter_pred;
+use crate::sql::{Dialect, DialectKind};
+use crate::types::Dtype;
+use sqlparser::ast::{
+    helpers::stmt_create_table::CreateTableBuilder, Assignment, AssignmentTarget, ColumnDef,
+    ColumnOption, ColumnOptionDef, ConflictTarget, CopyOption, CopySource, CopyTarget,
+    CreateTableOptions, DataType, Delete, DoUpdate, Expr, FromTable, Ident, IndexColumn, Insert,
+    NamedParenthesizedList, ObjectName, OnConflict, OnConflictAction, OnInsert,
+    OneOrManyWithParens, OrderByExpr, OrderByOptions, Query, SetExpr, SqlOption, Statement,
+    TableConstraint, TableObject, TableWithJoins, TruncateTableTarget, Values,
+};
+
+/// Prefix of the row staging table (PostgreSQL/MySQL temporary table).
+pub const STAGE: &str = "_synctool_stage_";
+/// Prefix of the staging table of keys to delete (PostgreSQL/MySQL temporary table).
+pub const STAGE_KEYS: &str = "_synctool_keys_";
+
+/// `prefix` + the sink table name, or + the first 16 hex digits of its md5 when that
+/// would exceed the 63/64-character identifier limits of PostgreSQL and MySQL.
+fn temp_name(prefix: &str, table: &str) -> String {
+    if prefix.len() + table.len() <= 63 {
+        return format!("{prefix}{table}");
+    }
+    use md5::{Digest, Md5};
+    let digest = hex::encode(Md5::digest(table.as_bytes()));
+    format!("{prefix}{}", &digest[..16])
+}
+
+/// A sink column and its role.
+#[derive(Debug, Clone)]
+pub struct SinkCol {
+    /// Column name.
+    pub name: String,
+    /// Its type.
+    pub dtype: Dtype,
+    /// Part of `unique_key`.
+    pub key: bool,
+}
+
+/// The sink of one pipeline, for one dialect.
+pub struct SinkCtx<'a> {
+    /// The pipeline.
+    pub p: &'a Pipeline,
+    /// The sink dialect.
+    pub d: &'static dyn Dialect,
+}
+
+impl<'a> SinkCtx<'a> {
+    /// The context of `p`'s sink, which must be a SQL store.
+    pub fn new(p: &'a Pipeline, d: &'static dyn Dialect) -> Self {
+        Self { p, d }
+    }
+
+    fn kind(&self) -> MergeKind {
+        self.p.sink.merge.kind
+    }
+
+    fn is_ch(&self) -> bool {
+        self.d.kind() == DialectKind::Clickhouse
+    }
+
+    /// The sink table's name.
+    pub fn table(&self) -> ObjectName {
+        let t = &self.p.sink.table;
+        build::object_name(self.d, t.schema.as_deref(), &t.name)
+    }
+
+    fn aux_table(&self, base: &str, suffix: &str) -> ObjectName {
+        if self.is_ch() {
+            let t = &self.p.sink.table;
+            build::object_name(
+                self.d,
+                t.schema.as_deref(),
+                &format!("{}__synctool_{suffix}", t.name),
+            )
+        } else {
+            // Temporary tables live in a session schema and are never qualified; the name
+            // carries the sink table's so that pipelines sharing a session do not collide.
+            build::object_name(self.d, None, &temp_name(base, &self.p.sink.table.name))
+        }
+    }
+
+    /// The row staging table.
+    pub fn stage(&self) -> ObjectName {
+        self.aux_table(STAGE, "stage")
+    }
+
+    /// The key staging table.
+    pub fn stage_keys(&self) -> ObjectName {
+        self.aux_table(STAGE_KEYS, "stage_keys")
+    }
+
+    /// The stored hash column, if any.
+    pub fn hash_column(&self) -> Option<&str> {
+        self.p.sink.meta.hash_column.as_deref()
+    }
+
+    /// Whether rows are read with `FINAL` (ClickHouse `ReplacingMergeTree`).
+    pub fn final_(&self) -> bool {
+        self.is_ch() && self.kind() == MergeKind::Upsert
+    }
+
+    /// The columns a load writes, in order: the sink fields, then the hash column.
+    pub fn load_columns(&self) -> Vec<SinkCol> {
+        let key = &self.p.sink.unique_key;
+        let mut cols: Vec<SinkCol> = self
+            .p
+            .sink
+            .fields
+            .iter()
+            .map(|f| SinkCol {
+                name: f.column.clone(),
+                dtype: f.dtype,
+                key: key.contains(&f.column),
+            })
+            .collect();
+        if let Some(h) = self.hash_column() {
+            if !cols.iter().any(|c| c.name == h) {
+                cols.push(SinkCol {
+                    name: h.to_string(),
+                    dtype: Dtype::Int,
+                    key: false,
+                });
+            }
+        }
+        cols
+    }
+
+    /// The key columns and their types.
+    pub fn key_columns(&self) -> Vec<SinkCol> {
+        let cols = self.load_columns();
+        self.p
+            .sink
+            .unique_key
+            .iter()
+            .map(|k| {
+                let dtype = cols
+                    .iter()
+                    .find(|c| &c.name == k)
+                    .map(|c| c.dtype)
+                    .or_else(|| {
+                        self.p
+                            .key
+                            .iter()
+                            .find(|kp| &kp.sink_column == k)
+                            .map(|kp| kp.dtype)
+                    })
+                    .unwrap_or(Dtype::Str);
+                SinkCol {
+                    name: k.clone(),
+                    dtype,
+                    key: true,
+                }
+            })
+            .collect()
+    }
+
+    fn idents(&self, cols: &[SinkCol]) -> Vec<Ident> {
+        cols.iter().map(|c| self.d.ident(&c.name)).collect()
+    }
+
+    fn exprs(&self, cols: &[SinkCol]) -> Vec<Expr> {
+        cols.iter()
+            .map(|c| build::col(self.d, None, &c.name))
+            .collect()
+    }
+
+    fn key_tuple(&self) -> Expr {
+        build::tuple_or_single(self.exprs(&self.key_columns()))
+    }
+
+    /// The sink filters as predicates on unqualified columns.
+    pub fn filters(&self, b: &mut Binder) -> Vec<Expr> {
+        self.p
+            .sink
+            .filters
+            .iter()
+            .map(|f| filter_pred(self.d, b, f, build::col(self.d, None, &f.column.name)))
+            .collect()
+    }
+
+    /// The live rows of a collapse sink matching `preds`: every column but the sign,
+    /// grouped, keeping groups whose signs sum above zero (no `FINAL` needed).
+    pub fn live_rows(&self, preds: Vec<Expr>, having: Vec<Expr>) -> Query {
+        let cols = self.exprs(&self.load_columns());
+        let sign = build::col(self.d, None, &self.p.sink.merge.sign_column);
+        let mut h = vec![build::binop(
+            build::call("sum", vec![sign]),
+            sqlparser::ast::BinaryOperator::Gt,
+            build::int(0),
+        )];
+        h.extend(having);
+        build::select(SelectParts {
+            projection: cols.iter().cloned().map(build::item).collect(),
+            from: Some(build::from(build::table(self.table(), None, false))),
+            selection: build::and_all(preds),
+            group_by: cols,
+            having: build::and_all(h),
+            ..Default::default()
+        })
+    }
+
+    /// FROM and WHERE for reading the sink's current rows with `preds` (filters first).
+    /// Collapse sinks read the live rows; `ReplacingMergeTree` sinks read with `FINAL`.
+    pub fn read(&self, b: &mut Binder, extra: Vec<Expr>) -> (TableWithJoins, Option<Expr>) {
+        let mut preds = self.filters(b);
+        preds.extend(extra);
+        if self.kind() == MergeKind::Collapse {
+            let q = self.live_rows(preds, vec![]);
+            let alias = self.d.ident(&self.p.sink.table.name);
+            return (build::from(build::derived(q, alias)), None);
+        }
+        (
+            build::from(build::table(self.table(), None, self.final_())),
+            build::and_all(preds),
+        )
+    }
+
+    // ----- DDL -----
+
+    fn column_def(&self, name: &str, ty: DataType, not_null: bool) -> ColumnDef {
+        let options = if not_null && !self.is_ch() {
+            vec![ColumnOptionDef {
+                name: None,
+                option: ColumnOption::NotNull,
+            }]
+        } else {
+            vec![]
+        };
+        let data_type = if not_null { ty } else { self.d.nullable(ty) };
+        ColumnDef {
+            name: self.d.ident(name),
+            data_type,
+            options,
+        }
+    }
+
+    fn data_defs(&self) -> Vec<ColumnDef> {
+        let hash = self.hash_column();
+        // ReplacingMergeTree rejects a Nullable version column.
+        let version = self.p.sink.merge.version_column.as_deref();
+        self.load_columns()
+            .iter()
+            .map(|c| {
+                let name = Some(c.name.as_str());
+                let not_null = c.key || name == hash || name == version;
+                self.column_def(&c.name, self.d.column_type(c.dtype, c.key), not_null)
+            })
+            .collect()
+    }
+
+    fn mysql_options() -> CreateTableOptions {
+        CreateTableOptions::Plain(vec![
+            SqlOption::NamedParenthesizedList(NamedParenthesizedList {
+                key: Ident::new("ENGINE"),
+                name: Some(Ident::new("InnoDB")),
+                values: vec![],
+            }),
+            SqlOption::KeyValue {
+                key: Ident::new("DEFAULT CHARSET"),
+                value: build::keyword("utf8mb4"),
+            },
+            SqlOption::KeyValue {
+                key: Ident::new("COLLATE"),
+                value: build::keyword("utf8mb4_bin"),
+            },
+        ])
+    }
+
+    fn engine(name: &str, args: Vec<Ident>) -> CreateTableOptions {
+        CreateTableOptions::Plain(vec![SqlOption::NamedParenthesizedList(
+            NamedParenthesizedList {
+                key: Ident::new("ENGINE"),
+                name: Some(Ident::new(name)),
+                values: args,
+            },
+        )])
+    }
+
+    /// `CREATE TABLE IF NOT EXISTS` for the sink table.
+    pub fn create_table(&self) -> Statement {
+        let d = self.d;
+        let mut columns = self.data_defs();
+        let merge = &self.p.sink.merge;
+        let names: Vec<String> = columns.iter().map(|c| c.name.value.clone()).collect();
+        if merge.kind == MergeKind::Collapse && !names.contains(&merge.sign_column) {
+            let ty = match d.kind() {
+                DialectKind::Postgres => DataType::SmallInt(None),
+                DialectKind::Mysql => DataType::TinyInt(None),
+                DialectKind::Clickhouse => {
+                    DataType::Custom(ObjectName::from(vec![Ident::new("Int8")]), vec![])
+                }
+            };
+            columns.push(self.column_def(&merge.sign_column, ty, true));
+        }
+        if let Some(v) = &merge.version_column {
+            if merge.kind == MergeKind::Upsert && !names.contains(v) {
+                let ty = match d.kind() {
+                    DialectKind::Clickhouse => {
+                        DataType::Custom(ObjectName::from(vec![Ident::new("UInt64")]), vec![])
+                    }
+                    _ => DataType::BigInt(None),
+                };
+                columns.push(self.column_def(v, ty, true));
+            }
+        }
+        let keys = self.key_columns();
+        let mut b = CreateTableBuilder::new(self.table())
+            .if_not_exists(true)
+            .columns(columns);
+        match d.kind() {
+            DialectKind::Clickhouse => {
+                let opts = match merge.kind {
+                    MergeKind::Upsert => Self::engine(
+                        "ReplacingMergeTree",
+                        merge.version_column.iter().map(|v| d.ident(v)).collect(),
+                    ),
+                    MergeKind::Collapse => {
+                        Self::engine("CollapsingMergeTree", vec![d.ident(&merge.sign_column)])
+                    }
+                    MergeKind::DeleteInsert => Self::engine("MergeTree", vec![]),
+                };
+                b = b
+                    .table_options(opts)
+                    .order_by(Some(OneOrManyWithParens::Many(self.exprs(&keys))));
+            }
+            _ => {
+                // Collapse tables are append-only: several rows per key, no primary key.
+                if merge.kind != MergeKind::Collapse && !keys.is_empty() {
+                    b = b.constraints(vec![TableConstraint::PrimaryKey {
+                        name: None,
+                        index_name: None,
+                        index_type: None,
+                        columns: self
+                            .exprs(&keys)
+                            .into_iter()
+                            .map(|expr| IndexColumn {
+                                column: OrderByExpr {
+                                    expr,
+                                    options: OrderByOptions {
+                                        asc: None,
+                                        nulls_first: None,
+                                    },
+                                    with_fill: None,
+                                },
+                                operator_class: None,
+                            })
+                            .collect(),
+                        index_options: vec![],
+                        characteristics: None,
+                    }]);
+                }
+                if d.kind() == DialectKind::Mysql {
+                    b = b.table_options(Self::mysql_options());
+                }
+            }
+        }
+        b.build()
+    }
+
+    fn stage_create(&self, name: ObjectName, cols: Vec<ColumnDef>) -> Statement {
+        let mut b = CreateTableBuilder::new(name)
+            .if_not_exists(true)
+            .columns(cols);
+        match self.d.kind() {
+            DialectKind::Clickhouse => b = b.table_options(Self::engine("Memory", vec![])),
+            DialectKind::Mysql => b = b.temporary(true).table_options(Self::mysql_options()),
+            DialectKind::Postgres => b = b.temporary(true),
+        }
+        b.build()
+    }
+
+    /// Creates the row staging table (the load columns, without constraints).
+    pub fn create_stage(&self) -> Statement {
+        self.stage_create(self.stage(), self.data_defs())
+    }
+
+    /// Creates the key staging table.
+    pub fn create_stage_keys(&self) -> Statement {
+        let defs = self
+            .key_columns()
+            .iter()
+            .map(|c| self.column_def(&c.name, self.d.column_type(c.dtype, true), true))
+            .collect();
+        self.stage_create(self.stage_keys(), defs)
+    }
+
+    /// Empties a staging table: `DELETE` (transactional) or ClickHouse `TRUNCATE`.
+    pub fn clear(&self, name: ObjectName) -> Statement {
+        if self.is_ch() {
+            Statement::Truncate {
+                table_names: vec![TruncateTableTarget { name, only: false }],
+                partitions: None,
+                table: true,
+                identity: None,
+                cascade: None,
+                on_cluster: None,
+            }
+        } else {
+            delete(name, None)
+        }
+    }
+
+    /// The bulk load of `cols` into `table`: PostgreSQL `COPY … FROM STDIN (FORMAT binary)`,
+    /// ClickHouse `INSERT … FORMAT RowBinary`; MySQL uses [`SinkCtx::values_insert`].
+    pub fn bulk_load(&self, table: ObjectName, cols: &[SinkCol]) -> Option<crate::sql::Stmt> {
+        match self.d.kind() {
+            DialectKind::Postgres => Some(crate::sql::Stmt::Ast(Box::new(Statement::Copy {
+                source: CopySource::Table {
+                    table_name: table,
+                    columns: self.idents(cols),
+                },
+                to: false,
+                target: CopyTarget::Stdin,
+                options: vec![CopyOption::Format(Ident::new("binary"))],
+                legacy_options: vec![],
+                values: vec![],
+            }))),
+            DialectKind::Clickhouse => Some(crate::sql::Stmt::ClickhouseInsertRowBinary {
+                table,
+                columns: self.idents(cols),
+            }),
+            DialectKind::Mysql => None,
+        }
+    }
+
+    /// A multi-row `INSERT INTO table (cols) VALUES (?, …), …` of `rows` rows; each value is
+    /// a parameter named by its column.
+    pub fn values_insert(
+        &self,
+        b: &mut Binder,
+        table: ObjectName,
+        cols: &[SinkCol],
+        rows: usize,
+    ) -> Statement {
+        let rows = (0..rows.max(1))
+            .map(|_| cols.iter().map(|c| b.bind(&c.name, c.dtype)).collect())
+            .collect();
+        let body = SetExpr::Values(Values {
+            explicit_row: false,
+            rows,
+        });
+        let q = Query {
+            body: Box::new(body),
+            ..build::select(SelectParts::default())
+        };
+        insert(table, self.idents(cols), q, None, None)
+    }
+
+    // ----- merge -----
+
+    fn select_stage(&self, cols: &[SinkCol], extra: Vec<Expr>, where_: Option<Expr>) -> Query {
+        let mut projection: Vec<_> = self.exprs(cols).into_iter().map(build::item).collect();
+        projection.extend(extra.into_iter().map(build::item));
+        build::select(SelectParts {
+            projection,
+            from: Some(build::from(build::table(self.stage(), None, false))),
+            selection: where_,
+            ..Default::default()
+        })
+    }
+
+    fn key_query(&self, table: ObjectName) -> Query {
+        build::select(SelectParts {
+            projection: self
+                .exprs(&self.key_columns())
+                .into_iter()
+                .map(build::item)
+                .collect(),
+            from: Some(build::from(build::table(table, None, false))),
+            ..Default::default()
+        })
+    }
+
+    /// The statements merging the staged rows into the sink, or `None` when the load goes
+    /// straight into the sink (ClickHouse upsert).
+    pub fn merge(&self) -> Option<Vec<crate::sql::Stmt>> {
+        use crate::sql::Stmt;
+        let d = self.d;
+        let cols = self.load_columns();
+        let target = self.table();
+        match (self.kind(), d.kind()) {
+            (MergeKind::Upsert, DialectKind::Clickhouse) => None,
+            (MergeKind::Upsert, DialectKind::Postgres) => {
+                let alias = d.ident(&self.p.sink.table.name);
+                let non_key: Vec<&SinkCol> = cols.iter().filter(|c| !c.key).collect();
+                let excluded = |c: &SinkCol| {
+                    Expr::CompoundIdentifier(vec![Ident::new("EXCLUDED"), d.ident(&c.name)])
+                };
+                let current =
+                    |c: &SinkCol| Expr::CompoundIdentifier(vec![alias.clone(), d.ident(&c.name)]);
+                let action = if non_key.is_empty() {
+                    OnConflictAction::DoNothing
+                } else {
+                    // Skip rows whose values did not change (no dead tuples, no WAL).
+                    let changed = match self.hash_column() {
+                        Some(h) => {
+                            let hc = cols.iter().find(|c| c.name == h).expect("hash column");
+                            Expr::IsDistinctFrom(Box::new(current(hc)), Box::new(excluded(hc)))
+                        }
+                        None => Expr::IsDistinctFrom(
+                            Box::new(build::tuple_or_single(
+                                non_key.iter().map(|c| current(c)).collect(),
+                            )),
+                            Box::new(build::tuple_or_single(
+                                non_key.iter().map(|c| excluded(c)).collect(),
+                            )),
+                        ),
+                    };
+                    OnConflictAction::DoUpdate(DoUpdate {
+                        assignments: non_key
+                            .iter()
+                            .map(|c| assign(d, &c.name, excluded(c)))
+                            .collect(),
+                        selection: Some(changed),
+                    })
+                };
+                let on = OnInsert::OnConflict(OnConflict {
+                    conflict_target: Some(ConflictTarget::Columns(
+                        self.idents(&self.key_columns()),
+                    )),
+                    action,
+                });
+                Some(vec![Stmt::ast(insert(
+                    target,
+                    self.idents(&cols),
+                    self.select_stage(&cols, vec![], None),
+                    Some(on),
+                    Some(alias),
+                ))])
+            }
+            (MergeKind::Upsert, DialectKind::Mysql) => {
+                // `VALUES(c)` is what MariaDB and MySQL 8 both accept (MySQL's row alias
+                // syntax is unknown to MariaDB). Unchanged rows are not rewritten by MySQL.
+                let update: Vec<&SinkCol> = match cols.iter().filter(|c| !c.key).count() {
+                    0 => cols.iter().take(1).collect(),
+                    _ => cols.iter().filter(|c| !c.key).collect(),
+                };
+                let on = OnInsert::DuplicateKeyUpdate(
+                    update
+                        .iter()
+                        .map(|c| {
+                            assign(
+                                d,
+                                &c.name,
+                                build::call("VALUES", vec![build::col(d, None, &c.name)]),
+                            )
+                        })
+                        .collect(),
+                );
+                Some(vec![Stmt::ast(insert(
+                    target,
+                    self.idents(&cols),
+                    self.select_stage(&cols, vec![], None),
+                    Some(on),
+                    None,
+                ))])
+            }
+            (MergeKind::DeleteInsert, _) => {
+                let scope =
+                    build::in_subquery(self.key_tuple(), self.key_query(self.stage()), false);
+                Some(vec![
+                    self.delete_where(scope),
+                    Stmt::ast(insert(
+                        target,
+                        self.idents(&cols),
+                        self.select_stage(&cols, vec![], None),
+                        None,
+                        None,
+                    )),
+                ])
+            }
+            (MergeKind::Collapse, _) => Some(self.collapse_merge()),
+        }
+    }
+
+    /// `DELETE FROM t WHERE sel`, or the ClickHouse mutation.
+    fn delete_where(&self, selection: Expr) -> crate::sql::Stmt {
+        if self.is_ch() {
+            crate::sql::Stmt::ClickhouseAlterDelete {
+                table: self.table(),
+                selection: Box::new(selection),
+            }
+        } else {
+            crate::sql::Stmt::Ast(Box::new(delete(self.table(), Some(selection))))
+        }
+    }
+
+    fn sign_cols(&self) -> (Vec<SinkCol>, Vec<Ident>) {
+        let cols = self.load_columns();
+        let mut idents = self.idents(&cols);
+        idents.push(self.d.ident(&self.p.sink.merge.sign_column));
+        (cols, idents)
+    }
+
+    /// `INSERT INTO t (cols, sign) SELECT cols, -1 FROM (live rows matching preds) AS cur`.
+    fn cancel(&self, preds: Vec<Expr>, having: Vec<Expr>) -> crate::sql::Stmt {
+        let (cols, idents) = self.sign_cols();
+        let live = self.live_rows(preds, having);
+        let mut projection: Vec<_> = self.exprs(&cols).into_iter().map(build::item).collect();
+        projection.push(build::item(build::int(-1)));
+        let q = build::select(SelectParts {
+            projection,
+            from: Some(build::from(build::derived(
+                live,
+                self.d.ident("_synctool_live"),
+            ))),
+            ..Default::default()
+        });
+        crate::sql::Stmt::Ast(Box::new(insert(self.table(), idents, q, None, None)))
+    }
+
+    /// Collapse: cancel the live rows of the staged keys, then insert the staged rows with
+    /// sign +1. With a hash column, rows whose (key, hash) is unchanged are left alone.
+    fn collapse_merge(&self) -> Vec<crate::sql::Stmt> {
+        let keys = self.key_columns();
+        let staged_keys = build::in_subquery(self.key_tuple(), self.key_query(self.stage()), false);
+        let (cols, idents) = self.sign_cols();
+        let Some(h) = self.hash_column() else {
+            let q = self.select_stage(&cols, vec![build::int(1)], None);
+            return vec![
+                self.cancel(vec![staged_keys], vec![]),
+                crate::sql::Stmt::Ast(Box::new(insert(self.table(), idents, q, None, None))),
+            ];
+        };
+        let mut kh: Vec<SinkCol> = keys.clone();
+        kh.extend(cols.iter().filter(|c| c.name == h).cloned());
+        let kh_tuple = build::tuple_or_single(self.exprs(&kh));
+        let staged_kh = build::select(SelectParts {
+            projection: self.exprs(&kh).into_iter().map(build::item).collect(),
+            from: Some(build::from(build::table(self.stage(), None, false))),
+            ..Default::default()
+        });
+        let cancel = self.cancel(
+            vec![staged_keys.clone()],
+            vec![build::in_subquery(kh_tuple.clone(), staged_kh, true)],
+        );
+        // Live (key, hash) pairs after the cancellation above.
+        let live = self.live_rows(vec![staged_keys], vec![]);
+        let live_kh = build::select(SelectParts {
+            projection: self.exprs(&kh).into_iter().map(build::item).collect(),
+            from: Some(build::from(build::derived(
+                live,
+                self.d.ident("_synctool_live"),
+            ))),
+            ..Default::default()
+        });
+        let q = self.select_stage(
+            &cols,
+            vec![build::int(1)],
+            Some(build::in_subquery(kh_tuple, live_kh, true)),
+        );
+        vec![
+            cancel,
+            crate::sql::Stmt::Ast(Box::new(insert(self.table(), idents, q, None, None))),
+        ]
+    }
+
+    /// Deletes the sink rows (within `sink.filters`) whose key is (`negated`: is not) in the
+    /// key stage; collapse sinks get cancelling rows instead.
+    pub fn delete_keys(&self, b: &mut Binder, negated: bool) -> crate::sql::Stmt {
+        let mut preds = self.filters(b);
+        preds.push(build::in_subquery(
+            self.key_tuple(),
+            self.key_query(self.stage_keys()),
+            negated,
+        ));
+        if self.kind() == MergeKind::Collapse {
+            return self.cancel(preds, vec![]);
+        }
+        self.delete_where(build::and_all(preds).expect("at least one predicate"))
+    }
+
+    /// Deletes the sink rows within `sink.filters` matching `extra` (a block's range).
+    pub fn delete_range(&self, b: &mut Binder, extra: Vec<Expr>) -> crate::sql::Stmt {
+        let mut preds = self.filters(b);
+        preds.extend(extra);
+        if self.kind() == MergeKind::Collapse {
+            return self.cancel(preds, vec![]);
+        }
+        self.delete_where(build::and_all(preds).expect("at least one predicate"))
+    }
+
+    /// The query listing the existing sink table's columns and types.
+    pub fn columns_query(&self, b: &mut Binder) -> Query {
+        let d = self.d;
+        let t = &self.p.sink.table;
+        let (table, name, ty, schema_col, table_col, current) = match d.kind() {
+            DialectKind::Postgres => (
+                build::builtin_name(&["information_schema", "columns"]),
+                "column_name",
+                "data_type",
+                "table_schema",
+                "table_name",
+                "current_schema",
+            ),
+            DialectKind::Mysql => (
+                build::builtin_name(&["information_schema", "columns"]),
+                "column_name",
+                "column_type",
+                "table_schema",
+                "table_name",
+                "DATABASE",
+            ),
+            DialectKind::Clickhouse => (
+                build::builtin_name(&["system", "columns"]),
+                "name",
+                "type",
+                "database",
+                "table",
+                "currentDatabase",
+            ),
+        };
+        let schema_value = match &t.schema {
+            Some(_) => b.bind("schema", Dtype::Str),
+            None => build::call(current, vec![]),
+        };
+        let mut projection = vec![
+            build::aliased(d, build::keyword(name), "name"),
+            build::aliased(d, build::keyword(ty), "type"),
+        ];
+        if d.kind() != DialectKind::Clickhouse {
+            projection.push(build::aliased(d, build::keyword("is_nullable"), "nullable"));
+        }
+        let preds = vec![
+            build::eq(build::keyword(schema_col), schema_value),
+            build::eq(build::keyword(table_col), b.bind("table", Dtype::Str)),
+        ];
+        build::select(SelectParts {
+            projection,
+            from: Some(build::from(build::table(table, None, false))),
+            selection: build::and_all(preds),
+            order_by: vec![build::keyword(name)],
+            ..Default::default()
+        })
+    }
+
+    /// ClickHouse: the number of unfinished mutations on the sink table.
+    pub fn mutations_query(&self, b: &mut Binder) -> Query {
+        let t = &self.p.sink.table;
+        let db = match &t.schema {
+            Some(_) => b.bind("schema", Dtype::Str),
+            None => build::call("currentDatabase", vec![]),
+        };
+        let preds = vec![
+            build::eq(build::keyword("database"), db),
+            build::eq(build::keyword("table"), b.bind("table", Dtype::Str)),
+            build::eq(build::keyword("is_done"), build::int(0)),
+        ];
+        build::select(SelectParts {
+            projection: vec![build::aliased(self.d, build::count_star(), "pending")],
+            from: Some(build::from(build::table(
+                build::builtin_name(&["system", "mutations"]),
+                None,
+                false,
+            ))),
+            selection: build::and_all(preds),
+            ..Default::default()
+        })
+    }
+}
+
+fn assign(d: &dyn Dialect, column: &str, value: Expr) -> Assignment {
+    Assignment {
+        target: AssignmentTarget::ColumnName(ObjectName::from(vec![d.ident(column)])),
+        value,
+    }
+}
+
+/// `INSERT INTO table [AS alias] (columns) <source> [ON …]`.
+pub fn insert(
+    table: ObjectName,
+    columns: Vec<Ident>,
+    source: Query,
+    on: Option<OnInsert>,
+    alias: Option<Ident>,
+) -> Statement {
+    Statement::Insert(Insert {
+        or: None,
+        ignore: false,
+        into: true,
+        table: TableObject::TableName(table),
+        table_alias: alias,
+        columns,
+        overwrite: false,
+        source: Some(Box::new(source)),
+        assignments: vec![],
+        partitioned: None,
+        after_columns: vec![],
+        has_table_keyword: false,
+        on,
+        returning: None,
+        replace_into: false,
+        priority: None,
+        insert_alias: None,
+        settings: None,
+        format_clause: None,
+    })
+}
+
+/// `DELETE FROM table [WHERE selection]`.
+pub fn delete(table: ObjectName, selection: Option<Expr>) -> Statement {
+    Statement::Delete(Delete {
+        tables: vec![],
+        from: FromTable::WithFromKeyword(vec![build::from(build::table(table, None, false))]),
+        using: None,
+        selection,
+        returning: None,
+        order_by: vec![],
+        limit: None,
+    })
+}

@@ -1,0 +1,316 @@
+//! The source side: FROM with joins, filters, field expressions and the extract queries.
+
+use crate::ir::{ColumnRef, Filter, FilterOp, Join, JoinKind, Pipeline};
+use crate::sql::build::{self, SelectParts};
+use crate::sql::hash::{self, HashCol, TimePrecision};
+use crate::sql::params::Binder;
+use crate::sql::{pushdown, Dialect, DialectKind, SqlError};
+use crate::types::Dtype;
+use sqlparser::ast::{
+    visit_expressions_mut, BinaryOperator, Expr, Join as AstJoin, JoinConstraint, JoinOperator,
+    Query, SelectItem, TableWithJoins,
+};
+use std::ops::ControlFlow;
+
+/// The extract column carrying the source row hash when the sink stores it.
+pub const HASH_ALIAS: &str = "_synctool_hash";
+
+/// A column of a filtered table as an expression: `"q"."c"` or `"c"`.
+pub fn column(d: &dyn Dialect, c: &ColumnRef) -> Expr {
+    build::col(d, c.qualifier.as_deref(), &c.name)
+}
+
+/// One filter as a predicate; values become bound parameters named by the filter.
+pub fn filter_pred(d: &dyn Dialect, b: &mut Binder, f: &Filter, col: Expr) -> Expr {
+    let op = match f.op {
+        FilterOp::Eq => BinaryOperator::Eq,
+        FilterOp::NotEq => BinaryOperator::NotEq,
+        FilterOp::Lt => BinaryOperator::Lt,
+        FilterOp::LtEq => BinaryOperator::LtEq,
+        FilterOp::Gt => BinaryOperator::Gt,
+        FilterOp::GtEq => BinaryOperator::GtEq,
+        FilterOp::IsNull => return Expr::IsNull(Box::new(col)),
+        FilterOp::IsNotNull => return Expr::IsNotNull(Box::new(col)),
+        FilterOp::In | FilterOp::NotIn => {
+            let negated = f.op == FilterOp::NotIn;
+            if f.params.is_empty() {
+                // `IN ()` is not SQL: an empty list matches nothing (NOT IN: everything).
+                let never = build::eq(build::int(1), build::int(0));
+                return if negated {
+                    build::eq(build::int(1), build::int(1))
+                } else {
+                    never
+                };
+            }
+            let list = f.params.iter().map(|p| b.bind(p, f.dtype)).collect();
+            return Expr::InList {
+                expr: Box::new(col),
+                list,
+                negated,
+            };
+        }
+        FilterOp::Like => {
+            let pattern = b.bind(param_name(f, 0), f.dtype);
+            return Expr::Like {
+                negated: false,
+                any: false,
+                expr: Box::new(col),
+                pattern: Box::new(pattern),
+                escape_char: None,
+            };
+        }
+    };
+    let _ = d;
+    let v = b.bind(param_name(f, 0), f.dtype);
+    build::binop(col, op, v)
+}
+
+fn param_name(f: &Filter, i: usize) -> &str {
+    f.params.get(i).map(String::as_str).unwrap_or("filter")
+}
+
+/// Re-quotes every identifier of a join condition for `d`.
+pub fn requote(d: &dyn Dialect, e: &Expr) -> Expr {
+    let mut e = e.clone();
+    let _ = visit_expressions_mut(&mut e, |x| {
+        match x {
+            Expr::Identifier(i) => *i = d.ident(&i.value),
+            Expr::CompoundIdentifier(parts) => {
+                for p in parts.iter_mut() {
+                    *p = d.ident(&p.value);
+                }
+            }
+            _ => {}
+        }
+        ControlFlow::<()>::Continue(())
+    });
+    e
+}
+
+/// Whether `e` is a conjunction of equalities between columns, the join condition every
+/// ClickHouse release accepts.
+fn is_equi_conjunction(e: &Expr) -> bool {
+    match e {
+        Expr::Nested(inner) => is_equi_conjunction(inner),
+        Expr::BinaryOp {
+            left,
+            op: BinaryOperator::And,
+            right,
+        } => is_equi_conjunction(left) && is_equi_conjunction(right),
+        Expr::BinaryOp {
+            left,
+            op: BinaryOperator::Eq,
+            right,
+        } => is_column(left) && is_column(right),
+        _ => false,
+    }
+}
+
+fn is_column(e: &Expr) -> bool {
+    matches!(e, Expr::Identifier(_) | Expr::CompoundIdentifier(_))
+}
+
+fn join(d: &dyn Dialect, p: &Pipeline, j: &Join) -> Result<AstJoin, SqlError> {
+    if d.kind() == DialectKind::Clickhouse && !is_equi_conjunction(&j.on) {
+        return Err(SqlError::UnsupportedJoin {
+            pipeline: p.name.clone(),
+            dialect: d.kind().name(),
+            table: j.table.qualifier().to_string(),
+            reason: "ClickHouse joins need `ON a.x = b.y [AND …]` between columns",
+        });
+    }
+    let on = JoinConstraint::On(requote(d, &j.on));
+    let join_operator = match j.kind {
+        JoinKind::Inner => JoinOperator::Inner(on),
+        JoinKind::Left => JoinOperator::Left(on),
+        JoinKind::Right => JoinOperator::Right(on),
+        JoinKind::Full => JoinOperator::FullOuter(on),
+    };
+    Ok(AstJoin {
+        relation: table_ref(d, &j.table),
+        global: false,
+        join_operator,
+    })
+}
+
+fn table_ref(d: &dyn Dialect, t: &crate::ir::TableRef) -> sqlparser::ast::TableFactor {
+    build::table(
+        build::object_name(d, t.table.schema.as_deref(), &t.table.name),
+        t.alias.as_deref().map(|a| d.ident(a)),
+        false,
+    )
+}
+
+/// Resolves names of the source row (field aliases, pushed aliases) to SQL expressions.
+pub struct SourceCtx<'a> {
+    /// The pipeline.
+    pub p: &'a Pipeline,
+    /// The source dialect.
+    pub d: &'static dyn Dialect,
+}
+
+impl<'a> SourceCtx<'a> {
+    /// The context of `p`'s source, which must be a SQL store.
+    pub fn new(p: &'a Pipeline, d: &'static dyn Dialect) -> Self {
+        Self { p, d }
+    }
+
+    /// FROM the main table with its joins.
+    pub fn from(&self) -> Result<TableWithJoins, SqlError> {
+        let s = &self.p.source;
+        Ok(TableWithJoins {
+            relation: table_ref(self.d, &s.table),
+            joins: s
+                .joins
+                .iter()
+                .map(|j| join(self.d, self.p, j))
+                .collect::<Result<_, _>>()?,
+        })
+    }
+
+    /// The source filters as predicates.
+    pub fn filters(&self, b: &mut Binder) -> Vec<Expr> {
+        self.p
+            .source
+            .filters
+            .iter()
+            .map(|f| filter_pred(self.d, b, f, column(self.d, &f.column)))
+            .collect()
+    }
+
+    /// The column behind a source field alias.
+    pub fn field(&self, alias: &str) -> Option<Expr> {
+        self.p
+            .source
+            .fields
+            .iter()
+            .find(|f| f.alias == alias)
+            .map(|f| column(self.d, &f.column))
+    }
+
+    /// A source field alias or a pushed alias as an expression.
+    pub fn resolve(&self, name: &str) -> Result<Expr, SqlError> {
+        if let Some(e) = self.field(name) {
+            return Ok(e);
+        }
+        if let Some(px) = self.p.source.pushed.iter().find(|x| x.alias == name) {
+            return self.pushed(&px.alias, &px.expr);
+        }
+        Err(SqlError::UnknownAlias {
+            pipeline: self.p.name.clone(),
+            name: name.to_string(),
+        })
+    }
+
+    fn pushed(&self, alias: &str, e: &crate::expr::TypedExpr) -> Result<Expr, SqlError> {
+        let lookup = |a: &str| self.field(a);
+        pushdown::to_sql(e, self.d, &lookup).ok_or_else(|| SqlError::NotPushable {
+            pipeline: self.p.name.clone(),
+            alias: alias.to_string(),
+            dialect: self.d.kind().name(),
+        })
+    }
+
+    /// The time precision datetimes hash at.
+    pub fn precision(&self) -> TimePrecision {
+        precision(self.p)
+    }
+
+    /// The hashed source columns, in [`crate::ir::RowHash::source`] order.
+    pub fn hash_cols(&self) -> Result<Vec<HashCol>, SqlError> {
+        self.p
+            .row_hash
+            .source
+            .iter()
+            .map(|h| {
+                Ok(HashCol {
+                    expr: self.resolve(&h.name)?,
+                    dtype: h.dtype,
+                    precision: self.precision(),
+                })
+            })
+            .collect()
+    }
+
+    /// The key columns: expression, dtype, output alias (the sink column).
+    pub fn keys(&self) -> Result<Vec<(Expr, Dtype, String)>, SqlError> {
+        self.p
+            .key
+            .iter()
+            .map(|k| {
+                Ok((
+                    self.resolve(&k.source_alias)?,
+                    k.dtype,
+                    k.sink_column.clone(),
+                ))
+            })
+            .collect()
+    }
+
+    /// The streaming order: the configured order column, else the key.
+    pub fn order(&self) -> Result<Vec<Expr>, SqlError> {
+        if let Some(c) = &self.p.source.meta.order_column {
+            let dtype = self
+                .p
+                .source
+                .fields
+                .iter()
+                .find(|f| &f.column == c)
+                .map(|f| f.dtype)
+                .unwrap_or(Dtype::Int);
+            return Ok(vec![self.d.order_key(column(self.d, c), dtype)]);
+        }
+        Ok(self
+            .keys()?
+            .into_iter()
+            .map(|(e, t, _)| self.d.order_key(e, t))
+            .collect())
+    }
+
+    /// The extract projection: fields, pushed expressions, and the row hash when the sink
+    /// stores it.
+    pub fn projection(&self) -> Result<Vec<SelectItem>, SqlError> {
+        let d = self.d;
+        let mut items: Vec<SelectItem> = self
+            .p
+            .source
+            .fields
+            .iter()
+            .map(|f| build::aliased(d, column(d, &f.column), &f.alias))
+            .collect();
+        for px in &self.p.source.pushed {
+            items.push(build::aliased(
+                d,
+                self.pushed(&px.alias, &px.expr)?,
+                &px.alias,
+            ));
+        }
+        if matches!(self.p.row_hash.sink, crate::ir::SinkHash::Stored(_)) {
+            let h = hash::row_hash(d, &self.hash_cols()?);
+            items.push(build::aliased(d, h, HASH_ALIAS));
+        }
+        Ok(items)
+    }
+
+    /// The extract query with `extra` predicates after the filters, ordered for streaming.
+    pub fn extract(&self, b: &mut Binder, extra: Vec<Expr>) -> Result<Query, SqlError> {
+        let mut preds = self.filters(b);
+        preds.extend(extra);
+        Ok(build::select(SelectParts {
+            projection: self.projection()?,
+            from: Some(self.from()?),
+            selection: build::and_all(preds),
+            order_by: self.order()?,
+            ..Default::default()
+        }))
+    }
+}
+
+/// The precision datetimes hash at in `p`.
+pub fn precision(p: &Pipeline) -> TimePrecision {
+    if p.row_hash.seconds_precision {
+        TimePrecision::Seconds
+    } else {
+        TimePrecision::Micros
+    }
+}
