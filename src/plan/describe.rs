@@ -39,10 +39,27 @@ pub fn field_origin(p: &Pipeline, v: &FieldValue) -> String {
     }
 }
 
+/// A constant as written in a plan.
+fn value(v: &crate::expr::Value) -> String {
+    use crate::expr::Value as V;
+    match v {
+        V::Null => "NULL".into(),
+        V::Int(i) => i.to_string(),
+        V::Float(x) => x.to_string(),
+        V::Decimal(d) => d.to_string(),
+        V::Str(s) | V::Uuid(s) => format!("{s:?}"),
+        V::Bool(b) => b.to_string(),
+        V::Date(d) => d.format("%Y-%m-%d").to_string(),
+        V::Datetime(t) => t.format("%Y-%m-%d %H:%M:%S%.f").to_string(),
+        V::Interval(us) => format!("{us} µs"),
+        other => format!("{other:?}"),
+    }
+}
+
 fn bound(b: &Option<Bound>, default: &str) -> String {
     match b {
         None => default.to_string(),
-        Some(Bound::Const(v)) => format!("{v:?}"),
+        Some(Bound::Const(v)) => value(v),
         Some(Bound::Runtime(e)) => format!("{e} (evaluated once at run start)"),
     }
 }

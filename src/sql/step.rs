@@ -61,7 +61,12 @@ impl Stmt {
 impl fmt::Display for Stmt {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
+            // `{:#}` pretty-prints (one clause per line) for review; `{}` stays on one line.
+            Stmt::Ast(s) if f.alternate() => write!(f, "{s:#}"),
             Stmt::Ast(s) => write!(f, "{s}"),
+            Stmt::ClickhouseAlterDelete { table, selection } if f.alternate() => {
+                write!(f, "ALTER TABLE {table}\nDELETE WHERE\n  {selection:#}")
+            }
             Stmt::ClickhouseAlterDelete { table, selection } => {
                 write!(f, "ALTER TABLE {table} DELETE WHERE {selection}")
             }

@@ -50,16 +50,28 @@ impl ConnSettings {
         Some(ConnSettings {
             name: d.name.value.clone(),
             dialect,
-            host: d.host.as_ref().map(|h| h.value.clone()).unwrap_or_else(|| "127.0.0.1".into()),
-            port: d.port.as_ref().and_then(|p| u16::try_from(p.value).ok()).unwrap_or(default_port),
+            host: d
+                .host
+                .as_ref()
+                .map(|h| h.value.clone())
+                .unwrap_or_else(|| "127.0.0.1".into()),
+            port: d
+                .port
+                .as_ref()
+                .and_then(|p| u16::try_from(p.value).ok())
+                .unwrap_or(default_port),
             username: d.username.as_ref().map(|u| u.value.clone()),
             password: d.password.as_ref().map(|p| p.value.clone()),
             database: d.database.as_ref().map(|x| x.value.clone()),
-            tls: d
-                .sslmode
-                .as_ref()
-                .map(|s| s.value.clone())
-                .or_else(|| d.tls.as_ref().map(|t| if t.value { "require".into() } else { "disable".into() })),
+            tls: d.sslmode.as_ref().map(|s| s.value.clone()).or_else(|| {
+                d.tls.as_ref().map(|t| {
+                    if t.value {
+                        "require".into()
+                    } else {
+                        "disable".into()
+                    }
+                })
+            }),
             pool_size: d.pool_size.as_ref().map(|p| p.value).unwrap_or(4),
         })
     }
