@@ -136,7 +136,7 @@ fn type_error_in_an_expression_points_at_it() {
 fn unset_environment_variable_without_default() {
     let cfg = GOOD.replace(
         "password: hunter2secret",
-        "password: ${SYNCTOOL_TEST_UNSET}",
+        "password: '${SYNCTOOL_TEST_UNSET}'",
     );
     invalid(
         &cfg,
