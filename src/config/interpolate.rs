@@ -31,6 +31,11 @@ impl Env for std::collections::HashMap<String, String> {
 /// re-typed after interpolation (`port: ${PGPORT:-5432}` is an integer); quoted ones stay
 /// strings. Collects every error instead of stopping at the first.
 pub fn interpolate(node: &mut Node, env: &dyn Env, errors: &mut Vec<Diagnostic>) {
+    walk(node, "", env, errors)
+}
+
+fn walk(node: &mut Node, path: &str, env: &dyn Env, errors: &mut Vec<Diagnostic>) {
+    use super::decode::{child, index};
     match &mut node.value {
         NodeValue::Str(s) => {
             if !s.contains('$') {
@@ -45,17 +50,18 @@ pub fn interpolate(node: &mut Node, env: &dyn Env, errors: &mut Vec<Diagnostic>)
                     };
                 }
                 Ok(None) => {}
-                Err(d) => errors.push(d),
+                Err(d) => errors.push(d.at_path(path)),
             }
         }
         NodeValue::Seq(items) => {
-            for n in items {
-                interpolate(n, env, errors);
+            for (i, n) in items.iter_mut().enumerate() {
+                walk(n, &index(path, i), env, errors);
             }
         }
         NodeValue::Map(entries) => {
-            for (_, v) in entries {
-                interpolate(v, env, errors);
+            for (k, v) in entries {
+                let p = child(path, k.as_str().unwrap_or("?"));
+                walk(v, &p, env, errors);
             }
         }
         _ => {}

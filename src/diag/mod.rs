@@ -170,6 +170,10 @@ impl SourceFile {
         let mut bytes = self.text.clone().into_bytes();
         for s in spans {
             let (start, end) = (s.start.min(bytes.len()), s.end.min(bytes.len()));
+            if is_plain_reference(&self.text[start..end]) {
+                // `${PGPASSWORD}` names where the secret comes from; it is not the secret.
+                continue;
+            }
             let masked: String = self.text[start..end]
                 .chars()
                 .map(|c| if c == '\n' { '\n' } else { '*' })
@@ -207,6 +211,14 @@ impl SourceFile {
             .unwrap_or(self.text.len());
         self.text[start..end].trim_end_matches('\r')
     }
+}
+
+/// Whether a value's source text is only an environment reference without a default.
+fn is_plain_reference(text: &str) -> bool {
+    let t = text.trim_matches(|c| c == '\'' || c == '"');
+    t.strip_prefix("${")
+        .and_then(|r| r.strip_suffix('}'))
+        .is_some_and(|n| !n.is_empty() && n.chars().all(|c| c.is_ascii_alphanumeric() || c == '_'))
 }
 
 fn floor_char_boundary(s: &str, mut i: usize) -> usize {
