@@ -1,0 +1,7 @@
+//! The integration test binary: every test here talks to real services (PostgreSQL,
+//! MariaDB, ClickHouse 18.16 over HTTP, and a current ClickHouse engine through chdb).
+//! A missing service fails the test with a message naming it; start them all with
+//! `scripts/services.sh`.
+
+mod hash_golden;
+mod support;
