@@ -104,10 +104,20 @@ mod tests {
         assert_eq!(Dtype::parse("str"), Some(Dtype::Str));
         assert_eq!(
             Dtype::parse("decimal(18, 4)"),
-            Some(Dtype::Decimal { precision: 18, scale: 4 })
+            Some(Dtype::Decimal {
+                precision: 18,
+                scale: 4
+            })
         );
         assert_eq!(Dtype::parse("decimal(4,5)"), None);
         assert_eq!(Dtype::parse("varchar"), None);
-        assert_eq!(Dtype::Decimal { precision: 18, scale: 4 }.to_string(), "decimal(18,4)");
+        assert_eq!(
+            Dtype::Decimal {
+                precision: 18,
+                scale: 4
+            }
+            .to_string(),
+            "decimal(18,4)"
+        );
     }
 }

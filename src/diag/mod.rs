@@ -198,7 +198,10 @@ fn floor_char_boundary(s: &str, mut i: usize) -> usize {
 }
 
 /// Suggest the closest candidate to `got` (Jaro-Winkler ≥ 0.8 or a small edit distance).
-pub fn did_you_mean<'a>(got: &str, candidates: impl IntoIterator<Item = &'a str>) -> Option<&'a str> {
+pub fn did_you_mean<'a>(
+    got: &str,
+    candidates: impl IntoIterator<Item = &'a str>,
+) -> Option<&'a str> {
     let mut best: Option<(&str, f64)> = None;
     for c in candidates {
         let score = strsim::jaro_winkler(got, c);
@@ -225,7 +228,10 @@ mod tests {
 
     #[test]
     fn suggests_close_names() {
-        assert_eq!(did_you_mean("tabel", ["table", "alias", "dbschema"]), Some("table"));
+        assert_eq!(
+            did_you_mean("tabel", ["table", "alias", "dbschema"]),
+            Some("table")
+        );
         assert_eq!(did_you_mean("zzzzzz", ["table", "alias"]), None);
     }
 }

@@ -15,7 +15,11 @@ pub fn render(d: &Diagnostic, src: Option<&SourceFile>) -> String {
     match (src, d.span) {
         (Some(src), Some(span)) => {
             let (line, col) = src.line_col(span.start);
-            let path = d.path.as_deref().map(|p| format!(" at {p}")).unwrap_or_default();
+            let path = d
+                .path
+                .as_deref()
+                .map(|p| format!(" at {p}"))
+                .unwrap_or_default();
             let _ = writeln!(out, "  --> {}:{line}:{col}{path}", src.name);
             let text = src.line_text(line);
             let gutter = line.to_string().len();
@@ -36,7 +40,11 @@ pub fn render(d: &Diagnostic, src: Option<&SourceFile>) -> String {
                 .take(col - 1)
                 .map(|c| if c == '\t' { '\t' } else { ' ' })
                 .collect();
-            let label = d.label.as_deref().map(|l| format!(" {l}")).unwrap_or_default();
+            let label = d
+                .label
+                .as_deref()
+                .map(|l| format!(" {l}"))
+                .unwrap_or_default();
             let _ = writeln!(out, "{pad} | {lead}{}{label}", "^".repeat(width));
         }
         (src, _) => {
