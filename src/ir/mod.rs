@@ -465,7 +465,7 @@ pub enum OnError {
 }
 
 /// The partition column's type for reconciliation.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum PartitionKind {
     /// Integer ranges.
@@ -474,7 +474,7 @@ pub enum PartitionKind {
     Float,
     /// Time ranges, in epoch seconds.
     Datetime,
-    /// Date ranges, in epoch days… aligned by seconds like datetime.
+    /// Date ranges, in days since 1970-01-01.
     Date,
     /// Buckets by hex prefix of md5 of the key.
     Uuid,
@@ -520,8 +520,8 @@ pub struct Reconciliation {
     pub start: Option<Bound>,
     /// Upper bound (exclusive); `None` = just past the maximum found on either side.
     pub end: Option<Bound>,
-    /// Level-1 block width: units of the partition (int/float), seconds (datetime/date),
-    /// or the hex-prefix length (uuid/str).
+    /// Level-1 block width: units of the partition (int/float), seconds (datetime), days
+    /// (date; configured in seconds and converted), or the hex-prefix length (uuid/str).
     pub initial_interval: i64,
     /// Blocks with more rows than this are split again.
     pub max_block_size: u64,

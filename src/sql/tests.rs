@@ -68,6 +68,7 @@ fn quoting_placeholders_and_final() {
         names,
         [
             "interval",
+            "interval",
             "filter_0",
             "filter_1_0",
             "filter_1_1",
@@ -75,7 +76,7 @@ fn quoting_placeholders_and_final() {
             "range_end"
         ]
     );
-    assert!(sql(&uo, "recon.daily.sink.block_hash").contains("block_id(`updated_at`, ?)"));
+    assert!(sql(&uo, "recon.daily.sink.block_hash").contains("DIV CAST(? AS SIGNED)"));
 
     let ev = generate(&testing::pg_to_ch_upsert()).unwrap();
     assert!(sql(&ev, "source.extract").contains(r#""e"."we""ird" AS "weird", "e"."back`tick""#));

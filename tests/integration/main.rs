@@ -1,5 +1,10 @@
-//! The integration test binary: everything that runs the built CLI or talks to real servers.
+//! The integration test binary: everything that runs the built CLI or talks to real services
+//! (PostgreSQL, MariaDB, ClickHouse 18.16 over HTTP, and a current ClickHouse engine through
+//! chdb). A missing service fails the test with a message naming it; start them all with
+//! `scripts/services.sh`.
 
 mod cli;
 mod examples;
 mod frontend_fuzz;
+mod hash_golden;
+mod support;

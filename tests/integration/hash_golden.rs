@@ -1,0 +1,974 @@
+//! Golden test of the canonical row encoding (SPEC §5).
+//!
+//! The same table, with one column per dtype and edge-case rows, is created in PostgreSQL,
+//! MariaDB, ClickHouse 18.16 (the server) and a current ClickHouse (chdb). Row hashes, row
+//! md5s, canonical texts, block ids, block counts and sums, and ordered block md5s are
+//! computed in every database with the `synctool::sql::hash` builders and compared with
+//! each other and with a pure-Rust reference implemented here, independently of the
+//! builders.
+//!
+//! ClickHouse `DateTime`/`Date` start at 1970 and keep whole seconds, so rows are split:
+//! ids below 1000 are the ClickHouse-compatible set (datetimes ≥ 1970; ClickHouse stores
+//! them truncated to the second while PostgreSQL and MariaDB keep the microseconds), ids
+//! from 1000 on hold pre-1970 dates and datetimes and live only in PostgreSQL and MariaDB.
+//! - PostgreSQL vs MariaDB vs reference: every row, at `Micros` and at `Seconds`.
+//! - PostgreSQL vs MariaDB vs ClickHouse 18.16 vs chdb vs reference: ids < 1000, at
+//!   `Seconds` (so the microseconds PostgreSQL and MariaDB keep are floored away).
+//!
+//! ClickHouse 18.16 has no query parameters: its queries take the interval as a literal;
+//! chdb binds `{interval:Type}` for real, PostgreSQL `$1` and MariaDB `?`.
+
+use std::collections::BTreeMap;
+
+use md5::{Digest, Md5};
+use sqlparser::ast::{Expr, Value, VisitMut, VisitorMut};
+use synctool::sql::dialect::{Clickhouse, Dialect, DialectKind, Mysql, Postgres};
+use synctool::sql::hash::{
+    block_count, block_id, block_md5_concat, block_sum, canonical_text, order_key, param, row_hash,
+    row_md5, HashCol, PartitionKind, TimePrecision,
+};
+use synctool::types::Dtype;
+
+use crate::support::{self, ChdbStatement, Row};
+
+/// First id of the rows ClickHouse cannot hold.
+const PRE_1970: i64 = 1000;
+
+/// One logical row, as the literals every database is loaded with.
+#[derive(Clone, Copy)]
+struct R {
+    id: i64,
+    /// Non-NULL string key (ordering and `str` partitions).
+    k: &'static str,
+    /// Non-NULL float (float partitions).
+    p: f64,
+    i: Option<i64>,
+    f: Option<f64>,
+    d: Option<&'static str>,
+    s: Option<&'static str>,
+    /// Stored latin1 in MariaDB.
+    l: Option<&'static str>,
+    b: Option<bool>,
+    dt: Option<&'static str>,
+    ts: Option<&'static str>,
+    u: Option<&'static str>,
+    j: Option<&'static str>,
+}
+
+const EMPTY: R = R {
+    id: 0,
+    k: "",
+    p: 0.0,
+    i: None,
+    f: None,
+    d: None,
+    s: None,
+    l: None,
+    b: None,
+    dt: None,
+    ts: None,
+    u: None,
+    j: None,
+};
+
+fn rows() -> Vec<R> {
+    vec![
+        R {
+            id: 1,
+            k: "a",
+            p: 0.0,
+            ..EMPTY
+        },
+        R {
+            id: 2,
+            k: "A",
+            p: -0.5,
+            i: Some(0),
+            f: Some(0.0),
+            d: Some("0.0000"),
+            s: Some(""),
+            l: Some(""),
+            b: Some(false),
+            dt: Some("1970-01-01"),
+            ts: Some("1970-01-01 00:00:00"),
+            u: Some("00000000-0000-0000-0000-000000000000"),
+            j: Some("{}"),
+        },
+        R {
+            id: 3,
+            k: "a ",
+            p: 0.1 + 0.2,
+            i: Some(-1),
+            f: Some(-0.0),
+            d: Some("-12.3400"),
+            s: Some("N"),
+            l: Some("N"),
+            b: Some(true),
+            dt: Some("1970-01-02"),
+            ts: Some("1970-01-01 00:00:01.999999"),
+            u: Some("a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11"),
+            j: Some("null"),
+        },
+        R {
+            id: 4,
+            k: "é",
+            p: 7.75,
+            i: Some(i64::MAX),
+            f: Some(1e20),
+            d: Some("1.5000"),
+            s: Some("a|b:c'd\\e\"f"),
+            l: Some("é|x"),
+            b: Some(false),
+            dt: Some("2000-02-29"),
+            ts: Some("2024-02-29 12:34:56.789012"),
+            u: Some("A0EEBC99-9C0B-4EF8-BB6D-6BB9BD380A11"),
+            j: Some(r#"{"a":[1,"x|y"],"é":null}"#),
+        },
+        R {
+            id: 5,
+            k: "e",
+            p: -2.5,
+            i: Some(i64::MIN),
+            f: Some(0.1 + 0.2),
+            d: Some("99999999999999.9999"),
+            s: Some("é😀 Ünïcödé"),
+            l: Some("ÿ"),
+            b: Some(true),
+            dt: Some("2100-02-28"),
+            ts: Some("2038-01-19 03:14:07.999999"),
+            u: Some("FFFFFFFF-FFFF-FFFF-FFFF-FFFFFFFFFFFF"),
+            j: Some(r#"["N","1:N"]"#),
+        },
+        R {
+            id: 6,
+            k: "Z",
+            p: 1e6,
+            i: Some(42),
+            f: Some(1.5),
+            d: Some("-0.0001"),
+            s: Some("1:N"),
+            l: Some("|"),
+            ts: Some("2001-09-09 01:46:40"),
+            ..EMPTY
+        },
+        R {
+            id: 7,
+            k: "😀",
+            p: 123.456,
+            i: Some(-42),
+            f: Some(-2.5e-7),
+            d: Some("100.0000"),
+            s: Some("\t\n\r ' '' \\\\ "),
+            ..EMPTY
+        },
+        R {
+            id: 8,
+            k: "ab",
+            p: -7.25,
+            f: Some(123456789012345680.0),
+            d: Some("-99999999999999.9999"),
+            ..EMPTY
+        },
+        R {
+            id: 9,
+            k: "b",
+            p: 2.5,
+            f: Some(1.7976931348623157e308),
+            ..EMPTY
+        },
+        // ClickHouse 18.16 reads subnormal literals as 0: the smallest normal here, a
+        // subnormal in the PostgreSQL/MariaDB-only rows.
+        R {
+            id: 10,
+            k: "bb",
+            p: 5.0,
+            f: Some(-2.2250738585072014e-308),
+            ..EMPTY
+        },
+        R {
+            id: 11,
+            k: "c",
+            p: 0.25,
+            f: Some(0.3),
+            ..EMPTY
+        },
+        R {
+            id: 12,
+            k: "cc",
+            p: 9.5,
+            f: Some(1e15),
+            ..EMPTY
+        },
+        R {
+            id: 13,
+            k: "d",
+            p: 11.0,
+            f: Some(123456.789),
+            ..EMPTY
+        },
+        R {
+            id: 14,
+            k: "dd",
+            p: -11.0,
+            f: Some(1e23),
+            ..EMPTY
+        },
+        // Pre-1970: PostgreSQL and MariaDB only.
+        R {
+            id: PRE_1970 + 1,
+            k: "f",
+            p: -999999.5,
+            i: Some(-7),
+            f: Some(-1.5),
+            dt: Some("1969-07-20"),
+            ts: Some("1969-12-31 23:59:59.500001"),
+            ..EMPTY
+        },
+        R {
+            id: PRE_1970 + 2,
+            k: "F",
+            p: -3.0,
+            i: Some(1999),
+            dt: Some("1900-03-01"),
+            ts: Some("1900-01-01 00:00:00.000001"),
+            ..EMPTY
+        },
+        R {
+            id: PRE_1970 + 3,
+            k: "é2",
+            p: -3.5,
+            i: Some(-1000),
+            dt: Some("1969-12-31"),
+            ts: Some("1969-12-31 23:59:59"),
+            ..EMPTY
+        },
+        R {
+            id: PRE_1970 + 4,
+            k: "g",
+            p: 3.5,
+            i: Some(-1001),
+            f: Some(-5e-324),
+            ts: Some("1969-12-31 23:59:59.999999"),
+            ..EMPTY
+        },
+    ]
+}
+
+// ---------------------------------------------------------------------------------------
+// The pure-Rust reference.
+
+fn ref_float(x: f64) -> String {
+    if x == 0.0 {
+        return "0".into();
+    }
+    let s = format!("{:e}", x.abs());
+    let (m, e) = s.split_once('e').expect("{:e} has an exponent");
+    let digits: String = m.chars().filter(|c| *c != '.').collect();
+    let exp: i64 = e.parse().expect("exponent");
+    let padded = format!("{digits}00000000000000000");
+    let n17: u64 = padded[..17].parse().expect("17 digits");
+    let r = ((n17 + 50) / 100).to_string();
+    let sign = if x < 0.0 { "-" } else { "" };
+    format!("{sign}{}e{}", &r[..15], exp + 1 + r.len() as i64 - 15)
+}
+
+fn ref_decimal(s: &str) -> String {
+    if !s.contains('.') {
+        return s.to_string();
+    }
+    let t = s.trim_end_matches('0').trim_end_matches('.');
+    if t == "-0" {
+        "0".into()
+    } else {
+        t.to_string()
+    }
+}
+
+fn ref_str(s: &str) -> String {
+    format!("{}:{s}", s.chars().count())
+}
+
+fn micros(ts: &str) -> i64 {
+    chrono::NaiveDateTime::parse_from_str(ts, "%Y-%m-%d %H:%M:%S%.f")
+        .expect("datetime literal")
+        .and_utc()
+        .timestamp_micros()
+}
+
+fn days(dt: &str) -> i64 {
+    let d = chrono::NaiveDate::parse_from_str(dt, "%Y-%m-%d").expect("date literal");
+    let epoch = chrono::NaiveDate::from_ymd_opt(1970, 1, 1).expect("epoch");
+    (d - epoch).num_days()
+}
+
+fn ref_ts(ts: &str, p: TimePrecision) -> i64 {
+    let us = micros(ts);
+    match p {
+        TimePrecision::Micros => us,
+        TimePrecision::Seconds => us.div_euclid(1_000_000) * 1_000_000,
+    }
+}
+
+fn opt<T>(v: Option<T>, f: impl FnOnce(T) -> String) -> String {
+    v.map(f).unwrap_or_else(|| "N".to_string())
+}
+
+fn ref_text(r: &R, p: TimePrecision) -> String {
+    [
+        ref_str(r.k),
+        ref_float(r.p),
+        opt(r.i, |v| v.to_string()),
+        opt(r.f, ref_float),
+        opt(r.d, ref_decimal),
+        opt(r.s, ref_str),
+        opt(r.l, ref_str),
+        opt(r.b, |v| if v { "1".into() } else { "0".into() }),
+        opt(r.dt, |v| days(v).to_string()),
+        opt(r.ts, |v| ref_ts(v, p).to_string()),
+        opt(r.u, |v| v.to_lowercase()),
+        opt(r.j, ref_str),
+    ]
+    .join("|")
+}
+
+fn md5_hex(s: &str) -> String {
+    hex::encode(Md5::digest(s.as_bytes()))
+}
+
+fn ref_hash(s: &str) -> i64 {
+    let d = Md5::digest(s.as_bytes());
+    let mut b = [0u8; 8];
+    b.copy_from_slice(&d[..8]);
+    i64::from_be_bytes(b)
+}
+
+/// Expected `(id, canonical text hex, row hash, row md5)` per row.
+fn ref_rows(rows: &[R], p: TimePrecision) -> Vec<Row> {
+    rows.iter()
+        .map(|r| {
+            let t = ref_text(r, p);
+            vec![
+                Some(r.id.to_string()),
+                Some(hex::encode(t.as_bytes())),
+                Some(ref_hash(&t).to_string()),
+                Some(md5_hex(&t)),
+            ]
+        })
+        .collect()
+}
+
+/// How each partition kind is exercised: the column and the interval.
+#[derive(Clone, Copy)]
+struct Part {
+    kind: PartitionKind,
+    column: &'static str,
+    int_interval: i64,
+    float_interval: f64,
+}
+
+const PARTS: [Part; 6] = [
+    Part {
+        kind: PartitionKind::Int,
+        column: "i",
+        int_interval: 1000,
+        float_interval: 0.0,
+    },
+    Part {
+        kind: PartitionKind::Float,
+        column: "p",
+        int_interval: 0,
+        float_interval: 2.5,
+    },
+    Part {
+        kind: PartitionKind::Datetime,
+        column: "ts",
+        int_interval: 86400,
+        float_interval: 0.0,
+    },
+    Part {
+        kind: PartitionKind::Date,
+        column: "dt",
+        int_interval: 7,
+        float_interval: 0.0,
+    },
+    Part {
+        kind: PartitionKind::Uuid,
+        column: "u",
+        int_interval: 1,
+        float_interval: 0.0,
+    },
+    Part {
+        kind: PartitionKind::Str,
+        column: "k",
+        int_interval: 2,
+        float_interval: 0.0,
+    },
+];
+
+fn ref_block(r: &R, part: Part) -> Option<String> {
+    let iv = part.int_interval;
+    match part.kind {
+        PartitionKind::Int => r.i.map(|v| v.div_euclid(iv).to_string()),
+        PartitionKind::Float => Some(((r.p / part.float_interval).floor() as i64).to_string()),
+        PartitionKind::Datetime => {
+            r.ts.map(|v| micros(v).div_euclid(1_000_000).div_euclid(iv).to_string())
+        }
+        PartitionKind::Date => r.dt.map(|v| days(v).div_euclid(iv).to_string()),
+        PartitionKind::Uuid => Some(md5_hex(&opt(r.u, |v| v.to_lowercase()))[..iv as usize].into()),
+        PartitionKind::Str => Some(md5_hex(&ref_str(r.k))[..iv as usize].into()),
+    }
+}
+
+/// Expected `(block, count, sum, md5 by id, md5 by k)` per block, sorted.
+fn ref_blocks(rows: &[R], p: TimePrecision, part: Part) -> Vec<Row> {
+    let mut groups: BTreeMap<Option<String>, Vec<&R>> = BTreeMap::new();
+    for r in rows {
+        groups.entry(ref_block(r, part)).or_default().push(r);
+    }
+    let mut out: Vec<Row> = groups
+        .into_iter()
+        .map(|(blk, rs)| {
+            let texts: Vec<(i64, &str, String)> = rs
+                .iter()
+                .map(|r| (r.id, r.k, md5_hex(&ref_text(r, p))))
+                .collect();
+            let sum: i128 = rs.iter().map(|r| ref_hash(&ref_text(r, p)) as i128).sum();
+            let mut by_id = texts.clone();
+            by_id.sort_by(|a, b| (a.0, &a.2).cmp(&(b.0, &b.2)));
+            let mut by_k = texts.clone();
+            by_k.sort_by(|a, b| (a.1.as_bytes(), &a.2).cmp(&(b.1.as_bytes(), &b.2)));
+            let cat = |v: &[(i64, &str, String)]| {
+                md5_hex(&v.iter().map(|t| t.2.as_str()).collect::<String>())
+            };
+            vec![
+                blk,
+                Some(rs.len().to_string()),
+                Some(sum.to_string()),
+                Some(cat(&by_id)),
+                Some(cat(&by_k)),
+            ]
+        })
+        .collect();
+    out.sort();
+    out
+}
+
+// ---------------------------------------------------------------------------------------
+// Tables and literals per database.
+
+fn q_std(s: &str) -> String {
+    format!("'{}'", s.replace('\'', "''"))
+}
+
+fn q_ch(s: &str) -> String {
+    format!("'{}'", s.replace('\\', "\\\\").replace('\'', "\\'"))
+}
+
+fn lit_opt<T>(v: Option<T>, f: impl FnOnce(T) -> String) -> String {
+    v.map(f).unwrap_or_else(|| "NULL".to_string())
+}
+
+/// Which engine a table lives in.
+#[derive(Clone, Copy, PartialEq, Debug)]
+enum Db {
+    Pg,
+    Maria,
+    Ch18,
+    Chdb,
+}
+
+impl Db {
+    fn dialect(self) -> &'static dyn Dialect {
+        match self {
+            Db::Pg => &Postgres,
+            Db::Maria => &Mysql,
+            Db::Ch18 | Db::Chdb => &Clickhouse,
+        }
+    }
+}
+
+fn create_sql(db: Db, table: &str) -> String {
+    match db {
+        Db::Pg => format!(
+            "CREATE TABLE {table} (id BIGINT PRIMARY KEY, k TEXT NOT NULL, p DOUBLE PRECISION NOT NULL, \
+             i BIGINT, f DOUBLE PRECISION, d NUMERIC(18,4), s TEXT, l TEXT, b BOOLEAN, dt DATE, \
+             ts TIMESTAMP(6), u UUID, j JSON)"
+        ),
+        Db::Maria => format!(
+            "CREATE TABLE {table} (id BIGINT PRIMARY KEY, k VARCHAR(64) CHARACTER SET utf8mb4 NOT NULL, \
+             p DOUBLE NOT NULL, i BIGINT, f DOUBLE, d DECIMAL(18,4), s TEXT CHARACTER SET utf8mb4, \
+             l TEXT CHARACTER SET latin1, b BOOLEAN, dt DATE, ts DATETIME(6), u CHAR(36), j JSON) \
+             DEFAULT CHARSET = utf8mb4"
+        ),
+        Db::Ch18 | Db::Chdb => format!(
+            "CREATE TABLE {table} (id Int64, k String, p Float64, i Nullable(Int64), \
+             f Nullable(Float64), d Nullable(Decimal(18, 4)), s Nullable(String), \
+             l Nullable(String), b Nullable({}), dt Nullable(Date), ts Nullable(DateTime('UTC')), \
+             u Nullable(UUID), j Nullable(String)) ENGINE = MergeTree ORDER BY id",
+            if db == Db::Chdb { "Bool" } else { "UInt8" }
+        ),
+    }
+}
+
+fn insert_sql(db: Db, table: &str, rows: &[R]) -> String {
+    let ch = matches!(db, Db::Ch18 | Db::Chdb);
+    let q = |s: &str| if ch { q_ch(s) } else { q_std(s) };
+    let float = |x: f64| match db {
+        Db::Pg => format!("CAST('{x:e}' AS DOUBLE PRECISION)"),
+        _ => format!("{x:e}"),
+    };
+    let values: Vec<String> = rows
+        .iter()
+        .map(|r| {
+            let ts = r.ts.map(|t| if ch { &t[..19] } else { t });
+            let fields = [
+                r.id.to_string(),
+                q(r.k),
+                float(r.p),
+                lit_opt(r.i, |v| v.to_string()),
+                lit_opt(r.f, float),
+                lit_opt(r.d, |v| if db == Db::Pg { q(v) } else { v.to_string() }),
+                lit_opt(r.s, q),
+                lit_opt(r.l, q),
+                lit_opt(r.b, |v| match (db, v) {
+                    (Db::Pg, true) => "TRUE".into(),
+                    (Db::Pg, false) => "FALSE".into(),
+                    (_, v) => u8::from(v).to_string(),
+                }),
+                lit_opt(r.dt, q),
+                lit_opt(ts, q),
+                lit_opt(r.u, q),
+                lit_opt(r.j, q),
+            ];
+            format!("({})", fields.join(", "))
+        })
+        .collect();
+    format!(
+        "INSERT INTO {table} (id, k, p, i, f, d, s, l, b, dt, ts, u, j) VALUES {}",
+        values.join(", ")
+    )
+}
+
+fn hash_cols(d: &dyn Dialect, p: TimePrecision) -> Vec<HashCol> {
+    let c = |name: &str, dtype| HashCol {
+        expr: Expr::Identifier(d.ident(name)),
+        dtype,
+        precision: p,
+    };
+    vec![
+        c("k", Dtype::Str),
+        c("p", Dtype::Float),
+        c("i", Dtype::Int),
+        c("f", Dtype::Float),
+        c(
+            "d",
+            Dtype::Decimal {
+                precision: 18,
+                scale: 4,
+            },
+        ),
+        c("s", Dtype::Str),
+        c("l", Dtype::Str),
+        c("b", Dtype::Bool),
+        c("dt", Dtype::Date),
+        c("ts", Dtype::Datetime),
+        c("u", Dtype::Uuid),
+        c("j", Dtype::Json),
+    ]
+}
+
+fn text(k: DialectKind, e: &dyn std::fmt::Display) -> String {
+    match k {
+        DialectKind::Postgres => format!("CAST({e} AS TEXT)"),
+        DialectKind::Mysql => format!("CAST({e} AS CHAR)"),
+        DialectKind::Clickhouse => format!("toString({e})"),
+    }
+}
+
+fn hex_text(k: DialectKind, e: &dyn std::fmt::Display) -> String {
+    match k {
+        DialectKind::Postgres => format!("encode(convert_to({e}, 'UTF8'), 'hex')"),
+        DialectKind::Mysql => format!("LOWER(HEX({e}))"),
+        DialectKind::Clickhouse => format!("lower(hex({e}))"),
+    }
+}
+
+fn where_clause(ch_only: bool) -> String {
+    if ch_only {
+        format!(" WHERE id < {PRE_1970}")
+    } else {
+        String::new()
+    }
+}
+
+fn rows_query(db: Db, table: &str, p: TimePrecision, ch_only: bool) -> String {
+    let d = db.dialect();
+    let k = d.kind();
+    let cols = hash_cols(d, p);
+    format!(
+        "SELECT {} AS id_text, {}, {}, {} FROM {table}{} ORDER BY id",
+        text(k, &"id"),
+        hex_text(k, &canonical_text(d, &cols)),
+        text(k, &row_hash(d, &cols)),
+        row_md5(d, &cols),
+        where_clause(ch_only)
+    )
+}
+
+/// The block query, and the interval parameter's ClickHouse name and value text.
+fn blocks_query(db: Db, table: &str, p: TimePrecision, ch_only: bool, part: Part) -> String {
+    let d = db.dialect();
+    let k = d.kind();
+    let cols = hash_cols(d, p);
+    let is_float = part.kind == PartitionKind::Float;
+    let interval = if db == Db::Ch18 {
+        // 18.16 has no query parameters: the runtime inlines a literal there.
+        if is_float {
+            Expr::value(Value::Number(format!("{:?}", part.float_interval), false))
+        } else {
+            Expr::value(Value::Number(part.int_interval.to_string(), false))
+        }
+    } else {
+        param(
+            d,
+            1,
+            "interval",
+            if is_float { Dtype::Float } else { Dtype::Int },
+        )
+    };
+    let key = |name: &str, dtype| {
+        order_key(
+            d,
+            &HashCol {
+                expr: Expr::Identifier(d.ident(name)),
+                dtype,
+                precision: p,
+            },
+        )
+    };
+    let blk = block_id(
+        d,
+        Expr::Identifier(d.ident(part.column)),
+        part.kind,
+        interval,
+    );
+    format!(
+        "SELECT {} AS blk, {}, {}, {}, {} FROM {table}{} GROUP BY blk",
+        text(k, &blk),
+        text(k, &block_count(d)),
+        block_sum(d, row_hash(d, &cols)),
+        block_md5_concat(d, row_md5(d, &cols), &[key("id", Dtype::Int)]),
+        block_md5_concat(d, row_md5(d, &cols), &[key("k", Dtype::Str)]),
+        where_clause(ch_only)
+    )
+}
+
+/// Counts the placeholders of a MariaDB statement: `?` is bound once per occurrence.
+fn placeholders(sql: &str) -> usize {
+    struct Count(usize);
+    impl VisitorMut for Count {
+        type Break = ();
+        fn pre_visit_value(&mut self, v: &mut Value) -> std::ops::ControlFlow<()> {
+            if matches!(v, Value::Placeholder(_)) {
+                self.0 += 1;
+            }
+            std::ops::ControlFlow::Continue(())
+        }
+    }
+    let mut stmts = sqlparser::parser::Parser::new(&sqlparser::dialect::MySqlDialect {})
+        .with_recursion_limit(2000)
+        .try_with_sql(sql)
+        .and_then(|mut p| p.parse_statements())
+        .unwrap_or_else(|e| panic!("the MariaDB block query does not parse back: {e}"));
+    let mut c = Count(0);
+    let _ = stmts.visit(&mut c);
+    c.0
+}
+
+/// Asserts equal result sets, naming the first differing row.
+fn same_rows(got: &[Row], expected: &[Row], what: &str) {
+    for (g, e) in got.iter().zip(expected) {
+        assert_eq!(g, e, "first differing row: {what}");
+    }
+    assert_eq!(got.len(), expected.len(), "row count: {what}");
+}
+
+fn sorted(mut v: Vec<Row>) -> Vec<Row> {
+    v.sort();
+    v
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn canonical_hashes_agree_across_postgres_mariadb_clickhouse_and_reference() {
+    let all = rows();
+    let ch_rows: Vec<R> = all.iter().copied().filter(|r| r.id < PRE_1970).collect();
+    let name = support::unique("hash_golden");
+
+    // PostgreSQL: a scratch schema.
+    let pg = support::pg().await;
+    let schema = name.clone();
+    let pg_table = format!("{schema}.t");
+    pg.batch_execute(&format!("CREATE SCHEMA {schema}"))
+        .await
+        .expect("create schema");
+    // MariaDB: a scratch table in `test`.
+    let mut my = support::mysql().await;
+    let my_table = name.clone();
+    // ClickHouse 18.16.
+    let ch = support::clickhouse().await;
+    let ch_version = ch.version().await;
+    let ch_table = format!("default.{name}");
+
+    let result = std::panic::AssertUnwindSafe(async {
+        pg.batch_execute(&create_sql(Db::Pg, &pg_table))
+            .await
+            .expect("PG create");
+        pg.batch_execute(&insert_sql(Db::Pg, &pg_table, &all))
+            .await
+            .expect("PG insert");
+        support::mysql_exec(&mut my, &create_sql(Db::Maria, &my_table)).await;
+        support::mysql_exec(&mut my, &insert_sql(Db::Maria, &my_table, &all)).await;
+        ch.exec(&create_sql(Db::Ch18, &ch_table)).await;
+        ch.exec(&insert_sql(Db::Ch18, &ch_table, &ch_rows)).await;
+
+        // Rows: every row at both precisions in PostgreSQL and MariaDB.
+        for (p, ch_only) in [
+            (TimePrecision::Micros, false),
+            (TimePrecision::Seconds, false),
+            (TimePrecision::Seconds, true),
+        ] {
+            let set: Vec<R> = if ch_only {
+                ch_rows.clone()
+            } else {
+                all.clone()
+            };
+            let expected = ref_rows(&set, p);
+            let got_pg =
+                support::pg_rows(&pg, &rows_query(Db::Pg, &pg_table, p, ch_only), &[]).await;
+            same_rows(
+                &got_pg,
+                &expected,
+                &format!("PostgreSQL rows at {p:?} (ch_only={ch_only})"),
+            );
+            let got_my = support::mysql_rows(
+                &mut my,
+                &rows_query(Db::Maria, &my_table, p, ch_only),
+                mysql_async::Params::Empty,
+            )
+            .await;
+            same_rows(
+                &got_my,
+                &expected,
+                &format!("MariaDB rows at {p:?} (ch_only={ch_only})"),
+            );
+            if ch_only {
+                let got_ch = ch.rows(&rows_query(Db::Ch18, &ch_table, p, false)).await;
+                same_rows(
+                    &got_ch,
+                    &expected,
+                    &format!("ClickHouse {ch_version} rows at {p:?}"),
+                );
+            }
+        }
+
+        // Blocks, per partition kind.
+        let mut chdb_statements = vec![
+            ChdbStatement {
+                sql: create_sql(Db::Chdb, "t"),
+                params: vec![],
+            },
+            ChdbStatement {
+                sql: insert_sql(Db::Chdb, "t", &ch_rows),
+                params: vec![],
+            },
+            ChdbStatement {
+                sql: rows_query(Db::Chdb, "t", TimePrecision::Seconds, false),
+                params: vec![],
+            },
+        ];
+        let mut chdb_expected = vec![ref_rows(&ch_rows, TimePrecision::Seconds)];
+        for part in PARTS {
+            let is_float = part.kind == PartitionKind::Float;
+            for (p, ch_only) in [
+                (TimePrecision::Micros, false),
+                (TimePrecision::Seconds, false),
+                (TimePrecision::Seconds, true),
+            ] {
+                let set: Vec<R> = if ch_only {
+                    ch_rows.clone()
+                } else {
+                    all.clone()
+                };
+                let expected = ref_blocks(&set, p, part);
+                let what = format!("{} blocks at {p:?} (ch_only={ch_only})", part.kind.name());
+
+                let sql = blocks_query(Db::Pg, &pg_table, p, ch_only, part);
+                let (iv_i64, iv_f64, iv_i32) = (
+                    part.int_interval,
+                    part.float_interval,
+                    part.int_interval as i32,
+                );
+                let pg_param: &(dyn tokio_postgres::types::ToSql + Sync) = match part.kind {
+                    PartitionKind::Float => &iv_f64,
+                    PartitionKind::Uuid | PartitionKind::Str => &iv_i32,
+                    _ => &iv_i64,
+                };
+                let got = sorted(support::pg_rows(&pg, &sql, &[pg_param]).await);
+                same_rows(&got, &expected, &format!("PostgreSQL {what}\n{sql}"));
+
+                let sql = blocks_query(Db::Maria, &my_table, p, ch_only, part);
+                let value = if is_float {
+                    mysql_async::Value::Double(part.float_interval)
+                } else {
+                    mysql_async::Value::Int(part.int_interval)
+                };
+                let params = mysql_async::Params::Positional(vec![value; placeholders(&sql)]);
+                let got = sorted(support::mysql_rows(&mut my, &sql, params).await);
+                same_rows(&got, &expected, &format!("MariaDB {what}\n{sql}"));
+
+                if ch_only {
+                    let sql = blocks_query(Db::Ch18, &ch_table, p, false, part);
+                    let got = sorted(ch.rows(&sql).await);
+                    same_rows(
+                        &got,
+                        &expected,
+                        &format!("ClickHouse {ch_version} {what}\n{sql}"),
+                    );
+                    let value = if is_float {
+                        format!("{:?}", part.float_interval)
+                    } else {
+                        part.int_interval.to_string()
+                    };
+                    chdb_statements.push(ChdbStatement {
+                        sql: blocks_query(Db::Chdb, "t", p, false, part),
+                        params: vec![("interval".into(), value)],
+                    });
+                    chdb_expected.push(expected);
+                }
+            }
+        }
+
+        // Current ClickHouse (chdb): the same table, rows and blocks.
+        let outputs = support::chdb(&chdb_statements);
+        assert_eq!(outputs.len(), chdb_statements.len());
+        for (i, expected) in chdb_expected.into_iter().enumerate() {
+            let got = outputs[i + 2].clone();
+            let got = if i == 0 { got } else { sorted(got) };
+            same_rows(
+                &got,
+                &expected,
+                &format!("chdb (current ClickHouse)\n{}", chdb_statements[i + 2].sql),
+            );
+        }
+    });
+    let outcome = futures_catch(result).await;
+
+    // Clean up whatever happened above.
+    let _ = pg
+        .batch_execute(&format!("DROP SCHEMA {schema} CASCADE"))
+        .await;
+    support::mysql_exec(&mut my, &format!("DROP TABLE IF EXISTS {my_table}")).await;
+    ch.exec(&format!("DROP TABLE IF EXISTS {ch_table}")).await;
+    if let Err(panic) = outcome {
+        std::panic::resume_unwind(panic);
+    }
+}
+
+/// Runs a future, catching a panic so that cleanup still happens.
+async fn futures_catch<F: std::future::Future<Output = ()>>(
+    f: std::panic::AssertUnwindSafe<F>,
+) -> Result<(), Box<dyn std::any::Any + Send>> {
+    use std::pin::Pin;
+    use std::task::{Context, Poll};
+    struct CatchUnwind<F>(Pin<Box<F>>);
+    impl<F: std::future::Future<Output = ()>> std::future::Future for CatchUnwind<F> {
+        type Output = Result<(), Box<dyn std::any::Any + Send>>;
+        fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+            let fut = self.0.as_mut();
+            match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| fut.poll(cx))) {
+                Ok(Poll::Pending) => Poll::Pending,
+                Ok(Poll::Ready(())) => Poll::Ready(Ok(())),
+                Err(e) => Poll::Ready(Err(e)),
+            }
+        }
+    }
+    CatchUnwind(Box::pin(f.0)).await
+}
+
+/// The verified facts this encoding relies on, re-checked on the real servers.
+#[tokio::test(flavor = "multi_thread")]
+async fn verified_facts_still_hold() {
+    const ABC: &str = "-8070080442485551184";
+    let pg = support::pg().await;
+    let got = support::pg_rows(
+        &pg,
+        "SELECT CAST(('x' || substr(md5('abc'), 1, 16))::bit(64)::bigint AS TEXT), \
+         CAST(length('é') AS TEXT), (1e20::float8)::text, concat('a', NULL, 'b')",
+        &[],
+    )
+    .await;
+    assert_eq!(
+        got,
+        vec![vec![
+            Some(ABC.into()),
+            Some("1".into()),
+            Some("1e+20".into()),
+            Some("ab".into())
+        ]]
+    );
+
+    let mut my = support::mysql().await;
+    let got = support::mysql_rows(
+        &mut my,
+        "SELECT CAST(CAST(CONV(SUBSTR(MD5('abc'), 1, 16), 16, 10) AS SIGNED) AS CHAR), \
+         CAST(CHAR_LENGTH('é') AS CHAR), CAST(1e20 AS CHAR), CAST(('a' = 'A') AS CHAR), \
+         CAST(TIMESTAMPDIFF(MICROSECOND, '1970-01-01 00:00:00', '1969-12-31 23:59:59.5') AS CHAR)",
+        mysql_async::Params::Empty,
+    )
+    .await;
+    assert_eq!(
+        got,
+        vec![vec![
+            Some(ABC.into()),
+            Some("1".into()),
+            Some("1e20".into()),
+            Some("1".into()),
+            Some("-500000".into())
+        ]]
+    );
+
+    let ch = support::clickhouse().await;
+    let got = ch
+        .rows(
+            "SELECT toString(reinterpretAsInt64(reverse(unhex(substring(hex(MD5('abc')), 1, 16))))), \
+             toString(length('é')), toString(lengthUTF8('é')), toString(1e20), \
+             toString(sum(toInt64(x))), toString(sum(toDecimal128(toInt64(x), 0))), toString(CAST(1.5 AS Decimal(18, 2))) \
+             FROM (SELECT arrayJoin([9223372036854775807, 9223372036854775807]) AS x)",
+        )
+        .await;
+    assert_eq!(
+        got,
+        vec![vec![
+            Some(ABC.into()),
+            Some("2".into()),
+            Some("1".into()),
+            Some("100000000000000000000".into()),
+            Some("-2".into()),
+            Some("18446744073709551614".into()),
+            Some("1.50".into()),
+        ]],
+        "ClickHouse {} no longer behaves as documented in notes/cross-dialect-hashing.md",
+        ch.version().await
+    );
+    let out = support::chdb(&[ChdbStatement {
+        sql: "SELECT toString(CAST(1.5 AS Decimal(18, 2))), toString(1e20)".into(),
+        params: vec![],
+    }]);
+    assert_eq!(
+        out[0],
+        vec![vec![
+            Some("1.5".into()),
+            Some("100000000000000000000".into())
+        ]]
+    );
+}

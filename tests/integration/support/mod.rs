@@ -1,0 +1,242 @@
+//! Connection helpers for the real services. Each one panics with a message naming the
+//! service and how to start it when the service is unreachable: tests never skip.
+
+#![allow(dead_code)]
+
+use std::io::Write;
+use std::process::{Command, Stdio};
+
+use synctool::sql::dialect::{Clickhouse, Mysql, Postgres};
+use synctool::sql::hash::session_setup;
+
+/// How to bring every service up.
+pub const START_HINT: &str = "start the services with `scripts/services.sh`";
+
+/// A result row: each value as text, `None` for SQL NULL.
+pub type Row = Vec<Option<String>>;
+
+/// A unique suffix for scratch tables and schemas.
+pub fn unique(prefix: &str) -> String {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.subsec_nanos())
+        .unwrap_or(0);
+    format!("{prefix}_{}_{nanos}", std::process::id())
+}
+
+/// A PostgreSQL 15 client on 127.0.0.1:5432 (trust auth, database `test`), with the hash
+/// session setup applied.
+pub async fn pg() -> tokio_postgres::Client {
+    let (client, conn) = tokio_postgres::connect(
+        "host=127.0.0.1 port=5432 user=postgres dbname=test",
+        tokio_postgres::NoTls,
+    )
+    .await
+    .unwrap_or_else(|e| {
+        panic!("PostgreSQL is unreachable on 127.0.0.1:5432 (database `test`): {e}; {START_HINT}")
+    });
+    tokio::spawn(async move {
+        if let Err(e) = conn.await {
+            eprintln!("PostgreSQL connection ended: {e}");
+        }
+    });
+    for st in session_setup(&Postgres) {
+        client
+            .batch_execute(&st.to_string())
+            .await
+            .unwrap_or_else(|e| panic!("PostgreSQL session setup `{st}` failed: {e}"));
+    }
+    client
+}
+
+/// Run a PostgreSQL query whose columns are all text, returning rows of strings.
+pub async fn pg_rows(
+    client: &tokio_postgres::Client,
+    sql: &str,
+    params: &[&(dyn tokio_postgres::types::ToSql + Sync)],
+) -> Vec<Row> {
+    let rows = client
+        .query(sql, params)
+        .await
+        .unwrap_or_else(|e| panic!("PostgreSQL query failed: {e:?}\n{sql}"));
+    rows.iter()
+        .map(|r| {
+            (0..r.len())
+                .map(|i| r.get::<_, Option<String>>(i))
+                .collect()
+        })
+        .collect()
+}
+
+/// A MariaDB connection on 127.0.0.1:3306 (root, no password, database `test`), with the
+/// hash session setup applied.
+pub async fn mysql() -> mysql_async::Conn {
+    use mysql_async::prelude::Queryable;
+    let mut conn = mysql_async::Conn::from_url("mysql://root@127.0.0.1:3306/test")
+        .await
+        .unwrap_or_else(|e| {
+            panic!("MariaDB is unreachable on 127.0.0.1:3306 (root, database `test`): {e}; {START_HINT}")
+        });
+    for st in session_setup(&Mysql) {
+        conn.query_drop(st.to_string())
+            .await
+            .unwrap_or_else(|e| panic!("MariaDB session setup `{st}` failed: {e}"));
+    }
+    conn
+}
+
+/// Run a MariaDB statement with `?` parameters whose columns are all text.
+pub async fn mysql_rows(
+    conn: &mut mysql_async::Conn,
+    sql: &str,
+    params: mysql_async::Params,
+) -> Vec<Row> {
+    use mysql_async::prelude::Queryable;
+    let rows: Vec<mysql_async::Row> = conn
+        .exec(sql, params)
+        .await
+        .unwrap_or_else(|e| panic!("MariaDB query failed: {e}\n{sql}"));
+    rows.into_iter()
+        .map(|r| {
+            (0..r.len())
+                .map(|i| match r.as_ref(i) {
+                    None | Some(mysql_async::Value::NULL) => None,
+                    Some(mysql_async::Value::Bytes(b)) => {
+                        Some(String::from_utf8(b.clone()).expect("MariaDB returned non-UTF-8 text"))
+                    }
+                    Some(other) => Some(other.as_sql(true).trim_matches('\'').to_string()),
+                })
+                .collect()
+        })
+        .collect()
+}
+
+/// Run a MariaDB statement without results.
+pub async fn mysql_exec(conn: &mut mysql_async::Conn, sql: &str) {
+    use mysql_async::prelude::Queryable;
+    conn.query_drop(sql)
+        .await
+        .unwrap_or_else(|e| panic!("MariaDB statement failed: {e}\n{sql}"));
+}
+
+/// The ClickHouse server (18.16 on these machines) over HTTP on 127.0.0.1:8123.
+pub struct ClickHouse {
+    http: reqwest::Client,
+    url: String,
+}
+
+/// A client for the ClickHouse server; panics when it does not answer `/ping`.
+pub async fn clickhouse() -> ClickHouse {
+    let url = "http://127.0.0.1:8123/".to_string();
+    let http = reqwest::Client::new();
+    let ok = http
+        .get(format!("{url}ping"))
+        .send()
+        .await
+        .map(|r| r.status().is_success())
+        .unwrap_or(false);
+    assert!(
+        ok,
+        "ClickHouse is unreachable on http://127.0.0.1:8123 (no answer to /ping); {START_HINT}"
+    );
+    let ch = ClickHouse { http, url };
+    for st in session_setup(&Clickhouse) {
+        ch.exec(&st.to_string()).await;
+    }
+    ch
+}
+
+impl ClickHouse {
+    /// Run a statement; panics with the server's message on failure.
+    pub async fn exec(&self, sql: &str) -> String {
+        let resp = self
+            .http
+            .post(&self.url)
+            .body(sql.to_string())
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("ClickHouse request failed: {e}; {START_HINT}"));
+        let status = resp.status();
+        let body = resp.text().await.expect("ClickHouse response body");
+        assert!(
+            status.is_success(),
+            "ClickHouse error {status}: {body}\n{sql}"
+        );
+        body
+    }
+
+    /// Run a query and return its rows (TabSeparated, `\N` as `None`).
+    pub async fn rows(&self, sql: &str) -> Vec<Row> {
+        parse_tsv(&self.exec(&format!("{sql} FORMAT TabSeparated")).await)
+    }
+
+    /// The server version (`SELECT version()`).
+    pub async fn version(&self) -> String {
+        self.exec("SELECT version()").await.trim().to_string()
+    }
+}
+
+/// Parse TabSeparated output (the tests only select values without escapes).
+pub fn parse_tsv(body: &str) -> Vec<Row> {
+    body.lines()
+        .map(|l| {
+            l.split('\t')
+                .map(|v| {
+                    if v == "\\N" {
+                        None
+                    } else {
+                        Some(v.to_string())
+                    }
+                })
+                .collect()
+        })
+        .collect()
+}
+
+/// One statement for [`chdb`], with ClickHouse query parameters bound by name.
+pub struct ChdbStatement {
+    /// The SQL text (without a FORMAT clause).
+    pub sql: String,
+    /// `{name:Type}` parameter values, as text.
+    pub params: Vec<(String, String)>,
+}
+
+/// Run statements, in one session, on the current ClickHouse engine embedded by the PyPI
+/// package `chdb-core` (tests/integration/chdb_run.py); returns each statement's rows.
+pub fn chdb(statements: &[ChdbStatement]) -> Vec<Vec<Row>> {
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/integration/chdb_run.py");
+    let input = serde_json::json!(statements
+        .iter()
+        .map(|s| serde_json::json!({
+            "sql": s.sql,
+            "params": s
+                .params
+                .iter()
+                .map(|(k, v)| (k.clone(), serde_json::Value::String(v.clone())))
+                .collect::<serde_json::Map<_, _>>(),
+        }))
+        .collect::<Vec<_>>());
+    let mut child = Command::new("python3")
+        .arg(script)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot run python3 for chdb: {e}; {START_HINT}"));
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(input.to_string().as_bytes())
+        .expect("write to chdb_run.py");
+    let out = child.wait_with_output().expect("chdb_run.py");
+    assert!(
+        out.status.success(),
+        "chdb (PyPI chdb-core, a current ClickHouse engine) failed: {}\n(install it with \
+         `scripts/services.sh`)",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let outputs: Vec<String> =
+        serde_json::from_slice(&out.stdout).expect("chdb_run.py prints a JSON list of outputs");
+    outputs.iter().map(|o| parse_tsv(o)).collect()
+}
