@@ -7,4 +7,5 @@ mod cli;
 mod examples;
 mod frontend_fuzz;
 mod hash_golden;
+mod statements;
 mod support;

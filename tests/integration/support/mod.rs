@@ -165,6 +165,24 @@ impl ClickHouse {
         body
     }
 
+    /// Run a statement; the server's message on failure.
+    pub async fn try_exec(&self, sql: &str) -> Result<String, String> {
+        let resp = self
+            .http
+            .post(&self.url)
+            .body(sql.to_string())
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("ClickHouse request failed: {e}; {START_HINT}"));
+        let status = resp.status();
+        let body = resp.text().await.expect("ClickHouse response body");
+        if status.is_success() {
+            Ok(body)
+        } else {
+            Err(format!("ClickHouse error {status}: {body}"))
+        }
+    }
+
     /// Run a query and return its rows (TabSeparated, `\N` as `None`).
     pub async fn rows(&self, sql: &str) -> Vec<Row> {
         parse_tsv(&self.exec(&format!("{sql} FORMAT TabSeparated")).await)
