@@ -69,7 +69,7 @@ fn walk(node: &mut Node, path: &str, env: &dyn Env, errors: &mut Vec<Diagnostic>
 }
 
 /// Expand one string. `Ok(None)` when nothing was substituted.
-fn expand(s: &str, content: Span, env: &dyn Env) -> Result<Option<String>, Diagnostic> {
+fn expand(s: &str, content: Span, env: &dyn Env) -> Result<Option<String>, Box<Diagnostic>> {
     let mut out = String::with_capacity(s.len());
     let mut changed = false;
     let mut i = 0;
@@ -93,11 +93,11 @@ fn expand(s: &str, content: Span, env: &dyn Env) -> Result<Option<String>, Diagn
         }
         let rest = &s[i + 2..];
         let Some(close) = rest.find('}') else {
-            return Err(Diagnostic::error(
-                "unterminated `${` in an environment variable reference",
-            )
-            .with_span(content.sub(i, s.len()))
-            .with_help("write `${NAME}` or `${NAME:-default}`; `$${` is a literal `${`"));
+            return Err(Box::new(
+                Diagnostic::error("unterminated `${` in an environment variable reference")
+                    .with_span(content.sub(i, s.len()))
+                    .with_help("write `${NAME}` or `${NAME:-default}`; `$${` is a literal `${`"),
+            ));
         };
         let inner = &rest[..close];
         let (name, default) = match inner.split_once(":-") {
@@ -106,24 +106,24 @@ fn expand(s: &str, content: Span, env: &dyn Env) -> Result<Option<String>, Diagn
         };
         let span = content.sub(i, i + 3 + close);
         if !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
-            return Err(Diagnostic::error(format!(
-                "`{name}` is not a valid environment variable name"
-            ))
-            .with_span(span)
-            .with_help("write `${NAME}` or `${NAME:-default}`"));
+            return Err(Box::new(
+                Diagnostic::error(format!("`{name}` is not a valid environment variable name"))
+                    .with_span(span)
+                    .with_help("write `${NAME}` or `${NAME:-default}`"),
+            ));
         }
         match (env.get(name), default) {
             (Some(v), _) => out.push_str(&v),
             (None, Some(d)) => out.push_str(d),
             (None, None) => {
-                return Err(
+                return Err(Box::new(
                     Diagnostic::error(format!("environment variable `{name}` is not set"))
                         .with_span(span)
                         .with_label("referenced here")
                         .with_help(format!(
                             "export {name}, or give a default: `${{{name}:-value}}`"
                         )),
-                )
+                ))
             }
         }
         changed = true;

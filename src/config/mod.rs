@@ -30,7 +30,7 @@ pub fn load(
     let mut source = SourceFile::new(name, text);
     let mut root = match yaml::parse(text) {
         Ok(n) => n,
-        Err(d) => return Err((source, vec![d])),
+        Err(d) => return Err((source, vec![*d])),
     };
     let mut ctx = decode::Ctx::default();
     interpolate::interpolate(&mut root, env, &mut ctx.errors);

@@ -63,7 +63,7 @@ impl Node {
 }
 
 /// Parse a YAML document into a spanned node tree. An empty document is `Null`.
-pub fn parse(text: &str) -> Result<Node, Diagnostic> {
+pub fn parse(text: &str) -> Result<Node, Box<Diagnostic>> {
     let offsets = CharOffsets::new(text);
     let mut b = Builder {
         text,
@@ -79,12 +79,14 @@ pub fn parse(text: &str) -> Result<Node, Diagnostic> {
         let msg = e.to_string();
         // yaml-rust2 appends " at byte … line … column …": keep only the description.
         let msg = msg.split(" at ").next().unwrap_or(&msg).to_string();
-        return Err(Diagnostic::error(format!("malformed YAML: {msg}"))
-            .with_span(Span::new(at, at + 1))
-            .with_label("here"));
+        return Err(Box::new(
+            Diagnostic::error(format!("malformed YAML: {msg}"))
+                .with_span(Span::new(at, at + 1))
+                .with_label("here"),
+        ));
     }
     if let Some(e) = b.error {
-        return Err(e);
+        return Err(Box::new(e));
     }
     Ok(b.root.unwrap_or(Node {
         value: NodeValue::Null,
@@ -326,13 +328,11 @@ impl MarkedEventReceiver for Builder<'_> {
                     )
                 }
             },
-            Event::DocumentStart => {
-                if self.root.is_some() {
-                    self.error = Some(
-                        Diagnostic::error("the config must be a single YAML document")
-                            .with_span(Span::new(at, at + 3)),
-                    );
-                }
+            Event::DocumentStart if self.root.is_some() => {
+                self.error = Some(
+                    Diagnostic::error("the config must be a single YAML document")
+                        .with_span(Span::new(at, at + 3)),
+                );
             }
             _ => {}
         }

@@ -12,7 +12,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::ops::ControlFlow;
 use synctool::driver::frontend;
 use synctool::ir::{Pipeline, StoreKind};
-use synctool::sql::{self, Dialect, DialectKind, Side, SqlStep};
+use synctool::sql::{self, DialectKind, Side, SqlStep};
 use synctool::types::Dtype;
 
 /// Columns per (dialect, schema, table) that the examples' sources read.
