@@ -191,7 +191,12 @@ pub fn describe(p: &Pipeline) -> Vec<String> {
                 .join(", "),
             SinkHash::Stored(h) => format!("stored in column {h}, written at load"),
         };
-        let prec = if p.row_hash.seconds_precision {
+        let has_datetime = p
+            .row_hash
+            .source
+            .iter()
+            .any(|h| h.dtype == crate::types::Dtype::Datetime);
+        let prec = if p.row_hash.seconds_precision && has_datetime {
             ", datetimes at whole seconds"
         } else {
             ""
