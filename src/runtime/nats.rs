@@ -93,7 +93,9 @@ impl NatsSettings {
             .datastores
             .iter()
             .find(|d| d.name.value == store)
-            .ok_or_else(|| RuntimeError::Config(format!("datastore `{store}` is not configured")))?;
+            .ok_or_else(|| {
+                RuntimeError::Config(format!("datastore `{store}` is not configured"))
+            })?;
         Ok(NatsSettings::from_raw(raw))
     }
 
@@ -133,10 +135,7 @@ impl NatsSettings {
     }
 
     fn secrets(&self) -> Vec<String> {
-        self.token
-            .iter()
-            .map(|t| t.expose().to_string())
-            .collect()
+        self.token.iter().map(|t| t.expose().to_string()).collect()
     }
 
     fn err(&self, message: impl std::fmt::Display) -> RuntimeError {
@@ -218,15 +217,20 @@ impl NatsSink {
             None => None,
             Some(stream) => {
                 let js = jetstream::new(client.clone());
-                js.get_stream(stream).await.map_err(|e| {
-                    settings.err(format!("JetStream stream `{stream}`: {e}"))
-                })?;
+                js.get_stream(stream)
+                    .await
+                    .map_err(|e| settings.err(format!("JetStream stream `{stream}`: {e}")))?;
                 Some(js)
             }
         };
         Ok(NatsSink {
             pipeline: pipeline.name.clone(),
-            columns: pipeline.sink.fields.iter().map(|f| f.column.clone()).collect(),
+            columns: pipeline
+                .sink
+                .fields
+                .iter()
+                .map(|f| f.column.clone())
+                .collect(),
             settings,
             client,
             js,
@@ -293,10 +297,7 @@ impl NatsSink {
                         .map_err(|e| self.publish_err(e))?;
                     report.published += 1;
                 }
-                self.client
-                    .flush()
-                    .await
-                    .map_err(|e| self.publish_err(e))?;
+                self.client.flush().await.map_err(|e| self.publish_err(e))?;
             }
         }
         Ok(report)
@@ -325,7 +326,7 @@ impl NatsSink {
 
 enum Inbox {
     Core(async_nats::Subscriber),
-    Js(PullConsumer),
+    Js(Box<PullConsumer>),
 }
 
 /// A NATS source of one pipeline.
@@ -340,6 +341,9 @@ pub struct NatsSource {
     started: Instant,
     received: u64,
     done: bool,
+    /// A decode failure met after some rows of a batch: those rows are returned first, the
+    /// error on the next call.
+    pending_error: Option<RuntimeError>,
 }
 
 impl std::fmt::Debug for NatsSource {
@@ -416,9 +420,10 @@ impl NatsSource {
         let inbox = match &settings.stream {
             Some(stream_name) => {
                 let js = jetstream::new(client.clone());
-                let stream = js.get_stream(stream_name).await.map_err(|e| {
-                    settings.err(format!("JetStream stream `{stream_name}`: {e}"))
-                })?;
+                let stream = js
+                    .get_stream(stream_name)
+                    .await
+                    .map_err(|e| settings.err(format!("JetStream stream `{stream_name}`: {e}")))?;
                 let config = pull::Config {
                     durable_name: settings.durable.clone(),
                     filter_subject: subject.clone(),
@@ -435,7 +440,7 @@ impl NatsSource {
                     None => stream.create_consumer(config).await,
                 }
                 .map_err(|e| settings.err(format!("JetStream consumer on `{stream_name}`: {e}")))?;
-                Inbox::Js(consumer)
+                Inbox::Js(Box::new(consumer))
             }
             None => {
                 let sub = match &settings.queue {
@@ -467,6 +472,7 @@ impl NatsSource {
             started: Instant::now(),
             received: 0,
             done: false,
+            pending_error: None,
         })
     }
 
@@ -500,13 +506,43 @@ impl NatsSource {
     /// The next batch (up to `batch_size` rows), or `None` when the source is exhausted:
     /// `max_msgs` reached, `total_timeout` elapsed, or no message for `per_msg_timeout`.
     /// A message that is not a JSON object, or whose values do not fit the source fields,
-    /// is an error (it is not acknowledged, so nothing is lost).
+    /// is an error (JetStream: it is not acknowledged, so nothing is lost); the rows decoded
+    /// before it in the same batch are returned first, and the error on the next call.
     pub async fn next_batch(&mut self) -> Result<Option<NatsBatch>, RuntimeError> {
+        if let Some(e) = self.pending_error.take() {
+            return Err(e);
+        }
         if self.done {
             return Ok(None);
         }
         let mut rows = Vec::new();
         let mut acks = Vec::new();
+        if let Err(e) = self.fill(&mut rows, &mut acks).await {
+            if rows.is_empty() {
+                return Err(e);
+            }
+            self.pending_error = Some(e);
+        }
+        if rows.is_empty() {
+            self.done = true;
+            return Ok(None);
+        }
+        Ok(Some(NatsBatch {
+            rows,
+            ack: NatsAck {
+                store: self.settings.name.clone(),
+                messages: acks,
+            },
+        }))
+    }
+
+    /// Receive up to `batch_size` rows into `rows` (and their JetStream messages into
+    /// `acks`), marking the source done when a limit is reached or it runs idle.
+    async fn fill(
+        &mut self,
+        rows: &mut Vec<IndexMap<String, Value>>,
+        acks: &mut Vec<jetstream::Message>,
+    ) -> Result<(), RuntimeError> {
         let mut idle = false;
         while rows.len() < self.batch_size {
             let Some((want, wait)) = self.budget() else {
@@ -538,9 +574,8 @@ impl NatsSource {
                             Ok(Some(m)) => m,
                             Ok(None) | Err(_) => break,
                         };
-                        let msg = next.map_err(|e| {
-                            self.settings.err(format!("JetStream pull: {e}"))
-                        })?;
+                        let msg =
+                            next.map_err(|e| self.settings.err(format!("JetStream pull: {e}")))?;
                         let seq = msg.info().map(|i| i.stream_sequence).unwrap_or(0);
                         let label = format!("stream sequence {seq} on `{}`", msg.subject);
                         let row = self.decode(&msg.payload, &label)?;
@@ -558,17 +593,7 @@ impl NatsSource {
                 break;
             }
         }
-        if rows.is_empty() {
-            self.done = true;
-            return Ok(None);
-        }
-        Ok(Some(NatsBatch {
-            rows,
-            ack: NatsAck {
-                store: self.settings.name.clone(),
-                messages: acks,
-            },
-        }))
+        Ok(())
     }
 
     fn decode(&self, payload: &[u8], label: &str) -> Result<IndexMap<String, Value>, RuntimeError> {

@@ -40,11 +40,13 @@ pub fn sink_row(
                 .ok_or_else(|| fail(format!("the row has no field `{alias}`")))?,
             FieldValue::Expr(e) => eval(e, &EvalCtx::row(row, now)).map_err(|e| fail(e.message))?,
             FieldValue::Template(t) => Value::Str(t.render(row).map_err(|e| fail(e.to_string()))?),
-            FieldValue::Enrichment { name, output } => row.get(output).cloned().ok_or_else(|| {
-                fail(format!(
-                    "the row has no output `{output}` of enrichment `{name}` (did it run?)"
-                ))
-            })?,
+            FieldValue::Enrichment { name, output } => {
+                row.get(output).cloned().ok_or_else(|| {
+                    fail(format!(
+                        "the row has no output `{output}` of enrichment `{name}` (did it run?)"
+                    ))
+                })?
+            }
         };
         out.push(coerce(raw, f.dtype).map_err(fail)?);
     }
@@ -56,7 +58,9 @@ pub fn sink_row(
 pub fn row_key(key: &[KeyPair], row: &IndexMap<String, Value>) -> String {
     key.iter()
         .map(|k| {
-            let v = row.get(&k.source_alias).map_or_else(|| "?".to_string(), key_text);
+            let v = row
+                .get(&k.source_alias)
+                .map_or_else(|| "?".to_string(), key_text);
             format!("{}={v}", k.sink_column)
         })
         .collect::<Vec<_>>()
@@ -170,7 +174,11 @@ pub fn coerce(v: Value, dtype: Dtype) -> Result<Value, String> {
             Value::Int(_) => Ok(v),
             Value::Bool(b) => Ok(Value::Int(i64::from(*b))),
             Value::Float(f) => {
-                if f.is_finite() && f.fract() == 0.0 && *f >= -9.223_372_036_854_776e18 && *f < 9.223_372_036_854_776e18 {
+                if f.is_finite()
+                    && f.fract() == 0.0
+                    && *f >= -9.223_372_036_854_776e18
+                    && *f < 9.223_372_036_854_776e18
+                {
                     Ok(Value::Int(*f as i64))
                 } else {
                     Err(no_fit(&v, "not a whole number in the 64-bit range"))
@@ -216,9 +224,7 @@ pub fn coerce(v: Value, dtype: Dtype) -> Result<Value, String> {
             };
             let d = d.round_to(u32::from(scale));
             let digits = d.normalized().mantissa().unsigned_abs().to_string();
-            let int_digits = digits
-                .len()
-                .saturating_sub(d.normalized().scale() as usize);
+            let int_digits = digits.len().saturating_sub(d.normalized().scale() as usize);
             let allowed = usize::from(precision - scale);
             if d.normalized().mantissa() != 0 && int_digits > allowed {
                 return Err(no_fit(
@@ -317,7 +323,8 @@ pub fn parse_uuid(s: &str) -> Option<String> {
         .and_then(|x| x.strip_suffix('}'))
         .unwrap_or(s);
     let hex: String = s.chars().filter(|c| *c != '-').collect();
-    let dashes_ok = s.len() == 32 || (s.len() == 36 && [8, 13, 18, 23].iter().all(|i| s.as_bytes()[*i] == b'-'));
+    let dashes_ok = s.len() == 32
+        || (s.len() == 36 && [8, 13, 18, 23].iter().all(|i| s.as_bytes()[*i] == b'-'));
     if hex.len() != 32 || !dashes_ok || !hex.chars().all(|c| c.is_ascii_hexdigit()) {
         return None;
     }
@@ -412,7 +419,13 @@ mod tests {
             Ok(Value::Datetime(d.and_hms_opt(0, 0, 0).unwrap()))
         );
         assert_eq!(
-            coerce(Value::Int(7), Dtype::Decimal { precision: 10, scale: 2 }),
+            coerce(
+                Value::Int(7),
+                Dtype::Decimal {
+                    precision: 10,
+                    scale: 2
+                }
+            ),
             Ok(Value::Decimal(Decimal::parse("7").unwrap()))
         );
         assert_eq!(
@@ -445,7 +458,10 @@ mod tests {
 
     #[test]
     fn decimal_scale_and_precision() {
-        let d52 = Dtype::Decimal { precision: 5, scale: 2 };
+        let d52 = Dtype::Decimal {
+            precision: 5,
+            scale: 2,
+        };
         assert_eq!(
             coerce(Value::Str("123.455".into()), d52),
             Ok(Value::Decimal(Decimal::parse("123.46").unwrap()))
@@ -462,7 +478,10 @@ mod tests {
     #[test]
     fn text_parsing() {
         assert_eq!(
-            coerce(Value::Str("2024-01-02T03:04:05.123456+02:00".into()), Dtype::Datetime),
+            coerce(
+                Value::Str("2024-01-02T03:04:05.123456+02:00".into()),
+                Dtype::Datetime
+            ),
             Ok(Value::Datetime(dt("2024-01-02 01:04:05.123456")))
         );
         assert_eq!(
@@ -590,12 +609,18 @@ pipelines:
     fn every_field_kind_is_computed_and_coerced() {
         let p = pipeline();
         assert!(matches!(p.sink.fields[3].value, FieldValue::Template(_)));
-        assert!(matches!(p.sink.fields[4].value, FieldValue::Enrichment { .. }));
+        assert!(matches!(
+            p.sink.fields[4].value,
+            FieldValue::Enrichment { .. }
+        ));
         let now = parse_datetime("2024-05-06T07:08:09.123456").unwrap();
         let out = sink_row(&p, &row("42"), now).unwrap();
         assert_eq!(out[0], Value::Int(7));
         assert_eq!(out[1], Value::Float(1500.0));
-        assert_eq!(out[2], Value::Datetime(parse_datetime("2024-03-01").unwrap()));
+        assert_eq!(
+            out[2],
+            Value::Datetime(parse_datetime("2024-03-01").unwrap())
+        );
         assert_eq!(out[3], Value::Str("hi Ann".into()));
         assert_eq!(out[4], Value::Int(42));
         assert_eq!(out[5], Value::Datetime(now));
@@ -620,7 +645,11 @@ pipelines:
             }
             other => panic!("unexpected {other:?}"),
         }
-        assert!(err.to_string().contains("str value `gold` does not fit int"), "{err}");
+        assert!(
+            err.to_string()
+                .contains("str value `gold` does not fit int"),
+            "{err}"
+        );
     }
 
     #[test]

@@ -59,7 +59,9 @@ impl WebhookSink {
             .datastores
             .iter()
             .find(|d| d.name.value == store)
-            .ok_or_else(|| RuntimeError::Config(format!("datastore `{store}` is not configured")))?;
+            .ok_or_else(|| {
+                RuntimeError::Config(format!("datastore `{store}` is not configured"))
+            })?;
         let base = raw.base_url.as_ref().ok_or_else(|| {
             RuntimeError::Config(format!("webhook datastore `{store}` has no `base_url`"))
         })?;
@@ -95,7 +97,12 @@ impl WebhookSink {
             store,
             url,
             url_path,
-            columns: pipeline.sink.fields.iter().map(|f| f.column.clone()).collect(),
+            columns: pipeline
+                .sink
+                .fields
+                .iter()
+                .map(|f| f.column.clone())
+                .collect(),
             client,
             retry: RetryPolicy::new(raw.retries.as_ref().map_or(DEFAULT_RETRIES, |r| r.value)),
         })

@@ -3,10 +3,14 @@
 //! connection errors, 5xx, 408 and 429. Other 4xx are final (the request is wrong, another
 //! attempt would not help).
 
-use super::{timeout_of, AliasRow, LookupError, DEFAULT_MAX_CONCURRENCY, DEFAULT_RETRIES, DEFAULT_TIMEOUT};
+use super::{
+    timeout_of, AliasRow, LookupError, DEFAULT_MAX_CONCURRENCY, DEFAULT_RETRIES, DEFAULT_TIMEOUT,
+};
 use crate::config::raw::RawExternalStore;
 use crate::expr::Value;
-use crate::runtime::retry::{error_text, redact_url, retryable_error, retryable_status, RetryPolicy};
+use crate::runtime::retry::{
+    error_text, redact_url, retryable_error, retryable_status, RetryPolicy,
+};
 use crate::runtime::RuntimeError;
 use crate::template::Template;
 use futures_util::stream::{self, StreamExt};
@@ -124,11 +128,12 @@ impl HttpLookup {
 
     /// GET every URL, at most `max_concurrency` at a time; results in input order.
     pub async fn get_many(&self, urls: &[String]) -> Vec<Result<Value, LookupError>> {
-        let mut out: Vec<(usize, Result<Value, LookupError>)> = stream::iter(urls.iter().enumerate())
-            .map(|(i, u)| async move { (i, self.get(u).await) })
-            .buffer_unordered(self.max_concurrency)
-            .collect()
-            .await;
+        let mut out: Vec<(usize, Result<Value, LookupError>)> =
+            stream::iter(urls.iter().enumerate())
+                .map(|(i, u)| async move { (i, self.get(u).await) })
+                .buffer_unordered(self.max_concurrency)
+                .collect()
+                .await;
         out.sort_by_key(|(i, _)| *i);
         out.into_iter().map(|(_, r)| r).collect()
     }
@@ -150,10 +155,7 @@ impl HttpLookup {
                                 Err(e) => Err((retryable_error(&e), error_text(e))),
                             }
                         } else {
-                            Err((
-                                retryable_status(status.as_u16()),
-                                format!("HTTP {status}"),
-                            ))
+                            Err((retryable_status(status.as_u16()), format!("HTTP {status}")))
                         }
                     }
                     Err(e) => Err((retryable_error(&e), error_text(e))),

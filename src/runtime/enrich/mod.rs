@@ -271,8 +271,9 @@ impl Enricher {
                                 message,
                             })
                         }
-                        OnError::Null => rows[i]
-                            .extend(e.outputs.keys().map(|k| (k.clone(), Value::Null))),
+                        OnError::Null => {
+                            rows[i].extend(e.outputs.keys().map(|k| (k.clone(), Value::Null)))
+                        }
                         OnError::Skip => {
                             alive[i] = false;
                             report.skipped.push(SkippedRow {
