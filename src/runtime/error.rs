@@ -50,4 +50,20 @@ pub enum RuntimeError {
         /// What happened.
         message: String,
     },
+    /// An enrichment lookup (or its output expression) failed for a row under `on_error: fail`.
+    #[error(
+        "pipeline `{pipeline}`: enrichment `{enrichment}` (store `{store}`), row with key ({key}): {message}"
+    )]
+    Enrichment {
+        /// Pipeline name.
+        pipeline: String,
+        /// Enrichment name.
+        enrichment: String,
+        /// External store name.
+        store: String,
+        /// The row's key values, rendered.
+        key: String,
+        /// What happened (no secrets, no query strings).
+        message: String,
+    },
 }

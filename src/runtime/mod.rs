@@ -3,7 +3,12 @@
 //! them into the sink and reconciles by block hashes.
 
 pub mod connect;
+pub mod enrich;
 pub mod error;
+pub mod nats;
+pub mod retry;
+pub mod transform;
+pub mod webhook;
 
 pub use error::RuntimeError;
 

@@ -4,6 +4,7 @@
 //! `scripts/services.sh`.
 
 mod cli;
+mod enrich;
 mod examples;
 mod frontend_fuzz;
 mod hash_golden;

@@ -1,0 +1,196 @@
+//! HTTP lookups: `GET <store url><path>?<params>` with the store's headers, bounded
+//! concurrency, a per-request timeout and retries with exponential backoff on timeouts,
+//! connection errors, 5xx, 408 and 429. Other 4xx are final (the request is wrong, another
+//! attempt would not help).
+
+use super::{
+    timeout_of, AliasRow, LookupError, DEFAULT_MAX_CONCURRENCY, DEFAULT_RETRIES, DEFAULT_TIMEOUT,
+};
+use crate::config::raw::RawExternalStore;
+use crate::expr::Value;
+use crate::runtime::retry::{
+    error_text, redact_url, retryable_error, retryable_status, RetryPolicy,
+};
+use crate::runtime::RuntimeError;
+use crate::template::Template;
+use futures_util::stream::{self, StreamExt};
+use indexmap::IndexMap;
+use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
+use reqwest::Url;
+
+/// Build a header map from configured `(name, value)` pairs. Values are marked sensitive so
+/// that they never show in debug output; errors name the header, never its value.
+pub(crate) fn header_map(
+    store: &str,
+    headers: &[(String, String)],
+) -> Result<HeaderMap, RuntimeError> {
+    let mut map = HeaderMap::new();
+    for (k, v) in headers {
+        let name = HeaderName::from_bytes(k.as_bytes()).map_err(|_| {
+            RuntimeError::Config(format!("store `{store}`: `{k}` is not a valid header name"))
+        })?;
+        let mut value = HeaderValue::from_str(v).map_err(|_| {
+            RuntimeError::Config(format!(
+                "store `{store}`: the value of header `{k}` is not valid header text"
+            ))
+        })?;
+        value.set_sensitive(true);
+        map.append(name, value);
+    }
+    Ok(map)
+}
+
+/// An HTTP external store.
+#[derive(Clone)]
+pub struct HttpLookup {
+    store: String,
+    base: Url,
+    client: reqwest::Client,
+    max_concurrency: usize,
+    retry: RetryPolicy,
+}
+
+impl std::fmt::Debug for HttpLookup {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HttpLookup")
+            .field("store", &self.store)
+            .field("base", &redact_url(&self.base))
+            .field("max_concurrency", &self.max_concurrency)
+            .finish_non_exhaustive()
+    }
+}
+
+impl HttpLookup {
+    /// A client for the store: its `url`, `headers`, `timeout` (default 10 s),
+    /// `max_concurrency` (default 8) and `retries` (default 3).
+    pub fn new(raw: &RawExternalStore) -> Result<HttpLookup, RuntimeError> {
+        let store = raw.name.value.clone();
+        let url = raw.url.as_ref().ok_or_else(|| {
+            RuntimeError::Config(format!("http external store `{store}` has no `url`"))
+        })?;
+        let base = Url::parse(&url.value).map_err(|e| {
+            RuntimeError::Config(format!("http external store `{store}`: bad `url`: {e}"))
+        })?;
+        let headers: Vec<(String, String)> = raw
+            .headers
+            .iter()
+            .map(|(k, v)| (k.value.clone(), v.value.clone()))
+            .collect();
+        let timeout = timeout_of(raw.timeout.as_ref().map(|t| t.value), DEFAULT_TIMEOUT);
+        let client = reqwest::Client::builder()
+            .default_headers(header_map(&store, &headers)?)
+            .timeout(timeout)
+            .connect_timeout(timeout)
+            .build()
+            .map_err(|e| RuntimeError::Config(format!("store `{store}`: {}", error_text(e))))?;
+        Ok(HttpLookup {
+            store,
+            base,
+            client,
+            max_concurrency: raw
+                .max_concurrency
+                .as_ref()
+                .map_or(DEFAULT_MAX_CONCURRENCY, |m| m.value.max(1) as usize),
+            retry: RetryPolicy::new(raw.retries.as_ref().map_or(DEFAULT_RETRIES, |r| r.value)),
+        })
+    }
+
+    /// The request URL of one row: the rendered path appended to the store URL (a rendered
+    /// path that is itself an absolute `http(s)://` URL replaces it), plus the rendered
+    /// query parameters, properly encoded. Identical URLs are one request per batch.
+    pub fn request_url(
+        &self,
+        path: &Template,
+        params: &IndexMap<String, Template>,
+        row: &AliasRow,
+    ) -> Result<String, String> {
+        let p = path.render(row).map_err(|e| e.to_string())?;
+        let mut url = if p.starts_with("http://") || p.starts_with("https://") {
+            Url::parse(&p).map_err(|e| format!("bad lookup URL: {e}"))?
+        } else if p.is_empty() {
+            self.base.clone()
+        } else {
+            let joined = format!(
+                "{}/{}",
+                self.base.as_str().trim_end_matches('/'),
+                p.trim_start_matches('/')
+            );
+            Url::parse(&joined).map_err(|e| format!("bad lookup URL: {e}"))?
+        };
+        if !params.is_empty() {
+            let mut q = url.query_pairs_mut();
+            for (k, t) in params {
+                q.append_pair(k, &t.render(row).map_err(|e| e.to_string())?);
+            }
+        }
+        Ok(url.into())
+    }
+
+    /// GET every URL, at most `max_concurrency` at a time; results in input order.
+    pub async fn get_many(&self, urls: &[String]) -> Vec<Result<Value, LookupError>> {
+        let mut out: Vec<(usize, Result<Value, LookupError>)> =
+            stream::iter(urls.iter().enumerate())
+                .map(|(i, u)| async move { (i, self.get(u).await) })
+                .buffer_unordered(self.max_concurrency)
+                .collect()
+                .await;
+        out.sort_by_key(|(i, _)| *i);
+        out.into_iter().map(|(_, r)| r).collect()
+    }
+
+    /// One GET with retries. The body is parsed as JSON ([`Value::Json`], JSON `null` →
+    /// [`Value::Null`]); a body that is not JSON is returned as [`Value::Str`].
+    pub async fn get(&self, url: &str) -> Result<Value, LookupError> {
+        let parsed = Url::parse(url).map_err(|e| LookupError(format!("bad lookup URL: {e}")))?;
+        let shown = redact_url(&parsed);
+        let mut attempt: u32 = 0;
+        loop {
+            let outcome: Result<Value, (bool, String)> =
+                match self.client.get(parsed.clone()).send().await {
+                    Ok(resp) => {
+                        let status = resp.status();
+                        if status.is_success() {
+                            match resp.bytes().await {
+                                Ok(body) => Ok(parse_body(&body)),
+                                Err(e) => Err((retryable_error(&e), error_text(e))),
+                            }
+                        } else {
+                            Err((retryable_status(status.as_u16()), format!("HTTP {status}")))
+                        }
+                    }
+                    Err(e) => Err((retryable_error(&e), error_text(e))),
+                };
+            match outcome {
+                Ok(v) => return Ok(v),
+                Err((true, _)) if attempt < self.retry.retries => {
+                    tokio::time::sleep(self.retry.backoff(attempt)).await;
+                    attempt += 1;
+                }
+                Err((_, m)) => {
+                    return Err(LookupError(format!(
+                        "GET {shown}: {m} (after {} attempt{})",
+                        attempt + 1,
+                        if attempt == 0 { "" } else { "s" }
+                    )))
+                }
+            }
+        }
+    }
+
+    /// The configured concurrency bound.
+    pub fn max_concurrency(&self) -> usize {
+        self.max_concurrency
+    }
+
+    /// The retry policy.
+    pub fn retry_policy(&self) -> RetryPolicy {
+        self.retry
+    }
+}
+
+fn parse_body(body: &[u8]) -> Value {
+    match serde_json::from_slice::<serde_json::Value>(body) {
+        Ok(j) => Value::from_json(j),
+        Err(_) => Value::Str(String::from_utf8_lossy(body).into_owned()),
+    }
+}

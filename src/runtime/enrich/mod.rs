@@ -1,0 +1,322 @@
+//! Enrichment (SPEC §5): per batch, after extract, each enrichment of the pipeline runs in
+//! config order over the batch's rows:
+//!
+//! 1. its lookup template (Redis key, or HTTP path and query parameters) is rendered per row
+//!    with the row context — source aliases plus the outputs of earlier enrichments;
+//! 2. the batch's *distinct* lookups are sent: Redis as one pipeline of `GET`s (one round
+//!    trip per batch), HTTP as `GET` requests with bounded concurrency, a timeout and
+//!    retries with exponential backoff (see [`http`]);
+//! 3. the looked-up value `v` — [`Value::Str`] for Redis ([`Value::Null`] for a missing
+//!    key), [`Value::Json`] for HTTP (a body that is not JSON stays [`Value::Str`]) — goes
+//!    through the enrichment's `output` expression, giving its output fields, which are
+//!    added to the row under their names;
+//! 4. a failure for a row (template, lookup or output expression) follows `on_error`:
+//!    `fail` stops with [`RuntimeError::Enrichment`], `null` gives NULL outputs, `skip`
+//!    drops the row.
+
+pub mod http;
+pub mod redis;
+
+use super::transform::row_key;
+use super::RuntimeError;
+use crate::config::raw::{RawConfig, RawExternalStore};
+use crate::expr::{eval, EvalCtx, Type, Value};
+use crate::ir::{Enrichment, ExternalKind, KeyPair, Lookup, OnError, Pipeline};
+use chrono::NaiveDateTime;
+use indexmap::IndexMap;
+use std::collections::HashMap;
+use std::time::Duration;
+
+/// A row keyed by alias (source fields, pushed expressions, enrichment outputs).
+pub type AliasRow = IndexMap<String, Value>;
+
+/// Default HTTP lookup concurrency.
+pub const DEFAULT_MAX_CONCURRENCY: usize = 8;
+/// Default lookup timeout.
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
+/// Default number of retries.
+pub const DEFAULT_RETRIES: u32 = 3;
+
+/// A lookup failure for one distinct request (shared by every row that asked for it).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LookupError(pub String);
+
+/// The connected enrichments of one pipeline.
+pub struct Enricher {
+    pipeline: String,
+    key: Vec<KeyPair>,
+    steps: Vec<Step>,
+    now: NaiveDateTime,
+}
+
+impl std::fmt::Debug for Enricher {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Enricher")
+            .field("pipeline", &self.pipeline)
+            .field(
+                "enrichments",
+                &self
+                    .steps
+                    .iter()
+                    .map(|s| s.enrichment.name.as_str())
+                    .collect::<Vec<_>>(),
+            )
+            .finish()
+    }
+}
+
+struct Step {
+    enrichment: Enrichment,
+    backend: Backend,
+}
+
+enum Backend {
+    Redis(redis::RedisLookup),
+    Http(http::HttpLookup),
+}
+
+/// A row dropped by an enrichment under `on_error: skip`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SkippedRow {
+    /// Its index in the batch as passed to [`Enricher::run`].
+    pub index: usize,
+    /// Its key, rendered (`id=7`).
+    pub key: String,
+    /// The enrichment that failed.
+    pub enrichment: String,
+    /// Why.
+    pub reason: String,
+}
+
+/// Per-enrichment counters of one [`Enricher::run`].
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct LookupStats {
+    /// The enrichment.
+    pub enrichment: String,
+    /// Rows it processed.
+    pub rows: usize,
+    /// Distinct lookups sent (Redis keys or HTTP requests, after de-duplication).
+    pub lookups: usize,
+    /// Rows whose lookup or output failed (then handled by `on_error`).
+    pub failed_rows: usize,
+}
+
+/// What [`Enricher::run`] did to a batch.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct EnrichReport {
+    /// For each input row (by index): whether it was kept.
+    pub kept: Vec<bool>,
+    /// The dropped rows (`on_error: skip`), in input order.
+    pub skipped: Vec<SkippedRow>,
+    /// Counters per enrichment, in config order.
+    pub stats: Vec<LookupStats>,
+}
+
+/// Settings of an external store, from the config.
+fn store_of<'a>(cfg: &'a RawConfig, name: &str) -> Result<&'a RawExternalStore, RuntimeError> {
+    cfg.externalstores
+        .iter()
+        .find(|s| s.name.value == name)
+        .ok_or_else(|| RuntimeError::Config(format!("external store `{name}` is not configured")))
+}
+
+/// The configured timeout, or `default`.
+pub(crate) fn timeout_of(t: Option<f64>, default: Duration) -> Duration {
+    match t {
+        Some(s) if s.is_finite() && s > 0.0 => Duration::from_secs_f64(s),
+        _ => default,
+    }
+}
+
+impl Enricher {
+    /// Connect every enrichment of `pipeline` to its external store (settings from `cfg`).
+    /// Redis stores are connected (and authenticated) now, so that a wrong host or password
+    /// fails before the first row; HTTP stores get a client with their headers and timeout.
+    /// The run's "now" defaults to the current UTC time; see [`Enricher::with_now`].
+    pub async fn connect(pipeline: &Pipeline, cfg: &RawConfig) -> Result<Enricher, RuntimeError> {
+        let mut steps = Vec::with_capacity(pipeline.enrichments.len());
+        // One connection per external store, shared by its enrichments.
+        let mut redis_conns: HashMap<String, redis::RedisLookup> = HashMap::new();
+        let mut http_clients: HashMap<String, http::HttpLookup> = HashMap::new();
+        for e in &pipeline.enrichments {
+            let raw = store_of(cfg, &e.store.name)?;
+            let backend = match e.store.kind {
+                ExternalKind::Redis => {
+                    if !redis_conns.contains_key(&e.store.name) {
+                        let c = redis::RedisLookup::connect(raw).await?;
+                        redis_conns.insert(e.store.name.clone(), c);
+                    }
+                    Backend::Redis(redis_conns[&e.store.name].clone())
+                }
+                ExternalKind::Http => {
+                    if !http_clients.contains_key(&e.store.name) {
+                        let c = http::HttpLookup::new(raw)?;
+                        http_clients.insert(e.store.name.clone(), c);
+                    }
+                    Backend::Http(http_clients[&e.store.name].clone())
+                }
+            };
+            steps.push(Step {
+                enrichment: e.clone(),
+                backend,
+            });
+        }
+        Ok(Enricher {
+            pipeline: pipeline.name.clone(),
+            key: pipeline.key.clone(),
+            steps,
+            now: chrono::Utc::now().naive_utc(),
+        })
+    }
+
+    /// Use the run's fixed "now" for `now()` / `today()` in output expressions.
+    pub fn with_now(mut self, now: NaiveDateTime) -> Enricher {
+        self.now = now;
+        self
+    }
+
+    /// True when the pipeline has no enrichment (then [`Enricher::run`] keeps every row).
+    pub fn is_empty(&self) -> bool {
+        self.steps.is_empty()
+    }
+
+    /// Enrich one batch in place: every enrichment, in config order, adds its outputs to
+    /// each row. Rows dropped under `on_error: skip` are removed from `rows`; the report
+    /// says which (by their index in the input) and why. An `on_error: fail` failure is a
+    /// [`RuntimeError::Enrichment`] naming the enrichment, the store and the row's key;
+    /// `rows` is then left partly enriched and must not be written.
+    pub async fn run(&self, rows: &mut Vec<AliasRow>) -> Result<EnrichReport, RuntimeError> {
+        let mut alive = vec![true; rows.len()];
+        let mut report = EnrichReport::default();
+        for step in &self.steps {
+            let stats = self.run_step(step, rows, &mut alive, &mut report).await?;
+            report.stats.push(stats);
+        }
+        let mut i = 0;
+        rows.retain(|_| {
+            let k = alive[i];
+            i += 1;
+            k
+        });
+        report.kept = alive;
+        Ok(report)
+    }
+
+    async fn run_step(
+        &self,
+        step: &Step,
+        rows: &mut [AliasRow],
+        alive: &mut [bool],
+        report: &mut EnrichReport,
+    ) -> Result<LookupStats, RuntimeError> {
+        let e = &step.enrichment;
+        let mut stats = LookupStats {
+            enrichment: e.name.clone(),
+            ..LookupStats::default()
+        };
+        // 1. Render each live row's request; collect the distinct ones in first-seen order.
+        let mut requests: Vec<Option<Result<usize, String>>> = Vec::with_capacity(rows.len());
+        let mut distinct: Vec<String> = Vec::new();
+        let mut index_of: HashMap<String, usize> = HashMap::new();
+        for (i, row) in rows.iter().enumerate() {
+            if !alive[i] {
+                requests.push(None);
+                continue;
+            }
+            stats.rows += 1;
+            let rendered = match (&e.lookup, &step.backend) {
+                (Lookup::Redis { key }, _) => key.render(row).map_err(|x| x.to_string()),
+                (Lookup::Http { path, params }, Backend::Http(h)) => {
+                    h.request_url(path, params, row)
+                }
+                (Lookup::Http { .. }, Backend::Redis(_)) => {
+                    Err("an HTTP lookup on a Redis store".to_string())
+                }
+            };
+            requests.push(Some(rendered.map(|r| {
+                *index_of.entry(r.clone()).or_insert_with(|| {
+                    distinct.push(r);
+                    distinct.len() - 1
+                })
+            })));
+        }
+        stats.lookups = distinct.len();
+        // 2. Look the distinct requests up.
+        let results: Vec<Result<Value, LookupError>> = if distinct.is_empty() {
+            Vec::new()
+        } else {
+            match &step.backend {
+                Backend::Redis(r) => r.get_many(&distinct).await,
+                Backend::Http(h) => h.get_many(&distinct).await,
+            }
+        };
+        // 3. Outputs per row, or the failure policy.
+        let map_output = matches!(e.output.as_ref().map(|o| &o.ty), Some(Type::Map(_)));
+        for (i, req) in requests.into_iter().enumerate() {
+            let Some(req) = req else { continue };
+            let outcome = req
+                .and_then(|idx| results[idx].clone().map_err(|LookupError(m)| m))
+                .and_then(|v| self.outputs(e, v, map_output));
+            match outcome {
+                Ok(outs) => rows[i].extend(outs),
+                Err(message) => {
+                    stats.failed_rows += 1;
+                    match e.on_error {
+                        OnError::Fail => {
+                            return Err(RuntimeError::Enrichment {
+                                pipeline: self.pipeline.clone(),
+                                enrichment: e.name.clone(),
+                                store: e.store.name.clone(),
+                                key: row_key(&self.key, &rows[i]),
+                                message,
+                            })
+                        }
+                        OnError::Null => {
+                            rows[i].extend(e.outputs.keys().map(|k| (k.clone(), Value::Null)))
+                        }
+                        OnError::Skip => {
+                            alive[i] = false;
+                            report.skipped.push(SkippedRow {
+                                index: i,
+                                key: row_key(&self.key, &rows[i]),
+                                enrichment: e.name.clone(),
+                                reason: message,
+                            });
+                        }
+                    }
+                }
+            }
+        }
+        report.skipped.sort_by_key(|s| s.index);
+        Ok(stats)
+    }
+
+    /// The output fields of one looked-up value.
+    fn outputs(
+        &self,
+        e: &Enrichment,
+        v: Value,
+        map_output: bool,
+    ) -> Result<Vec<(String, Value)>, String> {
+        let Some(expr) = &e.output else {
+            return Ok(vec![(e.name.clone(), v)]);
+        };
+        let out = eval(expr, &EvalCtx::value(&v, self.now))
+            .map_err(|x| format!("output expression failed: {}", x.message))?;
+        if !map_output {
+            return Ok(vec![(e.name.clone(), out)]);
+        }
+        match out {
+            Value::Map(mut m) => Ok(e
+                .outputs
+                .keys()
+                .map(|k| (k.clone(), m.shift_remove(k).unwrap_or(Value::Null)))
+                .collect()),
+            Value::Null => Ok(e.outputs.keys().map(|k| (k.clone(), Value::Null)).collect()),
+            other => Err(format!(
+                "output expression gave `{}`, not a mapping",
+                other.to_text()
+            )),
+        }
+    }
+}

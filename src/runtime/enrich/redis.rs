@@ -1,0 +1,151 @@
+//! Redis lookups: one pipeline of `GET`s per batch (one round trip), over a reconnecting
+//! multiplexed connection.
+
+use super::{timeout_of, LookupError, DEFAULT_RETRIES, DEFAULT_TIMEOUT};
+use crate::config::raw::RawExternalStore;
+use crate::expr::Value;
+use crate::runtime::retry::RetryPolicy;
+use crate::runtime::RuntimeError;
+use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use redis::{ConnectionAddr, ConnectionInfo, ProtocolVersion, RedisConnectionInfo};
+use std::time::Duration;
+
+/// A connected Redis external store.
+#[derive(Clone)]
+pub struct RedisLookup {
+    store: String,
+    address: String,
+    conn: ConnectionManager,
+    timeout: Duration,
+    retry: RetryPolicy,
+    secrets: Vec<String>,
+}
+
+impl std::fmt::Debug for RedisLookup {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RedisLookup")
+            .field("store", &self.store)
+            .field("address", &self.address)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Remove every secret from a message.
+pub(crate) fn scrub(mut msg: String, secrets: &[String]) -> String {
+    for s in secrets.iter().filter(|s| !s.is_empty()) {
+        msg = msg.replace(s.as_str(), "***");
+    }
+    msg
+}
+
+impl RedisLookup {
+    /// Connect (and authenticate, and select `db`) now. Defaults: host 127.0.0.1, port
+    /// 6379, db 0, timeout 10 s (connect and each round trip), 3 retries on connection
+    /// failures.
+    pub async fn connect(raw: &RawExternalStore) -> Result<RedisLookup, RuntimeError> {
+        let host = raw
+            .host
+            .as_ref()
+            .map_or_else(|| "127.0.0.1".to_string(), |h| h.value.clone());
+        let port = match &raw.port {
+            None => 6379,
+            Some(p) => u16::try_from(p.value).map_err(|_| {
+                RuntimeError::Config(format!(
+                    "external store `{}`: port {} is out of range",
+                    raw.name.value, p.value
+                ))
+            })?,
+        };
+        let address = format!("{host}:{port}");
+        let password = raw.password.as_ref().map(|p| p.value.expose().to_string());
+        let secrets: Vec<String> = password.iter().cloned().collect();
+        let info = ConnectionInfo {
+            addr: ConnectionAddr::Tcp(host, port),
+            redis: RedisConnectionInfo {
+                db: raw.db.as_ref().map_or(0, |d| d.value),
+                username: raw.username.as_ref().map(|u| u.value.clone()),
+                password,
+                protocol: ProtocolVersion::RESP2,
+            },
+        };
+        let timeout = timeout_of(raw.timeout.as_ref().map(|t| t.value), DEFAULT_TIMEOUT);
+        let retries = raw.retries.as_ref().map_or(DEFAULT_RETRIES, |r| r.value);
+        let connect_err = |e: redis::RedisError| RuntimeError::Connect {
+            store: raw.name.value.clone(),
+            host: address.clone(),
+            message: scrub(e.to_string(), &secrets),
+        };
+        let client = redis::Client::open(info).map_err(connect_err)?;
+        let config = ConnectionManagerConfig::new()
+            .set_connection_timeout(timeout)
+            .set_response_timeout(timeout)
+            .set_number_of_retries(retries as usize);
+        let conn = ConnectionManager::new_with_config(client, config)
+            .await
+            .map_err(connect_err)?;
+        Ok(RedisLookup {
+            store: raw.name.value.clone(),
+            address: address.clone(),
+            conn,
+            timeout,
+            retry: RetryPolicy::new(retries),
+            secrets,
+        })
+    }
+
+    /// `GET` every key in one pipeline (one round trip). A missing key gives
+    /// [`Value::Null`], a value that is not UTF-8 an error for that key; when the round trip
+    /// itself fails (after retries on connection errors and timeouts) every key gets the
+    /// error.
+    pub async fn get_many(&self, keys: &[String]) -> Vec<Result<Value, LookupError>> {
+        let mut pipe = redis::pipe();
+        for k in keys {
+            pipe.get(k);
+        }
+        let mut attempt = 0;
+        let reply: Result<Vec<Option<Vec<u8>>>, String> = loop {
+            let mut conn = self.conn.clone();
+            let res = tokio::time::timeout(self.timeout, pipe.query_async(&mut conn)).await;
+            let retryable = match &res {
+                Ok(Ok(_)) => false,
+                Ok(Err(e)) => e.is_io_error() || e.is_connection_dropped() || e.is_timeout(),
+                Err(_) => true,
+            };
+            if retryable && attempt < self.retry.retries {
+                tokio::time::sleep(self.retry.backoff(attempt)).await;
+                attempt += 1;
+                continue;
+            }
+            break match res {
+                Ok(Ok(v)) => Ok(v),
+                Ok(Err(e)) => Err(scrub(e.to_string(), &self.secrets)),
+                Err(_) => Err(format!("timed out after {:?}", self.timeout)),
+            };
+        };
+        match reply {
+            Ok(values) if values.len() == keys.len() => values
+                .into_iter()
+                .zip(keys)
+                .map(|(v, k)| match v {
+                    None => Ok(Value::Null),
+                    Some(bytes) => String::from_utf8(bytes).map(Value::Str).map_err(|_| {
+                        LookupError(format!("the value of key `{k}` is not UTF-8 text"))
+                    }),
+                })
+                .collect(),
+            Ok(values) => {
+                let msg = format!(
+                    "redis {} returned {} replies for {} keys",
+                    self.address,
+                    values.len(),
+                    keys.len()
+                );
+                keys.iter().map(|_| Err(LookupError(msg.clone()))).collect()
+            }
+            Err(m) => {
+                let msg = format!("redis {}: {m}", self.address);
+                keys.iter().map(|_| Err(LookupError(msg.clone()))).collect()
+            }
+        }
+    }
+}

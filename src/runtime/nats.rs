@@ -1,0 +1,630 @@
+//! NATS sink and source (SPEC §5).
+//!
+//! **Sink** ([`NatsSink`]): one JSON message per row (an object keyed by sink column, in the
+//! wire encoding of [`crate::runtime::transform::value_to_json`]) on the sink's `subject`,
+//! else the datastore's. With a JetStream `stream` configured, messages go through
+//! JetStream and every publish ack is awaited (at most [`MAX_IN_FLIGHT`] outstanding);
+//! each carries a `Nats-Msg-Id` derived from the pipeline, subject and payload, so that a
+//! batch re-sent after a crash is dropped by the stream's duplicate window. Without a
+//! stream: core publish, then a flush.
+//!
+//! **Source** ([`NatsSource`]): consumes the datastore's `subject` in batches of the
+//! source's `batch_size`, until `max_msgs` messages, `total_timeout` since the start, or
+//! `per_msg_timeout` without a message. Each message is a JSON object decoded into a row
+//! typed by the source fields. With a `stream`, a JetStream pull consumer (durable when
+//! `durable` is set) delivers them and nothing is acknowledged until the caller calls
+//! [`NatsAck::ack`] after the sink committed — an unacknowledged batch is redelivered.
+//! Without a stream, a core subscription (queue group `queue`) is at-most-once and the ack
+//! is a no-op.
+//!
+//! Tokens never appear in errors or logs.
+
+use super::enrich::redis::scrub;
+use super::enrich::timeout_of;
+use super::transform::{row_from_json, row_to_json};
+use super::{Row, RuntimeError};
+use crate::config::raw::{RawConfig, RawDatastore};
+use crate::expr::Value;
+use crate::ir::Pipeline;
+use crate::types::Dtype;
+use async_nats::jetstream;
+use async_nats::jetstream::consumer::{pull, AckPolicy, PullConsumer};
+use futures_util::StreamExt;
+use indexmap::IndexMap;
+use sha2::{Digest, Sha256};
+use std::collections::VecDeque;
+use std::time::{Duration, Instant};
+
+/// JetStream publishes awaiting their ack at once, at most.
+pub const MAX_IN_FLIGHT: usize = 256;
+/// Default `per_msg_timeout` of a source.
+pub const DEFAULT_PER_MSG_TIMEOUT: Duration = Duration::from_secs(5);
+/// Default connect / request timeout.
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Connection and consumption settings of a NATS datastore.
+#[derive(Clone)]
+pub struct NatsSettings {
+    /// Datastore name.
+    pub name: String,
+    /// Server URLs (default `nats://127.0.0.1:4222`).
+    pub servers: Vec<String>,
+    /// Token (never shown).
+    pub token: Option<crate::config::Secret>,
+    /// Default subject.
+    pub subject: Option<String>,
+    /// Source queue group.
+    pub queue: Option<String>,
+    /// Source: stop after this many messages.
+    pub max_msgs: Option<u64>,
+    /// Source: stop when no message arrives for this long.
+    pub per_msg_timeout: Duration,
+    /// Source: stop after this long in total.
+    pub total_timeout: Option<Duration>,
+    /// JetStream stream.
+    pub stream: Option<String>,
+    /// JetStream durable consumer name (source).
+    pub durable: Option<String>,
+    /// Connect and request timeout.
+    pub timeout: Duration,
+}
+
+impl std::fmt::Debug for NatsSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("NatsSettings")
+            .field("name", &self.name)
+            .field("servers", &self.servers)
+            .field("token", &self.token.as_ref().map(|_| "***"))
+            .field("subject", &self.subject)
+            .field("queue", &self.queue)
+            .field("max_msgs", &self.max_msgs)
+            .field("per_msg_timeout", &self.per_msg_timeout)
+            .field("total_timeout", &self.total_timeout)
+            .field("stream", &self.stream)
+            .field("durable", &self.durable)
+            .finish()
+    }
+}
+
+impl NatsSettings {
+    /// Settings of the datastore named `store` in `cfg`.
+    pub fn from_config(cfg: &RawConfig, store: &str) -> Result<NatsSettings, RuntimeError> {
+        let raw = cfg
+            .datastores
+            .iter()
+            .find(|d| d.name.value == store)
+            .ok_or_else(|| {
+                RuntimeError::Config(format!("datastore `{store}` is not configured"))
+            })?;
+        Ok(NatsSettings::from_raw(raw))
+    }
+
+    /// Settings from a raw datastore entry.
+    pub fn from_raw(d: &RawDatastore) -> NatsSettings {
+        let mut servers: Vec<String> = d.servers.iter().map(|s| s.value.clone()).collect();
+        if servers.is_empty() {
+            let host = d.host.as_ref().map_or("127.0.0.1", |h| h.value.as_str());
+            let port = d.port.as_ref().map_or(4222, |p| p.value);
+            servers.push(format!("nats://{host}:{port}"));
+        }
+        NatsSettings {
+            name: d.name.value.clone(),
+            servers,
+            token: d.token.as_ref().map(|t| t.value.clone()),
+            subject: d.subject.as_ref().map(|s| s.value.clone()),
+            queue: d.queue.as_ref().map(|s| s.value.clone()),
+            max_msgs: d
+                .max_msgs
+                .as_ref()
+                .and_then(|m| u64::try_from(m.value).ok())
+                .filter(|m| *m > 0),
+            per_msg_timeout: timeout_of(
+                d.per_msg_timeout.as_ref().map(|t| t.value),
+                DEFAULT_PER_MSG_TIMEOUT,
+            ),
+            total_timeout: d
+                .total_timeout
+                .as_ref()
+                .map(|t| t.value)
+                .filter(|t| t.is_finite() && *t > 0.0)
+                .map(Duration::from_secs_f64),
+            stream: d.stream.as_ref().map(|s| s.value.clone()),
+            durable: d.durable.as_ref().map(|s| s.value.clone()),
+            timeout: timeout_of(d.timeout.as_ref().map(|t| t.value), DEFAULT_TIMEOUT),
+        }
+    }
+
+    fn secrets(&self) -> Vec<String> {
+        self.token.iter().map(|t| t.expose().to_string()).collect()
+    }
+
+    fn err(&self, message: impl std::fmt::Display) -> RuntimeError {
+        RuntimeError::External {
+            store: self.name.clone(),
+            message: scrub(message.to_string(), &self.secrets()),
+        }
+    }
+
+    /// Connect (with the token, if any).
+    pub async fn connect(&self) -> Result<async_nats::Client, RuntimeError> {
+        let mut opts = async_nats::ConnectOptions::new()
+            .connection_timeout(self.timeout)
+            .request_timeout(Some(self.timeout))
+            .name("synctool");
+        if let Some(t) = &self.token {
+            opts = opts.token(t.expose().to_string());
+        }
+        async_nats::connect_with_options(self.servers.as_slice(), opts)
+            .await
+            .map_err(|e| RuntimeError::Connect {
+                store: self.name.clone(),
+                host: self.servers.join(","),
+                message: scrub(e.to_string(), &self.secrets()),
+            })
+    }
+}
+
+/// A NATS sink of one pipeline.
+pub struct NatsSink {
+    pipeline: String,
+    settings: NatsSettings,
+    client: async_nats::Client,
+    js: Option<jetstream::Context>,
+    subject: String,
+    columns: Vec<String>,
+    max_in_flight: usize,
+}
+
+impl std::fmt::Debug for NatsSink {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("NatsSink")
+            .field("pipeline", &self.pipeline)
+            .field("store", &self.settings.name)
+            .field("subject", &self.subject)
+            .field("jetstream", &self.js.is_some())
+            .finish()
+    }
+}
+
+/// What one [`NatsSink::publish_batch`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct PublishReport {
+    /// Messages published (and acknowledged, through JetStream).
+    pub published: usize,
+    /// Messages the stream reported as duplicates (already stored by an earlier attempt).
+    pub duplicates: usize,
+}
+
+impl NatsSink {
+    /// Connect the sink of `pipeline`: subject from the sink, else the datastore; with a
+    /// `stream`, check that the stream exists (a missing stream is a clear error now rather
+    /// than a "no responders" later).
+    pub async fn connect(pipeline: &Pipeline, cfg: &RawConfig) -> Result<NatsSink, RuntimeError> {
+        let settings = NatsSettings::from_config(cfg, &pipeline.sink.store.name)?;
+        let subject = pipeline
+            .sink
+            .subject
+            .clone()
+            .or_else(|| settings.subject.clone())
+            .ok_or_else(|| {
+                RuntimeError::Config(format!(
+                    "pipeline `{}`: NATS sink needs a `subject` (on the sink or datastore `{}`)",
+                    pipeline.name, settings.name
+                ))
+            })?;
+        let client = settings.connect().await?;
+        let js = match &settings.stream {
+            None => None,
+            Some(stream) => {
+                let js = jetstream::new(client.clone());
+                js.get_stream(stream)
+                    .await
+                    .map_err(|e| settings.err(format!("JetStream stream `{stream}`: {e}")))?;
+                Some(js)
+            }
+        };
+        Ok(NatsSink {
+            pipeline: pipeline.name.clone(),
+            columns: pipeline
+                .sink
+                .fields
+                .iter()
+                .map(|f| f.column.clone())
+                .collect(),
+            settings,
+            client,
+            js,
+            subject,
+            max_in_flight: MAX_IN_FLIGHT,
+        })
+    }
+
+    /// The subject messages go to.
+    pub fn subject(&self) -> &str {
+        &self.subject
+    }
+
+    /// The payload of one row: a JSON object keyed by sink column.
+    pub fn payload(&self, row: &[Value]) -> Vec<u8> {
+        serde_json::to_vec(&row_to_json(&self.columns, row)).expect("JSON values always serialise")
+    }
+
+    /// The JetStream message id of a payload: hex SHA-256 of pipeline, subject and payload.
+    pub fn message_id(&self, payload: &[u8]) -> String {
+        let mut h = Sha256::new();
+        h.update(self.pipeline.as_bytes());
+        h.update([0u8]);
+        h.update(self.subject.as_bytes());
+        h.update([0u8]);
+        h.update(payload);
+        hex::encode(h.finalize())
+    }
+
+    /// Publish one message per row. Through JetStream, returns once every message is
+    /// acknowledged by the stream; otherwise once the client flushed them to the server.
+    pub async fn publish_batch(&self, rows: &[Row]) -> Result<PublishReport, RuntimeError> {
+        let mut report = PublishReport::default();
+        match &self.js {
+            Some(js) => {
+                let mut pending: VecDeque<jetstream::context::PublishAckFuture> = VecDeque::new();
+                for row in rows {
+                    if pending.len() >= self.max_in_flight {
+                        let f = pending.pop_front().expect("non-empty");
+                        self.await_ack(f, &mut report).await?;
+                    }
+                    let payload = self.payload(row);
+                    let id = self.message_id(&payload);
+                    let f = js
+                        .send_publish(
+                            self.subject.clone(),
+                            jetstream::message::PublishMessage::build()
+                                .payload(payload.into())
+                                .message_id(id),
+                        )
+                        .await
+                        .map_err(|e| self.publish_err(e))?;
+                    pending.push_back(f);
+                }
+                while let Some(f) = pending.pop_front() {
+                    self.await_ack(f, &mut report).await?;
+                }
+            }
+            None => {
+                for row in rows {
+                    self.client
+                        .publish(self.subject.clone(), self.payload(row).into())
+                        .await
+                        .map_err(|e| self.publish_err(e))?;
+                    report.published += 1;
+                }
+                self.client.flush().await.map_err(|e| self.publish_err(e))?;
+            }
+        }
+        Ok(report)
+    }
+
+    async fn await_ack(
+        &self,
+        f: jetstream::context::PublishAckFuture,
+        report: &mut PublishReport,
+    ) -> Result<(), RuntimeError> {
+        let ack = f.await.map_err(|e| self.publish_err(e))?;
+        report.published += 1;
+        if ack.duplicate {
+            report.duplicates += 1;
+        }
+        Ok(())
+    }
+
+    fn publish_err(&self, e: impl std::fmt::Display) -> RuntimeError {
+        self.settings.err(format!(
+            "pipeline `{}`: publish to `{}` failed: {e}",
+            self.pipeline, self.subject
+        ))
+    }
+}
+
+enum Inbox {
+    Core(async_nats::Subscriber),
+    Js(Box<PullConsumer>),
+}
+
+/// A NATS source of one pipeline.
+pub struct NatsSource {
+    pipeline: String,
+    settings: NatsSettings,
+    client: async_nats::Client,
+    subject: String,
+    inbox: Inbox,
+    fields: Vec<(String, String, Dtype)>,
+    batch_size: usize,
+    started: Instant,
+    received: u64,
+    done: bool,
+    /// A decode failure met after some rows of a batch: those rows are returned first, the
+    /// error on the next call.
+    pending_error: Option<RuntimeError>,
+}
+
+impl std::fmt::Debug for NatsSource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("NatsSource")
+            .field("pipeline", &self.pipeline)
+            .field("store", &self.settings.name)
+            .field("subject", &self.subject)
+            .field("received", &self.received)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A batch of decoded rows and the handle that acknowledges their messages.
+#[derive(Debug)]
+pub struct NatsBatch {
+    /// Rows keyed by source alias, typed by the source fields.
+    pub rows: Vec<IndexMap<String, Value>>,
+    /// Acknowledge once the sink committed these rows.
+    pub ack: NatsAck,
+}
+
+/// Acknowledges the messages of one [`NatsBatch`]. Dropping it without [`NatsAck::ack`]
+/// leaves JetStream messages unacknowledged: the stream redelivers them after its ack wait.
+#[derive(Debug)]
+pub struct NatsAck {
+    store: String,
+    messages: Vec<jetstream::Message>,
+}
+
+impl NatsAck {
+    /// Messages this handle acknowledges (0 for core NATS).
+    pub fn len(&self) -> usize {
+        self.messages.len()
+    }
+
+    /// True when there is nothing to acknowledge.
+    pub fn is_empty(&self) -> bool {
+        self.messages.is_empty()
+    }
+
+    /// Acknowledge every message of the batch. The last ack waits for the server's
+    /// confirmation; the server handles a connection's acks in order, so when it returns
+    /// every earlier ack was applied too.
+    pub async fn ack(self) -> Result<(), RuntimeError> {
+        let err = |e: async_nats::Error| RuntimeError::External {
+            store: self.store.clone(),
+            message: format!("JetStream ack failed: {e}"),
+        };
+        let Some((last, rest)) = self.messages.split_last() else {
+            return Ok(());
+        };
+        for m in rest {
+            m.ack().await.map_err(err)?;
+        }
+        last.double_ack().await.map_err(err)?;
+        Ok(())
+    }
+}
+
+impl NatsSource {
+    /// Subscribe the source of `pipeline`: JetStream pull consumer when the datastore has a
+    /// `stream` (the `durable` one, created if missing, filtered on the subject; ephemeral
+    /// otherwise), else a core (queue) subscription.
+    pub async fn connect(pipeline: &Pipeline, cfg: &RawConfig) -> Result<NatsSource, RuntimeError> {
+        let settings = NatsSettings::from_config(cfg, &pipeline.source.store.name)?;
+        let subject = settings.subject.clone().ok_or_else(|| {
+            RuntimeError::Config(format!(
+                "pipeline `{}`: NATS source datastore `{}` needs a `subject`",
+                pipeline.name, settings.name
+            ))
+        })?;
+        let client = settings.connect().await?;
+        let inbox = match &settings.stream {
+            Some(stream_name) => {
+                let js = jetstream::new(client.clone());
+                let stream = js
+                    .get_stream(stream_name)
+                    .await
+                    .map_err(|e| settings.err(format!("JetStream stream `{stream_name}`: {e}")))?;
+                let config = pull::Config {
+                    durable_name: settings.durable.clone(),
+                    filter_subject: subject.clone(),
+                    ack_policy: AckPolicy::Explicit,
+                    inactive_threshold: if settings.durable.is_some() {
+                        Duration::ZERO
+                    } else {
+                        Duration::from_secs(300)
+                    },
+                    ..Default::default()
+                };
+                let consumer: PullConsumer = match &settings.durable {
+                    Some(d) => stream.get_or_create_consumer(d, config).await,
+                    None => stream.create_consumer(config).await,
+                }
+                .map_err(|e| settings.err(format!("JetStream consumer on `{stream_name}`: {e}")))?;
+                Inbox::Js(Box::new(consumer))
+            }
+            None => {
+                let sub = match &settings.queue {
+                    Some(q) => client.queue_subscribe(subject.clone(), q.clone()).await,
+                    None => client.subscribe(subject.clone()).await,
+                }
+                .map_err(|e| settings.err(format!("subscribe to `{subject}`: {e}")))?;
+                // Make sure the server registered the interest before anyone publishes.
+                client
+                    .flush()
+                    .await
+                    .map_err(|e| settings.err(format!("subscribe to `{subject}`: {e}")))?;
+                Inbox::Core(sub)
+            }
+        };
+        Ok(NatsSource {
+            pipeline: pipeline.name.clone(),
+            fields: pipeline
+                .source
+                .fields
+                .iter()
+                .map(|f| (f.column.name.clone(), f.alias.clone(), f.dtype))
+                .collect(),
+            batch_size: pipeline.source.batch_size.max(1) as usize,
+            settings,
+            client,
+            subject,
+            inbox,
+            started: Instant::now(),
+            received: 0,
+            done: false,
+            pending_error: None,
+        })
+    }
+
+    /// Messages received so far.
+    pub fn received(&self) -> u64 {
+        self.received
+    }
+
+    /// How many more messages this batch may take and how long the next wait may last;
+    /// `None` when a limit is reached.
+    fn budget(&self) -> Option<(usize, Duration)> {
+        let mut want = self.batch_size;
+        if let Some(max) = self.settings.max_msgs {
+            let left = max.saturating_sub(self.received);
+            if left == 0 {
+                return None;
+            }
+            want = want.min(usize::try_from(left).unwrap_or(usize::MAX));
+        }
+        let mut wait = self.settings.per_msg_timeout;
+        if let Some(total) = self.settings.total_timeout {
+            let left = total.saturating_sub(self.started.elapsed());
+            if left.is_zero() {
+                return None;
+            }
+            wait = wait.min(left);
+        }
+        Some((want, wait))
+    }
+
+    /// The next batch (up to `batch_size` rows), or `None` when the source is exhausted:
+    /// `max_msgs` reached, `total_timeout` elapsed, or no message for `per_msg_timeout`.
+    /// A message that is not a JSON object, or whose values do not fit the source fields,
+    /// is an error (JetStream: it is not acknowledged, so nothing is lost); the rows decoded
+    /// before it in the same batch are returned first, and the error on the next call.
+    pub async fn next_batch(&mut self) -> Result<Option<NatsBatch>, RuntimeError> {
+        if let Some(e) = self.pending_error.take() {
+            return Err(e);
+        }
+        if self.done {
+            return Ok(None);
+        }
+        let mut rows = Vec::new();
+        let mut acks = Vec::new();
+        if let Err(e) = self.fill(&mut rows, &mut acks).await {
+            if rows.is_empty() {
+                return Err(e);
+            }
+            self.pending_error = Some(e);
+        }
+        if rows.is_empty() {
+            self.done = true;
+            return Ok(None);
+        }
+        Ok(Some(NatsBatch {
+            rows,
+            ack: NatsAck {
+                store: self.settings.name.clone(),
+                messages: acks,
+            },
+        }))
+    }
+
+    /// Receive up to `batch_size` rows into `rows` (and their JetStream messages into
+    /// `acks`), marking the source done when a limit is reached or it runs idle.
+    async fn fill(
+        &mut self,
+        rows: &mut Vec<IndexMap<String, Value>>,
+        acks: &mut Vec<jetstream::Message>,
+    ) -> Result<(), RuntimeError> {
+        let mut idle = false;
+        while rows.len() < self.batch_size {
+            let Some((want, wait)) = self.budget() else {
+                self.done = true;
+                break;
+            };
+            let want = want.min(self.batch_size - rows.len());
+            let before = rows.len();
+            match &mut self.inbox {
+                Inbox::Core(sub) => match tokio::time::timeout(wait, sub.next()).await {
+                    Ok(Some(msg)) => {
+                        let label = format!("message {} on `{}`", self.received + 1, msg.subject);
+                        rows.push(self.decode(&msg.payload, &label)?);
+                        self.received += 1;
+                    }
+                    Ok(None) | Err(_) => idle = true,
+                },
+                Inbox::Js(consumer) => {
+                    let mut batch = consumer
+                        .batch()
+                        .max_messages(want)
+                        .expires(wait.max(Duration::from_millis(10)))
+                        .messages()
+                        .await
+                        .map_err(|e| self.settings.err(format!("JetStream pull: {e}")))?;
+                    let deadline = wait + Duration::from_secs(1);
+                    loop {
+                        let next = match tokio::time::timeout(deadline, batch.next()).await {
+                            Ok(Some(m)) => m,
+                            Ok(None) | Err(_) => break,
+                        };
+                        let msg =
+                            next.map_err(|e| self.settings.err(format!("JetStream pull: {e}")))?;
+                        let seq = msg.info().map(|i| i.stream_sequence).unwrap_or(0);
+                        let label = format!("stream sequence {seq} on `{}`", msg.subject);
+                        let row = self.decode(&msg.payload, &label)?;
+                        rows.push(row);
+                        acks.push(msg);
+                        self.received += 1;
+                    }
+                    if rows.len() == before {
+                        idle = true;
+                    }
+                }
+            }
+            if idle {
+                self.done = true;
+                break;
+            }
+        }
+        Ok(())
+    }
+
+    fn decode(&self, payload: &[u8], label: &str) -> Result<IndexMap<String, Value>, RuntimeError> {
+        let json: serde_json::Value = serde_json::from_slice(payload).map_err(|e| {
+            self.settings.err(format!(
+                "pipeline `{}`: {label} is not JSON: {e}",
+                self.pipeline
+            ))
+        })?;
+        let serde_json::Value::Object(obj) = json else {
+            return Err(self.settings.err(format!(
+                "pipeline `{}`: {label} is not a JSON object",
+                self.pipeline
+            )));
+        };
+        row_from_json(&obj, &self.fields).map_err(|(column, message)| RuntimeError::Value {
+            pipeline: self.pipeline.clone(),
+            key: label.to_string(),
+            column,
+            message,
+        })
+    }
+
+    /// Stop consuming: unsubscribe a core subscription, drain the connection.
+    pub async fn close(self) -> Result<(), RuntimeError> {
+        if let Inbox::Core(mut sub) = self.inbox {
+            let _ = sub.unsubscribe().await;
+        }
+        self.client
+            .drain()
+            .await
+            .map_err(|e| self.settings.err(format!("drain: {e}")))
+    }
+}

@@ -1,0 +1,102 @@
+//! Retry policy shared by the HTTP clients (enrichment lookups, webhook sink): exponential
+//! backoff, and which failures are worth another attempt.
+
+use std::time::Duration;
+
+/// How often and how patiently a request is retried.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RetryPolicy {
+    /// Retries after the first attempt (so `retries + 1` attempts at most).
+    pub retries: u32,
+    /// Delay before the first retry; each later retry doubles it.
+    pub initial_backoff: Duration,
+    /// Upper bound of one delay.
+    pub max_backoff: Duration,
+}
+
+impl RetryPolicy {
+    /// `retries` retries starting at 100 ms, doubling, at most 5 s apart.
+    pub fn new(retries: u32) -> RetryPolicy {
+        RetryPolicy {
+            retries,
+            initial_backoff: Duration::from_millis(100),
+            max_backoff: Duration::from_secs(5),
+        }
+    }
+
+    /// The delay before retry number `attempt` (0 = the first retry).
+    pub fn backoff(&self, attempt: u32) -> Duration {
+        let factor = 1u32.checked_shl(attempt.min(20)).unwrap_or(u32::MAX);
+        self.initial_backoff
+            .saturating_mul(factor)
+            .min(self.max_backoff)
+    }
+}
+
+/// Whether an HTTP status is worth retrying: 5xx, 408 Request Timeout and 429 Too Many
+/// Requests. Other 4xx mean the request itself is wrong and are never retried.
+pub fn retryable_status(status: u16) -> bool {
+    status >= 500 || status == 408 || status == 429
+}
+
+/// Whether a transport error is worth retrying: timeouts and connection failures.
+pub fn retryable_error(e: &reqwest::Error) -> bool {
+    e.is_timeout() || e.is_connect() || e.is_request() || e.is_body()
+}
+
+/// A URL for messages: scheme, host, port and path, without credentials or query string
+/// (which may carry API keys).
+pub fn redact_url(url: &reqwest::Url) -> String {
+    let mut u = url.clone();
+    let _ = u.set_username("");
+    let _ = u.set_password(None);
+    u.set_query(None);
+    u.set_fragment(None);
+    u.to_string()
+}
+
+/// A transport error's message without the URL it carries.
+pub fn error_text(e: reqwest::Error) -> String {
+    let timeout = e.is_timeout();
+    let e = e.without_url();
+    let mut msg = e.to_string();
+    let mut src = std::error::Error::source(&e);
+    while let Some(s) = src {
+        msg.push_str(": ");
+        msg.push_str(&s.to_string());
+        src = s.source();
+    }
+    if timeout && !msg.contains("timed out") {
+        msg.push_str(" (timed out)");
+    }
+    msg
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_and_caps() {
+        let p = RetryPolicy::new(5);
+        assert_eq!(p.backoff(0), Duration::from_millis(100));
+        assert_eq!(p.backoff(1), Duration::from_millis(200));
+        assert_eq!(p.backoff(3), Duration::from_millis(800));
+        assert_eq!(p.backoff(10), Duration::from_secs(5));
+        assert_eq!(p.backoff(64), Duration::from_secs(5));
+    }
+
+    #[test]
+    fn statuses() {
+        assert!(retryable_status(503));
+        assert!(retryable_status(429));
+        assert!(!retryable_status(404));
+        assert!(!retryable_status(400));
+    }
+
+    #[test]
+    fn urls_lose_secrets() {
+        let u = reqwest::Url::parse("http://u:p@127.0.0.1:80/a/b?key=secret#x").unwrap();
+        assert_eq!(redact_url(&u), "http://127.0.0.1/a/b");
+    }
+}

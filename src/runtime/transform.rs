@@ -1,0 +1,663 @@
+//! Row transform: an extracted (and enriched) source row → the sink row.
+//!
+//! The source row is keyed by alias: source field aliases, pushed-expression aliases and
+//! the outputs of the enrichments (see [`crate::runtime::enrich`]). [`sink_row`] computes
+//! each sink field in config order and coerces it to the sink dtype; [`coerce`] is the one
+//! place that decides which value fits which dtype, and [`value_to_json`] the one JSON
+//! encoding of values used by the webhook and NATS sinks.
+//!
+//! Pure code: no I/O.
+
+use super::{Row, RuntimeError};
+use crate::expr::{eval, Decimal, EvalCtx, Value};
+use crate::ir::{FieldValue, KeyPair, Pipeline};
+use crate::types::Dtype;
+use chrono::{NaiveDate, NaiveDateTime, Timelike};
+use indexmap::IndexMap;
+
+/// Compute the sink row (one value per [`crate::ir::SinkField`], in sink field order) from a
+/// source row keyed by alias. `now` is the run's fixed "now" used by `now()` / `today()`.
+///
+/// Every value is coerced to its sink dtype; a value that does not fit is a
+/// [`RuntimeError::Value`] naming the pipeline, the row's key and the column.
+pub fn sink_row(
+    pipeline: &Pipeline,
+    row: &IndexMap<String, Value>,
+    now: NaiveDateTime,
+) -> Result<Row, RuntimeError> {
+    let mut out = Vec::with_capacity(pipeline.sink.fields.len());
+    for f in &pipeline.sink.fields {
+        let fail = |message: String| RuntimeError::Value {
+            pipeline: pipeline.name.clone(),
+            key: row_key(&pipeline.key, row),
+            column: f.column.clone(),
+            message,
+        };
+        let raw = match &f.value {
+            FieldValue::Column { alias } | FieldValue::Pushed { alias } => row
+                .get(alias)
+                .cloned()
+                .ok_or_else(|| fail(format!("the row has no field `{alias}`")))?,
+            FieldValue::Expr(e) => eval(e, &EvalCtx::row(row, now)).map_err(|e| fail(e.message))?,
+            FieldValue::Template(t) => Value::Str(t.render(row).map_err(|e| fail(e.to_string()))?),
+            FieldValue::Enrichment { name, output } => {
+                row.get(output).cloned().ok_or_else(|| {
+                    fail(format!(
+                        "the row has no output `{output}` of enrichment `{name}` (did it run?)"
+                    ))
+                })?
+            }
+        };
+        out.push(coerce(raw, f.dtype).map_err(fail)?);
+    }
+    Ok(out)
+}
+
+/// The row's key values as text for error messages: `id=7, region=eu` (sink column names,
+/// values from the row by source alias). Empty when the pipeline has no key.
+pub fn row_key(key: &[KeyPair], row: &IndexMap<String, Value>) -> String {
+    key.iter()
+        .map(|k| {
+            let v = row
+                .get(&k.source_alias)
+                .map_or_else(|| "?".to_string(), key_text);
+            format!("{}={v}", k.sink_column)
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+fn key_text(v: &Value) -> String {
+    match v {
+        Value::Null => "NULL".into(),
+        Value::Str(s) => format!("{s:?}"),
+        other => other.to_text(),
+    }
+}
+
+fn type_name(v: &Value) -> &'static str {
+    match v {
+        Value::Null => "NULL",
+        Value::Int(_) => "int",
+        Value::Float(_) => "float",
+        Value::Decimal(_) => "decimal",
+        Value::Str(_) => "str",
+        Value::Bool(_) => "bool",
+        Value::Date(_) => "date",
+        Value::Datetime(_) => "datetime",
+        Value::Uuid(_) => "uuid",
+        Value::Json(_) => "json",
+        Value::Interval(_) => "interval",
+        Value::List(_) => "list",
+        Value::Map(_) => "mapping",
+    }
+}
+
+fn dtype_name(d: Dtype) -> String {
+    match d {
+        Dtype::Int => "int".into(),
+        Dtype::Float => "float".into(),
+        Dtype::Decimal { precision, scale } => format!("decimal({precision},{scale})"),
+        Dtype::Str => "str".into(),
+        Dtype::Bool => "bool".into(),
+        Dtype::Date => "date".into(),
+        Dtype::Datetime => "datetime".into(),
+        Dtype::Uuid => "uuid".into(),
+        Dtype::Json => "json".into(),
+    }
+}
+
+fn shown(v: &Value) -> String {
+    let t = v.to_text();
+    if t.chars().count() > 60 {
+        format!("{}…", t.chars().take(60).collect::<String>())
+    } else {
+        t
+    }
+}
+
+/// Coerce a value to a dtype. Widening conversions always succeed (int → float/decimal,
+/// date → datetime, uuid → str, anything → json); narrowing ones succeed only when nothing
+/// is lost (an integral float → int, a midnight datetime → date); text is parsed for
+/// numbers, booleans, dates, datetimes (ISO 8601; an offset is converted to UTC) and uuids;
+/// JSON scalars are unwrapped first. Decimals are rounded half-to-even to the column scale
+/// and must fit its precision. NULL stays NULL. The error says what did not fit.
+pub fn coerce(v: Value, dtype: Dtype) -> Result<Value, String> {
+    if v.is_null() {
+        return Ok(Value::Null);
+    }
+    if dtype == Dtype::Json {
+        return Ok(match v {
+            Value::Json(j) => Value::from_json(j),
+            other => Value::Json(value_to_json(&other)),
+        });
+    }
+    let v = match v {
+        Value::Json(j) => match j {
+            serde_json::Value::Null => return Ok(Value::Null),
+            serde_json::Value::Bool(b) => Value::Bool(b),
+            serde_json::Value::String(s) => Value::Str(s),
+            serde_json::Value::Number(n) => match n.as_i64() {
+                Some(i) => Value::Int(i),
+                None => match Decimal::parse(&n.to_string()) {
+                    Some(d) if dtype != Dtype::Float => Value::Decimal(d),
+                    _ => Value::Float(n.as_f64().unwrap_or(f64::NAN)),
+                },
+            },
+            other if dtype == Dtype::Str => Value::Str(other.to_string()),
+            other => {
+                return Err(format!(
+                    "a JSON {} does not fit {}",
+                    if other.is_array() { "array" } else { "object" },
+                    dtype_name(dtype)
+                ))
+            }
+        },
+        other => other,
+    };
+    let no_fit = |v: &Value, why: &str| {
+        let mut m = format!(
+            "{} value `{}` does not fit {}",
+            type_name(v),
+            shown(v),
+            dtype_name(dtype)
+        );
+        if !why.is_empty() {
+            m.push_str(": ");
+            m.push_str(why);
+        }
+        m
+    };
+    match dtype {
+        Dtype::Json => unreachable!("handled above"),
+        Dtype::Int => match &v {
+            Value::Int(_) => Ok(v),
+            Value::Bool(b) => Ok(Value::Int(i64::from(*b))),
+            Value::Float(f) => {
+                if f.is_finite()
+                    && f.fract() == 0.0
+                    && *f >= -9.223_372_036_854_776e18
+                    && *f < 9.223_372_036_854_776e18
+                {
+                    Ok(Value::Int(*f as i64))
+                } else {
+                    Err(no_fit(&v, "not a whole number in the 64-bit range"))
+                }
+            }
+            Value::Decimal(d) => {
+                if d.normalized().scale() == 0 {
+                    d.trunc_i64()
+                        .map(Value::Int)
+                        .ok_or_else(|| no_fit(&v, "out of the 64-bit range"))
+                } else {
+                    Err(no_fit(&v, "not a whole number"))
+                }
+            }
+            Value::Str(s) => s
+                .trim()
+                .parse::<i64>()
+                .map(Value::Int)
+                .map_err(|_| no_fit(&v, "not an integer")),
+            _ => Err(no_fit(&v, "")),
+        },
+        Dtype::Float => match &v {
+            Value::Float(_) => Ok(v),
+            Value::Int(i) => Ok(Value::Float(*i as f64)),
+            Value::Decimal(d) => Ok(Value::Float(d.to_f64())),
+            Value::Str(s) => s
+                .trim()
+                .parse::<f64>()
+                .map(Value::Float)
+                .map_err(|_| no_fit(&v, "not a number")),
+            _ => Err(no_fit(&v, "")),
+        },
+        Dtype::Decimal { precision, scale } => {
+            let d = match &v {
+                Value::Decimal(d) => Some(*d),
+                Value::Int(i) => Some(Decimal::from_i64(*i)),
+                Value::Float(f) => Decimal::from_f64(*f),
+                Value::Str(s) => Decimal::parse(s),
+                _ => None,
+            };
+            let Some(d) = d else {
+                return Err(no_fit(&v, "not a decimal number"));
+            };
+            let d = d.round_to(u32::from(scale));
+            let digits = d.normalized().mantissa().unsigned_abs().to_string();
+            let int_digits = digits.len().saturating_sub(d.normalized().scale() as usize);
+            let allowed = usize::from(precision - scale);
+            if d.normalized().mantissa() != 0 && int_digits > allowed {
+                return Err(no_fit(
+                    &v,
+                    &format!("more than {allowed} digits before the decimal point"),
+                ));
+            }
+            Ok(Value::Decimal(d))
+        }
+        Dtype::Str => Ok(match v {
+            Value::Str(_) => v,
+            Value::Uuid(s) => Value::Str(s),
+            Value::Datetime(t) => Value::Str(datetime_iso(&t)),
+            other => Value::Str(other.to_text()),
+        }),
+        Dtype::Bool => match &v {
+            Value::Bool(_) => Ok(v),
+            Value::Int(0) => Ok(Value::Bool(false)),
+            Value::Int(1) => Ok(Value::Bool(true)),
+            Value::Str(s) => match s.trim().to_ascii_lowercase().as_str() {
+                "true" | "t" | "1" | "yes" | "y" => Ok(Value::Bool(true)),
+                "false" | "f" | "0" | "no" | "n" => Ok(Value::Bool(false)),
+                _ => Err(no_fit(&v, "not a boolean")),
+            },
+            _ => Err(no_fit(&v, "")),
+        },
+        Dtype::Date => match &v {
+            Value::Date(_) => Ok(v),
+            Value::Datetime(t) => {
+                if t.time() == chrono::NaiveTime::MIN {
+                    Ok(Value::Date(t.date()))
+                } else {
+                    Err(no_fit(&v, "it has a time of day"))
+                }
+            }
+            Value::Str(s) => NaiveDate::parse_from_str(s.trim(), "%Y-%m-%d")
+                .map(Value::Date)
+                .map_err(|_| no_fit(&v, "expected YYYY-MM-DD")),
+            _ => Err(no_fit(&v, "")),
+        },
+        Dtype::Datetime => match &v {
+            Value::Datetime(t) => Ok(Value::Datetime(truncate_micros(*t))),
+            Value::Date(d) => Ok(Value::Datetime(d.and_time(chrono::NaiveTime::MIN))),
+            Value::Str(s) => parse_datetime(s)
+                .map(|t| Value::Datetime(truncate_micros(t)))
+                .ok_or_else(|| no_fit(&v, "expected an ISO 8601 timestamp")),
+            _ => Err(no_fit(&v, "")),
+        },
+        Dtype::Uuid => match &v {
+            Value::Uuid(_) => Ok(v),
+            Value::Str(s) => parse_uuid(s)
+                .map(Value::Uuid)
+                .ok_or_else(|| no_fit(&v, "not a UUID")),
+            _ => Err(no_fit(&v, "")),
+        },
+    }
+}
+
+fn truncate_micros(t: NaiveDateTime) -> NaiveDateTime {
+    let ns = t.nanosecond();
+    t.with_nanosecond(ns - ns % 1000).unwrap_or(t)
+}
+
+/// Parse an ISO 8601 timestamp: `T` or a space between date and time, optional fraction,
+/// optional `Z` or `±hh:mm` offset (converted to UTC), or a bare date (midnight).
+pub fn parse_datetime(s: &str) -> Option<NaiveDateTime> {
+    let s = s.trim();
+    if let Ok(t) = chrono::DateTime::parse_from_rfc3339(s) {
+        return Some(t.naive_utc());
+    }
+    if let Ok(t) = chrono::DateTime::parse_from_str(s, "%Y-%m-%d %H:%M:%S%.f%:z") {
+        return Some(t.naive_utc());
+    }
+    let t = s.strip_suffix('Z').unwrap_or(s);
+    [
+        "%Y-%m-%dT%H:%M:%S%.f",
+        "%Y-%m-%d %H:%M:%S%.f",
+        "%Y-%m-%dT%H:%M",
+        "%Y-%m-%d %H:%M",
+    ]
+    .iter()
+    .find_map(|f| NaiveDateTime::parse_from_str(t, f).ok())
+    .or_else(|| {
+        NaiveDate::parse_from_str(t, "%Y-%m-%d")
+            .ok()
+            .map(|d| d.and_time(chrono::NaiveTime::MIN))
+    })
+}
+
+/// A UUID in canonical lower-case 8-4-4-4-12 form (also accepts braces, upper case and the
+/// 32-digit form without hyphens).
+pub fn parse_uuid(s: &str) -> Option<String> {
+    let s = s.trim();
+    let s = s
+        .strip_prefix('{')
+        .and_then(|x| x.strip_suffix('}'))
+        .unwrap_or(s);
+    let hex: String = s.chars().filter(|c| *c != '-').collect();
+    let dashes_ok = s.len() == 32
+        || (s.len() == 36 && [8, 13, 18, 23].iter().all(|i| s.as_bytes()[*i] == b'-'));
+    if hex.len() != 32 || !dashes_ok || !hex.chars().all(|c| c.is_ascii_hexdigit()) {
+        return None;
+    }
+    let h = hex.to_ascii_lowercase();
+    Some(format!(
+        "{}-{}-{}-{}-{}",
+        &h[0..8],
+        &h[8..12],
+        &h[12..16],
+        &h[16..20],
+        &h[20..32]
+    ))
+}
+
+/// A UTC timestamp as ISO 8601 with microseconds and `Z`: `2024-01-02T03:04:05.000006Z`.
+pub fn datetime_iso(t: &NaiveDateTime) -> String {
+    t.format("%Y-%m-%dT%H:%M:%S%.6fZ").to_string()
+}
+
+/// The wire JSON of a value (webhook and NATS payloads): decimals as strings (exact),
+/// datetimes as ISO 8601 UTC with microseconds and `Z`, dates as `YYYY-MM-DD`, uuids as
+/// strings, NULL as `null`, JSON as is, intervals as microseconds. A non-finite float has no
+/// JSON form and becomes `null`.
+pub fn value_to_json(v: &Value) -> serde_json::Value {
+    use serde_json::Value as J;
+    match v {
+        Value::Null => J::Null,
+        Value::Int(i) => J::from(*i),
+        Value::Float(f) => serde_json::Number::from_f64(*f).map_or(J::Null, J::Number),
+        Value::Decimal(d) => J::String(d.to_string()),
+        Value::Str(s) | Value::Uuid(s) => J::String(s.clone()),
+        Value::Bool(b) => J::Bool(*b),
+        Value::Date(d) => J::String(d.format("%Y-%m-%d").to_string()),
+        Value::Datetime(t) => J::String(datetime_iso(t)),
+        Value::Json(j) => j.clone(),
+        Value::Interval(us) => J::from(*us),
+        Value::List(l) => J::Array(l.iter().map(value_to_json).collect()),
+        Value::Map(m) => J::Object(
+            m.iter()
+                .map(|(k, v)| (k.clone(), value_to_json(v)))
+                .collect(),
+        ),
+    }
+}
+
+/// A sink row as a JSON object, keys being the sink column names in sink field order.
+pub fn row_to_json(columns: &[String], row: &[Value]) -> serde_json::Value {
+    serde_json::Value::Object(
+        columns
+            .iter()
+            .zip(row)
+            .map(|(c, v)| (c.clone(), value_to_json(v)))
+            .collect(),
+    )
+}
+
+/// Decode one JSON object (a NATS message) into a row keyed by alias: for each
+/// `(json key, alias, dtype)` the value is read by key, else by alias (missing → NULL), and
+/// coerced to the dtype. Errors name the offending key.
+pub fn row_from_json(
+    obj: &serde_json::Map<String, serde_json::Value>,
+    fields: &[(String, String, Dtype)],
+) -> Result<IndexMap<String, Value>, (String, String)> {
+    let mut row = IndexMap::with_capacity(fields.len());
+    for (key, alias, dtype) in fields {
+        let j = obj
+            .get(key)
+            .or_else(|| obj.get(alias))
+            .cloned()
+            .unwrap_or(serde_json::Value::Null);
+        let v = coerce(Value::from_json(j), *dtype).map_err(|m| (key.clone(), m))?;
+        row.insert(alias.clone(), v);
+    }
+    Ok(row)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::NaiveDate;
+
+    fn dt(s: &str) -> NaiveDateTime {
+        parse_datetime(s).unwrap()
+    }
+
+    #[test]
+    fn widening_coercions() {
+        assert_eq!(coerce(Value::Int(3), Dtype::Float), Ok(Value::Float(3.0)));
+        let d = NaiveDate::from_ymd_opt(2024, 2, 29).unwrap();
+        assert_eq!(
+            coerce(Value::Date(d), Dtype::Datetime),
+            Ok(Value::Datetime(d.and_hms_opt(0, 0, 0).unwrap()))
+        );
+        assert_eq!(
+            coerce(
+                Value::Int(7),
+                Dtype::Decimal {
+                    precision: 10,
+                    scale: 2
+                }
+            ),
+            Ok(Value::Decimal(Decimal::parse("7").unwrap()))
+        );
+        assert_eq!(
+            coerce(Value::Uuid("a".into()), Dtype::Str),
+            Ok(Value::Str("a".into()))
+        );
+        assert_eq!(coerce(Value::Null, Dtype::Int), Ok(Value::Null));
+        assert_eq!(
+            coerce(Value::Int(1), Dtype::Json),
+            Ok(Value::Json(serde_json::json!(1)))
+        );
+    }
+
+    #[test]
+    fn narrowing_only_when_lossless() {
+        assert_eq!(coerce(Value::Float(4.0), Dtype::Int), Ok(Value::Int(4)));
+        assert!(coerce(Value::Float(4.5), Dtype::Int)
+            .unwrap_err()
+            .contains("does not fit int"));
+        assert!(coerce(Value::Float(f64::NAN), Dtype::Int).is_err());
+        assert!(coerce(Value::Float(1e19), Dtype::Int).is_err());
+        assert!(coerce(Value::Datetime(dt("2024-01-01T10:00:00")), Dtype::Date).is_err());
+        assert_eq!(
+            coerce(Value::Datetime(dt("2024-01-01T00:00:00")), Dtype::Date),
+            Ok(Value::Date(NaiveDate::from_ymd_opt(2024, 1, 1).unwrap()))
+        );
+        assert!(coerce(Value::Str("abc".into()), Dtype::Int).is_err());
+        assert!(coerce(Value::Int(2), Dtype::Bool).is_err());
+    }
+
+    #[test]
+    fn decimal_scale_and_precision() {
+        let d52 = Dtype::Decimal {
+            precision: 5,
+            scale: 2,
+        };
+        assert_eq!(
+            coerce(Value::Str("123.455".into()), d52),
+            Ok(Value::Decimal(Decimal::parse("123.46").unwrap()))
+        );
+        assert!(coerce(Value::Int(1234), d52)
+            .unwrap_err()
+            .contains("more than 3 digits"));
+        assert_eq!(
+            coerce(Value::Json(serde_json::json!(0.1)), d52),
+            Ok(Value::Decimal(Decimal::parse("0.1").unwrap()))
+        );
+    }
+
+    #[test]
+    fn text_parsing() {
+        assert_eq!(
+            coerce(
+                Value::Str("2024-01-02T03:04:05.123456+02:00".into()),
+                Dtype::Datetime
+            ),
+            Ok(Value::Datetime(dt("2024-01-02 01:04:05.123456")))
+        );
+        assert_eq!(
+            coerce(Value::Str("2024-01-02 03:04:05Z".into()), Dtype::Datetime),
+            Ok(Value::Datetime(dt("2024-01-02T03:04:05")))
+        );
+        assert_eq!(
+            coerce(
+                Value::Str("{A0EEBC99-9C0B-4EF8-BB6D-6BB9BD380A11}".into()),
+                Dtype::Uuid
+            ),
+            Ok(Value::Uuid("a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11".into()))
+        );
+        assert!(coerce(Value::Str("a0eebc99-9c0b".into()), Dtype::Uuid).is_err());
+        assert_eq!(
+            coerce(Value::Str("yes".into()), Dtype::Bool),
+            Ok(Value::Bool(true))
+        );
+        assert_eq!(
+            coerce(Value::Json(serde_json::json!("42")), Dtype::Int),
+            Ok(Value::Int(42))
+        );
+        assert!(coerce(Value::Json(serde_json::json!({"a": 1})), Dtype::Int).is_err());
+        assert_eq!(
+            coerce(Value::Json(serde_json::json!({"a": 1})), Dtype::Str),
+            Ok(Value::Str("{\"a\":1}".into()))
+        );
+    }
+
+    #[test]
+    fn wire_json() {
+        let row = vec![
+            Value::Decimal(Decimal::parse("12345678901234567890.123456789").unwrap()),
+            Value::Datetime(dt("2024-01-02T03:04:05.000006")),
+            Value::Date(NaiveDate::from_ymd_opt(2024, 1, 2).unwrap()),
+            Value::Uuid("a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11".into()),
+            Value::Null,
+            Value::Int(5),
+        ];
+        let cols: Vec<String> = ["d", "t", "day", "u", "n", "i"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+        assert_eq!(
+            row_to_json(&cols, &row).to_string(),
+            r#"{"d":"12345678901234567890.123456789","t":"2024-01-02T03:04:05.000006Z","day":"2024-01-02","u":"a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11","n":null,"i":5}"#
+        );
+    }
+
+    #[test]
+    fn json_rows_decode_by_field() {
+        let obj = serde_json::json!({"id": "7", "at": "2024-01-01T00:00:00Z", "x": 1.5});
+        let fields = vec![
+            ("id".to_string(), "id".to_string(), Dtype::Int),
+            ("at".to_string(), "at".to_string(), Dtype::Datetime),
+            ("missing".to_string(), "m".to_string(), Dtype::Str),
+        ];
+        let row = row_from_json(obj.as_object().unwrap(), &fields).unwrap();
+        assert_eq!(row["id"], Value::Int(7));
+        assert_eq!(row["at"], Value::Datetime(dt("2024-01-01T00:00:00")));
+        assert_eq!(row["m"], Value::Null);
+        let bad = serde_json::json!({"id": "x"});
+        let err = row_from_json(bad.as_object().unwrap(), &fields[..1]).unwrap_err();
+        assert_eq!(err.0, "id");
+    }
+}
+
+#[cfg(test)]
+mod sink_row_tests {
+    use super::*;
+    use crate::ir::FieldValue;
+    use std::collections::HashMap;
+
+    const CONFIG: &str = r#"
+datastores:
+  - {name: pg, type: postgres, host: 127.0.0.1, username: u, database: d}
+externalstores:
+  - {name: cache, type: redis, host: 127.0.0.1}
+pipelines:
+  - name: orders
+    source:
+      datastore: pg
+      table: t
+      fields:
+        - {column: id, dtype: int}
+        - {column: name, dtype: str}
+        - {column: amount, dtype: int}
+        - {column: day, dtype: date}
+    sink:
+      datastore: pg
+      table: s
+      unique_key: [id]
+      fields:
+        - {column: id, source_column: id}
+        - {column: amount_f, dtype: float, source_column: amount}
+        - {column: day_ts, dtype: datetime, source_column: day}
+        - {column: greeting, dtype: str, source_column: "TMPL(hi {{ name }})"}
+        - {column: seg, dtype: int, source: segment}
+        - {column: stamp, dtype: datetime, source_column: "lambda: now()"}
+        - {column: label, dtype: str, source_column: 'lambda r: r["segment"] + "!"'}
+    enrichment:
+      - {externalstore: cache, name: segment, key_template: "seg:{{ id }}"}
+"#;
+
+    fn pipeline() -> Pipeline {
+        let fe = crate::driver::frontend("t.yaml", CONFIG, &HashMap::<String, String>::new(), &[])
+            .unwrap_or_else(|f| panic!("{}", f.render()));
+        fe.checked.program.pipelines[0].clone()
+    }
+
+    fn row(seg: &str) -> IndexMap<String, Value> {
+        let mut r = IndexMap::new();
+        r.insert("id".to_string(), Value::Int(7));
+        r.insert("name".to_string(), Value::Str("Ann".into()));
+        r.insert("amount".to_string(), Value::Int(1500));
+        r.insert(
+            "day".to_string(),
+            Value::Date(NaiveDate::from_ymd_opt(2024, 3, 1).unwrap()),
+        );
+        r.insert("segment".to_string(), Value::Str(seg.into()));
+        r
+    }
+
+    #[test]
+    fn every_field_kind_is_computed_and_coerced() {
+        let p = pipeline();
+        assert!(matches!(p.sink.fields[3].value, FieldValue::Template(_)));
+        assert!(matches!(
+            p.sink.fields[4].value,
+            FieldValue::Enrichment { .. }
+        ));
+        let now = parse_datetime("2024-05-06T07:08:09.123456").unwrap();
+        let out = sink_row(&p, &row("42"), now).unwrap();
+        assert_eq!(out[0], Value::Int(7));
+        assert_eq!(out[1], Value::Float(1500.0));
+        assert_eq!(
+            out[2],
+            Value::Datetime(parse_datetime("2024-03-01").unwrap())
+        );
+        assert_eq!(out[3], Value::Str("hi Ann".into()));
+        assert_eq!(out[4], Value::Int(42));
+        assert_eq!(out[5], Value::Datetime(now));
+        assert_eq!(out[6], Value::Str("42!".into()));
+    }
+
+    #[test]
+    fn a_value_that_does_not_fit_names_pipeline_key_and_column() {
+        let p = pipeline();
+        let now = parse_datetime("2024-05-06").unwrap();
+        let err = sink_row(&p, &row("gold"), now).unwrap_err();
+        match &err {
+            RuntimeError::Value {
+                pipeline,
+                key,
+                column,
+                ..
+            } => {
+                assert_eq!(pipeline, "orders");
+                assert_eq!(key, "id=7");
+                assert_eq!(column, "seg");
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+        assert!(
+            err.to_string()
+                .contains("str value `gold` does not fit int"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn a_missing_enrichment_output_is_an_error() {
+        let p = pipeline();
+        let mut r = row("1");
+        r.shift_remove("segment");
+        let err = sink_row(&p, &r, parse_datetime("2024-05-06").unwrap()).unwrap_err();
+        assert!(err.to_string().contains("enrichment `segment`"), "{err}");
+    }
+}

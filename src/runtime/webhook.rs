@@ -1,0 +1,198 @@
+//! Webhook sink (SPEC §5): each batch is POSTed as a JSON array of row objects to the
+//! datastore's `base_url` + the sink's `url_path`, with the datastore's headers, a timeout,
+//! retries with exponential backoff on timeouts, connection errors, 5xx, 408 and 429, and an
+//! `Idempotency-Key` header derived from the batch content alone — so a retried or re-run
+//! batch carries the same key, and the receiver can drop duplicates.
+
+use super::enrich::http::header_map;
+use super::enrich::{timeout_of, DEFAULT_RETRIES, DEFAULT_TIMEOUT};
+use super::retry::{error_text, redact_url, retryable_error, retryable_status, RetryPolicy};
+use super::transform::row_to_json;
+use super::{Row, RuntimeError};
+use crate::config::raw::RawConfig;
+use crate::ir::Pipeline;
+use reqwest::Url;
+use sha2::{Digest, Sha256};
+
+/// The header carrying the batch's idempotency key.
+pub const IDEMPOTENCY_HEADER: &str = "Idempotency-Key";
+
+/// A webhook sink of one pipeline.
+#[derive(Clone)]
+pub struct WebhookSink {
+    pipeline: String,
+    store: String,
+    url: Url,
+    url_path: String,
+    columns: Vec<String>,
+    client: reqwest::Client,
+    retry: RetryPolicy,
+}
+
+impl std::fmt::Debug for WebhookSink {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WebhookSink")
+            .field("pipeline", &self.pipeline)
+            .field("store", &self.store)
+            .field("url", &redact_url(&self.url))
+            .finish_non_exhaustive()
+    }
+}
+
+/// What happened to one batch.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WebhookReceipt {
+    /// The batch's `Idempotency-Key`.
+    pub idempotency_key: String,
+    /// The final HTTP status (0 when the batch was empty and nothing was sent).
+    pub status: u16,
+    /// Attempts made (0 for an empty batch).
+    pub attempts: u32,
+}
+
+impl WebhookSink {
+    /// The sink of `pipeline` (a webhook datastore), with settings from `cfg`: `base_url`,
+    /// `headers`, `timeout` (default 10 s), `retries` (default 3).
+    pub fn new(pipeline: &Pipeline, cfg: &RawConfig) -> Result<WebhookSink, RuntimeError> {
+        let store = pipeline.sink.store.name.clone();
+        let raw = cfg
+            .datastores
+            .iter()
+            .find(|d| d.name.value == store)
+            .ok_or_else(|| {
+                RuntimeError::Config(format!("datastore `{store}` is not configured"))
+            })?;
+        let base = raw.base_url.as_ref().ok_or_else(|| {
+            RuntimeError::Config(format!("webhook datastore `{store}` has no `base_url`"))
+        })?;
+        let url_path = pipeline.sink.url_path.clone().unwrap_or_default();
+        let joined = if url_path.is_empty() {
+            base.value.clone()
+        } else {
+            format!(
+                "{}/{}",
+                base.value.trim_end_matches('/'),
+                url_path.trim_start_matches('/')
+            )
+        };
+        let url = Url::parse(&joined).map_err(|e| {
+            RuntimeError::Config(format!(
+                "webhook datastore `{store}`: `base_url` + `url_path` is not a URL: {e}"
+            ))
+        })?;
+        let headers: Vec<(String, String)> = raw
+            .headers
+            .iter()
+            .map(|(k, v)| (k.value.clone(), v.value.clone()))
+            .collect();
+        let timeout = timeout_of(raw.timeout.as_ref().map(|t| t.value), DEFAULT_TIMEOUT);
+        let client = reqwest::Client::builder()
+            .default_headers(header_map(&store, &headers)?)
+            .timeout(timeout)
+            .connect_timeout(timeout)
+            .build()
+            .map_err(|e| RuntimeError::Config(format!("store `{store}`: {}", error_text(e))))?;
+        Ok(WebhookSink {
+            pipeline: pipeline.name.clone(),
+            store,
+            url,
+            url_path,
+            columns: pipeline
+                .sink
+                .fields
+                .iter()
+                .map(|f| f.column.clone())
+                .collect(),
+            client,
+            retry: RetryPolicy::new(raw.retries.as_ref().map_or(DEFAULT_RETRIES, |r| r.value)),
+        })
+    }
+
+    /// Override the retry policy (e.g. shorter backoff).
+    pub fn with_retry(mut self, retry: RetryPolicy) -> WebhookSink {
+        self.retry = retry;
+        self
+    }
+
+    /// The request body of a batch: a JSON array of objects keyed by sink column, values in
+    /// the wire encoding of [`crate::runtime::transform::value_to_json`].
+    pub fn body(&self, rows: &[Row]) -> Vec<u8> {
+        let arr: Vec<serde_json::Value> =
+            rows.iter().map(|r| row_to_json(&self.columns, r)).collect();
+        serde_json::to_vec(&arr).expect("JSON values always serialise")
+    }
+
+    /// The idempotency key of a body: hex SHA-256 of the pipeline name, the URL path and the
+    /// body. Deterministic: the same batch always gets the same key.
+    pub fn idempotency_key(&self, body: &[u8]) -> String {
+        let mut h = Sha256::new();
+        h.update(self.pipeline.as_bytes());
+        h.update([0u8]);
+        h.update(self.url_path.as_bytes());
+        h.update([0u8]);
+        h.update(body);
+        hex::encode(h.finalize())
+    }
+
+    /// POST one batch; done when the receiver answers 2xx. An empty batch sends nothing.
+    /// Fails with [`RuntimeError::External`] after the last retry, or at once on a 4xx
+    /// other than 408 / 429.
+    pub async fn send_batch(&self, rows: &[Row]) -> Result<WebhookReceipt, RuntimeError> {
+        let body = self.body(rows);
+        let key = self.idempotency_key(&body);
+        if rows.is_empty() {
+            return Ok(WebhookReceipt {
+                idempotency_key: key,
+                status: 0,
+                attempts: 0,
+            });
+        }
+        let mut attempt: u32 = 0;
+        loop {
+            let res = self
+                .client
+                .post(self.url.clone())
+                .header(reqwest::header::CONTENT_TYPE, "application/json")
+                .header(IDEMPOTENCY_HEADER, &key)
+                .body(body.clone())
+                .send()
+                .await;
+            let (retryable, message) = match res {
+                Ok(resp) if resp.status().is_success() => {
+                    return Ok(WebhookReceipt {
+                        idempotency_key: key,
+                        status: resp.status().as_u16(),
+                        attempts: attempt + 1,
+                    })
+                }
+                Ok(resp) => (
+                    retryable_status(resp.status().as_u16()),
+                    format!("HTTP {}", resp.status()),
+                ),
+                Err(e) => (retryable_error(&e), error_text(e)),
+            };
+            if retryable && attempt < self.retry.retries {
+                tracing::warn!(
+                    pipeline = %self.pipeline,
+                    store = %self.store,
+                    attempt = attempt + 1,
+                    "webhook POST failed, retrying: {message}"
+                );
+                tokio::time::sleep(self.retry.backoff(attempt)).await;
+                attempt += 1;
+                continue;
+            }
+            return Err(RuntimeError::External {
+                store: self.store.clone(),
+                message: format!(
+                    "pipeline `{}`: POST {} ({} rows, {IDEMPOTENCY_HEADER} {key}): {message} (after {} attempt{})",
+                    self.pipeline,
+                    redact_url(&self.url),
+                    rows.len(),
+                    attempt + 1,
+                    if attempt == 0 { "" } else { "s" }
+                ),
+            });
+        }
+    }
+}

@@ -1,0 +1,1198 @@
+//! Enrichment, webhook and NATS against real services: Redis on 127.0.0.1:6379, NATS with
+//! JetStream on 127.0.0.1:4222, and HTTP servers started by each test on 127.0.0.1.
+//! A missing service fails the test.
+
+use hyper::body::{Bytes, Incoming};
+use hyper::{Request, Response};
+use indexmap::IndexMap;
+use std::collections::HashMap;
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use synctool::config::raw::RawConfig;
+use synctool::expr::{Decimal, Value};
+use synctool::ir::Pipeline;
+use synctool::runtime::enrich::Enricher;
+use synctool::runtime::nats::{NatsSink, NatsSource};
+use synctool::runtime::webhook::WebhookSink;
+use synctool::runtime::RuntimeError;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+
+const REDIS: &str = "127.0.0.1:6379";
+const NATS: &str = "nats://127.0.0.1:4222";
+
+// ---------------------------------------------------------------- helpers
+
+/// A name unique to this test run and call.
+fn unique(tag: &str) -> String {
+    static N: AtomicUsize = AtomicUsize::new(0);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .subsec_nanos();
+    format!(
+        "{tag}_{}_{nanos}_{}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::SeqCst)
+    )
+}
+
+fn compile(yaml: &str) -> (Pipeline, RawConfig) {
+    let fe = synctool::driver::frontend("test.yaml", yaml, &HashMap::<String, String>::new(), &[])
+        .unwrap_or_else(|f| panic!("config does not check:\n{}", f.render()));
+    (
+        fe.checked.program.pipelines[0].clone(),
+        fe.loaded.raw.clone(),
+    )
+}
+
+fn row(pairs: &[(&str, Value)]) -> IndexMap<String, Value> {
+    pairs
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.clone()))
+        .collect()
+}
+
+fn s(x: &str) -> Value {
+    Value::Str(x.to_string())
+}
+
+/// A JSON string value (what `json_get` on an HTTP body gives).
+fn j(x: &str) -> Value {
+    Value::Json(serde_json::Value::String(x.to_string()))
+}
+
+async fn redis_conn() -> redis::aio::MultiplexedConnection {
+    let client = redis::Client::open(format!("redis://{REDIS}/0")).unwrap();
+    client
+        .get_multiplexed_async_connection()
+        .await
+        .unwrap_or_else(|e| panic!("Redis must run on {REDIS} for this test: {e}"))
+}
+
+async fn nats_client() -> async_nats::Client {
+    async_nats::connect(NATS)
+        .await
+        .unwrap_or_else(|e| panic!("NATS must run on {NATS} for this test: {e}"))
+}
+
+/// A TCP proxy in front of Redis that counts request/response exchanges: a chunk from the
+/// client that follows a reply (or is the first) starts a new round trip.
+struct RoundTripProxy {
+    addr: SocketAddr,
+    round_trips: Arc<AtomicUsize>,
+}
+
+impl RoundTripProxy {
+    async fn start(upstream: &'static str) -> RoundTripProxy {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let round_trips = Arc::new(AtomicUsize::new(0));
+        let rt = round_trips.clone();
+        tokio::spawn(async move {
+            while let Ok((client, _)) = listener.accept().await {
+                let server = TcpStream::connect(upstream)
+                    .await
+                    .unwrap_or_else(|e| panic!("Redis must run on {upstream}: {e}"));
+                let (mut cr, mut cw) = client.into_split();
+                let (mut sr, mut sw) = server.into_split();
+                let replied = Arc::new(AtomicBool::new(true));
+                let (rt2, replied2) = (rt.clone(), replied.clone());
+                tokio::spawn(async move {
+                    let mut buf = vec![0u8; 65536];
+                    while let Ok(n) = cr.read(&mut buf).await {
+                        if n == 0 {
+                            break;
+                        }
+                        if replied2.swap(false, Ordering::SeqCst) {
+                            rt2.fetch_add(1, Ordering::SeqCst);
+                        }
+                        if sw.write_all(&buf[..n]).await.is_err() {
+                            break;
+                        }
+                    }
+                });
+                tokio::spawn(async move {
+                    let mut buf = vec![0u8; 65536];
+                    while let Ok(n) = sr.read(&mut buf).await {
+                        if n == 0 {
+                            break;
+                        }
+                        replied.store(true, Ordering::SeqCst);
+                        if cw.write_all(&buf[..n]).await.is_err() {
+                            break;
+                        }
+                    }
+                });
+            }
+        });
+        RoundTripProxy { addr, round_trips }
+    }
+
+    fn take(&self) -> usize {
+        self.round_trips.swap(0, Ordering::SeqCst)
+    }
+}
+
+/// One request as a test HTTP server saw it.
+#[derive(Debug, Clone)]
+struct Seen {
+    method: String,
+    /// Path and query.
+    uri: String,
+    headers: HashMap<String, String>,
+    body: Vec<u8>,
+}
+
+/// What the server answers.
+struct Reply {
+    status: u16,
+    body: String,
+    delay: Duration,
+}
+
+impl Reply {
+    fn ok(body: impl Into<String>) -> Reply {
+        Reply {
+            status: 200,
+            body: body.into(),
+            delay: Duration::ZERO,
+        }
+    }
+    fn status(status: u16) -> Reply {
+        Reply {
+            status,
+            body: String::new(),
+            delay: Duration::ZERO,
+        }
+    }
+    fn after(mut self, delay: Duration) -> Reply {
+        self.delay = delay;
+        self
+    }
+}
+
+type Responder = dyn Fn(&Seen, usize) -> Reply + Send + Sync;
+
+/// A real HTTP/1.1 server on 127.0.0.1 that records requests, counts requests per URI and
+/// tracks the largest number of requests in flight at once.
+struct TestServer {
+    base: String,
+    seen: Arc<Mutex<Vec<Seen>>>,
+    max_in_flight: Arc<AtomicUsize>,
+}
+
+impl TestServer {
+    /// `respond(request, n)` where `n` is how many requests for the same URI came before.
+    async fn start(respond: impl Fn(&Seen, usize) -> Reply + Send + Sync + 'static) -> TestServer {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let seen: Arc<Mutex<Vec<Seen>>> = Arc::default();
+        let in_flight = Arc::new(AtomicUsize::new(0));
+        let max_in_flight = Arc::new(AtomicUsize::new(0));
+        let respond: Arc<Responder> = Arc::new(respond);
+        let (seen2, max2) = (seen.clone(), max_in_flight.clone());
+        tokio::spawn(async move {
+            while let Ok((stream, _)) = listener.accept().await {
+                let (seen, in_flight, max, respond) = (
+                    seen2.clone(),
+                    in_flight.clone(),
+                    max2.clone(),
+                    respond.clone(),
+                );
+                let svc = hyper::service::service_fn(move |req: Request<Incoming>| {
+                    let (seen, in_flight, max, respond) = (
+                        seen.clone(),
+                        in_flight.clone(),
+                        max.clone(),
+                        respond.clone(),
+                    );
+                    async move {
+                        let now = in_flight.fetch_add(1, Ordering::SeqCst) + 1;
+                        max.fetch_max(now, Ordering::SeqCst);
+                        let method = req.method().to_string();
+                        let uri = req.uri().to_string();
+                        let headers = req
+                            .headers()
+                            .iter()
+                            .map(|(k, v)| {
+                                (k.as_str().to_string(), v.to_str().unwrap_or("").to_string())
+                            })
+                            .collect();
+                        use http_body_util::BodyExt;
+                        let body = req
+                            .into_body()
+                            .collect()
+                            .await
+                            .map(|b| b.to_bytes().to_vec())
+                            .unwrap_or_default();
+                        let s = Seen {
+                            method,
+                            uri,
+                            headers,
+                            body,
+                        };
+                        let n = {
+                            let mut all = seen.lock().unwrap();
+                            let n = all.iter().filter(|x| x.uri == s.uri).count();
+                            all.push(s.clone());
+                            n
+                        };
+                        let reply = respond(&s, n);
+                        tokio::time::sleep(reply.delay).await;
+                        in_flight.fetch_sub(1, Ordering::SeqCst);
+                        let resp = Response::builder()
+                            .status(reply.status)
+                            .header("content-type", "application/json")
+                            .body(http_body_util::Full::new(Bytes::from(reply.body)))
+                            .unwrap();
+                        Ok::<_, Infallible>(resp)
+                    }
+                });
+                tokio::spawn(async move {
+                    let _ = hyper::server::conn::http1::Builder::new()
+                        .serve_connection(hyper_util::rt::TokioIo::new(stream), svc)
+                        .await;
+                });
+            }
+        });
+        TestServer {
+            base: format!("http://{addr}"),
+            seen,
+            max_in_flight,
+        }
+    }
+
+    fn seen(&self) -> Vec<Seen> {
+        self.seen.lock().unwrap().clone()
+    }
+
+    fn count(&self, uri: &str) -> usize {
+        self.seen().iter().filter(|s| s.uri == uri).count()
+    }
+}
+
+// ---------------------------------------------------------------- Redis
+
+fn redis_config(host: &str, port: u16, prefix: &str, enrichment_extra: &str) -> String {
+    format!(
+        r#"
+datastores:
+  - {{name: pg, type: postgres, host: 127.0.0.1, username: u, database: d}}
+externalstores:
+  - {{name: cache, type: redis, host: "{host}", port: {port}, db: 0, timeout: 2, retries: 0}}
+pipelines:
+  - name: redis_enrich
+    source:
+      datastore: pg
+      table: customers
+      fields:
+        - {{column: id, dtype: int}}
+        - {{column: code, dtype: str}}
+    sink:
+      datastore: pg
+      table: out
+      unique_key: [id]
+      fields:
+        - {{column: id, source_column: id}}
+        - {{column: segment, dtype: str, source: segment}}
+    enrichment:
+      - externalstore: cache
+        name: segment
+        type: redis
+        key_template: "{prefix}{{{{ code }}}}"
+{enrichment_extra}
+"#
+    )
+}
+
+async fn set_keys(prefix: &str, pairs: &[(&str, &str)]) {
+    let mut c = redis_conn().await;
+    for (k, v) in pairs {
+        redis::cmd("SET")
+            .arg(format!("{prefix}{k}"))
+            .arg(*v)
+            .query_async::<()>(&mut c)
+            .await
+            .unwrap();
+    }
+}
+
+async fn del_keys(prefix: &str, keys: &[&str]) {
+    let mut c = redis_conn().await;
+    for k in keys {
+        redis::cmd("DEL")
+            .arg(format!("{prefix}{k}"))
+            .query_async::<()>(&mut c)
+            .await
+            .unwrap();
+    }
+}
+
+#[tokio::test]
+async fn redis_lookups_take_one_round_trip_per_batch_and_missing_keys_are_null() {
+    let prefix = format!("{}:", unique("synctool_test_seg"));
+    set_keys(&prefix, &[("a", "gold"), ("b", "silver"), ("c", "bronze")]).await;
+    let proxy = RoundTripProxy::start(REDIS).await;
+    let (p, cfg) = compile(&redis_config(
+        "127.0.0.1",
+        proxy.addr.port(),
+        &prefix,
+        "        on_error: fail",
+    ));
+    let enricher = Enricher::connect(&p, &cfg).await.unwrap();
+    proxy.take(); // the connection handshake does not count
+
+    // Batch 1: 6 rows, 4 distinct keys (one missing).
+    let codes = ["a", "b", "a", "zz_missing", "c", "b"];
+    let mut rows: Vec<_> = codes
+        .iter()
+        .enumerate()
+        .map(|(i, c)| row(&[("id", Value::Int(i as i64)), ("code", s(c))]))
+        .collect();
+    let report = enricher.run(&mut rows).await.unwrap();
+    assert_eq!(proxy.take(), 1, "one round trip for the whole batch");
+    assert_eq!(report.stats[0].lookups, 4, "distinct keys only");
+    let got: Vec<Value> = rows.iter().map(|r| r["segment"].clone()).collect();
+    assert_eq!(
+        got,
+        vec![
+            s("gold"),
+            s("silver"),
+            s("gold"),
+            Value::Null,
+            s("bronze"),
+            s("silver")
+        ]
+    );
+
+    // Batch 2 of 50 rows: still one round trip.
+    let mut rows: Vec<_> = (0..50)
+        .map(|i| {
+            row(&[
+                ("id", Value::Int(i)),
+                ("code", s(["a", "b", "c"][i as usize % 3])),
+            ])
+        })
+        .collect();
+    enricher.run(&mut rows).await.unwrap();
+    assert_eq!(proxy.take(), 1);
+    assert_eq!(rows[49]["segment"], s("silver")); // 49 % 3 == 1 → "b"
+
+    // The sink row picks the enrichment output.
+    let out = synctool::runtime::transform::sink_row(&p, &rows[1], chrono::Utc::now().naive_utc())
+        .unwrap();
+    assert_eq!(out, vec![Value::Int(1), s("silver")]);
+    del_keys(&prefix, &["a", "b", "c"]).await;
+}
+
+#[tokio::test]
+async fn redis_on_error_policies() {
+    let prefix = format!("{}:", unique("synctool_test_pol"));
+    set_keys(&prefix, &[("a", "10"), ("b", "not-a-number")]).await;
+    let batch = || {
+        vec![
+            row(&[("id", Value::Int(1)), ("code", s("a"))]),
+            row(&[("id", Value::Int(2)), ("code", s("b"))]),
+            row(&[("id", Value::Int(3)), ("code", Value::Null)]),
+            row(&[("id", Value::Int(4)), ("code", s("a"))]),
+        ]
+    };
+    let output = r#"        output: 'lambda v: {"score": int(v)}'"#;
+
+    // fail: the error names the enrichment, the store and the row key.
+    let (p, cfg) = compile(&redis_config(
+        "127.0.0.1",
+        6379,
+        &prefix,
+        &format!("{output}\n        on_error: fail"),
+    ));
+    let e = Enricher::connect(&p, &cfg).await.unwrap();
+    let err = e.run(&mut batch()).await.unwrap_err();
+    assert!(matches!(err, RuntimeError::Enrichment { .. }), "{err:?}");
+    let msg = err.to_string();
+    assert!(msg.contains("enrichment `segment`"), "{msg}");
+    assert!(msg.contains("store `cache`"), "{msg}");
+    assert!(msg.contains("id=2"), "{msg}");
+
+    // null: outputs are NULL, every row kept.
+    let (p, cfg) = compile(&redis_config(
+        "127.0.0.1",
+        6379,
+        &prefix,
+        &format!("{output}\n        on_error: \"null\""),
+    ));
+    let e = Enricher::connect(&p, &cfg).await.unwrap();
+    let mut rows = batch();
+    let report = e.run(&mut rows).await.unwrap();
+    assert_eq!(report.kept, vec![true; 4]);
+    let scores: Vec<Value> = rows.iter().map(|r| r["score"].clone()).collect();
+    assert_eq!(
+        scores,
+        vec![Value::Int(10), Value::Null, Value::Null, Value::Int(10)]
+    );
+
+    // skip: failing rows (bad value, NULL key field) are dropped.
+    let (p, cfg) = compile(&redis_config(
+        "127.0.0.1",
+        6379,
+        &prefix,
+        &format!("{output}\n        on_error: skip"),
+    ));
+    let e = Enricher::connect(&p, &cfg).await.unwrap();
+    let mut rows = batch();
+    let report = e.run(&mut rows).await.unwrap();
+    assert_eq!(report.kept, vec![true, false, false, true]);
+    assert_eq!(
+        rows.iter().map(|r| r["id"].clone()).collect::<Vec<_>>(),
+        vec![Value::Int(1), Value::Int(4)]
+    );
+    assert_eq!(report.skipped.len(), 2);
+    assert_eq!(report.skipped[0].key, "id=2");
+    assert!(
+        report.skipped[1].reason.contains("NULL"),
+        "{:?}",
+        report.skipped[1]
+    );
+    del_keys(&prefix, &["a", "b"]).await;
+}
+
+#[tokio::test]
+async fn redis_unreachable_or_bad_password_fails_at_connect_without_the_secret() {
+    // Nothing listens on this port: the connect error names store and host.
+    let closed = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = closed.local_addr().unwrap().port();
+    drop(closed);
+    let (p, cfg) = compile(&redis_config("127.0.0.1", port, "x:", ""));
+    let err = Enricher::connect(&p, &cfg).await.unwrap_err();
+    assert!(matches!(err, RuntimeError::Connect { .. }), "{err:?}");
+    assert!(
+        err.to_string().contains(&format!("127.0.0.1:{port}")),
+        "{err}"
+    );
+
+    // A wrong password against the real server: refused, and the password is not shown.
+    let yaml = redis_config("127.0.0.1", 6379, "x:", "")
+        .replace("db: 0,", "db: 0, password: Sup3rSecretPw,");
+    let (p, cfg) = compile(&yaml);
+    let err = Enricher::connect(&p, &cfg).await.unwrap_err();
+    let msg = format!("{err} {err:?}");
+    assert!(!msg.contains("Sup3rSecretPw"), "{msg}");
+}
+
+// ---------------------------------------------------------------- HTTP
+
+fn http_config(base: &str, store_extra: &str, enrichment_extra: &str) -> String {
+    format!(
+        r#"
+datastores:
+  - {{name: pg, type: postgres, host: 127.0.0.1, username: u, database: d}}
+externalstores:
+  - name: geo
+    type: http
+    url: "{base}/api"
+    headers:
+      Authorization: "Bearer t0ken-value"
+{store_extra}
+pipelines:
+  - name: http_enrich
+    source:
+      datastore: pg
+      table: customers
+      fields:
+        - {{column: id, dtype: int}}
+        - {{column: zip, dtype: str}}
+    sink:
+      datastore: pg
+      table: out
+      unique_key: [id]
+      fields:
+        - {{column: id, source_column: id}}
+        - {{column: city, dtype: str, source: geo, source_column: city}}
+    enrichment:
+      - externalstore: geo
+        name: geo
+        type: http
+        path: "TMPL(/zip/{{{{ zip }}}})"
+        params:
+          country: "TMPL(de & at)"
+        output: 'lambda v: {{"city": json_get(v, "city")}}'
+{enrichment_extra}
+"#
+    )
+}
+
+fn zip_rows(zips: &[&str]) -> Vec<IndexMap<String, Value>> {
+    zips.iter()
+        .enumerate()
+        .map(|(i, z)| row(&[("id", Value::Int(i as i64 + 1)), ("zip", s(z))]))
+        .collect()
+}
+
+fn city_of(uri: &str) -> String {
+    let zip = uri
+        .trim_start_matches("/api/zip/")
+        .split('?')
+        .next()
+        .unwrap()
+        .to_string();
+    format!(r#"{{"city": "city-{zip}"}}"#)
+}
+
+#[tokio::test]
+async fn http_identical_requests_are_sent_once_per_batch() {
+    let server = TestServer::start(|seen, _| Reply::ok(city_of(&seen.uri))).await;
+    let (p, cfg) = compile(&http_config(&server.base, "", ""));
+    let e = Enricher::connect(&p, &cfg).await.unwrap();
+    let mut rows = zip_rows(&["10115", "80331", "10115", "10115", "80331", "10115"]);
+    e.run(&mut rows).await.unwrap();
+    let seen = server.seen();
+    assert_eq!(seen.len(), 2, "{seen:#?}");
+    assert_eq!(server.count("/api/zip/10115?country=de+%26+at"), 1);
+    assert_eq!(server.count("/api/zip/80331?country=de+%26+at"), 1);
+    assert!(seen.iter().all(|s| s.method == "GET"));
+    assert!(seen
+        .iter()
+        .all(|s| s.headers.get("authorization").map(String::as_str) == Some("Bearer t0ken-value")));
+    let cities: Vec<Value> = rows.iter().map(|r| r["city"].clone()).collect();
+    assert_eq!(cities[0], j("city-10115"));
+    assert_eq!(cities[1], j("city-80331"));
+    assert_eq!(cities[5], j("city-10115"));
+    // The sink row coerces the JSON output to the sink dtype (str).
+    let out = synctool::runtime::transform::sink_row(&p, &rows[0], chrono::Utc::now().naive_utc())
+        .unwrap();
+    assert_eq!(out, vec![Value::Int(1), s("city-10115")]);
+}
+
+#[tokio::test]
+async fn http_concurrency_is_bounded() {
+    let server = TestServer::start(|seen, _| {
+        Reply::ok(city_of(&seen.uri)).after(Duration::from_millis(150))
+    })
+    .await;
+    let (p, cfg) = compile(&http_config(&server.base, "    max_concurrency: 3", ""));
+    let e = Enricher::connect(&p, &cfg).await.unwrap();
+    let zips: Vec<String> = (0..12).map(|i| format!("z{i}")).collect();
+    let refs: Vec<&str> = zips.iter().map(String::as_str).collect();
+    let mut rows = zip_rows(&refs);
+    let t = Instant::now();
+    e.run(&mut rows).await.unwrap();
+    assert_eq!(server.seen().len(), 12);
+    assert_eq!(server.max_in_flight.load(Ordering::SeqCst), 3);
+    // 12 requests of 150 ms, 3 at a time: at least 4 waves.
+    assert!(
+        t.elapsed() >= Duration::from_millis(600),
+        "{:?}",
+        t.elapsed()
+    );
+    assert_eq!(rows[11]["city"], j("city-z11"));
+}
+
+#[tokio::test]
+async fn http_retries_5xx_then_succeeds_but_never_retries_404() {
+    let server = TestServer::start(|seen, n| {
+        if seen.uri.starts_with("/api/zip/flaky") && n < 2 {
+            Reply::status(503)
+        } else if seen.uri.starts_with("/api/zip/gone") {
+            Reply::status(404)
+        } else {
+            Reply::ok(city_of(&seen.uri))
+        }
+    })
+    .await;
+    let (p, cfg) = compile(&http_config(
+        &server.base,
+        "    retries: 3",
+        "        on_error: fail",
+    ));
+    let e = Enricher::connect(&p, &cfg).await.unwrap();
+    let mut rows = zip_rows(&["flaky"]);
+    e.run(&mut rows).await.unwrap();
+    assert_eq!(server.count("/api/zip/flaky?country=de+%26+at"), 3);
+    assert_eq!(rows[0]["city"], j("city-flaky"));
+
+    let mut rows = zip_rows(&["ok", "gone"]);
+    let err = e.run(&mut rows).await.unwrap_err();
+    assert_eq!(
+        server.count("/api/zip/gone?country=de+%26+at"),
+        1,
+        "404 is final"
+    );
+    let msg = err.to_string();
+    assert!(msg.contains("404"), "{msg}");
+    assert!(msg.contains("id=2"), "{msg}");
+    assert!(msg.contains("enrichment `geo`"), "{msg}");
+    assert!(
+        !msg.contains("country="),
+        "query strings stay out of errors: {msg}"
+    );
+    assert!(!msg.contains("t0ken-value"), "{msg}");
+
+    // The same 404 under on_error: skip drops only that row.
+    let (p, cfg) = compile(&http_config(
+        &server.base,
+        "    retries: 3",
+        "        on_error: skip",
+    ));
+    let e = Enricher::connect(&p, &cfg).await.unwrap();
+    let mut rows = zip_rows(&["ok", "gone"]);
+    let report = e.run(&mut rows).await.unwrap();
+    assert_eq!(report.kept, vec![true, false]);
+    assert_eq!(rows.len(), 1);
+}
+
+#[tokio::test]
+async fn http_timeouts_are_retried_then_fail() {
+    let server =
+        TestServer::start(|seen, _| Reply::ok(city_of(&seen.uri)).after(Duration::from_secs(3)))
+            .await;
+    let (p, cfg) = compile(&http_config(
+        &server.base,
+        "    timeout: 0.3\n    retries: 1",
+        "        on_error: fail",
+    ));
+    let e = Enricher::connect(&p, &cfg).await.unwrap();
+    let t = Instant::now();
+    let err = e.run(&mut zip_rows(&["slow"])).await.unwrap_err();
+    let took = t.elapsed();
+    assert!(took < Duration::from_secs(2), "{took:?}");
+    assert_eq!(server.count("/api/zip/slow?country=de+%26+at"), 2);
+    assert!(err.to_string().contains("timed out"), "{err}");
+}
+
+#[tokio::test]
+async fn http_templates_see_outputs_of_earlier_enrichments() {
+    let prefix = format!("{}:", unique("synctool_test_chain"));
+    set_keys(&prefix, &[("1", "10115")]).await;
+    let server = TestServer::start(|seen, _| Reply::ok(city_of(&seen.uri))).await;
+    let yaml = format!(
+        r#"
+datastores:
+  - {{name: pg, type: postgres, host: 127.0.0.1, username: u, database: d}}
+externalstores:
+  - {{name: cache, type: redis, host: 127.0.0.1, port: 6379}}
+  - {{name: geo, type: http, url: "{base}/api"}}
+pipelines:
+  - name: chain
+    source:
+      datastore: pg
+      table: customers
+      fields:
+        - {{column: id, dtype: int}}
+    sink:
+      datastore: pg
+      table: out
+      unique_key: [id]
+      fields:
+        - {{column: id, source_column: id}}
+        - {{column: city, dtype: str, source: geo, source_column: city}}
+    enrichment:
+      - {{externalstore: cache, name: zip, key_template: "{prefix}{{{{ id }}}}"}}
+      - externalstore: geo
+        name: geo
+        path: "TMPL(/zip/{{{{ zip }}}})"
+        output: 'lambda v: {{"city": json_get(v, "city")}}'
+"#,
+        base = server.base
+    );
+    let (p, cfg) = compile(&yaml);
+    let e = Enricher::connect(&p, &cfg).await.unwrap();
+    let mut rows = vec![row(&[("id", Value::Int(1))])];
+    e.run(&mut rows).await.unwrap();
+    assert_eq!(rows[0]["zip"], s("10115"));
+    assert_eq!(rows[0]["city"], j("city-10115"));
+    assert_eq!(server.count("/api/zip/10115"), 1);
+    del_keys(&prefix, &["1"]).await;
+}
+
+// ---------------------------------------------------------------- webhook
+
+fn webhook_config(base: &str) -> String {
+    format!(
+        r#"
+datastores:
+  - {{name: pg, type: postgres, host: 127.0.0.1, username: u, database: d}}
+  - name: hooks
+    type: webhook
+    base_url: "{base}/"
+    headers:
+      X-Api-Key: k3y-value
+    timeout: 2
+    retries: 3
+pipelines:
+  - name: to_hook
+    source:
+      datastore: pg
+      table: t
+      fields:
+        - {{column: id, dtype: int}}
+        - {{column: amount, dtype: "decimal(20,4)"}}
+        - {{column: at, dtype: datetime}}
+        - {{column: day, dtype: date}}
+        - {{column: uid, dtype: uuid}}
+        - {{column: note, dtype: str}}
+    sink:
+      datastore: hooks
+      url_path: /v1/rows
+      fields:
+        - {{column: id, source_column: id}}
+        - {{column: amount, source_column: amount}}
+        - {{column: at, source_column: at}}
+        - {{column: day, source_column: day}}
+        - {{column: uid, source_column: uid}}
+        - {{column: note, source_column: note}}
+"#
+    )
+}
+
+fn webhook_rows(n: i64) -> Vec<synctool::runtime::Row> {
+    (1..=n)
+        .map(|i| {
+            vec![
+                Value::Int(i),
+                Value::Decimal(Decimal::parse("12345678901234.0001").unwrap()),
+                Value::Datetime(
+                    chrono::NaiveDate::from_ymd_opt(2024, 1, 2)
+                        .unwrap()
+                        .and_hms_micro_opt(3, 4, 5, 6)
+                        .unwrap(),
+                ),
+                Value::Date(chrono::NaiveDate::from_ymd_opt(2024, 1, 2).unwrap()),
+                Value::Uuid("a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11".into()),
+                if i == 1 { Value::Null } else { s("hi") },
+            ]
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn webhook_posts_json_batches_with_a_stable_idempotency_key() {
+    let server = TestServer::start(|_, _| Reply::status(204)).await;
+    let (p, cfg) = compile(&webhook_config(&server.base));
+    let sink = WebhookSink::new(&p, &cfg).unwrap();
+    let batch = webhook_rows(2);
+    let r1 = sink.send_batch(&batch).await.unwrap();
+    let r2 = sink.send_batch(&batch).await.unwrap();
+    let r3 = sink.send_batch(&webhook_rows(3)).await.unwrap();
+    assert_eq!(r1.status, 204);
+    let seen = server.seen();
+    assert_eq!(seen.len(), 3);
+    assert!(seen
+        .iter()
+        .all(|s| s.method == "POST" && s.uri == "/v1/rows"));
+    assert!(seen
+        .iter()
+        .all(|s| s.headers.get("x-api-key").map(String::as_str) == Some("k3y-value")));
+    assert_eq!(
+        seen[0].headers.get("content-type").map(String::as_str),
+        Some("application/json")
+    );
+    let keys: Vec<&str> = seen
+        .iter()
+        .map(|s| s.headers["idempotency-key"].as_str())
+        .collect();
+    assert_eq!(keys[0], keys[1], "a re-sent batch carries the same key");
+    assert_ne!(keys[0], keys[2]);
+    assert_eq!(keys[0], r1.idempotency_key);
+    assert_eq!(r1.idempotency_key, r2.idempotency_key);
+    assert_ne!(r1.idempotency_key, r3.idempotency_key);
+    let body: serde_json::Value = serde_json::from_slice(&seen[0].body).unwrap();
+    assert_eq!(
+        body,
+        serde_json::json!([
+            {"id": 1, "amount": "12345678901234.0001", "at": "2024-01-02T03:04:05.000006Z",
+             "day": "2024-01-02", "uid": "a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11", "note": null},
+            {"id": 2, "amount": "12345678901234.0001", "at": "2024-01-02T03:04:05.000006Z",
+             "day": "2024-01-02", "uid": "a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11", "note": "hi"}
+        ])
+    );
+    // A new sink (a re-run) derives the same key for the same batch.
+    let again = WebhookSink::new(&p, &cfg).unwrap();
+    assert_eq!(
+        again.send_batch(&batch).await.unwrap().idempotency_key,
+        r1.idempotency_key
+    );
+}
+
+#[tokio::test]
+async fn webhook_retries_5xx_with_the_same_key_and_fails_on_4xx() {
+    let server = TestServer::start(|seen, n| {
+        let note = String::from_utf8_lossy(&seen.body).contains("\"id\":3");
+        if note {
+            Reply::status(422)
+        } else if n < 2 {
+            Reply::status(502)
+        } else {
+            Reply::status(200)
+        }
+    })
+    .await;
+    let (p, cfg) = compile(&webhook_config(&server.base));
+    let sink = WebhookSink::new(&p, &cfg).unwrap();
+    let receipt = sink.send_batch(&webhook_rows(2)).await.unwrap();
+    assert_eq!(receipt.attempts, 3);
+    let seen = server.seen();
+    assert_eq!(seen.len(), 3);
+    assert!(seen
+        .iter()
+        .all(|s| s.headers["idempotency-key"] == receipt.idempotency_key));
+
+    let err = sink.send_batch(&webhook_rows(3)).await.unwrap_err();
+    assert_eq!(server.seen().len(), 4, "4xx is not retried");
+    let msg = err.to_string();
+    assert!(msg.contains("422"), "{msg}");
+    assert!(!msg.contains("k3y-value"), "{msg}");
+}
+
+// ---------------------------------------------------------------- NATS
+
+fn nats_sink_config(subject: &str, stream: Option<&str>) -> String {
+    let stream = stream.map_or(String::new(), |s| format!("    stream: {s}\n"));
+    format!(
+        r#"
+datastores:
+  - {{name: pg, type: postgres, host: 127.0.0.1, username: u, database: d}}
+  - name: bus
+    type: nats
+    servers: ["{NATS}"]
+    subject: unused.default
+{stream}
+pipelines:
+  - name: to_bus
+    source:
+      datastore: pg
+      table: t
+      fields:
+        - {{column: id, dtype: int}}
+        - {{column: at, dtype: datetime}}
+    sink:
+      datastore: bus
+      subject: {subject}
+      fields:
+        - {{column: id, source_column: id}}
+        - {{column: at, source_column: at}}
+"#
+    )
+}
+
+fn bus_rows(n: i64) -> Vec<synctool::runtime::Row> {
+    (1..=n)
+        .map(|i| {
+            vec![
+                Value::Int(i),
+                Value::Datetime(
+                    chrono::NaiveDate::from_ymd_opt(2024, 5, 6)
+                        .unwrap()
+                        .and_hms_opt(7, 8, 9)
+                        .unwrap(),
+                ),
+            ]
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn nats_core_publish_reaches_a_subscriber() {
+    use futures_util::StreamExt;
+    let subject = format!("synctool.test.{}", unique("core"));
+    let nc = nats_client().await;
+    let mut sub = nc.subscribe(subject.clone()).await.unwrap();
+    nc.flush().await.unwrap();
+    let (p, cfg) = compile(&nats_sink_config(&subject, None));
+    let sink = NatsSink::connect(&p, &cfg).await.unwrap();
+    assert_eq!(sink.subject(), subject);
+    let report = sink.publish_batch(&bus_rows(3)).await.unwrap();
+    assert_eq!(report.published, 3);
+    let mut got = Vec::new();
+    for _ in 0..3 {
+        let m = tokio::time::timeout(Duration::from_secs(5), sub.next())
+            .await
+            .expect("message within 5 s")
+            .unwrap();
+        got.push(serde_json::from_slice::<serde_json::Value>(&m.payload).unwrap());
+    }
+    assert_eq!(
+        got[0],
+        serde_json::json!({"id": 1, "at": "2024-05-06T07:08:09.000000Z"})
+    );
+    assert_eq!(got[2]["id"], 3);
+}
+
+async fn create_stream(js: &async_nats::jetstream::Context, name: &str, subject: &str) {
+    js.create_stream(async_nats::jetstream::stream::Config {
+        name: name.to_string(),
+        subjects: vec![subject.to_string()],
+        ..Default::default()
+    })
+    .await
+    .unwrap_or_else(|e| panic!("JetStream must be enabled on {NATS}: {e}"));
+}
+
+#[tokio::test]
+async fn nats_jetstream_publish_is_acked_and_deduplicated_on_resend() {
+    let name = unique("SYNCTOOL_SINK");
+    let subject = format!("synctool.test.{name}");
+    let nc = nats_client().await;
+    let js = async_nats::jetstream::new(nc.clone());
+    create_stream(&js, &name, &subject).await;
+
+    let (p, cfg) = compile(&nats_sink_config(&subject, Some(&name)));
+    let sink = NatsSink::connect(&p, &cfg).await.unwrap();
+    let rows = bus_rows(300); // more than the in-flight bound
+    let first = sink.publish_batch(&rows).await.unwrap();
+    assert_eq!(first.published, 300);
+    assert_eq!(first.duplicates, 0);
+    let mut stream = js.get_stream(&name).await.unwrap();
+    assert_eq!(stream.info().await.unwrap().state.messages, 300);
+    let msg = stream.get_raw_message(1).await.unwrap();
+    assert_eq!(
+        serde_json::from_slice::<serde_json::Value>(&msg.payload).unwrap(),
+        serde_json::json!({"id": 1, "at": "2024-05-06T07:08:09.000000Z"})
+    );
+
+    // A re-sent batch (as after a crash) is acknowledged as duplicates, not stored again.
+    let again = sink.publish_batch(&rows[..10]).await.unwrap();
+    assert_eq!(again.duplicates, 10);
+    assert_eq!(stream.info().await.unwrap().state.messages, 300);
+    js.delete_stream(&name).await.unwrap();
+
+    // A configured stream that does not exist is a clear error at connect.
+    let (p, cfg) = compile(&nats_sink_config(&subject, Some("SYNCTOOL_NO_SUCH_STREAM")));
+    let err = NatsSink::connect(&p, &cfg).await.unwrap_err();
+    assert!(err.to_string().contains("SYNCTOOL_NO_SUCH_STREAM"), "{err}");
+}
+
+fn nats_source_config(subject: &str, extra: &str) -> String {
+    format!(
+        r#"
+datastores:
+  - {{name: pg, type: postgres, host: 127.0.0.1, username: u, database: d}}
+  - name: bus
+    type: nats
+    servers: ["{NATS}"]
+    subject: {subject}
+    per_msg_timeout: 0.5
+    total_timeout: 20
+{extra}
+pipelines:
+  - name: from_bus
+    source:
+      datastore: bus
+      batch_size: 2
+      fields:
+        - {{column: id, dtype: int}}
+        - {{column: amount, dtype: "decimal(10,2)"}}
+        - {{column: at, dtype: datetime}}
+    sink:
+      datastore: pg
+      table: out
+      unique_key: [id]
+      fields:
+        - {{column: id, source_column: id}}
+        - {{column: amount, source_column: amount}}
+        - {{column: at, source_column: at}}
+"#
+    )
+}
+
+fn event(i: i64) -> Vec<u8> {
+    serde_json::to_vec(&serde_json::json!({
+        "id": i, "amount": format!("{i}.50"), "at": "2024-01-02T03:04:05.5Z", "extra": true
+    }))
+    .unwrap()
+}
+
+#[tokio::test]
+async fn nats_jetstream_source_acks_only_after_ack() {
+    let name = unique("SYNCTOOL_SRC");
+    let subject = format!("synctool.test.{name}");
+    let durable = format!("{name}_durable");
+    let nc = nats_client().await;
+    let js = async_nats::jetstream::new(nc.clone());
+    create_stream(&js, &name, &subject).await;
+    for i in 1..=5 {
+        js.publish(subject.clone(), event(i).into())
+            .await
+            .unwrap()
+            .await
+            .unwrap();
+    }
+    let (p, cfg) = compile(&nats_source_config(
+        &subject,
+        &format!("    stream: {name}\n    durable: {durable}\n    max_msgs: 4"),
+    ));
+    let mut src = NatsSource::connect(&p, &cfg).await.unwrap();
+    let consumer_info = || {
+        let js = js.clone();
+        let (name, durable) = (name.clone(), durable.clone());
+        async move {
+            let stream = js.get_stream(&name).await.unwrap();
+            let mut c: async_nats::jetstream::consumer::PullConsumer =
+                stream.get_consumer(&durable).await.unwrap();
+            c.info().await.unwrap().clone()
+        }
+    };
+
+    let b1 = src.next_batch().await.unwrap().expect("first batch");
+    assert_eq!(b1.rows.len(), 2);
+    assert_eq!(b1.rows[0]["id"], Value::Int(1));
+    assert_eq!(
+        b1.rows[0]["amount"],
+        Value::Decimal(Decimal::parse("1.50").unwrap())
+    );
+    assert_eq!(
+        b1.rows[1]["at"],
+        Value::Datetime(
+            chrono::NaiveDate::from_ymd_opt(2024, 1, 2)
+                .unwrap()
+                .and_hms_milli_opt(3, 4, 5, 500)
+                .unwrap()
+        )
+    );
+    // Delivered but not acknowledged until the sink commits.
+    let info = consumer_info().await;
+    assert_eq!(info.num_ack_pending, 2);
+    assert_eq!(info.ack_floor.stream_sequence, 0);
+    b1.ack.ack().await.unwrap();
+    let info = consumer_info().await;
+    assert_eq!(info.num_ack_pending, 0);
+    assert_eq!(info.ack_floor.stream_sequence, 2);
+
+    let b2 = src.next_batch().await.unwrap().expect("second batch");
+    assert_eq!(
+        b2.rows.iter().map(|r| r["id"].clone()).collect::<Vec<_>>(),
+        vec![Value::Int(3), Value::Int(4)]
+    );
+    // max_msgs = 4: the source is exhausted although a fifth message waits.
+    assert!(src.next_batch().await.unwrap().is_none());
+    assert_eq!(consumer_info().await.num_ack_pending, 2);
+    b2.ack.ack().await.unwrap();
+    let info = consumer_info().await;
+    assert_eq!(info.ack_floor.stream_sequence, 4);
+    assert_eq!(info.num_pending, 1, "message 5 stays for the next run");
+    src.close().await.unwrap();
+
+    // A new run of the durable consumer resumes after the acknowledged messages.
+    let mut src = NatsSource::connect(&p, &cfg).await.unwrap();
+    let b = src.next_batch().await.unwrap().expect("resumed batch");
+    assert_eq!(b.rows.len(), 1);
+    assert_eq!(b.rows[0]["id"], Value::Int(5));
+    b.ack.ack().await.unwrap();
+    assert!(
+        src.next_batch().await.unwrap().is_none(),
+        "per_msg_timeout ends it"
+    );
+    js.delete_stream(&name).await.unwrap();
+}
+
+#[tokio::test]
+async fn nats_core_source_consumes_a_queue_group_until_idle() {
+    let subject = format!("synctool.test.{}", unique("coresrc"));
+    let (p, cfg) = compile(&nats_source_config(&subject, "    queue: workers"));
+    let mut src = NatsSource::connect(&p, &cfg).await.unwrap();
+    let nc = nats_client().await;
+    for i in 1..=3 {
+        nc.publish(subject.clone(), event(i).into()).await.unwrap();
+    }
+    nc.publish(subject.clone(), b"{\"id\": \"x\"}".to_vec().into())
+        .await
+        .unwrap();
+    nc.flush().await.unwrap();
+    let b1 = src.next_batch().await.unwrap().unwrap();
+    assert_eq!(b1.rows.len(), 2);
+    assert!(b1.ack.is_empty());
+    b1.ack.ack().await.unwrap();
+    let b2 = src.next_batch().await.unwrap().unwrap();
+    assert_eq!(b2.rows.len(), 1);
+    assert_eq!(b2.rows[0]["id"], Value::Int(3));
+    // The malformed fourth message is an error naming the column.
+    let err = src.next_batch().await.unwrap_err();
+    assert!(
+        matches!(err, RuntimeError::Value { ref column, .. } if column == "id"),
+        "{err:?}"
+    );
+    // Then nothing arrives for per_msg_timeout: done.
+    let t = Instant::now();
+    assert!(src.next_batch().await.unwrap().is_none());
+    assert!(t.elapsed() < Duration::from_secs(3));
+    src.close().await.unwrap();
+}
+
+/// A private nats-server requiring a token, on a free port; killed on drop.
+struct TokenServer {
+    child: std::process::Child,
+    url: String,
+}
+
+impl Drop for TokenServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+async fn token_server(token: &str) -> TokenServer {
+    let port = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().port()
+    };
+    let child = std::process::Command::new("nats-server")
+        .args(["-a", "127.0.0.1", "-p", &port.to_string(), "--auth", token])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap_or_else(|e| panic!("nats-server must be installed for this test: {e}"));
+    let server = TokenServer {
+        child,
+        url: format!("nats://127.0.0.1:{port}"),
+    };
+    for _ in 0..100 {
+        if TcpStream::connect(("127.0.0.1", port)).await.is_ok() {
+            return server;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("nats-server did not start on port {port}");
+}
+
+#[tokio::test]
+async fn nats_token_auth_works_and_a_wrong_token_is_never_shown() {
+    use futures_util::StreamExt;
+    let server = token_server("Right-T0ken-123").await;
+    let subject = format!("synctool.test.{}", unique("auth"));
+    let config = |token: &str| {
+        nats_sink_config(&subject, None)
+            .replace(&format!("[\"{NATS}\"]"), &format!("[\"{}\"]", server.url))
+            .replace(
+                "    subject: unused.default",
+                &format!("    subject: unused.default\n    token: {token}"),
+            )
+    };
+    let (p, cfg) = compile(&config("Right-T0ken-123"));
+    let sink = NatsSink::connect(&p, &cfg).await.unwrap();
+    let nc = async_nats::ConnectOptions::with_token("Right-T0ken-123".into())
+        .connect(server.url.as_str())
+        .await
+        .unwrap();
+    let mut sub = nc.subscribe(subject.clone()).await.unwrap();
+    nc.flush().await.unwrap();
+    sink.publish_batch(&bus_rows(1)).await.unwrap();
+    let m = tokio::time::timeout(Duration::from_secs(5), sub.next())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        serde_json::from_slice::<serde_json::Value>(&m.payload).unwrap()["id"],
+        1
+    );
+
+    let (p, cfg) = compile(&config("Wrong-T0ken-456"));
+    let err = NatsSink::connect(&p, &cfg).await.unwrap_err();
+    let msg = format!("{err} {err:?}");
+    assert!(matches!(err, RuntimeError::Connect { .. }), "{msg}");
+    assert!(!msg.contains("Wrong-T0ken-456"), "{msg}");
+    assert!(!format!("{cfg:?}").contains("Wrong-T0ken-456"));
+}
