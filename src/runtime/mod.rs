@@ -4,9 +4,10 @@
 
 pub mod connect;
 pub mod error;
+pub mod values;
 
 pub use error::RuntimeError;
 
 /// One row, in the column order of the statement that produced it.
 pub type Row = Vec<crate::expr::Value>;
-pub use connect::ConnSettings;
+pub use connect::{Conn, ConnSettings, Pool, PooledConn, Stmt};
