@@ -412,6 +412,11 @@ pub fn scalar_str(n: &Node, path: &str, ctx: &mut Ctx) -> Option<Spanned<String>
 pub struct Secret(String);
 
 impl Secret {
+    /// A secret from its value (e.g. read from the environment by the caller).
+    pub fn new(value: impl Into<String>) -> Secret {
+        Secret(value.into())
+    }
+
     /// The secret value, for the connector that needs it. Never log it.
     pub fn expose(&self) -> &str {
         &self.0

@@ -66,4 +66,38 @@ pub enum RuntimeError {
         /// What happened (no secrets, no query strings).
         message: String,
     },
+    /// A value could not be bound as a statement parameter (or bulk-load column).
+    #[error("datastore `{store}` ({host}), step {step}: parameter {index}: {message}")]
+    Bind {
+        /// Datastore name.
+        store: String,
+        /// host:port.
+        host: String,
+        /// The step id.
+        step: String,
+        /// 1-based position of the parameter (or of the column in a bulk load).
+        index: usize,
+        /// What is wrong (never the value itself).
+        message: String,
+    },
+    /// A result column could not be decoded as the dtype the caller asked for.
+    #[error("datastore `{store}` ({host}), step {step}: result column {column}: {message}")]
+    Decode {
+        /// Datastore name.
+        store: String,
+        /// host:port.
+        host: String,
+        /// The step id.
+        step: String,
+        /// 1-based result column.
+        column: usize,
+        /// What is wrong.
+        message: String,
+    },
+    /// The receiver of a row stream was dropped before the stream ended.
+    #[error("step {step}: the row consumer stopped before the result was read")]
+    ConsumerGone {
+        /// The step id.
+        step: String,
+    },
 }

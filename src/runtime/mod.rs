@@ -8,10 +8,11 @@ pub mod error;
 pub mod nats;
 pub mod retry;
 pub mod transform;
+pub mod values;
 pub mod webhook;
 
 pub use error::RuntimeError;
 
 /// One row, in the column order of the statement that produced it.
 pub type Row = Vec<crate::expr::Value>;
-pub use connect::ConnSettings;
+pub use connect::{Conn, ConnSettings, Pool, PooledConn, Stmt};

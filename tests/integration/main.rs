@@ -4,6 +4,7 @@
 //! `scripts/services.sh`.
 
 mod cli;
+mod connectors;
 mod enrich;
 mod examples;
 mod frontend_fuzz;

@@ -1,14 +1,36 @@
-//! Database connectors: one per dialect, behind one enum. Each applies the session setup
-//! statements on connect and binds every value as a parameter.
+//! Database connectors: one per dialect, behind one enum ([`Conn`]). Each applies the
+//! session setup statements on connect and binds every value as a parameter.
 //!
 //! This file fixes the contract the engine is written against; the bodies live in
 //! `postgres.rs`, `mysql.rs` and `clickhouse.rs`.
+//!
+//! # What the connectors do and do not do
+//! - They execute the SQL text the generator produced and bind values; the only statements
+//!   of their own are protocol-level ones every driver issues itself: `BEGIN` / `COMMIT` /
+//!   `ROLLBACK`, and reading the server version (`SHOW server_version` on PostgreSQL,
+//!   `SELECT version()` on ClickHouse; MySQL reports it in the handshake).
+//! - Results are decoded to [`Value`]s of the dtypes the caller names ([`crate::runtime::values::coerce`]).
+//! - TLS: this build links no TLS library. PostgreSQL `sslmode` `disable` and `prefer`
+//!   connect without TLS (`prefer` falls back to plain text, as libpq does when TLS is not
+//!   available); `require`, `verify-ca`, `verify-full` and `tls: true` on MySQL or ClickHouse
+//!   fail with a clear [`RuntimeError::Connect`] instead of silently sending data in clear.
+//! - Pooling: one [`Conn`] is one server session (transactions, temporary tables and session
+//!   settings are per session); [`Pool`] hands out at most `pool_size` of them to concurrent
+//!   tasks and reuses idle ones.
+
+pub mod clickhouse;
+pub mod mysql;
+pub mod postgres;
 
 use crate::config::raw::RawDatastore;
 use crate::config::Secret;
+use crate::expr::Value;
+use crate::runtime::{Row, RuntimeError};
 
 use crate::sql::DialectKind;
 use crate::types::Dtype;
+use std::sync::{Arc, Mutex};
+use tokio::sync::{mpsc, OwnedSemaphorePermit, Semaphore};
 
 /// Connection settings of a SQL datastore, taken from the config.
 #[derive(Debug, Clone)]
@@ -94,4 +116,358 @@ pub struct Stmt<'a> {
     pub param_names: &'a [String],
     /// Parameter types, in placeholder order.
     pub param_types: &'a [Dtype],
+}
+
+/// Error construction for one datastore: every message names the datastore, its
+/// `host:port` and the step, and has the password removed.
+#[derive(Clone)]
+pub(crate) struct ErrCtx {
+    store: String,
+    host: String,
+    secret: Option<String>,
+}
+
+impl std::fmt::Debug for ErrCtx {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ErrCtx")
+            .field("store", &self.store)
+            .field("host", &self.host)
+            .finish_non_exhaustive()
+    }
+}
+
+impl ErrCtx {
+    pub(crate) fn new(s: &ConnSettings) -> ErrCtx {
+        ErrCtx {
+            store: s.name.clone(),
+            host: s.address(),
+            secret: s
+                .password
+                .as_ref()
+                .map(|p| p.expose().to_string())
+                .filter(|p| !p.is_empty()),
+        }
+    }
+
+    /// `msg` with every occurrence of the password replaced by `***`.
+    pub(crate) fn scrub(&self, msg: impl std::fmt::Display) -> String {
+        let m = msg.to_string();
+        match &self.secret {
+            Some(p) => m.replace(p.as_str(), "***"),
+            None => m,
+        }
+    }
+
+    pub(crate) fn connect(&self, msg: impl std::fmt::Display) -> RuntimeError {
+        RuntimeError::Connect {
+            store: self.store.clone(),
+            host: self.host.clone(),
+            message: self.scrub(msg),
+        }
+    }
+
+    pub(crate) fn stmt(&self, step: &str, msg: impl std::fmt::Display) -> RuntimeError {
+        RuntimeError::Statement {
+            store: self.store.clone(),
+            host: self.host.clone(),
+            step: step.to_string(),
+            message: self.scrub(msg),
+        }
+    }
+
+    pub(crate) fn bind(
+        &self,
+        step: &str,
+        index: usize,
+        msg: impl std::fmt::Display,
+    ) -> RuntimeError {
+        RuntimeError::Bind {
+            store: self.store.clone(),
+            host: self.host.clone(),
+            step: step.to_string(),
+            index,
+            message: self.scrub(msg),
+        }
+    }
+
+    pub(crate) fn decode(
+        &self,
+        step: &str,
+        column: usize,
+        msg: impl std::fmt::Display,
+    ) -> RuntimeError {
+        RuntimeError::Decode {
+            store: self.store.clone(),
+            host: self.host.clone(),
+            step: step.to_string(),
+            column,
+            message: self.scrub(msg),
+        }
+    }
+}
+
+/// Checks that a statement got as many values as it declares parameters.
+pub(crate) fn check_arity(
+    ctx: &ErrCtx,
+    stmt: &Stmt<'_>,
+    params: &[Value],
+) -> Result<(), RuntimeError> {
+    if stmt.param_types.len() != params.len() {
+        return Err(ctx.stmt(
+            stmt.step,
+            format!(
+                "the statement declares {} parameters but {} values were given",
+                stmt.param_types.len(),
+                params.len()
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// Sends one batch of rows; `Err` when the receiver is gone.
+pub(crate) async fn send_batch(
+    tx: &mpsc::Sender<Result<Vec<Row>, RuntimeError>>,
+    step: &str,
+    batch: Vec<Row>,
+) -> Result<(), RuntimeError> {
+    tx.send(Ok(batch))
+        .await
+        .map_err(|_| RuntimeError::ConsumerGone {
+            step: step.to_string(),
+        })
+}
+
+/// One open connection (one server session) to a SQL datastore.
+#[derive(Debug)]
+pub enum Conn {
+    /// PostgreSQL (tokio-postgres).
+    Postgres(postgres::PgConn),
+    /// MySQL / MariaDB (mysql_async).
+    Mysql(mysql::MyConn),
+    /// ClickHouse (HTTP interface).
+    Clickhouse(clickhouse::ChConn),
+}
+
+macro_rules! dispatch {
+    ($self:ident, $c:ident => $e:expr) => {
+        match $self {
+            Conn::Postgres($c) => $e,
+            Conn::Mysql($c) => $e,
+            Conn::Clickhouse($c) => $e,
+        }
+    };
+}
+
+impl Conn {
+    /// Connects and runs the session setup statements (`session`, from the SQL generator) in
+    /// order. Fails with [`RuntimeError::Connect`] when the server is unreachable, rejects the
+    /// credentials, or TLS is required (see the module notes), and with
+    /// [`RuntimeError::Statement`] (step `session`) when a setup statement fails.
+    pub async fn connect(s: &ConnSettings, session: &[String]) -> Result<Conn, RuntimeError> {
+        Ok(match s.dialect {
+            DialectKind::Postgres => Conn::Postgres(postgres::PgConn::connect(s, session).await?),
+            DialectKind::Mysql => Conn::Mysql(mysql::MyConn::connect(s, session).await?),
+            DialectKind::Clickhouse => {
+                Conn::Clickhouse(clickhouse::ChConn::connect(s, session).await?)
+            }
+        })
+    }
+
+    /// The dialect of this connection.
+    pub fn dialect(&self) -> DialectKind {
+        match self {
+            Conn::Postgres(_) => DialectKind::Postgres,
+            Conn::Mysql(_) => DialectKind::Mysql,
+            Conn::Clickhouse(_) => DialectKind::Clickhouse,
+        }
+    }
+
+    /// The server's version text, read once on connect (`15.18`, `10.11.19-MariaDB…`,
+    /// `18.16.1`).
+    pub fn server_version(&self) -> &str {
+        dispatch!(self, c => c.server_version())
+    }
+
+    /// Runs a statement and returns the number of rows it affected (ClickHouse does not
+    /// report it over HTTP: always 0 there).
+    pub async fn execute(&mut self, stmt: Stmt<'_>, params: &[Value]) -> Result<u64, RuntimeError> {
+        dispatch!(self, c => c.execute(stmt, params).await)
+    }
+
+    /// Runs a query and returns all its rows, each column decoded as `out[i]`. For small
+    /// results (ranges, block hashes, leaf diffs); use [`Conn::stream`] for table reads.
+    pub async fn query(
+        &mut self,
+        stmt: Stmt<'_>,
+        params: &[Value],
+        out: &[Dtype],
+    ) -> Result<Vec<Row>, RuntimeError> {
+        dispatch!(self, c => c.query(stmt, params, out).await)
+    }
+
+    /// Runs a query and sends its rows to `tx` in batches of `batch_size` (the last one may
+    /// be shorter) as they arrive from the server. The bounded channel is the backpressure:
+    /// while it is full nothing more is read from the server, so memory stays at about
+    /// `(channel capacity + 1) × batch_size` rows however large the result. Returns the
+    /// number of rows sent. A decode or server error is returned (not sent); a dropped
+    /// receiver ends the stream with [`RuntimeError::ConsumerGone`].
+    pub async fn stream(
+        &mut self,
+        stmt: Stmt<'_>,
+        params: &[Value],
+        out: &[Dtype],
+        batch_size: usize,
+        tx: mpsc::Sender<Result<Vec<Row>, RuntimeError>>,
+    ) -> Result<u64, RuntimeError> {
+        let batch_size = batch_size.max(1);
+        dispatch!(self, c => c.stream(stmt, params, out, batch_size, tx).await)
+    }
+
+    /// Starts a transaction (a no-op on ClickHouse, which has none: each statement is
+    /// atomic per block, and the merge strategies there are idempotent instead).
+    pub async fn begin(&mut self) -> Result<(), RuntimeError> {
+        dispatch!(self, c => c.begin().await)
+    }
+
+    /// Commits the open transaction (no-op on ClickHouse).
+    pub async fn commit(&mut self) -> Result<(), RuntimeError> {
+        dispatch!(self, c => c.commit().await)
+    }
+
+    /// Rolls the open transaction back (no-op on ClickHouse).
+    pub async fn rollback(&mut self) -> Result<(), RuntimeError> {
+        dispatch!(self, c => c.rollback().await)
+    }
+
+    /// Bulk-loads `rows` the fastest way the database offers, with the load statement the
+    /// generator produced for this dialect:
+    /// - PostgreSQL: `COPY t (cols) FROM STDIN (FORMAT binary)` ([`postgres::PgConn::copy_in`]);
+    /// - MySQL: a multi-row `INSERT … VALUES (?,…),…` for exactly `rows.len()` rows
+    ///   ([`mysql::MyConn::insert_rows`]);
+    /// - ClickHouse: `INSERT INTO t (cols) FORMAT RowBinary`
+    ///   ([`clickhouse::ChConn::insert_row_binary`]).
+    ///
+    /// `types[i]` is column `i`'s dtype and `nullable[i]` whether it may hold NULL (only
+    /// ClickHouse needs it: RowBinary has a NULL marker byte only for `Nullable` columns).
+    /// Returns the number of rows written.
+    pub async fn load(
+        &mut self,
+        stmt: Stmt<'_>,
+        types: &[Dtype],
+        nullable: &[bool],
+        rows: &[Row],
+    ) -> Result<u64, RuntimeError> {
+        match self {
+            Conn::Postgres(c) => c.copy_in(stmt, types, rows).await,
+            Conn::Mysql(c) => c.insert_rows(stmt, types, rows).await,
+            Conn::Clickhouse(c) => c.insert_row_binary(stmt, types, nullable, rows).await,
+        }
+    }
+
+    /// True when the connection can go back to a pool: no transaction open, and not known
+    /// to be broken.
+    pub fn is_reusable(&self) -> bool {
+        dispatch!(self, c => c.is_reusable())
+    }
+}
+
+/// A small connection pool for one datastore: at most `pool_size` connections are handed
+/// out at a time, idle ones are reused, and every new one runs the session setup. Cheap to
+/// clone (all clones share the pool).
+#[derive(Clone)]
+pub struct Pool {
+    inner: Arc<PoolInner>,
+}
+
+struct PoolInner {
+    settings: ConnSettings,
+    session: Vec<String>,
+    idle: Mutex<Vec<Conn>>,
+    permits: Arc<Semaphore>,
+}
+
+impl std::fmt::Debug for Pool {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Pool")
+            .field("store", &self.inner.settings.name)
+            .field("size", &self.inner.settings.pool_size)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Pool {
+    /// A pool for `settings` (no connection is opened until [`Pool::get`]). A `pool_size`
+    /// of 0 is treated as 1.
+    pub fn new(settings: ConnSettings, session: Vec<String>) -> Pool {
+        let size = settings.pool_size.max(1) as usize;
+        Pool {
+            inner: Arc::new(PoolInner {
+                settings,
+                session,
+                idle: Mutex::new(Vec::new()),
+                permits: Arc::new(Semaphore::new(size)),
+            }),
+        }
+    }
+
+    /// A connection: an idle one, or a new one when fewer than `pool_size` are open. Waits
+    /// while all are in use. The connection returns to the pool when the guard drops, unless
+    /// a transaction is still open or it is broken.
+    pub async fn get(&self) -> Result<PooledConn, RuntimeError> {
+        let permit = Arc::clone(&self.inner.permits)
+            .acquire_owned()
+            .await
+            .expect("the pool semaphore is never closed");
+        let idle = self.inner.idle.lock().expect("pool lock").pop();
+        let conn = match idle {
+            Some(c) => c,
+            None => Conn::connect(&self.inner.settings, &self.inner.session).await?,
+        };
+        Ok(PooledConn {
+            conn: Some(conn),
+            pool: Arc::clone(&self.inner),
+            _permit: permit,
+        })
+    }
+}
+
+/// A connection borrowed from a [`Pool`]; dereferences to [`Conn`].
+pub struct PooledConn {
+    conn: Option<Conn>,
+    pool: Arc<PoolInner>,
+    _permit: OwnedSemaphorePermit,
+}
+
+impl std::fmt::Debug for PooledConn {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PooledConn")
+            .field("conn", &self.conn)
+            .finish_non_exhaustive()
+    }
+}
+
+impl std::ops::Deref for PooledConn {
+    type Target = Conn;
+    fn deref(&self) -> &Conn {
+        self.conn.as_ref().expect("present until drop")
+    }
+}
+
+impl std::ops::DerefMut for PooledConn {
+    fn deref_mut(&mut self) -> &mut Conn {
+        self.conn.as_mut().expect("present until drop")
+    }
+}
+
+impl Drop for PooledConn {
+    fn drop(&mut self) {
+        if let Some(c) = self.conn.take() {
+            if c.is_reusable() {
+                if let Ok(mut idle) = self.pool.idle.lock() {
+                    idle.push(c);
+                }
+            }
+        }
+    }
 }

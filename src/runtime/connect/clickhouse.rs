@@ -1,0 +1,1153 @@
+//! ClickHouse connector over the HTTP interface (reqwest), written for 18.16 and current
+//! releases alike.
+//!
+//! - **Session**: ClickHouse HTTP is stateless, so a connection is an HTTP `session_id`: the
+//!   session setup statements run in it, and every later request names it. The server drops
+//!   an idle session after `session_timeout` (60 s by default); the connector runs the setup
+//!   again in a fresh session when it was idle longer than [`SESSION_REFRESH`], or when a
+//!   stream was abandoned mid-way (the server may still be finishing that query, which
+//!   locks its session).
+//! - **Parameters** (`{name:Type}` placeholders): servers from [`NATIVE_PARAMS_SINCE`] on get
+//!   them as HTTP `param_<name>` arguments, in the text form the server parses per type.
+//!   Older servers (18.16 has no query parameters) get driver-side binding: each
+//!   placeholder, found outside string literals, quoted identifiers and comments, is
+//!   replaced by an escaped literal of its declared type (`'it\'s'`, `CAST('1.50' AS
+//!   Decimal(10,2))`, `toDate('2020-01-02')`, `toDateTime(1577934245)`, `toUUID('…')`,
+//!   `NULL` for `Nullable`). The choice is made once per connection from `SELECT version()`.
+//!   Known 18.16 limit: in `INSERT … VALUES`, a Decimal expression is rejected for a
+//!   `Nullable(Decimal)` column ("Type mismatch in IN or VALUES section"); `INSERT … SELECT`
+//!   and RowBinary loads are not affected.
+//! - **Results** are read as `TabSeparated` (the HTTP default, also on 18.16) and decoded
+//!   line by line as the response body arrives; no format clause is added to the query, so
+//!   queries must not carry their own `FORMAT`. Datetimes are read as the server prints
+//!   them: in the column's time zone, so columns are expected to be `DateTime('UTC')` (the
+//!   generator's DDL) or the server to run in UTC (a warning is logged otherwise).
+//! - **Bulk load**: `INSERT INTO t (cols) FORMAT RowBinary` with the rows RowBinary-encoded
+//!   per dtype in the request body ([`encode_row_binary`]).
+//! - **Transactions** do not exist: `begin`/`commit`/`rollback` are no-ops.
+//! - **Rows affected**: 18.16 does not report them; servers that send
+//!   `X-ClickHouse-Summary` report `written_rows`, otherwise `execute` returns 0.
+//!
+//! The `clickhouse` crate was not used: its API maps rows to compile-time structs, while
+//! synctool's columns are defined by the config at run time, and against 18.16 it needs its
+//! schema validation disabled anyway. The HTTP protocol is small enough to speak directly.
+
+use super::{check_arity, send_batch, ConnSettings, ErrCtx, Stmt};
+use crate::expr::Value;
+use crate::runtime::values::{
+    self, coerce, decimal_fixed_text, exact_scale, kind_name, unix_epoch,
+};
+use crate::runtime::{Row, RuntimeError};
+use crate::types::Dtype;
+use chrono::NaiveDate;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+use tokio::sync::mpsc;
+
+/// The first ClickHouse release this connector sends query parameters to (older ones get
+/// driver-side literals, which every release accepts).
+pub const NATIVE_PARAMS_SINCE: (u32, u32) = (20, 1);
+
+/// Idle time after which the session setup is run again in a new session (the server's
+/// default `session_timeout` is 60 s).
+pub const SESSION_REFRESH: Duration = Duration::from_secs(45);
+
+/// How often a request refused with "Session is locked" (code 373) is sent again.
+const SESSION_LOCK_RETRIES: u32 = 20;
+
+static SESSION_SEQ: AtomicU64 = AtomicU64::new(0);
+
+/// An open ClickHouse "connection": an HTTP client and a server session.
+pub struct ChConn {
+    http: reqwest::Client,
+    url: String,
+    ctx: ErrCtx,
+    user: Option<String>,
+    password: Option<String>,
+    database: Option<String>,
+    session_id: String,
+    session: Vec<String>,
+    last_used: Instant,
+    session_dirty: bool,
+    version: String,
+    native_params: bool,
+}
+
+impl std::fmt::Debug for ChConn {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ChConn")
+            .field("ctx", &self.ctx)
+            .field("version", &self.version)
+            .field("native_params", &self.native_params)
+            .finish_non_exhaustive()
+    }
+}
+
+fn new_session_id() -> String {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or(0);
+    format!(
+        "synctool-{}-{nanos}-{}",
+        std::process::id(),
+        SESSION_SEQ.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
+/// `(major, minor)` of a version text such as `18.16.1` or `24.3.2.23`.
+pub fn parse_version(v: &str) -> Option<(u32, u32)> {
+    let mut it = v.trim().split('.');
+    let major = it.next()?.parse().ok()?;
+    let minor = it
+        .next()?
+        .trim_end_matches(|c: char| !c.is_ascii_digit())
+        .parse()
+        .ok()?;
+    Some((major, minor))
+}
+
+/// How a request failed: before the server answered, or with the server's message.
+enum Failure {
+    Transport(String),
+    Server(String),
+}
+
+impl ChConn {
+    /// Connects: checks the server answers `SELECT version()`, then runs `session` in a new
+    /// server session. TLS (`tls: true` / `require`) fails: this build has no HTTPS support.
+    pub async fn connect(s: &ConnSettings, session: &[String]) -> Result<ChConn, RuntimeError> {
+        let ctx = ErrCtx::new(s);
+        match s.tls.as_deref().map(str::to_ascii_lowercase).as_deref() {
+            None | Some("disable") | Some("false") | Some("prefer") => {}
+            Some(_) => {
+                return Err(ctx.connect(
+                    "HTTPS is not supported by this build: set `tls: false` or remove it",
+                ))
+            }
+        }
+        let http = reqwest::Client::builder()
+            .connect_timeout(Duration::from_secs(10))
+            .pool_max_idle_per_host(2)
+            .build()
+            .map_err(|e| ctx.connect(e))?;
+        let mut me = ChConn {
+            http,
+            url: format!("http://{}:{}/", s.host, s.port),
+            ctx,
+            user: s.username.clone(),
+            password: s.password.as_ref().map(|p| p.expose().to_string()),
+            database: s.database.clone(),
+            session_id: new_session_id(),
+            session: session.to_vec(),
+            last_used: Instant::now(),
+            session_dirty: false,
+            version: String::new(),
+            native_params: false,
+        };
+        let version = me.simple("SELECT version()").await.map_err(|f| match f {
+            Failure::Transport(m) | Failure::Server(m) => me.ctx.connect(m),
+        })?;
+        me.version = version.trim().to_string();
+        me.native_params = parse_version(&me.version).is_some_and(|v| v >= NATIVE_PARAMS_SINCE);
+        match me.simple("SELECT timezone()").await {
+            Ok(tz) if !matches!(tz.trim(), "UTC" | "Etc/UTC" | "GMT" | "Etc/GMT" | "Zulu") => {
+                tracing::warn!(
+                    datastore = %s.name,
+                    "ClickHouse server time zone is {}: DateTime columns without 'UTC' will be read in it",
+                    tz.trim()
+                );
+            }
+            _ => {}
+        }
+        me.run_setup().await?;
+        Ok(me)
+    }
+
+    /// The server version (`18.16.1`).
+    pub fn server_version(&self) -> &str {
+        &self.version
+    }
+
+    /// True when the server gets `param_<name>` query parameters (else driver-side literals).
+    pub fn native_params(&self) -> bool {
+        self.native_params
+    }
+
+    /// Always true: no transactions, and each request opens or reuses an HTTP connection.
+    pub fn is_reusable(&self) -> bool {
+        true
+    }
+
+    async fn run_setup(&mut self) -> Result<(), RuntimeError> {
+        for stmt in self.session.clone() {
+            let resp = self
+                .post(None, None, stmt.into_bytes(), &[])
+                .await
+                .map_err(|f| match f {
+                    Failure::Transport(m) => self.ctx.connect(m),
+                    Failure::Server(m) => self.ctx.stmt("session", m),
+                })?;
+            resp.bytes()
+                .await
+                .map_err(|e| self.ctx.connect(self.transport_msg(&e)))?;
+        }
+        self.last_used = Instant::now();
+        self.session_dirty = false;
+        Ok(())
+    }
+
+    async fn ensure_session(&mut self) -> Result<(), RuntimeError> {
+        if self.session_dirty || self.last_used.elapsed() > SESSION_REFRESH {
+            self.session_id = new_session_id();
+            self.run_setup().await?;
+        }
+        Ok(())
+    }
+
+    /// A one-value query outside any session, for server facts.
+    async fn simple(&self, sql: &str) -> Result<String, Failure> {
+        let mut req = self.http.post(&self.url).body(sql.to_string());
+        if let Some(u) = &self.user {
+            req = req.basic_auth(u, self.password.as_deref());
+        }
+        let resp = req
+            .send()
+            .await
+            .map_err(|e| Failure::Transport(self.transport_msg(&e)))?;
+        let ok = resp.status().is_success();
+        let text = resp
+            .text()
+            .await
+            .map_err(|e| Failure::Transport(self.transport_msg(&e)))?;
+        if ok {
+            Ok(text)
+        } else {
+            Err(Failure::Server(text.trim().to_string()))
+        }
+    }
+
+    fn transport_msg(&self, e: &reqwest::Error) -> String {
+        // reqwest errors name the URL; ours never carries credentials (they go in the
+        // Authorization header), but scrub anyway.
+        let mut m = e.to_string();
+        let mut src = std::error::Error::source(e);
+        while let Some(s) = src {
+            m.push_str(&format!(": {s}"));
+            src = s.source();
+        }
+        self.ctx.scrub(m)
+    }
+
+    /// POSTs a request in the session: `url_query` goes in the `query` argument (the body then
+    /// holds data), otherwise `body` is the query. Non-200 answers become `Failure::Server`.
+    async fn post(
+        &self,
+        url_query: Option<&str>,
+        default_format: Option<&str>,
+        body: Vec<u8>,
+        params: &[(String, String)],
+    ) -> Result<reqwest::Response, Failure> {
+        let mut args: Vec<(String, String)> = vec![("session_id".into(), self.session_id.clone())];
+        if let Some(db) = &self.database {
+            args.push(("database".into(), db.clone()));
+        }
+        if let Some(q) = url_query {
+            args.push(("query".into(), q.to_string()));
+        }
+        if let Some(f) = default_format {
+            args.push(("default_format".into(), f.to_string()));
+        }
+        args.extend(params.iter().cloned());
+        let body = bytes::Bytes::from(body);
+        let mut attempt = 0;
+        loop {
+            let mut req = self
+                .http
+                .post(&self.url)
+                .query(&args)
+                .header(reqwest::header::CONTENT_LENGTH, body.len())
+                .body(body.clone());
+            if let Some(u) = &self.user {
+                req = req.basic_auth(u, self.password.as_deref());
+            }
+            let resp = req
+                .send()
+                .await
+                .map_err(|e| Failure::Transport(self.transport_msg(&e)))?;
+            if resp.status().is_success() {
+                return Ok(resp);
+            }
+            let status = resp.status();
+            let text = resp.text().await.unwrap_or_default();
+            // The server releases a session a moment after the previous answer was sent;
+            // a request arriving in that window is refused before it runs, so it is safe
+            // to send it again.
+            if text.starts_with("Code: 373,") && attempt < SESSION_LOCK_RETRIES {
+                attempt += 1;
+                tokio::time::sleep(Duration::from_millis(10 * attempt as u64)).await;
+                continue;
+            }
+            return Err(Failure::Server(format!("HTTP {status}: {}", text.trim())));
+        }
+    }
+
+    async fn request(
+        &mut self,
+        step: &str,
+        url_query: Option<&str>,
+        default_format: Option<&str>,
+        body: Vec<u8>,
+        params: &[(String, String)],
+    ) -> Result<reqwest::Response, RuntimeError> {
+        self.ensure_session().await?;
+        let r = self.post(url_query, default_format, body, params).await;
+        self.last_used = Instant::now();
+        r.map_err(|f| match f {
+            Failure::Transport(m) | Failure::Server(m) => self.ctx.stmt(step, m),
+        })
+    }
+
+    /// The SQL to send and the `param_*` arguments, binding `params` per the server.
+    fn bind(
+        &self,
+        stmt: &Stmt<'_>,
+        params: &[Value],
+    ) -> Result<(String, Vec<(String, String)>), RuntimeError> {
+        check_arity(&self.ctx, stmt, params)?;
+        let holders = scan_placeholders(stmt.sql).map_err(|m| self.ctx.stmt(stmt.step, m))?;
+        let lookup = |name: &str| -> Result<usize, RuntimeError> {
+            stmt.param_names
+                .iter()
+                .position(|n| n == name)
+                .ok_or_else(|| {
+                    self.ctx.stmt(
+                        stmt.step,
+                        format!("placeholder {{{name}:…}} has no parameter of that name"),
+                    )
+                })
+        };
+        let mut coerced = Vec::with_capacity(params.len());
+        for (i, (v, d)) in params.iter().zip(stmt.param_types).enumerate() {
+            coerced.push(coerce(v.clone(), *d).map_err(|m| self.ctx.bind(stmt.step, i + 1, m))?);
+        }
+        if self.native_params {
+            let mut args: Vec<(String, String)> = Vec::new();
+            for h in &holders {
+                let i = lookup(&h.name)?;
+                let key = format!("param_{}", h.name);
+                let text = param_text(&coerced[i], &h.ty)
+                    .map_err(|m| self.ctx.bind(stmt.step, i + 1, m))?;
+                match args.iter().find(|(k, _)| *k == key) {
+                    Some((_, t)) if *t != text => {
+                        return Err(self.ctx.bind(
+                            stmt.step,
+                            i + 1,
+                            format!(
+                                "parameter `{}` is bound twice with different values",
+                                h.name
+                            ),
+                        ))
+                    }
+                    Some(_) => {}
+                    None => args.push((key, text)),
+                }
+            }
+            Ok((stmt.sql.to_string(), args))
+        } else {
+            let mut sql = String::with_capacity(stmt.sql.len() + 16 * holders.len());
+            let mut at = 0;
+            for h in &holders {
+                let i = lookup(&h.name)?;
+                sql.push_str(&stmt.sql[at..h.start]);
+                sql.push_str(
+                    &literal(&coerced[i], &h.ty).map_err(|m| self.ctx.bind(stmt.step, i + 1, m))?,
+                );
+                at = h.end;
+            }
+            sql.push_str(&stmt.sql[at..]);
+            Ok((sql, Vec::new()))
+        }
+    }
+
+    /// Runs a statement. Returns `written_rows` when the server reports it, else 0.
+    pub async fn execute(&mut self, stmt: Stmt<'_>, params: &[Value]) -> Result<u64, RuntimeError> {
+        let (sql, args) = self.bind(&stmt, params)?;
+        let resp = self
+            .request(stmt.step, None, None, sql.into_bytes(), &args)
+            .await?;
+        let written = written_rows(&resp);
+        resp.bytes()
+            .await
+            .map_err(|e| self.ctx.stmt(stmt.step, self.transport_msg(&e)))?;
+        Ok(written)
+    }
+
+    /// Runs a query and returns every row decoded as `out`.
+    pub async fn query(
+        &mut self,
+        stmt: Stmt<'_>,
+        params: &[Value],
+        out: &[Dtype],
+    ) -> Result<Vec<Row>, RuntimeError> {
+        let (tx, mut rx) = mpsc::channel(1);
+        let mut all = Vec::new();
+        let run = self.stream(stmt, params, out, 1024, tx);
+        let collect = async {
+            while let Some(b) = rx.recv().await {
+                all.extend(b?);
+            }
+            Ok::<(), RuntimeError>(())
+        };
+        let (r, c) = tokio::join!(run, collect);
+        r?;
+        c?;
+        Ok(all)
+    }
+
+    /// Streams a query's rows in batches (see [`super::Conn::stream`]), decoding the
+    /// `TabSeparated` response body as it arrives.
+    pub async fn stream(
+        &mut self,
+        stmt: Stmt<'_>,
+        params: &[Value],
+        out: &[Dtype],
+        batch_size: usize,
+        tx: mpsc::Sender<Result<Vec<Row>, RuntimeError>>,
+    ) -> Result<u64, RuntimeError> {
+        let (sql, args) = self.bind(&stmt, params)?;
+        let mut resp = self
+            .request(
+                stmt.step,
+                None,
+                Some("TabSeparated"),
+                sql.into_bytes(),
+                &args,
+            )
+            .await?;
+        let mut buf: Vec<u8> = Vec::new();
+        let mut batch = Vec::with_capacity(batch_size);
+        let mut n = 0u64;
+        let outcome: Result<(), RuntimeError> = async {
+            loop {
+                let chunk = resp
+                    .chunk()
+                    .await
+                    .map_err(|e| self.ctx.stmt(stmt.step, self.transport_msg(&e)))?;
+                let Some(chunk) = chunk else { break };
+                buf.extend_from_slice(&chunk);
+                let mut start = 0;
+                while let Some(pos) = buf[start..].iter().position(|b| *b == b'\n') {
+                    let line = &buf[start..start + pos];
+                    batch.push(
+                        decode_tsv_line(line, out)
+                            .map_err(|e| self.line_error(stmt.step, line, e))?,
+                    );
+                    start += pos + 1;
+                    n += 1;
+                    if batch.len() == batch_size {
+                        let full = std::mem::replace(&mut batch, Vec::with_capacity(batch_size));
+                        send_batch(&tx, stmt.step, full).await?;
+                    }
+                }
+                buf.drain(..start);
+            }
+            if !buf.is_empty() {
+                return Err(self.ctx.stmt(
+                    stmt.step,
+                    format!(
+                        "the response ended inside a row: {}",
+                        String::from_utf8_lossy(&buf).trim()
+                    ),
+                ));
+            }
+            if !batch.is_empty() {
+                send_batch(&tx, stmt.step, std::mem::take(&mut batch)).await?;
+            }
+            Ok(())
+        }
+        .await;
+        if outcome.is_err() {
+            // The query may still be running on the server and hold the session.
+            self.session_dirty = true;
+        }
+        outcome.map(|_| n)
+    }
+
+    /// A line that does not decode: the server's exception (sent after the rows it had
+    /// already streamed) or a decoding error.
+    fn line_error(&self, step: &str, line: &[u8], e: (usize, String)) -> RuntimeError {
+        let text = String::from_utf8_lossy(line);
+        if text.starts_with("Code: ") {
+            self.ctx.stmt(step, text.trim())
+        } else {
+            self.ctx.decode(step, e.0, e.1)
+        }
+    }
+
+    /// No-op: ClickHouse has no transactions.
+    pub async fn begin(&mut self) -> Result<(), RuntimeError> {
+        Ok(())
+    }
+
+    /// No-op: ClickHouse has no transactions.
+    pub async fn commit(&mut self) -> Result<(), RuntimeError> {
+        Ok(())
+    }
+
+    /// No-op: ClickHouse has no transactions.
+    pub async fn rollback(&mut self) -> Result<(), RuntimeError> {
+        Ok(())
+    }
+
+    /// Inserts `rows` with the generator's `INSERT INTO t (cols) FORMAT RowBinary`, the body
+    /// encoded by [`encode_row_binary`] (`nullable[i]`: column `i` is `Nullable`; an empty
+    /// slice means none is). Returns `rows.len()`.
+    pub async fn insert_row_binary(
+        &mut self,
+        stmt: Stmt<'_>,
+        types: &[Dtype],
+        nullable: &[bool],
+        rows: &[Row],
+    ) -> Result<u64, RuntimeError> {
+        if rows.is_empty() {
+            return Ok(0);
+        }
+        let body = encode_row_binary(types, nullable, rows).map_err(|(row, col, m)| {
+            self.ctx
+                .bind(stmt.step, col + 1, format!("row {}: {m}", row + 1))
+        })?;
+        let resp = self
+            .request(stmt.step, Some(stmt.sql), None, body, &[])
+            .await?;
+        resp.bytes()
+            .await
+            .map_err(|e| self.ctx.stmt(stmt.step, self.transport_msg(&e)))?;
+        Ok(rows.len() as u64)
+    }
+}
+
+fn written_rows(resp: &reqwest::Response) -> u64 {
+    resp.headers()
+        .get("X-ClickHouse-Summary")
+        .and_then(|h| h.to_str().ok())
+        .and_then(|s| serde_json::from_str::<serde_json::Value>(s).ok())
+        .and_then(|j| {
+            let w = j.get("written_rows")?;
+            w.as_u64().or_else(|| w.as_str()?.parse().ok())
+        })
+        .unwrap_or(0)
+}
+
+/// A `{name:Type}` placeholder found in a statement.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Placeholder {
+    /// Byte offset of `{`.
+    pub start: usize,
+    /// Byte offset just after `}`.
+    pub end: usize,
+    /// The parameter name.
+    pub name: String,
+    /// The declared ClickHouse type (`Nullable(DateTime)`).
+    pub ty: String,
+}
+
+/// Finds the `{name:Type}` placeholders of a statement, skipping string literals, quoted
+/// identifiers and comments.
+pub fn scan_placeholders(sql: &str) -> Result<Vec<Placeholder>, String> {
+    let b = sql.as_bytes();
+    let mut out = Vec::new();
+    let mut i = 0;
+    let skip_quoted = |mut i: usize, q: u8| -> Result<usize, String> {
+        i += 1;
+        while i < b.len() {
+            if b[i] == b'\\' {
+                i += 2;
+                continue;
+            }
+            if b[i] == q {
+                if b.get(i + 1) == Some(&q) {
+                    i += 2;
+                    continue;
+                }
+                return Ok(i + 1);
+            }
+            i += 1;
+        }
+        Err("unterminated quoted text in the statement".into())
+    };
+    while i < b.len() {
+        match b[i] {
+            q @ (b'\'' | b'"' | b'`') => i = skip_quoted(i, q)?,
+            b'-' if b.get(i + 1) == Some(&b'-') => {
+                i = b[i..]
+                    .iter()
+                    .position(|c| *c == b'\n')
+                    .map_or(b.len(), |p| i + p + 1)
+            }
+            b'/' if b.get(i + 1) == Some(&b'*') => {
+                i = sql[i + 2..]
+                    .find("*/")
+                    .map(|p| i + 2 + p + 2)
+                    .ok_or("unterminated comment in the statement")?
+            }
+            b'{' => {
+                let start = i;
+                let mut j = i + 1;
+                let mut depth = 0i32;
+                while j < b.len() && !(b[j] == b'}' && depth == 0) {
+                    match b[j] {
+                        b'(' => depth += 1,
+                        b')' => depth -= 1,
+                        b'\'' => {
+                            j = skip_quoted(j, b'\'')?;
+                            continue;
+                        }
+                        _ => {}
+                    }
+                    j += 1;
+                }
+                if j >= b.len() {
+                    return Err("unterminated `{` in the statement".into());
+                }
+                let inner = &sql[start + 1..j];
+                let (name, ty) = inner
+                    .split_once(':')
+                    .ok_or_else(|| format!("`{{{inner}}}` is not a `{{name:Type}}` placeholder"))?;
+                let name = name.trim();
+                if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
+                    return Err(format!("invalid placeholder name `{name}`"));
+                }
+                out.push(Placeholder {
+                    start,
+                    end: j + 1,
+                    name: name.to_string(),
+                    ty: ty.trim().to_string(),
+                });
+                i = j + 1;
+            }
+            _ => i += 1,
+        }
+    }
+    Ok(out)
+}
+
+/// `inner` of `Wrapper(inner)`.
+fn unwrap_type<'a>(ty: &'a str, wrapper: &str) -> Option<&'a str> {
+    ty.strip_prefix(wrapper)?
+        .trim_start()
+        .strip_prefix('(')?
+        .strip_suffix(')')
+        .map(str::trim)
+}
+
+/// The type's name without arguments (`Decimal` of `Decimal(10, 2)`).
+fn base_type(ty: &str) -> &str {
+    ty.split('(').next().unwrap_or(ty).trim()
+}
+
+/// A ClickHouse single-quoted string literal.
+pub fn quote_string(s: &str) -> String {
+    let mut out = String::with_capacity(s.len() + 2);
+    out.push('\'');
+    for c in s.chars() {
+        match c {
+            '\\' => out.push_str("\\\\"),
+            '\'' => out.push_str("\\'"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            '\0' => out.push_str("\\0"),
+            '\u{8}' => out.push_str("\\b"),
+            '\u{c}' => out.push_str("\\f"),
+            c => out.push(c),
+        }
+    }
+    out.push('\'');
+    out
+}
+
+/// Escapes text as ClickHouse's `TabSeparated` (and query-parameter) format does.
+pub fn tsv_escape(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        match c {
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            '\0' => out.push_str("\\0"),
+            '\u{8}' => out.push_str("\\b"),
+            '\u{c}' => out.push_str("\\f"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// The text a value takes in a `String` placeholder.
+fn string_text(v: &Value) -> Result<String, String> {
+    Ok(match v {
+        Value::Str(s) | Value::Uuid(s) => s.clone(),
+        Value::Json(j) => j.to_string(),
+        Value::Int(i) => i.to_string(),
+        Value::Float(f) => format!("{f:?}"),
+        Value::Decimal(d) => decimal_fixed_text(d),
+        Value::Bool(b) => (*b as u8).to_string(),
+        Value::Date(d) => d.format("%Y-%m-%d").to_string(),
+        Value::Datetime(t) => t.format("%Y-%m-%d %H:%M:%S%.6f").to_string(),
+        other => {
+            return Err(format!(
+                "a {} value cannot be bound as String",
+                kind_name(other)
+            ))
+        }
+    })
+}
+
+fn float_text(f: f64) -> String {
+    if f.is_nan() {
+        "nan".into()
+    } else if f.is_infinite() {
+        if f > 0.0 { "inf" } else { "-inf" }.into()
+    } else {
+        format!("{f:?}")
+    }
+}
+
+fn int_text(v: &Value, ty: &str) -> Result<String, String> {
+    let i = match coerce(v.clone(), Dtype::Int)? {
+        Value::Int(i) => i,
+        _ => unreachable!("coerce to int yields an int"),
+    };
+    let (lo, hi): (i128, i128) = match ty {
+        "Int8" => (i8::MIN.into(), i8::MAX.into()),
+        "Int16" => (i16::MIN.into(), i16::MAX.into()),
+        "Int32" => (i32::MIN.into(), i32::MAX.into()),
+        "UInt8" => (0, u8::MAX.into()),
+        "UInt16" => (0, u16::MAX.into()),
+        "UInt32" => (0, u32::MAX.into()),
+        "UInt64" => (0, u64::MAX.into()),
+        _ => (i64::MIN.into(), i64::MAX.into()),
+    };
+    if !(lo..=hi).contains(&i128::from(i)) {
+        return Err(format!("{i} is out of range for {ty}"));
+    }
+    Ok(i.to_string())
+}
+
+fn epoch_seconds(v: &Value) -> Result<i64, String> {
+    let t = match coerce(v.clone(), Dtype::Datetime)? {
+        Value::Datetime(t) => t,
+        _ => unreachable!("coerce to datetime yields a datetime"),
+    };
+    let s = values::epoch_micros(&t).div_euclid(1_000_000);
+    if !(0..=i64::from(u32::MAX)).contains(&s) {
+        return Err(format!(
+            "{t} is outside ClickHouse DateTime's range (1970–2106)"
+        ));
+    }
+    Ok(s)
+}
+
+fn date_text(v: &Value) -> Result<String, String> {
+    match coerce(v.clone(), Dtype::Date)? {
+        Value::Date(d) => Ok(d.format("%Y-%m-%d").to_string()),
+        _ => unreachable!("coerce to date yields a date"),
+    }
+}
+
+fn uuid_text(v: &Value) -> Result<String, String> {
+    match coerce(v.clone(), Dtype::Uuid)? {
+        Value::Uuid(s) => Ok(s),
+        _ => unreachable!("coerce to uuid yields a uuid"),
+    }
+}
+
+fn decimal_text(v: &Value, ty: &str) -> Result<String, String> {
+    let d = match v {
+        Value::Decimal(d) => *d,
+        other => match coerce(
+            other.clone(),
+            Dtype::Decimal {
+                precision: 38,
+                scale: 0,
+            },
+        )? {
+            Value::Decimal(d) => d,
+            _ => unreachable!("coerce to decimal yields a decimal"),
+        },
+    };
+    let _ = ty;
+    Ok(decimal_fixed_text(&d))
+}
+
+/// A driver-side literal for a placeholder of ClickHouse type `ty` (servers without query
+/// parameters).
+pub fn literal(v: &Value, ty: &str) -> Result<String, String> {
+    if let Some(inner) = unwrap_type(ty, "Nullable") {
+        return if v.is_null() {
+            Ok("NULL".into())
+        } else {
+            literal(v, inner)
+        };
+    }
+    if let Some(inner) = unwrap_type(ty, "LowCardinality") {
+        return literal(v, inner);
+    }
+    if v.is_null() {
+        return Err(format!(
+            "NULL bound to the non-Nullable placeholder type {ty}"
+        ));
+    }
+    let neg = |s: String| {
+        if s.starts_with('-') {
+            format!("({s})")
+        } else {
+            s
+        }
+    };
+    Ok(match base_type(ty) {
+        "String" | "FixedString" => quote_string(&string_text(v)?),
+        t @ ("Int8" | "Int16" | "Int32" | "Int64" | "UInt8" | "UInt16" | "UInt32" | "UInt64") => {
+            neg(int_text(v, t)?)
+        }
+        "Float32" | "Float64" => match coerce(v.clone(), Dtype::Float)? {
+            Value::Float(f) => neg(float_text(f)),
+            _ => unreachable!("coerce to float yields a float"),
+        },
+        "Decimal" | "Decimal32" | "Decimal64" | "Decimal128" => {
+            format!("CAST({} AS {ty})", quote_string(&decimal_text(v, ty)?))
+        }
+        "Date" => format!("toDate({})", quote_string(&date_text(v)?)),
+        "DateTime" => match unwrap_type(ty, "DateTime") {
+            Some(tz) if !tz.is_empty() => format!("toDateTime({}, {tz})", epoch_seconds(v)?),
+            _ => format!("toDateTime({})", epoch_seconds(v)?),
+        },
+        "UUID" => format!("toUUID({})", quote_string(&uuid_text(v)?)),
+        _ => return Err(format!("placeholders of type {ty} are not supported")),
+    })
+}
+
+/// The `param_<name>` text for a placeholder of type `ty` (servers with query parameters):
+/// the value as the `TabSeparated` format writes it, `\N` for NULL.
+pub fn param_text(v: &Value, ty: &str) -> Result<String, String> {
+    if let Some(inner) = unwrap_type(ty, "Nullable") {
+        return if v.is_null() {
+            Ok("\\N".into())
+        } else {
+            param_text(v, inner)
+        };
+    }
+    if let Some(inner) = unwrap_type(ty, "LowCardinality") {
+        return param_text(v, inner);
+    }
+    if v.is_null() {
+        return Err(format!(
+            "NULL bound to the non-Nullable placeholder type {ty}"
+        ));
+    }
+    Ok(match base_type(ty) {
+        "String" | "FixedString" => tsv_escape(&string_text(v)?),
+        t @ ("Int8" | "Int16" | "Int32" | "Int64" | "UInt8" | "UInt16" | "UInt32" | "UInt64") => {
+            int_text(v, t)?
+        }
+        "Bool" => match coerce(v.clone(), Dtype::Bool)? {
+            Value::Bool(b) => b.to_string(),
+            _ => unreachable!("coerce to bool yields a bool"),
+        },
+        "Float32" | "Float64" => match coerce(v.clone(), Dtype::Float)? {
+            Value::Float(f) => float_text(f),
+            _ => unreachable!("coerce to float yields a float"),
+        },
+        "Decimal" | "Decimal32" | "Decimal64" | "Decimal128" | "Decimal256" => decimal_text(v, ty)?,
+        "Date" | "Date32" => date_text(v)?,
+        // A Unix timestamp: the same instant whatever the server's time zone.
+        "DateTime" => epoch_seconds(v)?.to_string(),
+        "UUID" => uuid_text(v)?,
+        _ => return Err(format!("placeholders of type {ty} are not supported")),
+    })
+}
+
+/// Undoes `TabSeparated` escaping.
+fn tsv_unescape(field: &[u8]) -> Result<String, String> {
+    let mut out = Vec::with_capacity(field.len());
+    let mut i = 0;
+    while i < field.len() {
+        let c = field[i];
+        if c == b'\\' && i + 1 < field.len() {
+            out.push(match field[i + 1] {
+                b'n' => b'\n',
+                b't' => b'\t',
+                b'r' => b'\r',
+                b'0' => 0,
+                b'b' => 8,
+                b'f' => 12,
+                b'a' => 7,
+                b'v' => 11,
+                other => other,
+            });
+            i += 2;
+        } else {
+            out.push(c);
+            i += 1;
+        }
+    }
+    String::from_utf8(out).map_err(|_| "the value is not UTF-8 text".to_string())
+}
+
+/// One `TabSeparated` line as a row of `out`; the error carries the 1-based column.
+pub fn decode_tsv_line(line: &[u8], out: &[Dtype]) -> Result<Row, (usize, String)> {
+    let fields: Vec<&[u8]> = line.split(|b| *b == b'\t').collect();
+    if fields.len() != out.len() {
+        return Err((
+            0,
+            format!(
+                "a row has {} columns but {} dtypes were given",
+                fields.len(),
+                out.len()
+            ),
+        ));
+    }
+    fields
+        .into_iter()
+        .zip(out)
+        .enumerate()
+        .map(|(i, (f, d))| decode_tsv_field(f, *d).map_err(|m| (i + 1, m)))
+        .collect()
+}
+
+fn decode_tsv_field(f: &[u8], d: Dtype) -> Result<Value, String> {
+    if f == b"\\N" {
+        return Ok(Value::Null);
+    }
+    let text = tsv_unescape(f)?;
+    match d {
+        // ClickHouse prints its zero date / datetime (the epoch) as zeros.
+        Dtype::Date if text == "0000-00-00" => Ok(Value::Date(
+            NaiveDate::from_ymd_opt(1970, 1, 1).expect("valid"),
+        )),
+        Dtype::Datetime if text == "0000-00-00 00:00:00" => Ok(Value::Datetime(unix_epoch())),
+        _ => coerce(Value::Str(text), d),
+    }
+}
+
+fn put_varint(out: &mut Vec<u8>, mut n: u64) {
+    loop {
+        let b = (n & 0x7f) as u8;
+        n >>= 7;
+        if n == 0 {
+            out.push(b);
+            return;
+        }
+        out.push(b | 0x80);
+    }
+}
+
+/// Encodes rows as ClickHouse `RowBinary` for columns of `types` (as the generator maps
+/// them: Int64, Float64, Decimal(p,s) stored in 32/64/128 bits by precision, String,
+/// UInt8 for bool, Date, DateTime (whole seconds: fractions are dropped), UUID, String for
+/// JSON). `nullable[i]` marks `Nullable` columns (a NULL-marker byte before each value);
+/// an empty slice means no column is nullable. Errors carry (row, column) indices.
+pub fn encode_row_binary(
+    types: &[Dtype],
+    nullable: &[bool],
+    rows: &[Row],
+) -> Result<Vec<u8>, (usize, usize, String)> {
+    if !nullable.is_empty() && nullable.len() != types.len() {
+        return Err((
+            0,
+            0,
+            format!(
+                "{} nullable flags for {} columns",
+                nullable.len(),
+                types.len()
+            ),
+        ));
+    }
+    let mut out = Vec::with_capacity(rows.len() * types.len() * 9);
+    for (r, row) in rows.iter().enumerate() {
+        if row.len() != types.len() {
+            return Err((
+                r,
+                0,
+                format!("{} values for {} columns", row.len(), types.len()),
+            ));
+        }
+        for (c, (v, d)) in row.iter().zip(types).enumerate() {
+            let is_nullable = nullable.get(c).copied().unwrap_or(false);
+            encode_value(&mut out, v, *d, is_nullable).map_err(|m| (r, c, m))?;
+        }
+    }
+    Ok(out)
+}
+
+fn encode_value(out: &mut Vec<u8>, v: &Value, d: Dtype, nullable: bool) -> Result<(), String> {
+    let v = coerce(v.clone(), d)?;
+    if nullable {
+        if v.is_null() {
+            out.push(1);
+            return Ok(());
+        }
+        out.push(0);
+    } else if v.is_null() {
+        return Err("NULL in a column that is not Nullable".into());
+    }
+    match (d, v) {
+        (Dtype::Int, Value::Int(i)) => out.extend_from_slice(&i.to_le_bytes()),
+        (Dtype::Float, Value::Float(f)) => out.extend_from_slice(&f.to_le_bytes()),
+        (Dtype::Decimal { precision, scale }, Value::Decimal(x)) => {
+            let m = exact_scale(x, scale)?.mantissa();
+            let limit = 10i128
+                .checked_pow(u32::from(precision))
+                .unwrap_or(i128::MAX);
+            if m.unsigned_abs() >= limit.unsigned_abs() {
+                return Err(format!("{x} does not fit Decimal({precision}, {scale})"));
+            }
+            match precision {
+                0..=9 => out.extend_from_slice(&(m as i32).to_le_bytes()),
+                10..=18 => out.extend_from_slice(&(m as i64).to_le_bytes()),
+                _ => out.extend_from_slice(&m.to_le_bytes()),
+            }
+        }
+        (Dtype::Str, Value::Str(s)) => {
+            put_varint(out, s.len() as u64);
+            out.extend_from_slice(s.as_bytes());
+        }
+        (Dtype::Json, Value::Json(j)) => {
+            let s = j.to_string();
+            put_varint(out, s.len() as u64);
+            out.extend_from_slice(s.as_bytes());
+        }
+        (Dtype::Bool, Value::Bool(b)) => out.push(b as u8),
+        (Dtype::Date, Value::Date(x)) => {
+            let days = (x - NaiveDate::from_ymd_opt(1970, 1, 1).expect("valid")).num_days();
+            let days = u16::try_from(days)
+                .map_err(|_| format!("{x} is outside ClickHouse Date's range (1970–2149)"))?;
+            out.extend_from_slice(&days.to_le_bytes());
+        }
+        (Dtype::Datetime, v @ Value::Datetime(_)) => {
+            out.extend_from_slice(&(epoch_seconds(&v)? as u32).to_le_bytes());
+        }
+        (Dtype::Uuid, Value::Uuid(s)) => {
+            let b = values::parse_uuid(&s).ok_or("not a UUID")?;
+            // Two little-endian 64-bit halves, high half first.
+            out.extend(b[..8].iter().rev());
+            out.extend(b[8..].iter().rev());
+        }
+        (d, v) => return Err(format!("cannot encode a {} value as {d}", kind_name(&v))),
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::expr::value::Decimal;
+
+    #[test]
+    fn finds_placeholders_outside_literals_and_comments() {
+        let sql = "SELECT '{no:String}', \"{x:y}\" -- {c:Int64}\n /* {d:Int8} */ FROM t WHERE a = {a:Int64} AND b IN ({b:Nullable(DateTime('UTC'))}) AND c = 'it''s {z:Int8}'";
+        let h = scan_placeholders(sql).unwrap();
+        assert_eq!(h.len(), 2);
+        assert_eq!(h[0].name, "a");
+        assert_eq!(h[0].ty, "Int64");
+        assert_eq!(&sql[h[0].start..h[0].end], "{a:Int64}");
+        assert_eq!(h[1].ty, "Nullable(DateTime('UTC'))");
+        assert!(scan_placeholders("SELECT {oops}").is_err());
+    }
+
+    #[test]
+    fn literals_escape_and_type_values() {
+        assert_eq!(
+            literal(
+                &Value::Str("it's a \\ \n\t\0 é {x:String}".into()),
+                "String"
+            )
+            .unwrap(),
+            "'it\\'s a \\\\ \\n\\t\\0 é {x:String}'"
+        );
+        assert_eq!(literal(&Value::Int(-5), "Int64").unwrap(), "(-5)");
+        assert!(literal(&Value::Int(300), "UInt8").is_err());
+        assert_eq!(literal(&Value::Null, "Nullable(Int64)").unwrap(), "NULL");
+        assert!(literal(&Value::Null, "Int64").is_err());
+        assert_eq!(
+            literal(
+                &Value::Decimal(Decimal::parse("-1.50").unwrap()),
+                "Decimal(10, 2)"
+            )
+            .unwrap(),
+            "CAST('-1.50' AS Decimal(10, 2))"
+        );
+        let t = values::parse_datetime("2020-01-02 03:04:05.9").unwrap();
+        assert_eq!(
+            literal(&Value::Datetime(t), "DateTime").unwrap(),
+            "toDateTime(1577934245)"
+        );
+        assert_eq!(
+            param_text(&Value::Datetime(t), "DateTime").unwrap(),
+            "1577934245"
+        );
+        assert_eq!(
+            param_text(&Value::Str("a\tb\\".into()), "String").unwrap(),
+            "a\\tb\\\\"
+        );
+        assert_eq!(param_text(&Value::Null, "Nullable(String)").unwrap(), "\\N");
+        assert_eq!(
+            literal(&Value::Float(f64::NEG_INFINITY), "Float64").unwrap(),
+            "(-inf)"
+        );
+    }
+
+    #[test]
+    fn tsv_lines_decode_per_dtype() {
+        let out = [
+            Dtype::Int,
+            Dtype::Str,
+            Dtype::Bool,
+            Dtype::Date,
+            Dtype::Datetime,
+        ];
+        let row = decode_tsv_line(b"-7\ta\\tb\\\\c\\nd\\'e\t1\t0000-00-00\t\\N", &out).unwrap();
+        assert_eq!(row[0], Value::Int(-7));
+        assert_eq!(row[1], Value::Str("a\tb\\c\nd'e".into()));
+        assert_eq!(row[2], Value::Bool(true));
+        assert_eq!(
+            row[3],
+            Value::Date(NaiveDate::from_ymd_opt(1970, 1, 1).unwrap())
+        );
+        assert_eq!(row[4], Value::Null);
+        assert!(decode_tsv_line(b"1\t2", &out).is_err());
+    }
+
+    #[test]
+    fn row_binary_layout() {
+        let rows = vec![vec![
+            Value::Int(1),
+            Value::Null,
+            Value::Str("é".into()),
+            Value::Uuid("00112233-4455-6677-8899-aabbccddeeff".into()),
+            Value::Decimal(Decimal::parse("-1.5").unwrap()),
+        ]];
+        let types = [
+            Dtype::Int,
+            Dtype::Int,
+            Dtype::Str,
+            Dtype::Uuid,
+            Dtype::Decimal {
+                precision: 9,
+                scale: 2,
+            },
+        ];
+        let b = encode_row_binary(&types, &[false, true, false, false, false], &rows).unwrap();
+        let mut want = vec![1, 0, 0, 0, 0, 0, 0, 0, 1, 2, 0xc3, 0xa9];
+        want.extend([0x77, 0x66, 0x55, 0x44, 0x33, 0x22, 0x11, 0x00]);
+        want.extend([0xff, 0xee, 0xdd, 0xcc, 0xbb, 0xaa, 0x99, 0x88]);
+        want.extend((-150i32).to_le_bytes());
+        assert_eq!(b, want);
+        assert!(
+            encode_row_binary(&types, &[], &rows).is_err(),
+            "NULL in a non-Nullable column"
+        );
+    }
+}

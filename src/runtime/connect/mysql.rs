@@ -1,0 +1,414 @@
+//! MySQL / MariaDB connector (mysql_async).
+//!
+//! Statements with parameters and every query run as prepared statements over the binary
+//! protocol (mysql_async caches the prepared statements per connection); statements without
+//! parameters passed to `execute` go through the text protocol, so DDL and `SET` work.
+//! Results are decoded from the binary protocol's values: DECIMAL arrives as exact text,
+//! DATETIME with its microseconds, `BOOLEAN` as `TINYINT(1)` (read as a bool when the
+//! caller asks for one), JSON as text.
+
+use super::{check_arity, send_batch, ConnSettings, ErrCtx, Stmt};
+use crate::expr::Value;
+use crate::runtime::values::{coerce, decimal_fixed_text, kind_name};
+use crate::runtime::{Row, RuntimeError};
+use crate::types::Dtype;
+use chrono::{Datelike, NaiveDate, Timelike};
+use mysql_async::consts::ColumnType;
+use mysql_async::prelude::Queryable;
+use mysql_async::{Opts, OptsBuilder, Params, Value as MyValue};
+use std::time::Duration;
+use tokio::sync::mpsc;
+
+/// The most placeholders one prepared statement may have (the protocol counts them in 16
+/// bits).
+pub const MAX_PLACEHOLDERS: usize = 65_535;
+
+/// How many rows of `ncols` columns one multi-row `INSERT` may carry, so that its
+/// placeholders stay within [`MAX_PLACEHOLDERS`]. The caller must also keep a statement
+/// under the server's `max_allowed_packet` (16 MiB by default): with wide rows, use fewer
+/// rows. mysql_async rejects a packet that is too large with an error, never truncates.
+pub fn max_rows_per_insert(ncols: usize) -> usize {
+    (MAX_PLACEHOLDERS / ncols.max(1)).max(1)
+}
+
+/// An open MySQL / MariaDB session.
+pub struct MyConn {
+    conn: mysql_async::Conn,
+    ctx: ErrCtx,
+    version: String,
+    in_tx: bool,
+    broken: bool,
+}
+
+impl std::fmt::Debug for MyConn {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MyConn")
+            .field("ctx", &self.ctx)
+            .field("version", &self.version)
+            .finish_non_exhaustive()
+    }
+}
+
+fn my_msg(e: &mysql_async::Error) -> String {
+    match e {
+        mysql_async::Error::Server(s) => format!("ERROR {} ({}): {}", s.code, s.state, s.message),
+        other => other.to_string(),
+    }
+}
+
+impl MyConn {
+    /// Connects (no TLS: see the module notes of [`super`]) and runs `session` through the
+    /// text protocol.
+    pub async fn connect(s: &ConnSettings, session: &[String]) -> Result<MyConn, RuntimeError> {
+        let ctx = ErrCtx::new(s);
+        match s.tls.as_deref().map(str::to_ascii_lowercase).as_deref() {
+            None | Some("disable") | Some("false") | Some("prefer") => {}
+            Some(_) => {
+                return Err(ctx
+                    .connect("TLS is not supported by this build: set `tls: false` or remove it"))
+            }
+        }
+        let opts = OptsBuilder::default()
+            .ip_or_hostname(s.host.clone())
+            .tcp_port(s.port)
+            .user(s.username.clone())
+            .pass(s.password.as_ref().map(|p| p.expose().to_string()))
+            .db_name(s.database.clone())
+            .prefer_socket(false)
+            .stmt_cache_size(64);
+        let conn = tokio::time::timeout(
+            Duration::from_secs(10),
+            mysql_async::Conn::new(Opts::from(opts)),
+        )
+        .await
+        .map_err(|_| ctx.connect("timed out after 10 s"))?
+        .map_err(|e| ctx.connect(my_msg(&e)))?;
+        let (a, b, c) = conn.server_version();
+        let mut me = MyConn {
+            conn,
+            ctx,
+            version: format!("{a}.{b}.{c}"),
+            in_tx: false,
+            broken: false,
+        };
+        for stmt in session {
+            let r = me.conn.query_drop(stmt.as_str()).await;
+            r.map_err(|e| me.ctx.stmt("session", my_msg(&e)))?;
+        }
+        Ok(me)
+    }
+
+    /// The server version from the handshake (`10.11.19`).
+    pub fn server_version(&self) -> &str {
+        &self.version
+    }
+
+    /// True when no transaction is open and no I/O error happened.
+    pub fn is_reusable(&self) -> bool {
+        !self.in_tx && !self.broken
+    }
+
+    fn fail(&mut self, step: &str, e: mysql_async::Error) -> RuntimeError {
+        if !matches!(e, mysql_async::Error::Server(_)) {
+            self.broken = true;
+        }
+        self.ctx.stmt(step, my_msg(&e))
+    }
+
+    fn params(&self, stmt: &Stmt<'_>, params: &[Value]) -> Result<Params, RuntimeError> {
+        check_arity(&self.ctx, stmt, params)?;
+        if params.is_empty() {
+            return Ok(Params::Empty);
+        }
+        let vals = params
+            .iter()
+            .zip(stmt.param_types)
+            .enumerate()
+            .map(|(i, (v, d))| to_mysql(v, *d).map_err(|m| self.ctx.bind(stmt.step, i + 1, m)))
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(Params::Positional(vals))
+    }
+
+    /// Runs a statement; returns the rows affected.
+    pub async fn execute(&mut self, stmt: Stmt<'_>, params: &[Value]) -> Result<u64, RuntimeError> {
+        let p = self.params(&stmt, params)?;
+        let r = if matches!(p, Params::Empty) {
+            self.conn.query_drop(stmt.sql).await
+        } else {
+            self.conn.exec_drop(stmt.sql, p).await
+        };
+        r.map_err(|e| self.fail(stmt.step, e))?;
+        Ok(self.conn.affected_rows())
+    }
+
+    /// Runs a query and returns every row decoded as `out`.
+    pub async fn query(
+        &mut self,
+        stmt: Stmt<'_>,
+        params: &[Value],
+        out: &[Dtype],
+    ) -> Result<Vec<Row>, RuntimeError> {
+        let (tx, mut rx) = mpsc::channel(1);
+        let mut all = Vec::new();
+        let run = self.stream(stmt, params, out, 1024, tx);
+        let collect = async {
+            while let Some(b) = rx.recv().await {
+                all.extend(b?);
+            }
+            Ok::<(), RuntimeError>(())
+        };
+        let (r, c) = tokio::join!(run, collect);
+        r?;
+        c?;
+        Ok(all)
+    }
+
+    /// Streams a query's rows in batches (see [`super::Conn::stream`]): rows are read from
+    /// the socket one by one as the consumer takes batches.
+    pub async fn stream(
+        &mut self,
+        stmt: Stmt<'_>,
+        params: &[Value],
+        out: &[Dtype],
+        batch_size: usize,
+        tx: mpsc::Sender<Result<Vec<Row>, RuntimeError>>,
+    ) -> Result<u64, RuntimeError> {
+        let p = self.params(&stmt, params)?;
+        let ctx = self.ctx.clone();
+        let mut result = match self.conn.exec_iter(stmt.sql, p).await {
+            Ok(r) => r,
+            Err(e) => return Err(self.fail(stmt.step, e)),
+        };
+        let mut outcome: Result<u64, RuntimeError> = Ok(0);
+        let mut io_error = false;
+        if result.columns_ref().len() != out.len() {
+            outcome = Err(ctx.stmt(
+                stmt.step,
+                format!(
+                    "the query returns {} columns but {} dtypes were given",
+                    result.columns_ref().len(),
+                    out.len()
+                ),
+            ));
+        } else {
+            let mut batch = Vec::with_capacity(batch_size);
+            let mut n = 0u64;
+            loop {
+                let row = match result.next().await {
+                    Ok(Some(r)) => r,
+                    Ok(None) => break,
+                    Err(e) => {
+                        io_error = !matches!(e, mysql_async::Error::Server(_));
+                        outcome = Err(ctx.stmt(stmt.step, my_msg(&e)));
+                        break;
+                    }
+                };
+                match decode_row(&ctx, stmt.step, row, out) {
+                    Ok(r) => batch.push(r),
+                    Err(e) => {
+                        outcome = Err(e);
+                        break;
+                    }
+                }
+                n += 1;
+                if batch.len() == batch_size {
+                    let full = std::mem::replace(&mut batch, Vec::with_capacity(batch_size));
+                    if let Err(e) = send_batch(&tx, stmt.step, full).await {
+                        outcome = Err(e);
+                        break;
+                    }
+                }
+            }
+            if outcome.is_ok() {
+                outcome = match batch.is_empty() {
+                    true => Ok(n),
+                    false => send_batch(&tx, stmt.step, batch).await.map(|_| n),
+                };
+            }
+        }
+        // Read what is left of the result so the connection stays usable.
+        if !io_error {
+            if let Err(e) = result.drop_result().await {
+                drop(e);
+                io_error = true;
+            }
+        } else {
+            drop(result);
+        }
+        if io_error {
+            self.broken = true;
+        }
+        outcome
+    }
+
+    /// Starts a transaction.
+    pub async fn begin(&mut self) -> Result<(), RuntimeError> {
+        self.control("START TRANSACTION", "begin").await?;
+        self.in_tx = true;
+        Ok(())
+    }
+
+    /// Commits.
+    pub async fn commit(&mut self) -> Result<(), RuntimeError> {
+        let r = self.control("COMMIT", "commit").await;
+        self.in_tx = false;
+        r
+    }
+
+    /// Rolls back.
+    pub async fn rollback(&mut self) -> Result<(), RuntimeError> {
+        let r = self.control("ROLLBACK", "rollback").await;
+        self.in_tx = false;
+        r
+    }
+
+    async fn control(&mut self, sql: &str, step: &str) -> Result<(), RuntimeError> {
+        let r = self.conn.query_drop(sql).await;
+        r.map_err(|e| self.fail(step, e))
+    }
+
+    /// Inserts `rows` with the generator's multi-row `INSERT … VALUES (?,…),(?,…)` for
+    /// exactly `rows.len()` rows of `types.len()` columns, binding all values flattened as
+    /// one prepared statement over the binary protocol. The caller chunks the rows:
+    /// `rows.len() × types.len()` must not exceed [`MAX_PLACEHOLDERS`] (checked here: an
+    /// error, not a truncation) and the statement must fit `max_allowed_packet` (see
+    /// [`max_rows_per_insert`]). Returns the rows affected (for `ON DUPLICATE KEY UPDATE`,
+    /// MySQL counts an updated row twice).
+    pub async fn insert_rows(
+        &mut self,
+        stmt: Stmt<'_>,
+        types: &[Dtype],
+        rows: &[Row],
+    ) -> Result<u64, RuntimeError> {
+        if rows.is_empty() {
+            return Ok(0);
+        }
+        let total = rows.len() * types.len();
+        if total > MAX_PLACEHOLDERS {
+            return Err(self.ctx.stmt(
+                stmt.step,
+                format!(
+                    "{} rows × {} columns = {total} placeholders exceed MySQL's limit of {MAX_PLACEHOLDERS}: insert at most {} rows per statement",
+                    rows.len(),
+                    types.len(),
+                    max_rows_per_insert(types.len())
+                ),
+            ));
+        }
+        let mut vals = Vec::with_capacity(total);
+        for row in rows {
+            if row.len() != types.len() {
+                return Err(self.ctx.stmt(
+                    stmt.step,
+                    format!("a row has {} values for {} columns", row.len(), types.len()),
+                ));
+            }
+            for (i, (v, d)) in row.iter().zip(types).enumerate() {
+                vals.push(to_mysql(v, *d).map_err(|m| self.ctx.bind(stmt.step, i + 1, m))?);
+            }
+        }
+        let r = self
+            .conn
+            .exec_drop(stmt.sql, Params::Positional(vals))
+            .await;
+        r.map_err(|e| self.fail(stmt.step, e))?;
+        Ok(self.conn.affected_rows())
+    }
+}
+
+/// A runtime value as a binary-protocol parameter of dtype `d`.
+fn to_mysql(v: &Value, d: Dtype) -> Result<MyValue, String> {
+    Ok(match coerce(v.clone(), d)? {
+        Value::Null => MyValue::NULL,
+        Value::Int(i) => MyValue::Int(i),
+        Value::Float(f) => MyValue::Double(f),
+        Value::Decimal(x) => MyValue::Bytes(decimal_fixed_text(&x).into_bytes()),
+        Value::Str(s) | Value::Uuid(s) => MyValue::Bytes(s.into_bytes()),
+        Value::Bool(b) => MyValue::Int(b as i64),
+        Value::Date(x) => {
+            MyValue::Date(x.year() as u16, x.month() as u8, x.day() as u8, 0, 0, 0, 0)
+        }
+        Value::Datetime(t) => {
+            if !(0..=9999).contains(&t.year()) {
+                return Err(format!("year {} is out of MySQL's range", t.year()));
+            }
+            MyValue::Date(
+                t.year() as u16,
+                t.month() as u8,
+                t.day() as u8,
+                t.hour() as u8,
+                t.minute() as u8,
+                t.second() as u8,
+                t.nanosecond() / 1000,
+            )
+        }
+        Value::Json(j) => MyValue::Bytes(j.to_string().into_bytes()),
+        other => return Err(format!("a {} value cannot be bound", kind_name(&other))),
+    })
+}
+
+fn decode_row(
+    ctx: &ErrCtx,
+    step: &str,
+    row: mysql_async::Row,
+    out: &[Dtype],
+) -> Result<Row, RuntimeError> {
+    let types: Vec<ColumnType> = row.columns_ref().iter().map(|c| c.column_type()).collect();
+    row.unwrap()
+        .into_iter()
+        .zip(types)
+        .zip(out)
+        .enumerate()
+        .map(|(i, ((v, ct), d))| {
+            let natural = from_mysql(v, ct).map_err(|m| ctx.decode(step, i + 1, m))?;
+            coerce(natural, *d).map_err(|m| ctx.decode(step, i + 1, m))
+        })
+        .collect()
+}
+
+/// A binary-protocol (or text-protocol) value as its natural runtime value.
+fn from_mysql(v: MyValue, ct: ColumnType) -> Result<Value, String> {
+    Ok(match v {
+        MyValue::NULL => Value::Null,
+        MyValue::Int(i) => Value::Int(i),
+        MyValue::UInt(u) => match i64::try_from(u) {
+            Ok(i) => Value::Int(i),
+            Err(_) => {
+                Value::Decimal(crate::expr::value::Decimal::new(u.into(), 0).expect("scale 0"))
+            }
+        },
+        MyValue::Float(f) => Value::Float(format!("{f}").parse().unwrap_or(f64::NAN)),
+        MyValue::Double(f) => Value::Float(f),
+        MyValue::Bytes(b) => {
+            let s = String::from_utf8(b)
+                .map_err(|_| "the column's bytes are not UTF-8 text".to_string())?;
+            match ct {
+                ColumnType::MYSQL_TYPE_DECIMAL | ColumnType::MYSQL_TYPE_NEWDECIMAL => {
+                    Value::Decimal(
+                        crate::expr::value::Decimal::parse(&s).ok_or("invalid DECIMAL text")?,
+                    )
+                }
+                _ => Value::Str(s),
+            }
+        }
+        MyValue::Date(y, mo, d, h, mi, s, us) => {
+            let date = NaiveDate::from_ymd_opt(y.into(), mo.into(), d.into()).ok_or_else(|| {
+                format!("invalid date {y:04}-{mo:02}-{d:02} (zero dates are not supported)")
+            })?;
+            if ct == ColumnType::MYSQL_TYPE_DATE || ct == ColumnType::MYSQL_TYPE_NEWDATE {
+                Value::Date(date)
+            } else {
+                Value::Datetime(
+                    date.and_hms_micro_opt(h.into(), mi.into(), s.into(), us)
+                        .ok_or("invalid time of day")?,
+                )
+            }
+        }
+        MyValue::Time(neg, days, h, m, s, us) => {
+            let total =
+                ((i64::from(days) * 24 + i64::from(h)) * 60 + i64::from(m)) * 60 + i64::from(s);
+            let us = total * 1_000_000 + i64::from(us);
+            Value::Interval(if neg { -us } else { us })
+        }
+    })
+}
