@@ -3,7 +3,12 @@
 //! them into the sink and reconciles by block hashes.
 
 pub mod connect;
+pub mod engine;
 pub mod error;
+mod standin_enrich;
+
+// Stand-ins until the enrichment branch lands: `transform`, `enrich`, `webhook`, `nats`.
+pub use standin_enrich::{enrich, nats, transform, webhook};
 
 pub use error::RuntimeError;
 

@@ -4,6 +4,10 @@
 //! This file fixes the contract the engine is written against; the bodies live in
 //! `postgres.rs`, `mysql.rs` and `clickhouse.rs`.
 
+mod standin;
+
+pub use standin::Conn;
+
 use crate::config::raw::RawDatastore;
 use crate::config::Secret;
 
