@@ -6,11 +6,14 @@ use std::process::ExitCode;
 use synctool::config::interpolate::ProcessEnv;
 use synctool::driver::{frontend, Frontend};
 use synctool::plan;
+use synctool::runtime::engine::{self, PipelineReport, Progress, RunOptions};
 
 /// Exit code for an invalid config or usage.
 const EXIT_INVALID: u8 = 2;
 /// Exit code for a runtime failure.
 const EXIT_FAILURE: u8 = 1;
+/// Exit code of `plan --exit-code` when apply would change a sink.
+const EXIT_DRIFT: u8 = 3;
 
 /// A declarative compiler for data-synchronisation pipelines.
 #[derive(Debug, Parser)]
@@ -22,8 +25,53 @@ struct Cli {
     /// Only this pipeline (repeatable; default: every pipeline).
     #[arg(short = 'p', long = "pipeline", global = true)]
     pipelines: Vec<String>,
+    /// More log output on stderr (-v: info, -vv: debug, -vvv: trace).
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    verbose: u8,
+    /// Only errors on stderr; no progress bars.
+    #[arg(short, long, global = true, conflicts_with = "verbose")]
+    quiet: bool,
+    /// Log line format on stderr.
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
+    log_format: LogFormat,
     #[command(subcommand)]
     command: Command,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+/// Options shared by `plan` and `apply`.
+#[derive(Debug, clap::Args)]
+struct RunArgs {
+    /// Which reconciliation to run (default: the pipeline's first; a full sync when none).
+    #[arg(short = 'r', long = "reconciliation", value_name = "NAME")]
+    reconciliation: Option<String>,
+    /// Lower bound of the reconciled range (an expression, e.g. `datetime(2024,1,1)`).
+    #[arg(long, value_name = "EXPR")]
+    start: Option<String>,
+    /// Upper bound (exclusive) of the reconciled range (an expression).
+    #[arg(long, value_name = "EXPR")]
+    end: Option<String>,
+    /// Ignore reconciliation: copy every source row.
+    #[arg(long)]
+    full: bool,
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = RunFormat::Text)]
+    format: RunFormat,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum RunFormat {
+    /// A summary per pipeline.
+    Text,
+    /// `{"pipelines": [...]}`.
+    Json,
 }
 
 #[derive(Debug, Subcommand)]
@@ -35,6 +83,22 @@ enum Command {
         /// Output format.
         #[arg(long, value_enum, default_value_t = Format::Text)]
         format: Format,
+    },
+    /// Compare source and sink read-only and report what `apply` would change.
+    Plan {
+        #[command(flatten)]
+        run: RunArgs,
+        /// Exit with code 3 when `apply` would change a sink.
+        #[arg(long)]
+        exit_code: bool,
+    },
+    /// Sync: extract, enrich, merge and reconcile.
+    Apply {
+        #[command(flatten)]
+        run: RunArgs,
+        /// Only plan: report what would change, write nothing.
+        #[arg(long)]
+        dry_run: bool,
     },
 }
 
@@ -48,8 +112,30 @@ enum Format {
     Sql,
 }
 
+fn init_logging(cli: &Cli) {
+    use tracing_subscriber::EnvFilter;
+    let level = match (cli.quiet, cli.verbose) {
+        (true, _) => "error",
+        (false, 0) => "warn",
+        (false, 1) => "info",
+        (false, 2) => "debug",
+        _ => "trace",
+    };
+    let filter = EnvFilter::try_from_env("SYNCTOOL_LOG")
+        .unwrap_or_else(|_| EnvFilter::new(format!("synctool={level},warn")));
+    let b = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false);
+    let _ = match cli.log_format {
+        LogFormat::Json => b.json().try_init(),
+        LogFormat::Text => b.try_init(),
+    };
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    init_logging(&cli);
     let name = cli.config.display().to_string();
     let text = match std::fs::read_to_string(&cli.config) {
         Ok(t) => t,
@@ -88,7 +174,80 @@ fn main() -> ExitCode {
             ExitCode::SUCCESS
         }
         Command::Compile { format } => compile(&fe, format),
+        Command::Plan { ref run, exit_code } => execute(&cli, &fe, run, true, exit_code),
+        Command::Apply { ref run, dry_run } => execute(&cli, &fe, run, dry_run, false),
     }
+}
+
+/// Runs `plan` (`dry_run`) or `apply` over the selected pipelines.
+fn execute(cli: &Cli, fe: &Frontend, args: &RunArgs, dry_run: bool, exit_code: bool) -> ExitCode {
+    let bound = |what: &str, text: &Option<String>| match text {
+        None => Ok(None),
+        Some(t) => engine::parse_bound(t)
+            .map(Some)
+            .map_err(|e| format!("error: --{what} `{t}`: {e}")),
+    };
+    let (start, end) = match (bound("start", &args.start), bound("end", &args.end)) {
+        (Ok(s), Ok(e)) => (s, e),
+        (Err(m), _) | (_, Err(m)) => {
+            eprintln!("{m}");
+            return ExitCode::from(EXIT_INVALID);
+        }
+    };
+    let now = chrono::Utc::now().naive_utc();
+    let opts = RunOptions {
+        reconciliation: args.reconciliation.clone(),
+        start,
+        end,
+        full: args.full,
+        dry_run,
+        now,
+    };
+    let pipelines = &fe.checked.program.pipelines;
+    for p in pipelines {
+        if let Err(e) = engine::select_mode(p, &opts) {
+            eprintln!("error: {e}");
+            return ExitCode::from(EXIT_INVALID);
+        }
+    }
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::from(EXIT_FAILURE);
+        }
+    };
+    let progress = Progress::auto(!cli.quiet);
+    let raw = &fe.loaded.raw;
+    let mut reports: Vec<PipelineReport> = Vec::new();
+    let mut failure = None;
+    for p in pipelines {
+        match runtime.block_on(engine::run_pipeline(p, raw, &opts, &progress)) {
+            Ok(r) => reports.push(r),
+            Err(e) => {
+                failure = Some(format!("error: pipeline `{}`: {e}", p.name));
+                break;
+            }
+        }
+    }
+    match args.format {
+        RunFormat::Json => match serde_json::to_string_pretty(&engine::render_json(&reports)) {
+            Ok(s) => println!("{s}"),
+            Err(e) => eprintln!("error: {e}"),
+        },
+        RunFormat::Text => print!("{}", engine::render_text(&reports, dry_run)),
+    }
+    if let Some(m) = failure {
+        eprintln!("{m}");
+        return ExitCode::from(EXIT_FAILURE);
+    }
+    if exit_code && reports.iter().any(|r| r.has_drift()) {
+        return ExitCode::from(EXIT_DRIFT);
+    }
+    ExitCode::SUCCESS
 }
 
 fn compile(fe: &Frontend, format: Format) -> ExitCode {

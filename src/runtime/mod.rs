@@ -3,6 +3,7 @@
 //! them into the sink and reconciles by block hashes.
 
 pub mod connect;
+pub mod engine;
 pub mod enrich;
 pub mod error;
 pub mod nats;

@@ -1179,11 +1179,17 @@ async fn nats_token_auth_works_and_a_wrong_token_is_never_shown() {
         .unwrap();
     let mut sub = nc.subscribe(subject.clone()).await.unwrap();
     nc.flush().await.unwrap();
-    sink.publish_batch(&bus_rows(1)).await.unwrap();
-    let m = tokio::time::timeout(Duration::from_secs(5), sub.next())
-        .await
-        .unwrap()
-        .unwrap();
+    // A freshly started server may still be settling its routes: publish until the
+    // subscriber sees the message (core NATS is at-most-once), within a bounded time.
+    let mut got = None;
+    for _ in 0..10 {
+        sink.publish_batch(&bus_rows(1)).await.unwrap();
+        if let Ok(m) = tokio::time::timeout(Duration::from_millis(500), sub.next()).await {
+            got = m;
+            break;
+        }
+    }
+    let m = got.expect("the subscriber receives the published row within 5 s");
     assert_eq!(
         serde_json::from_slice::<serde_json::Value>(&m.payload).unwrap()["id"],
         1

@@ -3,6 +3,7 @@
 //! chdb). A missing service fails the test with a message naming it; start them all with
 //! `scripts/services.sh`.
 
+mod apply;
 mod cli;
 mod connectors;
 mod enrich;

@@ -1,0 +1,242 @@
+//! Block arithmetic for range partitions. Partition values map to integer units (integers
+//! as they are, floats floored, datetimes as epoch seconds, dates as epoch days); a block
+//! of interval `I` with id `b` covers `[b·I, (b+1)·I)`, clipped to the range queried, which
+//! is exactly what the generated `block_id` (floor division) and half-open range
+//! predicates select on every side.
+
+use crate::expr::Value;
+use crate::ir::{PartitionKind, Reconciliation};
+use chrono::{DateTime, NaiveDate};
+
+const DAY: i64 = 86_400;
+
+/// The unit a partition kind is counted in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Unit {
+    /// Integer values.
+    Int,
+    /// Floats, floored to integers for block boundaries.
+    Float,
+    /// Datetimes as epoch seconds.
+    Seconds,
+    /// Dates as epoch days.
+    Days,
+}
+
+impl Unit {
+    /// The unit of a range partition; `None` for uuid/str (md5-prefix buckets).
+    pub fn of(kind: PartitionKind) -> Option<Unit> {
+        match kind {
+            PartitionKind::Int => Some(Unit::Int),
+            PartitionKind::Float => Some(Unit::Float),
+            PartitionKind::Datetime => Some(Unit::Seconds),
+            PartitionKind::Date => Some(Unit::Days),
+            PartitionKind::Uuid | PartitionKind::Str => None,
+        }
+    }
+
+    /// A partition value in units: its floor, or with `ceil` its ceiling (for exclusive
+    /// upper bounds given with a fraction).
+    pub fn to_units(self, v: &Value, ceil: bool) -> Option<i64> {
+        let round = |x: f64| if ceil { x.ceil() } else { x.floor() };
+        match (self, v) {
+            (Unit::Int, Value::Int(i)) => Some(*i),
+            (Unit::Int | Unit::Float, Value::Float(f)) if f.is_finite() => Some(round(*f) as i64),
+            (Unit::Int | Unit::Float, Value::Decimal(d)) => Some(round(d.to_f64()) as i64),
+            (Unit::Float, Value::Int(i)) => Some(*i),
+            (Unit::Seconds, Value::Datetime(t)) => {
+                let ts = t.and_utc();
+                let s = ts.timestamp();
+                Some(if ceil && ts.timestamp_subsec_nanos() > 0 {
+                    s + 1
+                } else {
+                    s
+                })
+            }
+            (Unit::Seconds, Value::Date(d)) => Some(days(*d) * DAY),
+            (Unit::Days, Value::Date(d)) => Some(days(*d)),
+            (Unit::Days, Value::Datetime(t)) => {
+                let s = t.and_utc().timestamp();
+                let d = s.div_euclid(DAY);
+                Some(if ceil && s.rem_euclid(DAY) > 0 {
+                    d + 1
+                } else {
+                    d
+                })
+            }
+            _ => None,
+        }
+    }
+
+    /// A unit count as the partition's native value, for binding.
+    pub fn value(self, u: i64) -> Value {
+        match self {
+            Unit::Int => Value::Int(u),
+            Unit::Float => Value::Float(u as f64),
+            Unit::Seconds => DateTime::from_timestamp(u, 0)
+                .map(|t| Value::Datetime(t.naive_utc()))
+                .unwrap_or(Value::Null),
+            Unit::Days => epoch()
+                .checked_add_signed(chrono::Duration::days(u))
+                .map(Value::Date)
+                .unwrap_or(Value::Null),
+        }
+    }
+
+    /// The level-1 interval in units: `initial_partition_interval` (seconds for datetime
+    /// and date partitions) times `partition_multiplier`, at least one unit.
+    pub fn level1(self, r: &Reconciliation) -> i64 {
+        let base = r
+            .initial_interval
+            .saturating_mul(r.partition_multiplier.unwrap_or(1).max(1));
+        match self {
+            Unit::Days => (base / DAY).max(1),
+            _ => base.max(1),
+        }
+    }
+}
+
+fn epoch() -> NaiveDate {
+    NaiveDate::from_ymd_opt(1970, 1, 1).expect("valid date")
+}
+
+fn days(d: NaiveDate) -> i64 {
+    (d - epoch()).num_days()
+}
+
+/// Lookback in the watermark's units: seconds for datetimes, whole days (rounded up) for
+/// dates, the number itself for numeric watermarks.
+pub fn minus_lookback(v: &Value, seconds: i64) -> Value {
+    match v {
+        Value::Datetime(t) => Value::Datetime(*t - chrono::Duration::seconds(seconds)),
+        Value::Date(d) => Value::Date(*d - chrono::Duration::days((seconds + DAY - 1) / DAY)),
+        Value::Int(i) => Value::Int(i.saturating_sub(seconds)),
+        Value::Float(f) => Value::Float(f - seconds as f64),
+        other => other.clone(),
+    }
+}
+
+/// A half-open range of units.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Range {
+    /// First unit (inclusive).
+    pub lo: i64,
+    /// End (exclusive).
+    pub hi: i64,
+}
+
+impl Range {
+    /// Whether the range holds no unit.
+    pub fn is_empty(&self) -> bool {
+        self.hi <= self.lo
+    }
+
+    /// Block `id` of interval `interval`, clipped to this range.
+    pub fn block(&self, id: i64, interval: i64) -> Range {
+        let lo = id.saturating_mul(interval);
+        Range {
+            lo: lo.max(self.lo),
+            hi: lo.saturating_add(interval).min(self.hi),
+        }
+    }
+}
+
+/// The next level's interval, or `None` when it cannot shrink further.
+pub fn next_interval(interval: i64, factor: u32) -> Option<i64> {
+    (interval > 1).then(|| (interval / i64::from(factor.max(2))).max(1))
+}
+
+/// Sorts ranges and merges the ones that touch, so that each level runs one grouped query
+/// per contiguous run of changed parents.
+pub fn merge_adjacent(mut v: Vec<Range>) -> Vec<Range> {
+    v.sort();
+    let mut out: Vec<Range> = Vec::new();
+    for r in v {
+        match out.last_mut() {
+            Some(last) if last.hi >= r.lo => last.hi = last.hi.max(r.hi),
+            _ => out.push(r),
+        }
+    }
+    out
+}
+
+/// Merges touching leaves while their combined row count stays within `max_rows`.
+pub fn merge_leaves(mut v: Vec<(Range, u64)>, max_rows: u64) -> Vec<(Range, u64)> {
+    v.sort();
+    let mut out: Vec<(Range, u64)> = Vec::new();
+    for (r, n) in v {
+        match out.last_mut() {
+            Some((last, m)) if last.hi == r.lo && *m + n <= max_rows => {
+                last.hi = r.hi;
+                *m += n;
+            }
+            _ => out.push((r, n)),
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::NaiveDateTime;
+
+    fn datetime(secs: i64) -> Option<NaiveDateTime> {
+        DateTime::from_timestamp(secs, 0).map(|t| t.naive_utc())
+    }
+
+    #[test]
+    fn blocks_are_clipped_to_the_query_range() {
+        let q = Range { lo: 5, hi: 250 };
+        assert_eq!(q.block(0, 100), Range { lo: 5, hi: 100 });
+        assert_eq!(q.block(2, 100), Range { lo: 200, hi: 250 });
+        assert_eq!(
+            Range { lo: -250, hi: 0 }.block(-3, 100),
+            Range { lo: -250, hi: -200 }
+        );
+    }
+
+    #[test]
+    fn intervals_shrink_to_one_unit() {
+        assert_eq!(next_interval(100_000, 10), Some(10_000));
+        assert_eq!(next_interval(5, 10), Some(1));
+        assert_eq!(next_interval(1, 10), None);
+    }
+
+    #[test]
+    fn adjacent_ranges_and_leaves_merge() {
+        let r = |lo, hi| Range { lo, hi };
+        assert_eq!(
+            merge_adjacent(vec![r(20, 30), r(0, 10), r(10, 20), r(40, 50)]),
+            vec![r(0, 30), r(40, 50)]
+        );
+        assert_eq!(
+            merge_leaves(
+                vec![(r(0, 10), 400), (r(10, 20), 500), (r(20, 30), 200)],
+                1000
+            ),
+            vec![(r(0, 20), 900), (r(20, 30), 200)]
+        );
+        assert_eq!(
+            merge_leaves(vec![(r(0, 10), 1), (r(11, 20), 1)], 1000),
+            vec![(r(0, 10), 1), (r(11, 20), 1)]
+        );
+    }
+
+    #[test]
+    fn time_units_round_trip() {
+        let t = NaiveDate::from_ymd_opt(1969, 12, 31)
+            .unwrap()
+            .and_hms_micro_opt(23, 59, 59, 500_000)
+            .unwrap();
+        assert_eq!(Unit::Seconds.to_units(&Value::Datetime(t), false), Some(-1));
+        assert_eq!(Unit::Seconds.to_units(&Value::Datetime(t), true), Some(0));
+        assert_eq!(
+            Unit::Seconds.value(-1),
+            Value::Datetime(datetime(-1).unwrap())
+        );
+        let d = NaiveDate::from_ymd_opt(1970, 1, 3).unwrap();
+        assert_eq!(Unit::Days.to_units(&Value::Date(d), false), Some(2));
+        assert_eq!(Unit::Days.value(2), Value::Date(d));
+    }
+}

@@ -1,0 +1,220 @@
+//! Streaming runs: the full sync (`source.extract`) and the timestamp increment
+//! (`recon.R.source.extract_since` from the sink's watermark minus the lookback). Rows flow
+//! from the source through a bounded channel, so memory stays at a few batches however
+//! large the table; each batch is enriched, transformed and written in one transaction.
+
+use super::blocks::minus_lookback;
+use super::params::base_binds;
+use super::progress::Progress;
+use super::report::PipelineReport;
+use super::rows::{alias_rows, extract_columns, key_rows, to_sink_rows};
+use super::sink::{connect, SinkIo};
+use super::steps::{Binds, Steps};
+use super::RunOptions;
+use crate::config::raw::RawConfig;
+use crate::expr::Value;
+use crate::ir::{PartitionKind, Pipeline, Reconciliation};
+use crate::runtime::connect::Conn;
+use crate::runtime::enrich::Enricher;
+use crate::runtime::{Row, RuntimeError};
+use crate::types::Dtype;
+use tokio::sync::mpsc;
+
+/// Batches in flight between the source reader and the sink writer.
+const CHANNEL_BATCHES: usize = 2;
+
+/// Everything a run needs besides connections.
+pub struct Ctx<'a> {
+    /// The pipeline.
+    pub p: &'a Pipeline,
+    /// The config (connection settings by datastore name).
+    pub cfg: &'a RawConfig,
+    /// Run options.
+    pub opts: &'a RunOptions,
+    /// Progress display.
+    pub progress: &'a Progress,
+    /// The generated steps.
+    pub steps: Steps,
+    /// Values bound by name.
+    pub binds: Binds,
+}
+
+impl<'a> Ctx<'a> {
+    /// Generates the steps and base values of `p`.
+    pub fn new(
+        p: &'a Pipeline,
+        cfg: &'a RawConfig,
+        opts: &'a RunOptions,
+        progress: &'a Progress,
+    ) -> Result<Ctx<'a>, RuntimeError> {
+        if p.source.store.kind.dialect().is_none() {
+            return Err(RuntimeError::Config(format!(
+                "pipeline `{}`: reading from a {} source is not supported by this engine",
+                p.name,
+                p.source.store.kind.name()
+            )));
+        }
+        Ok(Ctx {
+            p,
+            cfg,
+            opts,
+            progress,
+            steps: Steps::generate(p)?,
+            binds: base_binds(p)?,
+        })
+    }
+
+    /// A session on the source datastore.
+    pub async fn source(&self) -> Result<Conn, RuntimeError> {
+        connect(self.cfg, &self.p.source.store.name).await
+    }
+}
+
+/// The dtype partition values and bounds are read and bound as.
+pub fn partition_dtype(kind: PartitionKind) -> Dtype {
+    match kind {
+        PartitionKind::Int => Dtype::Int,
+        PartitionKind::Float => Dtype::Float,
+        PartitionKind::Datetime => Dtype::Datetime,
+        PartitionKind::Date => Dtype::Date,
+        PartitionKind::Uuid => Dtype::Uuid,
+        PartitionKind::Str => Dtype::Str,
+    }
+}
+
+/// Which extract a streaming run reads.
+pub struct Extract<'e> {
+    /// The step id.
+    pub step: &'e str,
+    /// Values bound besides the filters.
+    pub extra: Vec<(&'e str, Value)>,
+    /// Whether every key is staged and absent sink rows deleted at the end.
+    pub delete_absent: bool,
+}
+
+/// A full sync: every source row, merged; with `allow_delete`, absent keys removed.
+pub async fn run(ctx: &Ctx<'_>, report: &mut PipelineReport) -> Result<(), RuntimeError> {
+    let p = ctx.p;
+    let mut src = ctx.source().await?;
+    let mut sink = SinkIo::open(p, ctx.cfg, &ctx.steps, &ctx.binds).await?;
+    let exists = sink.prepare(!ctx.opts.dry_run).await?;
+    let extract = Extract {
+        step: "source.extract",
+        extra: vec![],
+        delete_absent: p.sink.merge.allow_delete
+            && !p.key.is_empty()
+            && ctx.steps.get("sink.delete_absent").is_some(),
+    };
+    let _ = exists;
+    stream_into(ctx, &mut src, &mut sink, extract, report).await
+}
+
+/// A timestamp increment: rows newer than the sink's watermark minus the lookback; a full
+/// sync when the sink is empty or missing.
+pub async fn run_incremental(
+    ctx: &Ctx<'_>,
+    r: &Reconciliation,
+    report: &mut PipelineReport,
+) -> Result<(), RuntimeError> {
+    let p = ctx.p;
+    let mut src = ctx.source().await?;
+    let mut sink = SinkIo::open(p, ctx.cfg, &ctx.steps, &ctx.binds).await?;
+    let exists = sink.prepare(!ctx.opts.dry_run).await?;
+    let wm_id = format!("recon.{}.sink.watermark", r.name);
+    let watermark = if exists {
+        let step = ctx.steps.need(&wm_id)?;
+        let vals = step.values(&ctx.binds, &[])?;
+        let conn = sink.conn().ok_or_else(|| {
+            RuntimeError::Config(format!("step {wm_id}: the sink is not a database"))
+        })?;
+        let rows = conn
+            .query(step.stmt(0), &vals, &[partition_dtype(r.kind)])
+            .await?;
+        rows.into_iter()
+            .next()
+            .and_then(|r| r.into_iter().next())
+            .unwrap_or(Value::Null)
+    } else {
+        Value::Null
+    };
+    if watermark.is_null() {
+        tracing::info!(pipeline = %p.name, "the sink is empty: running a full sync");
+        let extract = Extract {
+            step: "source.extract",
+            extra: vec![],
+            delete_absent: false,
+        };
+        return stream_into(ctx, &mut src, &mut sink, extract, report).await;
+    }
+    let since = minus_lookback(&watermark, r.lookback_seconds);
+    tracing::info!(pipeline = %p.name, watermark = %watermark.to_text(), since = %since.to_text(), "incremental run");
+    let step = format!("recon.{}.source.extract_since", r.name);
+    let extract = Extract {
+        step: &step,
+        extra: vec![("watermark", since)],
+        delete_absent: false,
+    };
+    stream_into(ctx, &mut src, &mut sink, extract, report).await
+}
+
+/// Streams `extract` from `src` into `sink` (plan: counts the rows only).
+pub async fn stream_into(
+    ctx: &Ctx<'_>,
+    src: &mut Conn,
+    sink: &mut SinkIo<'_>,
+    extract: Extract<'_>,
+    report: &mut PipelineReport,
+) -> Result<(), RuntimeError> {
+    let p = ctx.p;
+    let step = ctx.steps.need(extract.step)?;
+    let vals = step.values(&ctx.binds, &extract.extra)?;
+    let cols = extract_columns(p);
+    let types: Vec<Dtype> = cols.iter().map(|c| c.1).collect();
+    let batch_size = (p.source.batch_size.max(1)) as usize;
+    let dry = ctx.opts.dry_run;
+    let delete_absent = extract.delete_absent && !dry;
+    let enricher = if dry {
+        None
+    } else {
+        Some(Enricher::connect(p, ctx.cfg).await?.with_now(ctx.opts.now))
+    };
+    if delete_absent {
+        sink.begin_key_staging().await?;
+    }
+    let bar = ctx.progress.rows(&p.name);
+    let (tx, mut rx) = mpsc::channel::<Result<Vec<Row>, RuntimeError>>(CHANNEL_BATCHES);
+    let producer = src.stream(step.stmt(0), &vals, &types, batch_size, tx);
+    let mut read = 0u64;
+    let mut written = 0u64;
+    let consumer = async {
+        while let Some(batch) = rx.recv().await {
+            let batch = batch?;
+            read += batch.len() as u64;
+            bar.inc(batch.len() as u64);
+            if let Some(enricher) = &enricher {
+                let rows = alias_rows(&cols, batch);
+                let keys = if delete_absent {
+                    key_rows(p, &rows)
+                } else {
+                    vec![]
+                };
+                let out = to_sink_rows(p, enricher, rows, ctx.opts.now).await?;
+                let w = sink.write(&out, &[], &keys).await?;
+                written += w.rows;
+            } else {
+                written += batch.len() as u64;
+            }
+        }
+        Ok::<(), RuntimeError>(())
+    };
+    let (produced, consumed) = tokio::join!(producer, consumer);
+    // The writer's error explains a stopped reader; report it first.
+    consumed?;
+    produced?;
+    report.rows_read += read;
+    report.rows_written += written;
+    if delete_absent {
+        report.rows_deleted += sink.delete_absent().await?;
+    }
+    Ok(())
+}

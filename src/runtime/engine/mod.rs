@@ -1,0 +1,155 @@
+//! The engine: runs one pipeline's steps against its datastores.
+//!
+//! - [`run_pipeline`] picks the mode (a full sync, a hash reconciliation or a timestamp
+//!   increment, see [`RunOptions`]), connects, and returns a [`PipelineReport`].
+//! - `full.rs` streams the extract through enrichment and transform into the sink;
+//!   `recon.rs` compares block hashes level by level and re-syncs only the rows of changed
+//!   leaves; `sink.rs` owns every write (staging, load, merge, deletes, ClickHouse
+//!   mutations); `steps.rs` turns generated steps into statements and binds parameters;
+//!   `params.rs` computes bound values (filters, range bounds); `blocks.rs` is the pure
+//!   block arithmetic.
+//!
+//! The engine builds no SQL text: it executes the statements of [`crate::sql::generate`],
+//! [`crate::sql::stage_insert`] and [`crate::sql::stage_keys_insert`] and binds values.
+
+mod blocks;
+mod full;
+mod params;
+mod progress;
+mod recon;
+mod report;
+mod rows;
+mod sink;
+mod steps;
+
+pub use params::parse_bound;
+pub use progress::Progress;
+pub use report::{render_json, render_text, BlockCounts, PipelineReport};
+
+use crate::config::raw::RawConfig;
+use crate::expr::TypedExpr;
+use crate::ir::{Pipeline, ReconStrategy, Reconciliation};
+use crate::runtime::RuntimeError;
+use chrono::NaiveDateTime;
+use std::time::Instant;
+
+/// What a run does and with which overrides.
+#[derive(Debug, Clone)]
+pub struct RunOptions {
+    /// The reconciliation to run (by name); `None`: the pipeline's first, or a full sync.
+    pub reconciliation: Option<String>,
+    /// Overrides the reconciliation's `start` (a checked constant expression).
+    pub start: Option<TypedExpr>,
+    /// Overrides the reconciliation's `end` (a checked constant expression).
+    pub end: Option<TypedExpr>,
+    /// Ignore reconciliation: copy everything.
+    pub full: bool,
+    /// Read only: compare and report what `apply` would write, write nothing.
+    pub dry_run: bool,
+    /// The run's fixed "now" (UTC), used by `now()` in bounds and expressions.
+    pub now: NaiveDateTime,
+}
+
+impl RunOptions {
+    /// Options for a plain `apply` at `now`.
+    pub fn new(now: NaiveDateTime) -> RunOptions {
+        RunOptions {
+            reconciliation: None,
+            start: None,
+            end: None,
+            full: false,
+            dry_run: false,
+            now,
+        }
+    }
+}
+
+/// What a pipeline run does.
+#[derive(Debug, Clone, Copy)]
+pub enum Mode<'a> {
+    /// Stream every source row into the sink.
+    Full,
+    /// Block-hash reconciliation.
+    Hash(&'a Reconciliation),
+    /// Incremental by watermark.
+    Timestamp(&'a Reconciliation),
+}
+
+impl Mode<'_> {
+    /// The mode's name in reports: `full`, `md5sum_hash`, `hash_md5_hash` or `timestamp`.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Mode::Full => "full",
+            Mode::Hash(r) | Mode::Timestamp(r) => match r.strategy {
+                ReconStrategy::Md5sumHash => "md5sum_hash",
+                ReconStrategy::HashMd5Hash => "hash_md5_hash",
+                ReconStrategy::Timestamp => "timestamp",
+            },
+        }
+    }
+}
+
+/// The mode `opts` selects for `p`. An unknown reconciliation name is a
+/// [`RuntimeError::Config`]; webhook and NATS sinks always run a full sync (they cannot be
+/// read back).
+pub fn select_mode<'a>(p: &'a Pipeline, opts: &RunOptions) -> Result<Mode<'a>, RuntimeError> {
+    if opts.full || p.sink.store.kind.dialect().is_none() {
+        return Ok(Mode::Full);
+    }
+    let r = match &opts.reconciliation {
+        Some(name) => Some(
+            p.reconciliations
+                .iter()
+                .find(|r| &r.name == name)
+                .ok_or_else(|| {
+                    let known: Vec<&str> =
+                        p.reconciliations.iter().map(|r| r.name.as_str()).collect();
+                    RuntimeError::Config(format!(
+                        "pipeline `{}` has no reconciliation `{name}` (it has: {})",
+                        p.name,
+                        if known.is_empty() {
+                            "none".to_string()
+                        } else {
+                            known.join(", ")
+                        }
+                    ))
+                })?,
+        ),
+        None => p.reconciliations.first(),
+    };
+    Ok(match r {
+        None => Mode::Full,
+        Some(r) if r.strategy == ReconStrategy::Timestamp => Mode::Timestamp(r),
+        Some(r) => Mode::Hash(r),
+    })
+}
+
+/// Runs (or with `dry_run`, plans) one pipeline. `cfg` supplies connection settings by
+/// datastore name. Errors name the datastore, its host and the step; never a secret.
+pub async fn run_pipeline(
+    p: &Pipeline,
+    cfg: &RawConfig,
+    opts: &RunOptions,
+    progress: &Progress,
+) -> Result<PipelineReport, RuntimeError> {
+    let started = Instant::now();
+    let mode = select_mode(p, opts)?;
+    tracing::info!(pipeline = %p.name, mode = mode.name(), dry_run = opts.dry_run, "pipeline start");
+    let mut report = PipelineReport::new(&p.name, mode.name());
+    let ctx = full::Ctx::new(p, cfg, opts, progress)?;
+    match mode {
+        Mode::Full => full::run(&ctx, &mut report).await?,
+        Mode::Timestamp(r) => full::run_incremental(&ctx, r, &mut report).await?,
+        Mode::Hash(r) => recon::run(&ctx, r, &mut report).await?,
+    }
+    report.duration_ms = started.elapsed().as_millis() as u64;
+    tracing::info!(
+        pipeline = %p.name,
+        rows_read = report.rows_read,
+        rows_written = report.rows_written,
+        rows_deleted = report.rows_deleted,
+        duration_ms = report.duration_ms,
+        "pipeline done"
+    );
+    Ok(report)
+}

@@ -1,0 +1,476 @@
+//! Hash reconciliation (`md5sum_hash`, `hash_md5_hash`), SPEC §5.
+//!
+//! 1. The range: `start`/`end` (overrides, then the config's bounds, evaluated once), else
+//!    the `range` steps of both sides (min of the minimums, just past the max of the
+//!    maximums). uuid/str partitions have no range: level 1 is every md5 prefix.
+//! 2. Per level, ONE grouped `block_hash` query per side over each contiguous run of
+//!    changed parents returns (block, rows, hash); blocks compare as unchanged, modified,
+//!    added (source only) or deleted (sink only).
+//! 3. Changed blocks with more than `max_block_size` rows (on either side) are split: the
+//!    interval is divided by the reduction factor (prefix length + 1 for uuid/str), until
+//!    it cannot shrink further.
+//! 4. Changed leaves, touching ones merged up to `max_block_size` rows, are diffed key by
+//!    key (`leaf_diff` on both sides); the source rows whose hash differs or that the sink
+//!    lacks are extracted (`extract_range`) and merged, and with `allow_delete` the keys
+//!    only the sink has are deleted — in one transaction per merged leaf.
+//!
+//! A sink table that does not exist yet (or `plan` against a missing one) gets a full sync.
+
+use super::blocks::{merge_adjacent, merge_leaves, next_interval, Range, Unit};
+use super::full::{partition_dtype, stream_into, Ctx, Extract};
+use super::params::{bound_value, eval_bound};
+use super::progress::Bar;
+use super::report::PipelineReport;
+use super::rows::{alias_key, alias_rows, extract_columns, key_of, to_sink_rows};
+use super::sink::{connect, SinkIo};
+use super::steps::Prepared;
+use crate::expr::Value;
+use crate::ir::{ReconStrategy, Reconciliation};
+use crate::runtime::connect::Conn;
+use crate::runtime::enrich::Enricher;
+use crate::runtime::{Row, RuntimeError};
+use crate::sql::Side;
+use crate::types::Dtype;
+use std::collections::{BTreeMap, HashMap, HashSet};
+
+/// Longest md5 hex prefix.
+const MAX_PREFIX: i64 = 32;
+
+/// The connections of a reconciliation: source, sink, and the state tables' stores.
+struct Sides<'a> {
+    src: Conn,
+    sink: SinkIo<'a>,
+    src_state: Option<Conn>,
+    sink_state: Option<Conn>,
+}
+
+impl Sides<'_> {
+    async fn query(
+        &mut self,
+        step: &Prepared,
+        vals: &[Value],
+        out: &[Dtype],
+    ) -> Result<Vec<Row>, RuntimeError> {
+        let conn = match step.step.side {
+            Side::Source => Some(&mut self.src),
+            Side::Sink => self.sink.conn(),
+            Side::SourceState => self.src_state.as_mut(),
+            Side::SinkState => self.sink_state.as_mut(),
+        }
+        .ok_or_else(|| {
+            RuntimeError::Config(format!(
+                "step {}: its datastore is not connected",
+                step.step.id
+            ))
+        })?;
+        conn.query(step.stmt(0), vals, out).await
+    }
+}
+
+/// One block's (rows, hash) on each side.
+#[derive(Debug, Default, Clone)]
+struct Pair {
+    src: Option<(u64, String)>,
+    sink: Option<(u64, String)>,
+}
+
+impl Pair {
+    fn rows(&self) -> u64 {
+        let n = |s: &Option<(u64, String)>| s.as_ref().map_or(0, |x| x.0);
+        n(&self.src).max(n(&self.sink))
+    }
+}
+
+/// What a leaf covers.
+#[derive(Debug, Clone)]
+enum Scope {
+    Range(Range),
+    Prefix(String),
+}
+
+struct Recon<'c, 'a> {
+    ctx: &'c Ctx<'a>,
+    r: &'c Reconciliation,
+    sides: Sides<'c>,
+    enricher: Option<Enricher>,
+    unit: Option<Unit>,
+    bar: Bar,
+}
+
+/// Reconciles `ctx`'s pipeline with reconciliation `r`.
+pub async fn run(
+    ctx: &Ctx<'_>,
+    r: &Reconciliation,
+    report: &mut PipelineReport,
+) -> Result<(), RuntimeError> {
+    let p = ctx.p;
+    let dry = ctx.opts.dry_run;
+    let mut src = ctx.source().await?;
+    let mut sink = SinkIo::open(p, ctx.cfg, &ctx.steps, &ctx.binds).await?;
+    if !sink.prepare(!dry).await? {
+        tracing::info!(pipeline = %p.name, "the sink table is new: running a full sync");
+        report.mode = "full".into();
+        let extract = Extract {
+            step: "source.extract",
+            extra: vec![],
+            delete_absent: false,
+        };
+        return stream_into(ctx, &mut src, &mut sink, extract, report).await;
+    }
+    let src_state = match &p.source_state {
+        Some(st) => Some(connect(ctx.cfg, &st.store.name).await?),
+        None => None,
+    };
+    let sink_state = match &p.sink_state {
+        Some(st) => Some(connect(ctx.cfg, &st.store.name).await?),
+        None => None,
+    };
+    let enricher = if dry {
+        None
+    } else {
+        Some(Enricher::connect(p, ctx.cfg).await?.with_now(ctx.opts.now))
+    };
+    let mut rc = Recon {
+        ctx,
+        r,
+        sides: Sides {
+            src,
+            sink,
+            src_state,
+            sink_state,
+        },
+        enricher,
+        unit: Unit::of(r.kind),
+        bar: ctx.progress.blocks(&p.name),
+    };
+    match rc.unit {
+        Some(unit) => rc.ranges(unit, report).await,
+        None => rc.prefixes(report).await,
+    }
+}
+
+fn id(r: &Reconciliation, side: &str, what: &str) -> String {
+    format!("recon.{}.{side}.{what}", r.name)
+}
+
+fn text(v: Option<&Value>) -> String {
+    v.map(|v| v.to_text()).unwrap_or_default()
+}
+
+fn count(v: Option<&Value>) -> u64 {
+    match v {
+        Some(Value::Int(n)) => (*n).max(0) as u64,
+        Some(Value::Decimal(d)) => d.trunc_i64().unwrap_or(0).max(0) as u64,
+        _ => 0,
+    }
+}
+
+impl Recon<'_, '_> {
+    fn hash_dtype(&self) -> Dtype {
+        match self.r.strategy {
+            ReconStrategy::HashMd5Hash => Dtype::Str,
+            _ => Dtype::Decimal {
+                precision: 38,
+                scale: 0,
+            },
+        }
+    }
+
+    /// The range to reconcile, in units; `None` when both sides are empty.
+    async fn range(&mut self, unit: Unit) -> Result<Option<Range>, RuntimeError> {
+        let (ctx, r) = (self.ctx, self.r);
+        let now = ctx.opts.now;
+        let start = match (&ctx.opts.start, &r.start) {
+            (Some(e), _) => Some(eval_bound(e, now)?),
+            (None, Some(b)) => Some(bound_value(b, now)?),
+            (None, None) => None,
+        };
+        let end = match (&ctx.opts.end, &r.end) {
+            (Some(e), _) => Some(eval_bound(e, now)?),
+            (None, Some(b)) => Some(bound_value(b, now)?),
+            (None, None) => None,
+        };
+        let units = |v: &Value, ceil: bool| {
+            unit.to_units(v, ceil).ok_or_else(|| {
+                RuntimeError::Config(format!(
+                    "reconciliation `{}`: bound {} does not fit a {:?} partition",
+                    r.name,
+                    v.to_text(),
+                    r.kind
+                ))
+            })
+        };
+        let mut lo = start.as_ref().map(|v| units(v, false)).transpose()?;
+        let mut hi = end.as_ref().map(|v| units(v, true)).transpose()?;
+        if lo.is_none() || hi.is_none() {
+            let t = partition_dtype(r.kind);
+            let mut mins = Vec::new();
+            let mut maxs = Vec::new();
+            for side in ["source", "sink"] {
+                let step = ctx.steps.need(&id(r, side, "range"))?;
+                let vals = step.values(&ctx.binds, &[])?;
+                let rows = self.sides.query(step, &vals, &[t, t]).await?;
+                if let Some(row) = rows.first() {
+                    if let Some(v) = row.first().filter(|v| !v.is_null()) {
+                        mins.push(units(v, false)?);
+                    }
+                    if let Some(v) = row.get(1).filter(|v| !v.is_null()) {
+                        maxs.push(units(v, false)?.saturating_add(1));
+                    }
+                }
+            }
+            lo = lo.or(mins.into_iter().min());
+            hi = hi.or(maxs.into_iter().max());
+        }
+        Ok(match (lo, hi) {
+            (Some(lo), Some(hi)) if hi > lo => Some(Range { lo, hi }),
+            _ => None,
+        })
+    }
+
+    /// Runs both sides' `block_hash` with `extra` and pairs the blocks by id.
+    async fn block_hashes(
+        &mut self,
+        extra: &[(&str, Value)],
+        block_t: Dtype,
+    ) -> Result<BTreeMap<String, (Value, Pair)>, RuntimeError> {
+        let (ctx, r) = (self.ctx, self.r);
+        let out = [block_t, Dtype::Int, self.hash_dtype()];
+        let mut blocks: BTreeMap<String, (Value, Pair)> = BTreeMap::new();
+        for side in ["source", "sink"] {
+            let step = ctx.steps.need(&id(r, side, "block_hash"))?;
+            let vals = step.values(&ctx.binds, extra)?;
+            for row in self.sides.query(step, &vals, &out).await? {
+                let block = row.first().cloned().unwrap_or(Value::Null);
+                // Sort integer ids numerically: zero-padded, sign-aware text.
+                let key = match &block {
+                    Value::Int(i) => format!("{:020}", (*i as i128) - (i64::MIN as i128)),
+                    v => v.to_text(),
+                };
+                let entry = blocks
+                    .entry(key)
+                    .or_insert_with(|| (block.clone(), Pair::default()));
+                let v = Some((count(row.get(1)), text(row.get(2))));
+                if side == "source" {
+                    entry.1.src = v;
+                } else {
+                    entry.1.sink = v;
+                }
+            }
+        }
+        Ok(blocks)
+    }
+
+    /// Counts a block's comparison; returns whether it changed.
+    fn classify(&self, pair: &Pair, report: &mut PipelineReport) -> bool {
+        let b = &mut report.blocks;
+        match (&pair.src, &pair.sink) {
+            (Some(a), Some(z)) if a == z => {
+                b.unchanged += 1;
+                self.bar.inc(1);
+                false
+            }
+            (Some(_), Some(_)) => {
+                b.modified += 1;
+                true
+            }
+            (Some(_), None) => {
+                b.added += 1;
+                true
+            }
+            (None, Some(_)) => {
+                b.deleted += 1;
+                true
+            }
+            (None, None) => false,
+        }
+    }
+
+    /// Undoes the count of a changed block that is split further (its children count).
+    fn unclassify(pair: &Pair, report: &mut PipelineReport) {
+        let b = &mut report.blocks;
+        match (&pair.src, &pair.sink) {
+            (Some(_), Some(_)) => b.modified -= 1,
+            (Some(_), None) => b.added -= 1,
+            (None, Some(_)) => b.deleted -= 1,
+            (None, None) => {}
+        }
+    }
+
+    async fn ranges(
+        &mut self,
+        unit: Unit,
+        report: &mut PipelineReport,
+    ) -> Result<(), RuntimeError> {
+        let Some(total) = self.range(unit).await? else {
+            tracing::info!(pipeline = %self.ctx.p.name, "both sides are empty");
+            return Ok(());
+        };
+        let max = self.r.max_block_size;
+        let mut interval = unit.level1(self.r);
+        let mut parents = vec![total];
+        let mut leaves: Vec<(Range, u64)> = Vec::new();
+        let mut level = 1;
+        while !parents.is_empty() {
+            let next = next_interval(interval, self.r.reduction_factor);
+            let mut split = Vec::new();
+            for q in merge_adjacent(std::mem::take(&mut parents)) {
+                let extra = [
+                    ("interval", Value::Int(interval)),
+                    ("range_start", unit.value(q.lo)),
+                    ("range_end", unit.value(q.hi)),
+                ];
+                let blocks = self.block_hashes(&extra, Dtype::Int).await?;
+                self.bar.add_total(blocks.len() as u64);
+                for (block, pair) in blocks.values() {
+                    let Value::Int(b) = block else { continue };
+                    let range = q.block(*b, interval);
+                    if range.is_empty() || !self.classify(pair, report) {
+                        continue;
+                    }
+                    if pair.rows() > max && next.is_some() {
+                        Self::unclassify(pair, report);
+                        self.bar.inc(1);
+                        split.push(range);
+                    } else {
+                        leaves.push((range, pair.rows()));
+                    }
+                }
+            }
+            tracing::debug!(
+                level,
+                interval,
+                split = split.len(),
+                leaves = leaves.len(),
+                "level compared"
+            );
+            parents = split;
+            if let Some(n) = next {
+                interval = n;
+            }
+            level += 1;
+        }
+        for (range, rows) in merge_leaves(leaves, max) {
+            self.leaf(Scope::Range(range), report).await?;
+            let _ = rows;
+        }
+        Ok(())
+    }
+
+    async fn prefixes(&mut self, report: &mut PipelineReport) -> Result<(), RuntimeError> {
+        let max = self.r.max_block_size;
+        let mut len = self.r.initial_interval.clamp(1, MAX_PREFIX);
+        let mut parents = vec![String::new()];
+        let mut leaves = Vec::new();
+        while !parents.is_empty() {
+            let mut split = Vec::new();
+            for parent in std::mem::take(&mut parents) {
+                let extra = [
+                    ("block_prefix_len", Value::Int(len)),
+                    ("prefix_len", Value::Int(parent.len() as i64)),
+                    ("prefix", Value::Str(parent.clone())),
+                ];
+                let blocks = self.block_hashes(&extra, Dtype::Str).await?;
+                self.bar.add_total(blocks.len() as u64);
+                for (block, pair) in blocks.values() {
+                    if !self.classify(pair, report) {
+                        continue;
+                    }
+                    let prefix = block.to_text();
+                    if pair.rows() > max && len < MAX_PREFIX {
+                        Self::unclassify(pair, report);
+                        self.bar.inc(1);
+                        split.push(prefix);
+                    } else {
+                        leaves.push(prefix);
+                    }
+                }
+            }
+            parents = split;
+            len += 1;
+        }
+        for prefix in leaves {
+            self.leaf(Scope::Prefix(prefix), report).await?;
+        }
+        Ok(())
+    }
+
+    /// Diffs one (merged) leaf key by key and writes what differs.
+    async fn leaf(
+        &mut self,
+        scope: Scope,
+        report: &mut PipelineReport,
+    ) -> Result<(), RuntimeError> {
+        let (ctx, r) = (self.ctx, self.r);
+        let p = ctx.p;
+        let extra: Vec<(&str, Value)> = match &scope {
+            Scope::Range(q) => {
+                let unit = self.unit.expect("range scopes have a unit");
+                vec![
+                    ("range_start", unit.value(q.lo)),
+                    ("range_end", unit.value(q.hi)),
+                ]
+            }
+            Scope::Prefix(s) => vec![
+                ("prefix_len", Value::Int(s.len() as i64)),
+                ("prefix", Value::Str(s.clone())),
+            ],
+        };
+        let mut out: Vec<Dtype> = p.key.iter().map(|k| k.dtype).collect();
+        out.push(Dtype::Int);
+        let nkey = p.key.len();
+        let mut hashes: [HashMap<String, (String, Row)>; 2] = [HashMap::new(), HashMap::new()];
+        for (i, side) in ["source", "sink"].into_iter().enumerate() {
+            let step = ctx.steps.need(&id(r, side, "leaf_diff"))?;
+            let vals = step.values(&ctx.binds, &extra)?;
+            for row in self.sides.query(step, &vals, &out).await? {
+                let key: Vec<&Value> = row.iter().take(nkey).collect();
+                let k = key_of(&key);
+                let h = text(row.get(nkey));
+                let kv: Row = row.iter().take(nkey).cloned().collect();
+                hashes[i].insert(k, (h, kv));
+            }
+        }
+        let [src, snk] = hashes;
+        let to_write: HashSet<&String> = src
+            .iter()
+            .filter(|(k, (h, _))| snk.get(*k).is_none_or(|(hs, _)| hs != h))
+            .map(|(k, _)| k)
+            .collect();
+        let allow_delete = p.sink.merge.allow_delete && ctx.steps.get("sink.delete_keys").is_some();
+        let to_delete: Vec<Row> = if allow_delete {
+            snk.iter()
+                .filter(|(k, _)| !src.contains_key(*k))
+                .map(|(_, (_, kv))| kv.clone())
+                .collect()
+        } else {
+            vec![]
+        };
+        tracing::debug!(scope = ?scope, write = to_write.len(), delete = to_delete.len(), "leaf diffed");
+        self.bar.inc(1);
+        if ctx.opts.dry_run {
+            report.rows_written += to_write.len() as u64;
+            report.rows_deleted += to_delete.len() as u64;
+            return Ok(());
+        }
+        let mut rows = Vec::new();
+        if !to_write.is_empty() {
+            let step = ctx.steps.need(&id(r, "source", "extract_range"))?;
+            let vals = step.values(&ctx.binds, &extra)?;
+            let cols = extract_columns(p);
+            let types: Vec<Dtype> = cols.iter().map(|c| c.1).collect();
+            let read = self.sides.query(step, &vals, &types).await?;
+            report.rows_read += read.len() as u64;
+            let keep: Vec<_> = alias_rows(&cols, read)
+                .into_iter()
+                .filter(|row| to_write.contains(&alias_key(p, row)))
+                .collect();
+            let enricher = self.enricher.as_ref().expect("apply runs have an enricher");
+            rows = to_sink_rows(p, enricher, keep, ctx.opts.now).await?;
+        }
+        let w = self.sides.sink.write(&rows, &to_delete, &[]).await?;
+        report.rows_written += w.rows;
+        report.rows_deleted += w.deleted;
+        Ok(())
+    }
+}

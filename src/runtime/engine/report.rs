@@ -1,0 +1,95 @@
+//! What a run did (or, for `plan`, would do), in the stable JSON shape of SPEC §1 and as
+//! human text.
+
+use serde::Serialize;
+
+/// Block comparison counts. Unchanged blocks are counted at the level where they were
+/// found equal; changed blocks at the level where they became leaves (after splitting).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct BlockCounts {
+    /// Same row count and hash on both sides.
+    pub unchanged: u64,
+    /// Present on both sides with a different count or hash.
+    pub modified: u64,
+    /// Only in the source.
+    pub added: u64,
+    /// Only in the sink.
+    pub deleted: u64,
+}
+
+/// The outcome of one pipeline.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct PipelineReport {
+    /// Pipeline name.
+    pub name: String,
+    /// `full`, `md5sum_hash`, `hash_md5_hash` or `timestamp`.
+    pub mode: String,
+    /// Source rows read by extracts.
+    pub rows_read: u64,
+    /// Rows merged into the sink (plan: rows apply would merge).
+    pub rows_written: u64,
+    /// Sink rows deleted (plan: rows apply would delete).
+    pub rows_deleted: u64,
+    /// Block comparison counts (all zero for full syncs and timestamp runs).
+    pub blocks: BlockCounts,
+    /// Wall time.
+    pub duration_ms: u64,
+}
+
+impl PipelineReport {
+    /// An empty report.
+    pub fn new(name: &str, mode: &str) -> PipelineReport {
+        PipelineReport {
+            name: name.to_string(),
+            mode: mode.to_string(),
+            rows_read: 0,
+            rows_written: 0,
+            rows_deleted: 0,
+            blocks: BlockCounts::default(),
+            duration_ms: 0,
+        }
+    }
+
+    /// Whether the run changed (plan: would change) the sink.
+    pub fn has_drift(&self) -> bool {
+        self.rows_written > 0 || self.rows_deleted > 0
+    }
+}
+
+/// `{"pipelines": [...]}`.
+pub fn render_json(reports: &[PipelineReport]) -> serde_json::Value {
+    serde_json::json!({ "pipelines": reports })
+}
+
+/// One paragraph per pipeline. `plan` words it as what apply would do.
+pub fn render_text(reports: &[PipelineReport], plan: bool) -> String {
+    let mut out = String::new();
+    for r in reports {
+        let (w, d) = if plan {
+            ("would write", "would delete")
+        } else {
+            ("written", "deleted")
+        };
+        out.push_str(&format!(
+            "pipeline {} ({}): {} rows read, {} {w}, {} {d}",
+            r.name, r.mode, r.rows_read, r.rows_written, r.rows_deleted
+        ));
+        let b = r.blocks;
+        if b != BlockCounts::default() {
+            out.push_str(&format!(
+                "; blocks: {} unchanged, {} modified, {} added, {} deleted",
+                b.unchanged, b.modified, b.added, b.deleted
+            ));
+        }
+        out.push_str(&format!(" in {} ms\n", r.duration_ms));
+    }
+    if plan {
+        let drift = reports.iter().any(|r| r.has_drift());
+        out.push_str(if drift {
+            "drift found: apply would change the sink\n"
+        } else {
+            "no drift: the sinks match their sources\n"
+        });
+    }
+    out
+}

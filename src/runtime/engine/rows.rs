@@ -1,0 +1,176 @@
+//! Rows between the extract and the sink: extracted rows keyed by alias, enrichment,
+//! transform into sink rows (plus the stored row hash), and key identity.
+
+use crate::expr::Value;
+use crate::ir::{FieldValue, Pipeline, SinkHash};
+use crate::runtime::enrich::Enricher;
+use crate::runtime::transform;
+use crate::runtime::{Row, RuntimeError};
+use crate::types::Dtype;
+use chrono::NaiveDateTime;
+use indexmap::IndexMap;
+use std::collections::HashMap;
+
+/// The alias of the stored row hash in extracts.
+pub const HASH_ALIAS: &str = "_synctool_hash";
+
+/// A source row keyed by alias.
+pub type AliasRow = IndexMap<String, Value>;
+
+/// The columns of the source extracts, in order, with the dtypes they are read as: the
+/// source fields, the pushed expressions, then the row hash when the sink stores it.
+pub fn extract_columns(p: &Pipeline) -> Vec<(String, Dtype)> {
+    let mut cols: Vec<(String, Dtype)> = p
+        .source
+        .fields
+        .iter()
+        .map(|f| (f.alias.clone(), f.dtype))
+        .collect();
+    for px in &p.source.pushed {
+        let sink_dtype = p.sink.fields.iter().find_map(|f| match &f.value {
+            FieldValue::Pushed { alias } if alias == &px.alias => Some(f.dtype),
+            _ => None,
+        });
+        let dtype = sink_dtype
+            .or_else(|| px.expr.ty.to_dtype())
+            .unwrap_or(Dtype::Str);
+        cols.push((px.alias.clone(), dtype));
+    }
+    if stores_hash(p) {
+        cols.push((HASH_ALIAS.to_string(), Dtype::Int));
+    }
+    cols
+}
+
+/// Whether the sink keeps the source row hash in a column written at load time.
+pub fn stores_hash(p: &Pipeline) -> bool {
+    matches!(p.row_hash.sink, SinkHash::Stored(_))
+}
+
+/// The columns a load writes, with dtypes and nullability: the sink fields, then the hash
+/// column when it is not one of them. Key, hash and version columns are NOT NULL.
+pub fn load_columns(p: &Pipeline) -> Vec<(String, Dtype, bool)> {
+    let key = &p.sink.unique_key;
+    let hash = p.sink.meta.hash_column.as_deref();
+    let version = p.sink.merge.version_column.as_deref();
+    let not_null = |c: &str| key.iter().any(|k| k == c) || Some(c) == hash || Some(c) == version;
+    let mut cols: Vec<(String, Dtype, bool)> = p
+        .sink
+        .fields
+        .iter()
+        .map(|f| (f.column.clone(), f.dtype, !not_null(&f.column)))
+        .collect();
+    if let Some(h) = hash {
+        if !cols.iter().any(|c| c.0 == h) {
+            cols.push((h.to_string(), Dtype::Int, false));
+        }
+    }
+    cols
+}
+
+/// Whether the hash column is appended after the sink fields in loads.
+fn appends_hash(p: &Pipeline) -> bool {
+    match &p.sink.meta.hash_column {
+        Some(h) => !p.sink.fields.iter().any(|f| &f.column == h),
+        None => false,
+    }
+}
+
+/// Extracted rows (in [`extract_columns`] order) as alias-keyed rows.
+pub fn alias_rows(cols: &[(String, Dtype)], rows: Vec<Row>) -> Vec<AliasRow> {
+    rows.into_iter()
+        .map(|r| cols.iter().map(|(a, _)| a.clone()).zip(r).collect())
+        .collect()
+}
+
+/// An identity for key values: their text, with a NULL marker and a separator no text
+/// form produces ambiguously.
+pub fn key_of(values: &[&Value]) -> String {
+    let mut s = String::new();
+    for v in values {
+        match v {
+            Value::Null => s.push('\u{0}'),
+            v => {
+                let t = v.to_text();
+                s.push_str(&t.len().to_string());
+                s.push(':');
+                s.push_str(&t);
+            }
+        }
+        s.push('\u{1f}');
+    }
+    s
+}
+
+/// The key identity of an alias row (by the key's source aliases).
+pub fn alias_key(p: &Pipeline, r: &AliasRow) -> String {
+    let null = Value::Null;
+    let vals: Vec<&Value> = p
+        .key
+        .iter()
+        .map(|k| r.get(&k.source_alias).unwrap_or(&null))
+        .collect();
+    key_of(&vals)
+}
+
+/// Enriches `rows` and turns them into load rows (sink fields, then the stored hash), with
+/// duplicate keys inside the batch collapsed to their last row.
+pub async fn to_sink_rows(
+    p: &Pipeline,
+    enricher: &Enricher,
+    mut rows: Vec<AliasRow>,
+    now: NaiveDateTime,
+) -> Result<Vec<Row>, RuntimeError> {
+    enricher.run(&mut rows).await?;
+    let append = appends_hash(p);
+    let mut out: Vec<Row> = Vec::with_capacity(rows.len());
+    let mut seen: HashMap<String, usize> = HashMap::new();
+    for r in &rows {
+        let mut s = transform::sink_row(p, r, now)?;
+        if append {
+            s.push(r.get(HASH_ALIAS).cloned().unwrap_or(Value::Null));
+        }
+        if p.key.is_empty() {
+            out.push(s);
+            continue;
+        }
+        match seen.entry(alias_key(p, r)) {
+            std::collections::hash_map::Entry::Occupied(e) => out[*e.get()] = s,
+            std::collections::hash_map::Entry::Vacant(e) => {
+                e.insert(out.len());
+                out.push(s);
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// The sink key columns' values of alias rows, in `unique_key` order, for key staging.
+pub fn key_rows(p: &Pipeline, rows: &[AliasRow]) -> Vec<Row> {
+    let mut seen = std::collections::HashSet::new();
+    rows.iter()
+        .filter(|r| seen.insert(alias_key(p, r)))
+        .map(|r| {
+            p.key
+                .iter()
+                .map(|k| r.get(&k.source_alias).cloned().unwrap_or(Value::Null))
+                .collect()
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn key_identity_separates_null_and_text() {
+        let a = key_of(&[&Value::Str("ab".into()), &Value::Null]);
+        let b = key_of(&[&Value::Str("a".into()), &Value::Str("b".into())]);
+        let c = key_of(&[&Value::Str("None".into())]);
+        let d = key_of(&[&Value::Null]);
+        assert_ne!(a, b);
+        assert_ne!(c, d);
+        assert_eq!(key_of(&[&Value::Int(7)]), key_of(&[&Value::Int(7)]));
+    }
+}

@@ -1,0 +1,498 @@
+//! Every write to the sink: the table check and creation, staging, loads, merges, key
+//! deletes, and ClickHouse mutation waits. On PostgreSQL and MySQL each [`SinkIo::write`]
+//! is one transaction; ClickHouse has none, so there cancelling rows go before new rows
+//! (the merge statements' order) and every `ALTER TABLE … DELETE` is waited for.
+
+use super::rows::load_columns;
+use super::steps::{Binds, Prepared, Steps};
+use crate::config::raw::RawConfig;
+use crate::expr::Value;
+use crate::ir::{MergeKind, Pipeline};
+use crate::runtime::connect::{Conn, ConnSettings};
+use crate::runtime::nats::NatsSink;
+use crate::runtime::webhook::WebhookSink;
+use crate::runtime::{Row, RuntimeError};
+use crate::sql::{self, DialectKind};
+use crate::types::Dtype;
+use std::collections::HashMap;
+use std::time::Duration;
+
+/// Most bound values one MySQL statement may carry.
+const MYSQL_MAX_PARAMS: usize = 65_535;
+/// How long a ClickHouse mutation may take before the run fails.
+const MUTATION_TIMEOUT: Duration = Duration::from_secs(600);
+
+/// Where rows go.
+pub enum Target {
+    /// A SQL database.
+    Sql(Box<Conn>),
+    /// A webhook.
+    Webhook(Box<WebhookSink>),
+    /// A NATS subject.
+    Nats(Box<NatsSink>),
+}
+
+/// What one write did.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Written {
+    /// Rows merged.
+    pub rows: u64,
+    /// Rows deleted (or cancelled).
+    pub deleted: u64,
+}
+
+/// The sink of one pipeline run.
+pub struct SinkIo<'a> {
+    p: &'a Pipeline,
+    steps: &'a Steps,
+    binds: &'a Binds,
+    /// The connection or endpoint.
+    pub target: Target,
+    load_types: Vec<Dtype>,
+    load_nullable: Vec<bool>,
+    key_types: Vec<Dtype>,
+    row_loads: HashMap<usize, Prepared>,
+    key_loads: HashMap<usize, Prepared>,
+}
+
+/// Connection settings of the SQL datastore `name`.
+pub fn settings(cfg: &RawConfig, name: &str) -> Result<ConnSettings, RuntimeError> {
+    cfg.datastores
+        .iter()
+        .find(|d| d.name.value == name)
+        .and_then(ConnSettings::from_raw)
+        .ok_or_else(|| {
+            RuntimeError::Config(format!(
+                "datastore `{name}` is not a configured SQL datastore"
+            ))
+        })
+}
+
+/// Opens a session on a SQL datastore with the dialect's session setup.
+pub async fn connect(cfg: &RawConfig, name: &str) -> Result<Conn, RuntimeError> {
+    let s = settings(cfg, name)?;
+    let session: Vec<String> = sql::hash::session_setup(s.dialect.dialect())
+        .iter()
+        .map(|st| st.to_string())
+        .collect();
+    tracing::debug!(datastore = %s.name, host = %s.address(), "connecting");
+    Conn::connect(&s, &session).await
+}
+
+impl<'a> SinkIo<'a> {
+    /// Connects to `p`'s sink.
+    pub async fn open(
+        p: &'a Pipeline,
+        cfg: &RawConfig,
+        steps: &'a Steps,
+        binds: &'a Binds,
+    ) -> Result<SinkIo<'a>, RuntimeError> {
+        let target = match p.sink.store.kind.dialect() {
+            Some(_) => Target::Sql(Box::new(connect(cfg, &p.sink.store.name).await?)),
+            None if p.sink.store.kind == crate::ir::StoreKind::Webhook => {
+                Target::Webhook(Box::new(WebhookSink::new(p, cfg)?))
+            }
+            None => Target::Nats(Box::new(NatsSink::connect(p, cfg).await?)),
+        };
+        let cols = load_columns(p);
+        let key_types = p
+            .sink
+            .unique_key
+            .iter()
+            .map(|k| {
+                cols.iter()
+                    .find(|c| &c.0 == k)
+                    .map(|c| c.1)
+                    .or_else(|| {
+                        p.key
+                            .iter()
+                            .find(|kp| &kp.sink_column == k)
+                            .map(|kp| kp.dtype)
+                    })
+                    .unwrap_or(Dtype::Str)
+            })
+            .collect();
+        Ok(SinkIo {
+            p,
+            steps,
+            binds,
+            target,
+            load_types: cols.iter().map(|c| c.1).collect(),
+            load_nullable: cols.iter().map(|c| c.2).collect(),
+            key_types,
+            row_loads: HashMap::new(),
+            key_loads: HashMap::new(),
+        })
+    }
+
+    /// The SQL connection, if the sink is a database.
+    pub fn conn(&mut self) -> Option<&mut Conn> {
+        match &mut self.target {
+            Target::Sql(c) => Some(c),
+            _ => None,
+        }
+    }
+
+    fn sql(&mut self) -> Result<&mut Conn, RuntimeError> {
+        let store = self.p.sink.store.name.clone();
+        self.conn().ok_or_else(|| {
+            RuntimeError::Config(format!("datastore `{store}` is not a SQL database"))
+        })
+    }
+
+    fn dialect(&self) -> Option<DialectKind> {
+        self.p.sink.store.kind.dialect()
+    }
+
+    /// Checks the sink table against the fields. Returns whether it exists. With `create`,
+    /// a missing table is created and the staging tables are set up. A table whose columns
+    /// do not fit is an error, raised before any row is written.
+    pub async fn prepare(&mut self, create: bool) -> Result<bool, RuntimeError> {
+        if self.dialect().is_none() {
+            return Ok(true);
+        }
+        let (steps, binds) = (self.steps, self.binds);
+        let cols_step = steps.need("sink.columns")?;
+        let vals = cols_step.values(binds, &[])?;
+        let ch = self.dialect() == Some(DialectKind::Clickhouse);
+        let out: &[Dtype] = if ch {
+            &[Dtype::Str, Dtype::Str]
+        } else {
+            &[Dtype::Str, Dtype::Str, Dtype::Str]
+        };
+        let found = self.sql()?.query(cols_step.stmt(0), &vals, out).await?;
+        let exists = !found.is_empty();
+        if exists {
+            check_columns(self.p, &found)?;
+        } else if create {
+            tracing::info!(table = %self.p.sink.table.name, "creating the sink table");
+            self.run_step("sink.create", &[]).await?;
+        }
+        if create {
+            for id in ["sink.stage", "sink.stage_keys"] {
+                if steps.get(id).is_some() {
+                    self.run_step(id, &[]).await?;
+                }
+            }
+        }
+        Ok(exists)
+    }
+
+    /// Runs every statement of step `id`; returns the affected-row count of the last one.
+    /// ClickHouse mutations are waited for.
+    pub async fn run_step(
+        &mut self,
+        id: &str,
+        extra: &[(&str, Value)],
+    ) -> Result<u64, RuntimeError> {
+        let step = self.steps.need(id)?;
+        let vals = step.values(self.binds, extra)?;
+        let mut last = 0;
+        for i in 0..step.sql.len() {
+            last = self.sql()?.execute(step.stmt(i), &vals).await?;
+            if step.is_mutation(i) {
+                self.wait_mutations().await?;
+            }
+        }
+        Ok(last)
+    }
+
+    /// Polls `sink.mutations` until no mutation on the sink table is pending.
+    async fn wait_mutations(&mut self) -> Result<(), RuntimeError> {
+        let Some(step) = self.steps.get("sink.mutations") else {
+            return Ok(());
+        };
+        let vals = step.values(self.binds, &[])?;
+        let started = std::time::Instant::now();
+        let mut pause = Duration::from_millis(50);
+        loop {
+            let rows = self
+                .sql()?
+                .query(step.stmt(0), &vals, &[Dtype::Int])
+                .await?;
+            let pending = match rows.first().and_then(|r| r.first()) {
+                Some(Value::Int(n)) => *n,
+                _ => 0,
+            };
+            if pending == 0 {
+                return Ok(());
+            }
+            if started.elapsed() > MUTATION_TIMEOUT {
+                return Err(RuntimeError::Statement {
+                    store: self.p.sink.store.name.clone(),
+                    host: String::new(),
+                    step: "sink.mutations".into(),
+                    message: format!(
+                        "{pending} mutation(s) still pending after {} s",
+                        MUTATION_TIMEOUT.as_secs()
+                    ),
+                });
+            }
+            tokio::time::sleep(pause).await;
+            pause = (pause * 2).min(Duration::from_secs(1));
+        }
+    }
+
+    /// Loads rows (or, with `keys`, key rows) with `sink.load` / `sink.load_keys`; MySQL
+    /// gets multi-row inserts sized to the batch, within its parameter limit.
+    async fn load(&mut self, keys: bool, rows: &[Row]) -> Result<(), RuntimeError> {
+        if rows.is_empty() {
+            return Ok(());
+        }
+        let (types, nullable) = if keys {
+            (self.key_types.clone(), vec![false; self.key_types.len()])
+        } else {
+            (self.load_types.clone(), self.load_nullable.clone())
+        };
+        if self.dialect() != Some(DialectKind::Mysql) {
+            let id = if keys { "sink.load_keys" } else { "sink.load" };
+            let step = self.steps.need(id)?;
+            self.sql()?
+                .load(step.stmt(0), &types, &nullable, rows)
+                .await?;
+            return Ok(());
+        }
+        let per = (MYSQL_MAX_PARAMS / types.len().max(1)).max(1);
+        for chunk in rows.chunks(per) {
+            let n = chunk.len();
+            let cache = if keys {
+                &mut self.key_loads
+            } else {
+                &mut self.row_loads
+            };
+            let step = match cache.entry(n) {
+                std::collections::hash_map::Entry::Occupied(e) => e.get().clone(),
+                std::collections::hash_map::Entry::Vacant(e) => {
+                    let step = if keys {
+                        sql::stage_keys_insert(self.p, n)
+                    } else {
+                        sql::stage_insert(self.p, n)
+                    }
+                    .ok_or_else(|| RuntimeError::Config("the sink has no staging insert".into()))?;
+                    e.insert(Prepared::new(step)?).clone()
+                }
+            };
+            self.sql()?
+                .load(step.stmt(0), &types, &nullable, chunk)
+                .await?;
+        }
+        Ok(())
+    }
+
+    /// Writes one scope (a batch or a merged leaf) in one transaction: deletes the sink rows
+    /// of `delete_keys` (staged, then `sink.delete_keys`), merges `rows` (`sink.stage_clear`,
+    /// `sink.load`, `sink.merge`), and appends `stage_keys` to the key stage (full sync with
+    /// deletes). Webhook and NATS sinks get `rows` as one batch.
+    pub async fn write(
+        &mut self,
+        rows: &[Row],
+        delete_keys: &[Row],
+        stage_keys: &[Row],
+    ) -> Result<Written, RuntimeError> {
+        match &self.target {
+            Target::Webhook(w) => {
+                w.send_batch(rows).await?;
+                return Ok(Written {
+                    rows: rows.len() as u64,
+                    deleted: 0,
+                });
+            }
+            Target::Nats(n) => {
+                n.publish_batch(rows).await?;
+                return Ok(Written {
+                    rows: rows.len() as u64,
+                    deleted: 0,
+                });
+            }
+            Target::Sql(_) => {}
+        }
+        if rows.is_empty() && delete_keys.is_empty() && stage_keys.is_empty() {
+            return Ok(Written::default());
+        }
+        self.sql()?.begin().await?;
+        match self.write_tx(rows, delete_keys, stage_keys).await {
+            Ok(w) => {
+                self.sql()?.commit().await?;
+                Ok(w)
+            }
+            Err(e) => {
+                if let Err(r) = self.sql()?.rollback().await {
+                    tracing::warn!(error = %r, "rollback failed");
+                }
+                Err(e)
+            }
+        }
+    }
+
+    async fn write_tx(
+        &mut self,
+        rows: &[Row],
+        delete_keys: &[Row],
+        stage_keys: &[Row],
+    ) -> Result<Written, RuntimeError> {
+        let mut w = Written::default();
+        let ch = self.dialect() == Some(DialectKind::Clickhouse);
+        if !delete_keys.is_empty() {
+            self.run_step("sink.stage_keys_clear", &[]).await?;
+            self.load(true, delete_keys).await?;
+            let n = self.run_step("sink.delete_keys", &[]).await?;
+            w.deleted = if ch { delete_keys.len() as u64 } else { n };
+        }
+        if !rows.is_empty() {
+            if self.steps.get("sink.stage_clear").is_some() {
+                self.run_step("sink.stage_clear", &[]).await?;
+            }
+            self.load(false, rows).await?;
+            if self.steps.get("sink.merge").is_some() {
+                self.run_step("sink.merge", &[]).await?;
+            }
+            w.rows = rows.len() as u64;
+        }
+        if !stage_keys.is_empty() {
+            self.load(true, stage_keys).await?;
+        }
+        Ok(w)
+    }
+
+    /// Starts staging every source key of a full sync (empties the key stage).
+    pub async fn begin_key_staging(&mut self) -> Result<(), RuntimeError> {
+        self.run_step("sink.stage_keys_clear", &[])
+            .await
+            .map(|_| ())
+    }
+
+    /// After a full sync staged every source key: deletes (collapse: cancels) the sink rows
+    /// whose key was not staged, in one transaction. Returns the rows removed (ClickHouse
+    /// does not report it: 0).
+    pub async fn delete_absent(&mut self) -> Result<u64, RuntimeError> {
+        self.sql()?.begin().await?;
+        match self.run_step("sink.delete_absent", &[]).await {
+            Ok(n) => {
+                self.sql()?.commit().await?;
+                Ok(n)
+            }
+            Err(e) => {
+                let _ = self.sql()?.rollback().await;
+                Err(e)
+            }
+        }
+    }
+}
+
+/// The columns the sink table must have: the load columns, the collapse sign column and
+/// the ReplacingMergeTree version column.
+fn expected_columns(p: &Pipeline) -> Vec<(String, Option<Dtype>)> {
+    let mut cols: Vec<(String, Option<Dtype>)> = load_columns(p)
+        .into_iter()
+        .map(|c| (c.0, Some(c.1)))
+        .collect();
+    let m = &p.sink.merge;
+    if m.kind == MergeKind::Collapse && !cols.iter().any(|c| c.0 == m.sign_column) {
+        cols.push((m.sign_column.clone(), Some(Dtype::Int)));
+    }
+    if let Some(v) = &m.version_column {
+        if m.kind == MergeKind::Upsert && !cols.iter().any(|c| &c.0 == v) {
+            cols.push((v.clone(), None));
+        }
+    }
+    cols
+}
+
+/// Whether a native column type (as `sink.columns` lists it) can hold a dtype.
+fn fits(native: &str, dtype: Dtype) -> bool {
+    let t = native.to_ascii_lowercase();
+    let t = t
+        .strip_prefix("nullable(")
+        .and_then(|s| s.strip_suffix(')'))
+        .unwrap_or(&t)
+        .to_string();
+    let has = |w: &str| t.contains(w);
+    match dtype {
+        Dtype::Int => has("int") && !has("interval") || has("bigserial") || has("serial"),
+        Dtype::Float => has("double") || has("float") || has("real"),
+        Dtype::Decimal { .. } => has("numeric") || has("decimal"),
+        Dtype::Str => has("char") || has("text") || has("string") || has("enum"),
+        Dtype::Bool => has("bool") || has("tinyint") || has("uint8") || has("bit"),
+        Dtype::Date => t == "date" || t.starts_with("date") && !has("time"),
+        Dtype::Datetime => has("timestamp") || has("datetime"),
+        Dtype::Uuid => has("uuid") || has("char") || has("string") || has("binary(16)"),
+        Dtype::Json => has("json") || has("text") || has("string") || has("char"),
+    }
+}
+
+/// Compares the existing sink table (rows of `sink.columns`: name, type[, nullable]) with
+/// the columns synctool writes.
+fn check_columns(p: &Pipeline, found: &[Row]) -> Result<(), RuntimeError> {
+    let text = |v: Option<&Value>| match v {
+        Some(Value::Str(s)) => s.clone(),
+        Some(v) => v.to_text(),
+        None => String::new(),
+    };
+    let existing: Vec<(String, String, String)> = found
+        .iter()
+        .map(|r| (text(r.first()), text(r.get(1)), text(r.get(2))))
+        .collect();
+    let expected = expected_columns(p);
+    let mut problems = Vec::new();
+    for (name, dtype) in &expected {
+        match existing.iter().find(|e| &e.0 == name) {
+            None => problems.push(format!("column `{name}` is missing")),
+            Some((_, native, _)) => {
+                if let Some(d) = dtype {
+                    if !fits(native, *d) {
+                        problems.push(format!(
+                            "column `{name}` is {native}, which cannot hold {d}"
+                        ));
+                    }
+                }
+            }
+        }
+    }
+    for (name, native, nullable) in &existing {
+        let required = nullable.eq_ignore_ascii_case("no");
+        if required && !expected.iter().any(|e| &e.0 == name) {
+            problems.push(format!(
+                "column `{name}` ({native}) is NOT NULL but the pipeline does not write it"
+            ));
+        }
+    }
+    if problems.is_empty() {
+        return Ok(());
+    }
+    let t = &p.sink.table;
+    let table = match &t.schema {
+        Some(s) => format!("{s}.{}", t.name),
+        None => t.name.clone(),
+    };
+    Err(RuntimeError::Config(format!(
+        "pipeline `{}`: the existing sink table {table} on datastore `{}` does not fit the sink fields: {}; nothing was written",
+        p.name,
+        p.sink.store.name,
+        problems.join("; ")
+    )))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::fits;
+    use crate::types::Dtype;
+
+    #[test]
+    fn native_types_fit_dtypes() {
+        assert!(fits("bigint", Dtype::Int));
+        assert!(fits("Nullable(Int64)", Dtype::Int));
+        assert!(fits("timestamp with time zone", Dtype::Datetime));
+        assert!(fits("datetime(6)", Dtype::Datetime));
+        assert!(!fits("datetime(6)", Dtype::Date));
+        assert!(fits("date", Dtype::Date));
+        assert!(!fits("text", Dtype::Int));
+        assert!(fits(
+            "decimal(18,4)",
+            Dtype::Decimal {
+                precision: 18,
+                scale: 4
+            }
+        ));
+        assert!(!fits("interval", Dtype::Int));
+    }
+}

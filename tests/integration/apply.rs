@@ -1,0 +1,574 @@
+//! `synctool apply` and `plan` end to end: the built binary on temporary configs against the
+//! real PostgreSQL (127.0.0.1:5432, user postgres, database test) and MariaDB
+//! (127.0.0.1:3306, root, database test). A missing server fails the test, naming it.
+
+use mysql_async::prelude::Queryable;
+use serde_json::Value as J;
+use std::io::Write;
+use std::process::{Command, Output};
+
+fn unique(prefix: &str) -> String {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.subsec_nanos())
+        .unwrap_or(0);
+    format!("{prefix}_{}_{nanos}", std::process::id())
+}
+
+async fn pg() -> tokio_postgres::Client {
+    let (client, conn) = tokio_postgres::connect(
+        "host=127.0.0.1 port=5432 user=postgres dbname=test",
+        tokio_postgres::NoTls,
+    )
+    .await
+    .unwrap_or_else(|e| {
+        panic!("PostgreSQL is unreachable on 127.0.0.1:5432 (database `test`): {e}")
+    });
+    tokio::spawn(async move {
+        let _ = conn.await;
+    });
+    client
+}
+
+async fn my() -> mysql_async::Conn {
+    mysql_async::Conn::from_url("mysql://root@127.0.0.1:3306/test")
+        .await
+        .unwrap_or_else(|e| {
+            panic!("MariaDB is unreachable on 127.0.0.1:3306 (root, database `test`): {e}")
+        })
+}
+
+fn write_config(text: &str) -> std::path::PathBuf {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    static N: AtomicUsize = AtomicUsize::new(0);
+    let p = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!(
+        "apply-{}-{}.yaml",
+        std::process::id(),
+        N.fetch_add(1, Ordering::SeqCst)
+    ));
+    std::fs::File::create(&p)
+        .and_then(|mut f| f.write_all(text.as_bytes()))
+        .expect("write config");
+    p
+}
+
+fn synctool(cfg: &std::path::Path, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_synctool"))
+        .arg("-c")
+        .arg(cfg)
+        .args(args)
+        .output()
+        .expect("run synctool")
+}
+
+/// Runs a command that prints JSON; asserts its exit code and returns the one pipeline.
+fn json_run(cfg: &std::path::Path, args: &[&str], code: i32) -> J {
+    let mut all = args.to_vec();
+    all.extend(["--format", "json"]);
+    let o = synctool(cfg, &all);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(
+        o.status.code(),
+        Some(code),
+        "synctool {args:?}: stderr:\n{err}\nstdout:\n{}",
+        String::from_utf8_lossy(&o.stdout)
+    );
+    let v: J =
+        serde_json::from_slice(&o.stdout).unwrap_or_else(|e| panic!("JSON output: {e}\n{err}"));
+    let ps = v["pipelines"].as_array().expect("pipelines array");
+    assert_eq!(ps.len(), 1, "{v}");
+    let p = ps[0].clone();
+    for k in [
+        "name",
+        "mode",
+        "rows_read",
+        "rows_written",
+        "rows_deleted",
+        "blocks",
+        "duration_ms",
+    ] {
+        assert!(p.get(k).is_some(), "missing {k} in {p}");
+    }
+    p
+}
+
+fn n(v: &J, k: &str) -> i64 {
+    v[k].as_i64().unwrap_or_else(|| panic!("{k} in {v}"))
+}
+
+fn blocks(v: &J, k: &str) -> i64 {
+    v["blocks"][k]
+        .as_i64()
+        .unwrap_or_else(|| panic!("blocks.{k} in {v}"))
+}
+
+const PG: &str =
+    "{name: pg, type: postgres, host: 127.0.0.1, port: 5432, username: postgres, database: test}";
+const MY: &str =
+    "{name: my, type: mysql, host: 127.0.0.1, port: 3306, username: root, database: test}";
+
+/// Source table: 3000 rows, ids 1..=3000.
+async fn make_source(c: &tokio_postgres::Client, t: &str) {
+    c.batch_execute(&format!(
+        "CREATE TABLE {t} (id bigint PRIMARY KEY, name text, amount numeric(12,2), updated_at timestamptz);
+         INSERT INTO {t} SELECT g, 'name ' || g, g * 1.25, TIMESTAMPTZ '2024-01-01 00:00:00+00' + g * INTERVAL '1 minute'
+           FROM generate_series(1, 3000) g;"
+    ))
+    .await
+    .expect("create the source table");
+}
+
+fn pipeline_yaml(
+    name: &str,
+    src: &str,
+    sink_store: &str,
+    sink: &str,
+    merge: &str,
+    recon: &str,
+) -> String {
+    format!(
+        r#"
+datastores:
+  - {PG}
+  - {MY}
+pipelines:
+  - name: {name}
+    source:
+      datastore: pg
+      batch_size: 500
+      table: {src}
+      fields:
+        - {{column: id, dtype: int}}
+        - {{column: name, dtype: str}}
+        - {{column: amount, dtype: "decimal(12,2)"}}
+        - {{column: updated_at, dtype: datetime}}
+    sink:
+      datastore: {sink_store}
+      table: {sink}
+      merge_strategy: {merge}
+      unique_key: [id]
+      fields:
+        - {{column: id, source_column: id}}
+        - {{column: name, source_column: name}}
+        - {{column: amount, source_column: amount}}
+        - {{column: updated_at, source_column: updated_at}}
+{recon}"#
+    )
+}
+
+const RECON_BY_ID: &str = r#"    reconciliation:
+      - name: by_id
+        strategy: md5sum_hash
+        partition_column: id
+        partition_column_type: int
+        initial_partition_interval: 1000
+        max_block_size: 100
+        interval_reduction_factor: 10
+"#;
+
+/// Rows of the source not in the sink, and of the sink not in the source.
+async fn pg_diff(c: &tokio_postgres::Client, src: &str, sink: &str) -> i64 {
+    let q = format!(
+        "SELECT (SELECT count(*) FROM (SELECT id, name, amount, updated_at FROM {src} EXCEPT SELECT id, name, amount, updated_at FROM {sink}) a)
+              + (SELECT count(*) FROM (SELECT id, name, amount, updated_at FROM {sink} EXCEPT SELECT id, name, amount, updated_at FROM {src}) b)"
+    );
+    c.query_one(&q, &[]).await.expect("diff query").get(0)
+}
+
+async fn xmins(c: &tokio_postgres::Client, t: &str) -> std::collections::HashMap<i64, String> {
+    c.query(&format!("SELECT id, xmin::text FROM {t}"), &[])
+        .await
+        .expect("xmin query")
+        .iter()
+        .map(|r| (r.get(0), r.get(1)))
+        .collect()
+}
+
+async fn drop_pg(c: &tokio_postgres::Client, tables: &[&str]) {
+    for t in tables {
+        let _ = c.batch_execute(&format!("DROP TABLE IF EXISTS {t}")).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn pg_to_pg_upsert_full_sync_then_reconcile_exactly_the_changed_rows() {
+    let c = pg().await;
+    let (src, sink) = (unique("eng_src"), unique("eng_sink"));
+    make_source(&c, &src).await;
+    let cfg = write_config(&pipeline_yaml(
+        "accounts",
+        &src,
+        "pg",
+        &sink,
+        "{strategy: upsert, allow_delete: true}",
+        RECON_BY_ID,
+    ));
+
+    // A new sink table: created, then filled by a full sync.
+    let r = json_run(&cfg, &["apply"], 0);
+    assert_eq!(
+        (n(&r, "rows_read"), n(&r, "rows_written")),
+        (3000, 3000),
+        "{r}"
+    );
+    assert_eq!(r["mode"], "full");
+    assert_eq!(pg_diff(&c, &src, &sink).await, 0);
+
+    // No drift: plan exits 0, apply writes nothing.
+    let r = json_run(&cfg, &["plan", "--exit-code"], 0);
+    assert_eq!(
+        (n(&r, "rows_written"), n(&r, "rows_deleted")),
+        (0, 0),
+        "{r}"
+    );
+    assert_eq!(r["mode"], "md5sum_hash");
+    assert_eq!(
+        blocks(&r, "unchanged"),
+        4,
+        "level-1 blocks of 1000 ids over 1..=3000: {r}"
+    );
+    let before = xmins(&c, &sink).await;
+    let r = json_run(&cfg, &["apply"], 0);
+    assert_eq!(
+        (n(&r, "rows_written"), n(&r, "rows_deleted")),
+        (0, 0),
+        "{r}"
+    );
+    assert_eq!(
+        xmins(&c, &sink).await,
+        before,
+        "a re-run must not touch a row"
+    );
+
+    // Drift: 4 updates, 3 inserts, 2 deletes.
+    c.batch_execute(&format!(
+        "UPDATE {src} SET name = name || ' (changed)' WHERE id IN (10, 11, 1500);
+         UPDATE {src} SET amount = amount + 1 WHERE id = 2999;
+         INSERT INTO {src} VALUES (3001, 'new 1', 1, now()), (3002, NULL, NULL, NULL), (3003, 'new 3', 3, now());
+         DELETE FROM {src} WHERE id IN (700, 701);"
+    ))
+    .await
+    .unwrap();
+    let r = json_run(&cfg, &["plan", "--exit-code"], 3);
+    assert_eq!(
+        (n(&r, "rows_written"), n(&r, "rows_deleted")),
+        (7, 2),
+        "{r}"
+    );
+    let o = synctool(&cfg, &["apply", "--dry-run"]);
+    assert_eq!(o.status.code(), Some(0));
+    assert!(String::from_utf8_lossy(&o.stdout).contains("7 would write, 2 would delete"));
+    assert_eq!(
+        xmins(&c, &sink).await,
+        before,
+        "plan and --dry-run write nothing"
+    );
+
+    let r = json_run(&cfg, &["apply"], 0);
+    assert_eq!(
+        (n(&r, "rows_written"), n(&r, "rows_deleted")),
+        (7, 2),
+        "{r}"
+    );
+    assert_eq!(
+        (
+            blocks(&r, "modified"),
+            blocks(&r, "added"),
+            blocks(&r, "deleted")
+        ),
+        (5, 0, 0),
+        "the five 10-id leaf blocks holding the changes are modified, none added or deleted: {r}"
+    );
+    assert!(
+        n(&r, "rows_read") <= 5 * 100,
+        "only the changed leaves (at most max_block_size rows each) are read: {r}"
+    );
+    assert_eq!(pg_diff(&c, &src, &sink).await, 0);
+    let after = xmins(&c, &sink).await;
+    let mut touched: Vec<i64> = after
+        .iter()
+        .filter(|(id, x)| before.get(id) != Some(x))
+        .map(|(id, _)| *id)
+        .collect();
+    touched.sort();
+    assert_eq!(touched, vec![10, 11, 1500, 2999, 3001, 3002, 3003]);
+    assert!(!after.contains_key(&700) && !after.contains_key(&701));
+
+    let r = json_run(&cfg, &["plan", "--exit-code"], 0);
+    assert_eq!(
+        (n(&r, "rows_written"), n(&r, "rows_deleted")),
+        (0, 0),
+        "{r}"
+    );
+
+    // --full streams everything again; the upsert leaves unchanged rows alone.
+    let r = json_run(&cfg, &["apply", "--full"], 0);
+    assert_eq!(n(&r, "rows_read"), 3001, "{r}");
+    assert_eq!(xmins(&c, &sink).await, after);
+
+    // A range override limits the comparison.
+    c.batch_execute(&format!(
+        "UPDATE {src} SET name = 'x' WHERE id IN (5, 2500)"
+    ))
+    .await
+    .unwrap();
+    let r = json_run(&cfg, &["plan", "--start", "1", "--end", "1000"], 0);
+    assert_eq!(n(&r, "rows_written"), 1, "{r}");
+    drop_pg(&c, &[&src, &sink]).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn pg_to_mariadb_upsert_with_deletes() {
+    let c = pg().await;
+    let mut m = my().await;
+    let (src, sink) = (unique("eng_src"), unique("eng_my"));
+    make_source(&c, &src).await;
+    let cfg = write_config(&pipeline_yaml(
+        "to_mariadb",
+        &src,
+        "my",
+        &sink,
+        "{strategy: upsert, allow_delete: true}",
+        "",
+    ));
+    let r = json_run(&cfg, &["apply"], 0);
+    assert_eq!(
+        (n(&r, "rows_read"), n(&r, "rows_written")),
+        (3000, 3000),
+        "{r}"
+    );
+    let row: Option<(i64, String, String, String)> = m
+        .query_first(format!(
+            "SELECT id, name, CAST(amount AS CHAR), DATE_FORMAT(updated_at, '%Y-%m-%d %H:%i:%s') FROM {sink} WHERE id = 42"
+        ))
+        .await
+        .unwrap();
+    assert_eq!(
+        row,
+        Some((
+            42,
+            "name 42".into(),
+            "52.50".into(),
+            "2024-01-01 00:42:00".into()
+        ))
+    );
+
+    c.batch_execute(&format!(
+        "UPDATE {src} SET name = 'renamed' WHERE id = 7; DELETE FROM {src} WHERE id BETWEEN 100 AND 109;"
+    ))
+    .await
+    .unwrap();
+    let r = json_run(&cfg, &["apply"], 0);
+    assert_eq!(n(&r, "rows_deleted"), 10, "{r}");
+    let count: Option<i64> = m
+        .query_first(format!("SELECT count(*) FROM {sink}"))
+        .await
+        .unwrap();
+    assert_eq!(count, Some(2990));
+    let name: Option<String> = m
+        .query_first(format!("SELECT name FROM {sink} WHERE id = 7"))
+        .await
+        .unwrap();
+    assert_eq!(name.as_deref(), Some("renamed"));
+    m.query_drop(format!("DROP TABLE IF EXISTS {sink}"))
+        .await
+        .unwrap();
+    drop_pg(&c, &[&src]).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn delete_insert_and_collapse_repair_changed_rows() {
+    let c = pg().await;
+    for merge in [
+        "{strategy: delete_insert, allow_delete: true}",
+        "{strategy: collapse, allow_delete: true}",
+    ] {
+        let (src, sink) = (unique("eng_src"), unique("eng_sink"));
+        make_source(&c, &src).await;
+        let cfg = write_config(&pipeline_yaml(
+            "scoped",
+            &src,
+            "pg",
+            &sink,
+            merge,
+            RECON_BY_ID,
+        ));
+        json_run(&cfg, &["apply"], 0);
+        c.batch_execute(&format!(
+            "UPDATE {src} SET name = 'changed' WHERE id IN (3, 2000);
+             DELETE FROM {src} WHERE id = 1234;
+             INSERT INTO {src} VALUES (5000, 'far', 1, now());"
+        ))
+        .await
+        .unwrap();
+        let r = json_run(&cfg, &["plan", "--exit-code"], 3);
+        assert_eq!(
+            (n(&r, "rows_written"), n(&r, "rows_deleted")),
+            (3, 1),
+            "{merge}: {r}"
+        );
+        let r = json_run(&cfg, &["apply"], 0);
+        assert_eq!(
+            (n(&r, "rows_written"), n(&r, "rows_deleted")),
+            (3, 1),
+            "{merge}: {r}"
+        );
+        let r = json_run(&cfg, &["plan", "--exit-code"], 0);
+        assert_eq!(n(&r, "rows_written"), 0, "{merge}: {r}");
+        if merge.contains("collapse") {
+            // Live rows (sum of signs per row) equal the source; a changed key holds its
+            // original row, a cancelling row and the new row.
+            let live = format!(
+                "(SELECT id, name, amount, updated_at FROM {sink} GROUP BY id, name, amount, updated_at HAVING sum(sign) > 0) l"
+            );
+            assert_eq!(pg_diff(&c, &src, &live).await, 0, "{merge}");
+            let rows: i64 = c
+                .query_one(&format!("SELECT count(*) FROM {sink} WHERE id = 3"), &[])
+                .await
+                .unwrap()
+                .get(0);
+            assert_eq!(rows, 3, "{merge}");
+        } else {
+            assert_eq!(pg_diff(&c, &src, &sink).await, 0, "{merge}");
+        }
+        drop_pg(&c, &[&src, &sink]).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn timestamp_incremental_reads_only_newer_rows() {
+    let c = pg().await;
+    let mut m = my().await;
+    let (src, sink) = (unique("eng_src"), unique("eng_my"));
+    make_source(&c, &src).await;
+    let recon = r#"    reconciliation:
+      - name: incremental
+        strategy: timestamp
+        partition_column: updated_at
+        partition_column_type: datetime
+        lookback: 10*60
+"#;
+    let cfg = write_config(&pipeline_yaml(
+        "incremental",
+        &src,
+        "my",
+        &sink,
+        "{strategy: upsert}",
+        recon,
+    ));
+    let r = json_run(&cfg, &["apply"], 0);
+    assert_eq!(
+        (n(&r, "rows_read"), n(&r, "rows_written")),
+        (3000, 3000),
+        "{r}"
+    );
+    assert_eq!(r["mode"], "timestamp");
+    // Watermark: 2024-01-03 02:00 (id 3000); rows after it minus the 10-minute lookback
+    // are ids 2991..=3000, plus the two newer rows.
+    c.batch_execute(&format!(
+        "UPDATE {src} SET name = 'late edit', updated_at = TIMESTAMPTZ '2024-02-01 00:00:00+00' WHERE id = 5;
+         INSERT INTO {src} VALUES (3001, 'newest', 9, TIMESTAMPTZ '2024-02-01 00:00:01+00');"
+    ))
+    .await
+    .unwrap();
+    let r = json_run(&cfg, &["plan"], 0);
+    assert_eq!(n(&r, "rows_written"), 12, "{r}");
+    let r = json_run(&cfg, &["apply"], 0);
+    assert_eq!((n(&r, "rows_read"), n(&r, "rows_written")), (12, 12), "{r}");
+    let name: Option<String> = m
+        .query_first(format!("SELECT name FROM {sink} WHERE id = 5"))
+        .await
+        .unwrap();
+    assert_eq!(name.as_deref(), Some("late edit"));
+    let count: Option<i64> = m
+        .query_first(format!("SELECT count(*) FROM {sink}"))
+        .await
+        .unwrap();
+    assert_eq!(count, Some(3001));
+    m.query_drop(format!("DROP TABLE IF EXISTS {sink}"))
+        .await
+        .unwrap();
+    drop_pg(&c, &[&src]).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_sink_table_that_does_not_fit_fails_before_writing() {
+    let c = pg().await;
+    let (src, sink) = (unique("eng_src"), unique("eng_sink"));
+    make_source(&c, &src).await;
+    c.batch_execute(&format!(
+        "CREATE TABLE {sink} (id bigint PRIMARY KEY, name bigint, amount numeric(12,2), updated_at timestamptz)"
+    ))
+    .await
+    .unwrap();
+    let cfg = write_config(&pipeline_yaml(
+        "mismatch",
+        &src,
+        "pg",
+        &sink,
+        "{strategy: upsert}",
+        "",
+    ));
+    let o = synctool(&cfg, &["apply"]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("column `name` is bigint") && err.contains("nothing was written"),
+        "{err}"
+    );
+    let rows: i64 = c
+        .query_one(&format!("SELECT count(*) FROM {sink}"), &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(rows, 0);
+    drop_pg(&c, &[&src, &sink]).await;
+}
+
+#[test]
+fn an_unreachable_datastore_fails_with_exit_1_naming_it_without_the_password() {
+    let cfg = write_config(&format!(
+        r#"
+datastores:
+  - {{name: src, type: postgres, host: 127.0.0.1, port: 1, username: postgres, password: pw-s3cret-9z, database: test}}
+  - {MY}
+pipelines:
+  - name: p
+    source:
+      datastore: src
+      table: t
+      fields: [{{column: id, dtype: int}}]
+    sink:
+      datastore: my
+      table: t
+      unique_key: [id]
+      fields: [{{column: id, source_column: id}}]
+"#
+    ));
+    let o = synctool(&cfg, &["apply"]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("`src`") && err.contains("127.0.0.1:1"),
+        "{err}"
+    );
+    assert!(!err.contains("pw-s3cret-9z"), "{err}");
+}
+
+#[test]
+fn usage_errors_exit_2() {
+    let cfg = write_config(&pipeline_yaml(
+        "u",
+        "t",
+        "pg",
+        "t2",
+        "{strategy: upsert}",
+        RECON_BY_ID,
+    ));
+    let o = synctool(&cfg, &["plan", "-r", "nope"]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("no reconciliation `nope`"));
+    let o = synctool(&cfg, &["apply", "--start", "1 +"]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("--start"));
+}
