@@ -707,15 +707,60 @@ impl<'a> SinkCtx<'a> {
     /// key stage; collapse sinks get cancelling rows instead.
     pub fn delete_keys(&self, b: &mut Binder, negated: bool) -> crate::sql::Stmt {
         let mut preds = self.filters(b);
-        preds.push(build::in_subquery(
-            self.key_tuple(),
-            self.key_query(self.stage_keys()),
-            negated,
-        ));
+        if negated && !self.is_ch() {
+            preds.push(self.key_not_staged());
+        } else {
+            preds.push(build::in_subquery(
+                self.key_tuple(),
+                self.key_query(self.stage_keys()),
+                negated,
+            ));
+        }
         if self.kind() == MergeKind::Collapse {
             return self.cancel(preds, vec![]);
         }
         self.delete_where(build::and_all(preds).expect("at least one predicate"))
+    }
+
+    /// `NOT EXISTS (SELECT 1 FROM <key stage> AS k WHERE k.c = <sink>.c …)`: the anti-join
+    /// form of "key not staged". PostgreSQL runs `NOT IN (subquery)` as a hashed subplan only
+    /// while the subquery fits in `work_mem`, and row by row otherwise (a 1M-key full sync
+    /// never finished); `NOT EXISTS` becomes a hash or merge anti-join on every size.
+    fn key_not_staged(&self) -> Expr {
+        let k = self.d.ident("_synctool_k");
+        let sink_parts: Vec<Ident> = self
+            .table()
+            .0
+            .iter()
+            .filter_map(|p| match p {
+                sqlparser::ast::ObjectNamePart::Identifier(i) => Some(i.clone()),
+                _ => None,
+            })
+            .collect();
+        let eqs = self
+            .key_columns()
+            .iter()
+            .map(|c| {
+                let col = self.d.ident(&c.name);
+                let mut outer = sink_parts.clone();
+                outer.push(col.clone());
+                Expr::BinaryOp {
+                    left: Box::new(Expr::CompoundIdentifier(vec![k.clone(), col])),
+                    op: sqlparser::ast::BinaryOperator::Eq,
+                    right: Box::new(Expr::CompoundIdentifier(outer)),
+                }
+            })
+            .collect();
+        let q = build::select(SelectParts {
+            projection: vec![build::item(build::int(1))],
+            from: Some(build::from(build::table(self.stage_keys(), Some(k), false))),
+            selection: build::and_all(eqs),
+            ..Default::default()
+        });
+        Expr::Exists {
+            subquery: Box::new(q),
+            negated: true,
+        }
     }
 
     /// Deletes the sink rows within `sink.filters` matching `extra` (a block's range).
