@@ -126,6 +126,8 @@ fn init_logging(cli: &Cli) {
     let b = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        // Colours only on a terminal: logs redirected to a file or a pipe stay plain text.
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_target(false);
     let _ = match cli.log_format {
         LogFormat::Json => b.json().try_init(),
