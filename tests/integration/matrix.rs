@@ -336,9 +336,9 @@ async fn read_rows(dbs: &mut Dbs, db: Db, table: &str, how: Read) -> Vec<Row> {
         (Read::Plain, _) => table.to_string(),
         (Read::Final, Db::Ch) => format!("{table} FINAL"),
         (Read::Final, _) => panic!("FINAL is ClickHouse only"),
-        (Read::Collapse, _) => format!(
-            "(SELECT {cols} FROM {table} GROUP BY {cols} HAVING sum(sign) > 0) live"
-        ),
+        (Read::Collapse, _) => {
+            format!("(SELECT {cols} FROM {table} GROUP BY {cols} HAVING sum(sign) > 0) live")
+        }
     };
     let rows = match db {
         Db::Pg => {
@@ -380,7 +380,10 @@ async fn read_rows(dbs: &mut Dbs, db: Db, table: &str, how: Read) -> Vec<Row> {
         }
     };
     let mut rows: Vec<Row> = rows.into_iter().map(normalise).collect();
-    rows.sort_by_key(|r| r[0].as_deref().map(|id| id.parse::<i64>().expect("integer id")));
+    rows.sort_by_key(|r| {
+        r[0].as_deref()
+            .map(|id| id.parse::<i64>().expect("integer id"))
+    });
     rows
 }
 
@@ -393,7 +396,11 @@ fn assert_same(what: &str, sink: &[Row], source: &[Row]) {
     };
     let (a, b) = (by_id(source), by_id(sink));
     let mut diffs = Vec::new();
-    for id in a.keys().chain(b.keys()).collect::<std::collections::BTreeSet<_>>() {
+    for id in a
+        .keys()
+        .chain(b.keys())
+        .collect::<std::collections::BTreeSet<_>>()
+    {
         if a.get(id) != b.get(id) {
             diffs.push(format!(
                 "id {id}:\n  source {:?}\n  sink   {:?}",
@@ -566,6 +573,14 @@ const BY_ID: &str = "      - name: by_id
         initial_partition_interval: 100
         max_block_size: 20
         interval_reduction_factor: 10
+      - name: md5_by_id
+        strategy: hash_md5_hash
+        partition_column: id
+        partition_column_type: int
+        source_order_column: id
+        initial_partition_interval: 64
+        max_block_size: 16
+        interval_reduction_factor: 4
 ";
 
 async fn drop_table(dbs: &mut Dbs, db: Db, table: &str) {
@@ -626,6 +641,8 @@ async fn cycle(dbs: &mut Dbs, src: Db, sink: Db, merge: &str) {
         (0, 0),
         "{what}: no drift after a sync: {r}"
     );
+    let r = run(&cfg, &["plan", "--exit-code", "-r", "md5_by_id"], 0, &what);
+    assert_eq!(r["mode"], "hash_md5_hash", "{what}: {r}");
     let r = run(&cfg, &["apply"], 0, &what);
     assert_eq!(
         (n(&r, "rows_written"), n(&r, "rows_deleted")),
@@ -640,6 +657,12 @@ async fn cycle(dbs: &mut Dbs, src: Db, sink: Db, merge: &str) {
         (6, 2),
         "{what}: 4 updated and 2 inserted rows, 2 deleted: {r}"
     );
+    let r = run(&cfg, &["plan", "--exit-code", "-r", "md5_by_id"], 3, &what);
+    assert_eq!(
+        (n(&r, "rows_written"), n(&r, "rows_deleted")),
+        (6, 2),
+        "{what}: hash_md5_hash sees the same drift: {r}"
+    );
     let r = run(&cfg, &["apply", "-r", "by_id"], 0, &what);
     assert_eq!(
         (n(&r, "rows_written"), n(&r, "rows_deleted")),
@@ -648,6 +671,7 @@ async fn cycle(dbs: &mut Dbs, src: Db, sink: Db, merge: &str) {
     );
     let r = run(&cfg, &["plan", "--exit-code"], 0, &what);
     assert_eq!(n(&r, "rows_written"), 0, "{what}: {r}");
+    run(&cfg, &["plan", "--exit-code", "-r", "md5_by_id"], 0, &what);
     let source = read_rows(dbs, src, &src_table, Read::Plain).await;
     assert_eq!(source.len(), 200, "{what}");
     let got = read_rows(dbs, sink, &sink_table, read).await;
@@ -706,4 +730,349 @@ async fn collapse_into_mariadb_from_every_source() {
 #[tokio::test(flavor = "multi_thread")]
 async fn collapse_into_clickhouse_from_every_source() {
     every_source_into(Db::Ch, "collapse").await;
+}
+
+/// A PostgreSQL source of `rows` rows: `id`, `s`, `f`, `ts` (one hour apart from
+/// 2023-12-01), no NULL key.
+async fn pg_plain_source(pg: &tokio_postgres::Client, table: &str, rows: i64) {
+    pg.batch_execute(&format!(
+        "CREATE TABLE {table} (id bigint PRIMARY KEY, s text, f double precision, ts timestamptz);
+         INSERT INTO {table} SELECT g, 'row ' || g || ' ✓', g / 7.0,
+           TIMESTAMPTZ '2023-12-01 00:00:00+00' + g * INTERVAL '1 hour' + (g % 1000) * INTERVAL '1 microsecond'
+           FROM generate_series(1, {rows}) g;"
+    ))
+    .await
+    .unwrap_or_else(|e| panic!("PostgreSQL: create {table}: {e:?}"));
+}
+
+fn plain_config(src_table: &str, sink: Db, sink_table: &str, batch: usize, recon: &str) -> String {
+    format!(
+        "{DATASTORES}pipelines:
+  - name: plain
+    source:
+      datastore: pg
+      batch_size: {batch}
+      table: {src_table}
+      fields:
+        - {{column: id, dtype: int}}
+        - {{column: s, dtype: str}}
+        - {{column: f, dtype: float}}
+        - {{column: ts, dtype: datetime}}
+    sink:
+      datastore: {sink}
+      table: {sink_table}
+      batch_size: {batch}
+      merge_strategy: {{strategy: upsert, allow_delete: true}}
+      unique_key: [id]
+      fields:
+        - {{column: id, source_column: id}}
+        - {{column: s, source_column: s}}
+        - {{column: f, source_column: f}}
+        - {{column: ts, source_column: ts}}
+    reconciliation:
+{recon}",
+        sink = sink.store()
+    )
+}
+
+/// `(id, s, f, ts)` of every row, ordered by id, in one text form for both dialects.
+async fn plain_rows(dbs: &mut Dbs, db: Db, table: &str) -> Vec<Row> {
+    let rows = match db {
+        Db::Pg => {
+            support::pg_rows(
+                &dbs.pg,
+                &format!(
+                    "SELECT id::text, s, f::text, \
+                     to_char(ts AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS.US') \
+                     FROM {table} ORDER BY {table}.id"
+                ),
+                &[],
+            )
+            .await
+        }
+        Db::My => {
+            support::mysql_rows(
+                &mut dbs.my,
+                &format!(
+                    "SELECT CAST(id AS CHAR), s, f, DATE_FORMAT(ts, '%Y-%m-%d %H:%i:%s.%f') \
+                     FROM {table} ORDER BY {table}.id"
+                ),
+                mysql_async::Params::Empty,
+            )
+            .await
+        }
+        Db::Ch => panic!("plain_rows reads PostgreSQL and MariaDB"),
+    };
+    rows.into_iter()
+        .map(|mut r| {
+            let f: f64 = r[2].as_deref().expect("f").parse().expect("float");
+            r[2] = Some(format!("{f:.14e}"));
+            r
+        })
+        .collect()
+}
+
+async fn count_rows(dbs: &mut Dbs, db: Db, table: &str) -> Option<i64> {
+    let sql = format!("SELECT count(*) FROM {table}");
+    match db {
+        Db::Pg => dbs.pg.query_one(&sql, &[]).await.ok().map(|r| r.get(0)),
+        Db::My => {
+            use mysql_async::prelude::Queryable;
+            dbs.my.query_first::<i64, _>(sql).await.ok().flatten()
+        }
+        Db::Ch => panic!("count_rows reads PostgreSQL and MariaDB"),
+    }
+}
+
+/// SPEC §6: an `apply` killed in the middle of a full sync, then run again, converges to
+/// the source with no row lost or duplicated.
+async fn kill_and_rerun(sink: Db) {
+    const ROWS: i64 = 200_000;
+    let mut dbs = dbs().await;
+    let what = format!("kill and rerun into {sink:?}");
+    let src_table = support::unique("mx_kill_src");
+    let sink_table = support::unique(&format!("mx_kill_{}", sink.store()));
+    pg_plain_source(&dbs.pg, &src_table, ROWS).await;
+    let cfg = write_config(&plain_config(&src_table, sink, &sink_table, 200, BY_ID));
+    let mut child = Command::new(env!("CARGO_BIN_EXE_synctool"))
+        .arg("-c")
+        .arg(&cfg)
+        .arg("apply")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("run synctool");
+    let started = std::time::Instant::now();
+    loop {
+        if count_rows(&mut dbs, sink, &sink_table).await.unwrap_or(0) > 0 {
+            break;
+        }
+        assert!(
+            child.try_wait().expect("poll synctool").is_none(),
+            "{what}: apply ended before any row was seen in the sink"
+        );
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(120),
+            "{what}: no row reached the sink within 120 s"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    child.kill().expect("SIGKILL synctool");
+    let status = child.wait().expect("wait for synctool");
+    assert!(!status.success(), "{what}: apply was killed: {status:?}");
+    let partial = count_rows(&mut dbs, sink, &sink_table)
+        .await
+        .expect("count the sink");
+    assert!(
+        partial > 0 && partial < ROWS,
+        "{what}: the kill must land in the middle of the sync ({partial} of {ROWS} rows written)"
+    );
+
+    let r = run(&cfg, &["apply"], 0, &what);
+    assert_eq!(r["mode"], "md5sum_hash", "{what}: {r}");
+    assert_eq!(
+        n(&r, "rows_written"),
+        ROWS - partial,
+        "{what}: the rerun writes exactly the rows the killed run did not: {r}"
+    );
+    run(&cfg, &["plan", "--exit-code"], 0, &what);
+    let source = plain_rows(&mut dbs, Db::Pg, &src_table).await;
+    let got = plain_rows(&mut dbs, sink, &sink_table).await;
+    assert_eq!(source.len() as i64, ROWS, "{what}");
+    assert_eq!(got.len(), source.len(), "{what}: sink row count");
+    let first_diff = source.iter().zip(&got).position(|(a, b)| a != b);
+    assert_eq!(
+        first_diff.map(|i| (&source[i], &got[i])),
+        None,
+        "{what}: the first differing row"
+    );
+    drop_table(&mut dbs, Db::Pg, &src_table).await;
+    drop_table(&mut dbs, sink, &sink_table).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn killed_apply_into_postgres_converges_on_rerun() {
+    kill_and_rerun(Db::Pg).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn killed_apply_into_mariadb_converges_on_rerun() {
+    kill_and_rerun(Db::My).await;
+}
+
+/// A datetime partition with `start`/`end`: only drift inside the window is seen and
+/// repaired; drift outside stays until a reconciliation covering it runs.
+#[tokio::test(flavor = "multi_thread")]
+async fn datetime_partition_with_bounds_repairs_only_inside_the_window() {
+    let mut dbs = dbs().await;
+    let what = "datetime window, PostgreSQL -> MariaDB";
+    let src_table = support::unique("mx_win_src");
+    let sink_table = support::unique("mx_win_my");
+    // ts = 2023-12-01 + id hours: January 2024 is ids 744..=1487.
+    pg_plain_source(&dbs.pg, &src_table, 2000).await;
+    let recon = format!(
+        "      - name: january
+        strategy: md5sum_hash
+        partition_column: ts
+        partition_column_type: datetime
+        start: \"datetime.datetime(2024, 1, 1)\"
+        end: \"datetime.datetime(2024, 2, 1)\"
+        initial_partition_interval: 7*24*60*60
+        max_block_size: 50
+        interval_reduction_factor: 7
+{BY_ID}"
+    );
+    let cfg = write_config(&plain_config(&src_table, Db::My, &sink_table, 300, &recon));
+    let r = run(&cfg, &["apply"], 0, what);
+    assert_eq!(n(&r, "rows_written"), 2000, "{what}: {r}");
+    let r = run(&cfg, &["plan", "--exit-code"], 0, what);
+    assert_eq!(r["mode"], "md5sum_hash", "{what}: {r}");
+    dbs.pg
+        .batch_execute(&format!(
+            "UPDATE {src_table} SET s = 'inside' WHERE id IN (800, 1400);
+             UPDATE {src_table} SET s = 'outside' WHERE id IN (100, 1900);
+             DELETE FROM {src_table} WHERE id = 1000;
+             INSERT INTO {src_table} VALUES (5000, 'new inside', 1.5, TIMESTAMPTZ '2024-01-15 12:34:56.789012+00'),
+               (5001, 'new outside', 2.5, TIMESTAMPTZ '2024-03-01 00:00:00+00');"
+        ))
+        .await
+        .expect("change the source");
+    let r = run(&cfg, &["plan", "--exit-code"], 3, what);
+    assert_eq!(
+        (n(&r, "rows_written"), n(&r, "rows_deleted")),
+        (3, 1),
+        "{what}: two updates, an insert and a delete inside January: {r}"
+    );
+    let r = run(&cfg, &["apply", "-r", "january"], 0, what);
+    assert_eq!(
+        (n(&r, "rows_written"), n(&r, "rows_deleted")),
+        (3, 1),
+        "{what}: {r}"
+    );
+    run(&cfg, &["plan", "--exit-code", "-r", "january"], 0, what);
+    let r = run(&cfg, &["plan", "--exit-code", "-r", "by_id"], 3, what);
+    assert_eq!(
+        (n(&r, "rows_written"), n(&r, "rows_deleted")),
+        (3, 0),
+        "{what}: the changes outside January are still there: {r}"
+    );
+    run(&cfg, &["apply", "-r", "by_id"], 0, what);
+    run(&cfg, &["plan", "--exit-code", "-r", "by_id"], 0, what);
+    let source = plain_rows(&mut dbs, Db::Pg, &src_table).await;
+    let got = plain_rows(&mut dbs, Db::My, &sink_table).await;
+    assert_eq!(got, source, "{what}");
+    drop_table(&mut dbs, Db::Pg, &src_table).await;
+    drop_table(&mut dbs, Db::My, &sink_table).await;
+}
+
+/// hash_md5_hash on a uuid partition (blocks by md5 prefix of the key), into every sink.
+#[tokio::test(flavor = "multi_thread")]
+async fn uuid_partition_with_hash_md5_hash_into_every_sink() {
+    let mut dbs = dbs().await;
+    for sink in ALL {
+        let what = format!("uuid partition, PostgreSQL -> {sink:?}");
+        let src_table = support::unique("mx_uuid_src");
+        let sink_table = support::unique(&format!("mx_uuid_{}", sink.store()));
+        dbs.pg
+            .batch_execute(&format!(
+                "CREATE TABLE {src_table} (u uuid PRIMARY KEY, n bigint, s text);
+                 INSERT INTO {src_table} SELECT md5('k' || g)::uuid, g, 'v ' || g
+                   FROM generate_series(1, 300) g;"
+            ))
+            .await
+            .expect("create the source");
+        let cfg = write_config(&format!(
+            "{DATASTORES}pipelines:
+  - name: by_uuid
+    source:
+      datastore: pg
+      batch_size: 100
+      table: {src_table}
+      fields:
+        - {{column: u, dtype: uuid}}
+        - {{column: n, dtype: int}}
+        - {{column: s, dtype: str}}
+    sink:
+      datastore: {store}
+      table: {sink_table}
+      merge_strategy: {{strategy: upsert, allow_delete: true}}
+      unique_key: [u]
+      fields:
+        - {{column: u, source_column: u}}
+        - {{column: n, source_column: n}}
+        - {{column: s, source_column: s}}
+    reconciliation:
+      - name: by_uuid
+        strategy: hash_md5_hash
+        partition_column: u
+        partition_column_type: uuid
+        source_order_column: u
+        initial_partition_interval: 1
+        max_block_size: 20
+",
+            store = sink.store()
+        ));
+        let r = run(&cfg, &["apply"], 0, &what);
+        assert_eq!(n(&r, "rows_written"), 300, "{what}: {r}");
+        let r = run(&cfg, &["plan", "--exit-code"], 0, &what);
+        assert_eq!(r["mode"], "hash_md5_hash", "{what}: {r}");
+        dbs.pg
+            .batch_execute(&format!(
+                "UPDATE {src_table} SET s = 'changed ✓' WHERE n IN (7, 77, 177);
+                 DELETE FROM {src_table} WHERE n IN (50, 250);
+                 INSERT INTO {src_table} VALUES (md5('new 1')::uuid, 301, NULL), (md5('new 2')::uuid, 302, 'x');"
+            ))
+            .await
+            .expect("change the source");
+        let r = run(&cfg, &["plan", "--exit-code"], 3, &what);
+        assert_eq!(
+            (n(&r, "rows_written"), n(&r, "rows_deleted")),
+            (5, 2),
+            "{what}: {r}"
+        );
+        let r = run(&cfg, &["apply"], 0, &what);
+        assert_eq!(
+            (n(&r, "rows_written"), n(&r, "rows_deleted")),
+            (5, 2),
+            "{what}: {r}"
+        );
+        run(&cfg, &["plan", "--exit-code"], 0, &what);
+        let q = |from: &str| format!("SELECT u, n, s FROM {from} ORDER BY n");
+        let source = support::pg_rows(
+            &dbs.pg,
+            &format!("SELECT u::text, n::text, s FROM {src_table} ORDER BY {src_table}.n"),
+            &[],
+        )
+        .await;
+        let got = match sink {
+            Db::Pg => {
+                support::pg_rows(
+                    &dbs.pg,
+                    &format!(
+                        "SELECT u::text, n::text, s FROM {sink_table} ORDER BY {sink_table}.n"
+                    ),
+                    &[],
+                )
+                .await
+            }
+            Db::My => {
+                support::mysql_rows(&mut dbs.my, &q(&sink_table), mysql_async::Params::Empty).await
+            }
+            Db::Ch => {
+                let body = dbs
+                    .ch
+                    .exec(&format!(
+                        "SELECT toString(u), toString(n), s FROM {sink_table} FINAL ORDER BY n \
+                         FORMAT TabSeparated"
+                    ))
+                    .await;
+                body.lines()
+                    .map(|l| l.split('\t').map(tsv_value).collect())
+                    .collect()
+            }
+        };
+        assert_eq!(got, source, "{what}");
+        drop_table(&mut dbs, Db::Pg, &src_table).await;
+        drop_table(&mut dbs, sink, &sink_table).await;
+    }
 }
