@@ -665,6 +665,14 @@ async fn cycle(dbs: &mut Dbs, src: Db, sink: Db, merge: &str) {
     assert_eq!(source.len(), 200, "{what}");
     let got = read_rows(dbs, sink, &sink_table, read).await;
     assert_same(&format!("{what}: after the repair"), &got, &source);
+
+    // A full copy over an up-to-date sink leaves the same live rows.
+    let r = run(&cfg, &["apply", "--full"], 0, &what);
+    assert_eq!(n(&r, "rows_read"), 200, "{what}: {r}");
+    let got = read_rows(dbs, sink, &sink_table, read).await;
+    assert_same(&format!("{what}: after apply --full"), &got, &source);
+    run(&cfg, &["plan", "--exit-code"], 0, &what);
+    run(&cfg, &["plan", "--exit-code", "-r", "md5_by_id"], 0, &what);
     drop_table(dbs, src, &src_table).await;
     drop_table(dbs, sink, &sink_table).await;
 }
