@@ -998,31 +998,36 @@ async fn datetime_partition_with_bounds_repairs_only_inside_the_window() {
     drop_table(&mut dbs, Db::My, &sink_table).await;
 }
 
-/// hash_md5_hash on a uuid partition (blocks by md5 prefix of the key), into every sink.
+/// hash_md5_hash on uuid and str partitions (blocks by md5 prefix of the key's canonical
+/// text), into every sink.
 #[tokio::test(flavor = "multi_thread")]
-async fn uuid_partition_with_hash_md5_hash_into_every_sink() {
+async fn uuid_and_str_partitions_with_hash_md5_hash_into_every_sink() {
     let mut dbs = dbs().await;
-    for sink in ALL {
-        let what = format!("uuid partition, PostgreSQL -> {sink:?}");
-        let src_table = support::unique("mx_uuid_src");
-        let sink_table = support::unique(&format!("mx_uuid_{}", sink.store()));
-        dbs.pg
-            .batch_execute(&format!(
-                "CREATE TABLE {src_table} (u uuid PRIMARY KEY, n bigint, s text);
-                 INSERT INTO {src_table} SELECT md5('k' || g)::uuid, g, 'v ' || g
+    for (kind, sql_type, key) in [
+        ("uuid", "uuid", "md5('k' || g)::uuid"),
+        ("str", "text", "'ключ ' || g || ' ✓|N'"),
+    ] {
+        for sink in ALL {
+            let what = format!("{kind} partition, PostgreSQL -> {sink:?}");
+            let src_table = support::unique("mx_uuid_src");
+            let sink_table = support::unique(&format!("mx_uuid_{}", sink.store()));
+            dbs.pg
+                .batch_execute(&format!(
+                    "CREATE TABLE {src_table} (u {sql_type} PRIMARY KEY, n bigint, s text);
+                 INSERT INTO {src_table} SELECT {key}, g, 'v ' || g
                    FROM generate_series(1, 300) g;"
-            ))
-            .await
-            .expect("create the source");
-        let cfg = write_config(&format!(
-            "{DATASTORES}pipelines:
+                ))
+                .await
+                .expect("create the source");
+            let cfg = write_config(&format!(
+                "{DATASTORES}pipelines:
   - name: by_uuid
     source:
       datastore: pg
       batch_size: 100
       table: {src_table}
       fields:
-        - {{column: u, dtype: uuid}}
+        - {{column: u, dtype: {kind}}}
         - {{column: n, dtype: int}}
         - {{column: s, dtype: str}}
     sink:
@@ -1038,74 +1043,77 @@ async fn uuid_partition_with_hash_md5_hash_into_every_sink() {
       - name: by_uuid
         strategy: hash_md5_hash
         partition_column: u
-        partition_column_type: uuid
+        partition_column_type: {kind}
         source_order_column: u
         initial_partition_interval: 1
         max_block_size: 20
 ",
-            store = sink.store()
-        ));
-        let r = run(&cfg, &["apply"], 0, &what);
-        assert_eq!(n(&r, "rows_written"), 300, "{what}: {r}");
-        let r = run(&cfg, &["plan", "--exit-code"], 0, &what);
-        assert_eq!(r["mode"], "hash_md5_hash", "{what}: {r}");
-        dbs.pg
-            .batch_execute(&format!(
-                "UPDATE {src_table} SET s = 'changed ✓' WHERE n IN (7, 77, 177);
+                store = sink.store()
+            ));
+            let r = run(&cfg, &["apply"], 0, &what);
+            assert_eq!(n(&r, "rows_written"), 300, "{what}: {r}");
+            let r = run(&cfg, &["plan", "--exit-code"], 0, &what);
+            assert_eq!(r["mode"], "hash_md5_hash", "{what}: {r}");
+            dbs.pg
+                .batch_execute(&format!(
+                    "UPDATE {src_table} SET s = 'changed ✓' WHERE n IN (7, 77, 177);
                  DELETE FROM {src_table} WHERE n IN (50, 250);
-                 INSERT INTO {src_table} VALUES (md5('new 1')::uuid, 301, NULL), (md5('new 2')::uuid, 302, 'x');"
-            ))
-            .await
-            .expect("change the source");
-        let r = run(&cfg, &["plan", "--exit-code"], 3, &what);
-        assert_eq!(
-            (n(&r, "rows_written"), n(&r, "rows_deleted")),
-            (5, 2),
-            "{what}: {r}"
-        );
-        let r = run(&cfg, &["apply"], 0, &what);
-        assert_eq!(
-            (n(&r, "rows_written"), n(&r, "rows_deleted")),
-            (5, 2),
-            "{what}: {r}"
-        );
-        run(&cfg, &["plan", "--exit-code"], 0, &what);
-        let q = |from: &str| format!("SELECT u, n, s FROM {from} ORDER BY n");
-        let source = support::pg_rows(
-            &dbs.pg,
-            &format!("SELECT u::text, n::text, s FROM {src_table} ORDER BY {src_table}.n"),
-            &[],
-        )
-        .await;
-        let got = match sink {
-            Db::Pg => {
-                support::pg_rows(
-                    &dbs.pg,
-                    &format!(
-                        "SELECT u::text, n::text, s FROM {sink_table} ORDER BY {sink_table}.n"
-                    ),
-                    &[],
-                )
+                 INSERT INTO {src_table} SELECT {key}, g, CASE WHEN g = 301 THEN NULL ELSE 'x' END
+                   FROM generate_series(301, 302) g;"
+                ))
                 .await
-            }
-            Db::My => {
-                support::mysql_rows(&mut dbs.my, &q(&sink_table), mysql_async::Params::Empty).await
-            }
-            Db::Ch => {
-                let body = dbs
-                    .ch
-                    .exec(&format!(
+                .expect("change the source");
+            let r = run(&cfg, &["plan", "--exit-code"], 3, &what);
+            assert_eq!(
+                (n(&r, "rows_written"), n(&r, "rows_deleted")),
+                (5, 2),
+                "{what}: {r}"
+            );
+            let r = run(&cfg, &["apply"], 0, &what);
+            assert_eq!(
+                (n(&r, "rows_written"), n(&r, "rows_deleted")),
+                (5, 2),
+                "{what}: {r}"
+            );
+            run(&cfg, &["plan", "--exit-code"], 0, &what);
+            let q = |from: &str| format!("SELECT u, n, s FROM {from} ORDER BY n");
+            let source = support::pg_rows(
+                &dbs.pg,
+                &format!("SELECT u::text, n::text, s FROM {src_table} ORDER BY {src_table}.n"),
+                &[],
+            )
+            .await;
+            let got = match sink {
+                Db::Pg => {
+                    support::pg_rows(
+                        &dbs.pg,
+                        &format!(
+                            "SELECT u::text, n::text, s FROM {sink_table} ORDER BY {sink_table}.n"
+                        ),
+                        &[],
+                    )
+                    .await
+                }
+                Db::My => {
+                    support::mysql_rows(&mut dbs.my, &q(&sink_table), mysql_async::Params::Empty)
+                        .await
+                }
+                Db::Ch => {
+                    let body = dbs
+                        .ch
+                        .exec(&format!(
                         "SELECT toString(u), toString(n), s FROM {sink_table} FINAL ORDER BY n \
                          FORMAT TabSeparated"
                     ))
-                    .await;
-                body.lines()
-                    .map(|l| l.split('\t').map(tsv_value).collect())
-                    .collect()
-            }
-        };
-        assert_eq!(got, source, "{what}");
-        drop_table(&mut dbs, Db::Pg, &src_table).await;
-        drop_table(&mut dbs, sink, &sink_table).await;
+                        .await;
+                    body.lines()
+                        .map(|l| l.split('\t').map(tsv_value).collect())
+                        .collect()
+                }
+            };
+            assert_eq!(got, source, "{what}");
+            drop_table(&mut dbs, Db::Pg, &src_table).await;
+            drop_table(&mut dbs, sink, &sink_table).await;
+        }
     }
 }
