@@ -66,10 +66,11 @@ fn stored_hash(p: &Pipeline) -> bool {
 }
 
 /// The predicate restricting rows to one range: `p >= $range_start AND p < $range_end`, or
-/// for md5-bucketed partitions `key_bucket(p, $prefix_len) = $prefix`.
+/// for md5-bucketed partitions `key_bucket(canonical(p), $prefix_len) = $prefix`.
 pub fn range_preds(d: &dyn Dialect, b: &mut Binder, p: Expr, kind: PartitionKind) -> Vec<Expr> {
     if is_bucketed(kind) {
-        let bucket = hash::key_bucket(d, p, b.bind("prefix_len", Dtype::Int));
+        // The bucket of the key's canonical text, as `block_hash` groups it.
+        let bucket = hash::block_id(d, p, kind, b.bind("prefix_len", Dtype::Int));
         return vec![build::eq(bucket, b.bind("prefix", Dtype::Str))];
     }
     let t = partition_dtype(kind);
@@ -270,11 +271,14 @@ impl<'a> Reader<'a> {
     pub fn block_hash(&self, b: &mut Binder, r: &Reconciliation) -> Result<Query, SqlError> {
         let d = self.d();
         let part = self.partition(r);
-        let block = if is_bucketed(r.kind) {
-            hash::key_bucket(d, part.clone(), b.bind("block_prefix_len", Dtype::Int))
+        // For uuid/str partitions the "interval" is the md5 prefix length of the key's
+        // canonical text.
+        let interval = if is_bucketed(r.kind) {
+            "block_prefix_len"
         } else {
-            hash::block_id(d, part.clone(), r.kind, b.bind("interval", Dtype::Int))
+            "interval"
         };
+        let block = hash::block_id(d, part.clone(), r.kind, b.bind(interval, Dtype::Int));
         let block_hash = match r.strategy {
             crate::ir::ReconStrategy::HashMd5Hash => {
                 hash::block_md5_concat(d, self.row_md5()?, &self.order()?)

@@ -10,5 +10,6 @@ mod enrich;
 mod examples;
 mod frontend_fuzz;
 mod hash_golden;
+mod matrix;
 mod statements;
 mod support;

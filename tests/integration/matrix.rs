@@ -1,0 +1,1139 @@
+//! The runtime on every source × sink pair: the built binary on generated configs, against
+//! the real PostgreSQL (127.0.0.1:5432), MariaDB (127.0.0.1:3306) and ClickHouse (HTTP
+//! 127.0.0.1:8123). Each run creates a source table with one column per dtype, syncs it,
+//! checks that `plan --exit-code` sees no drift, changes the source, repairs it with the
+//! block-hash reconciliation and compares the sink's live rows with the source, value by
+//! value. A missing server fails the test, naming it.
+
+use crate::support::{self, ClickHouse, Row};
+use serde_json::Value as J;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Db {
+    Pg,
+    My,
+    Ch,
+}
+
+impl Db {
+    fn store(self) -> &'static str {
+        match self {
+            Db::Pg => "pg",
+            Db::My => "my",
+            Db::Ch => "ch",
+        }
+    }
+}
+
+const ALL: [Db; 3] = [Db::Pg, Db::My, Db::Ch];
+
+const DATASTORES: &str = r#"datastores:
+  - {name: pg, type: postgres, host: 127.0.0.1, port: 5432, username: postgres, database: test}
+  - {name: my, type: mysql, host: 127.0.0.1, port: 3306, username: root, database: test}
+  - {name: ch, type: clickhouse, host: 127.0.0.1, port: 8123, database: default}
+"#;
+
+/// The value columns after the int key `id`, with their dtypes.
+const COLS: [(&str, &str); 7] = [
+    ("f", "float"),
+    ("d", "\"decimal(12,4)\""),
+    ("s", "str"),
+    ("b", "bool"),
+    ("dt", "date"),
+    ("ts", "datetime"),
+    ("u", "uuid"),
+];
+
+/// Connections to the three servers.
+struct Dbs {
+    pg: tokio_postgres::Client,
+    my: mysql_async::Conn,
+    ch: ClickHouse,
+}
+
+async fn dbs() -> Dbs {
+    Dbs {
+        pg: support::pg().await,
+        my: support::mysql().await,
+        ch: support::clickhouse().await,
+    }
+}
+
+/// One generated source row: `id` and the value columns, `None` for NULL. Datetimes are
+/// `YYYY-MM-DD HH:MM:SS[.ffffff]` in UTC.
+#[derive(Debug, Clone)]
+struct Gen {
+    id: i64,
+    f: Option<f64>,
+    d: Option<String>,
+    s: Option<String>,
+    b: Option<bool>,
+    dt: Option<String>,
+    ts: Option<String>,
+    u: Option<String>,
+}
+
+fn gen_row(id: i64, whole_seconds: bool) -> Gen {
+    let strings = [
+        "plain",
+        "naïve café — 日本語 ✓ 🚀",
+        "it's \"quoted\"",
+        "pipe|separated|N",
+        "N",
+        "",
+        "back\\slash",
+        "tab\there\nnewline",
+        "semi;colon,comma",
+    ];
+    let micros = if whole_seconds {
+        0
+    } else {
+        (id * 7919) % 1_000_000
+    };
+    let secs = 1_700_000_000 + id * 86_399 + (id % 13) * 17;
+    let ts = chrono::DateTime::from_timestamp(secs, (micros * 1000) as u32)
+        .expect("timestamp")
+        .naive_utc();
+    let ts_text = if whole_seconds {
+        ts.format("%Y-%m-%d %H:%M:%S").to_string()
+    } else {
+        ts.format("%Y-%m-%d %H:%M:%S%.6f").to_string()
+    };
+    let dec = id * 1_234_567 - 50_000_000;
+    let null_all = id % 11 == 0;
+    let nul = |k: i64| null_all || (id + k) % 17 == 0;
+    Gen {
+        id,
+        f: (!nul(1)).then(|| {
+            if id % 2 == 0 {
+                id as f64 / 3.0
+            } else {
+                -(id as f64) * 12_345.678_9
+            }
+        }),
+        d: (!nul(2)).then(|| {
+            let sign = if dec < 0 { "-" } else { "" };
+            format!("{sign}{}.{:04}", dec.abs() / 10_000, dec.abs() % 10_000)
+        }),
+        s: (!nul(3)).then(|| format!("{} #{id}", strings[id as usize % strings.len()])),
+        b: (!nul(4)).then_some(id % 3 == 0),
+        dt: (!nul(5)).then(|| {
+            chrono::NaiveDate::from_ymd_opt(2000, 1, 1)
+                .expect("date")
+                .checked_add_days(chrono::Days::new((id * 37) as u64))
+                .expect("date")
+                .format("%Y-%m-%d")
+                .to_string()
+        }),
+        ts: (!nul(6)).then_some(ts_text),
+        u: (!nul(7)).then(|| {
+            let x = (id as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+            let y = (id as u64).wrapping_mul(0xC2B2_AE3D_27D4_EB4F);
+            format!(
+                "{:08x}-{:04x}-4{:03x}-a{:03x}-{:012x}",
+                x >> 32,
+                (x >> 16) & 0xffff,
+                x & 0xfff,
+                (y >> 52) & 0xfff,
+                y & 0xffff_ffff_ffff
+            )
+        }),
+    }
+}
+
+/// A string literal for `db`.
+fn str_lit(db: Db, s: &str) -> String {
+    match db {
+        // The MariaDB session runs with NO_BACKSLASH_ESCAPES.
+        Db::Pg | Db::My => format!("'{}'", s.replace('\'', "''")),
+        Db::Ch => format!(
+            "'{}'",
+            s.replace('\\', "\\\\")
+                .replace('\'', "\\'")
+                .replace('\t', "\\t")
+                .replace('\n', "\\n")
+        ),
+    }
+}
+
+/// The row as a `(…)` VALUES tuple for `db`.
+fn values_lit(db: Db, g: &Gen) -> String {
+    fn opt<T>(v: &Option<T>, f: impl Fn(&T) -> String) -> String {
+        v.as_ref().map(f).unwrap_or_else(|| "NULL".to_string())
+    }
+    let parts = [
+        g.id.to_string(),
+        opt(&g.f, |f| format!("{f:?}")),
+        opt(&g.d, |d| match db {
+            Db::Ch => format!("'{d}'"),
+            _ => d.clone(),
+        }),
+        opt(&g.s, |s| str_lit(db, s)),
+        opt(&g.b, |b| match db {
+            Db::Pg => b.to_string(),
+            _ => (*b as u8).to_string(),
+        }),
+        opt(&g.dt, |d| format!("'{d}'")),
+        opt(&g.ts, |t| match db {
+            Db::Pg => format!("'{t}+00'"),
+            _ => format!("'{t}'"),
+        }),
+        opt(&g.u, |u| format!("'{u}'")),
+    ];
+    format!("({})", parts.join(", "))
+}
+
+/// Creates `table` on `db` with one column per dtype and fills it with `rows`.
+async fn create_source(dbs: &mut Dbs, db: Db, table: &str, rows: &[Gen]) {
+    let ddl = match db {
+        Db::Pg => format!(
+            "CREATE TABLE {table} (id bigint PRIMARY KEY, f double precision, d numeric(12,4), \
+             s text, b boolean, dt date, ts timestamptz, u uuid)"
+        ),
+        Db::My => format!(
+            "CREATE TABLE {table} (id bigint PRIMARY KEY, f double, d decimal(12,4), \
+             s longtext, b boolean, dt date, ts datetime(6), u char(36)) \
+             CHARACTER SET utf8mb4"
+        ),
+        Db::Ch => format!(
+            "CREATE TABLE {table} (id Int64, f Nullable(Float64), d Nullable(Decimal(12,4)), \
+             s Nullable(String), b Nullable(UInt8), dt Nullable(Date), \
+             ts Nullable(DateTime('UTC')), u Nullable(UUID)) ENGINE = MergeTree ORDER BY id"
+        ),
+    };
+    exec(dbs, db, &ddl).await;
+    insert(dbs, db, table, rows).await;
+}
+
+async fn insert(dbs: &mut Dbs, db: Db, table: &str, rows: &[Gen]) {
+    for chunk in rows.chunks(500) {
+        let vals: Vec<String> = chunk.iter().map(|g| values_lit(db, g)).collect();
+        exec(
+            dbs,
+            db,
+            &format!(
+                "INSERT INTO {table} (id, f, d, s, b, dt, ts, u) VALUES {}",
+                vals.join(", ")
+            ),
+        )
+        .await;
+    }
+}
+
+async fn exec(dbs: &mut Dbs, db: Db, sql: &str) {
+    match db {
+        Db::Pg => dbs
+            .pg
+            .batch_execute(sql)
+            .await
+            .unwrap_or_else(|e| panic!("PostgreSQL: {e:?}\n{sql}")),
+        Db::My => support::mysql_exec(&mut dbs.my, sql).await,
+        Db::Ch => {
+            dbs.ch.exec(sql).await;
+        }
+    }
+}
+
+/// Waits until ClickHouse has applied every mutation of `table`.
+async fn ch_wait_mutations(ch: &ClickHouse, table: &str) {
+    for _ in 0..600 {
+        let rows = ch
+            .rows(&format!(
+                "SELECT count() FROM system.mutations WHERE database = currentDatabase() \
+                 AND table = '{table}' AND is_done = 0"
+            ))
+            .await;
+        if rows[0][0].as_deref() == Some("0") {
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    panic!("ClickHouse mutations on {table} did not finish within a minute");
+}
+
+/// Drift on the source: 4 updates (one setting every value to NULL, one filling a NULL
+/// row), 2 inserts (one all NULL), 2 deletes.
+async fn change_source(dbs: &mut Dbs, db: Db, table: &str, whole_seconds: bool) {
+    let changed = str_lit(db, "changed ✓ | 'x'");
+    match db {
+        Db::Pg | Db::My => {
+            exec(
+                dbs,
+                db,
+                &format!("UPDATE {table} SET s = {changed}, f = 0.5 WHERE id IN (5, 50)"),
+            )
+            .await;
+            exec(
+                dbs,
+                db,
+                &format!(
+                    "UPDATE {table} SET f = NULL, d = NULL, s = NULL, b = NULL, dt = NULL, \
+                     ts = NULL, u = NULL WHERE id = 60"
+                ),
+            )
+            .await;
+            exec(
+                dbs,
+                db,
+                &format!("UPDATE {table} SET s = 'now set' WHERE id = 77"),
+            )
+            .await;
+            exec(
+                dbs,
+                db,
+                &format!("DELETE FROM {table} WHERE id IN (100, 150)"),
+            )
+            .await;
+        }
+        Db::Ch => {
+            for st in [
+                format!("ALTER TABLE {table} UPDATE s = {changed}, f = 0.5 WHERE id IN (5, 50)"),
+                format!(
+                    "ALTER TABLE {table} UPDATE f = NULL, d = NULL, s = NULL, b = NULL, \
+                     dt = NULL, ts = NULL, u = NULL WHERE id = 60"
+                ),
+                format!("ALTER TABLE {table} UPDATE s = 'now set' WHERE id = 77"),
+                format!("ALTER TABLE {table} DELETE WHERE id IN (100, 150)"),
+            ] {
+                exec(dbs, db, &st).await;
+                ch_wait_mutations(&dbs.ch, table).await;
+            }
+        }
+    }
+    let mut new = gen_row(201, whole_seconds);
+    new.s = Some("inserted 'row' | ✓".into());
+    let all_null = Gen {
+        id: 202,
+        f: None,
+        d: None,
+        s: None,
+        b: None,
+        dt: None,
+        ts: None,
+        u: None,
+    };
+    insert(dbs, db, table, &[new, all_null]).await;
+}
+
+/// How the sink table is read back.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Read {
+    /// Every row as stored (a source, or a PostgreSQL/MariaDB upsert/delete_insert sink).
+    Plain,
+    /// ClickHouse ReplacingMergeTree: `FINAL`.
+    Final,
+    /// Collapse: the rows whose signs sum to more than zero.
+    Collapse,
+}
+
+/// Every row of `table`, ordered by id, each value normalised to one text form per dtype.
+async fn read_rows(dbs: &mut Dbs, db: Db, table: &str, how: Read) -> Vec<Row> {
+    let cols = "id, f, d, s, b, dt, ts, u";
+    let from = match (how, db) {
+        (Read::Plain, _) => table.to_string(),
+        (Read::Final, Db::Ch) => format!("{table} FINAL"),
+        (Read::Final, _) => panic!("FINAL is ClickHouse only"),
+        (Read::Collapse, _) => {
+            format!("(SELECT {cols} FROM {table} GROUP BY {cols} HAVING sum(sign) > 0) live")
+        }
+    };
+    let rows = match db {
+        Db::Pg => {
+            support::pg_rows(
+                &dbs.pg,
+                &format!(
+                    "SELECT id::text, f::text, d::text, s, b::text, dt::text, \
+                     to_char(ts AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS.US'), u::text \
+                     FROM {from} ORDER BY id"
+                ),
+                &[],
+            )
+            .await
+        }
+        Db::My => {
+            support::mysql_rows(
+                &mut dbs.my,
+                &format!(
+                    "SELECT CAST(id AS CHAR), f, CAST(d AS CHAR), s, CAST(b AS CHAR), \
+                     DATE_FORMAT(dt, '%Y-%m-%d'), DATE_FORMAT(ts, '%Y-%m-%d %H:%i:%s.%f'), \
+                     CAST(u AS CHAR) FROM {from} ORDER BY id"
+                ),
+                mysql_async::Params::Empty,
+            )
+            .await
+        }
+        Db::Ch => {
+            let body = dbs
+                .ch
+                .exec(&format!(
+                    "SELECT toString(id), toString(f), toString(d), s, toString(b), \
+                     toString(dt), toString(ts, 'UTC'), toString(u) FROM {from} ORDER BY id \
+                     FORMAT TabSeparated"
+                ))
+                .await;
+            body.lines()
+                .map(|l| l.split('\t').map(tsv_value).collect())
+                .collect()
+        }
+    };
+    let mut rows: Vec<Row> = rows.into_iter().map(normalise).collect();
+    rows.sort_by_key(|r| {
+        r[0].as_deref()
+            .map(|id| id.parse::<i64>().expect("integer id"))
+    });
+    rows
+}
+
+/// Asserts that the sink holds exactly the source rows, listing the rows that differ.
+fn assert_same(what: &str, sink: &[Row], source: &[Row]) {
+    let by_id = |rows: &[Row]| -> std::collections::BTreeMap<i64, Row> {
+        rows.iter()
+            .map(|r| (r[0].as_deref().expect("id").parse().expect("id"), r.clone()))
+            .collect()
+    };
+    let (a, b) = (by_id(source), by_id(sink));
+    let mut diffs = Vec::new();
+    for id in a
+        .keys()
+        .chain(b.keys())
+        .collect::<std::collections::BTreeSet<_>>()
+    {
+        if a.get(id) != b.get(id) {
+            diffs.push(format!(
+                "id {id}:\n  source {:?}\n  sink   {:?}",
+                a.get(id),
+                b.get(id)
+            ));
+        }
+    }
+    assert!(
+        diffs.is_empty() && sink.len() == source.len(),
+        "{what}: {} of {} source rows differ in the sink ({} rows):\n{}",
+        diffs.len(),
+        source.len(),
+        sink.len(),
+        diffs.iter().take(6).cloned().collect::<Vec<_>>().join("\n")
+    );
+}
+
+/// One TabSeparated field: `\N` is NULL, escapes undone.
+fn tsv_value(v: &str) -> Option<String> {
+    if v == "\\N" {
+        return None;
+    }
+    let mut out = String::new();
+    let mut it = v.chars();
+    while let Some(c) = it.next() {
+        if c != '\\' {
+            out.push(c);
+            continue;
+        }
+        match it.next() {
+            Some('t') => out.push('\t'),
+            Some('n') => out.push('\n'),
+            Some('r') => out.push('\r'),
+            Some('0') => out.push('\0'),
+            Some('b') => out.push('\u{8}'),
+            Some('f') => out.push('\u{c}'),
+            Some(o) => out.push(o),
+            None => out.push('\\'),
+        }
+    }
+    Some(out)
+}
+
+fn normalise(row: Row) -> Row {
+    assert_eq!(row.len(), 8, "{row:?}");
+    row.into_iter()
+        .enumerate()
+        .map(|(i, v)| {
+            v.map(|v| match i {
+                1 => {
+                    let f: f64 = v.parse().unwrap_or_else(|e| panic!("float {v:?}: {e}"));
+                    format!("{f:.14e}")
+                }
+                2 => {
+                    let t = if v.contains('.') {
+                        v.trim_end_matches('0').trim_end_matches('.').to_string()
+                    } else {
+                        v.clone()
+                    };
+                    if t == "-0" {
+                        "0".into()
+                    } else {
+                        t
+                    }
+                }
+                4 => match v.as_str() {
+                    "t" | "true" | "1" => "1".into(),
+                    "f" | "false" | "0" => "0".into(),
+                    o => panic!("bool {o:?}"),
+                },
+                6 => {
+                    let (sec, frac) = v.split_once('.').unwrap_or((&v, ""));
+                    format!("{sec}.{frac:0<6}")
+                }
+                7 => v.to_ascii_lowercase(),
+                _ => v,
+            })
+        })
+        .collect()
+}
+
+fn write_config(text: &str) -> PathBuf {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    static N: AtomicUsize = AtomicUsize::new(0);
+    let p = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!(
+        "matrix-{}-{}.yaml",
+        std::process::id(),
+        N.fetch_add(1, Ordering::SeqCst)
+    ));
+    std::fs::File::create(&p)
+        .and_then(|mut f| f.write_all(text.as_bytes()))
+        .expect("write config");
+    p
+}
+
+fn synctool(cfg: &Path, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_synctool"))
+        .arg("-c")
+        .arg(cfg)
+        .args(args)
+        .output()
+        .expect("run synctool")
+}
+
+/// Runs a JSON command, asserts its exit code and returns the one pipeline's report.
+fn run(cfg: &Path, args: &[&str], code: i32, what: &str) -> J {
+    let mut all = args.to_vec();
+    all.extend(["--format", "json"]);
+    let o = synctool(cfg, &all);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(
+        o.status.code(),
+        Some(code),
+        "{what}: synctool {args:?}: stderr:\n{err}\nstdout:\n{}",
+        String::from_utf8_lossy(&o.stdout)
+    );
+    let v: J = serde_json::from_slice(&o.stdout)
+        .unwrap_or_else(|e| panic!("{what}: JSON output: {e}\n{err}"));
+    v["pipelines"][0].clone()
+}
+
+fn n(v: &J, k: &str) -> i64 {
+    v[k].as_i64().unwrap_or_else(|| panic!("{k} in {v}"))
+}
+
+/// The pipeline `mx` (batches of 64 rows): `src_table` on `src` into `sink_table` on `sink` with `merge`, and
+/// the reconciliations `recon` (YAML list items, indented by 6).
+fn config(
+    src: Db,
+    src_table: &str,
+    sink: Db,
+    sink_table: &str,
+    merge: &str,
+    recon: &str,
+) -> String {
+    let mut source_fields = String::from("        - {column: id, dtype: int}\n");
+    let mut sink_fields = String::from("        - {column: id, source_column: id}\n");
+    for (c, t) in COLS {
+        source_fields.push_str(&format!("        - {{column: {c}, dtype: {t}}}\n"));
+        sink_fields.push_str(&format!("        - {{column: {c}, source_column: {c}}}\n"));
+    }
+    format!(
+        "{DATASTORES}pipelines:
+  - name: mx
+    source:
+      datastore: {src}
+      batch_size: 64
+      table: {src_table}
+      fields:
+{source_fields}    sink:
+      datastore: {sink}
+      table: {sink_table}
+      merge_strategy: {{strategy: {merge}, allow_delete: true}}
+      unique_key: [id]
+      fields:
+{sink_fields}    reconciliation:
+{recon}",
+        src = src.store(),
+        sink = sink.store(),
+    )
+}
+
+const BY_ID: &str = "      - name: by_id
+        strategy: md5sum_hash
+        partition_column: id
+        partition_column_type: int
+        initial_partition_interval: 100
+        max_block_size: 20
+        interval_reduction_factor: 10
+      - name: md5_by_id
+        strategy: hash_md5_hash
+        partition_column: id
+        partition_column_type: int
+        source_order_column: id
+        initial_partition_interval: 64
+        max_block_size: 16
+        interval_reduction_factor: 4
+";
+
+async fn drop_table(dbs: &mut Dbs, db: Db, table: &str) {
+    let sql = format!("DROP TABLE IF EXISTS {table}");
+    match db {
+        Db::Pg => {
+            let _ = dbs.pg.batch_execute(&sql).await;
+        }
+        Db::My => support::mysql_exec(&mut dbs.my, &sql).await,
+        Db::Ch => {
+            let _ = dbs.ch.try_exec(&sql).await;
+        }
+    }
+}
+
+fn sink_read(sink: Db, merge: &str) -> Read {
+    match (sink, merge) {
+        (_, "collapse") => Read::Collapse,
+        (Db::Ch, "upsert") => Read::Final,
+        _ => Read::Plain,
+    }
+}
+
+/// The whole cycle on one pair and merge strategy (see the module comment).
+async fn cycle(dbs: &mut Dbs, src: Db, sink: Db, merge: &str) {
+    let what = format!("{src:?} -> {sink:?} ({merge})");
+    let whole_seconds = src == Db::Ch || sink == Db::Ch;
+    let src_table = support::unique(&format!("mx_src_{}", src.store()));
+    let sink_table = support::unique(&format!("mx_sink_{}", sink.store()));
+    let rows: Vec<Gen> = (1..=200).map(|i| gen_row(i, whole_seconds)).collect();
+    create_source(dbs, src, &src_table, &rows).await;
+    let cfg = write_config(&config(src, &src_table, sink, &sink_table, merge, BY_ID));
+    let read = sink_read(sink, merge);
+
+    let r = run(&cfg, &["apply"], 0, &what);
+    assert_eq!(r["mode"], "full", "{what}: {r}");
+    assert_eq!(
+        (n(&r, "rows_read"), n(&r, "rows_written")),
+        (200, 200),
+        "{what}: {r}"
+    );
+    let source = read_rows(dbs, src, &src_table, Read::Plain).await;
+    assert_eq!(source.len(), 200, "{what}");
+    let got = read_rows(dbs, sink, &sink_table, read).await;
+    assert_same(&format!("{what}: after the full sync"), &got, &source);
+    let r = run(&cfg, &["plan", "--exit-code"], 0, &what);
+    assert_eq!(
+        (n(&r, "rows_written"), n(&r, "rows_deleted")),
+        (0, 0),
+        "{what}: no drift after a sync: {r}"
+    );
+    let r = run(&cfg, &["plan", "--exit-code", "-r", "md5_by_id"], 0, &what);
+    assert_eq!(r["mode"], "hash_md5_hash", "{what}: {r}");
+    let r = run(&cfg, &["apply"], 0, &what);
+    assert_eq!(
+        (n(&r, "rows_written"), n(&r, "rows_deleted")),
+        (0, 0),
+        "{what}: a second apply on an unchanged source: {r}"
+    );
+
+    change_source(dbs, src, &src_table, whole_seconds).await;
+    let r = run(&cfg, &["plan", "--exit-code"], 3, &what);
+    assert_eq!(
+        (n(&r, "rows_written"), n(&r, "rows_deleted")),
+        (6, 2),
+        "{what}: 4 updated and 2 inserted rows, 2 deleted: {r}"
+    );
+    let r = run(&cfg, &["plan", "--exit-code", "-r", "md5_by_id"], 3, &what);
+    assert_eq!(
+        (n(&r, "rows_written"), n(&r, "rows_deleted")),
+        (6, 2),
+        "{what}: hash_md5_hash sees the same drift: {r}"
+    );
+    let r = run(&cfg, &["apply", "-r", "by_id"], 0, &what);
+    assert_eq!(
+        (n(&r, "rows_written"), n(&r, "rows_deleted")),
+        (6, 2),
+        "{what}: {r}"
+    );
+    let r = run(&cfg, &["plan", "--exit-code"], 0, &what);
+    assert_eq!(n(&r, "rows_written"), 0, "{what}: {r}");
+    run(&cfg, &["plan", "--exit-code", "-r", "md5_by_id"], 0, &what);
+    let source = read_rows(dbs, src, &src_table, Read::Plain).await;
+    assert_eq!(source.len(), 200, "{what}");
+    let got = read_rows(dbs, sink, &sink_table, read).await;
+    assert_same(&format!("{what}: after the repair"), &got, &source);
+
+    // A full copy over an up-to-date sink leaves the same live rows.
+    let r = run(&cfg, &["apply", "--full"], 0, &what);
+    assert_eq!(n(&r, "rows_read"), 200, "{what}: {r}");
+    let got = read_rows(dbs, sink, &sink_table, read).await;
+    assert_same(&format!("{what}: after apply --full"), &got, &source);
+    run(&cfg, &["plan", "--exit-code"], 0, &what);
+    run(&cfg, &["plan", "--exit-code", "-r", "md5_by_id"], 0, &what);
+    drop_table(dbs, src, &src_table).await;
+    drop_table(dbs, sink, &sink_table).await;
+}
+
+async fn every_source_into(sink: Db, merge: &str) {
+    let mut dbs = dbs().await;
+    for src in ALL {
+        cycle(&mut dbs, src, sink, merge).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn upsert_into_postgres_from_every_source() {
+    every_source_into(Db::Pg, "upsert").await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn upsert_into_mariadb_from_every_source() {
+    every_source_into(Db::My, "upsert").await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn upsert_into_clickhouse_from_every_source() {
+    every_source_into(Db::Ch, "upsert").await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn delete_insert_into_postgres_from_every_source() {
+    every_source_into(Db::Pg, "delete_insert").await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn delete_insert_into_mariadb_from_every_source() {
+    every_source_into(Db::My, "delete_insert").await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn delete_insert_into_clickhouse_from_every_source() {
+    every_source_into(Db::Ch, "delete_insert").await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn collapse_into_postgres_from_every_source() {
+    every_source_into(Db::Pg, "collapse").await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn collapse_into_mariadb_from_every_source() {
+    every_source_into(Db::My, "collapse").await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn collapse_into_clickhouse_from_every_source() {
+    every_source_into(Db::Ch, "collapse").await;
+}
+
+/// A PostgreSQL source of `rows` rows: `id`, `s`, `f`, `ts` (one hour apart from
+/// 2023-12-01), no NULL key.
+async fn pg_plain_source(pg: &tokio_postgres::Client, table: &str, rows: i64) {
+    pg.batch_execute(&format!(
+        "CREATE TABLE {table} (id bigint PRIMARY KEY, s text, f double precision, ts timestamptz);
+         INSERT INTO {table} SELECT g, 'row ' || g || ' ✓', g / 7.0,
+           TIMESTAMPTZ '2023-12-01 00:00:00+00' + g * INTERVAL '1 hour' + (g % 1000) * INTERVAL '1 microsecond'
+           FROM generate_series(1, {rows}) g;"
+    ))
+    .await
+    .unwrap_or_else(|e| panic!("PostgreSQL: create {table}: {e:?}"));
+}
+
+fn plain_config(src_table: &str, sink: Db, sink_table: &str, batch: usize, recon: &str) -> String {
+    format!(
+        "{DATASTORES}pipelines:
+  - name: plain
+    source:
+      datastore: pg
+      batch_size: {batch}
+      table: {src_table}
+      fields:
+        - {{column: id, dtype: int}}
+        - {{column: s, dtype: str}}
+        - {{column: f, dtype: float}}
+        - {{column: ts, dtype: datetime}}
+    sink:
+      datastore: {sink}
+      table: {sink_table}
+      batch_size: {batch}
+      merge_strategy: {{strategy: upsert, allow_delete: true}}
+      unique_key: [id]
+      fields:
+        - {{column: id, source_column: id}}
+        - {{column: s, source_column: s}}
+        - {{column: f, source_column: f}}
+        - {{column: ts, source_column: ts}}
+    reconciliation:
+{recon}",
+        sink = sink.store()
+    )
+}
+
+/// `(id, s, f, ts)` of every row, ordered by id, in one text form for both dialects.
+async fn plain_rows(dbs: &mut Dbs, db: Db, table: &str) -> Vec<Row> {
+    let rows = match db {
+        Db::Pg => {
+            support::pg_rows(
+                &dbs.pg,
+                &format!(
+                    "SELECT id::text, s, f::text, \
+                     to_char(ts AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS.US') \
+                     FROM {table} ORDER BY {table}.id"
+                ),
+                &[],
+            )
+            .await
+        }
+        Db::My => {
+            support::mysql_rows(
+                &mut dbs.my,
+                &format!(
+                    "SELECT CAST(id AS CHAR), s, f, DATE_FORMAT(ts, '%Y-%m-%d %H:%i:%s.%f') \
+                     FROM {table} ORDER BY {table}.id"
+                ),
+                mysql_async::Params::Empty,
+            )
+            .await
+        }
+        Db::Ch => {
+            let body = dbs
+                .ch
+                .exec(&format!(
+                    "SELECT toString(id), s, toString(f), toString(ts, 'UTC') FROM {table} FINAL \
+                     ORDER BY id FORMAT TabSeparated"
+                ))
+                .await;
+            body.lines()
+                .map(|l| l.split('\t').map(tsv_value).collect())
+                .collect()
+        }
+    };
+    rows.into_iter()
+        .map(|mut r| {
+            let f: f64 = r[2].as_deref().expect("f").parse().expect("float");
+            r[2] = Some(format!("{f:.14e}"));
+            r
+        })
+        .collect()
+}
+
+async fn count_rows(dbs: &mut Dbs, db: Db, table: &str) -> Option<i64> {
+    let sql = format!("SELECT count(*) FROM {table}");
+    match db {
+        Db::Pg => dbs.pg.query_one(&sql, &[]).await.ok().map(|r| r.get(0)),
+        Db::My => {
+            use mysql_async::prelude::Queryable;
+            dbs.my.query_first::<i64, _>(sql).await.ok().flatten()
+        }
+        Db::Ch => dbs
+            .ch
+            .try_exec(&format!("SELECT count() FROM {table} FINAL"))
+            .await
+            .ok()
+            .and_then(|b| b.trim().parse().ok()),
+    }
+}
+
+/// SPEC §6: an `apply` killed in the middle of a full sync, then run again, converges to
+/// the source with no row lost or duplicated.
+async fn kill_and_rerun(sink: Db) {
+    const ROWS: i64 = 200_000;
+    let mut dbs = dbs().await;
+    let what = format!("kill and rerun into {sink:?}");
+    let src_table = support::unique("mx_kill_src");
+    let sink_table = support::unique(&format!("mx_kill_{}", sink.store()));
+    pg_plain_source(&dbs.pg, &src_table, ROWS).await;
+    let recon = "      - name: by_id
+        strategy: md5sum_hash
+        partition_column: id
+        partition_column_type: int
+        initial_partition_interval: 50000
+        max_block_size: 2000
+        interval_reduction_factor: 10
+";
+    let cfg = write_config(&plain_config(&src_table, sink, &sink_table, 200, recon));
+    let mut child = Command::new(env!("CARGO_BIN_EXE_synctool"))
+        .arg("-c")
+        .arg(&cfg)
+        .arg("apply")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("run synctool");
+    let started = std::time::Instant::now();
+    loop {
+        if count_rows(&mut dbs, sink, &sink_table).await.unwrap_or(0) > 0 {
+            break;
+        }
+        assert!(
+            child.try_wait().expect("poll synctool").is_none(),
+            "{what}: apply ended before any row was seen in the sink"
+        );
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(120),
+            "{what}: no row reached the sink within 120 s"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    child.kill().expect("SIGKILL synctool");
+    let status = child.wait().expect("wait for synctool");
+    assert!(!status.success(), "{what}: apply was killed: {status:?}");
+    let partial = count_rows(&mut dbs, sink, &sink_table)
+        .await
+        .expect("count the sink");
+    assert!(
+        partial > 0 && partial < ROWS,
+        "{what}: the kill must land in the middle of the sync ({partial} of {ROWS} rows written)"
+    );
+
+    let r = run(&cfg, &["apply"], 0, &what);
+    assert_eq!(r["mode"], "md5sum_hash", "{what}: {r}");
+    // A COMMIT sent just before the kill may still land after the count above.
+    let w = n(&r, "rows_written");
+    assert!(
+        w > 0 && w <= ROWS - partial,
+        "{what}: the rerun writes the rows the killed run did not ({partial} were there): {r}"
+    );
+    run(&cfg, &["plan", "--exit-code"], 0, &what);
+    let mut source = plain_rows(&mut dbs, Db::Pg, &src_table).await;
+    if sink == Db::Ch {
+        // ClickHouse DateTime keeps whole seconds.
+        for r in &mut source {
+            r[3] = r[3].as_ref().map(|t| t[..19].to_string());
+        }
+    }
+    let got = plain_rows(&mut dbs, sink, &sink_table).await;
+    assert_eq!(source.len() as i64, ROWS, "{what}");
+    assert_eq!(got.len(), source.len(), "{what}: sink row count");
+    let first_diff = source.iter().zip(&got).position(|(a, b)| a != b);
+    assert_eq!(
+        first_diff.map(|i| (&source[i], &got[i])),
+        None,
+        "{what}: the first differing row"
+    );
+    drop_table(&mut dbs, Db::Pg, &src_table).await;
+    drop_table(&mut dbs, sink, &sink_table).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn killed_apply_into_postgres_converges_on_rerun() {
+    kill_and_rerun(Db::Pg).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn killed_apply_into_mariadb_converges_on_rerun() {
+    kill_and_rerun(Db::My).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn killed_apply_into_clickhouse_converges_on_rerun() {
+    kill_and_rerun(Db::Ch).await;
+}
+
+/// A datetime partition with `start`/`end`: only drift inside the window is seen and
+/// repaired; drift outside stays until a reconciliation covering it runs.
+async fn datetime_window(sink: Db) {
+    let mut dbs = dbs().await;
+    let what = &format!("datetime window, PostgreSQL -> {sink:?}");
+    let src_table = support::unique("mx_win_src");
+    let sink_table = support::unique(&format!("mx_win_{}", sink.store()));
+    // ts = 2023-12-01 + id hours: January 2024 is ids 744..=1487.
+    pg_plain_source(&dbs.pg, &src_table, 2000).await;
+    let recon = format!(
+        "      - name: january
+        strategy: md5sum_hash
+        partition_column: ts
+        partition_column_type: datetime
+        start: \"datetime.datetime(2024, 1, 1)\"
+        end: \"datetime.datetime(2024, 2, 1)\"
+        initial_partition_interval: 7*24*60*60
+        max_block_size: 50
+        interval_reduction_factor: 7
+{BY_ID}"
+    );
+    let cfg = write_config(&plain_config(&src_table, sink, &sink_table, 300, &recon));
+    let r = run(&cfg, &["apply"], 0, what);
+    assert_eq!(n(&r, "rows_written"), 2000, "{what}: {r}");
+    let r = run(&cfg, &["plan", "--exit-code"], 0, what);
+    assert_eq!(r["mode"], "md5sum_hash", "{what}: {r}");
+    dbs.pg
+        .batch_execute(&format!(
+            "UPDATE {src_table} SET s = 'inside' WHERE id IN (800, 1400);
+             UPDATE {src_table} SET s = 'outside' WHERE id IN (100, 1900);
+             DELETE FROM {src_table} WHERE id = 1000;
+             INSERT INTO {src_table} VALUES (5000, 'new inside', 1.5, TIMESTAMPTZ '2024-01-15 12:34:56.789012+00'),
+               (5001, 'new outside', 2.5, TIMESTAMPTZ '2024-03-01 00:00:00+00');"
+        ))
+        .await
+        .expect("change the source");
+    let r = run(&cfg, &["plan", "--exit-code"], 3, what);
+    assert_eq!(
+        (n(&r, "rows_written"), n(&r, "rows_deleted")),
+        (3, 1),
+        "{what}: two updates, an insert and a delete inside January: {r}"
+    );
+    let r = run(&cfg, &["apply", "-r", "january"], 0, what);
+    assert_eq!(
+        (n(&r, "rows_written"), n(&r, "rows_deleted")),
+        (3, 1),
+        "{what}: {r}"
+    );
+    run(&cfg, &["plan", "--exit-code", "-r", "january"], 0, what);
+    let r = run(&cfg, &["plan", "--exit-code", "-r", "by_id"], 3, what);
+    assert_eq!(
+        (n(&r, "rows_written"), n(&r, "rows_deleted")),
+        (3, 0),
+        "{what}: the changes outside January are still there: {r}"
+    );
+    run(&cfg, &["apply", "-r", "by_id"], 0, what);
+    run(&cfg, &["plan", "--exit-code", "-r", "by_id"], 0, what);
+    let mut source = plain_rows(&mut dbs, Db::Pg, &src_table).await;
+    if sink == Db::Ch {
+        // ClickHouse DateTime keeps whole seconds.
+        for r in &mut source {
+            r[3] = r[3].as_ref().map(|t| t[..19].to_string());
+        }
+    }
+    let got = plain_rows(&mut dbs, sink, &sink_table).await;
+    assert_eq!(got, source, "{what}");
+    drop_table(&mut dbs, Db::Pg, &src_table).await;
+    drop_table(&mut dbs, sink, &sink_table).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn datetime_window_into_mariadb_repairs_only_inside_the_window() {
+    datetime_window(Db::My).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn datetime_window_into_clickhouse_repairs_only_inside_the_window() {
+    datetime_window(Db::Ch).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn datetime_window_into_postgres_repairs_only_inside_the_window() {
+    datetime_window(Db::Pg).await;
+}
+
+/// hash_md5_hash on uuid and str partitions (blocks by md5 prefix of the key's canonical
+/// text), into every sink.
+#[tokio::test(flavor = "multi_thread")]
+async fn uuid_and_str_partitions_with_hash_md5_hash_into_every_sink() {
+    let mut dbs = dbs().await;
+    for (kind, sql_type, key) in [
+        ("uuid", "uuid", "md5('k' || g)::uuid"),
+        ("str", "text", "'ключ ' || g || ' ✓|N'"),
+    ] {
+        for sink in ALL {
+            let what = format!("{kind} partition, PostgreSQL -> {sink:?}");
+            let src_table = support::unique("mx_uuid_src");
+            let sink_table = support::unique(&format!("mx_uuid_{}", sink.store()));
+            dbs.pg
+                .batch_execute(&format!(
+                    "CREATE TABLE {src_table} (u {sql_type} PRIMARY KEY, n bigint, s text);
+                 INSERT INTO {src_table} SELECT {key}, g, 'v ' || g
+                   FROM generate_series(1, 300) g;"
+                ))
+                .await
+                .expect("create the source");
+            let cfg = write_config(&format!(
+                "{DATASTORES}pipelines:
+  - name: by_uuid
+    source:
+      datastore: pg
+      batch_size: 100
+      table: {src_table}
+      fields:
+        - {{column: u, dtype: {kind}}}
+        - {{column: n, dtype: int}}
+        - {{column: s, dtype: str}}
+    sink:
+      datastore: {store}
+      table: {sink_table}
+      merge_strategy: {{strategy: upsert, allow_delete: true}}
+      unique_key: [u]
+      fields:
+        - {{column: u, source_column: u}}
+        - {{column: n, source_column: n}}
+        - {{column: s, source_column: s}}
+    reconciliation:
+      - name: by_uuid
+        strategy: hash_md5_hash
+        partition_column: u
+        partition_column_type: {kind}
+        source_order_column: u
+        initial_partition_interval: 1
+        max_block_size: 20
+",
+                store = sink.store()
+            ));
+            let r = run(&cfg, &["apply"], 0, &what);
+            assert_eq!(n(&r, "rows_written"), 300, "{what}: {r}");
+            let r = run(&cfg, &["plan", "--exit-code"], 0, &what);
+            assert_eq!(r["mode"], "hash_md5_hash", "{what}: {r}");
+            dbs.pg
+                .batch_execute(&format!(
+                    "UPDATE {src_table} SET s = 'changed ✓' WHERE n IN (7, 77, 177);
+                 DELETE FROM {src_table} WHERE n IN (50, 250);
+                 INSERT INTO {src_table} SELECT {key}, g, CASE WHEN g = 301 THEN NULL ELSE 'x' END
+                   FROM generate_series(301, 302) g;"
+                ))
+                .await
+                .expect("change the source");
+            let r = run(&cfg, &["plan", "--exit-code"], 3, &what);
+            assert_eq!(
+                (n(&r, "rows_written"), n(&r, "rows_deleted")),
+                (5, 2),
+                "{what}: {r}"
+            );
+            let r = run(&cfg, &["apply"], 0, &what);
+            assert_eq!(
+                (n(&r, "rows_written"), n(&r, "rows_deleted")),
+                (5, 2),
+                "{what}: {r}"
+            );
+            run(&cfg, &["plan", "--exit-code"], 0, &what);
+            let q = |from: &str| format!("SELECT u, n, s FROM {from} ORDER BY n");
+            let source = support::pg_rows(
+                &dbs.pg,
+                &format!("SELECT u::text, n::text, s FROM {src_table} ORDER BY {src_table}.n"),
+                &[],
+            )
+            .await;
+            let got = match sink {
+                Db::Pg => {
+                    support::pg_rows(
+                        &dbs.pg,
+                        &format!(
+                            "SELECT u::text, n::text, s FROM {sink_table} ORDER BY {sink_table}.n"
+                        ),
+                        &[],
+                    )
+                    .await
+                }
+                Db::My => {
+                    support::mysql_rows(&mut dbs.my, &q(&sink_table), mysql_async::Params::Empty)
+                        .await
+                }
+                Db::Ch => {
+                    let body = dbs
+                        .ch
+                        .exec(&format!(
+                        "SELECT toString(u), toString(n), s FROM {sink_table} FINAL ORDER BY n \
+                         FORMAT TabSeparated"
+                    ))
+                        .await;
+                    body.lines()
+                        .map(|l| l.split('\t').map(tsv_value).collect())
+                        .collect()
+                }
+            };
+            assert_eq!(got, source, "{what}");
+            drop_table(&mut dbs, Db::Pg, &src_table).await;
+            drop_table(&mut dbs, sink, &sink_table).await;
+        }
+    }
+}
