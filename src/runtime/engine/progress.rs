@@ -30,7 +30,13 @@ impl Progress {
         }
         b.set_draw_target(ProgressDrawTarget::stderr());
         if let Ok(style) = ProgressStyle::with_template(template) {
-            b.set_style(style);
+            // Whole rows per second (indicatif's `{per_sec}` prints four decimals).
+            b.set_style(style.with_key(
+                "rows_per_sec",
+                |s: &indicatif::ProgressState, w: &mut dyn std::fmt::Write| {
+                    let _ = write!(w, "{:.0} rows/s", s.per_sec());
+                },
+            ));
         }
         Bar(Some(b))
     }
@@ -39,7 +45,7 @@ impl Progress {
     pub fn rows(&self, label: &str) -> Bar {
         let b = self.bar(
             ProgressBar::no_length(),
-            "{spinner} {prefix}: {human_pos} rows ({per_sec}) {elapsed_precise} {msg}",
+            "{spinner} {prefix}: {human_pos} rows ({rows_per_sec}) {elapsed_precise} {msg}",
         );
         b.prefix(label);
         b
