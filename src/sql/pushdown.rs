@@ -27,9 +27,8 @@ use crate::expr::{Type, TypedExpr, TypedKind, Value};
 use crate::sql::dialect::{Dialect, DialectKind};
 use sqlparser::ast::helpers::attached_token::AttachedToken;
 use sqlparser::ast::{
-    BinaryOperator, CaseWhen, CastKind, DataType, ExactNumberInfo, Expr as SqlExpr, Function,
-    FunctionArg, FunctionArgExpr, FunctionArgumentList, FunctionArguments, Ident, ObjectName,
-    UnaryOperator, Value as SqlValue,
+    BinaryOperator, CaseWhen, CastKind, DataType, ExactNumberInfo, Expr as SqlExpr, UnaryOperator,
+    Value as SqlValue,
 };
 
 /// The SQL form of `e` for dialect `d`, or `None` when it cannot be computed in the
@@ -56,23 +55,7 @@ struct Pusher<'a> {
 }
 
 fn func(name: &str, args: Vec<SqlExpr>) -> SqlExpr {
-    SqlExpr::Function(Function {
-        name: ObjectName::from(vec![Ident::new(name)]),
-        uses_odbc_syntax: false,
-        parameters: FunctionArguments::None,
-        args: FunctionArguments::List(FunctionArgumentList {
-            duplicate_treatment: None,
-            args: args
-                .into_iter()
-                .map(|a| FunctionArg::Unnamed(FunctionArgExpr::Expr(a)))
-                .collect(),
-            clauses: vec![],
-        }),
-        filter: None,
-        null_treatment: None,
-        over: None,
-        within_group: vec![],
-    })
+    super::build::call(name, args)
 }
 
 /// Parenthesise operands that are themselves operators, so that printing keeps the tree.
