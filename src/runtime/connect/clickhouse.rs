@@ -390,19 +390,7 @@ impl ChConn {
         params: &[Value],
         out: &[Dtype],
     ) -> Result<Vec<Row>, RuntimeError> {
-        let (tx, mut rx) = mpsc::channel(1);
-        let mut all = Vec::new();
-        let run = self.stream(stmt, params, out, 1024, tx);
-        let collect = async {
-            while let Some(b) = rx.recv().await {
-                all.extend(b?);
-            }
-            Ok::<(), RuntimeError>(())
-        };
-        let (r, c) = tokio::join!(run, collect);
-        r?;
-        c?;
-        Ok(all)
+        super::collect(|tx| self.stream(stmt, params, out, 1024, tx)).await
     }
 
     /// Streams a query's rows in batches (see [`super::Conn::stream`]), decoding the

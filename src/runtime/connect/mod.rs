@@ -471,3 +471,24 @@ impl Drop for PooledConn {
         }
     }
 }
+
+/// Run a streaming query to the end and keep every row (for small results: ranges, block
+/// hashes, leaf diffs). `run` is the connector's `stream` call given the channel's sender.
+pub(crate) async fn collect<F, Fut>(run: F) -> Result<Vec<Row>, RuntimeError>
+where
+    F: FnOnce(tokio::sync::mpsc::Sender<Result<Vec<Row>, RuntimeError>>) -> Fut,
+    Fut: std::future::Future<Output = Result<u64, RuntimeError>>,
+{
+    let (tx, mut rx) = tokio::sync::mpsc::channel(1);
+    let mut all = Vec::new();
+    let collect = async {
+        while let Some(b) = rx.recv().await {
+            all.extend(b?);
+        }
+        Ok::<(), RuntimeError>(())
+    };
+    let (r, c) = tokio::join!(run(tx), collect);
+    r?;
+    c?;
+    Ok(all)
+}
