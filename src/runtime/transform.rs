@@ -67,7 +67,8 @@ pub fn row_key(key: &[KeyPair], row: &IndexMap<String, Value>) -> String {
         .join(", ")
 }
 
-fn key_text(v: &Value) -> String {
+/// A key value as error messages show it: text quoted, NULL as `NULL`.
+pub(crate) fn key_text(v: &Value) -> String {
     match v {
         Value::Null => "NULL".into(),
         Value::Str(s) => format!("{s:?}"),

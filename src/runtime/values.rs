@@ -134,6 +134,24 @@ pub fn coerce(v: Value, dtype: Dtype) -> Result<Value, String> {
     })
 }
 
+/// Whether `coerce(v, dtype)` would return `v` unchanged, so that hot paths can skip the
+/// clone (NULL, or a value of exactly the dtype's kind; decimals at the dtype's scale).
+pub fn conforms(v: &Value, dtype: Dtype) -> bool {
+    match (dtype, v) {
+        (_, Value::Null) => true,
+        (Dtype::Int, Value::Int(_))
+        | (Dtype::Float, Value::Float(_))
+        | (Dtype::Str, Value::Str(_))
+        | (Dtype::Bool, Value::Bool(_))
+        | (Dtype::Date, Value::Date(_))
+        | (Dtype::Datetime, Value::Datetime(_))
+        | (Dtype::Uuid, Value::Uuid(_))
+        | (Dtype::Json, Value::Json(_)) => true,
+        (Dtype::Decimal { scale, .. }, Value::Decimal(d)) => d.scale() == u32::from(scale),
+        _ => false,
+    }
+}
+
 /// At most 40 characters of `s`, for error messages.
 fn abbreviate(s: &str) -> String {
     if s.chars().count() <= 40 {
@@ -249,26 +267,48 @@ pub fn parse_uuid(s: &str) -> Option<[u8; 16]> {
         .strip_prefix('{')
         .and_then(|x| x.strip_suffix('}'))
         .unwrap_or(s);
-    let hex: String = s.chars().filter(|c| *c != '-').collect();
-    if hex.len() != 32 {
-        return None;
-    }
+    let nibble = |c: u8| -> Option<u8> {
+        match c {
+            b'0'..=b'9' => Some(c - b'0'),
+            b'a'..=b'f' => Some(c - b'a' + 10),
+            b'A'..=b'F' => Some(c - b'A' + 10),
+            _ => None,
+        }
+    };
     let mut out = [0u8; 16];
-    hex::decode_to_slice(&hex, &mut out).ok()?;
-    Some(out)
+    let mut n = 0usize;
+    let mut high: Option<u8> = None;
+    for c in s.bytes() {
+        if c == b'-' {
+            continue;
+        }
+        let v = nibble(c)?;
+        match high.take() {
+            None => high = Some(v),
+            Some(h) => {
+                *out.get_mut(n)? = (h << 4) | v;
+                n += 1;
+            }
+        }
+    }
+    (n == 16 && high.is_none()).then_some(out)
 }
 
 /// Lower-case `8-4-4-4-12` text of 16 UUID bytes.
 pub fn format_uuid(b: &[u8; 16]) -> String {
-    let h = hex::encode(b);
-    format!(
-        "{}-{}-{}-{}-{}",
-        &h[0..8],
-        &h[8..12],
-        &h[12..16],
-        &h[16..20],
-        &h[20..32]
-    )
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let mut out = [0u8; 36];
+    let mut j = 0;
+    for (i, byte) in b.iter().enumerate() {
+        if matches!(i, 4 | 6 | 8 | 10) {
+            out[j] = b'-';
+            j += 1;
+        }
+        out[j] = HEX[(byte >> 4) as usize];
+        out[j + 1] = HEX[(byte & 0xf) as usize];
+        j += 2;
+    }
+    String::from_utf8(out.to_vec()).expect("ASCII hex")
 }
 
 #[cfg(test)]

@@ -3,7 +3,8 @@
 //! Step ids, in output order (each present only when it applies):
 //! - `source.session`, `source.extract`
 //! - `sink.session`, `sink.columns`, `sink.create`
-//! - `sink.stage`, `sink.stage_clear`, `sink.load`, `sink.merge`
+//! - `sink.stage`, `sink.stage_clear`, `sink.load`, `sink.load_direct` (upsert and delete_insert
+//!   on PostgreSQL and MySQL: loads into a sink table the run created), `sink.merge`
 //! - with `allow_delete`: `sink.stage_keys`, `sink.stage_keys_clear`, `sink.load_keys`,
 //!   `sink.delete_keys`, `sink.delete_absent`
 //! - ClickHouse sinks that delete: `sink.mutations`
@@ -202,6 +203,25 @@ fn sink_steps(steps: &mut Steps, p: &Pipeline, d: &'static dyn Dialect) {
             (MergeKind::Collapse, false) => "per batch or block, after sink.load, in the same transaction: insert cancelling rows (sign -1) for the live rows of the staged keys, then the staged rows (sign +1)",
             (MergeKind::Collapse, true) => "per batch or block, after sink.load: insert cancelling rows (sign -1) for the live rows of the staged keys, then the staged rows (sign +1)",
         };
+        if !ch && matches!(merge.kind, MergeKind::Upsert | MergeKind::DeleteInsert) {
+            let mut b = Binder::new();
+            let (load, purpose) = match s.bulk_load(s.table(), &cols) {
+                Some(st) => (st, format!("per batch, instead of sink.load and sink.merge, while the sink table is one this run created (one transaction per batch): bulk-load the rows straight into it (a duplicate key fails the batch, which is then rolled back and merged through the staging table)")),
+                None => (
+                    Stmt::Ast(Box::new(s.values_insert(&mut b, s.table(), &cols, 1))),
+                    format!("per batch, instead of sink.load and sink.merge, while the sink table is one this run created (one transaction per batch): insert the rows straight into it, one VALUES tuple per row (a duplicate key fails the batch, which is then rolled back and merged through the staging table)"),
+                ),
+            };
+            steps.push(
+                "sink.load_direct".into(),
+                Side::Sink,
+                store,
+                d,
+                &purpose,
+                vec![load],
+                b,
+            );
+        }
         if let Some(stmts) = s.merge() {
             steps.push(
                 "sink.merge".into(),
@@ -459,6 +479,26 @@ pub fn stage_insert(p: &Pipeline, rows: usize) -> Option<SqlStep> {
         &p.sink.store,
         d,
         "per batch: insert the batch's rows into the staging table",
+        vec![Stmt::ast(st)],
+        b,
+    );
+    steps.out.pop()
+}
+
+/// The multi-row insert of `rows` rows straight into the sink table, as a
+/// `sink.load_direct` step (MySQL loads into a table this run created).
+pub fn direct_insert(p: &Pipeline, rows: usize) -> Option<SqlStep> {
+    let d = p.sink.store.kind.dialect()?.dialect();
+    let s = SinkCtx::new(p, d);
+    let mut b = Binder::new();
+    let st = s.values_insert(&mut b, s.table(), &s.load_columns(), rows);
+    let mut steps = Steps { out: vec![] };
+    steps.push(
+        "sink.load_direct".into(),
+        Side::Sink,
+        &p.sink.store,
+        d,
+        "per batch: insert the batch's rows straight into the sink table",
         vec![Stmt::ast(st)],
         b,
     );

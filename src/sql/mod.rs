@@ -21,7 +21,7 @@ mod testing;
 
 pub use dialect::{Dialect, DialectKind};
 pub use error::SqlError;
-pub use generate::{generate, stage_insert, stage_keys_insert};
+pub use generate::{direct_insert, generate, stage_insert, stage_keys_insert};
 pub use step::{Param, Side, SqlStep, Stmt};
 #[cfg(test)]
 mod tests;

@@ -349,6 +349,9 @@ fn decode_row(
         .enumerate()
         .map(|(i, ((v, ct), d))| {
             let natural = from_mysql(v, ct).map_err(|m| ctx.decode(step, i + 1, m))?;
+            if crate::runtime::values::conforms(&natural, *d) {
+                return Ok(natural);
+            }
             coerce(natural, *d).map_err(|m| ctx.decode(step, i + 1, m))
         })
         .collect()

@@ -16,12 +16,11 @@ use crate::runtime::{Row, RuntimeError};
 use crate::types::Dtype;
 use bytes::{BufMut, BytesMut};
 use chrono::NaiveDate;
-use futures_util::TryStreamExt;
+use futures_util::{SinkExt, TryStreamExt};
 use std::collections::HashMap;
 use std::error::Error as StdError;
 use std::time::Duration;
 use tokio::sync::mpsc;
-use tokio_postgres::binary_copy::BinaryCopyInWriter;
 use tokio_postgres::config::SslMode;
 use tokio_postgres::error::SqlState;
 use tokio_postgres::types::{to_sql_checked, FromSql, IsNull, Kind, ToSql, Type};
@@ -31,6 +30,9 @@ type BoxError = Box<dyn StdError + Sync + Send>;
 
 /// Prepared statements kept per connection before the cache is emptied.
 const STMT_CACHE: usize = 256;
+
+/// Bytes of COPY data sent per message.
+const COPY_CHUNK: usize = 256 * 1024;
 
 /// Microseconds from 1970-01-01 to 2000-01-01 (PostgreSQL's epoch).
 const PG_EPOCH_MICROS: i64 = 946_684_800_000_000;
@@ -329,6 +331,9 @@ impl PgConn {
                 let cell: PgCell = r
                     .try_get(i)
                     .map_err(|e| self.ctx.decode(stmt.step, i + 1, pg_msg(&e)))?;
+                if values::conforms(&cell.0, *d) {
+                    return Ok(cell.0);
+                }
                 coerce(cell.0, *d).map_err(|m| self.ctx.decode(stmt.step, i + 1, m))
             })
             .collect()
@@ -364,7 +369,9 @@ impl PgConn {
 
     /// Bulk-loads `rows` with `COPY <table> (cols) FROM STDIN (FORMAT binary)` (the
     /// generator's statement), each column encoded as [`pg_type`] of `types[i]` — the
-    /// target columns must have those types (the generator's staging tables do).
+    /// target columns must have those types (the generator's staging tables do). The rows
+    /// are encoded straight into the COPY buffer, which is sent in chunks of about
+    /// [`COPY_CHUNK`] bytes.
     pub async fn copy_in(
         &mut self,
         stmt: Stmt<'_>,
@@ -377,9 +384,13 @@ impl PgConn {
             .copy_in::<_, bytes::Bytes>(stmt.sql)
             .await
             .map_err(|e| self.ctx.stmt(stmt.step, pg_msg(&e)))?;
-        let writer = BinaryCopyInWriter::new(sink, &pg_types);
-        let mut writer = std::pin::pin!(writer);
-        let mut vals: Vec<Value> = Vec::with_capacity(types.len());
+        let mut sink = std::pin::pin!(sink);
+        let mut buf = BytesMut::with_capacity(COPY_CHUNK + 64 * 1024);
+        buf.put_slice(b"PGCOPY\n\xff\r\n\0");
+        buf.put_i32(0);
+        buf.put_i32(0);
+        let fields = i16::try_from(types.len())
+            .map_err(|_| self.ctx.stmt(stmt.step, "too many columns for COPY"))?;
         for row in rows {
             if row.len() != types.len() {
                 return Err(self.ctx.stmt(
@@ -387,21 +398,42 @@ impl PgConn {
                     format!("a row has {} values for {} columns", row.len(), types.len()),
                 ));
             }
-            vals.clear();
-            for (i, (v, d)) in row.iter().zip(types).enumerate() {
-                vals.push(coerce(v.clone(), *d).map_err(|m| self.ctx.bind(stmt.step, i + 1, m))?);
+            buf.put_i16(fields);
+            for (i, ((v, d), ty)) in row.iter().zip(types).zip(&pg_types).enumerate() {
+                let bind_err = |m: String| self.ctx.bind(stmt.step, i + 1, m);
+                let coerced;
+                let v = if values::conforms(v, *d) {
+                    v
+                } else {
+                    coerced = coerce(v.clone(), *d).map_err(bind_err)?;
+                    &coerced
+                };
+                let at = buf.len();
+                buf.put_i32(0);
+                match encode_param(v, ty, &mut buf).map_err(|e| bind_err(e.to_string()))? {
+                    IsNull::Yes => {
+                        buf.truncate(at);
+                        buf.put_i32(-1);
+                    }
+                    IsNull::No => {
+                        let len = i32::try_from(buf.len() - at - 4)
+                            .map_err(|_| bind_err("a value larger than 2 GiB".into()))?;
+                        buf[at..at + 4].copy_from_slice(&len.to_be_bytes());
+                    }
+                }
             }
-            let args: Vec<PgParam<'_>> = vals.iter().map(PgParam).collect();
-            let refs: Vec<&(dyn ToSql + Sync)> =
-                args.iter().map(|a| a as &(dyn ToSql + Sync)).collect();
-            writer
-                .as_mut()
-                .write(&refs)
-                .await
-                .map_err(|e| self.ctx.stmt(stmt.step, pg_msg(&e)))?;
+            if buf.len() >= COPY_CHUNK {
+                let chunk = buf.split().freeze();
+                sink.send(chunk)
+                    .await
+                    .map_err(|e| self.ctx.stmt(stmt.step, pg_msg(&e)))?;
+            }
         }
-        writer
-            .as_mut()
+        buf.put_i16(-1);
+        sink.send(buf.freeze())
+            .await
+            .map_err(|e| self.ctx.stmt(stmt.step, pg_msg(&e)))?;
+        sink.as_mut()
             .finish()
             .await
             .map_err(|e| self.ctx.stmt(stmt.step, pg_msg(&e)))
@@ -435,6 +467,17 @@ fn encode_param(v: &Value, ty: &Type, out: &mut BytesMut) -> Result<IsNull, BoxE
             _ => Err(bad()),
         }
     };
+    match (v, ty) {
+        (Value::Int(i), &Type::INT8) => {
+            out.put_i64(*i);
+            return Ok(IsNull::No);
+        }
+        (Value::Str(s), t) if is_texty(t) => {
+            out.put_slice(s.as_bytes());
+            return Ok(IsNull::No);
+        }
+        _ => {}
+    }
     match *ty {
         Type::BOOL => match v {
             Value::Bool(b) => out.put_u8(*b as u8),
@@ -545,48 +588,68 @@ fn pg_epoch_date() -> NaiveDate {
 }
 
 /// Writes `d` in PostgreSQL's binary NUMERIC format (base-10000 digits), exactly, keeping
-/// its scale as the display scale.
+/// its scale as the display scale. Integer arithmetic only (this runs per value in bulk
+/// loads).
 fn encode_numeric(d: &Decimal, out: &mut BytesMut) {
-    let scale = d.scale() as usize;
-    let mut digits = d.mantissa().unsigned_abs().to_string();
-    if digits.len() <= scale {
-        digits = format!("{}{}", "0".repeat(scale + 1 - digits.len()), digits);
+    let scale = d.scale();
+    let m = d.mantissa().unsigned_abs();
+    let p = 10u128.pow(scale);
+    let (mut int_part, frac_part) = (m / p, m % p);
+    // Fractional digits padded on the right to whole groups of four.
+    let frac_groups = scale.div_ceil(4);
+    let pad = frac_groups * 4 - scale;
+    let mut groups = [0i16; 24];
+    let mut n = 0usize;
+    let mut int_groups = 0i16;
+    while int_part > 0 {
+        groups[n] = (int_part % 10_000) as i16;
+        int_part /= 10_000;
+        n += 1;
+        int_groups += 1;
     }
-    let (int_part, frac_part) = digits.split_at(digits.len() - scale);
-    let int_pad = (4 - int_part.len() % 4) % 4;
-    let int_s = format!("{}{}", "0".repeat(int_pad), int_part);
-    let frac_pad = (4 - frac_part.len() % 4) % 4;
-    let frac_s = format!("{}{}", frac_part, "0".repeat(frac_pad));
-    let group = |s: &str| -> Vec<i16> {
-        s.as_bytes()
-            .chunks(4)
-            .map(|c| {
-                std::str::from_utf8(c)
+    groups[..n].reverse();
+    let mut frac = [0i16; 12];
+    match frac_part.checked_mul(10u128.pow(pad)) {
+        Some(mut f) => {
+            for i in (0..frac_groups as usize).rev() {
+                frac[i] = (f % 10_000) as i16;
+                f /= 10_000;
+            }
+        }
+        None => {
+            // 36+ fractional digits: shift the remainder group by group instead.
+            let digits = format!(
+                "{frac_part:0width$}{}",
+                "0".repeat(pad as usize),
+                width = scale as usize
+            );
+            for (i, c) in digits.as_bytes().chunks(4).enumerate() {
+                frac[i] = std::str::from_utf8(c)
                     .expect("ascii")
-                    .parse::<i16>()
-                    .expect("digits")
-            })
-            .collect()
-    };
-    let mut groups = group(&int_s);
-    let mut weight = groups.len() as i16 - 1;
-    groups.extend(group(&frac_s));
-    while groups.first() == Some(&0) {
-        groups.remove(0);
+                    .parse()
+                    .expect("digits");
+            }
+        }
+    }
+    groups[n..n + frac_groups as usize].copy_from_slice(&frac[..frac_groups as usize]);
+    let mut all = &groups[..n + frac_groups as usize];
+    let mut weight = int_groups - 1;
+    while let Some((0, rest)) = all.split_first() {
+        all = rest;
         weight -= 1;
     }
-    while groups.last() == Some(&0) {
-        groups.pop();
+    while let Some((0, rest)) = all.split_last() {
+        all = rest;
     }
-    if groups.is_empty() {
+    if all.is_empty() {
         weight = 0;
     }
-    out.put_i16(groups.len() as i16);
+    out.put_i16(all.len() as i16);
     out.put_i16(weight);
     out.put_u16(if d.mantissa() < 0 { 0x4000 } else { 0 });
     out.put_u16(scale as u16);
-    for g in groups {
-        out.put_i16(g);
+    for g in all {
+        out.put_i16(*g);
     }
 }
 

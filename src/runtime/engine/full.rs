@@ -7,7 +7,7 @@ use super::blocks::minus_lookback;
 use super::params::base_binds;
 use super::progress::Progress;
 use super::report::PipelineReport;
-use super::rows::{alias_rows, extract_columns, key_rows, to_sink_rows};
+use super::rows::{alias_rows, extract_columns, key_rows, to_sink_rows, Projection};
 use super::sink::{connect, SinkIo};
 use super::steps::{Binds, Steps};
 use super::RunOptions;
@@ -98,14 +98,15 @@ pub async fn run(ctx: &Ctx<'_>, report: &mut PipelineReport) -> Result<(), Runti
     let mut src = ctx.source().await?;
     let mut sink = SinkIo::open(p, ctx.cfg, &ctx.steps, &ctx.binds).await?;
     let exists = sink.prepare(!ctx.opts.dry_run).await?;
+    // A table this run created holds no row the source lacks: nothing to delete.
     let extract = Extract {
         step: "source.extract",
         extra: vec![],
-        delete_absent: p.sink.merge.allow_delete
+        delete_absent: exists
+            && p.sink.merge.allow_delete
             && !p.key.is_empty()
             && ctx.steps.get("sink.delete_absent").is_some(),
     };
-    let _ = exists;
     stream_into(ctx, &mut src, &mut sink, extract, report).await
 }
 
@@ -181,6 +182,7 @@ pub async fn stream_into(
     if delete_absent {
         sink.begin_key_staging().await?;
     }
+    let fast = Projection::of(p, &cols);
     let bar = ctx.progress.rows(&p.name);
     let (tx, mut rx) = mpsc::channel::<Result<Vec<Row>, RuntimeError>>(CHANNEL_BATCHES);
     let producer = src.stream(step.stmt(0), &vals, &types, batch_size, tx);
@@ -191,7 +193,16 @@ pub async fn stream_into(
             let batch = batch?;
             read += batch.len() as u64;
             bar.inc(batch.len() as u64);
-            if let Some(enricher) = &enricher {
+            if let (Some(proj), false) = (&fast, dry) {
+                let out = proj.rows(p, batch)?;
+                let keys = if delete_absent {
+                    proj.keys(&out)
+                } else {
+                    vec![]
+                };
+                let w = sink.write(&out, &[], &keys).await?;
+                written += w.rows;
+            } else if let Some(enricher) = &enricher {
                 let rows = alias_rows(&cols, batch);
                 let keys = if delete_absent {
                     key_rows(p, &rows)

@@ -145,6 +145,197 @@ pub async fn to_sink_rows(
     Ok(out)
 }
 
+/// The load row of a pipeline whose sink fields are all plain copies (source fields or
+/// pushed-down expressions) and that has no enrichment: each load column is one extract
+/// column, so rows convert by index, without keying them by alias.
+#[derive(Debug, Clone)]
+pub struct Projection {
+    /// For each load column, the extract column it copies.
+    from: Vec<usize>,
+    /// The load columns' dtypes.
+    dtypes: Vec<Dtype>,
+    /// Sink field names (for errors).
+    names: Vec<String>,
+    /// The extract columns of the key, in `p.key` order.
+    key: Vec<usize>,
+}
+
+impl Projection {
+    /// The projection of `p` over the extract columns `cols`, or `None` when a sink field
+    /// needs the row context (templates, runtime expressions, enrichment outputs).
+    pub fn of(p: &Pipeline, cols: &[(String, Dtype)]) -> Option<Projection> {
+        if !p.enrichments.is_empty() {
+            return None;
+        }
+        let find = |alias: &str| cols.iter().position(|c| c.0 == alias);
+        let mut from = Vec::new();
+        let mut dtypes = Vec::new();
+        let mut names = Vec::new();
+        for f in &p.sink.fields {
+            match &f.value {
+                FieldValue::Column { alias } | FieldValue::Pushed { alias } => {
+                    from.push(find(alias)?);
+                    dtypes.push(f.dtype);
+                    names.push(f.column.clone());
+                }
+                _ => return None,
+            }
+        }
+        if appends_hash(p) {
+            from.push(find(HASH_ALIAS)?);
+            dtypes.push(Dtype::Int);
+            names.push(p.sink.meta.hash_column.clone().unwrap_or_default());
+        }
+        let key = p
+            .key
+            .iter()
+            .map(|k| find(&k.source_alias))
+            .collect::<Option<Vec<_>>>()?;
+        // Duplicate keys are recognised on the load rows: every key column must be loaded.
+        if !key.iter().all(|k| from.contains(k)) {
+            return None;
+        }
+        Some(Projection {
+            from,
+            dtypes,
+            names,
+            key,
+        })
+    }
+
+    /// Load rows from extracted rows, with duplicate keys inside the batch collapsed to their
+    /// last row (as [`to_sink_rows`] does). A value that does not fit its sink dtype is a
+    /// [`RuntimeError::Value`] naming the row's key and the column.
+    pub fn rows(&self, p: &Pipeline, batch: Vec<Row>) -> Result<Vec<Row>, RuntimeError> {
+        let mut out: Vec<Row> = Vec::with_capacity(batch.len());
+        let mut seen: HashMap<u64, usize> = HashMap::with_capacity(batch.len());
+        let mut collided: HashMap<String, usize> = HashMap::new();
+        for mut r in batch {
+            let slot = if self.key.is_empty() {
+                None
+            } else {
+                let key: Vec<&Value> = self.key.iter().map(|i| &r[*i]).collect();
+                let h = key_hash(&key);
+                match seen.get(&h) {
+                    None => {
+                        seen.insert(h, out.len());
+                        None
+                    }
+                    Some(&i) => {
+                        let text = key_of(&key);
+                        if self.key_text(&out[i]).as_deref() == Some(text.as_str()) {
+                            Some(i)
+                        } else {
+                            // Two keys with one 64-bit hash: tell them apart by text.
+                            match collided.get(&text) {
+                                Some(&j) => Some(j),
+                                None => {
+                                    collided.insert(text, out.len());
+                                    None
+                                }
+                            }
+                        }
+                    }
+                }
+            };
+            let row = self.project(p, &mut r)?;
+            match slot {
+                Some(i) => out[i] = row,
+                None => out.push(row),
+            }
+        }
+        Ok(out)
+    }
+
+    /// The key columns of load rows (as [`Projection::rows`] made them: keys are unique),
+    /// in `p.key` order, for key staging.
+    pub fn keys(&self, load: &[Row]) -> Vec<Row> {
+        let at: Vec<usize> = self
+            .key
+            .iter()
+            .filter_map(|k| self.from.iter().position(|f| f == k))
+            .collect();
+        load.iter()
+            .map(|r| at.iter().map(|j| r[*j].clone()).collect())
+            .collect()
+    }
+
+    /// The key identity of a load row (every key column is a load column).
+    fn key_text(&self, load: &Row) -> Option<String> {
+        let vals: Option<Vec<&Value>> = self
+            .key
+            .iter()
+            .map(|k| self.from.iter().position(|f| f == k).map(|j| &load[j]))
+            .collect();
+        vals.map(|v| key_of(&v))
+    }
+
+    /// `k=v` pairs of the key for errors, read while `r` is being moved into `row`.
+    fn error_key(&self, p: &Pipeline, r: &Row, row: &Row) -> String {
+        p.key
+            .iter()
+            .zip(&self.key)
+            .map(|(k, i)| {
+                let v = match self.from[..row.len()].iter().position(|f| f == i) {
+                    Some(j) => &row[j],
+                    None => &r[*i],
+                };
+                format!("{}={}", k.sink_column, transform::key_text(v))
+            })
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+
+    fn project(&self, p: &Pipeline, r: &mut Row) -> Result<Row, RuntimeError> {
+        let mut row = Vec::with_capacity(self.from.len());
+        for (j, (&i, &d)) in self.from.iter().zip(&self.dtypes).enumerate() {
+            // A column copied twice is cloned for all but its last use.
+            let v = if self.from[j + 1..].contains(&i) {
+                r[i].clone()
+            } else {
+                std::mem::replace(&mut r[i], Value::Null)
+            };
+            let v = if crate::runtime::values::conforms(&v, d) {
+                v
+            } else {
+                match crate::runtime::values::coerce(v, d) {
+                    Ok(v) => v,
+                    Err(message) => {
+                        return Err(RuntimeError::Value {
+                            pipeline: p.name.clone(),
+                            key: self.error_key(p, r, &row),
+                            column: self.names[j].clone(),
+                            message,
+                        })
+                    }
+                }
+            };
+            row.push(v);
+        }
+        Ok(row)
+    }
+}
+
+/// A 64-bit hash of key values (equal values of one dtype hash equally).
+fn key_hash(values: &[&Value]) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    for v in values {
+        std::mem::discriminant(*v).hash(&mut h);
+        match v {
+            Value::Int(i) => i.hash(&mut h),
+            Value::Str(s) | Value::Uuid(s) => s.hash(&mut h),
+            Value::Bool(b) => b.hash(&mut h),
+            Value::Date(d) => d.hash(&mut h),
+            Value::Datetime(t) => t.hash(&mut h),
+            Value::Float(f) => f.to_bits().hash(&mut h),
+            Value::Null => {}
+            other => other.to_text().hash(&mut h),
+        }
+    }
+    h.finish()
+}
+
 /// The sink key columns' values of alias rows, in `unique_key` order, for key staging.
 pub fn key_rows(p: &Pipeline, rows: &[AliasRow]) -> Vec<Row> {
     let mut seen = std::collections::HashSet::new();

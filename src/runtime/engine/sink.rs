@@ -53,6 +53,9 @@ pub struct SinkIo<'a> {
     key_types: Vec<Dtype>,
     row_loads: HashMap<usize, Prepared>,
     key_loads: HashMap<usize, Prepared>,
+    direct_loads: HashMap<usize, Prepared>,
+    /// Rows go straight into the sink table (`sink.load_direct`): the run created it.
+    direct: bool,
 }
 
 /// Connection settings of the SQL datastore `name`.
@@ -122,6 +125,8 @@ impl<'a> SinkIo<'a> {
             key_types,
             row_loads: HashMap::new(),
             key_loads: HashMap::new(),
+            direct_loads: HashMap::new(),
+            direct: false,
         })
     }
 
@@ -167,6 +172,7 @@ impl<'a> SinkIo<'a> {
         } else if create {
             tracing::info!(table = %self.p.sink.table.name, "creating the sink table");
             self.run_step("sink.create", &[]).await?;
+            self.direct = steps.get("sink.load_direct").is_some();
         }
         if create {
             for id in ["sink.stage", "sink.stage_keys"] {
@@ -235,17 +241,22 @@ impl<'a> SinkIo<'a> {
 
     /// Loads rows (or, with `keys`, key rows) with `sink.load` / `sink.load_keys`; MySQL
     /// gets multi-row inserts sized to the batch, within its parameter limit.
-    async fn load(&mut self, keys: bool, rows: &[Row]) -> Result<(), RuntimeError> {
+    async fn load(&mut self, what: Load, rows: &[Row]) -> Result<(), RuntimeError> {
         if rows.is_empty() {
             return Ok(());
         }
+        let keys = what == Load::Keys;
         let (types, nullable) = if keys {
             (self.key_types.clone(), vec![false; self.key_types.len()])
         } else {
             (self.load_types.clone(), self.load_nullable.clone())
         };
         if self.dialect() != Some(DialectKind::Mysql) {
-            let id = if keys { "sink.load_keys" } else { "sink.load" };
+            let id = match what {
+                Load::Keys => "sink.load_keys",
+                Load::Stage => "sink.load",
+                Load::Direct => "sink.load_direct",
+            };
             let step = self.steps.need(id)?;
             self.sql()?
                 .load(step.stmt(0), &types, &nullable, rows)
@@ -255,18 +266,18 @@ impl<'a> SinkIo<'a> {
         let per = (MYSQL_MAX_PARAMS / types.len().max(1)).max(1);
         for chunk in rows.chunks(per) {
             let n = chunk.len();
-            let cache = if keys {
-                &mut self.key_loads
-            } else {
-                &mut self.row_loads
+            let cache = match what {
+                Load::Keys => &mut self.key_loads,
+                Load::Stage => &mut self.row_loads,
+                Load::Direct => &mut self.direct_loads,
             };
             let step = match cache.entry(n) {
                 std::collections::hash_map::Entry::Occupied(e) => e.get().clone(),
                 std::collections::hash_map::Entry::Vacant(e) => {
-                    let step = if keys {
-                        sql::stage_keys_insert(self.p, n)
-                    } else {
-                        sql::stage_insert(self.p, n)
+                    let step = match what {
+                        Load::Keys => sql::stage_keys_insert(self.p, n),
+                        Load::Stage => sql::stage_insert(self.p, n),
+                        Load::Direct => sql::direct_insert(self.p, n),
                     }
                     .ok_or_else(|| RuntimeError::Config("the sink has no staging insert".into()))?;
                     e.insert(Prepared::new(step)?).clone()
@@ -309,11 +320,42 @@ impl<'a> SinkIo<'a> {
         if rows.is_empty() && delete_keys.is_empty() && stage_keys.is_empty() {
             return Ok(Written::default());
         }
+        if self.direct && delete_keys.is_empty() && stage_keys.is_empty() {
+            match self.write_direct(rows).await {
+                Ok(w) => return Ok(w),
+                Err(e) => {
+                    // A duplicate key across batches (or any other failure) rolled the
+                    // batch back: merge it, and every later batch, through staging.
+                    tracing::info!(error = %e, "loading straight into the new sink table failed; merging through the staging table from now on");
+                    self.direct = false;
+                }
+            }
+        }
         self.sql()?.begin().await?;
         match self.write_tx(rows, delete_keys, stage_keys).await {
             Ok(w) => {
                 self.sql()?.commit().await?;
                 Ok(w)
+            }
+            Err(e) => {
+                if let Err(r) = self.sql()?.rollback().await {
+                    tracing::warn!(error = %r, "rollback failed");
+                }
+                Err(e)
+            }
+        }
+    }
+
+    /// Loads `rows` straight into the sink table in one transaction.
+    async fn write_direct(&mut self, rows: &[Row]) -> Result<Written, RuntimeError> {
+        self.sql()?.begin().await?;
+        match self.load(Load::Direct, rows).await {
+            Ok(()) => {
+                self.sql()?.commit().await?;
+                Ok(Written {
+                    rows: rows.len() as u64,
+                    deleted: 0,
+                })
             }
             Err(e) => {
                 if let Err(r) = self.sql()?.rollback().await {
@@ -334,7 +376,7 @@ impl<'a> SinkIo<'a> {
         let ch = self.dialect() == Some(DialectKind::Clickhouse);
         if !delete_keys.is_empty() {
             self.run_step("sink.stage_keys_clear", &[]).await?;
-            self.load(true, delete_keys).await?;
+            self.load(Load::Keys, delete_keys).await?;
             let n = self.run_step("sink.delete_keys", &[]).await?;
             w.deleted = if ch { delete_keys.len() as u64 } else { n };
         }
@@ -342,14 +384,14 @@ impl<'a> SinkIo<'a> {
             if self.steps.get("sink.stage_clear").is_some() {
                 self.run_step("sink.stage_clear", &[]).await?;
             }
-            self.load(false, rows).await?;
+            self.load(Load::Stage, rows).await?;
             if self.steps.get("sink.merge").is_some() {
                 self.run_step("sink.merge", &[]).await?;
             }
             w.rows = rows.len() as u64;
         }
         if !stage_keys.is_empty() {
-            self.load(true, stage_keys).await?;
+            self.load(Load::Keys, stage_keys).await?;
         }
         Ok(w)
     }
@@ -377,6 +419,17 @@ impl<'a> SinkIo<'a> {
             }
         }
     }
+}
+
+/// Which table a load fills.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Load {
+    /// The key staging table (`sink.load_keys`).
+    Keys,
+    /// The row staging table (`sink.load`).
+    Stage,
+    /// The sink table itself (`sink.load_direct`).
+    Direct,
 }
 
 /// The columns the sink table must have: the load columns, the collapse sign column and
