@@ -67,6 +67,42 @@ impl Sides<'_> {
     }
 }
 
+impl Sides<'_> {
+    /// Runs a source-side and a sink-side query at the same time (each on its own
+    /// connection); returns their rows in that order.
+    async fn query_pair(
+        &mut self,
+        (a, va): (&Prepared, &[Value]),
+        (b, vb): (&Prepared, &[Value]),
+        out: &[Dtype],
+    ) -> Result<(Vec<Row>, Vec<Row>), RuntimeError> {
+        let missing = |p: &Prepared| {
+            RuntimeError::Config(format!(
+                "step {}: its datastore is not connected",
+                p.step.id
+            ))
+        };
+        let Sides {
+            src,
+            sink,
+            src_state,
+            sink_state,
+        } = self;
+        let ca: &mut Conn = match a.step.side {
+            Side::Source => src,
+            Side::SourceState => src_state.as_mut().ok_or_else(|| missing(a))?,
+            _ => return Err(missing(a)),
+        };
+        let cb: &mut Conn = match b.step.side {
+            Side::Sink => sink.conn().ok_or_else(|| missing(b))?,
+            Side::SinkState => sink_state.as_mut().ok_or_else(|| missing(b))?,
+            _ => return Err(missing(b)),
+        };
+        let (ra, rb) = tokio::join!(ca.query(a.stmt(0), va, out), cb.query(b.stmt(0), vb, out));
+        Ok((ra?, rb?))
+    }
+}
+
 /// One block's (rows, hash) on each side.
 #[derive(Debug, Default, Clone)]
 struct Pair {
@@ -78,6 +114,61 @@ impl Pair {
     fn rows(&self) -> u64 {
         let n = |s: &Option<(u64, String)>| s.as_ref().map_or(0, |x| x.0);
         n(&self.src).max(n(&self.sink))
+    }
+}
+
+/// Most blocks one `md5sum_hash` query may return per side when it reads ahead to finer
+/// levels.
+const FINE_BLOCKS: i64 = 20_000;
+
+/// `md5sum_hash` blocks read at a fine interval over `span`: (rows, hash sum) per side.
+#[derive(Debug)]
+struct Fine {
+    interval: i64,
+    span: Range,
+    blocks: BTreeMap<i64, (Option<(u64, i128)>, Option<(u64, i128)>)>,
+}
+
+impl Fine {
+    /// Whether blocks of `interval` over `q` can be summed from these: `q` lies inside the
+    /// span and every block of `interval` is a whole number of fine blocks. (Parent ranges
+    /// are blocks of coarser levels, so their bounds fall on fine block bounds or on the
+    /// span's own.)
+    fn covers(&self, q: Range, interval: i64) -> bool {
+        self.span.lo <= q.lo && q.hi <= self.span.hi && interval % self.interval == 0
+    }
+
+    /// The blocks of `interval` over `q`, each the sum of its fine blocks.
+    fn roll_up(&self, q: Range, interval: i64) -> Vec<(i64, Pair)> {
+        let add = |acc: &mut Option<(u64, i128)>, v: &Option<(u64, i128)>| {
+            if let Some((n, h)) = v {
+                let a = acc.get_or_insert((0, 0));
+                a.0 += n;
+                a.1 += h;
+            }
+        };
+        let mut sums: BTreeMap<i64, (Option<(u64, i128)>, Option<(u64, i128)>)> = BTreeMap::new();
+        for (fid, (src, snk)) in &self.blocks {
+            let lo = self.span.block(*fid, self.interval).lo;
+            if lo < q.lo || lo >= q.hi {
+                continue;
+            }
+            let e = sums.entry(lo.div_euclid(interval)).or_default();
+            add(&mut e.0, src);
+            add(&mut e.1, snk);
+        }
+        let text = |v: Option<(u64, i128)>| v.map(|(n, h)| (n, h.to_string()));
+        sums.into_iter()
+            .map(|(b, (src, snk))| {
+                (
+                    b,
+                    Pair {
+                        src: text(src),
+                        sink: text(snk),
+                    },
+                )
+            })
+            .collect()
     }
 }
 
@@ -206,10 +297,13 @@ impl Recon<'_, '_> {
             let t = partition_dtype(r.kind);
             let mut mins = Vec::new();
             let mut maxs = Vec::new();
-            for side in ["source", "sink"] {
-                let step = ctx.steps.need(&id(r, side, "range"))?;
-                let vals = step.values(&ctx.binds, &[])?;
-                let rows = self.sides.query(step, &vals, &[t, t]).await?;
+            let (sa, sb) = (
+                ctx.steps.need(&id(r, "source", "range"))?,
+                ctx.steps.need(&id(r, "sink", "range"))?,
+            );
+            let (va, vb) = (sa.values(&ctx.binds, &[])?, sb.values(&ctx.binds, &[])?);
+            let (ra, rb) = self.sides.query_pair((sa, &va), (sb, &vb), &[t, t]).await?;
+            for rows in [ra, rb] {
                 if let Some(row) = rows.first() {
                     if let Some(v) = row.first().filter(|v| !v.is_null()) {
                         mins.push(units(v, false)?);
@@ -237,10 +331,14 @@ impl Recon<'_, '_> {
         let (ctx, r) = (self.ctx, self.r);
         let out = [block_t, Dtype::Int, self.hash_dtype()];
         let mut blocks: BTreeMap<String, (Value, Pair)> = BTreeMap::new();
-        for side in ["source", "sink"] {
-            let step = ctx.steps.need(&id(r, side, "block_hash"))?;
-            let vals = step.values(&ctx.binds, extra)?;
-            for row in self.sides.query(step, &vals, &out).await? {
+        let (sa, sb) = (
+            ctx.steps.need(&id(r, "source", "block_hash"))?,
+            ctx.steps.need(&id(r, "sink", "block_hash"))?,
+        );
+        let (va, vb) = (sa.values(&ctx.binds, extra)?, sb.values(&ctx.binds, extra)?);
+        let (ra, rb) = self.sides.query_pair((sa, &va), (sb, &vb), &out).await?;
+        for (side, rows) in [("source", ra), ("sink", rb)] {
+            for row in rows {
                 let block = row.first().cloned().unwrap_or(Value::Null);
                 // Sort integer ids numerically: zero-padded, sign-aware text.
                 let key = match &block {
@@ -311,19 +409,31 @@ impl Recon<'_, '_> {
         let mut parents = vec![total];
         let mut leaves: Vec<(Range, u64)> = Vec::new();
         let mut level = 1;
+        let additive = self.r.strategy == ReconStrategy::Md5sumHash;
+        let mut fine: Vec<Fine> = Vec::new();
         while !parents.is_empty() {
             let next = next_interval(interval, self.r.reduction_factor);
             let mut split = Vec::new();
             for q in merge_adjacent(std::mem::take(&mut parents)) {
-                let extra = [
-                    ("interval", Value::Int(interval)),
-                    ("range_start", unit.value(q.lo)),
-                    ("range_end", unit.value(q.hi)),
-                ];
-                let blocks = self.block_hashes(&extra, Dtype::Int).await?;
+                let blocks: Vec<(i64, Pair)> = if additive {
+                    self.rolled_up(&mut fine, unit, q, interval).await?
+                } else {
+                    let extra = [
+                        ("interval", Value::Int(interval)),
+                        ("range_start", unit.value(q.lo)),
+                        ("range_end", unit.value(q.hi)),
+                    ];
+                    self.block_hashes(&extra, Dtype::Int)
+                        .await?
+                        .into_values()
+                        .filter_map(|(b, pair)| match b {
+                            Value::Int(b) => Some((b, pair)),
+                            _ => None,
+                        })
+                        .collect()
+                };
                 self.bar.add_total(blocks.len() as u64);
-                for (block, pair) in blocks.values() {
-                    let Value::Int(b) = block else { continue };
+                for (b, pair) in &blocks {
                     let range = q.block(*b, interval);
                     if range.is_empty() || !self.classify(pair, report) {
                         continue;
@@ -355,6 +465,63 @@ impl Recon<'_, '_> {
             let _ = rows;
         }
         Ok(())
+    }
+
+    /// The blocks of interval `interval` over `q` for `md5sum_hash`, whose counts and hash
+    /// sums add up: rolled up from finer blocks read earlier when some cover `q`, else from
+    /// one grouped query per side at the finest interval of the coming levels that keeps
+    /// the answer within [`FINE_BLOCKS`] blocks. A change then costs one scan of the
+    /// changed range instead of one per level.
+    async fn rolled_up(
+        &mut self,
+        fine: &mut Vec<Fine>,
+        unit: Unit,
+        q: Range,
+        interval: i64,
+    ) -> Result<Vec<(i64, Pair)>, RuntimeError> {
+        if let Some(f) = fine.iter().find(|f| f.covers(q, interval)) {
+            return Ok(f.roll_up(q, interval));
+        }
+        let mut qi = interval;
+        while let Some(n) = next_interval(qi, self.r.reduction_factor) {
+            if qi % n != 0 || (q.hi - q.lo) / n > FINE_BLOCKS {
+                break;
+            }
+            qi = n;
+        }
+        let extra = [
+            ("interval", Value::Int(qi)),
+            ("range_start", unit.value(q.lo)),
+            ("range_end", unit.value(q.hi)),
+        ];
+        let mut f = Fine {
+            interval: qi,
+            span: q,
+            blocks: BTreeMap::new(),
+        };
+        for (b, pair) in self.block_hashes(&extra, Dtype::Int).await?.into_values() {
+            let Value::Int(b) = b else { continue };
+            let side = |s: &Option<(u64, String)>| -> Result<Option<(u64, i128)>, RuntimeError> {
+                s.as_ref()
+                    .map(|(n, h)| {
+                        crate::expr::Decimal::parse(h)
+                            .map(|d| d.normalized())
+                            .filter(|d| d.scale() == 0)
+                            .map(|d| (*n, d.mantissa()))
+                            .ok_or_else(|| {
+                                RuntimeError::Config(format!(
+                                    "reconciliation `{}`: block hash {h:?} is not an integer sum",
+                                    self.r.name
+                                ))
+                            })
+                    })
+                    .transpose()
+            };
+            f.blocks.insert(b, (side(&pair.src)?, side(&pair.sink)?));
+        }
+        let out = f.roll_up(q, interval);
+        fine.push(f);
+        Ok(out)
     }
 
     async fn prefixes(&mut self, report: &mut PipelineReport) -> Result<(), RuntimeError> {
@@ -420,10 +587,17 @@ impl Recon<'_, '_> {
         out.push(Dtype::Int);
         let nkey = p.key.len();
         let mut hashes: [HashMap<String, (String, Row)>; 2] = [HashMap::new(), HashMap::new()];
-        for (i, side) in ["source", "sink"].into_iter().enumerate() {
-            let step = ctx.steps.need(&id(r, side, "leaf_diff"))?;
-            let vals = step.values(&ctx.binds, &extra)?;
-            for row in self.sides.query(step, &vals, &out).await? {
+        let (sa, sb) = (
+            ctx.steps.need(&id(r, "source", "leaf_diff"))?,
+            ctx.steps.need(&id(r, "sink", "leaf_diff"))?,
+        );
+        let (va, vb) = (
+            sa.values(&ctx.binds, &extra)?,
+            sb.values(&ctx.binds, &extra)?,
+        );
+        let (ra, rb) = self.sides.query_pair((sa, &va), (sb, &vb), &out).await?;
+        for (i, rows) in [ra, rb].into_iter().enumerate() {
+            for row in rows {
                 let key: Vec<&Value> = row.iter().take(nkey).collect();
                 let k = key_of(&key);
                 let h = text(row.get(nkey));
