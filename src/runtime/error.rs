@@ -94,6 +94,21 @@ pub enum RuntimeError {
         /// What is wrong.
         message: String,
     },
+    /// A MySQL `LOAD DATA LOCAL INFILE` was refused (the server has `local_infile` off) or
+    /// reported warnings (there MySQL turns rejected values and duplicate keys into
+    /// warnings). The transaction is rolled back and the batch redone with `INSERT`s, which
+    /// fail with the real error.
+    #[error("datastore `{store}` ({host}), step {step}: {message}")]
+    LoadRefused {
+        /// Datastore name.
+        store: String,
+        /// host:port.
+        host: String,
+        /// The step id.
+        step: String,
+        /// What happened.
+        message: String,
+    },
     /// The receiver of a row stream was dropped before the stream ended.
     #[error("step {step}: the row consumer stopped before the result was read")]
     ConsumerGone {

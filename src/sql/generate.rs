@@ -140,6 +140,13 @@ fn sink_steps(steps: &mut Steps, p: &Pipeline, d: &'static dyn Dialect) {
 
     let cols = s.load_columns();
     let direct = ch && merge.kind == MergeKind::Upsert;
+    // MySQL's LOAD DATA LOCAL turns rejected values and duplicate keys into warnings, and
+    // the server may refuse it: say what the runtime does then.
+    let infile = if d.kind() == DialectKind::Mysql {
+        "; where the server refuses LOCAL INFILE or the load warns, the batch is rolled back and redone with multi-row INSERTs"
+    } else {
+        ""
+    };
     let tx = if ch {
         ""
     } else {
@@ -181,7 +188,7 @@ fn sink_steps(steps: &mut Steps, p: &Pipeline, d: &'static dyn Dialect) {
         );
         let mut b = Binder::new();
         let (load, purpose) = match s.bulk_load(s.stage(), &cols) {
-            Some(st) => (st, format!("per batch or block{tx}: bulk-load the rows into the staging table")),
+            Some(st) => (st, format!("per batch or block{tx}: bulk-load the rows into the staging table{infile}")),
             None => (
                 Stmt::Ast(Box::new(s.values_insert(&mut b, s.stage(), &cols, 1))),
                 format!("per batch or block{tx}: insert the rows into the staging table, one VALUES tuple per row (stage_insert builds it for the batch's row count)"),
@@ -206,7 +213,7 @@ fn sink_steps(steps: &mut Steps, p: &Pipeline, d: &'static dyn Dialect) {
         if !ch && matches!(merge.kind, MergeKind::Upsert | MergeKind::DeleteInsert) {
             let mut b = Binder::new();
             let (load, purpose) = match s.bulk_load(s.table(), &cols) {
-                Some(st) => (st, format!("per batch, instead of sink.load and sink.merge, while the sink table is one this run created (one transaction per batch): bulk-load the rows straight into it (a duplicate key fails the batch, which is then rolled back and merged through the staging table)")),
+                Some(st) => (st, format!("per batch, instead of sink.load and sink.merge, while the sink table is one this run created (one transaction per batch): bulk-load the rows straight into it (a duplicate key fails the batch, which is then rolled back and merged through the staging table){infile}")),
                 None => (
                     Stmt::Ast(Box::new(s.values_insert(&mut b, s.table(), &cols, 1))),
                     format!("per batch, instead of sink.load and sink.merge, while the sink table is one this run created (one transaction per batch): insert the rows straight into it, one VALUES tuple per row (a duplicate key fails the batch, which is then rolled back and merged through the staging table)"),
@@ -265,7 +272,7 @@ fn sink_steps(steps: &mut Steps, p: &Pipeline, d: &'static dyn Dialect) {
             Side::Sink,
             store,
             d,
-            "per batch of keys: load keys into the key staging table (leaf diff: keys gone from the source; full sync: every source key)",
+            &format!("per batch of keys: load keys into the key staging table (leaf diff: keys gone from the source; full sync: every source key){infile}"),
             vec![load],
             b,
         );

@@ -60,7 +60,9 @@ impl Binder {
                     let _ = visit_expressions_mut(table, &mut visit);
                     visit_expressions_mut(selection.as_mut(), &mut visit)
                 }
-                Stmt::ClickhouseInsertRowBinary { .. } => ControlFlow::Continue(()),
+                Stmt::ClickhouseInsertRowBinary { .. } | Stmt::MysqlLoadDataLocal { .. } => {
+                    ControlFlow::Continue(())
+                }
             };
         }
         out

@@ -449,7 +449,8 @@ impl<'a> SinkCtx<'a> {
     }
 
     /// The bulk load of `cols` into `table`: PostgreSQL `COPY … FROM STDIN (FORMAT binary)`,
-    /// ClickHouse `INSERT … FORMAT RowBinary`; MySQL uses [`SinkCtx::values_insert`].
+    /// ClickHouse `INSERT … FORMAT RowBinary`, MySQL `LOAD DATA LOCAL INFILE` (where the
+    /// server refuses it, the runtime falls back to [`SinkCtx::values_insert`]).
     pub fn bulk_load(&self, table: ObjectName, cols: &[SinkCol]) -> Option<crate::sql::Stmt> {
         match self.d.kind() {
             DialectKind::Postgres => Some(crate::sql::Stmt::Ast(Box::new(Statement::Copy {
@@ -467,7 +468,10 @@ impl<'a> SinkCtx<'a> {
                 table,
                 columns: self.idents(cols),
             }),
-            DialectKind::Mysql => None,
+            DialectKind::Mysql => Some(crate::sql::Stmt::MysqlLoadDataLocal {
+                table,
+                columns: self.idents(cols),
+            }),
         }
     }
 

@@ -49,6 +49,17 @@ pub enum Stmt {
         /// The columns, in the order the rows are encoded.
         columns: Vec<Ident>,
     },
+    /// MySQL `LOAD DATA LOCAL INFILE 'synctool' INTO TABLE t CHARACTER SET utf8mb4 FIELDS
+    /// TERMINATED BY ',' ESCAPED BY '\' LINES TERMINATED BY ';' (cols)`: the client sends
+    /// the rows as text when the server asks for the file, `\` escaping the separators and
+    /// itself, `\N` for NULL. (The session runs with `NO_BACKSLASH_ESCAPES`, so `'\'` is
+    /// one backslash, and printable separators need no escapes in the statement.)
+    MysqlLoadDataLocal {
+        /// The table.
+        table: ObjectName,
+        /// The columns, in the order the fields are written.
+        columns: Vec<Ident>,
+    },
 }
 
 impl Stmt {
@@ -79,6 +90,20 @@ impl fmt::Display for Stmt {
                     write!(f, "{c}")?;
                 }
                 f.write_str(") FORMAT RowBinary")
+            }
+            Stmt::MysqlLoadDataLocal { table, columns } => {
+                let sep = if f.alternate() { "\n" } else { " " };
+                write!(
+                    f,
+                    "LOAD DATA LOCAL INFILE 'synctool' INTO TABLE {table}{sep}CHARACTER SET utf8mb4{sep}FIELDS TERMINATED BY ',' ESCAPED BY '\\'{sep}LINES TERMINATED BY ';'{sep}("
+                )?;
+                for (i, c) in columns.iter().enumerate() {
+                    if i > 0 {
+                        f.write_str(", ")?;
+                    }
+                    write!(f, "{c}")?;
+                }
+                f.write_str(")")
             }
         }
     }

@@ -343,7 +343,8 @@ impl Conn {
     /// Bulk-loads `rows` the fastest way the database offers, with the load statement the
     /// generator produced for this dialect:
     /// - PostgreSQL: `COPY t (cols) FROM STDIN (FORMAT binary)` ([`postgres::PgConn::copy_in`]);
-    /// - MySQL: a multi-row `INSERT … VALUES (?,…),…` for exactly `rows.len()` rows
+    /// - MySQL: `LOAD DATA LOCAL INFILE` ([`mysql::MyConn::load_data`]), or a multi-row
+    ///   `INSERT … VALUES (?,…),…` for exactly `rows.len()` rows
     ///   ([`mysql::MyConn::insert_rows`]);
     /// - ClickHouse: `INSERT INTO t (cols) FORMAT RowBinary`
     ///   ([`clickhouse::ChConn::insert_row_binary`]).
@@ -360,6 +361,9 @@ impl Conn {
     ) -> Result<u64, RuntimeError> {
         match self {
             Conn::Postgres(c) => c.copy_in(stmt, types, rows).await,
+            Conn::Mysql(c) if stmt.sql.starts_with("LOAD DATA LOCAL INFILE") => {
+                c.load_data(stmt, types, rows).await
+            }
             Conn::Mysql(c) => c.insert_rows(stmt, types, rows).await,
             Conn::Clickhouse(c) => c.insert_row_binary(stmt, types, nullable, rows).await,
         }
@@ -479,9 +483,10 @@ where
     F: FnOnce(tokio::sync::mpsc::Sender<Result<Vec<Row>, RuntimeError>>) -> Fut,
     Fut: std::future::Future<Output = Result<u64, RuntimeError>>,
 {
-    let (tx, mut rx) = tokio::sync::mpsc::channel(1);
+    let (tx, rx) = tokio::sync::mpsc::channel(1);
     let mut all = Vec::new();
     let collect = async {
+        let mut rx = rx;
         while let Some(b) = rx.recv().await {
             all.extend(b?);
         }

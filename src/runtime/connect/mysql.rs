@@ -255,6 +255,76 @@ impl MyConn {
         r.map_err(|e| self.fail(step, e))
     }
 
+    /// Loads `rows` with the generator's `LOAD DATA LOCAL INFILE … (cols)`: the rows are
+    /// encoded as text (`,` between fields, `;` after rows, backslash escapes, `\N` for
+    /// NULL, UTF-8; see [`infile_text`]) and sent when
+    /// the server asks for the file. Returns the rows loaded. Because MySQL turns data errors
+    /// and duplicate keys into warnings under `LOCAL`, a load that warns — or that the server
+    /// refuses (`local_infile` off) — is a [`RuntimeError::LoadRefused`]: the caller rolls
+    /// the transaction back and redoes it with [`MyConn::insert_rows`].
+    pub async fn load_data(
+        &mut self,
+        stmt: Stmt<'_>,
+        types: &[Dtype],
+        rows: &[Row],
+    ) -> Result<u64, RuntimeError> {
+        let mut chunks: Vec<bytes::Bytes> = Vec::new();
+        let mut buf: Vec<u8> = Vec::with_capacity(INFILE_CHUNK + 4096);
+        for row in rows {
+            if row.len() != types.len() {
+                return Err(self.ctx.stmt(
+                    stmt.step,
+                    format!("a row has {} values for {} columns", row.len(), types.len()),
+                ));
+            }
+            for (i, (v, d)) in row.iter().zip(types).enumerate() {
+                if i > 0 {
+                    buf.push(b',');
+                }
+                infile_field(&mut buf, v, *d).map_err(|m| self.ctx.bind(stmt.step, i + 1, m))?;
+            }
+            buf.push(b';');
+            if buf.len() >= INFILE_CHUNK {
+                chunks.push(bytes::Bytes::from(std::mem::replace(
+                    &mut buf,
+                    Vec::with_capacity(INFILE_CHUNK + 4096),
+                )));
+            }
+        }
+        if !buf.is_empty() {
+            chunks.push(bytes::Bytes::from(buf));
+        }
+        self.conn.set_infile_handler(async move {
+            let s = futures_util::stream::iter(chunks.into_iter().map(Ok));
+            Ok(Box::pin(s) as mysql_async::InfileData)
+        });
+        let refused = |ctx: &ErrCtx, m: String| RuntimeError::LoadRefused {
+            store: ctx.store.clone(),
+            host: ctx.host.clone(),
+            step: stmt.step.to_string(),
+            message: m,
+        };
+        match self.conn.query_drop(stmt.sql).await {
+            Ok(()) => {}
+            // 1148 ER_NOT_ALLOWED_COMMAND, 3948/4166 local infile disabled (MySQL 8).
+            Err(mysql_async::Error::Server(e)) if matches!(e.code, 1148 | 3948 | 4166) => {
+                return Err(refused(
+                    &self.ctx,
+                    format!("the server refuses LOAD DATA LOCAL INFILE ({})", e.message),
+                ));
+            }
+            Err(e) => return Err(self.fail(stmt.step, e)),
+        }
+        let warnings = self.conn.get_warnings();
+        if warnings > 0 {
+            return Err(refused(
+                &self.ctx,
+                format!("LOAD DATA LOCAL INFILE reported {warnings} warning(s) (a value MySQL adjusted or a duplicate key it skipped)"),
+            ));
+        }
+        Ok(self.conn.affected_rows())
+    }
+
     /// Inserts `rows` with the generator's multi-row `INSERT … VALUES (?,…),(?,…)` for
     /// exactly `rows.len()` rows of `types.len()` columns, binding all values flattened as
     /// one prepared statement over the binary protocol. The caller chunks the rows:
@@ -302,6 +372,56 @@ impl MyConn {
         r.map_err(|e| self.fail(stmt.step, e))?;
         Ok(self.conn.affected_rows())
     }
+}
+
+/// Bytes of infile data per chunk handed to the driver.
+const INFILE_CHUNK: usize = 256 * 1024;
+
+/// Appends `s` with the `LOAD DATA` escapes (`ESCAPED BY '\'`, fields ended by `,`, lines
+/// by `;`): the escape character and both separators get a backslash, NUL is `\0`. (UTF-8
+/// continuation bytes are never ASCII, so bytes can be escaped one by one.)
+fn infile_text(buf: &mut Vec<u8>, s: &str) {
+    for &b in s.as_bytes() {
+        match b {
+            b'\\' | b',' | b';' => {
+                buf.push(b'\\');
+                buf.push(b);
+            }
+            0 => buf.extend_from_slice(b"\\0"),
+            _ => buf.push(b),
+        }
+    }
+}
+
+/// Appends one `LOAD DATA` field: `v` as dtype `d`, in the text MySQL reads back exactly.
+fn infile_field(buf: &mut Vec<u8>, v: &Value, d: Dtype) -> Result<(), String> {
+    use std::io::Write;
+    let coerced;
+    let v = if crate::runtime::values::conforms(v, d) {
+        v
+    } else {
+        coerced = coerce(v.clone(), d)?;
+        &coerced
+    };
+    match v {
+        Value::Null => buf.extend_from_slice(b"\\N"),
+        Value::Int(i) => write!(buf, "{i}").expect("write to a Vec"),
+        Value::Float(f) if f.is_finite() => write!(buf, "{f:?}").expect("write to a Vec"),
+        Value::Float(f) => return Err(format!("MySQL cannot store the float {f}")),
+        Value::Decimal(x) => buf.extend_from_slice(decimal_fixed_text(x).as_bytes()),
+        Value::Str(s) | Value::Uuid(s) => infile_text(buf, s),
+        Value::Bool(b) => buf.push(if *b { b'1' } else { b'0' }),
+        Value::Date(x) => write!(buf, "{}", x.format("%Y-%m-%d")).expect("write to a Vec"),
+        Value::Datetime(t) => {
+            if !(0..=9999).contains(&t.year()) {
+                return Err(format!("year {} is out of MySQL's range", t.year()));
+            }
+            write!(buf, "{}", t.format("%Y-%m-%d %H:%M:%S%.6f")).expect("write to a Vec")
+        }
+        Value::Json(j) => infile_text(buf, &j.to_string()),
+        other => return Err(format!("a {} value cannot be loaded", kind_name(other))),
+    }
+    Ok(())
 }
 
 /// A runtime value as a binary-protocol parameter of dtype `d`.

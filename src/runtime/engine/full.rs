@@ -184,11 +184,14 @@ pub async fn stream_into(
     }
     let fast = Projection::of(p, &cols);
     let bar = ctx.progress.rows(&p.name);
-    let (tx, mut rx) = mpsc::channel::<Result<Vec<Row>, RuntimeError>>(CHANNEL_BATCHES);
+    let (tx, rx) = mpsc::channel::<Result<Vec<Row>, RuntimeError>>(CHANNEL_BATCHES);
     let producer = src.stream(step.stmt(0), &vals, &types, batch_size, tx);
     let mut read = 0u64;
     let mut written = 0u64;
     let consumer = async {
+        // The consumer owns the receiver: when it stops on an error, the receiver is dropped
+        // and the reader's next send ends the stream instead of waiting forever.
+        let mut rx = rx;
         while let Some(batch) = rx.recv().await {
             let batch = batch?;
             read += batch.len() as u64;

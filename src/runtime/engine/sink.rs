@@ -56,6 +56,9 @@ pub struct SinkIo<'a> {
     direct_loads: HashMap<usize, Prepared>,
     /// Rows go straight into the sink table (`sink.load_direct`): the run created it.
     direct: bool,
+    /// MySQL loads use the generated `LOAD DATA LOCAL INFILE` (until the server refuses it
+    /// or a load warns; then multi-row INSERTs).
+    infile: bool,
 }
 
 /// Connection settings of the SQL datastore `name`.
@@ -127,6 +130,7 @@ impl<'a> SinkIo<'a> {
             key_loads: HashMap::new(),
             direct_loads: HashMap::new(),
             direct: false,
+            infile: p.sink.store.kind.dialect() == Some(DialectKind::Mysql),
         })
     }
 
@@ -251,7 +255,7 @@ impl<'a> SinkIo<'a> {
         } else {
             (self.load_types.clone(), self.load_nullable.clone())
         };
-        if self.dialect() != Some(DialectKind::Mysql) {
+        if self.dialect() != Some(DialectKind::Mysql) || self.infile {
             let id = match what {
                 Load::Keys => "sink.load_keys",
                 Load::Stage => "sink.load",
@@ -321,7 +325,13 @@ impl<'a> SinkIo<'a> {
             return Ok(Written::default());
         }
         if self.direct && delete_keys.is_empty() && stage_keys.is_empty() {
-            match self.write_direct(rows).await {
+            let mut r = self.write_direct(rows).await;
+            if let Err(RuntimeError::LoadRefused { message, .. }) = &r {
+                tracing::info!(reason = %message, "loading with multi-row INSERTs from now on");
+                self.infile = false;
+                r = self.write_direct(rows).await;
+            }
+            match r {
                 Ok(w) => return Ok(w),
                 Err(e) => {
                     // A duplicate key across batches (or any other failure) rolled the
@@ -331,6 +341,23 @@ impl<'a> SinkIo<'a> {
                 }
             }
         }
+        match self.write_once(rows, delete_keys, stage_keys).await {
+            Err(RuntimeError::LoadRefused { message, .. }) => {
+                tracing::info!(reason = %message, "loading with multi-row INSERTs from now on");
+                self.infile = false;
+                self.write_once(rows, delete_keys, stage_keys).await
+            }
+            r => r,
+        }
+    }
+
+    /// [`SinkIo::write`]'s transaction.
+    async fn write_once(
+        &mut self,
+        rows: &[Row],
+        delete_keys: &[Row],
+        stage_keys: &[Row],
+    ) -> Result<Written, RuntimeError> {
         self.sql()?.begin().await?;
         match self.write_tx(rows, delete_keys, stage_keys).await {
             Ok(w) => {
