@@ -13,5 +13,6 @@ if ! command -v cargo-nextest >/dev/null 2>&1; then
     cargo install cargo-nextest --locked
 fi
 # CI=true and INSTA_UPDATE=no: a pending or missing snapshot fails instead of being written.
-CI=true INSTA_UPDATE=no cargo nextest run --no-fail-fast
+# Doctests first, so that the run closes on nextest's summary of the whole suite.
 CI=true INSTA_UPDATE=no cargo test --doc
+CI=true INSTA_UPDATE=no cargo nextest run --no-fail-fast

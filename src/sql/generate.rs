@@ -159,7 +159,7 @@ fn sink_steps(steps: &mut Steps, p: &Pipeline, d: &'static dyn Dialect) {
             store,
             d,
             "per batch: insert the rows straight into the ReplacingMergeTree, which keeps the last version per key",
-            vec![s.bulk_load(s.table(), &cols).expect("ClickHouse bulk load")],
+            vec![s.bulk_load(s.table(), &cols)],
             Binder::new(),
         );
     } else {
@@ -186,22 +186,14 @@ fn sink_steps(steps: &mut Steps, p: &Pipeline, d: &'static dyn Dialect) {
             vec![Stmt::Ast(Box::new(s.clear(s.stage())))],
             Binder::new(),
         );
-        let mut b = Binder::new();
-        let (load, purpose) = match s.bulk_load(s.stage(), &cols) {
-            Some(st) => (st, format!("per batch or block{tx}: bulk-load the rows into the staging table{infile}")),
-            None => (
-                Stmt::Ast(Box::new(s.values_insert(&mut b, s.stage(), &cols, 1))),
-                format!("per batch or block{tx}: insert the rows into the staging table, one VALUES tuple per row (stage_insert builds it for the batch's row count)"),
-            ),
-        };
         steps.push(
             "sink.load".into(),
             Side::Sink,
             store,
             d,
-            &purpose,
-            vec![load],
-            b,
+            &format!("per batch or block{tx}: bulk-load the rows into the staging table{infile}"),
+            vec![s.bulk_load(s.stage(), &cols)],
+            Binder::new(),
         );
         let merge_purpose = match (merge.kind, ch) {
             (MergeKind::Upsert, _) => "per batch or block, after sink.load, in the same transaction: insert or update the staged rows by key, skipping unchanged rows",
@@ -211,22 +203,14 @@ fn sink_steps(steps: &mut Steps, p: &Pipeline, d: &'static dyn Dialect) {
             (MergeKind::Collapse, true) => "per batch or block, after sink.load: insert cancelling rows (sign -1) for the live rows of the staged keys, then the staged rows (sign +1)",
         };
         if !ch && matches!(merge.kind, MergeKind::Upsert | MergeKind::DeleteInsert) {
-            let mut b = Binder::new();
-            let (load, purpose) = match s.bulk_load(s.table(), &cols) {
-                Some(st) => (st, format!("per batch, instead of sink.load and sink.merge, while the sink table is one this run created (one transaction per batch): bulk-load the rows straight into it (a duplicate key fails the batch, which is then rolled back and merged through the staging table){infile}")),
-                None => (
-                    Stmt::Ast(Box::new(s.values_insert(&mut b, s.table(), &cols, 1))),
-                    format!("per batch, instead of sink.load and sink.merge, while the sink table is one this run created (one transaction per batch): insert the rows straight into it, one VALUES tuple per row (a duplicate key fails the batch, which is then rolled back and merged through the staging table)"),
-                ),
-            };
             steps.push(
                 "sink.load_direct".into(),
                 Side::Sink,
                 store,
                 d,
-                &purpose,
-                vec![load],
-                b,
+                &format!("per batch, instead of sink.load and sink.merge, while the sink table is one this run created (one transaction per batch): bulk-load the rows straight into it (a duplicate key fails the batch, which is then rolled back and merged through the staging table){infile}"),
+                vec![s.bulk_load(s.table(), &cols)],
+                Binder::new(),
             );
         }
         if let Some(stmts) = s.merge() {
@@ -262,11 +246,7 @@ fn sink_steps(steps: &mut Steps, p: &Pipeline, d: &'static dyn Dialect) {
             vec![Stmt::Ast(Box::new(s.clear(s.stage_keys())))],
             Binder::new(),
         );
-        let mut b = Binder::new();
-        let load = match s.bulk_load(s.stage_keys(), &keys) {
-            Some(st) => st,
-            None => Stmt::Ast(Box::new(s.values_insert(&mut b, s.stage_keys(), &keys, 1))),
-        };
+        let load = s.bulk_load(s.stage_keys(), &keys);
         steps.push(
             "sink.load_keys".into(),
             Side::Sink,
@@ -274,7 +254,7 @@ fn sink_steps(steps: &mut Steps, p: &Pipeline, d: &'static dyn Dialect) {
             d,
             &format!("per batch of keys: load keys into the key staging table (leaf diff: keys gone from the source; full sync: every source key){infile}"),
             vec![load],
-            b,
+            Binder::new(),
         );
         let what = if merge.kind == MergeKind::Collapse {
             "insert cancelling rows for"

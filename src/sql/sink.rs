@@ -451,9 +451,9 @@ impl<'a> SinkCtx<'a> {
     /// The bulk load of `cols` into `table`: PostgreSQL `COPY … FROM STDIN (FORMAT binary)`,
     /// ClickHouse `INSERT … FORMAT RowBinary`, MySQL `LOAD DATA LOCAL INFILE` (where the
     /// server refuses it, the runtime falls back to [`SinkCtx::values_insert`]).
-    pub fn bulk_load(&self, table: ObjectName, cols: &[SinkCol]) -> Option<crate::sql::Stmt> {
+    pub fn bulk_load(&self, table: ObjectName, cols: &[SinkCol]) -> crate::sql::Stmt {
         match self.d.kind() {
-            DialectKind::Postgres => Some(crate::sql::Stmt::Ast(Box::new(Statement::Copy {
+            DialectKind::Postgres => crate::sql::Stmt::Ast(Box::new(Statement::Copy {
                 source: CopySource::Table {
                     table_name: table,
                     columns: self.idents(cols),
@@ -463,15 +463,15 @@ impl<'a> SinkCtx<'a> {
                 options: vec![CopyOption::Format(Ident::new("binary"))],
                 legacy_options: vec![],
                 values: vec![],
-            }))),
-            DialectKind::Clickhouse => Some(crate::sql::Stmt::ClickhouseInsertRowBinary {
+            })),
+            DialectKind::Clickhouse => crate::sql::Stmt::ClickhouseInsertRowBinary {
                 table,
                 columns: self.idents(cols),
-            }),
-            DialectKind::Mysql => Some(crate::sql::Stmt::MysqlLoadDataLocal {
+            },
+            DialectKind::Mysql => crate::sql::Stmt::MysqlLoadDataLocal {
                 table,
                 columns: self.idents(cols),
-            }),
+            },
         }
     }
 

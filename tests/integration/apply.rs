@@ -572,3 +572,110 @@ fn usage_errors_exit_2() {
     assert_eq!(o.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&o.stderr).contains("--start"));
 }
+
+/// Runs synctool, killing it (and failing the test) if it has not exited within `secs`.
+fn synctool_within(cfg: &std::path::Path, args: &[&str], secs: u64) -> Output {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_synctool"))
+        .arg("-c")
+        .arg(cfg)
+        .args(args)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("run synctool");
+    let started = std::time::Instant::now();
+    while child.try_wait().expect("wait for synctool").is_none() {
+        if started.elapsed() > std::time::Duration::from_secs(secs) {
+            let _ = child.kill();
+            panic!("synctool {args:?} did not exit within {secs} s");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    child.wait_with_output().expect("synctool output")
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_sink_that_fails_mid_stream_stops_the_run_with_whole_batches_written() {
+    let c = pg().await;
+    let (src, sink) = (unique("eng_src"), unique("eng_sink"));
+    c.batch_execute(&format!(
+        "CREATE TABLE {src} (id bigint PRIMARY KEY, name text, amount numeric(12,2), updated_at timestamptz);
+         INSERT INTO {src} SELECT g, CASE WHEN g = 25000 THEN 'refused' ELSE 'name ' || g END, g, now()
+           FROM generate_series(1, 30000) g;
+         CREATE TABLE {sink} (id bigint PRIMARY KEY, name text CHECK (name <> 'refused'), amount numeric(12,2), updated_at timestamptz);"
+    ))
+    .await
+    .unwrap();
+    let cfg = write_config(&pipeline_yaml(
+        "fails",
+        &src,
+        "pg",
+        &sink,
+        "{strategy: upsert}",
+        "",
+    ));
+    // The reader is far ahead of the failing writer: it must stop too, not wait forever.
+    let o = synctool_within(&cfg, &["apply"], 120);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(1), "{err}");
+    assert!(err.contains("sink.merge") && err.contains("check"), "{err}");
+    let rows: i64 = c
+        .query_one(&format!("SELECT count(*) FROM {sink}"), &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(rows % 500, 0, "only whole batches are written: {rows}");
+    assert!(rows < 25000, "{rows}");
+    drop_pg(&c, &[&src, &sink]).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn duplicate_keys_across_batches_into_a_new_table_fall_back_to_merging() {
+    let c = pg().await;
+    let mut m = my().await;
+    let src = unique("eng_dup");
+    // Every id three times, so that batches of 500 rows split some ids between two batches.
+    c.batch_execute(&format!(
+        "CREATE TABLE {src} (id bigint, name text, amount numeric(12,2), updated_at timestamptz);
+         INSERT INTO {src} SELECT g % 1000 + 1, 'name ' || (g % 1000 + 1), 1, TIMESTAMPTZ '2024-01-01 00:00:00+00'
+           FROM generate_series(0, 2999) g;"
+    ))
+    .await
+    .unwrap();
+    for (store, sink) in [("pg", unique("eng_dup_pg")), ("my", unique("eng_dup_my"))] {
+        let cfg = write_config(&pipeline_yaml(
+            "dups",
+            &src,
+            store,
+            &sink,
+            "{strategy: upsert}",
+            "",
+        ));
+        let r = json_run(&cfg, &["apply"], 0);
+        assert_eq!(n(&r, "rows_read"), 3000, "{store}: {r}");
+        let (count, distinct): (i64, i64) = if store == "pg" {
+            let row = c
+                .query_one(
+                    &format!("SELECT count(*), count(DISTINCT id) FROM {sink}"),
+                    &[],
+                )
+                .await
+                .unwrap();
+            (row.get(0), row.get(1))
+        } else {
+            m.query_first(format!("SELECT count(*), count(DISTINCT id) FROM {sink}"))
+                .await
+                .unwrap()
+                .unwrap()
+        };
+        assert_eq!((count, distinct), (1000, 1000), "{store}");
+        if store == "pg" {
+            drop_pg(&c, &[&sink]).await;
+        } else {
+            m.query_drop(format!("DROP TABLE IF EXISTS {sink}"))
+                .await
+                .unwrap();
+        }
+    }
+    drop_pg(&c, &[&src]).await;
+}

@@ -121,12 +121,15 @@ impl Pair {
 /// levels.
 const FINE_BLOCKS: i64 = 20_000;
 
+/// A block's (rows, hash sum) on the source and on the sink side, when it has rows there.
+type SideSums = (Option<(u64, i128)>, Option<(u64, i128)>);
+
 /// `md5sum_hash` blocks read at a fine interval over `span`: (rows, hash sum) per side.
 #[derive(Debug)]
 struct Fine {
     interval: i64,
     span: Range,
-    blocks: BTreeMap<i64, (Option<(u64, i128)>, Option<(u64, i128)>)>,
+    blocks: BTreeMap<i64, SideSums>,
 }
 
 impl Fine {
@@ -147,7 +150,7 @@ impl Fine {
                 a.1 += h;
             }
         };
-        let mut sums: BTreeMap<i64, (Option<(u64, i128)>, Option<(u64, i128)>)> = BTreeMap::new();
+        let mut sums: BTreeMap<i64, SideSums> = BTreeMap::new();
         for (fid, (src, snk)) in &self.blocks {
             let lo = self.span.block(*fid, self.interval).lo;
             if lo < q.lo || lo >= q.hi {
