@@ -315,6 +315,37 @@ pub fn format_uuid(b: &[u8; 16]) -> String {
 mod tests {
     use super::*;
 
+    #[test]
+    fn uuids_parse_in_any_case_and_format_lower_case() {
+        let b = parse_uuid("{550E8400-E29B-41D4-A716-446655440000}").unwrap();
+        assert_eq!(format_uuid(&b), "550e8400-e29b-41d4-a716-446655440000");
+        assert_eq!(parse_uuid("550e8400e29b41d4a716446655440000"), Some(b));
+        assert_eq!(parse_uuid("550e8400-e29b-41d4-a716-44665544000"), None);
+        assert_eq!(parse_uuid("550e8400-e29b-41d4-a716-4466554400000"), None);
+        assert_eq!(parse_uuid("550e8400-e29b-41d4-a716-44665544000g"), None);
+    }
+
+    #[test]
+    fn conforming_values_are_exactly_what_coerce_keeps() {
+        let dec = |s: &str| Value::Decimal(Decimal::parse(s).unwrap());
+        let d2 = Dtype::Decimal {
+            precision: 12,
+            scale: 2,
+        };
+        assert!(conforms(&dec("1.50"), d2));
+        assert!(!conforms(&dec("1.5"), d2));
+        assert!(conforms(&Value::Null, Dtype::Uuid));
+        assert!(!conforms(&Value::Str("x".into()), Dtype::Uuid));
+        for (v, d) in [
+            (Value::Int(7), Dtype::Int),
+            (dec("1.50"), d2),
+            (Value::Str("a".into()), Dtype::Str),
+        ] {
+            assert!(conforms(&v, d));
+            assert_eq!(coerce(v.clone(), d).unwrap(), v);
+        }
+    }
+
     fn dec(s: &str) -> Decimal {
         Decimal::parse(s).unwrap()
     }

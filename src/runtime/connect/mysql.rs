@@ -523,3 +523,37 @@ fn from_mysql(v: MyValue, ct: ColumnType) -> Result<Value, String> {
         }
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn field(v: Value, d: Dtype) -> String {
+        let mut buf = Vec::new();
+        infile_field(&mut buf, &v, d).unwrap();
+        String::from_utf8(buf).unwrap()
+    }
+
+    #[test]
+    fn infile_fields_escape_separators_and_mark_null() {
+        assert_eq!(field(Value::Null, Dtype::Str), "\\N");
+        assert_eq!(field(Value::Str("N".into()), Dtype::Str), "N");
+        assert_eq!(
+            field(Value::Str("a,b;c\\d\0é\t\n".into()), Dtype::Str),
+            "a\\,b\\;c\\\\d\\0é\t\n"
+        );
+        assert_eq!(field(Value::Str(String::new()), Dtype::Str), "");
+        assert_eq!(field(Value::Bool(true), Dtype::Bool), "1");
+        assert_eq!(field(Value::Int(-3), Dtype::Int), "-3");
+        let t = NaiveDate::from_ymd_opt(1969, 12, 31)
+            .unwrap()
+            .and_hms_micro_opt(23, 59, 59, 5)
+            .unwrap();
+        assert_eq!(
+            field(Value::Datetime(t), Dtype::Datetime),
+            "1969-12-31 23:59:59.000005"
+        );
+        let mut buf = Vec::new();
+        assert!(infile_field(&mut buf, &Value::Float(f64::NAN), Dtype::Float).is_err());
+    }
+}

@@ -651,3 +651,52 @@ impl Recon<'_, '_> {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fine_blocks_roll_up_into_coarser_ones_within_the_range() {
+        // Blocks of 10 over [5, 95): the first and last are clipped to the span.
+        let mut blocks = BTreeMap::new();
+        blocks.insert(0, (Some((2, 10)), Some((2, 10))));
+        blocks.insert(3, (Some((1, -4)), None));
+        blocks.insert(5, (Some((3, 6)), Some((3, 7))));
+        blocks.insert(9, (None, Some((1, 1))));
+        let f = Fine {
+            interval: 10,
+            span: Range { lo: 5, hi: 95 },
+            blocks,
+        };
+        let whole = Range { lo: 5, hi: 95 };
+        assert!(f.covers(whole, 50));
+        assert!(!f.covers(whole, 25));
+        assert!(!f.covers(Range { lo: 0, hi: 95 }, 50));
+        let up = f.roll_up(whole, 50);
+        let pair = |s: Option<(u64, &str)>, k: Option<(u64, &str)>| Pair {
+            src: s.map(|(n, h)| (n, h.to_string())),
+            sink: k.map(|(n, h)| (n, h.to_string())),
+        };
+        assert_eq!(up.len(), 2);
+        assert_eq!(up[0].0, 0);
+        assert_eq!(
+            (&up[0].1.src, &up[0].1.sink),
+            (
+                &pair(Some((3, "6")), None).src,
+                &pair(None, Some((2, "10"))).sink
+            )
+        );
+        assert_eq!(up[1].0, 1);
+        assert_eq!(
+            (&up[1].1.src, &up[1].1.sink),
+            (
+                &pair(Some((3, "6")), None).src,
+                &pair(None, Some((4, "8"))).sink
+            )
+        );
+        // A child range (block 1 of interval 50) sees only its own fine blocks.
+        let child = f.roll_up(Range { lo: 50, hi: 95 }, 10);
+        assert_eq!(child.iter().map(|b| b.0).collect::<Vec<_>>(), vec![5, 9]);
+    }
+}
