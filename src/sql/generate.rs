@@ -453,58 +453,62 @@ fn recon_steps(
 }
 
 /// The MySQL (or any dialect's) multi-row `INSERT INTO _synctool_stage (…) VALUES …` for a
-/// batch of `rows` rows, as a `sink.load` step; the runtime calls it per batch size.
+/// batch of `rows` rows, as a `sink.load` step; the runtime calls it per batch size when
+/// the server refuses `LOAD DATA LOCAL INFILE`.
 pub fn stage_insert(p: &Pipeline, rows: usize) -> Option<SqlStep> {
-    let d = p.sink.store.kind.dialect()?.dialect();
-    let s = SinkCtx::new(p, d);
-    let mut b = Binder::new();
-    let st = s.values_insert(&mut b, s.stage(), &s.load_columns(), rows);
-    let mut steps = Steps { out: vec![] };
-    steps.push(
-        "sink.load".into(),
-        Side::Sink,
-        &p.sink.store,
-        d,
+    values_step(
+        p,
+        rows,
+        "sink.load",
         "per batch: insert the batch's rows into the staging table",
-        vec![Stmt::ast(st)],
-        b,
-    );
-    steps.out.pop()
+        |s| (s.stage(), s.load_columns()),
+    )
 }
 
 /// The multi-row insert of `rows` rows straight into the sink table, as a
 /// `sink.load_direct` step (MySQL loads into a table this run created).
 pub fn direct_insert(p: &Pipeline, rows: usize) -> Option<SqlStep> {
-    let d = p.sink.store.kind.dialect()?.dialect();
-    let s = SinkCtx::new(p, d);
-    let mut b = Binder::new();
-    let st = s.values_insert(&mut b, s.table(), &s.load_columns(), rows);
-    let mut steps = Steps { out: vec![] };
-    steps.push(
-        "sink.load_direct".into(),
-        Side::Sink,
-        &p.sink.store,
-        d,
+    values_step(
+        p,
+        rows,
+        "sink.load_direct",
         "per batch: insert the batch's rows straight into the sink table",
-        vec![Stmt::ast(st)],
-        b,
-    );
-    steps.out.pop()
+        |s| (s.table(), s.load_columns()),
+    )
 }
 
 /// The multi-row insert of `rows` keys into the key staging table, as a `sink.load_keys` step.
 pub fn stage_keys_insert(p: &Pipeline, rows: usize) -> Option<SqlStep> {
+    values_step(
+        p,
+        rows,
+        "sink.load_keys",
+        "per batch of keys: insert the keys into the key staging table",
+        |s| (s.stage_keys(), s.key_columns()),
+    )
+}
+
+/// Step `id`: a multi-row `INSERT … VALUES` of `rows` rows into the table and columns
+/// `target` picks.
+fn values_step(
+    p: &Pipeline,
+    rows: usize,
+    id: &str,
+    purpose: &str,
+    target: impl Fn(&SinkCtx<'_>) -> (sqlparser::ast::ObjectName, Vec<crate::sql::sink::SinkCol>),
+) -> Option<SqlStep> {
     let d = p.sink.store.kind.dialect()?.dialect();
     let s = SinkCtx::new(p, d);
+    let (table, cols) = target(&s);
     let mut b = Binder::new();
-    let st = s.values_insert(&mut b, s.stage_keys(), &s.key_columns(), rows);
+    let st = s.values_insert(&mut b, table, &cols, rows);
     let mut steps = Steps { out: vec![] };
     steps.push(
-        "sink.load_keys".into(),
+        id.into(),
         Side::Sink,
         &p.sink.store,
         d,
-        "per batch of keys: insert the keys into the key staging table",
+        purpose,
         vec![Stmt::ast(st)],
         b,
     );

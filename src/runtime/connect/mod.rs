@@ -225,6 +225,22 @@ pub(crate) fn check_arity(
     Ok(())
 }
 
+/// Checks that a row to load has one value per column.
+pub(crate) fn check_row(
+    ctx: &ErrCtx,
+    stmt: &Stmt<'_>,
+    row: &Row,
+    columns: usize,
+) -> Result<(), RuntimeError> {
+    if row.len() != columns {
+        return Err(ctx.stmt(
+            stmt.step,
+            format!("a row has {} values for {columns} columns", row.len()),
+        ));
+    }
+    Ok(())
+}
+
 /// Sends one batch of rows; `Err` when the receiver is gone.
 pub(crate) async fn send_batch(
     tx: &mpsc::Sender<Result<Vec<Row>, RuntimeError>>,
@@ -343,9 +359,8 @@ impl Conn {
     /// Bulk-loads `rows` the fastest way the database offers, with the load statement the
     /// generator produced for this dialect:
     /// - PostgreSQL: `COPY t (cols) FROM STDIN (FORMAT binary)` ([`postgres::PgConn::copy_in`]);
-    /// - MySQL: `LOAD DATA LOCAL INFILE` ([`mysql::MyConn::load_data`]), or a multi-row
-    ///   `INSERT … VALUES (?,…),…` for exactly `rows.len()` rows
-    ///   ([`mysql::MyConn::insert_rows`]);
+    /// - MySQL: `LOAD DATA LOCAL INFILE` ([`mysql::MyConn::load_data`]; where the server
+    ///   refuses it, see [`Conn::insert_rows`]);
     /// - ClickHouse: `INSERT INTO t (cols) FORMAT RowBinary`
     ///   ([`clickhouse::ChConn::insert_row_binary`]).
     ///
@@ -361,11 +376,26 @@ impl Conn {
     ) -> Result<u64, RuntimeError> {
         match self {
             Conn::Postgres(c) => c.copy_in(stmt, types, rows).await,
-            Conn::Mysql(c) if stmt.sql.starts_with("LOAD DATA LOCAL INFILE") => {
-                c.load_data(stmt, types, rows).await
-            }
-            Conn::Mysql(c) => c.insert_rows(stmt, types, rows).await,
+            Conn::Mysql(c) => c.load_data(stmt, types, rows).await,
             Conn::Clickhouse(c) => c.insert_row_binary(stmt, types, nullable, rows).await,
+        }
+    }
+
+    /// MySQL's fallback load: a multi-row `INSERT … VALUES (?,…),…` for exactly
+    /// `rows.len()` rows ([`mysql::MyConn::insert_rows`]). The other dialects always bulk-load.
+    pub async fn insert_rows(
+        &mut self,
+        stmt: Stmt<'_>,
+        types: &[Dtype],
+        rows: &[Row],
+    ) -> Result<u64, RuntimeError> {
+        match self {
+            Conn::Mysql(c) => c.insert_rows(stmt, types, rows).await,
+            other => Err(RuntimeError::Config(format!(
+                "step {}: multi-row INSERT loads are MySQL's fallback, not {}'s",
+                stmt.step,
+                other.dialect().name()
+            ))),
         }
     }
 

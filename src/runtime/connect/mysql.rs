@@ -7,7 +7,7 @@
 //! DATETIME with its microseconds, `BOOLEAN` as `TINYINT(1)` (read as a bool when the
 //! caller asks for one), JSON as text.
 
-use super::{check_arity, send_batch, ConnSettings, ErrCtx, Stmt};
+use super::{check_arity, check_row, send_batch, ConnSettings, ErrCtx, Stmt};
 use crate::expr::Value;
 use crate::runtime::values::{coerce, decimal_fixed_text, kind_name};
 use crate::runtime::{Row, RuntimeError};
@@ -271,12 +271,7 @@ impl MyConn {
         let mut chunks: Vec<bytes::Bytes> = Vec::new();
         let mut buf: Vec<u8> = Vec::with_capacity(INFILE_CHUNK + 4096);
         for row in rows {
-            if row.len() != types.len() {
-                return Err(self.ctx.stmt(
-                    stmt.step,
-                    format!("a row has {} values for {} columns", row.len(), types.len()),
-                ));
-            }
+            check_row(&self.ctx, &stmt, row, types.len())?;
             for (i, (v, d)) in row.iter().zip(types).enumerate() {
                 if i > 0 {
                     buf.push(b',');
@@ -355,12 +350,7 @@ impl MyConn {
         }
         let mut vals = Vec::with_capacity(total);
         for row in rows {
-            if row.len() != types.len() {
-                return Err(self.ctx.stmt(
-                    stmt.step,
-                    format!("a row has {} values for {} columns", row.len(), types.len()),
-                ));
-            }
+            check_row(&self.ctx, &stmt, row, types.len())?;
             for (i, (v, d)) in row.iter().zip(types).enumerate() {
                 vals.push(to_mysql(v, *d).map_err(|m| self.ctx.bind(stmt.step, i + 1, m))?);
             }

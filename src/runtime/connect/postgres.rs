@@ -8,7 +8,7 @@
 //! protocol, which tokio-postgres delivers through a bounded channel: a slow consumer stops
 //! the socket from being read.
 
-use super::{check_arity, send_batch, ConnSettings, ErrCtx, Stmt};
+use super::{check_arity, check_row, send_batch, ConnSettings, ErrCtx, Stmt};
 use crate::expr::value::Decimal;
 use crate::expr::Value;
 use crate::runtime::values::{self, coerce, decimal_fixed_text, kind_name};
@@ -392,12 +392,7 @@ impl PgConn {
         let fields = i16::try_from(types.len())
             .map_err(|_| self.ctx.stmt(stmt.step, "too many columns for COPY"))?;
         for row in rows {
-            if row.len() != types.len() {
-                return Err(self.ctx.stmt(
-                    stmt.step,
-                    format!("a row has {} values for {} columns", row.len(), types.len()),
-                ));
-            }
+            check_row(&self.ctx, &stmt, row, types.len())?;
             buf.put_i16(fields);
             for (i, ((v, d), ty)) in row.iter().zip(types).zip(&pg_types).enumerate() {
                 let bind_err = |m: String| self.ctx.bind(stmt.step, i + 1, m);

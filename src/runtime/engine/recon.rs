@@ -65,9 +65,7 @@ impl Sides<'_> {
         })?;
         conn.query(step.stmt(0), vals, out).await
     }
-}
 
-impl Sides<'_> {
     /// Runs a source-side and a sink-side query at the same time (each on its own
     /// connection); returns their rows in that order.
     async fn query_pair(

@@ -51,9 +51,8 @@ pub struct SinkIo<'a> {
     load_types: Vec<Dtype>,
     load_nullable: Vec<bool>,
     key_types: Vec<Dtype>,
-    row_loads: HashMap<usize, Prepared>,
-    key_loads: HashMap<usize, Prepared>,
-    direct_loads: HashMap<usize, Prepared>,
+    /// MySQL's fallback multi-row INSERTs, by target and row count.
+    inserts: HashMap<(Load, usize), Prepared>,
     /// Rows go straight into the sink table (`sink.load_direct`): the run created it.
     direct: bool,
     /// MySQL loads use the generated `LOAD DATA LOCAL INFILE` (until the server refuses it
@@ -126,9 +125,7 @@ impl<'a> SinkIo<'a> {
             load_types: cols.iter().map(|c| c.1).collect(),
             load_nullable: cols.iter().map(|c| c.2).collect(),
             key_types,
-            row_loads: HashMap::new(),
-            key_loads: HashMap::new(),
-            direct_loads: HashMap::new(),
+            inserts: HashMap::new(),
             direct: false,
             infile: p.sink.store.kind.dialect() == Some(DialectKind::Mysql),
         })
@@ -243,8 +240,9 @@ impl<'a> SinkIo<'a> {
         }
     }
 
-    /// Loads rows (or, with `keys`, key rows) with `sink.load` / `sink.load_keys`; MySQL
-    /// gets multi-row inserts sized to the batch, within its parameter limit.
+    /// Loads rows into `what` with its bulk-load step (`sink.load`, `sink.load_keys`,
+    /// `sink.load_direct`). MySQL, once the server refused `LOAD DATA LOCAL INFILE` or a load
+    /// warned, gets multi-row INSERTs sized to the batch, within its parameter limit.
     async fn load(&mut self, what: Load, rows: &[Row]) -> Result<(), RuntimeError> {
         if rows.is_empty() {
             return Ok(());
@@ -270,12 +268,7 @@ impl<'a> SinkIo<'a> {
         let per = (MYSQL_MAX_PARAMS / types.len().max(1)).max(1);
         for chunk in rows.chunks(per) {
             let n = chunk.len();
-            let cache = match what {
-                Load::Keys => &mut self.key_loads,
-                Load::Stage => &mut self.row_loads,
-                Load::Direct => &mut self.direct_loads,
-            };
-            let step = match cache.entry(n) {
+            let step = match self.inserts.entry((what, n)) {
                 std::collections::hash_map::Entry::Occupied(e) => e.get().clone(),
                 std::collections::hash_map::Entry::Vacant(e) => {
                     let step = match what {
@@ -287,9 +280,7 @@ impl<'a> SinkIo<'a> {
                     e.insert(Prepared::new(step)?).clone()
                 }
             };
-            self.sql()?
-                .load(step.stmt(0), &types, &nullable, chunk)
-                .await?;
+            self.sql()?.insert_rows(step.stmt(0), &types, chunk).await?;
         }
         Ok(())
     }
@@ -449,7 +440,7 @@ impl<'a> SinkIo<'a> {
 }
 
 /// Which table a load fills.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 enum Load {
     /// The key staging table (`sink.load_keys`).
     Keys,
