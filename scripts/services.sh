@@ -36,6 +36,34 @@ wait_for() {
 
 tcp_open() { (exec 3<>"/dev/tcp/$1/$2") 2>/dev/null; }
 
+# --- A test certificate authority and a server certificate for 127.0.0.1 / localhost -------
+# The TLS tests connect with sslmode require / verify-ca / verify-full and trust this CA
+# through `sslrootcert`. Each server gets its own copy of the key, owned by its user.
+TLS_DIR=${SYNCTOOL_TEST_TLS_DIR:-/etc/synctool-test-tls}
+if [ ! -s "$TLS_DIR/server.pem" ] || ! openssl x509 -checkend 86400 -noout -in "$TLS_DIR/server.pem" >/dev/null; then
+    log "creating the test CA and server certificate in $TLS_DIR"
+    mkdir -p "$TLS_DIR"
+    openssl req -x509 -newkey rsa:2048 -nodes -days 3650 -subj "/CN=synctool test CA" \
+        -addext "basicConstraints=critical,CA:TRUE" -addext "keyUsage=critical,keyCertSign,cRLSign" \
+        -keyout "$TLS_DIR/ca.key" -out "$TLS_DIR/ca.pem" 2>/dev/null
+    openssl req -newkey rsa:2048 -nodes -subj "/CN=localhost" \
+        -keyout "$TLS_DIR/server.key" -out "$TLS_DIR/server.csr" 2>/dev/null
+    printf 'subjectAltName=IP:127.0.0.1,DNS:localhost\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n' >"$TLS_DIR/server.ext"
+    openssl x509 -req -in "$TLS_DIR/server.csr" -CA "$TLS_DIR/ca.pem" -CAkey "$TLS_DIR/ca.key" \
+        -CAcreateserial -days 3650 -extfile "$TLS_DIR/server.ext" -out "$TLS_DIR/server.pem" 2>/dev/null
+    rm -f "$TLS_DIR"/*/server.key
+fi
+chmod 0755 "$TLS_DIR"
+# own_key USER: a copy of the server key readable by USER only, at $TLS_DIR/USER/server.key.
+own_key() {
+    if [ ! -s "$TLS_DIR/$1/server.key" ] && id "$1" >/dev/null 2>&1; then
+        mkdir -p "$TLS_DIR/$1"
+        cp "$TLS_DIR/server.key" "$TLS_DIR/$1/server.key"
+        chown "$1" "$TLS_DIR/$1/server.key"
+        chmod 0600 "$TLS_DIR/$1/server.key"
+    fi
+}
+
 # --- PostgreSQL (127.0.0.1:5432, trust, database test) ---------------------------------
 pg_up() { pg_isready -q -h 127.0.0.1 -p 5432; }
 if ! pg_up; then
@@ -51,17 +79,29 @@ if ! psql -h 127.0.0.1 -U postgres -d postgres -tAc 'SELECT 1' >/dev/null 2>&1; 
     runuser -u postgres -- psql -tAc 'SELECT pg_reload_conf()' >/dev/null
     sleep 1
 fi
+own_key postgres
+if [ "$(psql -h 127.0.0.1 -U postgres -d postgres -tAc 'SHOW ssl_cert_file')" != "$TLS_DIR/server.pem" ] ||
+    [ "$(psql -h 127.0.0.1 -U postgres -d postgres -tAc 'SHOW ssl')" != on ]; then
+    log "PostgreSQL: TLS with the test certificate"
+    psql -h 127.0.0.1 -U postgres -d postgres -q \
+        -c "ALTER SYSTEM SET ssl_cert_file = '$TLS_DIR/server.pem'" \
+        -c "ALTER SYSTEM SET ssl_key_file = '$TLS_DIR/postgres/server.key'" \
+        -c "ALTER SYSTEM SET ssl = on" -c "SELECT pg_reload_conf()" >/dev/null
+    sleep 1
+fi
 if [ "$(psql -h 127.0.0.1 -U postgres -d postgres -tAc "SELECT 1 FROM pg_database WHERE datname = 'test'")" != 1 ]; then
     psql -h 127.0.0.1 -U postgres -d postgres -c 'CREATE DATABASE test' >/dev/null
 fi
 
 # --- MariaDB (127.0.0.1:3306, root without password, database test) ----------------------
 maria_up() { mariadb-admin -h 127.0.0.1 -P 3306 -u root ping; }
+MARIA_TLS=(--ssl-cert="$TLS_DIR/server.pem" --ssl-key="$TLS_DIR/mysql/server.key" --ssl-ca="$TLS_DIR/ca.pem")
 if ! maria_up; then
     command -v mariadbd >/dev/null || [ -x /usr/sbin/mariadbd ] || apt_install mariadb-server
     mkdir -p /run/mysqld && chown mysql:mysql /run/mysqld 2>/dev/null || true
     log "starting MariaDB"
-    start-stop-daemon --start --oknodo --background --exec /usr/sbin/mariadbd
+    own_key mysql
+    start-stop-daemon --start --oknodo --background --exec /usr/sbin/mariadbd -- "${MARIA_TLS[@]}"
 fi
 wait_for MariaDB 60 mariadb-admin ping
 if ! maria_up; then
@@ -69,6 +109,17 @@ if ! maria_up; then
     mariadb -u root -e "ALTER USER 'root'@'localhost' IDENTIFIED VIA mysql_native_password USING PASSWORD('') OR unix_socket"
 fi
 wait_for "MariaDB on 127.0.0.1:3306" 30 maria_up
+if [ "$(mariadb -h 127.0.0.1 -u root -N -e "SELECT @@have_ssl")" != YES ]; then
+    # TLS settings are read at start only: restart the server with them.
+    log "MariaDB: TLS with the test certificate (restart)"
+    mariadb-admin -h 127.0.0.1 -u root shutdown
+    for _ in $(seq 60); do pgrep -x mariadbd >/dev/null || break; sleep 1; done
+    pgrep -x mariadbd >/dev/null && die "MariaDB did not stop within 60s"
+    own_key mysql
+    start-stop-daemon --start --oknodo --background --exec /usr/sbin/mariadbd -- "${MARIA_TLS[@]}"
+    wait_for "MariaDB on 127.0.0.1:3306" 60 maria_up
+    [ "$(mariadb -h 127.0.0.1 -u root -N -e "SELECT @@have_ssl")" = YES ] || die "MariaDB did not enable TLS"
+fi
 mariadb -h 127.0.0.1 -u root -e 'CREATE DATABASE IF NOT EXISTS test'
 
 # --- Redis (127.0.0.1:6379) ---------------------------------------------------------------
@@ -93,14 +144,36 @@ if ! nats_up; then
 fi
 wait_for NATS 30 nats_up
 
-# --- ClickHouse 18.16 (HTTP 127.0.0.1:8123) -----------------------------------------------
+# --- ClickHouse 18.16 (HTTP 127.0.0.1:8123, HTTPS 127.0.0.1:8443) -------------------------
 ch_up() { curl -sf http://127.0.0.1:8123/ping; }
+ch_tls_up() { curl -sf --cacert "$TLS_DIR/ca.pem" https://127.0.0.1:8443/ping; }
+command -v clickhouse-server >/dev/null || apt_install clickhouse-server clickhouse-client
+if [ -d /etc/clickhouse-server ] && [ ! -s /etc/clickhouse-server/config.d/synctool-test-tls.xml ]; then
+    mkdir -p /etc/clickhouse-server/config.d
+    cat >/etc/clickhouse-server/config.d/synctool-test-tls.xml <<XML
+<yandex>
+    <https_port>8443</https_port>
+    <openSSL>
+        <server>
+            <certificateFile>$TLS_DIR/server.pem</certificateFile>
+            <privateKeyFile>$TLS_DIR/server.key</privateKeyFile>
+            <dhParamsFile></dhParamsFile>
+        </server>
+    </openSSL>
+</yandex>
+XML
+fi
+if ch_up && ! ch_tls_up; then
+    log "ClickHouse: restarting to serve HTTPS with the test certificate"
+    pkill -f 'clickhouse-server --config-file' || true
+    for _ in $(seq 60); do pgrep -f 'clickhouse-server --config-file' >/dev/null || break; sleep 1; done
+fi
 if ! ch_up; then
-    command -v clickhouse-server >/dev/null || apt_install clickhouse-server clickhouse-client
     log "starting ClickHouse"
     setsid clickhouse-server --config-file=/etc/clickhouse-server/config.xml >/tmp/ch.log 2>&1 &
 fi
 wait_for "ClickHouse (log: /tmp/ch.log)" 120 ch_up
+wait_for "ClickHouse HTTPS (log: /tmp/ch.log)" 30 ch_tls_up
 
 # --- chdb (a current ClickHouse engine, in-process) ---------------------------------------
 if ! python3 -c 'import chdb' >/dev/null 2>&1; then

@@ -245,7 +245,10 @@ fn execute(cli: &Cli, fe: &Frontend, args: &RunArgs, dry_run: bool, exit_code: b
             Ok(s) => println!("{s}"),
             Err(e) => eprintln!("error: {e}"),
         },
-        RunFormat::Text => print!("{}", engine::render_text(&reports, dry_run)),
+        RunFormat::Text => print!(
+            "{}",
+            engine::render_text(&reports, dry_run, failure.is_none())
+        ),
     }
     if let Some(m) = failure {
         eprintln!("{m}");

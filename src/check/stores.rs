@@ -2,8 +2,8 @@
 //! name with "did you mean" hints.
 
 use super::Diags;
-use crate::config::raw::{RawConfig, RawState, RawTable};
-use crate::config::Spanned;
+use crate::config::raw::{RawConfig, RawDatastore, RawState, RawTable};
+use crate::config::{Spanned, TlsMode};
 use crate::diag::{did_you_mean, Diagnostic};
 use crate::ir::{ExternalKind, ExternalStore, StateTable, Store, StoreKind, TableName};
 use crate::sql::DialectKind;
@@ -48,6 +48,7 @@ impl Stores {
                                 .with_span(d.name.span),
                         );
                     }
+                    check_tls(d, diags);
                 }
                 StoreKind::Webhook => {
                     if d.base_url.is_none() {
@@ -216,4 +217,40 @@ pub fn unknown<'a>(
         }
     };
     d
+}
+
+/// `sslmode` must be one of libpq's values, and only one of `sslmode` / `tls` may be given;
+/// `sslrootcert` means nothing when TLS is disabled.
+fn check_tls(d: &RawDatastore, diags: &mut Diags) {
+    let mode = match (&d.sslmode, &d.tls) {
+        (Some(m), Some(t)) => {
+            diags.push(
+                t.error("give either `sslmode` or `tls`, not both")
+                    .with_help(format!("`sslmode: {}` is already set", m.value)),
+            );
+            return;
+        }
+        (Some(m), None) => match TlsMode::parse(&m.value) {
+            Some(mode) => Some(mode),
+            None => {
+                let mut e = m.error(format!("unknown sslmode `{}`", m.value));
+                e = match did_you_mean(&m.value, TlsMode::NAMES) {
+                    Some(s) => e.with_help(format!("did you mean `{s}`?")),
+                    None => e.with_help(format!("expected one of: {}", TlsMode::NAMES.join(", "))),
+                };
+                diags.push(e);
+                return;
+            }
+        },
+        (None, Some(t)) => Some(TlsMode::from_flag(t.value)),
+        (None, None) => None,
+    };
+    if let (Some(TlsMode::Disable), Some(r)) = (mode, &d.sslrootcert) {
+        diags.push(r.error("`sslrootcert` has no effect when TLS is disabled"));
+    }
+    if let Some(r) = &d.sslrootcert {
+        if r.value.trim().is_empty() {
+            diags.push(r.error("`sslrootcert` must name a PEM file"));
+        }
+    }
 }

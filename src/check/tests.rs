@@ -199,3 +199,41 @@ fn filters_are_typed() {
         e.render()
     );
 }
+
+#[test]
+fn tls_settings_are_checked_where_they_are_written() {
+    // mysql_to_pg_delete_insert sets `sslmode: prefer` on its PostgreSQL sink.
+    let base = EXAMPLES[2].1;
+    assert!(base.contains("sslmode: prefer"));
+    for mode in crate::config::TlsMode::NAMES {
+        ok(&base.replace("sslmode: prefer", &format!("sslmode: {mode}")));
+    }
+    ok(&base.replace(
+        "sslmode: prefer",
+        "sslmode: verify-full\n    sslrootcert: /etc/ssl/ca.pem",
+    ));
+
+    let text = base.replace("sslmode: prefer", "sslmode: verify-fll");
+    let d = &fail(&text).diagnostics[0];
+    let span = d.span.unwrap();
+    assert_eq!(&text[span.start..span.end], "verify-fll");
+    assert!(
+        d.path.as_deref().unwrap().ends_with(".sslmode"),
+        "{:?}",
+        d.path
+    );
+    assert_eq!(d.help.as_deref(), Some("did you mean `verify-full`?"));
+
+    let text = base.replace("sslmode: prefer", "sslmode: require\n    tls: true");
+    let d = &fail(&text).diagnostics[0];
+    assert!(
+        d.message.contains("either `sslmode` or `tls`"),
+        "{}",
+        d.message
+    );
+
+    let text = base.replace("sslmode: prefer", "tls: false\n    sslrootcert: /ca.pem");
+    let d = &fail(&text).diagnostics[0];
+    let span = d.span.unwrap();
+    assert_eq!(&text[span.start..span.end], "/ca.pem");
+}

@@ -4,10 +4,12 @@
 pub mod decode;
 pub mod interpolate;
 pub mod raw;
+pub mod tls;
 pub mod yaml;
 
 pub use decode::{Secret, Spanned};
 pub use raw::RawConfig;
+pub use tls::TlsMode;
 
 use crate::diag::{Diagnostic, SourceFile};
 

@@ -37,10 +37,12 @@ pub struct RawDatastore {
     pub password: Option<Spanned<Secret>>,
     /// `database`
     pub database: Option<S>,
-    /// `sslmode` (PostgreSQL: disable, prefer, require…)
+    /// `sslmode`: disable, allow, prefer, require, verify-ca, verify-full (libpq's names)
     pub sslmode: Option<S>,
-    /// `tls` (MySQL/ClickHouse: use TLS)
+    /// `tls`: `true` is `sslmode: verify-full`, `false` is `disable`
     pub tls: Option<Spanned<bool>>,
+    /// `sslrootcert`: a PEM file of CA certificates trusted besides the built-in roots
+    pub sslrootcert: Option<S>,
     /// `pool_size`
     pub pool_size: Option<Spanned<u32>>,
     /// webhook `base_url`
@@ -80,6 +82,7 @@ const DB_KEYS: &[&str] = &[
     "database",
     "sslmode",
     "tls",
+    "sslrootcert",
     "pool_size",
 ];
 const WEBHOOK_KEYS: &[&str] = &["base_url", "headers", "timeout", "retries"];
@@ -447,6 +450,7 @@ fn datastore(n: &Node, path: &str, ctx: &mut Ctx) -> Option<RawDatastore> {
         database: m.str("database", ctx),
         sslmode: m.str("sslmode", ctx),
         tls: m.bool("tls", ctx),
+        sslrootcert: m.str("sslrootcert", ctx),
         pool_size: m.count("pool_size", 1, ctx),
         base_url: m.str("base_url", ctx),
         headers: m.string_map("headers", false, ctx),

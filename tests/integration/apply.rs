@@ -553,6 +553,12 @@ pipelines:
         "{err}"
     );
     assert!(!err.contains("pw-s3cret-9z"), "{err}");
+    // plan gives no verdict on drift when a pipeline could not be compared.
+    let o = synctool(&cfg, &["plan", "--exit-code"]);
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert_eq!(o.status.code(), Some(1), "{out}");
+    assert!(!out.contains("no drift"), "{out}");
+    assert!(out.contains("no verdict"), "{out}");
 }
 
 #[test]

@@ -13,3 +13,4 @@ mod hash_golden;
 mod matrix;
 mod statements;
 mod support;
+mod tls;

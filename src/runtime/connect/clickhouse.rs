@@ -32,7 +32,7 @@
 //! synctool's columns are defined by the config at run time, and against 18.16 it needs its
 //! schema validation disabled anyway. The HTTP protocol is small enough to speak directly.
 
-use super::{check_arity, send_batch, ConnSettings, ErrCtx, Stmt};
+use super::{check_arity, send_batch, tls, ConnSettings, ErrCtx, Stmt};
 use crate::expr::Value;
 use crate::runtime::values::{
     self, coerce, decimal_fixed_text, exact_scale, kind_name, unix_epoch,
@@ -115,25 +115,25 @@ enum Failure {
 
 impl ChConn {
     /// Connects: checks the server answers `SELECT version()`, then runs `session` in a new
-    /// server session. TLS (`tls: true` / `require`) fails: this build has no HTTPS support.
+    /// server session. `sslmode` `require` and stronger speak HTTPS (see [`super::tls`]);
+    /// weaker modes plain HTTP, as HTTP has no TLS negotiation to prefer it with.
     pub async fn connect(s: &ConnSettings, session: &[String]) -> Result<ChConn, RuntimeError> {
         let ctx = ErrCtx::new(s);
-        match s.tls.as_deref().map(str::to_ascii_lowercase).as_deref() {
-            None | Some("disable") | Some("false") | Some("prefer") => {}
-            Some(_) => {
-                return Err(ctx.connect(
-                    "HTTPS is not supported by this build: set `tls: false` or remove it",
-                ))
-            }
-        }
-        let http = reqwest::Client::builder()
+        let mut builder = reqwest::Client::builder()
             .connect_timeout(Duration::from_secs(10))
-            .pool_max_idle_per_host(2)
-            .build()
-            .map_err(|e| ctx.connect(e))?;
+            .pool_max_idle_per_host(2);
+        let scheme = if s.tls.required() {
+            let tls =
+                tls::client_config(s.tls, s.root_cert.as_deref()).map_err(|e| ctx.connect(e))?;
+            builder = builder.use_preconfigured_tls(tls).https_only(true);
+            "https"
+        } else {
+            "http"
+        };
+        let http = builder.build().map_err(|e| ctx.connect(e))?;
         let mut me = ChConn {
             http,
-            url: format!("http://{}:{}/", s.host, s.port),
+            url: format!("{scheme}://{}:{}/", s.host, s.port),
             ctx,
             user: s.username.clone(),
             password: s.password.as_ref().map(|p| p.expose().to_string()),

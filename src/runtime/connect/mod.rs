@@ -10,10 +10,11 @@
 //!   `ROLLBACK`, and reading the server version (`SHOW server_version` on PostgreSQL,
 //!   `SELECT version()` on ClickHouse; MySQL reports it in the handshake).
 //! - Results are decoded to [`Value`]s of the dtypes the caller names ([`crate::runtime::values::coerce`]).
-//! - TLS: this build links no TLS library. PostgreSQL `sslmode` `disable` and `prefer`
-//!   connect without TLS (`prefer` falls back to plain text, as libpq does when TLS is not
-//!   available); `require`, `verify-ca`, `verify-full` and `tls: true` on MySQL or ClickHouse
-//!   fail with a clear [`RuntimeError::Connect`] instead of silently sending data in clear.
+//! - TLS (rustls, see [`tls`]): `sslmode` follows libpq on every dialect. PostgreSQL
+//!   negotiates it (`prefer`, the default, falls back to plain text; `require` and stronger
+//!   never do). MySQL `prefer` tries TLS and falls back when the server has none; the
+//!   default there is plain text, as with the driver and MariaDB's client. ClickHouse speaks
+//!   `https://` (default port 8443) for `require` and stronger and plain HTTP otherwise.
 //! - Pooling: one [`Conn`] is one server session (transactions, temporary tables and session
 //!   settings are per session); [`Pool`] hands out at most `pool_size` of them to concurrent
 //!   tasks and reuses idle ones.
@@ -21,9 +22,10 @@
 pub mod clickhouse;
 pub mod mysql;
 pub mod postgres;
+pub mod tls;
 
 use crate::config::raw::RawDatastore;
-use crate::config::Secret;
+use crate::config::{Secret, TlsMode};
 use crate::expr::Value;
 use crate::runtime::{Row, RuntimeError};
 
@@ -41,7 +43,7 @@ pub struct ConnSettings {
     pub dialect: DialectKind,
     /// Host.
     pub host: String,
-    /// Port (dialect default when not configured: 5432, 3306, 8123).
+    /// Port (dialect default when not configured: 5432, 3306, 8123 or 8443 for HTTPS).
     pub port: u16,
     /// User name.
     pub username: Option<String>,
@@ -49,8 +51,11 @@ pub struct ConnSettings {
     pub password: Option<Secret>,
     /// Database.
     pub database: Option<String>,
-    /// PostgreSQL sslmode (`disable`, `prefer`, `require`) / TLS on for others.
-    pub tls: Option<String>,
+    /// How the connection uses TLS (`sslmode`, or `tls: true|false`, or the dialect's
+    /// default).
+    pub tls: TlsMode,
+    /// `sslrootcert`: a PEM file of CA certificates trusted besides the built-in roots.
+    pub root_cert: Option<std::path::PathBuf>,
     /// Connections in the pool.
     pub pool_size: u32,
 }
@@ -64,9 +69,17 @@ impl ConnSettings {
             "clickhouse" => DialectKind::Clickhouse,
             _ => return None,
         };
+        let tls = match (&d.sslmode, &d.tls) {
+            // The checker rejects an unknown sslmode before anything runs.
+            (Some(m), _) => TlsMode::parse(&m.value).unwrap_or(TlsMode::VerifyFull),
+            (None, Some(t)) => TlsMode::from_flag(t.value),
+            (None, None) if dialect == DialectKind::Postgres => TlsMode::Prefer,
+            (None, None) => TlsMode::Disable,
+        };
         let default_port = match dialect {
             DialectKind::Postgres => 5432,
             DialectKind::Mysql => 3306,
+            DialectKind::Clickhouse if tls.required() => 8443,
             DialectKind::Clickhouse => 8123,
         };
         Some(ConnSettings {
@@ -85,15 +98,11 @@ impl ConnSettings {
             username: d.username.as_ref().map(|u| u.value.clone()),
             password: d.password.as_ref().map(|p| p.value.clone()),
             database: d.database.as_ref().map(|x| x.value.clone()),
-            tls: d.sslmode.as_ref().map(|s| s.value.clone()).or_else(|| {
-                d.tls.as_ref().map(|t| {
-                    if t.value {
-                        "require".into()
-                    } else {
-                        "disable".into()
-                    }
-                })
-            }),
+            tls,
+            root_cert: d
+                .sslrootcert
+                .as_ref()
+                .map(|r| std::path::PathBuf::from(&r.value)),
             pool_size: d.pool_size.as_ref().map(|p| p.value).unwrap_or(4),
         })
     }
@@ -159,10 +168,14 @@ impl ErrCtx {
     }
 
     pub(crate) fn connect(&self, msg: impl std::fmt::Display) -> RuntimeError {
+        let mut message = self.scrub(msg);
+        if let Some(h) = tls::hint(&message) {
+            message = format!("{message} ({h})");
+        }
         RuntimeError::Connect {
             store: self.store.clone(),
             host: self.host.clone(),
-            message: self.scrub(msg),
+            message,
         }
     }
 

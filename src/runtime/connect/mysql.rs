@@ -7,7 +7,8 @@
 //! DATETIME with its microseconds, `BOOLEAN` as `TINYINT(1)` (read as a bool when the
 //! caller asks for one), JSON as text.
 
-use super::{check_arity, check_row, send_batch, ConnSettings, ErrCtx, Stmt};
+use super::{check_arity, check_row, send_batch, tls, ConnSettings, ErrCtx, Stmt};
+use crate::config::TlsMode;
 use crate::expr::Value;
 use crate::runtime::values::{coerce, decimal_fixed_text, kind_name};
 use crate::runtime::{Row, RuntimeError};
@@ -15,7 +16,7 @@ use crate::types::Dtype;
 use chrono::{Datelike, NaiveDate, Timelike};
 use mysql_async::consts::ColumnType;
 use mysql_async::prelude::Queryable;
-use mysql_async::{Opts, OptsBuilder, Params, Value as MyValue};
+use mysql_async::{DriverError, Opts, OptsBuilder, Params, SslOpts, Value as MyValue};
 use std::time::Duration;
 use tokio::sync::mpsc;
 
@@ -49,25 +50,57 @@ impl std::fmt::Debug for MyConn {
     }
 }
 
+/// The driver's TLS options for the settings' `sslmode`: `None` for plain text.
+fn ssl_opts(s: &ConnSettings) -> Result<Option<SslOpts>, String> {
+    tls::install_default_provider();
+    let roots = match &s.root_cert {
+        Some(p) => tls::read_root_certs(p)?,
+        None => Vec::new(),
+    };
+    let base = || {
+        SslOpts::default()
+            .with_root_certs(roots.iter().map(|c| c.as_ref().to_vec().into()).collect())
+    };
+    Ok(match tls::effective(s.tls, s.root_cert.as_deref()) {
+        TlsMode::Disable | TlsMode::Allow => None,
+        TlsMode::Prefer | TlsMode::Require => Some(
+            base()
+                .with_danger_accept_invalid_certs(true)
+                .with_danger_skip_domain_validation(true),
+        ),
+        TlsMode::VerifyCa => Some(base().with_danger_skip_domain_validation(true)),
+        TlsMode::VerifyFull => Some(base()),
+    })
+}
+
+/// One connection attempt, bounded by the connect timeout (`Err(None)`: timed out).
+async fn open(opts: OptsBuilder) -> Result<mysql_async::Conn, Option<mysql_async::Error>> {
+    match tokio::time::timeout(
+        Duration::from_secs(10),
+        mysql_async::Conn::new(Opts::from(opts)),
+    )
+    .await
+    {
+        Ok(r) => r.map_err(Some),
+        Err(_) => Err(None),
+    }
+}
+
 fn my_msg(e: &mysql_async::Error) -> String {
     match e {
         mysql_async::Error::Server(s) => format!("ERROR {} ({}): {}", s.code, s.state, s.message),
-        other => other.to_string(),
+        // The driver wraps I/O errors twice, each time with the same prefix.
+        other => other
+            .to_string()
+            .replace("Input/output error: Input/output error: ", "I/O error: "),
     }
 }
 
 impl MyConn {
-    /// Connects (no TLS: see the module notes of [`super`]) and runs `session` through the
+    /// Connects (TLS as `sslmode` says, see [`super::tls`]) and runs `session` through the
     /// text protocol.
     pub async fn connect(s: &ConnSettings, session: &[String]) -> Result<MyConn, RuntimeError> {
         let ctx = ErrCtx::new(s);
-        match s.tls.as_deref().map(str::to_ascii_lowercase).as_deref() {
-            None | Some("disable") | Some("false") | Some("prefer") => {}
-            Some(_) => {
-                return Err(ctx
-                    .connect("TLS is not supported by this build: set `tls: false` or remove it"))
-            }
-        }
         let opts = OptsBuilder::default()
             .ip_or_hostname(s.host.clone())
             .tcp_port(s.port)
@@ -76,13 +109,21 @@ impl MyConn {
             .db_name(s.database.clone())
             .prefer_socket(false)
             .stmt_cache_size(64);
-        let conn = tokio::time::timeout(
-            Duration::from_secs(10),
-            mysql_async::Conn::new(Opts::from(opts)),
-        )
-        .await
-        .map_err(|_| ctx.connect("timed out after 10 s"))?
-        .map_err(|e| ctx.connect(my_msg(&e)))?;
+        let fail = |e: Option<mysql_async::Error>| match e {
+            Some(e) => ctx.connect(my_msg(&e)),
+            None => ctx.connect("timed out after 10 s"),
+        };
+        let conn = match ssl_opts(s).map_err(|e| ctx.connect(e))? {
+            None => open(opts).await.map_err(fail)?,
+            Some(ssl) if s.tls == TlsMode::Prefer => match open(opts.clone().ssl_opts(ssl)).await {
+                Err(Some(mysql_async::Error::Driver(DriverError::NoClientSslFlagFromServer))) => {
+                    tracing::debug!(datastore = %s.name, "the server has no TLS: plain text (sslmode prefer)");
+                    open(opts).await.map_err(fail)?
+                }
+                other => other.map_err(fail)?,
+            },
+            Some(ssl) => open(opts.ssl_opts(ssl)).await.map_err(fail)?,
+        };
         let (a, b, c) = conn.server_version();
         let mut me = MyConn {
             conn,

@@ -8,7 +8,8 @@
 //! protocol, which tokio-postgres delivers through a bounded channel: a slow consumer stops
 //! the socket from being read.
 
-use super::{check_arity, check_row, send_batch, ConnSettings, ErrCtx, Stmt};
+use super::{check_arity, check_row, send_batch, tls, ConnSettings, ErrCtx, Stmt};
+use crate::config::TlsMode;
 use crate::expr::value::Decimal;
 use crate::expr::Value;
 use crate::runtime::values::{self, coerce, decimal_fixed_text, kind_name};
@@ -24,7 +25,8 @@ use tokio::sync::mpsc;
 use tokio_postgres::config::SslMode;
 use tokio_postgres::error::SqlState;
 use tokio_postgres::types::{to_sql_checked, FromSql, IsNull, Kind, ToSql, Type};
-use tokio_postgres::{Client, Config, NoTls, Statement};
+use tokio_postgres::{Client, Config, Statement};
+use tokio_postgres_rustls::MakeRustlsConnect;
 
 type BoxError = Box<dyn StdError + Sync + Send>;
 
@@ -93,7 +95,7 @@ fn pg_msg(e: &tokio_postgres::Error) -> String {
 }
 
 impl PgConn {
-    /// Connects (see the module notes of [`super`] for TLS) and runs `session`.
+    /// Connects (TLS as `sslmode` says, see [`super::tls`]) and runs `session`.
     pub async fn connect(s: &ConnSettings, session: &[String]) -> Result<PgConn, RuntimeError> {
         let ctx = ErrCtx::new(s);
         let mut cfg = Config::new();
@@ -110,23 +112,15 @@ impl PgConn {
         if let Some(db) = &s.database {
             cfg.dbname(db);
         }
-        match s.tls.as_deref().map(str::to_ascii_lowercase).as_deref() {
-            None | Some("disable") | Some("allow") | Some("prefer") => {
-                cfg.ssl_mode(SslMode::Disable);
-            }
-            Some(m @ ("require" | "verify-ca" | "verify-full")) => {
-                return Err(ctx.connect(format!(
-                    "sslmode `{m}` is not supported: this build has no TLS support (use `disable` or `prefer`)"
-                )))
-            }
-            Some(other) => {
-                return Err(ctx.connect(format!(
-                    "unknown sslmode `{other}` (expected disable, allow, prefer, require, verify-ca or verify-full)"
-                )))
-            }
-        }
+        cfg.ssl_mode(match s.tls {
+            TlsMode::Disable => SslMode::Disable,
+            TlsMode::Allow | TlsMode::Prefer => SslMode::Prefer,
+            TlsMode::Require | TlsMode::VerifyCa | TlsMode::VerifyFull => SslMode::Require,
+        });
+        // With `disable` the connector is never asked for a TLS stream.
+        let tls = tls::client_config(s.tls, s.root_cert.as_deref()).map_err(|e| ctx.connect(e))?;
         let (client, connection) = cfg
-            .connect(NoTls)
+            .connect(MakeRustlsConnect::new(tls))
             .await
             .map_err(|e| ctx.connect(pg_msg(&e)))?;
         let store = s.name.clone();

@@ -61,8 +61,9 @@ pub fn render_json(reports: &[PipelineReport]) -> serde_json::Value {
     serde_json::json!({ "pipelines": reports })
 }
 
-/// One paragraph per pipeline. `plan` words it as what apply would do.
-pub fn render_text(reports: &[PipelineReport], plan: bool) -> String {
+/// One paragraph per pipeline. `plan` words it as what apply would do and ends with the
+/// verdict on drift, which is only given when every pipeline ran (`complete`).
+pub fn render_text(reports: &[PipelineReport], plan: bool, complete: bool) -> String {
     let mut out = String::new();
     for r in reports {
         let (w, d) = if plan {
@@ -87,8 +88,10 @@ pub fn render_text(reports: &[PipelineReport], plan: bool) -> String {
         let drift = reports.iter().any(|r| r.has_drift());
         out.push_str(if drift {
             "drift found: apply would change the sink\n"
-        } else {
+        } else if complete {
             "no drift: the sinks match their sources\n"
+        } else {
+            "no verdict: a pipeline failed before every sink was compared\n"
         });
     }
     out
