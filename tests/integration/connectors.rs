@@ -327,6 +327,67 @@ async fn load_every_dtype(d: DialectKind, insert: bool) {
     assert_rows(d, &back, &expected(d == CH));
 }
 
+/// A value that cannot be encoded in the middle of a LOAD DATA stream (after several
+/// chunks reached the server) stops the load with that value's error; rolling back leaves
+/// nothing and the connection stays usable. A row of the wrong length fails before anything
+/// is sent.
+#[tokio::test]
+async fn mysql_load_data_stops_at_a_bad_row_and_rolls_back() {
+    let mut c = connect(MY).await;
+    let t = scratch("badrow");
+    exec(
+        &mut c,
+        &format!("CREATE TABLE {t} (id BIGINT PRIMARY KEY, s TEXT, f DOUBLE)"),
+    )
+    .await;
+    let types = [Dtype::Int, Dtype::Str, Dtype::Float];
+    let mut data: Vec<Row> = (0..100_000)
+        .map(|i| {
+            vec![
+                Value::Int(i),
+                Value::Str(format!("row; {i}")),
+                Value::Float(0.5),
+            ]
+        })
+        .collect();
+    data[60_000][2] = Value::Float(f64::NAN);
+    let sql = format!(
+        "LOAD DATA LOCAL INFILE 'synctool' INTO TABLE {t} CHARACTER SET utf8mb4 FIELDS TERMINATED BY ',' ESCAPED BY '\\\\' LINES TERMINATED BY ';' (id, s, f)"
+    );
+    let nullable = [false, true, true];
+    let count =
+        async |c: &mut Conn| query(c, &format!("SELECT count(*) FROM {t}"), &[Dtype::Int]).await;
+    c.begin().await.unwrap();
+    let err = c
+        .load(st(&sql, &[], &[]), &types, &nullable, &data)
+        .await
+        .expect_err("NaN cannot be stored");
+    assert!(
+        !matches!(err, RuntimeError::LoadRefused { .. }),
+        "an encoding error is not a refusal: {err}"
+    );
+    assert!(
+        err.to_string().contains("cannot store the float NaN"),
+        "{err}"
+    );
+    c.rollback()
+        .await
+        .expect("the connection survives the stopped load");
+    assert_eq!(count(&mut c).await, vec![vec![Value::Int(0)]]);
+
+    data[60_000] = vec![Value::Int(60_000)];
+    let err = c
+        .load(st(&sql, &[], &[]), &types, &nullable, &data)
+        .await
+        .expect_err("a row of one value for three columns");
+    assert!(
+        err.to_string().contains("a row has 1 values for 3 columns"),
+        "{err}"
+    );
+    assert_eq!(count(&mut c).await, vec![vec![Value::Int(0)]]);
+    exec(&mut c, &format!("DROP TABLE {t}")).await;
+}
+
 /// Streams 200 000 generated rows in batches of 500 through a channel of 2 slots, checks
 /// the count and sums, and that the producer is still blocked (not done reading) while the
 /// consumer holds the first batch.

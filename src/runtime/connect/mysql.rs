@@ -309,38 +309,87 @@ impl MyConn {
         types: &[Dtype],
         rows: &[Row],
     ) -> Result<u64, RuntimeError> {
-        let mut chunks: Vec<bytes::Bytes> = Vec::new();
-        let mut buf: Vec<u8> = Vec::with_capacity(INFILE_CHUNK + 4096);
+        // The rows are encoded while the server loads what it has already received: the
+        // file is a stream fed through a small channel, so our encoding of a chunk overlaps
+        // the server's parsing and inserting of the ones before it.
         for row in rows {
             check_row(&self.ctx, &stmt, row, types.len())?;
-            for (i, (v, d)) in row.iter().zip(types).enumerate() {
-                if i > 0 {
-                    buf.push(b',');
-                }
-                infile_field(&mut buf, v, *d).map_err(|m| self.ctx.bind(stmt.step, i + 1, m))?;
-            }
-            buf.push(b';');
-            if buf.len() >= INFILE_CHUNK {
-                chunks.push(bytes::Bytes::from(std::mem::replace(
-                    &mut buf,
-                    Vec::with_capacity(INFILE_CHUNK + 4096),
-                )));
-            }
         }
-        if !buf.is_empty() {
-            chunks.push(bytes::Bytes::from(buf));
-        }
+        let (tx, rx) = mpsc::channel::<std::io::Result<bytes::Bytes>>(INFILE_AHEAD);
         self.conn.set_infile_handler(async move {
-            let s = futures_util::stream::iter(chunks.into_iter().map(Ok));
+            let s = futures_util::stream::unfold(rx, |mut rx| async move {
+                rx.recv().await.map(|chunk| (chunk, rx))
+            });
             Ok(Box::pin(s) as mysql_async::InfileData)
         });
+        let ctx = &self.ctx;
+        let bad_row: std::sync::Mutex<Option<RuntimeError>> = std::sync::Mutex::new(None);
+        let bad_slot = &bad_row;
+        let encode = async move {
+            let mut buf: Vec<u8> = Vec::with_capacity(INFILE_CHUNK + 4096);
+            for row in rows {
+                let row_start = buf.len();
+                for (i, (v, d)) in row.iter().zip(types).enumerate() {
+                    if i > 0 {
+                        buf.push(b',');
+                    }
+                    if let Err(m) = infile_field(&mut buf, v, *d) {
+                        // The file ends after the rows before this one (an error from the
+                        // stream would make the driver close the connection); the error is
+                        // returned and the caller rolls the transaction back.
+                        *bad_slot.lock().unwrap_or_else(|p| p.into_inner()) =
+                            Some(ctx.bind(stmt.step, i + 1, m));
+                        buf.truncate(row_start);
+                        if !buf.is_empty() {
+                            let _ = tx.send(Ok(std::mem::take(&mut buf).into())).await;
+                        }
+                        return false;
+                    }
+                }
+                buf.push(b';');
+                if buf.len() >= INFILE_CHUNK {
+                    let chunk =
+                        std::mem::replace(&mut buf, Vec::with_capacity(INFILE_CHUNK + 4096));
+                    if tx.send(Ok(chunk.into())).await.is_err() {
+                        return false; // the load ended before reading everything
+                    }
+                }
+            }
+            if !buf.is_empty() && tx.send(Ok(buf.into())).await.is_err() {
+                return false;
+            }
+            true
+        };
+        let (result, encoded) = {
+            let query = self.conn.query_drop(stmt.sql);
+            tokio::pin!(encode, query);
+            let mut encoded: Option<bool> = None;
+            let result = loop {
+                tokio::select! {
+                    r = &mut query => break r,
+                    r = &mut encode, if encoded.is_none() => encoded = Some(r),
+                }
+            };
+            // A query that ended without asking for the whole file leaves the encoder
+            // waiting on a full channel: it is dropped here.
+            (result, encoded)
+        };
+        if let Some(e) = bad_row.into_inner().unwrap_or_else(|p| p.into_inner()) {
+            return Err(e);
+        }
         let refused = |ctx: &ErrCtx, m: String| RuntimeError::LoadRefused {
             store: ctx.store.clone(),
             host: ctx.host.clone(),
             step: stmt.step.to_string(),
             message: m,
         };
-        match self.conn.query_drop(stmt.sql).await {
+        match result {
+            Ok(()) if encoded != Some(true) => {
+                return Err(self.ctx.stmt(
+                    stmt.step,
+                    "LOAD DATA ended before every row of the batch was sent",
+                ));
+            }
             Ok(()) => {}
             // 1148 ER_NOT_ALLOWED_COMMAND, 3948/4166 local infile disabled (MySQL 8).
             Err(mysql_async::Error::Server(e)) if matches!(e.code, 1148 | 3948 | 4166) => {
@@ -406,7 +455,10 @@ impl MyConn {
 }
 
 /// Bytes of infile data per chunk handed to the driver.
-const INFILE_CHUNK: usize = 256 * 1024;
+const INFILE_CHUNK: usize = 64 * 1024;
+
+/// Encoded chunks that may wait for the driver: how far encoding runs ahead of the load.
+const INFILE_AHEAD: usize = 4;
 
 /// Appends `s` with the `LOAD DATA` escapes (`ESCAPED BY '\'`, fields ended by `,`, lines
 /// by `;`): the escape character and both separators get a backslash, NUL is `\0`. (UTF-8
