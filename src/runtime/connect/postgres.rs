@@ -24,6 +24,7 @@ use std::time::Duration;
 use tokio::sync::mpsc;
 use tokio_postgres::config::SslMode;
 use tokio_postgres::error::SqlState;
+use tokio_postgres::tls::{MakeTlsConnect, TlsConnect};
 use tokio_postgres::types::{to_sql_checked, FromSql, IsNull, Kind, ToSql, Type};
 use tokio_postgres::{Client, Config, Statement};
 use tokio_postgres_rustls::MakeRustlsConnect;
@@ -94,6 +95,45 @@ fn pg_msg(e: &tokio_postgres::Error) -> String {
     m
 }
 
+/// Bytes of TLS records gathered before a write to the socket.
+const TLS_WRITE_BUFFER: usize = 256 * 1024;
+
+type BufferedSocket = tokio::io::BufWriter<tokio_postgres::Socket>;
+
+/// rustls for tokio-postgres with a write buffer under the TLS layer. tokio-rustls writes
+/// each 16 KB record with its own system call (tokio-postgres' socket has no vectored
+/// writes), which wakes the server once per record; buffered, a COPY chunk leaves in one
+/// write. tokio-rustls flushes during the handshake and tokio-postgres after each request,
+/// so nothing waits in the buffer.
+struct BufferedTls(MakeRustlsConnect);
+
+/// The connector [`BufferedTls`] makes for one connection.
+struct BufferedConnect<T>(T);
+
+impl MakeTlsConnect<tokio_postgres::Socket> for BufferedTls {
+    type Stream = <MakeRustlsConnect as MakeTlsConnect<BufferedSocket>>::Stream;
+    type TlsConnect =
+        BufferedConnect<<MakeRustlsConnect as MakeTlsConnect<BufferedSocket>>::TlsConnect>;
+    type Error = <MakeRustlsConnect as MakeTlsConnect<BufferedSocket>>::Error;
+
+    fn make_tls_connect(&mut self, domain: &str) -> Result<Self::TlsConnect, Self::Error> {
+        MakeTlsConnect::<BufferedSocket>::make_tls_connect(&mut self.0, domain).map(BufferedConnect)
+    }
+}
+
+impl<T: TlsConnect<BufferedSocket>> TlsConnect<tokio_postgres::Socket> for BufferedConnect<T> {
+    type Stream = T::Stream;
+    type Error = T::Error;
+    type Future = T::Future;
+
+    fn connect(self, stream: tokio_postgres::Socket) -> T::Future {
+        self.0.connect(tokio::io::BufWriter::with_capacity(
+            TLS_WRITE_BUFFER,
+            stream,
+        ))
+    }
+}
+
 impl PgConn {
     /// Connects (TLS as `sslmode` says, see [`super::tls`]) and runs `session`.
     pub async fn connect(s: &ConnSettings, session: &[String]) -> Result<PgConn, RuntimeError> {
@@ -120,7 +160,7 @@ impl PgConn {
         // With `disable` the connector is never asked for a TLS stream.
         let tls = tls::client_config(s.tls, s.root_cert.as_deref()).map_err(|e| ctx.connect(e))?;
         let (client, connection) = cfg
-            .connect(MakeRustlsConnect::new(tls))
+            .connect(BufferedTls(MakeRustlsConnect::new(tls)))
             .await
             .map_err(|e| ctx.connect(pg_msg(&e)))?;
         let store = s.name.clone();
