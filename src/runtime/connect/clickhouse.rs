@@ -966,6 +966,12 @@ pub fn encode_row_binary(
             let is_nullable = nullable.get(c).copied().unwrap_or(false);
             encode_value(&mut out, v, *d, is_nullable).map_err(|m| (r, c, m))?;
         }
+        if r == 0 {
+            // Size the body from the first row (+25% for longer strings): growing it by
+            // doubling copies it and touches fresh pages at every step.
+            let rest = out.len() * (rows.len() - 1);
+            out.reserve(rest + rest / 4);
+        }
     }
     Ok(out)
 }
