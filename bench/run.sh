@@ -65,19 +65,26 @@ run_pair "pg_full" "${PSQL[*]} -c \"COPY bench_src TO STDOUT\" | ${PSQL[*]} -c \
 "${PSQL[@]}" -c "DROP TABLE bench_base" -c "CREATE TABLE bench_base (LIKE bench_src)"
 read -r nopk _ < <(measure pg_full_nopk_baseline bash -c "${PSQL[*]} -c \"COPY bench_src TO STDOUT\" | ${PSQL[*]} -c \"COPY bench_base FROM STDIN\"")
 "${PSQL[@]}" -c "DROP TABLE bench_base"
+# Vacuum now, so that autovacuum of the loaded table does not run during the next benchmarks.
+"${PSQL[@]}" -c "VACUUM ANALYZE bench_dst" -c "CHECKPOINT"
 
 # MariaDB
 "${MYSQL[@]}" -e "DROP TABLE IF EXISTS bench_dst, bench_base; CREATE TABLE bench_base (id BIGINT PRIMARY KEY, name LONGTEXT, amount DECIMAL(12,2), flag BOOLEAN, created_at DATETIME(6), uid CHAR(36)) DEFAULT CHARSET=utf8mb4"
 run_pair "mysql_full" "${PSQL[*]} -c \"$COPY_SELECT\" | mysql --local-infile=1 -h 127.0.0.1 -uroot test -e \"LOAD DATA LOCAL INFILE '/dev/stdin' INTO TABLE bench_base\"" bench/configs/pg_to_mysql.yaml
-"${MYSQL[@]}" -e "DROP TABLE bench_base"
+"${MYSQL[@]}" -e "DROP TABLE bench_base, bench_dst"
 
 # ClickHouse
 ch "DROP TABLE IF EXISTS bench_dst" >/dev/null; ch "DROP TABLE IF EXISTS bench_base" >/dev/null
 ch "CREATE TABLE bench_base (id Int64, name String, amount Decimal(12,2), flag UInt8, created_at DateTime('UTC'), uid UUID) ENGINE = MergeTree ORDER BY id" >/dev/null
 run_pair "ch_full" "${PSQL[*]} -c \"$COPY_SELECT_CH\" | curl -sfS 'http://127.0.0.1:8123/?query=INSERT%20INTO%20bench_base%20FORMAT%20TabSeparated' --data-binary @-" bench/configs/pg_to_ch.yaml
-ch "DROP TABLE bench_base" >/dev/null
+# Dropping the tables stops ClickHouse's background merges, which would otherwise take CPU
+# from the reconciliation measured next.
+ch "DROP TABLE bench_base" >/dev/null; ch "DROP TABLE bench_dst" >/dev/null
 
 # Reconciliation PostgreSQL → PostgreSQL: baseline is one count+sum(row hash) scan per side.
+# Both tables are vacuumed and checkpointed first, so that no run pays for hint bits or
+# dirty pages the full sync left behind.
+"${PSQL[@]}" -c "VACUUM ANALYZE bench_src" -c "VACUUM ANALYZE bench_dst" -c "CHECKPOINT"
 RECON_BASE="for t in bench_src bench_dst; do ${PSQL[*]} -c \"SELECT count(*), sum(('x' || substr(md5(b::text), 1, 16))::bit(64)::bigint) FROM \$t b\"; done"
 read -r rbt _ < <(measure recon_baseline bash -c "$RECON_BASE")
 read -r nt nm < <(measure recon_noop "$BIN" apply -c bench/configs/pg_to_pg.yaml -r by_id --format json)
