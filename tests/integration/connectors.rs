@@ -17,7 +17,7 @@ const PG: DialectKind = DialectKind::Postgres;
 const MY: DialectKind = DialectKind::Mysql;
 const CH: DialectKind = DialectKind::Clickhouse;
 
-fn settings(d: DialectKind) -> ConnSettings {
+pub(crate) fn settings(d: DialectKind) -> ConnSettings {
     let (port, user, db) = match d {
         DialectKind::Postgres => (5432, "postgres", "test"),
         DialectKind::Mysql => (3306, "root", "test"),

@@ -32,25 +32,17 @@ fn ca() -> PathBuf {
     p
 }
 
+/// The connector tests' settings for `d`, with `tls` and `root_cert`; ClickHouse on its
+/// HTTPS port when `tls` requires encryption.
 fn settings(d: DialectKind, tls: TlsMode, root_cert: Option<PathBuf>) -> ConnSettings {
-    let (port, user, db) = match d {
-        DialectKind::Postgres => (5432, "postgres", "test"),
-        DialectKind::Mysql => (3306, "root", "test"),
-        DialectKind::Clickhouse if tls.required() => (8443, "default", "default"),
-        DialectKind::Clickhouse => (8123, "default", "default"),
-    };
-    ConnSettings {
-        name: format!("{}_tls", d.name()),
-        dialect: d,
-        host: "127.0.0.1".into(),
-        port,
-        username: Some(user.into()),
-        password: None,
-        database: Some(db.into()),
-        tls,
-        root_cert,
-        pool_size: 1,
+    let mut s = crate::connectors::settings(d);
+    s.name = format!("{}_tls", d.name());
+    if d == DialectKind::Clickhouse && tls.required() {
+        s.port = 8443;
     }
+    s.tls = tls;
+    s.root_cert = root_cert;
+    s
 }
 
 async fn connect(s: &ConnSettings) -> Result<Conn, RuntimeError> {
