@@ -84,6 +84,11 @@ fn pg_msg(e: &tokio_postgres::Error) -> String {
         if let Some(h) = db.hint() {
             m.push_str(&format!(" (hint: {h})"));
         }
+        // Where the error happened, e.g. `COPY t, line 5, column name`: the row of the batch
+        // (binary COPY shows no values here).
+        if let Some(w) = db.where_() {
+            m.push_str(&format!(" (context: {w})"));
+        }
         return m;
     }
     let mut m = e.to_string();
