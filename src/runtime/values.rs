@@ -42,6 +42,9 @@ pub fn kind_name(v: &Value) -> &'static str {
 /// describing the mismatch. Decimals are rescaled to the dtype's scale when that is exact
 /// and otherwise kept at their own scale (never rounded).
 pub fn coerce(v: Value, dtype: Dtype) -> Result<Value, String> {
+    if conforms(&v, dtype) {
+        return Ok(v);
+    }
     let mismatch = |v: &Value| format!("cannot read a {} value as {dtype}", kind_name(v));
     Ok(match (dtype, v) {
         (_, Value::Null) => Value::Null,
@@ -134,8 +137,18 @@ pub fn coerce(v: Value, dtype: Dtype) -> Result<Value, String> {
     })
 }
 
-/// Whether `coerce(v, dtype)` would return `v` unchanged, so that hot paths can skip the
-/// clone (NULL, or a value of exactly the dtype's kind; decimals at the dtype's scale).
+/// [`coerce`] of a borrowed value: the value itself when it already conforms (no clone),
+/// else the coerced copy. For encoders that read every value of a batch.
+pub fn coerce_ref(v: &Value, dtype: Dtype) -> Result<std::borrow::Cow<'_, Value>, String> {
+    if conforms(v, dtype) {
+        Ok(std::borrow::Cow::Borrowed(v))
+    } else {
+        coerce(v.clone(), dtype).map(std::borrow::Cow::Owned)
+    }
+}
+
+/// Whether `coerce(v, dtype)` would return `v` unchanged (NULL, or a value of exactly the
+/// dtype's kind; decimals at the dtype's scale; uuids already in canonical text).
 pub fn conforms(v: &Value, dtype: Dtype) -> bool {
     match (dtype, v) {
         (_, Value::Null) => true,
@@ -145,9 +158,9 @@ pub fn conforms(v: &Value, dtype: Dtype) -> bool {
         | (Dtype::Bool, Value::Bool(_))
         | (Dtype::Date, Value::Date(_))
         | (Dtype::Datetime, Value::Datetime(_))
-        | (Dtype::Uuid, Value::Uuid(_))
         | (Dtype::Json, Value::Json(_)) => true,
         (Dtype::Decimal { scale, .. }, Value::Decimal(d)) => d.scale() == u32::from(scale),
+        (Dtype::Uuid, Value::Uuid(s)) => is_canonical_uuid(s),
         _ => false,
     }
 }
@@ -260,6 +273,16 @@ pub fn normalize_uuid(s: &str) -> Option<String> {
     Some(format_uuid(&b))
 }
 
+/// Whether `s` is already what [`normalize_uuid`] returns: lower-case `8-4-4-4-12` hex.
+fn is_canonical_uuid(s: &str) -> bool {
+    let b = s.as_bytes();
+    b.len() == 36
+        && b.iter().enumerate().all(|(i, &c)| match i {
+            8 | 13 | 18 | 23 => c == b'-',
+            _ => c.is_ascii_digit() || (b'a'..=b'f').contains(&c),
+        })
+}
+
 /// The 16 bytes of a UUID written as text (hyphens and braces optional).
 pub fn parse_uuid(s: &str) -> Option<[u8; 16]> {
     let s = s.trim();
@@ -340,10 +363,29 @@ mod tests {
             (Value::Int(7), Dtype::Int),
             (dec("1.50"), d2),
             (Value::Str("a".into()), Dtype::Str),
+            (
+                Value::Uuid("a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11".into()),
+                Dtype::Uuid,
+            ),
         ] {
             assert!(conforms(&v, d));
             assert_eq!(coerce(v.clone(), d).unwrap(), v);
+            assert!(matches!(
+                coerce_ref(&v, d),
+                Ok(std::borrow::Cow::Borrowed(_))
+            ));
         }
+        // A uuid in another form is normalised, so it does not conform.
+        let upper = Value::Uuid("A0EEBC99-9C0B-4EF8-BB6D-6BB9BD380A11".into());
+        assert!(!conforms(&upper, Dtype::Uuid));
+        assert_eq!(
+            coerce_ref(&upper, Dtype::Uuid).unwrap().into_owned(),
+            Value::Uuid("a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11".into())
+        );
+        assert!(!conforms(
+            &Value::Uuid("a0eebc999c0b4ef8bb6d6bb9bd380a11".into()),
+            Dtype::Uuid
+        ));
     }
 
     fn dec(s: &str) -> Decimal {

@@ -977,7 +977,8 @@ pub fn encode_row_binary(
 }
 
 fn encode_value(out: &mut Vec<u8>, v: &Value, d: Dtype, nullable: bool) -> Result<(), String> {
-    let v = coerce(v.clone(), d)?;
+    let v = values::coerce_ref(v, d)?;
+    let v = v.as_ref();
     if nullable {
         if v.is_null() {
             out.push(1);
@@ -991,7 +992,7 @@ fn encode_value(out: &mut Vec<u8>, v: &Value, d: Dtype, nullable: bool) -> Resul
         (Dtype::Int, Value::Int(i)) => out.extend_from_slice(&i.to_le_bytes()),
         (Dtype::Float, Value::Float(f)) => out.extend_from_slice(&f.to_le_bytes()),
         (Dtype::Decimal { precision, scale }, Value::Decimal(x)) => {
-            let m = exact_scale(x, scale)?.mantissa();
+            let m = exact_scale(*x, scale)?.mantissa();
             let limit = 10i128
                 .checked_pow(u32::from(precision))
                 .unwrap_or(i128::MAX);
@@ -1013,23 +1014,23 @@ fn encode_value(out: &mut Vec<u8>, v: &Value, d: Dtype, nullable: bool) -> Resul
             put_varint(out, s.len() as u64);
             out.extend_from_slice(s.as_bytes());
         }
-        (Dtype::Bool, Value::Bool(b)) => out.push(b as u8),
+        (Dtype::Bool, Value::Bool(b)) => out.push(*b as u8),
         (Dtype::Date, Value::Date(x)) => {
-            let days = (x - NaiveDate::from_ymd_opt(1970, 1, 1).expect("valid")).num_days();
+            let days = (*x - NaiveDate::from_ymd_opt(1970, 1, 1).expect("valid")).num_days();
             let days = u16::try_from(days)
                 .map_err(|_| format!("{x} is outside ClickHouse Date's range (1970–2149)"))?;
             out.extend_from_slice(&days.to_le_bytes());
         }
         (Dtype::Datetime, v @ Value::Datetime(_)) => {
-            out.extend_from_slice(&(epoch_seconds(&v)? as u32).to_le_bytes());
+            out.extend_from_slice(&(epoch_seconds(v)? as u32).to_le_bytes());
         }
         (Dtype::Uuid, Value::Uuid(s)) => {
-            let b = values::parse_uuid(&s).ok_or("not a UUID")?;
+            let b = values::parse_uuid(s).ok_or("not a UUID")?;
             // Two little-endian 64-bit halves, high half first.
             out.extend(b[..8].iter().rev());
             out.extend(b[8..].iter().rev());
         }
-        (d, v) => return Err(format!("cannot encode a {} value as {d}", kind_name(&v))),
+        (d, v) => return Err(format!("cannot encode a {} value as {d}", kind_name(v))),
     }
     Ok(())
 }

@@ -10,7 +10,7 @@
 use super::{check_arity, check_row, send_batch, tls, ConnSettings, ErrCtx, Stmt};
 use crate::config::TlsMode;
 use crate::expr::Value;
-use crate::runtime::values::{coerce, decimal_fixed_text, kind_name};
+use crate::runtime::values::{coerce, coerce_ref, decimal_fixed_text, kind_name};
 use crate::runtime::{Row, RuntimeError};
 use crate::types::Dtype;
 use chrono::{Datelike, NaiveDate, Timelike};
@@ -309,12 +309,11 @@ impl MyConn {
         types: &[Dtype],
         rows: &[Row],
     ) -> Result<u64, RuntimeError> {
-        // The rows are encoded while the server loads what it has already received: the
-        // file is a stream fed through a small channel, so our encoding of a chunk overlaps
-        // the server's parsing and inserting of the ones before it.
         for row in rows {
             check_row(&self.ctx, &stmt, row, types.len())?;
         }
+        // The file is a stream fed through a small channel while the query runs, so our
+        // encoding of a chunk overlaps the server's loading of the ones before it.
         let (tx, rx) = mpsc::channel::<std::io::Result<bytes::Bytes>>(INFILE_AHEAD);
         self.conn.set_infile_handler(async move {
             let s = futures_util::stream::unfold(rx, |mut rx| async move {
@@ -323,8 +322,7 @@ impl MyConn {
             Ok(Box::pin(s) as mysql_async::InfileData)
         });
         let ctx = &self.ctx;
-        let bad_row: std::sync::Mutex<Option<RuntimeError>> = std::sync::Mutex::new(None);
-        let bad_slot = &bad_row;
+        let cut_short = || ctx.stmt(stmt.step, "LOAD DATA ended before every row was sent");
         let encode = async move {
             let mut buf: Vec<u8> = Vec::with_capacity(INFILE_CHUNK + 4096);
             for row in rows {
@@ -334,48 +332,47 @@ impl MyConn {
                         buf.push(b',');
                     }
                     if let Err(m) = infile_field(&mut buf, v, *d) {
-                        // The file ends after the rows before this one (an error from the
-                        // stream would make the driver close the connection); the error is
-                        // returned and the caller rolls the transaction back.
-                        *bad_slot.lock().unwrap_or_else(|p| p.into_inner()) =
-                            Some(ctx.bind(stmt.step, i + 1, m));
+                        // The file ends after the rows before this one (an error item in the
+                        // stream would make the driver close the connection); the caller
+                        // rolls the transaction back.
                         buf.truncate(row_start);
                         if !buf.is_empty() {
-                            let _ = tx.send(Ok(std::mem::take(&mut buf).into())).await;
+                            let _ = tx.send(Ok(buf.into())).await;
                         }
-                        return false;
+                        return Err(ctx.bind(stmt.step, i + 1, m));
                     }
                 }
                 buf.push(b';');
                 if buf.len() >= INFILE_CHUNK {
                     let chunk =
                         std::mem::replace(&mut buf, Vec::with_capacity(INFILE_CHUNK + 4096));
-                    if tx.send(Ok(chunk.into())).await.is_err() {
-                        return false; // the load ended before reading everything
-                    }
+                    tx.send(Ok(chunk.into())).await.map_err(|_| cut_short())?;
                 }
             }
-            if !buf.is_empty() && tx.send(Ok(buf.into())).await.is_err() {
-                return false;
+            if !buf.is_empty() {
+                tx.send(Ok(buf.into())).await.map_err(|_| cut_short())?;
             }
-            true
+            Ok(())
         };
+        // The stream ends only when the encoder is done, so a query that succeeded has seen
+        // the encoder finish. A query that failed first leaves it waiting on a full channel:
+        // it is dropped with this block.
         let (result, encoded) = {
             let query = self.conn.query_drop(stmt.sql);
             tokio::pin!(encode, query);
-            let mut encoded: Option<bool> = None;
+            let mut encoded: Option<Result<(), RuntimeError>> = None;
             let result = loop {
                 tokio::select! {
                     r = &mut query => break r,
                     r = &mut encode, if encoded.is_none() => encoded = Some(r),
                 }
             };
-            // A query that ended without asking for the whole file leaves the encoder
-            // waiting on a full channel: it is dropped here.
             (result, encoded)
         };
-        if let Some(e) = bad_row.into_inner().unwrap_or_else(|p| p.into_inner()) {
-            return Err(e);
+        match encoded {
+            Some(Err(e)) => return Err(e),
+            None if result.is_ok() => return Err(cut_short()),
+            _ => {}
         }
         let refused = |ctx: &ErrCtx, m: String| RuntimeError::LoadRefused {
             store: ctx.store.clone(),
@@ -384,12 +381,6 @@ impl MyConn {
             message: m,
         };
         match result {
-            Ok(()) if encoded != Some(true) => {
-                return Err(self.ctx.stmt(
-                    stmt.step,
-                    "LOAD DATA ended before every row of the batch was sent",
-                ));
-            }
             Ok(()) => {}
             // 1148 ER_NOT_ALLOWED_COMMAND, 3948/4166 local infile disabled (MySQL 8).
             Err(mysql_async::Error::Server(e)) if matches!(e.code, 1148 | 3948 | 4166) => {
@@ -479,14 +470,7 @@ fn infile_text(buf: &mut Vec<u8>, s: &str) {
 /// Appends one `LOAD DATA` field: `v` as dtype `d`, in the text MySQL reads back exactly.
 fn infile_field(buf: &mut Vec<u8>, v: &Value, d: Dtype) -> Result<(), String> {
     use std::io::Write;
-    let coerced;
-    let v = if crate::runtime::values::conforms(v, d) {
-        v
-    } else {
-        coerced = coerce(v.clone(), d)?;
-        &coerced
-    };
-    match v {
+    match coerce_ref(v, d)?.as_ref() {
         Value::Null => buf.extend_from_slice(b"\\N"),
         Value::Int(i) => write!(buf, "{i}").expect("write to a Vec"),
         Value::Float(f) if f.is_finite() => write!(buf, "{f:?}").expect("write to a Vec"),
@@ -552,9 +536,6 @@ fn decode_row(
         .enumerate()
         .map(|(i, ((v, ct), d))| {
             let natural = from_mysql(v, ct).map_err(|m| ctx.decode(step, i + 1, m))?;
-            if crate::runtime::values::conforms(&natural, *d) {
-                return Ok(natural);
-            }
             coerce(natural, *d).map_err(|m| ctx.decode(step, i + 1, m))
         })
         .collect()

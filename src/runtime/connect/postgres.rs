@@ -370,9 +370,6 @@ impl PgConn {
                 let cell: PgCell = r
                     .try_get(i)
                     .map_err(|e| self.ctx.decode(stmt.step, i + 1, pg_msg(&e)))?;
-                if values::conforms(&cell.0, *d) {
-                    return Ok(cell.0);
-                }
                 coerce(cell.0, *d).map_err(|m| self.ctx.decode(stmt.step, i + 1, m))
             })
             .collect()
@@ -435,16 +432,10 @@ impl PgConn {
             buf.put_i16(fields);
             for (i, ((v, d), ty)) in row.iter().zip(types).zip(&pg_types).enumerate() {
                 let bind_err = |m: String| self.ctx.bind(stmt.step, i + 1, m);
-                let coerced;
-                let v = if values::conforms(v, *d) {
-                    v
-                } else {
-                    coerced = coerce(v.clone(), *d).map_err(bind_err)?;
-                    &coerced
-                };
+                let v = values::coerce_ref(v, *d).map_err(bind_err)?;
                 let at = buf.len();
                 buf.put_i32(0);
-                match encode_param(v, ty, &mut buf).map_err(|e| bind_err(e.to_string()))? {
+                match encode_param(&v, ty, &mut buf).map_err(|e| bind_err(e.to_string()))? {
                     IsNull::Yes => {
                         buf.truncate(at);
                         buf.put_i32(-1);

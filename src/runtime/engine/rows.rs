@@ -295,19 +295,15 @@ impl Projection {
             } else {
                 std::mem::replace(&mut r[i], Value::Null)
             };
-            let v = if crate::runtime::values::conforms(&v, d) {
-                v
-            } else {
-                match crate::runtime::values::coerce(v, d) {
-                    Ok(v) => v,
-                    Err(message) => {
-                        return Err(RuntimeError::Value {
-                            pipeline: p.name.clone(),
-                            key: self.error_key(p, r, &row),
-                            column: self.names[j].clone(),
-                            message,
-                        })
-                    }
+            let v = match crate::runtime::values::coerce(v, d) {
+                Ok(v) => v,
+                Err(message) => {
+                    return Err(RuntimeError::Value {
+                        pipeline: p.name.clone(),
+                        key: self.error_key(p, r, &row),
+                        column: self.names[j].clone(),
+                        message,
+                    })
                 }
             };
             row.push(v);
