@@ -316,13 +316,7 @@ impl<'a> SinkIo<'a> {
             return Ok(Written::default());
         }
         if self.direct && delete_keys.is_empty() && stage_keys.is_empty() {
-            let mut r = self.write_direct(rows).await;
-            if let Err(RuntimeError::LoadRefused { message, .. }) = &r {
-                tracing::info!(reason = %message, "loading with multi-row INSERTs from now on");
-                self.infile = false;
-                r = self.write_direct(rows).await;
-            }
-            match r {
+            match self.write_retrying(Scope::Direct, rows, &[], &[]).await {
                 Ok(w) => return Ok(w),
                 Err(e) => {
                     // A duplicate key across batches (or any other failure) rolled the
@@ -332,48 +326,57 @@ impl<'a> SinkIo<'a> {
                 }
             }
         }
-        match self.write_once(rows, delete_keys, stage_keys).await {
+        self.write_retrying(Scope::Staged, rows, delete_keys, stage_keys)
+            .await
+    }
+
+    /// [`SinkIo::transaction`], redone once with multi-row INSERTs when MySQL refused
+    /// `LOAD DATA LOCAL INFILE` or the load warned (the first attempt was rolled back).
+    async fn write_retrying(
+        &mut self,
+        scope: Scope,
+        rows: &[Row],
+        delete_keys: &[Row],
+        stage_keys: &[Row],
+    ) -> Result<Written, RuntimeError> {
+        match self.transaction(scope, rows, delete_keys, stage_keys).await {
             Err(RuntimeError::LoadRefused { message, .. }) => {
                 tracing::info!(reason = %message, "loading with multi-row INSERTs from now on");
                 self.infile = false;
-                self.write_once(rows, delete_keys, stage_keys).await
+                self.transaction(scope, rows, delete_keys, stage_keys).await
             }
             r => r,
         }
     }
 
-    /// [`SinkIo::write`]'s transaction.
-    async fn write_once(
+    /// One transaction of `scope`: committed when it succeeds, rolled back when not.
+    async fn transaction(
         &mut self,
+        scope: Scope,
         rows: &[Row],
         delete_keys: &[Row],
         stage_keys: &[Row],
     ) -> Result<Written, RuntimeError> {
         self.sql()?.begin().await?;
-        match self.write_tx(rows, delete_keys, stage_keys).await {
+        let r = match scope {
+            Scope::Direct => self.load(Load::Direct, rows).await.map(|()| Written {
+                rows: rows.len() as u64,
+                deleted: 0,
+            }),
+            Scope::Staged => self.write_tx(rows, delete_keys, stage_keys).await,
+            Scope::DeleteAbsent => {
+                self.run_step("sink.delete_absent", &[])
+                    .await
+                    .map(|n| Written {
+                        rows: 0,
+                        deleted: n,
+                    })
+            }
+        };
+        match r {
             Ok(w) => {
                 self.sql()?.commit().await?;
                 Ok(w)
-            }
-            Err(e) => {
-                if let Err(r) = self.sql()?.rollback().await {
-                    tracing::warn!(error = %r, "rollback failed");
-                }
-                Err(e)
-            }
-        }
-    }
-
-    /// Loads `rows` straight into the sink table in one transaction.
-    async fn write_direct(&mut self, rows: &[Row]) -> Result<Written, RuntimeError> {
-        self.sql()?.begin().await?;
-        match self.load(Load::Direct, rows).await {
-            Ok(()) => {
-                self.sql()?.commit().await?;
-                Ok(Written {
-                    rows: rows.len() as u64,
-                    deleted: 0,
-                })
             }
             Err(e) => {
                 if let Err(r) = self.sql()?.rollback().await {
@@ -425,18 +428,21 @@ impl<'a> SinkIo<'a> {
     /// whose key was not staged, in one transaction. Returns the rows removed (ClickHouse
     /// does not report it: 0).
     pub async fn delete_absent(&mut self) -> Result<u64, RuntimeError> {
-        self.sql()?.begin().await?;
-        match self.run_step("sink.delete_absent", &[]).await {
-            Ok(n) => {
-                self.sql()?.commit().await?;
-                Ok(n)
-            }
-            Err(e) => {
-                let _ = self.sql()?.rollback().await;
-                Err(e)
-            }
-        }
+        self.transaction(Scope::DeleteAbsent, &[], &[], &[])
+            .await
+            .map(|w| w.deleted)
     }
+}
+
+/// What one sink transaction does ([`SinkIo::transaction`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Scope {
+    /// Load the rows straight into a sink table the run created.
+    Direct,
+    /// Delete, stage and merge ([`SinkIo::write_tx`]).
+    Staged,
+    /// `sink.delete_absent` after a full sync staged every source key.
+    DeleteAbsent,
 }
 
 /// Which table a load fills.
