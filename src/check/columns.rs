@@ -199,12 +199,10 @@ pub fn filter_op(s: Option<&Spanned<String>>, diags: &mut Diags) -> Option<Filte
                 "is not null",
                 "like",
             ];
-            let mut d = s.error(format!("unknown filter operator `{other}`"));
-            d = match did_you_mean(other, OPS.iter().copied()) {
-                Some(x) => d.with_help(format!("did you mean `{x}`?")),
-                None => d.with_help(format!("expected one of: {}", OPS.join(", "))),
-            };
-            diags.push(d);
+            diags.push(
+                s.error(format!("unknown filter operator `{other}`"))
+                    .with_choices(other, OPS),
+            );
             return None;
         }
     })

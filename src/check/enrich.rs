@@ -5,7 +5,7 @@
 use super::fields::{expression, template};
 use super::Diags;
 use crate::config::raw::RawEnrichment;
-use crate::diag::{did_you_mean, Diagnostic};
+use crate::diag::Diagnostic;
 use crate::expr::{Env, Type};
 use crate::ir::{Enrichment, ExternalKind, Lookup, OnError, Source};
 use crate::types::Dtype;
@@ -128,12 +128,10 @@ pub fn enrichments(
             Some("skip") => OnError::Skip,
             Some(other) => {
                 let s = e.on_error.as_ref().expect("some");
-                let mut d = s.error(format!("unknown on_error policy `{other}`"));
-                d = match did_you_mean(other, ["fail", "null", "skip"]) {
-                    Some(x) => d.with_help(format!("did you mean `{x}`?")),
-                    None => d.with_help("expected one of: fail, null, skip"),
-                };
-                diags.push(d);
+                diags.push(
+                    s.error(format!("unknown on_error policy `{other}`"))
+                        .with_choices(other, &["fail", "null", "skip"]),
+                );
                 continue;
             }
         };

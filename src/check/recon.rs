@@ -6,7 +6,7 @@ use super::source::lookup;
 use super::Diags;
 use crate::config::raw::{RawPipeline, RawReconciliation};
 use crate::config::Spanned;
-use crate::diag::{did_you_mean, Diagnostic};
+use crate::diag::Diagnostic;
 use crate::expr::{Env, Type, Value};
 use crate::ir::{
     Bound, ColumnRef, FieldValue, PartitionKind, ReconStrategy, Reconciliation, RowHash, Sink,
@@ -51,12 +51,10 @@ fn one(
         Some("timestamp") => ReconStrategy::Timestamp,
         Some(other) => {
             let s = r.strategy.as_ref().expect("some");
-            let mut d = s.error(format!("unknown reconciliation strategy `{other}`"));
-            d = match did_you_mean(other, ["md5sum_hash", "hash_md5_hash", "timestamp"]) {
-                Some(x) => d.with_help(format!("did you mean `{x}`?")),
-                None => d.with_help("expected one of: md5sum_hash, hash_md5_hash, timestamp"),
-            };
-            diags.push(d);
+            diags.push(
+                s.error(format!("unknown reconciliation strategy `{other}`"))
+                    .with_choices(other, &["md5sum_hash", "hash_md5_hash", "timestamp"]),
+            );
             return None;
         }
     };
@@ -157,12 +155,10 @@ fn one(
             "uuid" => PartitionKind::Uuid,
             "str" | "string" => PartitionKind::Str,
             other => {
-                let mut d = t.error(format!("unknown partition_column_type `{other}`"));
-                d = match did_you_mean(other, ["int", "float", "datetime", "date", "uuid", "str"]) {
-                    Some(x) => d.with_help(format!("did you mean `{x}`?")),
-                    None => d.with_help("expected one of: int, float, datetime, date, uuid, str"),
-                };
-                diags.push(d);
+                diags.push(
+                    t.error(format!("unknown partition_column_type `{other}`"))
+                        .with_choices(other, &["int", "float", "datetime", "date", "uuid", "str"]),
+                );
                 return None;
             }
         },

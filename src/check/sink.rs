@@ -204,12 +204,10 @@ fn merge(r: &RawSink, kind: &StoreKind, diags: &mut Diags) -> Option<MergeStrate
             "upsert" => MergeKind::Upsert,
             "collapse" => MergeKind::Collapse,
             other => {
-                let mut d = s.error(format!("unknown merge strategy `{other}`"));
-                d = match did_you_mean(other, ["delete_insert", "upsert", "collapse"]) {
-                    Some(x) => d.with_help(format!("did you mean `{x}`?")),
-                    None => d.with_help("expected one of: delete_insert, upsert, collapse"),
-                };
-                diags.push(d);
+                diags.push(
+                    s.error(format!("unknown merge strategy `{other}`"))
+                        .with_choices(other, &["delete_insert", "upsert", "collapse"]),
+                );
                 return None;
             }
         },

@@ -110,13 +110,10 @@ pub fn source(r: &RawSource, stores: &Stores, diags: &mut Diags) -> Option<Sourc
                 "full" => JoinKind::Full,
                 other => {
                     let kk = j.kind.as_ref().expect("some");
-                    let mut d = kk.error(format!("unknown join type `{other}`"));
-                    if let Some(x) = did_you_mean(other, ["inner", "left", "right", "full"]) {
-                        d = d.with_help(format!("did you mean `{x}`?"));
-                    } else {
-                        d = d.with_help("expected one of: inner, left, right, full");
-                    }
-                    diags.push(d);
+                    diags.push(
+                        kk.error(format!("unknown join type `{other}`"))
+                            .with_choices(other, &["inner", "left", "right", "full"]),
+                    );
                     continue;
                 }
             },

@@ -90,14 +90,11 @@ impl Stores {
                 "redis" => ExternalKind::Redis,
                 "http" => ExternalKind::Http,
                 other => {
-                    let mut d = e
-                        .kind
-                        .error(format!("unknown external store type `{other}`"));
-                    d = match did_you_mean(other, ["redis", "http"]) {
-                        Some(s) => d.with_help(format!("did you mean `{s}`?")),
-                        None => d.with_help("expected one of: redis, http"),
-                    };
-                    diags.push(d);
+                    diags.push(
+                        e.kind
+                            .error(format!("unknown external store type `{other}`"))
+                            .with_choices(other, &["redis", "http"]),
+                    );
                     continue;
                 }
             };
@@ -233,12 +230,10 @@ fn check_tls(d: &RawDatastore, diags: &mut Diags) {
         (Some(m), None) => match TlsMode::parse(&m.value) {
             Some(mode) => Some(mode),
             None => {
-                let mut e = m.error(format!("unknown sslmode `{}`", m.value));
-                e = match did_you_mean(&m.value, TlsMode::NAMES) {
-                    Some(s) => e.with_help(format!("did you mean `{s}`?")),
-                    None => e.with_help(format!("expected one of: {}", TlsMode::NAMES.join(", "))),
-                };
-                diags.push(e);
+                diags.push(
+                    m.error(format!("unknown sslmode `{}`", m.value))
+                        .with_choices(&m.value, &TlsMode::NAMES),
+                );
                 return;
             }
         },

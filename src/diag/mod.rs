@@ -121,6 +121,15 @@ impl Diagnostic {
         self
     }
 
+    /// Help for a value that is not one of `choices`: "did you mean `x`?" when one is close,
+    /// else the list of choices.
+    pub fn with_choices(self, got: &str, choices: &[&str]) -> Self {
+        match did_you_mean(got, choices.iter().copied()) {
+            Some(x) => self.with_help(format!("did you mean `{x}`?")),
+            None => self.with_help(format!("expected one of: {}", choices.join(", "))),
+        }
+    }
+
     /// True for errors (as opposed to warnings).
     pub fn is_error(&self) -> bool {
         self.severity == Severity::Error
