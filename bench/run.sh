@@ -50,9 +50,13 @@ COPY_SELECT="COPY (SELECT id, name, amount, flag::int, to_char(created_at AT TIM
 COPY_SELECT_CH="COPY (SELECT id, name, amount, flag::int, to_char(created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS'), uid FROM bench_src) TO STDOUT"
 
 declare -A T M B
-run_pair() {  # name, baseline command, synctool config
-    local name=$1 base=$2 cfg=$3
+# run_pair NAME BASELINE_CMD CONFIG CLEANUP_CMD: the baseline, then CLEANUP_CMD (drops the
+# baseline's table, so that the server's work on it after the load, such as ClickHouse
+# merges or InnoDB page flushing, does not run during synctool's turn), then synctool.
+run_pair() {
+    local name=$1 base=$2 cfg=$3 cleanup=$4
     read -r bt bm < <(measure "${name}_baseline" bash -c "$base")
+    bash -c "$cleanup" >/dev/null
     read -r st sm < <(measure "${name}_synctool" "$BIN" apply -c "$cfg" --full --format json)
     T[$name]=$st; M[$name]=$sm; B[$name]=$bt
 }
@@ -61,8 +65,9 @@ run_pair() {  # name, baseline command, synctool config
 # primary key on id that synctool creates (as the MariaDB and ClickHouse baselines do). The
 # same copy into a table without the key is measured too, for comparison with older runs.
 "${PSQL[@]}" -c "CREATE TABLE bench_base (LIKE bench_src INCLUDING INDEXES)"
-run_pair "pg_full" "${PSQL[*]} -c \"COPY bench_src TO STDOUT\" | ${PSQL[*]} -c \"COPY bench_base FROM STDIN\"" bench/configs/pg_to_pg.yaml
-"${PSQL[@]}" -c "DROP TABLE bench_base" -c "CREATE TABLE bench_base (LIKE bench_src)"
+run_pair "pg_full" "${PSQL[*]} -c \"COPY bench_src TO STDOUT\" | ${PSQL[*]} -c \"COPY bench_base FROM STDIN\"" bench/configs/pg_to_pg.yaml \
+    "${PSQL[*]} -c 'DROP TABLE bench_base' -c CHECKPOINT"
+"${PSQL[@]}" -c "CREATE TABLE bench_base (LIKE bench_src)"
 read -r nopk _ < <(measure pg_full_nopk_baseline bash -c "${PSQL[*]} -c \"COPY bench_src TO STDOUT\" | ${PSQL[*]} -c \"COPY bench_base FROM STDIN\"")
 "${PSQL[@]}" -c "DROP TABLE bench_base"
 # Vacuum now, so that autovacuum of the loaded table does not run during the next benchmarks.
@@ -70,16 +75,18 @@ read -r nopk _ < <(measure pg_full_nopk_baseline bash -c "${PSQL[*]} -c \"COPY b
 
 # MariaDB
 "${MYSQL[@]}" -e "DROP TABLE IF EXISTS bench_dst, bench_base; CREATE TABLE bench_base (id BIGINT PRIMARY KEY, name LONGTEXT, amount DECIMAL(12,2), flag BOOLEAN, created_at DATETIME(6), uid CHAR(36)) DEFAULT CHARSET=utf8mb4"
-run_pair "mysql_full" "${PSQL[*]} -c \"$COPY_SELECT\" | mysql --local-infile=1 -h 127.0.0.1 -uroot test -e \"LOAD DATA LOCAL INFILE '/dev/stdin' INTO TABLE bench_base\"" bench/configs/pg_to_mysql.yaml
-"${MYSQL[@]}" -e "DROP TABLE bench_base, bench_dst"
+run_pair "mysql_full" "${PSQL[*]} -c \"$COPY_SELECT\" | mysql --local-infile=1 -h 127.0.0.1 -uroot test -e \"LOAD DATA LOCAL INFILE '/dev/stdin' INTO TABLE bench_base\"" bench/configs/pg_to_mysql.yaml \
+    "${MYSQL[*]} -e 'DROP TABLE bench_base'"
+"${MYSQL[@]}" -e "DROP TABLE bench_dst"
 
 # ClickHouse
 ch "DROP TABLE IF EXISTS bench_dst" >/dev/null; ch "DROP TABLE IF EXISTS bench_base" >/dev/null
 ch "CREATE TABLE bench_base (id Int64, name String, amount Decimal(12,2), flag UInt8, created_at DateTime('UTC'), uid UUID) ENGINE = MergeTree ORDER BY id" >/dev/null
-run_pair "ch_full" "${PSQL[*]} -c \"$COPY_SELECT_CH\" | curl -sfS 'http://127.0.0.1:8123/?query=INSERT%20INTO%20bench_base%20FORMAT%20TabSeparated' --data-binary @-" bench/configs/pg_to_ch.yaml
-# Dropping the tables stops ClickHouse's background merges, which would otherwise take CPU
+run_pair "ch_full" "${PSQL[*]} -c \"$COPY_SELECT_CH\" | curl -sfS 'http://127.0.0.1:8123/?query=INSERT%20INTO%20bench_base%20FORMAT%20TabSeparated' --data-binary @-" bench/configs/pg_to_ch.yaml \
+    "curl -sfS http://127.0.0.1:8123/ --data-binary 'DROP TABLE bench_base'"
+# Dropping the table stops ClickHouse's background merges, which would otherwise take CPU
 # from the reconciliation measured next.
-ch "DROP TABLE bench_base" >/dev/null; ch "DROP TABLE bench_dst" >/dev/null
+ch "DROP TABLE bench_dst" >/dev/null
 
 # Reconciliation PostgreSQL → PostgreSQL: baseline is one count+sum(row hash) scan per side.
 # Both tables are vacuumed and checkpointed first, so that no run pays for hint bits or
