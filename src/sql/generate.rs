@@ -164,7 +164,7 @@ fn sink_steps(steps: &mut Steps, p: &Pipeline, d: &'static dyn Dialect) {
         );
     } else {
         let stage_purpose = if ch {
-            "once per run: create the staging table (a Memory table beside the sink table)"
+            "once per run: create the staging table again (a Memory table beside the sink table, with its column types)"
         } else {
             "once per session: create the temporary staging table"
         };
@@ -174,7 +174,10 @@ fn sink_steps(steps: &mut Steps, p: &Pipeline, d: &'static dyn Dialect) {
             store,
             d,
             stage_purpose,
-            vec![Stmt::Ast(Box::new(s.create_stage()))],
+            s.create_stage()
+                .into_iter()
+                .map(|st| Stmt::Ast(Box::new(st)))
+                .collect(),
             Binder::new(),
         );
         steps.push(
@@ -233,8 +236,15 @@ fn sink_steps(steps: &mut Steps, p: &Pipeline, d: &'static dyn Dialect) {
             Side::Sink,
             store,
             d,
-            "once per session (ClickHouse: per run): create the staging table of keys to delete",
-            vec![Stmt::Ast(Box::new(s.create_stage_keys()))],
+            if ch {
+                "once per run: create the staging table of keys to delete again (a Memory table with the sink's key column types)"
+            } else {
+                "once per session: create the staging table of keys to delete"
+            },
+            s.create_stage_keys()
+                .into_iter()
+                .map(|st| Stmt::Ast(Box::new(st)))
+                .collect(),
             Binder::new(),
         );
         steps.push(

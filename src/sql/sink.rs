@@ -418,18 +418,60 @@ impl<'a> SinkCtx<'a> {
     }
 
     /// Creates the row staging table (the load columns; on MySQL with an index on the key).
-    pub fn create_stage(&self) -> Statement {
-        self.stage_create(self.stage(), self.data_defs())
+    /// On ClickHouse the table is made again from the sink table's own column types (see
+    /// [`SinkCtx::ch_stage_from_sink`]).
+    pub fn create_stage(&self) -> Vec<Statement> {
+        if self.is_ch() {
+            let cols: Vec<String> = self.load_columns().into_iter().map(|c| c.name).collect();
+            return self.ch_stage_from_sink(self.stage(), &cols);
+        }
+        vec![self.stage_create(self.stage(), self.data_defs())]
     }
 
-    /// Creates the key staging table.
-    pub fn create_stage_keys(&self) -> Statement {
-        let defs = self
-            .key_columns()
+    /// Creates the key staging table (on ClickHouse from the sink's key column types).
+    pub fn create_stage_keys(&self) -> Vec<Statement> {
+        let keys = self.key_columns();
+        if self.is_ch() {
+            let cols: Vec<String> = keys.into_iter().map(|c| c.name).collect();
+            return self.ch_stage_from_sink(self.stage_keys(), &cols);
+        }
+        let defs = keys
             .iter()
             .map(|c| self.column_def(&c.name, self.d.column_type(c.dtype, true), true))
             .collect();
-        self.stage_create(self.stage_keys(), defs)
+        vec![self.stage_create(self.stage_keys(), defs)]
+    }
+
+    /// ClickHouse: `DROP TABLE IF EXISTS stage` and `CREATE TABLE stage ENGINE = Memory AS
+    /// SELECT cols FROM sink WHERE 0`. A staging table beside an existing sink table must
+    /// have its column types: 18.16 refuses `UInt32 IN (SELECT Int64 …)` (a delete mutation
+    /// then never finishes), and RowBinary is laid out by type. Dropping first replaces a
+    /// staging table left by an earlier run against a different sink table.
+    fn ch_stage_from_sink(&self, name: ObjectName, cols: &[String]) -> Vec<Statement> {
+        let drop = Statement::Drop {
+            object_type: sqlparser::ast::ObjectType::Table,
+            if_exists: true,
+            names: vec![name.clone()],
+            cascade: false,
+            restrict: false,
+            purge: false,
+            temporary: false,
+            table: None,
+        };
+        let q = build::select(SelectParts {
+            projection: cols
+                .iter()
+                .map(|c| build::item(build::col(self.d, None, c)))
+                .collect(),
+            from: Some(build::from(build::table(self.table(), None, false))),
+            selection: Some(build::int(0)),
+            ..Default::default()
+        });
+        let create = CreateTableBuilder::new(name)
+            .table_options(Self::engine("Memory", vec![]))
+            .query(Some(Box::new(q)))
+            .build();
+        vec![drop, create]
     }
 
     /// Empties a staging table: `DELETE` (transactional) or ClickHouse `TRUNCATE`.
@@ -817,6 +859,16 @@ impl<'a> SinkCtx<'a> {
         ];
         if d.kind() != DialectKind::Clickhouse {
             projection.push(build::aliased(d, build::keyword("is_nullable"), "nullable"));
+        }
+        if d.kind() == DialectKind::Postgres {
+            // `data_type` carries no length or precision; the runtime checks rows against them.
+            for (col, alias) in [
+                ("character_maximum_length", "max_chars"),
+                ("numeric_precision", "precision"),
+                ("numeric_scale", "scale"),
+            ] {
+                projection.push(build::aliased(d, build::keyword(col), alias));
+            }
         }
         let preds = vec![
             build::eq(build::keyword(schema_col), schema_value),

@@ -309,7 +309,8 @@ async fn load_every_dtype(d: DialectKind, insert: bool) {
         let n = if insert {
             c.insert_rows(st(&sql, &[], &[]), &types, &data).await?
         } else {
-            c.load(st(&sql, &[], &[]), &types, &nullable, &data).await?
+            c.load(st(&sql, &[], &[]), &types, &nullable, &[], &data)
+                .await?
         };
         let back = c
             .query(
@@ -359,7 +360,7 @@ async fn mysql_load_data_stops_at_a_bad_row_and_rolls_back() {
         async |c: &mut Conn| query(c, &format!("SELECT count(*) FROM {t}"), &[Dtype::Int]).await;
     c.begin().await.unwrap();
     let err = c
-        .load(st(&sql, &[], &[]), &types, &nullable, &data)
+        .load(st(&sql, &[], &[]), &types, &nullable, &[], &data)
         .await
         .expect_err("NaN cannot be stored");
     assert!(
@@ -377,7 +378,7 @@ async fn mysql_load_data_stops_at_a_bad_row_and_rolls_back() {
 
     data[60_000] = vec![Value::Int(60_000)];
     let err = c
-        .load(st(&sql, &[], &[]), &types, &nullable, &data)
+        .load(st(&sql, &[], &[]), &types, &nullable, &[], &data)
         .await
         .expect_err("a row of one value for three columns");
     assert!(

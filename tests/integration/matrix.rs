@@ -1137,3 +1137,112 @@ async fn uuid_and_str_partitions_with_hash_md5_hash_into_every_sink() {
         }
     }
 }
+
+/// An existing sink table with narrower types than synctool creates (a 32-bit id, a
+/// `varchar(10)` or non-Nullable ClickHouse `String`): rows that fit are written (on
+/// ClickHouse, RowBinary laid out by the table's own types) and `plan` sees no drift; a row
+/// the sink column would refuse stops the run naming the row's key and the column, and
+/// leaves the sink as it was.
+async fn narrow_existing_sink(sink: Db) {
+    let mut dbs = dbs().await;
+    let what = format!("narrow existing sink table on {sink:?}");
+    let src_table = support::unique("mx_narrow_src");
+    let sink_table = support::unique(&format!("mx_narrow_{}", sink.store()));
+    // s = 'row <id> ✓': at most 10 characters (12 bytes) for ids up to 3000.
+    pg_plain_source(&dbs.pg, &src_table, 3000).await;
+    let ddl = match sink {
+        Db::Pg => format!(
+            "CREATE TABLE {sink_table} (id integer PRIMARY KEY, s varchar(10), f double precision, ts timestamptz)"
+        ),
+        Db::My => format!(
+            "CREATE TABLE {sink_table} (id int unsigned PRIMARY KEY, s varchar(10), f double, ts datetime(6)) DEFAULT CHARSET = utf8mb4"
+        ),
+        Db::Ch => format!(
+            "CREATE TABLE {sink_table} (id UInt32, s String, f Float64, ts DateTime('UTC')) ENGINE = ReplacingMergeTree ORDER BY id"
+        ),
+    };
+    exec(&mut dbs, sink, &ddl).await;
+    let cfg = write_config(&plain_config(&src_table, sink, &sink_table, 500, BY_ID));
+    let r = run(&cfg, &["apply", "--full"], 0, &what);
+    assert_eq!(n(&r, "rows_written"), 3000, "{what}: {r}");
+    run(&cfg, &["plan", "--exit-code"], 0, &what);
+    let mut source = plain_rows(&mut dbs, Db::Pg, &src_table).await;
+    if sink == Db::Ch {
+        // ClickHouse DateTime keeps whole seconds.
+        for r in &mut source {
+            r[3] = r[3].as_ref().map(|t| t[..19].to_string());
+        }
+    }
+    assert_eq!(
+        plain_rows(&mut dbs, sink, &sink_table).await,
+        source,
+        "{what}"
+    );
+
+    // Rows the sink table cannot hold: the run stops at the first, naming it.
+    let refused = match sink {
+        Db::Ch => "NULL",
+        _ => "'this text is too long'",
+    };
+    // The first by reconciliation (only the changed leaf is written), the second by a full
+    // sync (a key out of the reconciliation's range would make it scan 50M blocks).
+    let broken = [
+        (
+            format!("UPDATE {src_table} SET s = {refused} WHERE id = 2222"),
+            "apply",
+            "id=2222",
+            "column `s`",
+        ),
+        (
+            format!("UPDATE {src_table} SET s = 'row 2222 ✓' WHERE id = 2222; INSERT INTO {src_table} VALUES (5000000000, 'big', 1, now())"),
+            "--full",
+            "id=5000000000",
+            "column `id`",
+        ),
+    ];
+    for (change, mode, key, column) in broken {
+        dbs.pg
+            .batch_execute(&change)
+            .await
+            .expect("change the source");
+        let o = synctool(
+            &cfg,
+            &["apply", mode][..if mode == "apply" { 1 } else { 2 }],
+        );
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(o.status.code(), Some(1), "{what}: {change}: {err}");
+        assert!(
+            err.contains(key) && err.contains(column),
+            "{what}: {change}: {err}"
+        );
+        assert_eq!(
+            plain_rows(&mut dbs, sink, &sink_table).await,
+            source,
+            "{what}: {change}: the sink is left as it was"
+        );
+    }
+    dbs.pg
+        .batch_execute(&format!("DELETE FROM {src_table} WHERE id = 5000000000"))
+        .await
+        .expect("restore the source");
+    let r = run(&cfg, &["apply"], 0, &what);
+    assert_eq!(n(&r, "rows_written"), 0, "{what}: {r}");
+    run(&cfg, &["plan", "--exit-code"], 0, &what);
+    drop_table(&mut dbs, Db::Pg, &src_table).await;
+    drop_table(&mut dbs, sink, &sink_table).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn narrow_existing_sink_table_on_postgres() {
+    narrow_existing_sink(Db::Pg).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn narrow_existing_sink_table_on_mariadb() {
+    narrow_existing_sink(Db::My).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn narrow_existing_sink_table_on_clickhouse() {
+    narrow_existing_sink(Db::Ch).await;
+}

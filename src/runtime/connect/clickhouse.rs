@@ -23,7 +23,7 @@
 //!   them: in the column's time zone, so columns are expected to be `DateTime('UTC')` (the
 //!   generator's DDL) or the server to run in UTC (a warning is logged otherwise).
 //! - **Bulk load**: `INSERT INTO t (cols) FORMAT RowBinary` with the rows RowBinary-encoded
-//!   per dtype in the request body ([`encode_row_binary`]).
+//!   in the request body, laid out by the table's column types ([`super::rowbinary`]).
 //! - **Transactions** do not exist: `begin`/`commit`/`rollback` are no-ops.
 //! - **Rows affected**: 18.16 does not report them; servers that send
 //!   `X-ClickHouse-Summary` report `written_rows`, otherwise `execute` returns 0.
@@ -32,11 +32,10 @@
 //! synctool's columns are defined by the config at run time, and against 18.16 it needs its
 //! schema validation disabled anyway. The HTTP protocol is small enough to speak directly.
 
+use super::rowbinary::{encode_rows, RbColumn};
 use super::{check_arity, send_batch, tls, ConnSettings, ErrCtx, Stmt};
 use crate::expr::Value;
-use crate::runtime::values::{
-    self, coerce, decimal_fixed_text, exact_scale, kind_name, unix_epoch,
-};
+use crate::runtime::values::{self, coerce, decimal_fixed_text, kind_name, unix_epoch};
 use crate::runtime::{Row, RuntimeError};
 use crate::types::Dtype;
 use chrono::NaiveDate;
@@ -488,20 +487,38 @@ impl ChConn {
         Ok(())
     }
 
-    /// Inserts `rows` with the generator's `INSERT INTO t (cols) FORMAT RowBinary`, the body
-    /// encoded by [`encode_row_binary`] (`nullable[i]`: column `i` is `Nullable`; an empty
-    /// slice means none is). Returns `rows.len()`.
+    /// Inserts `rows` with the generator's `INSERT INTO t (cols) FORMAT RowBinary`. The body
+    /// is laid out by `natives` (the target table's own column types) when given, else by
+    /// the dtypes (`nullable[i]`: column `i` is `Nullable`; an empty slice means none is).
+    /// Returns `rows.len()`.
     pub async fn insert_row_binary(
         &mut self,
         stmt: Stmt<'_>,
         types: &[Dtype],
         nullable: &[bool],
+        natives: &[String],
         rows: &[Row],
     ) -> Result<u64, RuntimeError> {
         if rows.is_empty() {
             return Ok(0);
         }
-        let body = encode_row_binary(types, nullable, rows).map_err(|(row, col, m)| {
+        let cols = if natives.len() == types.len() {
+            types
+                .iter()
+                .zip(natives)
+                .enumerate()
+                .map(|(i, (d, n))| {
+                    RbColumn::from_native(*d, n).map_err(|m| self.ctx.bind(stmt.step, i + 1, m))
+                })
+                .collect::<Result<Vec<_>, _>>()?
+        } else {
+            types
+                .iter()
+                .enumerate()
+                .map(|(i, d)| RbColumn::from_dtype(*d, nullable.get(i).copied().unwrap_or(false)))
+                .collect()
+        };
+        let body = encode_rows(&cols, rows).map_err(|(row, col, m)| {
             self.ctx
                 .bind(stmt.step, col + 1, format!("row {}: {m}", row + 1))
         })?;
@@ -920,121 +937,6 @@ fn decode_tsv_field(f: &[u8], d: Dtype) -> Result<Value, String> {
     }
 }
 
-fn put_varint(out: &mut Vec<u8>, mut n: u64) {
-    loop {
-        let b = (n & 0x7f) as u8;
-        n >>= 7;
-        if n == 0 {
-            out.push(b);
-            return;
-        }
-        out.push(b | 0x80);
-    }
-}
-
-/// Encodes rows as ClickHouse `RowBinary` for columns of `types` (as the generator maps
-/// them: Int64, Float64, Decimal(p,s) stored in 32/64/128 bits by precision, String,
-/// UInt8 for bool, Date, DateTime (whole seconds: fractions are dropped), UUID, String for
-/// JSON). `nullable[i]` marks `Nullable` columns (a NULL-marker byte before each value);
-/// an empty slice means no column is nullable. Errors carry (row, column) indices.
-pub fn encode_row_binary(
-    types: &[Dtype],
-    nullable: &[bool],
-    rows: &[Row],
-) -> Result<Vec<u8>, (usize, usize, String)> {
-    if !nullable.is_empty() && nullable.len() != types.len() {
-        return Err((
-            0,
-            0,
-            format!(
-                "{} nullable flags for {} columns",
-                nullable.len(),
-                types.len()
-            ),
-        ));
-    }
-    let mut out = Vec::with_capacity(rows.len() * types.len() * 9);
-    for (r, row) in rows.iter().enumerate() {
-        if row.len() != types.len() {
-            return Err((
-                r,
-                0,
-                format!("{} values for {} columns", row.len(), types.len()),
-            ));
-        }
-        for (c, (v, d)) in row.iter().zip(types).enumerate() {
-            let is_nullable = nullable.get(c).copied().unwrap_or(false);
-            encode_value(&mut out, v, *d, is_nullable).map_err(|m| (r, c, m))?;
-        }
-        if r == 0 {
-            // Size the body from the first row (+25% for longer strings): growing it by
-            // doubling copies it and touches fresh pages at every step.
-            let rest = out.len() * (rows.len() - 1);
-            out.reserve(rest + rest / 4);
-        }
-    }
-    Ok(out)
-}
-
-fn encode_value(out: &mut Vec<u8>, v: &Value, d: Dtype, nullable: bool) -> Result<(), String> {
-    let v = values::coerce_ref(v, d)?;
-    let v = v.as_ref();
-    if nullable {
-        if v.is_null() {
-            out.push(1);
-            return Ok(());
-        }
-        out.push(0);
-    } else if v.is_null() {
-        return Err("NULL in a column that is not Nullable".into());
-    }
-    match (d, v) {
-        (Dtype::Int, Value::Int(i)) => out.extend_from_slice(&i.to_le_bytes()),
-        (Dtype::Float, Value::Float(f)) => out.extend_from_slice(&f.to_le_bytes()),
-        (Dtype::Decimal { precision, scale }, Value::Decimal(x)) => {
-            let m = exact_scale(*x, scale)?.mantissa();
-            let limit = 10i128
-                .checked_pow(u32::from(precision))
-                .unwrap_or(i128::MAX);
-            if m.unsigned_abs() >= limit.unsigned_abs() {
-                return Err(format!("{x} does not fit Decimal({precision}, {scale})"));
-            }
-            match precision {
-                0..=9 => out.extend_from_slice(&(m as i32).to_le_bytes()),
-                10..=18 => out.extend_from_slice(&(m as i64).to_le_bytes()),
-                _ => out.extend_from_slice(&m.to_le_bytes()),
-            }
-        }
-        (Dtype::Str, Value::Str(s)) => {
-            put_varint(out, s.len() as u64);
-            out.extend_from_slice(s.as_bytes());
-        }
-        (Dtype::Json, Value::Json(j)) => {
-            let s = j.to_string();
-            put_varint(out, s.len() as u64);
-            out.extend_from_slice(s.as_bytes());
-        }
-        (Dtype::Bool, Value::Bool(b)) => out.push(*b as u8),
-        (Dtype::Date, Value::Date(x)) => {
-            let days = (*x - NaiveDate::from_ymd_opt(1970, 1, 1).expect("valid")).num_days();
-            let days = u16::try_from(days)
-                .map_err(|_| format!("{x} is outside ClickHouse Date's range (1970–2149)"))?;
-            out.extend_from_slice(&days.to_le_bytes());
-        }
-        (Dtype::Datetime, v @ Value::Datetime(_)) => {
-            out.extend_from_slice(&(epoch_seconds(v)? as u32).to_le_bytes());
-        }
-        (Dtype::Uuid, Value::Uuid(s)) => {
-            let b = values::parse_uuid(s).ok_or("not a UUID")?;
-            // Two little-endian 64-bit halves, high half first.
-            out.extend(b[..8].iter().rev());
-            out.extend(b[8..].iter().rev());
-        }
-        (d, v) => return Err(format!("cannot encode a {} value as {d}", kind_name(v))),
-    }
-    Ok(())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1113,36 +1015,5 @@ mod tests {
         );
         assert_eq!(row[4], Value::Null);
         assert!(decode_tsv_line(b"1\t2", &out).is_err());
-    }
-
-    #[test]
-    fn row_binary_layout() {
-        let rows = vec![vec![
-            Value::Int(1),
-            Value::Null,
-            Value::Str("é".into()),
-            Value::Uuid("00112233-4455-6677-8899-aabbccddeeff".into()),
-            Value::Decimal(Decimal::parse("-1.5").unwrap()),
-        ]];
-        let types = [
-            Dtype::Int,
-            Dtype::Int,
-            Dtype::Str,
-            Dtype::Uuid,
-            Dtype::Decimal {
-                precision: 9,
-                scale: 2,
-            },
-        ];
-        let b = encode_row_binary(&types, &[false, true, false, false, false], &rows).unwrap();
-        let mut want = vec![1, 0, 0, 0, 0, 0, 0, 0, 1, 2, 0xc3, 0xa9];
-        want.extend([0x77, 0x66, 0x55, 0x44, 0x33, 0x22, 0x11, 0x00]);
-        want.extend([0xff, 0xee, 0xdd, 0xcc, 0xbb, 0xaa, 0x99, 0x88]);
-        want.extend((-150i32).to_le_bytes());
-        assert_eq!(b, want);
-        assert!(
-            encode_row_binary(&types, &[], &rows).is_err(),
-            "NULL in a non-Nullable column"
-        );
     }
 }

@@ -22,6 +22,7 @@
 pub mod clickhouse;
 pub mod mysql;
 pub mod postgres;
+pub mod rowbinary;
 pub mod tls;
 
 use crate::config::raw::RawDatastore;
@@ -377,20 +378,26 @@ impl Conn {
     /// - ClickHouse: `INSERT INTO t (cols) FORMAT RowBinary`
     ///   ([`clickhouse::ChConn::insert_row_binary`]).
     ///
-    /// `types[i]` is column `i`'s dtype and `nullable[i]` whether it may hold NULL (only
-    /// ClickHouse needs it: RowBinary has a NULL marker byte only for `Nullable` columns).
+    /// `types[i]` is column `i`'s dtype and `nullable[i]` whether it may hold NULL;
+    /// `natives` are the target table's own column types when it was not created with the
+    /// generator's types (empty otherwise). Only ClickHouse needs the last two: RowBinary
+    /// has a NULL marker byte only for `Nullable` columns and a width per integer type.
     /// Returns the number of rows written.
     pub async fn load(
         &mut self,
         stmt: Stmt<'_>,
         types: &[Dtype],
         nullable: &[bool],
+        natives: &[String],
         rows: &[Row],
     ) -> Result<u64, RuntimeError> {
         match self {
             Conn::Postgres(c) => c.copy_in(stmt, types, rows).await,
             Conn::Mysql(c) => c.load_data(stmt, types, rows).await,
-            Conn::Clickhouse(c) => c.insert_row_binary(stmt, types, nullable, rows).await,
+            Conn::Clickhouse(c) => {
+                c.insert_row_binary(stmt, types, nullable, natives, rows)
+                    .await
+            }
         }
     }
 

@@ -5,7 +5,8 @@
 //! - `full.rs` streams the extract through enrichment and transform into the sink;
 //!   `recon.rs` compares block hashes level by level and re-syncs only the rows of changed
 //!   leaves; `sink.rs` owns every write (staging, load, merge, deletes, ClickHouse
-//!   mutations); `steps.rs` turns generated steps into statements and binds parameters;
+//!   mutations), checking rows against the sink table's column types (`sink_table.rs`);
+//!   `steps.rs` turns generated steps into statements and binds parameters;
 //!   `params.rs` computes bound values (filters, range bounds); `blocks.rs` is the pure
 //!   block arithmetic.
 //!
@@ -20,6 +21,7 @@ mod recon;
 mod report;
 mod rows;
 mod sink;
+mod sink_table;
 mod steps;
 
 pub use params::parse_bound;

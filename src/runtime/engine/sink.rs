@@ -4,10 +4,11 @@
 //! (the merge statements' order) and every `ALTER TABLE … DELETE` is waited for.
 
 use super::rows::load_columns;
+use super::sink_table::{RowGuard, SinkTable};
 use super::steps::{Binds, Prepared, Steps};
 use crate::config::raw::RawConfig;
 use crate::expr::Value;
-use crate::ir::{MergeKind, Pipeline};
+use crate::ir::Pipeline;
 use crate::runtime::connect::{Conn, ConnSettings};
 use crate::runtime::nats::NatsSink;
 use crate::runtime::webhook::WebhookSink;
@@ -58,6 +59,13 @@ pub struct SinkIo<'a> {
     /// MySQL loads use the generated `LOAD DATA LOCAL INFILE` (until the server refuses it
     /// or a load warns; then multi-row INSERTs).
     infile: bool,
+    /// The sink table's column limits, checked on every row before its batch is written.
+    guard: RowGuard,
+    /// The sink table's native types of the load columns (ClickHouse RowBinary is encoded
+    /// by them); empty until [`SinkIo::prepare`] read them.
+    natives: Vec<String>,
+    /// The same for the key columns (`sink.unique_key` order).
+    key_natives: Vec<String>,
 }
 
 /// Connection settings of the SQL datastore `name`.
@@ -128,6 +136,9 @@ impl<'a> SinkIo<'a> {
             inserts: HashMap::new(),
             direct: false,
             infile: p.sink.store.kind.dialect() == Some(DialectKind::Mysql),
+            guard: RowGuard::default(),
+            natives: Vec::new(),
+            key_natives: Vec::new(),
         })
     }
 
@@ -152,37 +163,58 @@ impl<'a> SinkIo<'a> {
 
     /// Checks the sink table against the fields. Returns whether it exists. With `create`,
     /// a missing table is created and the staging tables are set up. A table whose columns
-    /// do not fit is an error, raised before any row is written.
+    /// do not fit is an error, raised before any row is written. The table's column types
+    /// (as found, or as created) set the limits every row is checked against before it is
+    /// written.
     pub async fn prepare(&mut self, create: bool) -> Result<bool, RuntimeError> {
         if self.dialect().is_none() {
             return Ok(true);
         }
-        let (steps, binds) = (self.steps, self.binds);
-        let cols_step = steps.need("sink.columns")?;
-        let vals = cols_step.values(binds, &[])?;
-        let ch = self.dialect() == Some(DialectKind::Clickhouse);
-        let out: &[Dtype] = if ch {
-            &[Dtype::Str, Dtype::Str]
-        } else {
-            &[Dtype::Str, Dtype::Str, Dtype::Str]
-        };
-        let found = self.sql()?.query(cols_step.stmt(0), &vals, out).await?;
-        let exists = !found.is_empty();
+        let mut table = self.read_table().await?;
+        let exists = table.exists();
         if exists {
-            check_columns(self.p, &found)?;
+            table.check(self.p, self.dialect() == Some(DialectKind::Clickhouse))?;
         } else if create {
             tracing::info!(table = %self.p.sink.table.name, "creating the sink table");
             self.run_step("sink.create", &[]).await?;
-            self.direct = steps.get("sink.load_direct").is_some();
+            self.direct = self.steps.get("sink.load_direct").is_some();
+            table = self.read_table().await?;
         }
+        self.guard = table.guard(self.p);
+        self.natives = table.load_natives(self.p);
+        self.key_natives = table.natives_of(&self.p.sink.unique_key);
         if create {
             for id in ["sink.stage", "sink.stage_keys"] {
-                if steps.get(id).is_some() {
+                if self.steps.get(id).is_some() {
                     self.run_step(id, &[]).await?;
                 }
             }
         }
         Ok(exists)
+    }
+
+    /// Lists the sink table's columns (`sink.columns`); none when it does not exist.
+    async fn read_table(&mut self) -> Result<SinkTable, RuntimeError> {
+        let Some(dialect) = self.dialect() else {
+            return Ok(SinkTable::default());
+        };
+        let (steps, binds) = (self.steps, self.binds);
+        let step = steps.need("sink.columns")?;
+        let vals = step.values(binds, &[])?;
+        let out: &[Dtype] = match dialect {
+            DialectKind::Clickhouse => &[Dtype::Str, Dtype::Str],
+            DialectKind::Mysql => &[Dtype::Str, Dtype::Str, Dtype::Str],
+            DialectKind::Postgres => &[
+                Dtype::Str,
+                Dtype::Str,
+                Dtype::Str,
+                Dtype::Int,
+                Dtype::Int,
+                Dtype::Int,
+            ],
+        };
+        let found = self.sql()?.query(step.stmt(0), &vals, out).await?;
+        Ok(SinkTable::read(dialect, &found))
     }
 
     /// Runs every statement of step `id`; returns the affected-row count of the last one.
@@ -260,8 +292,15 @@ impl<'a> SinkIo<'a> {
                 Load::Direct => "sink.load_direct",
             };
             let step = self.steps.need(id)?;
+            // ClickHouse staging tables take the sink table's column types, so every load
+            // is laid out by them (PostgreSQL and MySQL ignore them).
+            let natives = if keys {
+                self.key_natives.clone()
+            } else {
+                self.natives.clone()
+            };
             self.sql()?
-                .load(step.stmt(0), &types, &nullable, rows)
+                .load(step.stmt(0), &types, &nullable, &natives, rows)
                 .await?;
             return Ok(());
         }
@@ -312,6 +351,9 @@ impl<'a> SinkIo<'a> {
             }
             Target::Sql(_) => {}
         }
+        // Before the transaction: a row the sink column would refuse stops the pipeline with
+        // its key named, and nothing of this scope is written.
+        self.guard.check(rows)?;
         if rows.is_empty() && delete_keys.is_empty() && stage_keys.is_empty() {
             return Ok(Written::default());
         }
@@ -454,122 +496,4 @@ enum Load {
     Stage,
     /// The sink table itself (`sink.load_direct`).
     Direct,
-}
-
-/// The columns the sink table must have: the load columns, the collapse sign column and
-/// the ReplacingMergeTree version column.
-fn expected_columns(p: &Pipeline) -> Vec<(String, Option<Dtype>)> {
-    let mut cols: Vec<(String, Option<Dtype>)> = load_columns(p)
-        .into_iter()
-        .map(|c| (c.0, Some(c.1)))
-        .collect();
-    let m = &p.sink.merge;
-    if m.kind == MergeKind::Collapse && !cols.iter().any(|c| c.0 == m.sign_column) {
-        cols.push((m.sign_column.clone(), Some(Dtype::Int)));
-    }
-    if let Some(v) = &m.version_column {
-        if m.kind == MergeKind::Upsert && !cols.iter().any(|c| &c.0 == v) {
-            cols.push((v.clone(), None));
-        }
-    }
-    cols
-}
-
-/// Whether a native column type (as `sink.columns` lists it) can hold a dtype.
-fn fits(native: &str, dtype: Dtype) -> bool {
-    let t = native.to_ascii_lowercase();
-    let t = t
-        .strip_prefix("nullable(")
-        .and_then(|s| s.strip_suffix(')'))
-        .unwrap_or(&t)
-        .to_string();
-    let has = |w: &str| t.contains(w);
-    match dtype {
-        Dtype::Int => has("int") && !has("interval") || has("bigserial") || has("serial"),
-        Dtype::Float => has("double") || has("float") || has("real"),
-        Dtype::Decimal { .. } => has("numeric") || has("decimal"),
-        Dtype::Str => has("char") || has("text") || has("string") || has("enum"),
-        Dtype::Bool => has("bool") || has("tinyint") || has("uint8") || has("bit"),
-        Dtype::Date => t == "date" || t.starts_with("date") && !has("time"),
-        Dtype::Datetime => has("timestamp") || has("datetime"),
-        Dtype::Uuid => has("uuid") || has("char") || has("string") || has("binary(16)"),
-        Dtype::Json => has("json") || has("text") || has("string") || has("char"),
-    }
-}
-
-/// Compares the existing sink table (rows of `sink.columns`: name, type[, nullable]) with
-/// the columns synctool writes.
-fn check_columns(p: &Pipeline, found: &[Row]) -> Result<(), RuntimeError> {
-    let text = |v: Option<&Value>| match v {
-        Some(Value::Str(s)) => s.clone(),
-        Some(v) => v.to_text(),
-        None => String::new(),
-    };
-    let existing: Vec<(String, String, String)> = found
-        .iter()
-        .map(|r| (text(r.first()), text(r.get(1)), text(r.get(2))))
-        .collect();
-    let expected = expected_columns(p);
-    let mut problems = Vec::new();
-    for (name, dtype) in &expected {
-        match existing.iter().find(|e| &e.0 == name) {
-            None => problems.push(format!("column `{name}` is missing")),
-            Some((_, native, _)) => {
-                if let Some(d) = dtype {
-                    if !fits(native, *d) {
-                        problems.push(format!(
-                            "column `{name}` is {native}, which cannot hold {d}"
-                        ));
-                    }
-                }
-            }
-        }
-    }
-    for (name, native, nullable) in &existing {
-        let required = nullable.eq_ignore_ascii_case("no");
-        if required && !expected.iter().any(|e| &e.0 == name) {
-            problems.push(format!(
-                "column `{name}` ({native}) is NOT NULL but the pipeline does not write it"
-            ));
-        }
-    }
-    if problems.is_empty() {
-        return Ok(());
-    }
-    let t = &p.sink.table;
-    let table = match &t.schema {
-        Some(s) => format!("{s}.{}", t.name),
-        None => t.name.clone(),
-    };
-    Err(RuntimeError::Config(format!(
-        "pipeline `{}`: the existing sink table {table} on datastore `{}` does not fit the sink fields: {}; nothing was written",
-        p.name,
-        p.sink.store.name,
-        problems.join("; ")
-    )))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::fits;
-    use crate::types::Dtype;
-
-    #[test]
-    fn native_types_fit_dtypes() {
-        assert!(fits("bigint", Dtype::Int));
-        assert!(fits("Nullable(Int64)", Dtype::Int));
-        assert!(fits("timestamp with time zone", Dtype::Datetime));
-        assert!(fits("datetime(6)", Dtype::Datetime));
-        assert!(!fits("datetime(6)", Dtype::Date));
-        assert!(fits("date", Dtype::Date));
-        assert!(!fits("text", Dtype::Int));
-        assert!(fits(
-            "decimal(18,4)",
-            Dtype::Decimal {
-                precision: 18,
-                scale: 4
-            }
-        ));
-        assert!(!fits("interval", Dtype::Int));
-    }
 }

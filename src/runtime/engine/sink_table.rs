@@ -1,0 +1,654 @@
+//! The sink table as the database declares it (the rows of `sink.columns`): whether its
+//! columns fit the pipeline's sink fields, and the limits they put on each row.
+//!
+//! A row the database would refuse (a number out of a narrower integer's range, text longer
+//! than a `varchar(n)`, a decimal with more integer digits than the column holds, NULL in a
+//! NOT NULL column) is found here, before its batch is written, so that the error names the
+//! row's key and the column; the database's own error would name neither.
+
+use super::rows::load_columns;
+use crate::expr::Value;
+use crate::ir::{MergeKind, Pipeline};
+use crate::runtime::connect::rowbinary::{ch_base, type_args, RbColumn};
+use crate::runtime::transform::key_text;
+use crate::runtime::{Row, RuntimeError};
+use crate::sql::DialectKind;
+use crate::types::Dtype;
+
+/// A column of the existing sink table.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TableColumn {
+    /// The column name.
+    pub name: String,
+    /// The native type as the database lists it (`varchar(3)`, `Nullable(Int32)`; on
+    /// PostgreSQL the `data_type` with its length or precision added).
+    pub native: String,
+    /// Whether the column takes NULL.
+    pub nullable: bool,
+    /// What a value must satisfy beyond its dtype.
+    pub limit: Limit,
+}
+
+/// A limit a native column type puts on values.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Limit {
+    /// None beyond the dtype.
+    None,
+    /// An integer range (inclusive).
+    Int {
+        /// Smallest value.
+        min: i128,
+        /// Largest value.
+        max: i128,
+    },
+    /// Text of at most this many characters.
+    Chars(usize),
+    /// Text of at most this many bytes (UTF-8).
+    Bytes(usize),
+    /// A decimal with at most `precision - scale` digits before the point.
+    Decimal {
+        /// Total digits.
+        precision: u32,
+        /// Digits after the point.
+        scale: u32,
+    },
+}
+
+/// The existing sink table's columns.
+#[derive(Debug, Clone, Default)]
+pub struct SinkTable {
+    /// The columns, as listed.
+    pub columns: Vec<TableColumn>,
+}
+
+impl SinkTable {
+    /// Reads the rows of `sink.columns` for `dialect`: PostgreSQL lists (name, data_type,
+    /// is_nullable, character_maximum_length, numeric_precision, numeric_scale), MySQL
+    /// (name, column_type, is_nullable), ClickHouse (name, type).
+    pub fn read(dialect: DialectKind, rows: &[Row]) -> SinkTable {
+        let columns = rows
+            .iter()
+            .map(|r| {
+                let name = text(r.first());
+                let listed = text(r.get(1));
+                let (native, nullable) = match dialect {
+                    DialectKind::Postgres => (
+                        pg_native(&listed, int(r.get(3)), int(r.get(4)), int(r.get(5))),
+                        !text(r.get(2)).eq_ignore_ascii_case("no"),
+                    ),
+                    DialectKind::Mysql => (listed, !text(r.get(2)).eq_ignore_ascii_case("no")),
+                    DialectKind::Clickhouse => {
+                        let nullable = ch_base(&listed).1;
+                        (listed, nullable)
+                    }
+                };
+                let limit = limit_of(dialect, &native);
+                TableColumn {
+                    name,
+                    native,
+                    nullable,
+                    limit,
+                }
+            })
+            .collect();
+        SinkTable { columns }
+    }
+
+    /// Whether the table exists (it has columns).
+    pub fn exists(&self) -> bool {
+        !self.columns.is_empty()
+    }
+
+    fn column(&self, name: &str) -> Option<&TableColumn> {
+        self.columns.iter().find(|c| c.name == name)
+    }
+
+    /// The native types of `p`'s load columns, in load order (empty names when a column
+    /// is missing, which [`SinkTable::check`] reports first).
+    pub fn load_natives(&self, p: &Pipeline) -> Vec<String> {
+        let names: Vec<String> = load_columns(p).into_iter().map(|c| c.0).collect();
+        self.natives_of(&names)
+    }
+
+    /// The native types of the columns `names` (empty for a missing one; none at all when
+    /// the table does not exist).
+    pub fn natives_of(&self, names: &[String]) -> Vec<String> {
+        if !self.exists() {
+            return Vec::new();
+        }
+        names
+            .iter()
+            .map(|n| self.column(n).map(|t| t.native.clone()).unwrap_or_default())
+            .collect()
+    }
+
+    /// Compares the table with the columns synctool writes: every one must exist with a
+    /// type that holds its dtype, and no NOT NULL column may be left out. With
+    /// `row_binary` (ClickHouse, whose loads are laid out by the table's types), every
+    /// load column's type must also be one the RowBinary encoder writes.
+    pub fn check(&self, p: &Pipeline, row_binary: bool) -> Result<(), RuntimeError> {
+        let expected = expected_columns(p);
+        let mut problems = Vec::new();
+        for (name, dtype) in &expected {
+            match self.column(name) {
+                None => problems.push(format!("column `{name}` is missing")),
+                Some(t) => {
+                    if let Some(d) = dtype {
+                        if !fits(&t.native, *d) {
+                            problems.push(format!(
+                                "column `{name}` is {}, which cannot hold {d}",
+                                t.native
+                            ));
+                        } else if row_binary {
+                            if let Err(m) = RbColumn::from_native(*d, &t.native) {
+                                problems.push(format!("column `{name}`: {m}"));
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        for t in &self.columns {
+            if !t.nullable && !expected.iter().any(|e| e.0 == t.name) {
+                problems.push(format!(
+                    "column `{}` ({}) is NOT NULL but the pipeline does not write it",
+                    t.name, t.native
+                ));
+            }
+        }
+        if problems.is_empty() {
+            return Ok(());
+        }
+        Err(RuntimeError::Config(format!(
+            "pipeline `{}`: the existing sink table {} on datastore `{}` does not fit the sink fields: {}; nothing was written",
+            p.name,
+            self.table_name(p),
+            p.sink.store.name,
+            problems.join("; ")
+        )))
+    }
+
+    fn table_name(&self, p: &Pipeline) -> String {
+        let t = &p.sink.table;
+        match &t.schema {
+            Some(s) => format!("{s}.{}", t.name),
+            None => t.name.clone(),
+        }
+    }
+
+    /// The per-row checks for `p`'s load rows.
+    pub fn guard(&self, p: &Pipeline) -> RowGuard {
+        let cols = load_columns(p);
+        let checks = cols
+            .iter()
+            .enumerate()
+            .filter_map(|(i, c)| {
+                let t = self.column(&c.0)?;
+                let check = ColumnCheck {
+                    index: i,
+                    not_null: !t.nullable,
+                    limit: t.limit,
+                    name: t.name.clone(),
+                    native: t.native.clone(),
+                };
+                (check.not_null || check.limit != Limit::None).then_some(check)
+            })
+            .collect();
+        let key = p
+            .sink
+            .unique_key
+            .iter()
+            .filter_map(|k| Some((cols.iter().position(|c| &c.0 == k)?, k.clone())))
+            .collect();
+        RowGuard {
+            pipeline: p.name.clone(),
+            checks,
+            key,
+        }
+    }
+}
+
+/// The checks of one load column.
+#[derive(Debug, Clone)]
+struct ColumnCheck {
+    index: usize,
+    not_null: bool,
+    limit: Limit,
+    name: String,
+    native: String,
+}
+
+/// Checks load rows against the sink table's column limits.
+#[derive(Debug, Clone, Default)]
+pub struct RowGuard {
+    pipeline: String,
+    checks: Vec<ColumnCheck>,
+    /// (load column, sink column name) of the key, for errors.
+    key: Vec<(usize, String)>,
+}
+
+impl RowGuard {
+    /// The first value of `rows` (load rows, in load column order, coerced to their
+    /// dtypes) the sink column would refuse, as a [`RuntimeError::Value`] naming the row's
+    /// key and the column.
+    pub fn check(&self, rows: &[Row]) -> Result<(), RuntimeError> {
+        if self.checks.is_empty() {
+            return Ok(());
+        }
+        for row in rows {
+            for c in &self.checks {
+                let Some(v) = row.get(c.index) else { continue };
+                if let Err(message) = c.admit(v) {
+                    return Err(RuntimeError::Value {
+                        pipeline: self.pipeline.clone(),
+                        key: self
+                            .key
+                            .iter()
+                            .map(|(i, k)| {
+                                let v = row.get(*i).unwrap_or(&Value::Null);
+                                format!("{k}={}", key_text(v))
+                            })
+                            .collect::<Vec<_>>()
+                            .join(", "),
+                        column: c.name.clone(),
+                        message,
+                    });
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+impl ColumnCheck {
+    fn admit(&self, v: &Value) -> Result<(), String> {
+        if v.is_null() {
+            return if self.not_null {
+                Err(format!(
+                    "NULL, but the sink column is NOT NULL ({})",
+                    self.native
+                ))
+            } else {
+                Ok(())
+            };
+        }
+        match (self.limit, v) {
+            (Limit::Int { min, max }, Value::Int(i)) => {
+                let i = i128::from(*i);
+                if i < min || i > max {
+                    return Err(format!(
+                        "{i} is out of the range of the sink column's type {} ({min} to {max})",
+                        self.native
+                    ));
+                }
+            }
+            // Fast path: no more bytes than allowed characters.
+            (Limit::Chars(n), Value::Str(s) | Value::Uuid(s)) if s.len() > n => {
+                let len = s.chars().count();
+                if len > n {
+                    return Err(format!(
+                        "text of {len} characters does not fit the sink column's type {}",
+                        self.native
+                    ));
+                }
+            }
+            (Limit::Bytes(n), Value::Str(s) | Value::Uuid(s)) if s.len() > n => {
+                return Err(format!(
+                    "text of {} bytes does not fit the sink column's type {}",
+                    s.len(),
+                    self.native
+                ));
+            }
+            (Limit::Chars(n) | Limit::Bytes(n), Value::Json(j)) => {
+                let len = j.to_string().len();
+                if len > n {
+                    return Err(format!(
+                        "JSON text of {len} bytes does not fit the sink column's type {}",
+                        self.native
+                    ));
+                }
+            }
+            (Limit::Decimal { precision, scale }, v) => {
+                let digits = match v {
+                    Value::Decimal(d) => {
+                        let whole = d.mantissa().unsigned_abs() / 10u128.pow(d.scale().min(38));
+                        int_digits(whole)
+                    }
+                    Value::Int(i) => int_digits(u128::from(i.unsigned_abs())),
+                    _ => 0,
+                };
+                let room = precision.saturating_sub(scale);
+                if digits > room {
+                    return Err(format!(
+                        "{} has {digits} digits before the point; the sink column's type {} holds {room}",
+                        v.to_text(),
+                        self.native
+                    ));
+                }
+            }
+            _ => {}
+        }
+        Ok(())
+    }
+}
+
+/// Digits of `n` (0 has none before the point).
+fn int_digits(n: u128) -> u32 {
+    if n == 0 {
+        0
+    } else {
+        n.ilog10() + 1
+    }
+}
+
+fn text(v: Option<&Value>) -> String {
+    match v {
+        Some(Value::Str(s)) => s.clone(),
+        Some(Value::Null) | None => String::new(),
+        Some(v) => v.to_text(),
+    }
+}
+
+fn int(v: Option<&Value>) -> Option<i64> {
+    match v {
+        Some(Value::Int(i)) => Some(*i),
+        Some(Value::Str(s)) => s.trim().parse().ok(),
+        _ => None,
+    }
+}
+
+/// PostgreSQL's `data_type` with the length or precision `information_schema` lists
+/// beside it: `character varying(3)`, `numeric(12,2)`.
+fn pg_native(
+    data_type: &str,
+    chars: Option<i64>,
+    precision: Option<i64>,
+    scale: Option<i64>,
+) -> String {
+    match (data_type, chars, precision, scale) {
+        (_, Some(n), _, _) => format!("{data_type}({n})"),
+        ("numeric", None, Some(p), Some(s)) => format!("numeric({p},{s})"),
+        _ => data_type.to_string(),
+    }
+}
+
+fn int_range(bits: u32, unsigned: bool) -> Limit {
+    if unsigned {
+        Limit::Int {
+            min: 0,
+            max: (1i128 << bits) - 1,
+        }
+    } else {
+        Limit::Int {
+            min: -(1i128 << (bits - 1)),
+            max: (1i128 << (bits - 1)) - 1,
+        }
+    }
+}
+
+fn decimal_limit(args: &[u32], default_precision: u32) -> Limit {
+    match args {
+        [p, s] => Limit::Decimal {
+            precision: *p,
+            scale: *s,
+        },
+        [p] => Limit::Decimal {
+            precision: *p,
+            scale: 0,
+        },
+        _ => Limit::Decimal {
+            precision: default_precision,
+            scale: 0,
+        },
+    }
+}
+
+/// The limit a native type puts on values.
+pub fn limit_of(dialect: DialectKind, native: &str) -> Limit {
+    let lower = native.trim().to_ascii_lowercase();
+    match dialect {
+        DialectKind::Postgres => {
+            let base = lower.split('(').next().unwrap_or("").trim();
+            match base {
+                "smallint" => int_range(16, false),
+                "integer" => int_range(32, false),
+                "character varying" | "character" => match type_args(&lower).first() {
+                    Some(n) => Limit::Chars(*n as usize),
+                    None => Limit::None,
+                },
+                "numeric" => match type_args(&lower).as_slice() {
+                    [] => Limit::None,
+                    args => decimal_limit(args, 0),
+                },
+                _ => Limit::None,
+            }
+        }
+        DialectKind::Mysql => {
+            let unsigned = lower.contains("unsigned");
+            let base = lower.split(['(', ' ']).next().unwrap_or("");
+            match base {
+                "tinyint" => int_range(8, unsigned),
+                "smallint" => int_range(16, unsigned),
+                "mediumint" => int_range(24, unsigned),
+                "int" | "integer" => int_range(32, unsigned),
+                "bigint" if unsigned => int_range(64, true),
+                "varchar" | "char" => match type_args(&lower).first() {
+                    Some(n) => Limit::Chars(*n as usize),
+                    None => Limit::None,
+                },
+                "tinytext" => Limit::Bytes(255),
+                "text" => Limit::Bytes(65_535),
+                "mediumtext" => Limit::Bytes(16_777_215),
+                "decimal" | "numeric" => decimal_limit(&type_args(&lower), 10),
+                _ => Limit::None,
+            }
+        }
+        DialectKind::Clickhouse => {
+            let (base, _) = ch_base(native);
+            match base {
+                "Int8" => int_range(8, false),
+                "Int16" => int_range(16, false),
+                "Int32" => int_range(32, false),
+                "UInt8" => int_range(8, true),
+                "UInt16" => int_range(16, true),
+                "UInt32" => int_range(32, true),
+                "UInt64" => int_range(64, true),
+                _ if base.starts_with("FixedString(") => match type_args(base).first() {
+                    Some(n) => Limit::Bytes(*n as usize),
+                    None => Limit::None,
+                },
+                _ if base.starts_with("Decimal(") => decimal_limit(&type_args(base), 10),
+                _ if base.starts_with("Decimal32(") => Limit::Decimal {
+                    precision: 9,
+                    scale: type_args(base).first().copied().unwrap_or(0),
+                },
+                _ if base.starts_with("Decimal64(") => Limit::Decimal {
+                    precision: 18,
+                    scale: type_args(base).first().copied().unwrap_or(0),
+                },
+                _ if base.starts_with("Decimal128(") => Limit::Decimal {
+                    precision: 38,
+                    scale: type_args(base).first().copied().unwrap_or(0),
+                },
+                _ => Limit::None,
+            }
+        }
+    }
+}
+
+/// The columns the sink table must have: the load columns, the collapse sign column and
+/// the ReplacingMergeTree version column.
+fn expected_columns(p: &Pipeline) -> Vec<(String, Option<Dtype>)> {
+    let mut cols: Vec<(String, Option<Dtype>)> = load_columns(p)
+        .into_iter()
+        .map(|c| (c.0, Some(c.1)))
+        .collect();
+    let m = &p.sink.merge;
+    if m.kind == MergeKind::Collapse && !cols.iter().any(|c| c.0 == m.sign_column) {
+        cols.push((m.sign_column.clone(), Some(Dtype::Int)));
+    }
+    if let Some(v) = &m.version_column {
+        if m.kind == MergeKind::Upsert && !cols.iter().any(|c| &c.0 == v) {
+            cols.push((v.clone(), None));
+        }
+    }
+    cols
+}
+
+/// Whether a native column type (as `sink.columns` lists it) can hold a dtype.
+fn fits(native: &str, dtype: Dtype) -> bool {
+    let t = native.to_ascii_lowercase();
+    let t = t
+        .strip_prefix("nullable(")
+        .and_then(|s| s.strip_suffix(')'))
+        .unwrap_or(&t)
+        .to_string();
+    let has = |w: &str| t.contains(w);
+    match dtype {
+        Dtype::Int => has("int") && !has("interval") || has("bigserial") || has("serial"),
+        Dtype::Float => has("double") || has("float") || has("real"),
+        Dtype::Decimal { .. } => has("numeric") || has("decimal"),
+        Dtype::Str => has("char") || has("text") || has("string") || has("enum"),
+        Dtype::Bool => has("bool") || has("tinyint") || has("uint8") || has("bit"),
+        Dtype::Date => t == "date" || t.starts_with("date") && !has("time"),
+        Dtype::Datetime => has("timestamp") || has("datetime"),
+        Dtype::Uuid => has("uuid") || has("char") || has("string") || has("binary(16)"),
+        Dtype::Json => has("json") || has("text") || has("string") || has("char"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::expr::value::Decimal;
+
+    #[test]
+    fn native_types_fit_dtypes() {
+        assert!(fits("bigint", Dtype::Int));
+        assert!(fits("Nullable(Int64)", Dtype::Int));
+        assert!(fits("timestamp with time zone", Dtype::Datetime));
+        assert!(fits("datetime(6)", Dtype::Datetime));
+        assert!(!fits("datetime(6)", Dtype::Date));
+        assert!(fits("date", Dtype::Date));
+        assert!(!fits("text", Dtype::Int));
+        assert!(fits(
+            "decimal(18,4)",
+            Dtype::Decimal {
+                precision: 18,
+                scale: 4
+            }
+        ));
+        assert!(!fits("interval", Dtype::Int));
+    }
+
+    #[test]
+    fn native_types_give_limits() {
+        use DialectKind::*;
+        assert_eq!(limit_of(Postgres, "integer"), int_range(32, false));
+        assert_eq!(limit_of(Postgres, "bigint"), Limit::None);
+        assert_eq!(limit_of(Postgres, "character varying(3)"), Limit::Chars(3));
+        assert_eq!(limit_of(Postgres, "character varying"), Limit::None);
+        assert_eq!(
+            limit_of(Postgres, "numeric(5,2)"),
+            Limit::Decimal {
+                precision: 5,
+                scale: 2
+            }
+        );
+        assert_eq!(limit_of(Postgres, "numeric"), Limit::None);
+        assert_eq!(
+            limit_of(Mysql, "int(10) unsigned"),
+            Limit::Int {
+                min: 0,
+                max: 4_294_967_295
+            }
+        );
+        assert_eq!(
+            limit_of(Mysql, "tinyint(1)"),
+            Limit::Int {
+                min: -128,
+                max: 127
+            }
+        );
+        assert_eq!(limit_of(Mysql, "bigint(20)"), Limit::None);
+        assert_eq!(limit_of(Mysql, "varchar(255)"), Limit::Chars(255));
+        assert_eq!(limit_of(Mysql, "text"), Limit::Bytes(65_535));
+        assert_eq!(limit_of(Mysql, "longtext"), Limit::None);
+        assert_eq!(
+            limit_of(Clickhouse, "Nullable(UInt16)"),
+            Limit::Int {
+                min: 0,
+                max: 65_535
+            }
+        );
+        assert_eq!(limit_of(Clickhouse, "FixedString(36)"), Limit::Bytes(36));
+        assert_eq!(
+            limit_of(Clickhouse, "Decimal(12, 2)"),
+            Limit::Decimal {
+                precision: 12,
+                scale: 2
+            }
+        );
+        assert_eq!(
+            limit_of(Clickhouse, "Decimal64(4)"),
+            Limit::Decimal {
+                precision: 18,
+                scale: 4
+            }
+        );
+        assert_eq!(limit_of(Clickhouse, "Int64"), Limit::None);
+        assert_eq!(
+            ch_base("LowCardinality(Nullable(String))"),
+            ("String", true)
+        );
+        assert_eq!(pg_native("numeric", None, Some(5), Some(2)), "numeric(5,2)");
+        assert_eq!(
+            pg_native("character varying", Some(3), None, None),
+            "character varying(3)"
+        );
+    }
+
+    fn check(limit: Limit, not_null: bool) -> ColumnCheck {
+        ColumnCheck {
+            index: 0,
+            not_null,
+            limit,
+            name: "c".into(),
+            native: "t".into(),
+        }
+    }
+
+    #[test]
+    fn checks_admit_what_fits_and_refuse_the_rest() {
+        let c = check(Limit::Chars(3), true);
+        assert!(c.admit(&Value::Str("héé".into())).is_ok());
+        assert!(c.admit(&Value::Str("abcd".into())).is_err());
+        assert!(c.admit(&Value::Null).unwrap_err().contains("NOT NULL"));
+        assert!(check(Limit::Chars(3), false).admit(&Value::Null).is_ok());
+        let b = check(Limit::Bytes(3), false);
+        assert!(b.admit(&Value::Str("hé".into())).is_ok());
+        assert!(b.admit(&Value::Str("héé".into())).is_err());
+        let i = check(int_range(16, false), false);
+        assert!(i.admit(&Value::Int(32_767)).is_ok());
+        assert!(i.admit(&Value::Int(32_768)).is_err());
+        assert!(i.admit(&Value::Int(-32_768)).is_ok());
+        let u = check(int_range(64, true), false);
+        assert!(u.admit(&Value::Int(i64::MAX)).is_ok());
+        assert!(u.admit(&Value::Int(-1)).is_err());
+        let d = check(
+            Limit::Decimal {
+                precision: 5,
+                scale: 2,
+            },
+            false,
+        );
+        let dec = |m, s| Value::Decimal(Decimal::new(m, s).unwrap());
+        assert!(d.admit(&dec(99_999, 2)).is_ok());
+        assert!(d.admit(&dec(-99_999, 2)).is_ok());
+        assert!(d.admit(&dec(100_000, 2)).is_err());
+        // Extra digits after the point are the database's to round.
+        assert!(d.admit(&dec(9_999_999, 4)).is_ok());
+        assert!(d.admit(&Value::Int(999)).is_ok());
+        assert!(d.admit(&Value::Int(1000)).is_err());
+    }
+}
