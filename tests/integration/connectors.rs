@@ -389,6 +389,86 @@ async fn mysql_load_data_stops_at_a_bad_row_and_rolls_back() {
     exec(&mut c, &format!("DROP TABLE {t}")).await;
 }
 
+/// ClickHouse streamed inserts: batches appended to one open insert, handed over to a new
+/// insert at the row limit, ended before any other statement (which then sees every row),
+/// and a server refusal reported with the server's message.
+#[tokio::test]
+async fn clickhouse_streamed_inserts() {
+    let mut c = connect(CH).await;
+    let t = scratch("stream");
+    exec(
+        &mut c,
+        &format!("CREATE TABLE {t} (id Int64, s String) ENGINE = MergeTree ORDER BY id"),
+    )
+    .await;
+    match &mut c {
+        Conn::Clickhouse(ch) => ch.set_stream_max_rows(2500),
+        _ => unreachable!("a ClickHouse connection"),
+    }
+    let types = [Dtype::Int, Dtype::Str];
+    let sql = format!("INSERT INTO {t} (id, s) FORMAT RowBinary");
+    for b in 0..5i64 {
+        let batch: Vec<Row> = (0..1000)
+            .map(|i| vec![Value::Int(b * 1000 + i), Value::Str(format!("r{i}"))])
+            .collect();
+        let n = c
+            .stream_load(st(&sql, &[], &[]), &types, &[], &[], &batch)
+            .await
+            .unwrap();
+        assert_eq!(n, 1000);
+    }
+    // The query ends the open insert first, so it sees all five batches.
+    let back = query(
+        &mut c,
+        &format!("SELECT count(), sum(id), uniqExact(id) FROM {t}"),
+        &[Dtype::Int, Dtype::Int, Dtype::Int],
+    )
+    .await;
+    assert_eq!(
+        back,
+        vec![vec![
+            Value::Int(5000),
+            Value::Int(4999 * 5000 / 2),
+            Value::Int(5000)
+        ]]
+    );
+
+    // Int64 values into an Int32 column without its layout: the server misreads the body
+    // and refuses it; the error comes at a later call or when the inserts end.
+    let u = scratch("stream_bad");
+    exec(
+        &mut c,
+        &format!("CREATE TABLE {u} (id Int32, s String) ENGINE = MergeTree ORDER BY id"),
+    )
+    .await;
+    let bad = format!("INSERT INTO {u} (id, s) FORMAT RowBinary");
+    let rows: Vec<Row> = (0..1000)
+        .map(|i| vec![Value::Int(i), Value::Str("x".repeat(300))])
+        .collect();
+    let mut err = None;
+    for _ in 0..3 {
+        if let Err(e) = c
+            .stream_load(st(&bad, &[], &[]), &types, &[], &[], &rows)
+            .await
+        {
+            err = Some(e);
+            break;
+        }
+    }
+    let err = match err {
+        Some(e) => e,
+        None => c
+            .end_streams()
+            .await
+            .expect_err("the server refuses the body"),
+    };
+    assert!(err.to_string().contains("HTTP 500"), "{err}");
+    c.end_streams().await.expect("nothing is left open");
+    assert!(c.is_reusable());
+    exec(&mut c, &format!("DROP TABLE {t}")).await;
+    exec(&mut c, &format!("DROP TABLE {u}")).await;
+}
+
 /// Streams 200 000 generated rows in batches of 500 through a channel of 2 slots, checks
 /// the count and sums, and that the producer is still blocked (not done reading) while the
 /// consumer holds the first batch.

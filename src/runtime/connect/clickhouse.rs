@@ -51,6 +51,17 @@ pub const NATIVE_PARAMS_SINCE: (u32, u32) = (20, 1);
 /// default `session_timeout` is 60 s).
 pub const SESSION_REFRESH: Duration = Duration::from_secs(45);
 
+/// Most rows one streamed insert carries ([`ChConn::stream_row_binary`]); below the
+/// server's default `max_insert_block_size` (1,048,576), so that a server without parallel
+/// parsing writes the insert as one part.
+pub const STREAM_MAX_ROWS: u64 = 1_000_000;
+
+/// Most body bytes one streamed insert carries (the server holds a block in memory).
+pub const STREAM_MAX_BYTES: usize = 256 << 20;
+
+/// Encoded batches queued ahead of a streamed insert's request.
+const STREAM_CHUNKS_AHEAD: usize = 2;
+
 /// How often a request refused with "Session is locked" (code 373) is sent again.
 const SESSION_LOCK_RETRIES: u32 = 20;
 
@@ -70,6 +81,21 @@ pub struct ChConn {
     session_dirty: bool,
     version: String,
     native_params: bool,
+    /// RowBinary inserts whose body is still being sent ([`ChConn::stream_row_binary`]).
+    streams: Vec<OpenInsert>,
+    /// Most rows per streamed insert ([`STREAM_MAX_ROWS`] unless a test lowers it).
+    stream_max_rows: u64,
+}
+
+/// A RowBinary `INSERT` whose request body is still open: chunks go through `tx`, the
+/// request runs in its own task (`done`), outside the session.
+struct OpenInsert {
+    sql: String,
+    step: String,
+    rows: u64,
+    bytes: usize,
+    tx: mpsc::Sender<Result<bytes::Bytes, std::io::Error>>,
+    done: tokio::task::JoinHandle<Result<(), String>>,
 }
 
 impl std::fmt::Debug for ChConn {
@@ -141,6 +167,8 @@ impl ChConn {
             session: session.to_vec(),
             last_used: Instant::now(),
             session_dirty: false,
+            streams: Vec::new(),
+            stream_max_rows: STREAM_MAX_ROWS,
             version: String::new(),
             native_params: false,
         };
@@ -175,7 +203,7 @@ impl ChConn {
 
     /// Always true: no transactions, and each request opens or reuses an HTTP connection.
     pub fn is_reusable(&self) -> bool {
-        true
+        self.streams.is_empty()
     }
 
     async fn run_setup(&mut self) -> Result<(), RuntimeError> {
@@ -229,13 +257,7 @@ impl ChConn {
     fn transport_msg(&self, e: &reqwest::Error) -> String {
         // reqwest errors name the URL; ours never carries credentials (they go in the
         // Authorization header), but scrub anyway.
-        let mut m = e.to_string();
-        let mut src = std::error::Error::source(e);
-        while let Some(s) = src {
-            m.push_str(&format!(": {s}"));
-            src = s.source();
-        }
-        self.ctx.scrub(m)
+        self.ctx.scrub(error_chain(e))
     }
 
     /// POSTs a request in the session: `url_query` goes in the `query` argument (the body then
@@ -299,6 +321,8 @@ impl ChConn {
         body: Vec<u8>,
         params: &[(String, String)],
     ) -> Result<reqwest::Response, RuntimeError> {
+        // Every statement sees the rows of the streamed inserts before it.
+        self.end_streams().await?;
         self.ensure_session().await?;
         let r = self.post(url_query, default_format, body, params).await;
         self.last_used = Instant::now();
@@ -487,21 +511,17 @@ impl ChConn {
         Ok(())
     }
 
-    /// Inserts `rows` with the generator's `INSERT INTO t (cols) FORMAT RowBinary`. The body
-    /// is laid out by `natives` (the target table's own column types) when given, else by
-    /// the dtypes (`nullable[i]`: column `i` is `Nullable`; an empty slice means none is).
-    /// Returns `rows.len()`.
-    pub async fn insert_row_binary(
-        &mut self,
-        stmt: Stmt<'_>,
+    /// The RowBinary body of `rows`, laid out by `natives` (the target table's own column
+    /// types) when given, else by the dtypes (`nullable[i]`: column `i` is `Nullable`; an
+    /// empty slice means none is).
+    fn row_binary(
+        &self,
+        stmt: &Stmt<'_>,
         types: &[Dtype],
         nullable: &[bool],
         natives: &[String],
         rows: &[Row],
-    ) -> Result<u64, RuntimeError> {
-        if rows.is_empty() {
-            return Ok(0);
-        }
+    ) -> Result<Vec<u8>, RuntimeError> {
         let cols = if natives.len() == types.len() {
             types
                 .iter()
@@ -518,10 +538,26 @@ impl ChConn {
                 .map(|(i, d)| RbColumn::from_dtype(*d, nullable.get(i).copied().unwrap_or(false)))
                 .collect()
         };
-        let body = encode_rows(&cols, rows).map_err(|(row, col, m)| {
+        encode_rows(&cols, rows).map_err(|(row, col, m)| {
             self.ctx
                 .bind(stmt.step, col + 1, format!("row {}: {m}", row + 1))
-        })?;
+        })
+    }
+
+    /// Inserts `rows` with the generator's `INSERT INTO t (cols) FORMAT RowBinary`, in one
+    /// request (see [`ChConn::row_binary`] for the layout). Returns `rows.len()`.
+    pub async fn insert_row_binary(
+        &mut self,
+        stmt: Stmt<'_>,
+        types: &[Dtype],
+        nullable: &[bool],
+        natives: &[String],
+        rows: &[Row],
+    ) -> Result<u64, RuntimeError> {
+        if rows.is_empty() {
+            return Ok(0);
+        }
+        let body = self.row_binary(&stmt, types, nullable, natives, rows)?;
         let resp = self
             .request(stmt.step, Some(stmt.sql), None, body, &[])
             .await?;
@@ -530,6 +566,142 @@ impl ChConn {
             .map_err(|e| self.ctx.stmt(stmt.step, self.transport_msg(&e)))?;
         Ok(rows.len() as u64)
     }
+
+    /// Appends `rows` to a RowBinary insert of `stmt` whose request body stays open, so
+    /// that the server parses one batch while the next is read and encoded, and a sync
+    /// makes one part per [`STREAM_MAX_ROWS`] rows instead of one per batch (each part
+    /// costs the server a merge later). The request runs outside the session, in its own
+    /// task; it ends at [`STREAM_MAX_ROWS`] rows or [`STREAM_MAX_BYTES`], before any other
+    /// statement on this connection, and at [`ChConn::end_streams`], which reports its
+    /// outcome. A server error shows at the next call or there. A run that stops before the
+    /// end leaves whole rows sent: the server keeps them or not, and a re-run converges
+    /// either way (ClickHouse has no transactions).
+    pub async fn stream_row_binary(
+        &mut self,
+        stmt: Stmt<'_>,
+        types: &[Dtype],
+        nullable: &[bool],
+        natives: &[String],
+        rows: &[Row],
+    ) -> Result<u64, RuntimeError> {
+        if rows.is_empty() {
+            return Ok(0);
+        }
+        let body = self.row_binary(&stmt, types, nullable, natives, rows)?;
+        let n = rows.len() as u64;
+        let mut at = self.streams.iter().position(|s| s.sql == stmt.sql);
+        if let Some(i) = at {
+            let s = &self.streams[i];
+            if s.rows + n > self.stream_max_rows || s.bytes + body.len() > STREAM_MAX_BYTES {
+                self.end_stream(i).await?;
+                at = None;
+            }
+        }
+        let i = match at {
+            Some(i) => i,
+            None => {
+                let open = self.open_stream(&stmt);
+                self.streams.push(open);
+                self.streams.len() - 1
+            }
+        };
+        let s = &mut self.streams[i];
+        s.rows += n;
+        s.bytes += body.len();
+        if s.tx.send(Ok(bytes::Bytes::from(body))).await.is_err() {
+            // The request ended before its body did: the server refused it.
+            let step = s.step.clone();
+            return Err(match self.end_stream(i).await {
+                Err(e) => e,
+                Ok(()) => self.ctx.stmt(
+                    &step,
+                    "the server ended the insert before its rows were sent",
+                ),
+            });
+        }
+        Ok(n)
+    }
+
+    /// Lowers the rows per streamed insert (for tests of the hand-over between inserts).
+    pub fn set_stream_max_rows(&mut self, rows: u64) {
+        self.stream_max_rows = rows.max(1);
+    }
+
+    /// Starts the request of a streamed insert.
+    fn open_stream(&self, stmt: &Stmt<'_>) -> OpenInsert {
+        let (tx, rx) = mpsc::channel::<Result<bytes::Bytes, std::io::Error>>(STREAM_CHUNKS_AHEAD);
+        let body = futures_util::stream::unfold(rx, |mut rx| async move {
+            rx.recv().await.map(|chunk| (chunk, rx))
+        });
+        let mut args: Vec<(String, String)> = Vec::new();
+        if let Some(db) = &self.database {
+            args.push(("database".into(), db.clone()));
+        }
+        args.push(("query".into(), stmt.sql.to_string()));
+        let mut req = self
+            .http
+            .post(&self.url)
+            .query(&args)
+            .body(reqwest::Body::wrap_stream(body));
+        if let Some(u) = &self.user {
+            req = req.basic_auth(u, self.password.as_deref());
+        }
+        let ctx = self.ctx.clone();
+        let done = tokio::spawn(async move {
+            let resp = req.send().await.map_err(|e| ctx.scrub(error_chain(&e)))?;
+            let status = resp.status();
+            let text = resp.text().await.map_err(|e| ctx.scrub(error_chain(&e)))?;
+            if status.is_success() {
+                Ok(())
+            } else {
+                Err(ctx.scrub(format!("HTTP {status}: {}", text.trim())))
+            }
+        });
+        OpenInsert {
+            sql: stmt.sql.to_string(),
+            step: stmt.step.to_string(),
+            rows: 0,
+            bytes: 0,
+            tx,
+            done,
+        }
+    }
+
+    /// Ends streamed insert `i`: closes its body and waits for the server's answer.
+    async fn end_stream(&mut self, i: usize) -> Result<(), RuntimeError> {
+        let s = self.streams.remove(i);
+        drop(s.tx);
+        match s.done.await {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(m)) => Err(self.ctx.stmt(&s.step, m)),
+            Err(e) => Err(self
+                .ctx
+                .stmt(&s.step, format!("the insert's task failed: {e}"))),
+        }
+    }
+
+    /// Ends every streamed insert, in the order they were opened, and reports the first
+    /// failure.
+    pub async fn end_streams(&mut self) -> Result<(), RuntimeError> {
+        let mut first = None;
+        while !self.streams.is_empty() {
+            if let Err(e) = self.end_stream(0).await {
+                first.get_or_insert(e);
+            }
+        }
+        first.map_or(Ok(()), Err)
+    }
+}
+
+/// A reqwest error with its sources.
+fn error_chain(e: &reqwest::Error) -> String {
+    let mut m = e.to_string();
+    let mut src = std::error::Error::source(e);
+    while let Some(s) = src {
+        m.push_str(&format!(": {s}"));
+        src = s.source();
+    }
+    m
 }
 
 fn written_rows(resp: &reqwest::Response) -> u64 {

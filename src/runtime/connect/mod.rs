@@ -401,6 +401,35 @@ impl Conn {
         }
     }
 
+    /// [`Conn::load`] for a sync that loads many batches in a row: on ClickHouse the rows go
+    /// into an insert whose body stays open across calls
+    /// ([`clickhouse::ChConn::stream_row_binary`]) until [`Conn::end_streams`] or the next
+    /// other statement; elsewhere this is [`Conn::load`].
+    pub async fn stream_load(
+        &mut self,
+        stmt: Stmt<'_>,
+        types: &[Dtype],
+        nullable: &[bool],
+        natives: &[String],
+        rows: &[Row],
+    ) -> Result<u64, RuntimeError> {
+        match self {
+            Conn::Clickhouse(c) => {
+                c.stream_row_binary(stmt, types, nullable, natives, rows)
+                    .await
+            }
+            other => other.load(stmt, types, nullable, natives, rows).await,
+        }
+    }
+
+    /// Ends the inserts [`Conn::stream_load`] left open and reports their outcome.
+    pub async fn end_streams(&mut self) -> Result<(), RuntimeError> {
+        match self {
+            Conn::Clickhouse(c) => c.end_streams().await,
+            _ => Ok(()),
+        }
+    }
+
     /// MySQL's fallback load: a multi-row `INSERT … VALUES (?,…),…` for exactly
     /// `rows.len()` rows ([`mysql::MyConn::insert_rows`]). The other dialects always bulk-load.
     pub async fn insert_rows(

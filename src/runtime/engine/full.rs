@@ -95,7 +95,7 @@ pub struct Extract<'e> {
 /// A full sync: every source row, merged; with `allow_delete`, absent keys removed.
 pub async fn run(ctx: &Ctx<'_>, report: &mut PipelineReport) -> Result<(), RuntimeError> {
     let p = ctx.p;
-    let mut src = ctx.source().await?;
+    let src = ctx.source().await?;
     let mut sink = SinkIo::open(p, ctx.cfg, &ctx.steps, &ctx.binds).await?;
     let exists = sink.prepare(!ctx.opts.dry_run).await?;
     // A table this run created holds no row the source lacks: nothing to delete.
@@ -107,7 +107,7 @@ pub async fn run(ctx: &Ctx<'_>, report: &mut PipelineReport) -> Result<(), Runti
             && !p.key.is_empty()
             && ctx.steps.get("sink.delete_absent").is_some(),
     };
-    stream_into(ctx, &mut src, &mut sink, extract, report).await
+    stream_into(ctx, src, &mut sink, extract, report).await
 }
 
 /// A timestamp increment: rows newer than the sink's watermark minus the lookback; a full
@@ -118,7 +118,7 @@ pub async fn run_incremental(
     report: &mut PipelineReport,
 ) -> Result<(), RuntimeError> {
     let p = ctx.p;
-    let mut src = ctx.source().await?;
+    let src = ctx.source().await?;
     let mut sink = SinkIo::open(p, ctx.cfg, &ctx.steps, &ctx.binds).await?;
     let exists = sink.prepare(!ctx.opts.dry_run).await?;
     let wm_id = format!("recon.{}.sink.watermark", r.name);
@@ -145,7 +145,7 @@ pub async fn run_incremental(
             extra: vec![],
             delete_absent: false,
         };
-        return stream_into(ctx, &mut src, &mut sink, extract, report).await;
+        return stream_into(ctx, src, &mut sink, extract, report).await;
     }
     let since = minus_lookback(&watermark, r.lookback_seconds);
     tracing::info!(pipeline = %p.name, watermark = %watermark.to_text(), since = %since.to_text(), "incremental run");
@@ -155,13 +155,13 @@ pub async fn run_incremental(
         extra: vec![("watermark", since)],
         delete_absent: false,
     };
-    stream_into(ctx, &mut src, &mut sink, extract, report).await
+    stream_into(ctx, src, &mut sink, extract, report).await
 }
 
 /// Streams `extract` from `src` into `sink` (plan: counts the rows only).
 pub async fn stream_into(
     ctx: &Ctx<'_>,
-    src: &mut Conn,
+    src: Conn,
     sink: &mut SinkIo<'_>,
     extract: Extract<'_>,
     report: &mut PipelineReport,
@@ -182,10 +182,22 @@ pub async fn stream_into(
     if delete_absent {
         sink.begin_key_staging().await?;
     }
+    if !dry {
+        sink.stream_loads();
+    }
     let fast = Projection::of(p, &cols);
     let bar = ctx.progress.rows(&p.name);
     let (tx, rx) = mpsc::channel::<Result<Vec<Row>, RuntimeError>>(CHANNEL_BATCHES);
-    let producer = src.stream(step.stmt(0), &vals, &types, batch_size, tx);
+    // The reader runs as its own task, so that decoding the source's rows (on a worker
+    // thread) overlaps the projection and the sink's encoding here.
+    let producer = {
+        let (step, mut src) = (step.clone(), src);
+        let types = types.clone();
+        tokio::spawn(async move {
+            src.stream(step.stmt(0), &vals, &types, batch_size, tx)
+                .await
+        })
+    };
     let mut read = 0u64;
     let mut written = 0u64;
     let consumer = async {
@@ -224,7 +236,9 @@ pub async fn stream_into(
     let (produced, consumed) = tokio::join!(producer, consumer);
     // The writer's error explains a stopped reader; report it first.
     consumed?;
-    produced?;
+    produced.map_err(|e| RuntimeError::Config(format!("the source reader failed: {e}")))??;
+    // Rows count as written once the loads left open have ended well.
+    sink.end_streams().await?;
     report.rows_read += read;
     report.rows_written += written;
     if delete_absent {

@@ -197,7 +197,7 @@ pub async fn run(
 ) -> Result<(), RuntimeError> {
     let p = ctx.p;
     let dry = ctx.opts.dry_run;
-    let mut src = ctx.source().await?;
+    let src = ctx.source().await?;
     let mut sink = SinkIo::open(p, ctx.cfg, &ctx.steps, &ctx.binds).await?;
     if !sink.prepare(!dry).await? {
         tracing::info!(pipeline = %p.name, "the sink table is new: running a full sync");
@@ -207,7 +207,7 @@ pub async fn run(
             extra: vec![],
             delete_absent: false,
         };
-        return stream_into(ctx, &mut src, &mut sink, extract, report).await;
+        return stream_into(ctx, src, &mut sink, extract, report).await;
     }
     let src_state = match &p.source_state {
         Some(st) => Some(connect(ctx.cfg, &st.store.name).await?),

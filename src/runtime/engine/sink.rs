@@ -66,6 +66,8 @@ pub struct SinkIo<'a> {
     natives: Vec<String>,
     /// The same for the key columns (`sink.unique_key` order).
     key_natives: Vec<String>,
+    /// Loads go through [`Conn::stream_load`] ([`SinkIo::stream_loads`]).
+    stream: bool,
 }
 
 /// Connection settings of the SQL datastore `name`.
@@ -139,6 +141,7 @@ impl<'a> SinkIo<'a> {
             guard: RowGuard::default(),
             natives: Vec::new(),
             key_natives: Vec::new(),
+            stream: false,
         })
     }
 
@@ -299,9 +302,15 @@ impl<'a> SinkIo<'a> {
             } else {
                 self.natives.clone()
             };
-            self.sql()?
-                .load(step.stmt(0), &types, &nullable, &natives, rows)
-                .await?;
+            if self.stream {
+                self.sql()?
+                    .stream_load(step.stmt(0), &types, &nullable, &natives, rows)
+                    .await?;
+            } else {
+                self.sql()?
+                    .load(step.stmt(0), &types, &nullable, &natives, rows)
+                    .await?;
+            }
             return Ok(());
         }
         let per = (MYSQL_MAX_PARAMS / types.len().max(1)).max(1);
@@ -457,6 +466,22 @@ impl<'a> SinkIo<'a> {
             self.load(Load::Keys, stage_keys).await?;
         }
         Ok(w)
+    }
+
+    /// From now on, loads may stay open across writes ([`Conn::stream_load`]: ClickHouse
+    /// streams one insert over many batches). For syncs that write batch after batch;
+    /// [`SinkIo::end_streams`] must follow before the run reports what it wrote.
+    pub fn stream_loads(&mut self) {
+        self.stream = true;
+    }
+
+    /// Ends the loads left open by [`SinkIo::stream_loads`] and reports their outcome.
+    pub async fn end_streams(&mut self) -> Result<(), RuntimeError> {
+        self.stream = false;
+        match self.conn() {
+            Some(c) => c.end_streams().await,
+            None => Ok(()),
+        }
     }
 
     /// Starts staging every source key of a full sync (empties the key stage).
