@@ -172,12 +172,12 @@ fn main() -> ExitCode {
                 .iter()
                 .map(|p| p.name.as_str())
                 .collect();
-            println!(
-                "{name}: ok ({} pipeline{}: {})",
+            emit(&format!(
+                "{name}: ok ({} pipeline{}: {})\n",
                 names.len(),
                 if names.len() == 1 { "" } else { "s" },
                 names.join(", ")
-            );
+            ));
             ExitCode::SUCCESS
         }
         Command::Compile { format } => compile(&fe, format),
@@ -242,13 +242,10 @@ fn execute(cli: &Cli, fe: &Frontend, args: &RunArgs, dry_run: bool, exit_code: b
     }
     match args.format {
         RunFormat::Json => match serde_json::to_string_pretty(&engine::render_json(&reports)) {
-            Ok(s) => println!("{s}"),
+            Ok(s) => emit(&format!("{s}\n")),
             Err(e) => eprintln!("error: {e}"),
         },
-        RunFormat::Text => print!(
-            "{}",
-            engine::render_text(&reports, dry_run, failure.is_none())
-        ),
+        RunFormat::Text => emit(&engine::render_text(&reports, dry_run, failure.is_none())),
     }
     if let Some(m) = failure {
         eprintln!("{m}");
@@ -260,6 +257,19 @@ fn execute(cli: &Cli, fe: &Frontend, args: &RunArgs, dry_run: bool, exit_code: b
     ExitCode::SUCCESS
 }
 
+/// Writes `text` to stdout. A reader that went away (`synctool compile | head`) is not an
+/// error: the command's work and exit code stand (an `apply` has already written its rows);
+/// any other write error is reported on stderr.
+fn emit(text: &str) {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    if let Err(e) = out.write_all(text.as_bytes()).and_then(|()| out.flush()) {
+        if e.kind() != std::io::ErrorKind::BrokenPipe {
+            eprintln!("error: cannot write the output: {e}");
+        }
+    }
+}
+
 fn compile(fe: &Frontend, format: Format) -> ExitCode {
     let plan = match plan::build(&fe.checked.program) {
         Ok(p) => p,
@@ -269,10 +279,10 @@ fn compile(fe: &Frontend, format: Format) -> ExitCode {
         }
     };
     match format {
-        Format::Text => print!("{}", plan::render_text(&plan)),
-        Format::Sql => print!("{}", plan::render_sql(&plan)),
+        Format::Text => emit(&plan::render_text(&plan)),
+        Format::Sql => emit(&plan::render_sql(&plan)),
         Format::Json => match serde_json::to_string_pretty(&plan::render_json(&plan)) {
-            Ok(s) => println!("{s}"),
+            Ok(s) => emit(&format!("{s}\n")),
             Err(e) => {
                 eprintln!("error: {e}");
                 return ExitCode::from(EXIT_FAILURE);

@@ -189,3 +189,25 @@ fn unknown_pipeline_selection() {
     assert_eq!(o.status.code(), Some(2));
     assert!(stderr(&o).contains("no pipeline named `q`"));
 }
+
+/// A reader that closes the pipe early (`synctool compile | head -1`) ends the output, not
+/// the program: no panic, exit 0.
+#[test]
+fn a_closed_stdout_pipe_is_not_a_panic() {
+    let cfg = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/examples/pg_to_clickhouse_collapse.yaml"
+    );
+    let mut child = Command::new(env!("CARGO_BIN_EXE_synctool"))
+        .args(["compile", "--format", "sql", "-c", cfg])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("run synctool");
+    // Close the read end before synctool writes its first byte.
+    drop(child.stdout.take());
+    let o = child.wait_with_output().expect("synctool output");
+    let err = stderr(&o);
+    assert_eq!(o.status.code(), Some(0), "{err}");
+    assert!(!err.contains("panicked"), "{err}");
+}
