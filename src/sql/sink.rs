@@ -866,6 +866,7 @@ impl<'a> SinkCtx<'a> {
                 ("character_maximum_length", "max_chars"),
                 ("numeric_precision", "precision"),
                 ("numeric_scale", "scale"),
+                ("datetime_precision", "time_precision"),
             ] {
                 projection.push(build::aliased(d, build::keyword(col), alias));
             }

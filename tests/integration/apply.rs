@@ -525,6 +525,41 @@ async fn a_sink_table_that_does_not_fit_fails_before_writing() {
     drop_pg(&c, &[&src, &sink]).await;
 }
 
+#[tokio::test(flavor = "multi_thread")]
+async fn a_sink_column_that_keeps_less_precision_is_warned_about() {
+    let c = pg().await;
+    let (src, sink) = (unique("eng_src"), unique("eng_sink"));
+    make_source(&c, &src).await;
+    c.batch_execute(&format!(
+        "CREATE TABLE {sink} (id bigint PRIMARY KEY, name text, amount numeric(12,1), updated_at timestamp(0) with time zone)"
+    ))
+    .await
+    .unwrap();
+    let cfg = write_config(&pipeline_yaml(
+        "lossy",
+        &src,
+        "pg",
+        &sink,
+        "{strategy: upsert}",
+        "",
+    ));
+    let o = synctool(&cfg, &["apply"]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(0), "{err}");
+    assert!(
+        err.contains("sink column `amount` is numeric(12,1), which keeps 1 digits after the point"),
+        "{err}"
+    );
+    assert!(
+        err.contains(
+            "sink column `updated_at` is timestamp(0) with time zone, which keeps whole seconds"
+        ),
+        "{err}"
+    );
+    assert!(!err.contains("`name`"), "{err}");
+    drop_pg(&c, &[&src, &sink]).await;
+}
+
 #[test]
 fn an_unreachable_datastore_fails_with_exit_1_naming_it_without_the_password() {
     let cfg = write_config(&format!(

@@ -170,13 +170,16 @@ impl<'a> SinkIo<'a> {
     /// (as found, or as created) set the limits every row is checked against before it is
     /// written.
     pub async fn prepare(&mut self, create: bool) -> Result<bool, RuntimeError> {
-        if self.dialect().is_none() {
+        let Some(dialect) = self.dialect() else {
             return Ok(true);
-        }
+        };
         let mut table = self.read_table().await?;
         let exists = table.exists();
         if exists {
-            table.check(self.p, self.dialect() == Some(DialectKind::Clickhouse))?;
+            table.check(self.p, dialect == DialectKind::Clickhouse)?;
+            for w in table.lossy(dialect, self.p) {
+                tracing::warn!("{w}");
+            }
         } else if create {
             tracing::info!(table = %self.p.sink.table.name, "creating the sink table");
             self.run_step("sink.create", &[]).await?;
@@ -211,6 +214,7 @@ impl<'a> SinkIo<'a> {
                 Dtype::Str,
                 Dtype::Str,
                 Dtype::Str,
+                Dtype::Int,
                 Dtype::Int,
                 Dtype::Int,
                 Dtype::Int,

@@ -73,7 +73,13 @@ impl SinkTable {
                 let listed = text(r.get(1));
                 let (native, nullable) = match dialect {
                     DialectKind::Postgres => (
-                        pg_native(&listed, int(r.get(3)), int(r.get(4)), int(r.get(5))),
+                        pg_native(
+                            &listed,
+                            int(r.get(3)),
+                            int(r.get(4)),
+                            int(r.get(5)),
+                            int(r.get(6)),
+                        ),
                         !text(r.get(2)).eq_ignore_ascii_case("no"),
                     ),
                     DialectKind::Mysql => (listed, !text(r.get(2)).eq_ignore_ascii_case("no")),
@@ -174,6 +180,22 @@ impl SinkTable {
             Some(s) => format!("{s}.{}", t.name),
             None => t.name.clone(),
         }
+    }
+
+    /// A warning for each load column whose type keeps less than its dtype's values (see
+    /// [`keeps_less`]).
+    pub fn lossy(&self, dialect: DialectKind, p: &Pipeline) -> Vec<String> {
+        load_columns(p)
+            .iter()
+            .filter_map(|c| {
+                let t = self.column(&c.0)?;
+                let what = keeps_less(dialect, &t.native, c.1)?;
+                Some(format!(
+                    "pipeline `{}`: sink column `{}` is {}, which {what}: values are rounded on write, and reconciliation sees the rows whose values were rounded as changed on every run",
+                    p.name, c.0, t.native
+                ))
+            })
+            .collect()
     }
 
     /// The per-row checks for `p`'s load rows.
@@ -364,11 +386,63 @@ fn pg_native(
     chars: Option<i64>,
     precision: Option<i64>,
     scale: Option<i64>,
+    time_precision: Option<i64>,
 ) -> String {
-    match (data_type, chars, precision, scale) {
-        (_, Some(n), _, _) => format!("{data_type}({n})"),
-        ("numeric", None, Some(p), Some(s)) => format!("numeric({p},{s})"),
+    match (data_type, chars, precision, scale, time_precision) {
+        (_, Some(n), _, _, _) => format!("{data_type}({n})"),
+        ("numeric", None, Some(p), Some(s), _) => format!("numeric({p},{s})"),
+        (t, _, _, _, Some(p)) if p != 6 && t.starts_with("timestamp") => {
+            format!("timestamp({p}){}", &t["timestamp".len()..])
+        }
         _ => data_type.to_string(),
+    }
+}
+
+/// What a native column type loses of a dtype's values, if anything: fewer fractional
+/// digits of a datetime or decimal, or single-precision floats. The database rounds such
+/// values on write, and the rounded rows then differ from the source on every
+/// reconciliation.
+pub fn keeps_less(dialect: DialectKind, native: &str, dtype: Dtype) -> Option<String> {
+    let lower = native.trim().to_ascii_lowercase();
+    let args = type_args(&lower);
+    match dtype {
+        Dtype::Datetime => {
+            let digits = match dialect {
+                DialectKind::Postgres if lower.starts_with("timestamp") => {
+                    args.first().copied().unwrap_or(6)
+                }
+                DialectKind::Mysql
+                    if lower.starts_with("datetime") || lower.starts_with("timestamp") =>
+                {
+                    args.first().copied().unwrap_or(0)
+                }
+                // ClickHouse: the row hash compares whole seconds on both sides.
+                _ => 6,
+            };
+            (digits < 6).then(|| match digits {
+                0 => "keeps whole seconds".to_string(),
+                d => format!("keeps {d} fractional digits of a second"),
+            })
+        }
+        Dtype::Decimal { scale, .. } => {
+            let limit = limit_of(dialect, native);
+            match limit {
+                Limit::Decimal { scale: s, .. } if s < u32::from(scale) => Some(format!(
+                    "keeps {s} digits after the point, the field {scale}"
+                )),
+                _ => None,
+            }
+        }
+        Dtype::Float => {
+            let (base, _) = ch_base(native);
+            let single = match dialect {
+                DialectKind::Postgres => lower == "real",
+                DialectKind::Mysql => lower.starts_with("float"),
+                DialectKind::Clickhouse => base == "Float32",
+            };
+            single.then(|| "keeps single precision (about 7 digits)".to_string())
+        }
+        _ => None,
     }
 }
 
@@ -601,11 +675,54 @@ mod tests {
             ch_base("LowCardinality(Nullable(String))"),
             ("String", true)
         );
-        assert_eq!(pg_native("numeric", None, Some(5), Some(2)), "numeric(5,2)");
         assert_eq!(
-            pg_native("character varying", Some(3), None, None),
+            pg_native("numeric", None, Some(5), Some(2), None),
+            "numeric(5,2)"
+        );
+        assert_eq!(
+            pg_native("character varying", Some(3), None, None, None),
             "character varying(3)"
         );
+        assert_eq!(
+            pg_native("timestamp with time zone", None, None, None, Some(0)),
+            "timestamp(0) with time zone"
+        );
+        assert_eq!(
+            pg_native("timestamp without time zone", None, None, None, Some(6)),
+            "timestamp without time zone"
+        );
+    }
+
+    #[test]
+    fn narrower_precision_is_named() {
+        use DialectKind::*;
+        let dec = Dtype::Decimal {
+            precision: 12,
+            scale: 4,
+        };
+        assert_eq!(
+            keeps_less(Postgres, "timestamp(0) with time zone", Dtype::Datetime).as_deref(),
+            Some("keeps whole seconds")
+        );
+        assert_eq!(
+            keeps_less(Postgres, "timestamp with time zone", Dtype::Datetime),
+            None
+        );
+        assert_eq!(
+            keeps_less(Mysql, "datetime(3)", Dtype::Datetime).as_deref(),
+            Some("keeps 3 fractional digits of a second")
+        );
+        assert!(keeps_less(Mysql, "datetime", Dtype::Datetime).is_some());
+        assert_eq!(keeps_less(Mysql, "datetime(6)", Dtype::Datetime), None);
+        assert_eq!(
+            keeps_less(Clickhouse, "DateTime('UTC')", Dtype::Datetime),
+            None
+        );
+        assert!(keeps_less(Postgres, "numeric(12,2)", dec).is_some());
+        assert_eq!(keeps_less(Mysql, "decimal(14,4)", dec), None);
+        assert!(keeps_less(Postgres, "real", Dtype::Float).is_some());
+        assert!(keeps_less(Clickhouse, "Nullable(Float32)", Dtype::Float).is_some());
+        assert_eq!(keeps_less(Mysql, "double", Dtype::Float), None);
     }
 
     fn check(limit: Limit, not_null: bool) -> ColumnCheck {
