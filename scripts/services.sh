@@ -53,6 +53,16 @@ if [ ! -s "$TLS_DIR/server.pem" ] || ! openssl x509 -checkend 86400 -noout -in "
         -CAcreateserial -days 3650 -extfile "$TLS_DIR/server.ext" -out "$TLS_DIR/server.pem" 2>/dev/null
     rm -f "$TLS_DIR"/*/server.key
 fi
+# A client certificate (CN synctool_cert, key in PKCS#8) for the client-certificate tests:
+# PostgreSQL maps it to the role synctool_cert, MariaDB's user synctool_x509 requires one.
+if [ ! -s "$TLS_DIR/client.pem" ] || ! openssl verify -CAfile "$TLS_DIR/ca.pem" "$TLS_DIR/client.pem" >/dev/null 2>&1; then
+    log "creating the test client certificate in $TLS_DIR"
+    openssl req -newkey rsa:2048 -nodes -subj "/CN=synctool_cert" \
+        -keyout "$TLS_DIR/client.key" -out "$TLS_DIR/client.csr" 2>/dev/null
+    printf 'basicConstraints=CA:FALSE\nextendedKeyUsage=clientAuth\n' >"$TLS_DIR/client.ext"
+    openssl x509 -req -in "$TLS_DIR/client.csr" -CA "$TLS_DIR/ca.pem" -CAkey "$TLS_DIR/ca.key" \
+        -CAcreateserial -days 3650 -extfile "$TLS_DIR/client.ext" -out "$TLS_DIR/client.pem" 2>/dev/null
+fi
 chmod 0755 "$TLS_DIR"
 # own_key USER: a copy of the server key readable by USER only, at $TLS_DIR/USER/server.key.
 own_key() {
@@ -92,6 +102,16 @@ fi
 if [ "$(psql -h 127.0.0.1 -U postgres -d postgres -tAc "SELECT 1 FROM pg_database WHERE datname = 'test'")" != 1 ]; then
     psql -h 127.0.0.1 -U postgres -d postgres -c 'CREATE DATABASE test' >/dev/null
 fi
+# The role synctool_cert logs in with the test client certificate only (over TLS).
+hba=$(psql -h 127.0.0.1 -U postgres -d postgres -tAc 'SHOW hba_file')
+if ! grep -q '^hostssl all synctool_cert ' "$hba"; then
+    log "PostgreSQL: certificate login for synctool_cert"
+    sed -i '1i hostssl all synctool_cert 127.0.0.1/32 cert\nhostnossl all synctool_cert 127.0.0.1/32 reject' "$hba"
+    psql -h 127.0.0.1 -U postgres -d postgres -q -c "ALTER SYSTEM SET ssl_ca_file = '$TLS_DIR/ca.pem'" -c 'SELECT pg_reload_conf()' >/dev/null
+    sleep 1
+fi
+psql -h 127.0.0.1 -U postgres -d postgres -q -c \
+    "DO \$\$ BEGIN IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'synctool_cert') THEN CREATE ROLE synctool_cert LOGIN; END IF; END \$\$"
 
 # --- MariaDB (127.0.0.1:3306, root without password, database test) ----------------------
 maria_up() { mariadb-admin -h 127.0.0.1 -P 3306 -u root ping; }
@@ -121,6 +141,8 @@ if [ "$(mariadb -h 127.0.0.1 -u root -N -e "SELECT @@have_ssl")" != YES ]; then
     [ "$(mariadb -h 127.0.0.1 -u root -N -e "SELECT @@have_ssl")" = YES ] || die "MariaDB did not enable TLS"
 fi
 mariadb -h 127.0.0.1 -u root -e 'CREATE DATABASE IF NOT EXISTS test'
+# The user synctool_x509 logs in only with a client certificate signed by the test CA.
+mariadb -h 127.0.0.1 -u root -e "CREATE USER IF NOT EXISTS 'synctool_x509'@'%' REQUIRE X509; GRANT SELECT ON test.* TO 'synctool_x509'@'%'"
 
 # --- Redis (127.0.0.1:6379) ---------------------------------------------------------------
 redis_up() { [ "$(redis-cli -h 127.0.0.1 -p 6379 ping)" = PONG ]; }

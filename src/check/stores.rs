@@ -217,7 +217,8 @@ pub fn unknown<'a>(
 }
 
 /// `sslmode` must be one of libpq's values, and only one of `sslmode` / `tls` may be given;
-/// `sslrootcert` means nothing when TLS is disabled.
+/// `sslrootcert`, `sslcert` and `sslkey` mean nothing when TLS is disabled, and a client
+/// certificate needs both `sslcert` and `sslkey`.
 fn check_tls(d: &RawDatastore, diags: &mut Diags) {
     let mode = match (&d.sslmode, &d.tls) {
         (Some(m), Some(t)) => {
@@ -240,12 +241,28 @@ fn check_tls(d: &RawDatastore, diags: &mut Diags) {
         (None, Some(t)) => Some(TlsMode::from_flag(t.value)),
         (None, None) => None,
     };
-    if let (Some(TlsMode::Disable), Some(r)) = (mode, &d.sslrootcert) {
-        diags.push(r.error("`sslrootcert` has no effect when TLS is disabled"));
-    }
-    if let Some(r) = &d.sslrootcert {
-        if r.value.trim().is_empty() {
-            diags.push(r.error("`sslrootcert` must name a PEM file"));
+    let files = [
+        ("sslrootcert", &d.sslrootcert, "a PEM file"),
+        ("sslcert", &d.sslcert, "a PEM certificate file"),
+        ("sslkey", &d.sslkey, "a PEM key file"),
+    ];
+    for (key, value, what) in files {
+        let Some(r) = value else { continue };
+        if mode == Some(TlsMode::Disable) {
+            diags.push(r.error(format!("`{key}` has no effect when TLS is disabled")));
+        } else if r.value.trim().is_empty() {
+            diags.push(r.error(format!("`{key}` must name {what}")));
         }
+    }
+    match (&d.sslcert, &d.sslkey) {
+        (Some(c), None) => diags.push(
+            c.error("`sslcert` needs `sslkey`")
+                .with_help("give the client certificate's private key as `sslkey`"),
+        ),
+        (None, Some(k)) => diags.push(
+            k.error("`sslkey` needs `sslcert`")
+                .with_help("give the client certificate as `sslcert`"),
+        ),
+        _ => {}
     }
 }

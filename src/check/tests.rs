@@ -236,4 +236,21 @@ fn tls_settings_are_checked_where_they_are_written() {
     let d = &fail(&text).diagnostics[0];
     let span = d.span.unwrap();
     assert_eq!(&text[span.start..span.end], "/ca.pem");
+
+    ok(&base.replace(
+        "sslmode: prefer",
+        "sslmode: verify-full\n    sslcert: /c.pem\n    sslkey: /c.key",
+    ));
+    let text = base.replace("sslmode: prefer", "sslmode: require\n    sslcert: /c.pem");
+    let d = &fail(&text).diagnostics[0];
+    assert_eq!(d.message, "`sslcert` needs `sslkey`");
+    let span = d.span.unwrap();
+    assert_eq!(&text[span.start..span.end], "/c.pem");
+    let text = base.replace(
+        "sslmode: prefer",
+        "sslmode: disable\n    sslcert: /c.pem\n    sslkey: /c.key",
+    );
+    let f = fail(&text);
+    assert_eq!(f.diagnostics.len(), 2, "{:?}", f.diagnostics);
+    assert!(f.diagnostics[1].message.contains("`sslkey` has no effect"));
 }

@@ -43,6 +43,10 @@ pub struct RawDatastore {
     pub tls: Option<Spanned<bool>>,
     /// `sslrootcert`: a PEM file of CA certificates trusted besides the built-in roots
     pub sslrootcert: Option<S>,
+    /// `sslcert`: a PEM file with the client certificate (chain) presented to the server
+    pub sslcert: Option<S>,
+    /// `sslkey`: the PEM private key of `sslcert`
+    pub sslkey: Option<S>,
     /// `pool_size`
     pub pool_size: Option<Spanned<u32>>,
     /// webhook `base_url`
@@ -83,6 +87,8 @@ const DB_KEYS: &[&str] = &[
     "sslmode",
     "tls",
     "sslrootcert",
+    "sslcert",
+    "sslkey",
     "pool_size",
 ];
 const WEBHOOK_KEYS: &[&str] = &["base_url", "headers", "timeout", "retries"];
@@ -451,6 +457,8 @@ fn datastore(n: &Node, path: &str, ctx: &mut Ctx) -> Option<RawDatastore> {
         sslmode: m.str("sslmode", ctx),
         tls: m.bool("tls", ctx),
         sslrootcert: m.str("sslrootcert", ctx),
+        sslcert: m.str("sslcert", ctx),
+        sslkey: m.str("sslkey", ctx),
         pool_size: m.count("pool_size", 1, ctx),
         base_url: m.str("base_url", ctx),
         headers: m.string_map("headers", false, ctx),

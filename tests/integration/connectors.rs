@@ -33,6 +33,7 @@ pub(crate) fn settings(d: DialectKind) -> ConnSettings {
         database: Some(db.into()),
         tls: TlsMode::Disable,
         root_cert: None,
+        client_cert: None,
         pool_size: 2,
     }
 }

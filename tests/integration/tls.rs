@@ -7,6 +7,7 @@ use std::path::PathBuf;
 use std::process::Command;
 
 use synctool::config::TlsMode;
+use synctool::runtime::connect::tls::ClientCert;
 use synctool::runtime::{Conn, ConnSettings, RuntimeError, Stmt};
 use synctool::sql::DialectKind;
 use synctool::types::Dtype;
@@ -149,6 +150,81 @@ async fn clickhouse_https_against_a_plain_http_port_fails_instead_of_falling_bac
         Ok(_) => panic!("sslmode require spoke to the plain HTTP port"),
         Err(e) => assert!(matches!(e, RuntimeError::Connect { .. }), "{e}"),
     }
+}
+
+/// The test client certificate (CN synctool_cert) and its PKCS#8 key.
+fn client_cert() -> ClientCert {
+    let dir = ca().parent().expect("the TLS directory").to_path_buf();
+    ClientCert {
+        cert: dir.join("client.pem"),
+        key: dir.join("client.key"),
+    }
+}
+
+async fn current_user(c: &mut Conn, d: DialectKind) -> String {
+    let sql = match d {
+        DialectKind::Mysql => "SELECT SUBSTRING_INDEX(CURRENT_USER(), '@', 1)",
+        _ => "SELECT current_user",
+    };
+    let stmt = Stmt {
+        step: "test",
+        sql,
+        param_names: &[],
+        param_types: &[],
+    };
+    let rows = c
+        .query(stmt, &[], &[Dtype::Str])
+        .await
+        .expect("current user");
+    rows[0][0].to_text()
+}
+
+/// `sslcert`/`sslkey`: PostgreSQL's role synctool_cert (hba `cert`) and MariaDB's user
+/// synctool_x509 (`REQUIRE X509`) log in with the test client certificate and not without
+/// it. The key is PKCS#8, which MySQL connections convert for their driver. ClickHouse
+/// 18.16 cannot ask for a client certificate; there a configured one must not get in the way.
+#[tokio::test]
+async fn client_certificates_log_in_where_the_server_requires_them() {
+    for (d, user) in [
+        (DialectKind::Postgres, "synctool_cert"),
+        (DialectKind::Mysql, "synctool_x509"),
+    ] {
+        let mut s = settings(d, TlsMode::VerifyFull, Some(ca()));
+        s.username = Some(user.into());
+        let refused = connect(&s)
+            .await
+            .expect_err("no login without the client certificate");
+        assert!(
+            matches!(refused, RuntimeError::Connect { .. }),
+            "{}: {refused}",
+            d.name()
+        );
+        s.client_cert = Some(client_cert());
+        let mut c = connect(&s)
+            .await
+            .unwrap_or_else(|e| panic!("{}: login with the client certificate: {e}", d.name()));
+        assert_eq!(current_user(&mut c, d).await, user, "{}", d.name());
+        assert!(encrypted(&mut c, d).await, "{}", d.name());
+    }
+    let mut s = settings(DialectKind::Clickhouse, TlsMode::VerifyFull, Some(ca()));
+    s.client_cert = Some(client_cert());
+    let mut c = connect(&s)
+        .await
+        .expect("ClickHouse over HTTPS with a client certificate");
+    assert!(encrypted(&mut c, DialectKind::Clickhouse).await);
+
+    // A key file that is not there is named.
+    let mut s = settings(DialectKind::Postgres, TlsMode::VerifyFull, Some(ca()));
+    s.client_cert = Some(ClientCert {
+        cert: client_cert().cert,
+        key: "/nonexistent/client.key".into(),
+    });
+    let e = connect(&s).await.expect_err("no key");
+    assert!(
+        e.to_string()
+            .contains("cannot read sslkey /nonexistent/client.key"),
+        "{e}"
+    );
 }
 
 fn write_config(text: &str) -> PathBuf {

@@ -148,8 +148,8 @@ impl ChConn {
             .connect_timeout(Duration::from_secs(10))
             .pool_max_idle_per_host(2);
         let scheme = if s.tls.required() {
-            let tls =
-                tls::client_config(s.tls, s.root_cert.as_deref()).map_err(|e| ctx.connect(e))?;
+            let tls = tls::client_config(s.tls, s.root_cert.as_deref(), s.client_cert.as_ref())
+                .map_err(|e| ctx.connect(e))?;
             builder = builder.use_preconfigured_tls(tls).https_only(true);
             "https"
         } else {

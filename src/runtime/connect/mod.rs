@@ -57,6 +57,8 @@ pub struct ConnSettings {
     pub tls: TlsMode,
     /// `sslrootcert`: a PEM file of CA certificates trusted besides the built-in roots.
     pub root_cert: Option<std::path::PathBuf>,
+    /// `sslcert` and `sslkey`: the client certificate presented to the server, and its key.
+    pub client_cert: Option<tls::ClientCert>,
     /// Connections in the pool.
     pub pool_size: u32,
 }
@@ -104,6 +106,13 @@ impl ConnSettings {
                 .sslrootcert
                 .as_ref()
                 .map(|r| std::path::PathBuf::from(&r.value)),
+            client_cert: match (&d.sslcert, &d.sslkey) {
+                (Some(c), Some(k)) => Some(tls::ClientCert {
+                    cert: c.value.clone().into(),
+                    key: k.value.clone().into(),
+                }),
+                _ => None,
+            },
             pool_size: d.pool_size.as_ref().map(|p| p.value).unwrap_or(4),
         })
     }

@@ -16,7 +16,9 @@ use crate::types::Dtype;
 use chrono::{Datelike, NaiveDate, Timelike};
 use mysql_async::consts::ColumnType;
 use mysql_async::prelude::Queryable;
-use mysql_async::{DriverError, Opts, OptsBuilder, Params, SslOpts, Value as MyValue};
+use mysql_async::{
+    ClientIdentity, DriverError, Opts, OptsBuilder, Params, SslOpts, Value as MyValue,
+};
 use std::time::Duration;
 use tokio::sync::mpsc;
 
@@ -57,9 +59,20 @@ fn ssl_opts(s: &ConnSettings) -> Result<Option<SslOpts>, String> {
         Some(p) => tls::read_root_certs(p)?,
         None => Vec::new(),
     };
+    // The driver reads a client key as PKCS#1 only: hand it the RSA key in that form (DER,
+    // which it takes for PKCS#1 because it is not text); it reads the PEM chain itself.
+    let identity = match &s.client_cert {
+        Some(c) => {
+            let (_, key) = c.read()?;
+            let key = tls::rsa_pkcs1_der(&key)?;
+            Some(ClientIdentity::new(c.cert.clone().into(), key.into()))
+        }
+        None => None,
+    };
     let base = || {
         SslOpts::default()
             .with_root_certs(roots.iter().map(|c| c.as_ref().to_vec().into()).collect())
+            .with_client_identity(identity.clone())
     };
     Ok(match tls::effective(s.tls, s.root_cert.as_deref()) {
         TlsMode::Disable | TlsMode::Allow => None,

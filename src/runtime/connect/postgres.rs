@@ -163,7 +163,8 @@ impl PgConn {
             TlsMode::Require | TlsMode::VerifyCa | TlsMode::VerifyFull => SslMode::Require,
         });
         // With `disable` the connector is never asked for a TLS stream.
-        let tls = tls::client_config(s.tls, s.root_cert.as_deref()).map_err(|e| ctx.connect(e))?;
+        let tls = tls::client_config(s.tls, s.root_cert.as_deref(), s.client_cert.as_ref())
+            .map_err(|e| ctx.connect(e))?;
         let (client, connection) = cfg
             .connect(BufferedTls(MakeRustlsConnect::new(tls)))
             .await
