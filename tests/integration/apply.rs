@@ -491,25 +491,36 @@ async fn timestamp_incremental_reads_only_newer_rows() {
     drop_pg(&c, &[&src]).await;
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn a_sink_table_that_does_not_fit_fails_before_writing() {
+/// `apply` (upsert) from a new 3000-row source into an existing PostgreSQL table made with
+/// `columns`. Returns the run, the client, and the source and sink table names.
+async fn apply_into_existing(
+    pipeline: &str,
+    columns: &str,
+) -> (Output, tokio_postgres::Client, String, String) {
     let c = pg().await;
     let (src, sink) = (unique("eng_src"), unique("eng_sink"));
     make_source(&c, &src).await;
-    c.batch_execute(&format!(
-        "CREATE TABLE {sink} (id bigint PRIMARY KEY, name bigint, amount numeric(12,2), updated_at timestamptz)"
-    ))
-    .await
-    .unwrap();
+    c.batch_execute(&format!("CREATE TABLE {sink} ({columns})"))
+        .await
+        .unwrap();
     let cfg = write_config(&pipeline_yaml(
-        "mismatch",
+        pipeline,
         &src,
         "pg",
         &sink,
         "{strategy: upsert}",
         "",
     ));
-    let o = synctool(&cfg, &["apply"]);
+    (synctool(&cfg, &["apply"]), c, src, sink)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_sink_table_that_does_not_fit_fails_before_writing() {
+    let (o, c, src, sink) = apply_into_existing(
+        "mismatch",
+        "id bigint PRIMARY KEY, name bigint, amount numeric(12,2), updated_at timestamptz",
+    )
+    .await;
     let err = String::from_utf8_lossy(&o.stderr);
     assert_eq!(o.status.code(), Some(1), "{err}");
     assert!(
@@ -527,23 +538,11 @@ async fn a_sink_table_that_does_not_fit_fails_before_writing() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_sink_column_that_keeps_less_precision_is_warned_about() {
-    let c = pg().await;
-    let (src, sink) = (unique("eng_src"), unique("eng_sink"));
-    make_source(&c, &src).await;
-    c.batch_execute(&format!(
-        "CREATE TABLE {sink} (id bigint PRIMARY KEY, name text, amount numeric(12,1), updated_at timestamp(0) with time zone)"
-    ))
-    .await
-    .unwrap();
-    let cfg = write_config(&pipeline_yaml(
+    let (o, c, src, sink) = apply_into_existing(
         "lossy",
-        &src,
-        "pg",
-        &sink,
-        "{strategy: upsert}",
-        "",
-    ));
-    let o = synctool(&cfg, &["apply"]);
+        "id bigint PRIMARY KEY, name text, amount numeric(12,1), updated_at timestamp(0) with time zone",
+    )
+    .await;
     let err = String::from_utf8_lossy(&o.stderr);
     assert_eq!(o.status.code(), Some(0), "{err}");
     assert!(
