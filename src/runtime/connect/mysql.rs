@@ -468,16 +468,41 @@ const INFILE_AHEAD: usize = 4;
 /// by `;`): the escape character and both separators get a backslash, NUL is `\0`. (UTF-8
 /// continuation bytes are never ASCII, so bytes can be escaped one by one.)
 fn infile_text(buf: &mut Vec<u8>, s: &str) {
-    for &b in s.as_bytes() {
-        match b {
-            b'\\' | b',' | b';' => {
-                buf.push(b'\\');
-                buf.push(b);
-            }
-            0 => buf.extend_from_slice(b"\\0"),
-            _ => buf.push(b),
-        }
+    let b = s.as_bytes();
+    let mut start = 0;
+    for (i, &c) in b.iter().enumerate() {
+        let escaped: &[u8] = match c {
+            b'\\' => b"\\\\",
+            b',' => b"\\,",
+            b';' => b"\\;",
+            0 => b"\\0",
+            _ => continue,
+        };
+        buf.extend_from_slice(&b[start..i]);
+        buf.extend_from_slice(escaped);
+        start = i + 1;
     }
+    buf.extend_from_slice(&b[start..]);
+}
+
+/// Appends `n` as `width` decimal digits (zero-padded; `n` must fit).
+fn push_digits(buf: &mut Vec<u8>, n: u32, width: usize) {
+    let mut tmp = [b'0'; 10];
+    let mut v = n;
+    for i in (0..width).rev() {
+        tmp[i] = b'0' + (v % 10) as u8;
+        v /= 10;
+    }
+    buf.extend_from_slice(&tmp[..width]);
+}
+
+/// Appends `YYYY-MM-DD` (the year must be within 0..=9999).
+fn push_date(buf: &mut Vec<u8>, d: &chrono::NaiveDate) {
+    push_digits(buf, d.year() as u32, 4);
+    buf.push(b'-');
+    push_digits(buf, d.month(), 2);
+    buf.push(b'-');
+    push_digits(buf, d.day(), 2);
 }
 
 /// Appends one `LOAD DATA` field: `v` as dtype `d`, in the text MySQL reads back exactly.
@@ -491,12 +516,27 @@ fn infile_field(buf: &mut Vec<u8>, v: &Value, d: Dtype) -> Result<(), String> {
         Value::Decimal(x) => buf.extend_from_slice(decimal_fixed_text(x).as_bytes()),
         Value::Str(s) | Value::Uuid(s) => infile_text(buf, s),
         Value::Bool(b) => buf.push(if *b { b'1' } else { b'0' }),
-        Value::Date(x) => write!(buf, "{}", x.format("%Y-%m-%d")).expect("write to a Vec"),
+        Value::Date(x) => {
+            if !(0..=9999).contains(&x.year()) {
+                return Err(format!("year {} is out of MySQL's range", x.year()));
+            }
+            push_date(buf, x)
+        }
         Value::Datetime(t) => {
             if !(0..=9999).contains(&t.year()) {
                 return Err(format!("year {} is out of MySQL's range", t.year()));
             }
-            write!(buf, "{}", t.format("%Y-%m-%d %H:%M:%S%.6f")).expect("write to a Vec")
+            // `YYYY-MM-DD HH:MM:SS.ffffff`, written directly: chrono's formatter parses its
+            // format string on every call.
+            push_date(buf, &t.date());
+            buf.push(b' ');
+            push_digits(buf, t.hour(), 2);
+            buf.push(b':');
+            push_digits(buf, t.minute(), 2);
+            buf.push(b':');
+            push_digits(buf, t.second(), 2);
+            buf.push(b'.');
+            push_digits(buf, t.nanosecond() / 1000 % 1_000_000, 6);
         }
         Value::Json(j) => infile_text(buf, &j.to_string()),
         other => return Err(format!("a {} value cannot be loaded", kind_name(other))),
@@ -630,6 +670,22 @@ mod tests {
             field(Value::Datetime(t), Dtype::Datetime),
             "1969-12-31 23:59:59.000005"
         );
+        let t = NaiveDate::from_ymd_opt(2024, 2, 9)
+            .unwrap()
+            .and_hms_micro_opt(7, 5, 3, 120_000)
+            .unwrap();
+        assert_eq!(
+            field(Value::Datetime(t), Dtype::Datetime),
+            "2024-02-09 07:05:03.120000"
+        );
+        assert_eq!(
+            field(
+                Value::Date(NaiveDate::from_ymd_opt(7, 1, 2).unwrap()),
+                Dtype::Date
+            ),
+            "0007-01-02"
+        );
+        assert_eq!(field(Value::Str(",".into()), Dtype::Str), "\\,");
         let mut buf = Vec::new();
         assert!(infile_field(&mut buf, &Value::Float(f64::NAN), Dtype::Float).is_err());
     }
