@@ -195,7 +195,7 @@ pub fn eval(e: &TypedExpr, ctx: &EvalCtx<'_>) -> Result<Value, EvalError> {
             for (k, v) in entries {
                 m.insert(k.clone(), eval(v, ctx)?);
             }
-            Ok(Value::Map(m))
+            Ok(Value::map(m))
         }
     }
 }
@@ -223,7 +223,7 @@ fn truth(v: &Value) -> Result<Option<bool>, (EvalErrorKind, String)> {
     match v {
         Value::Null => Ok(None),
         Value::Bool(b) => Ok(Some(*b)),
-        Value::Json(serde_json::Value::Bool(b)) => Ok(Some(*b)),
+        Value::Json(j) if j.is_boolean() => Ok(j.as_bool()),
         other => Err(type_mismatch("use as a condition", other, None)),
     }
 }
@@ -578,7 +578,7 @@ fn contains(c: &Value, x: &Value) -> OpResult {
             other => Err(type_mismatch("look for", other, Some(c))),
         },
         Value::List(items) => list_contains(items.iter().cloned(), x),
-        Value::Json(j) => match j {
+        Value::Json(j) => match j.as_ref() {
             serde_json::Value::Object(o) => match x {
                 Value::Null => Ok(Value::Null),
                 Value::Str(k) => Ok(Value::Bool(o.contains_key(k))),

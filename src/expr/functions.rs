@@ -420,9 +420,12 @@ impl Func {
                     Value::Str(s) => s.chars().count(),
                     Value::List(l) => l.len(),
                     Value::Map(m) => m.len(),
-                    Value::Json(serde_json::Value::Array(a)) => a.len(),
-                    Value::Json(serde_json::Value::Object(o)) => o.len(),
-                    Value::Json(serde_json::Value::String(s)) => s.chars().count(),
+                    Value::Json(j) => match j.as_ref() {
+                        serde_json::Value::Array(a) => a.len(),
+                        serde_json::Value::Object(o) => o.len(),
+                        serde_json::Value::String(s) => s.chars().count(),
+                        _ => return Err(bad_arg(self, 0, &first)),
+                    },
                     v => return Err(bad_arg(self, 0, v)),
                 };
                 Ok(Value::Int(n as i64))
@@ -614,7 +617,7 @@ fn to_int(v: &Value) -> Result<i64, (EvalErrorKind, String)> {
             let t: String = s.trim().chars().filter(|c| *c != '_').collect();
             t.parse::<i64>().map_err(|_| conversion(v, "int"))
         }
-        Value::Json(j) => match j {
+        Value::Json(j) => match j.as_ref() {
             serde_json::Value::Number(n) => n
                 .as_i64()
                 .or_else(|| n.as_f64().and_then(float_to_i64))
@@ -634,7 +637,7 @@ fn to_float(v: &Value) -> Result<f64, (EvalErrorKind, String)> {
         Value::Float(f) => Ok(*f),
         Value::Decimal(d) => Ok(d.to_f64()),
         Value::Str(s) => s.trim().parse::<f64>().map_err(|_| conversion(v, "float")),
-        Value::Json(j) => match j {
+        Value::Json(j) => match j.as_ref() {
             serde_json::Value::Number(n) => n.as_f64().ok_or_else(|| conversion(v, "float")),
             serde_json::Value::String(s) => to_float(&Value::Str(s.clone())),
             serde_json::Value::Bool(b) => Ok(*b as i64 as f64),
@@ -690,7 +693,7 @@ fn round(v: &Value, ndigits: Option<i64>) -> FnResult {
 pub(crate) fn json_get(base: &Value, key: &Value) -> FnResult {
     let j = match base {
         Value::Null => return Ok(Value::Null),
-        Value::Json(j) => j,
+        Value::Json(j) => j.as_ref(),
         Value::Map(m) => {
             return Ok(match key {
                 Value::Str(k) => m.get(k).cloned().unwrap_or(Value::Null),

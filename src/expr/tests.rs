@@ -147,7 +147,7 @@ fn seed_enrichment_outputs() {
     let out = eval(&t, &EvalCtx::value(&v, now())).unwrap();
     assert_eq!(
         out,
-        Value::Map(row(&[("redis_name", Value::Str("Ann".into()))]))
+        Value::map(row(&[("redis_name", Value::Str("Ann".into()))]))
     );
 
     // The seed README's typo: accepted with a warning.
@@ -572,7 +572,7 @@ fn datetime_arithmetic() {
 fn json_access() {
     let r = row(&[(
         "payload",
-        Value::Json(serde_json::json!({"a": {"b": 3}, "l": [1, 2], "s": "x"})),
+        Value::json(serde_json::json!({"a": {"b": 3}, "l": [1, 2], "s": "x"})),
     )]);
     assert_eq!(
         eval_row("payload['a']['b'] == 3", &r).unwrap(),
@@ -585,7 +585,7 @@ fn json_access() {
     assert_eq!(eval_row("payload['missing']", &r).unwrap(), Value::Null);
     assert_eq!(
         eval_row("payload['l'][1]", &r).unwrap(),
-        Value::Json(serde_json::json!(2))
+        Value::json(serde_json::json!(2))
     );
     assert_eq!(eval_row("'a' in payload", &r).unwrap(), Value::Bool(true));
     assert_eq!(
@@ -594,7 +594,7 @@ fn json_access() {
     );
     let env = Env::value(Type::Json);
     let t = typed_in("lambda v: {'score': v['score'], 'ok': v.ok}", &env).unwrap();
-    let v = Value::Json(serde_json::json!({"score": 700, "ok": true}));
+    let v = Value::json(serde_json::json!({"score": 700, "ok": true}));
     let out = eval(&t, &EvalCtx::value(&v, now())).unwrap();
     assert_eq!(out.to_json(), serde_json::json!({"score": 700, "ok": true}));
 }

@@ -13,7 +13,10 @@ pub const MAX_DECIMAL_SCALE: u32 = 38;
 /// Arithmetic is checked (overflow of the 128-bit mantissa is an error, never a wrap).
 /// Equality and ordering compare numeric values, so `1.50 == 1.5`; [`Display`](fmt::Display)
 /// prints the canonical text (no exponent, no trailing fractional zeros, `0` not `-0`).
+// Packed to 8-byte alignment: an `i128` field would otherwise align the struct, and every
+// `Value`, to 16 bytes, and rows are vectors of values.
 #[derive(Debug, Clone, Copy)]
+#[repr(C, packed(8))]
 pub struct Decimal {
     mantissa: i128,
     scale: u32,
@@ -291,17 +294,28 @@ pub enum Value {
     Datetime(NaiveDateTime),
     /// UUID in canonical lower-case text.
     Uuid(String),
-    /// A JSON document.
-    Json(serde_json::Value),
+    /// A JSON document (boxed: a JSON value is 72 bytes, and keeping it inline would
+    /// make every value, and every row, that much larger).
+    Json(Box<serde_json::Value>),
     /// A duration in microseconds.
     Interval(i64),
     /// A list.
     List(Vec<Value>),
-    /// A mapping with string keys, in insertion order.
-    Map(IndexMap<String, Value>),
+    /// A mapping with string keys, in insertion order (boxed, as `Json`).
+    Map(Box<IndexMap<String, Value>>),
 }
 
 impl Value {
+    /// A JSON value.
+    pub fn json(j: serde_json::Value) -> Value {
+        Value::Json(Box::new(j))
+    }
+
+    /// A mapping.
+    pub fn map(m: IndexMap<String, Value>) -> Value {
+        Value::Map(Box::new(m))
+    }
+
     /// True for [`Value::Null`].
     pub fn is_null(&self) -> bool {
         matches!(self, Value::Null)
@@ -313,7 +327,7 @@ impl Value {
         if j.is_null() {
             Value::Null
         } else {
-            Value::Json(j)
+            Value::json(j)
         }
     }
 
@@ -330,7 +344,7 @@ impl Value {
             Value::Bool(b) => J::Bool(*b),
             Value::Date(d) => J::String(d.format("%Y-%m-%d").to_string()),
             Value::Datetime(t) => J::String(t.format("%Y-%m-%dT%H:%M:%S%.6f").to_string()),
-            Value::Json(j) => j.clone(),
+            Value::Json(j) => j.as_ref().clone(),
             Value::Interval(us) => J::from(*us),
             Value::List(l) => J::Array(l.iter().map(Value::to_json).collect()),
             Value::Map(m) => J::Object(m.iter().map(|(k, v)| (k.clone(), v.to_json())).collect()),
@@ -348,7 +362,7 @@ impl Value {
             Value::Bool(b) => if *b { "True" } else { "False" }.to_string(),
             Value::Date(d) => d.format("%Y-%m-%d").to_string(),
             Value::Datetime(t) => format_datetime(t),
-            Value::Json(j) => match j {
+            Value::Json(j) => match j.as_ref() {
                 serde_json::Value::String(s) => s.clone(),
                 other => other.to_string(),
             },
@@ -412,6 +426,13 @@ pub fn split_interval(us: i64) -> (i64, i64) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn values_stay_small() {
+        // Rows are vectors of values: every byte here is a byte per column per row in flight.
+        assert_eq!(std::mem::size_of::<Value>(), 32);
+        assert_eq!(std::mem::size_of::<Decimal>(), 24);
+    }
 
     #[test]
     fn decimal_parse_display_normalises() {

@@ -129,12 +129,12 @@ pub fn coerce(v: Value, dtype: Dtype) -> Result<Value, String> {
     }
     if dtype == Dtype::Json {
         return Ok(match v {
-            Value::Json(j) => Value::from_json(j),
-            other => Value::Json(value_to_json(&other)),
+            Value::Json(j) => Value::from_json(*j),
+            other => Value::json(value_to_json(&other)),
         });
     }
     let v = match v {
-        Value::Json(j) => match j {
+        Value::Json(j) => match *j {
             serde_json::Value::Null => return Ok(Value::Null),
             serde_json::Value::Bool(b) => Value::Bool(b),
             serde_json::Value::String(s) => Value::Str(s),
@@ -360,7 +360,7 @@ pub fn value_to_json(v: &Value) -> serde_json::Value {
         Value::Bool(b) => J::Bool(*b),
         Value::Date(d) => J::String(d.format("%Y-%m-%d").to_string()),
         Value::Datetime(t) => J::String(datetime_iso(t)),
-        Value::Json(j) => j.clone(),
+        Value::Json(j) => j.as_ref().clone(),
         Value::Interval(us) => J::from(*us),
         Value::List(l) => J::Array(l.iter().map(value_to_json).collect()),
         Value::Map(m) => J::Object(
@@ -436,7 +436,7 @@ mod tests {
         assert_eq!(coerce(Value::Null, Dtype::Int), Ok(Value::Null));
         assert_eq!(
             coerce(Value::Int(1), Dtype::Json),
-            Ok(Value::Json(serde_json::json!(1)))
+            Ok(Value::json(serde_json::json!(1)))
         );
     }
 
@@ -471,7 +471,7 @@ mod tests {
             .unwrap_err()
             .contains("more than 3 digits"));
         assert_eq!(
-            coerce(Value::Json(serde_json::json!(0.1)), d52),
+            coerce(Value::json(serde_json::json!(0.1)), d52),
             Ok(Value::Decimal(Decimal::parse("0.1").unwrap()))
         );
     }
@@ -502,12 +502,12 @@ mod tests {
             Ok(Value::Bool(true))
         );
         assert_eq!(
-            coerce(Value::Json(serde_json::json!("42")), Dtype::Int),
+            coerce(Value::json(serde_json::json!("42")), Dtype::Int),
             Ok(Value::Int(42))
         );
-        assert!(coerce(Value::Json(serde_json::json!({"a": 1})), Dtype::Int).is_err());
+        assert!(coerce(Value::json(serde_json::json!({"a": 1})), Dtype::Int).is_err());
         assert_eq!(
-            coerce(Value::Json(serde_json::json!({"a": 1})), Dtype::Str),
+            coerce(Value::json(serde_json::json!({"a": 1})), Dtype::Str),
             Ok(Value::Str("{\"a\":1}".into()))
         );
     }

@@ -94,7 +94,7 @@ pub fn coerce(v: Value, dtype: Dtype) -> Result<Value, String> {
         (Dtype::Str, v @ (Value::Int(_) | Value::Decimal(_) | Value::Date(_))) => {
             Value::Str(v.to_text())
         }
-        (Dtype::Str, Value::Json(j)) => Value::Str(match j {
+        (Dtype::Str, Value::Json(j)) => Value::Str(match *j {
             serde_json::Value::String(s) => s,
             other => other.to_string(),
         }),
@@ -130,9 +130,9 @@ pub fn coerce(v: Value, dtype: Dtype) -> Result<Value, String> {
             Value::Json(serde_json::from_str(&s).map_err(|e| format!("text is not JSON: {e}"))?)
         }
         (Dtype::Json, v @ (Value::Int(_) | Value::Float(_) | Value::Bool(_))) => {
-            Value::Json(v.to_json())
+            Value::json(v.to_json())
         }
-        (Dtype::Json, v @ (Value::List(_) | Value::Map(_))) => Value::Json(v.to_json()),
+        (Dtype::Json, v @ (Value::List(_) | Value::Map(_))) => Value::json(v.to_json()),
         (_, v) => return Err(mismatch(&v)),
     })
 }

@@ -393,7 +393,7 @@ mod tests {
                 "x",
                 Value::Decimal(crate::expr::Decimal::parse("1.50").unwrap()),
             ),
-            ("n", Value::Json(serde_json::json!({"a": 1}))),
+            ("n", Value::json(serde_json::json!({"a": 1}))),
         ]);
         let out = t.render(&r).unwrap();
         assert!(out.starts_with("2020-02-01 03:04:05|1.5|"), "{out}");

@@ -159,7 +159,7 @@ fn rows(ch: bool) -> Vec<Row> {
             Value::Date(date("2024-02-29")),
             Value::Datetime(dt(ts1)),
             Value::Uuid("6f1e0000-aaaa-4bbb-8ccc-0123456789ab".into()),
-            Value::Json(serde_json::json!({"k": [1, "é"], "n": null})),
+            Value::json(serde_json::json!({"k": [1, "é"], "n": null})),
         ],
         vec![
             Value::Int(2),
@@ -184,7 +184,7 @@ fn rows(ch: bool) -> Vec<Row> {
             Value::Datetime(dt(ts3)),
             // Upper-case on the way in, lower-case on the way out.
             Value::Str("ABCDEF00-1111-2222-3333-444455556666".into()),
-            Value::Json(serde_json::json!("just text")),
+            Value::json(serde_json::json!("just text")),
         ],
     ]
 }

@@ -62,7 +62,7 @@ fn s(x: &str) -> Value {
 
 /// A JSON string value (what `json_get` on an HTTP body gives).
 fn j(x: &str) -> Value {
-    Value::Json(serde_json::Value::String(x.to_string()))
+    Value::json(serde_json::Value::String(x.to_string()))
 }
 
 async fn redis_conn() -> redis::aio::MultiplexedConnection {

@@ -21,7 +21,7 @@ use crate::types::Dtype;
 use tokio::sync::mpsc;
 
 /// Batches in flight between the source reader and the sink writer.
-const CHANNEL_BATCHES: usize = 2;
+const CHANNEL_BATCHES: usize = 1;
 
 /// Everything a run needs besides connections.
 pub struct Ctx<'a> {

@@ -43,7 +43,7 @@ pub fn literal_value(l: &Literal, dtype: Dtype) -> Result<Value, String> {
         }
         (Literal::Str(s), Dtype::Datetime) => Value::Datetime(parse_datetime(s).ok_or_else(bad)?),
         (Literal::Str(s), Dtype::Json) => {
-            Value::Json(serde_json::from_str(s).unwrap_or(serde_json::Value::String(s.clone())))
+            Value::json(serde_json::from_str(s).unwrap_or(serde_json::Value::String(s.clone())))
         }
         _ => return Err(bad()),
     })
