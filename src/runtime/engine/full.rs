@@ -234,11 +234,14 @@ pub async fn stream_into(
         Ok::<(), RuntimeError>(())
     };
     let (produced, consumed) = tokio::join!(producer, consumer);
-    // The writer's error explains a stopped reader; report it first.
+    // End the loads left open even when the run failed, so that the whole batches sent
+    // before the failure are kept, as on the databases with transactions; rows count as
+    // written once they ended well. The writer's error explains a stopped reader; report
+    // it first.
+    let ended = sink.end_streams().await;
     consumed?;
     produced.map_err(|e| RuntimeError::Config(format!("the source reader failed: {e}")))??;
-    // Rows count as written once the loads left open have ended well.
-    sink.end_streams().await?;
+    ended?;
     report.rows_read += read;
     report.rows_written += written;
     if delete_absent {
