@@ -166,7 +166,7 @@ pub fn conforms(v: &Value, dtype: Dtype) -> bool {
 }
 
 /// At most 40 characters of `s`, for error messages.
-fn abbreviate(s: &str) -> String {
+pub(crate) fn abbreviate(s: &str) -> String {
     if s.chars().count() <= 40 {
         s.to_string()
     } else {

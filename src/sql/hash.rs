@@ -417,7 +417,15 @@ fn encode(d: &dyn Dialect, col: &HashCol) -> Expr {
             ),
         },
         Dtype::Decimal { .. } => decimal_text(k, c),
-        Dtype::Str => length_prefixed(k, c),
+        // ClickHouse: through `toString`, which is free on a `String` and makes the label
+        // of an `Enum` column (string functions refuse enums).
+        Dtype::Str => length_prefixed(
+            k,
+            match k {
+                DialectKind::Clickhouse => func("toString", vec![c]),
+                _ => c,
+            },
+        ),
         Dtype::Json => length_prefixed(
             k,
             match k {

@@ -1259,3 +1259,99 @@ async fn narrow_existing_sink_table_on_mariadb() {
 async fn narrow_existing_sink_table_on_clickhouse() {
     narrow_existing_sink(Db::Ch).await;
 }
+
+/// Enum sink columns (MariaDB `enum(…)`, ClickHouse `Enum8`): labels are written as labels
+/// (ClickHouse RowBinary as their numbers), `plan` sees no drift, and a label the enum
+/// lacks stops the run naming the row's key.
+async fn enum_sink(sink: Db) {
+    let mut dbs = dbs().await;
+    let what = format!("enum sink column on {sink:?}");
+    let src_table = support::unique("mx_enum_src");
+    let sink_table = support::unique(&format!("mx_enum_{}", sink.store()));
+    dbs.pg
+        .batch_execute(&format!(
+            "CREATE TABLE {src_table} (id bigint PRIMARY KEY, kind text NOT NULL);
+             INSERT INTO {src_table} SELECT g, CASE WHEN g % 3 = 0 THEN 'it''s' ELSE 'plain' END
+               FROM generate_series(1, 500) g;"
+        ))
+        .await
+        .expect("create the source");
+    let ddl = match sink {
+        Db::My => format!(
+            "CREATE TABLE {sink_table} (id bigint PRIMARY KEY, kind enum('plain','it''s') NOT NULL)"
+        ),
+        _ => format!(
+            "CREATE TABLE {sink_table} (id Int64, kind Enum8('plain' = 1, 'it\\'s' = -3)) ENGINE = ReplacingMergeTree ORDER BY id"
+        ),
+    };
+    exec(&mut dbs, sink, &ddl).await;
+    let cfg = write_config(&format!(
+        "{DATASTORES}pipelines:
+  - name: enums
+    source:
+      datastore: pg
+      batch_size: 100
+      table: {src_table}
+      fields:
+        - {{column: id, dtype: int}}
+        - {{column: kind, dtype: str}}
+    sink:
+      datastore: {sink}
+      table: {sink_table}
+      merge_strategy: upsert
+      unique_key: [id]
+      fields:
+        - {{column: id, source_column: id}}
+        - {{column: kind, source_column: kind}}
+    reconciliation:
+{BY_ID}",
+        sink = sink.store()
+    ));
+    let r = run(&cfg, &["apply", "--full"], 0, &what);
+    assert_eq!(n(&r, "rows_written"), 500, "{what}: {r}");
+    run(&cfg, &["plan", "--exit-code"], 0, &what);
+    let count_sql = match sink {
+        Db::My => format!("SELECT count(*) FROM {sink_table} WHERE kind = 'it''s'"),
+        _ => format!("SELECT count() FROM {sink_table} FINAL WHERE kind = 'it\\'s'"),
+    };
+    let quoted = match sink {
+        Db::My => {
+            use mysql_async::prelude::Queryable;
+            dbs.my
+                .query_first::<i64, _>(count_sql)
+                .await
+                .expect("count")
+                .expect("a row")
+        }
+        _ => dbs.ch.exec(&count_sql).await.trim().parse().expect("count"),
+    };
+    assert_eq!(quoted, 166, "{what}");
+
+    dbs.pg
+        .batch_execute(&format!(
+            "UPDATE {src_table} SET kind = 'other' WHERE id = 77"
+        ))
+        .await
+        .expect("change the source");
+    let o = synctool(&cfg, &["apply"]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(1), "{what}: {err}");
+    assert!(
+        err.contains("id=77")
+            && err.contains("column `kind`")
+            && err.contains("'other' is not one of"),
+        "{what}: {err}"
+    );
+    drop_table(&mut dbs, Db::Pg, &src_table).await;
+    drop_table(&mut dbs, sink, &sink_table).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn enum_sink_column_on_mariadb() {
+    enum_sink(Db::My).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn enum_sink_column_on_clickhouse() {
+    enum_sink(Db::Ch).await;
+}

@@ -13,7 +13,7 @@ use crate::types::Dtype;
 use chrono::NaiveDate;
 
 /// How the values of one column are laid out.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum RbType {
     /// A little-endian integer of `bytes` bytes.
     Int {
@@ -49,10 +49,17 @@ pub enum RbType {
     DateTime64(u8),
     /// `UUID`: two little-endian 64-bit halves, high half first.
     Uuid,
+    /// `Enum8` / `Enum16`: the value's number, in 1 or 2 bytes.
+    Enum {
+        /// 1 or 2.
+        bytes: u8,
+        /// The labels and their numbers.
+        labels: Vec<(String, i64)>,
+    },
 }
 
 /// One column of a RowBinary load.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RbColumn {
     /// The dtype values are coerced to first.
     pub dtype: Dtype,
@@ -115,6 +122,19 @@ impl RbColumn {
                 Some(p) if *p <= 9 => RbType::DateTime64(*p as u8),
                 _ => return Err(unsupported(native)),
             },
+            _ if base.starts_with("Enum8(") || base.starts_with("Enum16(") => {
+                let labels = enum_labels(base);
+                if labels.is_empty() || labels.iter().any(|(_, n)| n.is_none()) {
+                    return Err(unsupported(native));
+                }
+                RbType::Enum {
+                    bytes: if base.starts_with("Enum8(") { 1 } else { 2 },
+                    labels: labels
+                        .into_iter()
+                        .map(|(l, n)| (l, n.unwrap_or_default()))
+                        .collect(),
+                }
+            }
             _ if base.starts_with("FixedString(") => match args.first() {
                 Some(n) => RbType::FixedString(*n as usize),
                 None => return Err(unsupported(native)),
@@ -171,6 +191,57 @@ pub fn ch_base(native: &str) -> (&str, bool) {
             return (t, nullable);
         }
     }
+}
+
+/// The quoted labels of an enum type, with the number after each one's `=` if any:
+/// ClickHouse `Enum8('a' = 1, 'b\\'c' = 2)`, MySQL `enum('a','b''c')`.
+pub fn enum_labels(t: &str) -> Vec<(String, Option<i64>)> {
+    let Some(open) = t.find('(') else {
+        return Vec::new();
+    };
+    let b: Vec<char> = t[open + 1..].chars().collect();
+    let mut out = Vec::new();
+    let mut i = 0;
+    while i < b.len() {
+        match b[i] {
+            '\'' => {
+                let mut label = String::new();
+                i += 1;
+                while i < b.len() {
+                    match b[i] {
+                        '\\' if i + 1 < b.len() => {
+                            label.push(b[i + 1]);
+                            i += 2;
+                        }
+                        '\'' if b.get(i + 1) == Some(&'\'') => {
+                            label.push('\'');
+                            i += 2;
+                        }
+                        '\'' => break,
+                        c => {
+                            label.push(c);
+                            i += 1;
+                        }
+                    }
+                }
+                i += 1;
+                // An optional ` = <number>` follows.
+                let rest: String = b[i..]
+                    .iter()
+                    .take_while(|c| **c != ',' && **c != ')')
+                    .collect();
+                i += rest.chars().count();
+                let n = rest
+                    .trim()
+                    .strip_prefix('=')
+                    .and_then(|x| x.trim().parse().ok());
+                out.push((label, n));
+            }
+            ')' => break,
+            _ => i += 1,
+        }
+    }
+    out
 }
 
 /// The numbers inside the first `(…)` of a type: `Decimal(12, 2)` → [12, 2]; quoted
@@ -274,28 +345,30 @@ fn encode_value(out: &mut Vec<u8>, v: &Value, col: &RbColumn) -> Result<(), Stri
     } else if v.is_null() {
         return Err("NULL in a column that is not Nullable".into());
     }
-    match (col.ty, v) {
-        (RbType::Int { bytes, signed }, Value::Int(i)) => put_int(out, *i, bytes, signed)?,
-        (RbType::Int { bytes, signed }, Value::Bool(b)) => put_int(out, *b as i64, bytes, signed)?,
+    match (&col.ty, v) {
+        (RbType::Int { bytes, signed }, Value::Int(i)) => put_int(out, *i, *bytes, *signed)?,
+        (RbType::Int { bytes, signed }, Value::Bool(b)) => {
+            put_int(out, *b as i64, *bytes, *signed)?
+        }
         (RbType::Float64, Value::Float(f)) => out.extend_from_slice(&f.to_le_bytes()),
         (RbType::Float32, Value::Float(f)) => out.extend_from_slice(&(*f as f32).to_le_bytes()),
         (RbType::Decimal { precision, scale }, Value::Decimal(x)) => {
-            put_decimal(out, *x, precision, scale)?
+            put_decimal(out, *x, *precision, *scale)?
         }
         (RbType::Decimal { precision, scale }, Value::Int(i)) => {
-            put_decimal(out, Decimal::from_i64(*i), precision, scale)?
+            put_decimal(out, Decimal::from_i64(*i), *precision, *scale)?
         }
         (RbType::String, Value::Str(s) | Value::Uuid(s)) => put_str(out, s.as_bytes()),
         (RbType::String, Value::Json(j)) => put_str(out, j.to_string().as_bytes()),
         (RbType::FixedString(n), Value::Str(s) | Value::Uuid(s)) => {
-            if s.len() > n {
+            if s.len() > *n {
                 return Err(format!(
                     "text of {} bytes does not fit FixedString({n})",
                     s.len()
                 ));
             }
             out.extend_from_slice(s.as_bytes());
-            out.resize(out.len() + n - s.len(), 0);
+            out.resize(out.len() + *n - s.len(), 0);
         }
         (RbType::Bool, Value::Bool(b)) => out.push(*b as u8),
         (RbType::Date, Value::Date(x)) => {
@@ -316,6 +389,7 @@ fn encode_value(out: &mut Vec<u8>, v: &Value, col: &RbColumn) -> Result<(), Stri
         }
         (RbType::DateTime64(p), Value::Datetime(t)) => {
             let us = i128::from(values::epoch_micros(t));
+            let p = *p;
             let ticks = if p <= 6 {
                 us.div_euclid(10i128.pow(6 - u32::from(p)))
             } else {
@@ -324,6 +398,14 @@ fn encode_value(out: &mut Vec<u8>, v: &Value, col: &RbColumn) -> Result<(), Stri
             let ticks = i64::try_from(ticks)
                 .map_err(|_| format!("{t} is outside ClickHouse DateTime64({p})'s range"))?;
             out.extend_from_slice(&ticks.to_le_bytes());
+        }
+        (RbType::Enum { bytes, labels }, Value::Str(s)) => {
+            let n = labels
+                .iter()
+                .find(|(l, _)| l == s)
+                .map(|(_, n)| *n)
+                .ok_or_else(|| format!("'{s}' is not one of the enum's values"))?;
+            out.extend_from_slice(&n.to_le_bytes()[..usize::from(*bytes)]);
         }
         (RbType::Uuid, Value::Uuid(s) | Value::Str(s)) => {
             let b = values::parse_uuid(s).ok_or("not a UUID")?;
@@ -429,7 +511,32 @@ mod tests {
         );
         assert_eq!(col(Dtype::Bool, "UInt8").ty, RbType::Bool);
         assert_eq!(col(Dtype::Datetime, "DateTime('UTC')").ty, RbType::DateTime);
-        assert!(RbColumn::from_native(Dtype::Str, "Enum8('a' = 1)").is_err());
+        let e = col(Dtype::Str, "Enum8('a' = 1, 'it\\'s' = -2)");
+        assert_eq!(
+            e.ty,
+            RbType::Enum {
+                bytes: 1,
+                labels: vec![("a".into(), 1), ("it's".into(), -2)]
+            }
+        );
+        let rows = vec![vec![Value::Str("it's".into())]];
+        assert_eq!(encode_rows(std::slice::from_ref(&e), &rows).unwrap(), vec![0xfe]);
+        let rows = vec![vec![Value::Str("b".into())]];
+        assert!(encode_rows(&[e], &rows)
+            .unwrap_err()
+            .2
+            .contains("not one of"));
+        let e16 = col(Dtype::Str, "Nullable(Enum16('x' = 300))");
+        let rows = vec![vec![Value::Str("x".into())]];
+        assert_eq!(encode_rows(&[e16], &rows).unwrap(), vec![0, 0x2c, 0x01]);
+        assert_eq!(
+            enum_labels("enum('a','b''c','d,e')"),
+            vec![
+                ("a".to_string(), None),
+                ("b'c".to_string(), None),
+                ("d,e".to_string(), None)
+            ]
+        );
         assert!(RbColumn::from_native(Dtype::Int, "Int128").is_err());
         let overflow = vec![vec![Value::Int(40_000)]];
         let err = encode_rows(&[col(Dtype::Int, "Int16")], &overflow).unwrap_err();

@@ -9,8 +9,9 @@
 use super::rows::load_columns;
 use crate::expr::Value;
 use crate::ir::{MergeKind, Pipeline};
-use crate::runtime::connect::rowbinary::{ch_base, type_args, RbColumn};
+use crate::runtime::connect::rowbinary::{ch_base, enum_labels, type_args, RbColumn};
 use crate::runtime::transform::key_text;
+use crate::runtime::values::abbreviate;
 use crate::runtime::{Row, RuntimeError};
 use crate::sql::DialectKind;
 use crate::types::Dtype;
@@ -30,7 +31,7 @@ pub struct TableColumn {
 }
 
 /// A limit a native column type puts on values.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Limit {
     /// None beyond the dtype.
     None,
@@ -45,6 +46,8 @@ pub enum Limit {
     Chars(usize),
     /// Text of at most this many bytes (UTF-8).
     Bytes(usize),
+    /// One of these labels (an enum type).
+    OneOf(Vec<String>),
     /// A decimal with at most `precision - scale` digits before the point.
     Decimal {
         /// Total digits.
@@ -209,7 +212,7 @@ impl SinkTable {
                 let check = ColumnCheck {
                     index: i,
                     not_null: !t.nullable,
-                    limit: t.limit,
+                    limit: t.limit.clone(),
                     name: t.name.clone(),
                     native: t.native.clone(),
                 };
@@ -294,8 +297,15 @@ impl ColumnCheck {
                 Ok(())
             };
         }
-        match (self.limit, v) {
-            (Limit::Int { min, max }, Value::Int(i)) => {
+        match (&self.limit, v) {
+            (Limit::OneOf(labels), Value::Str(s)) if !labels.contains(s) => {
+                return Err(format!(
+                    "'{}' is not one of the values of the sink column's type {}",
+                    abbreviate(s),
+                    self.native
+                ));
+            }
+            (&Limit::Int { min, max }, Value::Int(i)) => {
                 let i = i128::from(*i);
                 if i < min || i > max {
                     return Err(format!(
@@ -305,7 +315,7 @@ impl ColumnCheck {
                 }
             }
             // Fast path: no more bytes than allowed characters.
-            (Limit::Chars(n), Value::Str(s) | Value::Uuid(s)) if s.len() > n => {
+            (&Limit::Chars(n), Value::Str(s) | Value::Uuid(s)) if s.len() > n => {
                 let len = s.chars().count();
                 if len > n {
                     return Err(format!(
@@ -314,14 +324,14 @@ impl ColumnCheck {
                     ));
                 }
             }
-            (Limit::Bytes(n), Value::Str(s) | Value::Uuid(s)) if s.len() > n => {
+            (&Limit::Bytes(n), Value::Str(s) | Value::Uuid(s)) if s.len() > n => {
                 return Err(format!(
                     "text of {} bytes does not fit the sink column's type {}",
                     s.len(),
                     self.native
                 ));
             }
-            (Limit::Chars(n) | Limit::Bytes(n), Value::Json(j)) => {
+            (&(Limit::Chars(n) | Limit::Bytes(n)), Value::Json(j)) => {
                 let len = j.to_string().len();
                 if len > n {
                     return Err(format!(
@@ -330,7 +340,7 @@ impl ColumnCheck {
                     ));
                 }
             }
-            (Limit::Decimal { precision, scale }, v) => {
+            (&Limit::Decimal { precision, scale }, v) => {
                 let digits = match v {
                     Value::Decimal(d) => {
                         let whole = d.mantissa().unsigned_abs() / 10u128.pow(d.scale().min(38));
@@ -510,6 +520,7 @@ pub fn limit_of(dialect: DialectKind, native: &str) -> Limit {
                     Some(n) => Limit::Chars(*n as usize),
                     None => Limit::None,
                 },
+                "enum" => Limit::OneOf(enum_labels(native).into_iter().map(|l| l.0).collect()),
                 "tinytext" => Limit::Bytes(255),
                 "text" => Limit::Bytes(65_535),
                 "mediumtext" => Limit::Bytes(16_777_215),
@@ -527,6 +538,9 @@ pub fn limit_of(dialect: DialectKind, native: &str) -> Limit {
                 "UInt16" => int_range(16, true),
                 "UInt32" => int_range(32, true),
                 "UInt64" => int_range(64, true),
+                _ if base.starts_with("Enum8(") || base.starts_with("Enum16(") => {
+                    Limit::OneOf(enum_labels(base).into_iter().map(|l| l.0).collect())
+                }
                 _ if base.starts_with("FixedString(") => match type_args(base).first() {
                     Some(n) => Limit::Bytes(*n as usize),
                     None => Limit::None,
@@ -586,7 +600,7 @@ fn fits(native: &str, dtype: Dtype) -> bool {
         Dtype::Bool => has("bool") || has("tinyint") || has("uint8") || has("bit"),
         Dtype::Date => t == "date" || t.starts_with("date") && !has("time"),
         Dtype::Datetime => has("timestamp") || has("datetime"),
-        Dtype::Uuid => has("uuid") || has("char") || has("string") || has("binary(16)"),
+        Dtype::Uuid => has("uuid") || has("char") || has("string"),
         Dtype::Json => has("json") || has("text") || has("string") || has("char"),
     }
 }
@@ -613,6 +627,9 @@ mod tests {
             }
         ));
         assert!(!fits("interval", Dtype::Int));
+        // Uuids are written as text: a binary(16) column would refuse them.
+        assert!(!fits("binary(16)", Dtype::Uuid));
+        assert!(fits("char(36)", Dtype::Uuid));
     }
 
     #[test]
@@ -671,6 +688,20 @@ mod tests {
             }
         );
         assert_eq!(limit_of(Clickhouse, "Int64"), Limit::None);
+        assert_eq!(
+            limit_of(Mysql, "enum('New','old')"),
+            Limit::OneOf(vec!["New".into(), "old".into()])
+        );
+        assert_eq!(
+            limit_of(Clickhouse, "Enum8('a' = 1, 'b' = 2)"),
+            Limit::OneOf(vec!["a".into(), "b".into()])
+        );
+        let e = check(Limit::OneOf(vec!["a".into()]), false);
+        assert!(e.admit(&Value::Str("a".into())).is_ok());
+        assert!(e
+            .admit(&Value::Str("A".into()))
+            .unwrap_err()
+            .contains("'A' is not one of"));
         assert_eq!(
             ch_base("LowCardinality(Nullable(String))"),
             ("String", true)
