@@ -520,7 +520,10 @@ mod tests {
             }
         );
         let rows = vec![vec![Value::Str("it's".into())]];
-        assert_eq!(encode_rows(std::slice::from_ref(&e), &rows).unwrap(), vec![0xfe]);
+        assert_eq!(
+            encode_rows(std::slice::from_ref(&e), &rows).unwrap(),
+            vec![0xfe]
+        );
         let rows = vec![vec![Value::Str("b".into())]];
         assert!(encode_rows(&[e], &rows)
             .unwrap_err()

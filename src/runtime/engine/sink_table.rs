@@ -194,7 +194,7 @@ impl SinkTable {
                 let t = self.column(&c.0)?;
                 let what = keeps_less(dialect, &t.native, c.1)?;
                 Some(format!(
-                    "pipeline `{}`: sink column `{}` is {}, which {what}: values are rounded on write, and reconciliation sees the rows whose values were rounded as changed on every run",
+                    "pipeline `{}`: sink column `{}` is {}, which {what}: the values it changes on write differ from the source, and reconciliation sees those rows as changed on every run",
                     p.name, c.0, t.native
                 ))
             })
@@ -409,7 +409,8 @@ fn pg_native(
 }
 
 /// What a native column type loses of a dtype's values, if anything: fewer fractional
-/// digits of a datetime or decimal, or single-precision floats. The database rounds such
+/// digits of a datetime or decimal, single-precision floats, or (ClickHouse
+/// `FixedString`) text padded to the column's width. The database rounds such
 /// values on write, and the rounded rows then differ from the source on every
 /// reconciliation.
 pub fn keeps_less(dialect: DialectKind, native: &str, dtype: Dtype) -> Option<String> {
@@ -443,6 +444,10 @@ pub fn keeps_less(dialect: DialectKind, native: &str, dtype: Dtype) -> Option<St
                 _ => None,
             }
         }
+        Dtype::Str if dialect == DialectKind::Clickhouse => ch_base(native)
+            .0
+            .starts_with("FixedString(")
+            .then(|| "pads shorter text with zero bytes".to_string()),
         Dtype::Float => {
             let (base, _) = ch_base(native);
             let single = match dialect {
@@ -754,6 +759,9 @@ mod tests {
         assert!(keeps_less(Postgres, "real", Dtype::Float).is_some());
         assert!(keeps_less(Clickhouse, "Nullable(Float32)", Dtype::Float).is_some());
         assert_eq!(keeps_less(Mysql, "double", Dtype::Float), None);
+        assert!(keeps_less(Clickhouse, "FixedString(8)", Dtype::Str).is_some());
+        assert_eq!(keeps_less(Clickhouse, "FixedString(36)", Dtype::Uuid), None);
+        assert_eq!(keeps_less(Clickhouse, "String", Dtype::Str), None);
     }
 
     fn check(limit: Limit, not_null: bool) -> ColumnCheck {
