@@ -1355,3 +1355,72 @@ async fn enum_sink_column_on_mariadb() {
 async fn enum_sink_column_on_clickhouse() {
     enum_sink(Db::Ch).await;
 }
+
+/// A full sync into ClickHouse streams its batches into one open insert; when the source
+/// pauses (here a MariaDB view that sleeps 8 s at row 151), the writer ends the insert, so
+/// the rows read so far show in the sink while the run still waits.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_pausing_source_does_not_hold_clickhouse_rows_back() {
+    let mut dbs = dbs().await;
+    let src = support::unique("mx_pause_src");
+    let sink_table = support::unique("mx_pause_ch");
+    // MariaDB reads the rows in key order from the primary key and evaluates SLEEP as it
+    // sends row 151; rows of ~300 bytes fill its network buffer, so the rows before the
+    // pause are sent before it. (PostgreSQL sorts first and would sleep before sending.)
+    for sql in [
+        format!("CREATE TABLE {src}_t (id bigint PRIMARY KEY, s text)"),
+        format!("INSERT INTO {src}_t SELECT seq, REPEAT('x', 300) FROM seq_1_to_200"),
+        format!("CREATE VIEW {src} AS SELECT id, IF(id = 151, CONCAT(s, SLEEP(8)), s) AS s FROM {src}_t"),
+    ] {
+        exec(&mut dbs, Db::My, &sql).await;
+    }
+    let cfg = write_config(&format!(
+        "{DATASTORES}pipelines:
+  - name: pause
+    source:
+      datastore: my
+      batch_size: 10
+      table: {src}
+      fields:
+        - {{column: id, dtype: int}}
+        - {{column: s, dtype: str}}
+    sink:
+      datastore: ch
+      table: {sink_table}
+      merge_strategy: upsert
+      unique_key: [id]
+      fields:
+        - {{column: id, source_column: id}}
+        - {{column: s, source_column: s}}
+"
+    ));
+    let mut child = Command::new(env!("CARGO_BIN_EXE_synctool"))
+        .arg("-c")
+        .arg(&cfg)
+        .args(["apply", "--format", "json"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("run synctool");
+    let started = std::time::Instant::now();
+    let mut seen_while_running = 0;
+    while started.elapsed() < std::time::Duration::from_secs(7) {
+        if let Some(n) = count_rows(&mut dbs, Db::Ch, &sink_table).await {
+            if n > 0 && child.try_wait().expect("poll synctool").is_none() {
+                seen_while_running = n;
+                break;
+            }
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    let o = child.wait_with_output().expect("synctool output");
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(
+        (10..200).contains(&seen_while_running),
+        "rows visible during the pause: {seen_while_running}"
+    );
+    assert_eq!(count_rows(&mut dbs, Db::Ch, &sink_table).await, Some(200));
+    exec(&mut dbs, Db::My, &format!("DROP VIEW {src}")).await;
+    drop_table(&mut dbs, Db::My, &format!("{src}_t")).await;
+    drop_table(&mut dbs, Db::Ch, &sink_table).await;
+}

@@ -59,6 +59,10 @@ pub const STREAM_MAX_ROWS: u64 = 1_000_000;
 /// Most body bytes one streamed insert carries (the server holds a block in memory).
 pub const STREAM_MAX_BYTES: usize = 256 << 20;
 
+/// Longest a streamed insert stays open: rows become visible at least this often, and a
+/// slow source never meets the server's receive timeout (300 s by default).
+pub const STREAM_MAX_AGE: Duration = Duration::from_secs(30);
+
 /// Encoded batches queued ahead of a streamed insert's request.
 const STREAM_CHUNKS_AHEAD: usize = 2;
 
@@ -90,6 +94,7 @@ pub struct ChConn {
 /// A RowBinary `INSERT` whose request body is still open: chunks go through `tx`, the
 /// request runs in its own task (`done`), outside the session.
 struct OpenInsert {
+    opened: Instant,
     sql: String,
     step: String,
     rows: u64,
@@ -571,7 +576,8 @@ impl ChConn {
     /// that the server parses one batch while the next is read and encoded, and a sync
     /// makes one part per [`STREAM_MAX_ROWS`] rows instead of one per batch (each part
     /// costs the server a merge later). The request runs outside the session, in its own
-    /// task; it ends at [`STREAM_MAX_ROWS`] rows or [`STREAM_MAX_BYTES`], before any other
+    /// task; it ends at [`STREAM_MAX_ROWS`] rows, [`STREAM_MAX_BYTES`] or
+    /// [`STREAM_MAX_AGE`], before any other
     /// statement on this connection, and at [`ChConn::end_streams`], which reports its
     /// outcome. A server error shows at the next call or there. A run that stops before the
     /// end leaves whole rows sent: the server keeps them or not, and a re-run converges
@@ -592,7 +598,10 @@ impl ChConn {
         let mut at = self.streams.iter().position(|s| s.sql == stmt.sql);
         if let Some(i) = at {
             let s = &self.streams[i];
-            if s.rows + n > self.stream_max_rows || s.bytes + body.len() > STREAM_MAX_BYTES {
+            if s.rows + n > self.stream_max_rows
+                || s.bytes + body.len() > STREAM_MAX_BYTES
+                || s.opened.elapsed() > STREAM_MAX_AGE
+            {
                 self.end_stream(i).await?;
                 at = None;
             }
@@ -658,6 +667,7 @@ impl ChConn {
             }
         });
         OpenInsert {
+            opened: Instant::now(),
             sql: stmt.sql.to_string(),
             step: stmt.step.to_string(),
             rows: 0,

@@ -20,6 +20,10 @@ use crate::runtime::{Row, RuntimeError};
 use crate::types::Dtype;
 use tokio::sync::mpsc;
 
+/// How long the writer waits for the next batch before it ends the loads left open
+/// ([`SinkIo::stream_loads`]).
+const STREAM_IDLE: std::time::Duration = std::time::Duration::from_secs(2);
+
 /// Batches in flight between the source reader and the sink writer.
 const CHANNEL_BATCHES: usize = 1;
 
@@ -204,8 +208,17 @@ pub async fn stream_into(
         // The consumer owns the receiver: when it stops on an error, the receiver is dropped
         // and the reader's next send ends the stream instead of waiting forever.
         let mut rx = rx;
-        while let Some(batch) = rx.recv().await {
-            let batch = batch?;
+        loop {
+            // A source that pauses must not hold written rows back (nor leave the sink
+            // server waiting on an open insert until it gives up): end the open loads.
+            let batch = match tokio::time::timeout(STREAM_IDLE, rx.recv()).await {
+                Ok(Some(batch)) => batch?,
+                Ok(None) => break,
+                Err(_) => {
+                    sink.end_streams().await?;
+                    continue;
+                }
+            };
             read += batch.len() as u64;
             bar.inc(batch.len() as u64);
             if let (Some(proj), false) = (&fast, dry) {

@@ -480,8 +480,8 @@ impl<'a> SinkIo<'a> {
     }
 
     /// Ends the loads left open by [`SinkIo::stream_loads`] and reports their outcome.
+    /// Later loads open new ones.
     pub async fn end_streams(&mut self) -> Result<(), RuntimeError> {
-        self.stream = false;
         match self.conn() {
             Some(c) => c.end_streams().await,
             None => Ok(()),
