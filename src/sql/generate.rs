@@ -158,7 +158,7 @@ fn sink_steps(steps: &mut Steps, p: &Pipeline, d: &'static dyn Dialect) {
             Side::Sink,
             store,
             d,
-            "per batch: insert the rows straight into the ReplacingMergeTree, which keeps the last version per key",
+            "per batch: insert the rows straight into the ReplacingMergeTree, which keeps the last version per key (a full sync streams its batches into one insert per million rows)",
             vec![s.bulk_load(s.table(), &cols)],
             Binder::new(),
         );
