@@ -549,8 +549,9 @@ impl ChConn {
         })
     }
 
-    /// Inserts `rows` with the generator's `INSERT INTO t (cols) FORMAT RowBinary`, in one
-    /// request (see [`ChConn::row_binary`] for the layout). Returns `rows.len()`.
+    /// Inserts `rows` with the generator's `INSERT INTO t (cols) FORMAT RowBinary` and waits
+    /// for the server's answer: a [`ChConn::stream_row_binary`] ended at once (see
+    /// [`ChConn::row_binary`] for the layout). Returns `rows.len()`.
     pub async fn insert_row_binary(
         &mut self,
         stmt: Stmt<'_>,
@@ -559,17 +560,11 @@ impl ChConn {
         natives: &[String],
         rows: &[Row],
     ) -> Result<u64, RuntimeError> {
-        if rows.is_empty() {
-            return Ok(0);
-        }
-        let body = self.row_binary(&stmt, types, nullable, natives, rows)?;
-        let resp = self
-            .request(stmt.step, Some(stmt.sql), None, body, &[])
+        let n = self
+            .stream_row_binary(stmt, types, nullable, natives, rows)
             .await?;
-        resp.bytes()
-            .await
-            .map_err(|e| self.ctx.stmt(stmt.step, self.transport_msg(&e)))?;
-        Ok(rows.len() as u64)
+        self.end_streams().await?;
+        Ok(n)
     }
 
     /// Appends `rows` to a RowBinary insert of `stmt` whose request body stays open, so

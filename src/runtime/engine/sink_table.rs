@@ -9,7 +9,7 @@
 use super::rows::load_columns;
 use crate::expr::Value;
 use crate::ir::{MergeKind, Pipeline};
-use crate::runtime::connect::rowbinary::{ch_base, enum_labels, type_args, RbColumn};
+use crate::runtime::connect::rowbinary::{ch_base, enum_labels, type_args, RbColumn, RbType};
 use crate::runtime::transform::key_text;
 use crate::runtime::values::abbreviate;
 use crate::runtime::{Row, RuntimeError};
@@ -533,39 +533,24 @@ pub fn limit_of(dialect: DialectKind, native: &str) -> Limit {
                 _ => Limit::None,
             }
         }
-        DialectKind::Clickhouse => {
-            let (base, _) = ch_base(native);
-            match base {
-                "Int8" => int_range(8, false),
-                "Int16" => int_range(16, false),
-                "Int32" => int_range(32, false),
-                "UInt8" => int_range(8, true),
-                "UInt16" => int_range(16, true),
-                "UInt32" => int_range(32, true),
-                "UInt64" => int_range(64, true),
-                _ if base.starts_with("Enum8(") || base.starts_with("Enum16(") => {
-                    Limit::OneOf(enum_labels(base).into_iter().map(|l| l.0).collect())
-                }
-                _ if base.starts_with("FixedString(") => match type_args(base).first() {
-                    Some(n) => Limit::Bytes(*n as usize),
-                    None => Limit::None,
-                },
-                _ if base.starts_with("Decimal(") => decimal_limit(&type_args(base), 10),
-                _ if base.starts_with("Decimal32(") => Limit::Decimal {
-                    precision: 9,
-                    scale: type_args(base).first().copied().unwrap_or(0),
-                },
-                _ if base.starts_with("Decimal64(") => Limit::Decimal {
-                    precision: 18,
-                    scale: type_args(base).first().copied().unwrap_or(0),
-                },
-                _ if base.starts_with("Decimal128(") => Limit::Decimal {
-                    precision: 38,
-                    scale: type_args(base).first().copied().unwrap_or(0),
-                },
-                _ => Limit::None,
+        // The same parse as the RowBinary layout, so that the two cannot disagree (a type
+        // the encoder refuses is reported by `SinkTable::check`).
+        DialectKind::Clickhouse => match RbColumn::from_native(Dtype::Int, native).map(|c| c.ty) {
+            Ok(RbType::Int {
+                bytes: 8,
+                signed: true,
+            }) => Limit::None,
+            Ok(RbType::Int { bytes, signed }) => int_range(u32::from(bytes) * 8, !signed),
+            Ok(RbType::FixedString(n)) => Limit::Bytes(n),
+            Ok(RbType::Decimal { precision, scale }) => Limit::Decimal {
+                precision: u32::from(precision),
+                scale: u32::from(scale),
+            },
+            Ok(RbType::Enum { labels, .. }) => {
+                Limit::OneOf(labels.into_iter().map(|l| l.0).collect())
             }
-        }
+            _ => Limit::None,
+        },
     }
 }
 
