@@ -249,11 +249,11 @@ async fn pg_to_pg_upsert_full_sync_then_reconcile_exactly_the_changed_rows() {
     ))
     .await
     .unwrap();
-    let r = json_run(&cfg, &["plan", "--exit-code"], 3);
+    let planned = json_run(&cfg, &["plan", "--exit-code"], 3);
     assert_eq!(
-        (n(&r, "rows_written"), n(&r, "rows_deleted")),
+        (n(&planned, "rows_written"), n(&planned, "rows_deleted")),
         (7, 2),
-        "{r}"
+        "{planned}"
     );
     let o = synctool(&cfg, &["apply", "--dry-run"]);
     assert_eq!(o.status.code(), Some(0));
@@ -282,6 +282,11 @@ async fn pg_to_pg_upsert_full_sync_then_reconcile_exactly_the_changed_rows() {
     assert!(
         n(&r, "rows_read") <= 5 * 100,
         "only the changed leaves (at most max_block_size rows each) are read: {r}"
+    );
+    assert_eq!(
+        n(&r, "rows_read"),
+        n(&planned, "rows_read"),
+        "plan reports the rows apply reads: {planned} {r}"
     );
     assert_eq!(pg_diff(&c, &src, &sink).await, 0);
     let after = xmins(&c, &sink).await;
@@ -492,11 +497,19 @@ async fn timestamp_incremental_reads_only_newer_rows() {
 }
 
 /// `apply` (upsert) from a new 3000-row source into an existing PostgreSQL table made with
-/// `columns`. Returns the run, the client, and the source and sink table names.
+/// `columns`; `recon` follows the sink fields. Returns the run, the config, the client, and
+/// the source and sink table names.
 async fn apply_into_existing(
     pipeline: &str,
     columns: &str,
-) -> (Output, tokio_postgres::Client, String, String) {
+    recon: &str,
+) -> (
+    Output,
+    std::path::PathBuf,
+    tokio_postgres::Client,
+    String,
+    String,
+) {
     let c = pg().await;
     let (src, sink) = (unique("eng_src"), unique("eng_sink"));
     make_source(&c, &src).await;
@@ -509,16 +522,17 @@ async fn apply_into_existing(
         "pg",
         &sink,
         "{strategy: upsert}",
-        "",
+        recon,
     ));
-    (synctool(&cfg, &["apply"]), c, src, sink)
+    (synctool(&cfg, &["apply"]), cfg, c, src, sink)
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_sink_table_that_does_not_fit_fails_before_writing() {
-    let (o, c, src, sink) = apply_into_existing(
+    let (o, _, c, src, sink) = apply_into_existing(
         "mismatch",
         "id bigint PRIMARY KEY, name bigint, amount numeric(12,2), updated_at timestamptz",
+        "",
     )
     .await;
     let err = String::from_utf8_lossy(&o.stderr);
@@ -536,17 +550,18 @@ async fn a_sink_table_that_does_not_fit_fails_before_writing() {
     drop_pg(&c, &[&src, &sink]).await;
 }
 
+/// A sink column that rounds the source's values (the source's amounts have two decimals,
+/// its timestamps whole minutes) is warned about. Reconciliation that recomputes row hashes
+/// from the sink columns then sees drift after every sync, as the warning says; with the
+/// row hash stored in a sink column it does not.
 #[tokio::test(flavor = "multi_thread")]
 async fn a_sink_column_that_keeps_less_precision_is_warned_about() {
-    let (o, c, src, sink) = apply_into_existing(
-        "lossy",
-        "id bigint PRIMARY KEY, name text, amount numeric(12,1), updated_at timestamp(0) with time zone",
-    )
-    .await;
+    let lossy = "id bigint PRIMARY KEY, name text, amount numeric(12,1), updated_at timestamp(0) with time zone";
+    let (o, cfg, c, src, sink) = apply_into_existing("lossy", lossy, RECON_BY_ID).await;
     let err = String::from_utf8_lossy(&o.stderr);
     assert_eq!(o.status.code(), Some(0), "{err}");
     assert!(
-        err.contains("sink column `amount` is numeric(12,1), which keeps 1 digits after the point"),
+        err.contains("sink column `amount` is numeric(12,1), which keeps 1 digit after the point (the field has 2): the database changes those values on write, so reconciliation sees those rows as changed on every run; widen the column, or keep the row hash in a sink column"),
         "{err}"
     );
     assert!(
@@ -556,6 +571,36 @@ async fn a_sink_column_that_keeps_less_precision_is_warned_about() {
         "{err}"
     );
     assert!(!err.contains("`name`"), "{err}");
+    let o = synctool(&cfg, &["plan", "--exit-code"]);
+    assert_eq!(
+        o.status.code(),
+        Some(3),
+        "the rounded amounts are drift: {o:?}"
+    );
+    drop_pg(&c, &[&src, &sink]).await;
+
+    let stored = format!("      meta_columns: {{hash_column: h}}\n{RECON_BY_ID}");
+    let (o, cfg, c, src, sink) =
+        apply_into_existing("lossy_stored", &format!("{lossy}, h bigint"), &stored).await;
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(0), "{err}");
+    assert!(
+        err.contains("which keeps 1 digit after the point (the field has 2): the database changes those values on write, and reconciliation, which compares the row hash stored in `h`, does not count that as drift"),
+        "{err}"
+    );
+    let o = synctool(&cfg, &["plan", "--exit-code"]);
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert_eq!(o.status.code(), Some(0), "{out}");
+    assert!(out.contains("no drift"), "{out}");
+    let rounded: i64 = c
+        .query_one(
+            &format!("SELECT count(*) FROM {sink} WHERE amount * 100 % 10 <> 0"),
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(rounded, 0, "the sink keeps one decimal");
     drop_pg(&c, &[&src, &sink]).await;
 }
 

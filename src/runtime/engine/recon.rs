@@ -624,6 +624,10 @@ impl Recon<'_, '_> {
         tracing::debug!(scope = ?scope, write = to_write.len(), delete = to_delete.len(), "leaf diffed");
         self.bar.inc(1);
         if ctx.opts.dry_run {
+            // What apply would do: read the leaf's source rows, when any of them is written.
+            if !to_write.is_empty() {
+                report.rows_read += src.len() as u64;
+            }
             report.rows_written += to_write.len() as u64;
             report.rows_deleted += to_delete.len() as u64;
             return Ok(());

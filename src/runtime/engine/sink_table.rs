@@ -8,7 +8,7 @@
 
 use super::rows::load_columns;
 use crate::expr::Value;
-use crate::ir::{MergeKind, Pipeline};
+use crate::ir::{MergeKind, Pipeline, SinkHash};
 use crate::runtime::connect::rowbinary::{ch_base, enum_labels, type_args, RbColumn, RbType};
 use crate::runtime::transform::key_text;
 use crate::runtime::values::abbreviate;
@@ -186,15 +186,26 @@ impl SinkTable {
     }
 
     /// A warning for each load column whose type keeps less than its dtype's values (see
-    /// [`keeps_less`]).
+    /// [`keeps_less`]). Where the column counts in a row hash recomputed from the sink's
+    /// columns, reconciliation would see its rows as changed on every run: the warning
+    /// says so and names the two ways out.
     pub fn lossy(&self, dialect: DialectKind, p: &Pipeline) -> Vec<String> {
         load_columns(p)
             .iter()
             .filter_map(|c| {
                 let t = self.column(&c.0)?;
                 let what = keeps_less(dialect, &t.native, c.1)?;
+                let effect = match &p.row_hash.sink {
+                    SinkHash::Stored(h) => format!(
+                        "and reconciliation, which compares the row hash stored in `{h}`, does not count that as drift"
+                    ),
+                    SinkHash::Columns(cols) if cols.iter().any(|h| h.name == c.0) => {
+                        "so reconciliation sees those rows as changed on every run; widen the column, or keep the row hash in a sink column (`meta_columns: {hash_column: …}`), which reconciliation then compares instead".to_string()
+                    }
+                    SinkHash::Columns(_) => "and the column does not count in the row hash".to_string(),
+                };
                 Some(format!(
-                    "pipeline `{}`: sink column `{}` is {}, which {what}: the values it changes on write differ from the source, and reconciliation sees those rows as changed on every run",
+                    "pipeline `{}`: sink column `{}` is {}, which {what}: the database changes those values on write, {effect}",
                     p.name, c.0, t.native
                 ))
             })
@@ -432,14 +443,15 @@ pub fn keeps_less(dialect: DialectKind, native: &str, dtype: Dtype) -> Option<St
             };
             (digits < 6).then(|| match digits {
                 0 => "keeps whole seconds".to_string(),
-                d => format!("keeps {d} fractional digits of a second"),
+                d => format!("keeps {} of a second", counted(d, "fractional digit")),
             })
         }
         Dtype::Decimal { scale, .. } => {
             let limit = limit_of(dialect, native);
             match limit {
                 Limit::Decimal { scale: s, .. } if s < u32::from(scale) => Some(format!(
-                    "keeps {s} digits after the point, the field {scale}"
+                    "keeps {} after the point (the field has {scale})",
+                    counted(s, "digit")
                 )),
                 _ => None,
             }
@@ -458,6 +470,15 @@ pub fn keeps_less(dialect: DialectKind, native: &str, dtype: Dtype) -> Option<St
             single.then(|| "keeps single precision (about 7 digits)".to_string())
         }
         _ => None,
+    }
+}
+
+/// `1 digit`, `3 digits`.
+fn counted(n: u32, noun: &str) -> String {
+    if n == 1 {
+        format!("1 {noun}")
+    } else {
+        format!("{n} {noun}s")
     }
 }
 
@@ -732,6 +753,10 @@ mod tests {
         assert_eq!(
             keeps_less(Mysql, "datetime(3)", Dtype::Datetime).as_deref(),
             Some("keeps 3 fractional digits of a second")
+        );
+        assert_eq!(
+            keeps_less(Mysql, "datetime(1)", Dtype::Datetime).as_deref(),
+            Some("keeps 1 fractional digit of a second")
         );
         assert!(keeps_less(Mysql, "datetime", Dtype::Datetime).is_some());
         assert_eq!(keeps_less(Mysql, "datetime(6)", Dtype::Datetime), None);
