@@ -19,6 +19,7 @@
 //!   settings are per session); [`Pool`] hands out at most `pool_size` of them to concurrent
 //!   tasks and reuses idle ones.
 
+pub mod ch_text;
 pub mod clickhouse;
 pub mod mysql;
 pub mod postgres;
