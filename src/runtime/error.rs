@@ -109,6 +109,20 @@ pub enum RuntimeError {
         /// What happened.
         message: String,
     },
+    /// The database aborted a transaction that conflicted with another one (a deadlock, a
+    /// serialization failure, a lock wait timeout) and rolled it back: running the same
+    /// transaction again may well succeed.
+    #[error("datastore `{store}` ({host}), step {step}: {message}")]
+    Conflict {
+        /// Datastore name.
+        store: String,
+        /// host:port.
+        host: String,
+        /// The step id.
+        step: String,
+        /// The database's message.
+        message: String,
+    },
     /// The receiver of a row stream was dropped before the stream ended.
     #[error("step {step}: the row consumer stopped before the result was read")]
     ConsumerGone {

@@ -199,6 +199,17 @@ impl ErrCtx {
         }
     }
 
+    /// A statement error the database reports as a conflict with another transaction
+    /// ([`RuntimeError::Conflict`]).
+    pub(crate) fn conflict(&self, step: &str, msg: impl std::fmt::Display) -> RuntimeError {
+        RuntimeError::Conflict {
+            store: self.store.clone(),
+            host: self.host.clone(),
+            step: step.to_string(),
+            message: self.scrub(msg),
+        }
+    }
+
     pub(crate) fn bind(
         &self,
         step: &str,

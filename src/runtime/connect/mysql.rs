@@ -99,6 +99,22 @@ async fn open(opts: OptsBuilder) -> Result<mysql_async::Conn, Option<mysql_async
     }
 }
 
+/// Server errors of a transaction aborted because it conflicted with another: 1213
+/// (deadlock; InnoDB rolled the transaction back) and 1205 (lock wait timeout). The same
+/// transaction may succeed when run again.
+const CONFLICT_CODES: [u16; 2] = [1213, 1205];
+
+/// A statement's driver error: [`RuntimeError::Conflict`] for the codes in
+/// [`CONFLICT_CODES`], [`RuntimeError::Statement`] otherwise.
+fn my_err(ctx: &ErrCtx, step: &str, e: &mysql_async::Error) -> RuntimeError {
+    match e {
+        mysql_async::Error::Server(s) if CONFLICT_CODES.contains(&s.code) => {
+            ctx.conflict(step, my_msg(e))
+        }
+        _ => ctx.stmt(step, my_msg(e)),
+    }
+}
+
 fn my_msg(e: &mysql_async::Error) -> String {
     match e {
         mysql_async::Error::Server(s) => format!("ERROR {} ({}): {}", s.code, s.state, s.message),
@@ -166,7 +182,7 @@ impl MyConn {
         if !matches!(e, mysql_async::Error::Server(_)) {
             self.broken = true;
         }
-        self.ctx.stmt(step, my_msg(&e))
+        my_err(&self.ctx, step, &e)
     }
 
     fn params(&self, stmt: &Stmt<'_>, params: &[Value]) -> Result<Params, RuntimeError> {
@@ -241,7 +257,7 @@ impl MyConn {
                     Ok(None) => break,
                     Err(e) => {
                         io_error = !matches!(e, mysql_async::Error::Server(_));
-                        outcome = Err(ctx.stmt(stmt.step, my_msg(&e)));
+                        outcome = Err(my_err(&ctx, stmt.step, &e));
                         break;
                     }
                 };

@@ -73,6 +73,23 @@ pub fn pg_type(d: Dtype) -> Type {
     }
 }
 
+/// SQLSTATEs of a transaction the server aborted because it conflicted with another
+/// (serialization_failure, deadlock_detected): the same transaction may succeed when run
+/// again.
+const CONFLICT_STATES: [SqlState; 2] = [
+    SqlState::T_R_SERIALIZATION_FAILURE,
+    SqlState::T_R_DEADLOCK_DETECTED,
+];
+
+/// A statement's driver error: [`RuntimeError::Conflict`] for the states in
+/// [`CONFLICT_STATES`], [`RuntimeError::Statement`] otherwise.
+fn pg_err(ctx: &ErrCtx, step: &str, e: &tokio_postgres::Error) -> RuntimeError {
+    match e.code() {
+        Some(code) if CONFLICT_STATES.contains(code) => ctx.conflict(step, pg_msg(e)),
+        _ => ctx.stmt(step, pg_msg(e)),
+    }
+}
+
 /// A driver error as text: the server's severity, SQLSTATE, message, detail and hint, or
 /// the client-side error with its causes.
 fn pg_msg(e: &tokio_postgres::Error) -> String {
@@ -223,9 +240,9 @@ impl PgConn {
                 self.client
                     .prepare_typed(stmt.sql, &types)
                     .await
-                    .map_err(|e| self.ctx.stmt(stmt.step, pg_msg(&e)))?
+                    .map_err(|e| pg_err(&self.ctx, stmt.step, &e))?
             }
-            Err(e) => return Err(self.ctx.stmt(stmt.step, pg_msg(&e))),
+            Err(e) => return Err(pg_err(&self.ctx, stmt.step, &e)),
         };
         if self.stmts.len() >= STMT_CACHE {
             self.stmts.clear();
@@ -255,7 +272,7 @@ impl PgConn {
                 .client
                 .simple_query(stmt.sql)
                 .await
-                .map_err(|e| self.ctx.stmt(stmt.step, pg_msg(&e)))?;
+                .map_err(|e| pg_err(&self.ctx, stmt.step, &e))?;
             return Ok(msgs
                 .iter()
                 .map(|m| match m {
@@ -270,7 +287,7 @@ impl PgConn {
         self.client
             .execute_raw(&prepared, args.iter().map(|a| a as &dyn ToSql))
             .await
-            .map_err(|e| self.ctx.stmt(stmt.step, pg_msg(&e)))
+            .map_err(|e| pg_err(&self.ctx, stmt.step, &e))
     }
 
     /// Runs a query and returns every row decoded as `out`.
@@ -288,13 +305,13 @@ impl PgConn {
             .client
             .query_raw(&prepared, args.iter().map(|a| a as &dyn ToSql))
             .await
-            .map_err(|e| self.ctx.stmt(stmt.step, pg_msg(&e)))?;
+            .map_err(|e| pg_err(&self.ctx, stmt.step, &e))?;
         let mut rows = std::pin::pin!(rows);
         let mut all = Vec::new();
         while let Some(r) = rows
             .try_next()
             .await
-            .map_err(|e| self.ctx.stmt(stmt.step, pg_msg(&e)))?
+            .map_err(|e| pg_err(&self.ctx, stmt.step, &e))?
         {
             all.push(self.decode_row(&stmt, &r, out)?);
         }
@@ -318,14 +335,14 @@ impl PgConn {
             .client
             .query_raw(&prepared, args.iter().map(|a| a as &dyn ToSql))
             .await
-            .map_err(|e| self.ctx.stmt(stmt.step, pg_msg(&e)))?;
+            .map_err(|e| pg_err(&self.ctx, stmt.step, &e))?;
         let mut rows = std::pin::pin!(rows);
         let mut batch = Vec::with_capacity(batch_size);
         let mut n = 0u64;
         while let Some(r) = rows
             .try_next()
             .await
-            .map_err(|e| self.ctx.stmt(stmt.step, pg_msg(&e)))?
+            .map_err(|e| pg_err(&self.ctx, stmt.step, &e))?
         {
             batch.push(self.decode_row(&stmt, &r, out)?);
             n += 1;
@@ -401,7 +418,7 @@ impl PgConn {
         self.client
             .batch_execute(sql)
             .await
-            .map_err(|e| self.ctx.stmt(step, pg_msg(&e)))
+            .map_err(|e| pg_err(&self.ctx, step, &e))
     }
 
     /// Bulk-loads `rows` with `COPY <table> (cols) FROM STDIN (FORMAT binary)` (the
@@ -420,7 +437,7 @@ impl PgConn {
             .client
             .copy_in::<_, bytes::Bytes>(stmt.sql)
             .await
-            .map_err(|e| self.ctx.stmt(stmt.step, pg_msg(&e)))?;
+            .map_err(|e| pg_err(&self.ctx, stmt.step, &e))?;
         let mut sink = std::pin::pin!(sink);
         let mut buf = BytesMut::with_capacity(COPY_CHUNK + 64 * 1024);
         buf.put_slice(b"PGCOPY\n\xff\r\n\0");
@@ -452,17 +469,17 @@ impl PgConn {
                 let chunk = buf.split().freeze();
                 sink.send(chunk)
                     .await
-                    .map_err(|e| self.ctx.stmt(stmt.step, pg_msg(&e)))?;
+                    .map_err(|e| pg_err(&self.ctx, stmt.step, &e))?;
             }
         }
         buf.put_i16(-1);
         sink.send(buf.freeze())
             .await
-            .map_err(|e| self.ctx.stmt(stmt.step, pg_msg(&e)))?;
+            .map_err(|e| pg_err(&self.ctx, stmt.step, &e))?;
         sink.as_mut()
             .finish()
             .await
-            .map_err(|e| self.ctx.stmt(stmt.step, pg_msg(&e)))
+            .map_err(|e| pg_err(&self.ctx, stmt.step, &e))
     }
 }
 

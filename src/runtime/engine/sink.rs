@@ -11,6 +11,7 @@ use crate::expr::Value;
 use crate::ir::Pipeline;
 use crate::runtime::connect::{Conn, ConnSettings};
 use crate::runtime::nats::NatsSink;
+use crate::runtime::retry::RetryPolicy;
 use crate::runtime::webhook::WebhookSink;
 use crate::runtime::{Row, RuntimeError};
 use crate::sql::{self, DialectKind};
@@ -20,6 +21,10 @@ use std::time::Duration;
 
 /// Most bound values one MySQL statement may carry.
 const MYSQL_MAX_PARAMS: usize = 65_535;
+/// How often a sink transaction the database aborted as conflicting with another one
+/// ([`RuntimeError::Conflict`]: a deadlock, a serialization failure, a lock wait timeout)
+/// is run again before the run fails.
+const CONFLICT_RETRIES: u32 = 5;
 /// How long a ClickHouse mutation may take before the run fails.
 const MUTATION_TIMEOUT: Duration = Duration::from_secs(600);
 
@@ -386,7 +391,10 @@ impl<'a> SinkIo<'a> {
     }
 
     /// [`SinkIo::transaction`], redone once with multi-row INSERTs when MySQL refused
-    /// `LOAD DATA LOCAL INFILE` or the load warned (the first attempt was rolled back).
+    /// `LOAD DATA LOCAL INFILE` or the load warned, and up to [`CONFLICT_RETRIES`] times
+    /// (after a growing pause) when the database aborted it as conflicting with another
+    /// transaction. Each failed attempt was rolled back whole, staging included, so the
+    /// next one starts from the same state.
     async fn write_retrying(
         &mut self,
         scope: Scope,
@@ -394,13 +402,22 @@ impl<'a> SinkIo<'a> {
         delete_keys: &[Row],
         stage_keys: &[Row],
     ) -> Result<Written, RuntimeError> {
-        match self.transaction(scope, rows, delete_keys, stage_keys).await {
-            Err(RuntimeError::LoadRefused { message, .. }) => {
-                tracing::info!(reason = %message, "loading with multi-row INSERTs from now on");
-                self.infile = false;
-                self.transaction(scope, rows, delete_keys, stage_keys).await
+        let backoff = RetryPolicy::new(CONFLICT_RETRIES);
+        let mut conflicts = 0;
+        loop {
+            match self.transaction(scope, rows, delete_keys, stage_keys).await {
+                Err(RuntimeError::LoadRefused { message, .. }) if self.infile => {
+                    tracing::info!(reason = %message, "loading with multi-row INSERTs from now on");
+                    self.infile = false;
+                }
+                Err(e @ RuntimeError::Conflict { .. }) if conflicts < CONFLICT_RETRIES => {
+                    let pause = backoff.backoff(conflicts);
+                    conflicts += 1;
+                    tracing::warn!(error = %e, attempt = conflicts + 1, "the sink transaction conflicted with another one and was rolled back; running it again in {pause:?}");
+                    tokio::time::sleep(pause).await;
+                }
+                r => return r,
             }
-            r => r,
         }
     }
 
@@ -499,7 +516,7 @@ impl<'a> SinkIo<'a> {
     /// whose key was not staged, in one transaction. Returns the rows removed (ClickHouse
     /// does not report it: 0).
     pub async fn delete_absent(&mut self) -> Result<u64, RuntimeError> {
-        self.transaction(Scope::DeleteAbsent, &[], &[], &[])
+        self.write_retrying(Scope::DeleteAbsent, &[], &[], &[])
             .await
             .map(|w| w.deleted)
     }
