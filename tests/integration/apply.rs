@@ -801,6 +801,32 @@ where
     }
 }
 
+/// A PostgreSQL source synced into a new table on `sink_store` (upsert, reconciled by id),
+/// then rows 10 and 20 changed in the source. Returns the client, the source and sink table
+/// names and the config.
+async fn synced_then_changed(
+    sink_store: &str,
+) -> (tokio_postgres::Client, String, String, std::path::PathBuf) {
+    let c = pg().await;
+    let (src, sink) = (unique("dl_src"), unique("dl_sink"));
+    make_source(&c, &src).await;
+    let cfg = write_config(&pipeline_yaml(
+        "deadlock",
+        &src,
+        sink_store,
+        &sink,
+        "{strategy: upsert}",
+        RECON_BY_ID,
+    ));
+    json_run(&cfg, &["apply"], 0);
+    c.batch_execute(&format!(
+        "UPDATE {src} SET name = 'changed ' || id WHERE id IN (10, 20)"
+    ))
+    .await
+    .unwrap();
+    (c, src, sink, cfg)
+}
+
 /// The run must have met the deadlock, rolled back and written again, and the sink must
 /// match the source (the other writer's edit of row 10 overwritten by the source's).
 fn assert_ran_again(o: &Output) {
@@ -821,23 +847,7 @@ fn assert_ran_again(o: &Output) {
 /// succeeds.
 #[tokio::test(flavor = "multi_thread")]
 async fn a_deadlocked_sink_transaction_is_run_again_on_postgres() {
-    let c = pg().await;
-    let (src, sink) = (unique("dl_src"), unique("dl_sink"));
-    make_source(&c, &src).await;
-    let cfg = write_config(&pipeline_yaml(
-        "deadlock",
-        &src,
-        "pg",
-        &sink,
-        "{strategy: upsert}",
-        RECON_BY_ID,
-    ));
-    json_run(&cfg, &["apply"], 0);
-    c.batch_execute(&format!(
-        "UPDATE {src} SET name = 'changed ' || id WHERE id IN (10, 20)"
-    ))
-    .await
-    .unwrap();
+    let (c, src, sink, cfg) = synced_then_changed("pg").await;
     let mut other = pg().await;
     let tx = other.transaction().await.unwrap();
     tx.batch_execute(&format!(
@@ -867,6 +877,7 @@ async fn a_deadlocked_sink_transaction_is_run_again_on_postgres() {
     drop_pg(&c, &[&src, &sink]).await;
 }
 
+/// `q`'s one number, on a connection of its own.
 async fn watch_query(q: &str) -> Option<i64> {
     let mut c = my().await;
     let n = c.query_first(q).await.unwrap();
@@ -878,23 +889,8 @@ async fn watch_query(q: &str) -> Option<i64> {
 /// changed less: the other writer first inserts 5000 rows elsewhere to be the heavier one.
 #[tokio::test(flavor = "multi_thread")]
 async fn a_deadlocked_sink_transaction_is_run_again_on_mariadb() {
-    let c = pg().await;
-    let (src, sink, scratch) = (unique("dl_src"), unique("dl_sink"), unique("dl_scratch"));
-    make_source(&c, &src).await;
-    let cfg = write_config(&pipeline_yaml(
-        "deadlock",
-        &src,
-        "my",
-        &sink,
-        "{strategy: upsert}",
-        RECON_BY_ID,
-    ));
-    json_run(&cfg, &["apply"], 0);
-    c.batch_execute(&format!(
-        "UPDATE {src} SET name = 'changed ' || id WHERE id IN (10, 20)"
-    ))
-    .await
-    .unwrap();
+    let (c, src, sink, cfg) = synced_then_changed("my").await;
+    let scratch = unique("dl_scratch");
     let mut watch = my().await;
     let mut other = my().await;
     other
