@@ -235,7 +235,13 @@ fn execute(cli: &Cli, fe: &Frontend, args: &RunArgs, dry_run: bool, exit_code: b
         match runtime.block_on(engine::run_pipeline(p, raw, &opts, &progress)) {
             Ok(r) => reports.push(r),
             Err(e) => {
-                failure = Some(format!("error: pipeline `{}`: {e}", p.name));
+                // Most errors name their pipeline already; name it once.
+                let (message, named) = (e.to_string(), format!("pipeline `{}`", p.name));
+                failure = Some(if message.starts_with(&named) {
+                    format!("error: {message}")
+                } else {
+                    format!("error: {named}: {message}")
+                });
                 break;
             }
         }

@@ -541,6 +541,10 @@ async fn a_sink_table_that_does_not_fit_fails_before_writing() {
         err.contains("column `name` is bigint") && err.contains("nothing was written"),
         "{err}"
     );
+    assert!(
+        err.contains("error: pipeline `mismatch`: the existing sink table"),
+        "the pipeline is named once: {err}"
+    );
     let rows: i64 = c
         .query_one(&format!("SELECT count(*) FROM {sink}"), &[])
         .await
@@ -656,6 +660,27 @@ fn usage_errors_exit_2() {
     let o = synctool(&cfg, &["apply", "--start", "1 +"]);
     assert_eq!(o.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&o.stderr).contains("--start"));
+    // A range the run would not honour is refused rather than ignored.
+    let o = synctool(&cfg, &["apply", "--full", "--start", "1"]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(2), "{err}");
+    assert!(err.contains("the run is a full sync"), "{err}");
+    let by_name = "    reconciliation:\n      - {name: by_name, partition_column: name, partition_column_type: str}\n";
+    let cfg = write_config(&pipeline_yaml(
+        "u",
+        "t",
+        "pg",
+        "t2",
+        "{strategy: upsert}",
+        by_name,
+    ));
+    let o = synctool(&cfg, &["plan", "--start", "0", "--end", "5"]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains("--start/--end narrow a block-hash reconciliation over an int, float, date or datetime partition; reconciliation `by_name` buckets its Str partition column by hash"),
+        "{err}"
+    );
 }
 
 /// Runs synctool, killing it (and failing the test) if it has not exited within `secs`.

@@ -95,10 +95,8 @@ impl Mode<'_> {
 /// [`RuntimeError::Config`]; webhook and NATS sinks always run a full sync (they cannot be
 /// read back).
 pub fn select_mode<'a>(p: &'a Pipeline, opts: &RunOptions) -> Result<Mode<'a>, RuntimeError> {
-    if opts.full || p.sink.store.kind.dialect().is_none() {
-        return Ok(Mode::Full);
-    }
     let r = match &opts.reconciliation {
+        _ if opts.full || p.sink.store.kind.dialect().is_none() => None,
         Some(name) => Some(
             p.reconciliations
                 .iter()
@@ -119,11 +117,31 @@ pub fn select_mode<'a>(p: &'a Pipeline, opts: &RunOptions) -> Result<Mode<'a>, R
         ),
         None => p.reconciliations.first(),
     };
-    Ok(match r {
+    let mode = match r {
         None => Mode::Full,
         Some(r) if r.strategy == ReconStrategy::Timestamp => Mode::Timestamp(r),
         Some(r) => Mode::Hash(r),
-    })
+    };
+    // A range the run would not honour must not turn into a whole-table run unnoticed.
+    if opts.start.is_some() || opts.end.is_some() {
+        let what = match mode {
+            Mode::Hash(r) if blocks::Unit::of(r.kind).is_some() => return Ok(mode),
+            Mode::Hash(r) => format!(
+                "reconciliation `{}` buckets its {:?} partition column by hash, which has no range",
+                r.name, r.kind
+            ),
+            Mode::Timestamp(r) => format!(
+                "reconciliation `{}` goes on from the sink's watermark",
+                r.name
+            ),
+            Mode::Full => "the run is a full sync".to_string(),
+        };
+        return Err(RuntimeError::Config(format!(
+            "pipeline `{}`: --start/--end narrow a block-hash reconciliation over an int, float, date or datetime partition; {what}",
+            p.name
+        )));
+    }
+    Ok(mode)
 }
 
 /// Runs (or with `dry_run`, plans) one pipeline. `cfg` supplies connection settings by
