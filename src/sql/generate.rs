@@ -9,8 +9,8 @@
 //!   `sink.delete_keys`, `sink.delete_absent`
 //! - ClickHouse sinks that delete: `sink.mutations`
 //! - per reconciliation `R`: `recon.R.source.range`, `recon.R.sink.range`,
-//!   `recon.R.source.block_hash`, `recon.R.sink.block_hash`, `recon.R.source.leaf_diff`,
-//!   `recon.R.sink.leaf_diff`, `recon.R.source.extract_range`, `recon.R.sink.delete_range`;
+//!   `recon.R.source.nulls`, `recon.R.sink.nulls`, `recon.R.source.block_hash`,
+//!   `recon.R.sink.block_hash`, `recon.R.source.leaf_diff`, `recon.R.sink.leaf_diff`, `recon.R.source.extract_range`, `recon.R.sink.delete_range`;
 //!   for `timestamp`: `recon.R.sink.watermark`, `recon.R.source.extract_since`.
 
 use crate::ir::{MergeKind, Pipeline, ReconStrategy, Reconciliation, Store};
@@ -394,6 +394,15 @@ fn recon_steps(
                 let q = rd.range(&mut b, r)?;
                 steps.push(id(name, "range"), *side, store, *d,
                     "at run start, unless start/end are given: min and max of the partition column (within the filters)",
+                    vec![query(q)], b);
+            }
+        }
+        for (name, rd) in &sides {
+            if let Some((rd, side, store, d)) = rd {
+                let mut b = Binder::new();
+                let q = rd.nulls(&mut b, r)?;
+                steps.push(id(name, "nulls"), *side, store, *d,
+                    "with the range: rows whose partition column is NULL, which no block holds and reconciliation cannot compare (a warning names them)",
                     vec![query(q)], b);
             }
         }

@@ -267,6 +267,21 @@ impl<'a> Reader<'a> {
         }))
     }
 
+    /// `SELECT count(*) FROM rows WHERE filters AND p IS NULL`: the rows no range block
+    /// holds.
+    pub fn nulls(&self, b: &mut Binder, r: &Reconciliation) -> Result<Query, SqlError> {
+        let d = self.d();
+        let projection = vec![build::aliased(d, hash::block_count(d), "_synctool_nulls")];
+        let null = Expr::IsNull(Box::new(self.partition(r)));
+        let (from, selection) = self.rows(b, vec![null])?;
+        Ok(build::select(SelectParts {
+            projection,
+            from: Some(from),
+            selection,
+            ..Default::default()
+        }))
+    }
+
     /// One grouped query returning (block, rows, hash) for every block under a parent range.
     pub fn block_hash(&self, b: &mut Binder, r: &Reconciliation) -> Result<Query, SqlError> {
         let d = self.d();

@@ -970,3 +970,47 @@ async fn a_deadlocked_sink_transaction_is_run_again_on_mariadb() {
         .unwrap();
     drop_pg(&c, &[&src]).await;
 }
+
+/// Rows whose partition column is NULL fall in no range block: reconciliation cannot
+/// compare them, and says so instead of reporting them as in sync without a word.
+#[tokio::test(flavor = "multi_thread")]
+async fn rows_with_a_null_partition_value_are_warned_about() {
+    let c = pg().await;
+    let (src, sink) = (unique("np_src"), unique("np_sink"));
+    make_source(&c, &src).await;
+    c.batch_execute(&format!("UPDATE {src} SET updated_at = NULL WHERE id <= 3"))
+        .await
+        .unwrap();
+    let by_time = "    reconciliation:\n      - {name: by_time, partition_column: updated_at, partition_column_type: datetime, initial_partition_interval: 86400}\n";
+    let cfg = write_config(&pipeline_yaml(
+        "nullpart",
+        &src,
+        "pg",
+        &sink,
+        "{strategy: upsert}",
+        by_time,
+    ));
+    json_run(&cfg, &["apply"], 0);
+    c.batch_execute(&format!("UPDATE {src} SET name = 'changed' WHERE id = 2"))
+        .await
+        .unwrap();
+    let o = synctool(&cfg, &["plan"]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(0), "{err}");
+    assert!(
+        err.contains("reconciliation `by_time`: 3 source and 3 sink rows have a NULL partition column (updated_at / updated_at); no block holds them"),
+        "{err}"
+    );
+    // With the partition column filled in, nothing is left out and nothing is said.
+    c.batch_execute(&format!(
+        "UPDATE {src} SET updated_at = TIMESTAMPTZ '2024-01-01 00:00:00+00' WHERE id <= 3"
+    ))
+    .await
+    .unwrap();
+    json_run(&cfg, &["apply", "--full"], 0);
+    let o = synctool(&cfg, &["plan", "--exit-code"]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(0), "{err}");
+    assert!(!err.contains("NULL partition"), "{err}");
+    drop_pg(&c, &[&src, &sink]).await;
+}

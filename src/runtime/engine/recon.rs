@@ -316,11 +316,47 @@ impl Recon<'_, '_> {
             }
             lo = lo.or(mins.into_iter().min());
             hi = hi.or(maxs.into_iter().max());
+            self.warn_nulls().await?;
         }
         Ok(match (lo, hi) {
             (Some(lo), Some(hi)) if hi > lo => Some(Range { lo, hi }),
             _ => None,
         })
+    }
+
+    /// Warns about rows whose partition column is NULL: no range block holds them, so
+    /// reconciliation neither compares nor copies them.
+    async fn warn_nulls(&mut self) -> Result<(), RuntimeError> {
+        let (ctx, r) = (self.ctx, self.r);
+        let (Some(sa), Some(sb)) = (
+            ctx.steps.get(&id(r, "source", "nulls")),
+            ctx.steps.get(&id(r, "sink", "nulls")),
+        ) else {
+            return Ok(());
+        };
+        let (va, vb) = (sa.values(&ctx.binds, &[])?, sb.values(&ctx.binds, &[])?);
+        let n = |rows: &[Row]| count(rows.first().and_then(|r| r.first()));
+        // A NOT NULL sink column needs no look (on ClickHouse it would be another scan).
+        let (src, sink) =
+            if sb.step.side == Side::Sink && self.sides.sink.never_null(&r.sink_partition) {
+                (n(&self.sides.query(sa, &va, &[Dtype::Int]).await?), 0)
+            } else {
+                let (ra, rb) = self
+                    .sides
+                    .query_pair((sa, &va), (sb, &vb), &[Dtype::Int])
+                    .await?;
+                (n(&ra), n(&rb))
+            };
+        if src > 0 || sink > 0 {
+            tracing::warn!(
+                "pipeline `{}`, reconciliation `{}`: {src} source and {sink} sink rows have a NULL partition column ({} / {}); no block holds them, so reconciliation neither compares nor copies them: partition by a column without NULLs, or copy them with `apply --full`",
+                ctx.p.name,
+                r.name,
+                r.source_partition.name,
+                r.sink_partition
+            );
+        }
+        Ok(())
     }
 
     /// Runs both sides' `block_hash` with `extra` and pairs the blocks by id.

@@ -66,6 +66,8 @@ pub struct SinkIo<'a> {
     infile: bool,
     /// The sink table's column limits, checked on every row before its batch is written.
     guard: RowGuard,
+    /// The sink table's columns, as [`SinkIo::prepare`] found or created them.
+    table: SinkTable,
     /// The sink table's native types of the load columns (ClickHouse RowBinary is encoded
     /// by them); empty until [`SinkIo::prepare`] read them.
     natives: Vec<String>,
@@ -144,6 +146,7 @@ impl<'a> SinkIo<'a> {
             direct: false,
             infile: p.sink.store.kind.dialect() == Some(DialectKind::Mysql),
             guard: RowGuard::default(),
+            table: SinkTable::default(),
             natives: Vec::new(),
             key_natives: Vec::new(),
             stream: false,
@@ -194,6 +197,7 @@ impl<'a> SinkIo<'a> {
         self.guard = table.guard(self.p);
         self.natives = table.load_natives(self.p);
         self.key_natives = table.natives_of(&self.p.sink.unique_key);
+        self.table = table;
         if create {
             for id in ["sink.stage", "sink.stage_keys"] {
                 if self.steps.get(id).is_some() {
@@ -202,6 +206,15 @@ impl<'a> SinkIo<'a> {
             }
         }
         Ok(exists)
+    }
+
+    /// Whether the sink table's column `name` is declared NOT NULL (known after
+    /// [`SinkIo::prepare`]).
+    pub fn never_null(&self, name: &str) -> bool {
+        self.table
+            .columns
+            .iter()
+            .any(|c| c.name == name && !c.nullable)
     }
 
     /// Lists the sink table's columns (`sink.columns`); none when it does not exist.
