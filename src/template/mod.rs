@@ -10,8 +10,9 @@
 //!
 //! NULL: a NULL field is passed to the template as *undefined*, so printing it is an error
 //! ([`TemplateError::NullValue`]) unless the template says what to print instead, e.g.
-//! `{{ name|default("") }}` or `{% if name is defined %}`. Silent empty strings in keys
-//! and URLs would merge unrelated rows, so they must be asked for.
+//! `{{ name|default("") }}` or `{% if name is not none %}…{% endif %}` (the `none` test
+//! is true for a NULL field, as Jinja's is for Python's None). Silent empty strings in
+//! keys and URLs would merge unrelated rows, so they must be asked for.
 
 use crate::diag::{did_you_mean, Diagnostic, Span};
 use crate::expr::value::{format_datetime, Value};
@@ -109,6 +110,11 @@ fn env() -> &'static RwLock<Environment<'static>> {
         env.set_undefined_behavior(UndefinedBehavior::Strict);
         env.set_auto_escape_callback(|_| AutoEscape::None);
         env.set_keep_trailing_newline(true);
+        // A NULL field reaches the template as undefined (so printing it is an error), but
+        // it is SQL's NULL, Python's None: `is none` must say so, not print `false`.
+        env.add_test("none", |v: minijinja::Value| {
+            v.is_none() || v.is_undefined()
+        });
         RwLock::new(env)
     })
 }
@@ -356,6 +362,25 @@ mod tests {
         let src = "{{ name ";
         let err = compile(src, at(src), &["name"]).unwrap_err();
         assert!(matches!(err, TemplateError::Syntax { .. }), "{err:?}");
+    }
+
+    #[test]
+    fn a_null_field_is_none() {
+        let r = row(&[("name", Value::Null), ("x", Value::Int(1))]);
+        for (src, want) in [
+            ("{{ name is none }}", "true"),
+            ("{{ name is not none }}", "false"),
+            ("{{ x is none }}", "false"),
+            (
+                "{% if name is not none %}{{ name }}{% else %}-{% endif %}",
+                "-",
+            ),
+            ("{% if name is none %}-{% else %}{{ name }}{% endif %}", "-"),
+            ("{% if x is not none %}{{ x }}{% endif %}", "1"),
+        ] {
+            let t = compile(src, at(src), &["name", "x"]).unwrap();
+            assert_eq!(t.render(&r).unwrap(), want, "{src}");
+        }
     }
 
     #[test]
