@@ -223,7 +223,7 @@ fn truth(v: &Value) -> Result<Option<bool>, (EvalErrorKind, String)> {
     match v {
         Value::Null => Ok(None),
         Value::Bool(b) => Ok(Some(*b)),
-        Value::Json(j) if j.is_boolean() => Ok(j.as_bool()),
+        Value::Json(j) if j.value().is_boolean() => Ok(j.value().as_bool()),
         other => Err(type_mismatch("use as a condition", other, None)),
     }
 }
@@ -505,12 +505,12 @@ pub(crate) fn order(l: &Value, r: &Value) -> Result<Option<Ordering>, (EvalError
             to_datetime(l).cmp(&to_datetime(r)).into()
         }
         (Interval(a), Interval(b)) => Some(a.cmp(b)),
-        (Json(a), Json(b)) => match (json_scalar(a), json_scalar(b)) {
+        (Json(a), Json(b)) => match (json_scalar(a.value()), json_scalar(b.value())) {
             (Some(x), Some(y)) if !x.is_null() && !y.is_null() => order(&x, &y)?,
             _ => (a == b).then_some(Ordering::Equal),
         },
         (Json(a), other) | (other, Json(a)) => {
-            let Some(x) = json_scalar(a) else {
+            let Some(x) = json_scalar(a.value()) else {
                 return Ok(None);
             };
             let flip = matches!(r, Json(_));
@@ -578,7 +578,7 @@ fn contains(c: &Value, x: &Value) -> OpResult {
             other => Err(type_mismatch("look for", other, Some(c))),
         },
         Value::List(items) => list_contains(items.iter().cloned(), x),
-        Value::Json(j) => match j.as_ref() {
+        Value::Json(j) => match j.value() {
             serde_json::Value::Object(o) => match x {
                 Value::Null => Ok(Value::Null),
                 Value::Str(k) => Ok(Value::Bool(o.contains_key(k))),

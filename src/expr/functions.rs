@@ -420,7 +420,7 @@ impl Func {
                     Value::Str(s) => s.chars().count(),
                     Value::List(l) => l.len(),
                     Value::Map(m) => m.len(),
-                    Value::Json(j) => match j.as_ref() {
+                    Value::Json(j) => match j.value() {
                         serde_json::Value::Array(a) => a.len(),
                         serde_json::Value::Object(o) => o.len(),
                         serde_json::Value::String(s) => s.chars().count(),
@@ -617,7 +617,7 @@ fn to_int(v: &Value) -> Result<i64, (EvalErrorKind, String)> {
             let t: String = s.trim().chars().filter(|c| *c != '_').collect();
             t.parse::<i64>().map_err(|_| conversion(v, "int"))
         }
-        Value::Json(j) => match j.as_ref() {
+        Value::Json(j) => match j.value() {
             serde_json::Value::Number(n) => n
                 .as_i64()
                 .or_else(|| n.as_f64().and_then(float_to_i64))
@@ -637,7 +637,7 @@ fn to_float(v: &Value) -> Result<f64, (EvalErrorKind, String)> {
         Value::Float(f) => Ok(*f),
         Value::Decimal(d) => Ok(d.to_f64()),
         Value::Str(s) => s.trim().parse::<f64>().map_err(|_| conversion(v, "float")),
-        Value::Json(j) => match j.as_ref() {
+        Value::Json(j) => match j.value() {
             serde_json::Value::Number(n) => n.as_f64().ok_or_else(|| conversion(v, "float")),
             serde_json::Value::String(s) => to_float(&Value::Str(s.clone())),
             serde_json::Value::Bool(b) => Ok(*b as i64 as f64),
@@ -693,7 +693,7 @@ fn round(v: &Value, ndigits: Option<i64>) -> FnResult {
 pub(crate) fn json_get(base: &Value, key: &Value) -> FnResult {
     let j = match base {
         Value::Null => return Ok(Value::Null),
-        Value::Json(j) => j.as_ref(),
+        Value::Json(j) => j.value(),
         Value::Map(m) => {
             return Ok(match key {
                 Value::Str(k) => m.get(k).cloned().unwrap_or(Value::Null),

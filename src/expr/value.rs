@@ -273,6 +273,74 @@ impl fmt::Display for Decimal {
     }
 }
 
+/// A JSON document: the exact text it was read as (or serialised to), and its parsed form.
+/// A copied document keeps its text byte for byte: numbers beyond `f64` (`1234…7890`, `1.10`),
+/// key order and spacing, which a round trip through [`serde_json::Value`] would change.
+#[derive(Debug, Clone)]
+pub struct Json {
+    text: Box<str>,
+    /// `None` when a number is beyond `f64`'s range (`1e400`): such a document is copied as
+    /// its text, and reads as null in expressions.
+    value: Option<serde_json::Value>,
+}
+
+impl Json {
+    /// A document from its text; an error when the text is not JSON.
+    pub fn from_text(text: impl Into<String>) -> Result<Json, serde_json::Error> {
+        let text: String = text.into();
+        let value = match serde_json::from_str(&text) {
+            Ok(v) => Some(v),
+            Err(e) => {
+                // Valid JSON whose numbers `f64` cannot hold still is a document.
+                serde_json::from_str::<serde::de::IgnoredAny>(&text).map_err(|_| e)?;
+                None
+            }
+        };
+        Ok(Json {
+            text: text.into_boxed_str(),
+            value,
+        })
+    }
+
+    /// A document from a parsed value (its text is the compact serialisation).
+    pub fn from_value(value: serde_json::Value) -> Json {
+        Json {
+            text: value.to_string().into_boxed_str(),
+            value: Some(value),
+        }
+    }
+
+    /// The document's text, as read.
+    pub fn text(&self) -> &str {
+        &self.text
+    }
+
+    /// The parsed document (numbers beyond `f64`'s precision rounded; null when one is
+    /// beyond its range).
+    pub fn value(&self) -> &serde_json::Value {
+        const NULL: serde_json::Value = serde_json::Value::Null;
+        self.value.as_ref().unwrap_or(&NULL)
+    }
+}
+
+/// Documents are equal when their parsed forms are (or, when one cannot be parsed, their
+/// texts).
+impl PartialEq for Json {
+    fn eq(&self, other: &Json) -> bool {
+        match (&self.value, &other.value) {
+            (Some(a), Some(b)) => a == b,
+            _ => self.text == other.text,
+        }
+    }
+}
+
+/// The document's text, as read.
+impl fmt::Display for Json {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.text)
+    }
+}
+
 /// A value of the expression language. Datetimes are UTC; intervals are microseconds.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Value {
@@ -294,9 +362,9 @@ pub enum Value {
     Datetime(NaiveDateTime),
     /// UUID in canonical lower-case text.
     Uuid(String),
-    /// A JSON document (boxed: a JSON value is 72 bytes, and keeping it inline would
-    /// make every value, and every row, that much larger).
-    Json(Box<serde_json::Value>),
+    /// A JSON document (boxed: it is 88 bytes, and keeping it inline would make every
+    /// value, and every row, that much larger).
+    Json(Box<Json>),
     /// A duration in microseconds.
     Interval(i64),
     /// A list.
@@ -308,7 +376,12 @@ pub enum Value {
 impl Value {
     /// A JSON value.
     pub fn json(j: serde_json::Value) -> Value {
-        Value::Json(Box::new(j))
+        Value::Json(Box::new(Json::from_value(j)))
+    }
+
+    /// A JSON document from its text, kept as it is; an error when the text is not JSON.
+    pub fn json_text(text: impl Into<String>) -> Result<Value, serde_json::Error> {
+        Json::from_text(text).map(|j| Value::Json(Box::new(j)))
     }
 
     /// A mapping.
@@ -344,7 +417,7 @@ impl Value {
             Value::Bool(b) => J::Bool(*b),
             Value::Date(d) => J::String(d.format("%Y-%m-%d").to_string()),
             Value::Datetime(t) => J::String(t.format("%Y-%m-%dT%H:%M:%S%.6f").to_string()),
-            Value::Json(j) => j.as_ref().clone(),
+            Value::Json(j) => j.value().clone(),
             Value::Interval(us) => J::from(*us),
             Value::List(l) => J::Array(l.iter().map(Value::to_json).collect()),
             Value::Map(m) => J::Object(m.iter().map(|(k, v)| (k.clone(), v.to_json())).collect()),
@@ -362,9 +435,9 @@ impl Value {
             Value::Bool(b) => if *b { "True" } else { "False" }.to_string(),
             Value::Date(d) => d.format("%Y-%m-%d").to_string(),
             Value::Datetime(t) => format_datetime(t),
-            Value::Json(j) => match j.as_ref() {
+            Value::Json(j) => match j.value() {
                 serde_json::Value::String(s) => s.clone(),
-                other => other.to_string(),
+                _ => j.text().to_string(),
             },
             Value::Interval(us) => format_interval_text(*us),
             Value::List(_) | Value::Map(_) => self.to_json().to_string(),
@@ -432,6 +505,23 @@ mod tests {
         // Rows are vectors of values: every byte here is a byte per column per row in flight.
         assert_eq!(std::mem::size_of::<Value>(), 32);
         assert_eq!(std::mem::size_of::<Decimal>(), 24);
+    }
+
+    #[test]
+    fn json_keeps_its_text() {
+        let doc = r#"{"big": 123456789012345678901234567890, "p": 1.10}"#;
+        let j = Json::from_text(doc).unwrap();
+        assert_eq!(j.to_string(), doc);
+        assert_eq!(j.value()["p"], serde_json::json!(1.1));
+        // Beyond f64's range: still a document, copied as text, null to expressions.
+        let far = Json::from_text("[1e400]").unwrap();
+        assert_eq!(far.text(), "[1e400]");
+        assert!(far.value().is_null());
+        assert!(Json::from_text("{nope").is_err());
+        assert_eq!(
+            Json::from_text("[1.10]").unwrap(),
+            Json::from_value(serde_json::json!([1.1]))
+        );
     }
 
     #[test]

@@ -129,23 +129,25 @@ pub fn coerce(v: Value, dtype: Dtype) -> Result<Value, String> {
     }
     if dtype == Dtype::Json {
         return Ok(match v {
-            Value::Json(j) => Value::from_json(*j),
+            Value::Json(j) if j.value().is_null() => Value::Null,
+            v @ Value::Json(_) => v,
             other => Value::json(value_to_json(&other)),
         });
     }
     let v = match v {
-        Value::Json(j) => match *j {
+        Value::Json(j) => match j.value() {
             serde_json::Value::Null => return Ok(Value::Null),
-            serde_json::Value::Bool(b) => Value::Bool(b),
-            serde_json::Value::String(s) => Value::Str(s),
+            serde_json::Value::Bool(b) => Value::Bool(*b),
+            serde_json::Value::String(s) => Value::Str(s.clone()),
+            // The number's own text: exact beyond what `f64` holds.
             serde_json::Value::Number(n) => match n.as_i64() {
                 Some(i) => Value::Int(i),
-                None => match Decimal::parse(&n.to_string()) {
+                None => match Decimal::parse(j.text().trim()) {
                     Some(d) if dtype != Dtype::Float => Value::Decimal(d),
                     _ => Value::Float(n.as_f64().unwrap_or(f64::NAN)),
                 },
             },
-            other if dtype == Dtype::Str => Value::Str(other.to_string()),
+            _ if dtype == Dtype::Str => Value::Str(j.text().to_string()),
             other => {
                 return Err(format!(
                     "a JSON {} does not fit {}",
@@ -360,7 +362,7 @@ pub fn value_to_json(v: &Value) -> serde_json::Value {
         Value::Bool(b) => J::Bool(*b),
         Value::Date(d) => J::String(d.format("%Y-%m-%d").to_string()),
         Value::Datetime(t) => J::String(datetime_iso(t)),
-        Value::Json(j) => j.as_ref().clone(),
+        Value::Json(j) => j.value().clone(),
         Value::Interval(us) => J::from(*us),
         Value::List(l) => J::Array(l.iter().map(value_to_json).collect()),
         Value::Map(m) => J::Object(
@@ -473,6 +475,19 @@ mod tests {
         assert_eq!(
             coerce(Value::json(serde_json::json!(0.1)), d52),
             Ok(Value::Decimal(Decimal::parse("0.1").unwrap()))
+        );
+    }
+
+    #[test]
+    fn a_json_number_becomes_a_decimal_from_its_text() {
+        let n = Value::json_text("123456789012345678901234567890.5").unwrap();
+        let d = Dtype::Decimal {
+            precision: 38,
+            scale: 1,
+        };
+        assert_eq!(
+            coerce(n, d).unwrap().to_text(),
+            "123456789012345678901234567890.5"
         );
     }
 

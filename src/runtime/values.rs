@@ -94,9 +94,9 @@ pub fn coerce(v: Value, dtype: Dtype) -> Result<Value, String> {
         (Dtype::Str, v @ (Value::Int(_) | Value::Decimal(_) | Value::Date(_))) => {
             Value::Str(v.to_text())
         }
-        (Dtype::Str, Value::Json(j)) => Value::Str(match *j {
-            serde_json::Value::String(s) => s,
-            other => other.to_string(),
+        (Dtype::Str, Value::Json(j)) => Value::Str(match j.value() {
+            serde_json::Value::String(s) => s.clone(),
+            _ => j.text().to_string(),
         }),
         (Dtype::Bool, Value::Bool(b)) => Value::Bool(b),
         (Dtype::Bool, Value::Int(i)) => Value::Bool(i != 0),
@@ -127,7 +127,7 @@ pub fn coerce(v: Value, dtype: Dtype) -> Result<Value, String> {
         ),
         (Dtype::Json, Value::Json(j)) => Value::Json(j),
         (Dtype::Json, Value::Str(s)) => {
-            Value::Json(serde_json::from_str(&s).map_err(|e| format!("text is not JSON: {e}"))?)
+            Value::json_text(s).map_err(|e| format!("text is not JSON: {e}"))?
         }
         (Dtype::Json, v @ (Value::Int(_) | Value::Float(_) | Value::Bool(_))) => {
             Value::json(v.to_json())

@@ -229,7 +229,7 @@ fn to_jinja(v: &Value) -> Option<minijinja::Value> {
         Value::Date(d) => J::from(d.format("%Y-%m-%d").to_string()),
         Value::Datetime(t) => J::from(format_datetime(t)),
         Value::Interval(_) => J::from(v.to_text()),
-        Value::Json(j) => J::from_serialize(j),
+        Value::Json(j) => J::from_serialize(j.value()),
         Value::List(_) | Value::Map(_) => J::from_serialize(v.to_json()),
     })
 }

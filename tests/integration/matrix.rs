@@ -1424,3 +1424,87 @@ async fn a_pausing_source_does_not_hold_clickhouse_rows_back() {
     drop_table(&mut dbs, Db::My, &format!("{src}_t")).await;
     drop_table(&mut dbs, Db::Ch, &sink_table).await;
 }
+
+/// JSON documents cross into every sink as the source's text, byte for byte: numbers beyond
+/// what a float holds (`123456789012345678901234567890`, `1.10`) keep their digits, and the
+/// row hashes of both sides (which read each side's stored text) agree after the sync.
+#[tokio::test(flavor = "multi_thread")]
+async fn json_documents_cross_into_every_sink_as_their_text() {
+    let mut dbs = dbs().await;
+    let src = support::unique("json_src");
+    dbs.pg
+        .batch_execute(&format!(
+            r#"CREATE TABLE {src} (id bigint PRIMARY KEY, j jsonb);
+               INSERT INTO {src} VALUES
+                 (1, '{{"big": 123456789012345678901234567890, "p": 1.10, "s": 0.1000000000000000055511151231257827}}'),
+                 (2, '[1, "two", {{"x": null}}, 1e400]'),
+                 (3, '"just text ✓"'),
+                 (4, NULL),
+                 (5, '-0.000000000000000000000000000001');"#
+        ))
+        .await
+        .unwrap_or_else(|e| panic!("PostgreSQL: create {src}: {e:?}"));
+    let source = support::pg_rows(
+        &dbs.pg,
+        &format!("SELECT id::text, j::text FROM {src} ORDER BY id"),
+        &[],
+    )
+    .await;
+    for sink in ALL {
+        let sink_table = support::unique("json_sink");
+        let cfg = write_config(&format!(
+            "{DATASTORES}pipelines:
+  - name: docs
+    source:
+      datastore: pg
+      table: {src}
+      fields:
+        - {{column: id, dtype: int}}
+        - {{column: j, dtype: json}}
+    sink:
+      datastore: {store}
+      table: {sink_table}
+      merge_strategy: {{strategy: upsert}}
+      unique_key: [id]
+      fields:
+        - {{column: id, source_column: id}}
+        - {{column: j, source_column: j}}
+    reconciliation:
+{BY_ID}",
+            store = sink.store()
+        ));
+        let what = format!("json into {sink:?}");
+        run(&cfg, &["apply"], 0, &what);
+        let copied = match sink {
+            Db::Pg => {
+                support::pg_rows(
+                    &dbs.pg,
+                    &format!("SELECT id::text, j::text FROM {sink_table} ORDER BY id"),
+                    &[],
+                )
+                .await
+            }
+            Db::My => {
+                support::mysql_rows(
+                    &mut dbs.my,
+                    &format!("SELECT CAST(id AS CHAR), j FROM {sink_table} ORDER BY id"),
+                    mysql_async::Params::Empty,
+                )
+                .await
+            }
+            Db::Ch => dbs
+                .ch
+                .exec(&format!(
+                    "SELECT toString(id), j FROM {sink_table} FINAL ORDER BY id FORMAT TabSeparated"
+                ))
+                .await
+                .lines()
+                .map(|l| l.split('\t').map(tsv_value).collect())
+                .collect(),
+        };
+        assert_eq!(copied, source, "{what}");
+        run(&cfg, &["plan", "--exit-code"], 0, &what);
+        drop_table(&mut dbs, sink, &sink_table).await;
+    }
+    drop_table(&mut dbs, Db::Pg, &src).await;
+}

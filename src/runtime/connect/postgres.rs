@@ -798,10 +798,11 @@ fn decode_cell(ty: &Type, raw: &[u8]) -> Result<Value, BoxError> {
             let b: [u8; 16] = raw.try_into().map_err(|_| "a UUID must have 16 bytes")?;
             Value::Uuid(values::format_uuid(&b))
         }
-        Type::JSON => Value::Json(serde_json::from_slice(raw)?),
+        // The document's text as the server prints it, kept as is.
+        Type::JSON => Value::json_text(std::str::from_utf8(raw)?)?,
         Type::JSONB => {
             let body = raw.strip_prefix(&[1u8]).ok_or("unknown jsonb version")?;
-            Value::Json(serde_json::from_slice(body)?)
+            Value::json_text(std::str::from_utf8(body)?)?
         }
         _ if is_texty(ty) => Value::Str(std::str::from_utf8(raw)?.to_string()),
         _ => return Err(format!("columns of type {ty} are not supported").into()),
