@@ -1014,3 +1014,51 @@ async fn rows_with_a_null_partition_value_are_warned_about() {
     assert!(!err.contains("NULL partition"), "{err}");
     drop_pg(&c, &[&src, &sink]).await;
 }
+
+/// A decimal with more digits after the point than its field's `decimal(p,s)` is refused on
+/// every sink alike, naming the row: PostgreSQL and MariaDB would round it silently (and
+/// reconciliation would then see the row as changed on every run), ClickHouse refuse it.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_decimal_beyond_its_fields_scale_is_refused_naming_the_row() {
+    let c = pg().await;
+    let src = unique("dec_src");
+    make_source(&c, &src).await;
+    c.batch_execute(&format!(
+        "ALTER TABLE {src} ALTER amount TYPE numeric(12,4); UPDATE {src} SET amount = 1.1255 WHERE id = 7"
+    ))
+    .await
+    .unwrap();
+    for store in ["pg", "my"] {
+        let sink = unique("dec_sink");
+        let cfg = write_config(&pipeline_yaml(
+            "dec",
+            &src,
+            store,
+            &sink,
+            "{strategy: upsert}",
+            "",
+        ));
+        let o = synctool(&cfg, &["apply"]);
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(o.status.code(), Some(1), "{store}: {err}");
+        assert!(
+            err.contains("row with key (id=7) column `amount`: 1.1255 has 4 digits after the point; the field's decimal(12,2) keeps 2"),
+            "{store}: {err}"
+        );
+        if store == "pg" {
+            let n: i64 = c
+                .query_one(&format!("SELECT count(*) FROM {sink}"), &[])
+                .await
+                .unwrap()
+                .get(0);
+            assert_eq!(n, 0, "the batch holding the row is not written");
+            drop_pg(&c, &[&sink]).await;
+        } else {
+            my().await
+                .query_drop(format!("DROP TABLE IF EXISTS {sink}"))
+                .await
+                .unwrap();
+        }
+    }
+    drop_pg(&c, &[&src]).await;
+}

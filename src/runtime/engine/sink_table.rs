@@ -224,10 +224,15 @@ impl SinkTable {
                     index: i,
                     not_null: !t.nullable,
                     limit: t.limit.clone(),
+                    field: match c.1 {
+                        Dtype::Decimal { precision, scale } => Some((precision, scale)),
+                        _ => None,
+                    },
                     name: t.name.clone(),
                     native: t.native.clone(),
                 };
-                (check.not_null || check.limit != Limit::None).then_some(check)
+                (check.not_null || check.limit != Limit::None || check.field.is_some())
+                    .then_some(check)
             })
             .collect();
         let key = p
@@ -250,6 +255,9 @@ struct ColumnCheck {
     index: usize,
     not_null: bool,
     limit: Limit,
+    /// The field's `decimal(p,s)`: a value with more digits after the point is refused on
+    /// every sink alike (PostgreSQL and MySQL would round it, ClickHouse refuse it).
+    field: Option<(u8, u8)>,
     name: String,
     native: String,
 }
@@ -307,6 +315,21 @@ impl ColumnCheck {
             } else {
                 Ok(())
             };
+        }
+        if let (Some((precision, scale)), Value::Decimal(d)) = (self.field, v) {
+            // Most values already have the field's scale: normalise only the others.
+            let n = if d.scale() > u32::from(scale) {
+                d.normalized()
+            } else {
+                *d
+            };
+            if n.scale() > u32::from(scale) {
+                return Err(format!(
+                    "{} has {} digits after the point; the field's decimal({precision},{scale}) keeps {scale} (declare a larger scale, or round it in the source)",
+                    n,
+                    n.scale()
+                ));
+            }
         }
         match (&self.limit, v) {
             (Limit::OneOf(labels), Value::Str(s)) if !labels.contains(s) => {
@@ -779,6 +802,7 @@ mod tests {
             index: 0,
             not_null,
             limit,
+            field: None,
             name: "c".into(),
             native: "t".into(),
         }
