@@ -10,7 +10,7 @@
 //! - ClickHouse sinks that delete: `sink.mutations`
 //! - per reconciliation `R`: `recon.R.source.range`, `recon.R.sink.range`,
 //!   `recon.R.source.nulls`, `recon.R.sink.nulls`, `recon.R.source.block_hash`,
-//!   `recon.R.sink.block_hash`, `recon.R.source.leaf_diff`, `recon.R.sink.leaf_diff`, `recon.R.source.extract_range`, `recon.R.sink.delete_range`;
+//!   `recon.R.sink.block_hash`, `recon.R.source.leaf_diff`, `recon.R.sink.leaf_diff`, `recon.R.source.extract_range`;
 //!   for `timestamp`: `recon.R.sink.watermark`, `recon.R.source.extract_since`.
 
 use crate::ir::{MergeKind, Pipeline, ReconStrategy, Reconciliation, Store};
@@ -444,29 +444,6 @@ fn recon_steps(
         steps.push(id("source", "extract_range"), Side::Source, &p.source.store, d,
             "per changed leaf: stream the source rows of the range; the rows whose hash differs are merged",
             vec![query(q)], b);
-    }
-    if let Some(d) = sink_d {
-        if recon::replaces_by_range(p) {
-            let s = SinkCtx::new(p, d);
-            let mut b = Binder::new();
-            let range =
-                recon::range_preds(d, &mut b, build::col(d, None, &r.sink_partition), r.kind);
-            let st = s.delete_range(&mut b, range);
-            let purpose = if d.kind() == DialectKind::Clickhouse {
-                "per changed block re-copied whole: delete the sink rows of the range (mutation: poll sink.mutations), then load it"
-            } else {
-                "per changed block re-copied whole, in the block's transaction: delete the sink rows of the range, then load it"
-            };
-            steps.push(
-                id("sink", "delete_range"),
-                Side::Sink,
-                &p.sink.store,
-                d,
-                purpose,
-                vec![st],
-                b,
-            );
-        }
     }
     Ok(())
 }

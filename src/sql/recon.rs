@@ -3,7 +3,7 @@
 //! Each side (source, sink, or a state table) is a [`Reader`]: where its rows come from,
 //! its partition column, key and row hash. The queries are written once over a reader.
 
-use crate::ir::{MergeKind, PartitionKind, Pipeline, Reconciliation, SinkHash, StateTable};
+use crate::ir::{PartitionKind, Pipeline, Reconciliation, SinkHash, StateTable};
 use crate::sql::build::{self, SelectParts};
 use crate::sql::hash::{self, HashCol};
 use crate::sql::params::Binder;
@@ -354,10 +354,4 @@ impl<'a> Reader<'a> {
             ..Default::default()
         }))
     }
-}
-
-/// Whether the sink side reads a delete_insert sink, whose changed blocks can be replaced
-/// by range.
-pub fn replaces_by_range(p: &Pipeline) -> bool {
-    p.sink.merge.kind == MergeKind::DeleteInsert
 }

@@ -809,16 +809,6 @@ impl<'a> SinkCtx<'a> {
         }
     }
 
-    /// Deletes the sink rows within `sink.filters` matching `extra` (a block's range).
-    pub fn delete_range(&self, b: &mut Binder, extra: Vec<Expr>) -> crate::sql::Stmt {
-        let mut preds = self.filters(b);
-        preds.extend(extra);
-        if self.kind() == MergeKind::Collapse {
-            return self.cancel(preds, vec![]);
-        }
-        self.delete_where(build::and_all(preds).expect("at least one predicate"))
-    }
-
     /// The query listing the existing sink table's columns and types.
     pub fn columns_query(&self, b: &mut Binder) -> Query {
         let d = self.d;
