@@ -9,7 +9,8 @@
 //!   `sink.delete_keys`, `sink.delete_absent`
 //! - ClickHouse sinks that delete: `sink.mutations`
 //! - per reconciliation `R`: `recon.R.source.range`, `recon.R.sink.range`,
-//!   `recon.R.source.nulls`, `recon.R.sink.nulls`, `recon.R.source.block_hash`,
+//!   `recon.R.source.nulls`, `recon.R.sink.nulls` (and for the NULL-partition block
+//!   `recon.R.*.null_leaf_diff`, `recon.R.source.extract_null`), `recon.R.source.block_hash`,
 //!   `recon.R.sink.block_hash`, `recon.R.source.leaf_diff`, `recon.R.sink.leaf_diff`, `recon.R.source.extract_range`;
 //!   for `timestamp`: `recon.R.sink.watermark`, `recon.R.source.extract_since`.
 
@@ -402,7 +403,7 @@ fn recon_steps(
                 let mut b = Binder::new();
                 let q = rd.nulls(&mut b, r)?;
                 steps.push(id(name, "nulls"), *side, store, *d,
-                    "with the range: rows whose partition column is NULL, which no block holds and reconciliation cannot compare (a warning names them)",
+                    "with the range, when it is not bounded: (rows, hash) of the rows whose partition column is NULL, which no range block holds: compared as a block of their own",
                     vec![query(q)], b);
             }
         }
@@ -436,6 +437,17 @@ fn recon_steps(
                 vec![query(q)], b);
         }
     }
+    if !recon::is_bucketed(r.kind) {
+        for (name, rd) in &sides {
+            if let Some((rd, side, store, d)) = rd {
+                let mut b = Binder::new();
+                let q = rd.null_leaf_diff(&mut b, r)?;
+                steps.push(id(name, "null_leaf_diff"), *side, store, *d,
+                    "when the NULL-partition block changed: key and row hash of each of its rows, ordered by key",
+                    vec![query(q)], b);
+            }
+        }
+    }
     if let Some(d) = src_d {
         let s = SourceCtx::new(p, d);
         let mut b = Binder::new();
@@ -444,6 +456,15 @@ fn recon_steps(
         steps.push(id("source", "extract_range"), Side::Source, &p.source.store, d,
             "per changed leaf: stream the source rows of the range; the rows whose hash differs are merged",
             vec![query(q)], b);
+        if !recon::is_bucketed(r.kind) {
+            let mut b = Binder::new();
+            let null =
+                sqlparser::ast::Expr::IsNull(Box::new(source::column(d, &r.source_partition)));
+            let q = s.extract(&mut b, vec![null])?;
+            steps.push(id("source", "extract_null"), Side::Source, &p.source.store, d,
+                "when the NULL-partition block changed: stream its source rows; the rows whose hash differs are merged",
+                vec![query(q)], b);
+        }
     }
     Ok(())
 }

@@ -267,19 +267,37 @@ impl<'a> Reader<'a> {
         }))
     }
 
-    /// `SELECT count(*) FROM rows WHERE filters AND p IS NULL`: the rows no range block
-    /// holds.
+    /// `(rows, hash)` of the rows whose partition column is NULL (within the filters),
+    /// which no range block holds: compared as one block of their own.
     pub fn nulls(&self, b: &mut Binder, r: &Reconciliation) -> Result<Query, SqlError> {
         let d = self.d();
-        let projection = vec![build::aliased(d, hash::block_count(d), "_synctool_nulls")];
-        let null = Expr::IsNull(Box::new(self.partition(r)));
-        let (from, selection) = self.rows(b, vec![null])?;
+        let projection = vec![
+            build::aliased(d, hash::block_count(d), ROWS),
+            build::aliased(d, self.block_aggregate(r)?, HASH),
+        ];
+        let (from, selection) = self.rows(b, vec![self.is_null(r)])?;
         Ok(build::select(SelectParts {
             projection,
             from: Some(from),
             selection,
             ..Default::default()
         }))
+    }
+
+    /// `p IS NULL`.
+    fn is_null(&self, r: &Reconciliation) -> Expr {
+        Expr::IsNull(Box::new(self.partition(r)))
+    }
+
+    /// A block's hash: the strategy's aggregate of its row hashes.
+    fn block_aggregate(&self, r: &Reconciliation) -> Result<Expr, SqlError> {
+        let d = self.d();
+        Ok(match r.strategy {
+            crate::ir::ReconStrategy::HashMd5Hash => {
+                hash::block_md5_concat(d, self.row_md5()?, &self.order()?)
+            }
+            _ => hash::block_sum(d, self.row_hash()?),
+        })
     }
 
     /// One grouped query returning (block, rows, hash) for every block under a parent range.
@@ -294,12 +312,7 @@ impl<'a> Reader<'a> {
             "interval"
         };
         let block = hash::block_id(d, part.clone(), r.kind, b.bind(interval, Dtype::Int));
-        let block_hash = match r.strategy {
-            crate::ir::ReconStrategy::HashMd5Hash => {
-                hash::block_md5_concat(d, self.row_md5()?, &self.order()?)
-            }
-            _ => hash::block_sum(d, self.row_hash()?),
-        };
+        let block_hash = self.block_aggregate(r)?;
         let projection = vec![
             build::aliased(d, block, BLOCK),
             build::aliased(d, hash::block_count(d), ROWS),
@@ -320,6 +333,17 @@ impl<'a> Reader<'a> {
 
     /// Key columns and row hash of every row of a range, ordered by key.
     pub fn leaf_diff(&self, b: &mut Binder, r: &Reconciliation) -> Result<Query, SqlError> {
+        let range = range_preds(self.d(), b, self.partition(r), r.kind);
+        self.keyed_hashes(b, range)
+    }
+
+    /// [`Reader::leaf_diff`] of the rows whose partition column is NULL.
+    pub fn null_leaf_diff(&self, b: &mut Binder, r: &Reconciliation) -> Result<Query, SqlError> {
+        self.keyed_hashes(b, vec![self.is_null(r)])
+    }
+
+    /// Key columns and row hash of every row matching `preds`, ordered by key.
+    fn keyed_hashes(&self, b: &mut Binder, preds: Vec<Expr>) -> Result<Query, SqlError> {
         let d = self.d();
         let mut projection: Vec<_> = self
             .keys()?
@@ -327,8 +351,7 @@ impl<'a> Reader<'a> {
             .map(|(e, _, alias)| build::aliased(d, e, &alias))
             .collect();
         projection.push(build::aliased(d, self.row_hash()?, HASH));
-        let range = range_preds(d, b, self.partition(r), r.kind);
-        let (from, selection) = self.rows(b, range)?;
+        let (from, selection) = self.rows(b, preds)?;
         Ok(build::select(SelectParts {
             projection,
             from: Some(from),

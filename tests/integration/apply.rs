@@ -971,48 +971,82 @@ async fn a_deadlocked_sink_transaction_is_run_again_on_mariadb() {
     drop_pg(&c, &[&src]).await;
 }
 
-/// Rows whose partition column is NULL fall in no range block: reconciliation cannot
-/// compare them, and says so instead of reporting them as in sync without a word.
+/// Rows whose partition column is NULL fall in no range block: they are compared as a
+/// block of their own, and repaired row by row like any changed leaf.
 #[tokio::test(flavor = "multi_thread")]
-async fn rows_with_a_null_partition_value_are_warned_about() {
+async fn rows_with_a_null_partition_value_are_reconciled_as_a_block_of_their_own() {
     let c = pg().await;
-    let (src, sink) = (unique("np_src"), unique("np_sink"));
-    make_source(&c, &src).await;
-    c.batch_execute(&format!("UPDATE {src} SET updated_at = NULL WHERE id <= 3"))
+    for store in ["pg", "my"] {
+        let (src, sink) = (unique("np_src"), unique("np_sink"));
+        make_source(&c, &src).await;
+        c.batch_execute(&format!("UPDATE {src} SET updated_at = NULL WHERE id <= 3"))
+            .await
+            .unwrap();
+        let by_time = "    reconciliation:\n      - {name: by_time, partition_column: updated_at, partition_column_type: datetime, initial_partition_interval: 86400}\n";
+        let cfg = write_config(&pipeline_yaml(
+            "nullpart",
+            &src,
+            store,
+            &sink,
+            "{strategy: upsert, allow_delete: true}",
+            by_time,
+        ));
+        json_run(&cfg, &["apply"], 0);
+        let r = json_run(&cfg, &["plan", "--exit-code"], 0);
+        assert!(blocks(&r, "unchanged") > 0, "{store}: {r}");
+        // Changes among the NULL-partition rows only: an update, an insert, a delete.
+        c.batch_execute(&format!(
+            "UPDATE {src} SET name = 'changed' WHERE id = 2;
+             INSERT INTO {src} VALUES (3001, 'new', 1, NULL);
+             DELETE FROM {src} WHERE id = 3;"
+        ))
         .await
         .unwrap();
-    let by_time = "    reconciliation:\n      - {name: by_time, partition_column: updated_at, partition_column_type: datetime, initial_partition_interval: 86400}\n";
-    let cfg = write_config(&pipeline_yaml(
-        "nullpart",
-        &src,
-        "pg",
-        &sink,
-        "{strategy: upsert}",
-        by_time,
-    ));
-    json_run(&cfg, &["apply"], 0);
-    c.batch_execute(&format!("UPDATE {src} SET name = 'changed' WHERE id = 2"))
-        .await
-        .unwrap();
-    let o = synctool(&cfg, &["plan"]);
-    let err = String::from_utf8_lossy(&o.stderr);
-    assert_eq!(o.status.code(), Some(0), "{err}");
-    assert!(
-        err.contains("reconciliation `by_time`: 3 source and 3 sink rows have a NULL partition column (updated_at / updated_at); no block holds them"),
-        "{err}"
-    );
-    // With the partition column filled in, nothing is left out and nothing is said.
-    c.batch_execute(&format!(
-        "UPDATE {src} SET updated_at = TIMESTAMPTZ '2024-01-01 00:00:00+00' WHERE id <= 3"
-    ))
-    .await
-    .unwrap();
-    json_run(&cfg, &["apply", "--full"], 0);
-    let o = synctool(&cfg, &["plan", "--exit-code"]);
-    let err = String::from_utf8_lossy(&o.stderr);
-    assert_eq!(o.status.code(), Some(0), "{err}");
-    assert!(!err.contains("NULL partition"), "{err}");
-    drop_pg(&c, &[&src, &sink]).await;
+        let planned = json_run(&cfg, &["plan", "--exit-code"], 3);
+        assert_eq!(
+            (n(&planned, "rows_written"), n(&planned, "rows_deleted")),
+            (2, 1),
+            "{store}: {planned}"
+        );
+        assert_eq!(blocks(&planned, "modified"), 1, "{store}: {planned}");
+        let r = json_run(&cfg, &["apply"], 0);
+        assert_eq!(
+            (
+                n(&r, "rows_written"),
+                n(&r, "rows_deleted"),
+                n(&r, "rows_read")
+            ),
+            (2, 1, 3),
+            "{store}: only the NULL-partition rows are read: {r}"
+        );
+        json_run(&cfg, &["plan", "--exit-code"], 0);
+        if store == "pg" {
+            assert_eq!(pg_diff(&c, &src, &sink).await, 0);
+            // A bounded run leaves them out, as it leaves out every row beyond its range.
+            c.batch_execute(&format!("UPDATE {src} SET name = 'again' WHERE id = 1"))
+                .await
+                .unwrap();
+            let r = json_run(
+                &cfg,
+                &[
+                    "plan",
+                    "--exit-code",
+                    "--start",
+                    "datetime.datetime(2020, 1, 1)",
+                ],
+                0,
+            );
+            assert_eq!(n(&r, "rows_written"), 0, "{r}");
+            json_run(&cfg, &["plan", "--exit-code"], 3);
+            drop_pg(&c, &[&src, &sink]).await;
+        } else {
+            my().await
+                .query_drop(format!("DROP TABLE IF EXISTS {sink}"))
+                .await
+                .unwrap();
+            drop_pg(&c, &[&src]).await;
+        }
+    }
 }
 
 /// A decimal with more digits after the point than its field's `decimal(p,s)` is refused on

@@ -178,6 +178,8 @@ impl Fine {
 enum Scope {
     Range(Range),
     Prefix(String),
+    /// The rows whose (range) partition column is NULL.
+    Nulls,
 }
 
 struct Recon<'c, 'a> {
@@ -316,7 +318,6 @@ impl Recon<'_, '_> {
             }
             lo = lo.or(mins.into_iter().min());
             hi = hi.or(maxs.into_iter().max());
-            self.warn_nulls().await?;
         }
         Ok(match (lo, hi) {
             (Some(lo), Some(hi)) if hi > lo => Some(Range { lo, hi }),
@@ -324,39 +325,50 @@ impl Recon<'_, '_> {
         })
     }
 
-    /// Warns about rows whose partition column is NULL: no range block holds them, so
-    /// reconciliation neither compares nor copies them.
-    async fn warn_nulls(&mut self) -> Result<(), RuntimeError> {
+    /// Compares the rows whose partition column is NULL, which no range block holds, as one
+    /// block of their own; returns whether it changed. Only when the run's range is not
+    /// bounded: a range from start/end leaves them out, as it leaves out every row beyond it.
+    async fn null_block(&mut self, report: &mut PipelineReport) -> Result<bool, RuntimeError> {
         let (ctx, r) = (self.ctx, self.r);
+        let bounded = ctx.opts.start.is_some()
+            || ctx.opts.end.is_some()
+            || r.start.is_some()
+            || r.end.is_some();
         let (Some(sa), Some(sb)) = (
             ctx.steps.get(&id(r, "source", "nulls")),
             ctx.steps.get(&id(r, "sink", "nulls")),
         ) else {
-            return Ok(());
+            return Ok(false);
         };
-        let (va, vb) = (sa.values(&ctx.binds, &[])?, sb.values(&ctx.binds, &[])?);
-        let n = |rows: &[Row]| count(rows.first().and_then(|r| r.first()));
-        // A NOT NULL sink column needs no look (on ClickHouse it would be another scan).
-        let (src, sink) =
-            if sb.step.side == Side::Sink && self.sides.sink.never_null(&r.sink_partition) {
-                (n(&self.sides.query(sa, &va, &[Dtype::Int]).await?), 0)
-            } else {
-                let (ra, rb) = self
-                    .sides
-                    .query_pair((sa, &va), (sb, &vb), &[Dtype::Int])
-                    .await?;
-                (n(&ra), n(&rb))
-            };
-        if src > 0 || sink > 0 {
-            tracing::warn!(
-                "pipeline `{}`, reconciliation `{}`: {src} source and {sink} sink rows have a NULL partition column ({} / {}); no block holds them, so reconciliation neither compares nor copies them: partition by a column without NULLs, or copy them with `apply --full`",
-                ctx.p.name,
-                r.name,
-                r.source_partition.name,
-                r.sink_partition
-            );
+        if bounded {
+            return Ok(false);
         }
-        Ok(())
+        let (va, vb) = (sa.values(&ctx.binds, &[])?, sb.values(&ctx.binds, &[])?);
+        let out = [Dtype::Int, self.hash_dtype()];
+        let side = |rows: &[Row]| {
+            let row = rows.first()?;
+            let n = count(row.first());
+            (n > 0).then(|| (n, text(row.get(1))))
+        };
+        // A NOT NULL sink column needs no look (on ClickHouse it would be another scan).
+        let pair = if sb.step.side == Side::Sink && self.sides.sink.never_null(&r.sink_partition) {
+            Pair {
+                src: side(&self.sides.query(sa, &va, &out).await?),
+                sink: None,
+            }
+        } else {
+            let (ra, rb) = self.sides.query_pair((sa, &va), (sb, &vb), &out).await?;
+            Pair {
+                src: side(&ra),
+                sink: side(&rb),
+            }
+        };
+        if pair.src.is_none() && pair.sink.is_none() {
+            return Ok(false);
+        }
+        tracing::debug!(pipeline = %ctx.p.name, source = ?pair.src, sink = ?pair.sink, "rows with a NULL partition value");
+        self.bar.add_total(1);
+        Ok(self.classify(&pair, report))
     }
 
     /// Runs both sides' `block_hash` with `extra` and pairs the blocks by id.
@@ -437,8 +449,13 @@ impl Recon<'_, '_> {
         unit: Unit,
         report: &mut PipelineReport,
     ) -> Result<(), RuntimeError> {
+        let nulls_changed = self.null_block(report).await?;
         let Some(total) = self.range(unit).await? else {
-            tracing::info!(pipeline = %self.ctx.p.name, "both sides are empty");
+            if nulls_changed {
+                self.leaf(Scope::Nulls, report).await?;
+            } else {
+                tracing::info!(pipeline = %self.ctx.p.name, "both sides are empty");
+            }
             return Ok(());
         };
         let max = self.r.max_block_size;
@@ -500,6 +517,9 @@ impl Recon<'_, '_> {
         for (range, rows) in merge_leaves(leaves, max) {
             self.leaf(Scope::Range(range), report).await?;
             let _ = rows;
+        }
+        if nulls_changed {
+            self.leaf(Scope::Nulls, report).await?;
         }
         Ok(())
     }
@@ -619,14 +639,19 @@ impl Recon<'_, '_> {
                 ("prefix_len", Value::Int(s.len() as i64)),
                 ("prefix", Value::Str(s.clone())),
             ],
+            Scope::Nulls => vec![],
+        };
+        let (diff, extract) = match scope {
+            Scope::Nulls => ("null_leaf_diff", "extract_null"),
+            _ => ("leaf_diff", "extract_range"),
         };
         let mut out: Vec<Dtype> = p.key.iter().map(|k| k.dtype).collect();
         out.push(Dtype::Int);
         let nkey = p.key.len();
         let mut hashes: [HashMap<String, (String, Row)>; 2] = [HashMap::new(), HashMap::new()];
         let (sa, sb) = (
-            ctx.steps.need(&id(r, "source", "leaf_diff"))?,
-            ctx.steps.need(&id(r, "sink", "leaf_diff"))?,
+            ctx.steps.need(&id(r, "source", diff))?,
+            ctx.steps.need(&id(r, "sink", diff))?,
         );
         let (va, vb) = (
             sa.values(&ctx.binds, &extra)?,
@@ -670,7 +695,7 @@ impl Recon<'_, '_> {
         }
         let mut rows = Vec::new();
         if !to_write.is_empty() {
-            let step = ctx.steps.need(&id(r, "source", "extract_range"))?;
+            let step = ctx.steps.need(&id(r, "source", extract))?;
             let vals = step.values(&ctx.binds, &extra)?;
             let cols = extract_columns(p);
             let types: Vec<Dtype> = cols.iter().map(|c| c.1).collect();
