@@ -11,7 +11,8 @@
 //! - per reconciliation `R`: `recon.R.source.range`, `recon.R.sink.range`,
 //!   `recon.R.source.nulls`, `recon.R.sink.nulls` (and for the NULL-partition block
 //!   `recon.R.*.null_leaf_diff`, `recon.R.source.extract_null`), `recon.R.source.block_hash`,
-//!   `recon.R.sink.block_hash`, `recon.R.source.leaf_diff`, `recon.R.sink.leaf_diff`, `recon.R.source.extract_range`;
+//!   `recon.R.sink.block_hash`, `recon.R.source.leaf_diff`, `recon.R.sink.leaf_diff`,
+//!   `recon.R.source.extract_range`;
 //!   for `timestamp`: `recon.R.sink.watermark`, `recon.R.source.extract_since`.
 
 use crate::ir::{MergeKind, Pipeline, ReconStrategy, Reconciliation, Store};
