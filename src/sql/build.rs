@@ -43,6 +43,11 @@ pub fn int(n: i64) -> Expr {
     Expr::Value(Value::Number(n.to_string(), false).with_empty_span())
 }
 
+/// A string literal (a constant of the generator, never config or data).
+pub fn string(s: &str) -> Expr {
+    Expr::Value(Value::SingleQuotedString(s.to_string()).with_empty_span())
+}
+
 /// A function call with positional arguments (`name` is a constant of the generator).
 pub fn call(name: &str, args: Vec<Expr>) -> Expr {
     Expr::Function(Function {

@@ -414,7 +414,7 @@ fn recon_steps(
             let mut b = Binder::new();
             let q = rd.block_hash(&mut b, r)?;
             let purpose = if recon::is_bucketed(r.kind) {
-                "per level: one grouped query returning (block, rows, hash) for the md5-prefix blocks under a parent prefix"
+                "per level: one grouped query returning (block, rows, hash) for the md5-prefix blocks under every changed parent prefix listed in `prefixes`"
             } else {
                 "per level: one grouped query returning (block, rows, hash) for every block of a parent range"
             };
@@ -433,9 +433,20 @@ fn recon_steps(
         if let Some((rd, side, store, d)) = rd {
             let mut b = Binder::new();
             let q = rd.leaf_diff(&mut b, r)?;
-            steps.push(id(name, "leaf_diff"), *side, store, *d,
-                "per changed leaf (adjacent leaves merged up to max_block_size rows): key and row hash of every row, ordered by key",
-                vec![query(q)], b);
+            let purpose = if recon::is_bucketed(r.kind) {
+                "per group of changed leaf buckets (listed in `prefixes`, up to ten max_block_size of rows): key and row hash of every row, ordered by key"
+            } else {
+                "per changed leaf (adjacent leaves merged up to max_block_size rows): key and row hash of every row, ordered by key"
+            };
+            steps.push(
+                id(name, "leaf_diff"),
+                *side,
+                store,
+                *d,
+                purpose,
+                vec![query(q)],
+                b,
+            );
         }
     }
     if !recon::is_bucketed(r.kind) {
@@ -454,9 +465,20 @@ fn recon_steps(
         let mut b = Binder::new();
         let range = recon::range_preds(d, &mut b, source::column(d, &r.source_partition), r.kind);
         let q = s.extract(&mut b, range)?;
-        steps.push(id("source", "extract_range"), Side::Source, &p.source.store, d,
-            "per changed leaf: stream the source rows of the range; the rows whose hash differs are merged",
-            vec![query(q)], b);
+        let purpose = if recon::is_bucketed(r.kind) {
+            "per group of changed leaf buckets: stream their source rows; the rows whose hash differs are merged"
+        } else {
+            "per changed leaf: stream the source rows of the range; the rows whose hash differs are merged"
+        };
+        steps.push(
+            id("source", "extract_range"),
+            Side::Source,
+            &p.source.store,
+            d,
+            purpose,
+            vec![query(q)],
+            b,
+        );
         if !recon::is_bucketed(r.kind) {
             let mut b = Binder::new();
             let null =

@@ -66,18 +66,33 @@ fn stored_hash(p: &Pipeline) -> bool {
 }
 
 /// The predicate restricting rows to one range: `p >= $range_start AND p < $range_end`, or
-/// for md5-bucketed partitions `key_bucket(canonical(p), $prefix_len) = $prefix`.
+/// for md5-bucketed partitions, rows in any of several buckets of one prefix length:
+/// `key_bucket(canonical(p), $prefix_len)` listed in `$prefixes` (`,a3,f0,`), so that one
+/// scan serves every changed bucket of a level (the buckets cannot use an index).
 pub fn range_preds(d: &dyn Dialect, b: &mut Binder, p: Expr, kind: PartitionKind) -> Vec<Expr> {
     if is_bucketed(kind) {
         // The bucket of the key's canonical text, as `block_hash` groups it.
         let bucket = hash::block_id(d, p, kind, b.bind("prefix_len", Dtype::Int));
-        return vec![build::eq(bucket, b.bind("prefix", Dtype::Str))];
+        return vec![listed(d, bucket, b.bind("prefixes", Dtype::Str))];
     }
     let t = partition_dtype(kind);
     vec![
         build::binop(p.clone(), BinaryOperator::GtEq, b.bind("range_start", t)),
         build::binop(p, BinaryOperator::Lt, b.bind("range_end", t)),
     ]
+}
+
+/// Whether `item` is one of the comma-separated items of `list`, which starts and ends with
+/// a comma (`,a3,f0,`; `,,` lists the empty prefix): `',' || item || ','` occurs in it.
+fn listed(d: &dyn Dialect, item: Expr, list: Expr) -> Expr {
+    let comma = || build::string(",");
+    let needle = build::call("concat", vec![comma(), item, comma()]);
+    let at = match d.kind() {
+        crate::sql::DialectKind::Postgres => build::call("strpos", vec![list, needle]),
+        crate::sql::DialectKind::Mysql => build::call("LOCATE", vec![needle, list]),
+        crate::sql::DialectKind::Clickhouse => build::call("position", vec![list, needle]),
+    };
+    build::binop(at, BinaryOperator::Gt, build::int(0))
 }
 
 impl<'a> Reader<'a> {

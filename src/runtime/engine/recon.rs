@@ -177,7 +177,8 @@ impl Fine {
 #[derive(Debug, Clone)]
 enum Scope {
     Range(Range),
-    Prefix(String),
+    /// Buckets of one prefix length.
+    Prefixes(usize, Vec<String>),
     /// The rows whose (range) partition column is NULL.
     Nulls,
 }
@@ -241,6 +242,14 @@ pub async fn run(
         Some(unit) => rc.ranges(unit, report).await,
         None => rc.prefixes(report).await,
     }
+}
+
+/// Most buckets one query lists.
+const PREFIXES_PER_QUERY: usize = 4096;
+
+/// The `prefixes` parameter: `,a3,f0,` (`,,` for the one empty prefix).
+fn prefix_list(prefixes: &[String]) -> String {
+    format!(",{},", prefixes.join(","))
 }
 
 fn id(r: &Reconciliation, side: &str, what: &str) -> String {
@@ -581,18 +590,22 @@ impl Recon<'_, '_> {
         Ok(out)
     }
 
+    /// Reconciles md5-prefix buckets level by level. The buckets cannot use an index, so
+    /// each query is a scan: one query per level serves every changed parent bucket (up
+    /// to [`PREFIXES_PER_QUERY`]), and the changed leaves are diffed together in groups of
+    /// up to ten `max_block_size`s of rows, instead of one scan per bucket.
     async fn prefixes(&mut self, report: &mut PipelineReport) -> Result<(), RuntimeError> {
         let max = self.r.max_block_size;
         let mut len = self.r.initial_interval.clamp(1, MAX_PREFIX);
         let mut parents = vec![String::new()];
-        let mut leaves = Vec::new();
+        let mut leaves: BTreeMap<usize, Vec<(String, u64)>> = BTreeMap::new();
         while !parents.is_empty() {
             let mut split = Vec::new();
-            for parent in std::mem::take(&mut parents) {
+            for chunk in std::mem::take(&mut parents).chunks(PREFIXES_PER_QUERY) {
                 let extra = [
                     ("block_prefix_len", Value::Int(len)),
-                    ("prefix_len", Value::Int(parent.len() as i64)),
-                    ("prefix", Value::Str(parent.clone())),
+                    ("prefix_len", Value::Int(chunk[0].len() as i64)),
+                    ("prefixes", Value::Str(prefix_list(chunk))),
                 ];
                 let blocks = self.block_hashes(&extra, Dtype::Str).await?;
                 self.bar.add_total(blocks.len() as u64);
@@ -606,15 +619,32 @@ impl Recon<'_, '_> {
                         self.bar.inc(1);
                         split.push(prefix);
                     } else {
-                        leaves.push(prefix);
+                        leaves
+                            .entry(prefix.len())
+                            .or_default()
+                            .push((prefix, pair.rows()));
                     }
                 }
             }
             parents = split;
             len += 1;
         }
-        for prefix in leaves {
-            self.leaf(Scope::Prefix(prefix), report).await?;
+        let budget = max.saturating_mul(10).max(1);
+        for (len, group) in leaves {
+            let mut batch: Vec<String> = Vec::new();
+            let mut rows = 0u64;
+            for (prefix, n) in group {
+                if !batch.is_empty() && (rows + n > budget || batch.len() >= PREFIXES_PER_QUERY) {
+                    let list = std::mem::take(&mut batch);
+                    self.leaf(Scope::Prefixes(len, list), report).await?;
+                    rows = 0;
+                }
+                batch.push(prefix);
+                rows += n;
+            }
+            if !batch.is_empty() {
+                self.leaf(Scope::Prefixes(len, batch), report).await?;
+            }
         }
         Ok(())
     }
@@ -635,9 +665,9 @@ impl Recon<'_, '_> {
                     ("range_end", unit.value(q.hi)),
                 ]
             }
-            Scope::Prefix(s) => vec![
-                ("prefix_len", Value::Int(s.len() as i64)),
-                ("prefix", Value::Str(s.clone())),
+            Scope::Prefixes(len, list) => vec![
+                ("prefix_len", Value::Int(*len as i64)),
+                ("prefixes", Value::Str(prefix_list(list))),
             ],
             Scope::Nulls => vec![],
         };
