@@ -1462,7 +1462,7 @@ fn float_config(src: Db, src_table: &str, sink: Db, sink_table: &str) -> String 
 fn float4_values() -> Vec<f32> {
     let mut v = vec![
         50_137_512.0f32,
-        -2_457_458.25,
+        -2_457_458.25f64 as f32,
         -104_138_336.0,
         0.1,
         0.0,
