@@ -20,7 +20,7 @@
 //! | `uuid` | lower-case hyphenated text | `a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11` |
 //! | `date` | days since 1970-01-01 (negative before) | `-165` |
 //! | `datetime` | microseconds since 1970-01-01 00:00:00 UTC; at [`TimePrecision::Seconds`] whole seconds (floored toward −∞) × 10⁶ | `-499999` |
-//! | `float` | see below | `150000000000000e1` |
+//! | `float` | see below; NaN `nan`, +∞ `inf`, −∞ `-inf` | `150000000000000e1` |
 //!
 //! ## Floats
 //!
@@ -30,8 +30,11 @@
 //! (what PostgreSQL ≥ 12 with `extra_float_digits > 0`, MariaDB and every ClickHouse release
 //! print, and Rust's `{:e}`): its first 17 significant digits (right-padded with zeros) are
 //! rounded half-up to 15. So `1e20` → `100000000000000e21`, `1.5` → `150000000000000e1`,
-//! `0.1 + 0.2` and `0.3` → `300000000000000e0`, `-0.0` → `0`. NaN and ±infinity are outside
-//! the domain (MySQL cannot store them).
+//! `0.1 + 0.2` and `0.3` → `300000000000000e0`, `-0.0` → `0`. NaN is `nan`, +∞ `inf` and
+//! −∞ `-inf` (PostgreSQL and ClickHouse store them; MySQL cannot, and its expression has
+//! no such branches). The value is hashed as a double: a single-precision column
+//! (PostgreSQL `real`, MySQL `FLOAT`, ClickHouse `Float32`) is widened exactly first, so
+//! it hashes like a double column holding the same value.
 //!
 //! ## Limits
 //!

@@ -276,7 +276,7 @@ impl<'a> SourceCtx<'a> {
             .source
             .fields
             .iter()
-            .map(|f| build::aliased(d, column(d, &f.column), &f.alias))
+            .map(|f| build::aliased(d, extracted(d, column(d, &f.column), f.dtype), &f.alias))
             .collect();
         for px in &self.p.source.pushed {
             items.push(build::aliased(
@@ -303,6 +303,17 @@ impl<'a> SourceCtx<'a> {
             order_by: self.order()?,
             ..Default::default()
         }))
+    }
+}
+
+/// A source column as the extract reads it. ClickHouse results are decoded from text, and
+/// the shortest text of a `Float32` (`50137510` for 50137512) is not its exact value as a
+/// double: float columns are read through `toFloat64`, whose text is exact (a no-op on a
+/// `Float64`). Other dialects send floats in binary and read them as they are.
+fn extracted(d: &dyn Dialect, e: Expr, dtype: Dtype) -> Expr {
+    match (d.kind(), dtype) {
+        (DialectKind::Clickhouse, Dtype::Float) => build::call("toFloat64", vec![e]),
+        _ => e,
     }
 }
 

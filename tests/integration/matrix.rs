@@ -1508,3 +1508,274 @@ async fn json_documents_cross_into_every_sink_as_their_text() {
     }
     drop_table(&mut dbs, Db::Pg, &src).await;
 }
+
+// ---------------------------------------------------------------------------------------
+// Floats: single-precision sources, NaN and infinity.
+
+/// The config of pipeline `fl`: `id` (int) and `r` (float) of `src_table` on `src` into
+/// `sink_table` on `sink`, reconciled by [`BY_ID`].
+fn float_config(src: Db, src_table: &str, sink: Db, sink_table: &str) -> String {
+    format!(
+        "{DATASTORES}pipelines:
+  - name: fl
+    source:
+      datastore: {src}
+      batch_size: 2000
+      table: {src_table}
+      fields:
+        - {{column: id, dtype: int}}
+        - {{column: r, dtype: float}}
+    sink:
+      datastore: {sink}
+      table: {sink_table}
+      batch_size: 2000
+      merge_strategy: {{strategy: upsert, allow_delete: true}}
+      unique_key: [id]
+      fields:
+        - {{column: id, source_column: id}}
+        - {{column: r, source_column: r}}
+    reconciliation:
+{BY_ID}",
+        src = src.store(),
+        sink = sink.store(),
+    )
+}
+
+/// Single-precision values: ones whose shortest text as a float is not their value
+/// (`50137512` prints as `5.013751e7`), and 20,000 pseudo-random ones in ±1e8.
+fn float4_values() -> Vec<f32> {
+    let mut v = vec![
+        50_137_512.0f32,
+        -2_457_458.25f64 as f32,
+        -104_138_336.0,
+        0.1,
+        0.0,
+        0.001,
+    ];
+    let mut x: u64 = 0x5eed;
+    while v.len() < 20_006 {
+        x = x
+            .wrapping_mul(6_364_136_223_846_793_005)
+            .wrapping_add(1_442_695_040_888_963_407);
+        let unit = (x >> 11) as f64 / (1u64 << 53) as f64;
+        v.push((unit * 2e8 - 1e8) as f32);
+    }
+    v
+}
+
+/// `(id, r)` of every row of `table` on `db`, `r` read as a double exactly.
+async fn float_rows(dbs: &mut Dbs, db: Db, table: &str) -> Vec<(i64, Option<f64>)> {
+    let rows = match db {
+        // PostgreSQL ≥ 12 and ClickHouse print a double's shortest round-trip text.
+        Db::Pg => {
+            support::pg_rows(
+                &dbs.pg,
+                &format!("SELECT id::text, r::float8::text FROM {table} ORDER BY id"),
+                &[],
+            )
+            .await
+        }
+        Db::Ch => {
+            dbs.ch
+                .rows(&format!(
+                    "SELECT toString(id), toString(toFloat64(r)) FROM {table} FINAL ORDER BY id"
+                ))
+                .await
+        }
+        // MariaDB: binary protocol, a DOUBLE as its 8 bytes.
+        Db::My => {
+            use mysql_async::prelude::Queryable;
+            let got: Vec<(i64, Option<f64>)> = dbs
+                .my
+                .exec(
+                    format!("SELECT id, CAST(r AS DOUBLE) FROM {table} ORDER BY id"),
+                    (),
+                )
+                .await
+                .unwrap_or_else(|e| panic!("MariaDB: read {table}: {e}"));
+            return got;
+        }
+    };
+    let mut out: Vec<(i64, Option<f64>)> = rows
+        .into_iter()
+        .map(|r| {
+            let id = r[0].as_deref().expect("id").parse().expect("id");
+            let f = r[1].as_deref().map(|t| match t {
+                "NaN" | "nan" => f64::NAN,
+                t => t.parse().unwrap_or_else(|e| panic!("{t}: {e}")),
+            });
+            (id, f)
+        })
+        .collect();
+    out.sort_by_key(|r| r.0);
+    out
+}
+
+/// Asserts the same `(id, value)` rows, values compared bit for bit (NaN included),
+/// naming the first few that differ.
+fn same_floats(what: &str, got: &[(i64, Option<f64>)], expected: &[(i64, Option<f64>)]) {
+    let wrong: Vec<_> = got
+        .iter()
+        .zip(expected)
+        .filter(|(g, e)| g.0 != e.0 || g.1.map(f64::to_bits) != e.1.map(f64::to_bits))
+        .take(5)
+        .collect();
+    assert!(
+        wrong.is_empty(),
+        "{what}: (got, expected) differ: {wrong:?}"
+    );
+    assert_eq!(got.len(), expected.len(), "{what}: row count");
+}
+
+/// A single-precision source column (`real`, `FLOAT`, `Float32`) into a double sink
+/// column the run creates: the sink holds the exact values, and reconciliation sees no
+/// drift.
+async fn float4_source_into(src: Db, sinks: &[Db]) {
+    let mut dbs = dbs().await;
+    let values = float4_values();
+    let src_table = support::unique(&format!("mx_f4_{}", src.store()));
+    let ddl = match src {
+        Db::Pg => format!("CREATE TABLE {src_table} (id bigint PRIMARY KEY, r real)"),
+        Db::My => format!("CREATE TABLE {src_table} (id bigint PRIMARY KEY, r float)"),
+        Db::Ch => format!(
+            "CREATE TABLE {src_table} (id Int64, r Nullable(Float32)) ENGINE = ReplacingMergeTree ORDER BY id"
+        ),
+    };
+    exec(&mut dbs, src, &ddl).await;
+    // Each literal is the value's exact double, so every database stores the same f32;
+    // on ClickHouse, whose 18.16 `VALUES` parser reads `8.7149568e7` into a Float32 as
+    // 87149576, the f32's shortest plain text.
+    for (c, chunk) in values.chunks(2000).enumerate() {
+        let tuples: Vec<String> = chunk
+            .iter()
+            .enumerate()
+            .map(|(i, f)| {
+                let id = c * 2000 + i + 1;
+                match src {
+                    Db::Ch => format!("({id}, {f})"),
+                    _ => format!("({id}, {:e})", f64::from(*f)),
+                }
+            })
+            .collect();
+        exec(
+            &mut dbs,
+            src,
+            &format!(
+                "INSERT INTO {src_table} (id, r) VALUES {}",
+                tuples.join(", ")
+            ),
+        )
+        .await;
+    }
+    let expected: Vec<(i64, Option<f64>)> = values
+        .iter()
+        .enumerate()
+        .map(|(i, f)| (i as i64 + 1, Some(f64::from(*f))))
+        .collect();
+    same_floats(
+        &format!("{src:?} source holds the values"),
+        &float_rows(&mut dbs, src, &src_table).await,
+        &expected,
+    );
+    for &sink in sinks {
+        let what = format!("{src:?} single precision -> {sink:?}");
+        let sink_table = support::unique(&format!("mx_f4_{}_{}", src.store(), sink.store()));
+        let cfg = write_config(&float_config(src, &src_table, sink, &sink_table));
+        let r = run(&cfg, &["apply", "--full"], 0, &what);
+        assert_eq!(n(&r, "rows_written"), values.len() as i64, "{what}: {r}");
+        same_floats(
+            &what,
+            &float_rows(&mut dbs, sink, &sink_table).await,
+            &expected,
+        );
+        run(&cfg, &["plan", "--exit-code"], 0, &what);
+        drop_table(&mut dbs, sink, &sink_table).await;
+    }
+    drop_table(&mut dbs, src, &src_table).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn postgres_real_source_copies_exactly_and_stays_in_sync() {
+    float4_source_into(Db::Pg, &ALL).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn mariadb_float_source_copies_exactly_and_stays_in_sync() {
+    float4_source_into(Db::My, &[Db::Pg]).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn clickhouse_float32_source_copies_exactly_and_stays_in_sync() {
+    float4_source_into(Db::Ch, &[Db::Pg]).await;
+}
+
+/// NaN and ±infinity in a PostgreSQL double column: copied into PostgreSQL and
+/// ClickHouse, which then reconcile without drift; refused by a MariaDB sink (which
+/// cannot store them) before any row of the batch is written, naming the row.
+#[tokio::test(flavor = "multi_thread")]
+async fn nan_and_infinity_sync_and_reconcile_or_are_refused_by_mariadb() {
+    let mut dbs = dbs().await;
+    let src_table = support::unique("mx_nan");
+    exec(
+        &mut dbs,
+        Db::Pg,
+        &format!(
+            "CREATE TABLE {src_table} (id bigint PRIMARY KEY, r double precision);
+             INSERT INTO {src_table} SELECT g, g / 3.0 FROM generate_series(1, 300) g;
+             UPDATE {src_table} SET r = 'NaN' WHERE id = 7;
+             UPDATE {src_table} SET r = 'Infinity' WHERE id = 150;
+             UPDATE {src_table} SET r = '-Infinity' WHERE id = 299;
+             UPDATE {src_table} SET r = NULL WHERE id = 300;"
+        ),
+    )
+    .await;
+    let source = float_rows(&mut dbs, Db::Pg, &src_table).await;
+
+    for sink in [Db::Pg, Db::Ch] {
+        let what = format!("NaN and infinity into {sink:?}");
+        let sink_table = support::unique(&format!("mx_nan_{}", sink.store()));
+        let cfg = write_config(&float_config(Db::Pg, &src_table, sink, &sink_table));
+        run(&cfg, &["apply", "--full"], 0, &what);
+        same_floats(
+            &what,
+            &float_rows(&mut dbs, sink, &sink_table).await,
+            &source,
+        );
+        run(&cfg, &["plan", "--exit-code"], 0, &what);
+        // A changed special value is drift, repaired by reconciliation.
+        exec(
+            &mut dbs,
+            Db::Pg,
+            &format!("UPDATE {src_table} SET r = 'Infinity' WHERE id = 7"),
+        )
+        .await;
+        run(&cfg, &["plan", "--exit-code"], 3, &what);
+        run(&cfg, &["apply"], 0, &what);
+        run(&cfg, &["plan", "--exit-code"], 0, &what);
+        exec(
+            &mut dbs,
+            Db::Pg,
+            &format!("UPDATE {src_table} SET r = 'NaN' WHERE id = 7"),
+        )
+        .await;
+        drop_table(&mut dbs, sink, &sink_table).await;
+    }
+
+    let what = "NaN into MariaDB";
+    let sink_table = support::unique("mx_nan_my");
+    let cfg = write_config(&float_config(Db::Pg, &src_table, Db::My, &sink_table));
+    let o = synctool(&cfg, &["apply", "--full"]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(1), "{what}: {err}");
+    assert!(
+        err.contains("row with key (id=7) column `r`") && err.contains("NaN or infinity"),
+        "{what}: {err}"
+    );
+    assert_eq!(
+        count_rows(&mut dbs, Db::My, &sink_table).await,
+        Some(0),
+        "{what}: the batch holding the row is not written"
+    );
+    drop_table(&mut dbs, Db::My, &sink_table).await;
+    drop_table(&mut dbs, Db::Pg, &src_table).await;
+}

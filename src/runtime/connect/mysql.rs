@@ -621,7 +621,8 @@ fn from_mysql(v: MyValue, ct: ColumnType) -> Result<Value, String> {
                 Value::Decimal(crate::expr::value::Decimal::new(u.into(), 0).expect("scale 0"))
             }
         },
-        MyValue::Float(f) => Value::Float(format!("{f}").parse().unwrap_or(f64::NAN)),
+        // The exact value: every f32 is a double (its shortest text is not).
+        MyValue::Float(f) => Value::Float(f64::from(f)),
         MyValue::Double(f) => Value::Float(f),
         MyValue::Bytes(b) => {
             let s = String::from_utf8(b)
@@ -704,5 +705,10 @@ mod tests {
         assert_eq!(field(Value::Str(",".into()), Dtype::Str), "\\,");
         let mut buf = Vec::new();
         assert!(infile_field(&mut buf, &Value::Float(f64::NAN), Dtype::Float).is_err());
+        // A FLOAT column's value is read exactly, not through its shortest text.
+        assert_eq!(
+            from_mysql(MyValue::Float(50_137_512.0), ColumnType::MYSQL_TYPE_FLOAT).unwrap(),
+            Value::Float(50_137_512.0)
+        );
     }
 }

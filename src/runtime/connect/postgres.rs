@@ -763,11 +763,8 @@ fn decode_cell(ty: &Type, raw: &[u8]) -> Result<Value, BoxError> {
         Type::INT4 => Value::Int(i32::from_sql(ty, raw)?.into()),
         Type::INT8 => Value::Int(i64::from_sql(ty, raw)?),
         Type::OID => Value::Int(u32::from_sql(ty, raw)?.into()),
-        Type::FLOAT4 => Value::Float(
-            format!("{}", f32::from_sql(ty, raw)?)
-                .parse()
-                .unwrap_or(f64::NAN),
-        ),
+        // The exact value: every f32 is a double (its shortest text is not).
+        Type::FLOAT4 => Value::Float(f64::from(f32::from_sql(ty, raw)?)),
         Type::FLOAT8 => Value::Float(f64::from_sql(ty, raw)?),
         Type::NUMERIC => Value::Decimal(decode_numeric(raw)?),
         Type::DATE => {
@@ -812,6 +809,18 @@ fn decode_cell(ty: &Type, raw: &[u8]) -> Result<Value, BoxError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn float4_decodes_to_its_exact_value() {
+        for f in [50_137_512.0f32, -2_457_458.2, -104_138_336.0, 0.1, f32::NAN] {
+            let got = decode_cell(&Type::FLOAT4, &f.to_be_bytes()).unwrap();
+            match got {
+                Value::Float(g) if f.is_nan() => assert!(g.is_nan()),
+                Value::Float(g) => assert_eq!(g, f64::from(f), "{f}"),
+                other => panic!("{other:?}"),
+            }
+        }
+    }
 
     fn roundtrip(s: &str) {
         let d = Decimal::parse(s).unwrap();

@@ -48,6 +48,8 @@ pub enum Limit {
     Bytes(usize),
     /// One of these labels (an enum type).
     OneOf(Vec<String>),
+    /// A finite number: MySQL and MariaDB have no NaN or infinity.
+    Finite,
     /// A decimal with at most `precision - scale` digits before the point.
     Decimal {
         /// Total digits.
@@ -374,6 +376,13 @@ impl ColumnCheck {
                     ));
                 }
             }
+            (Limit::Finite, Value::Float(f)) if !f.is_finite() => {
+                return Err(format!(
+                    "the float {} cannot be stored in the sink column's type {} (MySQL has no NaN or infinity)",
+                    v.to_text(),
+                    self.native
+                ));
+            }
             (&Limit::Decimal { precision, scale }, v) => {
                 let digits = match v {
                     Value::Decimal(d) => {
@@ -574,6 +583,7 @@ pub fn limit_of(dialect: DialectKind, native: &str) -> Limit {
                 "text" => Limit::Bytes(65_535),
                 "mediumtext" => Limit::Bytes(16_777_215),
                 "decimal" | "numeric" => decimal_limit(&type_args(&lower), 10),
+                "float" | "double" | "real" => Limit::Finite,
                 _ => Limit::None,
             }
         }
@@ -681,6 +691,11 @@ mod tests {
             }
         );
         assert_eq!(limit_of(Postgres, "numeric"), Limit::None);
+        assert_eq!(limit_of(Postgres, "double precision"), Limit::None);
+        assert_eq!(limit_of(Mysql, "double"), Limit::Finite);
+        assert_eq!(limit_of(Mysql, "float"), Limit::Finite);
+        assert_eq!(limit_of(Mysql, "double(10,2) unsigned"), Limit::Finite);
+        assert_eq!(limit_of(Clickhouse, "Nullable(Float64)"), Limit::None);
         assert_eq!(
             limit_of(Mysql, "int(10) unsigned"),
             Limit::Int {
@@ -840,5 +855,11 @@ mod tests {
         assert!(d.admit(&dec(9_999_999, 4)).is_ok());
         assert!(d.admit(&Value::Int(999)).is_ok());
         assert!(d.admit(&Value::Int(1000)).is_err());
+        let f = check(Limit::Finite, false);
+        assert!(f.admit(&Value::Float(-1.5e300)).is_ok());
+        for bad in [f64::NAN, f64::INFINITY, f64::NEG_INFINITY] {
+            let e = f.admit(&Value::Float(bad)).unwrap_err();
+            assert!(e.contains("no NaN or infinity"), "{e}");
+        }
     }
 }

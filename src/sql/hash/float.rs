@@ -16,26 +16,103 @@
 //!    `10^15`);
 //! 4. result: sign, the first 15 characters of `R`, `e`, and `E + length(R) − 15`.
 //!
-//! Zero (including `-0.0`) is `0`; NULL stays NULL. On ClickHouse the parsing works on
-//! `assumeNotNull(x)` (arrays cannot be Nullable on 18.16), guarded by `x IS NOT NULL`.
+//! The value is first widened to a double (PostgreSQL `CAST(x AS DOUBLE PRECISION)`, MySQL
+//! `CAST(x AS DOUBLE)`, ClickHouse `toFloat64(x)`), so that a single-precision column
+//! (`real`, `FLOAT`, `Float32`) hashes its exact value, as a double column holding the
+//! same value does: the shortest round-trip text of a single-precision value (`5.0137512e+07`
+//! in PostgreSQL, `50137500` in MariaDB) is not the double's.
+//!
+//! Zero (including `-0.0`) is `0`; NaN is [`NAN`], +∞ [`INF`], −∞ [`NEG_INF`] (PostgreSQL
+//! compares with `CAST('NaN' AS DOUBLE PRECISION)` and the `'Infinity'` / `'-Infinity'`
+//! casts, where NaN equals NaN; ClickHouse uses `isNaN` / `isInfinite`; MySQL and MariaDB
+//! cannot store them and have no such branches). NULL stays NULL. On ClickHouse the
+//! parsing works on `assumeNotNull(x)` (arrays cannot be Nullable on 18.16), replaced by 0
+//! when it is not finite (ClickHouse evaluates every branch of a `CASE`, and `toInt64`
+//! refuses the digits of `nan`), guarded by `x IS NOT NULL`.
 
-use sqlparser::ast::{BinaryOperator, Expr};
+use sqlparser::ast::{BinaryOperator, DataType, ExactNumberInfo, Expr};
 
-use super::build::{add, bin, case, func, lit, num, sub};
+use super::build::{add, bin, case, cast, func, lit, num, sub};
 use super::{char_len, concat, int_div, ltrim_zeros, replace, split_part, substr, to_int, to_text};
 use crate::sql::dialect::DialectKind;
 
 /// Seventeen zeros, the padding of step 3.
 const ZEROS17: &str = "00000000000000000";
 
+/// The canonical text of a NaN.
+pub const NAN: &str = "nan";
+
+/// The canonical text of +∞.
+pub const INF: &str = "inf";
+
+/// The canonical text of −∞.
+pub const NEG_INF: &str = "-inf";
+
+/// `c` as a double: exact for a single-precision value.
+fn as_double(k: DialectKind, c: Expr) -> Expr {
+    match k {
+        DialectKind::Postgres => cast(c, DataType::DoublePrecision),
+        DialectKind::Mysql => cast(c, DataType::Double(ExactNumberInfo::None)),
+        DialectKind::Clickhouse => func("toFloat64", vec![c]),
+    }
+}
+
+/// The `CASE` branches of NaN and ±∞ for the double `c` (none on MySQL, which cannot
+/// store them).
+fn non_finite(k: DialectKind, c: &Expr) -> Vec<(Expr, Expr)> {
+    match k {
+        DialectKind::Postgres => {
+            let is = |special: &str| {
+                bin(
+                    c.clone(),
+                    BinaryOperator::Eq,
+                    cast(lit(special), DataType::DoublePrecision),
+                )
+            };
+            vec![
+                (is("NaN"), lit(NAN)),
+                (is("Infinity"), lit(INF)),
+                (is("-Infinity"), lit(NEG_INF)),
+            ]
+        }
+        DialectKind::Mysql => Vec::new(),
+        DialectKind::Clickhouse => {
+            let infinite = func("isInfinite", vec![c.clone()]);
+            vec![
+                (func("isNaN", vec![c.clone()]), lit(NAN)),
+                (
+                    bin(
+                        infinite.clone(),
+                        BinaryOperator::And,
+                        bin(c.clone(), BinaryOperator::Gt, num(0)),
+                    ),
+                    lit(INF),
+                ),
+                (infinite, lit(NEG_INF)),
+            ]
+        }
+    }
+}
+
 /// The canonical float text of `c` (see the module docs). NULL when `c` is NULL.
 pub(super) fn canonical(k: DialectKind, c: Expr) -> Expr {
+    let c = as_double(k, c);
     let abs = match k {
         DialectKind::Postgres => func("abs", vec![c.clone()]),
         DialectKind::Mysql => func("ABS", vec![c.clone()]),
         // ClickHouse arrays cannot be Nullable (`splitByChar` below); the CASE at the end
-        // only evaluates this branch for non-NULL values.
-        DialectKind::Clickhouse => func("abs", vec![func("assumeNotNull", vec![c.clone()])]),
+        // only uses this branch for finite non-NULL values, but ClickHouse evaluates it
+        // for every row, so NaN and ±∞ are parsed as 0.
+        DialectKind::Clickhouse => {
+            let v = func("assumeNotNull", vec![c.clone()]);
+            func(
+                "abs",
+                vec![func(
+                    "if",
+                    vec![func("isFinite", vec![v.clone()]), v, num(0)],
+                )],
+            )
+        }
     };
     // Step 1.
     let t = concat(k, vec![replace(k, to_text(k, abs), "e+", "e"), lit("e0")]);
@@ -67,11 +144,8 @@ pub(super) fn canonical(k: DialectKind, c: Expr) -> Expr {
             to_text(k, sub(add(e, char_len(k, r)), num(15))),
         ],
     );
-    case(
-        vec![
-            (bin(c.clone(), BinaryOperator::Eq, num(0)), lit("0")),
-            (Expr::IsNotNull(Box::new(c)), out),
-        ],
-        None,
-    )
+    let mut whens = vec![(bin(c.clone(), BinaryOperator::Eq, num(0)), lit("0"))];
+    whens.extend(non_finite(k, &c));
+    whens.push((Expr::IsNotNull(Box::new(c)), out));
+    case(whens, None)
 }
