@@ -1096,3 +1096,35 @@ async fn a_decimal_beyond_its_fields_scale_is_refused_naming_the_row() {
     }
     drop_pg(&c, &[&src]).await;
 }
+
+/// Blocks end before an exclusive bound, and no 64-bit bound lies past the largest key:
+/// a row with that key cannot be compared, and the run says so rather than passing it as
+/// in sync.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_largest_64_bit_key_is_named_as_not_compared() {
+    let c = pg().await;
+    let (src, sink) = (unique("max_src"), unique("max_sink"));
+    make_source(&c, &src).await;
+    c.batch_execute(&format!(
+        "INSERT INTO {src} VALUES (9223372036854775807, 'max', 1, now())"
+    ))
+    .await
+    .unwrap();
+    let cfg = write_config(&pipeline_yaml(
+        "maxkey",
+        &src,
+        "pg",
+        &sink,
+        "{strategy: upsert}",
+        RECON_BY_ID,
+    ));
+    json_run(&cfg, &["apply"], 0);
+    let o = synctool(&cfg, &["plan"]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(0), "{err}");
+    assert!(
+        err.contains("rows whose partition value is 9223372036854775807 (the largest 64-bit value) lie past every block and are not compared"),
+        "{err}"
+    );
+    drop_pg(&c, &[&src, &sink]).await;
+}

@@ -1779,3 +1779,53 @@ async fn nan_and_infinity_sync_and_reconcile_or_are_refused_by_mariadb() {
     drop_table(&mut dbs, Db::My, &sink_table).await;
     drop_table(&mut dbs, Db::Pg, &src_table).await;
 }
+
+/// A date ClickHouse's `Date` cannot hold (it starts in 1970) stops the run before its
+/// batch is written, naming the row's key and the column, like every other value a sink
+/// column refuses.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_date_before_1970_into_clickhouse_is_refused_naming_the_row() {
+    let mut dbs = dbs().await;
+    let (src, sink_table) = (
+        support::unique("chdate_src"),
+        support::unique("chdate_sink"),
+    );
+    exec(
+        &mut dbs,
+        Db::Pg,
+        &format!(
+            "CREATE TABLE {src} (id bigint PRIMARY KEY, dt date);
+             INSERT INTO {src} VALUES (1, '2020-01-01'), (2, '1900-01-01'), (3, '2021-01-01');"
+        ),
+    )
+    .await;
+    let cfg = write_config(&format!(
+        "{DATASTORES}pipelines:
+  - name: dates
+    source:
+      datastore: pg
+      table: {src}
+      fields:
+        - {{column: id, dtype: int}}
+        - {{column: dt, dtype: date}}
+    sink:
+      datastore: ch
+      table: {sink_table}
+      merge_strategy: {{strategy: upsert}}
+      unique_key: [id]
+      fields:
+        - {{column: id, source_column: id}}
+        - {{column: dt, source_column: dt}}
+"
+    ));
+    let o = synctool(&cfg, &["apply"]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("row with key (id=2) column `dt`: 1900-01-01 is outside ClickHouse Date's range (1970–2149)"),
+        "{err}"
+    );
+    assert_eq!(count_rows(&mut dbs, Db::Ch, &sink_table).await, Some(0));
+    drop_table(&mut dbs, Db::Ch, &sink_table).await;
+    drop_table(&mut dbs, Db::Pg, &src).await;
+}

@@ -293,6 +293,13 @@ pub fn encode_rows(cols: &[RbColumn], rows: &[Row]) -> Result<Vec<u8>, (usize, u
     Ok(out)
 }
 
+/// Whether `v` encodes for `col` (the encoder's message when not): the per-row check
+/// asks before a batch is written, so that a refused value is named by its row's key.
+pub fn check_value(v: &Value, col: &RbColumn) -> Result<(), String> {
+    let mut scratch = Vec::with_capacity(16);
+    encode_value(&mut scratch, v, col)
+}
+
 fn put_str(out: &mut Vec<u8>, s: &[u8]) {
     put_varint(out, s.len() as u64);
     out.extend_from_slice(s);

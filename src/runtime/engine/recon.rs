@@ -321,7 +321,17 @@ impl Recon<'_, '_> {
                         mins.push(units(v, false)?);
                     }
                     if let Some(v) = row.get(1).filter(|v| !v.is_null()) {
-                        maxs.push(units(v, false)?.saturating_add(1));
+                        let max = units(v, false)?;
+                        if max == i64::MAX {
+                            // Blocks end before an exclusive bound, and none lies past it.
+                            tracing::warn!(
+                                "pipeline `{}`, reconciliation `{}`: rows whose partition value is {} (the largest 64-bit value) lie past every block and are not compared",
+                                ctx.p.name,
+                                r.name,
+                                v.to_text()
+                            );
+                        }
+                        maxs.push(max.saturating_add(1));
                     }
                 }
             }

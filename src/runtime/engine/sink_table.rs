@@ -9,7 +9,9 @@
 use super::rows::load_columns;
 use crate::expr::Value;
 use crate::ir::{MergeKind, Pipeline, SinkHash};
-use crate::runtime::connect::rowbinary::{ch_base, enum_labels, type_args, RbColumn, RbType};
+use crate::runtime::connect::rowbinary::{
+    ch_base, check_value, enum_labels, type_args, RbColumn, RbType,
+};
 use crate::runtime::transform::key_text;
 use crate::runtime::values::abbreviate;
 use crate::runtime::{Row, RuntimeError};
@@ -50,6 +52,9 @@ pub enum Limit {
     OneOf(Vec<String>),
     /// A finite number: MySQL and MariaDB have no NaN or infinity.
     Finite,
+    /// A ClickHouse date or time column, whose range the RowBinary encoder checks
+    /// (`Date` holds 1970–2149, `DateTime` 1970–2106).
+    ChTime(RbColumn),
     /// A decimal with at most `precision - scale` digits before the point.
     Decimal {
         /// Total digits.
@@ -334,6 +339,10 @@ impl ColumnCheck {
             }
         }
         match (&self.limit, v) {
+            (Limit::ChTime(col), v) => {
+                check_value(v, col)
+                    .map_err(|m| format!("{m} (the sink column is {})", self.native))?;
+            }
             (Limit::OneOf(labels), Value::Str(s)) if !labels.contains(s) => {
                 return Err(format!(
                     "'{}' is not one of the values of the sink column's type {}",
@@ -603,6 +612,16 @@ pub fn limit_of(dialect: DialectKind, native: &str) -> Limit {
             Ok(RbType::Enum { labels, .. }) => {
                 Limit::OneOf(labels.into_iter().map(|l| l.0).collect())
             }
+            Ok(ty @ (RbType::Date | RbType::Date32)) => Limit::ChTime(RbColumn {
+                dtype: Dtype::Date,
+                ty,
+                nullable: true,
+            }),
+            Ok(ty @ (RbType::DateTime | RbType::DateTime64(_))) => Limit::ChTime(RbColumn {
+                dtype: Dtype::Datetime,
+                ty,
+                nullable: true,
+            }),
             _ => Limit::None,
         },
     }
@@ -821,6 +840,29 @@ mod tests {
             name: "c".into(),
             native: "t".into(),
         }
+    }
+
+    #[test]
+    fn clickhouse_dates_and_times_are_checked_against_their_range() {
+        use chrono::NaiveDate;
+        let day = |y, m, d| Value::Date(NaiveDate::from_ymd_opt(y, m, d).unwrap());
+        let date = check(limit_of(DialectKind::Clickhouse, "Nullable(Date)"), false);
+        assert!(date.admit(&day(2000, 1, 1)).is_ok());
+        let err = date.admit(&day(1900, 1, 1)).unwrap_err();
+        assert!(err.contains("outside ClickHouse Date's range"), "{err}");
+        let time = check(limit_of(DialectKind::Clickhouse, "DateTime('UTC')"), false);
+        let at = |y| {
+            Value::Datetime(
+                NaiveDate::from_ymd_opt(y, 6, 1)
+                    .unwrap()
+                    .and_hms_opt(0, 0, 0)
+                    .unwrap(),
+            )
+        };
+        assert!(time.admit(&at(2020)).is_ok());
+        assert!(time.admit(&at(1960)).is_err());
+        assert!(time.admit(&at(2200)).is_err());
+        assert!(time.admit(&Value::Null).is_ok());
     }
 
     #[test]
