@@ -89,8 +89,8 @@ pub enum RuntimeError {
         host: String,
         /// The step id.
         step: String,
-        /// 1-based result column.
-        column: usize,
+        /// The 1-based result column, with its name when known (`3 (`flag`)`).
+        column: String,
         /// What is wrong.
         message: String,
     },

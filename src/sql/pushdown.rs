@@ -261,11 +261,22 @@ impl Pusher<'_> {
                     // `x IN ()` is not valid SQL; the runtime handles it.
                     return None;
                 }
-                Some(SqlExpr::InList {
-                    expr: operand(self.expr(expr)?),
+                let x = operand(self.expr(expr)?);
+                let test = SqlExpr::InList {
+                    expr: x.clone(),
                     list,
                     negated: *negated,
-                })
+                };
+                if self.kind == DialectKind::Clickhouse {
+                    // ClickHouse answers `NULL IN (…)` with 0; SQL (and the runtime) with
+                    // NULL.
+                    return Some(case(
+                        SqlExpr::IsNull(x),
+                        SqlExpr::Value(sqlparser::ast::Value::Null.with_empty_span()),
+                        test,
+                    ));
+                }
+                Some(test)
             }
             TypedKind::Bool { op, lhs, rhs } => {
                 let op = match op {
@@ -529,6 +540,16 @@ mod tests {
         assert_eq!(
             sql("price * 1.5", PG).unwrap(),
             r#""u"."price" * CAST(1.5 AS DOUBLE PRECISION)"#
+        );
+    }
+
+    #[test]
+    fn clickhouse_in_gives_null_for_null() {
+        // 18.16 answers `NULL IN (…)` with 0; SQL and the runtime with NULL (checked on
+        // 18.16 and a current engine: both give NULL for the CASE).
+        assert_eq!(
+            sql("o__total in [1, 2]", CH).unwrap(),
+            r#"CASE WHEN "o"."total" IS NULL THEN NULL ELSE "o"."total" IN (1, 2) END"#
         );
     }
 

@@ -67,6 +67,27 @@ impl Stmt {
     pub fn ast(s: Statement) -> Self {
         Stmt::Ast(Box::new(s))
     }
+
+    /// The names of a query's result columns (their aliases, else their text); none for
+    /// other statements.
+    pub fn result_columns(&self) -> Vec<String> {
+        let Stmt::Ast(s) = self else {
+            return Vec::new();
+        };
+        let Statement::Query(q) = s.as_ref() else {
+            return Vec::new();
+        };
+        let sqlparser::ast::SetExpr::Select(sel) = q.body.as_ref() else {
+            return Vec::new();
+        };
+        sel.projection
+            .iter()
+            .map(|item| match item {
+                sqlparser::ast::SelectItem::ExprWithAlias { alias, .. } => alias.value.clone(),
+                other => other.to_string(),
+            })
+            .collect()
+    }
 }
 
 impl fmt::Display for Stmt {

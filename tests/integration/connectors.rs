@@ -72,6 +72,7 @@ fn st<'a>(sql: &'a str, names: &'a [String], types: &'a [Dtype]) -> Stmt<'a> {
         sql,
         param_names: names,
         param_types: types,
+        columns: &[],
     }
 }
 

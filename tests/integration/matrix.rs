@@ -1829,3 +1829,58 @@ async fn a_date_before_1970_into_clickhouse_is_refused_naming_the_row() {
     drop_table(&mut dbs, Db::Ch, &sink_table).await;
     drop_table(&mut dbs, Db::Pg, &src).await;
 }
+
+/// A source value that does not read as its field's dtype stops the run naming the result
+/// column by position and name.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_source_value_that_does_not_decode_names_its_column() {
+    let mut dbs = dbs().await;
+    for src in [Db::Pg, Db::Ch] {
+        let table = support::unique("undecodable");
+        let ddl = match src {
+            Db::Ch => format!(
+                "CREATE TABLE {table} (id Int64, flag UInt8) ENGINE = MergeTree ORDER BY id"
+            ),
+            _ => format!("CREATE TABLE {table} (id bigint PRIMARY KEY, flag text)"),
+        };
+        exec(&mut dbs, src, &ddl).await;
+        let value = if src == Db::Ch { "2" } else { "'maybe'" };
+        exec(
+            &mut dbs,
+            src,
+            &format!("INSERT INTO {table} VALUES (1, {value})"),
+        )
+        .await;
+        let sink_table = support::unique("undecodable_sink");
+        let cfg = write_config(&format!(
+            "{DATASTORES}pipelines:
+  - name: flags
+    source:
+      datastore: {store}
+      table: {table}
+      fields:
+        - {{column: id, dtype: int}}
+        - {{column: flag, dtype: bool}}
+    sink:
+      datastore: pg
+      table: {sink_table}
+      merge_strategy: {{strategy: upsert}}
+      unique_key: [id]
+      fields:
+        - {{column: id, source_column: id}}
+        - {{column: flag, source_column: flag}}
+",
+            store = src.store()
+        ));
+        let o = synctool(&cfg, &["apply"]);
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(o.status.code(), Some(1), "{src:?}: {err}");
+        assert!(
+            err.contains("step source.extract: result column 2 (`flag`): text")
+                && err.contains("is not a boolean"),
+            "{src:?}: {err}"
+        );
+        drop_table(&mut dbs, src, &table).await;
+        drop_table(&mut dbs, Db::Pg, &sink_table).await;
+    }
+}

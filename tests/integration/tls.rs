@@ -69,6 +69,7 @@ async fn encrypted(c: &mut Conn, d: DialectKind) -> bool {
         sql,
         param_names: &[],
         param_types: &[],
+        columns: &[],
     };
     let rows = c
         .query(st, &[], &out)
@@ -171,6 +172,7 @@ async fn current_user(c: &mut Conn, d: DialectKind) -> String {
         sql,
         param_names: &[],
         param_types: &[],
+        columns: &[],
     };
     let rows = c
         .query(stmt, &[], &[Dtype::Str])

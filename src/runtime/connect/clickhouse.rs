@@ -457,8 +457,7 @@ impl ChConn {
                 while let Some(pos) = buf[start..].iter().position(|b| *b == b'\n') {
                     let line = &buf[start..start + pos];
                     batch.push(
-                        decode_tsv_line(line, out)
-                            .map_err(|e| self.line_error(stmt.step, line, e))?,
+                        decode_tsv_line(line, out).map_err(|e| self.line_error(&stmt, line, e))?,
                     );
                     start += pos + 1;
                     n += 1;
@@ -493,12 +492,12 @@ impl ChConn {
 
     /// A line that does not decode: the server's exception (sent after the rows it had
     /// already streamed) or a decoding error.
-    fn line_error(&self, step: &str, line: &[u8], e: (usize, String)) -> RuntimeError {
+    fn line_error(&self, stmt: &Stmt<'_>, line: &[u8], e: (usize, String)) -> RuntimeError {
         let text = String::from_utf8_lossy(line);
         if text.starts_with("Code: ") {
-            self.ctx.stmt(step, text.trim())
+            self.ctx.stmt(stmt.step, text.trim())
         } else {
-            self.ctx.decode(step, e.0, e.1)
+            self.ctx.decode(stmt, e.0, e.1)
         }
     }
 

@@ -136,6 +136,18 @@ pub struct Stmt<'a> {
     pub param_names: &'a [String],
     /// Parameter types, in placeholder order.
     pub param_types: &'a [Dtype],
+    /// The result columns' names (for errors; empty when unknown).
+    pub columns: &'a [String],
+}
+
+impl Stmt<'_> {
+    /// Result column `i` (1-based) for errors: `3 (flag)`, or `3` when unnamed.
+    pub fn column_label(&self, i: usize) -> String {
+        match self.columns.get(i.wrapping_sub(1)) {
+            Some(name) => format!("{i} (`{name}`)"),
+            None => i.to_string(),
+        }
+    }
 }
 
 /// Error construction for one datastore: every message names the datastore, its
@@ -227,15 +239,15 @@ impl ErrCtx {
 
     pub(crate) fn decode(
         &self,
-        step: &str,
+        stmt: &Stmt<'_>,
         column: usize,
         msg: impl std::fmt::Display,
     ) -> RuntimeError {
         RuntimeError::Decode {
             store: self.store.clone(),
             host: self.host.clone(),
-            step: step.to_string(),
-            column,
+            step: stmt.step.to_string(),
+            column: stmt.column_label(column),
             message: self.scrub(msg),
         }
     }

@@ -261,7 +261,7 @@ impl MyConn {
                         break;
                     }
                 };
-                match decode_row(&ctx, stmt.step, row, out) {
+                match decode_row(&ctx, &stmt, row, out) {
                     Ok(r) => batch.push(r),
                     Err(e) => {
                         outcome = Err(e);
@@ -593,7 +593,7 @@ fn to_mysql(v: &Value, d: Dtype) -> Result<MyValue, String> {
 
 fn decode_row(
     ctx: &ErrCtx,
-    step: &str,
+    stmt: &Stmt<'_>,
     row: mysql_async::Row,
     out: &[Dtype],
 ) -> Result<Row, RuntimeError> {
@@ -604,8 +604,8 @@ fn decode_row(
         .zip(out)
         .enumerate()
         .map(|(i, ((v, ct), d))| {
-            let natural = from_mysql(v, ct).map_err(|m| ctx.decode(step, i + 1, m))?;
-            coerce(natural, *d).map_err(|m| ctx.decode(step, i + 1, m))
+            let natural = from_mysql(v, ct).map_err(|m| ctx.decode(stmt, i + 1, m))?;
+            coerce(natural, *d).map_err(|m| ctx.decode(stmt, i + 1, m))
         })
         .collect()
 }

@@ -387,8 +387,8 @@ impl PgConn {
             .map(|(i, d)| {
                 let cell: PgCell = r
                     .try_get(i)
-                    .map_err(|e| self.ctx.decode(stmt.step, i + 1, pg_msg(&e)))?;
-                coerce(cell.0, *d).map_err(|m| self.ctx.decode(stmt.step, i + 1, m))
+                    .map_err(|e| self.ctx.decode(stmt, i + 1, pg_msg(&e)))?;
+                coerce(cell.0, *d).map_err(|m| self.ctx.decode(stmt, i + 1, m))
             })
             .collect()
     }

@@ -18,6 +18,8 @@ pub struct Prepared {
     pub sql: Vec<String>,
     names: Vec<String>,
     types: Vec<Dtype>,
+    /// The result columns of the first statement (for errors).
+    columns: Vec<String>,
 }
 
 impl Prepared {
@@ -35,6 +37,11 @@ impl Prepared {
             sql: step.sql(),
             names: step.params.iter().map(|p| p.name.clone()).collect(),
             types: step.params.iter().map(|p| p.dtype).collect(),
+            columns: step
+                .statements
+                .first()
+                .map(sql::Stmt::result_columns)
+                .unwrap_or_default(),
             step,
         })
     }
@@ -46,6 +53,7 @@ impl Prepared {
             sql: &self.sql[i],
             param_names: &self.names,
             param_types: &self.types,
+            columns: if i == 0 { &self.columns } else { &[] },
         }
     }
 
