@@ -190,6 +190,13 @@ async fn drop_pg(c: &tokio_postgres::Client, tables: &[&str]) {
     }
 }
 
+async fn drop_my(tables: &[&str]) {
+    my().await
+        .query_drop(format!("DROP TABLE IF EXISTS {}", tables.join(", ")))
+        .await
+        .expect("MariaDB: drop tables");
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn pg_to_pg_upsert_full_sync_then_reconcile_exactly_the_changed_rows() {
     let c = pg().await;
@@ -964,10 +971,7 @@ async fn a_deadlocked_sink_transaction_is_run_again_on_mariadb() {
     assert_eq!(name.as_deref(), Some("changed 10"));
     let o = synctool(&cfg, &["plan", "--exit-code"]);
     assert_eq!(o.status.code(), Some(0), "{o:?}");
-    watch
-        .query_drop(format!("DROP TABLE IF EXISTS {sink}, {scratch}"))
-        .await
-        .unwrap();
+    drop_my(&[&sink, &scratch]).await;
     drop_pg(&c, &[&src]).await;
 }
 
@@ -1040,10 +1044,7 @@ async fn rows_with_a_null_partition_value_are_reconciled_as_a_block_of_their_own
             json_run(&cfg, &["plan", "--exit-code"], 3);
             drop_pg(&c, &[&src, &sink]).await;
         } else {
-            my().await
-                .query_drop(format!("DROP TABLE IF EXISTS {sink}"))
-                .await
-                .unwrap();
+            drop_my(&[&sink]).await;
             drop_pg(&c, &[&src]).await;
         }
     }
@@ -1088,10 +1089,7 @@ async fn a_decimal_beyond_its_fields_scale_is_refused_naming_the_row() {
             assert_eq!(n, 0, "the batch holding the row is not written");
             drop_pg(&c, &[&sink]).await;
         } else {
-            my().await
-                .query_drop(format!("DROP TABLE IF EXISTS {sink}"))
-                .await
-                .unwrap();
+            drop_my(&[&sink]).await;
         }
     }
     drop_pg(&c, &[&src]).await;
