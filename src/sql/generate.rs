@@ -13,9 +13,10 @@
 //!   `recon.R.*.null_leaf_diff`, `recon.R.source.extract_null`), `recon.R.source.block_hash`,
 //!   `recon.R.sink.block_hash`, `recon.R.source.leaf_diff`, `recon.R.sink.leaf_diff`,
 //!   `recon.R.source.extract_range`;
-//!   for `timestamp`: `recon.R.sink.watermark`, `recon.R.source.extract_since`.
+//!   for `timestamp`: `recon.R.sink.watermark`, `recon.R.source.extract_since`, and (with a
+//!   lookback, when both sides hash rows) the block-hash steps above for the lookback window.
 
-use crate::ir::{MergeKind, Pipeline, ReconStrategy, Reconciliation, Store};
+use crate::ir::{MergeKind, Pipeline, ReconStrategy, Reconciliation, SinkHash, Store};
 use crate::sql::build;
 use crate::sql::hash;
 use crate::sql::params::Binder;
@@ -365,7 +366,13 @@ fn recon_steps(
         ("sink", reader(p, false, sink_d)),
     ];
 
-    if r.strategy == ReconStrategy::Timestamp {
+    let timestamp = r.strategy == ReconStrategy::Timestamp;
+    // A timestamp run compares its lookback window block by block (writing only the rows
+    // that differ) when both sides can hash rows; else it merges the whole window.
+    let compares_window = timestamp
+        && r.lookback_seconds > 0
+        && !matches!(&p.row_hash.sink, SinkHash::Stored(h) if h.is_empty());
+    if timestamp {
         if let Some((rd, side, store, d)) = reader(p, false, sink_d) {
             let mut b = Binder::new();
             let q = rd.watermark(&mut b, r)?;
@@ -382,14 +389,27 @@ fn recon_steps(
                 b.bind("watermark", recon::partition_dtype(r.kind)),
             );
             let q = s.extract(&mut b, vec![since])?;
-            steps.push(id("source", "extract_since"), Side::Source, &p.source.store, d,
-                "incremental run: stream the source rows newer than the sink watermark minus the lookback, merged with the strategy",
-                vec![query(q)], b);
+            let purpose = if compares_window {
+                "incremental run, after the lookback window was compared: stream the source rows newer than the sink watermark, merged with the strategy"
+            } else {
+                "incremental run: stream the source rows newer than the sink watermark minus the lookback, merged with the strategy"
+            };
+            steps.push(
+                id("source", "extract_since"),
+                Side::Source,
+                &p.source.store,
+                d,
+                purpose,
+                vec![query(q)],
+                b,
+            );
         }
-        return Ok(());
+        if !compares_window {
+            return Ok(());
+        }
     }
 
-    if !recon::is_bucketed(r.kind) {
+    if !timestamp && !recon::is_bucketed(r.kind) {
         for (name, rd) in &sides {
             if let Some((rd, side, store, d)) = rd {
                 let mut b = Binder::new();
@@ -415,6 +435,8 @@ fn recon_steps(
             let q = rd.block_hash(&mut b, r)?;
             let purpose = if recon::is_bucketed(r.kind) {
                 "per level: one grouped query returning (block, rows, hash) for the md5-prefix blocks under every changed parent prefix listed in `prefixes`"
+            } else if timestamp {
+                "incremental run, per level of the lookback window (the sink watermark minus the lookback, to the watermark): one grouped query returning (block, rows, hash) for every block of a parent range"
             } else {
                 "per level: one grouped query returning (block, rows, hash) for every block of a parent range"
             };
@@ -449,7 +471,7 @@ fn recon_steps(
             );
         }
     }
-    if !recon::is_bucketed(r.kind) {
+    if !timestamp && !recon::is_bucketed(r.kind) {
         for (name, rd) in &sides {
             if let Some((rd, side, store, d)) = rd {
                 let mut b = Binder::new();
@@ -479,7 +501,7 @@ fn recon_steps(
             vec![query(q)],
             b,
         );
-        if !recon::is_bucketed(r.kind) {
+        if !timestamp && !recon::is_bucketed(r.kind) {
             let mut b = Binder::new();
             let null =
                 sqlparser::ast::Expr::IsNull(Box::new(source::column(d, &r.source_partition)));

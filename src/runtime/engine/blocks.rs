@@ -83,6 +83,19 @@ impl Unit {
         }
     }
 
+    /// The last native value before unit `u` begins, for `p > value` bounds meaning
+    /// `p >= u` (datetimes keep microseconds); `None` for floats, which have no such value.
+    pub fn just_before(self, u: i64) -> Option<Value> {
+        match (self, self.value(u)) {
+            (Unit::Int, _) => Some(Value::Int(u.checked_sub(1)?)),
+            (Unit::Seconds, Value::Datetime(t)) => {
+                Some(Value::Datetime(t - chrono::Duration::microseconds(1)))
+            }
+            (Unit::Days, Value::Date(d)) => Some(Value::Date(d.pred_opt()?)),
+            _ => None,
+        }
+    }
+
     /// The level-1 interval in units: `initial_partition_interval` (seconds for datetime
     /// and date partitions) times `partition_multiplier`, at least one unit.
     pub fn level1(self, r: &Reconciliation) -> i64 {

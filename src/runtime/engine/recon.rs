@@ -189,6 +189,9 @@ struct Recon<'c, 'a> {
     sides: Sides<'c>,
     enricher: Option<Enricher>,
     unit: Option<Unit>,
+    /// A timestamp run's lookback window: the only range compared, rows written but none
+    /// deleted.
+    window: Option<Range>,
     bar: Bar,
 }
 
@@ -236,6 +239,7 @@ pub async fn run(
         },
         enricher,
         unit: Unit::of(r.kind),
+        window: None,
         bar: ctx.progress.blocks(&p.name),
     };
     match rc.unit {
@@ -250,6 +254,52 @@ const PREFIXES_PER_QUERY: usize = 4096;
 /// The `prefixes` parameter: `,a3,f0,` (`,,` for the one empty prefix).
 fn prefix_list(prefixes: &[String]) -> String {
     format!(",{},", prefixes.join(","))
+}
+
+/// A timestamp run's lookback window, `from` to `to` (the sink watermark) inclusive,
+/// compared block by block like a block-hash reconciliation: only the source rows that
+/// differ from the sink are written, none deleted. Returns the connections, and the value
+/// the rest of the run streams rows after (`p > value` starts where the window ends);
+/// `None` when the partition has no such value (floats: the caller streams the window).
+pub async fn compare_window<'s>(
+    ctx: &'s Ctx<'_>,
+    r: &'s Reconciliation,
+    src: Conn,
+    sink: SinkIo<'s>,
+    (from, to): (&Value, &Value),
+    report: &mut PipelineReport,
+) -> Result<(Conn, SinkIo<'s>, Option<Value>), RuntimeError> {
+    let unit = Unit::of(r.kind);
+    let bounds = unit.and_then(|u| {
+        let lo = u.to_units(from, false)?;
+        let hi = u.to_units(to, false)?.checked_add(1)?;
+        Some((u, Range { lo, hi }, u.just_before(hi)?))
+    });
+    let Some((unit, window, after)) = bounds else {
+        return Ok((src, sink, None));
+    };
+    let p = ctx.p;
+    let enricher = if ctx.opts.dry_run {
+        None
+    } else {
+        Some(Enricher::connect(p, ctx.cfg).await?.with_now(ctx.opts.now))
+    };
+    let mut rc = Recon {
+        ctx,
+        r,
+        sides: Sides {
+            src,
+            sink,
+            src_state: None,
+            sink_state: None,
+        },
+        enricher,
+        unit: Some(unit),
+        window: Some(window),
+        bar: ctx.progress.blocks(&p.name),
+    };
+    rc.ranges(unit, report).await?;
+    Ok((rc.sides.src, rc.sides.sink, Some(after)))
 }
 
 fn id(r: &Reconciliation, side: &str, what: &str) -> String {
@@ -468,8 +518,12 @@ impl Recon<'_, '_> {
         unit: Unit,
         report: &mut PipelineReport,
     ) -> Result<(), RuntimeError> {
-        let nulls_changed = self.null_block(report).await?;
-        let Some(total) = self.range(unit).await? else {
+        let nulls_changed = self.window.is_none() && self.null_block(report).await?;
+        let total = match self.window {
+            Some(w) => Some(w),
+            None => self.range(unit).await?,
+        };
+        let Some(total) = total else {
             if nulls_changed {
                 self.leaf(Scope::Nulls, report).await?;
             } else {
@@ -713,7 +767,9 @@ impl Recon<'_, '_> {
             .filter(|(k, (h, _))| snk.get(*k).is_none_or(|(hs, _)| hs != h))
             .map(|(k, _)| k)
             .collect();
-        let allow_delete = p.sink.merge.allow_delete && ctx.steps.get("sink.delete_keys").is_some();
+        let allow_delete = p.sink.merge.allow_delete
+            && self.window.is_none()
+            && ctx.steps.get("sink.delete_keys").is_some();
         let to_delete: Vec<Row> = if allow_delete {
             snk.iter()
                 .filter(|(k, _)| !src.contains_key(*k))
