@@ -1,5 +1,6 @@
-//! Streaming runs: the full sync (`source.extract`) and the timestamp increment
-//! (`recon.R.source.extract_since` from the sink's watermark minus the lookback). Rows flow
+//! Streaming runs: the full sync (`source.extract`) and the timestamp increment (the
+//! lookback window compared block by block, then `recon.R.source.extract_since` from the
+//! sink's watermark; without window steps, from the watermark minus the lookback). Rows flow
 //! from the source through a bounded channel, so memory stays at a few batches however
 //! large the table; each batch is enriched, transformed and written in one transaction.
 
@@ -115,8 +116,10 @@ pub async fn run(ctx: &Ctx<'_>, report: &mut PipelineReport) -> Result<(), Runti
     stream_into(ctx, src, &mut sink, extract, report).await
 }
 
-/// A timestamp increment: rows newer than the sink's watermark minus the lookback; a full
-/// sync when the sink is empty or missing.
+/// A timestamp increment: the lookback window before the sink's watermark compared block
+/// by block ([`compare_window`]), then the rows newer than the watermark streamed (without
+/// window steps, every row newer than the watermark minus the lookback); a full sync when
+/// the sink is empty or missing.
 pub async fn run_incremental(
     ctx: &Ctx<'_>,
     r: &Reconciliation,
