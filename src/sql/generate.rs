@@ -166,10 +166,10 @@ fn sink_steps(steps: &mut Steps, p: &Pipeline, d: &'static dyn Dialect) {
             Binder::new(),
         );
     } else {
-        let stage_purpose = if ch {
-            "once per run: create the staging table again (a Memory table beside the sink table, with its column types)"
-        } else {
-            "once per session: create the temporary staging table"
+        let stage_purpose = match d.kind() {
+            DialectKind::Clickhouse => "once per run: create the staging table again (a Memory table beside the sink table, with its column types)",
+            DialectKind::Postgres => "once per session: create the temporary staging table, with the sink table's column types",
+            DialectKind::Mysql => "once per session: create the temporary staging table",
         };
         steps.push(
             "sink.stage".into(),
@@ -239,10 +239,10 @@ fn sink_steps(steps: &mut Steps, p: &Pipeline, d: &'static dyn Dialect) {
             Side::Sink,
             store,
             d,
-            if ch {
-                "once per run: create the staging table of keys to delete again (a Memory table with the sink's key column types)"
-            } else {
-                "once per session: create the staging table of keys to delete"
+            match d.kind() {
+                DialectKind::Clickhouse => "once per run: create the staging table of keys to delete again (a Memory table with the sink's key column types)",
+                DialectKind::Postgres => "once per session: create the staging table of keys to delete, with the sink's key column types",
+                DialectKind::Mysql => "once per session: create the staging table of keys to delete",
             },
             s.create_stage_keys()
                 .into_iter()

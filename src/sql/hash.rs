@@ -422,11 +422,14 @@ fn encode(d: &dyn Dialect, col: &HashCol) -> Expr {
         Dtype::Decimal { .. } => decimal_text(k, c),
         // ClickHouse: through `toString`, which is free on a `String` and makes the label
         // of an `Enum` column (string functions refuse enums).
+        // Text of enum columns too: ClickHouse `Enum` and PostgreSQL enums (whose
+        // `length()` does not exist) are read as their label.
         Dtype::Str => length_prefixed(
             k,
             match k {
                 DialectKind::Clickhouse => func("toString", vec![c]),
-                _ => c,
+                DialectKind::Postgres => cast(c, DataType::Text),
+                DialectKind::Mysql => c,
             },
         ),
         Dtype::Json => length_prefixed(

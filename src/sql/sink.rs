@@ -421,25 +421,58 @@ impl<'a> SinkCtx<'a> {
     /// On ClickHouse the table is made again from the sink table's own column types (see
     /// [`SinkCtx::ch_stage_from_sink`]).
     pub fn create_stage(&self) -> Vec<Statement> {
-        if self.is_ch() {
-            let cols: Vec<String> = self.load_columns().into_iter().map(|c| c.name).collect();
-            return self.ch_stage_from_sink(self.stage(), &cols);
+        let cols: Vec<String> = self.load_columns().into_iter().map(|c| c.name).collect();
+        match self.d.kind() {
+            DialectKind::Clickhouse => self.ch_stage_from_sink(self.stage(), &cols),
+            DialectKind::Postgres => vec![self.pg_stage_from_sink(self.stage(), &cols)],
+            DialectKind::Mysql => vec![self.stage_create(self.stage(), self.data_defs())],
         }
-        vec![self.stage_create(self.stage(), self.data_defs())]
     }
 
-    /// Creates the key staging table (on ClickHouse from the sink's key column types).
+    /// Creates the key staging table (on ClickHouse and PostgreSQL from the sink's key
+    /// column types).
     pub fn create_stage_keys(&self) -> Vec<Statement> {
         let keys = self.key_columns();
-        if self.is_ch() {
-            let cols: Vec<String> = keys.into_iter().map(|c| c.name).collect();
-            return self.ch_stage_from_sink(self.stage_keys(), &cols);
+        let cols: Vec<String> = keys.iter().map(|c| c.name.clone()).collect();
+        match self.d.kind() {
+            DialectKind::Clickhouse => return self.ch_stage_from_sink(self.stage_keys(), &cols),
+            DialectKind::Postgres => return vec![self.pg_stage_from_sink(self.stage_keys(), &cols)],
+            DialectKind::Mysql => {}
         }
         let defs = keys
             .iter()
             .map(|c| self.column_def(&c.name, self.d.column_type(c.dtype, true), true))
             .collect();
         vec![self.stage_create(self.stage_keys(), defs)]
+    }
+
+    /// PostgreSQL: `CREATE TEMPORARY TABLE IF NOT EXISTS stage AS SELECT cols FROM sink
+    /// WHERE false`, so that the staging columns have the sink's own types: the merge's
+    /// `INSERT … SELECT` then needs no cast (PostgreSQL has no implicit cast from `text` to
+    /// an enum), and the binary COPY is laid out by those types.
+    fn pg_stage_from_sink(&self, name: ObjectName, cols: &[String]) -> Statement {
+        CreateTableBuilder::new(name)
+            .temporary(true)
+            .if_not_exists(true)
+            .query(Some(Box::new(self.empty_copy(cols))))
+            .build()
+    }
+
+    /// `SELECT cols FROM sink WHERE false` (ClickHouse: `WHERE 0`).
+    fn empty_copy(&self, cols: &[String]) -> Query {
+        let never = match self.d.kind() {
+            DialectKind::Clickhouse => build::int(0),
+            _ => Expr::Value(sqlparser::ast::Value::Boolean(false).with_empty_span()),
+        };
+        build::select(SelectParts {
+            projection: cols
+                .iter()
+                .map(|c| build::item(build::col(self.d, None, c)))
+                .collect(),
+            from: Some(build::from(build::table(self.table(), None, false))),
+            selection: Some(never),
+            ..Default::default()
+        })
     }
 
     /// ClickHouse: `DROP TABLE IF EXISTS stage` and `CREATE TABLE stage ENGINE = Memory AS
@@ -458,18 +491,9 @@ impl<'a> SinkCtx<'a> {
             temporary: false,
             table: None,
         };
-        let q = build::select(SelectParts {
-            projection: cols
-                .iter()
-                .map(|c| build::item(build::col(self.d, None, c)))
-                .collect(),
-            from: Some(build::from(build::table(self.table(), None, false))),
-            selection: Some(build::int(0)),
-            ..Default::default()
-        });
         let create = CreateTableBuilder::new(name)
             .table_options(Self::engine("Memory", vec![]))
-            .query(Some(Box::new(q)))
+            .query(Some(Box::new(self.empty_copy(cols))))
             .build();
         vec![drop, create]
     }

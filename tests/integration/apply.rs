@@ -1147,3 +1147,70 @@ async fn the_largest_64_bit_key_is_named_as_not_compared() {
     );
     drop_pg(&c, &[&src, &sink]).await;
 }
+
+/// An existing PostgreSQL sink table with an enum column (and `integer` key): the staging
+/// table takes the sink's column types, so the merge needs no cast from text, and the row
+/// hash reads the enum's label. A value the enum lacks stops the run with PostgreSQL's
+/// error naming the column, and nothing of that write is kept.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_enum_column_of_an_existing_postgres_table_is_synced_and_reconciled() {
+    let c = pg().await;
+    let (src, sink, mood) = (unique("enum_src"), unique("enum_sink"), unique("mood"));
+    c.batch_execute(&format!(
+        "CREATE TABLE {src} (id bigint PRIMARY KEY, name text, amount numeric(12,2), updated_at timestamptz);
+         INSERT INTO {src} SELECT g, (ARRAY['happy', 'sad', 'so-so'])[1 + g % 3], g * 1.25,
+           TIMESTAMPTZ '2024-01-01 00:00:00+00' + g * INTERVAL '1 minute' FROM generate_series(1, 3000) g;
+         CREATE TYPE {mood} AS ENUM ('happy', 'sad', 'so-so');
+         CREATE TABLE {sink} (id integer PRIMARY KEY, name {mood}, amount numeric(12,2), updated_at timestamptz);"
+    ))
+    .await
+    .unwrap();
+    let cfg = write_config(&pipeline_yaml(
+        "enums",
+        &src,
+        "pg",
+        &sink,
+        "{strategy: upsert}",
+        RECON_BY_ID,
+    ));
+    let r = json_run(&cfg, &["apply"], 0);
+    assert_eq!(n(&r, "rows_written"), 3000, "{r}");
+    json_run(&cfg, &["plan", "--exit-code"], 0);
+    let differing: i64 = c
+        .query_one(
+            &format!(
+                "SELECT count(*) FROM {src} s FULL JOIN {sink} k USING (id)
+                 WHERE s.name IS DISTINCT FROM k.name::text OR s.amount IS DISTINCT FROM k.amount
+                    OR s.updated_at IS DISTINCT FROM k.updated_at"
+            ),
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(differing, 0);
+    c.batch_execute(&format!("UPDATE {src} SET name = 'sad' WHERE id = 3"))
+        .await
+        .unwrap();
+    let r = json_run(&cfg, &["apply"], 0);
+    assert_eq!(n(&r, "rows_written"), 1, "{r}");
+    json_run(&cfg, &["plan", "--exit-code"], 0);
+    c.batch_execute(&format!("UPDATE {src} SET name = 'angry' WHERE id = 4"))
+        .await
+        .unwrap();
+    let o = synctool(&cfg, &["apply"]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("invalid input value for enum") && err.contains("column name"),
+        "{err}"
+    );
+    let kept: String = c
+        .query_one(&format!("SELECT name::text FROM {sink} WHERE id = 4"), &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(kept, "sad", "the refused write left the row as it was");
+    drop_pg(&c, &[&src, &sink]).await;
+    c.batch_execute(&format!("DROP TYPE {mood}")).await.unwrap();
+}

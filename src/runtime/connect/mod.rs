@@ -425,7 +425,7 @@ impl Conn {
         rows: &[Row],
     ) -> Result<u64, RuntimeError> {
         match self {
-            Conn::Postgres(c) => c.copy_in(stmt, types, rows).await,
+            Conn::Postgres(c) => c.copy_in(stmt, types, natives, rows).await,
             Conn::Mysql(c) => c.load_data(stmt, types, rows).await,
             Conn::Clickhouse(c) => {
                 c.insert_row_binary(stmt, types, nullable, natives, rows)

@@ -90,6 +90,37 @@ fn pg_err(ctx: &ErrCtx, step: &str, e: &tokio_postgres::Error) -> RuntimeError {
     }
 }
 
+/// The binary layout for a column PostgreSQL lists as `native` (`sink.columns`: the
+/// `data_type`, with length or precision): integers and floats by width, `json` without
+/// and `jsonb` with a version byte, `timestamp` with or without time zone, and text for
+/// the character types and user-defined ones (enums and `citext` take their text in
+/// binary COPY). Anything else is laid out as `dtype`'s own type.
+fn native_type(native: &str, dtype: Dtype) -> Type {
+    let n = native.trim().to_ascii_lowercase();
+    match n.split('(').next().unwrap_or("").trim() {
+        "smallint" => Type::INT2,
+        "integer" => Type::INT4,
+        "bigint" => Type::INT8,
+        "real" => Type::FLOAT4,
+        "double precision" => Type::FLOAT8,
+        "numeric" => Type::NUMERIC,
+        "boolean" => Type::BOOL,
+        "date" => Type::DATE,
+        "uuid" => Type::UUID,
+        "json" => Type::JSON,
+        "jsonb" => Type::JSONB,
+        "text" | "character varying" | "character" | "user-defined" => Type::TEXT,
+        t if t.starts_with("timestamp") => {
+            if n.contains("with time zone") {
+                Type::TIMESTAMPTZ
+            } else {
+                Type::TIMESTAMP
+            }
+        }
+        _ => pg_type(dtype),
+    }
+}
+
 /// A driver error as text: the server's severity, SQLSTATE, message, detail and hint, or
 /// the client-side error with its causes.
 fn pg_msg(e: &tokio_postgres::Error) -> String {
@@ -430,9 +461,17 @@ impl PgConn {
         &mut self,
         stmt: Stmt<'_>,
         types: &[Dtype],
+        natives: &[String],
         rows: &[Row],
     ) -> Result<u64, RuntimeError> {
-        let pg_types: Vec<Type> = types.iter().map(|d| pg_type(*d)).collect();
+        let pg_types: Vec<Type> = types
+            .iter()
+            .enumerate()
+            .map(|(i, d)| match natives.get(i).filter(|n| !n.is_empty()) {
+                Some(n) => native_type(n, *d),
+                None => pg_type(*d),
+            })
+            .collect();
         let sink = self
             .client
             .copy_in::<_, bytes::Bytes>(stmt.sql)

@@ -659,7 +659,10 @@ fn fits(native: &str, dtype: Dtype) -> bool {
         Dtype::Int => has("int") && !has("interval") || has("bigserial") || has("serial"),
         Dtype::Float => has("double") || has("float") || has("real"),
         Dtype::Decimal { .. } => has("numeric") || has("decimal"),
-        Dtype::Str => has("char") || has("text") || has("string") || has("enum"),
+        // PostgreSQL lists enums (and `citext`) as `USER-DEFINED`.
+        Dtype::Str => {
+            has("char") || has("text") || has("string") || has("enum") || t == "user-defined"
+        }
         Dtype::Bool => has("bool") || has("tinyint") || has("uint8") || has("bit"),
         Dtype::Date => t == "date" || t.starts_with("date") && !has("time"),
         Dtype::Datetime => has("timestamp") || has("datetime"),
