@@ -296,6 +296,19 @@ fn sink_steps(steps: &mut Steps, p: &Pipeline, d: &'static dyn Dialect) {
             vec![st],
             b,
         );
+        if ch {
+            let mut b = Binder::new();
+            let q = s.count_absent(&mut b);
+            steps.push(
+                "sink.count_absent".into(),
+                Side::Sink,
+                store,
+                d,
+                "before sink.delete_absent: count the rows it will remove (ClickHouse reports no count)",
+                vec![query(q)],
+                b,
+            );
+        }
     }
 
     let deletes = merge.kind == MergeKind::DeleteInsert

@@ -792,6 +792,25 @@ impl<'a> SinkCtx<'a> {
         self.delete_where(build::and_all(preds).expect("at least one predicate"))
     }
 
+    /// ClickHouse: the number of sink rows (within `sink.filters`) whose key is not staged,
+    /// which `sink.delete_absent` is about to delete or cancel: ClickHouse reports no count
+    /// for either.
+    pub fn count_absent(&self, b: &mut Binder) -> Query {
+        let not_staged =
+            build::in_subquery(self.key_tuple(), self.key_query(self.stage_keys()), true);
+        let (from, selection) = self.read(b, vec![not_staged]);
+        build::select(SelectParts {
+            projection: vec![build::aliased(
+                self.d,
+                crate::sql::hash::block_count(self.d),
+                "_synctool_absent",
+            )],
+            from: Some(from),
+            selection,
+            ..Default::default()
+        })
+    }
+
     /// `NOT EXISTS (SELECT 1 FROM <key stage> AS k WHERE k.c = <sink>.c …)`: the anti-join
     /// form of "key not staged". PostgreSQL runs `NOT IN (subquery)` as a hashed subplan only
     /// while the subquery fits in `work_mem`, and row by row otherwise (a 1M-key full sync

@@ -1884,3 +1884,57 @@ async fn a_source_value_that_does_not_decode_names_its_column() {
         drop_table(&mut dbs, Db::Pg, &sink_table).await;
     }
 }
+
+/// A full sync with `allow_delete` into ClickHouse reports the rows it removed (ClickHouse
+/// itself reports no count for a delete mutation or a cancelling insert).
+#[tokio::test(flavor = "multi_thread")]
+async fn a_full_sync_into_clickhouse_reports_the_rows_it_deleted() {
+    let mut dbs = dbs().await;
+    for merge in [
+        "{strategy: upsert, allow_delete: true}",
+        "{strategy: collapse, allow_delete: true}",
+    ] {
+        let (src, sink_table) = (support::unique("chdel_src"), support::unique("chdel_sink"));
+        exec(
+            &mut dbs,
+            Db::Pg,
+            &format!(
+                "CREATE TABLE {src} (id bigint PRIMARY KEY, s text);
+                 INSERT INTO {src} SELECT g, 'row ' || g FROM generate_series(1, 10) g;"
+            ),
+        )
+        .await;
+        let cfg = write_config(&format!(
+            "{DATASTORES}pipelines:
+  - name: dels
+    source:
+      datastore: pg
+      table: {src}
+      fields:
+        - {{column: id, dtype: int}}
+        - {{column: s, dtype: str}}
+    sink:
+      datastore: ch
+      table: {sink_table}
+      merge_strategy: {merge}
+      unique_key: [id]
+      fields:
+        - {{column: id, source_column: id}}
+        - {{column: s, source_column: s}}
+"
+        ));
+        run(&cfg, &["apply", "--full"], 0, merge);
+        exec(
+            &mut dbs,
+            Db::Pg,
+            &format!("DELETE FROM {src} WHERE id <= 3"),
+        )
+        .await;
+        let r = run(&cfg, &["apply", "--full"], 0, merge);
+        assert_eq!(n(&r, "rows_deleted"), 3, "{merge}: {r}");
+        let r = run(&cfg, &["apply", "--full"], 0, merge);
+        assert_eq!(n(&r, "rows_deleted"), 0, "{merge}: {r}");
+        drop_table(&mut dbs, Db::Ch, &sink_table).await;
+        drop_table(&mut dbs, Db::Pg, &src).await;
+    }
+}

@@ -261,6 +261,27 @@ impl<'a> SinkIo<'a> {
         Ok(last)
     }
 
+    /// `sink.delete_absent`; returns the rows removed, counted first where the database
+    /// reports no count (ClickHouse: `sink.count_absent`).
+    async fn remove_absent(&mut self) -> Result<u64, RuntimeError> {
+        let counted = match self.steps.get("sink.count_absent") {
+            Some(step) => {
+                let vals = step.values(self.binds, &[])?;
+                let rows = self
+                    .sql()?
+                    .query(step.stmt(0), &vals, &[Dtype::Int])
+                    .await?;
+                match rows.first().and_then(|r| r.first()) {
+                    Some(Value::Int(n)) => Some((*n).max(0) as u64),
+                    _ => None,
+                }
+            }
+            None => None,
+        };
+        let n = self.run_step("sink.delete_absent", &[]).await?;
+        Ok(counted.unwrap_or(n))
+    }
+
     /// Polls `sink.mutations` until no mutation on the sink table is pending.
     async fn wait_mutations(&mut self) -> Result<(), RuntimeError> {
         let Some(step) = self.steps.get("sink.mutations") else {
@@ -449,14 +470,10 @@ impl<'a> SinkIo<'a> {
                 deleted: 0,
             }),
             Scope::Staged => self.write_tx(rows, delete_keys, stage_keys).await,
-            Scope::DeleteAbsent => {
-                self.run_step("sink.delete_absent", &[])
-                    .await
-                    .map(|n| Written {
-                        rows: 0,
-                        deleted: n,
-                    })
-            }
+            Scope::DeleteAbsent => self.remove_absent().await.map(|n| Written {
+                rows: 0,
+                deleted: n,
+            }),
         };
         match r {
             Ok(w) => {
