@@ -474,6 +474,18 @@ async fn redis_unreachable_or_bad_password_fails_at_connect_without_the_secret()
         "{err}"
     );
 
+    // With retries, the reconnection waits grow from 1 s, at most 5 s each: the run fails
+    // instead of waiting minutes (the redis crate's default factor made the second wait
+    // 60 s).
+    let (p, cfg) =
+        compile(&redis_config("127.0.0.1", port, "x:", "").replace("retries: 0", "retries: 3"));
+    let connect = Enricher::connect(&p, &cfg);
+    let err = tokio::time::timeout(std::time::Duration::from_secs(40), connect)
+        .await
+        .expect("an unreachable Redis must fail, not hang")
+        .unwrap_err();
+    assert!(matches!(err, RuntimeError::Connect { .. }), "{err:?}");
+
     // A wrong password against the real server: refused, and the password is not shown.
     let yaml = redis_config("127.0.0.1", 6379, "x:", "")
         .replace("db: 0,", "db: 0, password: Sup3rSecretPw,");

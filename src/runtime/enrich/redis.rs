@@ -76,9 +76,14 @@ impl RedisLookup {
             message: scrub(e.to_string(), &secrets),
         };
         let client = redis::Client::open(info).map_err(connect_err)?;
+        // Reconnection waits 1 s, then twice as long each time, at most 5 s (the crate's
+        // default factor of 100 made the second wait 60 s: an unreachable server looked
+        // like a hang).
         let config = ConnectionManagerConfig::new()
             .set_connection_timeout(timeout)
             .set_response_timeout(timeout)
+            .set_factor(2)
+            .set_max_delay(5_000)
             .set_number_of_retries(retries as usize);
         let conn = ConnectionManager::new_with_config(client, config)
             .await
