@@ -381,10 +381,11 @@ fn recon_steps(
 
     let timestamp = r.strategy == ReconStrategy::Timestamp;
     // A timestamp run compares its lookback window block by block (writing only the rows
-    // that differ) when both sides can hash rows; else it merges the whole window.
-    let compares_window = timestamp
-        && r.lookback_seconds > 0
-        && !matches!(&p.row_hash.sink, SinkHash::Stored(h) if h.is_empty());
+    // that differ) when both sides can hash rows; else it merges the whole window. Without
+    // a lookback the window is the watermark's own unit (its second, day or value), so
+    // that rows tied with the newest sink row are not missed.
+    let compares_window =
+        timestamp && !matches!(&p.row_hash.sink, SinkHash::Stored(h) if h.is_empty());
     if timestamp {
         if let Some((rd, side, store, d)) = reader(p, false, sink_d) {
             let mut b = Binder::new();

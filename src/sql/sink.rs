@@ -615,14 +615,27 @@ impl<'a> SinkCtx<'a> {
                             let hc = cols.iter().find(|c| c.name == h).expect("hash column");
                             Expr::IsDistinctFrom(Box::new(current(hc)), Box::new(excluded(hc)))
                         }
-                        None => Expr::IsDistinctFrom(
-                            Box::new(build::tuple_or_single(
-                                non_key.iter().map(|c| current(c)).collect(),
-                            )),
-                            Box::new(build::tuple_or_single(
-                                non_key.iter().map(|c| excluded(c)).collect(),
-                            )),
-                        ),
+                        // Text and JSON compare as text: a `json` column has no `=`, and
+                        // `citext` would call a case-only change no change.
+                        None => {
+                            let compared = |e: Expr, c: &SinkCol| match c.dtype {
+                                Dtype::Str | Dtype::Json => Expr::Cast {
+                                    kind: sqlparser::ast::CastKind::Cast,
+                                    expr: Box::new(e),
+                                    data_type: sqlparser::ast::DataType::Text,
+                                    format: None,
+                                },
+                                _ => e,
+                            };
+                            Expr::IsDistinctFrom(
+                                Box::new(build::tuple_or_single(
+                                    non_key.iter().map(|c| compared(current(c), c)).collect(),
+                                )),
+                                Box::new(build::tuple_or_single(
+                                    non_key.iter().map(|c| compared(excluded(c), c)).collect(),
+                                )),
+                            )
+                        }
                     };
                     OnConflictAction::DoUpdate(DoUpdate {
                         assignments: non_key

@@ -1214,3 +1214,115 @@ async fn an_enum_column_of_an_existing_postgres_table_is_synced_and_reconciled()
     drop_pg(&c, &[&src, &sink]).await;
     c.batch_execute(&format!("DROP TYPE {mood}")).await.unwrap();
 }
+
+/// Without a lookback, a timestamp run still compares the watermark's own second, so a row
+/// committed later with the same timestamp as the newest sink row is not missed.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_timestamp_run_without_lookback_finds_rows_tied_with_the_watermark() {
+    let c = pg().await;
+    let (src, sink) = (unique("tie_src"), unique("tie_sink"));
+    make_source(&c, &src).await;
+    let recon = "    reconciliation:\n      - {name: inc, strategy: timestamp, partition_column: updated_at, partition_column_type: datetime}\n";
+    let cfg = write_config(&pipeline_yaml(
+        "ties",
+        &src,
+        "my",
+        &sink,
+        "{strategy: upsert}",
+        recon,
+    ));
+    json_run(&cfg, &["apply"], 0);
+    json_run(&cfg, &["plan", "--exit-code"], 0);
+    // The newest row's timestamp, again.
+    c.batch_execute(&format!(
+        "INSERT INTO {src} SELECT 3001, 'tied', 1, updated_at FROM {src} WHERE id = 3000;
+         UPDATE {src} SET name = 'edited at the watermark' WHERE id = 3000;"
+    ))
+    .await
+    .unwrap();
+    let r = json_run(&cfg, &["plan", "--exit-code"], 3);
+    assert_eq!(n(&r, "rows_written"), 2, "{r}");
+    let r = json_run(&cfg, &["apply"], 0);
+    assert_eq!(n(&r, "rows_written"), 2, "{r}");
+    json_run(&cfg, &["plan", "--exit-code"], 0);
+    let r = json_run(&cfg, &["apply"], 0);
+    assert_eq!(n(&r, "rows_written"), 0, "{r}");
+    drop_my(&[&sink]).await;
+    drop_pg(&c, &[&src]).await;
+}
+
+/// Existing PostgreSQL sink columns whose equality is not text's: `citext` (a case-only
+/// change is still a change to sync) and `json` (which has no `=` at all). The upsert's
+/// change check compares them as text.
+#[tokio::test(flavor = "multi_thread")]
+async fn citext_and_json_sink_columns_take_every_change() {
+    let c = pg().await;
+    c.batch_execute("CREATE EXTENSION IF NOT EXISTS citext")
+        .await
+        .unwrap();
+    let (o, cfg, c, src, sink) = apply_into_existing(
+        "citext",
+        "id bigint PRIMARY KEY, name citext, amount numeric(12,2), updated_at timestamptz",
+        RECON_BY_ID,
+    )
+    .await;
+    assert_eq!(o.status.code(), Some(0), "{o:?}");
+    json_run(&cfg, &["plan", "--exit-code"], 0);
+    c.batch_execute(&format!("UPDATE {src} SET name = upper(name) WHERE id = 5"))
+        .await
+        .unwrap();
+    json_run(&cfg, &["plan", "--exit-code"], 3);
+    let r = json_run(&cfg, &["apply"], 0);
+    assert_eq!(n(&r, "rows_written"), 1, "{r}");
+    let name: String = c
+        .query_one(&format!("SELECT name::text FROM {sink} WHERE id = 5"), &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(name, "NAME 5");
+    json_run(&cfg, &["plan", "--exit-code"], 0);
+    drop_pg(&c, &[&src, &sink]).await;
+
+    // A `json` column (not `jsonb`): the documents are written, and a re-run writes nothing.
+    let (src, sink) = (unique("json_src"), unique("json_sink"));
+    c.batch_execute(&format!(
+        "CREATE TABLE {src} (id bigint PRIMARY KEY, doc jsonb);
+         INSERT INTO {src} VALUES (1, '{{\"a\": 1}}'), (2, '[1, 2]'), (3, NULL);
+         CREATE TABLE {sink} (id bigint PRIMARY KEY, doc json);"
+    ))
+    .await
+    .unwrap();
+    let cfg = write_config(&format!(
+        r#"
+datastores:
+  - {PG}
+pipelines:
+  - name: docs
+    source:
+      datastore: pg
+      table: {src}
+      fields: [{{column: id, dtype: int}}, {{column: doc, dtype: json}}]
+    sink:
+      datastore: pg
+      table: {sink}
+      merge_strategy: {{strategy: upsert}}
+      unique_key: [id]
+      fields: [{{column: id, source_column: id}}, {{column: doc, source_column: doc}}]
+"#
+    ));
+    let r = json_run(&cfg, &["apply"], 0);
+    assert_eq!(n(&r, "rows_written"), 3, "{r}");
+    let r = json_run(&cfg, &["apply"], 0);
+    assert_eq!(
+        n(&r, "rows_written"),
+        3,
+        "a full sync stages every row: {r}"
+    );
+    let doc: String = c
+        .query_one(&format!("SELECT doc::text FROM {sink} WHERE id = 1"), &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(doc, r#"{"a": 1}"#);
+    drop_pg(&c, &[&src, &sink]).await;
+}
