@@ -906,6 +906,25 @@ impl<'a> SinkCtx<'a> {
         if d.kind() != DialectKind::Clickhouse {
             projection.push(build::aliased(d, build::keyword("is_nullable"), "nullable"));
         }
+        // Whether the database fills a column the pipeline does not write: a default, an
+        // identity or a generated column (ClickHouse always fills omitted columns).
+        match d.kind() {
+            DialectKind::Postgres => {
+                for (col, alias) in [
+                    ("column_default", "default_value"),
+                    ("is_identity", "identity"),
+                    ("is_generated", "generated"),
+                ] {
+                    projection.push(build::aliased(d, build::keyword(col), alias));
+                }
+            }
+            DialectKind::Mysql => {
+                for (col, alias) in [("column_default", "default_value"), ("extra", "extra")] {
+                    projection.push(build::aliased(d, build::keyword(col), alias));
+                }
+            }
+            DialectKind::Clickhouse => {}
+        }
         if d.kind() == DialectKind::Postgres {
             // `data_type` carries no length or precision; the runtime checks rows against them.
             for (col, alias) in [

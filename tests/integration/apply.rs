@@ -586,6 +586,48 @@ async fn a_sink_table_that_does_not_fit_fails_before_writing() {
 /// its timestamps whole minutes) is warned about. Reconciliation that recomputes row hashes
 /// from the sink columns then sees drift after every sync, as the warning says; with the
 /// row hash stored in a sink column it does not.
+/// Columns the pipeline does not write are fine when the database fills them (a default,
+/// an identity, a generated column); a NOT NULL column it cannot fill is refused.
+#[tokio::test(flavor = "multi_thread")]
+async fn unwritten_sink_columns_with_defaults_are_accepted() {
+    let (o, _, c, src, sink) = apply_into_existing(
+        "defaults",
+        "id bigint PRIMARY KEY, name text, amount numeric(12,2), updated_at timestamptz,
+         created_at timestamptz NOT NULL DEFAULT now(), seq bigint GENERATED ALWAYS AS IDENTITY,
+         doubled numeric GENERATED ALWAYS AS (amount * 2) STORED",
+        "",
+    )
+    .await;
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(0), "{err}");
+    let filled: i64 = c
+        .query_one(
+            &format!(
+                "SELECT count(*) FROM {sink} WHERE created_at IS NOT NULL AND doubled = amount * 2"
+            ),
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(filled, 3000);
+    drop_pg(&c, &[&src, &sink]).await;
+    let (o, _, c, src, sink) = apply_into_existing(
+        "no_default",
+        "id bigint PRIMARY KEY, name text, amount numeric(12,2), updated_at timestamptz,
+         owner text NOT NULL",
+        "",
+    )
+    .await;
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("column `owner` (text) is NOT NULL but the pipeline does not write it"),
+        "{err}"
+    );
+    drop_pg(&c, &[&src, &sink]).await;
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn a_sink_column_that_keeps_less_precision_is_warned_about() {
     let lossy = "id bigint PRIMARY KEY, name text, amount numeric(12,1), updated_at timestamp(0) with time zone";

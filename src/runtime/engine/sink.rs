@@ -227,8 +227,11 @@ impl<'a> SinkIo<'a> {
         let vals = step.values(binds, &[])?;
         let out: &[Dtype] = match dialect {
             DialectKind::Clickhouse => &[Dtype::Str, Dtype::Str],
-            DialectKind::Mysql => &[Dtype::Str, Dtype::Str, Dtype::Str],
+            DialectKind::Mysql => &[Dtype::Str, Dtype::Str, Dtype::Str, Dtype::Str, Dtype::Str],
             DialectKind::Postgres => &[
+                Dtype::Str,
+                Dtype::Str,
+                Dtype::Str,
                 Dtype::Str,
                 Dtype::Str,
                 Dtype::Str,

@@ -28,6 +28,9 @@ pub struct TableColumn {
     pub native: String,
     /// Whether the column takes NULL.
     pub nullable: bool,
+    /// Whether the database fills the column when a write leaves it out (a default, an
+    /// identity or generated column; every ClickHouse column).
+    pub defaulted: bool,
     /// What a value must satisfy beyond its dtype.
     pub limit: Limit,
 }
@@ -73,29 +76,44 @@ pub struct SinkTable {
 
 impl SinkTable {
     /// Reads the rows of `sink.columns` for `dialect`: PostgreSQL lists (name, data_type,
-    /// is_nullable, character_maximum_length, numeric_precision, numeric_scale), MySQL
-    /// (name, column_type, is_nullable), ClickHouse (name, type).
+    /// is_nullable, column_default, is_identity, is_generated, character_maximum_length,
+    /// numeric_precision, numeric_scale, datetime_precision), MySQL (name, column_type,
+    /// is_nullable, column_default, extra), ClickHouse (name, type).
     pub fn read(dialect: DialectKind, rows: &[Row]) -> SinkTable {
         let columns = rows
             .iter()
             .map(|r| {
                 let name = text(r.first());
                 let listed = text(r.get(1));
-                let (native, nullable) = match dialect {
+                let filled = |i: usize| !matches!(r.get(i), None | Some(Value::Null));
+                let (native, nullable, defaulted) = match dialect {
                     DialectKind::Postgres => (
                         pg_native(
                             &listed,
-                            int(r.get(3)),
-                            int(r.get(4)),
-                            int(r.get(5)),
                             int(r.get(6)),
+                            int(r.get(7)),
+                            int(r.get(8)),
+                            int(r.get(9)),
                         ),
                         !text(r.get(2)).eq_ignore_ascii_case("no"),
+                        filled(3)
+                            || text(r.get(4)).eq_ignore_ascii_case("yes")
+                            || text(r.get(5)).eq_ignore_ascii_case("always"),
                     ),
-                    DialectKind::Mysql => (listed, !text(r.get(2)).eq_ignore_ascii_case("no")),
+                    DialectKind::Mysql => {
+                        let extra = text(r.get(4)).to_ascii_lowercase();
+                        (
+                            listed,
+                            !text(r.get(2)).eq_ignore_ascii_case("no"),
+                            filled(3)
+                                || extra.contains("auto_increment")
+                                || extra.contains("generated"),
+                        )
+                    }
+                    // ClickHouse fills every omitted column (its default, or the type's).
                     DialectKind::Clickhouse => {
                         let nullable = ch_base(&listed).1;
-                        (listed, nullable)
+                        (listed, nullable, true)
                     }
                 };
                 let limit = limit_of(dialect, &native);
@@ -103,6 +121,7 @@ impl SinkTable {
                     name,
                     native,
                     nullable,
+                    defaulted,
                     limit,
                 }
             })
@@ -165,7 +184,7 @@ impl SinkTable {
             }
         }
         for t in &self.columns {
-            if !t.nullable && !expected.iter().any(|e| e.0 == t.name) {
+            if !t.nullable && !t.defaulted && !expected.iter().any(|e| e.0 == t.name) {
                 problems.push(format!(
                     "column `{}` ({}) is NOT NULL but the pipeline does not write it",
                     t.name, t.native
