@@ -470,7 +470,7 @@ fn recon_steps(
             let mut b = Binder::new();
             let q = rd.leaf_diff(&mut b, r)?;
             let purpose = if recon::is_bucketed(r.kind) {
-                "per group of changed leaf buckets (listed in `prefixes`, up to ten max_block_size of rows): key and row hash of every row, ordered by key"
+                "per group of changed leaf buckets (listed in `prefixes`, up to 50,000 rows or ten max_block_size): key and row hash of every row, ordered by key"
             } else {
                 "per changed leaf (adjacent leaves merged up to max_block_size rows): key and row hash of every row, ordered by key"
             };

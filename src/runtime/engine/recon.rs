@@ -251,6 +251,10 @@ pub async fn run(
 /// Most buckets one query lists.
 const PREFIXES_PER_QUERY: usize = 4096;
 
+/// Rows a group of changed md5-prefix leaves may hold (keys and hashes of both sides, and
+/// the source rows, are in memory at once: tens of MB).
+const LEAF_GROUP_ROWS: u64 = 50_000;
+
 /// The `prefixes` parameter: `,a3,f0,` (`,,` for the one empty prefix).
 fn prefix_list(prefixes: &[String]) -> String {
     format!(",{},", prefixes.join(","))
@@ -657,7 +661,7 @@ impl Recon<'_, '_> {
     /// Reconciles md5-prefix buckets level by level. The buckets cannot use an index, so
     /// each query is a scan: one query per level serves every changed parent bucket (up
     /// to [`PREFIXES_PER_QUERY`]), and the changed leaves are diffed together in groups of
-    /// up to ten `max_block_size`s of rows, instead of one scan per bucket.
+    /// up to [`LEAF_GROUP_ROWS`] rows, instead of one scan per bucket.
     async fn prefixes(&mut self, report: &mut PipelineReport) -> Result<(), RuntimeError> {
         let max = self.r.max_block_size;
         let mut len = self.r.initial_interval.clamp(1, MAX_PREFIX);
@@ -693,7 +697,9 @@ impl Recon<'_, '_> {
             parents = split;
             len += 1;
         }
-        let budget = max.saturating_mul(10).max(1);
+        // Each group is a scan of both tables (the buckets cannot use an index), so groups
+        // are large: up to LEAF_GROUP_ROWS rows, or ten max_block_size if more.
+        let budget = max.saturating_mul(10).max(LEAF_GROUP_ROWS);
         for (len, group) in leaves {
             let mut batch: Vec<String> = Vec::new();
             let mut rows = 0u64;
