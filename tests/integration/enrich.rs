@@ -722,6 +722,60 @@ pipelines:
 
 // ---------------------------------------------------------------- webhook
 
+/// `apply` into a webhook posts `sink.batch_size` rows per request, whatever the source's
+/// batches are.
+#[tokio::test(flavor = "multi_thread")]
+async fn webhook_posts_follow_the_sink_batch_size() {
+    let server = TestServer::start(|_, _| Reply::status(204)).await;
+    let c = crate::support::pg().await;
+    let src = unique("hook_src");
+    c.batch_execute(&format!(
+        "CREATE TABLE {src} (id bigint PRIMARY KEY); INSERT INTO {src} SELECT generate_series(1, 250);"
+    ))
+    .await
+    .unwrap();
+    let yaml = format!(
+        r#"
+datastores:
+  - {{name: pg, type: postgres, host: 127.0.0.1, username: postgres, database: test}}
+  - {{name: hooks, type: webhook, base_url: "{base}/"}}
+pipelines:
+  - name: to_hook
+    source:
+      datastore: pg
+      batch_size: 1000
+      table: {src}
+      fields: [{{column: id, dtype: int}}]
+    sink:
+      datastore: hooks
+      batch_size: 100
+      url_path: /v1/rows
+      fields: [{{column: id, source_column: id}}]
+"#,
+        base = server.base
+    );
+    let path = std::env::temp_dir().join(format!("{src}.yaml"));
+    std::fs::write(&path, yaml).unwrap();
+    let o = std::process::Command::new(env!("CARGO_BIN_EXE_synctool"))
+        .arg("-c")
+        .arg(&path)
+        .arg("apply")
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(0), "{o:?}");
+    let sizes: Vec<usize> = server
+        .seen()
+        .iter()
+        .map(|s| {
+            serde_json::from_slice::<Vec<serde_json::Value>>(&s.body)
+                .unwrap()
+                .len()
+        })
+        .collect();
+    assert_eq!(sizes, vec![100, 100, 50]);
+    c.batch_execute(&format!("DROP TABLE {src}")).await.unwrap();
+}
+
 fn webhook_config(base: &str) -> String {
     format!(
         r#"

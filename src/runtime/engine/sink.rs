@@ -382,7 +382,8 @@ impl<'a> SinkIo<'a> {
     /// Writes one scope (a batch or a merged leaf) in one transaction: deletes the sink rows
     /// of `delete_keys` (staged, then `sink.delete_keys`), merges `rows` (`sink.stage_clear`,
     /// `sink.load`, `sink.merge`), and appends `stage_keys` to the key stage (full sync with
-    /// deletes). Webhook and NATS sinks get `rows` as one batch.
+    /// deletes). A webhook gets one POST per `sink.batch_size` rows, NATS one publish per
+    /// row.
     pub async fn write(
         &mut self,
         rows: &[Row],
@@ -390,8 +391,12 @@ impl<'a> SinkIo<'a> {
         stage_keys: &[Row],
     ) -> Result<Written, RuntimeError> {
         match &self.target {
+            // One POST per `sink.batch_size` rows (the source's batches may be larger).
             Target::Webhook(w) => {
-                w.send_batch(rows).await?;
+                let per_post = (self.p.sink.batch_size as usize).max(1);
+                for chunk in rows.chunks(per_post) {
+                    w.send_batch(chunk).await?;
+                }
                 return Ok(Written {
                     rows: rows.len() as u64,
                     deleted: 0,
