@@ -218,6 +218,15 @@ fn one(
         );
         return None;
     }
+    if strategy == ReconStrategy::Timestamp && sink.merge.allow_delete {
+        diags.push(
+            Diagnostic::warning(
+                "a timestamp reconciliation copies newer rows and never deletes: `allow_delete` applies to full syncs and block-hash reconciliations only",
+            )
+            .at_path(format!("{}.strategy", r.path))
+            .with_span(r.strategy.as_ref().map_or(r.name.span, |s| s.span)),
+        );
+    }
     let bound_type = match kind {
         PartitionKind::Int => Some(Type::Int),
         PartitionKind::Float => Some(Type::Float),

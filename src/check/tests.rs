@@ -106,6 +106,27 @@ fn seed_enrichment_output_typo_is_accepted_with_a_warning() {
 }
 
 #[test]
+fn allow_delete_with_a_timestamp_reconciliation_is_warned_about() {
+    let text = EXAMPLES[6].1.replace(
+        "merge_strategy: {strategy: upsert}",
+        "merge_strategy: {strategy: upsert, allow_delete: true}",
+    );
+    assert_ne!(text, EXAMPLES[6].1);
+    let fe = ok(&text);
+    let w = fe
+        .checked
+        .warnings
+        .iter()
+        .find(|w| w.message.contains("never deletes"))
+        .unwrap_or_else(|| panic!("{:?}", fe.checked.warnings));
+    assert_eq!(
+        w.path.as_deref(),
+        Some("pipelines[0].reconciliation[0].strategy")
+    );
+    assert!(ok(EXAMPLES[6].1).checked.warnings.is_empty());
+}
+
+#[test]
 fn transformed_sink_needs_a_hash_column_to_reconcile() {
     let text = EXAMPLES[0].1.replace(
         "      meta_columns:\n        hash_column: _synctool_hash\n",
