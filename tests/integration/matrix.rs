@@ -1452,26 +1452,12 @@ async fn json_documents_cross_into_every_sink_as_their_text() {
     .await;
     for sink in ALL {
         let sink_table = support::unique("json_sink");
-        let cfg = write_config(&format!(
-            "{DATASTORES}pipelines:
-  - name: docs
-    source:
-      datastore: pg
-      table: {src}
-      fields:
-        - {{column: id, dtype: int}}
-        - {{column: j, dtype: json}}
-    sink:
-      datastore: {store}
-      table: {sink_table}
-      merge_strategy: {{strategy: upsert}}
-      unique_key: [id]
-      fields:
-        - {{column: id, source_column: id}}
-        - {{column: j, source_column: j}}
-    reconciliation:
-{BY_ID}",
-            store = sink.store()
+        let cfg = write_config(&one_column_config(
+            (Db::Pg, &src),
+            ("j", "json"),
+            (sink, &sink_table),
+            "{strategy: upsert}",
+            true,
         ));
         let what = format!("json into {sink:?}");
         run(&cfg, &["apply"], 0, &what);
@@ -1512,32 +1498,54 @@ async fn json_documents_cross_into_every_sink_as_their_text() {
 // ---------------------------------------------------------------------------------------
 // Floats: single-precision sources, NaN and infinity.
 
-/// The config of pipeline `fl`: `id` (int) and `r` (float) of `src_table` on `src` into
-/// `sink_table` on `sink`, reconciled by [`BY_ID`].
-fn float_config(src: Db, src_table: &str, sink: Db, sink_table: &str) -> String {
+/// The config of pipeline `one`: the int key `id` and one column `column` of `dtype` from
+/// `src_table` on `src` into `sink_table` on `sink`, merged by `merge`, reconciled by
+/// [`BY_ID`] when `reconciled`.
+fn one_column_config(
+    (src, src_table): (Db, &str),
+    (column, dtype): (&str, &str),
+    (sink, sink_table): (Db, &str),
+    merge: &str,
+    reconciled: bool,
+) -> String {
+    let recon = if reconciled {
+        format!("    reconciliation:\n{BY_ID}")
+    } else {
+        String::new()
+    };
     format!(
         "{DATASTORES}pipelines:
-  - name: fl
+  - name: one
     source:
       datastore: {src}
       batch_size: 2000
       table: {src_table}
       fields:
         - {{column: id, dtype: int}}
-        - {{column: r, dtype: float}}
+        - {{column: {column}, dtype: {dtype}}}
     sink:
       datastore: {sink}
       table: {sink_table}
       batch_size: 2000
-      merge_strategy: {{strategy: upsert, allow_delete: true}}
+      merge_strategy: {merge}
       unique_key: [id]
       fields:
         - {{column: id, source_column: id}}
-        - {{column: r, source_column: r}}
-    reconciliation:
-{BY_ID}",
+        - {{column: {column}, source_column: {column}}}
+{recon}",
         src = src.store(),
         sink = sink.store(),
+    )
+}
+
+/// [`one_column_config`] for the float column `r`, upserted with deletes and reconciled.
+fn float_config(src: Db, src_table: &str, sink: Db, sink_table: &str) -> String {
+    one_column_config(
+        (src, src_table),
+        ("r", "float"),
+        (sink, sink_table),
+        "{strategy: upsert, allow_delete: true}",
+        true,
     )
 }
 
@@ -1799,24 +1807,12 @@ async fn a_date_before_1970_into_clickhouse_is_refused_naming_the_row() {
         ),
     )
     .await;
-    let cfg = write_config(&format!(
-        "{DATASTORES}pipelines:
-  - name: dates
-    source:
-      datastore: pg
-      table: {src}
-      fields:
-        - {{column: id, dtype: int}}
-        - {{column: dt, dtype: date}}
-    sink:
-      datastore: ch
-      table: {sink_table}
-      merge_strategy: {{strategy: upsert}}
-      unique_key: [id]
-      fields:
-        - {{column: id, source_column: id}}
-        - {{column: dt, source_column: dt}}
-"
+    let cfg = write_config(&one_column_config(
+        (Db::Pg, &src),
+        ("dt", "date"),
+        (Db::Ch, &sink_table),
+        "{strategy: upsert}",
+        false,
     ));
     let o = synctool(&cfg, &["apply"]);
     let err = String::from_utf8_lossy(&o.stderr);
@@ -1852,25 +1848,12 @@ async fn a_source_value_that_does_not_decode_names_its_column() {
         )
         .await;
         let sink_table = support::unique("undecodable_sink");
-        let cfg = write_config(&format!(
-            "{DATASTORES}pipelines:
-  - name: flags
-    source:
-      datastore: {store}
-      table: {table}
-      fields:
-        - {{column: id, dtype: int}}
-        - {{column: flag, dtype: bool}}
-    sink:
-      datastore: pg
-      table: {sink_table}
-      merge_strategy: {{strategy: upsert}}
-      unique_key: [id]
-      fields:
-        - {{column: id, source_column: id}}
-        - {{column: flag, source_column: flag}}
-",
-            store = src.store()
+        let cfg = write_config(&one_column_config(
+            (src, &table),
+            ("flag", "bool"),
+            (Db::Pg, &sink_table),
+            "{strategy: upsert}",
+            false,
         ));
         let o = synctool(&cfg, &["apply"]);
         let err = String::from_utf8_lossy(&o.stderr);
@@ -1904,24 +1887,12 @@ async fn a_full_sync_into_clickhouse_reports_the_rows_it_deleted() {
             ),
         )
         .await;
-        let cfg = write_config(&format!(
-            "{DATASTORES}pipelines:
-  - name: dels
-    source:
-      datastore: pg
-      table: {src}
-      fields:
-        - {{column: id, dtype: int}}
-        - {{column: s, dtype: str}}
-    sink:
-      datastore: ch
-      table: {sink_table}
-      merge_strategy: {merge}
-      unique_key: [id]
-      fields:
-        - {{column: id, source_column: id}}
-        - {{column: s, source_column: s}}
-"
+        let cfg = write_config(&one_column_config(
+            (Db::Pg, &src),
+            ("s", "str"),
+            (Db::Ch, &sink_table),
+            merge,
+            false,
         ));
         run(&cfg, &["apply", "--full"], 0, merge);
         exec(

@@ -74,6 +74,16 @@ impl<'a> Ctx<'a> {
     pub async fn source(&self) -> Result<Conn, RuntimeError> {
         connect(self.cfg, &self.p.source.store.name).await
     }
+
+    /// The pipeline's enrichment stores, connected; none for a plan, which writes nothing
+    /// and so looks nothing up.
+    pub async fn enricher(&self) -> Result<Option<Enricher>, RuntimeError> {
+        if self.opts.dry_run {
+            return Ok(None);
+        }
+        let e = Enricher::connect(self.p, self.cfg).await?;
+        Ok(Some(e.with_now(self.opts.now)))
+    }
 }
 
 /// The dtype partition values and bounds are read and bound as.
@@ -194,11 +204,7 @@ pub async fn stream_into(
     let batch_size = (p.source.batch_size.max(1)) as usize;
     let dry = ctx.opts.dry_run;
     let delete_absent = extract.delete_absent && !dry;
-    let enricher = if dry {
-        None
-    } else {
-        Some(Enricher::connect(p, ctx.cfg).await?.with_now(ctx.opts.now))
-    };
+    let enricher = ctx.enricher().await?;
     if delete_absent {
         sink.begin_key_staging().await?;
     }

@@ -215,33 +215,7 @@ pub async fn run(
         };
         return stream_into(ctx, src, &mut sink, extract, report).await;
     }
-    let src_state = match &p.source_state {
-        Some(st) => Some(connect(ctx.cfg, &st.store.name).await?),
-        None => None,
-    };
-    let sink_state = match &p.sink_state {
-        Some(st) => Some(connect(ctx.cfg, &st.store.name).await?),
-        None => None,
-    };
-    let enricher = if dry {
-        None
-    } else {
-        Some(Enricher::connect(p, ctx.cfg).await?.with_now(ctx.opts.now))
-    };
-    let mut rc = Recon {
-        ctx,
-        r,
-        sides: Sides {
-            src,
-            sink,
-            src_state,
-            sink_state,
-        },
-        enricher,
-        unit: Unit::of(r.kind),
-        window: None,
-        bar: ctx.progress.blocks(&p.name),
-    };
+    let mut rc = Recon::open(ctx, r, src, sink, None).await?;
     match rc.unit {
         Some(unit) => rc.ranges(unit, report).await,
         None => rc.prefixes(report).await,
@@ -282,26 +256,7 @@ pub async fn compare_window<'s>(
     let Some((unit, window, after)) = bounds else {
         return Ok((src, sink, None));
     };
-    let p = ctx.p;
-    let enricher = if ctx.opts.dry_run {
-        None
-    } else {
-        Some(Enricher::connect(p, ctx.cfg).await?.with_now(ctx.opts.now))
-    };
-    let mut rc = Recon {
-        ctx,
-        r,
-        sides: Sides {
-            src,
-            sink,
-            src_state: None,
-            sink_state: None,
-        },
-        enricher,
-        unit: Some(unit),
-        window: Some(window),
-        bar: ctx.progress.blocks(&p.name),
-    };
+    let mut rc = Recon::open(ctx, r, src, sink, Some(window)).await?;
     rc.ranges(unit, report).await?;
     Ok((rc.sides.src, rc.sides.sink, Some(after)))
 }
@@ -322,7 +277,41 @@ fn count(v: Option<&Value>) -> u64 {
     }
 }
 
-impl Recon<'_, '_> {
+impl<'c, 'a> Recon<'c, 'a> {
+    /// A reconciliation over `src` and `sink`, with the state stores (`sourcestate`,
+    /// `sinkstate`) and the enrichment stores connected; `window` limits it to one range.
+    async fn open(
+        ctx: &'c Ctx<'a>,
+        r: &'c Reconciliation,
+        src: Conn,
+        sink: SinkIo<'c>,
+        window: Option<Range>,
+    ) -> Result<Recon<'c, 'a>, RuntimeError> {
+        let p = ctx.p;
+        let src_state = match &p.source_state {
+            Some(st) => Some(connect(ctx.cfg, &st.store.name).await?),
+            None => None,
+        };
+        let sink_state = match &p.sink_state {
+            Some(st) => Some(connect(ctx.cfg, &st.store.name).await?),
+            None => None,
+        };
+        Ok(Recon {
+            ctx,
+            r,
+            sides: Sides {
+                src,
+                sink,
+                src_state,
+                sink_state,
+            },
+            enricher: ctx.enricher().await?,
+            unit: Unit::of(r.kind),
+            window,
+            bar: ctx.progress.blocks(&p.name),
+        })
+    }
+
     fn hash_dtype(&self) -> Dtype {
         match self.r.strategy {
             ReconStrategy::HashMd5Hash => Dtype::Str,
