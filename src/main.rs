@@ -69,6 +69,9 @@ struct RunArgs {
     /// Output format.
     #[arg(long, value_enum, default_value_t = RunFormat::Text)]
     format: RunFormat,
+    /// Stop at the first pipeline that fails (default: run the others, then exit 1).
+    #[arg(long)]
+    fail_fast: bool,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -230,37 +233,67 @@ fn execute(cli: &Cli, fe: &Frontend, args: &RunArgs, dry_run: bool, exit_code: b
     let progress = Progress::auto(!cli.quiet);
     let raw = &fe.loaded.raw;
     let mut reports: Vec<PipelineReport> = Vec::new();
-    let mut failure = None;
-    for p in pipelines {
+    let mut failures: Vec<Failure> = Vec::new();
+    for (i, p) in pipelines.iter().enumerate() {
         match runtime.block_on(engine::run_pipeline(p, raw, &opts, &progress)) {
             Ok(r) => reports.push(r),
             Err(e) => {
-                // Most errors name their pipeline already; name it once.
+                // Most errors name their pipeline already; name it once. The error is shown
+                // when it happens: the pipelines after it may run for a long time.
                 let (message, named) = (e.to_string(), format!("pipeline `{}`", p.name));
-                failure = Some(if message.starts_with(&named) {
+                let line = if message.starts_with(&named) {
                     format!("error: {message}")
                 } else {
                     format!("error: {named}: {message}")
+                };
+                eprintln!("{line}");
+                failures.push(Failure {
+                    name: p.name.clone(),
+                    error: line.trim_start_matches("error: ").to_string(),
                 });
-                break;
+                if args.fail_fast {
+                    let rest: Vec<&str> =
+                        pipelines[i + 1..].iter().map(|p| p.name.as_str()).collect();
+                    if !rest.is_empty() {
+                        eprintln!("not run (--fail-fast): {}", rest.join(", "));
+                    }
+                    break;
+                }
             }
         }
     }
+    let failed: Vec<&str> = failures.iter().map(|f| f.name.as_str()).collect();
     match args.format {
-        RunFormat::Json => match serde_json::to_string_pretty(&engine::render_json(&reports)) {
-            Ok(s) => emit(&format!("{s}\n")),
-            Err(e) => eprintln!("error: {e}"),
-        },
-        RunFormat::Text => emit(&engine::render_text(&reports, dry_run, failure.is_none())),
+        RunFormat::Json => {
+            let mut out = engine::render_json(&reports);
+            // Failed pipelines are listed apart, so that every entry of `pipelines` keeps
+            // SPEC §1's shape; the key is absent when every pipeline ran.
+            if !failures.is_empty() {
+                out["errors"] = serde_json::json!(failures);
+            }
+            match serde_json::to_string_pretty(&out) {
+                Ok(s) => emit(&format!("{s}\n")),
+                Err(e) => eprintln!("error: {e}"),
+            }
+        }
+        RunFormat::Text => emit(&engine::render_text(&reports, dry_run, &failed)),
     }
-    if let Some(m) = failure {
-        eprintln!("{m}");
+    if !failures.is_empty() {
         return ExitCode::from(EXIT_FAILURE);
     }
     if exit_code && reports.iter().any(|r| r.has_drift()) {
         return ExitCode::from(EXIT_DRIFT);
     }
     ExitCode::SUCCESS
+}
+
+/// A pipeline that failed, in `--format json`'s `errors`.
+#[derive(Debug, serde::Serialize)]
+struct Failure {
+    /// The pipeline.
+    name: String,
+    /// What went wrong (the message printed on stderr).
+    error: String,
 }
 
 /// Writes `text` to stdout. A reader that went away (`synctool compile | head`) is not an

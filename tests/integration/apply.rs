@@ -714,6 +714,68 @@ pipelines:
     assert!(out.contains("no verdict"), "{out}");
 }
 
+#[tokio::test(flavor = "multi_thread")]
+async fn a_failing_pipeline_does_not_stop_the_others_unless_fail_fast() {
+    let c = pg().await;
+    let (src, sink) = (unique("ff_src"), unique("ff_sink"));
+    make_source(&c, &src).await;
+    // The first pipeline reads a table that does not exist; the second is sound.
+    let good = pipeline_yaml("good", &src, "pg", &sink, "{strategy: upsert}", "");
+    let bad = good
+        .split_once("pipelines:\n")
+        .map(|(_, p)| {
+            p.replace("name: good", "name: bad")
+                .replace(&src, "no_such_table_ff")
+                .replace(&sink, &format!("{sink}_bad"))
+        })
+        .expect("pipelines");
+    let cfg = write_config(&good.replace("pipelines:\n", &format!("pipelines:\n{bad}")));
+
+    let o = synctool(&cfg, &["apply", "--fail-fast", "--format", "json"]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("pipeline `bad`") && err.contains("no_such_table_ff"),
+        "{err}"
+    );
+    assert!(err.contains("not run (--fail-fast): good"), "{err}");
+    let v: J = serde_json::from_slice(&o.stdout).expect("JSON output");
+    assert_eq!(v["pipelines"].as_array().map(Vec::len), Some(0), "{v}");
+    assert_eq!(v["errors"][0]["name"], "bad", "{v}");
+    let exists: bool = c
+        .query_one("SELECT to_regclass($1) IS NOT NULL", &[&sink])
+        .await
+        .unwrap()
+        .get(0);
+    assert!(!exists, "--fail-fast ran the pipeline after the failed one");
+
+    let o = synctool(&cfg, &["apply", "--format", "json"]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(
+        o.status.code(),
+        Some(1),
+        "a failed pipeline fails the run: {err}"
+    );
+    let v: J = serde_json::from_slice(&o.stdout).expect("JSON output");
+    assert_eq!(v["pipelines"][0]["name"], "good", "{v}");
+    assert_eq!(v["pipelines"][0]["rows_written"], 3000, "{v}");
+    let e = v["errors"][0]["error"].as_str().unwrap_or_default();
+    assert!(
+        e.starts_with("pipeline `bad`") && e.contains("no_such_table_ff"),
+        "{v}"
+    );
+    assert_eq!(pg_diff(&c, &src, &sink).await, 0);
+
+    let o = synctool(&cfg, &["plan", "--exit-code"]);
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert_eq!(o.status.code(), Some(1), "a failure outranks drift: {out}");
+    assert!(
+        out.contains("pipeline good (full)") && out.contains("failed: bad"),
+        "{out}"
+    );
+    drop_pg(&c, &[&src, &sink, &format!("{sink}_bad")]).await;
+}
+
 #[test]
 fn usage_errors_exit_2() {
     let cfg = write_config(&pipeline_yaml(

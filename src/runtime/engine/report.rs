@@ -61,9 +61,10 @@ pub fn render_json(reports: &[PipelineReport]) -> serde_json::Value {
     serde_json::json!({ "pipelines": reports })
 }
 
-/// One paragraph per pipeline. `plan` words it as what apply would do and ends with the
-/// verdict on drift, which is only given when every pipeline ran (`complete`).
-pub fn render_text(reports: &[PipelineReport], plan: bool, complete: bool) -> String {
+/// One paragraph per pipeline, then a line naming the pipelines that `failed` (their errors
+/// went to stderr). `plan` words it as what apply would do and ends with the verdict on
+/// drift, which is only given when no pipeline failed.
+pub fn render_text(reports: &[PipelineReport], plan: bool, failed: &[&str]) -> String {
     let mut out = String::new();
     for r in reports {
         let (w, d) = if plan {
@@ -84,11 +85,14 @@ pub fn render_text(reports: &[PipelineReport], plan: bool, complete: bool) -> St
         }
         out.push_str(&format!(" in {} ms\n", r.duration_ms));
     }
+    if !failed.is_empty() {
+        out.push_str(&format!("failed: {}\n", failed.join(", ")));
+    }
     if plan {
         let drift = reports.iter().any(|r| r.has_drift());
         out.push_str(if drift {
             "drift found: apply would change the sink\n"
-        } else if complete {
+        } else if failed.is_empty() {
             "no drift: the sinks match their sources\n"
         } else {
             "no verdict: a pipeline failed before every sink was compared\n"
