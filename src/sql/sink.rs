@@ -603,34 +603,29 @@ impl<'a> SinkCtx<'a> {
                 let action = if non_key.is_empty() {
                     OnConflictAction::DoNothing
                 } else {
-                    // Skip rows whose values did not change (no dead tuples, no WAL).
-                    let changed = match self.hash_column() {
-                        Some(h) => {
-                            let hc = cols.iter().find(|c| c.name == h).expect("hash column");
-                            Expr::IsDistinctFrom(Box::new(current(hc)), Box::new(excluded(hc)))
-                        }
-                        // Text and JSON compare as text: a `json` column has no `=`, and
-                        // `citext` would call a case-only change no change.
-                        None => {
-                            let compared = |e: Expr, c: &SinkCol| match c.dtype {
-                                Dtype::Str | Dtype::Json => Expr::Cast {
-                                    kind: sqlparser::ast::CastKind::Cast,
-                                    expr: Box::new(e),
-                                    data_type: sqlparser::ast::DataType::Text,
-                                    format: None,
-                                },
-                                _ => e,
-                            };
-                            Expr::IsDistinctFrom(
-                                Box::new(build::tuple_or_single(
-                                    non_key.iter().map(|c| compared(current(c), c)).collect(),
-                                )),
-                                Box::new(build::tuple_or_single(
-                                    non_key.iter().map(|c| compared(excluded(c), c)).collect(),
-                                )),
-                            )
-                        }
+                    // Skip rows whose values did not change (no dead tuples, no WAL). Every
+                    // written column is compared, the hash column's too: the row hash covers
+                    // the source's columns only, so a new enrichment output or a refreshed
+                    // `track: false` column must still be written. Text and JSON compare as
+                    // text: a `json` column has no `=`, and `citext` would call a case-only
+                    // change no change.
+                    let compared = |e: Expr, c: &SinkCol| match c.dtype {
+                        Dtype::Str | Dtype::Json => Expr::Cast {
+                            kind: sqlparser::ast::CastKind::Cast,
+                            expr: Box::new(e),
+                            data_type: sqlparser::ast::DataType::Text,
+                            format: None,
+                        },
+                        _ => e,
                     };
+                    let changed = Expr::IsDistinctFrom(
+                        Box::new(build::tuple_or_single(
+                            non_key.iter().map(|c| compared(current(c), c)).collect(),
+                        )),
+                        Box::new(build::tuple_or_single(
+                            non_key.iter().map(|c| compared(excluded(c), c)).collect(),
+                        )),
+                    );
                     OnConflictAction::DoUpdate(DoUpdate {
                         assignments: non_key
                             .iter()

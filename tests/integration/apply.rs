@@ -776,6 +776,43 @@ async fn a_failing_pipeline_does_not_stop_the_others_unless_fail_fast() {
     drop_pg(&c, &[&src, &sink, &format!("{sink}_bad")]).await;
 }
 
+#[tokio::test(flavor = "multi_thread")]
+async fn a_full_sync_with_a_hash_column_rewrites_untracked_columns() {
+    let c = pg().await;
+    let (src, sink) = (unique("hc_src"), unique("hc_sink"));
+    make_source(&c, &src).await;
+    // `name` is not tracked: the row hash stored in `h` leaves it out, so only a full sync
+    // carries its changes; the upsert must not skip a row because its hash is unchanged.
+    let cfg = write_config(
+        &pipeline_yaml("hc", &src, "pg", &sink, "{strategy: upsert}", RECON_BY_ID)
+            .replace(
+                "{column: name, source_column: name}",
+                "{column: name, source_column: name, track: false}",
+            )
+            .replace(
+                "      unique_key: [id]\n",
+                "      unique_key: [id]\n      meta_columns: {hash_column: h}\n",
+            ),
+    );
+    json_run(&cfg, &["apply"], 0);
+    c.batch_execute(&format!("UPDATE {src} SET name = 'renamed' WHERE id <= 10"))
+        .await
+        .unwrap();
+    let v = json_run(&cfg, &["apply"], 0);
+    assert_eq!(
+        n(&v, "rows_written"),
+        0,
+        "an untracked column is not drift: {v}"
+    );
+    json_run(&cfg, &["apply", "--full"], 0);
+    assert_eq!(
+        pg_diff(&c, &src, &sink).await,
+        0,
+        "--full copies every column"
+    );
+    drop_pg(&c, &[&src, &sink]).await;
+}
+
 #[test]
 fn usage_errors_exit_2() {
     let cfg = write_config(&pipeline_yaml(
