@@ -813,6 +813,36 @@ async fn a_full_sync_with_a_hash_column_rewrites_untracked_columns() {
     drop_pg(&c, &[&src, &sink]).await;
 }
 
+#[tokio::test(flavor = "multi_thread")]
+async fn a_new_sink_table_gets_only_the_reconciled_range() {
+    let c = pg().await;
+    let (src, sink) = (unique("rg_src"), unique("rg_sink"));
+    make_source(&c, &src).await;
+    let recon = format!("{RECON_BY_ID}        start: \"1001\"\n        end: \"2001\"\n");
+    let cfg = write_config(&pipeline_yaml(
+        "rg",
+        &src,
+        "pg",
+        &sink,
+        "{strategy: upsert}",
+        &recon,
+    ));
+    let v = json_run(&cfg, &["apply"], 0);
+    assert_eq!(n(&v, "rows_written"), 1000, "{v}");
+    let (lo, hi, count): (i64, i64, i64) = c
+        .query_one(
+            &format!("SELECT min(id), max(id), count(*) FROM {sink}"),
+            &[],
+        )
+        .await
+        .map(|r| (r.get(0), r.get(1), r.get(2)))
+        .unwrap();
+    assert_eq!((lo, hi, count), (1001, 2000, 1000));
+    let v = json_run(&cfg, &["plan", "--exit-code"], 0);
+    assert_eq!(n(&v, "rows_written"), 0, "{v}");
+    drop_pg(&c, &[&src, &sink]).await;
+}
+
 #[test]
 fn usage_errors_exit_2() {
     let cfg = write_config(&pipeline_yaml(

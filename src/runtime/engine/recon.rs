@@ -14,7 +14,8 @@
 //!    lacks are extracted (`extract_range`) and merged, and with `allow_delete` the keys
 //!    only the sink has are deleted — in one transaction per merged leaf.
 //!
-//! A sink table that does not exist yet (or `plan` against a missing one) gets a full sync.
+//! A sink table that does not exist yet (or `plan` against a missing one) gets a full sync,
+//! unless the run's range is bounded (start/end): a new table then gets the range only.
 
 use super::blocks::{merge_adjacent, merge_leaves, next_interval, Range, Unit};
 use super::full::{partition_dtype, stream_into, Ctx, Extract};
@@ -205,7 +206,11 @@ pub async fn run(
     let dry = ctx.opts.dry_run;
     let src = ctx.source().await?;
     let mut sink = SinkIo::open(p, ctx.cfg, &ctx.steps, &ctx.binds).await?;
-    if !sink.prepare(!dry).await? {
+    let exists = sink.prepare(!dry).await?;
+    // A range from start/end is honoured on a new table too: compared against the empty
+    // table, every block of the range is added, and nothing beyond it is copied.
+    let ranged = bounded(ctx, r) && Unit::of(r.kind).is_some() && !dry;
+    if !exists && !ranged {
         tracing::info!(pipeline = %p.name, "the sink table is new: running a full sync");
         report.mode = "full".into();
         let extract = Extract {
@@ -259,6 +264,12 @@ pub async fn compare_window<'s>(
     let mut rc = Recon::open(ctx, r, src, sink, Some(window)).await?;
     rc.ranges(unit, report).await?;
     Ok((rc.sides.src, rc.sides.sink, Some(after)))
+}
+
+/// Whether the run's range is bounded by a start or an end (the config's or the command
+/// line's).
+fn bounded(ctx: &Ctx<'_>, r: &Reconciliation) -> bool {
+    ctx.opts.start.is_some() || ctx.opts.end.is_some() || r.start.is_some() || r.end.is_some()
 }
 
 fn id(r: &Reconciliation, side: &str, what: &str) -> String {
@@ -392,17 +403,13 @@ impl<'c, 'a> Recon<'c, 'a> {
     /// bounded: a range from start/end leaves them out, as it leaves out every row beyond it.
     async fn null_block(&mut self, report: &mut PipelineReport) -> Result<bool, RuntimeError> {
         let (ctx, r) = (self.ctx, self.r);
-        let bounded = ctx.opts.start.is_some()
-            || ctx.opts.end.is_some()
-            || r.start.is_some()
-            || r.end.is_some();
         let (Some(sa), Some(sb)) = (
             ctx.steps.get(&id(r, "source", "nulls")),
             ctx.steps.get(&id(r, "sink", "nulls")),
         ) else {
             return Ok(false);
         };
-        if bounded {
+        if bounded(ctx, r) {
             return Ok(false);
         }
         let (va, vb) = (sa.values(&ctx.binds, &[])?, sb.values(&ctx.binds, &[])?);
