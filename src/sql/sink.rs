@@ -676,10 +676,15 @@ impl<'a> SinkCtx<'a> {
                 ))])
             }
             (MergeKind::DeleteInsert, _) => {
-                let scope =
-                    build::in_subquery(self.key_tuple(), self.key_query(self.stage()), false);
+                let delete = if d.kind() == DialectKind::Mysql {
+                    self.delete_joined(self.stage(), vec![])
+                } else {
+                    let scope =
+                        build::in_subquery(self.key_tuple(), self.key_query(self.stage()), false);
+                    self.delete_where(scope)
+                };
                 Some(vec![
-                    self.delete_where(scope),
+                    delete,
                     Stmt::ast(insert(
                         target,
                         self.idents(&cols),
@@ -779,6 +784,9 @@ impl<'a> SinkCtx<'a> {
     /// key stage; collapse sinks get cancelling rows instead.
     pub fn delete_keys(&self, b: &mut Binder, negated: bool) -> crate::sql::Stmt {
         let mut preds = self.filters(b);
+        if !negated && self.d.kind() == DialectKind::Mysql && self.kind() != MergeKind::Collapse {
+            return self.delete_joined(self.stage_keys(), preds);
+        }
         if negated && !self.is_ch() {
             preds.push(self.key_not_staged());
         } else {
@@ -792,6 +800,57 @@ impl<'a> SinkCtx<'a> {
             return self.cancel(preds, vec![]);
         }
         self.delete_where(build::and_all(preds).expect("at least one predicate"))
+    }
+
+    /// MySQL: `DELETE s FROM <sink> AS s JOIN (SELECT k1 AS _synctool_k1, … FROM <keys>) AS
+    /// _synctool_k ON s.k1 = _synctool_k._synctool_k1 … WHERE preds`. MariaDB (before
+    /// 11.1) runs a single-table `DELETE … WHERE key IN (subquery)` as a dependent subquery
+    /// over every sink row, a full scan (and lock) of the table per statement; the join
+    /// deletes through the primary key. The keys are renamed so that `preds` (on unqualified
+    /// sink columns) stay unambiguous.
+    fn delete_joined(&self, keys_table: ObjectName, preds: Vec<Expr>) -> crate::sql::Stmt {
+        let d = self.d;
+        let (s, k) = (d.ident("_synctool_s"), d.ident("_synctool_k"));
+        let keys = self.key_columns();
+        let renamed = |i: usize| format!("_synctool_k{}", i + 1);
+        let q = build::select(SelectParts {
+            projection: keys
+                .iter()
+                .enumerate()
+                .map(|(i, c)| build::aliased(d, build::col(d, None, &c.name), &renamed(i)))
+                .collect(),
+            from: Some(build::from(build::table(keys_table, None, false))),
+            ..Default::default()
+        });
+        let on = build::and_all(
+            keys.iter()
+                .enumerate()
+                .map(|(i, c)| {
+                    build::eq(
+                        Expr::CompoundIdentifier(vec![s.clone(), d.ident(&c.name)]),
+                        Expr::CompoundIdentifier(vec![k.clone(), d.ident(&renamed(i))]),
+                    )
+                })
+                .collect(),
+        )
+        .expect("a key column");
+        let mut from = build::from(build::table(self.table(), Some(s.clone()), false));
+        from.joins.push(sqlparser::ast::Join {
+            relation: build::derived(q, k),
+            global: false,
+            join_operator: sqlparser::ast::JoinOperator::Join(sqlparser::ast::JoinConstraint::On(
+                on,
+            )),
+        });
+        crate::sql::Stmt::Ast(Box::new(Statement::Delete(Delete {
+            tables: vec![ObjectName::from(vec![s])],
+            from: FromTable::WithFromKeyword(vec![from]),
+            using: None,
+            selection: build::and_all(preds),
+            returning: None,
+            order_by: vec![],
+            limit: None,
+        })))
     }
 
     /// ClickHouse: the number of sink rows (within `sink.filters`) whose key is not staged,

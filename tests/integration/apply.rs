@@ -843,6 +843,75 @@ async fn a_new_sink_table_gets_only_the_reconciled_range() {
     drop_pg(&c, &[&src, &sink]).await;
 }
 
+/// MariaDB's plan for a generated statement: (table, access type) per row of EXPLAIN.
+async fn mariadb_explain(conn: &mut mysql_async::Conn, sql: &str) -> Vec<(String, String)> {
+    let rows: Vec<mysql_async::Row> = conn
+        .query(format!("EXPLAIN {sql}"))
+        .await
+        .unwrap_or_else(|e| panic!("EXPLAIN {sql}: {e}"));
+    rows.into_iter()
+        .map(|r| {
+            let get = |name: &str| -> String {
+                r.get_opt::<Option<String>, _>(name)
+                    .and_then(Result::ok)
+                    .flatten()
+                    .unwrap_or_default()
+            };
+            (get("table"), get("type"))
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn mariadb_deletes_by_staged_key_go_through_the_primary_key() {
+    let sink = unique("dk_sink");
+    let cfg = write_config(&pipeline_yaml(
+        "dk",
+        "unused_src",
+        "my",
+        &sink,
+        "{strategy: delete_insert, allow_delete: true}",
+        RECON_BY_ID,
+    ));
+    let o = synctool(&cfg, &["compile", "--format", "json"]);
+    assert_eq!(o.status.code(), Some(0), "{o:?}");
+    let plan: J = serde_json::from_slice(&o.stdout).expect("compile JSON");
+    let step = |id: &str| -> String {
+        let s = plan["pipelines"][0]["steps"]
+            .as_array()
+            .and_then(|ss| ss.iter().find(|s| s["id"] == id))
+            .unwrap_or_else(|| panic!("no step {id}"));
+        match &s["sql"] {
+            J::Array(a) => a[0].as_str().unwrap().to_string(),
+            v => v.as_str().unwrap().to_string(),
+        }
+    };
+    let mut conn = my().await;
+    conn.query_drop(format!(
+        "CREATE TABLE {sink} (id BIGINT PRIMARY KEY, name LONGTEXT, amount DECIMAL(12,2), updated_at DATETIME(6));
+         INSERT INTO {sink} SELECT seq, 'n', 1, NULL FROM seq_1_to_20000;
+         ANALYZE TABLE {sink};"
+    ))
+    .await
+    .expect("MariaDB: sink table");
+    for create in [step("sink.stage"), step("sink.stage_keys")] {
+        conn.query_drop(create).await.expect("staging table");
+    }
+    // A single-table `DELETE … WHERE id IN (SELECT …)` is a dependent subquery over every
+    // sink row on MariaDB: a full scan (and lock) of the table per deleting statement.
+    for id in ["sink.delete_keys", "sink.merge"] {
+        let sql = step(id);
+        let plan = mariadb_explain(&mut conn, &sql).await;
+        let is_sink = |t: &str| t == "_synctool_s" || t == sink;
+        assert!(plan.iter().any(|(t, _)| is_sink(t)), "{id}: {plan:?}");
+        assert!(
+            !plan.iter().any(|(t, ty)| is_sink(t) && ty == "ALL"),
+            "{id} scans the whole sink: {plan:?}\n{sql}"
+        );
+    }
+    drop_my(&[&sink]).await;
+}
+
 #[test]
 fn usage_errors_exit_2() {
     let cfg = write_config(&pipeline_yaml(
