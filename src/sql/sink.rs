@@ -997,6 +997,30 @@ impl<'a> SinkCtx<'a> {
         })
     }
 
+    /// ClickHouse: the sink table's engine (`system.tables.engine`), which must fit the merge
+    /// strategy: a plain `MergeTree` under upsert would keep every version of every row.
+    pub fn engine_query(&self, b: &mut Binder) -> Query {
+        let t = &self.p.sink.table;
+        let db = match &t.schema {
+            Some(_) => b.bind("schema", Dtype::Str),
+            None => build::call("currentDatabase", vec![]),
+        };
+        let preds = vec![
+            build::eq(build::keyword("database"), db),
+            build::eq(build::keyword("name"), b.bind("table", Dtype::Str)),
+        ];
+        build::select(SelectParts {
+            projection: vec![build::aliased(self.d, build::keyword("engine"), "engine")],
+            from: Some(build::from(build::table(
+                build::builtin_name(&["system", "tables"]),
+                None,
+                false,
+            ))),
+            selection: build::and_all(preds),
+            ..Default::default()
+        })
+    }
+
     /// ClickHouse: the number of unfinished mutations on the sink table.
     pub fn mutations_query(&self, b: &mut Binder) -> Query {
         let t = &self.p.sink.table;

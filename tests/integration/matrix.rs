@@ -1910,3 +1910,40 @@ async fn a_full_sync_into_clickhouse_reports_the_rows_it_deleted() {
         drop_table(&mut dbs, Db::Pg, &src).await;
     }
 }
+
+/// An existing ClickHouse table whose engine does not fit the merge strategy (a plain
+/// MergeTree under upsert keeps every version of every row) is refused before any row is
+/// written.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_clickhouse_table_whose_engine_does_not_fit_the_strategy_is_refused() {
+    let dbs = dbs().await;
+    let what = "plain MergeTree under upsert";
+    let src_table = support::unique("mx_eng_src");
+    let sink_table = support::unique("mx_eng_ch");
+    pg_plain_source(&dbs.pg, &src_table, 100).await;
+    dbs.ch
+        .exec(&format!(
+            "CREATE TABLE {sink_table} (id Int64, s String, f Float64, ts DateTime) ENGINE = MergeTree ORDER BY id"
+        ))
+        .await;
+    let cfg = write_config(&plain_config(&src_table, Db::Ch, &sink_table, 64, BY_ID));
+    let o = synctool(&cfg, &["apply"]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(1), "{what}: {err}");
+    assert!(
+        err.contains(
+            "its engine is MergeTree, and merge strategy upsert needs a ReplacingMergeTree"
+        ),
+        "{what}: {err}"
+    );
+    let count = dbs
+        .ch
+        .exec(&format!("SELECT count() FROM {sink_table}"))
+        .await;
+    assert_eq!(count.trim(), "0", "{what}: nothing is written");
+    dbs.ch.exec(&format!("DROP TABLE {sink_table}")).await;
+    dbs.pg
+        .batch_execute(&format!("DROP TABLE {src_table}"))
+        .await
+        .expect("drop the source");
+}

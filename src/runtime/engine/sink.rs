@@ -242,7 +242,19 @@ impl<'a> SinkIo<'a> {
             ],
         };
         let found = self.sql()?.query(step.stmt(0), &vals, out).await?;
-        Ok(SinkTable::read(dialect, &found))
+        let mut table = SinkTable::read(dialect, &found);
+        if let (true, Some(step)) = (table.exists(), steps.get("sink.engine")) {
+            let vals = step.values(binds, &[])?;
+            let rows = self
+                .sql()?
+                .query(step.stmt(0), &vals, &[Dtype::Str])
+                .await?;
+            table.engine = rows.into_iter().next().and_then(|r| match r.first() {
+                Some(Value::Str(e)) => Some(e.clone()),
+                _ => None,
+            });
+        }
+        Ok(table)
     }
 
     /// Runs every statement of step `id`; returns the affected-row count of the last one.

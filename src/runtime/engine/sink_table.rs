@@ -72,6 +72,8 @@ pub enum Limit {
 pub struct SinkTable {
     /// The columns, as listed.
     pub columns: Vec<TableColumn>,
+    /// ClickHouse: the table engine (`sink.engine`), checked against the merge strategy.
+    pub engine: Option<String>,
 }
 
 impl SinkTable {
@@ -126,7 +128,10 @@ impl SinkTable {
                 }
             })
             .collect();
-        SinkTable { columns }
+        SinkTable {
+            columns,
+            engine: None,
+        }
     }
 
     /// Whether the table exists (it has columns).
@@ -181,6 +186,11 @@ impl SinkTable {
                         }
                     }
                 }
+            }
+        }
+        if let Some(engine) = &self.engine {
+            if let Some(m) = engine_misfit(engine, p.sink.merge.kind) {
+                problems.push(m);
             }
         }
         for t in &self.columns {
@@ -690,8 +700,56 @@ fn fits(native: &str, dtype: Dtype) -> bool {
     }
 }
 
+/// Why a ClickHouse table `engine` does not fit merge strategy `kind`, if it does not: upsert
+/// needs a `ReplacingMergeTree` (any other engine keeps every version of a row), collapse a
+/// `CollapsingMergeTree` (or its versioned form), and delete_insert's `ALTER TABLE … DELETE`
+/// a `MergeTree`-family engine.
+pub fn engine_misfit(engine: &str, kind: MergeKind) -> Option<String> {
+    let (fits, name, needs) = match kind {
+        MergeKind::Upsert => (
+            engine.contains("ReplacingMergeTree"),
+            "upsert",
+            "a ReplacingMergeTree",
+        ),
+        MergeKind::Collapse => (
+            engine.contains("CollapsingMergeTree"),
+            "collapse",
+            "a CollapsingMergeTree (or VersionedCollapsingMergeTree)",
+        ),
+        MergeKind::DeleteInsert => (
+            engine.contains("MergeTree"),
+            "delete_insert",
+            "a MergeTree-family engine (it deletes with ALTER TABLE … DELETE)",
+        ),
+    };
+    (!fits).then(|| {
+        format!(
+            "its engine is {engine}, and merge strategy {name} needs {needs}{}",
+            if kind == MergeKind::Upsert {
+                ": every run would add another copy of each row"
+            } else {
+                ""
+            }
+        )
+    })
+}
+
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn clickhouse_engines_are_matched_to_the_merge_strategy() {
+        use super::engine_misfit;
+        assert!(engine_misfit("ReplacingMergeTree", MergeKind::Upsert).is_none());
+        assert!(engine_misfit("ReplicatedReplacingMergeTree", MergeKind::Upsert).is_none());
+        assert!(engine_misfit("MergeTree", MergeKind::Upsert).is_some());
+        assert!(engine_misfit("CollapsingMergeTree", MergeKind::Upsert).is_some());
+        assert!(engine_misfit("VersionedCollapsingMergeTree", MergeKind::Collapse).is_none());
+        assert!(engine_misfit("ReplacingMergeTree", MergeKind::Collapse).is_some());
+        assert!(engine_misfit("MergeTree", MergeKind::DeleteInsert).is_none());
+        assert!(engine_misfit("Log", MergeKind::DeleteInsert).is_some());
+    }
+
     use super::*;
     use crate::expr::value::Decimal;
 
