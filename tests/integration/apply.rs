@@ -912,6 +912,41 @@ async fn mariadb_deletes_by_staged_key_go_through_the_primary_key() {
     drop_my(&[&sink]).await;
 }
 
+#[tokio::test(flavor = "multi_thread")]
+async fn duplicate_source_keys_are_warned_about_naming_the_key() {
+    let c = pg().await;
+    let (src, sink) = (unique("dup_src"), unique("dup_sink"));
+    make_source(&c, &src).await;
+    c.batch_execute(&format!(
+        "ALTER TABLE {src} DROP CONSTRAINT {src}_pkey;
+         INSERT INTO {src} VALUES (5, 'another five', 5.5, NULL);"
+    ))
+    .await
+    .unwrap();
+    let cfg = write_config(&pipeline_yaml(
+        "dup",
+        &src,
+        "pg",
+        &sink,
+        "{strategy: upsert}",
+        RECON_BY_ID,
+    ));
+    let o = synctool(&cfg, &["apply"]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(0), "{err}");
+    assert!(
+        err.contains("1 source row(s) of a batch repeat the key of an earlier row (first: (id=5))"),
+        "{err}"
+    );
+    let o = synctool(&cfg, &["plan"]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains("the source has 1 key(s) held by more than one row (first: (id=5))"),
+        "{err}"
+    );
+    drop_pg(&c, &[&src, &sink]).await;
+}
+
 #[test]
 fn usage_errors_exit_2() {
     let cfg = write_config(&pipeline_yaml(

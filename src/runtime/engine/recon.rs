@@ -22,7 +22,7 @@ use super::full::{partition_dtype, stream_into, Ctx, Extract};
 use super::params::{bound_value, eval_bound};
 use super::progress::Bar;
 use super::report::PipelineReport;
-use super::rows::{alias_key, alias_rows, extract_columns, key_of, to_sink_rows};
+use super::rows::{alias_key, alias_rows, extract_columns, key_label, key_of, to_sink_rows};
 use super::sink::{connect, SinkIo};
 use super::steps::Prepared;
 use crate::expr::Value;
@@ -754,14 +754,25 @@ impl<'c, 'a> Recon<'c, 'a> {
             sb.values(&ctx.binds, &extra)?,
         );
         let (ra, rb) = self.sides.query_pair((sa, &va), (sb, &vb), &out).await?;
+        let mut repeated: Vec<String> = Vec::new();
         for (i, rows) in [ra, rb].into_iter().enumerate() {
             for row in rows {
                 let key: Vec<&Value> = row.iter().take(nkey).collect();
                 let k = key_of(&key);
                 let h = text(row.get(nkey));
                 let kv: Row = row.iter().take(nkey).cloned().collect();
-                hashes[i].insert(k, (h, kv));
+                if hashes[i].insert(k, (h, kv)).is_some() && i == 0 {
+                    repeated.push(key_label(p, &key));
+                }
             }
+        }
+        if let Some(first) = repeated.first() {
+            // The sink holds one row per key: this leaf will differ on every run.
+            tracing::warn!(
+                "pipeline `{}`: the source has {} key(s) held by more than one row (first: ({first})); the sink keeps one row per key, so this block compares as changed on every run without anything to write. Make `unique_key` a key of the source.",
+                p.name,
+                repeated.len()
+            );
         }
         let [src, snk] = hashes;
         let to_write: HashSet<&String> = src

@@ -113,8 +113,36 @@ pub fn alias_key(p: &Pipeline, r: &AliasRow) -> String {
     key_of(&vals)
 }
 
+/// `id=5, region="eu"`: a key for messages, its values in `p.key` order.
+pub fn key_label(p: &Pipeline, vals: &[&Value]) -> String {
+    p.key
+        .iter()
+        .zip(vals)
+        .map(|(k, v)| {
+            format!(
+                "{}={}",
+                k.sink_column,
+                crate::runtime::transform::key_text(v)
+            )
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// Warns that `count` source rows of one batch repeated the key of an earlier row (`first`
+/// names one): the sink holds one row per key, so all but the last are dropped.
+fn warn_duplicates(p: &Pipeline, count: usize, first: Option<String>) {
+    if count > 0 {
+        tracing::warn!(
+            "pipeline `{}`: {count} source row(s) of a batch repeat the key of an earlier row (first: ({})); the sink keeps one row per key, the last one read. Make `unique_key` a key of the source.",
+            p.name,
+            first.unwrap_or_default()
+        );
+    }
+}
+
 /// Enriches `rows` and turns them into load rows (sink fields, then the stored hash), with
-/// duplicate keys inside the batch collapsed to their last row.
+/// duplicate keys inside the batch collapsed to their last row (and warned about).
 pub async fn to_sink_rows(
     p: &Pipeline,
     enricher: &Enricher,
@@ -125,6 +153,7 @@ pub async fn to_sink_rows(
     let append = appends_hash(p);
     let mut out: Vec<Row> = Vec::with_capacity(rows.len());
     let mut seen: HashMap<String, usize> = HashMap::new();
+    let (mut dups, mut first) = (0, None);
     for r in &rows {
         let mut s = transform::sink_row(p, r, now)?;
         if append {
@@ -135,13 +164,26 @@ pub async fn to_sink_rows(
             continue;
         }
         match seen.entry(alias_key(p, r)) {
-            std::collections::hash_map::Entry::Occupied(e) => out[*e.get()] = s,
+            std::collections::hash_map::Entry::Occupied(e) => {
+                if dups == 0 {
+                    let null = Value::Null;
+                    let vals: Vec<&Value> = p
+                        .key
+                        .iter()
+                        .map(|k| r.get(&k.source_alias).unwrap_or(&null))
+                        .collect();
+                    first = Some(key_label(p, &vals));
+                }
+                dups += 1;
+                out[*e.get()] = s
+            }
             std::collections::hash_map::Entry::Vacant(e) => {
                 e.insert(out.len());
                 out.push(s);
             }
         }
     }
+    warn_duplicates(p, dups, first);
     Ok(out)
 }
 
@@ -210,6 +252,7 @@ impl Projection {
         let mut out: Vec<Row> = Vec::with_capacity(batch.len());
         let mut seen: HashMap<u64, usize> = HashMap::with_capacity(batch.len());
         let mut collided: HashMap<String, usize> = HashMap::new();
+        let (mut dups, mut first) = (0, None);
         for mut r in batch {
             let slot = if self.key.is_empty() {
                 None
@@ -238,12 +281,20 @@ impl Projection {
                     }
                 }
             };
+            if slot.is_some() {
+                if dups == 0 {
+                    let key: Vec<&Value> = self.key.iter().map(|i| &r[*i]).collect();
+                    first = Some(key_label(p, &key));
+                }
+                dups += 1;
+            }
             let row = self.project(p, &mut r)?;
             match slot {
                 Some(i) => out[i] = row,
                 None => out.push(row),
             }
         }
+        warn_duplicates(p, dups, first);
         Ok(out)
     }
 
