@@ -49,6 +49,10 @@ const EXAMPLES: &[(&str, &str)] = &[
         "webhook_and_nats",
         include_str!("../../examples/webhook_and_nats.yaml"),
     ),
+    (
+        "nats_source",
+        include_str!("../../examples/nats_source.yaml"),
+    ),
 ];
 
 #[test]
