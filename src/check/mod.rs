@@ -97,6 +97,9 @@ fn pipeline(
         return None;
     };
     let mut source = source::source(raw_source, stores, diags)?;
+    if source.store.kind == ir::StoreKind::Nats {
+        source::nats_sink_limits(raw_sink, diags);
+    }
     let enrichments = enrich::enrichments(&p.enrichment, &source, stores, diags);
     let sink = sink::sink(raw_sink, stores, &mut source, &enrichments, diags)?;
     let key = sink::key_pairs(raw_sink, &sink, diags);

@@ -74,11 +74,8 @@ pub fn source(r: &RawSource, stores: &Stores, diags: &mut Diags) -> Option<Sourc
             alias: None,
         },
     };
-    if !sql && !r.joins.is_empty() {
-        diags.push(
-            Diagnostic::error("a NATS source cannot have joins")
-                .at_path(format!("{}.joins", r.path)),
-        );
+    if !sql {
+        nats_source_limits(r, diags);
     }
     let mut scope = Scope {
         tables: vec![table.clone()],
@@ -231,6 +228,56 @@ pub fn source(r: &RawSource, stores: &Stores, diags: &mut Diags) -> Option<Sourc
             .unwrap_or(DEFAULT_BATCH_SIZE),
         meta,
     })
+}
+
+/// A NATS source is a stream of JSON messages, not a table: nothing can be joined to it or
+/// filtered by a query. Joins and filters are errors (rather than being ignored, which would
+/// sync rows the config says to leave out).
+fn nats_source_limits(r: &RawSource, diags: &mut Diags) {
+    for j in &r.joins {
+        diags.push(
+            j.table
+                .table
+                .error("a NATS source cannot have joins")
+                .with_label("joins need a SQL source")
+                .with_help("a NATS source reads one JSON object per message; join in the sink database or enrich the rows (`enrichment:`) instead"),
+        );
+    }
+    for f in &r.filters {
+        diags.push(
+            f.column
+                .error("a NATS source cannot have filters")
+                .with_label("filters run in the source's SQL query")
+                .with_help("every message consumed is written; filter before publishing, or route messages to another `subject`"),
+        );
+    }
+}
+
+/// Sink settings that have no meaning when the source is NATS (checked once the sink is
+/// known): `allow_delete` (the messages of one run are not the whole table, so "absent from
+/// the source" would delete almost every row) and a stored row hash (`meta_columns.
+/// hash_column`, computed by the source's extract query, which a NATS source has not).
+pub fn nats_sink_limits(sink: &crate::config::raw::RawSink, diags: &mut Diags) {
+    if let Some(a) = sink.merge.as_ref().and_then(|m| m.allow_delete.as_ref()) {
+        if a.value {
+            diags.push(
+                a.error("`allow_delete` cannot be used with a NATS source")
+                    .with_label("a run's messages are not the whole table")
+                    .with_help(
+                        "remove `allow_delete`: rows are only inserted or updated from messages",
+                    ),
+            );
+        }
+    }
+    if let Some(h) = &sink.meta.hash_column {
+        diags.push(
+            h.error("a NATS source has no row hash to store in `hash_column`")
+                .with_label("the row hash is computed by a SQL source's extract query")
+                .with_help(
+                    "remove `meta_columns.hash_column`: a pipeline from NATS is never reconciled",
+                ),
+        );
+    }
 }
 
 /// `u.name` → `u__name`; `name` → `name`.

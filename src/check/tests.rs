@@ -49,6 +49,10 @@ const EXAMPLES: &[(&str, &str)] = &[
         "webhook_and_nats",
         include_str!("../../examples/webhook_and_nats.yaml"),
     ),
+    (
+        "nats_source",
+        include_str!("../../examples/nats_source.yaml"),
+    ),
 ];
 
 #[test]
@@ -274,4 +278,82 @@ fn tls_settings_are_checked_where_they_are_written() {
     let f = fail(&text);
     assert_eq!(f.diagnostics.len(), 2, "{:?}", f.diagnostics);
     assert!(f.diagnostics[1].message.contains("`sslkey` has no effect"));
+}
+
+const NATS_SOURCE: &str = r#"
+datastores:
+  - {name: pg, type: postgres, host: 127.0.0.1, username: u, database: d}
+  - {name: bus, type: nats, servers: ["nats://127.0.0.1:4222"], subject: orders, stream: ORDERS, durable: sync}
+pipelines:
+  - name: from_bus
+    source:
+      datastore: bus
+      fields:
+        - {column: id, dtype: int}
+        - {column: total, dtype: "decimal(10,2)"}
+    sink:
+      datastore: pg
+      table: orders
+      unique_key: [id]
+      fields:
+        - {column: id, source_column: id}
+        - {column: total, source_column: total}
+        - {column: big, dtype: int, source_column: 'lambda r: 1 if r["total"] > 100 else 0'}
+"#;
+
+#[test]
+fn a_nats_source_checks_and_evaluates_expressions_in_the_runtime() {
+    let fe = ok(NATS_SOURCE);
+    let p = &fe.checked.program.pipelines[0];
+    // Nothing can be pushed into a query a NATS source does not have.
+    assert!(p.source.pushed.is_empty());
+    assert!(matches!(p.sink.fields[2].value, FieldValue::Expr(_)));
+}
+
+#[test]
+fn a_nats_source_refuses_sql_only_settings_with_path_and_span() {
+    let cases = [
+        (
+            "      fields:\n        - {column: id",
+            "      filters:\n        - {column: id, operator: '>', value: 5}\n      fields:\n        - {column: id",
+            "a NATS source cannot have filters",
+            "pipelines[0].source.filters[0].column",
+            "id",
+        ),
+        (
+            "      fields:\n        - {column: id",
+            "      joins:\n        - {table: customers, on: \"customers.id = id\"}\n      fields:\n        - {column: id",
+            "a NATS source cannot have joins",
+            "pipelines[0].source.joins[0].table",
+            "customers",
+        ),
+        (
+            "      unique_key: [id]",
+            "      unique_key: [id]\n      merge_strategy: {strategy: upsert, allow_delete: true}",
+            "`allow_delete` cannot be used with a NATS source",
+            "pipelines[0].sink.merge_strategy.allow_delete",
+            "true",
+        ),
+        (
+            "      unique_key: [id]",
+            "      unique_key: [id]\n      meta_columns: {hash_column: h}",
+            "a NATS source has no row hash to store in `hash_column`",
+            "pipelines[0].sink.meta_columns.hash_column",
+            "h",
+        ),
+    ];
+    for (from, to, message, path, at) in cases {
+        let text = NATS_SOURCE.replacen(from, to, 1);
+        assert_ne!(text, NATS_SOURCE);
+        let f = fail(&text);
+        let d = f
+            .diagnostics
+            .iter()
+            .find(|d| d.message == message)
+            .unwrap_or_else(|| panic!("no `{message}` in:\n{}", f.render()));
+        assert_eq!(d.path.as_deref(), Some(path), "{}", f.render());
+        let span = d.span.unwrap();
+        assert_eq!(&text[span.start..span.end], at);
+        assert!(f.render().contains("t.yaml:"), "{}", f.render());
+    }
 }

@@ -13,7 +13,9 @@
 //! `per_msg_timeout` without a message. Each message is a JSON object decoded into a row
 //! typed by the source fields. With a `stream`, a JetStream pull consumer (durable when
 //! `durable` is set) delivers them and nothing is acknowledged until the caller calls
-//! [`NatsAck::ack`] after the sink committed — an unacknowledged batch is redelivered.
+//! [`NatsAck::ack`] after the sink committed — an unacknowledged batch is redelivered (at
+//! once when it is handed back with [`NatsAck::nak`], else after the consumer's ack wait).
+//! A message that cannot be decoded is handed back too, with the rest of its pull.
 //! Without a stream, a core subscription (queue group `queue`) is at-most-once and the ack
 //! is a no-op.
 //!
@@ -29,6 +31,7 @@ use crate::ir::Pipeline;
 use crate::types::Dtype;
 use async_nats::jetstream;
 use async_nats::jetstream::consumer::{pull, AckPolicy, PullConsumer};
+use async_nats::jetstream::AckKind;
 use futures_util::StreamExt;
 use indexmap::IndexMap;
 use sha2::{Digest, Sha256};
@@ -41,6 +44,9 @@ pub const MAX_IN_FLIGHT: usize = 256;
 pub const DEFAULT_PER_MSG_TIMEOUT: Duration = Duration::from_secs(5);
 /// Default connect / request timeout.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long a source waits for the rest of a pull's messages when it stops at a message it
+/// cannot decode, to hand them back to the stream.
+const NAK_DRAIN: Duration = Duration::from_millis(50);
 
 /// Connection and consumption settings of a NATS datastore.
 #[derive(Clone)]
@@ -371,6 +377,7 @@ pub struct NatsBatch {
 #[derive(Debug)]
 pub struct NatsAck {
     store: String,
+    client: async_nats::Client,
     messages: Vec<jetstream::Message>,
 }
 
@@ -401,6 +408,33 @@ impl NatsAck {
         }
         last.double_ack().await.map_err(err)?;
         Ok(())
+    }
+
+    /// Hand every message of the batch back to the stream (a negative acknowledgement), so
+    /// that the next run gets them at once instead of after the consumer's ack wait. For a
+    /// batch whose rows were not committed. Best effort: a message whose nak is lost is
+    /// redelivered after the ack wait anyway.
+    pub async fn nak(self) {
+        nak_all(&self.store, &self.client, &self.messages).await;
+    }
+}
+
+/// Negatively acknowledge `messages` (see [`NatsAck::nak`]) and flush, so that the naks
+/// reach the server even when the process ends right after; failures are logged.
+async fn nak_all(store: &str, client: &async_nats::Client, messages: &[jetstream::Message]) {
+    let warn = |e: &dyn std::fmt::Display| {
+        tracing::warn!(datastore = %store, error = %e, "JetStream nak failed; the messages are redelivered after the consumer's ack wait");
+    };
+    for m in messages {
+        if let Err(e) = m.ack_with(AckKind::Nak(None)).await {
+            warn(&e);
+            return;
+        }
+    }
+    if !messages.is_empty() {
+        if let Err(e) = client.flush().await {
+            warn(&e);
+        }
     }
 }
 
@@ -476,6 +510,50 @@ impl NatsSource {
         })
     }
 
+    /// How many messages a run of `pipeline` would consume now, without consuming (nor
+    /// creating) anything: with a `stream`, the `durable` consumer's pending and
+    /// unacknowledged messages when it exists, else the stream's messages on the subject
+    /// (where a new consumer starts); at most `max_msgs`. `None` for core NATS, which keeps
+    /// no messages to count.
+    pub async fn pending(
+        pipeline: &Pipeline,
+        cfg: &RawConfig,
+    ) -> Result<Option<u64>, RuntimeError> {
+        let settings = NatsSettings::from_config(cfg, &pipeline.source.store.name)?;
+        let (Some(stream_name), Some(subject)) = (&settings.stream, &settings.subject) else {
+            return Ok(None);
+        };
+        let client = settings.connect().await?;
+        let js = jetstream::new(client.clone());
+        let stream = js
+            .get_stream(stream_name)
+            .await
+            .map_err(|e| settings.err(format!("JetStream stream `{stream_name}`: {e}")))?;
+        let existing = match &settings.durable {
+            Some(d) => stream.consumer_info(d).await.ok(),
+            None => None,
+        };
+        let n = match existing {
+            Some(info) => info.num_pending + info.num_ack_pending as u64,
+            None => {
+                let mut subjects = stream
+                    .info_with_subjects(subject)
+                    .await
+                    .map_err(|e| settings.err(format!("JetStream stream `{stream_name}`: {e}")))?;
+                let mut n = 0u64;
+                while let Some(s) = subjects.next().await {
+                    let (_, count) = s.map_err(|e| {
+                        settings.err(format!("JetStream stream `{stream_name}`: {e}"))
+                    })?;
+                    n += count as u64;
+                }
+                n
+            }
+        };
+        let _ = client.drain().await;
+        Ok(Some(settings.max_msgs.map_or(n, |m| n.min(m))))
+    }
+
     /// Messages received so far.
     pub fn received(&self) -> u64 {
         self.received
@@ -531,6 +609,7 @@ impl NatsSource {
             rows,
             ack: NatsAck {
                 store: self.settings.name.clone(),
+                client: self.client.clone(),
                 messages: acks,
             },
         }))
@@ -578,7 +657,22 @@ impl NatsSource {
                             next.map_err(|e| self.settings.err(format!("JetStream pull: {e}")))?;
                         let seq = msg.info().map(|i| i.stream_sequence).unwrap_or(0);
                         let label = format!("stream sequence {seq} on `{}`", msg.subject);
-                        let row = self.decode(&msg.payload, &label)?;
+                        let row = match self.decode(&msg.payload, &label) {
+                            Ok(row) => row,
+                            Err(e) => {
+                                // Hand the message back, with the rest of this pull already
+                                // delivered, so that a later run gets them at once (the
+                                // messages after it are not written either: order holds).
+                                let mut back = vec![msg];
+                                while let Ok(Some(Ok(m))) =
+                                    tokio::time::timeout(NAK_DRAIN, batch.next()).await
+                                {
+                                    back.push(m);
+                                }
+                                nak_all(&self.settings.name, &self.client, &back).await;
+                                return Err(e);
+                            }
+                        };
                         rows.push(row);
                         acks.push(msg);
                         self.received += 1;

@@ -11,6 +11,7 @@ mod examples;
 mod frontend_fuzz;
 mod hash_golden;
 mod matrix;
+mod nats_source;
 mod statements;
 mod support;
 mod tls;

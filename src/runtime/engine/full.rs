@@ -15,7 +15,7 @@ use super::steps::{Binds, Steps};
 use super::RunOptions;
 use crate::config::raw::RawConfig;
 use crate::expr::Value;
-use crate::ir::{PartitionKind, Pipeline, Reconciliation};
+use crate::ir::{PartitionKind, Pipeline, Reconciliation, StoreKind};
 use crate::runtime::connect::Conn;
 use crate::runtime::enrich::Enricher;
 use crate::runtime::{Row, RuntimeError};
@@ -53,11 +53,10 @@ impl<'a> Ctx<'a> {
         opts: &'a RunOptions,
         progress: &'a Progress,
     ) -> Result<Ctx<'a>, RuntimeError> {
-        if p.source.store.kind.dialect().is_none() {
+        if p.source.store.kind == StoreKind::Webhook {
             return Err(RuntimeError::Config(format!(
-                "pipeline `{}`: reading from a {} source is not supported by this engine",
-                p.name,
-                p.source.store.kind.name()
+                "pipeline `{}`: a webhook datastore cannot be a source",
+                p.name
             )));
         }
         Ok(Ctx {

@@ -3,6 +3,8 @@
 //! - [`run_pipeline`] picks the mode (a full sync, a hash reconciliation or a timestamp
 //!   increment, see [`RunOptions`]), connects, and returns a [`PipelineReport`].
 //! - `full.rs` streams the extract through enrichment and transform into the sink;
+//!   `from_nats.rs` does the same with the batches a NATS source consumes, acknowledging
+//!   each batch's messages once the sink committed it;
 //!   `recon.rs` compares block hashes level by level and re-syncs only the rows of changed
 //!   leaves; `sink.rs` owns every write (staging, load, merge, deletes, ClickHouse
 //!   mutations), checking rows against the sink table's column types (`sink_table.rs`);
@@ -14,6 +16,7 @@
 //! [`crate::sql::stage_insert`] and [`crate::sql::stage_keys_insert`] and binds values.
 
 mod blocks;
+mod from_nats;
 mod full;
 mod params;
 mod progress;
@@ -30,7 +33,7 @@ pub use report::{render_json, render_text, BlockCounts, PipelineReport};
 
 use crate::config::raw::RawConfig;
 use crate::expr::TypedExpr;
-use crate::ir::{Pipeline, ReconStrategy, Reconciliation};
+use crate::ir::{Pipeline, ReconStrategy, Reconciliation, StoreKind};
 use crate::runtime::RuntimeError;
 use chrono::NaiveDateTime;
 use std::time::Instant;
@@ -158,6 +161,9 @@ pub async fn run_pipeline(
     let mut report = PipelineReport::new(&p.name, mode.name());
     let ctx = full::Ctx::new(p, cfg, opts, progress)?;
     match mode {
+        Mode::Full if p.source.store.kind == StoreKind::Nats => {
+            from_nats::run(&ctx, &mut report).await?
+        }
         Mode::Full => full::run(&ctx, &mut report).await?,
         Mode::Timestamp(r) => full::run_incremental(&ctx, r, &mut report).await?,
         Mode::Hash(r) => recon::run(&ctx, r, &mut report).await?,

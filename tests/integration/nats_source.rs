@@ -1,0 +1,498 @@
+//! `synctool apply` / `plan` with a NATS JetStream source, end to end: the built binary
+//! consumes JSON messages from a stream on the real NATS server (127.0.0.1:4222, JetStream
+//! enabled) into PostgreSQL (127.0.0.1:5432, postgres, database test) and MariaDB
+//! (127.0.0.1:3306, root, database test). Every test makes its own stream, subject, durable
+//! consumer and tables. A missing service fails the test, naming it.
+
+use crate::support::{mysql, mysql_exec, mysql_rows, pg, pg_rows, unique, Row};
+use async_nats::jetstream;
+use serde_json::{json, Value as J};
+use std::io::Write;
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+const NATS: &str = "nats://127.0.0.1:4222";
+
+async fn js() -> jetstream::Context {
+    let nc = async_nats::connect(NATS)
+        .await
+        .unwrap_or_else(|e| panic!("NATS must run on {NATS} for this test: {e}"));
+    jetstream::new(nc)
+}
+
+/// A stream `name` on `subject`, plus the publishing context.
+async fn stream(name: &str, subject: &str) -> jetstream::Context {
+    let js = js().await;
+    js.create_stream(jetstream::stream::Config {
+        name: name.to_string(),
+        subjects: vec![subject.to_string()],
+        ..Default::default()
+    })
+    .await
+    .unwrap_or_else(|e| panic!("JetStream must be enabled on {NATS}: {e}"));
+    js
+}
+
+async fn publish(js: &jetstream::Context, subject: &str, msgs: &[J]) {
+    for m in msgs {
+        js.publish(subject.to_string(), serde_json::to_vec(m).unwrap().into())
+            .await
+            .expect("publish")
+            .await
+            .expect("publish ack");
+    }
+}
+
+/// The durable consumer's state: (acknowledged floor, unacknowledged, not yet delivered).
+async fn consumer_state(js: &jetstream::Context, stream: &str, durable: &str) -> (u64, usize, u64) {
+    let s = js.get_stream(stream).await.expect("stream");
+    let info = s.consumer_info(durable).await.expect("consumer info");
+    (
+        info.ack_floor.stream_sequence,
+        info.num_ack_pending,
+        info.num_pending,
+    )
+}
+
+/// Message `i`: odd ids carry the amount as a JSON number, even ones as a string (the NATS
+/// sink's decimal encoding); id 2 has a null name, id 4 no `ok` key, and every message an
+/// extra key the fields do not pick.
+fn message(i: i64) -> J {
+    let mut m = json!({
+        "id": i,
+        "name": format!("n{i}"),
+        "amount": if i % 2 == 1 { json!(i as f64 + 0.25) } else { json!(format!("{i}.25")) },
+        "at": format!("2024-01-02T03:04:{:02}.5Z", i),
+        "ok": i % 2 == 0,
+        "ignored": [1, 2],
+    });
+    if i == 2 {
+        m["name"] = J::Null;
+    }
+    if i == 4 {
+        m.as_object_mut().unwrap().remove("ok");
+    }
+    m
+}
+
+/// The sink row of [`message`] `i` as text: id, name, amount, at, ok (as `t`/`f`), big.
+fn expected(i: i64, truth: (&str, &str)) -> Row {
+    let ok = match i {
+        4 => None,
+        _ if i % 2 == 0 => Some(truth.0.to_string()),
+        _ => Some(truth.1.to_string()),
+    };
+    vec![
+        Some(i.to_string()),
+        (i != 2).then(|| format!("n{i}")),
+        Some(format!("{i}.25")),
+        Some(format!("2024-01-02 03:04:{i:02}.500000")),
+        ok,
+        Some(if i > 3 { "1" } else { "0" }.to_string()),
+    ]
+}
+
+fn config(
+    subject: &str,
+    stream: &str,
+    durable: &str,
+    sink: &str,
+    table: &str,
+    extra: &str,
+) -> String {
+    format!(
+        r#"
+datastores:
+  - {{name: pg, type: postgres, host: 127.0.0.1, port: 5432, username: postgres, database: test}}
+  - {{name: my, type: mysql, host: 127.0.0.1, port: 3306, username: root, database: test}}
+  - name: bus
+    type: nats
+    servers: ["{NATS}"]
+    subject: {subject}
+    stream: {stream}
+    durable: {durable}
+    per_msg_timeout: 0.5
+    total_timeout: 30
+{extra}
+pipelines:
+  - name: from_bus
+    source:
+      datastore: bus
+      batch_size: 3
+      fields:
+        - {{column: id, dtype: int}}
+        - {{column: name, dtype: str}}
+        - {{column: amount, dtype: "decimal(10,2)"}}
+        - {{column: at, dtype: datetime}}
+        - {{column: ok, dtype: bool}}
+    sink:
+      datastore: {sink}
+      table: {table}
+      unique_key: [id]
+      merge_strategy: {{strategy: upsert}}
+      fields:
+        - {{column: id, source_column: id}}
+        - {{column: name, source_column: name}}
+        - {{column: amount, source_column: amount}}
+        - {{column: at, source_column: at}}
+        - {{column: ok, source_column: ok}}
+        - {{column: big, dtype: int, source_column: 'lambda r: 1 if r["id"] > 3 else 0'}}
+"#
+    )
+}
+
+fn write_config(text: &str) -> std::path::PathBuf {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    static N: AtomicUsize = AtomicUsize::new(0);
+    let p = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!(
+        "nats-source-{}-{}.yaml",
+        std::process::id(),
+        N.fetch_add(1, Ordering::SeqCst)
+    ));
+    std::fs::File::create(&p)
+        .and_then(|mut f| f.write_all(text.as_bytes()))
+        .expect("write config");
+    p
+}
+
+fn synctool(cfg: &std::path::Path, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_synctool"))
+        .arg("-c")
+        .arg(cfg)
+        .args(args)
+        .output()
+        .expect("run synctool")
+}
+
+/// `synctool <args> --format json`, asserting exit code 0; returns (rows_read, rows_written).
+fn run_ok(cfg: &std::path::Path, args: &[&str]) -> (i64, i64) {
+    let mut all = args.to_vec();
+    all.extend(["--format", "json"]);
+    let o = synctool(cfg, &all);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(0), "synctool {args:?}:\n{err}");
+    let v: J = serde_json::from_slice(&o.stdout).unwrap_or_else(|e| panic!("JSON: {e}\n{err}"));
+    let p = &v["pipelines"][0];
+    assert_eq!(p["mode"], "full", "{v}");
+    (
+        p["rows_read"].as_i64().unwrap(),
+        p["rows_written"].as_i64().unwrap(),
+    )
+}
+
+/// `synctool apply`, asserting exit code 1; returns stderr.
+fn run_fails(cfg: &std::path::Path) -> String {
+    let o = synctool(cfg, &["apply"]);
+    let err = String::from_utf8_lossy(&o.stderr).to_string();
+    assert_eq!(o.status.code(), Some(1), "apply should fail:\n{err}");
+    err
+}
+
+fn pg_select(t: &str) -> String {
+    format!(
+        "SELECT id::text, name, amount::text, to_char(at, 'YYYY-MM-DD HH24:MI:SS.US'), ok::text, big::text FROM {t} ORDER BY id"
+    )
+}
+
+fn my_select(t: &str) -> String {
+    format!(
+        "SELECT CAST(id AS CHAR), name, CAST(amount AS CHAR), DATE_FORMAT(at, '%Y-%m-%d %H:%i:%s.%f'), CAST(ok AS CHAR), CAST(big AS CHAR) FROM {t} ORDER BY id"
+    )
+}
+
+struct Names {
+    stream: String,
+    subject: String,
+    durable: String,
+    table: String,
+}
+
+fn names(tag: &str) -> Names {
+    let u = unique(tag);
+    Names {
+        stream: u.to_uppercase(),
+        subject: format!("synctool.test.{u}"),
+        durable: format!("{u}_durable"),
+        table: u,
+    }
+}
+
+#[tokio::test]
+async fn nats_source_into_postgres_acks_after_commit_and_reruns_write_nothing() {
+    let n = names("nats_src_pg");
+    let js = stream(&n.stream, &n.subject).await;
+    publish(&js, &n.subject, &(1..=7).map(message).collect::<Vec<_>>()).await;
+    let cfg = write_config(&config(
+        &n.subject, &n.stream, &n.durable, "pg", &n.table, "",
+    ));
+
+    // plan consumes nothing: no durable consumer yet, so it counts the subject's messages.
+    assert_eq!(run_ok(&cfg, &["plan"]), (7, 7));
+    let s = js.get_stream(&n.stream).await.unwrap();
+    assert!(
+        s.consumer_info(&n.durable).await.is_err(),
+        "plan created no consumer"
+    );
+
+    assert_eq!(run_ok(&cfg, &["apply"]), (7, 7));
+    let c = pg().await;
+    let rows = pg_rows(&c, &pg_select(&n.table), &[]).await;
+    let want: Vec<Row> = (1..=7).map(|i| expected(i, ("true", "false"))).collect();
+    assert_eq!(rows, want);
+    assert_eq!(consumer_state(&js, &n.stream, &n.durable).await, (7, 0, 0));
+
+    // Nothing new: the durable consumer resumes after the acknowledged messages.
+    assert_eq!(run_ok(&cfg, &["plan"]), (0, 0));
+    assert_eq!(run_ok(&cfg, &["apply"]), (0, 0));
+
+    // New messages, one of them an update of an existing key: only those are written.
+    let mut m3 = message(3);
+    m3["name"] = json!("renamed");
+    publish(&js, &n.subject, &[m3, message(8)]).await;
+    assert_eq!(run_ok(&cfg, &["plan"]), (2, 2));
+    assert_eq!(consumer_state(&js, &n.stream, &n.durable).await, (7, 0, 2));
+    assert_eq!(run_ok(&cfg, &["apply"]), (2, 2));
+    let rows = pg_rows(&c, &pg_select(&n.table), &[]).await;
+    assert_eq!(rows.len(), 8);
+    assert_eq!(rows[2][1].as_deref(), Some("renamed"));
+    assert_eq!(rows[7], expected(8, ("true", "false")));
+    c.batch_execute(&format!("DROP TABLE {}", n.table))
+        .await
+        .unwrap();
+    js.delete_stream(&n.stream).await.unwrap();
+}
+
+#[tokio::test]
+async fn nats_source_into_mariadb_value_by_value_and_max_msgs_stops_early() {
+    let n = names("nats_src_my");
+    let js = stream(&n.stream, &n.subject).await;
+    publish(&js, &n.subject, &(1..=7).map(message).collect::<Vec<_>>()).await;
+    let cfg = write_config(&config(
+        &n.subject,
+        &n.stream,
+        &n.durable,
+        "my",
+        &n.table,
+        "    max_msgs: 5",
+    ));
+    assert_eq!(
+        run_ok(&cfg, &["plan"]),
+        (5, 5),
+        "plan counts at most max_msgs"
+    );
+    // max_msgs = 5 with batches of 3: 3 + 2, and two messages stay for the next run.
+    assert_eq!(run_ok(&cfg, &["apply"]), (5, 5));
+    assert_eq!(consumer_state(&js, &n.stream, &n.durable).await, (5, 0, 2));
+    let mut c = mysql().await;
+    let rows = mysql_rows(&mut c, &my_select(&n.table), ().into()).await;
+    let want: Vec<Row> = (1..=5).map(|i| expected(i, ("1", "0"))).collect();
+    assert_eq!(rows, want);
+
+    assert_eq!(run_ok(&cfg, &["apply"]), (2, 2));
+    assert_eq!(run_ok(&cfg, &["apply"]), (0, 0));
+    let rows = mysql_rows(&mut c, &my_select(&n.table), ().into()).await;
+    let want: Vec<Row> = (1..=7).map(|i| expected(i, ("1", "0"))).collect();
+    assert_eq!(rows, want);
+    mysql_exec(&mut c, &format!("DROP TABLE {}", n.table)).await;
+    js.delete_stream(&n.stream).await.unwrap();
+}
+
+#[tokio::test]
+async fn a_bad_nats_message_fails_the_run_unacknowledged_and_a_fixed_run_gets_it() {
+    let n = names("nats_src_bad");
+    let js = stream(&n.stream, &n.subject).await;
+    let mut msgs: Vec<J> = (1..=6).map(message).collect();
+    msgs[4]["amount"] = json!("n/a"); // stream sequence 5
+    publish(&js, &n.subject, &msgs).await;
+    let text = config(&n.subject, &n.stream, &n.durable, "pg", &n.table, "");
+    let cfg = write_config(&text);
+    let err = run_fails(&cfg);
+    assert!(
+        err.contains("stream sequence 5") && err.contains("amount") && err.contains(&n.subject),
+        "{err}"
+    );
+    // The rows before the bad message were committed and acknowledged (1-3, then 4, which
+    // came before it in the second batch); nothing after it was written.
+    let c = pg().await;
+    let ids = pg_rows(
+        &c,
+        &format!("SELECT id::text FROM {} ORDER BY id", n.table),
+        &[],
+    )
+    .await;
+    let want: Vec<Row> = (1..=4).map(|i| vec![Some(i.to_string())]).collect();
+    assert_eq!(ids, want);
+    assert_eq!(consumer_state(&js, &n.stream, &n.durable).await.0, 4);
+
+    // Fixed: the amount is read as text (into another table). The run gets the bad message
+    // again at once, and what follows it.
+    let fixed_table = format!("{}_fixed", n.table);
+    let fixed = text
+        .replace(
+            "{column: amount, dtype: \"decimal(10,2)\"}",
+            "{column: amount, dtype: str}",
+        )
+        .replace(
+            &format!("table: {}\n", n.table),
+            &format!("table: {fixed_table}\n"),
+        );
+    let cfg = write_config(&fixed);
+    assert_eq!(run_ok(&cfg, &["apply"]), (2, 2));
+    let rows = pg_rows(
+        &c,
+        &format!("SELECT id::text, amount FROM {fixed_table} ORDER BY id"),
+        &[],
+    )
+    .await;
+    assert_eq!(
+        rows,
+        vec![
+            vec![Some("5".into()), Some("n/a".into())],
+            vec![Some("6".into()), Some("6.25".into())],
+        ]
+    );
+    assert_eq!(consumer_state(&js, &n.stream, &n.durable).await, (6, 0, 0));
+    c.batch_execute(&format!("DROP TABLE {}; DROP TABLE {fixed_table}", n.table))
+        .await
+        .unwrap();
+    js.delete_stream(&n.stream).await.unwrap();
+}
+
+#[tokio::test]
+async fn a_nats_batch_the_sink_refused_is_redelivered_to_the_next_run() {
+    let n = names("nats_src_refused");
+    let js = stream(&n.stream, &n.subject).await;
+    publish(&js, &n.subject, &(1..=7).map(message).collect::<Vec<_>>()).await;
+    let c = pg().await;
+    c.batch_execute(&format!(
+        "CREATE TABLE {t} (id bigint PRIMARY KEY, name text, amount numeric(10,2), at timestamp,
+           ok boolean, big bigint, CONSTRAINT no_five CHECK (id <> 5))",
+        t = n.table
+    ))
+    .await
+    .unwrap();
+    let cfg = write_config(&config(
+        &n.subject, &n.stream, &n.durable, "pg", &n.table, "",
+    ));
+    let err = run_fails(&cfg);
+    assert!(err.contains("no_five"), "{err}");
+    // Batch 1-3 committed and acknowledged; batch 4-6 rolled back and handed back (still
+    // pending for the consumer, not acknowledged).
+    let ids = pg_rows(&c, &format!("SELECT count(*)::text FROM {}", n.table), &[]).await;
+    assert_eq!(ids, vec![vec![Some("3".into())]]);
+    assert_eq!(consumer_state(&js, &n.stream, &n.durable).await.0, 3);
+
+    c.batch_execute(&format!("ALTER TABLE {} DROP CONSTRAINT no_five", n.table))
+        .await
+        .unwrap();
+    // Handed back, the batch comes at once (not after the 30 s ack wait), then message 7.
+    assert_eq!(run_ok(&cfg, &["apply"]), (4, 4));
+    let rows = pg_rows(&c, &pg_select(&n.table), &[]).await;
+    let want: Vec<Row> = (1..=7).map(|i| expected(i, ("true", "false"))).collect();
+    assert_eq!(rows, want);
+    assert_eq!(consumer_state(&js, &n.stream, &n.durable).await, (7, 0, 0));
+    c.batch_execute(&format!("DROP TABLE {}", n.table))
+        .await
+        .unwrap();
+    js.delete_stream(&n.stream).await.unwrap();
+}
+
+#[tokio::test]
+async fn a_killed_nats_run_leaves_its_uncommitted_batch_for_the_next_run() {
+    let n = names("nats_src_kill");
+    let js = stream(&n.stream, &n.subject).await;
+    publish(&js, &n.subject, &(1..=7).map(message).collect::<Vec<_>>()).await;
+    // The durable consumer exists with a short ack wait, so that a killed run's
+    // unacknowledged messages come back within the test (synctool uses it as it is).
+    js.get_stream(&n.stream)
+        .await
+        .unwrap()
+        .create_consumer(jetstream::consumer::pull::Config {
+            durable_name: Some(n.durable.clone()),
+            filter_subject: n.subject.clone(),
+            ack_policy: jetstream::consumer::AckPolicy::Explicit,
+            ack_wait: Duration::from_secs(2),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let c = pg().await;
+    c.batch_execute(&format!(
+        "CREATE TABLE {t} (id bigint PRIMARY KEY, name text, amount numeric(10,2), at timestamp,
+           ok boolean, big bigint);
+         INSERT INTO {t} (id, name) VALUES (5, 'old')",
+        t = n.table
+    ))
+    .await
+    .unwrap();
+    // Another session holds row 5: the second batch (4-6) waits on it, uncommitted.
+    let (locker, conn) = tokio_postgres::connect(
+        "host=127.0.0.1 port=5432 user=postgres dbname=test",
+        tokio_postgres::NoTls,
+    )
+    .await
+    .expect("PostgreSQL on 127.0.0.1:5432");
+    tokio::spawn(conn);
+    locker
+        .batch_execute(&format!(
+            "BEGIN; SELECT * FROM {} WHERE id = 5 FOR UPDATE",
+            n.table
+        ))
+        .await
+        .unwrap();
+
+    let cfg = write_config(&config(
+        &n.subject, &n.stream, &n.durable, "pg", &n.table, "",
+    ));
+    let mut child = Command::new(env!("CARGO_BIN_EXE_synctool"))
+        .arg("-c")
+        .arg(&cfg)
+        .arg("apply")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("run synctool");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        // First batch acknowledged, second delivered and waiting on the lock.
+        let (floor, unacked, _) = consumer_state(&js, &n.stream, &n.durable).await;
+        if (floor, unacked) == (3, 3) {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the run did not reach the locked row"
+        );
+        assert!(child.try_wait().unwrap().is_none(), "the run ended early");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    locker.batch_execute("ROLLBACK").await.unwrap();
+    let rows = pg_rows(
+        &c,
+        &format!(
+            "SELECT id::text, name FROM {} WHERE id >= 4 ORDER BY id",
+            n.table
+        ),
+        &[],
+    )
+    .await;
+    assert_eq!(
+        rows,
+        vec![vec![Some("5".into()), Some("old".into())]],
+        "nothing of batch 4-6 committed"
+    );
+
+    // After the ack wait, the next run gets the killed batch again, and the rest.
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    assert_eq!(run_ok(&cfg, &["apply"]), (4, 4));
+    let rows = pg_rows(&c, &pg_select(&n.table), &[]).await;
+    let want: Vec<Row> = (1..=7).map(|i| expected(i, ("true", "false"))).collect();
+    assert_eq!(rows, want);
+    assert_eq!(consumer_state(&js, &n.stream, &n.durable).await, (7, 0, 0));
+    c.batch_execute(&format!("DROP TABLE {}", n.table))
+        .await
+        .unwrap();
+    js.delete_stream(&n.stream).await.unwrap();
+}
