@@ -130,9 +130,10 @@ pub fn key_label(p: &Pipeline, vals: &[&Value]) -> String {
 }
 
 /// Warns that `count` source rows of one batch repeated the key of an earlier row (`first`
-/// names one): the sink holds one row per key, so all but the last are dropped.
+/// names one): the sink holds one row per key, so all but the last are dropped. Not for a
+/// message source, whose later messages about a key are its updates.
 fn warn_duplicates(p: &Pipeline, count: usize, first: Option<String>) {
-    if count > 0 {
+    if count > 0 && p.source.store.kind != crate::ir::StoreKind::Nats {
         tracing::warn!(
             "pipeline `{}`: {count} source row(s) of a batch repeat the key of an earlier row (first: ({})); the sink keeps one row per key, the last one read. Make `unique_key` a key of the source.",
             p.name,
