@@ -947,6 +947,38 @@ async fn duplicate_source_keys_are_warned_about_naming_the_key() {
     drop_pg(&c, &[&src, &sink]).await;
 }
 
+#[tokio::test(flavor = "multi_thread")]
+async fn blocks_the_sink_lacks_are_streamed_whole() {
+    let c = pg().await;
+    let (src, sink) = (unique("gap_src"), unique("gap_sink"));
+    make_source(&c, &src).await;
+    let cfg = write_config(&pipeline_yaml(
+        "gap",
+        &src,
+        "pg",
+        &sink,
+        "{strategy: upsert}",
+        RECON_BY_ID,
+    ));
+    json_run(&cfg, &["apply"], 0);
+    // As an interrupted first load leaves it: the sink holds the first third.
+    c.batch_execute(&format!("DELETE FROM {sink} WHERE id >= 1000"))
+        .await
+        .unwrap();
+    let v = json_run(&cfg, &["plan"], 0);
+    assert_eq!(n(&v, "rows_written"), 2001, "{v}");
+    let v = json_run(&cfg, &["apply"], 0);
+    assert_eq!(n(&v, "rows_written"), 2001, "{v}");
+    // Blocks of 1000 ids from 0: [1000, 2000) and [2000, 3000) are streamed as they are,
+    // not split into 100-row leaves (which made 21 added blocks); [3000, 4000) holds one row.
+    assert_eq!(blocks(&v, "added"), 3, "{v}");
+    assert_eq!(blocks(&v, "unchanged"), 1, "{v}");
+    assert_eq!(pg_diff(&c, &src, &sink).await, 0);
+    let v = json_run(&cfg, &["plan"], 0);
+    assert_eq!(n(&v, "rows_written"), 0, "{v}");
+    drop_pg(&c, &[&src, &sink]).await;
+}
+
 #[test]
 fn usage_errors_exit_2() {
     let cfg = write_config(&pipeline_yaml(

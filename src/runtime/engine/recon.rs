@@ -535,6 +535,7 @@ impl<'c, 'a> Recon<'c, 'a> {
         let mut interval = unit.level1(self.r);
         let mut parents = vec![total];
         let mut leaves: Vec<(Range, u64)> = Vec::new();
+        let mut added: Vec<(Range, u64)> = Vec::new();
         let mut level = 1;
         let additive = self.r.strategy == ReconStrategy::Md5sumHash;
         let mut fine: Vec<Fine> = Vec::new();
@@ -565,7 +566,12 @@ impl<'c, 'a> Recon<'c, 'a> {
                     if range.is_empty() || !self.classify(pair, report) {
                         continue;
                     }
-                    if pair.rows() > max && next.is_some() {
+                    if pair.sink.is_none() && pair.rows() > max {
+                        // Nothing of it in the sink (an interrupted first load, a new
+                        // range): no need to split it, stream it whole.
+                        self.bar.inc(1);
+                        added.push((range, pair.rows()));
+                    } else if pair.rows() > max && next.is_some() {
                         Self::unclassify(pair, report);
                         self.bar.inc(1);
                         split.push(range);
@@ -594,7 +600,42 @@ impl<'c, 'a> Recon<'c, 'a> {
         if nulls_changed {
             self.leaf(Scope::Nulls, report).await?;
         }
+        // Last: streaming leaves the loads open across batches (ClickHouse), which the staged
+        // merges of the leaves above must not meet.
+        for (range, rows) in merge_leaves(added, u64::MAX) {
+            self.stream_added(unit, range, rows, report).await?;
+        }
         Ok(())
+    }
+
+    /// Streams the source rows of `range`, of which the sink holds none, into the sink in
+    /// batches, as a full sync does (plan: counts them, `rows` from the block hashes).
+    async fn stream_added(
+        &mut self,
+        unit: Unit,
+        range: Range,
+        rows: u64,
+        report: &mut PipelineReport,
+    ) -> Result<(), RuntimeError> {
+        let ctx = self.ctx;
+        tracing::debug!(?range, rows, "streaming a block the sink lacks");
+        if ctx.opts.dry_run {
+            report.rows_read += rows;
+            report.rows_written += rows;
+            return Ok(());
+        }
+        let step = id(self.r, "source", "extract_range");
+        let extract = Extract {
+            step: &step,
+            extra: vec![
+                ("range_start", unit.value(range.lo)),
+                ("range_end", unit.value(range.hi)),
+            ],
+            delete_absent: false,
+        };
+        // The reader owns its connection while it streams.
+        let src = ctx.source().await?;
+        stream_into(ctx, src, &mut self.sides.sink, extract, report).await
     }
 
     /// The blocks of interval `interval` over `q` for `md5sum_hash`, whose counts and hash
