@@ -66,6 +66,37 @@ pub fn sink(
             });
         }
     }
+    if let Some(d) = store.kind.dialect() {
+        let mut named: Vec<(&str, Option<&crate::config::Spanned<String>>)> = Vec::new();
+        if let Some(t) = &r.table {
+            named.push((&t.table.value, Some(&t.table)));
+            if let Some(s) = &t.dbschema {
+                named.push((&s.value, Some(s)));
+            }
+        }
+        for f in &fields {
+            let at = r
+                .fields
+                .iter()
+                .map(|x| &x.column)
+                .find(|c| c.value == f.column);
+            named.push((&f.column, at));
+        }
+        if let Some(h) = &r.meta.hash_column {
+            named.push((&h.value, Some(h)));
+        }
+        for (name, at) in named {
+            if let Some(m) = identifier_too_long(d, name) {
+                let e = match at {
+                    Some(sp) => sp.error(m),
+                    None => Diagnostic::error(m).at_path(r.path.clone()),
+                };
+                diags.push(e.with_help(
+                    "the database would cut the name short when creating the table, and then not find it; choose a shorter name",
+                ));
+            }
+        }
+    }
     let column_names: Vec<&str> = fields.iter().map(|f| f.column.as_str()).collect();
     let mut unique_key = Vec::new();
     for k in &r.unique_key {
@@ -184,6 +215,23 @@ pub fn sink(
         url_path: r.url_path.as_ref().map(|u| u.value.clone()),
         subject: r.subject.as_ref().map(|s| s.value.clone()),
     })
+}
+
+/// Why `name` cannot be a table or column name on dialect `d`, if it cannot: PostgreSQL
+/// silently truncates names beyond 63 bytes, MySQL refuses names beyond 64 characters.
+pub fn identifier_too_long(d: crate::sql::DialectKind, name: &str) -> Option<String> {
+    use crate::sql::DialectKind;
+    match d {
+        DialectKind::Postgres if name.len() > 63 => Some(format!(
+            "`{name}` is {} bytes long; PostgreSQL names hold at most 63",
+            name.len()
+        )),
+        DialectKind::Mysql if name.chars().count() > 64 => Some(format!(
+            "`{name}` is {} characters long; MySQL names hold at most 64",
+            name.chars().count()
+        )),
+        _ => None,
+    }
 }
 
 fn not_a_sink_column(k: &crate::config::Spanned<String>, cols: &[&str], what: &str) -> Diagnostic {

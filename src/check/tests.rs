@@ -357,3 +357,31 @@ fn a_nats_source_refuses_sql_only_settings_with_path_and_span() {
         assert!(f.render().contains("t.yaml:"), "{}", f.render());
     }
 }
+
+#[test]
+fn sink_names_longer_than_the_database_keeps_are_refused() {
+    let long = "c".repeat(64);
+    let text = EXAMPLES[1]
+        .1
+        .replace("table: accounts_copy", &format!("table: {long}"));
+    let e = fail(&text);
+    let d = &e.diagnostics[0];
+    assert!(
+        d.message
+            .contains("is 64 bytes long; PostgreSQL names hold at most 63"),
+        "{}",
+        e.render()
+    );
+    let span = d.span.unwrap();
+    assert_eq!(&text[span.start..span.end], long);
+    // 63 bytes is fine; a multi-byte name counts bytes.
+    ok(&EXAMPLES[1].1.replace(
+        "table: accounts_copy",
+        &format!("table: {}", "c".repeat(63)),
+    ));
+    let e = fail(&EXAMPLES[1].1.replace(
+        "table: accounts_copy",
+        &format!("table: {}", "é".repeat(32)),
+    ));
+    assert!(e.render().contains("is 64 bytes long"), "{}", e.render());
+}
