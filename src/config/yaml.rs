@@ -70,6 +70,7 @@ pub fn parse(text: &str) -> Result<Node, Box<Diagnostic>> {
         offsets: &offsets,
         stack: Vec::new(),
         anchors: HashMap::new(),
+        copied: 0,
         root: None,
         error: None,
     };
@@ -124,15 +125,32 @@ struct Builder<'a> {
     text: &'a str,
     offsets: &'a CharOffsets,
     stack: Vec<Frame>,
-    anchors: HashMap<usize, Node>,
+    /// Anchored nodes, with their size in nodes.
+    anchors: HashMap<usize, (Node, usize)>,
+    /// Nodes copied by aliases so far (see [`MAX_ALIAS_NODES`]).
+    copied: usize,
     root: Option<Node>,
     error: Option<Diagnostic>,
+}
+
+/// The most nodes aliases may copy in one file: far beyond any config, far below what a
+/// "billion laughs" file (aliases of aliases, each copying the one before many times) would
+/// build in memory.
+const MAX_ALIAS_NODES: usize = 100_000;
+
+/// The number of nodes in `n` (itself included).
+fn size(n: &Node) -> usize {
+    1 + match &n.value {
+        NodeValue::Seq(items) => items.iter().map(size).sum(),
+        NodeValue::Map(entries) => entries.iter().map(|(k, v)| size(k) + size(v)).sum(),
+        _ => 0,
+    }
 }
 
 impl Builder<'_> {
     fn push_node(&mut self, node: Node, anchor: usize) {
         if anchor > 0 {
-            self.anchors.insert(anchor, node.clone());
+            self.anchors.insert(anchor, (node.clone(), size(&node)));
         }
         match self.stack.last_mut() {
             None => self.root = Some(node),
@@ -316,8 +334,19 @@ impl MarkedEventReceiver for Builder<'_> {
                     self.push_node(node, anchor);
                 }
             }
-            Event::Alias(id) => match self.anchors.get(&id).cloned() {
-                Some(mut n) => {
+            Event::Alias(id) => match self.anchors.get(&id) {
+                Some((_, n)) if self.copied + n > MAX_ALIAS_NODES => {
+                    self.error = Some(
+                        Diagnostic::error(format!(
+                            "aliases copy more than {MAX_ALIAS_NODES} YAML nodes: the file expands far beyond any config"
+                        ))
+                        .with_span(Span::new(at, at + 1))
+                        .with_help("write the repeated parts out, or anchor smaller parts"),
+                    )
+                }
+                Some((n, count)) => {
+                    let mut n = n.clone();
+                    self.copied += count;
                     n.span = Span::new(at, at + 1);
                     self.push_node(n, 0);
                 }
@@ -381,5 +410,23 @@ mod tests {
             panic!()
         };
         assert_eq!(m[0].1.value, m[1].1.value);
+    }
+
+    #[test]
+    fn aliases_that_copy_without_end_are_refused() {
+        // Nine levels of ten aliases each: 10^9 copies of `a` if expanded.
+        let mut text = String::from("l0: &l0 [a, a, a, a, a, a, a, a, a, a]\n");
+        for i in 1..10 {
+            let prev = format!("*l{}", i - 1);
+            text.push_str(&format!("l{i}: &l{i} [{}]\n", vec![prev; 10].join(", ")));
+        }
+        let e = parse(&text).unwrap_err();
+        assert!(
+            e.message
+                .contains("aliases copy more than 100000 YAML nodes"),
+            "{e:?}"
+        );
+        // Ordinary reuse is fine.
+        assert!(parse("d: &d {host: h, port: 1}\na: *d\nb: *d\n").is_ok());
     }
 }
