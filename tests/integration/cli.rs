@@ -427,6 +427,45 @@ fn durations_out_of_range_are_config_errors() {
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
 }
 
+/// A source database and a webhook and a NATS sink; nothing is contacted before `-r` is
+/// checked.
+const TO_HOOK_AND_BUS: &str = r#"
+datastores:
+  - {name: a, type: postgres, host: 127.0.0.1, port: 1, database: test}
+  - {name: hooks, type: webhook, base_url: "http://127.0.0.1:9"}
+  - {name: bus, type: nats, servers: ["nats://127.0.0.1:9"], subject: s}
+pipelines:
+  - name: to_hook
+    source: {datastore: a, table: t, fields: [{column: id, dtype: int}]}
+    sink: {datastore: hooks, fields: [{column: id, source_column: id}]}
+  - name: to_bus
+    source: {datastore: a, table: t, fields: [{column: id, dtype: int}]}
+    sink: {datastore: bus, fields: [{column: id, source_column: id}]}
+"#;
+
+#[test]
+fn reconciliation_names_are_checked_for_webhook_and_nats_sinks() {
+    for (p, kind) in [("to_hook", "webhook sink"), ("to_bus", "NATS sink")] {
+        for args in [
+            &["apply", "-r", "nosuch", "-p", p][..],
+            &["apply", "--dry-run", "-r", "nosuch", "-p", p][..],
+            &["plan", "-r", "nosuch", "--exit-code", "-p", p][..],
+        ] {
+            let o = run(args, TO_HOOK_AND_BUS);
+            let err = stderr(&o);
+            assert_eq!(o.status.code(), Some(2), "{args:?}:\n{err}");
+            assert!(
+                err.contains(&format!("pipeline `{p}` has no reconciliation `nosuch`")),
+                "{err}"
+            );
+            assert!(
+                err.contains(&format!("its {kind} is always fully synced")),
+                "{err}"
+            );
+        }
+    }
+}
+
 #[test]
 fn a_lookback_beyond_a_century_is_a_config_error() {
     let cfg = |lookback: &str| {
