@@ -85,6 +85,12 @@ pub fn enrichments(
                 let mut params = IndexMap::new();
                 for (k, v) in &e.params {
                     if let Some(t) = template(v, &known_refs, diags) {
+                        // A parameter named like a secret (`api_key`) never shows its text.
+                        let t = if crate::config::redact::is_secret_name(&k.value) {
+                            t.into_secret()
+                        } else {
+                            t
+                        };
                         params.insert(k.value.clone(), t);
                     }
                 }

@@ -314,6 +314,16 @@ fn one(
         }
         None => 0,
     };
+    if matches!(kind, PartitionKind::Datetime | PartitionKind::Date)
+        && lookback_seconds > MAX_TIME_LOOKBACK
+    {
+        if let Some(l) = &r.lookback {
+            diags.push(l.error(format!(
+                "`lookback` of a date or datetime watermark must be at most {MAX_TIME_LOOKBACK} seconds (100 years)"
+            )));
+            return None;
+        }
+    }
     Some(Reconciliation {
         name: r.name.value.clone(),
         strategy,
@@ -330,6 +340,9 @@ fn one(
         lookback_seconds,
     })
 }
+
+/// The longest `lookback` of a date or datetime watermark, in seconds: 100 years.
+pub const MAX_TIME_LOOKBACK: i64 = 36_525 * 86_400;
 
 fn positive(v: Option<&Spanned<i64>>, default: i64, diags: &mut Diags) -> Option<i64> {
     match v {

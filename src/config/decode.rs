@@ -226,8 +226,10 @@ impl<'a> MapReader<'a> {
         })
     }
 
-    /// An optional number (integer or float), as f64.
-    pub fn number(&mut self, key: &str, ctx: &mut Ctx) -> Option<Spanned<f64>> {
+    /// An optional duration in seconds (an integer or a float): greater than 0 and at most
+    /// `max` seconds. Anything else (0, negative, not finite, too large, not a number) is an
+    /// error at the value, saying what is accepted.
+    pub fn seconds(&mut self, key: &str, max: f64, ctx: &mut Ctx) -> Option<Spanned<f64>> {
         let (path, n) = self.take(key)?;
         let v = match &n.value {
             NodeValue::Int(i) => Some(*i as f64),
@@ -236,20 +238,43 @@ impl<'a> MapReader<'a> {
             _ => None,
         };
         match v {
-            Some(value) if value.is_finite() && value >= 0.0 => Some(Spanned {
+            Some(value) if value.is_finite() && value > 0.0 && value <= max => Some(Spanned {
                 value,
                 span: n.span,
                 path,
             }),
             _ => {
                 ctx.err(
-                    Diagnostic::error(format!("`{key}` must be a non-negative number"))
-                        .at_path(path)
-                        .with_span(n.span),
+                    Diagnostic::error(format!(
+                        "`{key}` must be a number of seconds greater than 0 and at most {}",
+                        seconds_text(max)
+                    ))
+                    .at_path(path)
+                    .with_span(n.span),
                 );
                 None
             }
         }
+    }
+
+    /// An optional scalar as text, where a YAML null written out (`null`, `~`, also through
+    /// a `${VAR}` that expands to one) is the text `null` rather than "not given". A key
+    /// with nothing after it is still "not given".
+    pub fn str_or_null(&mut self, key: &str, ctx: &mut Ctx) -> Option<Spanned<String>> {
+        let i = self
+            .entries
+            .iter()
+            .position(|(k, _)| k.as_str() == Some(key))?;
+        let v = &self.entries[i].1;
+        if v.value == NodeValue::Null && v.content.end > v.content.start {
+            self.used[i] = true;
+            return Some(Spanned {
+                value: "null".to_string(),
+                span: v.span,
+                path: child(&self.path, key),
+            });
+        }
+        self.str(key, ctx)
     }
 
     /// An optional boolean (`true`/`false`, also as text).
@@ -353,7 +378,9 @@ impl<'a> MapReader<'a> {
             }
             let name = k.as_str().unwrap_or("?");
             if is_secret_key(name) {
-                ctx.secrets.push(v.span);
+                mask_all(v, ctx);
+            } else {
+                mask_secret_entries(v, ctx);
             }
             let mut d = Diagnostic::error(format!("unknown key `{name}` in {what}"))
                 .at_path(child(&self.path, name))
@@ -367,20 +394,63 @@ impl<'a> MapReader<'a> {
     }
 }
 
-/// Whether a key name suggests a secret value (masked in diagnostics).
+/// Whether a key name suggests a secret value (masked in diagnostics); see
+/// [`super::redact::is_secret_name`].
 pub fn is_secret_key(key: &str) -> bool {
-    let k = key.to_ascii_lowercase();
-    [
-        "pass",
-        "token",
-        "secret",
-        "auth",
-        "credential",
-        "api_key",
-        "apikey",
-    ]
-    .iter()
-    .any(|s| k.contains(s))
+    super::redact::is_secret_name(key)
+}
+
+/// Record the credentials of a URL value (`scheme://user:pw@host`, `token@host`) as a
+/// secret span: only the credentials when the value is the source text verbatim, else the
+/// whole value.
+pub fn mask_url_credentials(url: &Spanned<String>, ctx: &mut Ctx) {
+    let Some((s, e)) = super::redact::userinfo_range(&url.value) else {
+        return;
+    };
+    if url.span.end - url.span.start == url.value.len() {
+        ctx.secrets.push(url.span.sub(s, e));
+    } else {
+        ctx.secrets.push(url.span);
+    }
+}
+
+/// Record the values of secret-named keys anywhere under a node as secret spans (an unknown
+/// key's mapping is not decoded, but may hold a password).
+fn mask_secret_entries(n: &Node, ctx: &mut Ctx) {
+    match &n.value {
+        NodeValue::Map(entries) => {
+            for (k, v) in entries {
+                if k.as_str().is_some_and(is_secret_key) {
+                    mask_all(v, ctx);
+                } else {
+                    mask_secret_entries(v, ctx);
+                }
+            }
+        }
+        NodeValue::Seq(items) => items.iter().for_each(|v| mask_secret_entries(v, ctx)),
+        _ => {}
+    }
+}
+
+/// Record every scalar under a node as a secret span (the values of a misplaced `headers:`
+/// mapping, say).
+pub fn mask_all(n: &Node, ctx: &mut Ctx) {
+    match &n.value {
+        NodeValue::Map(entries) => entries.iter().for_each(|(_, v)| mask_all(v, ctx)),
+        NodeValue::Seq(items) => items.iter().for_each(|v| mask_all(v, ctx)),
+        _ => ctx.secrets.push(n.span),
+    }
+}
+
+/// `86400 (1 day)`: a number of seconds, with its size in words when it is whole days.
+fn seconds_text(max: f64) -> String {
+    const DAY: f64 = 86_400.0;
+    if max >= DAY && max % DAY == 0.0 {
+        let days = max / DAY;
+        format!("{max} ({days} day{})", if days == 1.0 { "" } else { "s" })
+    } else {
+        max.to_string()
+    }
 }
 
 /// A scalar node as text.

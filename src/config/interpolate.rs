@@ -43,6 +43,11 @@ fn walk(node: &mut Node, path: &str, env: &dyn Env, errors: &mut Vec<Diagnostic>
             }
             match expand(s, node.content, env) {
                 Ok(Some(new)) => {
+                    if new.is_empty() && !node.quoted {
+                        // Nothing was written after all (`${UNSET:-}`): an empty value,
+                        // unlike a `null` spelled out.
+                        node.content = Span::new(node.content.start, node.content.start);
+                    }
                     node.value = if node.quoted {
                         NodeValue::Str(new)
                     } else {

@@ -4,6 +4,7 @@
 pub mod decode;
 pub mod interpolate;
 pub mod raw;
+pub mod redact;
 pub mod tls;
 pub mod yaml;
 
@@ -11,7 +12,7 @@ pub use decode::{Secret, Spanned};
 pub use raw::RawConfig;
 pub use tls::TlsMode;
 
-use crate::diag::{Diagnostic, SourceFile};
+use crate::diag::{Diagnostic, SourceFile, Span};
 
 /// A loaded configuration file: its source (for diagnostics) and the decoded raw structs.
 #[derive(Debug, Clone)]
@@ -30,13 +31,30 @@ pub fn load(
     env: &dyn interpolate::Env,
 ) -> Result<Loaded, (SourceFile, Vec<Diagnostic>)> {
     let mut source = SourceFile::new(name, text);
+    // URL credentials are hidden wherever they are written, even in a file that does not
+    // parse.
+    let url_credentials: Vec<Span> = redact::userinfo_spans(text)
+        .into_iter()
+        .map(|(s, e)| Span::new(s, e))
+        .collect();
     let mut root = match yaml::parse(text) {
         Ok(n) => n,
-        Err(d) => return Err((source, vec![*d])),
+        Err(d) => {
+            // No tree to find the secrets in: take every `secret_name: value` of the text.
+            let mut spans = url_credentials;
+            spans.extend(
+                redact::secret_value_spans(text)
+                    .into_iter()
+                    .map(|(s, e)| Span::new(s, e)),
+            );
+            source.mask(&spans);
+            return Err((source, vec![*d]));
+        }
     };
     let mut ctx = decode::Ctx::default();
     interpolate::interpolate(&mut root, env, &mut ctx.errors);
     let raw = raw::decode(&root, &mut ctx);
+    ctx.secrets.extend(url_credentials);
     source.mask(&ctx.secrets);
     if ctx.errors.is_empty() {
         Ok(Loaded { source, raw })

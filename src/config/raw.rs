@@ -1,7 +1,9 @@
 //! Raw configuration structs: what the YAML says, with spans and paths, before any name is
 //! resolved or any type checked. Decoding accepts every key of SPEC §2 and the seed README.
 
-use super::decode::{child, index, Ctx, MapReader, Secret, Spanned};
+use super::decode::{
+    child, index, is_secret_key, mask_all, mask_url_credentials, Ctx, MapReader, Secret, Spanned,
+};
 use super::yaml::{Node, NodeValue};
 use crate::diag::Diagnostic;
 
@@ -103,6 +105,9 @@ const NATS_KEYS: &[&str] = &[
     "stream",
     "durable",
 ];
+/// The largest duration-valued setting (`timeout`, `per_msg_timeout`, `total_timeout`), in
+/// seconds: one day.
+pub const MAX_TIMEOUT: f64 = 86_400.0;
 /// Datastore type names.
 pub const DATASTORE_TYPES: &[&str] = &["postgres", "mysql", "clickhouse", "webhook", "nats"];
 
@@ -442,7 +447,11 @@ fn datastore(n: &Node, path: &str, ctx: &mut Ctx) -> Option<RawDatastore> {
                         .at_path(child(path, key))
                         .with_span(span),
                 );
-                let _ = m.take(key);
+                if let Some((_, v)) = m.take(key) {
+                    if is_secret_key(key) || *key == "headers" {
+                        mask_all(v, ctx);
+                    }
+                }
             }
         }
     }
@@ -460,17 +469,20 @@ fn datastore(n: &Node, path: &str, ctx: &mut Ctx) -> Option<RawDatastore> {
         sslcert: m.str("sslcert", ctx),
         sslkey: m.str("sslkey", ctx),
         pool_size: m.count("pool_size", 1, ctx),
-        base_url: m.str("base_url", ctx),
-        headers: m.string_map("headers", false, ctx),
-        timeout: m.number("timeout", ctx),
+        base_url: url(&mut m, "base_url", ctx),
+        headers: m.string_map("headers", true, ctx),
+        timeout: m.seconds("timeout", MAX_TIMEOUT, ctx),
         retries: m.count("retries", 0, ctx),
-        servers: strings(&mut m, "servers", ctx),
+        servers: strings(&mut m, "servers", ctx)
+            .into_iter()
+            .inspect(|s| mask_url_credentials(s, ctx))
+            .collect(),
         token: m.secret("token", ctx),
         subject: m.str("subject", ctx),
         queue: m.str("queue", ctx),
         max_msgs: m.int("max_msgs", ctx),
-        per_msg_timeout: m.number("per_msg_timeout", ctx),
-        total_timeout: m.number("total_timeout", ctx),
+        per_msg_timeout: m.seconds("per_msg_timeout", MAX_TIMEOUT, ctx),
+        total_timeout: m.seconds("total_timeout", MAX_TIMEOUT, ctx),
         stream: m.str("stream", ctx),
         durable: m.str("durable", ctx),
         name: name.clone().unwrap_or_else(|| placeholder(path)),
@@ -484,6 +496,13 @@ fn datastore(n: &Node, path: &str, ctx: &mut Ctx) -> Option<RawDatastore> {
     });
     m.finish(&allowed, "a datastore", ctx);
     (name.is_some() && kind.is_some()).then_some(d)
+}
+
+/// A URL value, its credentials (if any) masked in shown source lines.
+fn url(m: &mut MapReader<'_>, key: &str, ctx: &mut Ctx) -> Option<S> {
+    let u = m.str(key, ctx)?;
+    mask_url_credentials(&u, ctx);
+    Some(u)
 }
 
 fn placeholder(path: &str) -> S {
@@ -514,9 +533,9 @@ fn external(n: &Node, path: &str, ctx: &mut Ctx) -> Option<RawExternalStore> {
         db: m.int("db", ctx),
         username: m.str("username", ctx),
         password: m.secret("password", ctx),
-        url: m.str("url", ctx),
-        headers: m.string_map("headers", false, ctx),
-        timeout: m.number("timeout", ctx),
+        url: url(&mut m, "url", ctx),
+        headers: m.string_map("headers", true, ctx),
+        timeout: m.seconds("timeout", MAX_TIMEOUT, ctx),
         max_concurrency: m.count("max_concurrency", 1, ctx),
         retries: m.count("retries", 0, ctx),
     };
@@ -959,11 +978,11 @@ fn enrichment(n: &Node, path: &str, ctx: &mut Ctx) -> Option<RawEnrichment> {
         name: name.clone().unwrap_or_else(|| placeholder(path)),
         kind: m.str("type", ctx),
         key_template: m.str("key_template", ctx),
-        http_path: m.str("path", ctx),
-        url: m.str("url", ctx),
+        http_path: url(&mut m, "path", ctx),
+        url: url(&mut m, "url", ctx),
         params: m.string_map("params", false, ctx),
         output: m.str("output", ctx),
-        on_error: m.str("on_error", ctx),
+        on_error: m.str_or_null("on_error", ctx),
     };
     m.finish(
         &[

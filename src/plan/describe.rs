@@ -131,14 +131,16 @@ pub fn describe(p: &Pipeline) -> Vec<String> {
         let lookup = match &e.lookup {
             Lookup::Redis { key } => format!("redis GET {}", key.source),
             Lookup::Http { path, params } => {
+                // Secrets stay out of plans: the text of parameters named like one
+                // (`api_key`, `token`, …) and the credentials of a URL.
                 let ps: Vec<String> = params
                     .iter()
-                    .map(|(k, v)| format!("{k}={}", v.source))
+                    .map(|(k, v)| format!("{k}={}", v.shown()))
                     .collect();
                 if ps.is_empty() {
-                    format!("http GET {}", path.source)
+                    format!("http GET {}", path.shown())
                 } else {
-                    format!("http GET {} ? {}", path.source, ps.join("&"))
+                    format!("http GET {} ? {}", path.shown(), ps.join("&"))
                 }
             }
         };

@@ -26,6 +26,7 @@ use super::enrich::timeout_of;
 use super::transform::{row_from_json, row_to_json};
 use super::{Row, RuntimeError};
 use crate::config::raw::{RawConfig, RawDatastore};
+use crate::config::redact::{redact_userinfo, userinfo_secrets};
 use crate::expr::Value;
 use crate::ir::Pipeline;
 use crate::types::Dtype;
@@ -79,7 +80,7 @@ impl std::fmt::Debug for NatsSettings {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("NatsSettings")
             .field("name", &self.name)
-            .field("servers", &self.servers)
+            .field("servers", &self.shown_servers())
             .field("token", &self.token.as_ref().map(|_| "***"))
             .field("subject", &self.subject)
             .field("queue", &self.queue)
@@ -132,16 +133,31 @@ impl NatsSettings {
                 .total_timeout
                 .as_ref()
                 .map(|t| t.value)
-                .filter(|t| t.is_finite() && *t > 0.0)
-                .map(Duration::from_secs_f64),
+                .filter(|t| *t > 0.0)
+                .and_then(|t| {
+                    Duration::try_from_secs_f64(t.min(crate::config::raw::MAX_TIMEOUT)).ok()
+                }),
             stream: d.stream.as_ref().map(|s| s.value.clone()),
             durable: d.durable.as_ref().map(|s| s.value.clone()),
             timeout: timeout_of(d.timeout.as_ref().map(|t| t.value), DEFAULT_TIMEOUT),
         }
     }
 
+    /// The server URLs as shown in messages: credentials (`user:pw@`, `token@`) masked.
+    pub fn shown_servers(&self) -> String {
+        self.servers
+            .iter()
+            .map(|s| redact_userinfo(s))
+            .collect::<Vec<_>>()
+            .join(",")
+    }
+
     fn secrets(&self) -> Vec<String> {
-        self.token.iter().map(|t| t.expose().to_string()).collect()
+        let mut out: Vec<String> = self.token.iter().map(|t| t.expose().to_string()).collect();
+        for s in &self.servers {
+            out.extend(userinfo_secrets(s, false));
+        }
+        out
     }
 
     fn err(&self, message: impl std::fmt::Display) -> RuntimeError {
@@ -164,7 +180,7 @@ impl NatsSettings {
             .await
             .map_err(|e| RuntimeError::Connect {
                 store: self.name.clone(),
-                host: self.servers.join(","),
+                host: self.shown_servers(),
                 message: scrub(e.to_string(), &self.secrets()),
             })
     }
@@ -323,10 +339,9 @@ impl NatsSink {
     }
 
     fn publish_err(&self, e: impl std::fmt::Display) -> RuntimeError {
-        self.settings.err(format!(
-            "pipeline `{}`: publish to `{}` failed: {e}",
-            self.pipeline, self.subject
-        ))
+        // The caller names the pipeline.
+        self.settings
+            .err(format!("publish to `{}` failed: {e}", self.subject))
     }
 }
 
@@ -691,17 +706,11 @@ impl NatsSource {
     }
 
     fn decode(&self, payload: &[u8], label: &str) -> Result<IndexMap<String, Value>, RuntimeError> {
-        let json: serde_json::Value = serde_json::from_slice(payload).map_err(|e| {
-            self.settings.err(format!(
-                "pipeline `{}`: {label} is not JSON: {e}",
-                self.pipeline
-            ))
-        })?;
+        // The caller names the pipeline.
+        let json: serde_json::Value = serde_json::from_slice(payload)
+            .map_err(|e| self.settings.err(format!("{label} is not JSON: {e}")))?;
         let serde_json::Value::Object(obj) = json else {
-            return Err(self.settings.err(format!(
-                "pipeline `{}`: {label} is not a JSON object",
-                self.pipeline
-            )));
+            return Err(self.settings.err(format!("{label} is not a JSON object")));
         };
         row_from_json(&obj, &self.fields).map_err(|(column, message)| RuntimeError::Value {
             pipeline: self.pipeline.clone(),

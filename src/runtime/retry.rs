@@ -55,6 +55,52 @@ pub fn redact_url(url: &reqwest::Url) -> String {
     u.to_string()
 }
 
+/// How many characters of a response body an error message shows.
+pub const BODY_EXCERPT_CHARS: usize = 200;
+
+/// The start of an error response's body for a message: at most [`BODY_EXCERPT_CHARS`]
+/// characters (`…` when cut), whitespace runs as one space, control characters dropped, and
+/// every text of `secrets` (e.g. request header values a receiver might echo) replaced by
+/// `***`. At most a few KB are read. `None` when the body is empty or unreadable.
+pub async fn body_excerpt(mut resp: reqwest::Response, secrets: &[String]) -> Option<String> {
+    let mut raw: Vec<u8> = Vec::new();
+    while raw.len() < 4 * BODY_EXCERPT_CHARS {
+        match resp.chunk().await {
+            Ok(Some(c)) => raw.extend_from_slice(&c),
+            _ => break,
+        }
+    }
+    excerpt(&raw, secrets)
+}
+
+fn excerpt(raw: &[u8], secrets: &[String]) -> Option<String> {
+    let mut text = String::from_utf8_lossy(raw).into_owned();
+    for s in secrets.iter().filter(|s| s.chars().count() >= 4) {
+        text = text.replace(s.as_str(), "***");
+    }
+    let mut out = String::new();
+    let mut chars = 0;
+    for word in text.split_whitespace() {
+        let word: String = word.chars().filter(|c| !c.is_control()).collect();
+        if word.is_empty() {
+            continue;
+        }
+        if !out.is_empty() {
+            out.push(' ');
+            chars += 1;
+        }
+        for c in word.chars() {
+            if chars == BODY_EXCERPT_CHARS {
+                out.push('…');
+                return Some(out);
+            }
+            out.push(c);
+            chars += 1;
+        }
+    }
+    (!out.is_empty()).then_some(out)
+}
+
 /// A transport error's message without the URL it carries.
 pub fn error_text(e: reqwest::Error) -> String {
     let timeout = e.is_timeout();
@@ -92,6 +138,23 @@ mod tests {
         assert!(retryable_status(429));
         assert!(!retryable_status(404));
         assert!(!retryable_status(400));
+    }
+
+    #[test]
+    fn body_excerpts_are_short_single_line_and_scrubbed() {
+        assert_eq!(
+            excerpt(b"{\"error\":\n  \"bad row\"}\r\n", &[]).as_deref(),
+            Some("{\"error\": \"bad row\"}")
+        );
+        assert_eq!(excerpt(b"  \n", &[]), None);
+        let long = "x".repeat(500);
+        let e = excerpt(long.as_bytes(), &[]).unwrap();
+        assert_eq!(e.chars().count(), BODY_EXCERPT_CHARS + 1);
+        assert!(e.ends_with('…'));
+        assert_eq!(
+            excerpt(b"echo: key=KeySecret6", &["KeySecret6".into()]).as_deref(),
+            Some("echo: key=***")
+        );
     }
 
     #[test]

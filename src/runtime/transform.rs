@@ -349,14 +349,15 @@ pub fn datetime_iso(t: &NaiveDateTime) -> String {
 
 /// The wire JSON of a value (webhook and NATS payloads): decimals as strings (exact),
 /// datetimes as ISO 8601 UTC with microseconds and `Z`, dates as `YYYY-MM-DD`, uuids as
-/// strings, NULL as `null`, JSON as is, intervals as microseconds. A non-finite float has no
-/// JSON form and becomes `null`.
+/// strings, NULL as `null`, JSON as is, intervals as microseconds. A non-finite float, which
+/// JSON numbers cannot hold, is the string `"NaN"`, `"Infinity"` or `"-Infinity"` (the
+/// canonical JSON mapping of protobuf), so that it stays distinct from NULL.
 pub fn value_to_json(v: &Value) -> serde_json::Value {
     use serde_json::Value as J;
     match v {
         Value::Null => J::Null,
         Value::Int(i) => J::from(*i),
-        Value::Float(f) => serde_json::Number::from_f64(*f).map_or(J::Null, J::Number),
+        Value::Float(f) => float_to_json(*f),
         Value::Decimal(d) => J::String(d.to_string()),
         Value::Str(s) | Value::Uuid(s) => J::String(s.clone()),
         Value::Bool(b) => J::Bool(*b),
@@ -370,6 +371,16 @@ pub fn value_to_json(v: &Value) -> serde_json::Value {
                 .map(|(k, v)| (k.clone(), value_to_json(v)))
                 .collect(),
         ),
+    }
+}
+
+/// A float as JSON: a number when finite, else `"NaN"`, `"Infinity"` or `"-Infinity"`.
+pub fn float_to_json(f: f64) -> serde_json::Value {
+    match serde_json::Number::from_f64(f) {
+        Some(n) => serde_json::Value::Number(n),
+        None if f.is_nan() => serde_json::Value::String("NaN".into()),
+        None if f > 0.0 => serde_json::Value::String("Infinity".into()),
+        None => serde_json::Value::String("-Infinity".into()),
     }
 }
 
@@ -411,6 +422,35 @@ mod tests {
 
     fn dt(s: &str) -> NaiveDateTime {
         parse_datetime(s).unwrap()
+    }
+
+    #[test]
+    fn non_finite_floats_are_json_strings_and_read_back() {
+        let row = [
+            Value::Float(f64::NAN),
+            Value::Float(f64::INFINITY),
+            Value::Float(f64::NEG_INFINITY),
+            Value::Float(1.5),
+            Value::Null,
+            Value::List(vec![Value::Float(f64::NAN)]),
+        ];
+        let cols: Vec<String> = ["a", "b", "c", "d", "e", "f"].map(String::from).into();
+        let j = row_to_json(&cols, &row);
+        assert_eq!(
+            serde_json::to_string(&j).unwrap(),
+            r#"{"a":"NaN","b":"Infinity","c":"-Infinity","d":1.5,"e":null,"f":["NaN"]}"#
+        );
+        // A NATS source reads them back as the floats they were.
+        let fields: Vec<(String, String, Dtype)> = ["a", "b", "c", "d", "e"]
+            .iter()
+            .map(|c| (c.to_string(), c.to_string(), Dtype::Float))
+            .collect();
+        let back = row_from_json(j.as_object().unwrap(), &fields).unwrap();
+        assert!(matches!(back["a"], Value::Float(f) if f.is_nan()));
+        assert_eq!(back["b"], Value::Float(f64::INFINITY));
+        assert_eq!(back["c"], Value::Float(f64::NEG_INFINITY));
+        assert_eq!(back["d"], Value::Float(1.5));
+        assert_eq!(back["e"], Value::Null);
     }
 
     #[test]

@@ -6,7 +6,9 @@
 
 use super::enrich::http::header_map;
 use super::enrich::{timeout_of, DEFAULT_RETRIES, DEFAULT_TIMEOUT};
-use super::retry::{error_text, redact_url, retryable_error, retryable_status, RetryPolicy};
+use super::retry::{
+    body_excerpt, error_text, redact_url, retryable_error, retryable_status, RetryPolicy,
+};
 use super::transform::row_to_json;
 use super::{Row, RuntimeError};
 use crate::config::raw::RawConfig;
@@ -27,6 +29,8 @@ pub struct WebhookSink {
     columns: Vec<String>,
     client: reqwest::Client,
     retry: RetryPolicy,
+    /// Header values, kept out of error messages should a receiver echo them.
+    secrets: Vec<String>,
 }
 
 impl std::fmt::Debug for WebhookSink {
@@ -92,6 +96,11 @@ impl WebhookSink {
             .connect_timeout(timeout)
             .build()
             .map_err(|e| RuntimeError::Config(format!("store `{store}`: {}", error_text(e))))?;
+        let secrets = headers
+            .into_iter()
+            .map(|(_, v)| v)
+            .chain(url.password().map(String::from))
+            .collect();
         Ok(WebhookSink {
             pipeline: pipeline.name.clone(),
             store,
@@ -105,6 +114,7 @@ impl WebhookSink {
                 .collect(),
             client,
             retry: RetryPolicy::new(raw.retries.as_ref().map_or(DEFAULT_RETRIES, |r| r.value)),
+            secrets,
         })
     }
 
@@ -136,7 +146,8 @@ impl WebhookSink {
 
     /// POST one batch; done when the receiver answers 2xx. An empty batch sends nothing.
     /// Fails with [`RuntimeError::External`] after the last retry, or at once on a 4xx
-    /// other than 408 / 429.
+    /// other than 408 / 429; the message shows the start of the receiver's answer (never
+    /// the request's headers) and leaves naming the pipeline to the caller.
     pub async fn send_batch(&self, rows: &[Row]) -> Result<WebhookReceipt, RuntimeError> {
         let body = self.body(rows);
         let key = self.idempotency_key(&body);
@@ -165,10 +176,14 @@ impl WebhookSink {
                         attempts: attempt + 1,
                     })
                 }
-                Ok(resp) => (
-                    retryable_status(resp.status().as_u16()),
-                    format!("HTTP {}", resp.status()),
-                ),
+                Ok(resp) => {
+                    let status = resp.status();
+                    let message = match body_excerpt(resp, &self.secrets).await {
+                        Some(body) => format!("HTTP {status}: {body}"),
+                        None => format!("HTTP {status}"),
+                    };
+                    (retryable_status(status.as_u16()), message)
+                }
                 Err(e) => (retryable_error(&e), error_text(e)),
             };
             if retryable && attempt < self.retry.retries {
@@ -182,11 +197,11 @@ impl WebhookSink {
                 attempt += 1;
                 continue;
             }
+            // The caller names the pipeline.
             return Err(RuntimeError::External {
                 store: self.store.clone(),
                 message: format!(
-                    "pipeline `{}`: POST {} ({} rows, {IDEMPOTENCY_HEADER} {key}): {message} (after {} attempt{})",
-                    self.pipeline,
+                    "POST {} ({} rows, {IDEMPOTENCY_HEADER} {key}): {message} (after {} attempt{})",
                     redact_url(&self.url),
                     rows.len(),
                     attempt + 1,

@@ -101,6 +101,9 @@ pub struct Template {
     pub vars: Vec<String>,
     /// Where the template text is in the config file.
     pub span: Span,
+    /// Whether the text itself is secret (a query parameter named like one, `api_key`):
+    /// errors then show `***` instead of it. URL credentials are hidden in any template.
+    pub secret: bool,
 }
 
 fn env() -> &'static RwLock<Environment<'static>> {
@@ -175,6 +178,7 @@ pub fn compile(src: &str, origin: Span, known: &[&str]) -> Result<Template, Temp
         source: src.to_string(),
         vars,
         span: origin,
+        secret: false,
     })
 }
 
@@ -260,7 +264,7 @@ impl Template {
                     .find(|v| ctx.get(*v).is_some_and(Value::is_null))
                 {
                     return TemplateError::NullValue {
-                        template: self.source.clone(),
+                        template: self.shown(),
                         name: null.clone(),
                     };
                 }
@@ -269,9 +273,33 @@ impl Template {
         })
     }
 
+    /// The same template, its text marked secret (see [`Template::secret`]).
+    pub fn into_secret(mut self) -> Template {
+        self.secret = true;
+        self
+    }
+
+    /// The text as errors show it: `***` when secret, URL credentials masked.
+    pub fn shown(&self) -> String {
+        if self.secret {
+            "***".to_string()
+        } else if self.source.contains("://") {
+            crate::config::redact::redact_userinfo(&self.source)
+        } else {
+            self.source.clone()
+        }
+    }
+
     fn render_err(&self, message: String) -> TemplateError {
+        // The engine's messages name the template by its text.
+        let shown = self.shown();
+        let message = if shown == self.source {
+            message
+        } else {
+            message.replace(&self.source, &shown)
+        };
         TemplateError::Render {
-            template: self.source.clone(),
+            template: shown,
             message,
         }
     }
@@ -290,6 +318,22 @@ mod tests {
 
     fn at(src: &str) -> Span {
         Span::new(100, 100 + src.len())
+    }
+
+    #[test]
+    fn errors_never_show_url_credentials_or_secret_text() {
+        let null = row(&[("zip", Value::Null)]);
+        let t = compile("http://u:TplPw1@h/{{ zip }}", Span::default(), &["zip"]).unwrap();
+        let e = t.render(&null).unwrap_err().to_string();
+        assert!(!e.contains("TplPw1") && e.contains("http://***@h/"), "{e}");
+        let e = t.render(&row(&[])).unwrap_err().to_string();
+        assert!(!e.contains("TplPw1"), "{e}");
+        let t = compile("Tok{{ zip }}", Span::default(), &["zip"])
+            .unwrap()
+            .into_secret();
+        let e = t.render(&null).unwrap_err().to_string();
+        assert!(!e.contains("Tok") && e.contains("template `***`"), "{e}");
+        assert_eq!(t.render(&row(&[("zip", Value::Int(1))])).unwrap(), "Tok1");
     }
 
     #[test]

@@ -5,13 +5,18 @@ use std::io::Write;
 use std::process::{Command, Output};
 
 fn run(args: &[&str], config: &str) -> Output {
+    run_env(args, config, &[])
+}
+
+fn run_env(args: &[&str], config: &str, env: &[(&str, &str)]) -> Output {
     let mut f = tempfile_in_target("cfg");
     f.1.write_all(config.as_bytes()).unwrap();
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_synctool"));
     cmd.args(args)
         .arg("-c")
         .arg(&f.0)
-        .env_remove("SYNCTOOL_TEST_UNSET");
+        .env_remove("SYNCTOOL_TEST_UNSET")
+        .envs(env.iter().copied());
     cmd.output().expect("run synctool")
 }
 
@@ -210,4 +215,288 @@ fn a_closed_stdout_pipe_is_not_a_panic() {
     let err = stderr(&o);
     assert_eq!(o.status.code(), Some(0), "{err}");
     assert!(!err.contains("panicked"), "{err}");
+}
+
+/// Every secret of [`STORES`]; none may ever be printed.
+const STORE_SECRETS: &[&str] = &[
+    "KeySecret6",
+    "CookieSecret1",
+    "SessSecret2",
+    "SigSecret3",
+    "UrlPwSecret7",
+    "NatsPwSecret",
+    "NatsTokSecret8",
+    "HttpPwSecret9",
+    "BearerSecret10",
+];
+
+/// A webhook, a NATS datastore and an HTTP store with secrets in headers and URLs, each on
+/// one line with an unknown key `colour` (so that the error shows the line).
+const STORES: &str = r#"
+  - {name: hooks, type: webhook, base_url: "http://hookuser:UrlPwSecret7@127.0.0.1:9/", headers: {X-Api-Key: KeySecret6, Cookie: CookieSecret1, X-Session-Id: SessSecret2, X-Signature: SigSecret3, Bad: [1]}, colour: red}
+  - {name: bus, type: nats, servers: ["nats://natsuser:NatsPwSecret@127.0.0.1:4299", nats://NatsTokSecret8@127.0.0.1:4298, "natsuser:NatsPwSecret@127.0.0.1:4297"], colour: red}
+externalstores:
+  - {name: geo, type: http, url: "http://u:HttpPwSecret9@127.0.0.1:9", headers: {Accept: BearerSecret10}, colour: red}
+"#;
+
+fn assert_no_secret(what: &str, text: &str, secrets: &[&str]) {
+    for s in secrets {
+        assert!(!text.contains(s), "{what} shows {s}:\n{text}");
+    }
+}
+
+#[test]
+fn config_errors_show_no_header_value_or_url_credentials() {
+    let cfg = GOOD.replace(
+        "pipelines:\n",
+        &format!("{}pipelines:\n", STORES.trim_start_matches('\n')),
+    );
+    let err = invalid(
+        &cfg,
+        &[
+            "unknown key `colour`",
+            "datastores[2].colour",
+            "datastores[3].colour",
+            "externalstores[0].colour",
+            "datastores[2].headers.Bad",
+            // The lines are shown, the rest of each URL with them.
+            "@127.0.0.1:4299",
+            "@127.0.0.1:4297",
+            "name: hooks",
+        ],
+    );
+    assert_no_secret("a config error", &err, STORE_SECRETS);
+
+    // A file that does not even parse keeps URL credentials hidden too.
+    let err = invalid(
+        "datastores:\n  - {name: bus, type: nats, servers: [\"nats://u:NatsPwSecret@h:1\"]\n",
+        &["malformed YAML", "-->"],
+    );
+    assert_no_secret("a YAML error", &err, &["NatsPwSecret"]);
+
+    // Misplaced secrets (a webhook's headers on a database) are hidden as well.
+    let cfg = GOOD.replace(
+        "password: hunter2secret}",
+        "password: hunter2secret, headers: {X-Api-Key: KeySecret6}, token: NatsTokSecret8}",
+    );
+    let err = invalid(
+        &cfg,
+        &["`headers` does not apply", "`token` does not apply"],
+    );
+    assert_no_secret(
+        "a misplaced key's error",
+        &err,
+        &["KeySecret6", "NatsTokSecret8"],
+    );
+}
+
+/// GOOD plus an HTTP enrichment whose parameters and URL carry secrets, and stores with
+/// secret headers.
+fn enriched(on_error: &str) -> String {
+    GOOD.replace(
+        "pipelines:\n",
+        r#"  - {name: hooks, type: webhook, base_url: "http://127.0.0.1:9", headers: {X-Api-Key: KeySecret6}}
+externalstores:
+  - {name: geo, type: http, url: "http://127.0.0.1:9", headers: {Authorization: "Bearer BearerSecret10"}}
+pipelines:
+"#,
+    )
+    .replace(
+        "        - {column: name, source_column: name}\n",
+        &format!(
+            r#"        - {{column: name, source_column: name}}
+        - {{column: city, dtype: str, source: geo_lookup, source_column: city}}
+    enrichment:
+      - externalstore: geo
+        name: geo_lookup
+        path: "TMPL(http://u:EnrPwSecret44@127.0.0.1:9/zip/{{{{ id }}}})"
+        params: {{api_key: "ParamKeySecret42", token: "TMPL(TmplTokSecret43)", X-Signature: SigSecret3, country: de}}
+        output: 'lambda v: {{"city": json_get(v, "city")}}'
+{on_error}"#
+        ),
+    )
+}
+
+#[test]
+fn compile_output_masks_secret_parameters_and_url_credentials() {
+    let cfg = enriched("");
+    for format in ["text", "json", "sql"] {
+        let o = run(&["compile", "--format", format], &cfg);
+        assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+        let out = String::from_utf8_lossy(&o.stdout);
+        assert_no_secret(
+            &format!("compile --format {format}"),
+            &format!("{out}{}", stderr(&o)),
+            &[
+                "ParamKeySecret42",
+                "TmplTokSecret43",
+                "SigSecret3",
+                "EnrPwSecret44",
+                "KeySecret6",
+                "BearerSecret10",
+            ],
+        );
+        if format != "sql" {
+            // Only the secrets are masked: the rest of the lookup is still there to review.
+            assert!(
+                out.contains("http GET http://***@127.0.0.1:9/zip/{{ id }} ? api_key=***&token=***&X-Signature=***&country=de"),
+                "{out}"
+            );
+        }
+    }
+}
+
+#[test]
+fn on_error_null_unquoted_is_the_null_policy() {
+    let policy = |on_error: &str, env: &[(&str, &str)]| {
+        let o = run_env(&["compile"], &enriched(on_error), env);
+        let out = String::from_utf8_lossy(&o.stdout).into_owned();
+        assert_eq!(o.status.code(), Some(0), "{on_error}: {}", stderr(&o));
+        let line = out
+            .lines()
+            .find(|l| l.contains("enrichment geo_lookup from"))
+            .unwrap_or_else(|| panic!("{out}"))
+            .to_string();
+        line.rsplit("on error ").next().unwrap().to_string()
+    };
+    for null in ["null", "~", "Null", "NULL", "\"null\"", "'null'"] {
+        assert_eq!(
+            policy(&format!("        on_error: {null}\n"), &[]),
+            "null",
+            "on_error: {null}"
+        );
+    }
+    assert_eq!(
+        policy("        on_error: ${ONERR}\n", &[("ONERR", "null")]),
+        "null"
+    );
+    assert_eq!(
+        policy("        on_error: ${ONERR}\n", &[("ONERR", "~")]),
+        "null"
+    );
+    // Not given (or given as nothing) is the default.
+    assert_eq!(policy("", &[]), "fail");
+    assert_eq!(policy("        on_error:\n", &[]), "fail");
+    assert_eq!(policy("        on_error: ${ONERR:-}\n", &[]), "fail");
+    assert_eq!(policy("        on_error: skip\n", &[]), "skip");
+}
+
+#[test]
+fn durations_out_of_range_are_config_errors() {
+    let hook = "  - {name: hooks, type: webhook, base_url: \"http://127.0.0.1:9\", timeout: T}\n";
+    let bus = "  - {name: bus, type: nats, servers: [\"nats://127.0.0.1:4222\"], per_msg_timeout: T, total_timeout: T}\n";
+    let geo =
+        "externalstores:\n  - {name: geo, type: http, url: \"http://127.0.0.1:9\", timeout: T}\n";
+    for bad in [
+        "1e20", "0", "-1", ".nan", ".inf", "86401", "\"1e20\"", "soon",
+    ] {
+        let cfg = GOOD.replace(
+            "pipelines:\n",
+            &format!("{hook}{bus}{geo}pipelines:\n").replace('T', bad),
+        );
+        for cmd in [&["validate"][..], &["apply"][..], &["plan"][..]] {
+            let o = run(cmd, &cfg);
+            let err = stderr(&o);
+            assert_eq!(o.status.code(), Some(2), "{cmd:?} with {bad}:\n{err}");
+            assert!(!err.contains("panicked"), "{err}");
+            for path in [
+                "datastores[2].timeout",
+                "datastores[3].per_msg_timeout",
+                "datastores[3].total_timeout",
+                "externalstores[0].timeout",
+            ] {
+                assert!(err.contains(path), "{bad}: no {path}:\n{err}");
+            }
+            assert!(
+                err.contains(
+                    "must be a number of seconds greater than 0 and at most 86400 (1 day)"
+                ),
+                "{err}"
+            );
+            assert!(
+                err.contains(":5:"),
+                "line:column of the webhook line:\n{err}"
+            );
+        }
+    }
+    let ok = GOOD.replace(
+        "pipelines:\n",
+        &format!("{hook}{bus}{geo}pipelines:\n").replace('T', "86400"),
+    );
+    let o = run(&["validate"], &ok);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+}
+
+/// A source database and a webhook and a NATS sink; nothing is contacted before `-r` is
+/// checked.
+const TO_HOOK_AND_BUS: &str = r#"
+datastores:
+  - {name: a, type: postgres, host: 127.0.0.1, port: 1, database: test}
+  - {name: hooks, type: webhook, base_url: "http://127.0.0.1:9"}
+  - {name: bus, type: nats, servers: ["nats://127.0.0.1:9"], subject: s}
+pipelines:
+  - name: to_hook
+    source: {datastore: a, table: t, fields: [{column: id, dtype: int}]}
+    sink: {datastore: hooks, fields: [{column: id, source_column: id}]}
+  - name: to_bus
+    source: {datastore: a, table: t, fields: [{column: id, dtype: int}]}
+    sink: {datastore: bus, fields: [{column: id, source_column: id}]}
+"#;
+
+#[test]
+fn reconciliation_names_are_checked_for_webhook_and_nats_sinks() {
+    for (p, kind) in [("to_hook", "webhook sink"), ("to_bus", "NATS sink")] {
+        for args in [
+            &["apply", "-r", "nosuch", "-p", p][..],
+            &["apply", "--dry-run", "-r", "nosuch", "-p", p][..],
+            &["plan", "-r", "nosuch", "--exit-code", "-p", p][..],
+        ] {
+            let o = run(args, TO_HOOK_AND_BUS);
+            let err = stderr(&o);
+            assert_eq!(o.status.code(), Some(2), "{args:?}:\n{err}");
+            assert!(
+                err.contains(&format!("pipeline `{p}` has no reconciliation `nosuch`")),
+                "{err}"
+            );
+            assert!(
+                err.contains(&format!("its {kind} is always fully synced")),
+                "{err}"
+            );
+        }
+    }
+}
+
+#[test]
+fn a_lookback_beyond_a_century_is_a_config_error() {
+    let cfg = |lookback: &str| {
+        GOOD.replace("{column: name, dtype: str}", "{column: at, dtype: datetime}")
+            .replace(
+                "        - {column: name, source_column: name}\n",
+                &format!(
+                    "        - {{column: at, source_column: at}}\n    reconciliation:\n      - {{name: ts, strategy: timestamp, partition_column: at, lookback: {lookback}}}\n"
+                ),
+            )
+    };
+    for bad in [
+        "9000000000000000",
+        "3155760001",
+        "'datetime.timedelta(days=36526)'",
+    ] {
+        for cmd in [&["validate"][..], &["apply"][..]] {
+            let o = run(cmd, &cfg(bad));
+            let err = stderr(&o);
+            assert_eq!(o.status.code(), Some(2), "{cmd:?} {bad}:\n{err}");
+            assert!(
+                err.contains("pipelines[0].reconciliation[0].lookback"),
+                "{err}"
+            );
+            assert!(
+                err.contains("at most 3155760000 seconds (100 years)"),
+                "{err}"
+            );
+            assert!(err.contains(":21:"), "{err}");
+        }
+    }
+    let o = run(&["validate"], &cfg("3155760000"));
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
 }

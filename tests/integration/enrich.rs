@@ -1268,3 +1268,175 @@ async fn nats_token_auth_works_and_a_wrong_token_is_never_shown() {
     assert!(!msg.contains("Wrong-T0ken-456"), "{msg}");
     assert!(!format!("{cfg:?}").contains("Wrong-T0ken-456"));
 }
+
+// ---------------------------------------------------------------- secrets, errors, floats
+
+/// Runs `synctool apply` of a PostgreSQL table `src` (created by `setup`, dropped after)
+/// into a webhook at `base`, returning the output.
+async fn apply_into_hook(
+    src: &str,
+    setup: &str,
+    fields: &str,
+    hook_extra: &str,
+    base: &str,
+) -> std::process::Output {
+    let c = crate::support::pg().await;
+    c.batch_execute(setup).await.unwrap();
+    let yaml = format!(
+        r#"
+datastores:
+  - {{name: pg, type: postgres, host: 127.0.0.1, username: postgres, database: test}}
+  - {{name: hooks, type: webhook, base_url: "{base}/", retries: 0{hook_extra}}}
+pipelines:
+  - name: to_hook
+    source:
+      datastore: pg
+      table: {src}
+      fields: {fields}
+    sink:
+      datastore: hooks
+      url_path: /v1/rows
+"#
+    );
+    let path = std::env::temp_dir().join(format!("{src}.yaml"));
+    std::fs::write(&path, yaml).unwrap();
+    let o = std::process::Command::new(env!("CARGO_BIN_EXE_synctool"))
+        .arg("-c")
+        .arg(&path)
+        .arg("apply")
+        .output()
+        .unwrap();
+    c.batch_execute(&format!("DROP TABLE {src}")).await.unwrap();
+    o
+}
+
+/// NaN and ±Infinity keep their meaning in a webhook payload instead of turning into NULL.
+#[tokio::test(flavor = "multi_thread")]
+async fn webhook_payloads_carry_nan_and_infinity_as_strings() {
+    let server = TestServer::start(|_, _| Reply::status(204)).await;
+    let src = unique("hook_nan");
+    let o = apply_into_hook(
+        &src,
+        &format!(
+            "CREATE TABLE {src} (id bigint PRIMARY KEY, x double precision);
+             INSERT INTO {src} VALUES (1, 'NaN'), (2, 'Infinity'), (3, '-Infinity'), (4, 1.5), (5, NULL);"
+        ),
+        "[{column: id, dtype: int}, {column: x, dtype: float}]",
+        "",
+        &server.base,
+    )
+    .await;
+    assert_eq!(o.status.code(), Some(0), "{o:?}");
+    let mut rows: Vec<serde_json::Value> = server
+        .seen()
+        .iter()
+        .flat_map(|s| serde_json::from_slice::<Vec<serde_json::Value>>(&s.body).unwrap())
+        .collect();
+    rows.sort_by_key(|r| r["id"].as_i64());
+    assert_eq!(
+        serde_json::Value::Array(rows),
+        serde_json::json!([
+            {"id": 1, "x": "NaN"},
+            {"id": 2, "x": "Infinity"},
+            {"id": 3, "x": "-Infinity"},
+            {"id": 4, "x": 1.5},
+            {"id": 5, "x": null}
+        ])
+    );
+}
+
+/// A refused batch: the error names the pipeline once and shows the start of the
+/// receiver's answer, but no header value (even when the receiver echoes it).
+#[tokio::test(flavor = "multi_thread")]
+async fn webhook_4xx_errors_show_the_answer_and_name_the_pipeline_once() {
+    let server = TestServer::start(|_, _| Reply {
+        status: 422,
+        body: format!(
+            "{{\"error\": \"row 1: field `id` is not accepted\",\n \"echo\": \"X-Api-Key: EchoedKey123\", \"pad\": \"{}\"}}",
+            "z".repeat(400)
+        ),
+        delay: Duration::ZERO,
+    })
+    .await;
+    let src = unique("hook_422");
+    let o = apply_into_hook(
+        &src,
+        &format!("CREATE TABLE {src} (id bigint PRIMARY KEY); INSERT INTO {src} VALUES (1);"),
+        "[{column: id, dtype: int}]",
+        ", headers: {X-Api-Key: EchoedKey123}",
+        &server.base,
+    )
+    .await;
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(1), "{err}");
+    assert_eq!(err.matches("pipeline `to_hook`").count(), 1, "{err}");
+    assert!(
+        err.contains("error: pipeline `to_hook`: hooks: POST "),
+        "{err}"
+    );
+    assert!(err.contains("HTTP 422 Unprocessable Entity: {\"error\": \"row 1: field `id` is not accepted\", \"echo\": \"X-Api-Key: ***\""), "{err}");
+    assert!(!err.contains("EchoedKey123"), "{err}");
+    assert!(err.contains("zzz…"), "the answer is cut: {err}");
+    assert!(!err.contains(&"z".repeat(300)), "{err}");
+}
+
+/// NATS server URLs with credentials (`user:password@`, `token@`) never show them in
+/// connection errors.
+#[tokio::test]
+async fn nats_connection_errors_hide_url_credentials() {
+    let port = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().port()
+    };
+    for (url, secrets) in [
+        (
+            format!("nats://natsuser:NatsPwSecret@127.0.0.1:{port}"),
+            &["NatsPwSecret", "natsuser"][..],
+        ),
+        (
+            format!("nats://NatsTokSecret8@127.0.0.1:{port}"),
+            &["NatsTokSecret8"][..],
+        ),
+    ] {
+        let yaml = nats_sink_config("s.x", None)
+            .replace(&format!("[\"{NATS}\"]"), &format!("[\"{url}\"]"));
+        let (p, cfg) = compile(&yaml);
+        let err = NatsSink::connect(&p, &cfg).await.unwrap_err();
+        let msg = format!("{err} {err:?}");
+        assert!(matches!(err, RuntimeError::Connect { .. }), "{msg}");
+        assert!(
+            msg.contains(&format!(
+                "datastore `bus` (nats://***@127.0.0.1:{port}): cannot connect"
+            )),
+            "{msg}"
+        );
+        for s in secrets {
+            assert!(!msg.contains(s), "{msg}");
+        }
+        let yaml = nats_source_config("s.x", "")
+            .replace(&format!("[\"{NATS}\"]"), &format!("[\"{url}\"]"));
+        let (p, cfg) = compile(&yaml);
+        let err = NatsSource::connect(&p, &cfg).await.unwrap_err();
+        let msg = format!("{err} {err:?}");
+        for s in secrets {
+            assert!(!msg.contains(s), "{msg}");
+        }
+    }
+}
+
+#[tokio::test]
+async fn nats_messages_carry_nan_and_infinity_as_strings() {
+    let (p, cfg) = compile(&nats_sink_config("s.floats", None));
+    let sink = NatsSink::connect(&p, &cfg).await.unwrap();
+    for (f, want) in [
+        (f64::NAN, "NaN"),
+        (f64::INFINITY, "Infinity"),
+        (f64::NEG_INFINITY, "-Infinity"),
+    ] {
+        let payload = sink.payload(&[Value::Int(1), Value::Float(f)]);
+        assert_eq!(
+            serde_json::from_slice::<serde_json::Value>(&payload).unwrap(),
+            serde_json::json!({"id": 1, "at": want})
+        );
+    }
+}

@@ -6,7 +6,7 @@
 
 use crate::expr::Value;
 use crate::ir::{PartitionKind, Reconciliation};
-use chrono::{DateTime, NaiveDate};
+use chrono::{DateTime, NaiveDate, NaiveDateTime};
 
 const DAY: i64 = 86_400;
 
@@ -118,11 +118,21 @@ fn days(d: NaiveDate) -> i64 {
 }
 
 /// Lookback in the watermark's units: seconds for datetimes, whole days (rounded up) for
-/// dates, the number itself for numeric watermarks.
+/// dates, the number itself for numeric watermarks. A lookback reaching before the earliest
+/// representable date or time gives that earliest one (the checker allows at most 100
+/// years for these).
 pub fn minus_lookback(v: &Value, seconds: i64) -> Value {
     match v {
-        Value::Datetime(t) => Value::Datetime(*t - chrono::Duration::seconds(seconds)),
-        Value::Date(d) => Value::Date(*d - chrono::Duration::days((seconds + DAY - 1) / DAY)),
+        Value::Datetime(t) => Value::Datetime(
+            chrono::TimeDelta::try_seconds(seconds)
+                .and_then(|d| t.checked_sub_signed(d))
+                .unwrap_or(NaiveDateTime::MIN),
+        ),
+        Value::Date(d) => Value::Date(
+            chrono::TimeDelta::try_days(seconds / DAY + i64::from(seconds % DAY != 0))
+                .and_then(|days| d.checked_sub_signed(days))
+                .unwrap_or(NaiveDate::MIN),
+        ),
         Value::Int(i) => Value::Int(i.saturating_sub(seconds)),
         Value::Float(f) => Value::Float(f - seconds as f64),
         other => other.clone(),
@@ -192,10 +202,41 @@ pub fn merge_leaves(mut v: Vec<(Range, u64)>, max_rows: u64) -> Vec<(Range, u64)
 #[cfg(test)]
 mod tests {
     use super::*;
-    use chrono::NaiveDateTime;
 
     fn datetime(secs: i64) -> Option<NaiveDateTime> {
         DateTime::from_timestamp(secs, 0).map(|t| t.naive_utc())
+    }
+
+    #[test]
+    fn lookback_never_overflows() {
+        let t = NaiveDate::from_ymd_opt(2024, 1, 2)
+            .unwrap()
+            .and_hms_opt(3, 0, 0)
+            .unwrap();
+        assert_eq!(
+            minus_lookback(&Value::Datetime(t), 3600),
+            Value::Datetime(t - chrono::TimeDelta::hours(1))
+        );
+        assert_eq!(
+            minus_lookback(&Value::Datetime(t), i64::MAX),
+            Value::Datetime(NaiveDateTime::MIN)
+        );
+        assert_eq!(
+            minus_lookback(&Value::Datetime(t), 9_000_000_000_000_000),
+            Value::Datetime(NaiveDateTime::MIN)
+        );
+        assert_eq!(
+            minus_lookback(&Value::Date(t.date()), DAY + 1),
+            Value::Date(t.date() - chrono::TimeDelta::days(2))
+        );
+        assert_eq!(
+            minus_lookback(&Value::Date(t.date()), i64::MAX),
+            Value::Date(NaiveDate::MIN)
+        );
+        assert_eq!(
+            minus_lookback(&Value::Int(i64::MIN + 1), i64::MAX),
+            Value::Int(i64::MIN)
+        );
     }
 
     #[test]

@@ -94,12 +94,30 @@ impl Mode<'_> {
     }
 }
 
-/// The mode `opts` selects for `p`. An unknown reconciliation name is a
-/// [`RuntimeError::Config`]; webhook and NATS sinks always run a full sync (they cannot be
-/// read back).
+/// The mode `opts` selects for `p`. A reconciliation name the pipeline does not have is a
+/// [`RuntimeError::Config`], whatever its sink: webhook and NATS sinks (and NATS sources)
+/// have no reconciliations and always run a full sync, so `-r` cannot apply to them.
 pub fn select_mode<'a>(p: &'a Pipeline, opts: &RunOptions) -> Result<Mode<'a>, RuntimeError> {
+    let reconcilable =
+        p.sink.store.kind.dialect().is_some() && p.source.store.kind.dialect().is_some();
     let r = match &opts.reconciliation {
-        _ if opts.full || p.sink.store.kind.dialect().is_none() => None,
+        _ if opts.full => None,
+        Some(name) if !reconcilable => {
+            let (side, kind) = if p.sink.store.kind.dialect().is_none() {
+                ("sink", &p.sink.store.kind)
+            } else {
+                ("source", &p.source.store.kind)
+            };
+            let kind = match kind {
+                StoreKind::Nats => "NATS",
+                other => other.name(),
+            };
+            return Err(RuntimeError::Config(format!(
+                "pipeline `{}` has no reconciliation `{name}`: its {kind} {side} is always fully synced (reconciliation needs a database on both sides); leave out -r, or pick the pipelines that have it with -p",
+                p.name
+            )));
+        }
+        _ if !reconcilable => None,
         Some(name) => Some(
             p.reconciliations
                 .iter()

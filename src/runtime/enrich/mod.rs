@@ -120,10 +120,14 @@ fn store_of<'a>(cfg: &'a RawConfig, name: &str) -> Result<&'a RawExternalStore, 
         .ok_or_else(|| RuntimeError::Config(format!("external store `{name}` is not configured")))
 }
 
-/// The configured timeout, or `default`.
+/// The configured timeout, or `default`. The checker allows 0 < t ≤ one day; anything
+/// longer is cut to a day here too (a timeout beyond what `Instant` can add would panic
+/// deep in the clients), and anything else is `default`.
 pub(crate) fn timeout_of(t: Option<f64>, default: Duration) -> Duration {
     match t {
-        Some(s) if s.is_finite() && s > 0.0 => Duration::from_secs_f64(s),
+        Some(s) if s > 0.0 => {
+            Duration::try_from_secs_f64(s.min(crate::config::raw::MAX_TIMEOUT)).unwrap_or(default)
+        }
         _ => default,
     }
 }
@@ -318,5 +322,24 @@ impl Enricher {
                 other.to_text()
             )),
         }
+    }
+}
+
+#[cfg(test)]
+mod timeout_tests {
+    use super::*;
+
+    #[test]
+    fn timeouts_never_panic() {
+        let d = Duration::from_secs(7);
+        assert_eq!(timeout_of(Some(1.5), d), Duration::from_millis(1500));
+        assert_eq!(timeout_of(Some(1e20), d), Duration::from_secs(86_400));
+        assert_eq!(
+            timeout_of(Some(f64::INFINITY), d),
+            Duration::from_secs(86_400)
+        );
+        assert_eq!(timeout_of(Some(f64::NAN), d), d);
+        assert_eq!(timeout_of(Some(-1.0), d), d);
+        assert_eq!(timeout_of(None, d), d);
     }
 }
