@@ -720,6 +720,91 @@ pipelines:
     del_keys(&prefix, &["1"]).await;
 }
 
+/// Rows that `on_error: skip` drops are reported once per run as a warning (at the default
+/// log level), and the JSON report keeps its shape.
+#[tokio::test(flavor = "multi_thread")]
+async fn on_error_skipped_rows_are_reported_once_per_run() {
+    let server = TestServer::start(|_, _| Reply::status(404)).await;
+    let c = crate::support::pg().await;
+    let src = unique("skip_src");
+    c.batch_execute(&format!(
+        "CREATE TABLE {src} (id bigint PRIMARY KEY, zip text);
+         INSERT INTO {src} SELECT i, 'z' || i FROM generate_series(1, 30) i;"
+    ))
+    .await
+    .unwrap();
+    let yaml = format!(
+        r#"
+datastores:
+  - {{name: pg, type: postgres, host: 127.0.0.1, username: postgres, database: test}}
+externalstores:
+  - {{name: geo, type: http, url: "{base}/api", retries: 0}}
+pipelines:
+  - name: skipping
+    source:
+      datastore: pg
+      batch_size: 10
+      table: {src}
+      fields: [{{column: id, dtype: int}}, {{column: zip, dtype: str}}]
+    sink:
+      datastore: pg
+      table: {src}_out
+      unique_key: [id]
+      fields:
+        - {{column: id, source_column: id}}
+        - {{column: city, dtype: str, source: geo, source_column: city}}
+    enrichment:
+      - externalstore: geo
+        name: geo
+        path: "TMPL(/zip/{{{{ zip }}}})"
+        output: 'lambda v: {{"city": json_get(v, "city")}}'
+        on_error: skip
+"#,
+        base = server.base
+    );
+    let path = std::env::temp_dir().join(format!("{src}.yaml"));
+    std::fs::write(&path, yaml).unwrap();
+    let o = std::process::Command::new(env!("CARGO_BIN_EXE_synctool"))
+        .arg("-c")
+        .arg(&path)
+        .args(["apply", "--format", "json"])
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(0), "{o:?}");
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    let warnings: Vec<&str> = stderr.lines().filter(|l| l.contains("WARN")).collect();
+    assert_eq!(warnings.len(), 1, "one warning for the run: {stderr}");
+    assert!(warnings[0].contains("30 rows skipped"), "{stderr}");
+    assert!(warnings[0].contains("row with key (id=1)"), "{stderr}");
+    assert!(warnings[0].contains("404"), "{stderr}");
+    let out: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let report = &out["pipelines"][0];
+    let mut keys: Vec<&str> = report
+        .as_object()
+        .unwrap()
+        .keys()
+        .map(String::as_str)
+        .collect();
+    keys.sort();
+    assert_eq!(
+        keys,
+        vec![
+            "blocks",
+            "duration_ms",
+            "mode",
+            "name",
+            "rows_deleted",
+            "rows_read",
+            "rows_written"
+        ]
+    );
+    assert_eq!(report["rows_read"], 30);
+    assert_eq!(report["rows_written"], 0);
+    c.batch_execute(&format!("DROP TABLE {src}; DROP TABLE IF EXISTS {src}_out"))
+        .await
+        .unwrap();
+}
+
 // ---------------------------------------------------------------- webhook
 
 /// `apply` into a webhook posts `sink.batch_size` rows per request, whatever the source's
