@@ -720,6 +720,57 @@ pipelines:
     del_keys(&prefix, &["1"]).await;
 }
 
+/// Under `on_error: fail`, the first lookup that fails for good stops the batch: the other
+/// lookups are cancelled or never sent, instead of each being tried with all its retries.
+#[tokio::test]
+async fn http_on_error_fail_stops_the_batch_at_the_first_failure() {
+    let server = TestServer::start(|_, _| Reply::status(503)).await;
+    let zips: Vec<String> = (0..40).map(|i| format!("z{i}")).collect();
+    let refs: Vec<&str> = zips.iter().map(String::as_str).collect();
+    let (p, cfg) = compile(&http_config(
+        &server.base,
+        "    retries: 2\n    max_concurrency: 2",
+        "        on_error: fail",
+    ));
+    let e = Enricher::connect(&p, &cfg).await.unwrap();
+    let err = e.run(&mut zip_rows(&refs)).await.unwrap_err();
+    let msg = err.to_string();
+    assert!(msg.contains("503"), "{msg}");
+    assert!(
+        msg.contains("(id=1)") || msg.contains("(id=2)"),
+        "the failed lookup's row: {msg}"
+    );
+    // At most the two lookups in flight, three attempts each.
+    let sent = server.seen().len();
+    assert!(sent <= 6, "{sent} requests");
+
+    // A row whose request cannot be rendered stops the run: the rows after it are not
+    // looked up.
+    let before = server.seen().len();
+    let mut rows = zip_rows(&["a", "b", "c"]);
+    rows[0].insert("zip".into(), Value::Null);
+    let err = e.run(&mut rows).await.unwrap_err();
+    assert!(err.to_string().contains("(id=1)"), "{err}");
+    assert!(err.to_string().contains("NULL"), "{err}");
+    assert_eq!(server.seen().len(), before);
+
+    // `null` still asks for every row.
+    let (p, cfg) = compile(&http_config(
+        &server.base,
+        "    retries: 0\n    max_concurrency: 4",
+        "        on_error: \"null\"",
+    ));
+    let e = Enricher::connect(&p, &cfg).await.unwrap();
+    let before = server.seen().len();
+    let mut rows = zip_rows(&refs);
+    e.run(&mut rows).await.unwrap();
+    assert_eq!(server.seen().len() - before, 40);
+    assert!(rows.iter().all(|r| r["city"] == Value::Null));
+    let tally = e.tally();
+    assert_eq!((tally.nulled, tally.skipped), (40, 0));
+    assert_eq!(tally.first.unwrap().key, "id=1");
+}
+
 /// Rows that `on_error: skip` drops are reported once per run as a warning (at the default
 /// log level), and the JSON report keeps its shape.
 #[tokio::test(flavor = "multi_thread")]

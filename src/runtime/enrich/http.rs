@@ -126,16 +126,27 @@ impl HttpLookup {
         Ok(url.into())
     }
 
-    /// GET every URL, at most `max_concurrency` at a time; results in input order.
-    pub async fn get_many(&self, urls: &[String]) -> Vec<Result<Value, LookupError>> {
-        let mut out: Vec<(usize, Result<Value, LookupError>)> =
-            stream::iter(urls.iter().enumerate())
-                .map(|(i, u)| async move { (i, self.get(u).await) })
-                .buffer_unordered(self.max_concurrency)
-                .collect()
-                .await;
-        out.sort_by_key(|(i, _)| *i);
-        out.into_iter().map(|(_, r)| r).collect()
+    /// GET every URL, at most `max_concurrency` at a time; results in input order. With
+    /// `stop_on_error`, the first request that fails for good (after its retries) stops
+    /// the others: those in flight are cancelled, the rest never sent, and their places
+    /// hold `None`.
+    pub async fn get_many(
+        &self,
+        urls: &[String],
+        stop_on_error: bool,
+    ) -> Vec<Option<Result<Value, LookupError>>> {
+        let mut out: Vec<Option<Result<Value, LookupError>>> = vec![None; urls.len()];
+        let mut pending = stream::iter(urls.iter().enumerate())
+            .map(|(i, u)| async move { (i, self.get(u).await) })
+            .buffer_unordered(self.max_concurrency);
+        while let Some((i, r)) = pending.next().await {
+            let failed = r.is_err();
+            out[i] = Some(r);
+            if failed && stop_on_error {
+                break;
+            }
+        }
+        out
     }
 
     /// One GET with retries. The body is parsed as JSON ([`Value::Json`], JSON `null` →

@@ -11,8 +11,10 @@
 //!    through the enrichment's `output` expression, giving its output fields, which are
 //!    added to the row under their names;
 //! 4. a failure for a row (template, lookup or output expression) follows `on_error`:
-//!    `fail` stops with [`RuntimeError::Enrichment`], `null` gives NULL outputs, `skip`
-//!    drops the row. The rows `null` and `skip` handled are counted over the run
+//!    `fail` stops with [`RuntimeError::Enrichment`] for the first failing row — the rows
+//!    after one whose request cannot be rendered are not looked up, and the first HTTP
+//!    lookup that fails for good cancels the batch's others —, `null` gives NULL outputs,
+//!    `skip` drops the row. The rows `null` and `skip` handled are counted over the run
 //!    ([`OnErrorTally`]), for one warning at its end.
 
 pub mod http;
@@ -346,44 +348,48 @@ impl Enricher {
                     Err("an HTTP lookup on a Redis store".to_string())
                 }
             };
+            // Under `fail` a row that cannot even be asked for stops the run: only the rows
+            // before it (which may fail first) are looked up, the rest not even rendered.
+            let stop = rendered.is_err() && e.on_error == OnError::Fail;
             requests.push(Some(rendered.map(|r| {
                 *index_of.entry(r.clone()).or_insert_with(|| {
                     distinct.push(r);
                     distinct.len() - 1
                 })
             })));
+            if stop {
+                break;
+            }
         }
         stats.lookups = distinct.len();
-        // 2. Look the distinct requests up.
-        let results: Vec<Result<Value, LookupError>> = if distinct.is_empty() {
+        // 2. Look the distinct requests up. Under `fail`, the first lookup that fails for
+        // good stops the others (`None`: never answered).
+        let stop_on_error = e.on_error == OnError::Fail;
+        let results: Vec<Option<Result<Value, LookupError>>> = if distinct.is_empty() {
             Vec::new()
         } else {
             match &step.backend {
-                Backend::Redis(r) => r.get_many(&distinct).await,
-                Backend::Http(h) => h.get_many(&distinct).await,
+                Backend::Redis(r) => r.get_many(&distinct).await.into_iter().map(Some).collect(),
+                Backend::Http(h) => h.get_many(&distinct, stop_on_error).await,
             }
         };
         // 3. Outputs per row, or the failure policy.
         let map_output = matches!(e.output.as_ref().map(|o| &o.ty), Some(Type::Map(_)));
         for (i, req) in requests.into_iter().enumerate() {
             let Some(req) = req else { continue };
-            let outcome = req
-                .and_then(|idx| results[idx].clone().map_err(|LookupError(m)| m))
-                .and_then(|v| self.outputs(e, v, map_output));
+            let outcome = match req.map(|idx| &results[idx]) {
+                // A lookup cut short by another's failure: that failure stops the run.
+                Ok(None) => continue,
+                Ok(Some(r)) => r.clone().map_err(|LookupError(m)| m),
+                Err(m) => Err(m),
+            }
+            .and_then(|v| self.outputs(e, v, map_output));
             match outcome {
                 Ok(outs) => rows[i].extend(outs),
                 Err(message) => {
                     stats.failed_rows += 1;
                     match e.on_error {
-                        OnError::Fail => {
-                            return Err(RuntimeError::Enrichment {
-                                pipeline: self.pipeline.clone(),
-                                enrichment: e.name.clone(),
-                                store: e.store.name.clone(),
-                                key: row_key(&self.key, &rows[i]),
-                                message,
-                            })
-                        }
+                        OnError::Fail => return Err(self.failure(e, &rows[i], message)),
                         OnError::Null => {
                             self.record(e, &rows[i], &message);
                             rows[i].extend(e.outputs.keys().map(|k| (k.clone(), Value::Null)))
@@ -404,6 +410,17 @@ impl Enricher {
         }
         report.skipped.sort_by_key(|s| s.index);
         Ok(stats)
+    }
+
+    /// The `on_error: fail` error of `row`.
+    fn failure(&self, e: &Enrichment, row: &AliasRow, message: String) -> RuntimeError {
+        RuntimeError::Enrichment {
+            pipeline: self.pipeline.clone(),
+            enrichment: e.name.clone(),
+            store: e.store.name.clone(),
+            key: row_key(&self.key, row),
+            message,
+        }
     }
 
     /// Count a row `on_error: null` or `skip` handled.
