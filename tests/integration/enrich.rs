@@ -495,6 +495,118 @@ async fn redis_unreachable_or_bad_password_fails_at_connect_without_the_secret()
     assert!(!msg.contains("Sup3rSecretPw"), "{msg}");
 }
 
+/// A key holding another type (a hash) makes Redis refuse its `GET`, which fails the whole
+/// pipeline: only that row may be affected, under every policy.
+#[tokio::test]
+async fn redis_a_key_of_the_wrong_type_affects_only_its_row() {
+    let prefix = format!("{}:", unique("synctool_test_wrongtype"));
+    let codes: Vec<String> = (1..=20).map(|i| i.to_string()).collect();
+    let values: Vec<(String, String)> = codes
+        .iter()
+        .filter(|c| *c != "5")
+        .map(|c| (c.clone(), format!("v{c}")))
+        .collect();
+    let pairs: Vec<(&str, &str)> = values
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .collect();
+    set_keys(&prefix, &pairs).await;
+    let mut c = redis_conn().await;
+    redis::cmd("HSET")
+        .arg(format!("{prefix}5"))
+        .arg("f")
+        .arg("v")
+        .query_async::<()>(&mut c)
+        .await
+        .unwrap();
+    let batch = || -> Vec<IndexMap<String, Value>> {
+        codes
+            .iter()
+            .map(|c| row(&[("id", Value::Int(c.parse().unwrap())), ("code", s(c))]))
+            .collect()
+    };
+
+    // fail: the error names row 5.
+    let (p, cfg) = compile(&redis_config(
+        "127.0.0.1",
+        6379,
+        &prefix,
+        "        on_error: fail",
+    ));
+    let e = Enricher::connect(&p, &cfg).await.unwrap();
+    let err = e.run(&mut batch()).await.unwrap_err();
+    let msg = err.to_string();
+    assert!(msg.contains("row with key (id=5)"), "{msg}");
+    assert!(msg.contains("WRONGTYPE"), "{msg}");
+    assert!(msg.contains(&format!("key `{prefix}5`")), "{msg}");
+
+    // null: only row 5 is NULL.
+    let (p, cfg) = compile(&redis_config(
+        "127.0.0.1",
+        6379,
+        &prefix,
+        "        on_error: \"null\"",
+    ));
+    let e = Enricher::connect(&p, &cfg).await.unwrap();
+    let mut rows = batch();
+    let report = e.run(&mut rows).await.unwrap();
+    assert_eq!(report.stats[0].failed_rows, 1);
+    for r in &rows {
+        let want = match &r["id"] {
+            Value::Int(5) => Value::Null,
+            Value::Int(i) => s(&format!("v{i}")),
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(r["segment"], want, "{r:?}");
+    }
+    assert_eq!(e.tally().nulled, 1);
+    assert_eq!(e.tally().first.unwrap().key, "id=5");
+
+    // skip: only row 5 is dropped.
+    let (p, cfg) = compile(&redis_config(
+        "127.0.0.1",
+        6379,
+        &prefix,
+        "        on_error: skip",
+    ));
+    let e = Enricher::connect(&p, &cfg).await.unwrap();
+    let mut rows = batch();
+    let report = e.run(&mut rows).await.unwrap();
+    assert_eq!(rows.len(), 19);
+    assert_eq!(report.skipped.len(), 1);
+    assert_eq!(report.skipped[0].key, "id=5");
+    assert!(
+        report.skipped[0].reason.contains("WRONGTYPE"),
+        "{:?}",
+        report.skipped
+    );
+    assert!(rows.iter().all(|r| r["id"] != Value::Int(5)));
+
+    let mut all: Vec<&str> = codes.iter().map(String::as_str).collect();
+    all.push("5");
+    del_keys(&prefix, &all).await;
+}
+
+/// `password: "${VAR:-}"` with the variable unset (and the same for `username`) means no
+/// password: no `AUTH` is sent to a server that has none.
+#[tokio::test]
+async fn redis_empty_credentials_mean_none() {
+    let prefix = format!("{}:", unique("synctool_test_nopw"));
+    set_keys(&prefix, &[("a", "gold")]).await;
+    let yaml = redis_config("127.0.0.1", 6379, &prefix, "").replace(
+        "db: 0,",
+        r#"db: 0, username: "${SYNCTOOL_TEST_UNSET_USER:-}", password: "${SYNCTOOL_TEST_UNSET_PW:-}","#,
+    );
+    let (p, cfg) = compile(&yaml);
+    let e = Enricher::connect(&p, &cfg)
+        .await
+        .unwrap_or_else(|e| panic!("an empty password must mean none: {e}"));
+    let mut rows = vec![row(&[("id", Value::Int(1)), ("code", s("a"))])];
+    e.run(&mut rows).await.unwrap();
+    assert_eq!(rows[0]["segment"], s("gold"));
+    del_keys(&prefix, &["a"]).await;
+}
+
 // ---------------------------------------------------------------- HTTP
 
 fn http_config(base: &str, store_extra: &str, enrichment_extra: &str) -> String {
