@@ -832,6 +832,94 @@ pipelines:
     del_keys(&prefix, &["1"]).await;
 }
 
+/// The store URL's query string (an API key) stays the query string: the lookup's path goes
+/// into the URL's path, and its params after the store's query.
+#[tokio::test]
+async fn http_store_url_with_a_query_string_keeps_it() {
+    let server = TestServer::start(|_, _| Reply::ok(r#"{"city": "c"}"#)).await;
+    let yaml = http_config(&server.base, "", "").replace(
+        &format!("url: \"{}/api\"", server.base),
+        &format!("url: \"{}/base?api_key=K1\"", server.base),
+    );
+    let (p, cfg) = compile(&yaml);
+    let e = Enricher::connect(&p, &cfg).await.unwrap();
+    let mut rows = zip_rows(&["10115"]);
+    e.run(&mut rows).await.unwrap();
+    let uris: Vec<String> = server.seen().iter().map(|s| s.uri.clone()).collect();
+    assert_eq!(uris, vec!["/base/zip/10115?api_key=K1&country=de+%26+at"]);
+    assert_eq!(rows[0]["city"], j("c"));
+}
+
+/// Row values are percent-encoded into the path: one value is one path segment, whatever
+/// it holds, and it can never send the request (with the store's headers) to another host.
+#[tokio::test]
+async fn http_path_values_are_encoded_and_never_change_the_host() {
+    let server = TestServer::start(|_, _| Reply::ok(r#"{"city": "c"}"#)).await;
+    let other = TestServer::start(|_, _| Reply::ok(r#"{"city": "stolen"}"#)).await;
+
+    // One value, one segment; the query parameter is a query value.
+    let (p, cfg) = compile(&http_config(&server.base, "", "        on_error: fail"));
+    let e = Enricher::connect(&p, &cfg).await.unwrap();
+    e.run(&mut zip_rows(&["a b/c?d&e=f#g"])).await.unwrap();
+    assert_eq!(
+        server.count("/api/zip/a%20b%2Fc%3Fd%26e%3Df%23g?country=de+%26+at"),
+        1,
+        "{:#?}",
+        server.seen()
+    );
+
+    // A value that is a whole URL stays a segment of the store's own path.
+    let steal = format!("{}/steal", other.base);
+    let yaml = http_config(&server.base, "", "        on_error: fail")
+        .replace("TMPL(/zip/{{ zip }})", "TMPL({{ zip }})");
+    let (p, cfg) = compile(&yaml);
+    let e = Enricher::connect(&p, &cfg).await.unwrap();
+    e.run(&mut zip_rows(&[&steal])).await.unwrap();
+    assert!(other.seen().is_empty(), "{:#?}", other.seen());
+    let port = other.base.rsplit(':').next().unwrap();
+    assert_eq!(
+        server.count(&format!(
+            "/api/http%3A%2F%2F127.0.0.1%3A{port}%2Fsteal?country=de+%26+at"
+        )),
+        1,
+        "{:#?}",
+        server.seen()
+    );
+
+    // A value that would climb the path is refused, not resolved.
+    let before = server.seen().len();
+    let err = e.run(&mut zip_rows(&[".."])).await.unwrap_err();
+    assert!(err.to_string().contains("`..` segment"), "{err}");
+    assert_eq!(server.seen().len(), before);
+
+    // A whole URL written in the template must be on the store's host: another host is an
+    // error for the row, and nothing is sent there.
+    let yaml = http_config(&server.base, "", "        on_error: skip").replace(
+        "TMPL(/zip/{{ zip }})",
+        &format!("TMPL({}/x/{{{{ zip }}}})", other.base),
+    );
+    let (p, cfg) = compile(&yaml);
+    let e = Enricher::connect(&p, &cfg).await.unwrap();
+    let mut rows = zip_rows(&["1"]);
+    let report = e.run(&mut rows).await.unwrap();
+    assert!(rows.is_empty());
+    assert!(
+        report.skipped[0].reason.contains("not on the store's"),
+        "{:?}",
+        report.skipped
+    );
+    assert!(other.seen().is_empty(), "{:#?}", other.seen());
+    // On the store's own host it is used as written.
+    let yaml = http_config(&server.base, "", "        on_error: fail").replace(
+        "TMPL(/zip/{{ zip }})",
+        &format!("TMPL({}/abs/{{{{ zip }}}})", server.base),
+    );
+    let (p, cfg) = compile(&yaml);
+    let e = Enricher::connect(&p, &cfg).await.unwrap();
+    e.run(&mut zip_rows(&["7 7"])).await.unwrap();
+    assert_eq!(server.count("/abs/7%207?country=de+%26+at"), 1);
+}
+
 /// Under `on_error: fail`, the first lookup that fails for good stops the batch: the other
 /// lookups are cancelled or never sent, instead of each being tried with all its retries.
 #[tokio::test]
@@ -1159,6 +1247,21 @@ async fn webhook_retries_5xx_with_the_same_key_and_fails_on_4xx() {
     let msg = err.to_string();
     assert!(msg.contains("422"), "{msg}");
     assert!(!msg.contains("k3y-value"), "{msg}");
+}
+
+/// A `base_url` with a query string (a token) keeps it: `url_path` goes into the path.
+#[tokio::test]
+async fn webhook_base_url_with_a_query_string_keeps_it() {
+    let server = TestServer::start(|_, _| Reply::status(204)).await;
+    let yaml = webhook_config(&server.base).replace(
+        &format!("base_url: \"{}/\"", server.base),
+        &format!("base_url: \"{}/api?token=T\"", server.base),
+    );
+    let (p, cfg) = compile(&yaml);
+    let sink = WebhookSink::new(&p, &cfg).unwrap();
+    sink.send_batch(&webhook_rows(1)).await.unwrap();
+    let uris: Vec<String> = server.seen().iter().map(|s| s.uri.clone()).collect();
+    assert_eq!(uris, vec!["/api/v1/rows?token=T"]);
 }
 
 // ---------------------------------------------------------------- NATS
