@@ -2,12 +2,13 @@
 //! available at that point: source aliases plus outputs of earlier enrichments) and the
 //! output expression of the looked-up value `v`.
 
-use super::fields::{expression, template};
+use super::fields::{expression, template, template_escaped};
 use super::Diags;
 use crate::config::raw::RawEnrichment;
 use crate::diag::Diagnostic;
 use crate::expr::{Env, Type};
 use crate::ir::{Enrichment, ExternalKind, Lookup, OnError, Source};
+use crate::template::Escape;
 use crate::types::Dtype;
 use indexmap::IndexMap;
 
@@ -79,7 +80,9 @@ pub fn enrichments(
                     );
                     continue;
                 };
-                let Some(path) = template(p, &known_refs, diags) else {
+                // Values go into the path percent-encoded: a row's data can neither add
+                // path segments or a query string nor name another host.
+                let Some(path) = template_escaped(p, &known_refs, Escape::UrlPath, diags) else {
                     continue;
                 };
                 let mut params = IndexMap::new();

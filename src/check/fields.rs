@@ -5,12 +5,23 @@ use super::Diags;
 use crate::config::Spanned;
 use crate::diag::Span;
 use crate::expr::{Env, TypedExpr};
-use crate::template::Template;
+use crate::template::{Escape, Template};
 
 /// Compile a template value; `TMPL(...)` is unwrapped when present.
 pub fn template(s: &Spanned<String>, known: &[&str], diags: &mut Diags) -> Option<Template> {
+    template_escaped(s, known, Escape::None, diags)
+}
+
+/// [`template`], printing values escaped as `escape` says (an HTTP lookup's path encodes them
+/// as URL path segments).
+pub fn template_escaped(
+    s: &Spanned<String>,
+    known: &[&str],
+    escape: Escape,
+    diags: &mut Diags,
+) -> Option<Template> {
     let (inner, span) = unwrap_tmpl(&s.value, s.span);
-    match crate::template::compile(inner, span, known) {
+    match crate::template::compile_escaped(inner, span, known, escape) {
         Ok(t) => Some(t),
         Err(e) => {
             let d: crate::diag::Diagnostic = e.into();

@@ -445,7 +445,9 @@ pub enum Lookup {
     },
     /// HTTP GET `<store url><path>` with query parameters.
     Http {
-        /// The path (or full URL) template.
+        /// The path template (appended to the store URL's path), or a whole URL on the
+        /// store's own scheme, host and port; its values are printed as encoded path segments
+        /// ([`crate::template::Escape::UrlPath`]).
         path: Template,
         /// Query parameters, each a template.
         params: IndexMap<String, Template>,

@@ -9,6 +9,7 @@ pub mod error;
 pub mod nats;
 pub mod retry;
 pub mod transform;
+pub mod urls;
 pub mod values;
 pub mod webhook;
 

@@ -1,5 +1,6 @@
 //! Webhook sink (SPEC §5): each batch is POSTed as a JSON array of row objects to the
-//! datastore's `base_url` + the sink's `url_path`, with the datastore's headers, a timeout,
+//! datastore's `base_url` + the sink's `url_path` (appended to the URL's path, its query
+//! string kept: [`super::urls::join_path`]), with the datastore's headers, a timeout,
 //! retries with exponential backoff on timeouts, connection errors, 5xx, 408 and 429, and an
 //! `Idempotency-Key` header derived from the batch content alone — so a retried or re-run
 //! batch carries the same key, and the receiver can drop duplicates.
@@ -10,6 +11,7 @@ use super::retry::{
     body_excerpt, error_text, redact_url, retryable_error, retryable_status, RetryPolicy,
 };
 use super::transform::row_to_json;
+use super::urls::join_path;
 use super::{Row, RuntimeError};
 use crate::config::raw::RawConfig;
 use crate::ir::Pipeline;
@@ -70,20 +72,21 @@ impl WebhookSink {
             RuntimeError::Config(format!("webhook datastore `{store}` has no `base_url`"))
         })?;
         let url_path = pipeline.sink.url_path.clone().unwrap_or_default();
-        let joined = if url_path.is_empty() {
-            base.value.clone()
-        } else {
-            format!(
-                "{}/{}",
-                base.value.trim_end_matches('/'),
-                url_path.trim_start_matches('/')
-            )
-        };
-        let url = Url::parse(&joined).map_err(|e| {
-            RuntimeError::Config(format!(
-                "webhook datastore `{store}`: `base_url` + `url_path` is not a URL: {e}"
-            ))
-        })?;
+        // `url_path` goes after the path of `base_url`, whose query string is kept.
+        let url = Url::parse(&base.value)
+            .map_err(|e| {
+                RuntimeError::Config(format!(
+                    "webhook datastore `{store}`: `base_url` is not a URL: {e}"
+                ))
+            })
+            .and_then(|b| {
+                join_path(&b, &url_path).map_err(|e| {
+                    RuntimeError::Config(format!(
+                        "pipeline `{}`: webhook datastore `{store}`: `url_path`: {e}",
+                        pipeline.name
+                    ))
+                })
+            })?;
         let headers: Vec<(String, String)> = raw
             .headers
             .iter()

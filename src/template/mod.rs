@@ -8,6 +8,11 @@
 //! compile errors with a span and a "did you mean"), and a value missing at run time is an
 //! error rather than an empty string.
 //!
+//! Escaping: a template compiled with [`Escape::UrlPath`] (an HTTP lookup's `path`) prints
+//! every value percent-encoded, as one URL path segment (`a b/c` → `a%20b%2Fc`), while its
+//! literal text stays as written; `|safe` prints a value as it is. Other templates print
+//! values unchanged.
+//!
 //! NULL: a NULL field is passed to the template as *undefined*, so printing it is an error
 //! ([`TemplateError::NullValue`]) unless the template says what to print instead, e.g.
 //! `{{ name|default("") }}` or `{% if name is not none %}…{% endif %}` (the `none` test
@@ -17,7 +22,8 @@
 use crate::diag::{did_you_mean, Diagnostic, Span};
 use crate::expr::value::{format_datetime, Value};
 use indexmap::IndexMap;
-use minijinja::{AutoEscape, Environment, ErrorKind, UndefinedBehavior};
+use minijinja::{escape_formatter, AutoEscape, Environment, ErrorKind, UndefinedBehavior};
+use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
 use std::collections::BTreeMap;
 use std::sync::{OnceLock, RwLock};
 
@@ -92,6 +98,28 @@ impl From<TemplateError> for Diagnostic {
     }
 }
 
+/// How a template prints the values it substitutes.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Escape {
+    /// As they are: keys, sink fields, and query parameters (which the HTTP client encodes).
+    #[default]
+    None,
+    /// Percent-encoded as one URL path segment: every byte but ASCII letters, digits and
+    /// `-._~` (so `/`, `?`, `#`, `&`, `%` and spaces cannot change the URL's structure). A
+    /// value marked `|safe` is printed as it is.
+    UrlPath,
+}
+
+/// The bytes [`Escape::UrlPath`] encodes: all but RFC 3986's unreserved characters.
+const PATH_SEGMENT: &AsciiSet = &NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'.')
+    .remove(b'_')
+    .remove(b'~');
+
+/// minijinja's name of the [`Escape::UrlPath`] auto-escape mode.
+const URL_PATH_ESCAPE: &str = "url-path";
+
 /// A compiled template.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Template {
@@ -104,6 +132,18 @@ pub struct Template {
     /// Whether the text itself is secret (a query parameter named like one, `api_key`):
     /// errors then show `***` instead of it. URL credentials are hidden in any template.
     pub secret: bool,
+    /// How printed values are escaped.
+    pub escape: Escape,
+}
+
+/// The name of a template in the shared environment: the escape mode (which the
+/// environment's auto-escape callback reads back) and the source text, so that the same text
+/// compiled for two modes is two templates.
+fn env_name(src: &str, escape: Escape) -> String {
+    match escape {
+        Escape::None => format!("text:{src}"),
+        Escape::UrlPath => format!("{URL_PATH_ESCAPE}:{src}"),
+    }
 }
 
 fn env() -> &'static RwLock<Environment<'static>> {
@@ -111,7 +151,25 @@ fn env() -> &'static RwLock<Environment<'static>> {
     ENV.get_or_init(|| {
         let mut env = Environment::new();
         env.set_undefined_behavior(UndefinedBehavior::Strict);
-        env.set_auto_escape_callback(|_| AutoEscape::None);
+        env.set_auto_escape_callback(|name| {
+            if name.starts_with(URL_PATH_ESCAPE) {
+                AutoEscape::Custom(URL_PATH_ESCAPE)
+            } else {
+                AutoEscape::None
+            }
+        });
+        env.set_formatter(|out, state, value| match state.auto_escape() {
+            AutoEscape::Custom(URL_PATH_ESCAPE) => {
+                let text = value.to_string();
+                if value.is_safe() {
+                    out.write_str(&text)
+                } else {
+                    write!(out, "{}", utf8_percent_encode(&text, PATH_SEGMENT))
+                }
+                .map_err(minijinja::Error::from)
+            }
+            _ => escape_formatter(out, state, value),
+        });
         env.set_keep_trailing_newline(true);
         // A NULL field reaches the template as undefined (so printing it is an error), but
         // it is SQL's NULL, Python's None: `is none` must say so, not print `false`.
@@ -124,13 +182,25 @@ fn env() -> &'static RwLock<Environment<'static>> {
 
 /// Compile a template once. `origin` is the span of `src` in the config file (the caller
 /// strips `TMPL(`…`)`), `known` the names the row context will hold. Every variable the
-/// template reads must be in `known`.
+/// template reads must be in `known`. Values are printed as they are; see
+/// [`compile_escaped`].
 pub fn compile(src: &str, origin: Span, known: &[&str]) -> Result<Template, TemplateError> {
+    compile_escaped(src, origin, known, Escape::None)
+}
+
+/// [`compile`], with printed values escaped as `escape` says.
+pub fn compile_escaped(
+    src: &str,
+    origin: Span,
+    known: &[&str],
+    escape: Escape,
+) -> Result<Template, TemplateError> {
     let lock = env();
+    let name = env_name(src, escape);
     {
         let mut env = lock.write().unwrap_or_else(|p| p.into_inner());
-        if env.get_template(src).is_err() {
-            env.add_template_owned(src.to_string(), src.to_string())
+        if env.get_template(&name).is_err() {
+            env.add_template_owned(name.clone(), src.to_string())
                 .map_err(|e| {
                     let span = e
                         .range()
@@ -144,7 +214,7 @@ pub fn compile(src: &str, origin: Span, known: &[&str]) -> Result<Template, Temp
         }
     }
     let env = lock.read().unwrap_or_else(|p| p.into_inner());
-    let tmpl = env.get_template(src).map_err(|e| TemplateError::Syntax {
+    let tmpl = env.get_template(&name).map_err(|e| TemplateError::Syntax {
         message: e.to_string(),
         span: origin,
     })?;
@@ -179,6 +249,7 @@ pub fn compile(src: &str, origin: Span, known: &[&str]) -> Result<Template, Temp
         vars,
         span: origin,
         secret: false,
+        escape,
     })
 }
 
@@ -251,7 +322,7 @@ impl Template {
         }
         let env = env().read().unwrap_or_else(|p| p.into_inner());
         let tmpl = env
-            .get_template(&self.source)
+            .get_template(&env_name(&self.source, self.escape))
             .map_err(|e| self.render_err(e.to_string()))?;
         tmpl.render(&vars).map_err(|e| {
             if e.kind() == ErrorKind::UndefinedError {
@@ -466,6 +537,62 @@ mod tests {
         ]);
         let out = t.render(&r).unwrap();
         assert!(out.starts_with("2020-02-01 03:04:05|1.5|"), "{out}");
+    }
+
+    #[test]
+    fn url_path_templates_percent_encode_values_but_not_their_text() {
+        let src = "/zip/{{ zip }}?country={{ c }}";
+        let t = compile_escaped(src, at(src), &["zip", "c"], Escape::UrlPath).unwrap();
+        let r = row(&[
+            ("zip", Value::Str("a b/c?d&e=f#g".into())),
+            ("c", Value::Str("de & at".into())),
+        ]);
+        assert_eq!(
+            t.render(&r).unwrap(),
+            "/zip/a%20b%2Fc%3Fd%26e%3Df%23g?country=de%20%26%20at"
+        );
+        // Unreserved characters stay; `%`, non-ASCII and the scheme separator are encoded.
+        let src = "{{ zip }}";
+        let t = compile_escaped(src, at(src), &["zip"], Escape::UrlPath).unwrap();
+        for (value, want) in [
+            ("AZaz09-._~", "AZaz09-._~"),
+            ("100%", "100%25"),
+            ("Zürich", "Z%C3%BCrich"),
+            ("http://other:1/steal", "http%3A%2F%2Fother%3A1%2Fsteal"),
+        ] {
+            assert_eq!(
+                t.render(&row(&[("zip", Value::Str(value.into()))]))
+                    .unwrap(),
+                want
+            );
+        }
+        assert_eq!(t.render(&row(&[("zip", Value::Int(-5))])).unwrap(), "-5");
+        // `|safe` prints the value as it is; expressions are encoded as a whole.
+        let src = "/{{ p|safe }}/{{ a ~ '/' ~ b }}";
+        let t = compile_escaped(src, at(src), &["p", "a", "b"], Escape::UrlPath).unwrap();
+        let r = row(&[
+            ("p", Value::Str("x/y".into())),
+            ("a", Value::Str("1".into())),
+            ("b", Value::Str("2".into())),
+        ]);
+        assert_eq!(t.render(&r).unwrap(), "/x/y/1%2F2");
+    }
+
+    #[test]
+    fn the_same_text_compiled_with_and_without_escaping_stays_two_templates() {
+        let src = "k:{{ name }}";
+        let plain = compile(src, at(src), &["name"]).unwrap();
+        let path = compile_escaped(src, at(src), &["name"], Escape::UrlPath).unwrap();
+        let r = row(&[("name", Value::Str("a b".into()))]);
+        assert_eq!(plain.render(&r).unwrap(), "k:a b");
+        assert_eq!(path.render(&r).unwrap(), "k:a%20b");
+        assert_eq!(plain.render(&r).unwrap(), "k:a b");
+        // NULL handling is the same in both modes.
+        let null = row(&[("name", Value::Null)]);
+        assert!(matches!(
+            path.render(&null),
+            Err(TemplateError::NullValue { .. })
+        ));
     }
 
     #[test]

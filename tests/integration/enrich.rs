@@ -495,6 +495,118 @@ async fn redis_unreachable_or_bad_password_fails_at_connect_without_the_secret()
     assert!(!msg.contains("Sup3rSecretPw"), "{msg}");
 }
 
+/// A key holding another type (a hash) makes Redis refuse its `GET`, which fails the whole
+/// pipeline: only that row may be affected, under every policy.
+#[tokio::test]
+async fn redis_a_key_of_the_wrong_type_affects_only_its_row() {
+    let prefix = format!("{}:", unique("synctool_test_wrongtype"));
+    let codes: Vec<String> = (1..=20).map(|i| i.to_string()).collect();
+    let values: Vec<(String, String)> = codes
+        .iter()
+        .filter(|c| *c != "5")
+        .map(|c| (c.clone(), format!("v{c}")))
+        .collect();
+    let pairs: Vec<(&str, &str)> = values
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .collect();
+    set_keys(&prefix, &pairs).await;
+    let mut c = redis_conn().await;
+    redis::cmd("HSET")
+        .arg(format!("{prefix}5"))
+        .arg("f")
+        .arg("v")
+        .query_async::<()>(&mut c)
+        .await
+        .unwrap();
+    let batch = || -> Vec<IndexMap<String, Value>> {
+        codes
+            .iter()
+            .map(|c| row(&[("id", Value::Int(c.parse().unwrap())), ("code", s(c))]))
+            .collect()
+    };
+
+    // fail: the error names row 5.
+    let (p, cfg) = compile(&redis_config(
+        "127.0.0.1",
+        6379,
+        &prefix,
+        "        on_error: fail",
+    ));
+    let e = Enricher::connect(&p, &cfg).await.unwrap();
+    let err = e.run(&mut batch()).await.unwrap_err();
+    let msg = err.to_string();
+    assert!(msg.contains("row with key (id=5)"), "{msg}");
+    assert!(msg.contains("WRONGTYPE"), "{msg}");
+    assert!(msg.contains(&format!("key `{prefix}5`")), "{msg}");
+
+    // null: only row 5 is NULL.
+    let (p, cfg) = compile(&redis_config(
+        "127.0.0.1",
+        6379,
+        &prefix,
+        "        on_error: \"null\"",
+    ));
+    let e = Enricher::connect(&p, &cfg).await.unwrap();
+    let mut rows = batch();
+    let report = e.run(&mut rows).await.unwrap();
+    assert_eq!(report.stats[0].failed_rows, 1);
+    for r in &rows {
+        let want = match &r["id"] {
+            Value::Int(5) => Value::Null,
+            Value::Int(i) => s(&format!("v{i}")),
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(r["segment"], want, "{r:?}");
+    }
+    assert_eq!(e.tally().nulled, 1);
+    assert_eq!(e.tally().first.unwrap().key, "id=5");
+
+    // skip: only row 5 is dropped.
+    let (p, cfg) = compile(&redis_config(
+        "127.0.0.1",
+        6379,
+        &prefix,
+        "        on_error: skip",
+    ));
+    let e = Enricher::connect(&p, &cfg).await.unwrap();
+    let mut rows = batch();
+    let report = e.run(&mut rows).await.unwrap();
+    assert_eq!(rows.len(), 19);
+    assert_eq!(report.skipped.len(), 1);
+    assert_eq!(report.skipped[0].key, "id=5");
+    assert!(
+        report.skipped[0].reason.contains("WRONGTYPE"),
+        "{:?}",
+        report.skipped
+    );
+    assert!(rows.iter().all(|r| r["id"] != Value::Int(5)));
+
+    let mut all: Vec<&str> = codes.iter().map(String::as_str).collect();
+    all.push("5");
+    del_keys(&prefix, &all).await;
+}
+
+/// `password: "${VAR:-}"` with the variable unset (and the same for `username`) means no
+/// password: no `AUTH` is sent to a server that has none.
+#[tokio::test]
+async fn redis_empty_credentials_mean_none() {
+    let prefix = format!("{}:", unique("synctool_test_nopw"));
+    set_keys(&prefix, &[("a", "gold")]).await;
+    let yaml = redis_config("127.0.0.1", 6379, &prefix, "").replace(
+        "db: 0,",
+        r#"db: 0, username: "${SYNCTOOL_TEST_UNSET_USER:-}", password: "${SYNCTOOL_TEST_UNSET_PW:-}","#,
+    );
+    let (p, cfg) = compile(&yaml);
+    let e = Enricher::connect(&p, &cfg)
+        .await
+        .unwrap_or_else(|e| panic!("an empty password must mean none: {e}"));
+    let mut rows = vec![row(&[("id", Value::Int(1)), ("code", s("a"))])];
+    e.run(&mut rows).await.unwrap();
+    assert_eq!(rows[0]["segment"], s("gold"));
+    del_keys(&prefix, &["a"]).await;
+}
+
 // ---------------------------------------------------------------- HTTP
 
 fn http_config(base: &str, store_extra: &str, enrichment_extra: &str) -> String {
@@ -720,6 +832,230 @@ pipelines:
     del_keys(&prefix, &["1"]).await;
 }
 
+/// The store URL's query string (an API key) stays the query string: the lookup's path goes
+/// into the URL's path, and its params after the store's query.
+#[tokio::test]
+async fn http_store_url_with_a_query_string_keeps_it() {
+    let server = TestServer::start(|_, _| Reply::ok(r#"{"city": "c"}"#)).await;
+    let yaml = http_config(&server.base, "", "").replace(
+        &format!("url: \"{}/api\"", server.base),
+        &format!("url: \"{}/base?api_key=K1\"", server.base),
+    );
+    let (p, cfg) = compile(&yaml);
+    let e = Enricher::connect(&p, &cfg).await.unwrap();
+    let mut rows = zip_rows(&["10115"]);
+    e.run(&mut rows).await.unwrap();
+    let uris: Vec<String> = server.seen().iter().map(|s| s.uri.clone()).collect();
+    assert_eq!(uris, vec!["/base/zip/10115?api_key=K1&country=de+%26+at"]);
+    assert_eq!(rows[0]["city"], j("c"));
+}
+
+/// Row values are percent-encoded into the path: one value is one path segment, whatever
+/// it holds, and it can never send the request (with the store's headers) to another host.
+#[tokio::test]
+async fn http_path_values_are_encoded_and_never_change_the_host() {
+    let server = TestServer::start(|_, _| Reply::ok(r#"{"city": "c"}"#)).await;
+    let other = TestServer::start(|_, _| Reply::ok(r#"{"city": "stolen"}"#)).await;
+
+    // One value, one segment; the query parameter is a query value.
+    let (p, cfg) = compile(&http_config(&server.base, "", "        on_error: fail"));
+    let e = Enricher::connect(&p, &cfg).await.unwrap();
+    e.run(&mut zip_rows(&["a b/c?d&e=f#g"])).await.unwrap();
+    assert_eq!(
+        server.count("/api/zip/a%20b%2Fc%3Fd%26e%3Df%23g?country=de+%26+at"),
+        1,
+        "{:#?}",
+        server.seen()
+    );
+
+    // A value that is a whole URL stays a segment of the store's own path.
+    let steal = format!("{}/steal", other.base);
+    let yaml = http_config(&server.base, "", "        on_error: fail")
+        .replace("TMPL(/zip/{{ zip }})", "TMPL({{ zip }})");
+    let (p, cfg) = compile(&yaml);
+    let e = Enricher::connect(&p, &cfg).await.unwrap();
+    e.run(&mut zip_rows(&[&steal])).await.unwrap();
+    assert!(other.seen().is_empty(), "{:#?}", other.seen());
+    let port = other.base.rsplit(':').next().unwrap();
+    assert_eq!(
+        server.count(&format!(
+            "/api/http%3A%2F%2F127.0.0.1%3A{port}%2Fsteal?country=de+%26+at"
+        )),
+        1,
+        "{:#?}",
+        server.seen()
+    );
+
+    // A value that would climb the path is refused, not resolved.
+    let before = server.seen().len();
+    let err = e.run(&mut zip_rows(&[".."])).await.unwrap_err();
+    assert!(err.to_string().contains("`..` segment"), "{err}");
+    assert_eq!(server.seen().len(), before);
+
+    // A whole URL written in the template must be on the store's host: another host is an
+    // error for the row, and nothing is sent there.
+    let yaml = http_config(&server.base, "", "        on_error: skip").replace(
+        "TMPL(/zip/{{ zip }})",
+        &format!("TMPL({}/x/{{{{ zip }}}})", other.base),
+    );
+    let (p, cfg) = compile(&yaml);
+    let e = Enricher::connect(&p, &cfg).await.unwrap();
+    let mut rows = zip_rows(&["1"]);
+    let report = e.run(&mut rows).await.unwrap();
+    assert!(rows.is_empty());
+    assert!(
+        report.skipped[0].reason.contains("not on the store's"),
+        "{:?}",
+        report.skipped
+    );
+    assert!(other.seen().is_empty(), "{:#?}", other.seen());
+    // On the store's own host it is used as written.
+    let yaml = http_config(&server.base, "", "        on_error: fail").replace(
+        "TMPL(/zip/{{ zip }})",
+        &format!("TMPL({}/abs/{{{{ zip }}}})", server.base),
+    );
+    let (p, cfg) = compile(&yaml);
+    let e = Enricher::connect(&p, &cfg).await.unwrap();
+    e.run(&mut zip_rows(&["7 7"])).await.unwrap();
+    assert_eq!(server.count("/abs/7%207?country=de+%26+at"), 1);
+}
+
+/// Under `on_error: fail`, the first lookup that fails for good stops the batch: the other
+/// lookups are cancelled or never sent, instead of each being tried with all its retries.
+#[tokio::test]
+async fn http_on_error_fail_stops_the_batch_at_the_first_failure() {
+    let server = TestServer::start(|_, _| Reply::status(503)).await;
+    let zips: Vec<String> = (0..40).map(|i| format!("z{i}")).collect();
+    let refs: Vec<&str> = zips.iter().map(String::as_str).collect();
+    let (p, cfg) = compile(&http_config(
+        &server.base,
+        "    retries: 2\n    max_concurrency: 2",
+        "        on_error: fail",
+    ));
+    let e = Enricher::connect(&p, &cfg).await.unwrap();
+    let err = e.run(&mut zip_rows(&refs)).await.unwrap_err();
+    let msg = err.to_string();
+    assert!(msg.contains("503"), "{msg}");
+    assert!(
+        msg.contains("(id=1)") || msg.contains("(id=2)"),
+        "the failed lookup's row: {msg}"
+    );
+    // At most the two lookups in flight, three attempts each.
+    let sent = server.seen().len();
+    assert!(sent <= 6, "{sent} requests");
+
+    // A row whose request cannot be rendered stops the run: the rows after it are not
+    // looked up.
+    let before = server.seen().len();
+    let mut rows = zip_rows(&["a", "b", "c"]);
+    rows[0].insert("zip".into(), Value::Null);
+    let err = e.run(&mut rows).await.unwrap_err();
+    assert!(err.to_string().contains("(id=1)"), "{err}");
+    assert!(err.to_string().contains("NULL"), "{err}");
+    assert_eq!(server.seen().len(), before);
+
+    // `null` still asks for every row.
+    let (p, cfg) = compile(&http_config(
+        &server.base,
+        "    retries: 0\n    max_concurrency: 4",
+        "        on_error: \"null\"",
+    ));
+    let e = Enricher::connect(&p, &cfg).await.unwrap();
+    let before = server.seen().len();
+    let mut rows = zip_rows(&refs);
+    e.run(&mut rows).await.unwrap();
+    assert_eq!(server.seen().len() - before, 40);
+    assert!(rows.iter().all(|r| r["city"] == Value::Null));
+    let tally = e.tally();
+    assert_eq!((tally.nulled, tally.skipped), (40, 0));
+    assert_eq!(tally.first.unwrap().key, "id=1");
+}
+
+/// Rows that `on_error: skip` drops are reported once per run as a warning (at the default
+/// log level), and the JSON report keeps its shape.
+#[tokio::test(flavor = "multi_thread")]
+async fn on_error_skipped_rows_are_reported_once_per_run() {
+    let server = TestServer::start(|_, _| Reply::status(404)).await;
+    let c = crate::support::pg().await;
+    let src = unique("skip_src");
+    c.batch_execute(&format!(
+        "CREATE TABLE {src} (id bigint PRIMARY KEY, zip text);
+         INSERT INTO {src} SELECT i, 'z' || i FROM generate_series(1, 30) i;"
+    ))
+    .await
+    .unwrap();
+    let yaml = format!(
+        r#"
+datastores:
+  - {{name: pg, type: postgres, host: 127.0.0.1, username: postgres, database: test}}
+externalstores:
+  - {{name: geo, type: http, url: "{base}/api", retries: 0}}
+pipelines:
+  - name: skipping
+    source:
+      datastore: pg
+      batch_size: 10
+      table: {src}
+      fields: [{{column: id, dtype: int}}, {{column: zip, dtype: str}}]
+    sink:
+      datastore: pg
+      table: {src}_out
+      unique_key: [id]
+      fields:
+        - {{column: id, source_column: id}}
+        - {{column: city, dtype: str, source: geo, source_column: city}}
+    enrichment:
+      - externalstore: geo
+        name: geo
+        path: "TMPL(/zip/{{{{ zip }}}})"
+        output: 'lambda v: {{"city": json_get(v, "city")}}'
+        on_error: skip
+"#,
+        base = server.base
+    );
+    let path = std::env::temp_dir().join(format!("{src}.yaml"));
+    std::fs::write(&path, yaml).unwrap();
+    let o = std::process::Command::new(env!("CARGO_BIN_EXE_synctool"))
+        .arg("-c")
+        .arg(&path)
+        .args(["apply", "--format", "json"])
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(0), "{o:?}");
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    let warnings: Vec<&str> = stderr.lines().filter(|l| l.contains("WARN")).collect();
+    assert_eq!(warnings.len(), 1, "one warning for the run: {stderr}");
+    assert!(warnings[0].contains("30 rows skipped"), "{stderr}");
+    assert!(warnings[0].contains("row with key (id=1)"), "{stderr}");
+    assert!(warnings[0].contains("404"), "{stderr}");
+    let out: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let report = &out["pipelines"][0];
+    let mut keys: Vec<&str> = report
+        .as_object()
+        .unwrap()
+        .keys()
+        .map(String::as_str)
+        .collect();
+    keys.sort();
+    assert_eq!(
+        keys,
+        vec![
+            "blocks",
+            "duration_ms",
+            "mode",
+            "name",
+            "rows_deleted",
+            "rows_read",
+            "rows_written"
+        ]
+    );
+    assert_eq!(report["rows_read"], 30);
+    assert_eq!(report["rows_written"], 0);
+    c.batch_execute(&format!("DROP TABLE {src}; DROP TABLE IF EXISTS {src}_out"))
+        .await
+        .unwrap();
+}
+
 // ---------------------------------------------------------------- webhook
 
 /// `apply` into a webhook posts `sink.batch_size` rows per request, whatever the source's
@@ -911,6 +1247,21 @@ async fn webhook_retries_5xx_with_the_same_key_and_fails_on_4xx() {
     let msg = err.to_string();
     assert!(msg.contains("422"), "{msg}");
     assert!(!msg.contains("k3y-value"), "{msg}");
+}
+
+/// A `base_url` with a query string (a token) keeps it: `url_path` goes into the path.
+#[tokio::test]
+async fn webhook_base_url_with_a_query_string_keeps_it() {
+    let server = TestServer::start(|_, _| Reply::status(204)).await;
+    let yaml = webhook_config(&server.base).replace(
+        &format!("base_url: \"{}/\"", server.base),
+        &format!("base_url: \"{}/api?token=T\"", server.base),
+    );
+    let (p, cfg) = compile(&yaml);
+    let sink = WebhookSink::new(&p, &cfg).unwrap();
+    sink.send_batch(&webhook_rows(1)).await.unwrap();
+    let uris: Vec<String> = server.seen().iter().map(|s| s.uri.clone()).collect();
+    assert_eq!(uris, vec!["/api/v1/rows?token=T"]);
 }
 
 // ---------------------------------------------------------------- NATS

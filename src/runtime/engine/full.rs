@@ -17,7 +17,7 @@ use crate::config::raw::RawConfig;
 use crate::expr::Value;
 use crate::ir::{PartitionKind, Pipeline, Reconciliation, StoreKind};
 use crate::runtime::connect::Conn;
-use crate::runtime::enrich::Enricher;
+use crate::runtime::enrich::{Enricher, SharedTally};
 use crate::runtime::{Row, RuntimeError};
 use crate::types::Dtype;
 use tokio::sync::mpsc;
@@ -43,6 +43,8 @@ pub struct Ctx<'a> {
     pub steps: Steps,
     /// Values bound by name.
     pub binds: Binds,
+    /// What `on_error: null` / `skip` did in this run, over all its enrichers.
+    pub on_error: SharedTally,
 }
 
 impl<'a> Ctx<'a> {
@@ -66,6 +68,7 @@ impl<'a> Ctx<'a> {
             progress,
             steps: Steps::generate(p)?,
             binds: base_binds(p)?,
+            on_error: SharedTally::default(),
         })
     }
 
@@ -81,7 +84,17 @@ impl<'a> Ctx<'a> {
             return Ok(None);
         }
         let e = Enricher::connect(self.p, self.cfg).await?;
-        Ok(Some(e.with_now(self.opts.now)))
+        Ok(Some(
+            e.with_now(self.opts.now).with_tally(self.on_error.clone()),
+        ))
+    }
+
+    /// Warn once about the rows `on_error: null` / `skip` handled in this run, if any.
+    pub fn warn_on_error(&self) {
+        self.on_error
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .warn(&self.p.name);
     }
 }
 

@@ -178,14 +178,18 @@ pub async fn run_pipeline(
     tracing::info!(pipeline = %p.name, mode = mode.name(), dry_run = opts.dry_run, "pipeline start");
     let mut report = PipelineReport::new(&p.name, mode.name());
     let ctx = full::Ctx::new(p, cfg, opts, progress)?;
-    match mode {
+    let outcome = match mode {
         Mode::Full if p.source.store.kind == StoreKind::Nats => {
-            from_nats::run(&ctx, &mut report).await?
+            from_nats::run(&ctx, &mut report).await
         }
-        Mode::Full => full::run(&ctx, &mut report).await?,
-        Mode::Timestamp(r) => full::run_incremental(&ctx, r, &mut report).await?,
-        Mode::Hash(r) => recon::run(&ctx, r, &mut report).await?,
-    }
+        Mode::Full => full::run(&ctx, &mut report).await,
+        Mode::Timestamp(r) => full::run_incremental(&ctx, r, &mut report).await,
+        Mode::Hash(r) => recon::run(&ctx, r, &mut report).await,
+    };
+    // Rows dropped or blanked by `on_error` are not in the report's counts: say so once,
+    // also when the run failed later.
+    ctx.warn_on_error();
+    outcome?;
     report.duration_ms = started.elapsed().as_millis() as u64;
     tracing::info!(
         pipeline = %p.name,

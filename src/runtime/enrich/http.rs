@@ -1,7 +1,8 @@
-//! HTTP lookups: `GET <store url><path>?<params>` with the store's headers, bounded
-//! concurrency, a per-request timeout and retries with exponential backoff on timeouts,
-//! connection errors, 5xx, 408 and 429. Other 4xx are final (the request is wrong, another
-//! attempt would not help).
+//! HTTP lookups: `GET <store url><path>?<params>` (the path appended to the store URL's
+//! path, its values percent-encoded, the store URL's query string kept) with the store's
+//! headers, bounded concurrency, a per-request timeout and retries with exponential backoff
+//! on timeouts, connection errors, 5xx, 408 and 429. Other 4xx are final (the request is
+//! wrong, another attempt would not help).
 
 use super::{
     timeout_of, AliasRow, LookupError, DEFAULT_MAX_CONCURRENCY, DEFAULT_RETRIES, DEFAULT_TIMEOUT,
@@ -11,6 +12,7 @@ use crate::expr::Value;
 use crate::runtime::retry::{
     error_text, redact_url, retryable_error, retryable_status, RetryPolicy,
 };
+use crate::runtime::urls::{join_path, same_origin};
 use crate::runtime::RuntimeError;
 use crate::template::Template;
 use futures_util::stream::{self, StreamExt};
@@ -95,9 +97,12 @@ impl HttpLookup {
         })
     }
 
-    /// The request URL of one row: the rendered path appended to the store URL (a rendered
-    /// path that is itself an absolute `http(s)://` URL replaces it), plus the rendered
-    /// query parameters, properly encoded. Identical URLs are one request per batch.
+    /// The request URL of one row. The rendered path (its values percent-encoded as path
+    /// segments by the template) is appended to the store URL's path, and the store URL's
+    /// query string kept ([`join_path`]); a rendered path that is a whole `http(s)://` URL
+    /// is taken as it is, but only on the store's own scheme, host and port, so that the
+    /// store's headers never go to another server. The rendered query parameters are added
+    /// last, encoded as query values. Identical URLs are one request per batch.
     pub fn request_url(
         &self,
         path: &Template,
@@ -105,17 +110,18 @@ impl HttpLookup {
         row: &AliasRow,
     ) -> Result<String, String> {
         let p = path.render(row).map_err(|e| e.to_string())?;
-        let mut url = if p.starts_with("http://") || p.starts_with("https://") {
-            Url::parse(&p).map_err(|e| format!("bad lookup URL: {e}"))?
-        } else if p.is_empty() {
-            self.base.clone()
+        let mut url = if is_absolute(&p) {
+            let url = Url::parse(&p).map_err(|e| format!("bad lookup URL: {e}"))?;
+            if !same_origin(&url, &self.base) {
+                return Err(format!(
+                    "lookup URL {} is not on the store's {}",
+                    redact_url(&url),
+                    redact_url(&self.base)
+                ));
+            }
+            url
         } else {
-            let joined = format!(
-                "{}/{}",
-                self.base.as_str().trim_end_matches('/'),
-                p.trim_start_matches('/')
-            );
-            Url::parse(&joined).map_err(|e| format!("bad lookup URL: {e}"))?
+            join_path(&self.base, &p).map_err(|e| format!("bad lookup path: {e}"))?
         };
         if !params.is_empty() {
             let mut q = url.query_pairs_mut();
@@ -126,16 +132,27 @@ impl HttpLookup {
         Ok(url.into())
     }
 
-    /// GET every URL, at most `max_concurrency` at a time; results in input order.
-    pub async fn get_many(&self, urls: &[String]) -> Vec<Result<Value, LookupError>> {
-        let mut out: Vec<(usize, Result<Value, LookupError>)> =
-            stream::iter(urls.iter().enumerate())
-                .map(|(i, u)| async move { (i, self.get(u).await) })
-                .buffer_unordered(self.max_concurrency)
-                .collect()
-                .await;
-        out.sort_by_key(|(i, _)| *i);
-        out.into_iter().map(|(_, r)| r).collect()
+    /// GET every URL, at most `max_concurrency` at a time; results in input order. With
+    /// `stop_on_error`, the first request that fails for good (after its retries) stops
+    /// the others: those in flight are cancelled, the rest never sent, and their places
+    /// hold `None`.
+    pub async fn get_many(
+        &self,
+        urls: &[String],
+        stop_on_error: bool,
+    ) -> Vec<Option<Result<Value, LookupError>>> {
+        let mut out: Vec<Option<Result<Value, LookupError>>> = vec![None; urls.len()];
+        let mut pending = stream::iter(urls.iter().enumerate())
+            .map(|(i, u)| async move { (i, self.get(u).await) })
+            .buffer_unordered(self.max_concurrency);
+        while let Some((i, r)) = pending.next().await {
+            let failed = r.is_err();
+            out[i] = Some(r);
+            if failed && stop_on_error {
+                break;
+            }
+        }
+        out
     }
 
     /// One GET with retries. The body is parsed as JSON ([`Value::Json`], JSON `null` →
@@ -186,6 +203,16 @@ impl HttpLookup {
     pub fn retry_policy(&self) -> RetryPolicy {
         self.retry
     }
+}
+
+/// Whether a rendered path is a whole `http://` or `https://` URL.
+fn is_absolute(p: &str) -> bool {
+    let starts = |prefix: &str| {
+        p.as_bytes()
+            .get(..prefix.len())
+            .is_some_and(|b| b.eq_ignore_ascii_case(prefix.as_bytes()))
+    };
+    starts("http://") || starts("https://")
 }
 
 fn parse_body(body: &[u8]) -> Value {

@@ -11,8 +11,11 @@
 //!    through the enrichment's `output` expression, giving its output fields, which are
 //!    added to the row under their names;
 //! 4. a failure for a row (template, lookup or output expression) follows `on_error`:
-//!    `fail` stops with [`RuntimeError::Enrichment`], `null` gives NULL outputs, `skip`
-//!    drops the row.
+//!    `fail` stops with [`RuntimeError::Enrichment`] for the first failing row — the rows
+//!    after one whose request cannot be rendered are not looked up, and the first HTTP
+//!    lookup that fails for good cancels the batch's others —, `null` gives NULL outputs,
+//!    `skip` drops the row. The rows `null` and `skip` handled are counted over the run
+//!    ([`OnErrorTally`]), for one warning at its end.
 
 pub mod http;
 pub mod redis;
@@ -25,6 +28,7 @@ use crate::ir::{Enrichment, ExternalKind, KeyPair, Lookup, OnError, Pipeline};
 use chrono::NaiveDateTime;
 use indexmap::IndexMap;
 use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 /// A row keyed by alias (source fields, pushed expressions, enrichment outputs).
@@ -41,12 +45,110 @@ pub const DEFAULT_RETRIES: u32 = 3;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LookupError(pub String);
 
+/// The first row an `on_error: null` or `skip` policy handled in a run.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FirstFailure {
+    /// The enrichment that failed.
+    pub enrichment: String,
+    /// Its external store.
+    pub store: String,
+    /// The row's key, rendered (`id=7`).
+    pub key: String,
+    /// Why (no secrets, no query strings).
+    pub reason: String,
+}
+
+/// What `on_error: null` and `on_error: skip` did over a run (every batch, every
+/// enrichment), so that a run that dropped or blanked rows says so once, at its end
+/// ([`OnErrorTally::warn`]), instead of once per row or not at all.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct OnErrorTally {
+    /// Rows dropped under `on_error: skip`.
+    pub skipped: u64,
+    /// Rows whose outputs of an enrichment were set to NULL under `on_error: null` (a row
+    /// counts once per enrichment that failed for it).
+    pub nulled: u64,
+    /// The first such row.
+    pub first: Option<FirstFailure>,
+}
+
+/// An [`OnErrorTally`] shared by the enrichers of one run.
+pub type SharedTally = Arc<Mutex<OnErrorTally>>;
+
+impl OnErrorTally {
+    /// Count one row `e`'s `on_error` handled (`key` is rendered for the first only).
+    fn record(&mut self, e: &Enrichment, key: impl FnOnce() -> String, reason: &str) {
+        match e.on_error {
+            OnError::Null => self.nulled += 1,
+            OnError::Skip => self.skipped += 1,
+            OnError::Fail => return,
+        }
+        self.first.get_or_insert_with(|| FirstFailure {
+            enrichment: e.name.clone(),
+            store: e.store.name.clone(),
+            key: key(),
+            reason: reason.to_string(),
+        });
+    }
+
+    /// True when no row was skipped or given NULL outputs.
+    pub fn is_empty(&self) -> bool {
+        self.skipped == 0 && self.nulled == 0
+    }
+
+    /// The one-line summary: counts and the first row's reason; `None` when empty.
+    pub fn summary(&self) -> Option<String> {
+        let first = self.first.as_ref().filter(|_| !self.is_empty())?;
+        let rows = |n: u64| {
+            if n == 1 {
+                "1 row".to_string()
+            } else {
+                format!("{n} rows")
+            }
+        };
+        let mut what = Vec::new();
+        if self.skipped > 0 {
+            what.push(format!(
+                "{} skipped (on_error: skip), not written",
+                rows(self.skipped)
+            ));
+        }
+        if self.nulled > 0 {
+            what.push(format!(
+                "{} written with NULL enrichment outputs (on_error: null)",
+                rows(self.nulled)
+            ));
+        }
+        Some(format!(
+            "enrichment failed for some rows: {}; the first: enrichment `{}` (store `{}`), row with key ({}): {}",
+            what.join(", "),
+            first.enrichment,
+            first.store,
+            first.key,
+            first.reason
+        ))
+    }
+
+    /// Log the summary as one warning of `pipeline` (nothing when empty).
+    pub fn warn(&self, pipeline: &str) {
+        if let Some(msg) = self.summary() {
+            tracing::warn!(
+                pipeline = %pipeline,
+                rows_skipped = self.skipped,
+                rows_nulled = self.nulled,
+                "{msg}"
+            );
+        }
+    }
+}
+
 /// The connected enrichments of one pipeline.
 pub struct Enricher {
     pipeline: String,
     key: Vec<KeyPair>,
     steps: Vec<Step>,
     now: NaiveDateTime,
+    tally: SharedTally,
 }
 
 impl std::fmt::Debug for Enricher {
@@ -170,7 +272,20 @@ impl Enricher {
             key: pipeline.key.clone(),
             steps,
             now: chrono::Utc::now().naive_utc(),
+            tally: SharedTally::default(),
         })
+    }
+
+    /// Count the rows `on_error: null` / `skip` handle into `tally` (shared with the other
+    /// enrichers of the run) instead of this enricher's own.
+    pub fn with_tally(mut self, tally: SharedTally) -> Enricher {
+        self.tally = tally;
+        self
+    }
+
+    /// What `on_error: null` and `skip` did so far, over every [`Enricher::run`].
+    pub fn tally(&self) -> OnErrorTally {
+        self.tally.lock().unwrap_or_else(|p| p.into_inner()).clone()
     }
 
     /// Use the run's fixed "now" for `now()` / `today()` in output expressions.
@@ -237,48 +352,54 @@ impl Enricher {
                     Err("an HTTP lookup on a Redis store".to_string())
                 }
             };
+            // Under `fail` a row that cannot even be asked for stops the run: only the rows
+            // before it (which may fail first) are looked up, the rest not even rendered.
+            let stop = rendered.is_err() && e.on_error == OnError::Fail;
             requests.push(Some(rendered.map(|r| {
                 *index_of.entry(r.clone()).or_insert_with(|| {
                     distinct.push(r);
                     distinct.len() - 1
                 })
             })));
+            if stop {
+                break;
+            }
         }
         stats.lookups = distinct.len();
-        // 2. Look the distinct requests up.
-        let results: Vec<Result<Value, LookupError>> = if distinct.is_empty() {
+        // 2. Look the distinct requests up. Under `fail`, the first lookup that fails for
+        // good stops the others (`None`: never answered).
+        let stop_on_error = e.on_error == OnError::Fail;
+        let results: Vec<Option<Result<Value, LookupError>>> = if distinct.is_empty() {
             Vec::new()
         } else {
             match &step.backend {
-                Backend::Redis(r) => r.get_many(&distinct).await,
-                Backend::Http(h) => h.get_many(&distinct).await,
+                Backend::Redis(r) => r.get_many(&distinct).await.into_iter().map(Some).collect(),
+                Backend::Http(h) => h.get_many(&distinct, stop_on_error).await,
             }
         };
         // 3. Outputs per row, or the failure policy.
         let map_output = matches!(e.output.as_ref().map(|o| &o.ty), Some(Type::Map(_)));
         for (i, req) in requests.into_iter().enumerate() {
             let Some(req) = req else { continue };
-            let outcome = req
-                .and_then(|idx| results[idx].clone().map_err(|LookupError(m)| m))
-                .and_then(|v| self.outputs(e, v, map_output));
+            let outcome = match req.map(|idx| &results[idx]) {
+                // A lookup cut short by another's failure: that failure stops the run.
+                Ok(None) => continue,
+                Ok(Some(r)) => r.clone().map_err(|LookupError(m)| m),
+                Err(m) => Err(m),
+            }
+            .and_then(|v| self.outputs(e, v, map_output));
             match outcome {
                 Ok(outs) => rows[i].extend(outs),
                 Err(message) => {
                     stats.failed_rows += 1;
                     match e.on_error {
-                        OnError::Fail => {
-                            return Err(RuntimeError::Enrichment {
-                                pipeline: self.pipeline.clone(),
-                                enrichment: e.name.clone(),
-                                store: e.store.name.clone(),
-                                key: row_key(&self.key, &rows[i]),
-                                message,
-                            })
-                        }
+                        OnError::Fail => return Err(self.failure(e, &rows[i], message)),
                         OnError::Null => {
+                            self.record(e, &rows[i], &message);
                             rows[i].extend(e.outputs.keys().map(|k| (k.clone(), Value::Null)))
                         }
                         OnError::Skip => {
+                            self.record(e, &rows[i], &message);
                             alive[i] = false;
                             report.skipped.push(SkippedRow {
                                 index: i,
@@ -293,6 +414,26 @@ impl Enricher {
         }
         report.skipped.sort_by_key(|s| s.index);
         Ok(stats)
+    }
+
+    /// The `on_error: fail` error of `row`.
+    fn failure(&self, e: &Enrichment, row: &AliasRow, message: String) -> RuntimeError {
+        RuntimeError::Enrichment {
+            pipeline: self.pipeline.clone(),
+            enrichment: e.name.clone(),
+            store: e.store.name.clone(),
+            key: row_key(&self.key, row),
+            message,
+        }
+    }
+
+    /// Count a row `on_error: null` or `skip` handled.
+    fn record(&self, e: &Enrichment, row: &AliasRow, message: &str) {
+        self.tally.lock().unwrap_or_else(|p| p.into_inner()).record(
+            e,
+            || row_key(&self.key, row),
+            message,
+        );
     }
 
     /// The output fields of one looked-up value.
@@ -341,5 +482,49 @@ mod timeout_tests {
         assert_eq!(timeout_of(Some(f64::NAN), d), d);
         assert_eq!(timeout_of(Some(-1.0), d), d);
         assert_eq!(timeout_of(None, d), d);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn first() -> FirstFailure {
+        FirstFailure {
+            enrichment: "geo".into(),
+            store: "api".into(),
+            key: "id=1".into(),
+            reason: "GET http://h/zip/1: HTTP 404 Not Found (after 1 attempt)".into(),
+        }
+    }
+
+    #[test]
+    fn an_empty_tally_says_nothing() {
+        assert_eq!(OnErrorTally::default().summary(), None);
+    }
+
+    #[test]
+    fn the_summary_counts_both_policies_and_names_the_first_row() {
+        let t = OnErrorTally {
+            skipped: 300,
+            nulled: 0,
+            first: Some(first()),
+        };
+        assert_eq!(
+            t.summary().unwrap(),
+            "enrichment failed for some rows: 300 rows skipped (on_error: skip), not written; \
+             the first: enrichment `geo` (store `api`), row with key (id=1): \
+             GET http://h/zip/1: HTTP 404 Not Found (after 1 attempt)"
+        );
+        let t = OnErrorTally {
+            skipped: 2,
+            nulled: 1,
+            first: Some(first()),
+        };
+        let s = t.summary().unwrap();
+        assert!(
+            s.contains("2 rows skipped (on_error: skip), not written, 1 row written with NULL enrichment outputs (on_error: null)"),
+            "{s}"
+        );
     }
 }

@@ -38,6 +38,25 @@ pub(crate) fn scrub(mut msg: String, secrets: &[String]) -> String {
     msg
 }
 
+/// What the client connects with. An empty `username` or `password` (as
+/// `password: "${REDIS_PASSWORD:-}"` gives when the variable is unset) means none: no `AUTH`
+/// is sent without a password, as for the databases.
+fn connection_info(raw: &RawExternalStore, host: String, port: u16) -> ConnectionInfo {
+    let non_empty = |s: &str| (!s.is_empty()).then(|| s.to_string());
+    ConnectionInfo {
+        addr: ConnectionAddr::Tcp(host, port),
+        redis: RedisConnectionInfo {
+            db: raw.db.as_ref().map_or(0, |d| d.value),
+            username: raw.username.as_ref().and_then(|u| non_empty(&u.value)),
+            password: raw
+                .password
+                .as_ref()
+                .and_then(|p| non_empty(p.value.expose())),
+            protocol: ProtocolVersion::RESP2,
+        },
+    }
+}
+
 impl RedisLookup {
     /// Connect (and authenticate, and select `db`) now. Defaults: host 127.0.0.1, port
     /// 6379, db 0, timeout 10 s (connect and each round trip), 3 retries on connection
@@ -57,17 +76,8 @@ impl RedisLookup {
             })?,
         };
         let address = format!("{host}:{port}");
-        let password = raw.password.as_ref().map(|p| p.value.expose().to_string());
-        let secrets: Vec<String> = password.iter().cloned().collect();
-        let info = ConnectionInfo {
-            addr: ConnectionAddr::Tcp(host, port),
-            redis: RedisConnectionInfo {
-                db: raw.db.as_ref().map_or(0, |d| d.value),
-                username: raw.username.as_ref().map(|u| u.value.clone()),
-                password,
-                protocol: ProtocolVersion::RESP2,
-            },
-        };
+        let info = connection_info(raw, host, port);
+        let secrets: Vec<String> = info.redis.password.iter().cloned().collect();
         let timeout = timeout_of(raw.timeout.as_ref().map(|t| t.value), DEFAULT_TIMEOUT);
         let retries = raw.retries.as_ref().map_or(DEFAULT_RETRIES, |r| r.value);
         let connect_err = |e: redis::RedisError| RuntimeError::Connect {
@@ -101,19 +111,22 @@ impl RedisLookup {
     /// `GET` every key in one pipeline (one round trip). A missing key gives
     /// [`Value::Null`], a value that is not UTF-8 an error for that key; when the round trip
     /// itself fails (after retries on connection errors and timeouts) every key gets the
-    /// error.
+    /// error. When the server refuses a command of the pipeline (a key holding a hash or a
+    /// list: `WRONGTYPE`), which fails the pipeline as a whole, the keys are asked again one
+    /// `GET` each (sent together over the one connection), so that only the keys the server
+    /// refuses get an error.
     pub async fn get_many(&self, keys: &[String]) -> Vec<Result<Value, LookupError>> {
         let mut pipe = redis::pipe();
         for k in keys {
             pipe.get(k);
         }
         let mut attempt = 0;
-        let reply: Result<Vec<Option<Vec<u8>>>, String> = loop {
+        let reply: Result<Vec<Option<Vec<u8>>>, Failure> = loop {
             let mut conn = self.conn.clone();
             let res = tokio::time::timeout(self.timeout, pipe.query_async(&mut conn)).await;
             let retryable = match &res {
                 Ok(Ok(_)) => false,
-                Ok(Err(e)) => e.is_io_error() || e.is_connection_dropped() || e.is_timeout(),
+                Ok(Err(e)) => transient(e),
                 Err(_) => true,
             };
             if retryable && attempt < self.retry.retries {
@@ -123,20 +136,19 @@ impl RedisLookup {
             }
             break match res {
                 Ok(Ok(v)) => Ok(v),
-                Ok(Err(e)) => Err(scrub(e.to_string(), &self.secrets)),
-                Err(_) => Err(format!("timed out after {:?}", self.timeout)),
+                Ok(Err(e)) if transient(&e) => Err(Failure::Transport(self.scrubbed(&e))),
+                Ok(Err(_)) => Err(Failure::Refused),
+                Err(_) => Err(Failure::Transport(format!(
+                    "timed out after {:?}",
+                    self.timeout
+                ))),
             };
         };
         match reply {
             Ok(values) if values.len() == keys.len() => values
                 .into_iter()
                 .zip(keys)
-                .map(|(v, k)| match v {
-                    None => Ok(Value::Null),
-                    Some(bytes) => String::from_utf8(bytes).map(Value::Str).map_err(|_| {
-                        LookupError(format!("the value of key `{k}` is not UTF-8 text"))
-                    }),
-                })
+                .map(|(v, k)| text_of(k, v))
                 .collect(),
             Ok(values) => {
                 let msg = format!(
@@ -147,10 +159,100 @@ impl RedisLookup {
                 );
                 keys.iter().map(|_| Err(LookupError(msg.clone()))).collect()
             }
-            Err(m) => {
+            Err(Failure::Refused) => self.get_each(keys).await,
+            Err(Failure::Transport(m)) => {
                 let msg = format!("redis {}: {m}", self.address);
                 keys.iter().map(|_| Err(LookupError(msg.clone()))).collect()
             }
         }
+    }
+
+    /// One `GET` per key, all sent at once over the multiplexed connection (which writes
+    /// them out together), each with its own reply or error.
+    async fn get_each(&self, keys: &[String]) -> Vec<Result<Value, LookupError>> {
+        let gets = keys.iter().map(|k| {
+            let mut conn = self.conn.clone();
+            async move {
+                let res = tokio::time::timeout(
+                    self.timeout,
+                    redis::cmd("GET")
+                        .arg(k)
+                        .query_async::<Option<Vec<u8>>>(&mut conn),
+                )
+                .await;
+                match res {
+                    Ok(Ok(v)) => text_of(k, v),
+                    Ok(Err(e)) => Err(LookupError(format!(
+                        "redis {}: key `{k}`: {}",
+                        self.address,
+                        self.scrubbed(&e)
+                    ))),
+                    Err(_) => Err(LookupError(format!(
+                        "redis {}: key `{k}`: timed out after {:?}",
+                        self.address, self.timeout
+                    ))),
+                }
+            }
+        });
+        futures_util::future::join_all(gets).await
+    }
+
+    fn scrubbed(&self, e: &redis::RedisError) -> String {
+        scrub(e.to_string(), &self.secrets)
+    }
+}
+
+/// Why a pipeline got no replies.
+enum Failure {
+    /// The connection failed or timed out (after the retries): every key fails with it.
+    Transport(String),
+    /// The server answered a command of the pipeline with an error: each key is asked
+    /// again on its own, and gets its own reply or error.
+    Refused,
+}
+
+/// A connection error or a timeout, worth another attempt.
+fn transient(e: &redis::RedisError) -> bool {
+    e.is_io_error() || e.is_connection_dropped() || e.is_timeout()
+}
+
+/// The looked-up value of `key`: NULL when missing, text when UTF-8.
+fn text_of(key: &str, v: Option<Vec<u8>>) -> Result<Value, LookupError> {
+    match v {
+        None => Ok(Value::Null),
+        Some(bytes) => String::from_utf8(bytes)
+            .map(Value::Str)
+            .map_err(|_| LookupError(format!("the value of key `{key}` is not UTF-8 text"))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::raw::RawConfig;
+
+    fn store(yaml_store: &str) -> RawExternalStore {
+        let yaml = format!("datastores: []\nexternalstores:\n  - {yaml_store}\npipelines: []\n");
+        let env: std::collections::HashMap<String, String> =
+            [("SET_PW".to_string(), "pw".to_string())].into();
+        let loaded = crate::config::load("t.yaml", &yaml, &env).unwrap_or_else(|d| panic!("{d:?}"));
+        let raw: RawConfig = loaded.raw;
+        raw.externalstores[0].clone()
+    }
+
+    #[test]
+    fn empty_credentials_are_no_credentials() {
+        let raw = store(
+            r#"{name: c, type: redis, username: "${UNSET_USER:-}", password: "${UNSET_PW:-}"}"#,
+        );
+        let info = connection_info(&raw, "h".into(), 1);
+        assert_eq!(info.redis.username, None);
+        assert_eq!(info.redis.password, None);
+
+        let raw = store(r#"{name: c, type: redis, username: app, password: "${SET_PW}", db: 3}"#);
+        let info = connection_info(&raw, "h".into(), 1);
+        assert_eq!(info.redis.username.as_deref(), Some("app"));
+        assert_eq!(info.redis.password.as_deref(), Some("pw"));
+        assert_eq!(info.redis.db, 3);
     }
 }
