@@ -245,6 +245,10 @@ async fn every_statement_is_accepted_by_postgres_and_mariadb() {
     }
     let mut checked = 0;
     for (name, p, steps) in &programs {
+        // Each pipeline runs on sessions of its own: staging tables are temporary, and two
+        // examples may stage a sink table of one name with different columns.
+        pg.batch_execute("DISCARD TEMP").await.unwrap();
+        my = support::mysql().await;
         // The multi-row INSERTs MySQL loads fall back to (built per row count at run time).
         let fallbacks: Vec<SqlStep> = if p.sink.store.kind.dialect() == Some(DialectKind::Mysql) {
             let has = |id: &str| steps.iter().any(|s| s.id == id);
