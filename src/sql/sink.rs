@@ -997,18 +997,23 @@ impl<'a> SinkCtx<'a> {
         })
     }
 
-    /// ClickHouse: the sink table's engine (`system.tables.engine`), which must fit the merge
-    /// strategy: a plain `MergeTree` under upsert would keep every version of every row.
-    pub fn engine_query(&self, b: &mut Binder) -> Query {
-        let t = &self.p.sink.table;
-        let db = match &t.schema {
+    /// ClickHouse system-table predicates naming the sink table: `database = {schema}` (or
+    /// the current database) and `<name_column> = {table}`.
+    fn ch_table_preds(&self, b: &mut Binder, name_column: &str) -> Vec<Expr> {
+        let db = match &self.p.sink.table.schema {
             Some(_) => b.bind("schema", Dtype::Str),
             None => build::call("currentDatabase", vec![]),
         };
-        let preds = vec![
+        vec![
             build::eq(build::keyword("database"), db),
-            build::eq(build::keyword("name"), b.bind("table", Dtype::Str)),
-        ];
+            build::eq(build::keyword(name_column), b.bind("table", Dtype::Str)),
+        ]
+    }
+
+    /// ClickHouse: the sink table's engine (`system.tables.engine`), which must fit the merge
+    /// strategy: a plain `MergeTree` under upsert would keep every version of every row.
+    pub fn engine_query(&self, b: &mut Binder) -> Query {
+        let preds = self.ch_table_preds(b, "name");
         build::select(SelectParts {
             projection: vec![build::aliased(self.d, build::keyword("engine"), "engine")],
             from: Some(build::from(build::table(
@@ -1023,16 +1028,8 @@ impl<'a> SinkCtx<'a> {
 
     /// ClickHouse: the number of unfinished mutations on the sink table.
     pub fn mutations_query(&self, b: &mut Binder) -> Query {
-        let t = &self.p.sink.table;
-        let db = match &t.schema {
-            Some(_) => b.bind("schema", Dtype::Str),
-            None => build::call("currentDatabase", vec![]),
-        };
-        let preds = vec![
-            build::eq(build::keyword("database"), db),
-            build::eq(build::keyword("table"), b.bind("table", Dtype::Str)),
-            build::eq(build::keyword("is_done"), build::int(0)),
-        ];
+        let mut preds = self.ch_table_preds(b, "table");
+        preds.push(build::eq(build::keyword("is_done"), build::int(0)));
         build::select(SelectParts {
             projection: vec![build::aliased(self.d, build::count_star(), "pending")],
             from: Some(build::from(build::table(

@@ -102,15 +102,18 @@ pub fn key_of(values: &[&Value]) -> String {
     s
 }
 
+/// The key values of an alias row, in `p.key` order (NULL where one is missing).
+fn alias_key_values<'r>(p: &Pipeline, r: &'r AliasRow) -> Vec<&'r Value> {
+    const NULL: &Value = &Value::Null;
+    p.key
+        .iter()
+        .map(|k| r.get(&k.source_alias).unwrap_or(NULL))
+        .collect()
+}
+
 /// The key identity of an alias row (by the key's source aliases).
 pub fn alias_key(p: &Pipeline, r: &AliasRow) -> String {
-    let null = Value::Null;
-    let vals: Vec<&Value> = p
-        .key
-        .iter()
-        .map(|k| r.get(&k.source_alias).unwrap_or(&null))
-        .collect();
-    key_of(&vals)
+    key_of(&alias_key_values(p, r))
 }
 
 /// `id=5, region="eu"`: a key for messages, its values in `p.key` order.
@@ -167,13 +170,7 @@ pub async fn to_sink_rows(
         match seen.entry(alias_key(p, r)) {
             std::collections::hash_map::Entry::Occupied(e) => {
                 if dups == 0 {
-                    let null = Value::Null;
-                    let vals: Vec<&Value> = p
-                        .key
-                        .iter()
-                        .map(|k| r.get(&k.source_alias).unwrap_or(&null))
-                        .collect();
-                    first = Some(key_label(p, &vals));
+                    first = Some(key_label(p, &alias_key_values(p, r)));
                 }
                 dups += 1;
                 out[*e.get()] = s
