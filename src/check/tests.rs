@@ -385,3 +385,40 @@ fn sink_names_longer_than_the_database_keeps_are_refused() {
     ));
     assert!(e.render().contains("is 64 bytes long"), "{}", e.render());
 }
+
+#[test]
+fn datastores_may_share_settings_through_merge_keys_and_x_keys() {
+    let text = EXAMPLES[1].1.replace(
+        "datastores:
+  - name: app
+    type: postgres
+    host: ${PGHOST:-127.0.0.1}
+    port: 5432
+    username: ${PGUSER:-postgres}
+    password: ${PGPASSWORD:-}
+    database: test
+  - name: warehouse
+    type: postgres
+    host: ${PGHOST:-127.0.0.1}
+    port: 5432
+    username: ${PGUSER:-postgres}
+    password: ${PGPASSWORD:-}
+    database: test
+",
+        "x-pg: &pg {type: postgres, host: 127.0.0.1, port: 5432, username: postgres, database: test}
+datastores:
+  - {<<: *pg, name: app}
+  - {<<: *pg, name: warehouse, database: dw}
+",
+    );
+    assert!(
+        text.starts_with("# PostgreSQL") && text.contains("x-pg"),
+        "replaced"
+    );
+    let fe = ok(&text);
+    let raw = &fe.loaded.raw.datastores;
+    assert_eq!(raw.len(), 2);
+    let db = |i: usize| raw[i].database.as_ref().map(|d| d.value.clone());
+    assert_eq!(db(0).as_deref(), Some("test"));
+    assert_eq!(db(1).as_deref(), Some("dw"), "a key of its own wins");
+}

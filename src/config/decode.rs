@@ -370,6 +370,17 @@ impl<'a> MapReader<'a> {
         out
     }
 
+    /// Marks every key starting with `prefix` as read (extension keys holding anchors); the
+    /// values of secret-named keys under them stay masked in diagnostics.
+    pub fn skip_prefixed(&mut self, prefix: &str, ctx: &mut Ctx) {
+        for (i, (k, v)) in self.entries.iter().enumerate() {
+            if k.as_str().is_some_and(|k| k.starts_with(prefix)) {
+                self.used[i] = true;
+                mask_secret_entries(v, ctx);
+            }
+        }
+    }
+
     /// Report every key that was not read, with a "did you mean" from `allowed`.
     pub fn finish(self, allowed: &[&str], what: &str, ctx: &mut Ctx) {
         for (i, (k, v)) in self.entries.iter().enumerate() {

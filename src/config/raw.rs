@@ -409,6 +409,8 @@ pub fn decode(root: &Node, ctx: &mut Ctx) -> RawConfig {
             cfg.pipelines.push(d);
         }
     }
+    // `x-…` keys hold YAML anchors for reuse (as in Compose files); they are not read.
+    m.skip_prefixed("x-", ctx);
     m.finish(
         &["datastores", "externalstores", "pipelines"],
         "the config",

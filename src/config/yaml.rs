@@ -138,6 +138,44 @@ struct Builder<'a> {
 /// build in memory.
 const MAX_ALIAS_NODES: usize = 100_000;
 
+/// Resolves YAML merge keys (`<<: *base`, `<<: [*a, *b]`): the entries of the merged
+/// mappings are added where the mapping does not set the key itself (the first of several
+/// merged mappings wins). A `<<` whose value is not a mapping (or a list of them) stays, and
+/// is reported as an unknown key.
+fn merge_keys(entries: Vec<(Node, Node)>) -> Vec<(Node, Node)> {
+    let is_merge = |k: &Node| k.as_str() == Some("<<") && !k.quoted;
+    let mergeable = |v: &Node| match &v.value {
+        NodeValue::Map(_) => true,
+        NodeValue::Seq(items) => items.iter().all(|i| matches!(i.value, NodeValue::Map(_))),
+        _ => false,
+    };
+    if !entries.iter().any(|(k, v)| is_merge(k) && mergeable(v)) {
+        return entries;
+    }
+    let (merges, mut own): (Vec<_>, Vec<_>) = entries
+        .into_iter()
+        .partition(|(k, v)| is_merge(k) && mergeable(v));
+    for (_, v) in merges {
+        let maps = match v.value {
+            NodeValue::Map(m) => vec![m],
+            NodeValue::Seq(items) => items
+                .into_iter()
+                .filter_map(|i| match i.value {
+                    NodeValue::Map(m) => Some(m),
+                    _ => None,
+                })
+                .collect(),
+            _ => vec![],
+        };
+        for (k, v) in maps.into_iter().flatten() {
+            if !own.iter().any(|(o, _)| o.value == k.value) {
+                own.push((k, v));
+            }
+        }
+    }
+    own
+}
+
 /// The number of nodes in `n` (itself included).
 fn size(n: &Node) -> usize {
     1 + match &n.value {
@@ -320,6 +358,7 @@ impl MarkedEventReceiver for Builder<'_> {
             }
             Event::MappingEnd => {
                 if let Some(Frame::Map(entries, _, start, anchor)) = self.stack.pop() {
+                    let entries = merge_keys(entries);
                     let end = entries
                         .last()
                         .map(|(_, v)| v.span.end)
@@ -410,6 +449,29 @@ mod tests {
             panic!()
         };
         assert_eq!(m[0].1.value, m[1].1.value);
+    }
+
+    #[test]
+    fn merge_keys_add_the_entries_a_mapping_does_not_set() {
+        let n = parse("base: &b {host: h, port: 1}\nx: {<<: *b, port: 2, name: n}\n").unwrap();
+        let NodeValue::Map(m) = &n.value else {
+            panic!()
+        };
+        let NodeValue::Map(x) = &m[1].1.value else {
+            panic!()
+        };
+        let get = |k: &str| {
+            x.iter()
+                .find(|(key, _)| key.as_str() == Some(k))
+                .map(|(_, v)| v.value.clone())
+        };
+        assert_eq!(get("port"), Some(NodeValue::Int(2)), "its own value wins");
+        assert_eq!(get("host"), Some(NodeValue::Str("h".into())));
+        assert_eq!(get("name"), Some(NodeValue::Str("n".into())));
+        assert_eq!(get("<<"), None);
+        // A quoted `<<` is an ordinary key.
+        let n = parse("x: {'<<': 1}\n").unwrap();
+        assert!(format!("{n:?}").contains("<<"));
     }
 
     #[test]
