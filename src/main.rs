@@ -241,21 +241,31 @@ fn execute(cli: &Cli, fe: &Frontend, args: &RunArgs, dry_run: bool, exit_code: b
                 // Most errors name their pipeline already; name it once. The error is shown
                 // when it happens: the pipelines after it may run for a long time.
                 let (message, named) = (e.to_string(), format!("pipeline `{}`", p.name));
-                let line = if message.starts_with(&named) {
-                    format!("error: {message}")
+                let error = if message.starts_with(&named) {
+                    message
                 } else {
-                    format!("error: {named}: {message}")
+                    format!("{named}: {message}")
                 };
-                eprintln!("{line}");
+                // With JSON logs, stderr stays one JSON object per line.
+                match cli.log_format {
+                    LogFormat::Json => tracing::error!(pipeline = %p.name, "{error}"),
+                    LogFormat::Text => eprintln!("error: {error}"),
+                }
                 failures.push(Failure {
                     name: p.name.clone(),
-                    error: line.trim_start_matches("error: ").to_string(),
+                    error,
                 });
                 if args.fail_fast {
                     let rest: Vec<&str> =
                         pipelines[i + 1..].iter().map(|p| p.name.as_str()).collect();
                     if !rest.is_empty() {
-                        eprintln!("not run (--fail-fast): {}", rest.join(", "));
+                        let rest = rest.join(", ");
+                        match cli.log_format {
+                            LogFormat::Json => {
+                                tracing::error!(not_run = %rest, "--fail-fast: pipelines not run")
+                            }
+                            LogFormat::Text => eprintln!("not run (--fail-fast): {rest}"),
+                        }
                     }
                     break;
                 }

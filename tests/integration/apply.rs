@@ -706,6 +706,22 @@ pipelines:
         "{err}"
     );
     assert!(!err.contains("pw-s3cret-9z"), "{err}");
+    // With JSON logs every stderr line is a JSON object, the error's too.
+    let o = synctool(&cfg, &["apply", "--log-format", "json"]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(1), "{err}");
+    let lines: Vec<J> = err
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
+        .collect();
+    assert!(
+        lines.iter().any(|l| l["level"] == "ERROR"
+            && l["fields"]["message"]
+                .as_str()
+                .is_some_and(|m| m.contains("127.0.0.1:1"))),
+        "{err}"
+    );
+    assert!(!err.contains("pw-s3cret-9z"), "{err}");
     // plan gives no verdict on drift when a pipeline could not be compared.
     let o = synctool(&cfg, &["plan", "--exit-code"]);
     let out = String::from_utf8_lossy(&o.stdout);
@@ -977,6 +993,42 @@ async fn blocks_the_sink_lacks_are_streamed_whole() {
     let v = json_run(&cfg, &["plan"], 0);
     assert_eq!(n(&v, "rows_written"), 0, "{v}");
     drop_pg(&c, &[&src, &sink]).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_mariadb_user_without_temporary_tables_is_told_the_privilege() {
+    let c = pg().await;
+    let (src, sink) = (unique("priv_src"), unique("priv_sink"));
+    let user = format!("st_{}", std::process::id());
+    make_source(&c, &src).await;
+    let mut conn = my().await;
+    conn.query_drop(format!(
+        "CREATE TABLE {sink} (id BIGINT PRIMARY KEY, name LONGTEXT, amount DECIMAL(12,2), updated_at DATETIME(6));
+         DROP USER IF EXISTS '{user}'@'%';
+         CREATE USER '{user}'@'%' IDENTIFIED BY 'pw-priv-7q';
+         GRANT SELECT, INSERT, UPDATE, DELETE ON test.* TO '{user}'@'%';"
+    ))
+    .await
+    .expect("MariaDB: sink table and user");
+    let cfg = write_config(
+        &pipeline_yaml("priv", &src, "my", &sink, "{strategy: upsert}", "").replace(
+            "username: root,",
+            &format!("username: {user}, password: pw-priv-7q,"),
+        ),
+    );
+    let o = synctool(&cfg, &["apply"]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("sink.stage") && err.contains("needs CREATE TEMPORARY TABLES"),
+        "{err}"
+    );
+    assert!(!err.contains("pw-priv-7q"), "{err}");
+    conn.query_drop(format!("DROP USER '{user}'@'%'"))
+        .await
+        .expect("drop user");
+    drop_my(&[&sink]).await;
+    drop_pg(&c, &[&src]).await;
 }
 
 #[test]

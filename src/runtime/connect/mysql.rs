@@ -111,6 +111,23 @@ fn my_err(ctx: &ErrCtx, step: &str, e: &mysql_async::Error) -> RuntimeError {
         mysql_async::Error::Server(s) if CONFLICT_CODES.contains(&s.code) => {
             ctx.conflict(step, my_msg(e))
         }
+        // 1044 ER_DBACCESS_DENIED_ERROR, 1142 ER_TABLEACCESS_DENIED_ERROR: say which
+        // privilege synctool's own steps need.
+        mysql_async::Error::Server(s) if matches!(s.code, 1044 | 1142) => {
+            let needs = match step {
+                "sink.stage" | "sink.stage_keys" => Some(
+                    "the sink's user needs CREATE TEMPORARY TABLES on the sink database (rows are staged in temporary tables)",
+                ),
+                "sink.create" => Some(
+                    "the sink's user needs CREATE on the sink database, or create the table beforehand",
+                ),
+                _ => None,
+            };
+            match needs {
+                Some(n) => ctx.stmt(step, format!("{}; {n}", my_msg(e))),
+                None => ctx.stmt(step, my_msg(e)),
+            }
+        }
         _ => ctx.stmt(step, my_msg(e)),
     }
 }
