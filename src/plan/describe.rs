@@ -104,17 +104,25 @@ pub fn describe(p: &Pipeline) -> Vec<String> {
         crate::ir::MergeKind::Upsert => "upsert".into(),
         crate::ir::MergeKind::Collapse => format!("collapse (sign column {})", k.merge.sign_column),
     };
+    // Webhooks and NATS get every row as it comes: no table, no merge, no key.
+    let how = if k.store.kind.dialect().is_some() {
+        format!(
+            " {}, merge {merge}{}, key ({})",
+            table(&k.table),
+            if k.merge.allow_delete {
+                " with deletes"
+            } else {
+                ""
+            },
+            k.unique_key.join(", "),
+        )
+    } else {
+        String::new()
+    };
     out.push(format!(
-        "sink: {} ({}) {}, merge {merge}{}, key ({}), batch {} rows",
+        "sink: {} ({}){how}, batch {} rows",
         k.store.name,
         k.store.kind.name(),
-        table(&k.table),
-        if k.merge.allow_delete {
-            " with deletes"
-        } else {
-            ""
-        },
-        k.unique_key.join(", "),
         k.batch_size
     ));
     out.push("fields:".into());
