@@ -14,6 +14,16 @@ pub enum RuntimeError {
         /// The driver's message (secrets removed).
         message: String,
     },
+    /// Could not connect to an external store (enrichment).
+    #[error("external store `{store}` ({host}): cannot connect: {message}")]
+    ExternalConnect {
+        /// External store name.
+        store: String,
+        /// host:port.
+        host: String,
+        /// The driver's message (secrets removed).
+        message: String,
+    },
     /// A statement failed.
     #[error("datastore `{store}` ({host}), step {step}: {message}")]
     Statement {

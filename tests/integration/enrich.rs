@@ -468,9 +468,13 @@ async fn redis_unreachable_or_bad_password_fails_at_connect_without_the_secret()
     drop(closed);
     let (p, cfg) = compile(&redis_config("127.0.0.1", port, "x:", ""));
     let err = Enricher::connect(&p, &cfg).await.unwrap_err();
-    assert!(matches!(err, RuntimeError::Connect { .. }), "{err:?}");
     assert!(
-        err.to_string().contains(&format!("127.0.0.1:{port}")),
+        matches!(err, RuntimeError::ExternalConnect { .. }),
+        "{err:?}"
+    );
+    assert!(
+        err.to_string()
+            .starts_with(&format!("external store `cache` (127.0.0.1:{port})")),
         "{err}"
     );
 
@@ -484,7 +488,10 @@ async fn redis_unreachable_or_bad_password_fails_at_connect_without_the_secret()
         .await
         .expect("an unreachable Redis must fail, not hang")
         .unwrap_err();
-    assert!(matches!(err, RuntimeError::Connect { .. }), "{err:?}");
+    assert!(
+        matches!(err, RuntimeError::ExternalConnect { .. }),
+        "{err:?}"
+    );
 
     // A wrong password against the real server: refused, and the password is not shown.
     let yaml = redis_config("127.0.0.1", 6379, "x:", "")

@@ -80,7 +80,7 @@ impl RedisLookup {
         let secrets: Vec<String> = info.redis.password.iter().cloned().collect();
         let timeout = timeout_of(raw.timeout.as_ref().map(|t| t.value), DEFAULT_TIMEOUT);
         let retries = raw.retries.as_ref().map_or(DEFAULT_RETRIES, |r| r.value);
-        let connect_err = |e: redis::RedisError| RuntimeError::Connect {
+        let connect_err = |e: redis::RedisError| RuntimeError::ExternalConnect {
             store: raw.name.value.clone(),
             host: address.clone(),
             message: scrub(e.to_string(), &secrets),
