@@ -253,3 +253,12 @@ pub fn from(relation: TableFactor) -> TableWithJoins {
         joins: vec![],
     }
 }
+
+/// `JOIN relation ON on` (an inner join).
+pub fn join_on(relation: TableFactor, on: Expr) -> sqlparser::ast::Join {
+    sqlparser::ast::Join {
+        relation,
+        global: false,
+        join_operator: sqlparser::ast::JoinOperator::Join(sqlparser::ast::JoinConstraint::On(on)),
+    }
+}

@@ -2,7 +2,8 @@
 //!
 //! Step ids, in output order (each present only when it applies):
 //! - `source.session`, `source.extract`
-//! - `sink.session`, `sink.columns`, (ClickHouse) `sink.engine`, `sink.create`
+//! - `sink.session`, `sink.columns`, (PostgreSQL) `sink.enum_labels`, (ClickHouse)
+//!   `sink.engine`, `sink.create`
 //! - `sink.stage`, `sink.stage_clear`, `sink.load`, `sink.load_direct` (upsert and delete_insert
 //!   on PostgreSQL and MySQL: loads into a sink table the run created), `sink.merge`
 //! - with `allow_delete`: `sink.stage_keys`, `sink.stage_keys_clear`, `sink.load_keys`,
@@ -131,6 +132,19 @@ fn sink_steps(steps: &mut Steps, p: &Pipeline, d: &'static dyn Dialect) {
         vec![query(q)],
         b,
     );
+    if d.kind() == DialectKind::Postgres {
+        let mut b = Binder::new();
+        let q = s.enum_labels_query(&mut b);
+        steps.push(
+            "sink.enum_labels".into(),
+            Side::Sink,
+            store,
+            d,
+            "before writing, when the sink table exists: list the labels of its enum columns, to refuse a row with another value before its batch is written",
+            vec![query(q)],
+            b,
+        );
+    }
     if ch {
         let mut b = Binder::new();
         let q = s.engine_query(&mut b);

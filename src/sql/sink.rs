@@ -835,13 +835,7 @@ impl<'a> SinkCtx<'a> {
         )
         .expect("a key column");
         let mut from = build::from(build::table(self.table(), Some(s.clone()), false));
-        from.joins.push(sqlparser::ast::Join {
-            relation: build::derived(q, k),
-            global: false,
-            join_operator: sqlparser::ast::JoinOperator::Join(sqlparser::ast::JoinConstraint::On(
-                on,
-            )),
-        });
+        from.joins.push(build::join_on(build::derived(q, k), on));
         crate::sql::Stmt::Ast(Box::new(Statement::Delete(Delete {
             tables: vec![ObjectName::from(vec![s])],
             from: FromTable::WithFromKeyword(vec![from]),
@@ -993,6 +987,86 @@ impl<'a> SinkCtx<'a> {
             from: Some(build::from(build::table(table, None, false))),
             selection: build::and_all(preds),
             order_by: vec![build::keyword(name)],
+            ..Default::default()
+        })
+    }
+
+    /// PostgreSQL: the labels of the sink table's enum columns, `(column, label)` in each
+    /// type's order, so that a value outside them is refused per row, naming its key.
+    pub fn enum_labels_query(&self, b: &mut Binder) -> Query {
+        let d = self.d;
+        let col = |t: &str, c: &str| build::col(d, Some(t), c);
+        let catalog = |t: &str| build::builtin_name(&["pg_catalog", t]);
+        let schema = match &self.p.sink.table.schema {
+            Some(_) => b.bind("schema", Dtype::Str),
+            None => build::call("current_schema", vec![]),
+        };
+        let mut from = build::from(build::table(
+            catalog("pg_attribute"),
+            Some(d.ident("a")),
+            false,
+        ));
+        for (t, alias, on) in [
+            (
+                "pg_class",
+                "c",
+                build::eq(col("c", "oid"), col("a", "attrelid")),
+            ),
+            (
+                "pg_namespace",
+                "n",
+                build::eq(col("n", "oid"), col("c", "relnamespace")),
+            ),
+            (
+                "pg_enum",
+                "e",
+                build::eq(col("e", "enumtypid"), col("a", "atttypid")),
+            ),
+        ] {
+            from.joins.push(build::join_on(
+                build::table(catalog(t), Some(d.ident(alias)), false),
+                on,
+            ));
+        }
+        let preds = vec![
+            build::eq(col("n", "nspname"), schema),
+            build::eq(col("c", "relname"), b.bind("table", Dtype::Str)),
+            build::binop(
+                col("a", "attnum"),
+                sqlparser::ast::BinaryOperator::Gt,
+                build::int(0),
+            ),
+            Expr::UnaryOp {
+                op: sqlparser::ast::UnaryOperator::Not,
+                expr: Box::new(col("a", "attisdropped")),
+            },
+        ];
+        build::select(SelectParts {
+            projection: vec![
+                build::aliased(
+                    d,
+                    Expr::Cast {
+                        kind: sqlparser::ast::CastKind::Cast,
+                        expr: Box::new(col("a", "attname")),
+                        data_type: sqlparser::ast::DataType::Text,
+                        format: None,
+                    },
+                    "name",
+                ),
+                build::aliased(
+                    d,
+                    Expr::Cast {
+                        kind: sqlparser::ast::CastKind::Cast,
+                        expr: Box::new(col("e", "enumlabel")),
+                        data_type: sqlparser::ast::DataType::Text,
+                        format: None,
+                    },
+                    "label",
+                ),
+            ],
+            from: Some(from),
+            selection: build::and_all(preds),
+            order_by: vec![col("a", "attname"), col("e", "enumsortorder")],
             ..Default::default()
         })
     }

@@ -1560,8 +1560,9 @@ async fn an_enum_column_of_an_existing_postgres_table_is_synced_and_reconciled()
     let o = synctool(&cfg, &["apply"]);
     let err = String::from_utf8_lossy(&o.stderr);
     assert_eq!(o.status.code(), Some(1), "{err}");
+    // Refused before the batch is written, naming the row's key.
     assert!(
-        err.contains("invalid input value for enum") && err.contains("column name"),
+        err.contains("row with key (id=4) column `name`: 'angry' is not one of the values of the sink column's type USER-DEFINED (happy, sad, so-so)"),
         "{err}"
     );
     let kept: String = c

@@ -243,6 +243,14 @@ impl<'a> SinkIo<'a> {
         };
         let found = self.sql()?.query(step.stmt(0), &vals, out).await?;
         let mut table = SinkTable::read(dialect, &found);
+        if let (true, Some(step)) = (table.exists(), steps.get("sink.enum_labels")) {
+            let vals = step.values(binds, &[])?;
+            let rows = self
+                .sql()?
+                .query(step.stmt(0), &vals, &[Dtype::Str, Dtype::Str])
+                .await?;
+            table.set_enum_labels(&rows);
+        }
         if let (true, Some(step)) = (table.exists(), steps.get("sink.engine")) {
             let vals = step.values(binds, &[])?;
             let rows = self

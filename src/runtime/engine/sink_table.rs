@@ -77,6 +77,24 @@ pub struct SinkTable {
 }
 
 impl SinkTable {
+    /// Takes the rows of `sink.enum_labels` (column, label): a PostgreSQL enum column admits
+    /// its labels only.
+    pub fn set_enum_labels(&mut self, rows: &[Row]) {
+        for c in &mut self.columns {
+            let labels: Vec<String> = rows
+                .iter()
+                .filter(|r| matches!(r.first(), Some(Value::Str(n)) if *n == c.name))
+                .filter_map(|r| match r.get(1) {
+                    Some(Value::Str(l)) => Some(l.clone()),
+                    _ => None,
+                })
+                .collect();
+            if !labels.is_empty() {
+                c.limit = Limit::OneOf(labels);
+            }
+        }
+    }
+
     /// Reads the rows of `sink.columns` for `dialect`: PostgreSQL lists (name, data_type,
     /// is_nullable, column_default, is_identity, is_generated, character_maximum_length,
     /// numeric_precision, numeric_scale, datetime_precision), MySQL (name, column_type,
@@ -373,10 +391,17 @@ impl ColumnCheck {
                     .map_err(|m| format!("{m} (the sink column is {})", self.native))?;
             }
             (Limit::OneOf(labels), Value::Str(s)) if !labels.contains(s) => {
+                let shown: Vec<&str> = labels.iter().take(10).map(String::as_str).collect();
                 return Err(format!(
-                    "'{}' is not one of the values of the sink column's type {}",
+                    "'{}' is not one of the values of the sink column's type {} ({}{})",
                     abbreviate(s),
-                    self.native
+                    self.native,
+                    shown.join(", "),
+                    if labels.len() > shown.len() {
+                        ", …"
+                    } else {
+                        ""
+                    }
                 ));
             }
             (&Limit::Int { min, max }, Value::Int(i)) => {
