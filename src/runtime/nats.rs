@@ -473,10 +473,16 @@ impl NatsSource {
                     .get_stream(stream_name)
                     .await
                     .map_err(|e| settings.err(format!("JetStream stream `{stream_name}`: {e}")))?;
+                let batch = i64::from(pipeline.source.batch_size.max(1));
                 let config = pull::Config {
                     durable_name: settings.durable.clone(),
                     filter_subject: subject.clone(),
                     ack_policy: AckPolicy::Explicit,
+                    // One batch in flight: a pull gets a whole batch (the server's default
+                    // of 1,000 cut larger ones short), and the batch of a killed run holds
+                    // back every newer message until it is redelivered, so that the newest
+                    // value of a key is still written last.
+                    max_ack_pending: batch,
                     inactive_threshold: if settings.durable.is_some() {
                         Duration::ZERO
                     } else {
@@ -484,11 +490,34 @@ impl NatsSource {
                     },
                     ..Default::default()
                 };
-                let consumer: PullConsumer = match &settings.durable {
+                let mut consumer: PullConsumer = match &settings.durable {
                     Some(d) => stream.get_or_create_consumer(d, config).await,
                     None => stream.create_consumer(config).await,
                 }
                 .map_err(|e| settings.err(format!("JetStream consumer on `{stream_name}`: {e}")))?;
+                let info = consumer.info().await.map_err(|e| {
+                    settings.err(format!("JetStream consumer on `{stream_name}`: {e}"))
+                })?;
+                let allowed = info.config.max_ack_pending;
+                if allowed <= 0 || allowed > batch {
+                    tracing::warn!(
+                        datastore = %settings.name,
+                        "the existing durable consumer allows {} unacknowledged messages, more than batch_size ({batch}): after an interrupted run, its unacknowledged batch can come back after newer messages and overwrite their values; recreate it with max_ack_pending = batch_size",
+                        if allowed <= 0 { "any number of".to_string() } else { allowed.to_string() }
+                    );
+                }
+                if info.num_ack_pending > 0 {
+                    // Messages delivered to an earlier run that never acknowledged them (it
+                    // was killed): the server redelivers them, ahead of newer ones, once the
+                    // ack wait is over. Wait for that, so that this run writes them first.
+                    let wait = info.config.ack_wait.max(Duration::from_secs(1));
+                    tracing::warn!(
+                        datastore = %settings.name,
+                        unacknowledged = info.num_ack_pending,
+                        "an earlier run left messages unacknowledged; waiting {wait:?} (the consumer's ack wait) for the server to deliver them again, before newer ones"
+                    );
+                    tokio::time::sleep(wait + Duration::from_millis(500)).await;
+                }
                 Inbox::Js(Box::new(consumer))
             }
             None => {

@@ -48,7 +48,12 @@ pub fn sink_row(
                 })?
             }
         };
-        out.push(coerce(raw, f.dtype).map_err(fail)?);
+        // Values copied as they are must fit as they are; computed ones are rounded.
+        let v = match &f.value {
+            FieldValue::Column { .. } | FieldValue::Pushed { .. } => coerce_exact(raw, f.dtype),
+            _ => coerce(raw, f.dtype),
+        };
+        out.push(v.map_err(fail)?);
     }
     Ok(out)
 }
@@ -124,6 +129,17 @@ fn shown(v: &Value) -> String {
 /// JSON scalars are unwrapped first. Decimals are rounded half-to-even to the column scale
 /// and must fit its precision. NULL stays NULL. The error says what did not fit.
 pub fn coerce(v: Value, dtype: Dtype) -> Result<Value, String> {
+    coerce_with(v, dtype, true)
+}
+
+/// [`coerce`] for a value taken as it is (a source column, a message's value): a decimal
+/// with more digits after the point than the dtype's scale is refused, not rounded, as the
+/// sink's per-row check refuses it from a database source.
+pub fn coerce_exact(v: Value, dtype: Dtype) -> Result<Value, String> {
+    coerce_with(v, dtype, false)
+}
+
+fn coerce_with(v: Value, dtype: Dtype, round: bool) -> Result<Value, String> {
     if v.is_null() {
         return Ok(Value::Null);
     }
@@ -225,6 +241,15 @@ pub fn coerce(v: Value, dtype: Dtype) -> Result<Value, String> {
             let Some(d) = d else {
                 return Err(no_fit(&v, "not a decimal number"));
             };
+            if !round && d.normalized().scale() > u32::from(scale) {
+                return Err(no_fit(
+                    &v,
+                    &format!(
+                        "{} digits after the point; the field's decimal({precision},{scale}) keeps {scale} (declare a larger scale, or round it in the source)",
+                        d.normalized().scale()
+                    ),
+                ));
+            }
             let d = d.round_to(u32::from(scale));
             let digits = d.normalized().mantissa().unsigned_abs().to_string();
             let int_digits = digits.len().saturating_sub(d.normalized().scale() as usize);
@@ -409,7 +434,7 @@ pub fn row_from_json(
             .or_else(|| obj.get(alias))
             .cloned()
             .unwrap_or(serde_json::Value::Null);
-        let v = coerce(Value::from_json(j), *dtype).map_err(|m| (key.clone(), m))?;
+        let v = coerce_exact(Value::from_json(j), *dtype).map_err(|m| (key.clone(), m))?;
         row.insert(alias.clone(), v);
     }
     Ok(row)
@@ -456,6 +481,27 @@ mod tests {
     #[test]
     fn widening_coercions() {
         assert_eq!(coerce(Value::Int(3), Dtype::Float), Ok(Value::Float(3.0)));
+        // Taken as it is, a decimal must fit the scale; computed, it is rounded.
+        let d124 = Dtype::Decimal {
+            precision: 12,
+            scale: 4,
+        };
+        let e = coerce_exact(Value::Str("1.23456".into()), d124).unwrap_err();
+        assert!(e.contains("5 digits after the point"), "{e}");
+        assert_eq!(
+            coerce_exact(Value::Str("1.2300".into()), d124),
+            Ok(Value::Decimal(Decimal::parse("1.2300").unwrap()))
+        );
+        assert!(coerce(Value::Str("1.23456".into()), d124).is_ok());
+        // A message's value is taken as it is: a string or a JSON number alike.
+        let fields = vec![("amount".to_string(), "amount".to_string(), d124)];
+        for text in [r#"{"amount": "1.23456"}"#, r#"{"amount": 1e-7}"#] {
+            let obj: serde_json::Map<String, serde_json::Value> =
+                serde_json::from_str(text).unwrap();
+            let (key, e) = row_from_json(&obj, &fields).unwrap_err();
+            assert_eq!(key, "amount");
+            assert!(e.contains("digits after the point"), "{text}: {e}");
+        }
         let d = NaiveDate::from_ymd_opt(2024, 2, 29).unwrap();
         assert_eq!(
             coerce(Value::Date(d), Dtype::Datetime),

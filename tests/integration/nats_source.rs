@@ -412,6 +412,8 @@ async fn a_killed_nats_run_leaves_its_uncommitted_batch_for_the_next_run() {
             filter_subject: n.subject.clone(),
             ack_policy: jetstream::consumer::AckPolicy::Explicit,
             ack_wait: Duration::from_secs(2),
+            // One batch in flight, as synctool creates its consumers.
+            max_ack_pending: 3,
             ..Default::default()
         })
         .await
@@ -484,13 +486,80 @@ async fn a_killed_nats_run_leaves_its_uncommitted_batch_for_the_next_run() {
         "nothing of batch 4-6 committed"
     );
 
-    // After the ack wait, the next run gets the killed batch again, and the rest.
-    tokio::time::sleep(Duration::from_millis(2500)).await;
-    assert_eq!(run_ok(&cfg, &["apply"]), (4, 4));
+    // Newer messages about the killed batch's keys arrive; the next run, started at once,
+    // waits for the ack wait, writes the killed batch first and the newer values last.
+    let newer: Vec<J> = (4..=6)
+        .map(|i| {
+            let mut m = message(i);
+            m["name"] = json!(format!("newer {i}"));
+            m
+        })
+        .collect();
+    publish(&js, &n.subject, &newer).await;
+    assert_eq!(run_ok(&cfg, &["apply"]), (7, 7));
     let rows = pg_rows(&c, &pg_select(&n.table), &[]).await;
-    let want: Vec<Row> = (1..=7).map(|i| expected(i, ("true", "false"))).collect();
-    assert_eq!(rows, want);
-    assert_eq!(consumer_state(&js, &n.stream, &n.durable).await, (7, 0, 0));
+    let want: Vec<Row> = (1..=7)
+        .map(|i| {
+            let mut r = expected(i, ("true", "false"));
+            if (4..=6).contains(&i) {
+                r[1] = Some(format!("newer {i}"));
+            }
+            r
+        })
+        .collect();
+    assert_eq!(rows, want, "the newest message of each key is written last");
+    assert_eq!(consumer_state(&js, &n.stream, &n.durable).await, (10, 0, 0));
+    c.batch_execute(&format!("DROP TABLE {}", n.table))
+        .await
+        .unwrap();
+    js.delete_stream(&n.stream).await.unwrap();
+}
+
+#[tokio::test]
+async fn a_nats_batch_larger_than_a_thousand_messages_is_taken_whole() {
+    let n = names("nats_src_big");
+    let js = stream(&n.stream, &n.subject).await;
+    let msgs: Vec<J> = (1..=1500)
+        .map(|i| json!({"id": i % 700, "name": format!("v{i}")}))
+        .collect();
+    for chunk in msgs.chunks(250) {
+        let acks: Vec<_> = futures_util::future::join_all(
+            chunk
+                .iter()
+                .map(|m| js.publish(n.subject.clone(), serde_json::to_vec(m).unwrap().into())),
+        )
+        .await;
+        for a in acks {
+            a.expect("publish").await.expect("publish ack");
+        }
+    }
+    let cfg = write_config(
+        &config(&n.subject, &n.stream, &n.durable, "pg", &n.table, "")
+            .replace("batch_size: 3", "batch_size: 1200"),
+    );
+    // The server's default of 1,000 unacknowledged messages cut a pull of 1,200 short, and
+    // the run stopped after one short batch.
+    let (read, _) = run_ok(&cfg, &["apply"]);
+    assert_eq!(read, 1500);
+    let c = pg().await;
+    let rows = pg_rows(
+        &c,
+        &format!(
+            "SELECT count(*)::text, max(name) FILTER (WHERE id = 1) FROM {}",
+            n.table
+        ),
+        &[],
+    )
+    .await;
+    assert_eq!(
+        rows,
+        vec![vec![Some("700".into()), Some("v1401".into())]],
+        "the last message of each key wins"
+    );
+    assert_eq!(
+        consumer_state(&js, &n.stream, &n.durable).await,
+        (1500, 0, 0)
+    );
     c.batch_execute(&format!("DROP TABLE {}", n.table))
         .await
         .unwrap();
