@@ -31,10 +31,11 @@ pub fn load(
     env: &dyn interpolate::Env,
 ) -> Result<Loaded, (SourceFile, Vec<Diagnostic>)> {
     let mut source = SourceFile::new(name, text);
-    // URL credentials are hidden wherever they are written, even in a file that does not
-    // parse.
+    // URL credentials (and secret-named query parameters) are hidden wherever they are
+    // written, even in a file that does not parse.
     let url_credentials: Vec<Span> = redact::userinfo_spans(text)
         .into_iter()
+        .chain(redact::query_secret_spans(text))
         .map(|(s, e)| Span::new(s, e))
         .collect();
     let mut root = match yaml::parse(text) {

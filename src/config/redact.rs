@@ -83,6 +83,55 @@ pub fn userinfo_spans(text: &str) -> Vec<(usize, usize)> {
     out
 }
 
+/// Byte ranges of the values of secret-named query parameters anywhere in a text
+/// (`?api_key=…`, `&access_token=…`), for masking shown source lines. A value written only
+/// as `${VAR}` references is not a secret and is left out.
+pub fn query_secret_spans(text: &str) -> Vec<(usize, usize)> {
+    let b = text.as_bytes();
+    let mut out = Vec::new();
+    for (i, c) in b.iter().enumerate() {
+        if !matches!(c, b'?' | b'&') {
+            continue;
+        }
+        let name_end = i
+            + 1
+            + b[i + 1..]
+                .iter()
+                .take_while(|c| c.is_ascii_alphanumeric() || matches!(c, b'_' | b'-' | b'.'))
+                .count();
+        if name_end == i + 1 || b.get(name_end) != Some(&b'=') {
+            continue;
+        }
+        let start = name_end + 1;
+        let end = start
+            + b[start..]
+                .iter()
+                .take_while(|c| {
+                    !matches!(
+                        c,
+                        b'&' | b'#'
+                            | b'"'
+                            | b'\''
+                            | b' '
+                            | b'\t'
+                            | b'\n'
+                            | b'\r'
+                            | b','
+                            | b'}'
+                            | b']'
+                    )
+                })
+                .count();
+        if end > start
+            && is_secret_name(&text[i + 1..name_end])
+            && !only_references(&text[start..end])
+        {
+            out.push((start, end));
+        }
+    }
+    out
+}
+
 /// Config keys whose names look secret but whose values are not (`key_template`,
 /// `unique_key`): the line scan of [`secret_value_spans`] leaves them shown.
 const NOT_SECRET_KEYS: &[&str] = &["key_template", "unique_key"];
@@ -212,6 +261,16 @@ fn only_references(s: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn secret_query_parameters_are_found_in_urls() {
+        let t = r#"url: "http://h/api?apikey=QS&page=2&access_token=AT#x", sig: "u?sig=${SIG}""#;
+        let shown: Vec<&str> = query_secret_spans(t)
+            .iter()
+            .map(|(s, e)| &t[*s..*e])
+            .collect();
+        assert_eq!(shown, vec!["QS", "AT"]);
+    }
 
     #[test]
     fn secret_names() {
