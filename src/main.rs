@@ -150,21 +150,33 @@ fn main() -> ExitCode {
     let text = match std::fs::read_to_string(&cli.config) {
         Ok(t) => t,
         Err(e) => {
-            eprintln!("error: cannot read config file {name}: {e}");
+            report_error(
+                cli.log_format,
+                &format!("error: cannot read config file {name}: {e}"),
+            );
             return ExitCode::from(EXIT_INVALID);
         }
     };
     let fe = match frontend(&name, &text, &ProcessEnv, &cli.pipelines) {
         Ok(f) => f,
         Err(failed) => {
-            eprint!("{}", failed.render());
             let n = failed.error_count();
-            eprintln!("\n{name}: {n} error{}", if n == 1 { "" } else { "s" });
+            report_error(
+                cli.log_format,
+                &format!(
+                    "{}\n{name}: {n} error{}\n",
+                    failed.render(),
+                    if n == 1 { "" } else { "s" }
+                ),
+            );
             return ExitCode::from(EXIT_INVALID);
         }
     };
     for w in &fe.checked.warnings {
-        eprint!("{}", synctool::diag::render(w, Some(&fe.loaded.source)));
+        report_warning(
+            cli.log_format,
+            &synctool::diag::render(w, Some(&fe.loaded.source)),
+        );
     }
     match cli.command {
         Command::Validate => {
@@ -200,7 +212,7 @@ fn execute(cli: &Cli, fe: &Frontend, args: &RunArgs, dry_run: bool, exit_code: b
     let (start, end) = match (bound("start", &args.start), bound("end", &args.end)) {
         (Ok(s), Ok(e)) => (s, e),
         (Err(m), _) | (_, Err(m)) => {
-            eprintln!("{m}");
+            report_error(cli.log_format, &m);
             return ExitCode::from(EXIT_INVALID);
         }
     };
@@ -216,7 +228,7 @@ fn execute(cli: &Cli, fe: &Frontend, args: &RunArgs, dry_run: bool, exit_code: b
     let pipelines = &fe.checked.program.pipelines;
     for p in pipelines {
         if let Err(e) = engine::select_mode(p, &opts) {
-            eprintln!("error: {e}");
+            report_error(cli.log_format, &format!("error: {e}"));
             return ExitCode::from(EXIT_INVALID);
         }
     }
@@ -226,7 +238,10 @@ fn execute(cli: &Cli, fe: &Frontend, args: &RunArgs, dry_run: bool, exit_code: b
     {
         Ok(r) => r,
         Err(e) => {
-            eprintln!("error: cannot start the async runtime: {e}");
+            report_error(
+                cli.log_format,
+                &format!("error: cannot start the async runtime: {e}"),
+            );
             return ExitCode::from(EXIT_FAILURE);
         }
     };
@@ -304,6 +319,30 @@ struct Failure {
     name: String,
     /// What went wrong (the message printed on stderr).
     error: String,
+}
+
+/// Writes an error to stderr: as it is, or with `--log-format json` as one JSON log event
+/// (so that every stderr line stays a JSON object). `text` may span lines (a rendered
+/// diagnostic); a leading `error: ` is dropped from the event.
+fn report_error(format: LogFormat, text: &str) {
+    match format {
+        LogFormat::Text => eprint!("{text}{}", if text.ends_with('\n') { "" } else { "\n" }),
+        LogFormat::Json => {
+            let t = text.trim_end();
+            tracing::error!("{}", t.strip_prefix("error: ").unwrap_or(t));
+        }
+    }
+}
+
+/// [`report_error`] for a warning.
+fn report_warning(format: LogFormat, text: &str) {
+    match format {
+        LogFormat::Text => eprint!("{text}"),
+        LogFormat::Json => {
+            let t = text.trim_end();
+            tracing::warn!("{}", t.strip_prefix("warning: ").unwrap_or(t));
+        }
+    }
 }
 
 /// Writes `text` to stdout. A reader that went away (`synctool compile | head`) is not an

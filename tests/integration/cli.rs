@@ -112,6 +112,27 @@ fn unknown_key_gets_a_suggestion() {
 }
 
 #[test]
+fn json_logs_keep_config_errors_one_json_object_per_line() {
+    let cfg = GOOD.replace("      table: t\n", "      tabel: t\n");
+    let o = run(&["--log-format", "json", "validate"], &cfg);
+    assert_eq!(o.status.code(), Some(2));
+    let err = stderr(&o);
+    let events: Vec<serde_json::Value> = err
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
+        .collect();
+    let message = events
+        .iter()
+        .find(|e| e["level"] == "ERROR")
+        .and_then(|e| e["fields"]["message"].as_str())
+        .unwrap_or_else(|| panic!("no error event: {err}"));
+    assert!(
+        message.contains("unknown key `tabel`") && message.contains("did you mean `table`?"),
+        "{message}"
+    );
+}
+
+#[test]
 fn unknown_datastore_reference() {
     let cfg = GOOD.replace("      datastore: b\n", "      datastore: bb\n");
     invalid(
