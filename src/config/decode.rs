@@ -76,9 +76,12 @@ impl<'a> MapReader<'a> {
         match &node.value {
             NodeValue::Map(entries) => {
                 let mut seen: Vec<&str> = Vec::new();
-                for (k, _) in entries {
+                // A repeated key is reported once, as repeated (not also as unknown).
+                let mut used = vec![false; entries.len()];
+                for (i, (k, _)) in entries.iter().enumerate() {
                     let name = k.as_str().unwrap_or("");
                     if seen.contains(&name) {
+                        used[i] = true;
                         ctx.err(
                             Diagnostic::error(format!("duplicate key `{name}` in {what}"))
                                 .at_path(child(path, name))
@@ -92,7 +95,7 @@ impl<'a> MapReader<'a> {
                     node,
                     path: path.to_string(),
                     entries,
-                    used: vec![false; entries.len()],
+                    used,
                 })
             }
             _ => {

@@ -21,6 +21,9 @@ const SECRET_NAME_PARTS: &[&str] = &[
 /// `token`, `secret`, `password` (or `pass`, `passwd`), `pwd`, `auth`, `cookie`, `session`,
 /// `signature` or `credential`, ignoring case, `-` and `_`.
 pub fn is_secret_name(name: &str) -> bool {
+    if NOT_SECRET_KEYS.contains(&name) {
+        return false;
+    }
     let n: String = name
         .chars()
         .filter(|c| *c != '-' && *c != '_')
@@ -133,7 +136,8 @@ pub fn query_secret_spans(text: &str) -> Vec<(usize, usize)> {
 }
 
 /// Config keys whose names look secret but whose values are not (`key_template`,
-/// `unique_key`): the line scan of [`secret_value_spans`] leaves them shown.
+/// `unique_key`): [`is_secret_name`] and the line scan of [`secret_value_spans`] leave
+/// them shown.
 const NOT_SECRET_KEYS: &[&str] = &["key_template", "unique_key"];
 
 /// Byte ranges of the values of `name: value` pairs with a secret name, found line by line

@@ -133,6 +133,22 @@ fn json_logs_keep_config_errors_one_json_object_per_line() {
 }
 
 #[test]
+fn a_repeated_key_is_one_error_showing_its_value() {
+    let cfg = GOOD.replace("      table: t\n", "      table: t\n      table: t\n");
+    assert!(cfg != GOOD, "the config has `      table: t`");
+    let err = invalid(&cfg, &["duplicate key `table`", "given again here"]);
+    assert!(err.contains("1 error"), "{err}");
+    assert!(!err.contains("unknown key"), "{err}");
+    // `unique_key` and `key_template` name keys, not secrets: their values are shown.
+    let cfg = GOOD.replace(
+        "      table: t\n",
+        "      table: t\n      unique_key: [x]\n      unique_key: [x]\n",
+    );
+    let err = stderr(&run(&["validate"], &cfg));
+    assert!(err.contains("unique_key: [x]"), "{err}");
+}
+
+#[test]
 fn unknown_datastore_reference() {
     let cfg = GOOD.replace("      datastore: b\n", "      datastore: bb\n");
     invalid(
