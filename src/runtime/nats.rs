@@ -358,6 +358,8 @@ pub struct NatsSource {
     subject: String,
     inbox: Inbox,
     fields: Vec<(String, String, Dtype)>,
+    /// The source aliases of the pipeline's key: a message must give each a value.
+    key: Vec<String>,
     batch_size: usize,
     started: Instant,
     received: u64,
@@ -541,6 +543,11 @@ impl NatsSource {
                 .fields
                 .iter()
                 .map(|f| (f.column.name.clone(), f.alias.clone(), f.dtype))
+                .collect(),
+            key: pipeline
+                .key
+                .iter()
+                .map(|k| k.source_alias.clone())
                 .collect(),
             batch_size: pipeline.source.batch_size.max(1) as usize,
             settings,
@@ -741,12 +748,27 @@ impl NatsSource {
         let serde_json::Value::Object(obj) = json else {
             return Err(self.settings.err(format!("{label} is not a JSON object")));
         };
-        row_from_json(&obj, &self.fields).map_err(|(column, message)| RuntimeError::Value {
-            pipeline: self.pipeline.clone(),
-            key: label.to_string(),
-            column,
-            message,
-        })
+        let row =
+            row_from_json(&obj, &self.fields).map_err(|(column, message)| RuntimeError::Value {
+                pipeline: self.pipeline.clone(),
+                key: label.to_string(),
+                column,
+                message,
+            })?;
+        // A message without its key cannot be merged: name the message, not `id=NULL`.
+        if let Some(k) = self
+            .key
+            .iter()
+            .find(|k| row.get(*k).is_none_or(Value::is_null))
+        {
+            return Err(RuntimeError::Value {
+                pipeline: self.pipeline.clone(),
+                key: label.to_string(),
+                column: k.clone(),
+                message: "the message has no value for this key field (missing or null)".into(),
+            });
+        }
+        Ok(row)
     }
 
     /// Stop consuming: unsubscribe a core subscription, drain the connection.

@@ -565,3 +565,27 @@ async fn a_nats_batch_larger_than_a_thousand_messages_is_taken_whole() {
         .unwrap();
     js.delete_stream(&n.stream).await.unwrap();
 }
+
+#[tokio::test]
+async fn a_nats_message_without_its_key_is_named_by_its_sequence() {
+    let n = names("nats_src_nokey");
+    let js = stream(&n.stream, &n.subject).await;
+    let mut msgs: Vec<J> = (1..=2).map(message).collect();
+    msgs[1]["id"] = J::Null; // stream sequence 2
+    publish(&js, &n.subject, &msgs).await;
+    let cfg = write_config(&config(
+        &n.subject, &n.stream, &n.durable, "pg", &n.table, "",
+    ));
+    let err = run_fails(&cfg);
+    assert!(
+        err.contains("stream sequence 2")
+            && err.contains("column `id`: the message has no value for this key field"),
+        "{err}"
+    );
+    assert_eq!(consumer_state(&js, &n.stream, &n.durable).await.0, 1);
+    let c = pg().await;
+    c.batch_execute(&format!("DROP TABLE IF EXISTS {}", n.table))
+        .await
+        .unwrap();
+    js.delete_stream(&n.stream).await.unwrap();
+}

@@ -115,7 +115,7 @@ impl OnErrorTally {
         }
         if self.nulled > 0 {
             what.push(format!(
-                "{} written with NULL enrichment outputs (on_error: null)",
+                "{} given NULL enrichment outputs (on_error: null)",
                 rows(self.nulled)
             ));
         }
@@ -523,7 +523,7 @@ mod tests {
         };
         let s = t.summary().unwrap();
         assert!(
-            s.contains("2 rows skipped (on_error: skip), not written, 1 row written with NULL enrichment outputs (on_error: null)"),
+            s.contains("2 rows skipped (on_error: skip), not written, 1 row given NULL enrichment outputs (on_error: null)"),
             "{s}"
         );
     }
