@@ -1031,6 +1031,44 @@ async fn a_mariadb_user_without_temporary_tables_is_told_the_privilege() {
     drop_pg(&c, &[&src]).await;
 }
 
+#[tokio::test(flavor = "multi_thread")]
+async fn a_text_key_with_trailing_spaces_into_mysql_is_warned_about() {
+    let c = pg().await;
+    let (src, sink) = (unique("pad_src"), unique("pad_sink"));
+    c.batch_execute(&format!(
+        "CREATE TABLE {src} (code text PRIMARY KEY, n int);
+         INSERT INTO {src} VALUES ('a', 1), ('k', 2), ('k ', 3);"
+    ))
+    .await
+    .unwrap();
+    let cfg = write_config(&format!(
+        r#"
+datastores:
+  - {PG}
+  - {MY}
+pipelines:
+  - name: pad
+    source:
+      datastore: pg
+      table: {src}
+      fields: [{{column: code, dtype: str}}, {{column: n, dtype: int}}]
+    sink:
+      datastore: my
+      table: {sink}
+      unique_key: [code]
+"#
+    ));
+    let o = synctool(&cfg, &["apply"]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(0), "{err}");
+    assert!(
+        err.contains("the key (code=\"k \") ends with a space; MySQL compares text keys ignoring trailing spaces"),
+        "{err}"
+    );
+    drop_my(&[&sink]).await;
+    drop_pg(&c, &[&src]).await;
+}
+
 #[test]
 fn usage_errors_exit_2() {
     let cfg = write_config(&pipeline_yaml(

@@ -194,7 +194,7 @@ impl<'a> SinkIo<'a> {
             self.direct = self.steps.get("sink.load_direct").is_some();
             table = self.read_table().await?;
         }
-        self.guard = table.guard(self.p);
+        self.guard = table.guard(self.p, dialect);
         self.natives = table.load_natives(self.p);
         self.key_natives = table.natives_of(&self.p.sink.unique_key);
         self.table = table;

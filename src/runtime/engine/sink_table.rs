@@ -267,7 +267,7 @@ impl SinkTable {
     }
 
     /// The per-row checks for `p`'s load rows.
-    pub fn guard(&self, p: &Pipeline) -> RowGuard {
+    pub fn guard(&self, p: &Pipeline, dialect: DialectKind) -> RowGuard {
         let cols = load_columns(p);
         let checks = cols
             .iter()
@@ -289,16 +289,26 @@ impl SinkTable {
                     .then_some(check)
             })
             .collect();
-        let key = p
+        let key: Vec<(usize, String)> = p
             .sink
             .unique_key
             .iter()
             .filter_map(|k| Some((cols.iter().position(|c| &c.0 == k)?, k.clone())))
             .collect();
+        let padded_keys = match dialect {
+            DialectKind::Mysql => key
+                .iter()
+                .filter(|(i, _)| matches!(cols.get(*i), Some(c) if c.1 == Dtype::Str))
+                .map(|(i, _)| *i)
+                .collect(),
+            _ => vec![],
+        };
         RowGuard {
             pipeline: p.name.clone(),
             checks,
             key,
+            padded_keys,
+            warned_padding: false,
         }
     }
 }
@@ -323,13 +333,33 @@ pub struct RowGuard {
     checks: Vec<ColumnCheck>,
     /// (load column, sink column name) of the key, for errors.
     key: Vec<(usize, String)>,
+    /// MySQL: the load columns of text key columns, which MySQL compares ignoring trailing
+    /// spaces (`PAD SPACE` collations), so that `'k'` and `'k '` are one row.
+    padded_keys: Vec<usize>,
+    /// Whether a key with trailing spaces was warned about (once per run).
+    warned_padding: bool,
 }
 
 impl RowGuard {
     /// The first value of `rows` (load rows, in load column order, coerced to their
     /// dtypes) the sink column would refuse, as a [`RuntimeError::Value`] naming the row's
     /// key and the column.
-    pub fn check(&self, rows: &[Row]) -> Result<(), RuntimeError> {
+    pub fn check(&mut self, rows: &[Row]) -> Result<(), RuntimeError> {
+        if !self.padded_keys.is_empty() && !self.warned_padding {
+            let padded = rows.iter().find(|r| {
+                self.padded_keys
+                    .iter()
+                    .any(|i| matches!(r.get(*i), Some(Value::Str(s)) if s.ends_with(' ')))
+            });
+            if let Some(row) = padded {
+                self.warned_padding = true;
+                tracing::warn!(
+                    "pipeline `{}`: the key ({}) ends with a space; MySQL compares text keys ignoring trailing spaces, so it is the same sink row as the key without them (and one overwrites the other)",
+                    self.pipeline,
+                    self.key_label(row)
+                );
+            }
+        }
         if self.checks.is_empty() {
             return Ok(());
         }
@@ -339,15 +369,7 @@ impl RowGuard {
                 if let Err(message) = c.admit(v) {
                     return Err(RuntimeError::Value {
                         pipeline: self.pipeline.clone(),
-                        key: self
-                            .key
-                            .iter()
-                            .map(|(i, k)| {
-                                let v = row.get(*i).unwrap_or(&Value::Null);
-                                format!("{k}={}", key_text(v))
-                            })
-                            .collect::<Vec<_>>()
-                            .join(", "),
+                        key: self.key_label(row),
                         column: c.name.clone(),
                         message,
                     });
@@ -355,6 +377,18 @@ impl RowGuard {
             }
         }
         Ok(())
+    }
+
+    /// `id=5, region="eu"`: the key of a load row, for messages.
+    fn key_label(&self, row: &Row) -> String {
+        self.key
+            .iter()
+            .map(|(i, k)| {
+                let v = row.get(*i).unwrap_or(&Value::Null);
+                format!("{k}={}", key_text(v))
+            })
+            .collect::<Vec<_>>()
+            .join(", ")
     }
 }
 
