@@ -50,7 +50,7 @@ pub fn sink_row(
         };
         // Values copied as they are must fit as they are; computed ones are rounded.
         let v = match &f.value {
-            FieldValue::Column { .. } | FieldValue::Pushed { .. } => coerce_exact(raw, f.dtype),
+            FieldValue::Column { .. } => coerce_exact(raw, f.dtype),
             _ => coerce(raw, f.dtype),
         };
         out.push(v.map_err(fail)?);
