@@ -261,11 +261,7 @@ fn execute(cli: &Cli, fe: &Frontend, args: &RunArgs, dry_run: bool, exit_code: b
                 } else {
                     format!("{named}: {message}")
                 };
-                // With JSON logs, stderr stays one JSON object per line.
-                match cli.log_format {
-                    LogFormat::Json => tracing::error!(pipeline = %p.name, "{error}"),
-                    LogFormat::Text => eprintln!("error: {error}"),
-                }
+                report_error(cli.log_format, &format!("error: {error}"));
                 failures.push(Failure {
                     name: p.name.clone(),
                     error,
@@ -274,13 +270,10 @@ fn execute(cli: &Cli, fe: &Frontend, args: &RunArgs, dry_run: bool, exit_code: b
                     let rest: Vec<&str> =
                         pipelines[i + 1..].iter().map(|p| p.name.as_str()).collect();
                     if !rest.is_empty() {
-                        let rest = rest.join(", ");
-                        match cli.log_format {
-                            LogFormat::Json => {
-                                tracing::error!(not_run = %rest, "--fail-fast: pipelines not run")
-                            }
-                            LogFormat::Text => eprintln!("not run (--fail-fast): {rest}"),
-                        }
+                        report_error(
+                            cli.log_format,
+                            &format!("not run (--fail-fast): {}", rest.join(", ")),
+                        );
                     }
                     break;
                 }

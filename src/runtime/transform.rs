@@ -61,15 +61,40 @@ pub fn sink_row(
 /// The row's key values as text for error messages: `id=7, region=eu` (sink column names,
 /// values from the row by source alias). Empty when the pipeline has no key.
 pub fn row_key(key: &[KeyPair], row: &IndexMap<String, Value>) -> String {
-    key.iter()
-        .map(|k| {
-            let v = row
-                .get(&k.source_alias)
-                .map_or_else(|| "?".to_string(), key_text);
-            format!("{}={v}", k.sink_column)
-        })
+    const NULL: &Value = &Value::Null;
+    key_label(key.iter().map(|k| {
+        (
+            k.sink_column.as_str(),
+            row.get(&k.source_alias).unwrap_or(NULL),
+        )
+    }))
+}
+
+/// `id=7, region="eu"`: key columns and their values as messages show them (see
+/// [`key_text`]). Every message naming a row's key is spelled by this one function.
+pub fn key_label<'a>(pairs: impl IntoIterator<Item = (&'a str, &'a Value)>) -> String {
+    pairs
+        .into_iter()
+        .map(|(k, v)| format!("{k}={}", key_text(v)))
         .collect::<Vec<_>>()
         .join(", ")
+}
+
+/// Why `d` does not fit a field's `decimal(precision, scale)` without rounding, if it does
+/// not: `5 digits after the point; the field's decimal(12,4) keeps 4 (…)`. The one rule
+/// for values copied as they are, checked on rows from messages and alias rows
+/// ([`coerce_exact`]) and on load rows (the sink's per-row check).
+pub fn scale_misfit(d: &Decimal, precision: u8, scale: u8) -> Option<String> {
+    // Most values already have the field's scale: normalise only the others.
+    if d.scale() <= u32::from(scale) {
+        return None;
+    }
+    let n = d.normalized().scale();
+    (n > u32::from(scale)).then(|| {
+        format!(
+            "{n} digits after the point; the field's decimal({precision},{scale}) keeps {scale} (declare a larger scale, or round it in the source)"
+        )
+    })
 }
 
 /// A key value as error messages show it: text quoted, NULL as `NULL`.
@@ -241,14 +266,8 @@ fn coerce_with(v: Value, dtype: Dtype, round: bool) -> Result<Value, String> {
             let Some(d) = d else {
                 return Err(no_fit(&v, "not a decimal number"));
             };
-            if !round && d.normalized().scale() > u32::from(scale) {
-                return Err(no_fit(
-                    &v,
-                    &format!(
-                        "{} digits after the point; the field's decimal({precision},{scale}) keeps {scale} (declare a larger scale, or round it in the source)",
-                        d.normalized().scale()
-                    ),
-                ));
+            if let (false, Some(m)) = (round, scale_misfit(&d, precision, scale)) {
+                return Err(no_fit(&v, &m));
             }
             let d = d.round_to(u32::from(scale));
             let digits = d.normalized().mantissa().unsigned_abs().to_string();

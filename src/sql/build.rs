@@ -262,3 +262,13 @@ pub fn join_on(relation: TableFactor, on: Expr) -> sqlparser::ast::Join {
         join_operator: sqlparser::ast::JoinOperator::Join(sqlparser::ast::JoinConstraint::On(on)),
     }
 }
+
+/// `CAST(e AS ty)`.
+pub fn cast(e: Expr, ty: sqlparser::ast::DataType) -> Expr {
+    Expr::Cast {
+        kind: sqlparser::ast::CastKind::Cast,
+        expr: Box::new(e),
+        data_type: ty,
+        format: None,
+    }
+}

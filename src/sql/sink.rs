@@ -610,12 +610,7 @@ impl<'a> SinkCtx<'a> {
                     // text: a `json` column has no `=`, and `citext` would call a case-only
                     // change no change.
                     let compared = |e: Expr, c: &SinkCol| match c.dtype {
-                        Dtype::Str | Dtype::Json => Expr::Cast {
-                            kind: sqlparser::ast::CastKind::Cast,
-                            expr: Box::new(e),
-                            data_type: sqlparser::ast::DataType::Text,
-                            format: None,
-                        },
+                        Dtype::Str | Dtype::Json => build::cast(e, DataType::Text),
                         _ => e,
                     };
                     let changed = Expr::IsDistinctFrom(
@@ -1043,24 +1038,10 @@ impl<'a> SinkCtx<'a> {
         ];
         build::select(SelectParts {
             projection: vec![
+                build::aliased(d, build::cast(col("a", "attname"), DataType::Text), "name"),
                 build::aliased(
                     d,
-                    Expr::Cast {
-                        kind: sqlparser::ast::CastKind::Cast,
-                        expr: Box::new(col("a", "attname")),
-                        data_type: sqlparser::ast::DataType::Text,
-                        format: None,
-                    },
-                    "name",
-                ),
-                build::aliased(
-                    d,
-                    Expr::Cast {
-                        kind: sqlparser::ast::CastKind::Cast,
-                        expr: Box::new(col("e", "enumlabel")),
-                        data_type: sqlparser::ast::DataType::Text,
-                        format: None,
-                    },
+                    build::cast(col("e", "enumlabel"), DataType::Text),
                     "label",
                 ),
             ],

@@ -2,9 +2,9 @@
 //! real PostgreSQL (127.0.0.1:5432, user postgres, database test) and MariaDB
 //! (127.0.0.1:3306, root, database test). A missing server fails the test, naming it.
 
+use crate::support::{synctool, write_config};
 use mysql_async::prelude::Queryable;
 use serde_json::Value as J;
-use std::io::Write;
 use std::process::{Command, Output};
 
 fn unique(prefix: &str) -> String {
@@ -36,29 +36,6 @@ async fn my() -> mysql_async::Conn {
         .unwrap_or_else(|e| {
             panic!("MariaDB is unreachable on 127.0.0.1:3306 (root, database `test`): {e}")
         })
-}
-
-fn write_config(text: &str) -> std::path::PathBuf {
-    use std::sync::atomic::{AtomicUsize, Ordering};
-    static N: AtomicUsize = AtomicUsize::new(0);
-    let p = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!(
-        "apply-{}-{}.yaml",
-        std::process::id(),
-        N.fetch_add(1, Ordering::SeqCst)
-    ));
-    std::fs::File::create(&p)
-        .and_then(|mut f| f.write_all(text.as_bytes()))
-        .expect("write config");
-    p
-}
-
-fn synctool(cfg: &std::path::Path, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_synctool"))
-        .arg("-c")
-        .arg(cfg)
-        .args(args)
-        .output()
-        .expect("run synctool")
 }
 
 /// Runs a command that prints JSON; asserts its exit code and returns the one pipeline.

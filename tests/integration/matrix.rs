@@ -6,10 +6,10 @@
 //! value. A missing server fails the test, naming it.
 
 use crate::support::{self, ClickHouse, Row};
+use crate::support::{synctool, write_config};
 use serde_json::Value as J;
-use std::io::Write;
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::path::Path;
+use std::process::Command;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Db {
@@ -481,29 +481,6 @@ fn normalise(row: Row) -> Row {
             })
         })
         .collect()
-}
-
-fn write_config(text: &str) -> PathBuf {
-    use std::sync::atomic::{AtomicUsize, Ordering};
-    static N: AtomicUsize = AtomicUsize::new(0);
-    let p = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!(
-        "matrix-{}-{}.yaml",
-        std::process::id(),
-        N.fetch_add(1, Ordering::SeqCst)
-    ));
-    std::fs::File::create(&p)
-        .and_then(|mut f| f.write_all(text.as_bytes()))
-        .expect("write config");
-    p
-}
-
-fn synctool(cfg: &Path, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_synctool"))
-        .arg("-c")
-        .arg(cfg)
-        .args(args)
-        .output()
-        .expect("run synctool")
 }
 
 /// Runs a JSON command, asserts its exit code and returns the one pipeline's report.

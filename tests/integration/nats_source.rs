@@ -5,10 +5,10 @@
 //! consumer and tables. A missing service fails the test, naming it.
 
 use crate::support::{mysql, mysql_exec, mysql_rows, pg, pg_rows, unique, Row};
+use crate::support::{synctool, write_config};
 use async_nats::jetstream;
 use serde_json::{json, Value as J};
-use std::io::Write;
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 const NATS: &str = "nats://127.0.0.1:4222";
@@ -139,29 +139,6 @@ pipelines:
         - {{column: big, dtype: int, source_column: 'lambda r: 1 if r["id"] > 3 else 0'}}
 "#
     )
-}
-
-fn write_config(text: &str) -> std::path::PathBuf {
-    use std::sync::atomic::{AtomicUsize, Ordering};
-    static N: AtomicUsize = AtomicUsize::new(0);
-    let p = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!(
-        "nats-source-{}-{}.yaml",
-        std::process::id(),
-        N.fetch_add(1, Ordering::SeqCst)
-    ));
-    std::fs::File::create(&p)
-        .and_then(|mut f| f.write_all(text.as_bytes()))
-        .expect("write config");
-    p
-}
-
-fn synctool(cfg: &std::path::Path, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_synctool"))
-        .arg("-c")
-        .arg(cfg)
-        .args(args)
-        .output()
-        .expect("run synctool")
 }
 
 /// `synctool <args> --format json`, asserting exit code 0; returns (rows_read, rows_written).

@@ -3,6 +3,7 @@
 //! `SYNCTOOL_TEST_TLS_DIR`): PostgreSQL and MariaDB negotiate TLS on their usual ports,
 //! ClickHouse serves HTTPS on 8443 beside HTTP on 8123.
 
+use crate::support::write_config;
 use std::path::PathBuf;
 use std::process::Command;
 
@@ -227,13 +228,6 @@ async fn client_certificates_log_in_where_the_server_requires_them() {
             .contains("cannot read sslkey /nonexistent/client.key"),
         "{e}"
     );
-}
-
-fn write_config(text: &str) -> PathBuf {
-    let p = std::path::Path::new(env!("CARGO_TARGET_TMPDIR"))
-        .join(format!("{}.yaml", support::unique("tls")));
-    std::fs::write(&p, text).expect("write config");
-    p
 }
 
 /// The config keys end to end: PostgreSQL with `sslmode: verify-full`, MariaDB with

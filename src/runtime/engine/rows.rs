@@ -118,18 +118,12 @@ pub fn alias_key(p: &Pipeline, r: &AliasRow) -> String {
 
 /// `id=5, region="eu"`: a key for messages, its values in `p.key` order.
 pub fn key_label(p: &Pipeline, vals: &[&Value]) -> String {
-    p.key
-        .iter()
-        .zip(vals)
-        .map(|(k, v)| {
-            format!(
-                "{}={}",
-                k.sink_column,
-                crate::runtime::transform::key_text(v)
-            )
-        })
-        .collect::<Vec<_>>()
-        .join(", ")
+    transform::key_label(
+        p.key
+            .iter()
+            .map(|k| k.sink_column.as_str())
+            .zip(vals.iter().copied()),
+    )
 }
 
 /// Warns that `count` source rows of one batch repeated the key of an earlier row (`first`
@@ -170,7 +164,7 @@ pub async fn to_sink_rows(
         match seen.entry(alias_key(p, r)) {
             std::collections::hash_map::Entry::Occupied(e) => {
                 if dups == 0 {
-                    first = Some(key_label(p, &alias_key_values(p, r)));
+                    first = Some(transform::row_key(&p.key, r));
                 }
                 dups += 1;
                 out[*e.get()] = s
@@ -321,18 +315,13 @@ impl Projection {
 
     /// `k=v` pairs of the key for errors, read while `r` is being moved into `row`.
     fn error_key(&self, p: &Pipeline, r: &Row, row: &Row) -> String {
-        p.key
-            .iter()
-            .zip(&self.key)
-            .map(|(k, i)| {
-                let v = match self.from[..row.len()].iter().position(|f| f == i) {
-                    Some(j) => &row[j],
-                    None => &r[*i],
-                };
-                format!("{}={}", k.sink_column, transform::key_text(v))
-            })
-            .collect::<Vec<_>>()
-            .join(", ")
+        transform::key_label(p.key.iter().zip(&self.key).map(|(k, i)| {
+            let v = match self.from[..row.len()].iter().position(|f| f == i) {
+                Some(j) => &row[j],
+                None => &r[*i],
+            };
+            (k.sink_column.as_str(), v)
+        }))
     }
 
     fn project(&self, p: &Pipeline, r: &mut Row) -> Result<Row, RuntimeError> {

@@ -12,7 +12,7 @@ use crate::ir::{MergeKind, Pipeline, SinkHash};
 use crate::runtime::connect::rowbinary::{
     ch_base, check_value, enum_labels, type_args, RbColumn, RbType,
 };
-use crate::runtime::transform::key_text;
+use crate::runtime::transform::{key_label, scale_misfit};
 use crate::runtime::values::abbreviate;
 use crate::runtime::{Row, RuntimeError};
 use crate::sql::DialectKind;
@@ -381,14 +381,12 @@ impl RowGuard {
 
     /// `id=5, region="eu"`: the key of a load row, for messages.
     fn key_label(&self, row: &Row) -> String {
-        self.key
-            .iter()
-            .map(|(i, k)| {
-                let v = row.get(*i).unwrap_or(&Value::Null);
-                format!("{k}={}", key_text(v))
-            })
-            .collect::<Vec<_>>()
-            .join(", ")
+        const NULL: &Value = &Value::Null;
+        key_label(
+            self.key
+                .iter()
+                .map(|(i, k)| (k.as_str(), row.get(*i).unwrap_or(NULL))),
+        )
     }
 }
 
@@ -405,18 +403,8 @@ impl ColumnCheck {
             };
         }
         if let (Some((precision, scale)), Value::Decimal(d)) = (self.field, v) {
-            // Most values already have the field's scale: normalise only the others.
-            let n = if d.scale() > u32::from(scale) {
-                d.normalized()
-            } else {
-                *d
-            };
-            if n.scale() > u32::from(scale) {
-                return Err(format!(
-                    "{} has {} digits after the point; the field's decimal({precision},{scale}) keeps {scale} (declare a larger scale, or round it in the source)",
-                    n,
-                    n.scale()
-                ));
+            if let Some(m) = scale_misfit(d, precision, scale) {
+                return Err(format!("{} has {m}", d.normalized()));
             }
         }
         match (&self.limit, v) {

@@ -5,8 +5,8 @@
 
 use sqlparser::ast::helpers::attached_token::AttachedToken;
 use sqlparser::ast::{
-    BinaryOperator, CaseWhen, CastKind, DataType, Expr, Function, FunctionArg, FunctionArgExpr,
-    FunctionArgumentClause, FunctionArgumentList, FunctionArguments, Ident, ObjectName, Value,
+    BinaryOperator, CaseWhen, Expr, Function, FunctionArg, FunctionArgExpr, FunctionArgumentClause,
+    FunctionArgumentList, FunctionArguments, Ident, ObjectName, Value,
 };
 
 /// `name(args...)`.
@@ -83,15 +83,7 @@ pub(super) fn mul(l: Expr, r: Expr) -> Expr {
     bin(l, BinaryOperator::Multiply, r)
 }
 
-/// `CAST(e AS ty)`.
-pub(super) fn cast(e: Expr, ty: DataType) -> Expr {
-    Expr::Cast {
-        kind: CastKind::Cast,
-        expr: Box::new(e),
-        data_type: ty,
-        format: None,
-    }
-}
+pub(super) use crate::sql::build::cast;
 
 /// `CASE WHEN c1 THEN r1 ... [ELSE e] END`.
 pub(super) fn case(whens: Vec<(Expr, Expr)>, else_result: Option<Expr>) -> Expr {

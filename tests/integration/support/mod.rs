@@ -258,3 +258,21 @@ pub fn chdb(statements: &[ChdbStatement]) -> Vec<Vec<Row>> {
         serde_json::from_slice(&out.stdout).expect("chdb_run.py prints a JSON list of outputs");
     outputs.iter().map(|o| parse_tsv(o)).collect()
 }
+
+/// Writes a config to a new file under the test target directory; returns its path.
+pub fn write_config(text: &str) -> std::path::PathBuf {
+    let p =
+        std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("{}.yaml", unique("cfg")));
+    std::fs::write(&p, text).expect("write config");
+    p
+}
+
+/// Runs the built `synctool -c cfg args…` and waits for it.
+pub fn synctool(cfg: &std::path::Path, args: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_synctool"))
+        .arg("-c")
+        .arg(cfg)
+        .args(args)
+        .output()
+        .expect("run synctool")
+}
