@@ -492,9 +492,14 @@ fn field(
     let _ = sink_kind;
     if pushable {
         let alias = format!("_expr_{}", f.column.value);
+        let round_to = match dt {
+            Dtype::Decimal { scale, .. } if typed.ty == Type::Decimal => Some(scale),
+            _ => None,
+        };
         src.pushed.push(PushedExpr {
             alias: alias.clone(),
             expr: typed,
+            round_to,
         });
         return Some(SinkField {
             column: f.column.value.clone(),

@@ -103,6 +103,16 @@ impl Decimal {
 
     /// Round half-to-even to at most `scale` fractional digits.
     pub fn round_to(&self, scale: u32) -> Decimal {
+        self.round_with(scale, true)
+    }
+
+    /// Round half away from zero to at most `scale` fractional digits, as PostgreSQL,
+    /// MySQL and ClickHouse round a decimal stored in a column of a smaller scale.
+    pub fn round_half_away(&self, scale: u32) -> Decimal {
+        self.round_with(scale, false)
+    }
+
+    fn round_with(&self, scale: u32, half_even: bool) -> Decimal {
         if scale >= self.scale {
             return *self;
         }
@@ -114,7 +124,7 @@ impl Decimal {
         let r = self.mantissa % div;
         let twice = r.unsigned_abs() * 2;
         let half = div.unsigned_abs();
-        let away = twice > half || (twice == half && q % 2 != 0);
+        let away = twice > half || (twice == half && (!half_even || q % 2 != 0));
         let q = if away { q + self.mantissa.signum() } else { q };
         Decimal { mantissa: q, scale }
     }
@@ -558,6 +568,11 @@ mod tests {
             Decimal::parse("-2.55").unwrap().round_to(1).to_string(),
             "-2.6"
         );
+        let away = |s: &str, n: u32| Decimal::parse(s).unwrap().round_half_away(n).to_string();
+        assert_eq!(away("2.5", 0), "3");
+        assert_eq!(away("0.125", 2), "0.13");
+        assert_eq!(away("-0.125", 2), "-0.13");
+        assert_eq!(away("103.0225", 2), "103.02");
         assert!(Decimal::new(i128::MAX, 0)
             .unwrap()
             .checked_add(one)

@@ -297,6 +297,10 @@ pub struct PushedExpr {
     pub alias: String,
     /// The expression (over source aliases), known to be expressible in the source dialect.
     pub expr: TypedExpr,
+    /// For a decimal expression stored in a decimal field: the field's scale, which the
+    /// database rounds the value to (half away from zero, as it rounds a computed decimal
+    /// assigned to a column), so that the extract, the row hash and the sink agree.
+    pub round_to: Option<u8>,
 }
 
 /// The sink side of a pipeline.

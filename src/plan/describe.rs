@@ -24,14 +24,13 @@ pub fn field_origin(p: &Pipeline, v: &FieldValue) -> String {
             format!("{col} (copied)")
         }
         FieldValue::Pushed { alias } => {
-            let e = p
-                .source
-                .pushed
-                .iter()
-                .find(|x| &x.alias == alias)
-                .map(|x| x.expr.to_string())
-                .unwrap_or_default();
-            format!("{e} (pushed down into the source query as {alias})")
+            let px = p.source.pushed.iter().find(|x| &x.alias == alias);
+            let e = px.map(|x| x.expr.to_string()).unwrap_or_default();
+            let rounded = match px.and_then(|x| x.round_to) {
+                Some(s) => format!(", rounded to {s} digits after the point"),
+                None => String::new(),
+            };
+            format!("{e} (pushed down into the source query as {alias}{rounded})")
         }
         FieldValue::Expr(e) => format!("{e} (evaluated by the runtime)"),
         FieldValue::Template(t) => format!("TMPL({}) (rendered by the runtime)", t.source),

@@ -269,7 +269,8 @@ fn coerce_with(v: Value, dtype: Dtype, round: bool) -> Result<Value, String> {
             if let (false, Some(m)) = (round, scale_misfit(&d, precision, scale)) {
                 return Err(no_fit(&v, &m));
             }
-            let d = d.round_to(u32::from(scale));
+            // Half away from zero: the databases' rounding, also of pushed-down values.
+            let d = d.round_half_away(u32::from(scale));
             let digits = d.normalized().mantissa().unsigned_abs().to_string();
             let int_digits = digits.len().saturating_sub(d.normalized().scale() as usize);
             let allowed = usize::from(precision - scale);

@@ -194,7 +194,7 @@ impl<'a> SourceCtx<'a> {
             return Ok(e);
         }
         if let Some(px) = self.p.source.pushed.iter().find(|x| x.alias == name) {
-            return self.pushed(&px.alias, &px.expr);
+            return self.pushed(px);
         }
         Err(SqlError::UnknownAlias {
             pipeline: self.p.name.clone(),
@@ -202,12 +202,19 @@ impl<'a> SourceCtx<'a> {
         })
     }
 
-    fn pushed(&self, alias: &str, e: &crate::expr::TypedExpr) -> Result<Expr, SqlError> {
+    /// A pushed-down expression, rounded to its decimal field's scale (`round(e, s)`, half
+    /// away from zero on every dialect) where [`crate::ir::PushedExpr::round_to`] says so.
+    fn pushed(&self, px: &crate::ir::PushedExpr) -> Result<Expr, SqlError> {
         let lookup = |a: &str| self.field(a);
-        pushdown::to_sql(e, self.d, &lookup).ok_or_else(|| SqlError::NotPushable {
-            pipeline: self.p.name.clone(),
-            alias: alias.to_string(),
-            dialect: self.d.kind().name(),
+        let e =
+            pushdown::to_sql(&px.expr, self.d, &lookup).ok_or_else(|| SqlError::NotPushable {
+                pipeline: self.p.name.clone(),
+                alias: px.alias.clone(),
+                dialect: self.d.kind().name(),
+            })?;
+        Ok(match px.round_to {
+            Some(scale) => build::call("round", vec![e, build::int(i64::from(scale))]),
+            None => e,
         })
     }
 
@@ -279,11 +286,7 @@ impl<'a> SourceCtx<'a> {
             .map(|f| build::aliased(d, extracted(d, column(d, &f.column), f.dtype), &f.alias))
             .collect();
         for px in &self.p.source.pushed {
-            items.push(build::aliased(
-                d,
-                self.pushed(&px.alias, &px.expr)?,
-                &px.alias,
-            ));
+            items.push(build::aliased(d, self.pushed(px)?, &px.alias));
         }
         if matches!(self.p.row_hash.sink, crate::ir::SinkHash::Stored(_)) {
             let h = hash::row_hash(d, &self.hash_cols()?);
