@@ -758,6 +758,19 @@ async fn a_failing_pipeline_does_not_stop_the_others_unless_fail_fast() {
         "{v}"
     );
     assert_eq!(pg_diff(&c, &src, &sink).await, 0);
+    // The failed pipeline's sink table is created with its first write, which never came.
+    let exists: bool = c
+        .query_one(
+            "SELECT to_regclass($1) IS NOT NULL",
+            &[&format!("{sink}_bad")],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert!(
+        !exists,
+        "a run whose source query failed created its sink table"
+    );
 
     let o = synctool(&cfg, &["plan", "--exit-code"]);
     let out = String::from_utf8_lossy(&o.stdout);
@@ -767,6 +780,50 @@ async fn a_failing_pipeline_does_not_stop_the_others_unless_fail_fast() {
         "{out}"
     );
     drop_pg(&c, &[&src, &sink, &format!("{sink}_bad")]).await;
+}
+
+/// A source without rows still leaves its new sink table, on every run mode: the full sync
+/// creates it after its extract ended, the reconciliation before it compares.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_empty_source_creates_its_sink_table() {
+    let c = pg().await;
+    let src = unique("empty_src");
+    make_source(&c, &src).await;
+    c.batch_execute(&format!("DELETE FROM {src}"))
+        .await
+        .unwrap();
+    for (recon, store) in [("", "pg"), (RECON_BY_ID, "pg"), ("", "my")] {
+        let sink = unique("empty_sink");
+        let cfg = write_config(&pipeline_yaml(
+            "empty",
+            &src,
+            store,
+            &sink,
+            "{strategy: upsert}",
+            recon,
+        ));
+        let r = json_run(&cfg, &["apply"], 0);
+        assert_eq!(n(&r, "rows_written"), 0, "{r}");
+        if store == "pg" {
+            let exists: bool = c
+                .query_one("SELECT to_regclass($1) IS NOT NULL", &[&sink])
+                .await
+                .unwrap()
+                .get(0);
+            assert!(exists, "{store} {recon}: no sink table");
+            json_run(&cfg, &["plan", "--exit-code"], 0);
+            drop_pg(&c, &[&sink]).await;
+        } else {
+            let count: Option<i64> = my()
+                .await
+                .query_first(format!("SELECT count(*) FROM {sink}"))
+                .await
+                .unwrap_or_else(|e| panic!("{store}: no sink table: {e}"));
+            assert_eq!(count, Some(0), "{store}");
+            drop_my(&[&sink]).await;
+        }
+    }
+    drop_pg(&c, &[&src]).await;
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -289,6 +289,10 @@ pub async fn stream_into(
     consumed?;
     produced.map_err(|e| RuntimeError::Config(format!("the source reader failed: {e}")))??;
     ended?;
+    // A source that gave no row still leaves its (new) sink table.
+    if !dry {
+        sink.ensure_table().await?;
+    }
     report.rows_read += read;
     report.rows_written += written;
     if delete_absent {

@@ -220,6 +220,8 @@ pub async fn run(
         };
         return stream_into(ctx, src, &mut sink, extract, report).await;
     }
+    // The comparison reads the sink table: a new one is created first.
+    sink.ensure_table().await?;
     let mut rc = Recon::open(ctx, r, src, sink, None).await?;
     match rc.unit {
         Some(unit) => rc.ranges(unit, report).await,

@@ -75,6 +75,9 @@ pub struct SinkIo<'a> {
     key_natives: Vec<String>,
     /// Loads go through [`Conn::stream_load`] ([`SinkIo::stream_loads`]).
     stream: bool,
+    /// [`SinkIo::prepare`] found the table missing and is to create it, which
+    /// [`SinkIo::ensure_table`] does before the first write.
+    pending_create: bool,
 }
 
 /// Connection settings of the SQL datastore `name`.
@@ -150,6 +153,7 @@ impl<'a> SinkIo<'a> {
             natives: Vec::new(),
             key_natives: Vec::new(),
             stream: false,
+            pending_create: false,
         })
     }
 
@@ -173,15 +177,17 @@ impl<'a> SinkIo<'a> {
     }
 
     /// Checks the sink table against the fields. Returns whether it exists. With `create`,
-    /// a missing table is created and the staging tables are set up. A table whose columns
-    /// do not fit is an error, raised before any row is written. The table's column types
-    /// (as found, or as created) set the limits every row is checked against before it is
-    /// written.
+    /// the staging tables are set up, and a missing table is to be created: not here but
+    /// by [`SinkIo::ensure_table`], which the first write calls, so that a run whose
+    /// source query fails (a misspelt table) leaves no empty sink table behind. A table
+    /// whose columns do not fit is an error, raised before any row is written. The table's
+    /// column types (as found, or as created) set the limits every row is checked against
+    /// before it is written.
     pub async fn prepare(&mut self, create: bool) -> Result<bool, RuntimeError> {
         let Some(dialect) = self.dialect() else {
             return Ok(true);
         };
-        let mut table = self.read_table().await?;
+        let table = self.read_table().await?;
         let exists = table.exists();
         if exists {
             table.check(self.p, dialect == DialectKind::Clickhouse)?;
@@ -189,23 +195,48 @@ impl<'a> SinkIo<'a> {
                 tracing::warn!("{w}");
             }
         } else if create {
-            tracing::info!(table = %self.p.sink.table.name, "creating the sink table");
-            self.run_step("sink.create", &[]).await?;
-            self.direct = self.steps.get("sink.load_direct").is_some();
-            table = self.read_table().await?;
+            self.pending_create = true;
+            return Ok(false);
         }
+        self.set_table(dialect, table, create).await?;
+        Ok(exists)
+    }
+
+    /// Creates the sink table [`SinkIo::prepare`] found missing, if it has not yet: called
+    /// before the first write, and by runs that end having written nothing (an empty
+    /// source still leaves its sink table) or that read the table before writing.
+    pub async fn ensure_table(&mut self) -> Result<(), RuntimeError> {
+        let Some(dialect) = self.dialect().filter(|_| self.pending_create) else {
+            return Ok(());
+        };
+        self.pending_create = false;
+        tracing::info!(table = %self.p.sink.table.name, "creating the sink table");
+        self.run_step("sink.create", &[]).await?;
+        self.direct = self.steps.get("sink.load_direct").is_some();
+        let table = self.read_table().await?;
+        self.set_table(dialect, table, true).await
+    }
+
+    /// Takes `table`'s column limits and native types; with `stage`, sets up the staging
+    /// tables.
+    async fn set_table(
+        &mut self,
+        dialect: DialectKind,
+        table: SinkTable,
+        stage: bool,
+    ) -> Result<(), RuntimeError> {
         self.guard = table.guard(self.p, dialect);
         self.natives = table.load_natives(self.p);
         self.key_natives = table.natives_of(&self.p.sink.unique_key);
         self.table = table;
-        if create {
+        if stage {
             for id in ["sink.stage", "sink.stage_keys"] {
                 if self.steps.get(id).is_some() {
                     self.run_step(id, &[]).await?;
                 }
             }
         }
-        Ok(exists)
+        Ok(())
     }
 
     /// Whether the sink table's column `name` is declared NOT NULL (known after
@@ -431,6 +462,7 @@ impl<'a> SinkIo<'a> {
             }
             Target::Sql(_) => {}
         }
+        self.ensure_table().await?;
         // Before the transaction: a row the sink column would refuse stops the pipeline with
         // its key named, and nothing of this scope is written.
         self.guard.check(rows)?;
