@@ -232,8 +232,8 @@ fn sink_steps(steps: &mut Steps, p: &Pipeline, d: &'static dyn Dialect) {
             (MergeKind::Upsert, _) => "per batch or block, after sink.load, in the same transaction: insert or update the staged rows by key, skipping unchanged rows",
             (MergeKind::DeleteInsert, false) => "per batch or block, after sink.load, in the same transaction: delete the sink rows with the staged keys, then insert the staged rows",
             (MergeKind::DeleteInsert, true) => "per batch or block, after sink.load: delete the staged keys (mutation; wait on sink.mutations before the next sink.stage_clear), then insert the staged rows",
-            (MergeKind::Collapse, false) => "per batch or block, after sink.load, in the same transaction: insert cancelling rows (sign -1) for the live rows of the staged keys, then the staged rows (sign +1)",
-            (MergeKind::Collapse, true) => "per batch or block, after sink.load: insert cancelling rows (sign -1) for the live rows of the staged keys, then the staged rows (sign +1)",
+            (MergeKind::Collapse, false) => "per batch or block, after sink.load, in the same transaction: insert cancelling rows (sign -1) for the live rows of the staged keys that changed, then the staged rows that are not live as they are (sign +1); rows compare by key and the hash of every written column",
+            (MergeKind::Collapse, true) => "per batch or block, after sink.load: insert cancelling rows (sign -1) for the live rows of the staged keys that changed, then the staged rows that are not live as they are (sign +1); rows compare by key and the hash of every written column",
         };
         if !ch && matches!(merge.kind, MergeKind::Upsert | MergeKind::DeleteInsert) {
             steps.push(

@@ -729,24 +729,36 @@ impl<'a> SinkCtx<'a> {
         crate::sql::Stmt::Ast(Box::new(insert(self.table(), idents, q, None, None)))
     }
 
-    /// Collapse: cancel the live rows of the staged keys, then insert the staged rows with
-    /// sign +1. With a hash column, rows whose (key, hash) is unchanged are left alone.
+    /// A row's key columns and the row hash of every written column (NULL-safe, one
+    /// canonical text per dtype): two rows with equal tuples are the same row, written alike.
+    fn key_and_fingerprint(&self, keys: &[SinkCol], cols: &[SinkCol]) -> Vec<Expr> {
+        let precision = crate::sql::source::precision(self.p);
+        let hashed: Vec<crate::sql::hash::HashCol> = cols
+            .iter()
+            .map(|c| crate::sql::hash::HashCol {
+                expr: build::col(self.d, None, &c.name),
+                dtype: c.dtype,
+                precision,
+            })
+            .collect();
+        let mut out = self.exprs(keys);
+        out.push(crate::sql::hash::row_hash(self.d, &hashed));
+        out
+    }
+
+    /// Collapse: cancel the live rows of the staged keys that the stage does not hold as
+    /// they are, then insert the staged rows that are not live as they are (sign +1). A row
+    /// compares by its key and the row hash of every written column, so that an unchanged
+    /// row is left alone (a re-run writes nothing) and any changed column, tracked or not,
+    /// is rewritten.
     fn collapse_merge(&self) -> Vec<crate::sql::Stmt> {
         let keys = self.key_columns();
         let staged_keys = build::in_subquery(self.key_tuple(), self.key_query(self.stage()), false);
         let (cols, idents) = self.sign_cols();
-        let Some(h) = self.hash_column() else {
-            let q = self.select_stage(&cols, vec![build::int(1)], None);
-            return vec![
-                self.cancel(vec![staged_keys], vec![]),
-                crate::sql::Stmt::Ast(Box::new(insert(self.table(), idents, q, None, None))),
-            ];
-        };
-        let mut kh: Vec<SinkCol> = keys.clone();
-        kh.extend(cols.iter().filter(|c| c.name == h).cloned());
-        let kh_tuple = build::tuple_or_single(self.exprs(&kh));
+        let kh = self.key_and_fingerprint(&keys, &cols);
+        let kh_tuple = build::tuple_or_single(kh.clone());
         let staged_kh = build::select(SelectParts {
-            projection: self.exprs(&kh).into_iter().map(build::item).collect(),
+            projection: kh.iter().cloned().map(build::item).collect(),
             from: Some(build::from(build::table(self.stage(), None, false))),
             ..Default::default()
         });
@@ -754,10 +766,10 @@ impl<'a> SinkCtx<'a> {
             vec![staged_keys.clone()],
             vec![build::in_subquery(kh_tuple.clone(), staged_kh, true)],
         );
-        // Live (key, hash) pairs after the cancellation above.
+        // Live (key, fingerprint) pairs after the cancellation above.
         let live = self.live_rows(vec![staged_keys], vec![]);
         let live_kh = build::select(SelectParts {
-            projection: self.exprs(&kh).into_iter().map(build::item).collect(),
+            projection: kh.iter().cloned().map(build::item).collect(),
             from: Some(build::from(build::derived(
                 live,
                 self.d.ident("_synctool_live"),
