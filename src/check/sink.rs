@@ -480,6 +480,7 @@ fn field(
         .any(|c| outputs.iter().any(|(_, k, _)| k == c));
     let pushable = !uses_outputs
         && !typed.is_constant()
+        && result.is_some_and(|r| read_as(r, dt))
         && src.store.kind.dialect().is_some_and(|d| {
             let mapper = |alias: &str| -> Option<sqlparser::ast::Expr> {
                 src.fields
@@ -525,6 +526,20 @@ fn column_expr(d: &dyn crate::sql::Dialect, c: &ColumnRef) -> sqlparser::ast::Ex
 }
 
 /// Whether a value of type `from` can be stored in a column of type `to` without loss.
+/// Whether a value of dtype `from` computed by the source database can be read as a field
+/// of dtype `to` as it is, the row hash seeing the same value: the same dtype (decimals of
+/// any scale, which [`PushedExpr::round_to`] rounds), an int widened to a number, or an int
+/// or uuid as text. Other conversions (a float, decimal, bool or datetime as text, whose
+/// text each database writes its own way) are the runtime's.
+fn read_as(from: Dtype, to: Dtype) -> bool {
+    std::mem::discriminant(&from) == std::mem::discriminant(&to)
+        || matches!(
+            (from, to),
+            (Dtype::Int, Dtype::Float | Dtype::Decimal { .. })
+                | (Dtype::Int | Dtype::Uuid, Dtype::Str)
+        )
+}
+
 pub fn assignable(from: Dtype, to: Dtype) -> bool {
     from == to
         || matches!(

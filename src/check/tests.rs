@@ -422,3 +422,54 @@ datastores:
     assert_eq!(db(0).as_deref(), Some("test"));
     assert_eq!(db(1).as_deref(), Some("dw"), "a key of its own wins");
 }
+
+#[test]
+fn only_expressions_the_field_reads_as_they_are_are_pushed_down() {
+    let text = r#"
+datastores:
+  - {name: pg, type: postgres, host: 127.0.0.1, username: u, database: d}
+pipelines:
+  - name: p
+    source:
+      datastore: pg
+      table: t
+      fields:
+        - {column: id, dtype: int}
+        - {column: amount, dtype: "decimal(10,2)"}
+        - {column: at, dtype: datetime}
+    sink:
+      datastore: pg
+      table: s
+      unique_key: [id]
+      fields:
+        - {column: id, source_column: id}
+        - {column: as_float, dtype: float, source_column: "id + 1"}
+        - {column: id_text, dtype: str, source_column: "id * 2"}
+        - {column: scaled, dtype: "decimal(12,1)", source_column: "amount * amount"}
+        - {column: float_text, dtype: str, source_column: "id * 1.5"}
+        - {column: decimal_text, dtype: str, source_column: "amount * 2"}
+        - {column: bool_text, dtype: str, source_column: "id > 0"}
+        - {column: time_text, dtype: str, source_column: "coalesce(at, at)"}
+"#;
+    let fe = ok(text);
+    let p = &fe.checked.program.pipelines[0];
+    let value = |c: &str| &p.sink.fields.iter().find(|f| f.column == c).unwrap().value;
+    for pushed in ["as_float", "id_text", "scaled"] {
+        assert!(
+            matches!(value(pushed), FieldValue::Pushed { .. }),
+            "{pushed}"
+        );
+    }
+    // A float, decimal, bool or datetime as text: each database writes its own text, and
+    // the extract could not read it as a str; the runtime converts them.
+    for runtime in ["float_text", "decimal_text", "bool_text", "time_text"] {
+        assert!(matches!(value(runtime), FieldValue::Expr(_)), "{runtime}");
+    }
+    let scaled = p
+        .source
+        .pushed
+        .iter()
+        .find(|x| x.alias == "_expr_scaled")
+        .unwrap();
+    assert_eq!(scaled.round_to, Some(1));
+}
