@@ -25,7 +25,12 @@ pub fn sink(
     let store = stores.datastore(&r.datastore, diags)?;
     let is_sql = store.kind.dialect().is_some();
     let table = match (&r.table, &store.kind) {
-        (Some(t), _) => table_name(t),
+        (Some(t), StoreKind::Sql(_)) => table_name(t),
+        // A webhook's or NATS sink's logical name, as written.
+        (Some(t), _) => TableName {
+            schema: t.dbschema.as_ref().map(|s| s.value.clone()),
+            name: t.table.value.clone(),
+        },
         (None, StoreKind::Sql(_)) => {
             diags.push(
                 Diagnostic::error("the sink needs `table`")

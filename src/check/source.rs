@@ -10,6 +10,7 @@ use crate::diag::{did_you_mean, Diagnostic};
 use crate::ir::{
     ColumnRef, Join, JoinKind, Source, SourceField, SourceMeta, StoreKind, TableName, TableRef,
 };
+use crate::sql::DialectKind;
 use crate::types::Dtype;
 
 /// Default rows per batch.
@@ -82,7 +83,11 @@ pub fn source(r: &RawSource, stores: &Stores, diags: &mut Diags) -> Option<Sourc
     };
     let mut joins = Vec::new();
     for j in &r.joins {
-        let t = table_ref(&j.table);
+        let mut t = table_ref(&j.table);
+        // A joined table without a schema lives in the source table's.
+        if t.table.schema.is_none() {
+            t.table.schema = table.table.schema.clone();
+        }
         if scope.tables.iter().any(|x| x.qualifier() == t.qualifier()) {
             diags.push(
                 j.table
@@ -115,6 +120,15 @@ pub fn source(r: &RawSource, stores: &Stores, diags: &mut Diags) -> Option<Sourc
                 }
             },
         };
+        if kind == JoinKind::Full && store.kind == StoreKind::Sql(DialectKind::Mysql) {
+            let kk = j.kind.as_ref().expect("a full join names its type");
+            diags.push(
+                kk.error("MySQL and MariaDB have no FULL JOIN")
+                    .with_label("not on a mysql source")
+                    .with_help("use a left or right join, or read the tables in two pipelines"),
+            );
+            continue;
+        }
         joins.push((j, t, kind));
     }
     // Join conditions can name any table of the source, so they are resolved once all are known.

@@ -186,10 +186,23 @@ impl Stores {
 }
 
 /// The table name of a raw table.
+///
+/// Without a `dbschema`, a name with one dot is `schema.table` (`analytics.orders`), as
+/// dbt and Sling read it; a table whose name holds a dot is written with its `dbschema`.
 pub fn table_name(t: &RawTable) -> TableName {
-    TableName {
-        schema: t.dbschema.as_ref().map(|s| s.value.clone()),
-        name: t.table.value.clone(),
+    match (&t.dbschema, t.table.value.split_once('.')) {
+        (None, Some((schema, name)))
+            if !schema.is_empty() && !name.is_empty() && !name.contains('.') =>
+        {
+            TableName {
+                schema: Some(schema.to_string()),
+                name: name.to_string(),
+            }
+        }
+        (schema, _) => TableName {
+            schema: schema.as_ref().map(|s| s.value.clone()),
+            name: t.table.value.clone(),
+        },
     }
 }
 

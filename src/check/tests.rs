@@ -473,3 +473,68 @@ pipelines:
         .unwrap();
     assert_eq!(scaled.round_to, Some(1));
 }
+
+#[test]
+fn a_full_join_on_a_mysql_source_is_refused_where_it_is_written() {
+    let text = r#"
+datastores:
+  - {name: my, type: mysql, host: 127.0.0.1, username: u, database: d}
+pipelines:
+  - name: p
+    source:
+      datastore: my
+      table: {table: users, alias: u}
+      joins:
+        - {table: orders, alias: o, type: full, on: "u.id = o.user_id"}
+      fields:
+        - {column: u.id, dtype: int, alias: id}
+    sink:
+      datastore: my
+      table: s
+      unique_key: [id]
+"#;
+    let f = fail(text);
+    assert_eq!(f.diagnostics.len(), 1, "{:?}", f.diagnostics);
+    let d = &f.diagnostics[0];
+    assert_eq!(d.message, "MySQL and MariaDB have no FULL JOIN");
+    assert_eq!(d.path.as_deref(), Some("pipelines[0].source.joins[0].type"));
+    // The same join on PostgreSQL is fine.
+    ok(&text.replace("type: mysql", "type: postgres"));
+}
+
+#[test]
+fn dotted_table_names_are_schema_and_table_and_joins_share_the_source_schema() {
+    let text = r#"
+datastores:
+  - {name: pg, type: postgres, host: 127.0.0.1, username: u, database: d}
+pipelines:
+  - name: p
+    source:
+      datastore: pg
+      table: shop.users
+      joins:
+        - {table: orders, alias: o, type: left, on: "users.id = o.user_id"}
+        - {table: {table: regions, dbschema: geo}, alias: g, on: "users.region = g.id"}
+      fields:
+        - {column: users.id, dtype: int, alias: id}
+    sink:
+      datastore: pg
+      table: analytics.users_copy
+      unique_key: [id]
+"#;
+    let fe = ok(text);
+    let p = &fe.checked.program.pipelines[0];
+    let name = |t: &crate::ir::TableName| (t.schema.clone(), t.name.clone());
+    let some = |s: &str, n: &str| (Some(s.to_string()), n.to_string());
+    assert_eq!(name(&p.source.table.table), some("shop", "users"));
+    assert_eq!(name(&p.source.joins[0].table.table), some("shop", "orders"));
+    assert_eq!(name(&p.source.joins[1].table.table), some("geo", "regions"));
+    assert_eq!(name(&p.sink.table), some("analytics", "users_copy"));
+    // With a `dbschema`, the name is taken as it is.
+    let fe = ok(&text.replace(
+        "table: analytics.users_copy",
+        "table: users.copy\n      dbschema: analytics",
+    ));
+    let p = &fe.checked.program.pipelines[0];
+    assert_eq!(name(&p.sink.table), some("analytics", "users.copy"));
+}
