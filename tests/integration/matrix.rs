@@ -2049,3 +2049,82 @@ async fn a_computed_decimal_is_rounded_to_its_field_by_every_source() {
         drop_table(&mut dbs, src, &src_table).await;
     }
 }
+
+/// Block arithmetic over negative keys with an interval of 2^32 or more on ClickHouse 18.16,
+/// which binds values as literals: a bare `4294967296` is a UInt64 there and made
+/// `intDiv(id, 4294967296)` unsigned, so the negative keys' blocks never matched and a row
+/// deleted from the source stayed in the sink. As sink and as source.
+#[tokio::test(flavor = "multi_thread")]
+async fn negative_keys_in_wide_blocks_reconcile_on_clickhouse() {
+    let mut dbs = dbs().await;
+    for (src, sink) in [(Db::Pg, Db::Ch), (Db::Ch, Db::Pg)] {
+        let what = format!("negative keys from {src:?} into {sink:?}");
+        let src_table = support::unique("mx_neg_src");
+        let sink_table = support::unique("mx_neg_sink");
+        let ddl = match src {
+            Db::Ch => format!(
+                "CREATE TABLE {src_table} (id Int64, v Int64) ENGINE = MergeTree ORDER BY id"
+            ),
+            _ => format!("CREATE TABLE {src_table} (id bigint PRIMARY KEY, v bigint)"),
+        };
+        exec(&mut dbs, src, &ddl).await;
+        exec(
+            &mut dbs,
+            src,
+            &format!(
+                "INSERT INTO {src_table} VALUES (-4611686018427387904, 1), (-11, 2), (-9, 3), (-7, 4), (-3, 5), (1, 6), (2, 7), (4611686018427387904, 8)"
+            ),
+        )
+        .await;
+        let cfg = write_config(&format!(
+            "{DATASTORES}pipelines:
+  - name: neg
+    source:
+      datastore: {src}
+      table: {src_table}
+      fields:
+        - {{column: id, dtype: int}}
+        - {{column: v, dtype: int}}
+    sink:
+      datastore: {sink}
+      table: {sink_table}
+      merge_strategy: {{strategy: upsert, allow_delete: true}}
+      unique_key: [id]
+      fields:
+        - {{column: id, source_column: id}}
+        - {{column: v, source_column: v}}
+    reconciliation:
+      - {{name: wide, partition_column: id, initial_partition_interval: 4294967296, max_block_size: 2}}
+",
+            src = src.store(),
+            sink = sink.store(),
+        ));
+        let r = run(&cfg, &["apply"], 0, &what);
+        assert_eq!(n(&r, "rows_written"), 8, "{what}: {r}");
+        let r = run(&cfg, &["plan", "--exit-code"], 0, &what);
+        assert_eq!(n(&r, "rows_written"), 0, "{what}: {r}");
+        let change = match src {
+            Db::Ch => format!("ALTER TABLE {src_table} DELETE WHERE id = -9"),
+            _ => format!("DELETE FROM {src_table} WHERE id = -9"),
+        };
+        exec(&mut dbs, src, &change).await;
+        if src == Db::Ch {
+            ch_wait_mutations(&dbs.ch, &src_table).await;
+        }
+        let r = run(&cfg, &["apply"], 0, &what);
+        assert_eq!(
+            (n(&r, "rows_written"), n(&r, "rows_deleted")),
+            (0, 1),
+            "{what}: only the deleted row: {r}"
+        );
+        let r = run(&cfg, &["plan", "--exit-code"], 0, &what);
+        assert_eq!(n(&r, "rows_written"), 0, "{what}: {r}");
+        assert_eq!(
+            count_rows(&mut dbs, sink, &sink_table).await,
+            Some(7),
+            "{what}"
+        );
+        drop_table(&mut dbs, sink, &sink_table).await;
+        drop_table(&mut dbs, src, &src_table).await;
+    }
+}

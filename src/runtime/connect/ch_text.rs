@@ -278,8 +278,10 @@ pub fn literal(v: &Value, ty: &str) -> Result<String, String> {
     };
     Ok(match base_type(ty) {
         "String" | "FixedString" => quote_string(&string_text(v)?),
+        // Typed, as a query parameter would be: a bare `4294967296` is a UInt64 to
+        // ClickHouse, which makes `intDiv(id, 4294967296)` unsigned for negative ids.
         t @ ("Int8" | "Int16" | "Int32" | "Int64" | "UInt8" | "UInt16" | "UInt32" | "UInt64") => {
-            neg(int_text(v, t)?)
+            format!("to{t}({})", int_text(v, t)?)
         }
         "Float32" | "Float64" => match coerce(v.clone(), Dtype::Float)? {
             Value::Float(f) => neg(float_text(f)),
@@ -428,7 +430,11 @@ mod tests {
             .unwrap(),
             "'it\\'s a \\\\ \\n\\t\\0 é {x:String}'"
         );
-        assert_eq!(literal(&Value::Int(-5), "Int64").unwrap(), "(-5)");
+        assert_eq!(literal(&Value::Int(-5), "Int64").unwrap(), "toInt64(-5)");
+        assert_eq!(
+            literal(&Value::Int(4_294_967_296), "Int64").unwrap(),
+            "toInt64(4294967296)"
+        );
         assert!(literal(&Value::Int(300), "UInt8").is_err());
         assert_eq!(literal(&Value::Null, "Nullable(Int64)").unwrap(), "NULL");
         assert!(literal(&Value::Null, "Int64").is_err());
