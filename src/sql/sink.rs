@@ -968,7 +968,11 @@ impl<'a> SinkCtx<'a> {
                 }
             }
             DialectKind::Mysql => {
-                for (col, alias) in [("column_default", "default_value"), ("extra", "extra")] {
+                for (col, alias) in [
+                    ("column_default", "default_value"),
+                    ("extra", "extra"),
+                    ("collation_name", "collation"),
+                ] {
                     projection.push(build::aliased(d, build::keyword(col), alias));
                 }
             }

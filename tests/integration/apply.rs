@@ -1758,3 +1758,72 @@ pipelines:
     assert_eq!(doc, r#"{"a": 1}"#);
     drop_pg(&c, &[&src, &sink]).await;
 }
+
+/// An existing MariaDB sink table whose text key ignores case and accents would make the
+/// distinct PostgreSQL keys `a` and `A` one row (mixing one row's key with another's
+/// values): refused before anything is written. From a MariaDB source, whose keys are as
+/// distinct as its own collation makes them, it is a warning.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_case_insensitive_mariadb_key_is_refused_for_a_case_sensitive_source() {
+    let c = pg().await;
+    let mut m = my().await;
+    let (src, sink, my_src) = (unique("ci_src"), unique("ci_sink"), unique("ci_mysrc"));
+    c.batch_execute(&format!(
+        "CREATE TABLE {src} (k text PRIMARY KEY, v bigint);
+         INSERT INTO {src} VALUES ('a', 1), ('A', 2), ('é', 3), ('e', 4);"
+    ))
+    .await
+    .unwrap();
+    m.query_drop(format!(
+        "CREATE TABLE {sink} (k varchar(50) PRIMARY KEY, v bigint) COLLATE utf8mb4_general_ci;
+         CREATE TABLE {my_src} (k varchar(50) PRIMARY KEY, v bigint) COLLATE utf8mb4_general_ci;
+         INSERT INTO {my_src} VALUES ('a', 1), ('é', 3);"
+    ))
+    .await
+    .unwrap();
+    let yaml = |from: &str, table: &str| {
+        format!(
+            r#"
+datastores:
+  - {PG}
+  - {MY}
+pipelines:
+  - name: ci
+    source:
+      datastore: {from}
+      table: {table}
+      fields:
+        - {{column: k, dtype: str}}
+        - {{column: v, dtype: int}}
+    sink:
+      datastore: my
+      table: {sink}
+      unique_key: [k]
+"#
+        )
+    };
+    let cfg = write_config(&yaml("pg", &src));
+    let o = synctool(&cfg, &["apply"]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("key column `k` has the collation utf8mb4_general_ci, under which keys that differ only in case or accents (`a`, `A`, `á`) are one row"),
+        "{err}"
+    );
+    let count: Option<i64> = m
+        .query_first(format!("SELECT count(*) FROM {sink}"))
+        .await
+        .unwrap();
+    assert_eq!(count, Some(0), "nothing is written");
+
+    let cfg = write_config(&yaml("my", &my_src));
+    let o = synctool(&cfg, &["apply"]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(0), "{err}");
+    assert!(
+        err.contains("sink key column `k` has the collation utf8mb4_general_ci"),
+        "{err}"
+    );
+    drop_my(&[&sink, &my_src]).await;
+    drop_pg(&c, &[&src]).await;
+}

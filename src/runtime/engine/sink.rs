@@ -191,7 +191,11 @@ impl<'a> SinkIo<'a> {
         let exists = table.exists();
         if exists {
             table.check(self.p, dialect == DialectKind::Clickhouse)?;
-            for w in table.lossy(dialect, self.p) {
+            for w in table
+                .lossy(dialect, self.p)
+                .into_iter()
+                .chain(table.key_collation_warnings(self.p))
+            {
                 tracing::warn!("{w}");
             }
         } else if create {
@@ -258,7 +262,7 @@ impl<'a> SinkIo<'a> {
         let vals = step.values(binds, &[])?;
         let out: &[Dtype] = match dialect {
             DialectKind::Clickhouse => &[Dtype::Str, Dtype::Str],
-            DialectKind::Mysql => &[Dtype::Str, Dtype::Str, Dtype::Str, Dtype::Str, Dtype::Str],
+            DialectKind::Mysql => &[Dtype::Str; 6],
             DialectKind::Postgres => &[
                 Dtype::Str,
                 Dtype::Str,

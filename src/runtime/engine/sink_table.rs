@@ -33,6 +33,8 @@ pub struct TableColumn {
     pub defaulted: bool,
     /// What a value must satisfy beyond its dtype.
     pub limit: Limit,
+    /// MySQL: the text column's collation (`utf8mb4_general_ci`).
+    pub collation: Option<String>,
 }
 
 /// A limit a native column type puts on values.
@@ -98,7 +100,7 @@ impl SinkTable {
     /// Reads the rows of `sink.columns` for `dialect`: PostgreSQL lists (name, data_type,
     /// is_nullable, column_default, is_identity, is_generated, character_maximum_length,
     /// numeric_precision, numeric_scale, datetime_precision), MySQL (name, column_type,
-    /// is_nullable, column_default, extra), ClickHouse (name, type).
+    /// is_nullable, column_default, extra, collation_name), ClickHouse (name, type).
     pub fn read(dialect: DialectKind, rows: &[Row]) -> SinkTable {
         let columns = rows
             .iter()
@@ -137,12 +139,17 @@ impl SinkTable {
                     }
                 };
                 let limit = limit_of(dialect, &native);
+                let collation = match (dialect, r.get(5)) {
+                    (DialectKind::Mysql, Some(Value::Str(c))) => Some(c.clone()),
+                    _ => None,
+                };
                 TableColumn {
                     name,
                     native,
                     nullable,
                     defaulted,
                     limit,
+                    collation,
                 }
             })
             .collect();
@@ -211,6 +218,16 @@ impl SinkTable {
                 problems.push(m);
             }
         }
+        // Distinct keys of a case-sensitive source would be one row of the sink; a MySQL
+        // source's keys are as distinct as its own collation makes them (warned about in
+        // `key_collation_warnings`).
+        if p.source.store.kind.dialect() != Some(DialectKind::Mysql) {
+            problems.extend(self.folded_keys(p).into_iter().map(|(k, c)| {
+                format!(
+                    "key column `{k}` has the collation {c}, under which keys that differ only in case or accents (`a`, `A`, `á`) are one row; give it a binary collation (ALTER TABLE … MODIFY `{k}` … COLLATE utf8mb4_bin)"
+                )
+            }));
+        }
         for t in &self.columns {
             if !t.nullable && !t.defaulted && !expected.iter().any(|e| e.0 == t.name) {
                 problems.push(format!(
@@ -229,6 +246,37 @@ impl SinkTable {
             p.sink.store.name,
             problems.join("; ")
         )))
+    }
+
+    /// MySQL: the text key columns (name, collation) whose collation ignores case or
+    /// accents.
+    fn folded_keys(&self, p: &Pipeline) -> Vec<(String, String)> {
+        p.sink
+            .unique_key
+            .iter()
+            .filter_map(|k| {
+                let c = self.column(k)?.collation.as_deref()?;
+                folds_case_or_accents(c).then(|| (k.clone(), c.to_string()))
+            })
+            .collect()
+    }
+
+    /// MySQL source into an existing MySQL table whose text key columns ignore case or
+    /// accents: fine when the source's key column compares the same way, a merge of
+    /// distinct keys when it does not; said once per run.
+    pub fn key_collation_warnings(&self, p: &Pipeline) -> Vec<String> {
+        if p.source.store.kind.dialect() != Some(DialectKind::Mysql) {
+            return Vec::new();
+        }
+        self.folded_keys(p)
+            .into_iter()
+            .map(|(k, c)| {
+                format!(
+                    "pipeline `{}`: sink key column `{k}` has the collation {c}, under which keys that differ only in case or accents are one row; unless the source's key column compares the same way, such keys overwrite each other",
+                    p.name
+                )
+            })
+            .collect()
     }
 
     fn table_name(&self, p: &Pipeline) -> String {
@@ -311,6 +359,13 @@ impl SinkTable {
             warned_padding: false,
         }
     }
+}
+
+/// Whether a MySQL collation compares text ignoring case or accents (`…_ci`, `…_ai_…`);
+/// binary (`…_bin`, `binary`) and case-sensitive (`…_cs`) ones keep such keys apart.
+fn folds_case_or_accents(collation: &str) -> bool {
+    let c = collation.to_ascii_lowercase();
+    c.ends_with("_ci") || c.contains("_ai_")
 }
 
 /// The checks of one load column.
