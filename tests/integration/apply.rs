@@ -1827,3 +1827,50 @@ pipelines:
     drop_my(&[&sink, &my_src]).await;
     drop_pg(&c, &[&src]).await;
 }
+
+/// Float partition values beyond the 64-bit range the blocks are counted in would lie in no
+/// block, their rows never compared: the reconciliation stops naming the value instead.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_float_partition_beyond_64_bits_stops_the_reconciliation() {
+    let c = pg().await;
+    let (src, sink) = (unique("fbig_src"), unique("fbig_sink"));
+    c.batch_execute(&format!(
+        "CREATE TABLE {src} (id bigint PRIMARY KEY, f double precision);
+         INSERT INTO {src} VALUES (1, 1.5), (2, -7.25), (3, 1e20);"
+    ))
+    .await
+    .unwrap();
+    let cfg = write_config(&format!(
+        r#"
+datastores:
+  - {PG}
+pipelines:
+  - name: fbig
+    source:
+      datastore: pg
+      table: {src}
+      fields:
+        - {{column: id, dtype: int}}
+        - {{column: f, dtype: float}}
+    sink:
+      datastore: pg
+      table: {sink}
+      unique_key: [id]
+    reconciliation:
+      - {{name: by_f, partition_column: f, partition_column_type: float, initial_partition_interval: 10}}
+"#
+    ));
+    // The first run creates the table and copies every row.
+    let r = json_run(&cfg, &["apply"], 0);
+    assert_eq!(n(&r, "rows_written"), 3, "{r}");
+    for cmd in ["plan", "apply"] {
+        let o = synctool(&cfg, &[cmd]);
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(o.status.code(), Some(1), "{cmd}: {err}");
+        assert!(
+            err.contains("reconciliation `by_f`: partition value 100000000000000000000.0 lies beyond the 64-bit range blocks are counted in"),
+            "{cmd}: {err}"
+        );
+    }
+    drop_pg(&c, &[&src, &sink]).await;
+}

@@ -38,11 +38,18 @@ impl Unit {
     /// A partition value in units: its floor, or with `ceil` its ceiling (for exclusive
     /// upper bounds given with a fraction).
     pub fn to_units(self, v: &Value, ceil: bool) -> Option<i64> {
-        let round = |x: f64| if ceil { x.ceil() } else { x.floor() };
+        // `None` beyond the 64-bit range (`as` would saturate, and those rows would lie in
+        // no block).
+        let round = |x: f64| {
+            let r = if ceil { x.ceil() } else { x.floor() };
+            (r.is_finite()
+                && (-9.223_372_036_854_775_808e18..9.223_372_036_854_775_808e18).contains(&r))
+            .then_some(r as i64)
+        };
         match (self, v) {
             (Unit::Int, Value::Int(i)) => Some(*i),
-            (Unit::Int | Unit::Float, Value::Float(f)) if f.is_finite() => Some(round(*f) as i64),
-            (Unit::Int | Unit::Float, Value::Decimal(d)) => Some(round(d.to_f64()) as i64),
+            (Unit::Int | Unit::Float, Value::Float(f)) => round(*f),
+            (Unit::Int | Unit::Float, Value::Decimal(d)) => round(d.to_f64()),
             (Unit::Float, Value::Int(i)) => Some(*i),
             (Unit::Seconds, Value::Datetime(t)) => {
                 let ts = t.and_utc();
@@ -275,6 +282,25 @@ mod tests {
             merge_leaves(vec![(r(0, 10), 1), (r(11, 20), 1)], 1000),
             vec![(r(0, 10), 1), (r(11, 20), 1)]
         );
+    }
+
+    #[test]
+    fn floats_beyond_64_bits_have_no_units() {
+        assert_eq!(Unit::Float.to_units(&Value::Float(-2.5), false), Some(-3));
+        assert_eq!(Unit::Float.to_units(&Value::Float(-2.5), true), Some(-2));
+        assert_eq!(
+            Unit::Float.to_units(&Value::Float(-9.223_372_036_854_775_808e18), false),
+            Some(i64::MIN)
+        );
+        for f in [
+            1e20,
+            -1e20,
+            9.223_372_036_854_775_808e18,
+            f64::NAN,
+            f64::INFINITY,
+        ] {
+            assert_eq!(Unit::Float.to_units(&Value::Float(f), false), None, "{f}");
+        }
     }
 
     #[test]

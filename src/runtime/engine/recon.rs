@@ -371,13 +371,25 @@ impl<'c, 'a> Recon<'c, 'a> {
             );
             let (va, vb) = (sa.values(&ctx.binds, &[])?, sb.values(&ctx.binds, &[])?);
             let (ra, rb) = self.sides.query_pair((sa, &va), (sb, &vb), &[t, t]).await?;
+            // A value the blocks cannot count (a float beyond ±9.2e18, NaN) would leave its
+            // rows in no block, compared never: the run stops rather than pass them.
+            let data_units = |v: &Value| {
+                unit.to_units(v, false).ok_or_else(|| {
+                    RuntimeError::Config(format!(
+                        "pipeline `{}`, reconciliation `{}`: partition value {} lies beyond the 64-bit range blocks are counted in (±9.2e18), so its rows could not be compared; partition by another column",
+                        ctx.p.name,
+                        r.name,
+                        v.to_text()
+                    ))
+                })
+            };
             for rows in [ra, rb] {
                 if let Some(row) = rows.first() {
                     if let Some(v) = row.first().filter(|v| !v.is_null()) {
-                        mins.push(units(v, false)?);
+                        mins.push(data_units(v)?);
                     }
                     if let Some(v) = row.get(1).filter(|v| !v.is_null()) {
-                        let max = units(v, false)?;
+                        let max = data_units(v)?;
                         if max == i64::MAX {
                             // Blocks end before an exclusive bound, and none lies past it.
                             tracing::warn!(
