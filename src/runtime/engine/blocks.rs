@@ -42,9 +42,8 @@ impl Unit {
         // no block).
         let round = |x: f64| {
             let r = if ceil { x.ceil() } else { x.floor() };
-            (r.is_finite()
-                && (-9.223_372_036_854_775_808e18..9.223_372_036_854_775_808e18).contains(&r))
-            .then_some(r as i64)
+            (r.is_finite() && (i64::MIN as f64..-(i64::MIN as f64)).contains(&r))
+                .then_some(r as i64)
         };
         match (self, v) {
             (Unit::Int, Value::Int(i)) => Some(*i),
@@ -289,16 +288,10 @@ mod tests {
         assert_eq!(Unit::Float.to_units(&Value::Float(-2.5), false), Some(-3));
         assert_eq!(Unit::Float.to_units(&Value::Float(-2.5), true), Some(-2));
         assert_eq!(
-            Unit::Float.to_units(&Value::Float(-9.223_372_036_854_775_808e18), false),
+            Unit::Float.to_units(&Value::Float(i64::MIN as f64), false),
             Some(i64::MIN)
         );
-        for f in [
-            1e20,
-            -1e20,
-            9.223_372_036_854_775_808e18,
-            f64::NAN,
-            f64::INFINITY,
-        ] {
+        for f in [1e20, -1e20, -(i64::MIN as f64), f64::NAN, f64::INFINITY] {
             assert_eq!(Unit::Float.to_units(&Value::Float(f), false), None, "{f}");
         }
     }
