@@ -772,8 +772,10 @@ pub fn key_bucket(d: &dyn Dialect, key: Expr, prefix_len: Expr) -> Expr {
 /// - MySQL: `SET time_zone = '+00:00'`, `SET NAMES utf8mb4`, a strict `sql_mode` with
 ///   `NO_BACKSLASH_ESCAPES` ([`MYSQL_SQL_MODE`]), and `group_concat_max_len` raised to
 ///   [`MYSQL_GROUP_CONCAT_MAX_LEN`].
-/// - ClickHouse: nothing (`toUnixTimestamp` of a `DateTime` does not depend on the time
-///   zone, and every function used exists on 18.16 and current releases).
+/// - ClickHouse: `SET join_use_nulls = 1`, so that an outer join gives NULL for the
+///   columns of an unmatched row, as on PostgreSQL and MySQL, not the type's default (`''`,
+///   `0`). Nothing else: `toUnixTimestamp` of a `DateTime` does not depend on the time
+///   zone, and every function used exists on 18.16 and current releases.
 pub fn session_setup(d: &dyn Dialect) -> Vec<Statement> {
     let assign = |scope: Option<ContextModifier>, name: &str, value: Expr| {
         Statement::Set(Set::SingleAssignment {
@@ -808,7 +810,7 @@ pub fn session_setup(d: &dyn Dialect) -> Vec<Statement> {
                 Expr::value(Value::Number(MYSQL_GROUP_CONCAT_MAX_LEN.to_string(), false)),
             ),
         ],
-        DialectKind::Clickhouse => Vec::new(),
+        DialectKind::Clickhouse => vec![assign(None, "join_use_nulls", num(1))],
     }
 }
 

@@ -2128,3 +2128,72 @@ async fn negative_keys_in_wide_blocks_reconcile_on_clickhouse() {
         drop_table(&mut dbs, src, &src_table).await;
     }
 }
+
+/// A left join on a ClickHouse source gives NULL for the columns of an unmatched row, as
+/// on PostgreSQL and MySQL (ClickHouse's default is the type's default value, `''`).
+#[tokio::test(flavor = "multi_thread")]
+async fn a_clickhouse_left_join_gives_null_for_unmatched_rows() {
+    let mut dbs = dbs().await;
+    let (facts, dims, sink_table) = (
+        support::unique("mx_facts"),
+        support::unique("mx_dims"),
+        support::unique("mx_joined"),
+    );
+    dbs.ch
+        .exec(&format!(
+            "CREATE TABLE {facts} (id Int64, dim Int64) ENGINE = MergeTree ORDER BY id"
+        ))
+        .await;
+    dbs.ch
+        .exec(&format!(
+            "CREATE TABLE {dims} (id Int64, label String, weight Int64) ENGINE = MergeTree ORDER BY id"
+        ))
+        .await;
+    dbs.ch
+        .exec(&format!("INSERT INTO {facts} VALUES (1, 10), (2, 20)"))
+        .await;
+    dbs.ch
+        .exec(&format!("INSERT INTO {dims} VALUES (10, 'ten', 7)"))
+        .await;
+    let cfg = write_config(&format!(
+        "{DATASTORES}pipelines:
+  - name: joined
+    source:
+      datastore: ch
+      table: {{table: {facts}, alias: f}}
+      joins:
+        - {{table: {dims}, alias: d, type: left, on: \"f.dim = d.id\"}}
+      fields:
+        - {{column: f.id, dtype: int, alias: id}}
+        - {{column: d.label, dtype: str, alias: label}}
+        - {{column: d.weight, dtype: int, alias: weight}}
+    sink:
+      datastore: pg
+      table: {sink_table}
+      unique_key: [id]
+    reconciliation:
+      - {{name: by_id, partition_column: id}}
+"
+    ));
+    let what = "ClickHouse left join";
+    run(&cfg, &["apply"], 0, what);
+    let got = support::pg_rows(
+        &dbs.pg,
+        &format!("SELECT id::text, label, weight::text FROM {sink_table} ORDER BY id"),
+        &[],
+    )
+    .await;
+    let row = |v: [Option<&str>; 3]| v.map(|x| x.map(str::to_string)).to_vec();
+    assert_eq!(
+        got,
+        vec![
+            row([Some("1"), Some("ten"), Some("7")]),
+            row([Some("2"), None, None])
+        ],
+        "{what}"
+    );
+    run(&cfg, &["plan", "--exit-code"], 0, what);
+    drop_table(&mut dbs, Db::Pg, &sink_table).await;
+    drop_table(&mut dbs, Db::Ch, &facts).await;
+    drop_table(&mut dbs, Db::Ch, &dims).await;
+}
