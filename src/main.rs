@@ -99,6 +99,9 @@ enum Command {
         /// Exit with code 3 when `apply` would change a sink.
         #[arg(long)]
         exit_code: bool,
+        /// Accepted for symmetry with `apply --dry-run` (SPEC §1); `plan` never writes.
+        #[arg(long)]
+        dry_run: bool,
     },
     /// Sync: extract, enrich, merge and reconcile.
     Apply {
@@ -172,7 +175,8 @@ fn main() -> ExitCode {
             return ExitCode::from(EXIT_INVALID);
         }
     };
-    for w in &fe.checked.warnings {
+    // `-q`: only errors on stderr.
+    for w in fe.checked.warnings.iter().filter(|_| !cli.quiet) {
         report_warning(
             cli.log_format,
             &synctool::diag::render(w, Some(&fe.loaded.source)),
@@ -187,16 +191,22 @@ fn main() -> ExitCode {
                 .iter()
                 .map(|p| p.name.as_str())
                 .collect();
-            emit(&format!(
-                "{name}: ok ({} pipeline{}: {})\n",
-                names.len(),
-                if names.len() == 1 { "" } else { "s" },
-                names.join(", ")
-            ));
+            emit(&match names.len() {
+                0 => format!("{name}: ok (no pipelines)\n"),
+                n => format!(
+                    "{name}: ok ({n} pipeline{}: {})\n",
+                    if n == 1 { "" } else { "s" },
+                    names.join(", ")
+                ),
+            });
             ExitCode::SUCCESS
         }
         Command::Compile { format } => compile(&fe, format),
-        Command::Plan { ref run, exit_code } => execute(&cli, &fe, run, true, exit_code),
+        Command::Plan {
+            ref run,
+            exit_code,
+            dry_run: _,
+        } => execute(&cli, &fe, run, true, exit_code),
         Command::Apply { ref run, dry_run } => execute(&cli, &fe, run, dry_run, false),
     }
 }

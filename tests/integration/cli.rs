@@ -487,6 +487,7 @@ fn reconciliation_names_are_checked_for_webhook_and_nats_sinks() {
             &["apply", "-r", "nosuch", "-p", p][..],
             &["apply", "--dry-run", "-r", "nosuch", "-p", p][..],
             &["plan", "-r", "nosuch", "--exit-code", "-p", p][..],
+            &["plan", "--dry-run", "-r", "nosuch", "-p", p][..],
         ] {
             let o = run(args, TO_HOOK_AND_BUS);
             let err = stderr(&o);
@@ -536,4 +537,38 @@ fn a_lookback_beyond_a_century_is_a_config_error() {
     }
     let o = run(&["validate"], &cfg("3155760000"));
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+}
+
+#[test]
+fn quiet_keeps_config_warnings_off_stderr() {
+    let text = GOOD.replace(
+        "      unique_key: [id]\n",
+        "      unique_key: [id]\n      merge_strategy: {strategy: upsert, allow_delete: true}\n",
+    )
+        + "    reconciliation:\n      - {name: inc, strategy: timestamp, partition_column: id}\n";
+    let o = run(&["validate"], &text);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("a timestamp reconciliation copies newer rows and never deletes"),
+        "{}",
+        stderr(&o)
+    );
+    let o = run(&["-q", "validate"], &text);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert_eq!(stderr(&o), "", "-q: only errors on stderr");
+}
+
+#[test]
+fn a_start_of_the_wrong_type_for_the_partition_is_a_usage_error() {
+    let text = GOOD.to_string()
+        + "    reconciliation:\n      - {name: by_id, partition_column: id, initial_partition_interval: 100}\n";
+    for cmd in ["plan", "apply"] {
+        let o = run(&[cmd, "--start", "datetime.datetime(2024, 1, 1)"], &text);
+        let err = stderr(&o);
+        assert_eq!(o.status.code(), Some(2), "{cmd}: {err}");
+        assert!(
+            err.contains("--start `datetime.datetime(2024, 1, 1)` is a datetime, and the partition column of reconciliation `by_id` is int"),
+            "{cmd}: {err}"
+        );
+    }
 }

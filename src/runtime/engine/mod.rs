@@ -146,7 +146,21 @@ pub fn select_mode<'a>(p: &'a Pipeline, opts: &RunOptions) -> Result<Mode<'a>, R
     // A range the run would not honour must not turn into a whole-table run unnoticed.
     if opts.start.is_some() || opts.end.is_some() {
         let what = match mode {
-            Mode::Hash(r) if blocks::Unit::of(r.kind).is_some() => return Ok(mode),
+            Mode::Hash(r) if blocks::Unit::of(r.kind).is_some() => {
+                for (flag, e) in [("--start", &opts.start), ("--end", &opts.end)] {
+                    let Some(e) = e else { continue };
+                    if !bound_fits(r.kind, &e.ty) {
+                        return Err(RuntimeError::Config(format!(
+                            "pipeline `{}`: {flag} `{e}` is a {}, and the partition column of reconciliation `{}` is {}",
+                            p.name,
+                            e.ty,
+                            r.name,
+                            r.kind.dtype()
+                        )));
+                    }
+                }
+                return Ok(mode);
+            }
             Mode::Hash(r) => format!(
                 "reconciliation `{}` buckets its {:?} partition column by hash, which has no range",
                 r.name, r.kind
@@ -163,6 +177,18 @@ pub fn select_mode<'a>(p: &'a Pipeline, opts: &RunOptions) -> Result<Mode<'a>, R
         )));
     }
     Ok(mode)
+}
+
+/// Whether a `--start`/`--end` value of type `ty` bounds a partition of `kind`: a number
+/// for int and float partitions, a date or datetime for date and datetime ones.
+fn bound_fits(kind: crate::ir::PartitionKind, ty: &crate::expr::Type) -> bool {
+    use crate::expr::Type;
+    use crate::ir::PartitionKind as K;
+    match kind {
+        K::Int | K::Float => matches!(ty, Type::Int | Type::Float | Type::Decimal),
+        K::Datetime | K::Date => matches!(ty, Type::Datetime | Type::Date),
+        K::Uuid | K::Str => false,
+    }
 }
 
 /// Runs (or with `dry_run`, plans) one pipeline. `cfg` supplies connection settings by
