@@ -96,6 +96,14 @@ fn pipeline(
     let (Some(raw_source), Some(raw_sink)) = (&p.source, &p.sink) else {
         return None;
     };
+    let implied;
+    let raw_source = match source::implied_fields(raw_source, raw_sink, diags) {
+        Some(with_fields) => {
+            implied = with_fields;
+            &implied
+        }
+        None => raw_source,
+    };
     let mut source = source::source(raw_source, stores, diags)?;
     if source.store.kind == ir::StoreKind::Nats {
         source::nats_sink_limits(raw_sink, diags);

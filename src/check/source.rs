@@ -2,9 +2,10 @@
 //! meta columns.
 
 use super::columns::{self, Scope};
+use super::fields::looks_like_expression;
 use super::stores::{table_name, Stores};
 use super::Diags;
-use crate::config::raw::{RawSource, RawTable};
+use crate::config::raw::{RawSink, RawSource, RawSourceField, RawTable};
 use crate::config::Spanned;
 use crate::diag::{did_you_mean, Diagnostic};
 use crate::ir::{
@@ -40,6 +41,49 @@ pub fn dtype(s: &Spanned<String>, diags: &mut Diags) -> Option<Dtype> {
             None
         }
     }
+}
+
+/// A source without `fields` (the seed README calls them optional) reads the columns its
+/// sink fields name: each sink field copying a column (`source_column: u.name`, or no
+/// `source_column` and no `source`: the column of its own name) makes a source field of
+/// that column, typed by the sink field's `dtype`. `None` when the source has fields, or
+/// the sink names none; a copying sink field without a `dtype` is an error.
+pub fn implied_fields(r: &RawSource, sink: &RawSink, diags: &mut Diags) -> Option<RawSource> {
+    if !r.fields.is_empty() || sink.fields.is_empty() || r.table.is_none() {
+        return None;
+    }
+    let mut out = r.clone();
+    for f in &sink.fields {
+        if f.source.is_some() {
+            continue;
+        }
+        let column = match &f.source_column {
+            Some(c) if c.value.starts_with("TMPL(") || looks_like_expression(&c.value) => continue,
+            Some(c) => c.clone(),
+            None => f.column.clone(),
+        };
+        let Some(dtype) = &f.dtype else {
+            diags.push(
+                column
+                    .error(format!(
+                        "the source has no `fields`, so sink field `{}` needs a `dtype` (it types the source column `{}`)",
+                        f.column.value, column.value
+                    ))
+                    .with_help("add `dtype`, or list the source's `fields` with their dtypes"),
+            );
+            continue;
+        };
+        if out.fields.iter().any(|x| x.column.value == column.value) {
+            continue;
+        }
+        out.fields.push(RawSourceField {
+            path: f.path.clone(),
+            column,
+            dtype: Some(dtype.clone()),
+            alias: None,
+        });
+    }
+    Some(out)
 }
 
 /// Check the source.
@@ -192,7 +236,8 @@ pub fn source(r: &RawSource, stores: &Stores, diags: &mut Diags) -> Option<Sourc
         diags.push(
             Diagnostic::error("the source needs `fields` (each with `column` and `dtype`)")
                 .at_path(r.path.clone())
-                .with_span(r.datastore.span),
+                .with_span(r.datastore.span)
+                .with_help("or give the sink fields a `dtype`: the source then reads the columns they copy"),
         );
     }
     let mut filters = Vec::new();

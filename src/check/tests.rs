@@ -538,3 +538,61 @@ pipelines:
     let p = &fe.checked.program.pipelines[0];
     assert_eq!(name(&p.sink.table), some("analytics", "users.copy"));
 }
+
+#[test]
+fn a_source_without_fields_reads_the_columns_its_sink_fields_copy() {
+    // The seed README's source and sink sections: source `fields` are optional.
+    let text = r#"
+datastores:
+  - {name: db1, type: postgres, host: 127.0.0.1, username: u, database: d}
+  - {name: db2, type: mysql, host: 127.0.0.1, username: u, database: d}
+pipelines:
+  - name: seed_style
+    source:
+      datastore: db1
+      batch_size: 100
+      table: {table: users, alias: u, dbschema: public}
+      filters:
+        - {column: 'u.active', operator: '=', value: TRUE}
+    sink:
+      datastore: db2
+      table: users
+      unique_key: [sid]
+      fields:
+        - {column: sname, dtype: str, source_column: 'u.name'}
+        - {column: sid, dtype: int, source_column: 'u.id'}
+        - {column: active, dtype: bool, source_column: 'u.active'}
+        - {column: label, dtype: str, source_column: 'TMPL({{ u__name }}!)'}
+"#;
+    let fe = ok(text);
+    let p = &fe.checked.program.pipelines[0];
+    let fields: Vec<(String, String, String)> = p
+        .source
+        .fields
+        .iter()
+        .map(|f| (f.column.to_string(), f.alias.clone(), f.dtype.to_string()))
+        .collect();
+    let f = |c: &str, a: &str, d: &str| (c.to_string(), a.to_string(), d.to_string());
+    assert_eq!(
+        fields,
+        vec![
+            f("u.name", "u__name", "str"),
+            f("u.id", "u__id", "int"),
+            f("u.active", "u__active", "bool")
+        ]
+    );
+    assert_eq!(p.source.filters.len(), 1);
+    // A copying sink field without a dtype cannot type its source column.
+    let e = fail(&text.replace(
+        "{column: sid, dtype: int, source_column: 'u.id'}",
+        "{column: sid, source_column: 'u.id'}",
+    ));
+    assert!(
+        e.diagnostics.iter().any(|d| d
+            .message
+            .contains("the source has no `fields`, so sink field `sid` needs a `dtype`")
+            && d.path.as_deref() == Some("pipelines[0].sink.fields[1].source_column")),
+        "{:?}",
+        e.diagnostics
+    );
+}
