@@ -1874,3 +1874,45 @@ pipelines:
     }
     drop_pg(&c, &[&src, &sink]).await;
 }
+
+/// A date MySQL cannot store (a year before 0, as PostgreSQL's `4713-01-01 BC`) stops the
+/// run naming the row's key and the column, before its batch is written.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_date_mysql_cannot_store_is_refused_naming_the_row() {
+    let c = pg().await;
+    let (src, sink) = (unique("bc_src"), unique("bc_sink"));
+    c.batch_execute(&format!(
+        "CREATE TABLE {src} (id bigint PRIMARY KEY, d date);
+         INSERT INTO {src} VALUES (1, '2024-01-02'), (2, '4713-01-01 BC');"
+    ))
+    .await
+    .unwrap();
+    let cfg = write_config(&format!(
+        r#"
+datastores:
+  - {PG}
+  - {MY}
+pipelines:
+  - name: bc
+    source:
+      datastore: pg
+      table: {src}
+      fields:
+        - {{column: id, dtype: int}}
+        - {{column: d, dtype: date}}
+    sink:
+      datastore: my
+      table: {sink}
+      unique_key: [id]
+"#
+    ));
+    let o = synctool(&cfg, &["apply"]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("row with key (id=2) column `d`:") && err.contains("(years 0 to 9999)"),
+        "{err}"
+    );
+    drop_my(&[&sink]).await;
+    drop_pg(&c, &[&src]).await;
+}

@@ -57,6 +57,14 @@ pub enum Limit {
     OneOf(Vec<String>),
     /// A finite number: MySQL and MariaDB have no NaN or infinity.
     Finite,
+    /// A date or datetime whose year lies in this range (MySQL `DATE` / `DATETIME`: 0 to
+    /// 9999).
+    Years {
+        /// Earliest year.
+        min: i32,
+        /// Latest year.
+        max: i32,
+    },
     /// A ClickHouse date or time column, whose range the RowBinary encoder checks
     /// (`Date` holds 1970–2149, `DateTime` 1970–2106).
     ChTime(RbColumn),
@@ -481,6 +489,21 @@ impl ColumnCheck {
                     }
                 ));
             }
+            (&Limit::Years { min, max }, Value::Date(_) | Value::Datetime(_)) => {
+                use chrono::Datelike;
+                let year = match v {
+                    Value::Date(d) => d.year(),
+                    Value::Datetime(t) => t.year(),
+                    _ => unreachable!("matched a date or datetime"),
+                };
+                if year < min || year > max {
+                    return Err(format!(
+                        "{} is out of the range of the sink column's type {} (years {min} to {max})",
+                        v.to_text(),
+                        self.native
+                    ));
+                }
+            }
             (&Limit::Int { min, max }, Value::Int(i)) => {
                 let i = i128::from(*i);
                 if i < min || i > max {
@@ -724,6 +747,7 @@ pub fn limit_of(dialect: DialectKind, native: &str) -> Limit {
                 "mediumtext" => Limit::Bytes(16_777_215),
                 "decimal" | "numeric" => decimal_limit(&type_args(&lower), 10),
                 "float" | "double" | "real" => Limit::Finite,
+                "date" | "datetime" => Limit::Years { min: 0, max: 9999 },
                 _ => Limit::None,
             }
         }
@@ -895,6 +919,11 @@ mod tests {
         assert_eq!(limit_of(Postgres, "double precision"), Limit::None);
         assert_eq!(limit_of(Mysql, "double"), Limit::Finite);
         assert_eq!(limit_of(Mysql, "float"), Limit::Finite);
+        assert_eq!(
+            limit_of(Mysql, "datetime(6)"),
+            Limit::Years { min: 0, max: 9999 }
+        );
+        assert_eq!(limit_of(Mysql, "date"), Limit::Years { min: 0, max: 9999 });
         assert_eq!(limit_of(Mysql, "double(10,2) unsigned"), Limit::Finite);
         assert_eq!(limit_of(Clickhouse, "Nullable(Float64)"), Limit::None);
         assert_eq!(
