@@ -28,6 +28,15 @@ fn table_ref(t: &RawTable) -> TableRef {
 pub fn dtype(s: &Spanned<String>, diags: &mut Diags) -> Option<Dtype> {
     match Dtype::parse(&s.value) {
         Some(d) => Some(d),
+        None if s.value.trim().to_ascii_lowercase().starts_with("decimal(")
+            || s.value.trim().to_ascii_lowercase().starts_with("numeric(") =>
+        {
+            diags.push(
+                s.error(format!("`{}` is not a decimal synctool keeps", s.value))
+                    .with_help("decimal(p,s) takes a precision p from 1 to 38 and a scale s from 0 to p (the widest ClickHouse keeps); a wider MySQL column can be read as `str`"),
+            );
+            None
+        }
         None => {
             let mut d = s.error(format!("unknown dtype `{}`", s.value));
             d = match did_you_mean(&s.value, Dtype::NAMES.iter().copied()) {

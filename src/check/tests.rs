@@ -596,3 +596,35 @@ pipelines:
         e.diagnostics
     );
 }
+
+#[test]
+fn a_decimal_wider_than_38_digits_is_named_as_such() {
+    let text = r#"
+datastores:
+  - {name: my, type: mysql, host: 127.0.0.1, username: u, database: d}
+pipelines:
+  - name: p
+    source:
+      datastore: my
+      table: t
+      fields:
+        - {column: id, dtype: int}
+        - {column: big, dtype: "decimal(65,30)"}
+    sink:
+      datastore: my
+      table: s
+      unique_key: [id]
+"#;
+    let f = fail(text);
+    assert_eq!(f.diagnostics.len(), 1, "{:?}", f.diagnostics);
+    let d = &f.diagnostics[0];
+    assert_eq!(
+        d.message,
+        "`decimal(65,30)` is not a decimal synctool keeps"
+    );
+    assert!(
+        d.help.iter().any(|h| h.contains("from 1 to 38")),
+        "{:?}",
+        d.help
+    );
+}

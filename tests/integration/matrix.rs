@@ -2197,3 +2197,37 @@ async fn a_clickhouse_left_join_gives_null_for_unmatched_rows() {
     drop_table(&mut dbs, Db::Ch, &facts).await;
     drop_table(&mut dbs, Db::Ch, &dims).await;
 }
+
+/// ClickHouse text may hold a NUL character, which PostgreSQL text cannot: the run stops
+/// naming the row's key and column (not PostgreSQL's COPY error about a staging table).
+#[tokio::test(flavor = "multi_thread")]
+async fn a_nul_character_into_postgres_text_is_refused_naming_the_row() {
+    let mut dbs = dbs().await;
+    let (src_table, sink_table) = (support::unique("mx_nul_src"), support::unique("mx_nul_pg"));
+    dbs.ch
+        .exec(&format!(
+            "CREATE TABLE {src_table} (id Int64, s String) ENGINE = MergeTree ORDER BY id"
+        ))
+        .await;
+    dbs.ch
+        .exec(&format!(
+            "INSERT INTO {src_table} VALUES (1, 'fine'), (2, 'a\\0b')"
+        ))
+        .await;
+    let cfg = write_config(&one_column_config(
+        (Db::Ch, &src_table),
+        ("s", "str"),
+        (Db::Pg, &sink_table),
+        "{strategy: upsert}",
+        false,
+    ));
+    let o = synctool(&cfg, &["apply"]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("row with key (id=2) column `s`: text with a NUL character"),
+        "{err}"
+    );
+    drop_table(&mut dbs, Db::Pg, &sink_table).await;
+    drop_table(&mut dbs, Db::Ch, &src_table).await;
+}

@@ -340,8 +340,16 @@ impl SinkTable {
                     },
                     name: t.name.clone(),
                     native: t.native.clone(),
+                    // PostgreSQL text holds no NUL character, which MySQL and ClickHouse
+                    // text may (a PostgreSQL source cannot have one).
+                    no_nul: dialect == DialectKind::Postgres
+                        && matches!(c.1, Dtype::Str | Dtype::Json)
+                        && p.source.store.kind.dialect() != Some(DialectKind::Postgres),
                 };
-                (check.not_null || check.limit != Limit::None || check.field.is_some())
+                (check.not_null
+                    || check.limit != Limit::None
+                    || check.field.is_some()
+                    || check.no_nul)
                     .then_some(check)
             })
             .collect();
@@ -387,6 +395,8 @@ struct ColumnCheck {
     field: Option<(u8, u8)>,
     name: String,
     native: String,
+    /// Text with a NUL character is refused (PostgreSQL cannot store it).
+    no_nul: bool,
 }
 
 /// Checks load rows against the sink table's column limits.
@@ -464,6 +474,14 @@ impl ColumnCheck {
             } else {
                 Ok(())
             };
+        }
+        if let (true, Value::Str(s)) = (self.no_nul, v) {
+            if s.contains('\0') {
+                return Err(format!(
+                    "text with a NUL character (\\0), which PostgreSQL's {} cannot hold",
+                    self.native
+                ));
+            }
         }
         if let (Some((precision, scale)), Value::Decimal(d)) = (self.field, v) {
             if let Some(m) = scale_misfit(d, precision, scale) {
@@ -1050,7 +1068,30 @@ mod tests {
             field: None,
             name: "c".into(),
             native: "t".into(),
+            no_nul: false,
         }
+    }
+
+    #[test]
+    fn postgres_text_refuses_a_nul_and_mysql_dates_their_years() {
+        let text = ColumnCheck {
+            no_nul: true,
+            native: "text".into(),
+            ..check(Limit::None, false)
+        };
+        assert!(text.admit(&Value::Str("a\tb".into())).is_ok());
+        assert_eq!(
+            text.admit(&Value::Str("a\0b".into())).unwrap_err(),
+            "text with a NUL character (\\0), which PostgreSQL's text cannot hold"
+        );
+        let date = check(limit_of(DialectKind::Mysql, "date"), false);
+        let day = |y| Value::Date(chrono::NaiveDate::from_ymd_opt(y, 1, 1).unwrap());
+        assert!(date.admit(&day(1)).is_ok());
+        assert!(date.admit(&day(9999)).is_ok());
+        assert!(date
+            .admit(&day(-4712))
+            .unwrap_err()
+            .contains("(years 0 to 9999)"));
     }
 
     #[test]
