@@ -241,7 +241,11 @@ async fn pg_to_pg_upsert_full_sync_then_reconcile_exactly_the_changed_rows() {
     );
     let o = synctool(&cfg, &["apply", "--dry-run"]);
     assert_eq!(o.status.code(), Some(0));
-    assert!(String::from_utf8_lossy(&o.stdout).contains("7 would write, 2 would delete"));
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        out.contains("7 would write (3 added, 4 modified), 2 would delete"),
+        "{out}"
+    );
     assert_eq!(
         xmins(&c, &sink).await,
         before,

@@ -636,6 +636,7 @@ impl<'c, 'a> Recon<'c, 'a> {
         if ctx.opts.dry_run {
             report.rows_read += rows;
             report.rows_written += rows;
+            report.rows_new += rows;
             return Ok(());
         }
         let step = id(self.r, "source", "extract_range");
@@ -649,7 +650,10 @@ impl<'c, 'a> Recon<'c, 'a> {
         };
         // The reader owns its connection while it streams.
         let src = ctx.source().await?;
-        stream_into(ctx, src, &mut self.sides.sink, extract, report).await
+        let before = report.rows_written;
+        stream_into(ctx, src, &mut self.sides.sink, extract, report).await?;
+        report.rows_new += report.rows_written - before;
+        Ok(())
     }
 
     /// The blocks of interval `interval` over `q` for `md5sum_hash`, whose counts and hash
@@ -846,7 +850,8 @@ impl<'c, 'a> Recon<'c, 'a> {
         } else {
             vec![]
         };
-        tracing::debug!(scope = ?scope, write = to_write.len(), delete = to_delete.len(), "leaf diffed");
+        let new = to_write.iter().filter(|k| !snk.contains_key(**k)).count() as u64;
+        tracing::debug!(scope = ?scope, write = to_write.len(), new, delete = to_delete.len(), "leaf diffed");
         self.bar.inc(1);
         if ctx.opts.dry_run {
             // What apply would do: read the leaf's source rows, when any of them is written.
@@ -854,6 +859,7 @@ impl<'c, 'a> Recon<'c, 'a> {
                 report.rows_read += src.len() as u64;
             }
             report.rows_written += to_write.len() as u64;
+            report.rows_new += new;
             report.rows_deleted += to_delete.len() as u64;
             return Ok(());
         }
@@ -874,6 +880,8 @@ impl<'c, 'a> Recon<'c, 'a> {
         }
         let w = self.sides.sink.write(&rows, &to_delete, &[]).await?;
         report.rows_written += w.rows;
+        // Rows `on_error: skip` dropped are not written, new or not.
+        report.rows_new += new.min(w.rows);
         report.rows_deleted += w.deleted;
         Ok(())
     }

@@ -30,6 +30,11 @@ pub struct PipelineReport {
     pub rows_written: u64,
     /// Sink rows deleted (plan: rows apply would delete).
     pub rows_deleted: u64,
+    /// Of `rows_written`, those whose key the sink lacked (added rows; the rest were
+    /// modified), as a block-hash reconciliation tells them apart. Text output only: the
+    /// JSON shape is SPEC §1's.
+    #[serde(skip)]
+    pub rows_new: u64,
     /// Block comparison counts (all zero for full syncs and timestamp runs).
     pub blocks: BlockCounts,
     /// Wall time.
@@ -45,6 +50,7 @@ impl PipelineReport {
             rows_read: 0,
             rows_written: 0,
             rows_deleted: 0,
+            rows_new: 0,
             blocks: BlockCounts::default(),
             duration_ms: 0,
         }
@@ -72,12 +78,23 @@ pub fn render_text(reports: &[PipelineReport], plan: bool, failed: &[&str]) -> S
         } else {
             ("written", "deleted")
         };
+        let b = r.blocks;
+        let compared = b != BlockCounts::default();
+        // A block-hash reconciliation tells added rows from modified ones.
+        let split = if compared && r.rows_written > 0 {
+            format!(
+                " ({} added, {} modified)",
+                r.rows_new,
+                r.rows_written - r.rows_new.min(r.rows_written)
+            )
+        } else {
+            String::new()
+        };
         out.push_str(&format!(
-            "pipeline {} ({}): {} rows read, {} {w}, {} {d}",
+            "pipeline {} ({}): {} rows read, {} {w}{split}, {} {d}",
             r.name, r.mode, r.rows_read, r.rows_written, r.rows_deleted
         ));
-        let b = r.blocks;
-        if b != BlockCounts::default() {
+        if compared {
             out.push_str(&format!(
                 "; blocks: {} unchanged, {} modified, {} added, {} deleted",
                 b.unchanged, b.modified, b.added, b.deleted
