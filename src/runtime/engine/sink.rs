@@ -470,6 +470,8 @@ impl<'a> SinkIo<'a> {
         // Before the transaction: a row the sink column would refuse stops the pipeline with
         // its key named, and nothing of this scope is written.
         self.guard.check(rows)?;
+        let folded = self.guard.fold_padded(rows);
+        let rows = folded.as_deref().unwrap_or(rows);
         if rows.is_empty() && delete_keys.is_empty() && stage_keys.is_empty() {
             return Ok(Written::default());
         }

@@ -452,6 +452,44 @@ impl RowGuard {
         Ok(())
     }
 
+    /// MySQL: `rows` with only the last of the rows whose keys are one sink row under
+    /// `PAD SPACE` (they differ in trailing spaces only), as an upsert would keep it and
+    /// as a staged `delete_insert` could not (its INSERT would hit the primary key twice).
+    /// `None` when no text key of `rows` ends with a space.
+    pub fn fold_padded(&self, rows: &[Row]) -> Option<Vec<Row>> {
+        let padded = |r: &Row| {
+            self.padded_keys
+                .iter()
+                .any(|i| matches!(r.get(*i), Some(Value::Str(s)) if s.ends_with(' ')))
+        };
+        if self.padded_keys.is_empty() || !rows.iter().any(padded) {
+            return None;
+        }
+        let key = |r: &Row| -> Vec<String> {
+            self.key
+                .iter()
+                .map(|(i, _)| match r.get(*i) {
+                    Some(Value::Str(s)) if self.padded_keys.contains(i) => {
+                        s.trim_end_matches(' ').to_string()
+                    }
+                    Some(v) => v.to_text(),
+                    None => String::new(),
+                })
+                .collect()
+        };
+        let mut last = std::collections::HashMap::new();
+        for (n, r) in rows.iter().enumerate() {
+            last.insert(key(r), n);
+        }
+        Some(
+            rows.iter()
+                .enumerate()
+                .filter(|(n, r)| last.get(&key(r)) == Some(n))
+                .map(|(_, r)| r.clone())
+                .collect(),
+        )
+    }
+
     /// `id=5, region="eu"`: the key of a load row, for messages.
     fn key_label(&self, row: &Row) -> String {
         const NULL: &Value = &Value::Null;
