@@ -104,7 +104,12 @@ pub fn coerce(v: Value, dtype: Dtype) -> Result<Value, String> {
         (Dtype::Bool, Value::Str(s)) => match s.trim().to_ascii_lowercase().as_str() {
             "1" | "t" | "true" => Value::Bool(true),
             "0" | "f" | "false" => Value::Bool(false),
-            _ => return Err(format!("text {:?} is not a boolean", abbreviate(&s))),
+            // An integer column read as bool (ClickHouse `UInt8`, as MySQL `tinyint(1)`):
+            // any other value is true, as the row hash reads it (`c != 0`).
+            t => match t.parse::<i64>() {
+                Ok(i) => Value::Bool(i != 0),
+                Err(_) => return Err(format!("text {:?} is not a boolean", abbreviate(&s))),
+            },
         },
         (Dtype::Date, Value::Date(d)) => Value::Date(d),
         (Dtype::Date, Value::Datetime(t)) => {
@@ -418,6 +423,16 @@ mod tests {
             coerce(Value::Int(1), Dtype::Bool).unwrap(),
             Value::Bool(true)
         );
+        // ClickHouse's UInt8 text: nonzero is true, as the row hash reads it.
+        assert_eq!(
+            coerce(Value::Str("2".into()), Dtype::Bool).unwrap(),
+            Value::Bool(true)
+        );
+        assert_eq!(
+            coerce(Value::Str("0".into()), Dtype::Bool).unwrap(),
+            Value::Bool(false)
+        );
+        assert!(coerce(Value::Str("yes".into()), Dtype::Bool).is_err());
         assert_eq!(
             coerce(
                 Value::Str("6F1E0000-0000-0000-0000-00000000000A".into()),
