@@ -662,6 +662,40 @@ async fn cycle(dbs: &mut Dbs, src: Db, sink: Db, merge: &str) {
     drop_table(dbs, sink, &sink_table).await;
 }
 
+/// `id` and `column` of every row of `table` (ClickHouse: as merged, `FINAL`), as text,
+/// ordered by id.
+async fn id_and_text(dbs: &mut Dbs, db: Db, table: &str, column: &str) -> Vec<Row> {
+    match db {
+        Db::Pg => {
+            support::pg_rows(
+                &dbs.pg,
+                &format!("SELECT id::text, {column}::text FROM {table} ORDER BY id"),
+                &[],
+            )
+            .await
+        }
+        Db::My => {
+            support::mysql_rows(
+                &mut dbs.my,
+                &format!(
+                    "SELECT CAST(id AS CHAR), CAST({column} AS CHAR) FROM {table} ORDER BY id"
+                ),
+                mysql_async::Params::Empty,
+            )
+            .await
+        }
+        Db::Ch => dbs
+            .ch
+            .exec(&format!(
+                "SELECT toString(id), toString({column}) FROM {table} FINAL ORDER BY id FORMAT TabSeparated"
+            ))
+            .await
+            .lines()
+            .map(|l| l.split('\t').map(tsv_value).collect())
+            .collect(),
+    }
+}
+
 /// The rows `table` stores on PostgreSQL and MariaDB, cancelled ones included (`None` on
 /// ClickHouse, whose background merges change the count at any time).
 async fn stored_rows(dbs: &mut Dbs, db: Db, table: &str) -> Option<i64> {
@@ -1461,33 +1495,7 @@ async fn json_documents_cross_into_every_sink_as_their_text() {
         ));
         let what = format!("json into {sink:?}");
         run(&cfg, &["apply"], 0, &what);
-        let copied = match sink {
-            Db::Pg => {
-                support::pg_rows(
-                    &dbs.pg,
-                    &format!("SELECT id::text, j::text FROM {sink_table} ORDER BY id"),
-                    &[],
-                )
-                .await
-            }
-            Db::My => {
-                support::mysql_rows(
-                    &mut dbs.my,
-                    &format!("SELECT CAST(id AS CHAR), j FROM {sink_table} ORDER BY id"),
-                    mysql_async::Params::Empty,
-                )
-                .await
-            }
-            Db::Ch => dbs
-                .ch
-                .exec(&format!(
-                    "SELECT toString(id), j FROM {sink_table} FINAL ORDER BY id FORMAT TabSeparated"
-                ))
-                .await
-                .lines()
-                .map(|l| l.split('\t').map(tsv_value).collect())
-                .collect(),
-        };
+        let copied = id_and_text(&mut dbs, sink, &sink_table, "j").await;
         assert_eq!(copied, source, "{what}");
         run(&cfg, &["plan", "--exit-code"], 0, &what);
         drop_table(&mut dbs, sink, &sink_table).await;
@@ -2007,35 +2015,7 @@ async fn a_computed_decimal_is_rounded_to_its_field_by_every_source() {
         ));
         let r = run(&cfg, &["apply"], 0, &what);
         assert_eq!(n(&r, "rows_written"), 6, "{what}: {r}");
-        let got: Vec<Row> = match sink {
-            Db::Pg => {
-                support::pg_rows(
-                    &dbs.pg,
-                    &format!("SELECT id::text, x::text FROM {sink_table} ORDER BY id"),
-                    &[],
-                )
-                .await
-            }
-            Db::My => {
-                support::mysql_rows(
-                    &mut dbs.my,
-                    &format!(
-                        "SELECT CAST(id AS CHAR), CAST(x AS CHAR) FROM {sink_table} ORDER BY id"
-                    ),
-                    mysql_async::Params::Empty,
-                )
-                .await
-            }
-            Db::Ch => dbs
-                .ch
-                .exec(&format!(
-                    "SELECT toString(id), toString(x) FROM {sink_table} FINAL ORDER BY id FORMAT TabSeparated"
-                ))
-                .await
-                .lines()
-                .map(|l| l.split('\t').map(tsv_value).collect())
-                .collect(),
-        };
+        let got = id_and_text(&mut dbs, sink, &sink_table, "x").await;
         assert_eq!(got, expected, "{what}");
         let r = run(&cfg, &["plan", "--exit-code"], 0, &what);
         assert_eq!(n(&r, "rows_written"), 0, "{what}: {r}");

@@ -165,28 +165,20 @@ impl ClickHouse {
 
     /// Run a statement; the server's message on failure.
     pub async fn try_exec(&self, sql: &str) -> Result<String, String> {
-        let resp = self
-            .http
-            .post(&self.url)
-            .body(sql.to_string())
-            .send()
-            .await
-            .unwrap_or_else(|e| panic!("ClickHouse request failed: {e}; {START_HINT}"));
-        let status = resp.status();
-        let body = resp.text().await.expect("ClickHouse response body");
-        if status.is_success() {
-            Ok(body)
-        } else {
-            Err(format!("ClickHouse error {status}: {body}"))
-        }
+        self.post(&self.url, sql).await
     }
 
     /// Run a statement in a server session of its own (a `SET` needs one); the server's
     /// message on failure.
     pub async fn try_exec_in_session(&self, sql: &str) -> Result<String, String> {
+        let url = format!("{}?session_id={}", self.url, unique("session"));
+        self.post(&url, sql).await
+    }
+
+    async fn post(&self, url: &str, sql: &str) -> Result<String, String> {
         let resp = self
             .http
-            .post(format!("{}?session_id={}", self.url, unique("session")))
+            .post(url)
             .body(sql.to_string())
             .send()
             .await
