@@ -1592,6 +1592,11 @@ async fn the_largest_64_bit_key_is_named_as_not_compared() {
         err.contains("rows whose partition value is 9223372036854775807 (the largest 64-bit value) lie past every block and are not compared"),
         "{err}"
     );
+    assert_eq!(
+        err.matches("the largest 64-bit value").count(),
+        1,
+        "said once: {err}"
+    );
     drop_pg(&c, &[&src, &sink]).await;
 }
 
