@@ -101,6 +101,12 @@ pub fn render_text(reports: &[PipelineReport], plan: bool, failed: &[&str]) -> S
             ));
         }
         out.push_str(&format!(" in {} ms\n", r.duration_ms));
+        if b.deleted > 0 && r.rows_deleted == 0 {
+            out.push_str(&format!(
+                "  ({} block(s) hold sink rows the source lacks; without `allow_delete` they stay)\n",
+                b.deleted
+            ));
+        }
     }
     if !failed.is_empty() {
         out.push_str(&format!("failed: {}\n", failed.join(", ")));
@@ -110,10 +116,49 @@ pub fn render_text(reports: &[PipelineReport], plan: bool, failed: &[&str]) -> S
         out.push_str(if drift {
             "drift found: apply would change the sink\n"
         } else if failed.is_empty() {
-            "no drift: the sinks match their sources\n"
+            "no drift: apply would change nothing\n"
         } else {
             "no verdict: a pipeline failed before every sink was compared\n"
         });
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn plan_text_tells_added_from_modified_rows_and_names_kept_sink_rows() {
+        let mut r = PipelineReport::new("p", "md5sum_hash");
+        r.rows_read = 12;
+        r.rows_written = 5;
+        r.rows_new = 2;
+        r.blocks = BlockCounts {
+            unchanged: 7,
+            modified: 2,
+            added: 1,
+            deleted: 1,
+        };
+        let text = render_text(&[r.clone()], true, &[]);
+        assert!(
+            text.starts_with("pipeline p (md5sum_hash): 12 rows read, 5 would write (2 added, 3 modified), 0 would delete; blocks: 7 unchanged, 2 modified, 1 added, 1 deleted in 0 ms\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("1 block(s) hold sink rows the source lacks"),
+            "{text}"
+        );
+        assert!(
+            text.ends_with("drift found: apply would change the sink\n"),
+            "{text}"
+        );
+        // JSON keeps SPEC §1's shape.
+        let json = render_json(&[r]);
+        assert!(json["pipelines"][0].get("rows_new").is_none(), "{json}");
+        let quiet = PipelineReport::new("q", "full");
+        assert!(
+            render_text(&[quiet], true, &[]).ends_with("no drift: apply would change nothing\n")
+        );
+    }
 }
