@@ -1843,16 +1843,15 @@ async fn a_source_value_that_does_not_decode_names_its_column() {
         let table = support::unique("undecodable");
         let ddl = match src {
             Db::Ch => format!(
-                "CREATE TABLE {table} (id Int64, flag UInt8) ENGINE = MergeTree ORDER BY id"
+                "CREATE TABLE {table} (id Int64, flag String) ENGINE = MergeTree ORDER BY id"
             ),
             _ => format!("CREATE TABLE {table} (id bigint PRIMARY KEY, flag text)"),
         };
         exec(&mut dbs, src, &ddl).await;
-        let value = if src == Db::Ch { "2" } else { "'maybe'" };
         exec(
             &mut dbs,
             src,
-            &format!("INSERT INTO {table} VALUES (1, {value})"),
+            &format!("INSERT INTO {table} VALUES (1, 'maybe')"),
         )
         .await;
         let sink_table = support::unique("undecodable_sink");
@@ -2210,4 +2209,39 @@ async fn a_nul_character_into_postgres_text_is_refused_naming_the_row() {
     );
     drop_table(&mut dbs, Db::Pg, &sink_table).await;
     drop_table(&mut dbs, Db::Ch, &src_table).await;
+}
+
+/// A ClickHouse `UInt8` read as `bool` is true for any nonzero value, as the row hash reads
+/// it, so the copy shows no drift.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_clickhouse_uint8_of_two_is_true() {
+    let mut dbs = dbs().await;
+    let (table, sink_table) = (support::unique("mx_u8"), support::unique("mx_u8_pg"));
+    dbs.ch
+        .exec(&format!(
+            "CREATE TABLE {table} (id Int64, flag UInt8) ENGINE = MergeTree ORDER BY id"
+        ))
+        .await;
+    dbs.ch
+        .exec(&format!(
+            "INSERT INTO {table} VALUES (1, 0), (2, 1), (3, 2)"
+        ))
+        .await;
+    let cfg = write_config(&one_column_config(
+        (Db::Ch, &table),
+        ("flag", "bool"),
+        (Db::Pg, &sink_table),
+        "{strategy: upsert}",
+        true,
+    ));
+    run(&cfg, &["apply"], 0, "UInt8 as bool");
+    let got = id_and_text(&mut dbs, Db::Pg, &sink_table, "flag").await;
+    let row = |id: &str, b: &str| vec![Some(id.to_string()), Some(b.to_string())];
+    assert_eq!(
+        got,
+        vec![row("1", "false"), row("2", "true"), row("3", "true")]
+    );
+    run(&cfg, &["plan", "--exit-code"], 0, "UInt8 as bool");
+    drop_table(&mut dbs, Db::Pg, &sink_table).await;
+    drop_table(&mut dbs, Db::Ch, &table).await;
 }
