@@ -2,8 +2,8 @@
 //!
 //! Step ids, in output order (each present only when it applies):
 //! - `source.session`, `source.extract`
-//! - `sink.session`, `sink.columns`, (PostgreSQL) `sink.enum_labels`, (ClickHouse)
-//!   `sink.engine`, `sink.create`
+//! - `sink.session`, `sink.columns`, (PostgreSQL) `sink.enum_labels`, (PostgreSQL and
+//!   MySQL upserts) `sink.unique_indexes`, (ClickHouse) `sink.engine`, `sink.create`
 //! - `sink.stage`, `sink.stage_clear`, `sink.load`, `sink.load_direct` (upsert and delete_insert
 //!   on PostgreSQL and MySQL: loads into a sink table the run created), `sink.merge`
 //! - with `allow_delete`: `sink.stage_keys`, `sink.stage_keys_clear`, `sink.load_keys`,
@@ -141,6 +141,19 @@ fn sink_steps(steps: &mut Steps, p: &Pipeline, d: &'static dyn Dialect) {
             store,
             d,
             "before writing, when the sink table exists: list the labels of its enum columns, to refuse a row with another value before its batch is written",
+            vec![query(q)],
+            b,
+        );
+    }
+    if !ch && merge.kind == crate::ir::MergeKind::Upsert {
+        let mut b = Binder::new();
+        let q = s.unique_indexes_query(&mut b);
+        steps.push(
+            "sink.unique_indexes".into(),
+            Side::Sink,
+            store,
+            d,
+            "before writing, when the sink table exists: list its unique indexes, one of which an upsert needs on exactly the unique_key columns",
             vec![query(q)],
             b,
         );

@@ -1068,6 +1068,104 @@ impl<'a> SinkCtx<'a> {
         })
     }
 
+    /// PostgreSQL and MySQL: the sink table's unique indexes (primary key included) as
+    /// (index, column) rows, which an upsert's `ON CONFLICT (key)` / `ON DUPLICATE KEY`
+    /// needs on exactly the `unique_key` columns. PostgreSQL leaves out partial indexes,
+    /// which `ON CONFLICT` cannot use.
+    pub fn unique_indexes_query(&self, b: &mut Binder) -> Query {
+        let d = self.d;
+        if d.kind() == DialectKind::Mysql {
+            let preds = vec![
+                build::eq(
+                    build::keyword("table_schema"),
+                    self.schema_or(b, "DATABASE"),
+                ),
+                build::eq(build::keyword("table_name"), b.bind("table", Dtype::Str)),
+                build::eq(build::keyword("non_unique"), build::int(0)),
+            ];
+            return build::select(SelectParts {
+                projection: vec![
+                    build::aliased(d, build::keyword("index_name"), "index"),
+                    build::aliased(d, build::keyword("column_name"), "name"),
+                ],
+                from: Some(build::from(build::table(
+                    build::builtin_name(&["information_schema", "statistics"]),
+                    None,
+                    false,
+                ))),
+                selection: build::and_all(preds),
+                order_by: vec![build::keyword("index_name"), build::keyword("column_name")],
+                ..Default::default()
+            });
+        }
+        let col = |t: &str, c: &str| build::col(d, Some(t), c);
+        let catalog = |t: &str| build::builtin_name(&["pg_catalog", t]);
+        let schema = self.schema_or(b, "current_schema");
+        let mut from = build::from(build::table(catalog("pg_index"), Some(d.ident("x")), false));
+        let attnum_in_index = Expr::AnyOp {
+            left: Box::new(col("a", "attnum")),
+            compare_op: sqlparser::ast::BinaryOperator::Eq,
+            right: Box::new(col("x", "indkey")),
+            is_some: false,
+        };
+        for (t, alias, on) in [
+            (
+                "pg_class",
+                "c",
+                build::eq(col("c", "oid"), col("x", "indrelid")),
+            ),
+            (
+                "pg_namespace",
+                "n",
+                build::eq(col("n", "oid"), col("c", "relnamespace")),
+            ),
+            (
+                "pg_class",
+                "i",
+                build::eq(col("i", "oid"), col("x", "indexrelid")),
+            ),
+            (
+                "pg_attribute",
+                "a",
+                build::and_all(vec![
+                    build::eq(col("a", "attrelid"), col("c", "oid")),
+                    attnum_in_index,
+                ])
+                .expect("two predicates"),
+            ),
+        ] {
+            from.joins.push(build::join_on(
+                build::table(catalog(t), Some(d.ident(alias)), false),
+                on,
+            ));
+        }
+        let preds = vec![
+            col("x", "indisunique"),
+            Expr::IsNull(Box::new(col("x", "indpred"))),
+            build::eq(col("n", "nspname"), schema),
+            build::eq(col("c", "relname"), b.bind("table", Dtype::Str)),
+        ];
+        build::select(SelectParts {
+            projection: vec![
+                build::aliased(d, build::cast(col("i", "relname"), DataType::Text), "index"),
+                build::aliased(d, build::cast(col("a", "attname"), DataType::Text), "name"),
+            ],
+            from: Some(from),
+            selection: build::and_all(preds),
+            order_by: vec![col("i", "relname"), col("a", "attname")],
+            ..Default::default()
+        })
+    }
+
+    /// `{schema}` when the sink table names one, else the dialect's current schema
+    /// (`current_function()`).
+    fn schema_or(&self, b: &mut Binder, current_function: &str) -> Expr {
+        match &self.p.sink.table.schema {
+            Some(_) => b.bind("schema", Dtype::Str),
+            None => build::call(current_function, vec![]),
+        }
+    }
+
     /// ClickHouse system-table predicates naming the sink table: `database = {schema}` (or
     /// the current database) and `<name_column> = {table}`.
     fn ch_table_preds(&self, b: &mut Binder, name_column: &str) -> Vec<Expr> {

@@ -1937,3 +1937,78 @@ pipelines:
     drop_my(&[&sink]).await;
     drop_pg(&c, &[&src]).await;
 }
+
+/// An upsert into an existing PostgreSQL or MariaDB table needs a primary key or unique
+/// index on exactly the `unique_key`: without one, PostgreSQL's `ON CONFLICT` fails and
+/// MariaDB's `ON DUPLICATE KEY` inserts every row again on every run. Refused before
+/// anything is written; a unique index (not only a primary key) is enough.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_upsert_into_a_table_without_a_unique_index_on_the_key_is_refused() {
+    let c = pg().await;
+    let mut m = my().await;
+    let (src, sink) = (unique("nokey_src"), unique("nokey_sink"));
+    make_source(&c, &src).await;
+    c.batch_execute(&format!(
+        "CREATE TABLE {sink} (id bigint, name text, amount numeric(12,2), updated_at timestamptz)"
+    ))
+    .await
+    .unwrap();
+    m.query_drop(format!(
+        "CREATE TABLE {sink} (id bigint, name varchar(50), amount decimal(12,2), updated_at datetime(6), UNIQUE KEY (name))"
+    ))
+    .await
+    .unwrap();
+    for (store, has) in [
+        ("pg", "no unique index"),
+        ("my", "unique indexes on (name) only"),
+    ] {
+        let cfg = write_config(&pipeline_yaml(
+            "nokey",
+            &src,
+            store,
+            &sink,
+            "{strategy: upsert}",
+            "",
+        ));
+        let o = synctool(&cfg, &["apply"]);
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(o.status.code(), Some(1), "{store}: {err}");
+        assert!(
+            err.contains(&format!("merge strategy upsert needs a primary key or unique index on exactly the unique_key (id), and the table has {has}")),
+            "{store}: {err}"
+        );
+    }
+    let count: Option<i64> = m
+        .query_first(format!("SELECT count(*) FROM {sink}"))
+        .await
+        .unwrap();
+    assert_eq!(count, Some(0), "nothing is written");
+    // A unique index on the key is enough.
+    c.batch_execute(&format!("CREATE UNIQUE INDEX ON {sink} (id)"))
+        .await
+        .unwrap();
+    m.query_drop(format!("ALTER TABLE {sink} ADD UNIQUE KEY (id)"))
+        .await
+        .unwrap();
+    for store in ["pg", "my"] {
+        let cfg = write_config(&pipeline_yaml(
+            "nokey",
+            &src,
+            store,
+            &sink,
+            "{strategy: upsert}",
+            "",
+        ));
+        for _ in 0..2 {
+            let r = json_run(&cfg, &["apply"], 0);
+            assert_eq!(n(&r, "rows_written"), 3000, "{store}: {r}");
+        }
+    }
+    let count: Option<i64> = m
+        .query_first(format!("SELECT count(*) FROM {sink}"))
+        .await
+        .unwrap();
+    assert_eq!(count, Some(3000), "a re-run adds no row");
+    drop_my(&[&sink]).await;
+    drop_pg(&c, &[&src, &sink]).await;
+}

@@ -286,6 +286,14 @@ impl<'a> SinkIo<'a> {
                 .await?;
             table.set_enum_labels(&rows);
         }
+        if let (true, Some(step)) = (table.exists(), steps.get("sink.unique_indexes")) {
+            let vals = step.values(binds, &[])?;
+            let rows = self
+                .sql()?
+                .query(step.stmt(0), &vals, &[Dtype::Str, Dtype::Str])
+                .await?;
+            table.set_unique_indexes(&rows);
+        }
         if let (true, Some(step)) = (table.exists(), steps.get("sink.engine")) {
             let vals = step.values(binds, &[])?;
             let rows = self

@@ -84,9 +84,23 @@ pub struct SinkTable {
     pub columns: Vec<TableColumn>,
     /// ClickHouse: the table engine (`sink.engine`), checked against the merge strategy.
     pub engine: Option<String>,
+    /// PostgreSQL and MySQL upserts: the columns of each unique index
+    /// (`sink.unique_indexes`), one of which must be exactly the `unique_key`.
+    pub unique_indexes: Option<Vec<Vec<String>>>,
 }
 
 impl SinkTable {
+    /// Takes the rows of `sink.unique_indexes` (index, column).
+    pub fn set_unique_indexes(&mut self, rows: &[Row]) {
+        let mut by_index: std::collections::BTreeMap<String, Vec<String>> = Default::default();
+        for r in rows {
+            if let (Some(Value::Str(i)), Some(Value::Str(c))) = (r.first(), r.get(1)) {
+                by_index.entry(i.clone()).or_default().push(c.clone());
+            }
+        }
+        self.unique_indexes = Some(by_index.into_values().collect());
+    }
+
     /// Takes the rows of `sink.enum_labels` (column, label): a PostgreSQL enum column admits
     /// its labels only.
     pub fn set_enum_labels(&mut self, rows: &[Row]) {
@@ -164,6 +178,7 @@ impl SinkTable {
         SinkTable {
             columns,
             engine: None,
+            unique_indexes: None,
         }
     }
 
@@ -226,6 +241,9 @@ impl SinkTable {
                 problems.push(m);
             }
         }
+        if let Some(m) = self.upsert_key_misfit(p) {
+            problems.push(m);
+        }
         // Distinct keys of a case-sensitive source would be one row of the sink; a MySQL
         // source's keys are as distinct as its own collation makes them (warned about in
         // `key_collation_warnings`).
@@ -254,6 +272,38 @@ impl SinkTable {
             p.sink.store.name,
             problems.join("; ")
         )))
+    }
+
+    /// Why an upsert cannot merge into this table by `unique_key`, if it cannot: it needs a
+    /// primary key or unique index on exactly those columns (PostgreSQL's `ON CONFLICT`
+    /// refuses to run without one; MySQL's `ON DUPLICATE KEY` would insert every row again
+    /// on every run).
+    fn upsert_key_misfit(&self, p: &Pipeline) -> Option<String> {
+        let indexes = self.unique_indexes.as_ref()?;
+        let mut key: Vec<&str> = p.sink.unique_key.iter().map(String::as_str).collect();
+        key.sort_unstable();
+        let fits = indexes.iter().any(|cols| {
+            let mut cols: Vec<&str> = cols.iter().map(String::as_str).collect();
+            cols.sort_unstable();
+            cols == key
+        });
+        if fits {
+            return None;
+        }
+        let found: Vec<String> = indexes
+            .iter()
+            .map(|c| format!("({})", c.join(", ")))
+            .collect();
+        Some(format!(
+            "merge strategy upsert needs a primary key or unique index on exactly the unique_key ({}), and the table has {}; add one (ALTER TABLE … ADD PRIMARY KEY ({})), or use delete_insert",
+            p.sink.unique_key.join(", "),
+            if found.is_empty() {
+                "no unique index".to_string()
+            } else {
+                format!("unique indexes on {} only", found.join(", "))
+            },
+            p.sink.unique_key.join(", ")
+        ))
     }
 
     /// MySQL: the text key columns (name, collation) whose collation ignores case or
