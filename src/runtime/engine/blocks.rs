@@ -10,6 +10,10 @@ use chrono::{DateTime, NaiveDate, NaiveDateTime};
 
 const DAY: i64 = 86_400;
 
+/// 2^53: a float partition's values and block bounds must stay within ±this, where every
+/// whole number is a float.
+pub const FLOAT_UNITS: f64 = 9_007_199_254_740_992.0;
+
 /// The unit a partition kind is counted in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Unit {
@@ -38,18 +42,23 @@ impl Unit {
     /// A partition value in units: its floor, or with `ceil` its ceiling (for exclusive
     /// upper bounds given with a fraction).
     pub fn to_units(self, v: &Value, ceil: bool) -> Option<i64> {
-        // `None` beyond the 64-bit range (`as` would saturate, and those rows would lie in
-        // no block).
+        // `None` beyond the range blocks are counted in (`as` would saturate, and those
+        // rows would lie in no block). A float partition stops at ±2^53, past which floats
+        // are not every whole number: a block's bounds would round onto each other.
+        let limit = match self {
+            Unit::Float => FLOAT_UNITS,
+            _ => -(i64::MIN as f64),
+        };
         let round = |x: f64| {
             let r = if ceil { x.ceil() } else { x.floor() };
-            (r.is_finite() && (i64::MIN as f64..-(i64::MIN as f64)).contains(&r))
-                .then_some(r as i64)
+            (r.is_finite() && (-limit..limit).contains(&r)).then_some(r as i64)
         };
         match (self, v) {
             (Unit::Int, Value::Int(i)) => Some(*i),
             (Unit::Int | Unit::Float, Value::Float(f)) => round(*f),
             (Unit::Int | Unit::Float, Value::Decimal(d)) => round(d.to_f64()),
-            (Unit::Float, Value::Int(i)) => Some(*i),
+            (Unit::Float, Value::Int(i)) if (*i as f64).abs() < FLOAT_UNITS => Some(*i),
+            (Unit::Float, Value::Int(_)) => None,
             (Unit::Seconds, Value::Datetime(t)) => {
                 let ts = t.and_utc();
                 let s = ts.timestamp();
@@ -288,10 +297,22 @@ mod tests {
         assert_eq!(Unit::Float.to_units(&Value::Float(-2.5), false), Some(-3));
         assert_eq!(Unit::Float.to_units(&Value::Float(-2.5), true), Some(-2));
         assert_eq!(
-            Unit::Float.to_units(&Value::Float(i64::MIN as f64), false),
+            Unit::Int.to_units(&Value::Float(i64::MIN as f64), false),
             Some(i64::MIN)
         );
-        for f in [1e20, -1e20, -(i64::MIN as f64), f64::NAN, f64::INFINITY] {
+        assert_eq!(
+            Unit::Float.to_units(&Value::Float(9.0e15), false),
+            Some(9_000_000_000_000_000)
+        );
+        for f in [
+            1e17,
+            -1e16,
+            1e20,
+            -1e20,
+            -(i64::MIN as f64),
+            f64::NAN,
+            f64::INFINITY,
+        ] {
             assert_eq!(Unit::Float.to_units(&Value::Float(f), false), None, "{f}");
         }
     }

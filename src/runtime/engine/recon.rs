@@ -373,23 +373,28 @@ impl<'c, 'a> Recon<'c, 'a> {
             let (ra, rb) = self.sides.query_pair((sa, &va), (sb, &vb), &[t, t]).await?;
             // A value the blocks cannot count (a float beyond ±9.2e18, NaN) would leave its
             // rows in no block, compared never: the run stops rather than pass them.
-            let data_units = |v: &Value| {
+            let data_units = |v: &Value, side: &str| {
                 unit.to_units(v, false).ok_or_else(|| {
                     RuntimeError::Config(format!(
-                        "pipeline `{}`, reconciliation `{}`: partition value {} lies beyond the 64-bit range blocks are counted in (±9.2e18), so its rows could not be compared; partition by another column",
+                        "pipeline `{}`, reconciliation `{}`: the {side}'s partition value {} lies beyond the range blocks are counted in (±9.2e18; for a float partition ±9.0e15, past which floats are not every whole number), so its rows could not be compared; partition by another column{}",
                         ctx.p.name,
                         r.name,
-                        v.to_text()
+                        v.to_text(),
+                        if side == "sink" {
+                            " (a value only the sink still holds goes with `apply --full`)"
+                        } else {
+                            ""
+                        }
                     ))
                 })
             };
-            for rows in [ra, rb] {
+            for (rows, side) in [(ra, "source"), (rb, "sink")] {
                 if let Some(row) = rows.first() {
                     if let Some(v) = row.first().filter(|v| !v.is_null()) {
-                        mins.push(data_units(v)?);
+                        mins.push(data_units(v, side)?);
                     }
                     if let Some(v) = row.get(1).filter(|v| !v.is_null()) {
-                        let max = data_units(v)?;
+                        let max = data_units(v, side)?;
                         // Said once, though both sides may hold it.
                         if max == i64::MAX && !maxs.contains(&max.saturating_add(1)) {
                             // Blocks end before an exclusive bound, and none lies past it.
