@@ -508,9 +508,27 @@ pub fn canonical_text(d: &dyn Dialect, cols: &[HashCol]) -> Expr {
     match k {
         // The parts are never NULL, so PostgreSQL's `concat()` (which skips NULLs) gives
         // the same text as `||`, building it once instead of once per operator.
-        DialectKind::Postgres if parts.len() > 1 => func("concat", parts),
+        DialectKind::Postgres if parts.len() > 1 => pg_concat(parts),
         _ => concat(k, parts),
     }
+}
+
+/// Most arguments a PostgreSQL function call takes (`FUNC_MAX_ARGS`).
+const PG_MAX_ARGS: usize = 100;
+
+/// PostgreSQL `concat(parts…)`, nested in calls of at most [`PG_MAX_ARGS`] arguments (a
+/// row of more than 50 columns has more parts than one call takes).
+fn pg_concat(mut parts: Vec<Expr>) -> Expr {
+    while parts.len() > PG_MAX_ARGS {
+        parts = parts
+            .chunks(PG_MAX_ARGS)
+            .map(|c| match c {
+                [one] => one.clone(),
+                _ => func("concat", c.to_vec()),
+            })
+            .collect();
+    }
+    func("concat", parts)
 }
 
 /// The lower-case hex md5 of the row's canonical text (the `hash_md5_hash` row value).
