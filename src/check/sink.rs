@@ -154,6 +154,30 @@ pub fn sink(
         }
     }
     if let Some(m) = &merge {
+        // ClickHouse 18.16 crashes (SIGSEGV) grouping or aggregating a Nullable(Decimal128)
+        // column, which the live rows of a collapse sink group by.
+        if m.kind == MergeKind::Collapse
+            && store.kind == StoreKind::Sql(crate::sql::DialectKind::Clickhouse)
+        {
+            for f in &fields {
+                let wide = matches!(f.dtype, Dtype::Decimal { precision, .. } if precision > 18);
+                if wide && !r.unique_key.iter().any(|k| k.value == f.column) {
+                    let message = format!(
+                        "a ClickHouse collapse sink cannot hold `{}` as {}: ClickHouse 18.16 crashes grouping a Nullable(Decimal128) column, which a collapse merge does",
+                        f.column, f.dtype
+                    );
+                    let d = match r.fields.iter().find(|x| x.column.value == f.column) {
+                        Some(x) => x.column.error(message),
+                        None => {
+                            Diagnostic::error(message).at_path(format!("{}.merge_strategy", r.path))
+                        }
+                    };
+                    diags.push(d.with_help(
+                        "use decimal(18,s) or narrower, or the upsert strategy (a ReplacingMergeTree)",
+                    ));
+                }
+            }
+        }
         if m.kind == MergeKind::Collapse && column_names.contains(&m.sign_column.as_str()) {
             diags.push(
                 Diagnostic::error(format!(

@@ -628,3 +628,36 @@ pipelines:
         d.help
     );
 }
+
+#[test]
+fn a_clickhouse_collapse_sink_refuses_decimals_wider_than_18_digits() {
+    let text = r#"
+datastores:
+  - {name: pg, type: postgres, host: 127.0.0.1, username: u, database: d}
+  - {name: ch, type: clickhouse, host: 127.0.0.1, database: d}
+pipelines:
+  - name: p
+    source:
+      datastore: pg
+      table: t
+      fields:
+        - {column: id, dtype: int}
+        - {column: dd, dtype: "decimal(20,6)"}
+        - {column: small, dtype: "decimal(18,6)"}
+    sink:
+      datastore: ch
+      table: s
+      merge_strategy: {strategy: collapse}
+      unique_key: [id]
+      fields:
+        - {column: id, source_column: id}
+        - {column: dd, source_column: dd}
+        - {column: small, source_column: small}
+"#;
+    let f = fail(text);
+    assert_eq!(f.diagnostics.len(), 1, "{:?}", f.diagnostics);
+    assert!(f.diagnostics[0]
+        .message
+        .starts_with("a ClickHouse collapse sink cannot hold `dd` as decimal(20,6)"));
+    ok(&text.replace("strategy: collapse", "strategy: upsert"));
+}
