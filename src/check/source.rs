@@ -173,6 +173,20 @@ pub fn source(r: &RawSource, stores: &Stores, diags: &mut Diags) -> Option<Sourc
                 }
             },
         };
+        if matches!(kind, JoinKind::Full | JoinKind::Right)
+            && store.kind == StoreKind::Sql(DialectKind::Clickhouse)
+        {
+            let kk = j
+                .kind
+                .as_ref()
+                .expect("a right or full join names its type");
+            diags.push(
+                kk.error("a ClickHouse source takes inner and left joins only")
+                    .with_label("not on a clickhouse source")
+                    .with_help("ClickHouse 18.16 fails, or crashes, on right and full joins that give NULL for unmatched rows; make the other table the source and use a left join"),
+            );
+            continue;
+        }
         if kind == JoinKind::Full && store.kind == StoreKind::Sql(DialectKind::Mysql) {
             let kk = j.kind.as_ref().expect("a full join names its type");
             diags.push(

@@ -661,3 +661,33 @@ pipelines:
         .starts_with("a ClickHouse collapse sink cannot hold `dd` as decimal(20,6)"));
     ok(&text.replace("strategy: collapse", "strategy: upsert"));
 }
+
+#[test]
+fn a_clickhouse_source_takes_inner_and_left_joins_only() {
+    let text = r#"
+datastores:
+  - {name: ch, type: clickhouse, host: 127.0.0.1, database: d}
+pipelines:
+  - name: p
+    source:
+      datastore: ch
+      table: {table: facts, alias: f}
+      joins:
+        - {table: dims, alias: d, type: right, on: "f.dim = d.id"}
+      fields:
+        - {column: f.id, dtype: int, alias: id}
+    sink:
+      datastore: ch
+      table: s
+      unique_key: [id]
+"#;
+    for kind in ["right", "full"] {
+        let f = fail(&text.replace("type: right", &format!("type: {kind}")));
+        assert_eq!(f.diagnostics.len(), 1, "{:?}", f.diagnostics);
+        assert_eq!(
+            f.diagnostics[0].message,
+            "a ClickHouse source takes inner and left joins only"
+        );
+    }
+    ok(&text.replace("type: right", "type: left"));
+}
