@@ -80,8 +80,9 @@ pub fn render_text(reports: &[PipelineReport], plan: bool, failed: &[&str]) -> S
         };
         let b = r.blocks;
         let compared = b != BlockCounts::default();
-        // A block-hash reconciliation tells added rows from modified ones.
-        let split = if compared && r.rows_written > 0 {
+        // A block-hash reconciliation tells added rows from modified ones (a timestamp
+        // run's rows after its compared window are not told apart).
+        let split = if compared && r.rows_written > 0 && r.mode != "timestamp" {
             format!(
                 " ({} added, {} modified)",
                 r.rows_new,
