@@ -2314,3 +2314,44 @@ async fn a_wide_table_reconciles_into_every_sink() {
     }
     drop_table(&mut dbs, Db::Pg, &src_table).await;
 }
+
+/// ClickHouse 18.16 lists `system.tables` / `system.columns` by opening every table of the
+/// database, and fails (`Code: 60`, naming another table) when one is dropped meanwhile:
+/// the sink's catalog queries are listed again, so that other tables coming and going do
+/// not fail a run.
+#[tokio::test(flavor = "multi_thread")]
+async fn clickhouse_catalog_queries_survive_tables_dropped_meanwhile() {
+    let mut dbs = dbs().await;
+    let (src_table, sink_table) = (
+        support::unique("mx_race_src"),
+        support::unique("mx_race_ch"),
+    );
+    pg_plain_source(&dbs.pg, &src_table, 50).await;
+    let cfg = write_config(&plain_config(&src_table, Db::Ch, &sink_table, 64, BY_ID));
+    run(&cfg, &["apply"], 0, "race");
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let churn = {
+        let stop = stop.clone();
+        let ch = support::clickhouse().await;
+        let prefix = support::unique("mx_churn");
+        tokio::spawn(async move {
+            let mut i = 0;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                let t = format!("{prefix}_{i}");
+                ch.exec(&format!(
+                    "CREATE TABLE {t} (id Int64) ENGINE = MergeTree ORDER BY id"
+                ))
+                .await;
+                ch.exec(&format!("DROP TABLE {t}")).await;
+                i += 1;
+            }
+        })
+    };
+    for _ in 0..25 {
+        run(&cfg, &["plan", "--exit-code"], 0, "race");
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    churn.await.expect("the churn task");
+    drop_table(&mut dbs, Db::Ch, &sink_table).await;
+    drop_table(&mut dbs, Db::Pg, &src_table).await;
+}

@@ -258,8 +258,6 @@ impl<'a> SinkIo<'a> {
             return Ok(SinkTable::default());
         };
         let (steps, binds) = (self.steps, self.binds);
-        let step = steps.need("sink.columns")?;
-        let vals = step.values(binds, &[])?;
         let out: &[Dtype] = match dialect {
             DialectKind::Clickhouse => &[Dtype::Str, Dtype::Str],
             DialectKind::Mysql => &[Dtype::Str; 6],
@@ -276,7 +274,7 @@ impl<'a> SinkIo<'a> {
                 Dtype::Int,
             ],
         };
-        let found = self.sql()?.query(step.stmt(0), &vals, out).await?;
+        let found = self.query_catalog("sink.columns", out).await?;
         let mut table = SinkTable::read(dialect, &found);
         if let (true, Some(step)) = (table.exists(), steps.get("sink.enum_labels")) {
             let vals = step.values(binds, &[])?;
@@ -294,12 +292,8 @@ impl<'a> SinkIo<'a> {
                 .await?;
             table.set_unique_indexes(&rows);
         }
-        if let (true, Some(step)) = (table.exists(), steps.get("sink.engine")) {
-            let vals = step.values(binds, &[])?;
-            let rows = self
-                .sql()?
-                .query(step.stmt(0), &vals, &[Dtype::Str])
-                .await?;
+        if let (true, Some(_)) = (table.exists(), steps.get("sink.engine")) {
+            let rows = self.query_catalog("sink.engine", &[Dtype::Str]).await?;
             table.engine = rows.into_iter().next().and_then(|r| match r.first() {
                 Some(Value::Str(e)) => Some(e.clone()),
                 _ => None,
@@ -348,19 +342,37 @@ impl<'a> SinkIo<'a> {
         Ok(counted.unwrap_or(n))
     }
 
+    /// Runs the query of step `id` over ClickHouse's system tables (`sink.columns`,
+    /// `sink.engine`, `sink.mutations`), again after a pause when 18.16 reports a table that
+    /// was dropped while it listed them (`Code: 60`, naming another table): the listing
+    /// races with concurrent DROPs in the database.
+    async fn query_catalog(&mut self, id: &str, out: &[Dtype]) -> Result<Vec<Row>, RuntimeError> {
+        let steps = self.steps;
+        let step = steps.need(id)?;
+        let vals = step.values(self.binds, &[])?;
+        let ch = self.dialect() == Some(DialectKind::Clickhouse);
+        let mut attempt = 0u64;
+        loop {
+            match self.sql()?.query(step.stmt(0), &vals, out).await {
+                Err(e) if ch && attempt < 5 && e.to_string().contains("Code: 60,") => {
+                    attempt += 1;
+                    tracing::debug!(step = id, error = %e, "a table was dropped while ClickHouse listed them; listing again");
+                    tokio::time::sleep(Duration::from_millis(100 * attempt)).await;
+                }
+                r => return r,
+            }
+        }
+    }
+
     /// Polls `sink.mutations` until no mutation on the sink table is pending.
     async fn wait_mutations(&mut self) -> Result<(), RuntimeError> {
-        let Some(step) = self.steps.get("sink.mutations") else {
+        if self.steps.get("sink.mutations").is_none() {
             return Ok(());
-        };
-        let vals = step.values(self.binds, &[])?;
+        }
         let started = std::time::Instant::now();
         let mut pause = Duration::from_millis(50);
         loop {
-            let rows = self
-                .sql()?
-                .query(step.stmt(0), &vals, &[Dtype::Int])
-                .await?;
+            let rows = self.query_catalog("sink.mutations", &[Dtype::Int]).await?;
             let pending = match rows.first().and_then(|r| r.first()) {
                 Some(Value::Int(n)) => *n,
                 _ => 0,
