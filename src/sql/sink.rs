@@ -917,7 +917,6 @@ impl<'a> SinkCtx<'a> {
     /// The query listing the existing sink table's columns and types.
     pub fn columns_query(&self, b: &mut Binder) -> Query {
         let d = self.d;
-        let t = &self.p.sink.table;
         let (table, name, ty, schema_col, table_col, current) = match d.kind() {
             DialectKind::Postgres => (
                 build::builtin_name(&["information_schema", "columns"]),
@@ -944,10 +943,7 @@ impl<'a> SinkCtx<'a> {
                 "currentDatabase",
             ),
         };
-        let schema_value = match &t.schema {
-            Some(_) => b.bind("schema", Dtype::Str),
-            None => build::call(current, vec![]),
-        };
+        let schema_value = self.schema_or(b, current);
         let mut projection = vec![
             build::aliased(d, build::keyword(name), "name"),
             build::aliased(d, build::keyword(ty), "type"),
@@ -1008,10 +1004,7 @@ impl<'a> SinkCtx<'a> {
         let d = self.d;
         let col = |t: &str, c: &str| build::col(d, Some(t), c);
         let catalog = |t: &str| build::builtin_name(&["pg_catalog", t]);
-        let schema = match &self.p.sink.table.schema {
-            Some(_) => b.bind("schema", Dtype::Str),
-            None => build::call("current_schema", vec![]),
-        };
+        let schema = self.schema_or(b, "current_schema");
         let mut from = build::from(build::table(
             catalog("pg_attribute"),
             Some(d.ident("a")),
@@ -1169,10 +1162,7 @@ impl<'a> SinkCtx<'a> {
     /// ClickHouse system-table predicates naming the sink table: `database = {schema}` (or
     /// the current database) and `<name_column> = {table}`.
     fn ch_table_preds(&self, b: &mut Binder, name_column: &str) -> Vec<Expr> {
-        let db = match &self.p.sink.table.schema {
-            Some(_) => b.bind("schema", Dtype::Str),
-            None => build::call("currentDatabase", vec![]),
-        };
+        let db = self.schema_or(b, "currentDatabase");
         vec![
             build::eq(build::keyword("database"), db),
             build::eq(build::keyword(name_column), b.bind("table", Dtype::Str)),

@@ -257,7 +257,7 @@ impl<'a> SinkIo<'a> {
         let Some(dialect) = self.dialect() else {
             return Ok(SinkTable::default());
         };
-        let (steps, binds) = (self.steps, self.binds);
+        let steps = self.steps;
         let out: &[Dtype] = match dialect {
             DialectKind::Clickhouse => &[Dtype::Str, Dtype::Str],
             DialectKind::Mysql => &[Dtype::Str; 6],
@@ -276,19 +276,15 @@ impl<'a> SinkIo<'a> {
         };
         let found = self.query_catalog("sink.columns", out).await?;
         let mut table = SinkTable::read(dialect, &found);
-        if let (true, Some(step)) = (table.exists(), steps.get("sink.enum_labels")) {
-            let vals = step.values(binds, &[])?;
+        if let (true, Some(_)) = (table.exists(), steps.get("sink.enum_labels")) {
             let rows = self
-                .sql()?
-                .query(step.stmt(0), &vals, &[Dtype::Str, Dtype::Str])
+                .query_catalog("sink.enum_labels", &[Dtype::Str, Dtype::Str])
                 .await?;
             table.set_enum_labels(&rows);
         }
-        if let (true, Some(step)) = (table.exists(), steps.get("sink.unique_indexes")) {
-            let vals = step.values(binds, &[])?;
+        if let (true, Some(_)) = (table.exists(), steps.get("sink.unique_indexes")) {
             let rows = self
-                .sql()?
-                .query(step.stmt(0), &vals, &[Dtype::Str, Dtype::Str])
+                .query_catalog("sink.unique_indexes", &[Dtype::Str, Dtype::Str])
                 .await?;
             table.set_unique_indexes(&rows);
         }
@@ -342,22 +338,23 @@ impl<'a> SinkIo<'a> {
         Ok(counted.unwrap_or(n))
     }
 
-    /// Runs the query of step `id` over ClickHouse's system tables (`sink.columns`,
-    /// `sink.engine`, `sink.mutations`), again after a pause when 18.16 reports a table that
-    /// was dropped while it listed them (`Code: 60`, naming another table): the listing
-    /// races with concurrent DROPs in the database.
+    /// Runs the catalog query of step `id` (`sink.columns`, `sink.enum_labels`,
+    /// `sink.unique_indexes`, `sink.engine`, `sink.mutations`). On ClickHouse, again after a
+    /// pause when 18.16 reports a table that was dropped while it listed them (`Code: 60`,
+    /// naming another table): its system-table listing races with concurrent DROPs.
     async fn query_catalog(&mut self, id: &str, out: &[Dtype]) -> Result<Vec<Row>, RuntimeError> {
         let steps = self.steps;
         let step = steps.need(id)?;
         let vals = step.values(self.binds, &[])?;
         let ch = self.dialect() == Some(DialectKind::Clickhouse);
-        let mut attempt = 0u64;
+        let policy = RetryPolicy::new(5);
+        let mut attempt = 0;
         loop {
             match self.sql()?.query(step.stmt(0), &vals, out).await {
-                Err(e) if ch && attempt < 5 && e.to_string().contains("Code: 60,") => {
-                    attempt += 1;
+                Err(e) if ch && attempt < policy.retries && e.to_string().contains("Code: 60,") => {
                     tracing::debug!(step = id, error = %e, "a table was dropped while ClickHouse listed them; listing again");
-                    tokio::time::sleep(Duration::from_millis(100 * attempt)).await;
+                    tokio::time::sleep(policy.backoff(attempt)).await;
+                    attempt += 1;
                 }
                 r => return r,
             }

@@ -469,12 +469,7 @@ impl RowGuard {
     /// key and the column.
     pub fn check(&mut self, rows: &[Row]) -> Result<(), RuntimeError> {
         if !self.padded_keys.is_empty() && !self.warned_padding {
-            let padded = rows.iter().find(|r| {
-                self.padded_keys
-                    .iter()
-                    .any(|i| matches!(r.get(*i), Some(Value::Str(s)) if s.ends_with(' ')))
-            });
-            if let Some(row) = padded {
+            if let Some(row) = rows.iter().find(|r| self.padded(r)) {
                 self.warned_padding = true;
                 tracing::warn!(
                     "pipeline `{}`: the key ({}) ends with a space; MySQL compares text keys ignoring trailing spaces, so it is the same sink row as the key without them (and one overwrites the other)",
@@ -507,12 +502,7 @@ impl RowGuard {
     /// as a staged `delete_insert` could not (its INSERT would hit the primary key twice).
     /// `None` when no text key of `rows` ends with a space.
     pub fn fold_padded(&self, rows: &[Row]) -> Option<Vec<Row>> {
-        let padded = |r: &Row| {
-            self.padded_keys
-                .iter()
-                .any(|i| matches!(r.get(*i), Some(Value::Str(s)) if s.ends_with(' ')))
-        };
-        if self.padded_keys.is_empty() || !rows.iter().any(padded) {
+        if self.padded_keys.is_empty() || !rows.iter().any(|r| self.padded(r)) {
             return None;
         }
         let key = |r: &Row| -> Vec<String> {
@@ -538,6 +528,13 @@ impl RowGuard {
                 .map(|(_, r)| r.clone())
                 .collect(),
         )
+    }
+
+    /// Whether a text key of load row `r` ends with a space (MySQL sinks).
+    fn padded(&self, r: &Row) -> bool {
+        self.padded_keys
+            .iter()
+            .any(|i| matches!(r.get(*i), Some(Value::Str(s)) if s.ends_with(' ')))
     }
 
     /// `id=5, region="eu"`: the key of a load row, for messages.
