@@ -867,6 +867,14 @@ async fn a_full_sync_with_a_hash_column_rewrites_untracked_columns() {
     drop_pg(&c, &[&src, &sink]).await;
 }
 
+/// Whether PostgreSQL table `t` exists.
+async fn pg_exists(c: &tokio_postgres::Client, t: &str) -> bool {
+    c.query_one("SELECT to_regclass($1) IS NOT NULL", &[&t])
+        .await
+        .map(|r| r.get(0))
+        .expect("look the table up")
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn a_new_sink_table_gets_only_the_reconciled_range() {
     let c = pg().await;
@@ -881,6 +889,22 @@ async fn a_new_sink_table_gets_only_the_reconciled_range() {
         "{strategy: upsert}",
         &recon,
     ));
+    // The plan counts the range only, as apply will write it, and creates nothing.
+    let v = json_run(&cfg, &["plan", "--exit-code"], 3);
+    assert_eq!(n(&v, "rows_written"), 1000, "{v}");
+    assert!(!pg_exists(&c, &sink).await, "plan created {sink}");
+    // A source that cannot be read leaves no sink table behind.
+    let broken = write_config(&pipeline_yaml(
+        "rg",
+        &format!("{src}_missing"),
+        "pg",
+        &sink,
+        "{strategy: upsert}",
+        &recon,
+    ));
+    let o = synctool(&broken, &["apply"]);
+    assert_eq!(o.status.code(), Some(1), "{o:?}");
+    assert!(!pg_exists(&c, &sink).await, "a failed apply left {sink}");
     let v = json_run(&cfg, &["apply"], 0);
     assert_eq!(n(&v, "rows_written"), 1000, "{v}");
     let (lo, hi, count): (i64, i64, i64) = c

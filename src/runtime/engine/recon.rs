@@ -52,6 +52,9 @@ impl Sides<'_> {
         vals: &[Value],
         out: &[Dtype],
     ) -> Result<Vec<Row>, RuntimeError> {
+        if step.step.side == Side::Sink && self.sink.table_missing() {
+            return Ok(Vec::new());
+        }
         let conn = match step.step.side {
             Side::Source => Some(&mut self.src),
             Side::Sink => self.sink.conn(),
@@ -92,6 +95,9 @@ impl Sides<'_> {
             Side::SourceState => src_state.as_mut().ok_or_else(|| missing(a))?,
             _ => return Err(missing(a)),
         };
+        if b.step.side == Side::Sink && sink.table_missing() {
+            return Ok((ca.query(a.stmt(0), va, out).await?, Vec::new()));
+        }
         let cb: &mut Conn = match b.step.side {
             Side::Sink => sink.conn().ok_or_else(|| missing(b))?,
             Side::SinkState => sink_state.as_mut().ok_or_else(|| missing(b))?,
@@ -207,9 +213,11 @@ pub async fn run(
     let src = ctx.source().await?;
     let mut sink = SinkIo::open(p, ctx.cfg, &ctx.steps, &ctx.binds).await?;
     let exists = sink.prepare(!dry).await?;
-    // A range from start/end is honoured on a new table too: compared against the empty
-    // table, every block of the range is added, and nothing beyond it is copied.
-    let ranged = bounded(ctx, r) && Unit::of(r.kind).is_some() && !dry;
+    // A range from start/end is honoured on a new table too: compared against a table that
+    // holds nothing (its queries are not sent while it is missing), every block of the
+    // range is added, and nothing beyond it is copied or counted. The table is created
+    // with the first write, so a failing source query leaves none behind.
+    let ranged = bounded(ctx, r) && Unit::of(r.kind).is_some();
     if !exists && !ranged {
         tracing::info!(pipeline = %p.name, "the sink table is new: running a full sync");
         report.mode = "full".into();
@@ -220,13 +228,16 @@ pub async fn run(
         };
         return stream_into(ctx, src, &mut sink, extract, report).await;
     }
-    // The comparison reads the sink table: a new one is created first.
-    sink.ensure_table().await?;
     let mut rc = Recon::open(ctx, r, src, sink, None).await?;
     match rc.unit {
-        Some(unit) => rc.ranges(unit, report).await,
-        None => rc.prefixes(report).await,
+        Some(unit) => rc.ranges(unit, report).await?,
+        None => rc.prefixes(report).await?,
     }
+    // A range the source holds no row of still leaves the (new, empty) sink table.
+    if !dry {
+        rc.sides.sink.ensure_table().await?;
+    }
+    Ok(())
 }
 
 /// Most buckets one query lists.

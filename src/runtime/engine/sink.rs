@@ -243,6 +243,12 @@ impl<'a> SinkIo<'a> {
         Ok(())
     }
 
+    /// Whether the sink is a database table that does not exist yet (a plan, or a run that
+    /// has not written): reading it would fail, and it holds no row.
+    pub fn table_missing(&self) -> bool {
+        self.dialect().is_some() && !self.table.exists()
+    }
+
     /// Whether the sink table's column `name` is declared NOT NULL (known after
     /// [`SinkIo::prepare`]).
     pub fn never_null(&self, name: &str) -> bool {
