@@ -578,11 +578,13 @@ pub fn row_hash(d: &dyn Dialect, cols: &[HashCol]) -> Expr {
 // ---------------------------------------------------------------------------------------
 // Block aggregates.
 
-/// The exact sum of the row hashes `h` of a block, as decimal TEXT (`0` for no rows), so
-/// that every dialect reads it back identically as a string.
+/// The exact sum of the row hashes `h` of a block (`0` for no rows), read back as a
+/// decimal of scale 0 on every dialect.
 ///
-/// PostgreSQL and MySQL sum `BIGINT` into exact decimals; ClickHouse would wrap `Int64`, so
-/// it sums `toDecimal128(h, 0)`.
+/// PostgreSQL and MySQL sum `BIGINT` into exact decimals, given as text; ClickHouse would
+/// wrap `Int64`, so it sums `toDecimal128(h, 0)`, given as the decimal itself: 18.16's
+/// `toString` of a `Decimal128` writes NUL bytes for some zero digits
+/// (`-1\0472…` for `-10472…`), while its text output of the value is right.
 pub fn block_sum(d: &dyn Dialect, h: Expr) -> Expr {
     let k = d.kind();
     match k {
@@ -592,10 +594,7 @@ pub fn block_sum(d: &dyn Dialect, h: Expr) -> Expr {
             cast(func("SUM", vec![h]), DataType::Char(None)),
             lit("0"),
         ),
-        DialectKind::Clickhouse => func(
-            "toString",
-            vec![func("sum", vec![func("toDecimal128", vec![h, num(0)])])],
-        ),
+        DialectKind::Clickhouse => func("sum", vec![func("toDecimal128", vec![h, num(0)])]),
     }
 }
 

@@ -1022,3 +1022,25 @@ async fn verified_facts_still_hold() {
         ]]
     );
 }
+
+/// A block sum whose decimal digits ClickHouse 18.16's `toString(Decimal128)` garbles
+/// (a NUL byte for the `0` of `-10472…`) reads back right from the generated expression,
+/// on the server here and on a current release.
+#[tokio::test(flavor = "multi_thread")]
+async fn clickhouse_block_sums_keep_every_digit() {
+    let d = &Clickhouse;
+    let sum = block_sum(d, Expr::Identifier(d.ident("h")));
+    // 113 × (−2^63 + 1) − 5009427628534067063 = −1047250467793123733254.
+    let sql = format!(
+        "SELECT {sum} FROM (SELECT toInt64(-9223372036854775807) AS h FROM system.numbers LIMIT 113 \
+         UNION ALL SELECT toInt64(-5009427628534067063) AS h)"
+    );
+    let expected = vec![vec![Some("-1047250467793123733254".to_string())]];
+    let ch = support::clickhouse().await;
+    assert_eq!(ch.rows(&sql).await, expected, "{sql}");
+    let out = support::chdb(&[ChdbStatement {
+        sql: sql.clone(),
+        params: vec![],
+    }]);
+    assert_eq!(out[0], expected, "{sql}");
+}
