@@ -44,6 +44,33 @@ pub fn retryable_error(e: &reqwest::Error) -> bool {
     e.is_timeout() || e.is_connect() || e.is_request() || e.is_body()
 }
 
+/// The redirect policy of every HTTP client (webhooks, lookups, ClickHouse): none is
+/// followed. A redirect would carry the store's headers (API keys) and query string to
+/// another host, and a POST followed as a GET would drop its rows while the run reported
+/// them written; a 3xx answer is an error that says where it pointed.
+pub fn no_redirects() -> reqwest::redirect::Policy {
+    reqwest::redirect::Policy::none()
+}
+
+/// The message for a redirect answer `resp` (`None` for any other status): its status and
+/// target (resolved against the request URL, without credentials or query string).
+pub fn redirect_text(resp: &reqwest::Response) -> Option<String> {
+    let status = resp.status();
+    if !status.is_redirection() {
+        return None;
+    }
+    let target = resp
+        .headers()
+        .get(reqwest::header::LOCATION)
+        .and_then(|l| l.to_str().ok())
+        .and_then(|l| resp.url().join(l).ok())
+        .map(|u| format!(" to {}", redact_url(&u)))
+        .unwrap_or_default();
+    Some(format!(
+        "HTTP {status}{target}: redirects are not followed (they would carry the store's headers, and a POST's rows, to another address); set the store's URL to the final address"
+    ))
+}
+
 /// A URL for messages: scheme, host, port and path, without credentials or query string
 /// (which may carry API keys).
 pub fn redact_url(url: &reqwest::Url) -> String {

@@ -8,7 +8,8 @@
 use super::enrich::http::header_map;
 use super::enrich::{timeout_of, DEFAULT_RETRIES, DEFAULT_TIMEOUT};
 use super::retry::{
-    body_excerpt, error_text, redact_url, retryable_error, retryable_status, RetryPolicy,
+    body_excerpt, error_text, no_redirects, redact_url, redirect_text, retryable_error,
+    retryable_status, RetryPolicy,
 };
 use super::transform::row_to_json;
 use super::urls::join_path;
@@ -94,6 +95,7 @@ impl WebhookSink {
             .collect();
         let timeout = timeout_of(raw.timeout.as_ref().map(|t| t.value), DEFAULT_TIMEOUT);
         let client = reqwest::Client::builder()
+            .redirect(no_redirects())
             .default_headers(header_map(&store, &headers)?)
             .timeout(timeout)
             .connect_timeout(timeout)
@@ -178,6 +180,9 @@ impl WebhookSink {
                         status: resp.status().as_u16(),
                         attempts: attempt + 1,
                     })
+                }
+                Ok(resp) if resp.status().is_redirection() => {
+                    (false, redirect_text(&resp).unwrap_or_default())
                 }
                 Ok(resp) => {
                     let status = resp.status();

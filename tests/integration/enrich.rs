@@ -152,6 +152,8 @@ struct Reply {
     status: u16,
     body: String,
     delay: Duration,
+    /// A `Location` header.
+    location: Option<String>,
 }
 
 impl Reply {
@@ -160,6 +162,7 @@ impl Reply {
             status: 200,
             body: body.into(),
             delay: Duration::ZERO,
+            location: None,
         }
     }
     fn status(status: u16) -> Reply {
@@ -167,6 +170,14 @@ impl Reply {
             status,
             body: String::new(),
             delay: Duration::ZERO,
+            location: None,
+        }
+    }
+    /// A redirect to `to`.
+    fn redirect(status: u16, to: &str) -> Reply {
+        Reply {
+            location: Some(to.to_string()),
+            ..Reply::status(status)
         }
     }
     fn after(mut self, delay: Duration) -> Reply {
@@ -244,9 +255,13 @@ impl TestServer {
                         let reply = respond(&s, n);
                         tokio::time::sleep(reply.delay).await;
                         in_flight.fetch_sub(1, Ordering::SeqCst);
-                        let resp = Response::builder()
+                        let mut resp = Response::builder()
                             .status(reply.status)
-                            .header("content-type", "application/json")
+                            .header("content-type", "application/json");
+                        if let Some(l) = &reply.location {
+                            resp = resp.header("location", l);
+                        }
+                        let resp = resp
                             .body(http_body_util::Full::new(Bytes::from(reply.body)))
                             .unwrap();
                         Ok::<_, Infallible>(resp)
@@ -1256,6 +1271,39 @@ async fn webhook_retries_5xx_with_the_same_key_and_fails_on_4xx() {
     assert!(!msg.contains("k3y-value"), "{msg}");
 }
 
+/// A redirect is an error, not followed: following it would carry the store's headers to
+/// another host, and a POST answered by a 301/302/303 would be re-sent as a GET without
+/// its rows while the batch counted as written.
+#[tokio::test]
+async fn webhook_and_lookup_redirects_are_errors_and_not_followed() {
+    let elsewhere = TestServer::start(|_, _| Reply::ok("{\"city\": \"x\"}")).await;
+    let to = format!("{}/evil?token=t", elsewhere.base);
+    for status in [301, 302, 307, 308] {
+        let to2 = to.clone();
+        let server = TestServer::start(move |_, _| Reply::redirect(status, &to2)).await;
+        let (p, cfg) = compile(&webhook_config(&server.base));
+        let sink = WebhookSink::new(&p, &cfg).unwrap();
+        let msg = sink
+            .send_batch(&webhook_rows(2))
+            .await
+            .unwrap_err()
+            .to_string();
+        assert!(msg.contains(&format!("HTTP {status}")), "{msg}");
+        assert!(
+            msg.contains(&format!("to {}/evil", elsewhere.base)) && !msg.contains("token=t"),
+            "{msg}"
+        );
+        assert_eq!(server.seen().len(), 1, "a redirect is not retried");
+
+        let (p, cfg) = compile(&http_config(&server.base, "", ""));
+        let e = Enricher::connect(&p, &cfg).await.unwrap();
+        let mut rows = zip_rows(&["10115"]);
+        let msg = e.run(&mut rows).await.unwrap_err().to_string();
+        assert!(msg.contains(&format!("HTTP {status}")), "{msg}");
+    }
+    assert!(elsewhere.seen().is_empty(), "{:#?}", elsewhere.seen());
+}
+
 /// A `base_url` with a query string (a token) keeps it: `url_path` goes into the path.
 #[tokio::test]
 async fn webhook_base_url_with_a_query_string_keeps_it() {
@@ -1714,6 +1762,7 @@ async fn webhook_4xx_errors_show_the_answer_and_name_the_pipeline_once() {
             "z".repeat(400)
         ),
         delay: Duration::ZERO,
+        location: None,
     })
     .await;
     let src = unique("hook_422");

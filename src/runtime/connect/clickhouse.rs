@@ -151,6 +151,7 @@ impl ChConn {
     pub async fn connect(s: &ConnSettings, session: &[String]) -> Result<ChConn, RuntimeError> {
         let ctx = ErrCtx::new(s);
         let mut builder = reqwest::Client::builder()
+            .redirect(crate::runtime::retry::no_redirects())
             .connect_timeout(Duration::from_secs(10))
             .pool_max_idle_per_host(2);
         let scheme = if s.tls.required() {

@@ -10,7 +10,8 @@ use super::{
 use crate::config::raw::RawExternalStore;
 use crate::expr::Value;
 use crate::runtime::retry::{
-    error_text, redact_url, retryable_error, retryable_status, RetryPolicy,
+    error_text, no_redirects, redact_url, redirect_text, retryable_error, retryable_status,
+    RetryPolicy,
 };
 use crate::runtime::urls::{join_path, same_origin};
 use crate::runtime::RuntimeError;
@@ -80,6 +81,7 @@ impl HttpLookup {
             .collect();
         let timeout = timeout_of(raw.timeout.as_ref().map(|t| t.value), DEFAULT_TIMEOUT);
         let client = reqwest::Client::builder()
+            .redirect(no_redirects())
             .default_headers(header_map(&store, &headers)?)
             .timeout(timeout)
             .connect_timeout(timeout)
@@ -171,6 +173,8 @@ impl HttpLookup {
                                 Ok(body) => Ok(parse_body(&body)),
                                 Err(e) => Err((retryable_error(&e), error_text(e))),
                             }
+                        } else if let Some(m) = redirect_text(&resp) {
+                            Err((false, m))
                         } else {
                             Err((retryable_status(status.as_u16()), format!("HTTP {status}")))
                         }
