@@ -4,9 +4,10 @@
 //! wire encoding of [`crate::runtime::transform::value_to_json`]) on the sink's `subject`,
 //! else the datastore's. With a JetStream `stream` configured, messages go through
 //! JetStream and every publish ack is awaited (at most [`MAX_IN_FLIGHT`] outstanding);
-//! each carries a `Nats-Msg-Id` derived from the pipeline, subject and payload, so that a
-//! batch re-sent after a crash is dropped by the stream's duplicate window. Without a
-//! stream: core publish, then a flush.
+//! each carries a `Nats-Msg-Id` unique to the sink connection and the message's position
+//! in it. It is never derived from the row: the stream would then drop, within its
+//! duplicate window, identical rows and a row that changed back to an earlier value, while
+//! the run counted them as sent. Without a stream: core publish, then a flush.
 //!
 //! **Source** ([`NatsSource`]): consumes the datastore's `subject` in batches of the
 //! source's `batch_size`, until `max_msgs` messages, `total_timeout` since the start, or
@@ -195,6 +196,10 @@ pub struct NatsSink {
     subject: String,
     columns: Vec<String>,
     max_in_flight: usize,
+    /// Unique to this connection: the prefix of its message ids.
+    nonce: String,
+    /// Messages published so far: the suffix of the next message id.
+    sent: std::sync::atomic::AtomicU64,
 }
 
 impl std::fmt::Debug for NatsSink {
@@ -256,8 +261,10 @@ impl NatsSink {
             settings,
             client,
             js,
+            nonce: connection_nonce(&pipeline.name, &subject),
             subject,
             max_in_flight: MAX_IN_FLIGHT,
+            sent: std::sync::atomic::AtomicU64::new(0),
         })
     }
 
@@ -271,15 +278,12 @@ impl NatsSink {
         serde_json::to_vec(&row_to_json(&self.columns, row)).expect("JSON values always serialise")
     }
 
-    /// The JetStream message id of a payload: hex SHA-256 of pipeline, subject and payload.
-    pub fn message_id(&self, payload: &[u8]) -> String {
-        let mut h = Sha256::new();
-        h.update(self.pipeline.as_bytes());
-        h.update([0u8]);
-        h.update(self.subject.as_bytes());
-        h.update([0u8]);
-        h.update(payload);
-        hex::encode(h.finalize())
+    /// The JetStream message id of the next message: the connection's nonce and the
+    /// message's number in it. A publish sent again with the same id (a retry of the same
+    /// message) would be dropped as a duplicate; two rows never share one.
+    fn next_message_id(&self) -> String {
+        let n = self.sent.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        format!("{}-{n}", self.nonce)
     }
 
     /// Publish one message per row. Through JetStream, returns once every message is
@@ -295,7 +299,7 @@ impl NatsSink {
                         self.await_ack(f, &mut report).await?;
                     }
                     let payload = self.payload(row);
-                    let id = self.message_id(&payload);
+                    let id = self.next_message_id();
                     let f = js
                         .send_publish(
                             self.subject.clone(),
@@ -343,6 +347,23 @@ impl NatsSink {
         self.settings
             .err(format!("publish to `{}` failed: {e}", self.subject))
     }
+}
+
+/// A prefix no other sink connection shares: SHA-256 of the pipeline, the subject, the
+/// process id and the clock, in hex.
+fn connection_nonce(pipeline: &str, subject: &str) -> String {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_nanos();
+    let mut h = Sha256::new();
+    for part in [pipeline.as_bytes(), subject.as_bytes()] {
+        h.update(part);
+        h.update([0u8]);
+    }
+    h.update(std::process::id().to_le_bytes());
+    h.update(now.to_le_bytes());
+    hex::encode(&h.finalize()[..16])
 }
 
 enum Inbox {
