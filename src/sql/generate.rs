@@ -14,8 +14,9 @@
 //!   `recon.R.*.null_leaf_diff`, `recon.R.source.extract_null`), `recon.R.source.block_hash`,
 //!   `recon.R.sink.block_hash`, `recon.R.source.leaf_diff`, `recon.R.sink.leaf_diff`,
 //!   `recon.R.source.extract_range`;
-//!   for `timestamp`: `recon.R.sink.watermark`, `recon.R.source.extract_since`, and (with a
-//!   lookback, when both sides hash rows) the block-hash steps above for the lookback window.
+//!   for `timestamp`: `recon.R.sink.watermark`, `recon.R.source.extract_since`, and (when
+//!   both sides hash rows) the block-hash steps above for the lookback window and the
+//!   NULL-partition block, else `recon.R.source.extract_null`.
 
 use crate::ir::{MergeKind, Pipeline, ReconStrategy, Reconciliation, SinkHash, Store};
 use crate::sql::build;
@@ -107,7 +108,7 @@ fn source_steps(steps: &mut Steps, p: &Pipeline, d: &'static dyn Dialect) -> Res
         Side::Source,
         store,
         d,
-        "full sync: stream every source row, ordered by the key (or order column), in batch_size batches",
+        "full sync: stream every source row, ordered by the key (or order column; with a timestamp reconciliation, its column, then the key), in batch_size batches",
         vec![query(q)],
         b,
     );
@@ -457,29 +458,51 @@ fn recon_steps(
                 vec![query(q)],
                 b,
             );
+            if !compares_window {
+                let mut b = Binder::new();
+                let null =
+                    sqlparser::ast::Expr::IsNull(Box::new(source::column(d, &r.source_partition)));
+                let q = s.extract(&mut b, vec![null])?;
+                steps.push(id("source", "extract_null"), Side::Source, &p.source.store, d,
+                    "incremental run: stream the source rows whose partition column is NULL, which no watermark reaches, merged with the strategy (every run, as the lookback window is)",
+                    vec![query(q)], b);
+            }
         }
         if !compares_window {
             return Ok(());
         }
     }
 
-    if !timestamp && !recon::is_bucketed(r.kind) {
-        for (name, rd) in &sides {
-            if let Some((rd, side, store, d)) = rd {
-                let mut b = Binder::new();
-                let q = rd.range(&mut b, r)?;
-                steps.push(id(name, "range"), *side, store, *d,
-                    "at run start, unless start/end are given: min and max of the partition column (within the filters)",
-                    vec![query(q)], b);
+    if !recon::is_bucketed(r.kind) {
+        if !timestamp {
+            for (name, rd) in &sides {
+                if let Some((rd, side, store, d)) = rd {
+                    let mut b = Binder::new();
+                    let q = rd.range(&mut b, r)?;
+                    steps.push(id(name, "range"), *side, store, *d,
+                        "at run start, unless start/end are given: min and max of the partition column (within the filters)",
+                        vec![query(q)], b);
+                }
             }
         }
+        let purpose = if timestamp {
+            "incremental run, with the lookback window: (rows, hash) of the rows whose partition column is NULL, which no watermark reaches: compared as a block of their own on every run"
+        } else {
+            "with the range, when it is not bounded: (rows, hash) of the rows whose partition column is NULL, which no range block holds: compared as a block of their own"
+        };
         for (name, rd) in &sides {
             if let Some((rd, side, store, d)) = rd {
                 let mut b = Binder::new();
                 let q = rd.nulls(&mut b, r)?;
-                steps.push(id(name, "nulls"), *side, store, *d,
-                    "with the range, when it is not bounded: (rows, hash) of the rows whose partition column is NULL, which no range block holds: compared as a block of their own",
-                    vec![query(q)], b);
+                steps.push(
+                    id(name, "nulls"),
+                    *side,
+                    store,
+                    *d,
+                    purpose,
+                    vec![query(q)],
+                    b,
+                );
             }
         }
     }
@@ -525,7 +548,7 @@ fn recon_steps(
             );
         }
     }
-    if !timestamp && !recon::is_bucketed(r.kind) {
+    if !recon::is_bucketed(r.kind) {
         for (name, rd) in &sides {
             if let Some((rd, side, store, d)) = rd {
                 let mut b = Binder::new();
@@ -555,7 +578,7 @@ fn recon_steps(
             vec![query(q)],
             b,
         );
-        if !timestamp && !recon::is_bucketed(r.kind) {
+        if !recon::is_bucketed(r.kind) {
             let mut b = Binder::new();
             let null =
                 sqlparser::ast::Expr::IsNull(Box::new(source::column(d, &r.source_partition)));

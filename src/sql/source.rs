@@ -254,8 +254,32 @@ impl<'a> SourceCtx<'a> {
             .collect()
     }
 
-    /// The streaming order: the configured order column, else the key.
+    /// The streaming order: with a `timestamp` reconciliation, its partition column, then
+    /// the key; else the configured order column, else the key.
+    ///
+    /// A timestamp run resumes from the sink's newest partition value, so the rows must
+    /// reach the sink in that column's order: a run stopped part way (killed, or by a row
+    /// that does not fit) then leaves a sink whose newest row has every older row before
+    /// it, and the next run's watermark misses none. In key order, the rows after the stop
+    /// that are older than a written one would never be read again. Rows whose partition
+    /// value is NULL, which no watermark orders, are compared on every run instead.
     pub fn order(&self) -> Result<Vec<Expr>, SqlError> {
+        if let Some(r) = self
+            .p
+            .reconciliations
+            .iter()
+            .find(|r| r.strategy == crate::ir::ReconStrategy::Timestamp)
+        {
+            // The column itself, so that an index on it serves the order; no other
+            // side needs to match it.
+            let mut out = vec![column(self.d, &r.source_partition)];
+            out.extend(
+                self.keys()?
+                    .into_iter()
+                    .map(|(e, t, _)| self.d.order_key(e, t)),
+            );
+            return Ok(out);
+        }
         if let Some(c) = &self.p.source.meta.order_column {
             let dtype = self
                 .p

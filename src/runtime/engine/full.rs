@@ -197,6 +197,24 @@ pub async fn run_incremental(
         extra: vec![("watermark", after.unwrap_or(since))],
         delete_absent: false,
     };
+    // Without a window comparison (which compares them as a block of their own), the
+    // rows whose partition value is NULL, which no watermark reaches, are merged whole
+    // on every run, as the window is.
+    let nulls = format!("recon.{}.source.extract_null", r.name);
+    if ctx
+        .steps
+        .get(&format!("recon.{}.sink.nulls", r.name))
+        .is_none()
+        && ctx.steps.get(&nulls).is_some()
+    {
+        stream_into(ctx, ctx.source().await?, &mut sink, extract, report).await?;
+        let extract = Extract {
+            step: &nulls,
+            extra: vec![],
+            delete_absent: false,
+        };
+        return stream_into(ctx, src, &mut sink, extract, report).await;
+    }
     stream_into(ctx, src, &mut sink, extract, report).await
 }
 
