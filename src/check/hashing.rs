@@ -5,11 +5,18 @@
 //! canonical hash from their own columns. Otherwise the sink cannot recompute the source's
 //! hash and keeps it in `meta_columns.hash_column`, written at load time.
 
-use crate::ir::{FieldValue, HashInput, RowHash, Sink, SinkHash, Source, StoreKind};
+use crate::ir::{
+    Enrichment, FieldValue, HashInput, Lookup, RowHash, Sink, SinkHash, Source, StoreKind,
+};
 use crate::sql::DialectKind;
 
 /// Derive the row hash description of a pipeline.
-pub fn row_hash(src: &Source, sink: &Sink) -> RowHash {
+///
+/// The source side covers every source field a written value depends on: copies, the
+/// fields an expression or template reads, and the fields an enrichment's lookup is built
+/// from (its Redis key, HTTP path and parameters), so that a row whose lookup input
+/// changed is found changed and looked up again.
+pub fn row_hash(src: &Source, sink: &Sink, enrichments: &[Enrichment]) -> RowHash {
     let mut source = Vec::new();
     let mut sink_cols = Vec::new();
     let mut transformed = false;
@@ -42,13 +49,18 @@ pub fn row_hash(src: &Source, sink: &Sink) -> RowHash {
             }
             FieldValue::Expr(e) => {
                 transformed = true;
-                add_source_refs(src, &mut source, e.columns());
+                add_source_refs(src, &mut source, enrichments, e.columns());
             }
             FieldValue::Template(t) => {
                 transformed = true;
-                add_source_refs(src, &mut source, t.vars.clone());
+                add_source_refs(src, &mut source, enrichments, t.vars.clone());
             }
-            FieldValue::Enrichment { .. } => transformed = true,
+            FieldValue::Enrichment { name, .. } => {
+                transformed = true;
+                if let Some(e) = enrichments.iter().find(|e| &e.name == name) {
+                    add_source_refs(src, &mut source, &[], lookup_inputs(e));
+                }
+            }
         }
     }
     let seconds_precision = [&src.store.kind, &sink.store.kind]
@@ -67,8 +79,34 @@ pub fn row_hash(src: &Source, sink: &Sink) -> RowHash {
     }
 }
 
-fn add_source_refs(src: &Source, out: &mut Vec<HashInput>, names: Vec<String>) {
+/// The row names an enrichment's lookup reads.
+fn lookup_inputs(e: &Enrichment) -> Vec<String> {
+    match &e.lookup {
+        Lookup::Redis { key } => key.vars.clone(),
+        Lookup::Http { path, params } => path
+            .vars
+            .iter()
+            .chain(params.values().flat_map(|t| t.vars.iter()))
+            .cloned()
+            .collect(),
+    }
+}
+
+/// Adds the source fields among `names` to `out`; a name that is an enrichment's output
+/// adds the fields its lookup reads.
+fn add_source_refs(
+    src: &Source,
+    out: &mut Vec<HashInput>,
+    enrichments: &[Enrichment],
+    names: Vec<String>,
+) {
     for n in names {
+        if let Some(e) = enrichments.iter().find(|e| e.outputs.contains_key(&n)) {
+            if !src.fields.iter().any(|f| f.alias == n) {
+                add_source_refs(src, out, &[], lookup_inputs(e));
+                continue;
+            }
+        }
         if let Some(f) = src.fields.iter().find(|f| f.alias == n) {
             if !out.iter().any(|h| h.name == f.alias) {
                 out.push(HashInput {

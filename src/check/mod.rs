@@ -111,7 +111,7 @@ fn pipeline(
     let enrichments = enrich::enrichments(&p.enrichment, &source, stores, diags);
     let sink = sink::sink(raw_sink, stores, &mut source, &enrichments, diags)?;
     let key = sink::key_pairs(raw_sink, &sink, diags);
-    let row_hash = hashing::row_hash(&source, &sink);
+    let row_hash = hashing::row_hash(&source, &sink, &enrichments);
     let reconciliations = recon::reconciliations(p, &source, &sink, &row_hash, diags);
     let source_state = stores.state(p.sourcestate.as_ref(), diags);
     let sink_state = stores.state(p.sinkstate.as_ref(), diags);

@@ -691,3 +691,29 @@ pipelines:
     }
     ok(&text.replace("type: right", "type: left"));
 }
+
+/// The fields an enrichment's lookup is built from are in the source row hash, though no
+/// sink field copies them: a changed `zip` changes the row, which is then looked up again.
+#[test]
+fn lookup_inputs_are_in_the_source_row_hash() {
+    let text = include_str!("../../examples/enrichment.yaml").replace(
+        r#"        - {column: greeting, dtype: str, source_column: "TMPL(Hello {{ name|upper }} from {{ zip }})"}
+"#,
+        "",
+    );
+    let text = text.replace(
+        r#"key_template: "customer:{{ id }}:segment""#,
+        r#"key_template: "customer:{{ code }}:segment""#,
+    );
+    let text = text.replace(
+        "        - {column: c.zip, dtype: str, alias: zip}\n",
+        "        - {column: c.zip, dtype: str, alias: zip}\n        - {column: c.code, dtype: str, alias: code}\n        - {column: c.unused, dtype: str, alias: unused}\n",
+    );
+    assert!(!text.contains("greeting"));
+    let fe = ok(&text);
+    let p = &fe.checked.program.pipelines[0];
+    let names: Vec<&str> = p.row_hash.source.iter().map(|h| h.name.as_str()).collect();
+    assert!(names.contains(&"zip"), "{names:?}");
+    assert!(names.contains(&"code"), "{names:?}");
+    assert!(!names.contains(&"unused"), "{names:?}");
+}

@@ -1854,3 +1854,76 @@ async fn nats_messages_carry_nan_and_infinity_as_strings() {
         );
     }
 }
+
+/// A row whose lookup input changed (the `zip` an HTTP path is built from, copied to no
+/// sink column) is found by reconciliation and looked up again.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_changed_lookup_input_is_drift_and_is_looked_up_again() {
+    let server = TestServer::start(|seen, _| Reply::ok(city_of(&seen.uri))).await;
+    let c = crate::support::pg().await;
+    let (src, sink) = (unique("lk_src"), unique("lk_sink"));
+    c.batch_execute(&format!(
+        "CREATE TABLE {src} (id bigint PRIMARY KEY, name text, zip text);
+         INSERT INTO {src} SELECT g, 'n' || g, '1000' || g FROM generate_series(1, 5) g;"
+    ))
+    .await
+    .unwrap();
+    let yaml = format!(
+        r#"
+datastores:
+  - {{name: pg, type: postgres, host: 127.0.0.1, username: postgres, database: test}}
+externalstores:
+  - {{name: geo, type: http, url: "{base}/api", retries: 0}}
+pipelines:
+  - name: lk
+    source:
+      datastore: pg
+      table: {src}
+      fields: [{{column: id, dtype: int}}, {{column: name, dtype: str}}, {{column: zip, dtype: str}}]
+    sink:
+      datastore: pg
+      table: {sink}
+      unique_key: [id]
+      fields:
+        - {{column: id, source_column: id}}
+        - {{column: name, source_column: name}}
+        - {{column: city, dtype: str, source: geo, source_column: city}}
+      meta_columns: {{hash_column: _h}}
+    enrichment:
+      - {{externalstore: geo, name: geo, type: http, path: "TMPL(/zip/{{{{ zip }}}})", output: 'lambda v: {{"city": json_get(v, "city")}}'}}
+    reconciliation:
+      - {{name: by_id, partition_column: id}}
+"#,
+        base = server.base
+    );
+    let path = std::env::temp_dir().join(format!("{src}.yaml"));
+    std::fs::write(&path, yaml).unwrap();
+    let run = |args: &[&str]| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_synctool"))
+            .arg("-c")
+            .arg(&path)
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    let o = run(&["apply"]);
+    assert_eq!(o.status.code(), Some(0), "{o:?}");
+    c.batch_execute(&format!("UPDATE {src} SET zip = '99999' WHERE id = 1"))
+        .await
+        .unwrap();
+    let o = run(&["plan", "--exit-code"]);
+    assert_eq!(o.status.code(), Some(3), "the changed zip is drift: {o:?}");
+    let o = run(&["apply"]);
+    assert_eq!(o.status.code(), Some(0), "{o:?}");
+    let city: String = c
+        .query_one(&format!("SELECT city FROM {sink} WHERE id = 1"), &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(city, "city-99999");
+    let o = run(&["plan", "--exit-code"]);
+    assert_eq!(o.status.code(), Some(0), "{o:?}");
+    c.batch_execute(&format!("DROP TABLE {src}; DROP TABLE {sink}"))
+        .await
+        .unwrap();
+}
