@@ -70,6 +70,7 @@ pub fn check(raw: &RawConfig, only: &[String]) -> Result<Checked, Vec<Diagnostic
             diags.push(d);
         }
     }
+    shared_consumers(raw, &mut diags);
     let mut pipelines = Vec::new();
     for p in &raw.pipelines {
         if !only.is_empty() && !only.contains(&p.name.value) {
@@ -86,6 +87,41 @@ pub fn check(raw: &RawConfig, only: &[String]) -> Result<Checked, Vec<Diagnostic
         program: Program { pipelines },
         warnings: diags.list,
     })
+}
+
+/// Two pipelines reading one NATS datastore with a `durable` consumer or a `queue` group
+/// would split its messages between them, each sink getting part: refused.
+fn shared_consumers(raw: &RawConfig, diags: &mut Diags) {
+    let mut seen: Vec<(&str, &str)> = Vec::new();
+    for p in &raw.pipelines {
+        let Some(src) = &p.source else { continue };
+        let Some(d) = raw
+            .datastores
+            .iter()
+            .find(|d| d.name.value == src.datastore.value)
+        else {
+            continue;
+        };
+        if !d.kind.value.eq_ignore_ascii_case("nats") {
+            continue;
+        }
+        let shared = match (&d.stream, &d.durable, &d.queue) {
+            (Some(_), Some(durable), _) => format!("durable consumer `{}`", durable.value),
+            (None, _, Some(q)) => format!("queue group `{}`", q.value),
+            _ => continue,
+        };
+        match seen.iter().find(|(ds, _)| *ds == d.name.value) {
+            Some((_, first)) => diags.push(
+                src.datastore
+                    .error(format!(
+                        "pipelines `{first}` and `{}` both read NATS datastore `{}` through its {shared}, which would split the messages between them",
+                        p.name.value, d.name.value
+                    ))
+                    .with_help("give each pipeline its own datastore entry with its own `durable` (or `queue`) name"),
+            ),
+            None => seen.push((&d.name.value, &p.name.value)),
+        }
+    }
 }
 
 fn pipeline(

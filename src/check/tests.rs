@@ -717,3 +717,22 @@ fn lookup_inputs_are_in_the_source_row_hash() {
     assert!(names.contains(&"code"), "{names:?}");
     assert!(!names.contains(&"unused"), "{names:?}");
 }
+
+/// Two pipelines on one durable consumer would each get part of the messages.
+#[test]
+fn two_pipelines_cannot_share_a_durable_consumer() {
+    let second = NATS_SOURCE
+        .split("pipelines:\n")
+        .nth(1)
+        .unwrap()
+        .replace("name: from_bus", "name: from_bus_too")
+        .replace("table: orders", "table: orders2");
+    let f = fail(&format!("{NATS_SOURCE}{second}"));
+    let d = &f.diagnostics[0];
+    assert!(
+        d.message.contains("pipelines `from_bus` and `from_bus_too` both read NATS datastore `bus` through its durable consumer `sync`"),
+        "{}",
+        d.message
+    );
+    assert_eq!(d.path.as_deref(), Some("pipelines[1].source.datastore"));
+}

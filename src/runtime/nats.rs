@@ -349,6 +349,27 @@ impl NatsSink {
     }
 }
 
+/// An existing durable consumer keeps its own subject filter: reading it under another
+/// configured subject would skip that subject silently, so it is an error.
+fn same_subject(
+    settings: &NatsSettings,
+    stream: &str,
+    subject: &str,
+    info: &jetstream::consumer::Info,
+) -> Result<(), RuntimeError> {
+    if info.config.filter_subject == subject {
+        return Ok(());
+    }
+    let had = match info.config.filter_subject.as_str() {
+        "" => "every subject of the stream".to_string(),
+        f => format!("subject `{f}`"),
+    };
+    Err(settings.err(format!(
+        "the durable consumer `{}` on stream `{stream}` reads {had}, not the configured `{subject}`; delete the consumer (its position is then lost) or give this subject another `durable` name",
+        settings.durable.as_deref().unwrap_or_default()
+    )))
+}
+
 /// A prefix no other sink connection shares: SHA-256 of the pipeline, the subject, the
 /// process id and the clock, in hex.
 fn connection_nonce(pipeline: &str, subject: &str) -> String {
@@ -521,6 +542,7 @@ impl NatsSource {
                 let info = consumer.info().await.map_err(|e| {
                     settings.err(format!("JetStream consumer on `{stream_name}`: {e}"))
                 })?;
+                same_subject(&settings, stream_name, &subject, &info)?;
                 let allowed = info.config.max_ack_pending;
                 if allowed <= 0 || allowed > batch {
                     tracing::warn!(
@@ -606,7 +628,10 @@ impl NatsSource {
             None => None,
         };
         let n = match existing {
-            Some(info) => info.num_pending + info.num_ack_pending as u64,
+            Some(info) => {
+                same_subject(&settings, stream_name, subject, &info)?;
+                info.num_pending + info.num_ack_pending as u64
+            }
             None => {
                 let mut subjects = stream
                     .info_with_subjects(subject)

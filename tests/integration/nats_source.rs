@@ -566,3 +566,35 @@ async fn a_nats_message_without_its_key_is_named_by_its_sequence() {
         .unwrap();
     js.delete_stream(&n.stream).await.unwrap();
 }
+
+/// A durable consumer made for one subject is not read under another: the run (and the
+/// plan) stop with an error naming both, instead of reading the old subject and skipping
+/// the configured one.
+#[tokio::test]
+async fn a_durable_consumer_of_another_subject_is_refused() {
+    let n = names("nats_subj");
+    let js = stream(&n.stream, &format!("{}.*", n.subject)).await;
+    let (old, new) = (format!("{}.old", n.subject), format!("{}.new", n.subject));
+    publish(&js, &old, &[message(1)]).await;
+    let cfg = write_config(&config(&old, &n.stream, &n.durable, "pg", &n.table, ""));
+    assert_eq!(run_ok(&cfg, &["apply"]), (1, 1));
+    publish(&js, &new, &[message(2)]).await;
+    let cfg = write_config(&config(&new, &n.stream, &n.durable, "pg", &n.table, ""));
+    for args in [&["apply"][..], &["plan"][..]] {
+        let o = synctool(&cfg, args);
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(o.status.code(), Some(1), "{args:?}: {err}");
+        assert!(
+            err.contains(&format!(
+                "the durable consumer `{}` on stream `{}` reads subject `{old}`, not the configured `{new}`",
+                n.durable, n.stream
+            )),
+            "{err}"
+        );
+    }
+    let c = pg().await;
+    c.batch_execute(&format!("DROP TABLE {}", n.table))
+        .await
+        .unwrap();
+    js.delete_stream(&n.stream).await.unwrap();
+}
