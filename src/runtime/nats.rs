@@ -542,7 +542,7 @@ impl NatsSource {
                 let info = consumer.info().await.map_err(|e| {
                     settings.err(format!("JetStream consumer on `{stream_name}`: {e}"))
                 })?;
-                same_subject(&settings, stream_name, &subject, &info)?;
+                same_subject(&settings, stream_name, &subject, info)?;
                 let allowed = info.config.max_ack_pending;
                 if allowed <= 0 || allowed > batch {
                     tracing::warn!(
