@@ -5,7 +5,7 @@ use super::Diags;
 use crate::config::raw::{RawConfig, RawDatastore, RawState, RawTable};
 use crate::config::{Spanned, TlsMode};
 use crate::diag::{did_you_mean, Diagnostic};
-use crate::ir::{ExternalKind, ExternalStore, StateTable, Store, StoreKind, TableName};
+use crate::ir::{ExternalKind, ExternalStore, StateTable, Store, StoreKind, TableName, Target};
 use crate::sql::DialectKind;
 
 /// Every store of the config, by name.
@@ -83,6 +83,11 @@ impl Stores {
             out.datastores.push(Store {
                 name: d.name.value.clone(),
                 kind,
+                target: Target {
+                    url: d.base_url.as_ref().map(|u| shown_url(&u.value)),
+                    subject: d.subject.as_ref().map(|s| s.value.clone()),
+                    stream: d.stream.as_ref().map(|s| s.value.clone()),
+                },
             });
         }
         for e in &raw.externalstores {
@@ -277,5 +282,20 @@ fn check_tls(d: &RawDatastore, diags: &mut Diags) {
                 .with_help("give the client certificate as `sslcert`"),
         ),
         _ => {}
+    }
+}
+
+/// A URL as `compile` shows it: without user, password, query string or fragment, which
+/// may carry tokens; `(not a URL)` when it does not parse (its text could hold one too).
+fn shown_url(text: &str) -> String {
+    match reqwest::Url::parse(text) {
+        Ok(mut u) => {
+            let _ = u.set_username("");
+            let _ = u.set_password(None);
+            u.set_query(None);
+            u.set_fragment(None);
+            u.to_string()
+        }
+        Err(_) => "(not a URL)".to_string(),
     }
 }

@@ -736,3 +736,28 @@ fn two_pipelines_cannot_share_a_durable_consumer() {
     );
     assert_eq!(d.path.as_deref(), Some("pipelines[1].source.datastore"));
 }
+
+/// `compile` shows where a webhook posts, without the base URL's credentials or token.
+#[test]
+fn a_webhook_target_is_shown_without_its_secrets() {
+    let text = r#"
+datastores:
+  - {name: pg, type: postgres, host: 127.0.0.1, username: u, database: d}
+  - {name: hooks, type: webhook, base_url: "https://user:PwSecret@hooks.example.com/api?token=TokSecret"}
+pipelines:
+  - name: to_hook
+    source:
+      datastore: pg
+      table: t
+      fields: [{column: id, dtype: int}]
+    sink:
+      datastore: hooks
+      url_path: v1/rows
+"#;
+    let fe = ok(text);
+    let p = &fe.checked.program.pipelines[0];
+    assert_eq!(
+        crate::plan::sink_target(p).as_deref(),
+        Some("POST https://hooks.example.com/api/v1/rows")
+    );
+}

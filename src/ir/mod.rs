@@ -58,6 +58,20 @@ pub struct Store {
     pub name: String,
     /// Its type.
     pub kind: StoreKind,
+    /// Where a webhook or NATS datastore sends, for review (no secret): the webhook's
+    /// `base_url` without credentials or query string; the NATS `subject` and `stream`.
+    pub target: Target,
+}
+
+/// The destination settings of a webhook or NATS datastore that `compile` shows.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Target {
+    /// Webhook: scheme, host, port and path of `base_url`.
+    pub url: Option<String>,
+    /// NATS: the datastore's `subject`.
+    pub subject: Option<String>,
+    /// NATS: the JetStream `stream`.
+    pub stream: Option<String>,
 }
 
 /// A possibly schema-qualified table name.

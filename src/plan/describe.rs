@@ -116,7 +116,7 @@ pub fn describe(p: &Pipeline) -> Vec<String> {
             k.unique_key.join(", "),
         )
     } else {
-        String::new()
+        sink_target(p).map(|t| format!(" {t}")).unwrap_or_default()
     };
     out.push(format!(
         "sink: {} ({}){how}, batch {} rows",
@@ -216,4 +216,34 @@ pub fn describe(p: &Pipeline) -> Vec<String> {
         ));
     }
     out
+}
+
+/// Where a webhook or NATS sink sends, for review: `POST <url>` (the base URL without
+/// credentials or query string, joined with `url_path`) or `subject S (JetStream stream T)`.
+pub fn sink_target(p: &Pipeline) -> Option<String> {
+    let k = &p.sink;
+    let t = &k.store.target;
+    match k.store.kind {
+        crate::ir::StoreKind::Webhook => {
+            let base = t.url.as_deref()?;
+            let path = k.url_path.as_deref().unwrap_or("");
+            Some(format!(
+                "POST {}{}",
+                base.trim_end_matches('/'),
+                if path.is_empty() || path.starts_with('/') {
+                    path.to_string()
+                } else {
+                    format!("/{path}")
+                }
+            ))
+        }
+        crate::ir::StoreKind::Nats => {
+            let subject = k.subject.as_deref().or(t.subject.as_deref())?;
+            Some(match &t.stream {
+                Some(st) => format!("subject {subject} (JetStream stream {st})"),
+                None => format!("subject {subject}"),
+            })
+        }
+        crate::ir::StoreKind::Sql(_) => None,
+    }
 }

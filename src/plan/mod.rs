@@ -7,6 +7,7 @@
 mod describe;
 mod render;
 
+pub use describe::sink_target;
 pub use render::{render_json, render_sql, render_text};
 
 use crate::ir::{Pipeline, Program};

@@ -115,7 +115,8 @@ pub fn render_json(plan: &Plan) -> Value {
                 "sink": {
                     "datastore": p.ir.sink.store.name,
                     "dialect": dialect_of_store(&p.ir.sink.store.kind),
-                    "table": table(&p.ir.sink.table),
+                    "table": p.ir.sink.store.kind.dialect().map(|_| table(&p.ir.sink.table)),
+                    "target": crate::plan::describe::sink_target(&p.ir),
                 },
                 "description": p.description,
                 "steps": steps,

@@ -9,6 +9,7 @@ pub fn store(name: &str, d: DialectKind) -> Store {
     Store {
         name: name.into(),
         kind: StoreKind::Sql(d),
+        target: Default::default(),
     }
 }
 
