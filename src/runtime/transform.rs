@@ -454,10 +454,29 @@ pub fn row_from_json(
             .or_else(|| obj.get(alias))
             .cloned()
             .unwrap_or(serde_json::Value::Null);
+        if let (Dtype::Decimal { .. }, serde_json::Value::Number(n)) = (dtype, &j) {
+            if !n.is_i64() && !n.is_u64() && !n.as_f64().is_some_and(float_is_exact) {
+                return Err((
+                    key.clone(),
+                    format!("the JSON number {n} may have lost digits: JSON numbers are read as 64-bit floats, which hold 15 significant digits exactly; send the decimal as a string (\"123.45\")"),
+                ));
+            }
+        }
         let v = coerce_exact(Value::from_json(j), *dtype).map_err(|m| (key.clone(), m))?;
         row.insert(alias.clone(), v);
     }
     Ok(row)
+}
+
+/// Whether a float read from a JSON number is that number's text exactly: true when its
+/// shortest form has at most 15 significant digits (every such decimal text survives the
+/// trip through a 64-bit float). A longer one, such as `12345678901234567.89` read as
+/// `12345678901234568`, may not be what the message said.
+fn float_is_exact(f: f64) -> bool {
+    let text = format!("{}", f.abs());
+    let digits: String = text.chars().filter(char::is_ascii_digit).collect();
+    let significant = digits.trim_start_matches('0').trim_end_matches('0');
+    f.is_finite() && significant.len() <= 15
 }
 
 #[cfg(test)]
@@ -496,6 +515,43 @@ mod tests {
         assert_eq!(back["c"], Value::Float(f64::NEG_INFINITY));
         assert_eq!(back["d"], Value::Float(1.5));
         assert_eq!(back["e"], Value::Null);
+    }
+
+    /// A decimal sent as a JSON number with more digits than a float holds is refused,
+    /// not stored with digits changed; a string, an integer or a short number is exact.
+    #[test]
+    fn long_json_numbers_into_decimals_are_refused() {
+        let d = Dtype::Decimal {
+            precision: 30,
+            scale: 2,
+        };
+        let fields = vec![("amt".to_string(), "amt".to_string(), d)];
+        let read = |text: &str| {
+            let obj: serde_json::Map<String, serde_json::Value> =
+                serde_json::from_str(text).unwrap();
+            row_from_json(&obj, &fields).map(|r| r["amt"].to_text())
+        };
+        for bad in [
+            r#"{"amt": 12345678901234567.89}"#,
+            r#"{"amt": 123456789012345678901234.56}"#,
+        ] {
+            let (key, msg) = read(bad).unwrap_err();
+            assert_eq!(key, "amt");
+            assert!(msg.contains("send the decimal as a string"), "{msg}");
+        }
+        assert_eq!(
+            read(r#"{"amt": "12345678901234567.89"}"#).unwrap(),
+            "12345678901234567.89"
+        );
+        assert_eq!(
+            read(r#"{"amt": 1234567890123.45}"#).unwrap(),
+            "1234567890123.45"
+        );
+        assert_eq!(
+            read(r#"{"amt": 9007199254740993}"#).unwrap(),
+            "9007199254740993"
+        );
+        assert_eq!(read(r#"{"amt": 0.1}"#).unwrap(), "0.1");
     }
 
     #[test]
