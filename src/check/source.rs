@@ -296,6 +296,20 @@ pub fn source(r: &RawSource, stores: &Stores, diags: &mut Diags) -> Option<Sourc
             .filter_map(|c| scope.column(c, diags))
             .collect(),
     };
+    let final_ = r.final_.as_ref().and_then(|f| {
+        if store.kind == StoreKind::Sql(DialectKind::Clickhouse) {
+            Some(f.value)
+        } else {
+            diags.push(
+                f.error("`final` applies to ClickHouse sources only")
+                    .with_label("not on this source")
+                    .with_help(
+                        "remove it: only ClickHouse has tables whose rows merge in the background",
+                    ),
+            );
+            None
+        }
+    });
     Some(Source {
         store,
         table,
@@ -309,6 +323,7 @@ pub fn source(r: &RawSource, stores: &Stores, diags: &mut Diags) -> Option<Sourc
             .map(|b| b.value)
             .unwrap_or(DEFAULT_BATCH_SIZE),
         meta,
+        final_,
     })
 }
 

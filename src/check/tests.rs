@@ -761,3 +761,21 @@ pipelines:
         Some("POST https://hooks.example.com/api/v1/rows")
     );
 }
+
+/// `final` is a ClickHouse reading mode: on another source it is an error at its line.
+#[test]
+fn final_is_for_clickhouse_sources_only() {
+    let text = NATS_SOURCE.replace(
+        "      datastore: bus\n",
+        "      datastore: bus\n      final: true\n",
+    );
+    let f = fail(&text);
+    let d = &f.diagnostics[0];
+    assert!(
+        d.message
+            .contains("`final` applies to ClickHouse sources only"),
+        "{}",
+        d.message
+    );
+    assert_eq!(d.path.as_deref(), Some("pipelines[0].source.final"));
+}

@@ -206,6 +206,8 @@ pub struct RawSource {
     pub fields: Vec<RawSourceField>,
     /// `meta_columns`
     pub meta: RawMeta,
+    /// `final` (ClickHouse: read the main table with `FINAL`)
+    pub final_: Option<Spanned<bool>>,
 }
 
 /// A join.
@@ -715,6 +717,7 @@ fn source(n: &Node, path: &str, ctx: &mut Ctx) -> Option<RawSource> {
         .filter_map(|(p, n)| source_field(n, &p, ctx))
         .collect();
     let meta = meta(&mut m, "meta_columns", ctx);
+    let final_ = m.bool("final", ctx);
     m.finish(
         &[
             "datastore",
@@ -726,6 +729,7 @@ fn source(n: &Node, path: &str, ctx: &mut Ctx) -> Option<RawSource> {
             "filters",
             "fields",
             "meta_columns",
+            "final",
         ],
         "the source",
         ctx,
@@ -739,6 +743,7 @@ fn source(n: &Node, path: &str, ctx: &mut Ctx) -> Option<RawSource> {
         filters,
         fields,
         meta,
+        final_,
     })
 }
 

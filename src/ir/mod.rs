@@ -183,6 +183,10 @@ pub struct Source {
     pub batch_size: u32,
     /// Resolved meta columns.
     pub meta: SourceMeta,
+    /// ClickHouse: `Some(true)` reads the main table with `FINAL` (merged rows of a
+    /// ReplacingMergeTree or CollapsingMergeTree), `Some(false)` reads its parts as they
+    /// are; `None` (unset) lets the runtime refuse a table whose engine merges rows.
+    pub final_: Option<bool>,
 }
 
 /// Meta columns of the source.

@@ -1,7 +1,7 @@
 //! The step list of a pipeline, in a fixed order.
 //!
 //! Step ids, in output order (each present only when it applies):
-//! - `source.session`, `source.extract`
+//! - `source.session`, (ClickHouse without `final`) `source.engine`, `source.extract`
 //! - `sink.session`, `sink.columns`, (PostgreSQL) `sink.enum_labels`, (PostgreSQL and
 //!   MySQL upserts) `sink.unique_indexes`, (ClickHouse) `sink.engine`, `sink.create`
 //! - `sink.stage`, `sink.stage_clear`, `sink.load`, `sink.load_direct` (upsert and delete_insert
@@ -101,6 +101,19 @@ fn source_steps(steps: &mut Steps, p: &Pipeline, d: &'static dyn Dialect) -> Res
     let store = &p.source.store;
     session(steps, "source.session", Side::Source, store, d);
     let s = SourceCtx::new(p, d);
+    if d.kind() == DialectKind::Clickhouse && p.source.final_.is_none() {
+        let mut b = Binder::new();
+        let q = s.engine_query(&mut b);
+        steps.push(
+            "source.engine".into(),
+            Side::Source,
+            store,
+            d,
+            "before reading, unless the source sets `final`: read the table's engine; one that merges rows in the background (Replacing, Collapsing, …MergeTree) is refused, as its parts hold older versions of rows",
+            vec![query(q)],
+            b,
+        );
+    }
     let mut b = Binder::new();
     let q = s.extract(&mut b, vec![])?;
     steps.push(

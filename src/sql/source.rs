@@ -158,13 +158,44 @@ impl<'a> SourceCtx<'a> {
     /// FROM the main table with its joins.
     pub fn from(&self) -> Result<TableWithJoins, SqlError> {
         let s = &self.p.source;
+        let mut relation = table_ref(self.d, &s.table);
+        if s.final_ == Some(true) {
+            if let sqlparser::ast::TableFactor::Table { version, .. } = &mut relation {
+                *version = Some(sqlparser::ast::TableVersion::Function(build::keyword(
+                    "FINAL",
+                )));
+            }
+        }
         Ok(TableWithJoins {
-            relation: table_ref(self.d, &s.table),
+            relation,
             joins: s
                 .joins
                 .iter()
                 .map(|j| join(self.d, self.p, j))
                 .collect::<Result<_, _>>()?,
+        })
+    }
+
+    /// ClickHouse: the engine of the main table (`system.tables.engine`), for a source that
+    /// leaves `final` unset: a table whose engine merges rows in the background is refused
+    /// then, as reading its parts as they are would give older versions of rows.
+    pub fn engine_query(&self, b: &mut Binder) -> sqlparser::ast::Query {
+        let db = match &self.p.source.table.table.schema {
+            Some(_) => b.bind("schema", Dtype::Str),
+            None => build::call("currentDatabase", vec![]),
+        };
+        build::select(SelectParts {
+            projection: vec![build::aliased(self.d, build::keyword("engine"), "engine")],
+            from: Some(build::from(build::table(
+                build::builtin_name(&["system", "tables"]),
+                None,
+                false,
+            ))),
+            selection: build::and_all(vec![
+                build::eq(build::keyword("database"), db),
+                build::eq(build::keyword("name"), b.bind("table", Dtype::Str)),
+            ]),
+            ..Default::default()
         })
     }
 

@@ -159,6 +159,7 @@ pub fn users_orders() -> Pipeline {
             pushed: vec![],
             batch_size: 100,
             meta: SourceMeta::default(),
+            final_: None,
         },
         sink: Sink {
             store: store("my", DialectKind::Mysql),

@@ -2107,3 +2107,66 @@ async fn an_upsert_into_a_table_without_a_unique_index_on_the_key_is_refused() {
     drop_my(&[&sink]).await;
     drop_pg(&c, &[&src, &sink]).await;
 }
+
+/// A ClickHouse source whose engine merges rows in the background (ReplacingMergeTree) is
+/// refused unless the source says how to read it; `final: true` reads the merged rows.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_replacing_clickhouse_source_needs_final() {
+    let ch = crate::support::clickhouse().await;
+    let c = pg().await;
+    let (src, sink) = (unique("chf_src"), unique("chf_sink"));
+    ch.exec(&format!(
+        "CREATE TABLE default.{src} (id Int64, name String, v UInt64) ENGINE = ReplacingMergeTree(v) ORDER BY id"
+    ))
+    .await;
+    // Two inserts, two parts: key 1 has an old and a new version until they merge.
+    ch.exec(&format!(
+        "INSERT INTO default.{src} VALUES (1, 'old', 1), (2, 'two', 1)"
+    ))
+    .await;
+    ch.exec(&format!("INSERT INTO default.{src} VALUES (1, 'new', 2)"))
+        .await;
+    let yaml = |final_: &str| {
+        format!(
+            r#"
+datastores:
+  - {PG}
+  - {{name: ch, type: clickhouse, host: 127.0.0.1, port: 8123, database: default}}
+pipelines:
+  - name: chf
+    source:
+      datastore: ch
+      table: {src}
+{final_}      fields: [{{column: id, dtype: int}}, {{column: name, dtype: str}}]
+    sink:
+      datastore: pg
+      table: {sink}
+      unique_key: [id]
+"#
+        )
+    };
+    let cfg = write_config(&yaml(""));
+    for cmd in ["plan", "apply"] {
+        let o = synctool(&cfg, &[cmd]);
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(o.status.code(), Some(1), "{cmd}: {err}");
+        assert!(
+            err.contains(&format!("source table `{src}` is a ReplacingMergeTree"))
+                && err.contains("set `final: true`"),
+            "{cmd}: {err}"
+        );
+    }
+    assert!(!pg_exists(&c, &sink).await, "nothing was written");
+    let cfg = write_config(&yaml("      final: true\n"));
+    json_run(&cfg, &["apply"], 0);
+    let rows: Vec<(i64, String)> = c
+        .query(&format!("SELECT id, name FROM {sink} ORDER BY id"), &[])
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| (r.get(0), r.get(1)))
+        .collect();
+    assert_eq!(rows, vec![(1, "new".to_string()), (2, "two".to_string())]);
+    ch.exec(&format!("DROP TABLE default.{src}")).await;
+    drop_pg(&c, &[&sink]).await;
+}

@@ -10,7 +10,7 @@ use super::progress::Progress;
 use super::recon::compare_window;
 use super::report::PipelineReport;
 use super::rows::{alias_rows, extract_columns, key_rows, to_sink_rows, Projection};
-use super::sink::{connect, SinkIo};
+use super::sink::{catalog_query, connect, SinkIo};
 use super::steps::{Binds, Steps};
 use super::RunOptions;
 use crate::config::raw::RawConfig;
@@ -72,9 +72,24 @@ impl<'a> Ctx<'a> {
         })
     }
 
-    /// A session on the source datastore.
+    /// A session on the source datastore. A ClickHouse source that leaves `final` unset
+    /// is refused when its table's engine merges rows in the background: its parts can
+    /// hold older versions of a row, which a read without `FINAL` would give too.
     pub async fn source(&self) -> Result<Conn, RuntimeError> {
-        connect(self.cfg, &self.p.source.store.name).await
+        let mut conn = connect(self.cfg, &self.p.source.store.name).await?;
+        if let Some(step) = self.steps.get("source.engine") {
+            let vals = step.values(&self.binds, &[])?;
+            let rows = catalog_query(&mut conn, step, &vals, &[Dtype::Str], true).await?;
+            if let Some(Value::Str(engine)) = rows.first().and_then(|r| r.first()) {
+                if merges_rows(engine.as_str()) {
+                    return Err(RuntimeError::Config(format!(
+                        "pipeline `{}`: source table `{}` is a {engine}, whose parts hold older versions of rows until ClickHouse merges them; set `final: true` on the source to read the merged rows (`FINAL`), or `final: false` to read the parts as they are",
+                        self.p.name, self.p.source.table.table.name
+                    )));
+                }
+            }
+        }
+        Ok(conn)
     }
 
     /// The pipeline's enrichment stores, connected; none for a plan, which writes nothing
@@ -317,4 +332,19 @@ pub async fn stream_into(
         report.rows_deleted += sink.delete_absent().await?;
     }
     Ok(())
+}
+
+/// Whether a ClickHouse table engine merges rows in the background, so that a read
+/// without `FINAL` can see several versions of one row.
+fn merges_rows(engine: &str) -> bool {
+    let e = engine.trim_start_matches("Replicated");
+    [
+        "ReplacingMergeTree",
+        "CollapsingMergeTree",
+        "VersionedCollapsingMergeTree",
+        "SummingMergeTree",
+        "AggregatingMergeTree",
+        "GraphiteMergeTree",
+    ]
+    .contains(&e)
 }

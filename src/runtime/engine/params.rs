@@ -99,6 +99,10 @@ pub fn base_binds(p: &Pipeline) -> Result<Binds, RuntimeError> {
         b.set(false, "schema", Value::Str(s.clone()));
     }
     b.set(false, "table", Value::Str(p.sink.table.name.clone()));
+    if let Some(s) = &p.source.table.table.schema {
+        b.set(true, "schema", Value::Str(s.clone()));
+    }
+    b.set(true, "table", Value::Str(p.source.table.table.name.clone()));
     Ok(b)
 }
 

@@ -353,18 +353,7 @@ impl<'a> SinkIo<'a> {
         let step = steps.need(id)?;
         let vals = step.values(self.binds, &[])?;
         let ch = self.dialect() == Some(DialectKind::Clickhouse);
-        let policy = RetryPolicy::new(5);
-        let mut attempt = 0;
-        loop {
-            match self.sql()?.query(step.stmt(0), &vals, out).await {
-                Err(e) if ch && attempt < policy.retries && e.to_string().contains("Code: 60,") => {
-                    tracing::debug!(step = id, error = %e, "a table was dropped while ClickHouse listed them; listing again");
-                    tokio::time::sleep(policy.backoff(attempt)).await;
-                    attempt += 1;
-                }
-                r => return r,
-            }
-        }
+        catalog_query(self.sql()?, step, &vals, out, ch).await
     }
 
     /// Polls `sink.mutations` until no mutation on the sink table is pending.
@@ -661,4 +650,28 @@ enum Load {
     Stage,
     /// The sink table itself (`sink.load_direct`).
     Direct,
+}
+
+/// Runs catalog step `step` on `conn`. On ClickHouse (`ch`), a listing of system tables
+/// that failed because a table of the database was dropped meanwhile (18.16's `Code: 60`,
+/// naming the other table) is asked again after a pause, up to five times.
+pub async fn catalog_query(
+    conn: &mut Conn,
+    step: &Prepared,
+    vals: &[Value],
+    out: &[Dtype],
+    ch: bool,
+) -> Result<Vec<Row>, RuntimeError> {
+    let policy = RetryPolicy::new(5);
+    let mut attempt = 0;
+    loop {
+        match conn.query(step.stmt(0), vals, out).await {
+            Err(e) if ch && attempt < policy.retries && e.to_string().contains("Code: 60,") => {
+                tracing::debug!(step = %step.step.id, error = %e, "a table was dropped while ClickHouse listed them; listing again");
+                tokio::time::sleep(policy.backoff(attempt)).await;
+                attempt += 1;
+            }
+            r => return r,
+        }
+    }
 }
