@@ -46,6 +46,9 @@ pub fn sink(
     };
     let merge = merge(r, &store.kind, diags);
     let mut fields: Vec<SinkField> = Vec::new();
+    // Sink fields that failed their own check (and said why): naming one as a key,
+    // filter or version column is not a second error.
+    let mut broken: Vec<&str> = Vec::new();
     for f in &r.fields {
         if fields.iter().any(|x| x.column == f.column.value) {
             diags.push(
@@ -54,8 +57,9 @@ pub fn sink(
             );
             continue;
         }
-        if let Some(sf) = field(f, src, enrichments, &store.kind, diags) {
-            fields.push(sf);
+        match field(f, src, enrichments, &store.kind, diags) {
+            Some(sf) => fields.push(sf),
+            None => broken.push(f.column.value.as_str()),
         }
     }
     if r.fields.is_empty() {
@@ -107,7 +111,7 @@ pub fn sink(
     for k in &r.unique_key {
         if column_names.contains(&k.value.as_str()) {
             unique_key.push(k.value.clone());
-        } else {
+        } else if !broken.contains(&k.value.as_str()) {
             diags.push(not_a_sink_column(k, &column_names, "unique key column"));
         }
     }
@@ -125,6 +129,9 @@ pub fn sink(
     for (i, f) in r.filters.iter().enumerate() {
         let name = f.column.value.trim().to_string();
         let Some(sf) = fields.iter().find(|x| x.column == name) else {
+            if broken.contains(&name.as_str()) {
+                continue;
+            }
             diags.push(not_a_sink_column(
                 &f.column,
                 &column_names,
@@ -189,7 +196,7 @@ pub fn sink(
             );
         }
         if let Some(v) = &m.version_column {
-            if !column_names.contains(&v.as_str()) {
+            if !column_names.contains(&v.as_str()) && !broken.contains(&v.as_str()) {
                 diags.push(
                     Diagnostic::error(format!("version column `{v}` is not a sink field"))
                         .at_path(format!("{}.merge_strategy.version_column", r.path))

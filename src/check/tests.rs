@@ -779,3 +779,22 @@ fn final_is_for_clickhouse_sources_only() {
     );
     assert_eq!(d.path.as_deref(), Some("pipelines[0].source.final"));
 }
+
+/// A sink field that fails its own check is one error: the unique key naming it is not
+/// reported again as "not a sink field".
+#[test]
+fn a_broken_key_field_is_reported_once() {
+    let text = NATS_SOURCE.replace(
+        "        - {column: id, source_column: id}\n",
+        "        - {column: id, source_column: idd}\n",
+    );
+    let f = fail(&text);
+    let errors: Vec<&str> = f
+        .diagnostics
+        .iter()
+        .filter(|d| d.is_error())
+        .map(|d| d.message.as_str())
+        .collect();
+    assert_eq!(errors.len(), 1, "{errors:?}");
+    assert!(errors[0].contains("`idd`"), "{errors:?}");
+}
