@@ -118,11 +118,20 @@ pub fn describe(p: &Pipeline) -> Vec<String> {
     } else {
         sink_target(p).map(|t| format!(" {t}")).unwrap_or_default()
     };
+    // A write never spans source batches: a larger sink batch_size is capped by the
+    // source's (a NATS source hands each batch over to be acknowledged once written).
+    let batch = if k.batch_size > p.source.batch_size {
+        format!(
+            "batch {} rows (sink batch_size {}, capped by the source's)",
+            p.source.batch_size, k.batch_size
+        )
+    } else {
+        format!("batch {} rows", k.batch_size)
+    };
     out.push(format!(
-        "sink: {} ({}){how}, batch {} rows",
+        "sink: {} ({}){how}, {batch}",
         k.store.name,
         k.store.kind.name(),
-        k.batch_size
     ));
     out.push("fields:".into());
     for f in &k.fields {
