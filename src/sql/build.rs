@@ -272,3 +272,18 @@ pub fn cast(e: Expr, ty: sqlparser::ast::DataType) -> Expr {
         format: None,
     }
 }
+
+/// ClickHouse: `SELECT engine AS engine FROM system.tables WHERE <preds>`, the engine of
+/// the table the predicates name (database and name).
+pub fn ch_engine_query(d: &dyn crate::sql::Dialect, preds: Vec<Expr>) -> Query {
+    select(SelectParts {
+        projection: vec![aliased(d, keyword("engine"), "engine")],
+        from: Some(from(table(
+            builtin_name(&["system", "tables"]),
+            None,
+            false,
+        ))),
+        selection: and_all(preds),
+        ..Default::default()
+    })
+}

@@ -473,9 +473,7 @@ fn recon_steps(
             );
             if !compares_window {
                 let mut b = Binder::new();
-                let null =
-                    sqlparser::ast::Expr::IsNull(Box::new(source::column(d, &r.source_partition)));
-                let q = s.extract(&mut b, vec![null])?;
+                let q = s.extract_null(&mut b, &r.source_partition)?;
                 steps.push(id("source", "extract_null"), Side::Source, &p.source.store, d,
                     "incremental run: stream the source rows whose partition column is NULL, which no watermark reaches, merged with the strategy (every run, as the lookback window is)",
                     vec![query(q)], b);
@@ -593,9 +591,7 @@ fn recon_steps(
         );
         if !recon::is_bucketed(r.kind) {
             let mut b = Binder::new();
-            let null =
-                sqlparser::ast::Expr::IsNull(Box::new(source::column(d, &r.source_partition)));
-            let q = s.extract(&mut b, vec![null])?;
+            let q = s.extract_null(&mut b, &r.source_partition)?;
             steps.push(id("source", "extract_null"), Side::Source, &p.source.store, d,
                 "when the NULL-partition block changed: stream its source rows; the rows whose hash differs are merged",
                 vec![query(q)], b);

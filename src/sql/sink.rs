@@ -1173,16 +1173,7 @@ impl<'a> SinkCtx<'a> {
     /// strategy: a plain `MergeTree` under upsert would keep every version of every row.
     pub fn engine_query(&self, b: &mut Binder) -> Query {
         let preds = self.ch_table_preds(b, "name");
-        build::select(SelectParts {
-            projection: vec![build::aliased(self.d, build::keyword("engine"), "engine")],
-            from: Some(build::from(build::table(
-                build::builtin_name(&["system", "tables"]),
-                None,
-                false,
-            ))),
-            selection: build::and_all(preds),
-            ..Default::default()
-        })
+        build::ch_engine_query(self.d, preds)
     }
 
     /// ClickHouse: the number of unfinished mutations on the sink table.

@@ -184,19 +184,13 @@ impl<'a> SourceCtx<'a> {
             Some(_) => b.bind("schema", Dtype::Str),
             None => build::call("currentDatabase", vec![]),
         };
-        build::select(SelectParts {
-            projection: vec![build::aliased(self.d, build::keyword("engine"), "engine")],
-            from: Some(build::from(build::table(
-                build::builtin_name(&["system", "tables"]),
-                None,
-                false,
-            ))),
-            selection: build::and_all(vec![
+        build::ch_engine_query(
+            self.d,
+            vec![
                 build::eq(build::keyword("database"), db),
                 build::eq(build::keyword("name"), b.bind("table", Dtype::Str)),
-            ]),
-            ..Default::default()
-        })
+            ],
+        )
     }
 
     /// The source filters as predicates.
@@ -348,6 +342,16 @@ impl<'a> SourceCtx<'a> {
             items.push(build::aliased(d, h, HASH_ALIAS));
         }
         Ok(items)
+    }
+
+    /// The extract of the rows whose partition column `partition` is NULL.
+    pub fn extract_null(
+        &self,
+        b: &mut Binder,
+        partition: &ColumnRef,
+    ) -> Result<sqlparser::ast::Query, SqlError> {
+        let null = Expr::IsNull(Box::new(column(self.d, partition)));
+        self.extract(b, vec![null])
     }
 
     /// The extract query with `extra` predicates after the filters, ordered for streaming.
