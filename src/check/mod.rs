@@ -145,7 +145,28 @@ fn pipeline(
         source::nats_sink_limits(raw_sink, diags);
     }
     let enrichments = enrich::enrichments(&p.enrichment, &source, stores, diags);
-    let sink = sink::sink(raw_sink, stores, &mut source, &enrichments, diags)?;
+    // Names declared but refused by their own checks (a bad dtype, a bad output
+    // expression): the sink fields naming them are not reported a second time.
+    let mut broken: Vec<String> = raw_source
+        .fields
+        .iter()
+        .flat_map(|f| {
+            std::iter::once(f.column.value.clone()).chain(f.alias.iter().map(|a| a.value.clone()))
+        })
+        .filter(|n| {
+            !source
+                .fields
+                .iter()
+                .any(|f| &f.alias == n || &f.column.to_string() == n)
+        })
+        .collect();
+    broken.extend(
+        p.enrichment
+            .iter()
+            .map(|e| e.name.value.clone())
+            .filter(|n| !enrichments.iter().any(|e| &e.name == n)),
+    );
+    let sink = sink::sink(raw_sink, stores, &mut source, &enrichments, &broken, diags)?;
     let key = sink::key_pairs(raw_sink, &sink, diags);
     let row_hash = hashing::row_hash(&source, &sink, &enrichments);
     let reconciliations = recon::reconciliations(p, &source, &sink, &row_hash, diags);

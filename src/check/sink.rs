@@ -14,12 +14,15 @@ use crate::ir::{
 };
 use crate::types::Dtype;
 
-/// Check the sink. Pushed-down expressions are appended to `src.pushed`.
+/// Check the sink. Pushed-down expressions are appended to `src.pushed`. `broken_refs` are
+/// source fields and enrichments that failed their own checks: naming one is not a second
+/// error.
 pub fn sink(
     r: &RawSink,
     stores: &Stores,
     src: &mut Source,
     enrichments: &[Enrichment],
+    broken_refs: &[String],
     diags: &mut Diags,
 ) -> Option<Sink> {
     let store = stores.datastore(&r.datastore, diags)?;
@@ -57,7 +60,7 @@ pub fn sink(
             );
             continue;
         }
-        match field(f, src, enrichments, &store.kind, diags) {
+        match field(f, src, enrichments, broken_refs, &store.kind, diags) {
             Some(sf) => fields.push(sf),
             None => broken.push(f.column.value.as_str()),
         }
@@ -329,6 +332,7 @@ fn field(
     f: &RawSinkField,
     src: &mut Source,
     enrichments: &[Enrichment],
+    broken_refs: &[String],
     sink_kind: &StoreKind,
     diags: &mut Diags,
 ) -> Option<SinkField> {
@@ -349,6 +353,9 @@ fn field(
     // `source: <enrichment>`: the value is one of its outputs.
     if let Some(en) = &f.source {
         let Some(e) = enrichments.iter().find(|e| e.name == en.value) else {
+            if broken_refs.contains(&en.value) {
+                return None;
+            }
             diags.push(super::stores::unknown(
                 "enrichment",
                 en,
@@ -455,6 +462,9 @@ fn field(
                 track,
             });
         }
+        if broken_refs.iter().any(|b| b == text) {
+            return None;
+        }
         if f.source_column.is_none() {
             diags.push(
                 Diagnostic::error(format!(
@@ -487,7 +497,18 @@ fn field(
         .map(|x| (x.alias.clone(), x.dtype))
         .chain(outputs.iter().map(|(_, k, d)| (k.clone(), *d)))
         .collect();
-    let typed = expression(sc, &Env::row(env_fields), diags)?;
+    // A field the expression reads that failed its own check is not "unknown" again.
+    let mut local = Diags::default();
+    let typed = expression(sc, &Env::row(env_fields), &mut local);
+    for d in local.list {
+        if !broken_refs
+            .iter()
+            .any(|b| d.message == format!("unknown field `{b}`"))
+        {
+            diags.push(d);
+        }
+    }
+    let typed = typed?;
     let result = typed.ty.to_dtype();
     let dt = match (declared, result) {
         (Some(d), Some(r)) if assignable(r, d) => d,

@@ -798,3 +798,36 @@ fn a_broken_key_field_is_reported_once() {
     assert_eq!(errors.len(), 1, "{errors:?}");
     assert!(errors[0].contains("`idd`"), "{errors:?}");
 }
+
+/// A source field with a bad dtype, and an enrichment with a bad output expression, are
+/// one error each: the sink fields naming them are not reported as unknown.
+#[test]
+fn broken_source_fields_and_enrichments_are_reported_once() {
+    let text = NATS_SOURCE.replace(
+        "{column: total, dtype: \"decimal(10,2)\"}",
+        "{column: total, dtype: decimall}",
+    );
+    let f = fail(&text);
+    let errors: Vec<&str> = f
+        .diagnostics
+        .iter()
+        .filter(|d| d.is_error())
+        .map(|d| d.message.as_str())
+        .collect();
+    assert_eq!(errors.len(), 1, "{errors:?}");
+    assert!(errors[0].contains("decimall"), "{errors:?}");
+
+    let text = include_str!("../../examples/enrichment.yaml").replace(
+        r#"output: 'lambda v: {"city": json_get(v, "city")}'"#,
+        r#"output: 'lambda v: {"city": v + 1}'"#,
+    );
+    let f = fail(&text);
+    let errors: Vec<&str> = f
+        .diagnostics
+        .iter()
+        .filter(|d| d.is_error())
+        .map(|d| d.message.as_str())
+        .collect();
+    assert_eq!(errors.len(), 1, "{errors:?}");
+    assert!(!errors[0].contains("unknown enrichment"), "{errors:?}");
+}
