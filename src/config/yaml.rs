@@ -76,14 +76,22 @@ pub fn parse(text: &str) -> Result<Node, Box<Diagnostic>> {
     };
     let mut parser = Parser::new_from_str(text);
     if let Err(e) = parser.load(&mut b, false) {
-        let at = offsets.byte(e.marker().index());
+        let mut at = offsets.byte(e.marker().index());
         let msg = e.to_string();
         // yaml-rust2 appends " at byte … line … column …": keep only the description.
         let msg = msg.split(" at ").next().unwrap_or(&msg).to_string();
+        // A tab is reported at the start of the scalar before it: point at the tab.
+        let mut label = "here";
+        if msg.contains("found a tab") {
+            if let Some(tab) = text.get(at..).and_then(|rest| rest.find('\t')) {
+                at += tab;
+                label = "a tab: YAML indents with spaces only";
+            }
+        }
         return Err(Box::new(
             Diagnostic::error(format!("malformed YAML: {msg}"))
                 .with_span(Span::new(at, at + 1))
-                .with_label("here"),
+                .with_label(label),
         ));
     }
     if let Some(e) = b.error {
@@ -440,6 +448,15 @@ mod tests {
         let e = parse(text).unwrap_err();
         assert!(e.message.starts_with("malformed YAML"), "{}", e.message);
         assert!(e.span.is_some());
+    }
+
+    #[test]
+    fn a_tab_is_pointed_at() {
+        let text = "a:\n  b: 1\n\tc: 2\n";
+        let e = parse(text).unwrap_err();
+        assert!(e.message.contains("tab"), "{}", e.message);
+        let span = e.span.expect("a span");
+        assert_eq!(&text[span.start..span.end], "\t", "{}", e.message);
     }
 
     #[test]
