@@ -13,6 +13,15 @@ fn ok(text: &str) -> Frontend {
     }
 }
 
+/// The messages of `f`'s errors (not its warnings).
+fn error_messages(f: &Failed) -> Vec<&str> {
+    f.diagnostics
+        .iter()
+        .filter(|d| d.is_error())
+        .map(|d| d.message.as_str())
+        .collect()
+}
+
 fn fail(text: &str) -> Failed {
     let env: HashMap<String, String> = HashMap::new();
     match frontend("t.yaml", text, &env, &[]) {
@@ -789,12 +798,7 @@ fn a_broken_key_field_is_reported_once() {
         "        - {column: id, source_column: idd}\n",
     );
     let f = fail(&text);
-    let errors: Vec<&str> = f
-        .diagnostics
-        .iter()
-        .filter(|d| d.is_error())
-        .map(|d| d.message.as_str())
-        .collect();
+    let errors = error_messages(&f);
     assert_eq!(errors.len(), 1, "{errors:?}");
     assert!(errors[0].contains("`idd`"), "{errors:?}");
 }
@@ -808,12 +812,7 @@ fn broken_source_fields_and_enrichments_are_reported_once() {
         "{column: total, dtype: decimall}",
     );
     let f = fail(&text);
-    let errors: Vec<&str> = f
-        .diagnostics
-        .iter()
-        .filter(|d| d.is_error())
-        .map(|d| d.message.as_str())
-        .collect();
+    let errors = error_messages(&f);
     assert_eq!(errors.len(), 1, "{errors:?}");
     assert!(errors[0].contains("decimall"), "{errors:?}");
 
@@ -822,12 +821,7 @@ fn broken_source_fields_and_enrichments_are_reported_once() {
         r#"output: 'lambda v: {"city": v + 1}'"#,
     );
     let f = fail(&text);
-    let errors: Vec<&str> = f
-        .diagnostics
-        .iter()
-        .filter(|d| d.is_error())
-        .map(|d| d.message.as_str())
-        .collect();
+    let errors = error_messages(&f);
     assert_eq!(errors.len(), 1, "{errors:?}");
     assert!(!errors[0].contains("unknown enrichment"), "{errors:?}");
 }
