@@ -285,17 +285,10 @@ fn check_tls(d: &RawDatastore, diags: &mut Diags) {
     }
 }
 
-/// A URL as `compile` shows it: without user, password, query string or fragment, which
-/// may carry tokens; `(not a URL)` when it does not parse (its text could hold one too).
+/// A URL as `compile` shows it ([`crate::config::redact::redact_url`]); `(not a URL)` when it does not parse
+/// (its text could hold a token).
 fn shown_url(text: &str) -> String {
-    match reqwest::Url::parse(text) {
-        Ok(mut u) => {
-            let _ = u.set_username("");
-            let _ = u.set_password(None);
-            u.set_query(None);
-            u.set_fragment(None);
-            u.to_string()
-        }
-        Err(_) => "(not a URL)".to_string(),
-    }
+    reqwest::Url::parse(text)
+        .map(|u| crate::config::redact::redact_url(&u))
+        .unwrap_or_else(|_| "(not a URL)".to_string())
 }

@@ -39,6 +39,17 @@ pub fn userinfo_range(url: &str) -> Option<(usize, usize)> {
     authority_userinfo(url, start)
 }
 
+/// A URL for messages and `compile`: scheme, host, port and path, without credentials,
+/// query string or fragment (which may carry API keys).
+pub fn redact_url(url: &reqwest::Url) -> String {
+    let mut u = url.clone();
+    let _ = u.set_username("");
+    let _ = u.set_password(None);
+    u.set_query(None);
+    u.set_fragment(None);
+    u.to_string()
+}
+
 /// `url` with its credentials replaced by `***` (`nats://***@host:4222`); anything else
 /// unchanged.
 pub fn redact_userinfo(url: &str) -> String {

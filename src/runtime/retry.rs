@@ -71,16 +71,7 @@ pub fn redirect_text(resp: &reqwest::Response) -> Option<String> {
     ))
 }
 
-/// A URL for messages: scheme, host, port and path, without credentials or query string
-/// (which may carry API keys).
-pub fn redact_url(url: &reqwest::Url) -> String {
-    let mut u = url.clone();
-    let _ = u.set_username("");
-    let _ = u.set_password(None);
-    u.set_query(None);
-    u.set_fragment(None);
-    u.to_string()
-}
+pub use crate::config::redact::redact_url;
 
 /// How many characters of a response body an error message shows.
 pub const BODY_EXCERPT_CHARS: usize = 200;

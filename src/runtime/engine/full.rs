@@ -45,6 +45,9 @@ pub struct Ctx<'a> {
     pub binds: Binds,
     /// What `on_error: null` / `skip` did in this run, over all its enrichers.
     pub on_error: SharedTally,
+    /// Whether the source table's engine was found fit (`source.engine`): asked once per
+    /// run, not per connection.
+    engine_checked: std::sync::atomic::AtomicBool,
 }
 
 impl<'a> Ctx<'a> {
@@ -69,6 +72,7 @@ impl<'a> Ctx<'a> {
             steps: Steps::generate(p)?,
             binds: base_binds(p)?,
             on_error: SharedTally::default(),
+            engine_checked: std::sync::atomic::AtomicBool::new(false),
         })
     }
 
@@ -76,8 +80,10 @@ impl<'a> Ctx<'a> {
     /// is refused when its table's engine merges rows in the background: its parts can
     /// hold older versions of a row, which a read without `FINAL` would give too.
     pub async fn source(&self) -> Result<Conn, RuntimeError> {
+        use std::sync::atomic::Ordering;
         let mut conn = connect(self.cfg, &self.p.source.store.name).await?;
-        if let Some(step) = self.steps.get("source.engine") {
+        let step = self.steps.get("source.engine");
+        if let Some(step) = step.filter(|_| !self.engine_checked.load(Ordering::Relaxed)) {
             let vals = step.values(&self.binds, &[])?;
             let rows = catalog_query(&mut conn, step, &vals, &[Dtype::Str], true).await?;
             if let Some(Value::Str(engine)) = rows.first().and_then(|r| r.first()) {
@@ -88,6 +94,7 @@ impl<'a> Ctx<'a> {
                     )));
                 }
             }
+            self.engine_checked.store(true, Ordering::Relaxed);
         }
         Ok(conn)
     }
