@@ -124,8 +124,12 @@ enum Format {
 }
 
 fn init_logging(cli: &Cli) {
+    init_logging_with(cli.quiet, cli.verbose, cli.log_format);
+}
+
+fn init_logging_with(quiet: bool, verbose: u8, log_format: LogFormat) {
     use tracing_subscriber::EnvFilter;
-    let level = match (cli.quiet, cli.verbose) {
+    let level = match (quiet, verbose) {
         (true, _) => "error",
         (false, 0) => "warn",
         (false, 1) => "info",
@@ -140,14 +144,36 @@ fn init_logging(cli: &Cli) {
         // Colours only on a terminal: logs redirected to a file or a pipe stay plain text.
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_target(false);
-    let _ = match cli.log_format {
+    let _ = match log_format {
         LogFormat::Json => b.json().try_init(),
         LogFormat::Text => b.try_init(),
     };
 }
 
+/// Whether the command line asks for JSON log lines, read from the raw arguments: for a
+/// usage error, which clap reports before any option is parsed.
+fn asks_for_json_logs(args: &[std::ffi::OsString]) -> bool {
+    args.iter().enumerate().any(|(i, a)| {
+        a == "--log-format=json"
+            || (a == "--log-format" && args.get(i + 1).is_some_and(|n| n == "json"))
+    })
+}
+
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let args: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    let cli = match Cli::try_parse_from(&args) {
+        Ok(cli) => cli,
+        // `--help` and `--version` print as usual; a usage error is a JSON event when JSON
+        // logs were asked for, so that every stderr line stays a JSON object.
+        Err(e) if e.use_stderr() && asks_for_json_logs(&args) => {
+            init_logging_with(false, 0, LogFormat::Json);
+            let text = e.render().to_string();
+            let t = text.trim_end();
+            tracing::error!("{}", t.strip_prefix("error: ").unwrap_or(t));
+            return ExitCode::from(EXIT_INVALID);
+        }
+        Err(e) => e.exit(),
+    };
     init_logging(&cli);
     let name = cli.config.display().to_string();
     let text = match std::fs::read_to_string(&cli.config) {
@@ -164,23 +190,25 @@ fn main() -> ExitCode {
         Ok(f) => f,
         Err(failed) => {
             let n = failed.error_count();
-            report_error(
-                cli.log_format,
-                &format!(
-                    "{}\n{name}: {n} error{}\n",
-                    failed.render(),
-                    if n == 1 { "" } else { "s" }
-                ),
-            );
+            let summary = format!("{name}: {n} error{}", if n == 1 { "" } else { "s" });
+            match cli.log_format {
+                LogFormat::Text => eprint!("{}\n{summary}\n", failed.render()),
+                LogFormat::Json => {
+                    for d in &failed.diagnostics {
+                        report_diagnostic(d, &failed.source);
+                    }
+                    tracing::error!("{summary}");
+                }
+            }
             return ExitCode::from(EXIT_INVALID);
         }
     };
     // `-q`: only errors on stderr.
     for w in fe.checked.warnings.iter().filter(|_| !cli.quiet) {
-        report_warning(
-            cli.log_format,
-            &synctool::diag::render(w, Some(&fe.loaded.source)),
-        );
+        match cli.log_format {
+            LogFormat::Text => eprint!("{}", synctool::diag::render(w, Some(&fe.loaded.source))),
+            LogFormat::Json => report_diagnostic(w, &fe.loaded.source),
+        }
     }
     match cli.command {
         Command::Validate => {
@@ -337,14 +365,18 @@ fn report_error(format: LogFormat, text: &str) {
     }
 }
 
-/// [`report_error`] for a warning.
-fn report_warning(format: LogFormat, text: &str) {
-    match format {
-        LogFormat::Text => eprint!("{text}"),
-        LogFormat::Json => {
-            let t = text.trim_end();
-            tracing::warn!("{}", t.strip_prefix("warning: ").unwrap_or(t));
-        }
+/// A config diagnostic as one JSON log event: the message, with the file, `line`,
+/// `column`, YAML `path`, `label` and `help` as fields of their own (each when known), so
+/// that tools can point at the place without parsing the rendered text.
+fn report_diagnostic(d: &synctool::diag::Diagnostic, src: &synctool::diag::SourceFile) {
+    let at = d.span.map(|s| src.line_col(s.start));
+    let (line, column) = (at.map(|a| a.0 as u64), at.map(|a| a.1 as u64));
+    let (file, path) = (src.name.as_str(), d.path.as_deref());
+    let (label, help) = (d.label.as_deref(), d.help.as_deref());
+    if d.is_error() {
+        tracing::error!(file, line, column, path, label, help, "{}", d.message);
+    } else {
+        tracing::warn!(file, line, column, path, label, help, "{}", d.message);
     }
 }
 

@@ -248,11 +248,14 @@ fn coerce_with(v: Value, dtype: Dtype, round: bool) -> Result<Value, String> {
             Value::Float(_) => Ok(v),
             Value::Int(i) => Ok(Value::Float(*i as f64)),
             Value::Decimal(d) => Ok(Value::Float(d.to_f64())),
-            Value::Str(s) => s
-                .trim()
-                .parse::<f64>()
-                .map(Value::Float)
-                .map_err(|_| no_fit(&v, "not a number")),
+            Value::Str(s) => match s.trim().parse::<f64>() {
+                // `"1e400"` parses as infinity: only an infinity spelled out is one.
+                Ok(f) if f.is_infinite() && !names_infinity(s) => {
+                    Err(no_fit(&v, "beyond the range of a 64-bit float"))
+                }
+                Ok(f) => Ok(Value::Float(f)),
+                Err(_) => Err(no_fit(&v, "not a number")),
+            },
             _ => Err(no_fit(&v, "")),
         },
         Dtype::Decimal { precision, scale } => {
@@ -313,14 +316,24 @@ fn coerce_with(v: Value, dtype: Dtype, round: bool) -> Result<Value, String> {
                 .map_err(|_| no_fit(&v, "expected YYYY-MM-DD")),
             _ => Err(no_fit(&v, "")),
         },
-        Dtype::Datetime => match &v {
-            Value::Datetime(t) => Ok(Value::Datetime(truncate_micros(*t))),
-            Value::Date(d) => Ok(Value::Datetime(d.and_time(chrono::NaiveTime::MIN))),
-            Value::Str(s) => parse_datetime(s)
-                .map(|t| Value::Datetime(truncate_micros(t)))
-                .ok_or_else(|| no_fit(&v, "expected an ISO 8601 timestamp")),
-            _ => Err(no_fit(&v, "")),
-        },
+        Dtype::Datetime => {
+            let t = match &v {
+                Value::Datetime(t) => *t,
+                Value::Date(d) => d.and_time(chrono::NaiveTime::MIN),
+                Value::Str(s) => {
+                    parse_datetime(s).ok_or_else(|| no_fit(&v, "expected an ISO 8601 timestamp"))?
+                }
+                _ => return Err(no_fit(&v, "")),
+            };
+            // Taken as it is, a finer fraction is refused as a decimal's extra digits are.
+            if !round && t.nanosecond() % 1000 != 0 {
+                return Err(no_fit(
+                    &v,
+                    "more than 6 digits after the point; a datetime keeps microseconds (round it in the source)",
+                ));
+            }
+            Ok(Value::Datetime(truncate_micros(t)))
+        }
         Dtype::Uuid => match &v {
             Value::Uuid(_) => Ok(v),
             Value::Str(s) => parse_uuid(s)
@@ -329,6 +342,13 @@ fn coerce_with(v: Value, dtype: Dtype, round: bool) -> Result<Value, String> {
             _ => Err(no_fit(&v, "")),
         },
     }
+}
+
+/// Whether number text spells an infinity (`inf`, `-Infinity`, …) rather than overflowing
+/// into one (`1e400`).
+fn names_infinity(s: &str) -> bool {
+    let t = s.trim().trim_start_matches(['+', '-']);
+    t.eq_ignore_ascii_case("inf") || t.eq_ignore_ascii_case("infinity")
 }
 
 fn truncate_micros(t: NaiveDateTime) -> NaiveDateTime {
@@ -686,6 +706,45 @@ mod tests {
         assert_eq!(
             coerce(Value::json(serde_json::json!({"a": 1})), Dtype::Str),
             Ok(Value::Str("{\"a\":1}".into()))
+        );
+    }
+
+    /// Text that overflows a float, and a timestamp finer than microseconds taken as it
+    /// is, are refused rather than stored as infinity or cut to microseconds.
+    #[test]
+    fn overflowing_floats_and_nanosecond_timestamps_are_refused() {
+        for text in ["1e400", "-1e309", " 2E308 "] {
+            let e = coerce_exact(Value::Str(text.into()), Dtype::Float).unwrap_err();
+            assert!(e.contains("beyond the range of a 64-bit float"), "{e}");
+            assert!(coerce(Value::Str(text.into()), Dtype::Float).is_err());
+        }
+        for (text, want) in [
+            ("Infinity", f64::INFINITY),
+            ("-inf", f64::NEG_INFINITY),
+            ("+INF", f64::INFINITY),
+            ("1e-400", 0.0),
+            ("1.7976931348623157e308", f64::MAX),
+        ] {
+            assert_eq!(
+                coerce_exact(Value::Str(text.into()), Dtype::Float),
+                Ok(Value::Float(want)),
+                "{text}"
+            );
+        }
+        let fine = Value::Str("2024-01-02T03:04:05.1234567Z".into());
+        let e = coerce_exact(fine.clone(), Dtype::Datetime).unwrap_err();
+        assert!(e.contains("more than 6 digits after the point"), "{e}");
+        // Computed values are cut to microseconds, as before.
+        assert_eq!(
+            coerce(fine, Dtype::Datetime),
+            Ok(Value::Datetime(dt("2024-01-02T03:04:05.123456")))
+        );
+        assert_eq!(
+            coerce_exact(
+                Value::Str("2024-01-02T03:04:05.123456000Z".into()),
+                Dtype::Datetime
+            ),
+            Ok(Value::Datetime(dt("2024-01-02T03:04:05.123456")))
         );
     }
 

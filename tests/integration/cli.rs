@@ -121,15 +121,57 @@ fn json_logs_keep_config_errors_one_json_object_per_line() {
         .lines()
         .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
         .collect();
-    let message = events
+    let event = events
         .iter()
         .find(|e| e["level"] == "ERROR")
-        .and_then(|e| e["fields"]["message"].as_str())
         .unwrap_or_else(|| panic!("no error event: {err}"));
-    assert!(
-        message.contains("unknown key `tabel`") && message.contains("did you mean `table`?"),
-        "{message}"
+    // One event per diagnostic, its place in fields of their own.
+    let f = &event["fields"];
+    assert_eq!(f["message"], "unknown key `tabel` in the source", "{err}");
+    assert_eq!(f["path"], "pipelines[0].source.tabel", "{err}");
+    assert_eq!(f["help"], "did you mean `table`?", "{err}");
+    let line = GOOD.lines().position(|l| l == "      table: t").unwrap() + 1;
+    assert_eq!(
+        (f["line"].as_u64(), f["column"].as_u64()),
+        (Some(line as u64), Some(7))
     );
+    assert!(
+        f["file"].as_str().is_some_and(|n| n.ends_with(".yaml")),
+        "{err}"
+    );
+    assert!(events.last().unwrap()["fields"]["message"]
+        .as_str()
+        .is_some_and(|m| m.ends_with(": 1 error")));
+}
+
+/// A usage error clap finds is a JSON event too when JSON logs were asked for; `--help`
+/// still prints its text.
+#[test]
+fn json_logs_keep_usage_errors_json() {
+    for args in [
+        &["--log-format", "json", "aply"][..],
+        &["--log-format=json", "plan", "--exit-cod"][..],
+    ] {
+        let o = run(args, GOOD);
+        assert_eq!(o.status.code(), Some(2), "{args:?}");
+        let err = stderr(&o);
+        let events: Vec<serde_json::Value> = err
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
+            .collect();
+        assert_eq!(events.len(), 1, "{err}");
+        assert_eq!(events[0]["level"], "ERROR");
+        assert!(events[0]["fields"]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("unrecognized subcommand") || m.contains("--exit-cod")));
+    }
+    let o = run(&["--log-format", "json", "--help"], GOOD);
+    assert_eq!(o.status.code(), Some(0));
+    assert!(String::from_utf8_lossy(&o.stdout).contains("Usage:"));
+    // Without JSON logs, clap's own text.
+    let o = run(&["aply"], GOOD);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(stderr(&o).starts_with("error: "), "{}", stderr(&o));
 }
 
 #[test]
