@@ -325,13 +325,8 @@ fn coerce_with(v: Value, dtype: Dtype, round: bool) -> Result<Value, String> {
                 }
                 _ => return Err(no_fit(&v, "")),
             };
-            // Taken as it is, a finer fraction is refused as a decimal's extra digits are.
-            if !round && t.nanosecond() % 1000 != 0 {
-                return Err(no_fit(
-                    &v,
-                    "more than 6 digits after the point; a datetime keeps microseconds (round it in the source)",
-                ));
-            }
+            // A finer fraction (ClickHouse `DateTime64(9)`, Go's RFC 3339 with nanoseconds)
+            // is cut to the microseconds every sink keeps: no dtype holds more.
             Ok(Value::Datetime(truncate_micros(t)))
         }
         Dtype::Uuid => match &v {
@@ -709,10 +704,9 @@ mod tests {
         );
     }
 
-    /// Text that overflows a float, and a timestamp finer than microseconds taken as it
-    /// is, are refused rather than stored as infinity or cut to microseconds.
+    /// Text that overflows a float is refused rather than stored as infinity.
     #[test]
-    fn overflowing_floats_and_nanosecond_timestamps_are_refused() {
+    fn overflowing_float_text_is_refused() {
         for text in ["1e400", "-1e309", " 2E308 "] {
             let e = coerce_exact(Value::Str(text.into()), Dtype::Float).unwrap_err();
             assert!(e.contains("beyond the range of a 64-bit float"), "{e}");
@@ -731,17 +725,10 @@ mod tests {
                 "{text}"
             );
         }
-        let fine = Value::Str("2024-01-02T03:04:05.1234567Z".into());
-        let e = coerce_exact(fine.clone(), Dtype::Datetime).unwrap_err();
-        assert!(e.contains("more than 6 digits after the point"), "{e}");
-        // Computed values are cut to microseconds, as before.
-        assert_eq!(
-            coerce(fine, Dtype::Datetime),
-            Ok(Value::Datetime(dt("2024-01-02T03:04:05.123456")))
-        );
+        // Nanoseconds are cut to the microseconds a datetime keeps.
         assert_eq!(
             coerce_exact(
-                Value::Str("2024-01-02T03:04:05.123456000Z".into()),
+                Value::Str("2024-01-02T03:04:05.123456789Z".into()),
                 Dtype::Datetime
             ),
             Ok(Value::Datetime(dt("2024-01-02T03:04:05.123456")))
