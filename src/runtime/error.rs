@@ -91,7 +91,10 @@ pub enum RuntimeError {
         message: String,
     },
     /// A result column could not be decoded as the dtype the caller asked for.
-    #[error("datastore `{store}` ({host}), step {step}: result column {column}: {message}")]
+    #[error(
+        "datastore `{store}` ({host}), step {step}: result column {column}{}: {message}",
+        row_of(row)
+    )]
     Decode {
         /// Datastore name.
         store: String,
@@ -101,6 +104,8 @@ pub enum RuntimeError {
         step: String,
         /// The 1-based result column, with its name when known (`3 (`flag`)`).
         column: String,
+        /// The row's key (`id=7`), or empty when unknown.
+        row: String,
         /// What is wrong.
         message: String,
     },
@@ -139,4 +144,13 @@ pub enum RuntimeError {
         /// The step id.
         step: String,
     },
+}
+
+/// ` of the row id=7`, or nothing for an unknown row.
+fn row_of(key: &str) -> String {
+    if key.is_empty() {
+        String::new()
+    } else {
+        format!(" of the row {key}")
+    }
 }

@@ -73,6 +73,7 @@ fn st<'a>(sql: &'a str, names: &'a [String], types: &'a [Dtype]) -> Stmt<'a> {
         param_names: names,
         param_types: types,
         columns: &[],
+        key: &[],
     }
 }
 

@@ -1844,11 +1844,11 @@ async fn a_date_before_1970_into_clickhouse_is_refused_naming_the_row() {
 }
 
 /// A source value that does not read as its field's dtype stops the run naming the result
-/// column by position and name.
+/// column by position and name, and the row by its key.
 #[tokio::test(flavor = "multi_thread")]
-async fn a_source_value_that_does_not_decode_names_its_column() {
+async fn a_source_value_that_does_not_decode_names_its_column_and_row() {
     let mut dbs = dbs().await;
-    for src in [Db::Pg, Db::Ch] {
+    for src in ALL {
         let table = support::unique("undecodable");
         let ddl = match src {
             Db::Ch => format!(
@@ -1860,7 +1860,7 @@ async fn a_source_value_that_does_not_decode_names_its_column() {
         exec(
             &mut dbs,
             src,
-            &format!("INSERT INTO {table} VALUES (1, 'maybe')"),
+            &format!("INSERT INTO {table} VALUES (1, 'true'), (7, 'maybe'), (9, 'false')"),
         )
         .await;
         let sink_table = support::unique("undecodable_sink");
@@ -1875,13 +1875,41 @@ async fn a_source_value_that_does_not_decode_names_its_column() {
         let err = String::from_utf8_lossy(&o.stderr);
         assert_eq!(o.status.code(), Some(1), "{src:?}: {err}");
         assert!(
-            err.contains("step source.extract: result column 2 (`flag`): text")
+            err.contains("step source.extract: result column 2 (`flag`) of the row id=7: text")
                 && err.contains("is not a boolean"),
             "{src:?}: {err}"
         );
         drop_table(&mut dbs, src, &table).await;
         drop_table(&mut dbs, Db::Pg, &sink_table).await;
     }
+    // PostgreSQL's infinite dates have no value in any sink.
+    let table = support::unique("undecodable_inf");
+    exec(
+        &mut dbs,
+        Db::Pg,
+        &format!(
+            "CREATE TABLE {table} (id bigint PRIMARY KEY, dt date);
+             INSERT INTO {table} VALUES (1, '2024-01-01'), (3, 'infinity');"
+        ),
+    )
+    .await;
+    let sink_table = support::unique("undecodable_inf_sink");
+    let cfg = write_config(&one_column_config(
+        (Db::Pg, &table),
+        ("dt", "date"),
+        (Db::My, &sink_table),
+        "{strategy: upsert}",
+        false,
+    ));
+    let o = synctool(&cfg, &["apply"]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("result column 2 (`dt`) of the row id=3: infinite date"),
+        "{err}"
+    );
+    drop_table(&mut dbs, Db::Pg, &table).await;
+    drop_table(&mut dbs, Db::My, &sink_table).await;
 }
 
 /// A full sync with `allow_delete` into ClickHouse reports the rows it removed (ClickHouse

@@ -71,6 +71,7 @@ async fn encrypted(c: &mut Conn, d: DialectKind) -> bool {
         param_names: &[],
         param_types: &[],
         columns: &[],
+        key: &[],
     };
     let rows = c
         .query(st, &[], &out)
@@ -174,6 +175,7 @@ async fn current_user(c: &mut Conn, d: DialectKind) -> String {
         param_names: &[],
         param_types: &[],
         columns: &[],
+        key: &[],
     };
     let rows = c
         .query(stmt, &[], &[Dtype::Str])

@@ -381,11 +381,18 @@ pub fn decode_tsv_line(line: &[u8], out: &[Dtype]) -> Result<Row, (usize, String
         ));
     }
     fields
-        .into_iter()
+        .iter()
         .zip(out)
         .enumerate()
         .map(|(i, (f, d))| decode_tsv_field(f, *d).map_err(|m| (i + 1, m)))
         .collect()
+}
+
+/// Cell `i` (0-based) of a `TabSeparated` line, decoded as `d`; `None` when it does not
+/// decode. For messages naming the row of a cell that failed.
+pub fn decode_tsv_cell(line: &[u8], i: usize, d: Dtype) -> Option<Value> {
+    let f = line.split(|b| *b == b'\t').nth(i)?;
+    decode_tsv_field(f, d).ok()
 }
 
 fn decode_tsv_field(f: &[u8], d: Dtype) -> Result<Value, String> {

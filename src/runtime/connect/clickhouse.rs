@@ -33,7 +33,7 @@
 //! synctool's columns are defined by the config at run time, and against 18.16 it needs its
 //! schema validation disabled anyway. The HTTP protocol is small enough to speak directly.
 
-use super::ch_text::{decode_tsv_line, literal, param_text, scan_placeholders};
+use super::ch_text::{decode_tsv_cell, decode_tsv_line, literal, param_text, scan_placeholders};
 use super::rowbinary::{encode_rows, RbColumn};
 use super::{check_arity, send_batch, tls, ConnSettings, ErrCtx, Stmt};
 use crate::expr::Value;
@@ -458,7 +458,8 @@ impl ChConn {
                 while let Some(pos) = buf[start..].iter().position(|b| *b == b'\n') {
                     let line = &buf[start..start + pos];
                     batch.push(
-                        decode_tsv_line(line, out).map_err(|e| self.line_error(&stmt, line, e))?,
+                        decode_tsv_line(line, out)
+                            .map_err(|e| self.line_error(&stmt, line, out, e))?,
                     );
                     start += pos + 1;
                     n += 1;
@@ -493,12 +494,19 @@ impl ChConn {
 
     /// A line that does not decode: the server's exception (sent after the rows it had
     /// already streamed) or a decoding error.
-    fn line_error(&self, stmt: &Stmt<'_>, line: &[u8], e: (usize, String)) -> RuntimeError {
+    fn line_error(
+        &self,
+        stmt: &Stmt<'_>,
+        line: &[u8],
+        out: &[Dtype],
+        e: (usize, String),
+    ) -> RuntimeError {
         let text = String::from_utf8_lossy(line);
         if text.starts_with("Code: ") {
             self.ctx.stmt(stmt.step, text.trim())
         } else {
-            self.ctx.decode(stmt, e.0, e.1)
+            self.ctx
+                .decode(stmt, e.0, e.1, |k| decode_tsv_cell(line, k, *out.get(k)?))
         }
     }
 

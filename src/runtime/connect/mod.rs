@@ -138,6 +138,9 @@ pub struct Stmt<'a> {
     pub param_types: &'a [Dtype],
     /// The result columns' names (for errors; empty when unknown).
     pub columns: &'a [String],
+    /// The 0-based result columns holding the pipeline's key, each with the key column's
+    /// name, for errors naming a row (empty when the result does not hold the key).
+    pub key: &'a [(usize, String)],
 }
 
 impl Stmt<'_> {
@@ -237,17 +240,34 @@ impl ErrCtx {
         }
     }
 
+    /// A result cell that does not decode: `column` is 1-based (0: the row as a whole).
+    /// `key_cell` decodes the row's cell at a 0-based position, so that the message names
+    /// the row by its key when the key's cells decode.
     pub(crate) fn decode(
         &self,
         stmt: &Stmt<'_>,
         column: usize,
         msg: impl std::fmt::Display,
+        key_cell: impl Fn(usize) -> Option<Value>,
     ) -> RuntimeError {
+        let key: Option<Vec<(&str, Value)>> = stmt
+            .key
+            .iter()
+            .filter(|(i, _)| *i + 1 != column)
+            .map(|(i, name)| key_cell(*i).map(|v| (name.as_str(), v)))
+            .collect();
+        let row = match key {
+            Some(k) if !k.is_empty() && k.len() == stmt.key.len() => {
+                crate::runtime::transform::key_label(k.iter().map(|(n, v)| (*n, v)))
+            }
+            _ => String::new(),
+        };
         RuntimeError::Decode {
             store: self.store.clone(),
             host: self.host.clone(),
             step: stmt.step.to_string(),
             column: stmt.column_label(column),
+            row: self.scrub(row),
             message: self.scrub(msg),
         }
     }

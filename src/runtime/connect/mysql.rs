@@ -615,16 +615,24 @@ fn decode_row(
     out: &[Dtype],
 ) -> Result<Row, RuntimeError> {
     let types: Vec<ColumnType> = row.columns_ref().iter().map(|c| c.column_type()).collect();
-    row.unwrap()
-        .into_iter()
-        .zip(types)
-        .zip(out)
-        .enumerate()
-        .map(|(i, ((v, ct), d))| {
-            let natural = from_mysql(v, ct).map_err(|m| ctx.decode(stmt, i + 1, m))?;
-            coerce(natural, *d).map_err(|m| ctx.decode(stmt, i + 1, m))
-        })
-        .collect()
+    let cell = |i: usize, v: MyValue| from_mysql(v, types[i]).and_then(|n| coerce(n, out[i]));
+    let mut values = row.unwrap().into_iter().enumerate();
+    let mut row = Vec::with_capacity(out.len());
+    while let Some((i, v)) = values.next() {
+        match cell(i, v) {
+            Ok(x) => row.push(x),
+            Err(m) => {
+                // The key's cells, for a message naming the row: decoded already, or after.
+                let rest: Vec<MyValue> = values.map(|(_, v)| v).collect();
+                let key_cell = |k: usize| match k.checked_sub(i + 1) {
+                    None => row.get(k).cloned(),
+                    Some(j) => cell(k, rest.get(j)?.clone()).ok(),
+                };
+                return Err(ctx.decode(stmt, i + 1, m, key_cell));
+            }
+        }
+    }
+    Ok(row)
 }
 
 /// A binary-protocol (or text-protocol) value as its natural runtime value.

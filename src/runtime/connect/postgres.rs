@@ -413,14 +413,15 @@ impl PgConn {
         r: &tokio_postgres::Row,
         out: &[Dtype],
     ) -> Result<Row, RuntimeError> {
-        out.iter()
-            .enumerate()
-            .map(|(i, d)| {
-                let cell: PgCell = r
-                    .try_get(i)
-                    .map_err(|e| self.ctx.decode(stmt, i + 1, pg_msg(&e)))?;
-                coerce(cell.0, *d).map_err(|m| self.ctx.decode(stmt, i + 1, m))
-            })
+        let cell = |i: usize| -> Result<Value, String> {
+            // The cause alone: the driver's own text counts columns from 0.
+            let cell: PgCell = r.try_get(i).map_err(|e| {
+                std::error::Error::source(&e).map_or_else(|| pg_msg(&e), |c| c.to_string())
+            })?;
+            coerce(cell.0, out[i])
+        };
+        (0..out.len())
+            .map(|i| cell(i).map_err(|m| self.ctx.decode(stmt, i + 1, m, |k| cell(k).ok())))
             .collect()
     }
 

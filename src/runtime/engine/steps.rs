@@ -2,7 +2,7 @@
 //! names and types, and the values bound to them by name.
 
 use crate::expr::Value;
-use crate::ir::Pipeline;
+use crate::ir::{KeyPair, Pipeline};
 use crate::runtime::connect::Stmt;
 use crate::runtime::RuntimeError;
 use crate::sql::{self, Side, SqlStep};
@@ -20,6 +20,9 @@ pub struct Prepared {
     types: Vec<Dtype>,
     /// The result columns of the first statement (for errors).
     columns: Vec<String>,
+    /// Where the pipeline's key is among those columns, for errors naming a row (empty
+    /// when the result does not hold the whole key).
+    key: Vec<(usize, String)>,
 }
 
 impl Prepared {
@@ -42,8 +45,25 @@ impl Prepared {
                 .first()
                 .map(sql::Stmt::result_columns)
                 .unwrap_or_default(),
+            key: Vec::new(),
             step,
         })
+    }
+
+    /// Finds `key` among the result columns: by source alias, or on the sink side by sink
+    /// column. Messages name each part by its sink column.
+    fn locate_key(&mut self, key: &[KeyPair]) {
+        let sink = matches!(self.step.side, Side::Sink | Side::SinkState);
+        let found: Option<Vec<(usize, String)>> = key
+            .iter()
+            .map(|k| {
+                self.columns
+                    .iter()
+                    .position(|c| *c == k.source_alias || (sink && *c == k.sink_column))
+                    .map(|i| (i, k.sink_column.clone()))
+            })
+            .collect();
+        self.key = found.unwrap_or_default();
     }
 
     /// Statement `i` with its parameter list.
@@ -54,6 +74,7 @@ impl Prepared {
             param_names: &self.names,
             param_types: &self.types,
             columns: if i == 0 { &self.columns } else { &[] },
+            key: if i == 0 { &self.key } else { &[] },
         }
     }
 
@@ -132,7 +153,9 @@ impl Steps {
         })?;
         let mut by_id = HashMap::new();
         for s in steps {
-            by_id.insert(s.id.clone(), Prepared::new(s)?);
+            let mut prepared = Prepared::new(s)?;
+            prepared.locate_key(&p.key);
+            by_id.insert(prepared.step.id.clone(), prepared);
         }
         Ok(Steps { by_id })
     }
