@@ -11,6 +11,7 @@
 use super::{Row, RuntimeError};
 use crate::expr::{eval, Decimal, EvalCtx, Value};
 use crate::ir::{FieldValue, KeyPair, Pipeline};
+use crate::template::TemplateError;
 use crate::types::Dtype;
 use chrono::{NaiveDate, NaiveDateTime, Timelike};
 use indexmap::IndexMap;
@@ -39,7 +40,13 @@ pub fn sink_row(
                 .cloned()
                 .ok_or_else(|| fail(format!("the row has no field `{alias}`")))?,
             FieldValue::Expr(e) => eval(e, &EvalCtx::row(row, now)).map_err(|e| fail(e.message))?,
-            FieldValue::Template(t) => Value::Str(t.render(row).map_err(|e| fail(e.to_string()))?),
+            // Printing a NULL field gives NULL, as SQL's `||` does (the seed's
+            // `{{ name }} - ${{ o__total }}` over a left join).
+            FieldValue::Template(t) => match t.render(row) {
+                Ok(text) => Value::Str(text),
+                Err(TemplateError::NullValue { .. }) => Value::Null,
+                Err(e) => return Err(fail(e.to_string())),
+            },
             FieldValue::Enrichment { name, output } => {
                 row.get(output).cloned().ok_or_else(|| {
                     fail(format!(
@@ -849,6 +856,10 @@ pipelines:
         assert_eq!(out[4], Value::Int(42));
         assert_eq!(out[5], Value::Datetime(now));
         assert_eq!(out[6], Value::Str("42!".into()));
+        // A template printing a NULL field gives NULL.
+        let mut r = row("42");
+        r.insert("name".to_string(), Value::Null);
+        assert_eq!(sink_row(&p, &r, now).unwrap()[3], Value::Null);
     }
 
     #[test]

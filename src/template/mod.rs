@@ -14,7 +14,8 @@
 //! values unchanged.
 //!
 //! NULL: a NULL field is passed to the template as *undefined*, so printing it is an error
-//! ([`TemplateError::NullValue`]) unless the template says what to print instead, e.g.
+//! ([`TemplateError::NullValue`], which a sink field turns into NULL and a lookup hands to
+//! its `on_error`) unless the template says what to print instead, e.g.
 //! `{{ name|default("") }}` or `{% if name is not none %}…{% endif %}` (the `none` test
 //! is true for a NULL field, as Jinja's is for Python's None). Silent empty strings in
 //! keys and URLs would merge unrelated rows, so they must be asked for.
