@@ -48,6 +48,7 @@ impl Stores {
                                 .with_span(d.name.span),
                         );
                     }
+                    check_host(d.host.as_ref(), diags);
                     check_tls(d, diags);
                 }
                 StoreKind::Webhook => {
@@ -108,6 +109,9 @@ impl Stores {
                     e.name
                         .error(format!("duplicate external store name `{}`", e.name.value)),
                 );
+            }
+            if kind == ExternalKind::Redis {
+                check_host(e.host.as_ref(), diags);
             }
             if kind == ExternalKind::Redis && e.host.is_none() {
                 diags.push(
@@ -291,4 +295,17 @@ fn shown_url(text: &str) -> String {
     reqwest::Url::parse(text)
         .map(|u| crate::config::redact::redact_url(&u))
         .unwrap_or_else(|_| "(not a URL)".to_string())
+}
+
+/// A database or Redis `host` is a host name or address (or a PostgreSQL socket directory),
+/// not a URL: a URL's credentials would be shown wherever the host is (every error names
+/// it), and its database and port would be ignored.
+fn check_host(host: Option<&Spanned<String>>, diags: &mut Diags) {
+    let Some(h) = host else { return };
+    if h.value.contains("://") || h.value.contains('@') {
+        diags.push(
+            h.error("`host` takes a host name or address, not a URL")
+                .with_help("give the user, password, port and database in `username`, `password`, `port` and `database`"),
+        );
+    }
 }

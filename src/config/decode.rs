@@ -54,6 +54,7 @@ pub struct MapReader<'a> {
     pub path: String,
     entries: &'a [(Node, Node)],
     used: Vec<bool>,
+    secret_unknowns: bool,
 }
 
 /// Join a YAML path and a key.
@@ -78,10 +79,16 @@ impl<'a> MapReader<'a> {
                 let mut seen: Vec<&str> = Vec::new();
                 // A repeated key is reported once, as repeated (not also as unknown).
                 let mut used = vec![false; entries.len()];
-                for (i, (k, _)) in entries.iter().enumerate() {
+                for (i, (k, v)) in entries.iter().enumerate() {
                     let name = k.as_str().unwrap_or("");
                     if seen.contains(&name) {
                         used[i] = true;
+                        // Never read, so never masked by its reader: a repeated password.
+                        if is_secret_key(name) {
+                            mask_all(v, ctx);
+                        } else {
+                            mask_secret_entries(v, ctx);
+                        }
                         ctx.err(
                             Diagnostic::error(format!("duplicate key `{name}` in {what}"))
                                 .at_path(child(path, name))
@@ -96,6 +103,7 @@ impl<'a> MapReader<'a> {
                     path: path.to_string(),
                     entries,
                     used,
+                    secret_unknowns: false,
                 })
             }
             _ => {
@@ -110,6 +118,14 @@ impl<'a> MapReader<'a> {
                 None
             }
         }
+    }
+
+    /// Masks the values of unknown keys in diagnostics: in a mapping that holds
+    /// credentials (a datastore, an external store), a misspelt `pasword:` or `pw:` is
+    /// as secret as `password:`.
+    pub fn unknown_values_secret(mut self) -> Self {
+        self.secret_unknowns = true;
+        self
     }
 
     /// The mapping node itself.
@@ -391,7 +407,9 @@ impl<'a> MapReader<'a> {
                 continue;
             }
             let name = k.as_str().unwrap_or("?");
-            if is_secret_key(name) {
+            let suggestion = did_you_mean(name, allowed.iter().copied());
+            if self.secret_unknowns || is_secret_key(name) || suggestion.is_some_and(is_secret_key)
+            {
                 mask_all(v, ctx);
             } else {
                 mask_secret_entries(v, ctx);
@@ -399,7 +417,7 @@ impl<'a> MapReader<'a> {
             let mut d = Diagnostic::error(format!("unknown key `{name}` in {what}"))
                 .at_path(child(&self.path, name))
                 .with_span(k.span);
-            d = match did_you_mean(name, allowed.iter().copied()) {
+            d = match suggestion {
                 Some(s) => d.with_help(format!("did you mean `{s}`?")),
                 None => d.with_help(format!("expected one of: {}", allowed.join(", "))),
             };

@@ -422,7 +422,7 @@ pub fn decode(root: &Node, ctx: &mut Ctx) -> RawConfig {
 }
 
 fn datastore(n: &Node, path: &str, ctx: &mut Ctx) -> Option<RawDatastore> {
-    let mut m = MapReader::new(n, path, "a datastore", ctx)?;
+    let mut m = MapReader::new(n, path, "a datastore", ctx)?.unknown_values_secret();
     let name = m.req_str("name", "a datastore", ctx);
     let kind = m.req_str("type", "a datastore", ctx);
     let type_keys: &[&str] = match kind.as_ref().map(|k| k.value.as_str()) {
@@ -525,7 +525,7 @@ fn strings(m: &mut MapReader<'_>, key: &str, ctx: &mut Ctx) -> Vec<S> {
 }
 
 fn external(n: &Node, path: &str, ctx: &mut Ctx) -> Option<RawExternalStore> {
-    let mut m = MapReader::new(n, path, "an external store", ctx)?;
+    let mut m = MapReader::new(n, path, "an external store", ctx)?.unknown_values_secret();
     let name = m.req_str("name", "an external store", ctx);
     let kind = m.req_str("type", "an external store", ctx);
     let d = RawExternalStore {

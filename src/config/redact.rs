@@ -9,7 +9,7 @@ const SECRET_NAME_PARTS: &[&str] = &[
     "token",
     "secret",
     "pass",
-    "pwd",
+    "pw",
     "auth",
     "cookie",
     "session",
@@ -18,7 +18,7 @@ const SECRET_NAME_PARTS: &[&str] = &[
 ];
 
 /// Whether a key, header or parameter name suggests a secret value: it contains `key`,
-/// `token`, `secret`, `password` (or `pass`, `passwd`), `pwd`, `auth`, `cookie`, `session`,
+/// `token`, `secret`, `password` (or `pass`, `passwd`), `pw` (`pwd`), `auth`, `cookie`, `session`,
 /// `signature` or `credential`, ignoring case, `-` and `_`.
 pub fn is_secret_name(name: &str) -> bool {
     if NOT_SECRET_KEYS.contains(&name) {

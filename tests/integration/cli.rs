@@ -246,6 +246,33 @@ fn secrets_are_never_shown() {
     );
     let err = invalid(&cfg, &["unknown key `colour`"]);
     assert!(!err.contains("hunter2secret"), "password shown:\n{err}");
+    // A misspelt or repeated password key: its value is not shown either.
+    for (typo, needle) in [
+        ("pasword", "did you mean `password`?"),
+        ("pw", "unknown key `pw`"),
+        ("hots", "did you mean `host`?"),
+        (
+            "password: hunter2secret, password",
+            "duplicate key `password`",
+        ),
+    ] {
+        let cfg = GOOD.replace(
+            "password: hunter2secret}",
+            &format!("{typo}: hunter2secret}}"),
+        );
+        let err = invalid(&cfg, &[needle]);
+        assert!(
+            !err.contains("hunter2secret"),
+            "{typo}: password shown:\n{err}"
+        );
+    }
+    // Credentials in a URL given as `host` are refused, and not shown.
+    let cfg = GOOD.replace(
+        "host: 127.0.0.1, database: test, password: hunter2secret}",
+        "host: 'postgres://app:hunter2secret@127.0.0.1/test'}",
+    );
+    let err = invalid(&cfg, &["`host` takes a host name or address, not a URL"]);
+    assert!(!err.contains("hunter2secret"), "password shown:\n{err}");
 }
 
 #[test]
