@@ -82,4 +82,6 @@ pub fn looks_like_expression(text: &str) -> bool {
         || !t
             .chars()
             .all(|c| c.is_alphanumeric() || c == '_' || c == '.')
+        // A number (`1e5`, `1.5`, `42`) is a constant, not a column.
+        || (t.starts_with(|c: char| c.is_ascii_digit()) && t.parse::<f64>().is_ok())
 }

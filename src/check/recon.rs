@@ -236,6 +236,20 @@ fn one(
     };
     let start = bound(r.start.as_ref(), bound_type.as_ref(), "start", diags);
     let end = bound(r.end.as_ref(), bound_type.as_ref(), "end", diags);
+    if let (Some(Bound::Const(a)), Some(Bound::Const(b)), Some(e)) = (&start, &end, &r.end) {
+        if crate::expr::eval::order(b, a).is_ok_and(|o| o.is_some_and(|o| o.is_le())) {
+            diags.push(
+                e.error(format!(
+                    "`end` ({}) is not after `start` ({}): the range is empty",
+                    b.to_text(),
+                    a.to_text()
+                ))
+                .with_help(
+                    "`start` is the first value of the range, `end` the first value past it",
+                ),
+            );
+        }
+    }
     let initial_interval = match &r.initial_partition_interval {
         Some(s) => {
             let t = expression(s, &Env::constant(), diags)?;

@@ -139,6 +139,21 @@ fn allow_delete_with_a_timestamp_reconciliation_is_warned_about() {
     assert!(ok(EXAMPLES[6].1).checked.warnings.is_empty());
 }
 
+/// Constant bounds that leave nothing between them are refused where `end` is written.
+#[test]
+fn an_empty_reconciliation_range_is_refused() {
+    let text = EXAMPLES[1].1.replace(
+        "partition_column: id\n",
+        "partition_column: id\n        start: \"100\"\n        end: \"5\"\n",
+    );
+    assert_ne!(text, EXAMPLES[1].1);
+    let e = fail(&text);
+    assert_eq!(
+        error_messages(&e),
+        ["`end` (5) is not after `start` (100): the range is empty"]
+    );
+}
+
 #[test]
 fn transformed_sink_needs_a_hash_column_to_reconcile() {
     let text = EXAMPLES[0].1.replace(
@@ -317,6 +332,21 @@ fn a_nats_source_checks_and_evaluates_expressions_in_the_runtime() {
     // Nothing can be pushed into a query a NATS source does not have.
     assert!(p.source.pushed.is_empty());
     assert!(matches!(p.sink.fields[2].value, FieldValue::Expr(_)));
+}
+
+/// A bare number is a constant, not a column named `1e5`.
+#[test]
+fn a_bare_number_is_a_constant() {
+    for text in ["1e5", "1.5e3", "42", "0.25"] {
+        let cfg = NATS_SOURCE.replace(
+            "source_column: 'lambda r: 1 if r[\"total\"] > 100 else 0'",
+            &format!("source_column: \"{text}\""),
+        );
+        let cfg = cfg.replace("{column: big, dtype: int,", "{column: big, dtype: float,");
+        let fe = ok(&cfg);
+        let f = &fe.checked.program.pipelines[0].sink.fields[2];
+        assert!(!matches!(f.value, FieldValue::Column { .. }), "{text}");
+    }
 }
 
 #[test]

@@ -307,6 +307,17 @@ async fn pg_to_pg_upsert_full_sync_then_reconcile_exactly_the_changed_rows() {
     .unwrap();
     let r = json_run(&cfg, &["plan", "--start", "1", "--end", "1000"], 0);
     assert_eq!(n(&r, "rows_written"), 1, "{r}");
+    // An empty range is an error, not a run that compares nothing and finds no drift.
+    let o = synctool(
+        &cfg,
+        &["plan", "--exit-code", "--start", "1000", "--end", "1"],
+    );
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("the range is empty: end 1 is not after start 1000"),
+        "{err}"
+    );
     drop_pg(&c, &[&src, &sink]).await;
 }
 

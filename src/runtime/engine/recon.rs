@@ -372,6 +372,17 @@ impl<'c, 'a> Recon<'c, 'a> {
         };
         let mut lo = start.as_ref().map(|v| units(v, false)).transpose()?;
         let mut hi = end.as_ref().map(|v| units(v, true)).transpose()?;
+        if let (Some(a), Some(b), Some(l), Some(h)) = (&start, &end, lo, hi) {
+            if h <= l {
+                return Err(RuntimeError::Config(format!(
+                    "pipeline `{}`, reconciliation `{}`: the range is empty: end {} is not after start {}",
+                    ctx.p.name,
+                    r.name,
+                    b.to_text(),
+                    a.to_text()
+                )));
+            }
+        }
         if lo.is_none() || hi.is_none() {
             let t = partition_dtype(r.kind);
             let mut mins = Vec::new();
