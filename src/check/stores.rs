@@ -66,6 +66,7 @@ impl Stores {
                         if !(u.value.starts_with("http://") || u.value.starts_with("https://")) {
                             diags.push(u.error("`base_url` must start with http:// or https://"));
                         }
+                        check_one_authorization(u, &d.headers, diags);
                     }
                 }
                 StoreKind::Nats => {
@@ -112,6 +113,9 @@ impl Stores {
             }
             if kind == ExternalKind::Redis {
                 check_host(e.host.as_ref(), diags);
+            }
+            if let Some(u) = &e.url {
+                check_one_authorization(u, &e.headers, diags);
             }
             if kind == ExternalKind::Redis && e.host.is_none() {
                 diags.push(
@@ -306,6 +310,27 @@ fn check_host(host: Option<&Spanned<String>>, diags: &mut Diags) {
         diags.push(
             h.error("`host` takes a host name or address, not a URL")
                 .with_help("give the user, password, port and database in `username`, `password`, `port` and `database`"),
+        );
+    }
+}
+
+/// A URL with credentials is sent with them as HTTP basic authentication, which replaces
+/// an `Authorization` header: given both, one would be dropped without a word.
+fn check_one_authorization(
+    url: &Spanned<String>,
+    headers: &[(Spanned<String>, Spanned<String>)],
+    diags: &mut Diags,
+) {
+    if crate::config::redact::userinfo_range(&url.value).is_none() {
+        return;
+    }
+    if let Some((h, _)) = headers
+        .iter()
+        .find(|(h, _)| h.value.eq_ignore_ascii_case("authorization"))
+    {
+        diags.push(
+            h.error("an `Authorization` header and credentials in the URL: the URL's would replace the header")
+                .with_help("keep one: remove the `user:password@` part of the URL, or the header"),
         );
     }
 }

@@ -394,6 +394,29 @@ fn config_errors_show_no_header_value_or_url_credentials() {
         &err,
         &["KeySecret6", "NatsTokSecret8"],
     );
+
+    // An Authorization header beside URL credentials, which would replace it, is refused.
+    let cfg = GOOD.replace(
+        "pipelines:\n",
+        &format!(
+            "{}pipelines:\n",
+            STORES
+                .trim_start_matches('\n')
+                .replace(", colour: red", "")
+                .replace(", Bad: [1]", "")
+                .replace("Accept: BearerSecret10", "authorization: BearerSecret10")
+                .replace("X-Api-Key: KeySecret6", "Authorization: KeySecret6")
+        ),
+    );
+    let err = invalid(
+        &cfg,
+        &[
+            "datastores[2].headers.Authorization",
+            "externalstores[0].headers.authorization",
+            "the URL's would replace the header",
+        ],
+    );
+    assert_no_secret("an Authorization error", &err, STORE_SECRETS);
 }
 
 /// GOOD plus an HTTP enrichment whose parameters and URL carry secrets, and stores with
