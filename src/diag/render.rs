@@ -18,6 +18,7 @@ pub fn render(d: &Diagnostic, src: Option<&SourceFile>) -> String {
             let path = d
                 .path
                 .as_deref()
+                .filter(|p| !p.is_empty())
                 .map(|p| format!(" at {p}"))
                 .unwrap_or_default();
             let _ = writeln!(out, "  --> {}:{line}:{col}{path}", src.name);

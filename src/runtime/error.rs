@@ -91,10 +91,7 @@ pub enum RuntimeError {
         message: String,
     },
     /// A result column could not be decoded as the dtype the caller asked for.
-    #[error(
-        "datastore `{store}` ({host}), step {step}: result column {column}{}: {message}",
-        row_of(row)
-    )]
+    #[error("datastore `{store}` ({host}), step {step}: result column {column}: {message}")]
     Decode {
         /// Datastore name.
         store: String,
@@ -102,10 +99,9 @@ pub enum RuntimeError {
         host: String,
         /// The step id.
         step: String,
-        /// The 1-based result column, with its name when known (`3 (`flag`)`).
+        /// The 1-based result column, with its name when known, and the row's key when
+        /// known (`3 (`flag`) of the row id=7`).
         column: String,
-        /// The row's key (`id=7`), or empty when unknown.
-        row: String,
         /// What is wrong.
         message: String,
     },
@@ -144,13 +140,4 @@ pub enum RuntimeError {
         /// The step id.
         step: String,
     },
-}
-
-/// ` of the row id=7`, or nothing for an unknown row.
-fn row_of(key: &str) -> String {
-    if key.is_empty() {
-        String::new()
-    } else {
-        format!(" of the row {key}")
-    }
 }

@@ -659,7 +659,7 @@ fn a_start_of_the_wrong_type_for_the_partition_is_a_usage_error() {
         let err = stderr(&o);
         assert_eq!(o.status.code(), Some(2), "{cmd}: {err}");
         assert!(
-            err.contains("--start `datetime.datetime(2024, 1, 1)` is a datetime, and the partition column of reconciliation `by_id` is int"),
+            err.contains("--start `datetime.datetime(2024, 1, 1)` gives datetime, and the partition column of reconciliation `by_id` is int"),
             "{cmd}: {err}"
         );
     }

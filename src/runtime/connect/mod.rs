@@ -256,18 +256,16 @@ impl ErrCtx {
             .filter(|(i, _)| *i + 1 != column)
             .map(|(i, name)| key_cell(*i).map(|v| (name.as_str(), v)))
             .collect();
-        let row = match key {
-            Some(k) if !k.is_empty() && k.len() == stmt.key.len() => {
-                crate::runtime::transform::key_label(k.iter().map(|(n, v)| (*n, v)))
-            }
-            _ => String::new(),
-        };
+        let mut column = stmt.column_label(column);
+        if let Some(k) = key.filter(|k| !k.is_empty() && k.len() == stmt.key.len()) {
+            let row = crate::runtime::transform::key_label(k.iter().map(|(n, v)| (*n, v)));
+            column = format!("{column} of the row {}", self.scrub(row));
+        }
         RuntimeError::Decode {
             store: self.store.clone(),
             host: self.host.clone(),
             step: stmt.step.to_string(),
-            column: stmt.column_label(column),
-            row: self.scrub(row),
+            column,
             message: self.scrub(msg),
         }
     }

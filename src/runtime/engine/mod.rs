@@ -151,7 +151,7 @@ pub fn select_mode<'a>(p: &'a Pipeline, opts: &RunOptions) -> Result<Mode<'a>, R
                     let Some(e) = e else { continue };
                     if !bound_fits(r.kind, &e.ty) {
                         return Err(RuntimeError::Config(format!(
-                            "pipeline `{}`: {flag} `{e}` is a {}, and the partition column of reconciliation `{}` is {}",
+                            "pipeline `{}`: {flag} `{e}` gives {}, and the partition column of reconciliation `{}` is {}",
                             p.name,
                             e.ty,
                             r.name,
