@@ -176,8 +176,20 @@ fn main() -> ExitCode {
     };
     init_logging(&cli);
     let name = cli.config.display().to_string();
-    let text = match std::fs::read_to_string(&cli.config) {
-        Ok(t) => t,
+    let text = match std::fs::read(&cli.config).map(String::from_utf8) {
+        Ok(Ok(t)) => t,
+        Ok(Err(e)) => {
+            // Where the text stops being UTF-8: line and column of the first bad byte.
+            let valid = &e.as_bytes()[..e.utf8_error().valid_up_to()];
+            let line = valid.iter().filter(|b| **b == b'\n').count() + 1;
+            let start = valid.iter().rposition(|b| *b == b'\n').map_or(0, |i| i + 1);
+            let column = String::from_utf8_lossy(&valid[start..]).chars().count() + 1;
+            report_error(
+                cli.log_format,
+                &format!("error: config file {name} is not UTF-8 text: byte {} (line {line}, column {column}) is not valid UTF-8", valid.len()),
+            );
+            return ExitCode::from(EXIT_INVALID);
+        }
         Err(e) => {
             report_error(
                 cli.log_format,

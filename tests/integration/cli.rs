@@ -295,6 +295,23 @@ fn missing_config_file_is_a_usage_error() {
 }
 
 #[test]
+fn a_config_that_is_not_utf8_is_located() {
+    let (path, mut f) = tempfile_in_target("latin1");
+    f.write_all(b"datastores:\n  - name: caf\xe9\n").unwrap();
+    let o = Command::new(env!("CARGO_BIN_EXE_synctool"))
+        .args(["validate", "-c"])
+        .arg(&path)
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(2));
+    assert!(
+        stderr(&o).contains("is not UTF-8 text: byte 25 (line 2, column 14)"),
+        "{}",
+        stderr(&o)
+    );
+}
+
+#[test]
 fn unknown_pipeline_selection() {
     let o = run(&["validate", "-p", "q"], GOOD);
     assert_eq!(o.status.code(), Some(2));
