@@ -412,6 +412,13 @@ fn field(
         .chain(outputs.iter().map(|(_, k, _)| k.clone()))
         .collect();
 
+    if text.starts_with("TMPL(") && tmpl_inner(text).is_none() {
+        diags.push(
+            sc.error("a template is written `TMPL(...)`: the closing `)` is missing")
+                .with_help("end the value with `)`, e.g. `TMPL({{ name }})`"),
+        );
+        return None;
+    }
     if tmpl_inner(text).is_some() {
         let refs: Vec<&str> = known.iter().map(String::as_str).collect();
         let t = template(sc, &refs, diags)?;

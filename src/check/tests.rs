@@ -334,6 +334,19 @@ fn a_nats_source_checks_and_evaluates_expressions_in_the_runtime() {
     assert!(matches!(p.sink.fields[2].value, FieldValue::Expr(_)));
 }
 
+#[test]
+fn a_template_without_its_closing_paren_says_so() {
+    let text = EXAMPLES[0].1.replace(
+        "'TMPL({{ name }} - ${{ o__total }})'",
+        "'TMPL({{ name }} - ${{ o__total }}'",
+    );
+    assert_ne!(text, EXAMPLES[0].1);
+    assert_eq!(
+        error_messages(&fail(&text)),
+        ["a template is written `TMPL(...)`: the closing `)` is missing"]
+    );
+}
+
 /// A bare number is a constant, not a column named `1e5`.
 #[test]
 fn a_bare_number_is_a_constant() {
