@@ -218,13 +218,18 @@ impl<'a> MapReader<'a> {
                 path,
             }),
             None => {
+                // The text itself: it may come from an environment variable.
+                let found = match &n.value {
+                    NodeValue::Str(s) if s.chars().count() <= 40 => format!("the text `{s}`"),
+                    NodeValue::Float(_) => {
+                        "a number that is not a whole 64-bit integer".to_string()
+                    }
+                    _ => n.type_name().to_string(),
+                };
                 ctx.err(
-                    Diagnostic::error(format!(
-                        "`{key}` must be an integer, found {}",
-                        n.type_name()
-                    ))
-                    .at_path(path)
-                    .with_span(n.span),
+                    Diagnostic::error(format!("`{key}` must be an integer, found {found}"))
+                        .at_path(path)
+                        .with_span(n.span),
                 );
                 None
             }

@@ -228,6 +228,23 @@ fn unset_environment_variable_without_default() {
     );
 }
 
+/// A value from the environment that does not fit its key is shown as it came.
+#[test]
+fn an_expanded_value_that_does_not_fit_is_shown() {
+    let cfg = GOOD.replace(
+        "host: 127.0.0.1, database: test,",
+        "host: 127.0.0.1, port: '${SYNCTOOL_TEST_PORT:-5432}', database: test,",
+    );
+    let o = run_env(&["validate"], &cfg, &[("SYNCTOOL_TEST_PORT", "54x32")]);
+    assert_eq!(o.status.code(), Some(2));
+    let err = stderr(&o);
+    assert!(
+        err.contains("`port` must be an integer, found the text `54x32`")
+            && err.contains("datastores[0].port"),
+        "{err}"
+    );
+}
+
 #[test]
 fn unknown_template_variable() {
     let cfg = GOOD.replace(
