@@ -2181,3 +2181,66 @@ pipelines:
     ch.exec(&format!("DROP TABLE default.{src}")).await;
     drop_pg(&c, &[&sink]).await;
 }
+
+/// A write that waits for a lock another session holds says so after a while, and goes on
+/// waiting: the run finishes once the lock is released.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_write_waiting_for_a_lock_says_so_and_finishes_after_it() {
+    let c = pg().await;
+    let (src, sink) = (unique("lock_src"), unique("lock_sink"));
+    make_source(&c, &src).await;
+    let cfg = write_config(&pipeline_yaml(
+        "locked",
+        &src,
+        "pg",
+        &sink,
+        "{strategy: upsert}",
+        RECON_BY_ID,
+    ));
+    json_run(&cfg, &["apply"], 0);
+    c.batch_execute(&format!("UPDATE {src} SET name = 'changed' WHERE id = 7"))
+        .await
+        .unwrap();
+    // Another session holds the sink row the run updates.
+    let holder = pg().await;
+    holder
+        .batch_execute(&format!(
+            "BEGIN; SELECT * FROM {sink} WHERE id = 7 FOR UPDATE"
+        ))
+        .await
+        .unwrap();
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_synctool"))
+        .args(["apply", "-c"])
+        .arg(&cfg)
+        .stderr(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    // The warning comes on its own line; read stderr until it does.
+    let stderr = child.stderr.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        use std::io::BufRead;
+        for line in std::io::BufReader::new(stderr)
+            .lines()
+            .map_while(Result::ok)
+        {
+            let _ = tx.send(line);
+        }
+    });
+    let line = rx
+        .recv_timeout(std::time::Duration::from_secs(60))
+        .expect("a warning while the lock is held");
+    assert!(
+        line.contains("has been running for 10 s")
+            && line.contains("another session may hold a lock"),
+        "{line}"
+    );
+    assert!(child.try_wait().unwrap().is_none(), "the run waits");
+    holder.batch_execute("COMMIT").await.unwrap();
+    let status = child.wait().unwrap();
+    assert!(status.success(), "{status}");
+    let r = json_run(&cfg, &["plan", "--exit-code"], 0);
+    assert_eq!(n(&r, "rows_written"), 0, "{r}");
+    drop_pg(&c, &[&src, &sink]).await;
+}

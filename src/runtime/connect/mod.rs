@@ -340,6 +340,26 @@ macro_rules! dispatch {
     };
 }
 
+/// How long a statement runs before [`say_when_slow`] says so.
+const SLOW_STATEMENT: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// Runs a write; when it has not finished after [`SLOW_STATEMENT`], says so once and goes on
+/// waiting. A merge or a `CREATE TABLE` that waits for a lock another session holds is
+/// otherwise silent, and the run looks hung.
+async fn say_when_slow<T>(step: &str, work: impl std::future::Future<Output = T>) -> T {
+    let work = std::pin::pin!(work);
+    let mut work = work;
+    tokio::select! {
+        done = &mut work => return done,
+        () = tokio::time::sleep(SLOW_STATEMENT) => {}
+    }
+    tracing::warn!(
+        "step {step} has been running for {} s and goes on; if it should not take this long, another session may hold a lock on the table",
+        SLOW_STATEMENT.as_secs()
+    );
+    work.await
+}
+
 impl Conn {
     /// Connects and runs the session setup statements (`session`, from the SQL generator) in
     /// order. Fails with [`RuntimeError::Connect`] when the server is unreachable, rejects the
@@ -373,7 +393,11 @@ impl Conn {
     /// Runs a statement and returns the number of rows it affected (ClickHouse does not
     /// report it over HTTP: always 0 there).
     pub async fn execute(&mut self, stmt: Stmt<'_>, params: &[Value]) -> Result<u64, RuntimeError> {
-        dispatch!(self, c => c.execute(stmt, params).await)
+        let step = stmt.step;
+        say_when_slow(step, async {
+            dispatch!(self, c => c.execute(stmt, params).await)
+        })
+        .await
     }
 
     /// Runs a query and returns all its rows, each column decoded as `out[i]`. For small
@@ -442,14 +466,18 @@ impl Conn {
         natives: &[String],
         rows: &[Row],
     ) -> Result<u64, RuntimeError> {
-        match self {
-            Conn::Postgres(c) => c.copy_in(stmt, types, natives, rows).await,
-            Conn::Mysql(c) => c.load_data(stmt, types, rows).await,
-            Conn::Clickhouse(c) => {
-                c.insert_row_binary(stmt, types, nullable, natives, rows)
-                    .await
+        let step = stmt.step;
+        say_when_slow(step, async {
+            match self {
+                Conn::Postgres(c) => c.copy_in(stmt, types, natives, rows).await,
+                Conn::Mysql(c) => c.load_data(stmt, types, rows).await,
+                Conn::Clickhouse(c) => {
+                    c.insert_row_binary(stmt, types, nullable, natives, rows)
+                        .await
+                }
             }
-        }
+        })
+        .await
     }
 
     /// [`Conn::load`] for a sync that loads many batches in a row: on ClickHouse the rows go
