@@ -46,9 +46,9 @@ pub const MAX_IN_FLIGHT: usize = 256;
 pub const DEFAULT_PER_MSG_TIMEOUT: Duration = Duration::from_secs(5);
 /// Default connect / request timeout.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
-/// How long a source waits for the rest of a pull's messages when it stops at a message it
-/// cannot decode, to hand them back to the stream.
-const NAK_DRAIN: Duration = Duration::from_millis(50);
+/// How long a source that finds unacknowledged messages at start waits for them to come
+/// back at once (handed back by the run before) before it waits out the ack wait.
+const HANDED_BACK_WAIT: Duration = Duration::from_secs(1);
 
 /// Connection and consumption settings of a NATS datastore.
 #[derive(Clone)]
@@ -399,6 +399,9 @@ pub struct NatsSource {
     client: async_nats::Client,
     subject: String,
     inbox: Inbox,
+    /// Messages pulled at start (handed back by an earlier run), in stream order: the
+    /// first batches take them before pulling again.
+    ready: VecDeque<jetstream::Message>,
     fields: Vec<(String, String, Dtype)>,
     /// The source aliases of the pipeline's key: a message must give each a value.
     key: Vec<String>,
@@ -497,6 +500,37 @@ async fn nak_all(store: &str, client: &async_nats::Client, messages: &[jetstream
     }
 }
 
+/// One pull of up to `want` messages, waiting at most `wait` for them: every message the
+/// pull delivers, in stream order. The pull has ended when this returns, so that messages
+/// handed back afterwards go to the next request, not to this one.
+async fn pull(
+    consumer: &mut PullConsumer,
+    settings: &NatsSettings,
+    want: usize,
+    wait: Duration,
+) -> Result<Vec<jetstream::Message>, RuntimeError> {
+    let mut batch = consumer
+        .batch()
+        .max_messages(want)
+        .expires(wait.max(Duration::from_millis(10)))
+        .messages()
+        .await
+        .map_err(|e| settings.err(format!("JetStream pull: {e}")))?;
+    let deadline = wait + Duration::from_secs(1);
+    let mut msgs = Vec::with_capacity(want);
+    loop {
+        let next = match tokio::time::timeout(deadline, batch.next()).await {
+            Ok(Some(m)) => m,
+            Ok(None) | Err(_) => break,
+        };
+        msgs.push(next.map_err(|e| settings.err(format!("JetStream pull: {e}")))?);
+    }
+    // Redelivered messages may come after newer ones (handed back while others waited out
+    // their ack wait): the newest value of a key must still be written last.
+    msgs.sort_by_key(|m| m.info().map(|i| i.stream_sequence).unwrap_or(0));
+    Ok(msgs)
+}
+
 impl NatsSource {
     /// Subscribe the source of `pipeline`: JetStream pull consumer when the datastore has a
     /// `stream` (the `durable` one, created if missing, filtered on the subject; ephemeral
@@ -510,6 +544,7 @@ impl NatsSource {
             ))
         })?;
         let client = settings.connect().await?;
+        let mut ready = VecDeque::new();
         let inbox = match &settings.stream {
             Some(stream_name) => {
                 let js = jetstream::new(client.clone());
@@ -552,16 +587,32 @@ impl NatsSource {
                     );
                 }
                 if info.num_ack_pending > 0 {
-                    // Messages delivered to an earlier run that never acknowledged them (it
-                    // was killed): the server redelivers them, ahead of newer ones, once the
-                    // ack wait is over. Wait for that, so that this run writes them first.
+                    // Messages an earlier run did not acknowledge. Handed back (a nak), they
+                    // come again at once; delivered to a run that was killed, only after the
+                    // ack wait, and newer ones must not be written before them. The server
+                    // counts both kinds alike, so ask for them: when every one comes back,
+                    // this run starts with them.
+                    let pending = info.num_ack_pending;
                     let wait = info.config.ack_wait.max(Duration::from_secs(1));
-                    tracing::warn!(
-                        datastore = %settings.name,
-                        unacknowledged = info.num_ack_pending,
-                        "an earlier run left messages unacknowledged; waiting {wait:?} (the consumer's ack wait) for the server to deliver them again, before newer ones"
-                    );
-                    tokio::time::sleep(wait + Duration::from_millis(500)).await;
+                    let back =
+                        pull(&mut consumer, &settings, batch as usize, HANDED_BACK_WAIT).await?;
+                    let again = back
+                        .iter()
+                        .filter(|m| m.info().is_ok_and(|i| i.delivered > 1))
+                        .count();
+                    if again >= pending {
+                        ready.extend(back);
+                    } else {
+                        // Some are still held for a run that is gone: hand these back too
+                        // and wait for the rest, so that all come in stream order.
+                        nak_all(&settings.name, &client, &back).await;
+                        tracing::warn!(
+                            datastore = %settings.name,
+                            unacknowledged = pending,
+                            "an earlier run left messages unacknowledged; waiting {wait:?} (the consumer's ack wait) for the server to deliver them again, before newer ones"
+                        );
+                        tokio::time::sleep(wait + Duration::from_millis(500)).await;
+                    }
                 }
                 Inbox::Js(Box::new(consumer))
             }
@@ -597,6 +648,7 @@ impl NatsSource {
             client,
             subject,
             inbox,
+            ready,
             started: Instant::now(),
             received: 0,
             done: false,
@@ -737,35 +789,27 @@ impl NatsSource {
                     Ok(None) | Err(_) => idle = true,
                 },
                 Inbox::Js(consumer) => {
-                    let mut batch = consumer
-                        .batch()
-                        .max_messages(want)
-                        .expires(wait.max(Duration::from_millis(10)))
-                        .messages()
-                        .await
-                        .map_err(|e| self.settings.err(format!("JetStream pull: {e}")))?;
-                    let deadline = wait + Duration::from_secs(1);
-                    loop {
-                        let next = match tokio::time::timeout(deadline, batch.next()).await {
-                            Ok(Some(m)) => m,
-                            Ok(None) | Err(_) => break,
-                        };
-                        let msg =
-                            next.map_err(|e| self.settings.err(format!("JetStream pull: {e}")))?;
+                    let msgs: Vec<jetstream::Message> = if self.ready.is_empty() {
+                        pull(consumer, &self.settings, want, wait).await?
+                    } else {
+                        let n = want.min(self.ready.len());
+                        self.ready.drain(..n).collect()
+                    };
+                    let mut msgs = msgs.into_iter();
+                    while let Some(msg) = msgs.next() {
                         let seq = msg.info().map(|i| i.stream_sequence).unwrap_or(0);
                         let label = format!("stream sequence {seq} on `{}`", msg.subject);
                         let row = match self.decode(&msg.payload, &label) {
                             Ok(row) => row,
                             Err(e) => {
-                                // Hand the message back, with the rest of this pull already
-                                // delivered, so that a later run gets them at once (the
-                                // messages after it are not written either: order holds).
-                                let mut back = vec![msg];
-                                while let Ok(Some(Ok(m))) =
-                                    tokio::time::timeout(NAK_DRAIN, batch.next()).await
-                                {
-                                    back.push(m);
-                                }
+                                // Hand the message back, with every one after it, so that a
+                                // later run gets them at once and in order (the messages
+                                // after it are not written either). The pull has ended: no
+                                // request of this run can take them again.
+                                let back: Vec<jetstream::Message> = std::iter::once(msg)
+                                    .chain(msgs)
+                                    .chain(self.ready.drain(..))
+                                    .collect();
                                 nak_all(&self.settings.name, &self.client, &back).await;
                                 return Err(e);
                             }
@@ -817,8 +861,11 @@ impl NatsSource {
         Ok(row)
     }
 
-    /// Stop consuming: unsubscribe a core subscription, drain the connection.
-    pub async fn close(self) -> Result<(), RuntimeError> {
+    /// Stop consuming: hand back the messages pulled at start and not taken (`max_msgs`
+    /// reached first), unsubscribe a core subscription, drain the connection.
+    pub async fn close(mut self) -> Result<(), RuntimeError> {
+        let left: Vec<jetstream::Message> = self.ready.drain(..).collect();
+        nak_all(&self.settings.name, &self.client, &left).await;
         if let Inbox::Core(mut sub) = self.inbox {
             let _ = sub.unsubscribe().await;
         }

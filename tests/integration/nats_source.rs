@@ -314,7 +314,14 @@ async fn a_bad_nats_message_fails_the_run_unacknowledged_and_a_fixed_run_gets_it
             &format!("table: {fixed_table}\n"),
         );
     let cfg = write_config(&fixed);
+    let started = Instant::now();
     assert_eq!(run_ok(&cfg, &["apply"]), (2, 2));
+    // At once: not after the consumer's 30 s ack wait.
+    assert!(
+        started.elapsed() < Duration::from_secs(20),
+        "{:?}",
+        started.elapsed()
+    );
     let rows = pg_rows(
         &c,
         &format!("SELECT id::text, amount FROM {fixed_table} ORDER BY id"),
@@ -329,6 +336,71 @@ async fn a_bad_nats_message_fails_the_run_unacknowledged_and_a_fixed_run_gets_it
         ]
     );
     assert_eq!(consumer_state(&js, &n.stream, &n.durable).await, (6, 0, 0));
+    c.batch_execute(&format!("DROP TABLE {}; DROP TABLE {fixed_table}", n.table))
+        .await
+        .unwrap();
+    js.delete_stream(&n.stream).await.unwrap();
+}
+
+/// A refused message holds back every message after it, run after run, so that a newer
+/// value of its key is never written before it: the pull that delivered it has ended before
+/// it is handed back, and a run takes handed-back messages in stream order.
+#[tokio::test]
+async fn a_refused_message_keeps_newer_values_of_its_key_behind_it() {
+    let n = names("nats_src_order");
+    let js = stream(&n.stream, &n.subject).await;
+    let mut msgs = vec![message(1), message(5), message(5), message(6)];
+    msgs[1]["name"] = json!("OLD");
+    msgs[1]["amount"] = json!("1.234"); // more digits than decimal(10,2) keeps
+    msgs[2]["name"] = json!("NEW");
+    publish(&js, &n.subject, &msgs).await;
+    // Batches larger than the messages: the pull is still open when the bad one is read.
+    let text = config(&n.subject, &n.stream, &n.durable, "pg", &n.table, "")
+        .replace("batch_size: 3", "batch_size: 10");
+    let cfg = write_config(&text);
+    let c = pg().await;
+    let names_in = |table: String| {
+        let c = &c;
+        async move {
+            pg_rows(
+                c,
+                &format!("SELECT id::text, name FROM {table} ORDER BY id"),
+                &[],
+            )
+            .await
+        }
+    };
+    for _ in 0..2 {
+        let started = Instant::now();
+        let err = run_fails(&cfg);
+        assert!(err.contains("stream sequence 2"), "{err}");
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "{:?}",
+            started.elapsed()
+        );
+        assert_eq!(
+            names_in(n.table.clone()).await,
+            vec![vec![Some("1".into()), Some("n1".into())]],
+            "nothing after the refused message is written"
+        );
+    }
+    let fixed_table = format!("{}_fixed", n.table);
+    let fixed = text.replace("decimal(10,2)", "decimal(10,3)").replace(
+        &format!("table: {}\n", n.table),
+        &format!("table: {fixed_table}\n"),
+    );
+    // Three read; key 5's two values in one batch are one write, the newer.
+    assert_eq!(run_ok(&write_config(&fixed), &["apply"]), (3, 2));
+    assert_eq!(
+        names_in(fixed_table.clone()).await,
+        vec![
+            vec![Some("5".into()), Some("NEW".into())],
+            vec![Some("6".into()), Some("n6".into())],
+        ],
+        "the newer value of key 5 is written last"
+    );
+    assert_eq!(consumer_state(&js, &n.stream, &n.durable).await, (4, 0, 0));
     c.batch_execute(&format!("DROP TABLE {}; DROP TABLE {fixed_table}", n.table))
         .await
         .unwrap();
@@ -363,7 +435,13 @@ async fn a_nats_batch_the_sink_refused_is_redelivered_to_the_next_run() {
         .await
         .unwrap();
     // Handed back, the batch comes at once (not after the 30 s ack wait), then message 7.
+    let started = Instant::now();
     assert_eq!(run_ok(&cfg, &["apply"]), (4, 4));
+    assert!(
+        started.elapsed() < Duration::from_secs(20),
+        "{:?}",
+        started.elapsed()
+    );
     let rows = pg_rows(&c, &pg_select(&n.table), &[]).await;
     let want: Vec<Row> = (1..=7).map(|i| expected(i, ("true", "false"))).collect();
     assert_eq!(rows, want);
