@@ -2392,3 +2392,63 @@ async fn clickhouse_catalog_queries_survive_tables_dropped_meanwhile() {
     drop_table(&mut dbs, Db::Ch, &sink_table).await;
     drop_table(&mut dbs, Db::Pg, &src_table).await;
 }
+
+/// A date partition whose last value is the last date the sink's type holds (MySQL's
+/// `9999-12-31`, ClickHouse `Date`'s `2149-06-06`): the range stops before it, with a
+/// warning, instead of binding a bound the sink cannot hold (which made every block look
+/// added, and rows only the sink held were never deleted).
+#[tokio::test(flavor = "multi_thread")]
+async fn a_date_partition_up_to_the_sinks_last_date_still_reconciles() {
+    let mut dbs = dbs().await;
+    for (sink, last) in [(Db::My, "9999-12-31"), (Db::Ch, "2149-06-06")] {
+        let what = format!("last date {last} into {sink:?}");
+        let (src, sink_table) = (
+            support::unique("lastdate"),
+            support::unique("lastdate_sink"),
+        );
+        exec(
+            &mut dbs,
+            Db::Pg,
+            &format!(
+                "CREATE TABLE {src} (id bigint PRIMARY KEY, d date);
+                 INSERT INTO {src} SELECT g, DATE '2024-01-01' + g FROM generate_series(1, 50) g;
+                 INSERT INTO {src} VALUES (51, '{last}');"
+            ),
+        )
+        .await;
+        let cfg = one_column_config(
+            (Db::Pg, &src),
+            ("d", "date"),
+            (sink, &sink_table),
+            "{strategy: upsert, allow_delete: true}",
+            false,
+        ) + "    reconciliation:
+      - {name: by_d, partition_column: d, partition_column_type: date, initial_partition_interval: 864000}
+";
+        let cfg = write_config(&cfg);
+        run(&cfg, &["apply"], 0, &what);
+        let o = synctool(&cfg, &["plan", "--exit-code"]);
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(o.status.code(), Some(0), "{what}: {err}");
+        assert!(
+            err.contains("or later lie past the last date"),
+            "{what}: {err}"
+        );
+        // A row only the sink holds, inside the range, is found and deleted.
+        exec(
+            &mut dbs,
+            sink,
+            &format!("INSERT INTO {sink_table} (id, d) VALUES (999, '2024-01-20')"),
+        )
+        .await;
+        if sink == Db::Ch {
+            ch_wait_mutations(&dbs.ch, &sink_table).await;
+        }
+        run(&cfg, &["plan", "--exit-code"], 3, &what);
+        let r = run(&cfg, &["apply"], 0, &what);
+        assert_eq!(n(&r, "rows_deleted"), 1, "{what}: {r}");
+        run(&cfg, &["plan", "--exit-code"], 0, &what);
+        drop_table(&mut dbs, sink, &sink_table).await;
+        drop_table(&mut dbs, Db::Pg, &src).await;
+    }
+}

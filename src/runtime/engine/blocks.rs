@@ -6,6 +6,7 @@
 
 use crate::expr::Value;
 use crate::ir::{PartitionKind, Reconciliation};
+use crate::sql::DialectKind;
 use chrono::{DateTime, NaiveDate, NaiveDateTime};
 
 const DAY: i64 = 86_400;
@@ -107,6 +108,21 @@ impl Unit {
                 Some(Value::Datetime(t - chrono::Duration::microseconds(1)))
             }
             (Unit::Days, Value::Date(d)) => Some(Value::Date(d.pred_opt()?)),
+            _ => None,
+        }
+    }
+
+    /// The largest exclusive upper bound `dialect` can bind for this unit, when its date
+    /// and time types end before the units do: MySQL's at 9999-12-31 23:59:59.999999,
+    /// ClickHouse's `Date` at 2149-06-06 and `DateTime` at 2106-02-07 06:28:15. A block
+    /// ending past it could not be queried (the bound does not fit the type).
+    pub fn bound_limit(self, dialect: DialectKind) -> Option<i64> {
+        let ymd = |y, m, d| NaiveDate::from_ymd_opt(y, m, d).map(days);
+        match (self, dialect) {
+            (Unit::Days, DialectKind::Mysql) => ymd(9999, 12, 31),
+            (Unit::Seconds, DialectKind::Mysql) => ymd(9999, 12, 31).map(|d| (d + 1) * DAY - 1),
+            (Unit::Days, DialectKind::Clickhouse) => Some(i64::from(u16::MAX)),
+            (Unit::Seconds, DialectKind::Clickhouse) => Some(i64::from(u32::MAX)),
             _ => None,
         }
     }

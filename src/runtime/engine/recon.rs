@@ -434,6 +434,28 @@ impl<'c, 'a> Recon<'c, 'a> {
             lo = lo.or(mins.into_iter().min());
             hi = hi.or(maxs.into_iter().max());
         }
+        // A bound past the end of a side's date or time type cannot be bound: the range
+        // stops there, and the rows beyond (a `9999-12-31` stand-in for "never") are said
+        // to go uncompared, as the largest 64-bit integer is.
+        let limit = [
+            ctx.p.source.store.kind.dialect(),
+            ctx.p.sink.store.kind.dialect(),
+        ]
+        .into_iter()
+        .flatten()
+        .filter_map(|d| unit.bound_limit(d))
+        .min();
+        if let (Some(limit), Some(h)) = (limit, hi) {
+            if h > limit {
+                hi = Some(limit);
+                tracing::warn!(
+                    "pipeline `{}`, reconciliation `{}`: rows whose partition value is {} or later lie past the last date or time the databases can bound a block with, and are not compared",
+                    ctx.p.name,
+                    r.name,
+                    unit.value(limit).to_text()
+                );
+            }
+        }
         Ok(match (lo, hi) {
             (Some(lo), Some(hi)) if hi > lo => Some(Range { lo, hi }),
             _ => None,
