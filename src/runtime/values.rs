@@ -55,7 +55,9 @@ pub fn coerce(v: Value, dtype: Dtype) -> Result<Value, String> {
             if n.scale() != 0 {
                 return Err(format!("decimal {d} is not an integer"));
             }
-            Value::Int(i64::try_from(n.mantissa()).map_err(|_| format!("{d} overflows int"))?)
+            Value::Int(i64::try_from(n.mantissa()).map_err(|_| {
+                format!("{d} is outside the 64-bit signed range of int (declare the field decimal(20,0))")
+            })?)
         }
         (Dtype::Int, Value::Float(f)) => {
             if f.fract() != 0.0 || !f.is_finite() || f.abs() > 9.007_199_254_740_992e15 {
@@ -63,11 +65,19 @@ pub fn coerce(v: Value, dtype: Dtype) -> Result<Value, String> {
             }
             Value::Int(f as i64)
         }
-        (Dtype::Int, Value::Str(s)) => Value::Int(
-            s.trim()
-                .parse()
-                .map_err(|_| format!("text {:?} is not an integer", abbreviate(&s)))?,
-        ),
+        (Dtype::Int, Value::Str(s)) => Value::Int(s.trim().parse().map_err(|_| {
+            // A whole number too large for 64 bits (ClickHouse `UInt64`, MySQL `bigint
+            // unsigned`) is said to be one.
+            let digits = s.trim().trim_start_matches(['-', '+']);
+            if !digits.is_empty() && digits.bytes().all(|b| b.is_ascii_digit()) {
+                format!(
+                    "{} is outside the 64-bit signed range of int (declare the field decimal(20,0))",
+                    abbreviate(&s)
+                )
+            } else {
+                format!("text {:?} is not an integer", abbreviate(&s))
+            }
+        })?),
         (Dtype::Float, Value::Float(f)) => Value::Float(f),
         (Dtype::Float, Value::Int(i)) => Value::Float(i as f64),
         (Dtype::Float, Value::Decimal(d)) => Value::Float(d.to_f64()),
@@ -342,6 +352,19 @@ pub fn format_uuid(b: &[u8; 16]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_whole_number_beyond_64_bits_is_named_as_one() {
+        for v in [
+            Value::Str("18446744073709551615".into()),
+            Value::Decimal(crate::expr::Decimal::parse("18446744073709551615").unwrap()),
+        ] {
+            let e = coerce(v, Dtype::Int).unwrap_err();
+            assert!(e.contains("outside the 64-bit signed range"), "{e}");
+        }
+        let e = coerce(Value::Str("12a".into()), Dtype::Int).unwrap_err();
+        assert!(e.contains("is not an integer"), "{e}");
+    }
 
     #[test]
     fn uuids_parse_in_any_case_and_format_lower_case() {
