@@ -178,9 +178,13 @@ pub fn sink(
                     );
                     let d = match r.fields.iter().find(|x| x.column.value == f.column) {
                         Some(x) => x.column.error(message),
-                        None => {
-                            Diagnostic::error(message).at_path(format!("{}.merge_strategy", r.path))
-                        }
+                        // The field comes from the source's: point at the strategy.
+                        None => match r.merge.as_ref().and_then(|m| m.strategy.as_ref()) {
+                            Some(k) => k.error(message),
+                            None => Diagnostic::error(message)
+                                .at_path(format!("{}.merge_strategy", r.path))
+                                .with_span(r.datastore.span),
+                        },
                     };
                     diags.push(d.with_help(
                         "use decimal(18,s) or narrower, or the upsert strategy (a ReplacingMergeTree)",
