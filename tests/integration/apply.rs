@@ -716,6 +716,17 @@ async fn a_sink_column_that_keeps_less_precision_is_warned_about() {
     );
     drop_pg(&c, &[&src, &sink]).await;
 
+    // Without a reconciliation, the warning names none.
+    let (o, _, c, src, sink) = apply_into_existing("lossy_plain", lossy, "").await;
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(0), "{err}");
+    assert!(
+        err.contains("(the field has 2): the database changes those values on write, so the sink holds them changed")
+            && !err.contains("reconciliation"),
+        "{err}"
+    );
+    drop_pg(&c, &[&src, &sink]).await;
+
     let stored = format!("      meta_columns: {{hash_column: h}}\n{RECON_BY_ID}");
     let (o, cfg, c, src, sink) =
         apply_into_existing("lossy_stored", &format!("{lossy}, h bigint"), &stored).await;

@@ -356,6 +356,10 @@ impl SinkTable {
                 let t = self.column(&c.0)?;
                 let what = keeps_less(dialect, &t.native, c.1)?;
                 let effect = match &p.row_hash.sink {
+                    // Nothing compares the sink (a NATS source, no reconciliation).
+                    _ if p.reconciliations.is_empty() => {
+                        "so the sink holds them changed".to_string()
+                    }
                     SinkHash::Stored(h) => format!(
                         "and reconciliation, which compares the row hash stored in `{h}`, does not count that as drift"
                     ),
