@@ -79,11 +79,13 @@ pub fn sink(
         }
     }
     if let Some(d) = store.kind.dialect() {
-        let mut named: Vec<(&str, Option<&crate::config::Spanned<String>>)> = Vec::new();
+        let mut named: Vec<(String, Option<&crate::config::Spanned<String>>)> = Vec::new();
         if let Some(t) = &r.table {
-            named.push((&t.table.value, Some(&t.table)));
-            if let Some(s) = &t.dbschema {
-                named.push((&s.value, Some(s)));
+            // `shop.orders` is schema `shop`, table `orders`: each is one name.
+            let n = super::stores::table_name(t);
+            named.push((n.name, Some(&t.table)));
+            if let Some(s) = n.schema {
+                named.push((s, t.dbschema.as_ref().or(Some(&t.table))));
             }
         }
         for f in &fields {
@@ -92,13 +94,13 @@ pub fn sink(
                 .iter()
                 .map(|x| &x.column)
                 .find(|c| c.value == f.column);
-            named.push((&f.column, at));
+            named.push((f.column.clone(), at));
         }
         if let Some(h) = &r.meta.hash_column {
-            named.push((&h.value, Some(h)));
+            named.push((h.value.clone(), Some(h)));
         }
         for (name, at) in named {
-            if let Some(m) = identifier_too_long(d, name) {
+            if let Some(m) = identifier_too_long(d, &name) {
                 let e = match at {
                     Some(sp) => sp.error(m),
                     None => Diagnostic::error(m).at_path(r.path.clone()),

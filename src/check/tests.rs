@@ -464,6 +464,16 @@ fn sink_names_longer_than_the_database_keeps_are_refused() {
         &format!("table: {}", "é".repeat(32)),
     ));
     assert!(e.render().contains("is 64 bytes long"), "{}", e.render());
+    // `schema.table` is two names, each within the limit.
+    ok(&EXAMPLES[1].1.replace(
+        "table: accounts_copy\n      dbschema: public",
+        &format!("table: shop.{}", "c".repeat(60)),
+    ));
+    let e = fail(&EXAMPLES[1].1.replace(
+        "table: accounts_copy\n      dbschema: public",
+        &format!("table: {}.t", "s".repeat(64)),
+    ));
+    assert!(e.render().contains("is 64 bytes long"), "{}", e.render());
 }
 
 #[test]
