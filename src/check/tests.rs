@@ -511,6 +511,21 @@ datastores:
     let db = |i: usize| raw[i].database.as_ref().map(|d| d.value.clone());
     assert_eq!(db(0).as_deref(), Some("test"));
     assert_eq!(db(1).as_deref(), Some("dw"), "a key of its own wins");
+    // An `x-` key is not read: an unset variable in it is no error, and an anchor's variable
+    // is expanded where the anchor is used.
+    let text = text.replace(
+        "x-pg: &pg {type: postgres, host: 127.0.0.1,",
+        "x-unused: {password: \"${NOPE_UNSET}\"}\nx-pg: &pg {type: postgres, host: \"${NOPE_HOST:-10.0.0.9}\",",
+    );
+    assert!(text.contains("x-unused"), "replaced");
+    let fe = ok(&text);
+    let host = fe.loaded.raw.datastores[0]
+        .host
+        .as_ref()
+        .map(|h| h.value.clone());
+    assert_eq!(host.as_deref(), Some("10.0.0.9"));
+    let e = fail(&text.replace("${NOPE_HOST:-10.0.0.9}", "${NOPE_HOST}"));
+    assert_eq!(e.error_count(), 2, "once per use:\n{}", e.render());
 }
 
 #[test]

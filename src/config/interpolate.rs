@@ -65,8 +65,13 @@ fn walk(node: &mut Node, path: &str, env: &dyn Env, errors: &mut Vec<Diagnostic>
         }
         NodeValue::Map(entries) => {
             for (k, v) in entries {
-                let p = child(path, k.as_str().unwrap_or("?"));
-                walk(v, &p, env, errors);
+                let name = k.as_str().unwrap_or("?");
+                // Top-level `x-…` keys are not read: their anchors are expanded where they
+                // are used, and expanded there.
+                if path.is_empty() && name.starts_with("x-") {
+                    continue;
+                }
+                walk(v, &child(path, name), env, errors);
             }
         }
         _ => {}
