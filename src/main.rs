@@ -57,7 +57,8 @@ struct RunArgs {
     /// Which reconciliation to run (default: the pipeline's first; a full sync when none).
     #[arg(short = 'r', long = "reconciliation", value_name = "NAME")]
     reconciliation: Option<String>,
-    /// Lower bound of the reconciled range (an expression, e.g. `datetime(2024,1,1)`).
+    /// Lower bound of the reconciled range (an expression, e.g. `datetime.datetime(2024, 1, 1)`
+    /// or `now() - datetime.timedelta(days=7)`).
     #[arg(long, value_name = "EXPR")]
     start: Option<String>,
     /// Upper bound (exclusive) of the reconciled range (an expression).
@@ -99,7 +100,7 @@ enum Command {
         /// Exit with code 3 when `apply` would change a sink.
         #[arg(long)]
         exit_code: bool,
-        /// Accepted for symmetry with `apply --dry-run` (SPEC §1); `plan` never writes.
+        /// Accepted for symmetry with `apply --dry-run`; `plan` never writes.
         #[arg(long)]
         dry_run: bool,
     },

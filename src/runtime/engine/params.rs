@@ -156,6 +156,17 @@ mod tests {
             .unwrap()
             .and_hms_opt(7, 8, 9)
             .unwrap();
+        // The examples `--help` gives.
+        for text in [
+            "datetime.datetime(2024, 1, 1)",
+            "now() - datetime.timedelta(days=7)",
+        ] {
+            assert_eq!(
+                parse_bound(text).unwrap().ty,
+                crate::expr::Type::Datetime,
+                "{text}"
+            );
+        }
         let e = parse_bound("lambda: datetime.datetime(2020,2,1)").unwrap();
         assert_eq!(
             eval_bound(&e, now).unwrap(),
