@@ -1927,3 +1927,148 @@ pipelines:
         .await
         .unwrap();
 }
+
+/// `examples/quickstart.yaml` — the seed README's pipeline — end to end, as written but for
+/// its hosts and names: PostgreSQL users left-joined to orders, a filter, a template, a
+/// pushed-down lambda, Redis and HTTP enrichment, into MariaDB, then reconciled. A user
+/// without orders is kept (order id 0, NULL label).
+#[tokio::test(flavor = "multi_thread")]
+async fn the_quickstart_example_runs_end_to_end() {
+    let server = TestServer::start(|seen, _| {
+        let id = seen.uri.rsplit('=').next().unwrap_or("").to_string();
+        Reply::ok(format!(r#"{{"user":{id},"score":700}}"#))
+    })
+    .await;
+    let schema = unique("qs");
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .subsec_nanos();
+    let base = 1_000_000_000 + i64::from(nanos % 1_000_000) * 10;
+    let (alice, bob, carol) = (base + 1, base + 2, base + 3);
+    let c = crate::support::pg().await;
+    c.batch_execute(&format!(
+        "CREATE SCHEMA {schema};
+         CREATE TABLE {schema}.users (id bigint PRIMARY KEY, name text, active boolean, created_at timestamp);
+         CREATE TABLE {schema}.orders (id bigint PRIMARY KEY, user_id bigint, total double precision);
+         INSERT INTO {schema}.users VALUES
+           ({alice}, 'alice', true, '2021-05-01 10:00:00'),
+           ({bob}, 'bob', true, '2022-06-01 11:00:00.5'),
+           ({carol}, 'carol', false, '2023-07-01 12:00:00');
+         INSERT INTO {schema}.orders VALUES (1, {alice}, 1500.5), (2, {alice}, 20), (3, {carol}, 5);"
+    ))
+    .await
+    .unwrap();
+    let mut redis = {
+        let client = redis::Client::open(format!("redis://{REDIS}/1")).unwrap();
+        client
+            .get_multiplexed_async_connection()
+            .await
+            .unwrap_or_else(|e| panic!("Redis must run on {REDIS} for this test: {e}"))
+    };
+    for (id, name) in [(alice, "Alice R."), (bob, "Bob R.")] {
+        redis::cmd("SET")
+            .arg(format!("user:{id}"))
+            .arg(name)
+            .query_async::<()>(&mut redis)
+            .await
+            .unwrap();
+    }
+    let db = unique("qs_sink");
+    let yaml = include_str!("../../examples/quickstart.yaml")
+        .replace("${PGHOST:-localhost}", "127.0.0.1")
+        .replace("database: postgres", "database: test")
+        .replace("${MYSQL_HOST:-localhost}", "127.0.0.1")
+        .replace("username: mysql", "username: root")
+        .replace("database: mysqldb", "database: test")
+        .replace("host: redis.host.local", "host: 127.0.0.1")
+        .replace("http://myurl.com", &server.base)
+        .replace("dbschema: public", &format!("dbschema: {schema}"))
+        .replace("dbschema: 'myschema'", &format!("dbschema: {db}"));
+    let mut my = crate::support::mysql().await;
+    crate::support::mysql_exec(&mut my, &format!("CREATE DATABASE {db}")).await;
+    let path = std::env::temp_dir().join(format!("{schema}.yaml"));
+    std::fs::write(&path, &yaml).unwrap();
+    let run = |args: &[&str]| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_synctool"))
+            .arg("-c")
+            .arg(&path)
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    let o = run(&["apply"]);
+    assert_eq!(o.status.code(), Some(0), "{o:?}");
+    let rows = crate::support::mysql_rows(
+        &mut my,
+        &format!(
+            "SELECT sname, CAST(sid AS CHAR), CAST(created_at AS CHAR), label, CAST(big_spender AS CHAR), redis_name, JSON_EXTRACT(credit_score, '$.score') FROM {db}.users ORDER BY sname, sid"
+        ),
+        mysql_async::Params::Empty,
+    )
+    .await;
+    let r = |v: &[Option<&str>]| v.iter().map(|x| x.map(String::from)).collect::<Vec<_>>();
+    assert_eq!(
+        rows,
+        vec![
+            r(&[
+                Some("alice"),
+                Some("1"),
+                Some("2021-05-01 10:00:00.000000"),
+                Some("alice - $1500.5"),
+                Some("1"),
+                Some("Alice R."),
+                Some("700")
+            ]),
+            r(&[
+                Some("alice"),
+                Some("2"),
+                Some("2021-05-01 10:00:00.000000"),
+                Some("alice - $20.0"),
+                Some("0"),
+                Some("Alice R."),
+                Some("700")
+            ]),
+            r(&[
+                Some("bob"),
+                Some("0"),
+                Some("2022-06-01 11:00:00.500000"),
+                None,
+                Some("0"),
+                Some("Bob R."),
+                Some("700")
+            ]),
+        ]
+    );
+    let o = run(&["plan", "--exit-code"]);
+    assert_eq!(o.status.code(), Some(0), "no drift after the sync: {o:?}");
+    // Bob orders: his order-less row goes, the order's comes.
+    c.batch_execute(&format!(
+        "INSERT INTO {schema}.orders VALUES (4, {bob}, 2000)"
+    ))
+    .await
+    .unwrap();
+    let o = run(&["plan", "--exit-code"]);
+    assert_eq!(o.status.code(), Some(3), "{o:?}");
+    let o = run(&["apply"]);
+    assert_eq!(o.status.code(), Some(0), "{o:?}");
+    let bobs = crate::support::mysql_rows(
+        &mut my,
+        &format!("SELECT CAST(sid AS CHAR), label FROM {db}.users WHERE sname = 'bob'"),
+        mysql_async::Params::Empty,
+    )
+    .await;
+    assert_eq!(bobs, vec![r(&[Some("4"), Some("bob - $2000.0")])]);
+    let o = run(&["plan", "--exit-code"]);
+    assert_eq!(o.status.code(), Some(0), "{o:?}");
+    for id in [alice, bob] {
+        let _ = redis::cmd("DEL")
+            .arg(format!("user:{id}"))
+            .query_async::<()>(&mut redis)
+            .await;
+    }
+    crate::support::mysql_exec(&mut my, &format!("DROP DATABASE {db}")).await;
+    c.batch_execute(&format!("DROP SCHEMA {schema} CASCADE"))
+        .await
+        .unwrap();
+}
