@@ -300,6 +300,7 @@ fn execute(cli: &Cli, fe: &Frontend, args: &RunArgs, dry_run: bool, exit_code: b
     let raw = &fe.loaded.raw;
     let mut reports: Vec<PipelineReport> = Vec::new();
     let mut failures: Vec<Failure> = Vec::new();
+    let mut not_run: Vec<&str> = Vec::new();
     for (i, p) in pipelines.iter().enumerate() {
         match runtime.block_on(engine::run_pipeline(p, raw, &opts, &progress)) {
             Ok(r) => reports.push(r),
@@ -318,12 +319,11 @@ fn execute(cli: &Cli, fe: &Frontend, args: &RunArgs, dry_run: bool, exit_code: b
                     error,
                 });
                 if args.fail_fast {
-                    let rest: Vec<&str> =
-                        pipelines[i + 1..].iter().map(|p| p.name.as_str()).collect();
-                    if !rest.is_empty() {
+                    not_run = pipelines[i + 1..].iter().map(|p| p.name.as_str()).collect();
+                    if !not_run.is_empty() {
                         report_error(
                             cli.log_format,
-                            &format!("not run (--fail-fast): {}", rest.join(", ")),
+                            &format!("not run (--fail-fast): {}", not_run.join(", ")),
                         );
                     }
                     break;
@@ -339,6 +339,10 @@ fn execute(cli: &Cli, fe: &Frontend, args: &RunArgs, dry_run: bool, exit_code: b
             // SPEC §1's shape; the key is absent when every pipeline ran.
             if !failures.is_empty() {
                 out["errors"] = serde_json::json!(failures);
+            }
+            // The pipelines `--fail-fast` left out, by name (absent when none was).
+            if !not_run.is_empty() {
+                out["not_run"] = serde_json::json!(not_run);
             }
             match serde_json::to_string_pretty(&out) {
                 Ok(s) => emit(&format!("{s}\n")),

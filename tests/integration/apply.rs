@@ -832,6 +832,7 @@ async fn a_failing_pipeline_does_not_stop_the_others_unless_fail_fast() {
     let v: J = serde_json::from_slice(&o.stdout).expect("JSON output");
     assert_eq!(v["pipelines"].as_array().map(Vec::len), Some(0), "{v}");
     assert_eq!(v["errors"][0]["name"], "bad", "{v}");
+    assert_eq!(v["not_run"], serde_json::json!(["good"]), "{v}");
     let exists: bool = c
         .query_one("SELECT to_regclass($1) IS NOT NULL", &[&sink])
         .await
