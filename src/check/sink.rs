@@ -427,7 +427,18 @@ fn field(
     }
     if tmpl_inner(text).is_some() {
         let refs: Vec<&str> = known.iter().map(String::as_str).collect();
-        let t = template(sc, &refs, diags)?;
+        // A field the template reads that failed its own check is not "unknown" again.
+        let mut local = Diags::default();
+        let t = template(sc, &refs, &mut local);
+        for d in local.list {
+            if !broken_refs
+                .iter()
+                .any(|b| d.message == format!("unknown variable `{b}` in template"))
+            {
+                diags.push(d);
+            }
+        }
+        let t = t?;
         if let Some(d) = declared {
             if d != Dtype::Str {
                 diags.push(

@@ -912,6 +912,13 @@ fn broken_source_fields_and_enrichments_are_reported_once() {
     let errors = error_messages(&f);
     assert_eq!(errors.len(), 1, "{errors:?}");
     assert!(errors[0].contains("decimall"), "{errors:?}");
+    // Nor by a template that prints it.
+    let f = fail(&text.replace(
+        "{column: total, source_column: total}",
+        "{column: total, source_column: 'TMPL(total {{ total }})'}",
+    ));
+    let errors = error_messages(&f);
+    assert_eq!(errors.len(), 1, "{errors:?}");
 
     let text = include_str!("../../examples/enrichment.yaml").replace(
         r#"output: 'lambda v: {"city": json_get(v, "city")}'"#,
