@@ -233,6 +233,14 @@ pub fn sink(
         if let Some(u) = &r.url_path {
             diags.push(u.error("`url_path` applies only to webhook sinks"));
         }
+    } else if let Some(u) = &r.url_path {
+        // As the runtime joins it onto `base_url`: a `.` or `..` segment is refused there.
+        let base = reqwest::Url::parse("http://base/").expect("a valid URL");
+        if let Err(e) = crate::config::urls::join_path(&base, &u.value) {
+            diags.push(u.error(format!("`url_path`: {e}")).with_help(
+                "write the path as it should reach the server; `.` and `..` would be resolved away",
+            ));
+        }
     }
     if store.kind != StoreKind::Nats {
         if let Some(s) = &r.subject {

@@ -866,6 +866,18 @@ pipelines:
         crate::plan::sink_target(p).as_deref(),
         Some("POST https://hooks.example.com/api/v1/rows")
     );
+    // Shown as the runtime joins it: repeated slashes and a query of its own.
+    let fe = ok(&text.replace("url_path: v1/rows", "url_path: '//v1/rows?x=1'"));
+    assert_eq!(
+        crate::plan::sink_target(&fe.checked.program.pipelines[0]).as_deref(),
+        Some("POST https://hooks.example.com/api/v1/rows")
+    );
+    // A path the runtime would refuse is refused here.
+    let f = fail(&text.replace("url_path: v1/rows", "url_path: v1/../admin"));
+    assert_eq!(
+        error_messages(&f),
+        ["`url_path`: the path `v1/../admin` has a `.` or `..` segment"]
+    );
 }
 
 /// `final` is a ClickHouse reading mode: on another source it is an error at its line.

@@ -6,6 +6,7 @@ pub mod interpolate;
 pub mod raw;
 pub mod redact;
 pub mod tls;
+pub mod urls;
 pub mod yaml;
 
 pub use decode::{Secret, Spanned};

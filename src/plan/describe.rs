@@ -234,17 +234,11 @@ pub fn sink_target(p: &Pipeline) -> Option<String> {
     let t = &k.store.target;
     match k.store.kind {
         crate::ir::StoreKind::Webhook => {
-            let base = t.url.as_deref()?;
+            // Joined as the runtime joins it, shown without credentials or query string.
+            let base = reqwest::Url::parse(t.url.as_deref()?).ok()?;
             let path = k.url_path.as_deref().unwrap_or("");
-            Some(format!(
-                "POST {}{}",
-                base.trim_end_matches('/'),
-                if path.is_empty() || path.starts_with('/') {
-                    path.to_string()
-                } else {
-                    format!("/{path}")
-                }
-            ))
+            let url = crate::config::urls::join_path(&base, path).ok()?;
+            Some(format!("POST {}", crate::config::redact::redact_url(&url)))
         }
         crate::ir::StoreKind::Nats => {
             let subject = k.subject.as_deref().or(t.subject.as_deref())?;

@@ -9,7 +9,6 @@ pub mod error;
 pub mod nats;
 pub mod retry;
 pub mod transform;
-pub mod urls;
 pub mod values;
 pub mod webhook;
 

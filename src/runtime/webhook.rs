@@ -1,6 +1,6 @@
 //! Webhook sink (SPEC §5): each batch is POSTed as a JSON array of row objects to the
 //! datastore's `base_url` + the sink's `url_path` (appended to the URL's path, its query
-//! string kept: [`super::urls::join_path`]), with the datastore's headers, a timeout,
+//! string kept: [`crate::config::urls::join_path`]), with the datastore's headers, a timeout,
 //! retries with exponential backoff on timeouts, connection errors, 5xx, 408 and 429, and an
 //! `Idempotency-Key` header derived from the batch content alone — so a retried or re-run
 //! batch carries the same key, and the receiver can drop duplicates.
@@ -12,9 +12,9 @@ use super::retry::{
     retryable_status, RetryPolicy,
 };
 use super::transform::row_to_json;
-use super::urls::join_path;
 use super::{Row, RuntimeError};
 use crate::config::raw::RawConfig;
+use crate::config::urls::join_path;
 use crate::ir::Pipeline;
 use reqwest::Url;
 use sha2::{Digest, Sha256};

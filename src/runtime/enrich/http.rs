@@ -8,12 +8,12 @@ use super::{
     timeout_of, AliasRow, LookupError, DEFAULT_MAX_CONCURRENCY, DEFAULT_RETRIES, DEFAULT_TIMEOUT,
 };
 use crate::config::raw::RawExternalStore;
+use crate::config::urls::{join_path, same_origin};
 use crate::expr::Value;
 use crate::runtime::retry::{
     error_text, no_redirects, redact_url, redirect_text, retryable_error, retryable_status,
     RetryPolicy,
 };
-use crate::runtime::urls::{join_path, same_origin};
 use crate::runtime::RuntimeError;
 use crate::template::Template;
 use futures_util::stream::{self, StreamExt};
