@@ -65,7 +65,10 @@ pub fn check(raw: &RawConfig, only: &[String]) -> Result<Checked, Vec<Diagnostic
             let mut d = Diagnostic::error(format!("no pipeline named `{want}`"));
             d = match did_you_mean(want, names.iter().copied()) {
                 Some(s) => d.with_help(format!("did you mean `{s}`?")),
-                None => d.with_help(format!("pipelines in this config: {}", names.join(", "))),
+                None => d.with_help(format!(
+                    "pipelines in this config: {}",
+                    crate::diag::name_list(&names)
+                )),
             };
             diags.push(d);
         }

@@ -291,7 +291,7 @@ fn not_a_sink_column(k: &crate::config::Spanned<String>, cols: &[&str], what: &s
     let mut d = k.error(format!("{what} `{}` is not a sink field", k.value));
     d = match did_you_mean(&k.value, cols.iter().copied()) {
         Some(x) => d.with_help(format!("did you mean `{x}`?")),
-        None => d.with_help(format!("sink fields: {}", cols.join(", "))),
+        None => d.with_help(format!("sink fields: {}", crate::diag::name_list(cols))),
     };
     d
 }
@@ -515,7 +515,7 @@ fn field(
             cands.extend(src.fields.iter().map(|x| x.column.to_string()));
             d = match did_you_mean(text, cands.iter().map(String::as_str)) {
                 Some(x) => d.with_help(format!("did you mean `{x}`?")),
-                None => d.with_help(format!("source fields: {}", known.join(", "))),
+                None => d.with_help(format!("source fields: {}", crate::diag::name_list(&known))),
             };
             diags.push(d);
         }

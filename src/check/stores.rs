@@ -235,7 +235,7 @@ pub fn unknown<'a>(
             if all.is_empty() {
                 d.with_help(format!("no {what} is defined"))
             } else {
-                d.with_help(format!("defined: {}", all.join(", ")))
+                d.with_help(format!("defined: {}", crate::diag::name_list(&all)))
             }
         }
     };

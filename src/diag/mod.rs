@@ -237,6 +237,20 @@ fn floor_char_boundary(s: &str, mut i: usize) -> usize {
     i
 }
 
+/// Names for a help line, comma-separated: the first [`LISTED_NAMES`], then how many more,
+/// so that a config with thousands of fields does not print them all on one line.
+pub fn name_list<S: AsRef<str>>(names: &[S]) -> String {
+    let shown: Vec<&str> = names.iter().take(LISTED_NAMES).map(AsRef::as_ref).collect();
+    let mut out = shown.join(", ");
+    if names.len() > LISTED_NAMES {
+        out.push_str(&format!(", … ({} more)", names.len() - LISTED_NAMES));
+    }
+    out
+}
+
+/// How many names [`name_list`] shows.
+pub const LISTED_NAMES: usize = 20;
+
 /// Suggest the closest candidate to `got` (Jaro-Winkler ≥ 0.8 or a small edit distance).
 pub fn did_you_mean<'a>(
     got: &str,
@@ -256,6 +270,17 @@ pub fn did_you_mean<'a>(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn long_name_lists_are_cut() {
+        assert_eq!(name_list(&["a", "b"]), "a, b");
+        let many: Vec<String> = (0..25).map(|i| format!("f{i}")).collect();
+        let l = name_list(&many);
+        assert!(
+            l.starts_with("f0, f1, ") && l.ends_with("f19, … (5 more)"),
+            "{l}"
+        );
+    }
 
     #[test]
     fn line_col_counts_characters() {

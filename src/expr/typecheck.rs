@@ -418,11 +418,9 @@ impl Checker<'_> {
                         (!fields.is_empty()).then(|| {
                             format!(
                                 "known fields: {}",
-                                fields
-                                    .keys()
-                                    .map(String::as_str)
-                                    .collect::<Vec<_>>()
-                                    .join(", ")
+                                crate::diag::name_list(
+                                    &fields.keys().map(String::as_str).collect::<Vec<_>>()
+                                )
                             )
                         })
                     });

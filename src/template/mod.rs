@@ -86,7 +86,7 @@ impl From<TemplateError> for Diagnostic {
                 match suggestion {
                     Some(s) => d.with_help(format!("did you mean `{s}`?")),
                     None if !known.is_empty() => {
-                        d.with_help(format!("known names: {}", known.join(", ")))
+                        d.with_help(format!("known names: {}", crate::diag::name_list(&known)))
                     }
                     None => d,
                 }
