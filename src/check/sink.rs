@@ -287,6 +287,21 @@ pub fn identifier_too_long(d: crate::sql::DialectKind, name: &str) -> Option<Str
     }
 }
 
+/// Moves `local`'s diagnostics into `diags`, but for those saying (`unknown(name)`) that a
+/// field which failed its own check is unknown: it was reported once already.
+fn keep_unless_broken(
+    local: Diags,
+    broken_refs: &[String],
+    diags: &mut Diags,
+    unknown: impl Fn(&str) -> String,
+) {
+    for d in local.list {
+        if !broken_refs.iter().any(|b| d.message == unknown(b)) {
+            diags.push(d);
+        }
+    }
+}
+
 fn not_a_sink_column(k: &crate::config::Spanned<String>, cols: &[&str], what: &str) -> Diagnostic {
     let mut d = k.error(format!("{what} `{}` is not a sink field", k.value));
     d = match did_you_mean(&k.value, cols.iter().copied()) {
@@ -435,17 +450,11 @@ fn field(
     }
     if tmpl_inner(text).is_some() {
         let refs: Vec<&str> = known.iter().map(String::as_str).collect();
-        // A field the template reads that failed its own check is not "unknown" again.
         let mut local = Diags::default();
         let t = template(sc, &refs, &mut local);
-        for d in local.list {
-            if !broken_refs
-                .iter()
-                .any(|b| d.message == format!("unknown variable `{b}` in template"))
-            {
-                diags.push(d);
-            }
-        }
+        keep_unless_broken(local, broken_refs, diags, |b| {
+            format!("unknown variable `{b}` in template")
+        });
         let t = t?;
         if let Some(d) = declared {
             if d != Dtype::Str {
@@ -529,17 +538,11 @@ fn field(
         .map(|x| (x.alias.clone(), x.dtype))
         .chain(outputs.iter().map(|(_, k, d)| (k.clone(), *d)))
         .collect();
-    // A field the expression reads that failed its own check is not "unknown" again.
     let mut local = Diags::default();
     let typed = expression(sc, &Env::row(env_fields), &mut local);
-    for d in local.list {
-        if !broken_refs
-            .iter()
-            .any(|b| d.message == format!("unknown field `{b}`"))
-        {
-            diags.push(d);
-        }
-    }
+    keep_unless_broken(local, broken_refs, diags, |b| {
+        format!("unknown field `{b}`")
+    });
     let typed = typed?;
     let result = typed.ty.to_dtype();
     let dt = match (declared, result) {

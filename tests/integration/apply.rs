@@ -2221,13 +2221,7 @@ async fn a_write_waiting_for_a_lock_says_so_and_finishes_after_it() {
         ))
         .await
         .unwrap();
-    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_synctool"))
-        .args(["apply", "-c"])
-        .arg(&cfg)
-        .stderr(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut child = spawn_apply(&cfg);
     // The warning comes on its own line; read stderr until it does.
     let stderr = child.stderr.take().unwrap();
     let (tx, rx) = std::sync::mpsc::channel();
