@@ -49,6 +49,9 @@ pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long a source that finds unacknowledged messages at start waits for them to come
 /// back at once (handed back by the run before) before it waits out the ack wait.
 const HANDED_BACK_WAIT: Duration = Duration::from_secs(1);
+/// At most this many messages left unacknowledged are asked for in one pull at start; with
+/// more, the run waits out the ack wait instead.
+const MAX_HANDED_BACK: usize = 100_000;
 
 /// Connection and consumption settings of a NATS datastore.
 #[derive(Clone)]
@@ -406,6 +409,9 @@ pub struct NatsSource {
     /// The source aliases of the pipeline's key: a message must give each a value.
     key: Vec<String>,
     batch_size: usize,
+    /// The JetStream consumer's ack wait (zero for core NATS): a pull lasts at most half of
+    /// it, so that a batch is written and acknowledged before its messages are redelivered.
+    ack_wait: Duration,
     started: Instant,
     received: u64,
     done: bool,
@@ -545,6 +551,8 @@ impl NatsSource {
         })?;
         let client = settings.connect().await?;
         let mut ready = VecDeque::new();
+        let mut batch_size = pipeline.source.batch_size.max(1) as usize;
+        let mut ack_wait = Duration::ZERO;
         let inbox = match &settings.stream {
             Some(stream_name) => {
                 let js = jetstream::new(client.clone());
@@ -585,26 +593,33 @@ impl NatsSource {
                         "the existing durable consumer allows {} unacknowledged messages, more than batch_size ({batch}): after an interrupted run, its unacknowledged batch can come back after newer messages and overwrite their values; recreate it with max_ack_pending = batch_size",
                         if allowed <= 0 { "any number of".to_string() } else { allowed.to_string() }
                     );
+                } else if allowed < batch {
+                    // The server delivers no more than that before an ack: a larger batch
+                    // would wait for messages that cannot come.
+                    tracing::warn!(
+                        datastore = %settings.name,
+                        "the existing durable consumer allows {allowed} unacknowledged messages, fewer than batch_size ({batch}): batches of {allowed}"
+                    );
+                    batch_size = allowed as usize;
                 }
+                ack_wait = info.config.ack_wait;
                 if info.num_ack_pending > 0 {
                     // Messages an earlier run did not acknowledge. Handed back (a nak), they
                     // come again at once; delivered to a run that was killed, only after the
                     // ack wait, and newer ones must not be written before them. The server
-                    // counts both kinds alike, so ask for them: when every one comes back,
-                    // this run starts with them.
+                    // counts both kinds alike, so ask for all of them in one pull (taken in
+                    // stream order): when every one comes back, this run starts with them.
                     let pending = info.num_ack_pending;
+                    let want = pending.min(MAX_HANDED_BACK).max(batch_size);
                     let wait = info.config.ack_wait.max(Duration::from_secs(1));
-                    let back =
-                        pull(&mut consumer, &settings, batch as usize, HANDED_BACK_WAIT).await?;
+                    let mut back = pull(&mut consumer, &settings, want, HANDED_BACK_WAIT).await?;
                     let again = back
                         .iter()
                         .filter(|m| m.info().is_ok_and(|i| i.delivered > 1))
                         .count();
-                    if again >= pending {
-                        ready.extend(back);
-                    } else {
-                        // Some are still held for a run that is gone: hand these back too
-                        // and wait for the rest, so that all come in stream order.
+                    if again < pending {
+                        // Some are still held for a run that is gone: hand these back too,
+                        // wait for the rest, then ask for all of them again.
                         nak_all(&settings.name, &client, &back).await;
                         tracing::warn!(
                             datastore = %settings.name,
@@ -612,7 +627,9 @@ impl NatsSource {
                             "an earlier run left messages unacknowledged; waiting {wait:?} (the consumer's ack wait) for the server to deliver them again, before newer ones"
                         );
                         tokio::time::sleep(wait + Duration::from_millis(500)).await;
+                        back = pull(&mut consumer, &settings, want, HANDED_BACK_WAIT).await?;
                     }
+                    ready.extend(back);
                 }
                 Inbox::Js(Box::new(consumer))
             }
@@ -643,7 +660,8 @@ impl NatsSource {
                 .iter()
                 .map(|k| k.source_alias.clone())
                 .collect(),
-            batch_size: pipeline.source.batch_size.max(1) as usize,
+            batch_size,
+            ack_wait,
             settings,
             client,
             subject,
@@ -790,11 +808,19 @@ impl NatsSource {
                 },
                 Inbox::Js(consumer) => {
                     let msgs: Vec<jetstream::Message> = if self.ready.is_empty() {
+                        // Messages held past the ack wait come again: a pull ends in time.
+                        let wait = if self.ack_wait.is_zero() {
+                            wait
+                        } else {
+                            wait.min(self.ack_wait / 2)
+                        };
                         pull(consumer, &self.settings, want, wait).await?
                     } else {
                         let n = want.min(self.ready.len());
                         self.ready.drain(..n).collect()
                     };
+                    // A pull that ended short waited its time: write what it gave.
+                    let short = msgs.len() < want;
                     let mut msgs = msgs.into_iter();
                     while let Some(msg) = msgs.next() {
                         let seq = msg.info().map(|i| i.stream_sequence).unwrap_or(0);
@@ -820,6 +846,8 @@ impl NatsSource {
                     }
                     if rows.len() == before {
                         idle = true;
+                    } else if short {
+                        break;
                     }
                 }
             }

@@ -385,6 +385,18 @@ async fn a_refused_message_keeps_newer_values_of_its_key_behind_it() {
             "nothing after the refused message is written"
         );
     }
+    // A smaller batch than the messages handed back: they still come first, all of them.
+    let started = Instant::now();
+    let err = run_fails(&write_config(
+        &text.replace("batch_size: 10", "batch_size: 2"),
+    ));
+    assert!(err.contains("stream sequence 2"), "{err}");
+    assert!(
+        started.elapsed() < Duration::from_secs(20),
+        "{:?}",
+        started.elapsed()
+    );
+    assert_eq!(names_in(n.table.clone()).await.len(), 1, "nothing after it");
     let fixed_table = format!("{}_fixed", n.table);
     let fixed = text.replace("decimal(10,2)", "decimal(10,3)").replace(
         &format!("table: {}\n", n.table),
@@ -402,6 +414,34 @@ async fn a_refused_message_keeps_newer_values_of_its_key_behind_it() {
     );
     assert_eq!(consumer_state(&js, &n.stream, &n.durable).await, (4, 0, 0));
     c.batch_execute(&format!("DROP TABLE {}; DROP TABLE {fixed_table}", n.table))
+        .await
+        .unwrap();
+    js.delete_stream(&n.stream).await.unwrap();
+}
+
+/// A durable consumer created with a smaller `batch_size` lets no more messages be
+/// unacknowledged: a larger batch takes that many at a time and still drains the stream.
+#[tokio::test]
+async fn a_larger_batch_than_the_consumer_allows_still_drains_the_stream() {
+    let n = names("nats_src_grow");
+    let js = stream(&n.stream, &n.subject).await;
+    let text = config(&n.subject, &n.stream, &n.durable, "pg", &n.table, "");
+    // The first run creates the consumer (max_ack_pending 3) and finds nothing.
+    assert_eq!(run_ok(&write_config(&text), &["apply"]), (0, 0));
+    publish(&js, &n.subject, &(1..=10).map(message).collect::<Vec<_>>()).await;
+    let bigger = write_config(&text.replace("batch_size: 3", "batch_size: 10"));
+    let o = synctool(&bigger, &["apply", "--format", "json"]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(0), "{err}");
+    assert!(
+        err.contains("fewer than batch_size (10): batches of 3"),
+        "{err}"
+    );
+    let v: J = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["pipelines"][0]["rows_read"], 10, "{v}");
+    assert_eq!(consumer_state(&js, &n.stream, &n.durable).await, (10, 0, 0));
+    let c = pg().await;
+    c.batch_execute(&format!("DROP TABLE {}", n.table))
         .await
         .unwrap();
     js.delete_stream(&n.stream).await.unwrap();
