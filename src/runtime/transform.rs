@@ -255,14 +255,9 @@ fn coerce_with(v: Value, dtype: Dtype, round: bool) -> Result<Value, String> {
             Value::Float(_) => Ok(v),
             Value::Int(i) => Ok(Value::Float(*i as f64)),
             Value::Decimal(d) => Ok(Value::Float(d.to_f64())),
-            Value::Str(s) => match s.trim().parse::<f64>() {
-                // `"1e400"` parses as infinity: only an infinity spelled out is one.
-                Ok(f) if f.is_infinite() && !names_infinity(s) => {
-                    Err(no_fit(&v, "beyond the range of a 64-bit float"))
-                }
-                Ok(f) => Ok(Value::Float(f)),
-                Err(_) => Err(no_fit(&v, "not a number")),
-            },
+            Value::Str(s) => super::values::parse_float(s)
+                .map(Value::Float)
+                .map_err(|why| no_fit(&v, why)),
             _ => Err(no_fit(&v, "")),
         },
         Dtype::Decimal { precision, scale } => {
@@ -344,13 +339,6 @@ fn coerce_with(v: Value, dtype: Dtype, round: bool) -> Result<Value, String> {
             _ => Err(no_fit(&v, "")),
         },
     }
-}
-
-/// Whether number text spells an infinity (`inf`, `-Infinity`, …) rather than overflowing
-/// into one (`1e400`).
-fn names_infinity(s: &str) -> bool {
-    let t = s.trim().trim_start_matches(['+', '-']);
-    t.eq_ignore_ascii_case("inf") || t.eq_ignore_ascii_case("infinity")
 }
 
 fn truncate_micros(t: NaiveDateTime) -> NaiveDateTime {

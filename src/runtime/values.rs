@@ -55,9 +55,7 @@ pub fn coerce(v: Value, dtype: Dtype) -> Result<Value, String> {
             if n.scale() != 0 {
                 return Err(format!("decimal {d} is not an integer"));
             }
-            Value::Int(i64::try_from(n.mantissa()).map_err(|_| {
-                format!("{d} is outside the 64-bit signed range of int (declare the field decimal(20,0))")
-            })?)
+            Value::Int(i64::try_from(n.mantissa()).map_err(|_| beyond_int(&d.to_string()))?)
         }
         (Dtype::Int, Value::Float(f)) => {
             if f.fract() != 0.0 || !f.is_finite() || f.abs() > 9.007_199_254_740_992e15 {
@@ -70,10 +68,7 @@ pub fn coerce(v: Value, dtype: Dtype) -> Result<Value, String> {
             // unsigned`) is said to be one.
             let digits = s.trim().trim_start_matches(['-', '+']);
             if !digits.is_empty() && digits.bytes().all(|b| b.is_ascii_digit()) {
-                format!(
-                    "{} is outside the 64-bit signed range of int (declare the field decimal(20,0))",
-                    abbreviate(&s)
-                )
+                beyond_int(&abbreviate(&s))
             } else {
                 format!("text {:?} is not an integer", abbreviate(&s))
             }
@@ -82,9 +77,7 @@ pub fn coerce(v: Value, dtype: Dtype) -> Result<Value, String> {
         (Dtype::Float, Value::Int(i)) => Value::Float(i as f64),
         (Dtype::Float, Value::Decimal(d)) => Value::Float(d.to_f64()),
         (Dtype::Float, Value::Str(s)) => Value::Float(
-            s.trim()
-                .parse()
-                .map_err(|_| format!("text {:?} is not a float", abbreviate(&s)))?,
+            parse_float(&s).map_err(|why| format!("text {:?} is {why}", abbreviate(&s)))?,
         ),
         (Dtype::Decimal { scale, .. }, Value::Decimal(d)) => Value::Decimal(fit_scale(d, scale)),
         (Dtype::Decimal { scale, .. }, Value::Int(i)) => {
@@ -150,6 +143,30 @@ pub fn coerce(v: Value, dtype: Dtype) -> Result<Value, String> {
         (Dtype::Json, v @ (Value::List(_) | Value::Map(_))) => Value::json(v.to_json()),
         (_, v) => return Err(mismatch(&v)),
     })
+}
+
+/// Why a whole number does not fit `int`, with the dtype that holds it.
+fn beyond_int(number: &str) -> String {
+    format!("{number} is outside the 64-bit signed range of int (declare the field decimal(20,0))")
+}
+
+/// A float from its text: `inf`, `Infinity` and `NaN` (any case, signed) are the values
+/// they name, but text that overflows (`1e400`) is refused rather than read as infinity.
+/// The error completes "text … is …".
+pub fn parse_float(s: &str) -> Result<f64, &'static str> {
+    let t = s.trim();
+    match t.parse::<f64>() {
+        Ok(f) if f.is_infinite() => {
+            let word = t.trim_start_matches(['+', '-']);
+            if word.eq_ignore_ascii_case("inf") || word.eq_ignore_ascii_case("infinity") {
+                Ok(f)
+            } else {
+                Err("beyond the range of a 64-bit float")
+            }
+        }
+        Ok(f) => Ok(f),
+        Err(_) => Err("not a float"),
+    }
 }
 
 /// [`coerce`] of a borrowed value: the value itself when it already conforms (no clone),
@@ -352,6 +369,16 @@ pub fn format_uuid(b: &[u8; 16]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn float_text_that_overflows_is_refused() {
+        let e = coerce(Value::Str("1e400".into()), Dtype::Float).unwrap_err();
+        assert!(e.contains("beyond the range of a 64-bit float"), "{e}");
+        assert_eq!(parse_float(" -Infinity "), Ok(f64::NEG_INFINITY));
+        assert_eq!(parse_float("inf"), Ok(f64::INFINITY));
+        assert!(parse_float("NaN").is_ok_and(f64::is_nan));
+        assert_eq!(parse_float("x"), Err("not a float"));
+    }
 
     #[test]
     fn a_whole_number_beyond_64_bits_is_named_as_one() {

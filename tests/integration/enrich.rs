@@ -1896,16 +1896,8 @@ pipelines:
 "#,
         base = server.base
     );
-    let path = std::env::temp_dir().join(format!("{src}.yaml"));
-    std::fs::write(&path, yaml).unwrap();
-    let run = |args: &[&str]| {
-        std::process::Command::new(env!("CARGO_BIN_EXE_synctool"))
-            .arg("-c")
-            .arg(&path)
-            .args(args)
-            .output()
-            .unwrap()
-    };
+    let path = crate::support::write_config(&yaml);
+    let run = |args: &[&str]| crate::support::synctool(&path, args);
     let o = run(&["apply"]);
     assert_eq!(o.status.code(), Some(0), "{o:?}");
     c.batch_execute(&format!("UPDATE {src} SET zip = '99999' WHERE id = 1"))
@@ -1987,16 +1979,8 @@ async fn the_quickstart_example_runs_end_to_end() {
         .replace("dbschema: 'myschema'", &format!("dbschema: {db}"));
     let mut my = crate::support::mysql().await;
     crate::support::mysql_exec(&mut my, &format!("CREATE DATABASE {db}")).await;
-    let path = std::env::temp_dir().join(format!("{schema}.yaml"));
-    std::fs::write(&path, &yaml).unwrap();
-    let run = |args: &[&str]| {
-        std::process::Command::new(env!("CARGO_BIN_EXE_synctool"))
-            .arg("-c")
-            .arg(&path)
-            .args(args)
-            .output()
-            .unwrap()
-    };
+    let path = crate::support::write_config(&yaml);
+    let run = |args: &[&str]| crate::support::synctool(&path, args);
     let o = run(&["apply"]);
     assert_eq!(o.status.code(), Some(0), "{o:?}");
     let rows = crate::support::mysql_rows(

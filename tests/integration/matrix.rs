@@ -1368,9 +1368,7 @@ async fn enum_sink(sink: Db) {
         ))
         .await
         .expect("change the source");
-    let o = synctool(&cfg, &["apply"]);
-    let err = String::from_utf8_lossy(&o.stderr);
-    assert_eq!(o.status.code(), Some(1), "{what}: {err}");
+    let err = failing_apply(&cfg, &what);
     assert!(
         err.contains("id=77")
             && err.contains("column `kind`")
@@ -1545,6 +1543,14 @@ fn one_column_config(
         src = src.store(),
         sink = sink.store(),
     )
+}
+
+/// `synctool apply`, which must fail (exit 1); its stderr. `what` names the case.
+fn failing_apply(cfg: &Path, what: &str) -> String {
+    let o = synctool(cfg, &["apply"]);
+    let err = String::from_utf8_lossy(&o.stderr).into_owned();
+    assert_eq!(o.status.code(), Some(1), "{what}: {err}");
+    err
 }
 
 /// [`one_column_config`] for the float column `r`, upserted with deletes and reconciled.
@@ -1831,9 +1837,7 @@ async fn a_date_before_1970_into_clickhouse_is_refused_naming_the_row() {
         "{strategy: upsert}",
         false,
     ));
-    let o = synctool(&cfg, &["apply"]);
-    let err = String::from_utf8_lossy(&o.stderr);
-    assert_eq!(o.status.code(), Some(1), "{err}");
+    let err = failing_apply(&cfg, "");
     assert!(
         err.contains("row with key (id=2) column `dt`: 1900-01-01 is outside ClickHouse Date's range (1970–2149)"),
         "{err}"
@@ -1871,9 +1875,7 @@ async fn a_source_value_that_does_not_decode_names_its_column_and_row() {
             "{strategy: upsert}",
             false,
         ));
-        let o = synctool(&cfg, &["apply"]);
-        let err = String::from_utf8_lossy(&o.stderr);
-        assert_eq!(o.status.code(), Some(1), "{src:?}: {err}");
+        let err = failing_apply(&cfg, &format!("{src:?}"));
         assert!(
             err.contains("step source.extract: result column 2 (`flag`) of the row id=7: text")
                 && err.contains("is not a boolean"),
@@ -1901,9 +1903,7 @@ async fn a_source_value_that_does_not_decode_names_its_column_and_row() {
         "{strategy: upsert}",
         false,
     ));
-    let o = synctool(&cfg, &["apply"]);
-    let err = String::from_utf8_lossy(&o.stderr);
-    assert_eq!(o.status.code(), Some(1), "{err}");
+    let err = failing_apply(&cfg, "");
     assert!(
         err.contains("result column 2 (`dt`) of the row id=3: infinite date"),
         "{err}"
@@ -1970,9 +1970,7 @@ async fn a_clickhouse_table_whose_engine_does_not_fit_the_strategy_is_refused() 
         ))
         .await;
     let cfg = write_config(&plain_config(&src_table, Db::Ch, &sink_table, 64, BY_ID));
-    let o = synctool(&cfg, &["apply"]);
-    let err = String::from_utf8_lossy(&o.stderr);
-    assert_eq!(o.status.code(), Some(1), "{what}: {err}");
+    let err = failing_apply(&cfg, what);
     assert!(
         err.contains(
             "its engine is MergeTree, and merge strategy upsert needs a ReplacingMergeTree"
@@ -2237,9 +2235,7 @@ async fn a_nul_character_into_postgres_text_is_refused_naming_the_row() {
         "{strategy: upsert}",
         false,
     ));
-    let o = synctool(&cfg, &["apply"]);
-    let err = String::from_utf8_lossy(&o.stderr);
-    assert_eq!(o.status.code(), Some(1), "{err}");
+    let err = failing_apply(&cfg, "");
     assert!(
         err.contains("row with key (id=2) column `s`: text with a NUL character"),
         "{err}"

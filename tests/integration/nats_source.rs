@@ -177,6 +177,18 @@ fn my_select(t: &str) -> String {
     )
 }
 
+/// The config `text` with `from` replaced by `to` (a field that now fits the bad message),
+/// writing into a table of its own; and that table's name.
+fn fixed_config(text: &str, table: &str, (from, to): (&str, &str)) -> (String, String) {
+    let fixed_table = format!("{table}_fixed");
+    let fixed = text.replace(from, to).replace(
+        &format!("table: {table}\n"),
+        &format!("table: {fixed_table}\n"),
+    );
+    assert_ne!(fixed, text, "the config changed");
+    (fixed, fixed_table)
+}
+
 struct Names {
     stream: String,
     subject: String,
@@ -303,16 +315,14 @@ async fn a_bad_nats_message_fails_the_run_unacknowledged_and_a_fixed_run_gets_it
 
     // Fixed: the amount is read as text (into another table). The run gets the bad message
     // again at once, and what follows it.
-    let fixed_table = format!("{}_fixed", n.table);
-    let fixed = text
-        .replace(
+    let (fixed, fixed_table) = fixed_config(
+        &text,
+        &n.table,
+        (
             "{column: amount, dtype: \"decimal(10,2)\"}",
             "{column: amount, dtype: str}",
-        )
-        .replace(
-            &format!("table: {}\n", n.table),
-            &format!("table: {fixed_table}\n"),
-        );
+        ),
+    );
     let cfg = write_config(&fixed);
     let started = Instant::now();
     assert_eq!(run_ok(&cfg, &["apply"]), (2, 2));
@@ -397,11 +407,7 @@ async fn a_refused_message_keeps_newer_values_of_its_key_behind_it() {
         started.elapsed()
     );
     assert_eq!(names_in(n.table.clone()).await.len(), 1, "nothing after it");
-    let fixed_table = format!("{}_fixed", n.table);
-    let fixed = text.replace("decimal(10,2)", "decimal(10,3)").replace(
-        &format!("table: {}\n", n.table),
-        &format!("table: {fixed_table}\n"),
-    );
+    let (fixed, fixed_table) = fixed_config(&text, &n.table, ("decimal(10,2)", "decimal(10,3)"));
     // Three read; key 5's two values in one batch are one write, the newer.
     assert_eq!(run_ok(&write_config(&fixed), &["apply"]), (3, 2));
     assert_eq!(

@@ -242,7 +242,7 @@ impl ErrCtx {
 
     /// A result cell that does not decode: `column` is 1-based (0: the row as a whole).
     /// `key_cell` decodes the row's cell at a 0-based position, so that the message names
-    /// the row by its key when the key's cells decode.
+    /// the row by its key when every key cell decodes (not when the key itself failed).
     pub(crate) fn decode(
         &self,
         stmt: &Stmt<'_>,
@@ -253,11 +253,10 @@ impl ErrCtx {
         let key: Option<Vec<(&str, Value)>> = stmt
             .key
             .iter()
-            .filter(|(i, _)| *i + 1 != column)
             .map(|(i, name)| key_cell(*i).map(|v| (name.as_str(), v)))
             .collect();
         let mut column = stmt.column_label(column);
-        if let Some(k) = key.filter(|k| !k.is_empty() && k.len() == stmt.key.len()) {
+        if let Some(k) = key.filter(|k| !k.is_empty()) {
             let row = crate::runtime::transform::key_label(k.iter().map(|(n, v)| (*n, v)));
             column = format!("{column} of the row {}", self.scrub(row));
         }
@@ -347,8 +346,7 @@ const SLOW_STATEMENT: std::time::Duration = std::time::Duration::from_secs(10);
 /// waiting. A merge or a `CREATE TABLE` that waits for a lock another session holds is
 /// otherwise silent, and the run looks hung.
 async fn say_when_slow<T>(step: &str, work: impl std::future::Future<Output = T>) -> T {
-    let work = std::pin::pin!(work);
-    let mut work = work;
+    let mut work = std::pin::pin!(work);
     tokio::select! {
         done = &mut work => return done,
         () = tokio::time::sleep(SLOW_STATEMENT) => {}
