@@ -155,6 +155,24 @@ if ! redis_up; then
 fi
 wait_for Redis 30 redis_up
 
+# --- Redis over TLS (127.0.0.1:6380: client certificates optional; 6381: required) ----------
+redis_tls_up() {
+    [ "$(redis-cli -h 127.0.0.1 -p "$1" --tls --cacert "$TLS_DIR/ca.pem" \
+        --cert "$TLS_DIR/client.pem" --key "$TLS_DIR/client.key" ping)" = PONG ]
+}
+mkdir -p /var/lib/redis /var/log/redis
+for spec in 6380:optional 6381:yes; do
+    port=${spec%%:*}
+    if ! redis_tls_up "$port" 2>/dev/null; then
+        log "starting Redis over TLS on $port"
+        redis-server --daemonize yes --bind 127.0.0.1 --port 0 --tls-port "$port" \
+            --tls-cert-file "$TLS_DIR/server.pem" --tls-key-file "$TLS_DIR/server.key" \
+            --tls-ca-cert-file "$TLS_DIR/ca.pem" --tls-auth-clients "${spec#*:}" \
+            --save "" --appendonly no --dir /var/lib/redis --logfile "/var/log/redis/tls-$port.log"
+    fi
+    wait_for "Redis over TLS on $port" 30 redis_tls_up "$port"
+done
+
 # --- NATS with JetStream (127.0.0.1:4222) -------------------------------------------------
 nats_up() { tcp_open 127.0.0.1 4222; }
 if ! nats_up; then
@@ -165,6 +183,16 @@ if ! nats_up; then
         -a 127.0.0.1 -p 4222 -js -sd /var/lib/nats-server -l /var/log/nats-server.log
 fi
 wait_for NATS 30 nats_up
+
+# --- NATS over TLS (127.0.0.1:4223, no JetStream) ------------------------------------------
+nats_tls_up() { tcp_open 127.0.0.1 4223; }
+if ! nats_tls_up; then
+    log "starting NATS over TLS"
+    start-stop-daemon --start --background --pidfile /run/nats-tls.pid --make-pidfile \
+        --exec /usr/sbin/nats-server -- -a 127.0.0.1 -p 4223 --tls \
+        --tlscert "$TLS_DIR/server.pem" --tlskey "$TLS_DIR/server.key" -l /var/log/nats-tls.log
+fi
+wait_for "NATS over TLS" 30 nats_tls_up
 
 # --- ClickHouse 18.16 (HTTP 127.0.0.1:8123, HTTPS 127.0.0.1:8443) -------------------------
 ch_up() { curl -sf http://127.0.0.1:8123/ping; }

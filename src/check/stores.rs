@@ -2,7 +2,7 @@
 //! name with "did you mean" hints.
 
 use super::Diags;
-use crate::config::raw::{RawConfig, RawDatastore, RawState, RawTable};
+use crate::config::raw::{RawConfig, RawState, RawTable, RawTls};
 use crate::config::{Spanned, TlsMode};
 use crate::diag::{did_you_mean, Diagnostic};
 use crate::ir::{ExternalKind, ExternalStore, StateTable, Store, StoreKind, TableName, Target};
@@ -49,7 +49,7 @@ impl Stores {
                         );
                     }
                     check_host(d.host.as_ref(), diags);
-                    check_tls(d, diags);
+                    check_tls(&d.tls, diags);
                 }
                 StoreKind::Webhook => {
                     if d.base_url.is_none() {
@@ -79,6 +79,19 @@ impl Stores {
                             .at_path(d.path.clone())
                             .with_span(d.name.span),
                         );
+                    }
+                    check_tls(&d.tls, diags);
+                    if d.tls.mode() == Some(TlsMode::Disable) {
+                        for s in d
+                            .servers
+                            .iter()
+                            .filter(|s| crate::config::urls::is_tls_url(&s.value))
+                        {
+                            diags.push(
+                                s.error("a `tls://` server needs TLS, which this datastore disables")
+                                    .with_help("remove `sslmode: disable` / `tls: false`, or give a `nats://` URL"),
+                            );
+                        }
                     }
                 }
             }
@@ -113,6 +126,26 @@ impl Stores {
             }
             if kind == ExternalKind::Redis {
                 check_host(e.host.as_ref(), diags);
+                check_tls(&e.tls, diags);
+            } else {
+                let keys = [
+                    ("sslmode", e.tls.sslmode.as_ref().map(|s| s.span)),
+                    ("tls", e.tls.flag.as_ref().map(|s| s.span)),
+                    ("sslrootcert", e.tls.sslrootcert.as_ref().map(|s| s.span)),
+                    ("sslcert", e.tls.sslcert.as_ref().map(|s| s.span)),
+                    ("sslkey", e.tls.sslkey.as_ref().map(|s| s.span)),
+                ];
+                for (key, span) in keys {
+                    let Some(span) = span else { continue };
+                    diags.push(
+                        Diagnostic::error(format!(
+                            "`{key}` does not apply to an http external store"
+                        ))
+                        .at_path(format!("{}.{key}", e.path))
+                        .with_span(span)
+                        .with_help("an `https://` url is verified against the built-in roots"),
+                    );
+                }
             }
             if let Some(u) = &e.url {
                 check_one_authorization(u, &e.headers, diags);
@@ -245,8 +278,8 @@ pub fn unknown<'a>(
 /// `sslmode` must be one of libpq's values, and only one of `sslmode` / `tls` may be given;
 /// `sslrootcert`, `sslcert` and `sslkey` mean nothing when TLS is disabled, and a client
 /// certificate needs both `sslcert` and `sslkey`.
-fn check_tls(d: &RawDatastore, diags: &mut Diags) {
-    let mode = match (&d.sslmode, &d.tls) {
+fn check_tls(d: &RawTls, diags: &mut Diags) {
+    let mode = match (&d.sslmode, &d.flag) {
         (Some(m), Some(t)) => {
             diags.push(
                 t.error("give either `sslmode` or `tls`, not both")

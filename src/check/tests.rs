@@ -305,6 +305,44 @@ fn tls_settings_are_checked_where_they_are_written() {
     assert!(f.diagnostics[1].message.contains("`sslkey` has no effect"));
 }
 
+#[test]
+fn redis_and_nats_take_the_tls_keys_and_http_stores_refuse_them() {
+    let enrichment = include_str!("../../examples/enrichment.yaml");
+    let redis = "    port: 6379\n    db: 0\n";
+    assert!(enrichment.contains(redis));
+    ok(&enrichment.replace(
+        redis,
+        "    port: 6380\n    db: 0\n    sslmode: verify-ca\n    sslrootcert: /ca.pem\n    sslcert: /c.pem\n    sslkey: /c.key\n",
+    ));
+    let text = enrichment.replace(
+        redis,
+        "    port: 6380\n    db: 0\n    sslmode: verify-fll\n",
+    );
+    let d = &fail(&text).diagnostics[0];
+    assert_eq!(d.help.as_deref(), Some("did you mean `verify-full`?"));
+
+    let text = enrichment.replace("    timeout: 5\n", "    timeout: 5\n    tls: true\n");
+    let d = &fail(&text).diagnostics[0];
+    assert_eq!(d.message, "`tls` does not apply to an http external store");
+    assert!(d.path.as_deref().unwrap().ends_with(".tls"), "{:?}", d.path);
+
+    let nats = include_str!("../../examples/webhook_and_nats.yaml");
+    let servers = r#"servers: ["nats://127.0.0.1:4222"]"#;
+    assert!(nats.contains(servers));
+    ok(&nats.replace(
+        servers,
+        "servers: [\"tls://127.0.0.1:4223\"]\n    sslrootcert: /ca.pem",
+    ));
+    let text = nats.replace(
+        servers,
+        "servers: [\"tls://127.0.0.1:4223\"]\n    tls: false",
+    );
+    let d = &fail(&text).diagnostics[0];
+    assert!(d.message.contains("needs TLS"), "{}", d.message);
+    let span = d.span.unwrap();
+    assert_eq!(&text[span.start..span.end], "tls://127.0.0.1:4223");
+}
+
 const NATS_SOURCE: &str = r#"
 datastores:
   - {name: pg, type: postgres, host: 127.0.0.1, username: u, database: d}

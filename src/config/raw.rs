@@ -4,6 +4,7 @@
 use super::decode::{
     child, index, is_secret_key, mask_all, mask_url_credentials, Ctx, MapReader, Secret, Spanned,
 };
+use super::tls::TlsMode;
 use super::yaml::{Node, NodeValue};
 use crate::diag::Diagnostic;
 
@@ -39,16 +40,8 @@ pub struct RawDatastore {
     pub password: Option<Spanned<Secret>>,
     /// `database`
     pub database: Option<S>,
-    /// `sslmode`: disable, allow, prefer, require, verify-ca, verify-full (libpq's names)
-    pub sslmode: Option<S>,
-    /// `tls`: `true` is `sslmode: verify-full`, `false` is `disable`
-    pub tls: Option<Spanned<bool>>,
-    /// `sslrootcert`: a PEM file of CA certificates trusted besides the built-in roots
-    pub sslrootcert: Option<S>,
-    /// `sslcert`: a PEM file with the client certificate (chain) presented to the server
-    pub sslcert: Option<S>,
-    /// `sslkey`: the PEM private key of `sslcert`
-    pub sslkey: Option<S>,
+    /// `sslmode`, `tls`, `sslrootcert`, `sslcert`, `sslkey` (databases and NATS)
+    pub tls: RawTls,
     /// `pool_size`
     pub pool_size: Option<Spanned<u32>>,
     /// webhook `base_url`
@@ -79,6 +72,66 @@ pub struct RawDatastore {
     pub durable: Option<S>,
 }
 
+/// The TLS keys of a database, NATS or Redis entry, as written.
+#[derive(Debug, Clone, Default)]
+pub struct RawTls {
+    /// `sslmode`: disable, allow, prefer, require, verify-ca, verify-full (libpq's names)
+    pub sslmode: Option<S>,
+    /// `tls`: `true` is `sslmode: verify-full`, `false` is `disable`
+    pub flag: Option<Spanned<bool>>,
+    /// `sslrootcert`: a PEM file of CA certificates to trust
+    pub sslrootcert: Option<S>,
+    /// `sslcert`: a PEM file with the client certificate (chain) presented to the server
+    pub sslcert: Option<S>,
+    /// `sslkey`: the PEM private key of `sslcert`
+    pub sslkey: Option<S>,
+}
+
+impl RawTls {
+    fn read(m: &mut MapReader<'_>, ctx: &mut Ctx) -> RawTls {
+        RawTls {
+            sslmode: m.str("sslmode", ctx),
+            flag: m.bool("tls", ctx),
+            sslrootcert: m.str("sslrootcert", ctx),
+            sslcert: m.str("sslcert", ctx),
+            sslkey: m.str("sslkey", ctx),
+        }
+    }
+
+    /// The mode written (`sslmode`, else `tls: true|false`); `None` when neither is given.
+    /// An unknown `sslmode` (which the checker refuses before anything runs) is the
+    /// strictest, `verify-full`.
+    pub fn mode(&self) -> Option<TlsMode> {
+        match (&self.sslmode, &self.flag) {
+            (Some(m), _) => Some(TlsMode::parse(&m.value).unwrap_or(TlsMode::VerifyFull)),
+            (None, Some(t)) => Some(TlsMode::from_flag(t.value)),
+            (None, None) => None,
+        }
+    }
+
+    /// True when any TLS key is given.
+    pub fn is_set(&self) -> bool {
+        self.sslmode.is_some()
+            || self.flag.is_some()
+            || self.sslrootcert.is_some()
+            || self.sslcert.is_some()
+            || self.sslkey.is_some()
+    }
+
+    /// `sslrootcert` as a path.
+    pub fn root_cert(&self) -> Option<std::path::PathBuf> {
+        self.sslrootcert.as_ref().map(|r| r.value.clone().into())
+    }
+
+    /// `sslcert` and `sslkey` as paths, when both are given.
+    pub fn client_cert(&self) -> Option<(std::path::PathBuf, std::path::PathBuf)> {
+        match (&self.sslcert, &self.sslkey) {
+            (Some(c), Some(k)) => Some((c.value.clone().into(), k.value.clone().into())),
+            _ => None,
+        }
+    }
+}
+
 const DB_KEYS: &[&str] = &[
     "host",
     "port",
@@ -96,6 +149,11 @@ const DB_KEYS: &[&str] = &[
 const WEBHOOK_KEYS: &[&str] = &["base_url", "headers", "timeout", "retries"];
 const NATS_KEYS: &[&str] = &[
     "servers",
+    "sslmode",
+    "tls",
+    "sslrootcert",
+    "sslcert",
+    "sslkey",
     "token",
     "subject",
     "queue",
@@ -130,6 +188,8 @@ pub struct RawExternalStore {
     pub username: Option<S>,
     /// redis `password`
     pub password: Option<Spanned<Secret>>,
+    /// redis `sslmode`, `tls`, `sslrootcert`, `sslcert`, `sslkey`
+    pub tls: RawTls,
     /// http `url`
     pub url: Option<S>,
     /// http `headers`
@@ -467,11 +527,7 @@ fn datastore(n: &Node, path: &str, ctx: &mut Ctx) -> Option<RawDatastore> {
         username,
         password: m.secret("password", ctx),
         database: m.str("database", ctx),
-        sslmode: m.str("sslmode", ctx),
-        tls: m.bool("tls", ctx),
-        sslrootcert: m.str("sslrootcert", ctx),
-        sslcert: m.str("sslcert", ctx),
-        sslkey: m.str("sslkey", ctx),
+        tls: RawTls::read(&mut m, ctx),
         pool_size: m.count("pool_size", 1, ctx),
         base_url: url(&mut m, "base_url", ctx),
         headers: m.string_map("headers", true, ctx),
@@ -537,6 +593,7 @@ fn external(n: &Node, path: &str, ctx: &mut Ctx) -> Option<RawExternalStore> {
         db: m.int("db", ctx),
         username: m.str("username", ctx),
         password: m.secret("password", ctx),
+        tls: RawTls::read(&mut m, ctx),
         url: url(&mut m, "url", ctx),
         headers: m.string_map("headers", true, ctx),
         timeout: m.seconds("timeout", MAX_TIMEOUT, ctx),
@@ -552,6 +609,11 @@ fn external(n: &Node, path: &str, ctx: &mut Ctx) -> Option<RawExternalStore> {
             "db",
             "username",
             "password",
+            "sslmode",
+            "tls",
+            "sslrootcert",
+            "sslcert",
+            "sslkey",
             "url",
             "headers",
             "timeout",

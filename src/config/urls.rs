@@ -77,6 +77,11 @@ pub fn same_origin(a: &Url, b: &Url) -> bool {
         && a.port_or_known_default() == b.port_or_known_default()
 }
 
+/// True for a NATS server URL that asks for TLS (`tls://host:port`).
+pub fn is_tls_url(url: &str) -> bool {
+    url.trim_start().to_ascii_lowercase().starts_with("tls://")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -22,12 +22,14 @@
 //!
 //! Tokens never appear in errors or logs.
 
+use super::connect::tls;
 use super::enrich::redis::scrub;
 use super::enrich::timeout_of;
 use super::transform::{row_from_json, row_to_json};
 use super::{Row, RuntimeError};
 use crate::config::raw::{RawConfig, RawDatastore};
 use crate::config::redact::{redact_userinfo, userinfo_secrets};
+use crate::config::TlsMode;
 use crate::expr::Value;
 use crate::ir::Pipeline;
 use crate::types::Dtype;
@@ -78,6 +80,14 @@ pub struct NatsSettings {
     pub durable: Option<String>,
     /// Connect and request timeout.
     pub timeout: Duration,
+    /// TLS: `sslmode`/`tls`; else `verify-full` for a `tls://` server or when a certificate
+    /// file is given; else none asked for (TLS only when the server requires it, verified
+    /// against the built-in roots).
+    pub tls: Option<TlsMode>,
+    /// `sslrootcert`: a PEM file of CA certificates trusted besides the built-in roots.
+    pub root_cert: Option<std::path::PathBuf>,
+    /// `sslcert` and `sslkey`: the client certificate presented to the server, and its key.
+    pub client_cert: Option<tls::ClientCert>,
 }
 
 impl std::fmt::Debug for NatsSettings {
@@ -120,7 +130,6 @@ impl NatsSettings {
         }
         NatsSettings {
             name: d.name.value.clone(),
-            servers,
             token: d.token.as_ref().map(|t| t.value.clone()),
             subject: d.subject.as_ref().map(|s| s.value.clone()),
             queue: d.queue.as_ref().map(|s| s.value.clone()),
@@ -144,6 +153,18 @@ impl NatsSettings {
             stream: d.stream.as_ref().map(|s| s.value.clone()),
             durable: d.durable.as_ref().map(|s| s.value.clone()),
             timeout: timeout_of(d.timeout.as_ref().map(|t| t.value), DEFAULT_TIMEOUT),
+            tls: d.tls.mode().or_else(|| {
+                let asked = servers.iter().any(|s| crate::config::urls::is_tls_url(s))
+                    || d.tls.sslrootcert.is_some()
+                    || d.tls.sslcert.is_some();
+                asked.then_some(TlsMode::VerifyFull)
+            }),
+            root_cert: d.tls.root_cert(),
+            client_cert: d
+                .tls
+                .client_cert()
+                .map(|(cert, key)| tls::ClientCert { cert, key }),
+            servers,
         }
     }
 
@@ -180,13 +201,29 @@ impl NatsSettings {
         if let Some(t) = &self.token {
             opts = opts.token(t.expose().to_string());
         }
-        async_nats::connect_with_options(self.servers.as_slice(), opts)
-            .await
-            .map_err(|e| RuntimeError::Connect {
+        let fail = |message: String| {
+            let mut message = scrub(message, &self.secrets());
+            if let Some(h) = tls::hint(&message) {
+                message = format!("{message} ({h})");
+            }
+            RuntimeError::Connect {
                 store: self.name.clone(),
                 host: self.shown_servers(),
-                message: scrub(e.to_string(), &self.secrets()),
-            })
+                message,
+            }
+        };
+        match self.tls {
+            None | Some(TlsMode::Disable) => {}
+            Some(mode) => {
+                let config =
+                    tls::client_config(mode, self.root_cert.as_deref(), self.client_cert.as_ref())
+                        .map_err(fail)?;
+                opts = opts.tls_client_config(config).require_tls(mode.required());
+            }
+        }
+        async_nats::connect_with_options(self.servers.as_slice(), opts)
+            .await
+            .map_err(|e| fail(e.to_string()))
     }
 }
 

@@ -2056,3 +2056,174 @@ async fn the_quickstart_example_runs_end_to_end() {
         .await
         .unwrap();
 }
+
+/// The test CA's directory (`scripts/services.sh` makes it; a missing one fails the test).
+fn tls_dir() -> std::path::PathBuf {
+    let dir = std::path::PathBuf::from(
+        std::env::var("SYNCTOOL_TEST_TLS_DIR").unwrap_or_else(|_| "/etc/synctool-test-tls".into()),
+    );
+    assert!(
+        dir.join("ca.pem").is_file(),
+        "the test CA is missing in {}: run scripts/services.sh",
+        dir.display()
+    );
+    dir
+}
+
+/// Set `key` on the Redis over TLS at `port` (6380: client certificates optional; 6381:
+/// required), through the redis crate with the test CA and client certificate.
+async fn set_tls_key(port: u16, key: &str, value: &str) {
+    let dir = tls_dir();
+    let read = |f: &str| std::fs::read(dir.join(f)).unwrap();
+    let client = redis::Client::build_with_tls(
+        format!("rediss://127.0.0.1:{port}/0"),
+        redis::TlsCertificates {
+            client_tls: Some(redis::ClientTlsConfig {
+                client_cert: read("client.pem"),
+                client_key: read("client.key"),
+            }),
+            root_cert: Some(read("ca.pem")),
+        },
+    )
+    .unwrap();
+    let mut c = client
+        .get_multiplexed_async_connection()
+        .await
+        .unwrap_or_else(|e| panic!("Redis over TLS must run on {port} for this test: {e}"));
+    redis::cmd("SET")
+        .arg(key)
+        .arg(value)
+        .query_async::<()>(&mut c)
+        .await
+        .unwrap();
+}
+
+/// One lookup of `code` through a store on `port` with `tls` (YAML keys); the looked-up
+/// value, or the connect error.
+async fn tls_lookup(port: u16, prefix: &str, tls: &str) -> Result<Value, String> {
+    let yaml = redis_config("127.0.0.1", port, prefix, "")
+        .replace("retries: 0}", &format!("retries: 0, {tls}}}"));
+    let (p, cfg) = compile(&yaml);
+    let enricher = Enricher::connect(&p, &cfg)
+        .await
+        .map_err(|e| e.to_string())?;
+    let mut rows = vec![row(&[("id", Value::Int(1)), ("code", s("a"))])];
+    enricher.run(&mut rows).await.map_err(|e| e.to_string())?;
+    Ok(rows[0]["segment"].clone())
+}
+
+#[tokio::test]
+async fn redis_over_tls_verifies_the_server_and_can_present_a_client_certificate() {
+    let dir = tls_dir();
+    let ca = dir.join("ca.pem").display().to_string();
+    let (cert, key) = (
+        dir.join("client.pem").display().to_string(),
+        dir.join("client.key").display().to_string(),
+    );
+    let prefix = format!("{}:", unique("synctool_test_tls"));
+    set_tls_key(6380, &format!("{prefix}a"), "gold").await;
+    set_tls_key(6381, &format!("{prefix}a"), "platinum").await;
+
+    // Verified against the test CA, with or without checking the host name.
+    for mode in ["verify-full", "verify-ca", "require"] {
+        let tls = format!("sslmode: {mode}, sslrootcert: \"{ca}\"");
+        assert_eq!(
+            tls_lookup(6380, &prefix, &tls).await,
+            Ok(s("gold")),
+            "{mode}"
+        );
+    }
+    // `require` alone encrypts without checking the certificate.
+    assert_eq!(
+        tls_lookup(6380, &prefix, "sslmode: require").await,
+        Ok(s("gold"))
+    );
+    // `tls: true` verifies against the built-in roots, which do not hold the test CA: the
+    // error says what to set.
+    let err = tls_lookup(6380, &prefix, "tls: true").await.unwrap_err();
+    assert!(
+        err.contains("external store `cache` (127.0.0.1:6380)") && err.contains("sslrootcert"),
+        "{err}"
+    );
+    // Plain text to a TLS port fails instead of sending the commands in clear.
+    assert!(tls_lookup(6380, &prefix, "tls: false").await.is_err());
+
+    // A server that requires a client certificate gets one with `sslcert`/`sslkey`.
+    let with_ca = format!("tls: true, sslrootcert: \"{ca}\"");
+    assert!(tls_lookup(6381, &prefix, &with_ca).await.is_err());
+    let with_cert = format!("{with_ca}, sslcert: \"{cert}\", sslkey: \"{key}\"");
+    assert_eq!(
+        tls_lookup(6381, &prefix, &with_cert).await,
+        Ok(s("platinum"))
+    );
+    // A missing file is named.
+    let err = tls_lookup(6380, &prefix, "tls: true, sslrootcert: /nonexistent/ca.pem")
+        .await
+        .unwrap_err();
+    assert!(err.contains("/nonexistent/ca.pem"), "{err}");
+}
+
+/// Publish two rows through a NATS sink whose datastore has `servers` and `tls` (YAML
+/// keys), to the NATS over TLS on 4223 (`scripts/services.sh`); what a subscriber
+/// connected with the test CA receives, or the connect error.
+async fn publish_over_tls(servers: &str, tls: &str) -> Result<Vec<serde_json::Value>, String> {
+    use futures_util::StreamExt;
+    let ca = tls_dir().join("ca.pem");
+    let subject = format!("synctool.test.{}", unique("tls"));
+    let nc = async_nats::ConnectOptions::new()
+        .add_root_certificates(ca)
+        .require_tls(true)
+        .connect("tls://127.0.0.1:4223")
+        .await
+        .unwrap_or_else(|e| panic!("NATS over TLS must run on 4223 for this test: {e}"));
+    let mut sub = nc.subscribe(subject.clone()).await.unwrap();
+    nc.flush().await.unwrap();
+    let yaml = nats_sink_config(&subject, None).replace(
+        &format!("servers: [\"{NATS}\"]"),
+        &format!("servers: [\"{servers}\"]\n    {tls}"),
+    );
+    let (p, cfg) = compile(&yaml);
+    let sink = NatsSink::connect(&p, &cfg)
+        .await
+        .map_err(|e| e.to_string())?;
+    sink.publish_batch(&bus_rows(2)).await.unwrap();
+    let mut got = Vec::new();
+    for _ in 0..2 {
+        let m = tokio::time::timeout(Duration::from_secs(5), sub.next())
+            .await
+            .expect("message within 5 s")
+            .unwrap();
+        got.push(serde_json::from_slice(&m.payload).unwrap());
+    }
+    Ok(got)
+}
+
+#[tokio::test]
+async fn nats_over_tls_verifies_the_server_with_sslrootcert() {
+    let ca = tls_dir().join("ca.pem").display().to_string();
+    let root = format!("sslrootcert: \"{ca}\"");
+    // A `tls://` server, or `sslmode`, verified against the test CA.
+    for (servers, tls) in [
+        ("tls://127.0.0.1:4223", root.clone()),
+        (
+            "nats://127.0.0.1:4223",
+            format!("sslmode: verify-full\n    {root}"),
+        ),
+        ("nats://127.0.0.1:4223", "sslmode: require".to_string()),
+    ] {
+        let got = publish_over_tls(servers, &tls).await;
+        assert_eq!(
+            got.as_ref().map(|g| g[1]["id"].clone()),
+            Ok(serde_json::json!(2)),
+            "{servers} {tls}"
+        );
+    }
+    // Without the CA the certificate is refused, and the error says what to set.
+    for (servers, tls) in [
+        ("tls://127.0.0.1:4223", ""),
+        ("nats://127.0.0.1:4223", "tls: true"),
+    ] {
+        let err = publish_over_tls(servers, tls).await.unwrap_err();
+        assert!(err.contains("sslrootcert"), "{servers} {tls}: {err}");
+    }
+}

@@ -73,12 +73,10 @@ impl ConnSettings {
             "clickhouse" => DialectKind::Clickhouse,
             _ => return None,
         };
-        let tls = match (&d.sslmode, &d.tls) {
-            // The checker rejects an unknown sslmode before anything runs.
-            (Some(m), _) => TlsMode::parse(&m.value).unwrap_or(TlsMode::VerifyFull),
-            (None, Some(t)) => TlsMode::from_flag(t.value),
-            (None, None) if dialect == DialectKind::Postgres => TlsMode::Prefer,
-            (None, None) => TlsMode::Disable,
+        let tls = match d.tls.mode() {
+            Some(m) => m,
+            None if dialect == DialectKind::Postgres => TlsMode::Prefer,
+            None => TlsMode::Disable,
         };
         let default_port = match dialect {
             DialectKind::Postgres => 5432,
@@ -103,17 +101,11 @@ impl ConnSettings {
             password: d.password.as_ref().map(|p| p.value.clone()),
             database: d.database.as_ref().map(|x| x.value.clone()),
             tls,
-            root_cert: d
-                .sslrootcert
-                .as_ref()
-                .map(|r| std::path::PathBuf::from(&r.value)),
-            client_cert: match (&d.sslcert, &d.sslkey) {
-                (Some(c), Some(k)) => Some(tls::ClientCert {
-                    cert: c.value.clone().into(),
-                    key: k.value.clone().into(),
-                }),
-                _ => None,
-            },
+            root_cert: d.tls.root_cert(),
+            client_cert: d
+                .tls
+                .client_cert()
+                .map(|(cert, key)| tls::ClientCert { cert, key }),
             pool_size: d.pool_size.as_ref().map(|p| p.value).unwrap_or(4),
         })
     }

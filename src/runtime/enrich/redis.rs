@@ -3,7 +3,9 @@
 
 use super::{timeout_of, LookupError, DEFAULT_RETRIES, DEFAULT_TIMEOUT};
 use crate::config::raw::RawExternalStore;
+use crate::config::TlsMode;
 use crate::expr::Value;
+use crate::runtime::connect::tls;
 use crate::runtime::retry::RetryPolicy;
 use crate::runtime::RuntimeError;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
@@ -43,8 +45,20 @@ pub(crate) fn scrub(mut msg: String, secrets: &[String]) -> String {
 /// is sent without a password, as for the databases.
 fn connection_info(raw: &RawExternalStore, host: String, port: u16) -> ConnectionInfo {
     let non_empty = |s: &str| (!s.is_empty()).then(|| s.to_string());
+    let mode = raw.tls.mode().unwrap_or(TlsMode::Disable);
+    let addr = if mode.required() {
+        ConnectionAddr::TcpTls {
+            host,
+            port,
+            // `require` without `sslrootcert` checks nothing about the certificate.
+            insecure: tls::effective(mode, raw.tls.root_cert().as_deref()) == TlsMode::Require,
+            tls_params: None,
+        }
+    } else {
+        ConnectionAddr::Tcp(host, port)
+    };
     ConnectionInfo {
-        addr: ConnectionAddr::Tcp(host, port),
+        addr,
         redis: RedisConnectionInfo {
             db: raw.db.as_ref().map_or(0, |d| d.value),
             username: raw.username.as_ref().and_then(|u| non_empty(&u.value)),
@@ -55,6 +69,55 @@ fn connection_info(raw: &RawExternalStore, host: String, port: u16) -> Connectio
             protocol: ProtocolVersion::RESP2,
         },
     }
+}
+
+/// The client: plain TCP, or TLS (`sslmode` `require`, `verify-ca` or `verify-full`, or
+/// `tls: true`) trusting the built-in Mozilla roots, or only the certificates of
+/// `sslrootcert` when it is given, and presenting `sslcert`/`sslkey` when given. Redis has
+/// no TLS negotiation, so `allow` and `prefer` connect in plain text. An error names the
+/// file that could not be read.
+fn client(raw: &RawExternalStore, mut info: ConnectionInfo) -> Result<redis::Client, String> {
+    if !matches!(info.addr, ConnectionAddr::TcpTls { .. }) {
+        return redis::Client::open(info).map_err(|e| e.to_string());
+    }
+    tls::install_default_provider();
+    let read = |what: &str, path: &std::path::Path| {
+        std::fs::read(path).map_err(|e| format!("cannot read {what} {}: {e}", path.display()))
+    };
+    let root_cert = match raw.tls.root_cert() {
+        Some(p) => {
+            // Read through the shared reader too, for its message on a file with no
+            // certificate in it.
+            tls::read_root_certs(&p)?;
+            Some(read("sslrootcert", &p)?)
+        }
+        None => None,
+    };
+    let client_tls = match raw.tls.client_cert() {
+        Some((cert, key)) => Some(redis::ClientTlsConfig {
+            client_cert: read("sslcert", &cert)?,
+            client_key: read("sslkey", &key)?,
+        }),
+        None => None,
+    };
+    let verify_ca = tls::effective(
+        raw.tls.mode().unwrap_or(TlsMode::Disable),
+        raw.tls.root_cert().as_deref(),
+    ) == TlsMode::VerifyCa;
+    if root_cert.is_some() || client_tls.is_some() {
+        let certs = redis::TlsCertificates {
+            client_tls,
+            root_cert,
+        };
+        info = redis::Client::build_with_tls(info, certs)
+            .map_err(|e| e.to_string())?
+            .get_connection_info()
+            .clone();
+    }
+    if verify_ca {
+        info.addr.set_danger_accept_invalid_hostnames(true);
+    }
+    redis::Client::open(info).map_err(|e| e.to_string())
 }
 
 impl RedisLookup {
@@ -80,12 +143,22 @@ impl RedisLookup {
         let secrets: Vec<String> = info.redis.password.iter().cloned().collect();
         let timeout = timeout_of(raw.timeout.as_ref().map(|t| t.value), DEFAULT_TIMEOUT);
         let retries = raw.retries.as_ref().map_or(DEFAULT_RETRIES, |r| r.value);
-        let connect_err = |e: redis::RedisError| RuntimeError::ExternalConnect {
+        let connect_err = |e: redis::RedisError| {
+            let mut message = scrub(e.to_string(), &secrets);
+            if let Some(h) = tls::hint(&message) {
+                message = format!("{message} ({h})");
+            }
+            RuntimeError::ExternalConnect {
+                store: raw.name.value.clone(),
+                host: address.clone(),
+                message,
+            }
+        };
+        let client = client(raw, info).map_err(|e| RuntimeError::ExternalConnect {
             store: raw.name.value.clone(),
             host: address.clone(),
-            message: scrub(e.to_string(), &secrets),
-        };
-        let client = redis::Client::open(info).map_err(connect_err)?;
+            message: e,
+        })?;
         // Reconnection waits 1 s, then twice as long each time, at most 5 s (the crate's
         // default factor of 100 made the second wait 60 s: an unreachable server looked
         // like a hang).
