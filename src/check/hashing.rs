@@ -6,9 +6,11 @@
 //! hash and keeps it in `meta_columns.hash_column`, written at load time.
 
 use crate::ir::{
-    Enrichment, FieldValue, HashInput, Lookup, RowHash, Sink, SinkHash, Source, StoreKind,
+    Enrichment, FieldValue, HashInput, Lookup, RowHash, Sink, SinkField, SinkHash, Source,
+    StoreKind,
 };
 use crate::sql::DialectKind;
+use crate::template::Template;
 
 /// Derive the row hash description of a pipeline.
 ///
@@ -17,6 +19,7 @@ use crate::sql::DialectKind;
 /// from (its Redis key, HTTP path and parameters), so that a row whose lookup input
 /// changed is found changed and looked up again.
 pub fn row_hash(src: &Source, sink: &Sink, enrichments: &[Enrichment]) -> RowHash {
+    let sink_fields = &sink.fields;
     let mut source = Vec::new();
     let mut sink_cols = Vec::new();
     let mut transformed = false;
@@ -72,11 +75,64 @@ pub fn row_hash(src: &Source, sink: &Sink, enrichments: &[Enrichment]) -> RowHas
         // Reconciliation reports the missing hash column; full syncs do not need one.
         (None, true) => SinkHash::Stored(String::new()),
     };
+    let definitions = match &sink {
+        SinkHash::Stored(_) if transformed && src.meta.hash_column.is_none() => {
+            Some(definitions(sink_fields, enrichments))
+        }
+        _ => None,
+    };
     RowHash {
         source,
         sink,
         seconds_precision,
+        definitions,
     }
+}
+
+/// A fingerprint (16 hex digits of SHA-256) of the tracked sink fields the runtime
+/// computes and of the enrichments: their columns, dtypes and definitions as the checker
+/// parsed them (so reformatting the YAML changes nothing). A template whose text is secret
+/// (an `api_key` parameter) is left out, so that rotating a key rewrites no row.
+fn definitions(fields: &[SinkField], enrichments: &[Enrichment]) -> String {
+    use sha2::{Digest, Sha256};
+    let template = |t: &Template| {
+        if t.secret {
+            "(secret)".to_string()
+        } else {
+            format!("{:?}:{}", t.escape, t.source)
+        }
+    };
+    let mut text = String::new();
+    for f in fields.iter().filter(|f| f.track) {
+        let def = match &f.value {
+            FieldValue::Column { .. } | FieldValue::Pushed { .. } => continue,
+            FieldValue::Expr(e) => format!("expr:{e}"),
+            FieldValue::Template(t) => format!("template:{}", template(t)),
+            FieldValue::Enrichment { name, output } => format!("enrichment:{name}.{output}"),
+        };
+        text.push_str(&format!("{}\u{1f}{}\u{1f}{def}\u{1e}", f.column, f.dtype));
+    }
+    for e in enrichments {
+        let lookup = match &e.lookup {
+            Lookup::Redis { key } => format!("redis:{}", template(key)),
+            Lookup::Http { path, params } => {
+                let params: Vec<String> = params
+                    .iter()
+                    .map(|(k, t)| format!("{k}={}", template(t)))
+                    .collect();
+                format!("http:{}?{}", template(path), params.join("&"))
+            }
+        };
+        let output = e.output.as_ref().map(|o| o.to_string()).unwrap_or_default();
+        let outputs: Vec<String> = e.outputs.iter().map(|(k, d)| format!("{k} {d}")).collect();
+        text.push_str(&format!(
+            "{}\u{1f}{}\u{1f}{lookup}\u{1f}{output}\u{1f}{}\u{1e}",
+            e.name,
+            e.store.name,
+            outputs.join(",")
+        ));
+    }
+    hex::encode(&Sha256::digest(text.as_bytes())[..8])
 }
 
 /// The row names an enrichment's lookup reads.

@@ -960,3 +960,38 @@ fn broken_source_fields_and_enrichments_are_reported_once() {
     assert_eq!(errors.len(), 1, "{errors:?}");
     assert!(!errors[0].contains("unknown enrichment"), "{errors:?}");
 }
+
+#[test]
+fn the_stored_row_hash_covers_computed_definitions_but_not_their_layout_or_secrets() {
+    let base = include_str!("../../examples/enrichment.yaml");
+    let fp = |text: &str| {
+        ok(text).checked.program.pipelines[0]
+            .row_hash
+            .definitions
+            .clone()
+            .expect("a stored hash over computed fields has a fingerprint")
+    };
+    let first = fp(base);
+    // The same definitions written differently.
+    let spaced = base.replace(
+        r#"'lambda v: {"city": json_get(v, "city")}'"#,
+        r#"'lambda v: { "city" : json_get( v , "city" ) }'"#,
+    );
+    assert_ne!(spaced, base);
+    assert_eq!(fp(&spaced), first);
+    // A changed lookup or output is a changed definition.
+    let key = base.replace("customer:{{ id }}:segment", "cust:{{ id }}:segment");
+    assert_ne!(fp(&key), first);
+    let out = base.replace(r#"json_get(v, "city")"#, r#"json_get(v, "town")"#);
+    assert_ne!(fp(&out), first);
+    // A secret query parameter (a rotated API key) is not part of it.
+    let with_key = |k: &str| {
+        let t = base.replace(
+            "country: \"TMPL(de)\"",
+            &format!("country: \"TMPL(de)\"\n          api_key: {k}"),
+        );
+        assert_ne!(t, base);
+        t
+    };
+    assert_eq!(fp(&with_key("k1")), fp(&with_key("k2")));
+}

@@ -568,6 +568,10 @@ pub struct RowHash {
     pub sink: SinkHash,
     /// Whether datetimes hash at whole seconds (when either side keeps only seconds).
     pub seconds_precision: bool,
+    /// With a stored sink hash: a fingerprint of what the runtime computes for the sink
+    /// (expressions, templates, enrichments), hashed with the source values, so that a
+    /// changed definition changes every row's hash and the rows are written again.
+    pub definitions: Option<String>,
 }
 
 /// One hashed value.

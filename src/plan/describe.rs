@@ -195,12 +195,15 @@ pub fn describe(p: &Pipeline) -> Vec<String> {
         ));
     }
     if !p.reconciliations.is_empty() {
-        let src: Vec<String> = p
+        let mut src: Vec<String> = p
             .row_hash
             .source
             .iter()
             .map(|h| format!("{} {}", h.name, h.dtype))
             .collect();
+        if let Some(f) = &p.row_hash.definitions {
+            src.push(format!("computed fields' definitions {f}"));
+        }
         let sink = match &p.row_hash.sink {
             SinkHash::Columns(c) => c
                 .iter()

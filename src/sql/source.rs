@@ -250,7 +250,8 @@ impl<'a> SourceCtx<'a> {
 
     /// The hashed source columns, in [`crate::ir::RowHash::source`] order.
     pub fn hash_cols(&self) -> Result<Vec<HashCol>, SqlError> {
-        self.p
+        let mut cols = self
+            .p
             .row_hash
             .source
             .iter()
@@ -261,7 +262,17 @@ impl<'a> SourceCtx<'a> {
                     precision: self.precision(),
                 })
             })
-            .collect()
+            .collect::<Result<Vec<_>, SqlError>>()?;
+        // The definitions' fingerprint, last: 16 hex digits the checker derived (no config
+        // text), so a literal like the canonical form's separators.
+        if let Some(f) = &self.p.row_hash.definitions {
+            cols.push(HashCol {
+                expr: build::string(f),
+                dtype: Dtype::Str,
+                precision: self.precision(),
+            });
+        }
+        Ok(cols)
     }
 
     /// The key columns: expression, dtype, output alias (the sink column).

@@ -250,6 +250,7 @@ pub fn users_orders() -> Pipeline {
                 },
             ]),
             seconds_precision: false,
+            definitions: None,
         },
         source_state: None,
         sink_state: None,
@@ -336,6 +337,7 @@ pub fn pg_to_ch_upsert() -> Pipeline {
         ],
         sink: SinkHash::Stored("_hash".into()),
         seconds_precision: true,
+        definitions: None,
     };
     p.key = vec![KeyPair {
         source_alias: "id".into(),

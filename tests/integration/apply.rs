@@ -961,6 +961,46 @@ async fn a_full_sync_with_a_hash_column_rewrites_untracked_columns() {
     drop_pg(&c, &[&src, &sink]).await;
 }
 
+/// A sink field the runtime computes (a template) is covered by the stored row hash
+/// through its definition: changing the template is drift on every row, which `apply`
+/// rewrites; the source values alone would hash the same.
+#[tokio::test]
+async fn a_changed_template_with_a_hash_column_rewrites_every_row() {
+    let c = pg().await;
+    let (src, sink) = (unique("tpl_src"), unique("tpl_sink"));
+    make_source(&c, &src).await;
+    let yaml = |suffix: &str| {
+        pipeline_yaml("tpl", &src, "pg", &sink, "{strategy: upsert}", RECON_BY_ID)
+            .replace(
+                "{column: name, source_column: name}",
+                &format!("{{column: name, source_column: \"TMPL({{{{ name }}}}-{suffix})\"}}"),
+            )
+            .replace(
+                "      unique_key: [id]\n",
+                "      unique_key: [id]\n      meta_columns: {hash_column: h}\n",
+            )
+    };
+    let cfg = write_config(&yaml("x"));
+    json_run(&cfg, &["apply"], 0);
+    json_run(&cfg, &["plan", "--exit-code"], 0);
+    let cfg = write_config(&yaml("y"));
+    let v = json_run(&cfg, &["plan", "--exit-code"], 3);
+    assert_eq!(n(&v, "rows_written"), 3000, "{v}");
+    let v = json_run(&cfg, &["apply"], 0);
+    assert_eq!(n(&v, "rows_written"), 3000, "{v}");
+    let stale: i64 = c
+        .query_one(
+            &format!("SELECT count(*) FROM {sink} WHERE name NOT LIKE '%-y'"),
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(stale, 0);
+    json_run(&cfg, &["plan", "--exit-code"], 0);
+    drop_pg(&c, &[&src, &sink]).await;
+}
+
 /// Whether PostgreSQL table `t` exists.
 async fn pg_exists(c: &tokio_postgres::Client, t: &str) -> bool {
     c.query_one("SELECT to_regclass($1) IS NOT NULL", &[&t])
