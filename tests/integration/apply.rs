@@ -2290,3 +2290,71 @@ async fn a_write_waiting_for_a_lock_says_so_and_finishes_after_it() {
     assert_eq!(n(&r, "rows_written"), 0, "{r}");
     drop_pg(&c, &[&src, &sink]).await;
 }
+
+/// A delete_insert sink without a unique key can hold a key twice (a hand insert, another
+/// writer): the block compares as changed, and the key is rewritten, which leaves one copy
+/// with the source's values, even where one copy already matched.
+#[tokio::test]
+async fn keys_the_sink_holds_twice_are_rewritten_once() {
+    let c = pg().await;
+    let ch = crate::support::clickhouse().await;
+    let (src, pg_sink, ch_sink) = (unique("dup_src"), unique("dup_pg"), unique("dup_ch"));
+    make_source(&c, &src).await;
+    let merge = "{strategy: delete_insert, allow_delete: true}";
+    let pg_cfg = write_config(&pipeline_yaml(
+        "dup",
+        &src,
+        "pg",
+        &pg_sink,
+        merge,
+        RECON_BY_ID,
+    ));
+    let ch_yaml = pipeline_yaml("dup", &src, "ch", &ch_sink, merge, RECON_BY_ID).replace(
+        &format!("  - {}\n", MY),
+        "  - {name: ch, type: clickhouse, host: 127.0.0.1, port: 8123, database: default}\n",
+    );
+    let ch_cfg = write_config(&ch_yaml);
+    // The PostgreSQL sink exists without a key (synctool would create one).
+    c.batch_execute(&format!("CREATE TABLE {pg_sink} AS SELECT * FROM {src}"))
+        .await
+        .unwrap();
+    json_run(&pg_cfg, &["apply"], 0);
+    json_run(&ch_cfg, &["apply"], 0);
+    // Key 5 twice with its own values, key 6 with a stale copy beside the right one.
+    c.batch_execute(&format!(
+        "INSERT INTO {pg_sink} SELECT * FROM {pg_sink} WHERE id = 5;
+         INSERT INTO {pg_sink} (id, name, amount, updated_at) SELECT id, 'stale', amount, updated_at FROM {pg_sink} WHERE id = 6;"
+    ))
+    .await
+    .unwrap();
+    ch.exec(&format!(
+        "INSERT INTO default.{ch_sink} (id, name, amount, updated_at)
+         SELECT id, if(id = 6, 'stale', name), amount, updated_at FROM default.{ch_sink} WHERE id IN (5, 6)"
+    ))
+    .await;
+    for cfg in [&pg_cfg, &ch_cfg] {
+        let v = json_run(cfg, &["plan", "--exit-code"], 3);
+        assert_eq!(n(&v, "rows_written"), 2, "{v}");
+        let v = json_run(cfg, &["apply"], 0);
+        assert_eq!(n(&v, "rows_written"), 2, "{v}");
+        json_run(cfg, &["plan", "--exit-code"], 0);
+    }
+    assert_eq!(pg_diff(&c, &src, &pg_sink).await, 0);
+    let copies: i64 = c
+        .query_one(
+            &format!("SELECT count(*) - count(DISTINCT id) FROM {pg_sink}"),
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(copies, 0);
+    let ch_rows = ch
+        .exec(&format!(
+            "SELECT count(), uniqExact(id), countIf(name = 'stale') FROM default.{ch_sink}"
+        ))
+        .await;
+    assert_eq!(ch_rows.trim(), "3000\t3000\t0");
+    ch.exec(&format!("DROP TABLE default.{ch_sink}")).await;
+    drop_pg(&c, &[&src, &pg_sink]).await;
+}

@@ -867,14 +867,21 @@ impl<'c, 'a> Recon<'c, 'a> {
         );
         let (ra, rb) = self.sides.query_pair((sa, &va), (sb, &vb), &out).await?;
         let mut repeated: Vec<String> = Vec::new();
+        // Keys the sink holds more than once (a delete_insert sink without a unique key):
+        // rewritten, which replaces every copy, even when one copy matches the source.
+        let mut sink_repeated: HashSet<String> = HashSet::new();
         for (i, rows) in [ra, rb].into_iter().enumerate() {
             for row in rows {
                 let key: Vec<&Value> = row.iter().take(nkey).collect();
                 let k = key_of(&key);
                 let h = text(row.get(nkey));
                 let kv: Row = row.iter().take(nkey).cloned().collect();
-                if hashes[i].insert(k, (h, kv)).is_some() && i == 0 {
-                    repeated.push(key_label(p, &key));
+                if hashes[i].insert(k.clone(), (h, kv)).is_some() {
+                    if i == 0 {
+                        repeated.push(key_label(p, &key));
+                    } else {
+                        sink_repeated.insert(k);
+                    }
                 }
             }
         }
@@ -889,7 +896,9 @@ impl<'c, 'a> Recon<'c, 'a> {
         let [src, snk] = hashes;
         let to_write: HashSet<&String> = src
             .iter()
-            .filter(|(k, (h, _))| snk.get(*k).is_none_or(|(hs, _)| hs != h))
+            .filter(|(k, (h, _))| {
+                sink_repeated.contains(*k) || snk.get(*k).is_none_or(|(hs, _)| hs != h)
+            })
             .map(|(k, _)| k)
             .collect();
         let allow_delete = p.sink.merge.allow_delete
