@@ -320,8 +320,12 @@ fn put_int(out: &mut Vec<u8>, i: i64, bytes: u8, signed: bool) -> Result<(), Str
     Ok(())
 }
 
+/// A decimal at the column's scale. The field's own scale was checked before (a value with
+/// more digits is refused, naming its row); a column of a smaller scale (warned about
+/// before the run) keeps the value rounded half away from zero, as PostgreSQL and MySQL
+/// store it.
 fn put_decimal(out: &mut Vec<u8>, x: Decimal, precision: u8, scale: u8) -> Result<(), String> {
-    let m = exact_scale(x, scale)?.mantissa();
+    let m = exact_scale(x.round_half_away(u32::from(scale)), scale)?.mantissa();
     let limit = 10i128
         .checked_pow(u32::from(precision))
         .unwrap_or(i128::MAX);
@@ -471,6 +475,23 @@ mod tests {
             encode_rows(&not_null, &rows).is_err(),
             "NULL in a non-Nullable column"
         );
+    }
+
+    #[test]
+    fn a_column_of_a_smaller_scale_gets_the_value_rounded_half_away_from_zero() {
+        let field = Dtype::Decimal {
+            precision: 12,
+            scale: 4,
+        };
+        let col = RbColumn::from_native(field, "Decimal(12, 2)").unwrap();
+        let enc = |t: &str| {
+            let v = Value::Decimal(Decimal::parse(t).unwrap());
+            encode_rows(std::slice::from_ref(&col), &[vec![v]]).unwrap()
+        };
+        assert_eq!(enc("1.2345"), 123i64.to_le_bytes().to_vec());
+        assert_eq!(enc("1.2350"), 124i64.to_le_bytes().to_vec());
+        assert_eq!(enc("-1.235"), (-124i64).to_le_bytes().to_vec());
+        assert_eq!(enc("7"), 700i64.to_le_bytes().to_vec());
     }
 
     #[test]
