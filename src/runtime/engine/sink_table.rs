@@ -222,7 +222,14 @@ impl SinkTable {
                 None => problems.push(format!("column `{name}` is missing")),
                 Some(t) => {
                     if let Some(d) = dtype {
-                        if !fits(&t.native, *d) {
+                        if Some(name.as_str()) == p.sink.meta.hash_column.as_deref()
+                            && !holds_row_hashes(&t.native)
+                        {
+                            problems.push(format!(
+                                "column `{name}` is {}, which cannot hold the 64-bit signed row hashes written to it: make it a bigint (Int64 on ClickHouse)",
+                                t.native
+                            ));
+                        } else if !fits(&t.native, *d) {
                             problems.push(format!(
                                 "column `{name}` is {}, which cannot hold {d}",
                                 t.native
@@ -908,6 +915,40 @@ fn expected_columns(p: &Pipeline) -> Vec<(String, Option<Dtype>)> {
     cols
 }
 
+/// Whether a native column type can hold every 64-bit signed integer (a row hash):
+/// `bigint` (not unsigned), `int8`, `Int64`, or an unbounded or wide enough decimal.
+fn holds_row_hashes(native: &str) -> bool {
+    let t = native.to_ascii_lowercase();
+    let t = t
+        .strip_prefix("nullable(")
+        .and_then(|s| s.strip_suffix(')'))
+        .unwrap_or(&t);
+    if t.contains("unsigned") {
+        return false;
+    }
+    if t.starts_with("bigint") || t == "int8" || t == "int64" || t == "int128" || t == "int256" {
+        return true;
+    }
+    // `numeric`, `decimal(20,0)`, ClickHouse `Decimal(38, 0)`: whole numbers of 19 digits.
+    let Some(rest) = t
+        .strip_prefix("numeric")
+        .or_else(|| t.strip_prefix("decimal"))
+    else {
+        return false;
+    };
+    let args: Vec<u32> = rest
+        .trim_matches(|c| c == '(' || c == ')' || c == ' ')
+        .split(',')
+        .filter_map(|a| a.trim().parse().ok())
+        .collect();
+    match args.as_slice() {
+        [] => rest.trim().is_empty(),
+        [p] => *p >= 19,
+        [p, s] => p.saturating_sub(*s) >= 19,
+        _ => false,
+    }
+}
+
 /// Whether a native column type (as `sink.columns` lists it) can hold a dtype.
 fn fits(native: &str, dtype: Dtype) -> bool {
     let t = native.to_ascii_lowercase();
@@ -969,6 +1010,36 @@ pub fn engine_misfit(engine: &str, kind: MergeKind) -> Option<String> {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn a_row_hash_column_must_hold_64_bit_signed_integers() {
+        use super::holds_row_hashes;
+        for ok in [
+            "bigint",
+            "bigint(20)",
+            "int8",
+            "Int64",
+            "Nullable(Int64)",
+            "numeric",
+            "decimal(20,0)",
+            "Decimal(38, 0)",
+        ] {
+            assert!(holds_row_hashes(ok), "{ok}");
+        }
+        for bad in [
+            "int(11)",
+            "integer",
+            "bigint(20) unsigned",
+            "UInt64",
+            "Int32",
+            "decimal(18,0)",
+            "numeric(20,2)",
+            "double precision",
+            "text",
+        ] {
+            assert!(!holds_row_hashes(bad), "{bad}");
+        }
+    }
 
     #[test]
     fn clickhouse_engines_are_matched_to_the_merge_strategy() {
