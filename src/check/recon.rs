@@ -127,6 +127,21 @@ fn one(
             });
             match fed {
                 Some(f) => f.column.clone(),
+                None if sink.fields.iter().any(|f| {
+                    f.column == src_part_text.value && !matches!(f.value, FieldValue::Column { .. })
+                }) =>
+                {
+                    diags.push(
+                        src_part_text
+                            .error(format!(
+                                "the sink column `{}` is computed, so its values are not the source's `{}`",
+                                src_part_text.value, src_part_text.value
+                            ))
+                            .with_label("reconciliation compares this column's values on both sides")
+                            .with_help("partition by a column the sink copies as it is, or name the sink's copy of it with `sink_pfield` / `sink_meta_columns.partition_column`"),
+                    );
+                    return None;
+                }
                 None if sink.fields.iter().any(|f| f.column == src_part_text.value) => {
                     src_part_text.value.clone()
                 }
@@ -226,6 +241,14 @@ fn one(
             .at_path(format!("{}.strategy", r.path))
             .with_span(r.strategy.as_ref().map_or(r.name.span, |s| s.span)),
         );
+    }
+    if strategy == ReconStrategy::Timestamp {
+        for b in [&r.start, &r.end].into_iter().flatten() {
+            diags.push(
+                b.error("`start` and `end` do not apply to a timestamp reconciliation")
+                    .with_help("it goes on from the sink's newest value (minus `lookback`); use a block-hash reconciliation for a range"),
+            );
+        }
     }
     let bound_type = match kind {
         PartitionKind::Int => Some(Type::Int),

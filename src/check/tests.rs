@@ -995,3 +995,35 @@ fn the_stored_row_hash_covers_computed_definitions_but_not_their_layout_or_secre
     };
     assert_eq!(fp(&with_key("k1")), fp(&with_key("k2")));
 }
+
+#[test]
+fn a_timestamp_reconciliation_refuses_a_computed_watermark_column_and_a_range() {
+    let base = include_str!("../../examples/timestamp_incremental.yaml");
+    ok(base);
+    let copy = "{column: updated_at, source_column: updated_at}";
+    assert!(base.contains(copy));
+    let text = base.replace(
+        copy,
+        r#"{column: updated_at, dtype: datetime, source_column: "lambda r: r['updated_at'] + datetime.timedelta(hours=1)"}"#,
+    );
+    let f = fail(&text);
+    assert!(
+        error_messages(&f)
+            .iter()
+            .any(|m| m.contains("the sink column `updated_at` is computed")),
+        "{:?}",
+        f.diagnostics
+    );
+    let text = base.replace(
+        "lookback: 10*60",
+        "lookback: 10*60\n        start: \"2024-01-01\"",
+    );
+    let f = fail(&text);
+    let d = f
+        .diagnostics
+        .iter()
+        .find(|d| d.message.contains("`start` and `end` do not apply"))
+        .expect("start is refused");
+    let span = d.span.unwrap();
+    assert_eq!(&text[span.start..span.end], "2024-01-01");
+}

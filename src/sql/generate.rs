@@ -451,16 +451,25 @@ fn recon_steps(
         if let Some(d) = src_d {
             let s = SourceCtx::new(p, d);
             let mut b = Binder::new();
+            // After a compared window, the rows past the watermark; without one, every row
+            // from the watermark (minus the lookback) on, so that rows tied with the newest
+            // sink row (a batch of equal timestamps cut by a stopped run, a row added later
+            // within the same second or day) are merged again rather than missed.
+            let op = if compares_window {
+                BinaryOperator::Gt
+            } else {
+                BinaryOperator::GtEq
+            };
             let since = build::binop(
                 source::column(d, &r.source_partition),
-                BinaryOperator::Gt,
+                op,
                 b.bind("watermark", recon::partition_dtype(r.kind)),
             );
             let q = s.extract(&mut b, vec![since])?;
             let purpose = if compares_window {
                 "incremental run, after the lookback window was compared: stream the source rows newer than the sink watermark, merged with the strategy"
             } else {
-                "incremental run: stream the source rows newer than the sink watermark minus the lookback, merged with the strategy"
+                "incremental run: stream the source rows from the sink watermark minus the lookback on (the watermark's own rows included), merged with the strategy"
             };
             steps.push(
                 id("source", "extract_since"),

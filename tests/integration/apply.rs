@@ -1862,6 +1862,125 @@ async fn a_timestamp_run_without_lookback_finds_rows_tied_with_the_watermark() {
     drop_pg(&c, &[&src]).await;
 }
 
+/// A transformed sink without a stored hash has no window to compare: its run streams the
+/// rows from the watermark on, the watermark's own included, so that a row tied with the
+/// newest sink row is merged instead of missed.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_transformed_timestamp_run_takes_rows_tied_with_the_watermark() {
+    let c = pg().await;
+    let (src, sink) = (unique("tiex_src"), unique("tiex_sink"));
+    make_source(&c, &src).await;
+    let recon = "    reconciliation:\n      - {name: inc, strategy: timestamp, partition_column: updated_at, partition_column_type: datetime}\n";
+    let cfg = write_config(
+        &pipeline_yaml("tiex", &src, "pg", &sink, "{strategy: upsert}", recon).replace(
+            "{column: name, source_column: name}",
+            "{column: name, source_column: \"TMPL({{ name }}!)\"}",
+        ),
+    );
+    json_run(&cfg, &["apply"], 0);
+    c.batch_execute(&format!(
+        "INSERT INTO {src} SELECT 3001, 'tied', 1, updated_at FROM {src} WHERE id = 3000"
+    ))
+    .await
+    .unwrap();
+    json_run(&cfg, &["apply"], 0);
+    let got: Vec<String> = c
+        .query(&format!("SELECT name FROM {sink} WHERE id = 3001"), &[])
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert_eq!(got, vec!["tied!".to_string()]);
+    drop_pg(&c, &[&src, &sink]).await;
+}
+
+/// A sink watermark column that rounds (PostgreSQL `timestamp(0)` keeps 04.75 as 05) would
+/// put the watermark past a source row it never held (04.90): the run starts a second
+/// earlier.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_rounding_sink_watermark_column_misses_no_row() {
+    let c = pg().await;
+    let (src, sink) = (unique("rnd_src"), unique("rnd_sink"));
+    c.batch_execute(&format!(
+        "CREATE TABLE {src} (id bigint PRIMARY KEY, name text, amount numeric(12,2), updated_at timestamptz);
+         INSERT INTO {src} VALUES (1, 'a', 1, '2026-01-01 00:00:04.75+00');
+         CREATE TABLE {sink} (id bigint PRIMARY KEY, name text, amount numeric(12,2), updated_at timestamp(0) with time zone);"
+    ))
+    .await
+    .unwrap();
+    let recon = "    reconciliation:\n      - {name: inc, strategy: timestamp, partition_column: updated_at, partition_column_type: datetime}\n";
+    let cfg = write_config(&pipeline_yaml(
+        "rnd",
+        &src,
+        "pg",
+        &sink,
+        "{strategy: upsert}",
+        recon,
+    ));
+    json_run(&cfg, &["apply"], 0);
+    c.batch_execute(&format!(
+        "INSERT INTO {src} VALUES (2, 'b', 2, '2026-01-01 00:00:04.90+00')"
+    ))
+    .await
+    .unwrap();
+    json_run(&cfg, &["apply"], 0);
+    let n_rows: i64 = c
+        .query_one(&format!("SELECT count(*) FROM {sink}"), &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(n_rows, 2, "the row behind the rounded watermark is copied");
+    drop_pg(&c, &[&src, &sink]).await;
+}
+
+/// A lookback reaching before 1970 starts a ClickHouse side's window at 1970, the first
+/// value its DateTime holds, instead of failing every run after the first.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_lookback_before_1970_into_clickhouse_starts_at_1970() {
+    let c = pg().await;
+    let (src, sink) = (unique("lb70_src"), unique("lb70_sink"));
+    c.batch_execute(&format!(
+        "CREATE TABLE {src} (id bigint PRIMARY KEY, name text, updated_at timestamptz);
+         INSERT INTO {src} SELECT g, 'n' || g, TIMESTAMPTZ '2024-01-01 00:00:00+00' + g * INTERVAL '1 minute'
+           FROM generate_series(1, 3000) g;"
+    ))
+    .await
+    .unwrap();
+    // Fields every side hashes alike, so that the window is compared block by block on
+    // the ClickHouse side too.
+    let cfg = write_config(&format!(
+        r#"
+datastores:
+  - {PG}
+  - {{name: ch, type: clickhouse, host: 127.0.0.1, port: 8123, database: default}}
+pipelines:
+  - name: lb70
+    source:
+      datastore: pg
+      table: {src}
+      fields: [{{column: id, dtype: int}}, {{column: name, dtype: str}}, {{column: updated_at, dtype: datetime}}]
+    sink:
+      datastore: ch
+      table: {sink}
+      merge_strategy: {{strategy: upsert}}
+      unique_key: [id]
+    reconciliation:
+      - {{name: inc, strategy: timestamp, partition_column: updated_at, partition_column_type: datetime, lookback: 60*365*24*3600}}
+"#
+    ));
+    json_run(&cfg, &["apply"], 0);
+    c.batch_execute(&format!("UPDATE {src} SET name = 'changed' WHERE id = 7"))
+        .await
+        .unwrap();
+    let v = json_run(&cfg, &["apply"], 0);
+    assert_eq!(n(&v, "rows_written"), 1, "{v}");
+    json_run(&cfg, &["plan", "--exit-code"], 0);
+    let ch = crate::support::clickhouse().await;
+    ch.exec(&format!("DROP TABLE default.{sink}")).await;
+    drop_pg(&c, &[&src]).await;
+}
+
 /// Existing PostgreSQL sink columns whose equality is not text's: `citext` (a case-only
 /// change is still a change to sync) and `json` (which has no `=` at all). The upsert's
 /// change check compares them as text.

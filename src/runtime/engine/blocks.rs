@@ -127,6 +127,33 @@ impl Unit {
         }
     }
 
+    /// The earliest value `dialect` can bind for this unit, when its date and time types
+    /// begin after the units do: MySQL's `DATETIME` at 1000-01-01, ClickHouse's `Date` and
+    /// `DateTime` at 1970-01-01.
+    pub fn bound_floor(self, dialect: DialectKind) -> Option<i64> {
+        let ymd = |y, m, d| NaiveDate::from_ymd_opt(y, m, d).map(days);
+        match (self, dialect) {
+            (Unit::Days, DialectKind::Mysql) => ymd(1000, 1, 1),
+            (Unit::Seconds, DialectKind::Mysql) => ymd(1000, 1, 1).map(|d| d * DAY),
+            (Unit::Days | Unit::Seconds, DialectKind::Clickhouse) => Some(0),
+            _ => None,
+        }
+    }
+
+    /// `v` raised to the latest [`Unit::bound_floor`] of `dialects` (a lookback reaching
+    /// before 1970 on a ClickHouse side); other values as they are.
+    pub fn raise_to_floor(self, v: Value, dialects: &[Option<DialectKind>]) -> Value {
+        let floor = dialects
+            .iter()
+            .flatten()
+            .filter_map(|d| self.bound_floor(*d))
+            .max();
+        match (floor, self.to_units(&v, false)) {
+            (Some(f), Some(u)) if u < f => self.value(f),
+            _ => v,
+        }
+    }
+
     /// The level-1 interval in units: `initial_partition_interval` (seconds for datetime
     /// and date partitions) times `partition_multiplier`, at least one unit.
     pub fn level1(self, r: &Reconciliation) -> i64 {

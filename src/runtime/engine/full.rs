@@ -4,7 +4,7 @@
 //! from the source through a bounded channel, so memory stays at a few batches however
 //! large the table; each batch is enriched, transformed and written in one transaction.
 
-use super::blocks::minus_lookback;
+use super::blocks::{minus_lookback, Unit};
 use super::params::base_binds;
 use super::progress::Progress;
 use super::recon::compare_window;
@@ -190,6 +190,15 @@ pub async fn run_incremental(
     } else {
         Value::Null
     };
+    // A sink column that keeps less than microseconds may have rounded its newest value
+    // up (PostgreSQL `timestamp(0)` stores 04.75 as 05): past source rows it never held
+    // (04.90). The run then starts a second earlier; rows it reads again are merged again.
+    let watermark = match &watermark {
+        Value::Datetime(t) if sink.keeps_less(&r.sink_partition, Dtype::Datetime) => {
+            Value::Datetime(*t - chrono::TimeDelta::seconds(1))
+        }
+        _ => watermark,
+    };
     if watermark.is_null() {
         tracing::info!(pipeline = %p.name, "the sink is empty: running a full sync");
         let extract = Extract {
@@ -200,6 +209,14 @@ pub async fn run_incremental(
         return stream_into(ctx, src, &mut sink, extract, report).await;
     }
     let since = minus_lookback(&watermark, r.lookback_seconds);
+    // A lookback reaching before what a side's type holds (1970 on ClickHouse) starts there.
+    let since = match Unit::of(r.kind) {
+        Some(u) => u.raise_to_floor(
+            since,
+            &[p.source.store.kind.dialect(), p.sink.store.kind.dialect()],
+        ),
+        None => since,
+    };
     tracing::info!(pipeline = %p.name, watermark = %watermark.to_text(), since = %since.to_text(), "incremental run");
     // The lookback window is compared block by block where the steps exist, so that rows
     // already in the sink are neither rewritten nor counted as drift; the rows after it

@@ -4,7 +4,7 @@
 //! (the merge statements' order) and every `ALTER TABLE … DELETE` is waited for.
 
 use super::rows::load_columns;
-use super::sink_table::{RowGuard, SinkTable};
+use super::sink_table::{keeps_less, RowGuard, SinkTable};
 use super::steps::{Binds, Prepared, Steps};
 use crate::config::raw::RawConfig;
 use crate::expr::Value;
@@ -247,6 +247,18 @@ impl<'a> SinkIo<'a> {
     /// has not written): reading it would fail, and it holds no row.
     pub fn table_missing(&self) -> bool {
         self.dialect().is_some() && !self.table.exists()
+    }
+
+    /// Whether the sink table's column `name` keeps less of a `dtype` value than the dtype
+    /// holds (`timestamp(0)` for a datetime; known after [`SinkIo::prepare`]).
+    pub fn keeps_less(&self, name: &str, dtype: Dtype) -> bool {
+        let Some(dialect) = self.dialect() else {
+            return false;
+        };
+        self.table
+            .columns
+            .iter()
+            .any(|c| c.name == name && keeps_less(dialect, &c.native, dtype).is_some())
     }
 
     /// Whether the sink table's column `name` is declared NOT NULL (known after
