@@ -102,7 +102,9 @@ pub fn render_text(reports: &[PipelineReport], plan: bool, failed: &[&str]) -> S
             ));
         }
         out.push_str(&format!(" in {} ms\n", r.duration_ms));
-        if b.deleted > 0 && r.rows_deleted == 0 {
+        // A timestamp window's "deleted" block is one whose rows moved past the window (or
+        // left the filters): such runs never delete, whatever `allow_delete` says.
+        if b.deleted > 0 && r.rows_deleted == 0 && r.mode != "timestamp" {
             out.push_str(&format!(
                 "  ({} block(s) hold sink rows the source lacks; without `allow_delete` they stay)\n",
                 b.deleted
@@ -154,6 +156,11 @@ mod tests {
             text.ends_with("drift found: apply would change the sink\n"),
             "{text}"
         );
+        // A timestamp run never deletes: no `allow_delete` hint there.
+        let mut t = r.clone();
+        t.mode = "timestamp".into();
+        let text = render_text(&[t], true, &[]);
+        assert!(!text.contains("allow_delete"), "{text}");
         // JSON keeps SPEC §1's shape.
         let json = render_json(&[r]);
         assert!(json["pipelines"][0].get("rows_new").is_none(), "{json}");
