@@ -2477,3 +2477,32 @@ async fn keys_the_sink_holds_twice_are_rewritten_once() {
     ch.exec(&format!("DROP TABLE default.{ch_sink}")).await;
     drop_pg(&c, &[&src, &pg_sink]).await;
 }
+
+/// Touching changed leaves are diffed and written together, up to a batch: an UPDATE of
+/// every row is repaired in a handful of rounds, not one per leaf.
+#[tokio::test]
+async fn touching_changed_leaves_are_repaired_a_batch_at_a_time() {
+    let c = pg().await;
+    let (src, sink) = (unique("lm_src"), unique("lm_sink"));
+    make_source(&c, &src).await;
+    // 3000 rows in leaves of at most 100, batches of 500.
+    let cfg = write_config(&pipeline_yaml(
+        "lm",
+        &src,
+        "pg",
+        &sink,
+        "{strategy: upsert}",
+        RECON_BY_ID,
+    ));
+    json_run(&cfg, &["apply"], 0);
+    c.batch_execute(&format!("UPDATE {src} SET name = name || '!'"))
+        .await
+        .unwrap();
+    let o = crate::support::synctool(&cfg, &["apply", "-vv"]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(0), "{err}");
+    let diffs = err.matches("leaf diffed").count();
+    assert!((6..=8).contains(&diffs), "{diffs} leaf diffs:\n{err}");
+    assert_eq!(pg_diff(&c, &src, &sink).await, 0);
+    drop_pg(&c, &[&src, &sink]).await;
+}

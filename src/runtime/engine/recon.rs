@@ -660,9 +660,13 @@ impl<'c, 'a> Recon<'c, 'a> {
             }
             level += 1;
         }
-        for (range, rows) in merge_leaves(leaves, max) {
+        // Touching leaves are diffed and written together up to a batch: a change that
+        // covers many leaves (an UPDATE of every row, an emptied source) costs one round of
+        // queries and one write per batch rather than per leaf, while scattered changes
+        // still read only their own leaves.
+        let chunk = max.max(u64::from(self.ctx.p.source.batch_size));
+        for (range, _rows) in merge_leaves(leaves, chunk) {
             self.leaf(Scope::Range(range), report).await?;
-            let _ = rows;
         }
         if nulls_changed {
             self.leaf(Scope::Nulls, report).await?;
