@@ -147,6 +147,29 @@ impl Stmt<'_> {
 
 /// Error construction for one datastore: every message names the datastore, its
 /// `host:port` and the step, and has the password removed.
+/// A hint for a database's "no such column" error (PostgreSQL SQLSTATE 42703, MySQL 1054,
+/// ClickHouse's missing columns or unknown identifier): a column the config names is not
+/// in the table, which `validate` cannot know (it reads no database).
+fn missing_column_hint(step: &str, message: &str) -> Option<String> {
+    let missing = message.contains(" 42703:")
+        || message.contains("Unknown column")
+        || message.contains("Missing columns")
+        || message.contains("Unknown identifier");
+    if !missing {
+        return None;
+    }
+    let side = if step.starts_with("source.") || step.contains(".source.") {
+        "the source's"
+    } else if step.starts_with("sink.") || step.contains(".sink.") {
+        "the sink's"
+    } else {
+        "its"
+    };
+    Some(format!(
+        "a column the config names is not in {side} table or in one it joins: was it dropped or renamed? Compare the `fields`, `filters`, `joins` and reconciliation columns with the table"
+    ))
+}
+
 #[derive(Clone)]
 pub(crate) struct ErrCtx {
     store: String,
@@ -198,11 +221,15 @@ impl ErrCtx {
     }
 
     pub(crate) fn stmt(&self, step: &str, msg: impl std::fmt::Display) -> RuntimeError {
+        let mut message = self.scrub(msg);
+        if let Some(h) = missing_column_hint(step, &message) {
+            message = format!("{message} ({h})");
+        }
         RuntimeError::Statement {
             store: self.store.clone(),
             host: self.host.clone(),
             step: step.to_string(),
-            message: self.scrub(msg),
+            message,
         }
     }
 
@@ -644,4 +671,25 @@ where
     r?;
     c?;
     Ok(all)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::missing_column_hint;
+
+    #[test]
+    fn a_missing_column_error_says_which_side_to_check() {
+        let pg = "ERROR 42703: column \"code\" does not exist";
+        let h = missing_column_hint("recon.r.source.nulls", pg).unwrap();
+        assert!(h.contains("the source's table"), "{h}");
+        let my = "Server error: `ERROR 42S22 (1054): Unknown column 'code' in 'field list''";
+        assert!(missing_column_hint("sink.merge", my)
+            .unwrap()
+            .contains("the sink's table"));
+        let ch = "Code: 47, e.displayText() = DB::Exception: Missing columns: 'code' while processing query";
+        assert!(missing_column_hint("source.extract", ch).is_some());
+        assert!(
+            missing_column_hint("source.extract", "ERROR 42P01: relation does not exist").is_none()
+        );
+    }
 }
