@@ -273,11 +273,12 @@ pub fn cast(e: Expr, ty: sqlparser::ast::DataType) -> Expr {
     }
 }
 
-/// ClickHouse: `SELECT engine AS engine FROM system.tables WHERE <preds>`, the engine of
-/// the table the predicates name (database and name).
-pub fn ch_engine_query(d: &dyn crate::sql::Dialect, preds: Vec<Expr>) -> Query {
+/// ClickHouse: `SELECT c1 AS c1, … FROM system.tables WHERE <preds>`, columns of the
+/// `system.tables` row of the table the predicates name (database and name): `engine`, and
+/// for a sink `engine_full` and `sorting_key` too (all three on 18.16 and current servers).
+pub fn ch_engine_query(d: &dyn crate::sql::Dialect, columns: &[&str], preds: Vec<Expr>) -> Query {
     select(SelectParts {
-        projection: vec![aliased(d, keyword("engine"), "engine")],
+        projection: columns.iter().map(|c| aliased(d, keyword(c), c)).collect(),
         from: Some(from(table(
             builtin_name(&["system", "tables"]),
             None,

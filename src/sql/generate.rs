@@ -180,7 +180,7 @@ fn sink_steps(steps: &mut Steps, p: &Pipeline, d: &'static dyn Dialect) {
             Side::Sink,
             store,
             d,
-            "before writing, when the sink table exists: read its engine to check it fits the merge strategy",
+            "before writing, when the sink table exists: read its engine, the engine's parameters and its sorting key to check they fit the merge strategy, the sign or version column and the unique_key",
             vec![query(q)],
             b,
         );

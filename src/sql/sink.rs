@@ -1169,11 +1169,14 @@ impl<'a> SinkCtx<'a> {
         ]
     }
 
-    /// ClickHouse: the sink table's engine (`system.tables.engine`), which must fit the merge
-    /// strategy: a plain `MergeTree` under upsert would keep every version of every row.
+    /// ClickHouse: the sink table's engine (`system.tables`: `engine`, `engine_full` with
+    /// its parameters, and `sorting_key`), which must fit the merge strategy: a plain
+    /// `MergeTree` under upsert would keep every version of every row, a `CollapsingMergeTree`
+    /// on another sign column would take rows written with sign 0, and a sorting key other
+    /// than the unique_key merges distinct rows or keeps duplicates.
     pub fn engine_query(&self, b: &mut Binder) -> Query {
         let preds = self.ch_table_preds(b, "name");
-        build::ch_engine_query(self.d, preds)
+        build::ch_engine_query(self.d, &["engine", "engine_full", "sorting_key"], preds)
     }
 
     /// ClickHouse: the number of unfinished mutations on the sink table.

@@ -186,6 +186,7 @@ impl<'a> SourceCtx<'a> {
         };
         build::ch_engine_query(
             self.d,
+            &["engine"],
             vec![
                 build::eq(build::keyword("database"), db),
                 build::eq(build::keyword("name"), b.bind("table", Dtype::Str)),

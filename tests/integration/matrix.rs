@@ -1973,8 +1973,8 @@ async fn a_clickhouse_table_whose_engine_does_not_fit_the_strategy_is_refused() 
     let err = failing_apply(&cfg, what);
     assert!(
         err.contains(
-            "its engine is MergeTree, and merge strategy upsert needs a ReplacingMergeTree"
-        ),
+            "its engine is MergeTree ORDER BY (id), and merge strategy upsert with unique_key (id) needs ReplacingMergeTree ORDER BY (id)"
+        ) && err.contains("every run would add another copy of each row"),
         "{what}: {err}"
     );
     let count = dbs
@@ -1987,6 +1987,209 @@ async fn a_clickhouse_table_whose_engine_does_not_fit_the_strategy_is_refused() 
         .batch_execute(&format!("DROP TABLE {src_table}"))
         .await
         .expect("drop the source");
+}
+
+/// `plain_config` into the ClickHouse table `sink_table` with `merge` as its merge_strategy
+/// mapping and `key` as its unique_key.
+fn ch_engine_config(src_table: &str, sink_table: &str, merge: &str, key: &str) -> String {
+    plain_config(src_table, Db::Ch, sink_table, 64, BY_ID)
+        .replace(
+            "merge_strategy: {strategy: upsert, allow_delete: true}",
+            &format!("merge_strategy: {{{merge}}}"),
+        )
+        .replace("unique_key: [id]", &format!("unique_key: [{key}]"))
+}
+
+/// Every row of the ClickHouse table, sorted.
+async fn ch_all_rows(ch: &ClickHouse, table: &str) -> Vec<Row> {
+    let mut rows = ch.rows(&format!("SELECT * FROM {table}")).await;
+    rows.sort();
+    rows
+}
+
+/// A sink table created by a first run with `(first, first_key)` and a changed config
+/// `(second, second_key)` (after `by_hand` on the table, if any) that the table's engine
+/// does not fit: `apply` and `plan` refuse it with a message holding each of `expected`,
+/// the table keeps its rows although the source changed, and the first config still runs.
+async fn changed_config_is_refused(
+    what: &str,
+    (first, first_key): (&str, &str),
+    by_hand: Option<&str>,
+    (second, second_key): (&str, &str),
+    expected: &[&str],
+) {
+    let mut dbs = dbs().await;
+    let src_table = support::unique("mx_chg_src");
+    let sink_table = support::unique("mx_chg_ch");
+    pg_plain_source(&dbs.pg, &src_table, 100).await;
+    let cfg = write_config(&ch_engine_config(&src_table, &sink_table, first, first_key));
+    run(&cfg, &["apply", "--full"], 0, what);
+    if let Some(sql) = by_hand {
+        dbs.ch.exec(&sql.replace("{table}", &sink_table)).await;
+    }
+    dbs.pg
+        .batch_execute(&format!(
+            "UPDATE {src_table} SET s = s || ' changed' WHERE id <= 10;
+             DELETE FROM {src_table} WHERE id > 95;
+             INSERT INTO {src_table} VALUES (101, 'new', 1.5, now())"
+        ))
+        .await
+        .expect("change the source");
+    let before = ch_all_rows(&dbs.ch, &sink_table).await;
+    assert_eq!(before.len(), 100, "{what}: the first run wrote every row");
+    let changed = write_config(&ch_engine_config(
+        &src_table,
+        &sink_table,
+        second,
+        second_key,
+    ));
+    let err = failing_apply(&changed, what);
+    let plan = synctool(&changed, &["plan"]);
+    let plan_err = String::from_utf8_lossy(&plan.stderr).into_owned();
+    assert_eq!(plan.status.code(), Some(1), "{what}: plan: {plan_err}");
+    for e in [&err, &plan_err] {
+        assert!(
+            e.contains(&format!(
+                "the existing sink table {sink_table} on datastore `ch` does not fit"
+            )),
+            "{what}: {e}"
+        );
+        for x in expected {
+            assert!(e.contains(x), "{what}: `{x}` in: {e}");
+        }
+        assert!(e.contains("nothing was written"), "{what}: {e}");
+    }
+    assert_eq!(
+        ch_all_rows(&dbs.ch, &sink_table).await,
+        before,
+        "{what}: nothing is written"
+    );
+    // The unchanged config still fits the table it created.
+    run(&cfg, &["apply", "--full"], 0, what);
+    let count = dbs
+        .ch
+        .exec(&format!("SELECT count() FROM {sink_table} FINAL"))
+        .await;
+    assert_eq!(count.trim(), "96", "{what}: the first config still syncs");
+    drop_table(&mut dbs, Db::Ch, &sink_table).await;
+    drop_table(&mut dbs, Db::Pg, &src_table).await;
+}
+
+/// A CollapsingMergeTree(sign) an earlier collapse run created is refused for
+/// delete_insert, upsert or another sign column: their rows would be written with sign 0,
+/// which the engine takes as neither state (lost from FINAL reads, and OPTIMIZE … FINAL
+/// fails).
+#[tokio::test(flavor = "multi_thread")]
+async fn a_collapsing_clickhouse_table_is_refused_for_another_strategy_or_sign_column() {
+    let collapse = ("strategy: collapse, allow_delete: true", "id");
+    changed_config_is_refused(
+        "collapse table, delete_insert config",
+        collapse,
+        None,
+        ("strategy: delete_insert, allow_delete: true", "id"),
+        &[
+            "its engine is CollapsingMergeTree(sign) ORDER BY (id)",
+            "merge strategy delete_insert with unique_key (id) needs MergeTree ORDER BY (id)",
+            "rows would be written with sign = 0",
+            "Recreate the table with that engine",
+            "(merge_strategy {strategy: collapse, sign_column: sign}, unique_key [id])",
+        ],
+    )
+    .await;
+    changed_config_is_refused(
+        "collapse table, upsert config",
+        collapse,
+        None,
+        ("strategy: upsert, allow_delete: true", "id"),
+        &[
+            "needs ReplacingMergeTree ORDER BY (id)",
+            "rows would be written with sign = 0",
+        ],
+    )
+    .await;
+    changed_config_is_refused(
+        "collapse table, another sign column",
+        collapse,
+        Some("ALTER TABLE {table} ADD COLUMN s2 Int8"),
+        (
+            "strategy: collapse, sign_column: s2, allow_delete: true",
+            "id",
+        ),
+        &[
+            "needs CollapsingMergeTree(s2) ORDER BY (id)",
+            "its sign column is `sign`, not sign_column `s2`",
+        ],
+    )
+    .await;
+}
+
+/// A Replacing or Collapsing table ordered by `id` is refused for the unique_key
+/// `[id, s]`: rows of distinct keys would be merged away on every run, never converging.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_clickhouse_table_sorted_by_another_key_is_refused() {
+    for (what, merge, engine) in [
+        (
+            "replacing table",
+            "strategy: upsert, allow_delete: true",
+            "ReplacingMergeTree ORDER BY (id)",
+        ),
+        (
+            "collapsing table",
+            "strategy: collapse, allow_delete: true",
+            "CollapsingMergeTree(sign) ORDER BY (id)",
+        ),
+    ] {
+        changed_config_is_refused(
+            what,
+            (merge, "id"),
+            None,
+            (merge, "id, s"),
+            &[
+                &format!("its engine is {engine}"),
+                "with unique_key (id, s) needs",
+                "its sorting key does not hold every unique_key column (id, s), so rows of distinct keys would be merged into one",
+            ],
+        )
+        .await;
+    }
+}
+
+/// A ReplacingMergeTree(ts) an upsert with `version_column: ts` created is refused once
+/// the config drops the version column or names another: the engine keeps the row with
+/// the highest version, not the last one written (or the other way round).
+#[tokio::test(flavor = "multi_thread")]
+async fn a_replacing_clickhouse_table_is_refused_for_another_version_column() {
+    let versioned = (
+        "strategy: upsert, version_column: ts, allow_delete: true",
+        "id",
+    );
+    changed_config_is_refused(
+        "version column removed",
+        versioned,
+        None,
+        ("strategy: upsert, allow_delete: true", "id"),
+        &[
+            "its engine is ReplacingMergeTree(ts) ORDER BY (id)",
+            "needs ReplacingMergeTree ORDER BY (id)",
+            "it keeps the row with the highest `ts`, not the last one written, and the config sets no version_column",
+            "(merge_strategy {strategy: upsert, version_column: ts}, unique_key [id])",
+        ],
+    )
+    .await;
+    changed_config_is_refused(
+        "version column changed",
+        versioned,
+        None,
+        (
+            "strategy: upsert, version_column: f, allow_delete: true",
+            "id",
+        ),
+        &[
+            "needs ReplacingMergeTree(f) ORDER BY (id)",
+            "it keeps the row with the highest `ts`, and version_column is `f`",
+        ],
+    )
+    .await;
 }
 
 /// A decimal expression the source computes (`d * d`) with more digits after the point

@@ -16,6 +16,7 @@
 //! [`crate::sql::stage_insert`] and [`crate::sql::stage_keys_insert`] and binds values.
 
 mod blocks;
+mod ch_engine;
 mod from_nats;
 mod full;
 mod params;

@@ -3,6 +3,7 @@
 //! is one transaction; ClickHouse has none, so there cancelling rows go before new rows
 //! (the merge statements' order) and every `ALTER TABLE … DELETE` is waited for.
 
+use super::ch_engine::ChEngine;
 use super::rows::load_columns;
 use super::sink_table::{keeps_less, RowGuard, SinkTable};
 use super::steps::{Binds, Prepared, Steps};
@@ -307,10 +308,15 @@ impl<'a> SinkIo<'a> {
             table.set_unique_indexes(&rows);
         }
         if let (true, Some(_)) = (table.exists(), steps.get("sink.engine")) {
-            let rows = self.query_catalog("sink.engine", &[Dtype::Str]).await?;
-            table.engine = rows.into_iter().next().and_then(|r| match r.first() {
-                Some(Value::Str(e)) => Some(e.clone()),
-                _ => None,
+            let rows = self
+                .query_catalog("sink.engine", &[Dtype::Str, Dtype::Str, Dtype::Str])
+                .await?;
+            table.engine = rows.first().map(|r| {
+                let text = |i: usize| match r.get(i) {
+                    Some(Value::Str(s)) => s.as_str(),
+                    _ => "",
+                };
+                ChEngine::read(text(0), text(1), text(2))
             });
         }
         Ok(table)

@@ -6,6 +6,7 @@
 //! NOT NULL column) is found here, before its batch is written, so that the error names the
 //! row's key and the column; the database's own error would name neither.
 
+use super::ch_engine::ChEngine;
 use super::rows::load_columns;
 use crate::expr::Value;
 use crate::ir::{MergeKind, Pipeline, SinkHash};
@@ -82,8 +83,9 @@ pub enum Limit {
 pub struct SinkTable {
     /// The columns, as listed.
     pub columns: Vec<TableColumn>,
-    /// ClickHouse: the table engine (`sink.engine`), checked against the merge strategy.
-    pub engine: Option<String>,
+    /// ClickHouse: the table engine (`sink.engine`), checked against the merge strategy,
+    /// its sign or version column and the unique_key.
+    pub engine: Option<ChEngine>,
     /// PostgreSQL and MySQL upserts: the columns of each unique index
     /// (`sink.unique_indexes`), one of which must be exactly the `unique_key`.
     pub unique_indexes: Option<Vec<Vec<String>>>,
@@ -244,7 +246,7 @@ impl SinkTable {
             }
         }
         if let Some(engine) = &self.engine {
-            if let Some(m) = engine_misfit(engine, p.sink.merge.kind) {
+            if let Some(m) = engine.misfit(&p.sink.merge, &p.sink.unique_key) {
                 problems.push(m);
             }
         }
@@ -974,40 +976,6 @@ fn fits(native: &str, dtype: Dtype) -> bool {
     }
 }
 
-/// Why a ClickHouse table `engine` does not fit merge strategy `kind`, if it does not: upsert
-/// needs a `ReplacingMergeTree` (any other engine keeps every version of a row), collapse a
-/// `CollapsingMergeTree` (or its versioned form), and delete_insert's `ALTER TABLE … DELETE`
-/// a `MergeTree`-family engine.
-pub fn engine_misfit(engine: &str, kind: MergeKind) -> Option<String> {
-    let (fits, name, needs) = match kind {
-        MergeKind::Upsert => (
-            engine.contains("ReplacingMergeTree"),
-            "upsert",
-            "a ReplacingMergeTree",
-        ),
-        MergeKind::Collapse => (
-            engine.contains("CollapsingMergeTree"),
-            "collapse",
-            "a CollapsingMergeTree (or VersionedCollapsingMergeTree)",
-        ),
-        MergeKind::DeleteInsert => (
-            engine.contains("MergeTree"),
-            "delete_insert",
-            "a MergeTree-family engine (it deletes with ALTER TABLE … DELETE)",
-        ),
-    };
-    (!fits).then(|| {
-        format!(
-            "its engine is {engine}, and merge strategy {name} needs {needs}{}",
-            if kind == MergeKind::Upsert {
-                ": every run would add another copy of each row"
-            } else {
-                ""
-            }
-        )
-    })
-}
-
 #[cfg(test)]
 mod tests {
 
@@ -1039,19 +1007,6 @@ mod tests {
         ] {
             assert!(!holds_row_hashes(bad), "{bad}");
         }
-    }
-
-    #[test]
-    fn clickhouse_engines_are_matched_to_the_merge_strategy() {
-        use super::engine_misfit;
-        assert!(engine_misfit("ReplacingMergeTree", MergeKind::Upsert).is_none());
-        assert!(engine_misfit("ReplicatedReplacingMergeTree", MergeKind::Upsert).is_none());
-        assert!(engine_misfit("MergeTree", MergeKind::Upsert).is_some());
-        assert!(engine_misfit("CollapsingMergeTree", MergeKind::Upsert).is_some());
-        assert!(engine_misfit("VersionedCollapsingMergeTree", MergeKind::Collapse).is_none());
-        assert!(engine_misfit("ReplacingMergeTree", MergeKind::Collapse).is_some());
-        assert!(engine_misfit("MergeTree", MergeKind::DeleteInsert).is_none());
-        assert!(engine_misfit("Log", MergeKind::DeleteInsert).is_some());
     }
 
     use super::*;
