@@ -214,10 +214,14 @@ impl Range {
 
     /// Block `id` of interval `interval`, clipped to this range.
     pub fn block(&self, id: i64, interval: i64) -> Range {
-        let lo = id.saturating_mul(interval);
+        // In 128 bits: the first block of an int64 range starts before i64::MIN, and its end
+        // is still its own (a saturated start made it `MIN + interval`, overlapping the next).
+        let lo = i128::from(id) * i128::from(interval);
+        let hi = lo + i128::from(interval);
+        let clamp = |v: i128| v.clamp(i128::from(i64::MIN), i128::from(i64::MAX)) as i64;
         Range {
-            lo: lo.max(self.lo),
-            hi: lo.saturating_add(interval).min(self.hi),
+            lo: clamp(lo).max(self.lo),
+            hi: clamp(hi).min(self.hi),
         }
     }
 }
@@ -263,6 +267,23 @@ mod tests {
 
     fn datetime(secs: i64) -> Option<NaiveDateTime> {
         DateTime::from_timestamp(secs, 0).map(|t| t.naive_utc())
+    }
+
+    #[test]
+    fn the_first_block_of_an_int64_range_ends_where_the_next_begins() {
+        let all = Range {
+            lo: i64::MIN,
+            hi: i64::MAX,
+        };
+        let interval = 1000;
+        let first = i64::MIN.div_euclid(interval);
+        let a = all.block(first, interval);
+        let b = all.block(first + 1, interval);
+        assert_eq!(a.lo, i64::MIN);
+        assert_eq!(a.hi, b.lo, "{a:?} {b:?}");
+        assert_eq!(b.hi - b.lo, interval);
+        let huge = all.block(-1, i64::MAX);
+        assert_eq!((huge.lo, huge.hi), (-i64::MAX, 0));
     }
 
     #[test]
