@@ -2506,3 +2506,49 @@ async fn touching_changed_leaves_are_repaired_a_batch_at_a_time() {
     assert_eq!(pg_diff(&c, &src, &sink).await, 0);
     drop_pg(&c, &[&src, &sink]).await;
 }
+
+/// A row whose partition value moved to an earlier block is written there first, and
+/// `apply` then finds nothing of it left to delete in its old block: `plan` counts what
+/// `apply` does.
+#[tokio::test]
+async fn plan_counts_a_row_moved_to_an_earlier_block_as_apply_does() {
+    let c = pg().await;
+    let (src, sink) = (unique("mv_src"), unique("mv_sink"));
+    c.batch_execute(&format!(
+        "CREATE TABLE {src} (id bigint PRIMARY KEY, p bigint, v text);
+         INSERT INTO {src} SELECT g, g, 'v' || g FROM generate_series(1, 100) g;"
+    ))
+    .await
+    .unwrap();
+    let cfg = write_config(&format!(
+        r#"
+datastores:
+  - {PG}
+pipelines:
+  - name: mv
+    source:
+      datastore: pg
+      table: {src}
+      fields: [{{column: id, dtype: int}}, {{column: p, dtype: int}}, {{column: v, dtype: str}}]
+    sink:
+      datastore: pg
+      table: {sink}
+      merge_strategy: {{strategy: upsert, allow_delete: true}}
+      unique_key: [id]
+    reconciliation:
+      - {{name: r, partition_column: p, initial_partition_interval: 10, max_block_size: 5}}
+"#
+    ));
+    json_run(&cfg, &["apply"], 0);
+    c.batch_execute(&format!("UPDATE {src} SET p = 5 WHERE id = 95"))
+        .await
+        .unwrap();
+    let plan = json_run(&cfg, &["plan", "--exit-code"], 3);
+    let apply = json_run(&cfg, &["apply"], 0);
+    for k in ["rows_written", "rows_deleted"] {
+        assert_eq!(n(&plan, k), n(&apply, k), "{k}: plan {plan} apply {apply}");
+    }
+    assert_eq!(n(&apply, "rows_deleted"), 0, "{apply}");
+    json_run(&cfg, &["plan", "--exit-code"], 0);
+    drop_pg(&c, &[&src, &sink]).await;
+}

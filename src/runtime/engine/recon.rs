@@ -200,6 +200,10 @@ struct Recon<'c, 'a> {
     /// deleted.
     window: Option<Range>,
     bar: Bar,
+    /// `plan`: the keys an earlier leaf would write. A row whose partition value moved to
+    /// an earlier block is written there first, so `apply` finds nothing of it left to
+    /// delete in its old block: `plan` does not count that delete either.
+    planned_writes: HashSet<String>,
 }
 
 /// Reconciles `ctx`'s pipeline with reconciliation `r`.
@@ -333,6 +337,7 @@ impl<'c, 'a> Recon<'c, 'a> {
             unit: Unit::of(r.kind),
             window,
             bar: ctx.progress.blocks(&p.name),
+            planned_writes: HashSet::new(),
         })
     }
 
@@ -908,9 +913,11 @@ impl<'c, 'a> Recon<'c, 'a> {
         let allow_delete = p.sink.merge.allow_delete
             && self.window.is_none()
             && ctx.steps.get("sink.delete_keys").is_some();
+        let dry = ctx.opts.dry_run;
         let to_delete: Vec<Row> = if allow_delete {
             snk.iter()
                 .filter(|(k, _)| !src.contains_key(*k))
+                .filter(|(k, _)| !(dry && self.planned_writes.contains(*k)))
                 .map(|(_, (_, kv))| kv.clone())
                 .collect()
         } else {
@@ -919,7 +926,9 @@ impl<'c, 'a> Recon<'c, 'a> {
         let new = to_write.iter().filter(|k| !snk.contains_key(**k)).count() as u64;
         tracing::debug!(scope = ?scope, write = to_write.len(), new, delete = to_delete.len(), "leaf diffed");
         self.bar.inc(1);
-        if ctx.opts.dry_run {
+        if dry {
+            self.planned_writes
+                .extend(to_write.iter().map(|k| (*k).clone()));
             // What apply would do: read the leaf's source rows, when any of them is written.
             if !to_write.is_empty() {
                 report.rows_read += src.len() as u64;
