@@ -84,6 +84,17 @@ pub trait Dialect: Sync {
         e
     }
 
+    /// A value of `dtype` as a query gives it to synctool (extract columns, watermarks,
+    /// range bounds, keys): the expression itself, except on ClickHouse, whose results
+    /// are read as text: a float through `toFloat64` (the shortest text of a `Float32`,
+    /// `50137510` for 50137512, is not its value as a double), a datetime through
+    /// `toTimeZone(e, 'UTC')` (a `DateTime` prints in its column's time zone, or the
+    /// server's; the conversion only changes the type, so it costs nothing per row).
+    fn read_value(&self, e: Expr, dtype: Dtype) -> Expr {
+        let _ = dtype;
+        e
+    }
+
     /// Whether sink tables of this dialect have a primary key constraint (PostgreSQL,
     /// MySQL) rather than a sorting key (ClickHouse).
     fn has_primary_key(&self) -> bool {
@@ -256,6 +267,13 @@ impl Dialect for Clickhouse {
     }
     fn char_length_fn(&self) -> &'static str {
         "lengthUTF8"
+    }
+    fn read_value(&self, e: Expr, dtype: Dtype) -> Expr {
+        match dtype {
+            Dtype::Float => call("toFloat64", vec![e]),
+            Dtype::Datetime => call("toTimeZone", vec![e, super::build::string("UTC")]),
+            _ => e,
+        }
     }
     fn order_key(&self, e: Expr, dtype: Dtype) -> Expr {
         match dtype {

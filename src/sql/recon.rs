@@ -269,9 +269,20 @@ impl<'a> Reader<'a> {
     pub fn range(&self, b: &mut Binder, r: &Reconciliation) -> Result<Query, SqlError> {
         let d = self.d();
         let part = self.partition(r);
+        // Read as the runtime decodes them (a ClickHouse datetime in UTC, whatever its
+        // column's time zone), converted once per aggregate rather than per row.
+        let t = partition_dtype(r.kind);
         let projection = vec![
-            build::aliased(d, build::call("min", vec![part.clone()]), "_synctool_min"),
-            build::aliased(d, build::call("max", vec![part]), "_synctool_max"),
+            build::aliased(
+                d,
+                d.read_value(build::call("min", vec![part.clone()]), t),
+                "_synctool_min",
+            ),
+            build::aliased(
+                d,
+                d.read_value(build::call("max", vec![part]), t),
+                "_synctool_max",
+            ),
         ];
         let (from, selection) = self.rows(b, vec![])?;
         Ok(build::select(SelectParts {
@@ -363,7 +374,7 @@ impl<'a> Reader<'a> {
         let mut projection: Vec<_> = self
             .keys()?
             .into_iter()
-            .map(|(e, _, alias)| build::aliased(d, e, &alias))
+            .map(|(e, t, alias)| build::aliased(d, d.read_value(e, t), &alias))
             .collect();
         projection.push(build::aliased(d, self.row_hash()?, HASH));
         let (from, selection) = self.rows(b, preds)?;
@@ -381,7 +392,10 @@ impl<'a> Reader<'a> {
         let d = self.d();
         let projection = vec![build::aliased(
             d,
-            build::call("max", vec![self.partition(r)]),
+            d.read_value(
+                build::call("max", vec![self.partition(r)]),
+                partition_dtype(r.kind),
+            ),
             "_synctool_watermark",
         )];
         let (from, selection) = self.rows(b, vec![])?;

@@ -344,10 +344,14 @@ impl<'a> SourceCtx<'a> {
             .source
             .fields
             .iter()
-            .map(|f| build::aliased(d, extracted(d, column(d, &f.column), f.dtype), &f.alias))
+            .map(|f| build::aliased(d, d.read_value(column(d, &f.column), f.dtype), &f.alias))
             .collect();
         for px in &self.p.source.pushed {
-            items.push(build::aliased(d, self.pushed(px)?, &px.alias));
+            let e = match px.expr.ty.to_dtype() {
+                Some(t) => d.read_value(self.pushed(px)?, t),
+                None => self.pushed(px)?,
+            };
+            items.push(build::aliased(d, e, &px.alias));
         }
         if matches!(self.p.row_hash.sink, crate::ir::SinkHash::Stored(_)) {
             let h = hash::row_hash(d, &self.hash_cols()?);
@@ -377,17 +381,6 @@ impl<'a> SourceCtx<'a> {
             order_by: self.order()?,
             ..Default::default()
         }))
-    }
-}
-
-/// A source column as the extract reads it. ClickHouse results are decoded from text, and
-/// the shortest text of a `Float32` (`50137510` for 50137512) is not its exact value as a
-/// double: float columns are read through `toFloat64`, whose text is exact (a no-op on a
-/// `Float64`). Other dialects send floats in binary and read them as they are.
-fn extracted(d: &dyn Dialect, e: Expr, dtype: Dtype) -> Expr {
-    match (d.kind(), dtype) {
-        (DialectKind::Clickhouse, Dtype::Float) => build::call("toFloat64", vec![e]),
-        _ => e,
     }
 }
 

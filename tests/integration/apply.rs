@@ -2552,3 +2552,164 @@ pipelines:
     json_run(&cfg, &["plan", "--exit-code"], 0);
     drop_pg(&c, &[&src, &sink]).await;
 }
+
+const CH: &str = "{name: ch, type: clickhouse, host: 127.0.0.1, port: 8123, database: default}";
+
+/// A ClickHouse sink column in another time zone than UTC (`DateTime('Asia/Tokyo')`, 9 h
+/// ahead) holds the same instants: the timestamp run's watermark is read as the instant it
+/// is, so a source row newer than the sink's newest is copied (read as Tokyo text taken for
+/// UTC, the watermark was 9 h late and the row was never copied).
+#[tokio::test(flavor = "multi_thread")]
+async fn a_clickhouse_sink_in_another_time_zone_gets_rows_after_its_watermark() {
+    let c = pg().await;
+    let ch = crate::support::clickhouse().await;
+    let (src, sink) = (unique("tz_src"), unique("tz_ch"));
+    c.batch_execute(&format!(
+        "CREATE TABLE {src} (id bigint PRIMARY KEY, v text, updated_at timestamptz);
+         INSERT INTO {src} VALUES (1, 'a', '2026-01-01 00:00:01+00'), (2, 'b', '2026-01-01 00:00:02+00'),
+           (3, 'c', '2026-01-01 00:00:03+00');"
+    ))
+    .await
+    .unwrap();
+    ch.exec(&format!(
+        "CREATE TABLE default.{sink} (id Int64, v Nullable(String), updated_at Nullable(DateTime('Asia/Tokyo'))) ENGINE = ReplacingMergeTree ORDER BY id"
+    ))
+    .await;
+    let cfg = write_config(&format!(
+        r#"
+datastores:
+  - {PG}
+  - {CH}
+pipelines:
+  - name: tz
+    source:
+      datastore: pg
+      table: {src}
+      fields:
+        - {{column: id, dtype: int}}
+        - {{column: v, dtype: str}}
+        - {{column: updated_at, dtype: datetime}}
+    sink:
+      datastore: ch
+      table: {sink}
+      merge_strategy: {{strategy: upsert}}
+      unique_key: [id]
+      fields:
+        - {{column: id, source_column: id}}
+        - {{column: v, source_column: v}}
+        - {{column: updated_at, source_column: updated_at}}
+    reconciliation:
+      - name: inc
+        strategy: timestamp
+        partition_column: updated_at
+        partition_column_type: datetime
+"#
+    ));
+    let r = json_run(&cfg, &["apply"], 0);
+    assert_eq!(n(&r, "rows_written"), 3, "{r}");
+    json_run(&cfg, &["plan", "--exit-code"], 0);
+    c.batch_execute(&format!(
+        "INSERT INTO {src} VALUES (4, 'd', '2026-01-01 00:00:04+00')"
+    ))
+    .await
+    .unwrap();
+    let r = json_run(&cfg, &["plan", "--exit-code"], 3);
+    assert_eq!(n(&r, "rows_written"), 1, "{r}");
+    let r = json_run(&cfg, &["apply"], 0);
+    assert_eq!((n(&r, "rows_read"), n(&r, "rows_written")), (1, 1), "{r}");
+    json_run(&cfg, &["plan", "--exit-code"], 0);
+    let rows = ch
+        .exec(&format!(
+            "SELECT id, toUnixTimestamp(updated_at) FROM default.{sink} FINAL ORDER BY id"
+        ))
+        .await;
+    assert_eq!(
+        rows,
+        "1\t1767225601\n2\t1767225602\n3\t1767225603\n4\t1767225604\n"
+    );
+    ch.exec(&format!("DROP TABLE default.{sink}")).await;
+    drop_pg(&c, &[&src]).await;
+}
+
+/// A ClickHouse source column in another time zone than UTC (`DateTime('Asia/Tokyo')`) is
+/// read as the instants it holds: PostgreSQL gets the same instants (not the Tokyo clock
+/// taken for UTC, 9 h off), and a hash reconciliation then finds no drift instead of
+/// rewriting every row on every run.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_clickhouse_source_in_another_time_zone_is_copied_as_its_instants() {
+    let c = pg().await;
+    let ch = crate::support::clickhouse().await;
+    let (src, sink) = (unique("tz_chsrc"), unique("tz_pg"));
+    ch.exec(&format!(
+        "CREATE TABLE default.{src} (id Int64, v String, updated_at DateTime('Asia/Tokyo')) ENGINE = MergeTree ORDER BY id"
+    ))
+    .await;
+    // Epoch seconds: 2026-01-01 00:00:01 UTC and on (09:00:01 in Tokyo).
+    ch.exec(&format!(
+        "INSERT INTO default.{src} SELECT number + 1, concat('v', toString(number)), toDateTime(1767225601 + number * 3600, 'Asia/Tokyo') FROM system.numbers LIMIT 30"
+    ))
+    .await;
+    let cfg = write_config(&format!(
+        r#"
+datastores:
+  - {PG}
+  - {CH}
+pipelines:
+  - name: tzsrc
+    source:
+      datastore: ch
+      table: {src}
+      fields:
+        - {{column: id, dtype: int}}
+        - {{column: v, dtype: str}}
+        - {{column: updated_at, dtype: datetime}}
+    sink:
+      datastore: pg
+      table: {sink}
+      merge_strategy: {{strategy: upsert}}
+      unique_key: [id]
+      fields:
+        - {{column: id, source_column: id}}
+        - {{column: v, source_column: v}}
+        - {{column: updated_at, source_column: updated_at}}
+    reconciliation:
+      - name: by_id
+        strategy: md5sum_hash
+        partition_column: id
+        partition_column_type: int
+        initial_partition_interval: 10
+      - name: by_time
+        strategy: md5sum_hash
+        partition_column: updated_at
+        partition_column_type: datetime
+        initial_partition_interval: 6*3600
+"#
+    ));
+    let r = json_run(&cfg, &["apply"], 0);
+    assert_eq!(n(&r, "rows_written"), 30, "{r}");
+    let wrong: i64 = c
+        .query_one(
+            &format!(
+                "SELECT count(*) FROM {sink}
+                  WHERE updated_at <> TIMESTAMPTZ '2026-01-01 00:00:01+00' + (id - 1) * INTERVAL '1 hour'"
+            ),
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(wrong, 0, "every instant as ClickHouse holds it");
+    for recon in [
+        &["--reconciliation", "by_id"][..],
+        &["--reconciliation", "by_time"],
+    ] {
+        let mut args = vec!["plan", "--exit-code"];
+        args.extend_from_slice(recon);
+        let r = json_run(&cfg, &args, 0);
+        assert_eq!(n(&r, "rows_written"), 0, "{recon:?}: {r}");
+    }
+    let r = json_run(&cfg, &["apply"], 0);
+    assert_eq!(n(&r, "rows_written"), 0, "{r}");
+    ch.exec(&format!("DROP TABLE default.{src}")).await;
+    drop_pg(&c, &[&sink]).await;
+}

@@ -19,9 +19,9 @@
 //!   and RowBinary loads are not affected.
 //! - **Results** are read as `TabSeparated` (the HTTP default, also on 18.16) and decoded
 //!   line by line as the response body arrives; no format clause is added to the query, so
-//!   queries must not carry their own `FORMAT`. Datetimes are read as the server prints
-//!   them: in the column's time zone, so columns are expected to be `DateTime('UTC')` (the
-//!   generator's DDL) or the server to run in UTC (a warning is logged otherwise).
+//!   queries must not carry their own `FORMAT`. A `DateTime` prints in its column's time
+//!   zone (or the server's): the generator reads datetimes through `toTimeZone(c, 'UTC')`
+//!   ([`crate::sql::Dialect::read_value`]), so any zone decodes as the instant it holds.
 //! - **Bulk load**: `INSERT INTO t (cols) FORMAT RowBinary` with the rows RowBinary-encoded
 //!   in the request body, laid out by the table's column types ([`super::rowbinary`]).
 //!   Literals, parameter text and result decoding are in [`super::ch_text`].
@@ -184,16 +184,6 @@ impl ChConn {
         })?;
         me.version = version.trim().to_string();
         me.native_params = parse_version(&me.version).is_some_and(|v| v >= NATIVE_PARAMS_SINCE);
-        match me.simple("SELECT timezone()").await {
-            Ok(tz) if !matches!(tz.trim(), "UTC" | "Etc/UTC" | "GMT" | "Etc/GMT" | "Zulu") => {
-                tracing::warn!(
-                    datastore = %s.name,
-                    "ClickHouse server time zone is {}: DateTime columns without 'UTC' will be read in it",
-                    tz.trim()
-                );
-            }
-            _ => {}
-        }
         me.run_setup().await?;
         Ok(me)
     }
