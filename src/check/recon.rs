@@ -218,11 +218,8 @@ fn one(
         let wide = [src_dtype, sink_dtype]
             .into_iter()
             .flatten()
-            .find_map(|t| match t {
-                Dtype::Decimal { precision, .. } if precision > MAX_FLOAT_PARTITION_DIGITS => {
-                    Some(t)
-                }
-                _ => None,
+            .find(|t| {
+                matches!(t, Dtype::Decimal { precision, .. } if *precision > MAX_FLOAT_PARTITION_DIGITS)
             });
         if let (true, Some(t)) = (clickhouse, wide) {
             diags.push(
