@@ -10,9 +10,14 @@ use crate::diag::Diagnostic;
 use crate::expr::{Env, Type, Value};
 use crate::ir::{
     Bound, ColumnRef, FieldValue, PartitionKind, ReconStrategy, Reconciliation, RowHash, Sink,
-    SinkHash, Source,
+    SinkHash, Source, StoreKind,
 };
+use crate::sql::DialectKind;
 use crate::types::Dtype;
+
+/// The widest decimal a `float` partition may be where ClickHouse reconciles: every side
+/// converts such a decimal to the same (nearest) double, so rows block alike.
+const MAX_FLOAT_PARTITION_DIGITS: u8 = 15;
 
 /// Check every reconciliation of a pipeline.
 pub fn reconciliations(
@@ -217,6 +222,27 @@ fn one(
                     )
                     .to_lowercase(),
                 ),
+            );
+            return None;
+        }
+    }
+    if kind == PartitionKind::Float {
+        let clickhouse = [&src.store.kind, &sink.store.kind]
+            .iter()
+            .any(|k| matches!(k, StoreKind::Sql(DialectKind::Clickhouse)));
+        let wide = [src_dtype, sink_dtype]
+            .into_iter()
+            .flatten()
+            .find(|t| {
+                matches!(t, Dtype::Decimal { precision, .. } if *precision > MAX_FLOAT_PARTITION_DIGITS)
+            });
+        if let (true, Some(t)) = (clickhouse, wide) {
+            diags.push(
+                src_part_text
+                    .error(format!(
+                        "a {t} partition column cannot be reconciled as float with ClickHouse on either side: ClickHouse converts decimals of more than {MAX_FLOAT_PARTITION_DIGITS} digits to Float64 up to one unit in the last place away from PostgreSQL and MySQL, so a row could fall in different blocks on each side"
+                    ))
+                    .with_help(format!("partition by another column, or declare the column with at most {MAX_FLOAT_PARTITION_DIGITS} digits (decimal({MAX_FLOAT_PARTITION_DIGITS},s))")),
             );
             return None;
         }

@@ -209,7 +209,9 @@ impl Dialect for Mysql {
         "CHAR_LENGTH"
     }
     fn order_key(&self, e: Expr, dtype: Dtype) -> Expr {
-        // Binary comparison whatever the column's character set and collation.
+        // The UTF-8 bytes (latin1 and utf8mb3 columns converted first) as a binary string,
+        // compared byte by byte whatever the column's collation. Not `COLLATE utf8mb4_bin`:
+        // that collation is PAD SPACE, so `'a\t'` would sort before `'a'`.
         let utf8 = |e: Expr| Expr::Convert {
             is_try: false,
             expr: Box::new(e),
@@ -218,10 +220,7 @@ impl Dialect for Mysql {
             target_before_value: false,
             styles: vec![],
         };
-        let bin = |e: Expr| Expr::Collate {
-            expr: Box::new(e),
-            collation: ObjectName::from(vec![Ident::new("utf8mb4_bin")]),
-        };
+        let bin = |e: Expr| super::build::cast(e, DataType::Binary(None));
         match dtype {
             Dtype::Str => bin(utf8(e)),
             Dtype::Uuid => bin(utf8(call("LOWER", vec![e]))),

@@ -585,6 +585,11 @@ pub fn row_hash(d: &dyn Dialect, cols: &[HashCol]) -> Expr {
 /// wrap `Int64`, so it sums `toDecimal128(h, 0)`, given as the decimal itself: 18.16's
 /// `toString` of a `Decimal128` writes NUL bytes for some zero digits
 /// (`-1\0472…` for `-10472…`), while its text output of the value is right.
+///
+/// A NULL `h` (a stored hash column that is nullable) adds nothing on every dialect: the
+/// row's block then differs from the source's, and its leaf diff rewrites the row.
+/// ClickHouse sums `ifNull(h, 0)`, which is `h` itself for a non-nullable column; the sum
+/// of a `Nullable` column would be NULL for a block of NULLs.
 pub fn block_sum(d: &dyn Dialect, h: Expr) -> Expr {
     let k = d.kind();
     match k {
@@ -594,7 +599,13 @@ pub fn block_sum(d: &dyn Dialect, h: Expr) -> Expr {
             cast(func("SUM", vec![h]), DataType::Char(None)),
             lit("0"),
         ),
-        DialectKind::Clickhouse => func("sum", vec![func("toDecimal128", vec![h, num(0)])]),
+        DialectKind::Clickhouse => func(
+            "sum",
+            vec![func(
+                "toDecimal128",
+                vec![func("ifNull", vec![h, num(0)]), num(0)],
+            )],
+        ),
     }
 }
 
@@ -737,7 +748,12 @@ pub fn block_id(d: &dyn Dialect, partition: Expr, kind: PartitionKind, interval:
                 DialectKind::Mysql => cast(interval, DataType::Double(ExactNumberInfo::None)),
                 DialectKind::Clickhouse => interval,
             };
-            let q = bin(partition, BinaryOperator::Divide, interval);
+            let value = float_partition(k, partition);
+            let q = bin(value.clone(), BinaryOperator::Divide, interval.clone());
+            let q = match k {
+                DialectKind::Postgres => pg_quotient_without_underflow(value, interval, q),
+                _ => q,
+            };
             let floor = match k {
                 DialectKind::Mysql => func("FLOOR", vec![q]),
                 _ => func("floor", vec![q]),
@@ -756,6 +772,47 @@ pub fn block_id(d: &dyn Dialect, partition: Expr, kind: PartitionKind, interval:
             key_bucket(d, key, interval)
         }
     }
+}
+
+/// A `float` partition value as a double. ClickHouse has no comparison or division between
+/// `Decimal` and `Float64`, so a decimal column is converted with `toFloat64` (a no-op on
+/// `Float64`); PostgreSQL and MySQL convert a decimal compared with, or divided by, a double
+/// themselves. Every side converts a decimal of up to 15 digits to the nearest double
+/// (checked against PostgreSQL, MariaDB, ClickHouse 18.16 and a current release); wider
+/// decimals ClickHouse may convert one unit in the last place away, so `check` refuses them
+/// as a float partition where ClickHouse reconciles.
+pub fn float_partition(k: DialectKind, e: Expr) -> Expr {
+    match k {
+        DialectKind::Clickhouse => func("toFloat64", vec![e]),
+        _ => e,
+    }
+}
+
+/// PostgreSQL's `v / interval` with IEEE underflow: PostgreSQL raises "value out of range:
+/// underflow" where the quotient of non-zero values rounds to zero (a subnormal `v`, or a
+/// huge interval), which MySQL and ClickHouse give as ±0, so block 0. The quotient rounds
+/// to zero exactly when `|v| × 2^1075 ≤ interval`, which the second branch computes
+/// exactly (multiplying by powers of two) for `|v| < 2^-60`; the first, for every ordinary
+/// value, is one comparison. NaN compares above every number in PostgreSQL and keeps the
+/// division; NULL falls through to it.
+fn pg_quotient_without_underflow(v: Expr, interval: Expr, q: Expr) -> Expr {
+    let pow2 = |e: i32| {
+        cast(
+            Expr::value(Value::Number(format!("{:e}", 2f64.powi(e)), false)),
+            DataType::DoublePrecision,
+        )
+    };
+    let abs = || func("abs", vec![v.clone()]);
+    let ordinary = bin(abs(), BinaryOperator::GtEq, pow2(-60));
+    let rounds_to_zero = bin(
+        mul(mul(abs(), pow2(1000)), pow2(75)),
+        BinaryOperator::LtEq,
+        interval,
+    );
+    case(
+        vec![(ordinary, q.clone()), (rounds_to_zero, num(0))],
+        Some(q),
+    )
 }
 
 fn int_interval(k: DialectKind, interval: Expr) -> Expr {

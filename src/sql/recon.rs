@@ -76,6 +76,10 @@ pub fn range_preds(d: &dyn Dialect, b: &mut Binder, p: Expr, kind: PartitionKind
         return vec![listed(d, bucket, b.bind("prefixes", Dtype::Str))];
     }
     let t = partition_dtype(kind);
+    let p = match kind {
+        PartitionKind::Float => hash::float_partition(d.kind(), p),
+        _ => p,
+    };
     vec![
         build::binop(p.clone(), BinaryOperator::GtEq, b.bind("range_start", t)),
         build::binop(p, BinaryOperator::Lt, b.bind("range_end", t)),

@@ -1131,7 +1131,7 @@ async fn duplicate_source_keys_are_warned_about_naming_the_key() {
     make_source(&c, &src).await;
     c.batch_execute(&format!(
         "ALTER TABLE {src} DROP CONSTRAINT {src}_pkey;
-         INSERT INTO {src} VALUES (5, 'another five', 5.5, NULL);"
+         INSERT INTO {src} SELECT 5, 'another five ' || g, 5.5, NULL FROM generate_series(1, 4) g;"
     ))
     .await
     .unwrap();
@@ -1147,9 +1147,10 @@ async fn duplicate_source_keys_are_warned_about_naming_the_key() {
     let err = String::from_utf8_lossy(&o.stderr);
     assert_eq!(o.status.code(), Some(0), "{err}");
     assert!(
-        err.contains("1 source row(s) of a batch repeat the key of an earlier row (first: (id=5))"),
+        err.contains("4 source row(s) of a batch repeat the key of an earlier row (first: (id=5))"),
         "{err}"
     );
+    // One key held by five rows is one key.
     let o = synctool(&cfg, &["plan"]);
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(

@@ -1044,3 +1044,249 @@ async fn clickhouse_block_sums_keep_every_digit() {
     }]);
     assert_eq!(out[0], expected, "{sql}");
 }
+
+/// `float` partition blocks of a decimal column and of subnormal, zero and ordinary doubles
+/// are the same in PostgreSQL, MariaDB, ClickHouse 18.16 and a current ClickHouse, and
+/// match the IEEE reference `⌊x / interval⌋`: ClickHouse divides a `Decimal` by a `Float64`
+/// (it has no such operation without the conversion) and PostgreSQL a subnormal (it raises
+/// "value out of range: underflow" where the quotient rounds to zero).
+#[tokio::test(flavor = "multi_thread")]
+async fn float_blocks_of_decimals_and_subnormals_agree_everywhere() {
+    let decimals = [
+        "0.30",
+        "-0.30",
+        "0.70",
+        "1.00",
+        "-1.00",
+        "2.90",
+        "142.86",
+        "-0.01",
+        "0.00",
+        "0.10",
+        "0.20",
+        "99999999.99",
+        "-99999999.99",
+        "-4.29",
+    ];
+    let floats = [
+        5e-324,
+        -5e-324,
+        -1e-320,
+        1e-310,
+        -1e-310,
+        0.0,
+        2.5,
+        -2.5,
+        0.3,
+        -0.3,
+        1e17,
+        -7.0,
+        f64::MIN_POSITIVE,
+        -f64::MIN_POSITIVE,
+    ];
+    let intervals = [0.1, 10.0, 1e300];
+    let name = support::unique("float_blocks");
+    let values = |db: Db| -> String {
+        decimals
+            .iter()
+            .zip(floats)
+            .enumerate()
+            .map(|(i, (d, f))| match db {
+                Db::Pg => format!("({i}, {d}, CAST('{f:e}' AS DOUBLE PRECISION))"),
+                Db::Maria => format!("({i}, {d}, {f:e})"),
+                // 18.16 reads the text `5e-324` as 0: the double's bytes instead.
+                Db::Ch18 | Db::Chdb => {
+                    let bytes: String =
+                        f.to_le_bytes().iter().map(|b| format!("{b:02x}")).collect();
+                    format!("({i}, {d}, reinterpretAsFloat64(unhex('{bytes}')))")
+                }
+            })
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let query = |db: Db, table: &str| -> String {
+        let d = db.dialect();
+        let k = d.kind();
+        let cols: Vec<String> = intervals
+            .iter()
+            .flat_map(|iv| {
+                ["d", "f"].map(|c| {
+                    let iv = Expr::value(Value::Number(format!("{iv:e}"), false));
+                    text(
+                        k,
+                        &block_id(d, Expr::Identifier(d.ident(c)), PartitionKind::Float, iv),
+                    )
+                })
+            })
+            .collect();
+        format!(
+            "SELECT {}, {} FROM {table}",
+            text(k, &"id"),
+            cols.join(", ")
+        )
+    };
+    let expected: Vec<Row> = decimals
+        .iter()
+        .zip(floats)
+        .enumerate()
+        .map(|(i, (d, f))| {
+            let d: f64 = d.parse().unwrap();
+            let mut row = vec![Some(i.to_string())];
+            for iv in intervals {
+                for x in [d, f] {
+                    row.push(Some(((x / iv).floor() as i64).to_string()));
+                }
+            }
+            row
+        })
+        .collect();
+    let expected = sorted(expected);
+
+    let pg = support::pg().await;
+    let mut my = support::mysql().await;
+    let ch = support::clickhouse().await;
+    let (pg_table, my_table, ch_table) = (
+        format!("public.{name}"),
+        name.clone(),
+        format!("default.{name}"),
+    );
+    let ch_create = |t: &str| {
+        format!("CREATE TABLE {t} (id Int64, d Decimal(10, 2), f Float64) ENGINE = Memory")
+    };
+    let result = std::panic::AssertUnwindSafe(async {
+        pg.batch_execute(&format!(
+            "CREATE TABLE {pg_table} (id BIGINT, d NUMERIC(10,2), f DOUBLE PRECISION); \
+             INSERT INTO {pg_table} VALUES {}",
+            values(Db::Pg)
+        ))
+        .await
+        .expect("PG table");
+        let got = sorted(support::pg_rows(&pg, &query(Db::Pg, &pg_table), &[]).await);
+        same_rows(&got, &expected, "PostgreSQL float blocks");
+
+        support::mysql_exec(
+            &mut my,
+            &format!("CREATE TABLE {my_table} (id BIGINT, d DECIMAL(10,2), f DOUBLE)"),
+        )
+        .await;
+        support::mysql_exec(
+            &mut my,
+            &format!("INSERT INTO {my_table} VALUES {}", values(Db::Maria)),
+        )
+        .await;
+        let got = sorted(
+            support::mysql_rows(
+                &mut my,
+                &query(Db::Maria, &my_table),
+                mysql_async::Params::Empty,
+            )
+            .await,
+        );
+        same_rows(&got, &expected, "MariaDB float blocks");
+
+        ch.exec(&ch_create(&ch_table)).await;
+        ch.exec(&format!(
+            "INSERT INTO {ch_table} VALUES {}",
+            values(Db::Ch18)
+        ))
+        .await;
+        let got = sorted(ch.rows(&query(Db::Ch18, &ch_table)).await);
+        same_rows(&got, &expected, "ClickHouse 18.16 float blocks");
+
+        let out = support::chdb(&[
+            ChdbStatement {
+                sql: ch_create("t"),
+                params: vec![],
+            },
+            ChdbStatement {
+                sql: format!("INSERT INTO t VALUES {}", values(Db::Chdb)),
+                params: vec![],
+            },
+            ChdbStatement {
+                sql: query(Db::Chdb, "t"),
+                params: vec![],
+            },
+        ]);
+        same_rows(&sorted(out[2].clone()), &expected, "chdb float blocks");
+    });
+    let outcome = futures_catch(result).await;
+    let _ = pg
+        .batch_execute(&format!("DROP TABLE IF EXISTS {pg_table}"))
+        .await;
+    support::mysql_exec(&mut my, &format!("DROP TABLE IF EXISTS {my_table}")).await;
+    ch.exec(&format!("DROP TABLE IF EXISTS {ch_table}")).await;
+    if let Err(panic) = outcome {
+        std::panic::resume_unwind(panic);
+    }
+}
+
+/// A NULL in a nullable stored hash column adds nothing to the ClickHouse block sum, as
+/// PostgreSQL's and MySQL's `SUM` skip it: a block of NULL hashes sums to 0, never NULL.
+#[tokio::test(flavor = "multi_thread")]
+async fn clickhouse_block_sums_skip_null_hashes() {
+    let d = &Clickhouse;
+    let sum = block_sum(d, Expr::Identifier(d.ident("h")));
+    let sql = format!(
+        "SELECT {sum} FROM (SELECT CAST(NULL AS Nullable(Int64)) AS h \
+         UNION ALL SELECT CAST(NULL AS Nullable(Int64)) AS h)"
+    );
+    let expected = vec![vec![Some("0".to_string())]];
+    let ch = support::clickhouse().await;
+    assert_eq!(ch.rows(&sql).await, expected, "{sql}");
+    let out = support::chdb(&[ChdbStatement {
+        sql: sql.clone(),
+        params: vec![],
+    }]);
+    assert_eq!(out[0], expected, "{sql}");
+}
+
+/// Text keys order by their bytes in MariaDB as in PostgreSQL's `COLLATE "C"`, trailing
+/// tabs and spaces included (`utf8mb4_bin` pads with spaces, so `'a\t'` sorted before
+/// `'a'`), for utf8mb4, utf8mb3 and latin1 columns alike.
+#[tokio::test(flavor = "multi_thread")]
+async fn text_keys_order_by_bytes_in_mariadb_as_in_postgres() {
+    let keys = ["a", "a\t", "a ", "a\u{1}", "é", "b"];
+    let pg = support::pg().await;
+    let mut my = support::mysql().await;
+    let hex = |s: &str| s.bytes().map(|x| format!("{x:02x}")).collect::<String>();
+    let pg_values = keys
+        .iter()
+        .map(|s| format!("(convert_from(decode('{}', 'hex'), 'UTF8'))", hex(s)))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let key = |d: &dyn Dialect| d.order_key(Expr::Identifier(d.ident("k")), Dtype::Str);
+    let pg_sql = format!(
+        "SELECT encode(convert_to(k, 'UTF8'), 'hex') FROM (VALUES {pg_values}) AS t(k) ORDER BY {}",
+        key(&Postgres)
+    );
+    let expected = support::pg_rows(&pg, &pg_sql, &[]).await;
+    let mut sorted_bytes: Vec<Vec<u8>> = keys.iter().map(|k| k.as_bytes().to_vec()).collect();
+    sorted_bytes.sort();
+    let reference: Vec<Row> = sorted_bytes
+        .iter()
+        .map(|b| vec![Some(hex(std::str::from_utf8(b).unwrap()))])
+        .collect();
+    assert_eq!(expected, reference, "{pg_sql}");
+    let table = support::unique("order_keys");
+    for charset in ["utf8mb4 COLLATE utf8mb4_bin", "utf8mb3", "latin1"] {
+        support::mysql_exec(&mut my, &format!("DROP TABLE IF EXISTS {table}")).await;
+        support::mysql_exec(
+            &mut my,
+            &format!("CREATE TABLE {table} (k VARCHAR(10) CHARACTER SET {charset})"),
+        )
+        .await;
+        let values = keys
+            .iter()
+            .map(|s| format!("(CONVERT(X'{}' USING utf8mb4))", hex(s)))
+            .collect::<Vec<_>>()
+            .join(", ");
+        support::mysql_exec(&mut my, &format!("INSERT INTO {table} VALUES {values}")).await;
+        let sql = format!(
+            "SELECT LOWER(HEX(CONVERT(k USING utf8mb4))) FROM {table} ORDER BY {}",
+            key(&Mysql)
+        );
+        let got = support::mysql_rows(&mut my, &sql, mysql_async::Params::Empty).await;
+        assert_eq!(got, reference, "{charset}: {sql}");
+    }
+    support::mysql_exec(&mut my, &format!("DROP TABLE IF EXISTS {table}")).await;
+}

@@ -289,6 +289,24 @@ fn bounded(ctx: &Ctx<'_>, r: &Reconciliation) -> bool {
     ctx.opts.start.is_some() || ctx.opts.end.is_some() || r.start.is_some() || r.end.is_some()
 }
 
+/// The source keys a leaf read more than once: each key counted once, however many rows
+/// hold it, and the label of the first.
+#[derive(Default)]
+struct Repeated {
+    keys: HashSet<String>,
+    first: Option<String>,
+}
+
+impl Repeated {
+    /// A row repeating `key`, labelled by `label` if it is the first repeated key.
+    fn add(&mut self, key: String, label: impl FnOnce() -> String) {
+        if self.first.is_none() {
+            self.first = Some(label());
+        }
+        self.keys.insert(key);
+    }
+}
+
 fn id(r: &Reconciliation, side: &str, what: &str) -> String {
     format!("recon.{}.{side}.{what}", r.name)
 }
@@ -875,7 +893,7 @@ impl<'c, 'a> Recon<'c, 'a> {
             sb.values(&ctx.binds, &extra)?,
         );
         let (ra, rb) = self.sides.query_pair((sa, &va), (sb, &vb), &out).await?;
-        let mut repeated: Vec<String> = Vec::new();
+        let mut repeated = Repeated::default();
         // Keys the sink holds more than once (a delete_insert sink without a unique key):
         // rewritten, which replaces every copy, even when one copy matches the source.
         let mut sink_repeated: HashSet<String> = HashSet::new();
@@ -887,19 +905,19 @@ impl<'c, 'a> Recon<'c, 'a> {
                 let kv: Row = row.iter().take(nkey).cloned().collect();
                 if hashes[i].insert(k.clone(), (h, kv)).is_some() {
                     if i == 0 {
-                        repeated.push(key_label(p, &key));
+                        repeated.add(k, || key_label(p, &key));
                     } else {
                         sink_repeated.insert(k);
                     }
                 }
             }
         }
-        if let Some(first) = repeated.first() {
+        if let Some(first) = &repeated.first {
             // The sink holds one row per key: this leaf will differ on every run.
             tracing::warn!(
                 "pipeline `{}`: the source has {} key(s) held by more than one row (first: ({first})); the sink keeps one row per key, so this block compares as changed on every run without anything to write. Make `unique_key` a key of the source.",
                 p.name,
-                repeated.len()
+                repeated.keys.len()
             );
         }
         let [src, snk] = hashes;
@@ -965,6 +983,18 @@ impl<'c, 'a> Recon<'c, 'a> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn repeated_keys_are_counted_once_however_many_rows_hold_them() {
+        let mut r = Repeated::default();
+        // One key held by five rows: four repeats of it.
+        for _ in 0..4 {
+            r.add("k5".into(), || "id=5".into());
+        }
+        r.add("k7".into(), || "id=7".into());
+        assert_eq!(r.keys.len(), 2);
+        assert_eq!(r.first.as_deref(), Some("id=5"));
+    }
 
     #[test]
     fn fine_blocks_roll_up_into_coarser_ones_within_the_range() {

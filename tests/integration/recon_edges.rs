@@ -1,0 +1,250 @@
+//! Reconciliation end to end at the edges a tester found: a decimal float partition with
+//! ClickHouse on either side, MariaDB text keys that differ only by trailing characters
+//! under `hash_md5_hash`, and a nullable ClickHouse hash column holding NULL.
+
+use crate::support::{self, synctool, unique, write_config};
+use serde_json::Value as J;
+
+const PG: &str =
+    "{name: pg, type: postgres, host: 127.0.0.1, port: 5432, username: postgres, database: test}";
+const MY: &str =
+    "{name: my, type: mysql, host: 127.0.0.1, port: 3306, username: root, database: test}";
+const CH: &str = "{name: ch, type: clickhouse, host: 127.0.0.1, port: 8123, database: default}";
+
+/// Runs `synctool args… --format json`, asserts the exit code, returns the one pipeline.
+fn run(cfg: &std::path::Path, args: &[&str], code: i32) -> J {
+    let mut all = args.to_vec();
+    all.extend(["--format", "json"]);
+    let o = synctool(cfg, &all);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(code), "synctool {args:?}:\n{err}");
+    let v: J = serde_json::from_slice(&o.stdout).unwrap_or_else(|e| panic!("JSON: {e}\n{err}"));
+    v["pipelines"][0].clone()
+}
+
+fn written(v: &J) -> i64 {
+    v["rows_written"].as_i64().unwrap_or_else(|| panic!("{v}"))
+}
+
+fn config(src_store: &str, src: &str, sink_store: &str, sink: &str, rest: &str) -> String {
+    format!(
+        r#"
+datastores:
+  - {PG}
+  - {MY}
+  - {CH}
+pipelines:
+  - name: p
+    source:
+      datastore: {src_store}
+      table: {src}
+{rest}"#
+    )
+    .replace("SINK_STORE", sink_store)
+    .replace("SINK_TABLE", sink)
+}
+
+const DECIMAL_PIPELINE: &str = r#"      fields: [{column: id, dtype: int}, {column: p, dtype: "decimal(10,2)"}]
+    sink:
+      datastore: SINK_STORE
+      table: SINK_TABLE
+      merge_strategy: {strategy: upsert, allow_delete: true}
+      unique_key: [id]
+      fields: [{column: id, source_column: id}, {column: p, source_column: p}]
+    reconciliation:
+      - {name: r, strategy: md5sum_hash, partition_column: p, initial_partition_interval: 10, max_block_size: 5}
+"#;
+
+/// A `decimal(10,2)` partition (a float partition) reconciles from PostgreSQL into
+/// ClickHouse and back: ClickHouse compares and divides the decimal as a Float64.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_decimal_partition_reconciles_with_clickhouse_on_either_side() {
+    let pg = support::pg().await;
+    let ch = support::clickhouse().await;
+    let (src, mid, back) = (unique("decp_src"), unique("decp_ch"), unique("decp_back"));
+    pg.batch_execute(&format!(
+        "CREATE TABLE {src} (id bigint PRIMARY KEY, p numeric(10,2));
+         INSERT INTO {src} SELECT g, round(g / 7.0 - 2, 2) FROM generate_series(1, 60) g;
+         INSERT INTO {src} VALUES (61, NULL), (62, 0.30), (63, -0.30);"
+    ))
+    .await
+    .unwrap();
+    // PostgreSQL → ClickHouse.
+    let there = write_config(&config("pg", &src, "ch", &mid, DECIMAL_PIPELINE));
+    run(&there, &["apply", "--full"], 0);
+    let r = run(&there, &["plan", "--exit-code"], 0);
+    assert_eq!(written(&r), 0, "{r}");
+    pg.batch_execute(&format!(
+        "UPDATE {src} SET p = p + 0.01 WHERE id IN (5, 40); DELETE FROM {src} WHERE id = 20"
+    ))
+    .await
+    .unwrap();
+    let r = run(&there, &["plan", "--exit-code"], 3);
+    assert_eq!(written(&r), 2, "{r}");
+    run(&there, &["apply"], 0);
+    let r = run(&there, &["plan", "--exit-code"], 0);
+    assert_eq!(written(&r), 0, "{r}");
+    // ClickHouse (a Decimal(10, 2) column) → PostgreSQL.
+    let rest = format!("      final: true\n{DECIMAL_PIPELINE}");
+    let backwards = write_config(&config("ch", &mid, "pg", &back, &rest));
+    run(&backwards, &["apply"], 0);
+    let r = run(&backwards, &["plan", "--exit-code"], 0);
+    assert_eq!(written(&r), 0, "{r}");
+    let rows = pg
+        .query_one(
+            &format!(
+                "SELECT count(*), count(*) FILTER (WHERE b.p IS NOT DISTINCT FROM s.p) \
+                 FROM {back} b JOIN {src} s USING (id)"
+            ),
+            &[],
+        )
+        .await
+        .unwrap();
+    let (n, same): (i64, i64) = (rows.get(0), rows.get(1));
+    assert_eq!((n, same), (62, 62));
+    ch.exec(&format!("DROP TABLE IF EXISTS default.{mid}"))
+        .await;
+    pg.batch_execute(&format!("DROP TABLE {src}; DROP TABLE {back}"))
+        .await
+        .unwrap();
+}
+
+/// A decimal wider than 15 digits cannot be a float partition where ClickHouse
+/// reconciles: `validate` refuses it, naming the reason.
+#[test]
+fn a_wide_decimal_float_partition_with_clickhouse_is_refused() {
+    let yaml =
+        config("pg", "t", "ch", "t", DECIMAL_PIPELINE).replace("decimal(10,2)", "decimal(18,2)");
+    let o = synctool(&write_config(&yaml), &["validate"]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains(
+            "a decimal(18,2) partition column cannot be reconciled as float with ClickHouse"
+        ),
+        "{err}"
+    );
+    let ok =
+        config("pg", "t", "my", "t", DECIMAL_PIPELINE).replace("decimal(10,2)", "decimal(18,2)");
+    let o = synctool(&write_config(&ok), &["validate"]);
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+}
+
+/// `hash_md5_hash` from MariaDB orders keys by their bytes, as PostgreSQL does: keys `a`
+/// and `a<tab>` (which `utf8mb4_bin`, padding with spaces, put the other way round) give
+/// the same block hash on both sides, so the block of a synced table is unchanged (it
+/// compared as modified on every run, with nothing to write).
+#[tokio::test(flavor = "multi_thread")]
+async fn mariadb_keys_differing_by_a_trailing_tab_converge_under_hash_md5_hash() {
+    let pg = support::pg().await;
+    let mut my = support::mysql().await;
+    let (src, sink) = (unique("pad_src"), unique("pad_sink"));
+    support::mysql_exec(
+        &mut my,
+        &format!(
+            "CREATE TABLE {src} (k varchar(10) PRIMARY KEY, g int) CHARSET utf8mb4 COLLATE utf8mb4_bin"
+        ),
+    )
+    .await;
+    support::mysql_exec(
+        &mut my,
+        &format!("INSERT INTO {src} VALUES ('a', 1), (CONCAT('a', CHAR(9)), 1), ('b', 1)"),
+    )
+    .await;
+    let rest = r#"      fields: [{column: k, dtype: str}, {column: g, dtype: int}]
+    sink:
+      datastore: SINK_STORE
+      table: SINK_TABLE
+      merge_strategy: {strategy: upsert, allow_delete: true}
+      unique_key: [k]
+      fields: [{column: k, source_column: k}, {column: g, source_column: g}]
+    reconciliation:
+      - {name: r, strategy: hash_md5_hash, partition_column: g, partition_column_type: int, initial_partition_interval: 100, max_block_size: 100}
+"#;
+    let cfg = write_config(&config("my", &src, "pg", &sink, rest));
+    run(&cfg, &["apply", "--full"], 0);
+    for _ in 0..2 {
+        let r = run(&cfg, &["plan", "--exit-code"], 0);
+        assert_eq!(written(&r), 0, "{r}");
+        assert_eq!(r["blocks"]["modified"], 0, "the block compares alike: {r}");
+    }
+    let n: i64 = pg
+        .query_one(&format!("SELECT count(*) FROM {sink}"), &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(n, 3);
+    support::mysql_exec(&mut my, &format!("DROP TABLE {src}")).await;
+    pg.batch_execute(&format!("DROP TABLE {sink}"))
+        .await
+        .unwrap();
+}
+
+/// A ClickHouse sink whose hash column is `Nullable(Int64)` and holds NULL (a row written
+/// by hand) reconciles: the NULL hash is a changed row, rewritten, and the next run finds
+/// nothing to do.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_null_in_a_nullable_clickhouse_hash_column_is_a_changed_row() {
+    let pg = support::pg().await;
+    let ch = support::clickhouse().await;
+    let (src, sink) = (unique("nh_src"), unique("nh_sink"));
+    pg.batch_execute(&format!(
+        "CREATE TABLE {src} (id bigint PRIMARY KEY, v text);
+         INSERT INTO {src} SELECT g, 'v' || g FROM generate_series(1, 20) g;"
+    ))
+    .await
+    .unwrap();
+    let rest = r#"      fields: [{column: id, dtype: int}, {column: v, dtype: str}]
+    sink:
+      datastore: SINK_STORE
+      table: SINK_TABLE
+      merge_strategy: {strategy: upsert, allow_delete: true}
+      unique_key: [id]
+      meta_columns: {hash_column: h}
+      fields: [{column: id, source_column: id}, {column: v, source_column: "upper(v)"}]
+    reconciliation:
+      - {name: r, strategy: md5sum_hash, partition_column: id, initial_partition_interval: 100, max_block_size: 4}
+"#;
+    let cfg = write_config(&config("pg", &src, "ch", &sink, rest));
+    run(&cfg, &["apply", "--full"], 0);
+    ch.exec(&format!(
+        "ALTER TABLE default.{sink} MODIFY COLUMN h Nullable(Int64)"
+    ))
+    .await;
+    // Rows 7 and 13 rewritten by hand without a hash: each a block of its own at the leaf.
+    let cols = ch.exec(&format!("SELECT name FROM system.columns WHERE database = 'default' AND table = '{sink}' FORMAT TabSeparated")).await;
+    let names: Vec<&str> = cols.lines().collect();
+    let values = |id: i64| -> String {
+        names
+            .iter()
+            .map(|c| match *c {
+                "id" => id.to_string(),
+                "v" => "'by hand'".to_string(),
+                "h" => "NULL".to_string(),
+                other => format!("(SELECT max({other}) FROM default.{sink}) + 1"),
+            })
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    for id in [7, 13] {
+        ch.exec(&format!(
+            "INSERT INTO default.{sink} VALUES ({})",
+            values(id)
+        ))
+        .await;
+    }
+    let r = run(&cfg, &["apply"], 0);
+    assert_eq!(written(&r), 2, "{r}");
+    let r = run(&cfg, &["plan", "--exit-code"], 0);
+    assert_eq!(written(&r), 0, "{r}");
+    ch.exec(&format!("DROP TABLE IF EXISTS default.{sink}"))
+        .await;
+    pg.batch_execute(&format!("DROP TABLE {src}"))
+        .await
+        .unwrap();
+}
