@@ -16,7 +16,7 @@ use crate::runtime::webhook::WebhookSink;
 use crate::runtime::{Row, RuntimeError};
 use crate::sql::{self, DialectKind};
 use crate::types::Dtype;
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 
 /// Most bound values one MySQL statement may carry.
@@ -61,6 +61,10 @@ pub struct SinkIo<'a> {
     inserts: HashMap<(Load, usize), Prepared>,
     /// Rows go straight into the sink table (`sink.load_direct`): the run created it.
     direct: bool,
+    /// While [`SinkIo::direct`] into a table without a primary key to refuse a repeated
+    /// key (ClickHouse, collapse): the hashes of the keys written so far in the run. A
+    /// batch holding one of them is merged through the staging table instead.
+    loaded: Option<HashSet<u64>>,
     /// MySQL loads use the generated `LOAD DATA LOCAL INFILE` (until the server refuses it
     /// or a load warns; then multi-row INSERTs).
     infile: bool,
@@ -147,6 +151,7 @@ impl<'a> SinkIo<'a> {
             key_types,
             inserts: HashMap::new(),
             direct: false,
+            loaded: None,
             infile: p.sink.store.kind.dialect() == Some(DialectKind::Mysql),
             guard: RowGuard::default(),
             table: SinkTable::default(),
@@ -218,7 +223,19 @@ impl<'a> SinkIo<'a> {
         self.run_step("sink.create", &[]).await?;
         self.direct = self.steps.get("sink.load_direct").is_some();
         let table = self.read_table().await?;
-        self.set_table(dialect, table, true).await
+        self.set_table(dialect, table, true).await?;
+        // A primary key refuses a key loaded twice, which rolls the batch back and ends
+        // the straight loads (see `write`); without one, the run's keys are remembered.
+        let unkeyed = dialect == DialectKind::Clickhouse
+            || self.p.sink.merge.kind == crate::ir::MergeKind::Collapse;
+        if self.direct && unkeyed {
+            if self.guard.keyed(self.p) {
+                self.loaded = Some(HashSet::new());
+            } else {
+                self.direct = false;
+            }
+        }
+        Ok(())
     }
 
     /// Takes `table`'s column limits and native types; with `stage`, sets up the staging
@@ -486,6 +503,25 @@ impl<'a> SinkIo<'a> {
         let rows = folded.as_deref().unwrap_or(rows);
         if rows.is_empty() && delete_keys.is_empty() && stage_keys.is_empty() {
             return Ok(Written::default());
+        }
+        if let Some(loaded) = self.loaded.as_mut().filter(|_| self.direct) {
+            // Into a table without a primary key: straight in unless the batch repeats a
+            // key written earlier in the run, whose row a straight load would keep beside
+            // the new one; such a batch (and any staged write) is merged.
+            let keys: Vec<u64> = rows.iter().map(|r| self.guard.key_hash(r)).collect();
+            let repeats = keys.iter().any(|k| loaded.contains(k));
+            loaded.extend(keys);
+            let scope = if repeats || !delete_keys.is_empty() || !stage_keys.is_empty() {
+                if repeats {
+                    tracing::debug!("the batch repeats a key loaded earlier in the run: merging it through the staging table");
+                }
+                Scope::Staged
+            } else {
+                Scope::Direct
+            };
+            return self
+                .write_retrying(scope, rows, delete_keys, stage_keys)
+                .await;
         }
         if self.direct && delete_keys.is_empty() && stage_keys.is_empty() {
             match self.write_retrying(Scope::Direct, rows, &[], &[]).await {
