@@ -4,8 +4,9 @@
 //! - `source.session`, (ClickHouse without `final`) `source.engine`, `source.extract`
 //! - `sink.session`, `sink.columns`, (PostgreSQL) `sink.enum_labels`, (PostgreSQL and
 //!   MySQL upserts) `sink.unique_indexes`, (ClickHouse) `sink.engine`, `sink.create`
-//! - `sink.stage`, `sink.stage_clear`, `sink.load`, `sink.load_direct` (upsert and delete_insert
-//!   on PostgreSQL and MySQL: loads into a sink table the run created), `sink.merge`
+//! - `sink.stage`, `sink.stage_clear`, `sink.load`, `sink.load_direct` (loads into a sink
+//!   table the run created; not for ClickHouse upserts, whose `sink.load` is one),
+//!   `sink.merge`
 //! - with `allow_delete`: `sink.stage_keys`, `sink.stage_keys_clear`, `sink.load_keys`,
 //!   `sink.delete_keys`, `sink.delete_absent`
 //! - ClickHouse sinks that delete: `sink.mutations`
@@ -191,7 +192,10 @@ fn sink_steps(steps: &mut Steps, p: &Pipeline, d: &'static dyn Dialect) {
         store,
         d,
         "before writing, when the sink table does not exist: create it",
-        vec![Stmt::Ast(Box::new(s.create_table()))],
+        s.create_statements()
+            .into_iter()
+            .map(|st| Stmt::Ast(Box::new(st)))
+            .collect(),
         Binder::new(),
     );
 
@@ -262,13 +266,26 @@ fn sink_steps(steps: &mut Steps, p: &Pipeline, d: &'static dyn Dialect) {
             (MergeKind::Collapse, false) => "per batch or block, after sink.load, in the same transaction: insert cancelling rows (sign -1) for the live rows of the staged keys that changed, then the staged rows that are not live as they are (sign +1); rows compare by key and the hash of every written column",
             (MergeKind::Collapse, true) => "per batch or block, after sink.load: insert cancelling rows (sign -1) for the live rows of the staged keys that changed, then the staged rows that are not live as they are (sign +1); rows compare by key and the hash of every written column",
         };
-        if !ch && matches!(merge.kind, MergeKind::Upsert | MergeKind::DeleteInsert) {
+        {
+            // A primary key catches a key repeated across batches; a collapse table (and
+            // any ClickHouse table) has none, so there the runtime remembers the keys the
+            // run loaded and merges a batch that repeats one.
+            let repeated = if ch || merge.kind == MergeKind::Collapse {
+                "a batch repeating a key loaded earlier in the run is merged through the staging table instead"
+            } else {
+                "a duplicate key fails the batch, which is then rolled back and merged through the staging table"
+            };
+            let tx = if ch {
+                ""
+            } else {
+                " (one transaction per batch)"
+            };
             steps.push(
                 "sink.load_direct".into(),
                 Side::Sink,
                 store,
                 d,
-                &format!("per batch, instead of sink.load and sink.merge, while the sink table is one this run created (one transaction per batch): bulk-load the rows straight into it (a duplicate key fails the batch, which is then rolled back and merged through the staging table){infile}"),
+                &format!("per batch, instead of sink.load and sink.merge, while the sink table is one this run created{tx}: bulk-load the rows straight into it ({repeated}){infile}"),
                 vec![s.bulk_load(s.table(), &cols)],
                 Binder::new(),
             );

@@ -28,6 +28,8 @@ use sqlparser::ast::{
 pub const STAGE: &str = "_synctool_stage_";
 /// Prefix of the staging table of keys to delete (PostgreSQL/MySQL temporary table).
 pub const STAGE_KEYS: &str = "_synctool_keys_";
+/// Suffix of the index on a PostgreSQL collapse table's key.
+const KEY_INDEX: &str = "_synctool_key";
 
 /// `prefix` + the sink table name, or + the first 16 hex digits of its md5 when that
 /// would exceed the 63/64-character identifier limits of PostgreSQL and MySQL.
@@ -305,7 +307,14 @@ impl<'a> SinkCtx<'a> {
                     DataType::Custom(ObjectName::from(vec![Ident::new("Int8")]), vec![])
                 }
             };
-            columns.push(self.column_def(&merge.sign_column, ty, true));
+            // Defaults to 1, so that a load straight into a table this run created
+            // (`sink.load_direct`, which lists the load columns only) inserts live rows.
+            let mut sign = self.column_def(&merge.sign_column, ty, true);
+            sign.options.push(ColumnOptionDef {
+                name: None,
+                option: ColumnOption::Default(build::int(1)),
+            });
+            columns.push(sign);
         }
         if let Some(v) = &merge.version_column {
             if merge.kind == MergeKind::Upsert && !names.contains(v) {
@@ -339,7 +348,15 @@ impl<'a> SinkCtx<'a> {
                     .order_by(Some(OneOrManyWithParens::Many(self.exprs(&keys))));
             }
             _ => {
-                // Collapse tables are append-only: several rows per key, no primary key.
+                // Collapse tables are append-only: several rows per key, no primary key,
+                // but a (non-unique) index on the key, through which each merge reads the
+                // rows of its staged keys only (MySQL: here; PostgreSQL: `create_index`).
+                if merge.kind == MergeKind::Collapse
+                    && !keys.is_empty()
+                    && d.kind() == DialectKind::Mysql
+                {
+                    b = b.constraints(vec![self.mysql_key_index()]);
+                }
                 if merge.kind != MergeKind::Collapse && !keys.is_empty() {
                     b = b.constraints(vec![TableConstraint::PrimaryKey {
                         name: None,
@@ -372,6 +389,69 @@ impl<'a> SinkCtx<'a> {
         b.build()
     }
 
+    /// The statements of `sink.create`: the table, and on PostgreSQL a collapse table's
+    /// index on the key ([`SinkCtx::create_index`]).
+    pub fn create_statements(&self) -> Vec<Statement> {
+        let mut out = vec![self.create_table()];
+        out.extend(self.create_index());
+        out
+    }
+
+    /// PostgreSQL collapse: `CREATE INDEX IF NOT EXISTS <table>_synctool_key ON <table>
+    /// (<key columns>)`, a non-unique index (a key has several rows, cancelled and live):
+    /// each batch's merge looks up the live rows of its staged keys through it instead of
+    /// grouping the whole table.
+    pub fn create_index(&self) -> Option<Statement> {
+        let keys = self.key_columns();
+        if self.d.kind() != DialectKind::Postgres
+            || self.kind() != MergeKind::Collapse
+            || keys.is_empty()
+        {
+            return None;
+        }
+        // The index lives in the table's schema; the name is `<table>_synctool_key`, or
+        // the md5 form of `temp_name` when that would pass PostgreSQL's 63 bytes.
+        let table = &self.p.sink.table.name;
+        let name = if table.len() + KEY_INDEX.len() <= 63 {
+            format!("{table}{KEY_INDEX}")
+        } else {
+            use md5::{Digest, Md5};
+            let digest = hex::encode(Md5::digest(table.as_bytes()));
+            format!("{}{KEY_INDEX}", &digest[..16])
+        };
+        Some(Statement::CreateIndex(sqlparser::ast::CreateIndex {
+            name: Some(ObjectName::from(vec![self.d.ident(&name)])),
+            table_name: self.table(),
+            using: None,
+            columns: self.index_columns(&keys),
+            unique: false,
+            concurrently: false,
+            if_not_exists: true,
+            include: vec![],
+            nulls_distinct: None,
+            with: vec![],
+            predicate: None,
+            index_options: vec![],
+            alter_options: vec![],
+        }))
+    }
+
+    fn index_columns(&self, cols: &[SinkCol]) -> Vec<IndexColumn> {
+        cols.iter()
+            .map(|c| IndexColumn {
+                column: OrderByExpr {
+                    expr: Expr::Identifier(self.d.ident(&c.name)),
+                    options: OrderByOptions {
+                        asc: None,
+                        nulls_first: None,
+                    },
+                    with_fill: None,
+                },
+                operator_class: None,
+            })
+            .collect()
+    }
+
     /// MySQL: a temporary staging table of the dtypes' column types, with a (non-unique)
     /// index on the key: MariaDB evaluates `key [NOT] IN (SELECT key FROM stage)` row by row
     /// without one, which is quadratic in the batch size. (PostgreSQL and ClickHouse stage
@@ -386,27 +466,13 @@ impl<'a> SinkCtx<'a> {
             .build()
     }
 
-    /// MySQL `KEY (<key columns>)` for a staging table.
+    /// MySQL `KEY (<key columns>)` for a staging table or a collapse sink table.
     fn mysql_key_index(&self) -> TableConstraint {
         TableConstraint::Index {
             display_as_key: true,
             name: None,
             index_type: None,
-            columns: self
-                .key_columns()
-                .iter()
-                .map(|c| sqlparser::ast::IndexColumn {
-                    column: sqlparser::ast::OrderByExpr {
-                        expr: Expr::Identifier(self.d.ident(&c.name)),
-                        options: sqlparser::ast::OrderByOptions {
-                            asc: None,
-                            nulls_first: None,
-                        },
-                        with_fill: None,
-                    },
-                    operator_class: None,
-                })
-                .collect(),
+            columns: self.index_columns(&self.key_columns()),
             index_options: vec![],
         }
     }

@@ -2714,3 +2714,208 @@ pipelines:
     ch.exec(&format!("DROP TABLE default.{src}")).await;
     drop_pg(&c, &[&sink]).await;
 }
+
+/// `pipeline_yaml` with a ClickHouse datastore `ch` too.
+fn pipeline_yaml_ch(
+    name: &str,
+    src: &str,
+    store: &str,
+    sink: &str,
+    merge: &str,
+    recon: &str,
+) -> String {
+    pipeline_yaml(name, src, store, sink, merge, recon).replacen(
+        "pipelines:",
+        "  - {name: ch, type: clickhouse, host: 127.0.0.1, port: 8123, database: default}\npipelines:",
+        1,
+    )
+}
+
+/// The sink's live rows per key (collapse: sum of signs) as (rows, distinct keys).
+async fn live_rows(store: &str, sink: &str, collapse: bool) -> (i64, i64) {
+    let live = if collapse {
+        format!("SELECT id FROM {sink} GROUP BY id HAVING sum(sign) > 0")
+    } else {
+        format!("SELECT id FROM {sink}")
+    };
+    let sql = format!("SELECT count(*), count(DISTINCT id) FROM ({live}) AS l");
+    match store {
+        "pg" => {
+            let r = pg().await.query_one(&sql, &[]).await.unwrap();
+            (r.get(0), r.get(1))
+        }
+        "my" => my().await.query_first(sql).await.unwrap().unwrap(),
+        _ => {
+            let rows = crate::support::clickhouse().await.rows(&sql).await;
+            let v = |i: usize| rows[0][i].as_deref().unwrap().parse::<i64>().unwrap();
+            (v(0), v(1))
+        }
+    }
+}
+
+async fn drop_sink(store: &str, sink: &str) {
+    match store {
+        "pg" => drop_pg(&pg().await, &[sink]).await,
+        "my" => drop_my(&[sink]).await,
+        _ => {
+            crate::support::clickhouse()
+                .await
+                .exec(&format!("DROP TABLE IF EXISTS {sink}"))
+                .await;
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn loads_into_a_new_clickhouse_table_run_no_delete_mutation() {
+    let c = pg().await;
+    let ch = crate::support::clickhouse().await;
+    let src = unique("nm_src");
+    make_source(&c, &src).await;
+    let ts = "    reconciliation:\n      - {name: ts, strategy: timestamp, partition_column: updated_at}\n";
+    for (strategy, args) in [
+        ("delete_insert", &["apply", "--full"][..]),
+        ("delete_insert", &["apply", "-r", "ts"][..]),
+        ("delete_insert", &["apply", "-r", "by_id"][..]),
+        ("collapse", &["apply", "--full"][..]),
+    ] {
+        let sink = unique("nm_sink");
+        let recon = format!(
+            "{ts}{}",
+            RECON_BY_ID.trim_start_matches("    reconciliation:\n")
+        );
+        let cfg = write_config(&pipeline_yaml_ch(
+            "nm",
+            &src,
+            "ch",
+            &sink,
+            &format!("{{strategy: {strategy}}}"),
+            &recon,
+        ));
+        let r = json_run(&cfg, args, 0);
+        assert_eq!(n(&r, "rows_written"), 3000, "{strategy} {args:?}: {r}");
+        let mutations = ch
+            .exec(&format!("SELECT count() FROM system.mutations WHERE database = currentDatabase() AND table = '{sink}'"))
+            .await;
+        assert_eq!(mutations.trim(), "0", "{strategy} {args:?}");
+        assert_eq!(
+            live_rows("ch", &sink, strategy == "collapse").await,
+            (3000, 3000)
+        );
+        drop_sink("ch", &sink).await;
+    }
+    drop_pg(&c, &[&src]).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn duplicate_keys_across_batches_into_a_new_unkeyed_table_end_as_one_row() {
+    let c = pg().await;
+    let src = unique("eng_dupu");
+    // Every id three times, so that batches of 500 rows split some ids between two batches.
+    c.batch_execute(&format!(
+        "CREATE TABLE {src} (id bigint, name text, amount numeric(12,2), updated_at timestamptz);
+         INSERT INTO {src} SELECT g % 1000 + 1, 'name ' || (g % 1000 + 1), 1, TIMESTAMPTZ '2024-01-01 00:00:00+00'
+           FROM generate_series(0, 2999) g;"
+    ))
+    .await
+    .unwrap();
+    for (store, strategy) in [
+        ("ch", "delete_insert"),
+        ("ch", "collapse"),
+        ("pg", "collapse"),
+        ("my", "collapse"),
+    ] {
+        let sink = unique("eng_dupu_s");
+        let merge = format!("{{strategy: {strategy}}}");
+        let cfg = write_config(&pipeline_yaml_ch("dups", &src, store, &sink, &merge, ""));
+        let r = json_run(&cfg, &["apply"], 0);
+        assert_eq!(n(&r, "rows_read"), 3000, "{store}: {r}");
+        let live = live_rows(store, &sink, strategy == "collapse").await;
+        assert_eq!(live, (1000, 1000), "{store} {strategy}");
+        drop_sink(store, &sink).await;
+    }
+    drop_pg(&c, &[&src]).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn collapse_merges_read_the_staged_keys_through_the_key_index() {
+    let c = pg().await;
+    let mut m = my().await;
+    let src = unique("ci_src");
+    make_source(&c, &src).await;
+    for store in ["pg", "my"] {
+        let sink = unique("ci_sink");
+        let cfg = write_config(&pipeline_yaml(
+            "ci",
+            &src,
+            store,
+            &sink,
+            "{strategy: collapse}",
+            "",
+        ));
+        json_run(&cfg, &["apply"], 0);
+        let o = synctool(&cfg, &["compile", "--format", "json"]);
+        let plan: J = serde_json::from_slice(&o.stdout).expect("compile JSON");
+        let steps = plan["pipelines"][0]["steps"].as_array().unwrap();
+        let step = |id: &str| -> Vec<String> {
+            let s = steps
+                .iter()
+                .find(|s| s["id"] == id)
+                .unwrap_or_else(|| panic!("no {id}"));
+            match &s["sql"] {
+                J::Array(a) => a.iter().map(|x| x.as_str().unwrap().to_string()).collect(),
+                v => vec![v.as_str().unwrap().to_string()],
+            }
+        };
+        if store == "pg" {
+            c.batch_execute(&format!("ANALYZE {sink}")).await.unwrap();
+            for st in step("sink.stage") {
+                c.batch_execute(&st).await.unwrap();
+            }
+            c.batch_execute(&format!(
+                "INSERT INTO _synctool_stage_{sink} SELECT id, name, amount, updated_at FROM {src} WHERE id <= 20; ANALYZE _synctool_stage_{sink}"
+            ))
+            .await
+            .unwrap();
+            for sql in step("sink.merge") {
+                let plan: Vec<String> = c
+                    .query(&format!("EXPLAIN {sql}"), &[])
+                    .await
+                    .unwrap()
+                    .iter()
+                    .map(|r| r.get::<_, String>(0))
+                    .collect();
+                let plan = plan.join("\n");
+                assert!(
+                    plan.contains(&format!("{sink}_synctool_key")),
+                    "{plan}\n{sql}"
+                );
+                assert!(
+                    !plan.contains(&format!("Seq Scan on {sink}")),
+                    "{plan}\n{sql}"
+                );
+            }
+            c.batch_execute("DISCARD TEMP").await.unwrap();
+        } else {
+            m.query_drop(format!("ANALYZE TABLE {sink}")).await.unwrap();
+            for st in step("sink.stage") {
+                m.query_drop(st).await.unwrap();
+            }
+            m.query_drop(format!(
+                "INSERT INTO _synctool_stage_{sink} SELECT seq, 'n', 1, NULL FROM seq_1_to_20"
+            ))
+            .await
+            .unwrap();
+            for sql in step("sink.merge") {
+                let plan = mariadb_explain(&mut m, &sql).await;
+                assert!(plan.iter().any(|(t, _)| t == &sink), "{plan:?}\n{sql}");
+                assert!(
+                    !plan.iter().any(|(t, ty)| t == &sink && ty == "ALL"),
+                    "the merge scans the whole sink: {plan:?}\n{sql}"
+                );
+            }
+        }
+        drop_sink(store, &sink).await;
+    }
+    drop_pg(&c, &[&src]).await;
+}

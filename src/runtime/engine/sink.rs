@@ -17,8 +17,13 @@ use crate::runtime::webhook::WebhookSink;
 use crate::runtime::{Row, RuntimeError};
 use crate::sql::{self, DialectKind};
 use crate::types::Dtype;
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::time::Duration;
+
+/// Most keys a load straight into a new table without a primary key remembers (about
+/// 30 MB of hashes) to tell a key repeated across batches; the rest of a larger load is
+/// merged through the staging table.
+const MAX_REMEMBERED_KEYS: usize = 1_000_000;
 
 /// Most bound values one MySQL statement may carry.
 const MYSQL_MAX_PARAMS: usize = 65_535;
@@ -62,6 +67,10 @@ pub struct SinkIo<'a> {
     inserts: HashMap<(Load, usize), Prepared>,
     /// Rows go straight into the sink table (`sink.load_direct`): the run created it.
     direct: bool,
+    /// While [`SinkIo::direct`] into a table without a primary key to refuse a repeated
+    /// key (ClickHouse, collapse): the hashes of the keys written so far in the run. A
+    /// batch holding one of them is merged through the staging table instead.
+    loaded: Option<HashSet<u64>>,
     /// MySQL loads use the generated `LOAD DATA LOCAL INFILE` (until the server refuses it
     /// or a load warns; then multi-row INSERTs).
     infile: bool,
@@ -148,6 +157,7 @@ impl<'a> SinkIo<'a> {
             key_types,
             inserts: HashMap::new(),
             direct: false,
+            loaded: None,
             infile: p.sink.store.kind.dialect() == Some(DialectKind::Mysql),
             guard: RowGuard::default(),
             table: SinkTable::default(),
@@ -219,7 +229,22 @@ impl<'a> SinkIo<'a> {
         self.run_step("sink.create", &[]).await?;
         self.direct = self.steps.get("sink.load_direct").is_some();
         let table = self.read_table().await?;
-        self.set_table(dialect, table, true).await
+        self.set_table(dialect, table, true).await?;
+        // A primary key refuses a key loaded twice, which rolls the batch back and ends
+        // the straight loads (see `write`); without one, the run's keys are remembered.
+        // (A ClickHouse upsert's ReplacingMergeTree keeps one row per key by itself.)
+        let unkeyed = match dialect {
+            DialectKind::Clickhouse => self.p.sink.merge.kind != crate::ir::MergeKind::Upsert,
+            _ => self.p.sink.merge.kind == crate::ir::MergeKind::Collapse,
+        };
+        if self.direct && unkeyed {
+            if self.guard.keyed(self.p) {
+                self.loaded = Some(HashSet::new());
+            } else {
+                self.direct = false;
+            }
+        }
+        Ok(())
     }
 
     /// Takes `table`'s column limits and native types; with `stage`, sets up the staging
@@ -504,6 +529,35 @@ impl<'a> SinkIo<'a> {
         let rows = folded.as_deref().unwrap_or(rows);
         if rows.is_empty() && delete_keys.is_empty() && stage_keys.is_empty() {
             return Ok(Written::default());
+        }
+        if let Some(loaded) = self.loaded.as_mut().filter(|_| self.direct) {
+            // Into a table without a primary key: straight in unless the batch repeats a
+            // key written earlier in the run, whose row a straight load would keep beside
+            // the new one; such a batch (and any staged write) is merged.
+            let keys: Vec<u64> = rows.iter().map(|r| self.guard.key_hash(r)).collect();
+            let repeats = keys.iter().any(|k| loaded.contains(k));
+            loaded.extend(keys);
+            if loaded.len() > MAX_REMEMBERED_KEYS {
+                // Memory stays flat: past this many rows the load is merged, as into a
+                // table that existed.
+                tracing::debug!("{MAX_REMEMBERED_KEYS} keys loaded straight in: merging the rest through the staging table");
+                self.loaded = None;
+                self.direct = false;
+                return self
+                    .write_retrying(Scope::Staged, rows, delete_keys, stage_keys)
+                    .await;
+            }
+            let scope = if repeats || !delete_keys.is_empty() || !stage_keys.is_empty() {
+                if repeats {
+                    tracing::debug!("the batch repeats a key loaded earlier in the run: merging it through the staging table");
+                }
+                Scope::Staged
+            } else {
+                Scope::Direct
+            };
+            return self
+                .write_retrying(scope, rows, delete_keys, stage_keys)
+                .await;
         }
         if self.direct && delete_keys.is_empty() && stage_keys.is_empty() {
             match self.write_retrying(Scope::Direct, rows, &[], &[]).await {

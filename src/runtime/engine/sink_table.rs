@@ -543,6 +543,46 @@ impl RowGuard {
         )
     }
 
+    /// Whether every `sink.unique_key` column is a load column, so that
+    /// [`RowGuard::key_hash`] tells rows of one sink key apart from others.
+    pub fn keyed(&self, p: &crate::ir::Pipeline) -> bool {
+        !self.key.is_empty() && self.key.len() == p.sink.unique_key.len()
+    }
+
+    /// A 64-bit hash of load row `r`'s key, equal for rows the sink holds as one key: MySQL
+    /// text keys without their trailing spaces, `-0.0` as `0.0`, decimals without trailing
+    /// zeros after the point. Two keys may share a hash (rarely); callers treat a match as
+    /// "maybe the same key".
+    pub fn key_hash(&self, r: &Row) -> u64 {
+        use std::hash::{Hash, Hasher};
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        for (i, _) in &self.key {
+            match r.get(*i) {
+                None | Some(Value::Null) => 0u8.hash(&mut h),
+                Some(Value::Int(n)) => (1u8, n).hash(&mut h),
+                Some(Value::Str(s)) => {
+                    let s = if self.padded_keys.contains(i) {
+                        s.trim_end_matches(' ')
+                    } else {
+                        s.as_str()
+                    };
+                    (2u8, s).hash(&mut h)
+                }
+                Some(Value::Float(f)) => (3u8, (f + 0.0).to_bits()).hash(&mut h),
+                Some(v @ Value::Decimal(_)) => {
+                    let t = v.to_text();
+                    let t = match t.contains('.') {
+                        true => t.trim_end_matches('0').trim_end_matches('.'),
+                        false => t.as_str(),
+                    };
+                    (4u8, t).hash(&mut h)
+                }
+                Some(v) => (5u8, v.to_text()).hash(&mut h),
+            }
+        }
+        h.finish()
+    }
+
     /// Whether a text key of load row `r` ends with a space (MySQL sinks).
     fn padded(&self, r: &Row) -> bool {
         self.padded_keys
