@@ -71,6 +71,18 @@ fn one(
         );
         return None;
     }
+    if strategy == ReconStrategy::Timestamp
+        && matches!(&hash.sink, SinkHash::Stored(h) if h.is_empty())
+    {
+        diags.push(
+            Diagnostic::warning(
+                "the sink's fields are transformed or enriched and no `hash_column` keeps the row hash: every run merges the lookback window and the watermark's own rows whole, reports them written, and `plan --exit-code` reports drift",
+            )
+            .at_path(r.path.clone())
+            .with_span(r.name.span)
+            .with_help("add `meta_columns: {hash_column: _synctool_hash}` to the sink to compare those rows instead"),
+        );
+    }
     if strategy != ReconStrategy::Timestamp {
         if let SinkHash::Stored(h) = &hash.sink {
             if h.is_empty() {

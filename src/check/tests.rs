@@ -1027,3 +1027,27 @@ fn a_timestamp_reconciliation_refuses_a_computed_watermark_column_and_a_range() 
     let span = d.span.unwrap();
     assert_eq!(&text[span.start..span.end], "2024-01-01");
 }
+
+#[test]
+fn a_transformed_timestamp_pipeline_without_a_hash_column_is_warned_about() {
+    let base = include_str!("../../examples/timestamp_incremental.yaml");
+    let says = |fe: &Frontend| {
+        fe.checked
+            .warnings
+            .iter()
+            .any(|w| w.message.contains("no `hash_column` keeps the row hash"))
+    };
+    assert!(!says(&ok(base)));
+    let text = base.replace(
+        "{column: subject, source_column: subject}",
+        r#"{column: subject, source_column: "TMPL(#{{ subject }})"}"#,
+    );
+    assert_ne!(text, base);
+    assert!(says(&ok(&text)));
+    let with_hash = text.replace(
+        "      unique_key: [id]\n",
+        "      unique_key: [id]\n      meta_columns: {hash_column: h}\n",
+    );
+    assert_ne!(with_hash, text);
+    assert!(!says(&ok(&with_hash)));
+}
