@@ -2919,3 +2919,52 @@ async fn collapse_merges_read_the_staged_keys_through_the_key_index() {
     }
     drop_pg(&c, &[&src]).await;
 }
+
+/// A character beyond U+FFFF (an emoji) bound for a MariaDB `utf8mb3` column is refused
+/// before the write, naming the row's key and the column (the server's own error names a
+/// position in the statement).
+#[tokio::test(flavor = "multi_thread")]
+async fn an_emoji_into_a_utf8mb3_column_is_refused_naming_the_row() {
+    let c = pg().await;
+    let (src, sink) = (unique("emo_src"), unique("emo_sink"));
+    c.batch_execute(&format!(
+        "CREATE TABLE {src} (id bigint PRIMARY KEY, s text);
+         INSERT INTO {src} VALUES (1, 'plain é'), (7, 'smile 😀');"
+    ))
+    .await
+    .unwrap();
+    let mut m = my().await;
+    mysql_async::prelude::Queryable::query_drop(
+        &mut m,
+        format!("CREATE TABLE {sink} (id bigint PRIMARY KEY, s varchar(50) CHARACTER SET utf8mb3)"),
+    )
+    .await
+    .unwrap();
+    let cfg = write_config(&format!(
+        r#"
+datastores:
+  - {PG}
+  - {MY}
+pipelines:
+  - name: emo
+    source:
+      datastore: pg
+      table: {src}
+      fields: [{{column: id, dtype: int}}, {{column: s, dtype: str}}]
+    sink:
+      datastore: my
+      table: {sink}
+      unique_key: [id]
+"#
+    ));
+    let o = synctool(&cfg, &["apply"]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("row with key (id=7) column `s`:")
+            && err.contains("convert the column to utf8mb4"),
+        "{err}"
+    );
+    drop_my(&[&sink]).await;
+    drop_pg(&c, &[&src]).await;
+}

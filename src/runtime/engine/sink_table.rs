@@ -408,11 +408,13 @@ impl SinkTable {
                     no_nul: dialect == DialectKind::Postgres
                         && matches!(c.1, Dtype::Str | Dtype::Json)
                         && p.source.store.kind.dialect() != Some(DialectKind::Postgres),
+                    bmp_only: t.collation.as_deref().is_some_and(three_byte_charset),
                 };
                 (check.not_null
                     || check.limit != Limit::None
                     || check.field.is_some()
-                    || check.no_nul)
+                    || check.no_nul
+                    || check.bmp_only)
                     .then_some(check)
             })
             .collect();
@@ -458,8 +460,19 @@ struct ColumnCheck {
     field: Option<(u8, u8)>,
     name: String,
     native: String,
+    /// Text with a character beyond U+FFFF (an emoji) is refused: a MySQL `utf8mb3` (or
+    /// `ucs2`) column cannot store it, and the server's own error names no key.
+    bmp_only: bool,
     /// Text with a NUL character is refused (PostgreSQL cannot store it).
     no_nul: bool,
+}
+
+/// Whether a MySQL collation belongs to a character set of at most three bytes a character
+/// (`utf8mb3_general_ci`, the older `utf8_…`, `ucs2_…`), which holds no character beyond
+/// U+FFFF.
+fn three_byte_charset(collation: &str) -> bool {
+    let c = collation.to_ascii_lowercase();
+    c.starts_with("utf8mb3_") || c.starts_with("utf8_") || c.starts_with("ucs2_")
 }
 
 /// Checks load rows against the sink table's column limits.
@@ -612,6 +625,20 @@ impl ColumnCheck {
             } else {
                 Ok(())
             };
+        }
+        let text = match v {
+            Value::Str(s) => Some(s.as_str()),
+            Value::Json(j) => Some(j.text()),
+            _ => None,
+        };
+        if let (true, Some(s)) = (self.bmp_only, text) {
+            if let Some(ch) = s.chars().find(|c| u32::from(*c) > 0xFFFF) {
+                return Err(format!(
+                    "text with the character {ch} (U+{:X}), which the sink column's character set cannot hold ({}, three bytes a character at most): convert the column to utf8mb4",
+                    u32::from(ch),
+                    self.native
+                ));
+            }
         }
         if let (true, Value::Str(s)) = (self.no_nul, v) {
             if s.contains('\0') {
@@ -1223,6 +1250,7 @@ mod tests {
             field: None,
             name: "c".into(),
             native: "t".into(),
+            bmp_only: false,
             no_nul: false,
         }
     }
