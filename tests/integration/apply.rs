@@ -83,6 +83,7 @@ const PG: &str =
     "{name: pg, type: postgres, host: 127.0.0.1, port: 5432, username: postgres, database: test}";
 const MY: &str =
     "{name: my, type: mysql, host: 127.0.0.1, port: 3306, username: root, database: test}";
+const CH: &str = "{name: ch, type: clickhouse, host: 127.0.0.1, port: 8123, database: default}";
 
 /// Source table: 3000 rows, ids 1..=3000.
 async fn make_source(c: &tokio_postgres::Client, t: &str) {
@@ -1954,7 +1955,7 @@ async fn a_lookback_before_1970_into_clickhouse_starts_at_1970() {
         r#"
 datastores:
   - {PG}
-  - {{name: ch, type: clickhouse, host: 127.0.0.1, port: 8123, database: default}}
+  - {CH}
 pipelines:
   - name: lb70
     source:
@@ -2314,7 +2315,7 @@ async fn a_replacing_clickhouse_source_needs_final() {
             r#"
 datastores:
   - {PG}
-  - {{name: ch, type: clickhouse, host: 127.0.0.1, port: 8123, database: default}}
+  - {CH}
 pipelines:
   - name: chf
     source:
@@ -2429,11 +2430,14 @@ async fn keys_the_sink_holds_twice_are_rewritten_once() {
         merge,
         RECON_BY_ID,
     ));
-    let ch_yaml = pipeline_yaml("dup", &src, "ch", &ch_sink, merge, RECON_BY_ID).replace(
-        &format!("  - {}\n", MY),
-        "  - {name: ch, type: clickhouse, host: 127.0.0.1, port: 8123, database: default}\n",
-    );
-    let ch_cfg = write_config(&ch_yaml);
+    let ch_cfg = write_config(&pipeline_yaml_ch(
+        "dup",
+        &src,
+        "ch",
+        &ch_sink,
+        merge,
+        RECON_BY_ID,
+    ));
     // The PostgreSQL sink exists without a key (synctool would create one).
     c.batch_execute(&format!("CREATE TABLE {pg_sink} AS SELECT * FROM {src}"))
         .await
@@ -2553,8 +2557,6 @@ pipelines:
     json_run(&cfg, &["plan", "--exit-code"], 0);
     drop_pg(&c, &[&src, &sink]).await;
 }
-
-const CH: &str = "{name: ch, type: clickhouse, host: 127.0.0.1, port: 8123, database: default}";
 
 /// A ClickHouse sink column in another time zone than UTC (`DateTime('Asia/Tokyo')`, 9 h
 /// ahead) holds the same instants: the timestamp run's watermark is read as the instant it
@@ -2726,7 +2728,7 @@ fn pipeline_yaml_ch(
 ) -> String {
     pipeline_yaml(name, src, store, sink, merge, recon).replacen(
         "pipelines:",
-        "  - {name: ch, type: clickhouse, host: 127.0.0.1, port: 8123, database: default}\npipelines:",
+        &format!("  - {CH}\npipelines:"),
         1,
     )
 }
