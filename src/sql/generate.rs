@@ -14,7 +14,8 @@
 //!   `recon.R.source.nulls`, `recon.R.sink.nulls` (and for the NULL-partition block
 //!   `recon.R.*.null_leaf_diff`, `recon.R.source.extract_null`), `recon.R.source.block_hash`,
 //!   `recon.R.sink.block_hash`, `recon.R.source.leaf_diff`, `recon.R.sink.leaf_diff`,
-//!   `recon.R.source.extract_range`;
+//!   `recon.R.source.extract_range`, (with `allow_delete`, int/float/date/datetime
+//!   partitions, neither collapse nor a ClickHouse upsert) `recon.R.sink.delete_range`;
 //!   for `timestamp`: `recon.R.sink.watermark`, `recon.R.source.extract_since`, and (when
 //!   both sides hash rows) the block-hash steps above for the lookback window and the
 //!   NULL-partition block, else `recon.R.source.extract_null`.
@@ -583,6 +584,23 @@ fn recon_steps(
                 vec![query(q)],
                 b,
             );
+        }
+    }
+    // A block the source no longer holds a row of is deleted whole, by range, rather than
+    // split down to leaves and deleted key by key.
+    if !recon::is_bucketed(r.kind)
+        && !timestamp
+        && p.sink.merge.allow_delete
+        && p.sink_state.is_none()
+    {
+        if let Some(d) = sink_d {
+            let s = SinkCtx::new(p, d);
+            let mut b = Binder::new();
+            if let Some(st) = s.delete_range(&mut b, r) {
+                steps.push(id("sink", "delete_range"), Side::Sink, &p.sink.store, d,
+                    "allow_delete, per run of adjacent blocks the source holds no row of (up to 1,000,000 sink rows), in one transaction: delete the sink rows (within sink.filters) of the range",
+                    vec![st], b);
+            }
         }
     }
     if !recon::is_bucketed(r.kind) {

@@ -9,7 +9,7 @@
 //!   and insert straight into the `ReplacingMergeTree`;
 //! - keys to delete are staged the same way in `_synctool_stage_keys`.
 
-use crate::ir::{MergeKind, Pipeline};
+use crate::ir::{MergeKind, Pipeline, Reconciliation};
 use crate::sql::build::{self, SelectParts};
 use crate::sql::params::Binder;
 use crate::sql::source::filter_pred;
@@ -873,6 +873,21 @@ impl<'a> SinkCtx<'a> {
             return self.cancel(preds, vec![]);
         }
         self.delete_where(build::and_all(preds).expect("at least one predicate"))
+    }
+
+    /// Deletes the sink rows (within `sink.filters`) whose partition column lies in one
+    /// range (`$range_start` ≤ p < `$range_end`): a block of the reconciliation that the
+    /// source no longer holds any row of. `None` where removing a range's rows is not
+    /// removing its keys: collapse sinks (a cancelling row repeats the row) and
+    /// `ReplacingMergeTree` sinks (a key's older version, outside the range, would resurface).
+    pub fn delete_range(&self, b: &mut Binder, r: &Reconciliation) -> Option<crate::sql::Stmt> {
+        if self.kind() == MergeKind::Collapse || self.final_() {
+            return None;
+        }
+        let mut preds = self.filters(b);
+        let part = build::col(self.d, None, &r.sink_partition);
+        preds.extend(crate::sql::recon::range_preds(self.d, b, part, r.kind));
+        Some(self.delete_where(build::and_all(preds).expect("range predicates")))
     }
 
     /// MySQL: `DELETE s FROM <sink> AS s JOIN (SELECT k1 AS _synctool_k1, … FROM <keys>) AS

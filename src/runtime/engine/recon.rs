@@ -13,6 +13,9 @@
 //!    key (`leaf_diff` on both sides); the source rows whose hash differs or that the sink
 //!    lacks are extracted (`extract_range`) and merged, and with `allow_delete` the keys
 //!    only the sink has are deleted — in one transaction per merged leaf.
+//! 5. With `allow_delete`, blocks the source holds no row of are not split: the sink rows
+//!    of each run of them are deleted by range (`delete_range`), before the leaves are
+//!    written, where the sink's merge allows it (not collapse, not `ReplacingMergeTree`).
 //!
 //! A sink table that does not exist yet (or `plan` against a missing one) gets a full sync,
 //! unless the run's range is bounded (start/end): a new table then gets the range only.
@@ -33,6 +36,9 @@ use crate::runtime::{Row, RuntimeError};
 use crate::sql::Side;
 use crate::types::Dtype;
 use std::collections::{BTreeMap, HashMap, HashSet};
+
+/// Most sink rows one `delete_range` statement (one transaction) deletes.
+const DELETE_RANGE_ROWS: u64 = 1_000_000;
 
 /// Longest md5 hex prefix.
 const MAX_PREFIX: i64 = 32;
@@ -629,6 +635,13 @@ impl<'c, 'a> Recon<'c, 'a> {
         let mut level = 1;
         let additive = self.r.strategy == ReconStrategy::Md5sumHash;
         let mut fine: Vec<Fine> = Vec::new();
+        let mut gone: Vec<(Range, u64)> = Vec::new();
+        let range_deletes = self.window.is_none()
+            && self
+                .ctx
+                .steps
+                .get(&id(self.r, "sink", "delete_range"))
+                .is_some();
         while !parents.is_empty() {
             let next = next_interval(interval, self.r.reduction_factor);
             let mut split = Vec::new();
@@ -656,7 +669,11 @@ impl<'c, 'a> Recon<'c, 'a> {
                     if range.is_empty() || !self.classify(pair, report) {
                         continue;
                     }
-                    if pair.sink.is_none() && pair.rows() > max {
+                    if pair.src.is_none() && range_deletes {
+                        // Nothing of it left in the source: deleted by range below.
+                        self.bar.inc(1);
+                        gone.push((range, pair.rows()));
+                    } else if pair.sink.is_none() && pair.rows() > max {
                         // Nothing of it in the sink (an interrupted first load, a new
                         // range): no need to split it, stream it whole.
                         self.bar.inc(1);
@@ -683,6 +700,11 @@ impl<'c, 'a> Recon<'c, 'a> {
             }
             level += 1;
         }
+        // First, so that a row moved from a deleted block into a changed leaf is deleted and
+        // then written anew, as `plan` (which deletes nothing) counts it.
+        for (range, rows) in merge_leaves(gone, DELETE_RANGE_ROWS) {
+            self.delete_range(unit, range, rows, report).await?;
+        }
         // Touching leaves are diffed and written together up to a batch: a change that
         // covers many leaves (an UPDATE of every row, an emptied source) costs one round of
         // queries and one write per batch rather than per leaf, while scattered changes
@@ -699,6 +721,29 @@ impl<'c, 'a> Recon<'c, 'a> {
         for (range, rows) in merge_leaves(added, u64::MAX) {
             self.stream_added(unit, range, rows, report).await?;
         }
+        Ok(())
+    }
+
+    /// Deletes the sink rows of `range`, of which the source holds none (`rows`: the sink's
+    /// count from the block hashes, which is what `plan` reports).
+    async fn delete_range(
+        &mut self,
+        unit: Unit,
+        range: Range,
+        rows: u64,
+        report: &mut PipelineReport,
+    ) -> Result<(), RuntimeError> {
+        tracing::debug!(?range, rows, "deleting a range the source lacks");
+        if self.ctx.opts.dry_run {
+            report.rows_deleted += rows;
+            return Ok(());
+        }
+        let step = id(self.r, "sink", "delete_range");
+        let extra = [
+            ("range_start", unit.value(range.lo)),
+            ("range_end", unit.value(range.hi)),
+        ];
+        report.rows_deleted += self.sides.sink.delete_range(&step, &extra, rows).await?;
         Ok(())
     }
 

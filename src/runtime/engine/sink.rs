@@ -581,7 +581,7 @@ impl<'a> SinkIo<'a> {
     /// next one starts from the same state.
     async fn write_retrying(
         &mut self,
-        scope: Scope,
+        scope: Scope<'_>,
         rows: &[Row],
         delete_keys: &[Row],
         stage_keys: &[Row],
@@ -608,7 +608,7 @@ impl<'a> SinkIo<'a> {
     /// One transaction of `scope`: committed when it succeeds, rolled back when not.
     async fn transaction(
         &mut self,
-        scope: Scope,
+        scope: Scope<'_>,
         rows: &[Row],
         delete_keys: &[Row],
         stage_keys: &[Row],
@@ -621,6 +621,10 @@ impl<'a> SinkIo<'a> {
             }),
             Scope::Staged => self.write_tx(rows, delete_keys, stage_keys).await,
             Scope::DeleteAbsent => self.remove_absent().await.map(|n| Written {
+                rows: 0,
+                deleted: n,
+            }),
+            Scope::DeleteRange(step, extra) => self.run_step(step, extra).await.map(|n| Written {
                 rows: 0,
                 deleted: n,
             }),
@@ -692,6 +696,25 @@ impl<'a> SinkIo<'a> {
             .map(|_| ())
     }
 
+    /// Runs reconciliation step `step` (`recon.R.sink.delete_range`) for one range (`extra`:
+    /// its bounds) in one transaction. Returns the rows deleted as the database reports
+    /// them, or `rows` (the block hashes' count) where it reports none (ClickHouse).
+    pub async fn delete_range(
+        &mut self,
+        step: &str,
+        extra: &[(&str, Value)],
+        rows: u64,
+    ) -> Result<u64, RuntimeError> {
+        let w = self
+            .write_retrying(Scope::DeleteRange(step, extra), &[], &[], &[])
+            .await?;
+        Ok(if self.dialect() == Some(DialectKind::Clickhouse) {
+            rows
+        } else {
+            w.deleted
+        })
+    }
+
     /// After a full sync staged every source key: deletes (collapse: cancels) the sink rows
     /// whose key was not staged, in one transaction. Returns the rows removed (ClickHouse
     /// does not report it: 0).
@@ -703,14 +726,16 @@ impl<'a> SinkIo<'a> {
 }
 
 /// What one sink transaction does ([`SinkIo::transaction`]).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Scope {
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Scope<'v> {
     /// Load the rows straight into a sink table the run created.
     Direct,
     /// Delete, stage and merge ([`SinkIo::write_tx`]).
     Staged,
     /// `sink.delete_absent` after a full sync staged every source key.
     DeleteAbsent,
+    /// A reconciliation's `delete_range` step with these values (the range's bounds).
+    DeleteRange(&'v str, &'v [(&'v str, Value)]),
 }
 
 /// Which table a load fills.
