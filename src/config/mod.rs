@@ -31,6 +31,8 @@ pub fn load(
     text: &str,
     env: &dyn interpolate::Env,
 ) -> Result<Loaded, (SourceFile, Vec<Diagnostic>)> {
+    // A byte order mark (as some Windows editors save UTF-8) is not part of the document.
+    let text = text.strip_prefix('\u{feff}').unwrap_or(text);
     let mut source = SourceFile::new(name, text);
     // URL credentials (and secret-named query parameters) are hidden wherever they are
     // written, even in a file that does not parse.

@@ -308,15 +308,15 @@ async fn pg_to_pg_upsert_full_sync_then_reconcile_exactly_the_changed_rows() {
     .unwrap();
     let r = json_run(&cfg, &["plan", "--start", "1", "--end", "1000"], 0);
     assert_eq!(n(&r, "rows_written"), 1, "{r}");
-    // An empty range is an error, not a run that compares nothing and finds no drift.
+    // An empty range is a usage error, not a run that compares nothing and finds no drift.
     let o = synctool(
         &cfg,
         &["plan", "--exit-code", "--start", "1000", "--end", "1"],
     );
     let err = String::from_utf8_lossy(&o.stderr);
-    assert_eq!(o.status.code(), Some(1), "{err}");
+    assert_eq!(o.status.code(), Some(2), "{err}");
     assert!(
-        err.contains("the range is empty: end 1 is not after start 1000"),
+        err.contains("the range is empty: --end 1 is not after --start 1000"),
         "{err}"
     );
     drop_pg(&c, &[&src, &sink]).await;
@@ -1300,6 +1300,20 @@ fn usage_errors_exit_2() {
     let err = String::from_utf8_lossy(&o.stderr);
     assert_eq!(o.status.code(), Some(2), "{err}");
     assert!(err.contains("the run is a full sync"), "{err}");
+    // A date typed as on a calendar is arithmetic: the error says how to write one.
+    let by_time = "    reconciliation:\n      - {name: by_time, partition_column: updated_at, partition_column_type: datetime}\n";
+    let cfg = write_config(&pipeline_yaml(
+        "u",
+        "t",
+        "pg",
+        "t2",
+        "{strategy: upsert}",
+        by_time,
+    ));
+    let o = synctool(&cfg, &["plan", "--start", "2021-01-01"]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(2), "{err}");
+    assert!(err.contains("`datetime.date(2021, 1, 1)`"), "{err}");
     let by_name = "    reconciliation:\n      - {name: by_name, partition_column: name, partition_column_type: str}\n";
     let cfg = write_config(&pipeline_yaml(
         "u",

@@ -90,6 +90,17 @@ fn valid_config_validates_and_compiles() {
 }
 
 #[test]
+fn a_config_saved_with_a_byte_order_mark_is_read() {
+    let o = run(&["validate"], &format!("\u{feff}{GOOD}"));
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    // Positions still count from the first character after the mark.
+    invalid(
+        "\u{feff}datastores:\n  - name: a\n    type: [postgres\n",
+        &["malformed YAML", ":4:1"],
+    );
+}
+
+#[test]
 fn malformed_yaml_is_located() {
     invalid(
         "datastores:\n  - name: a\n    type: [postgres\n",

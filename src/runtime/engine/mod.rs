@@ -151,13 +151,41 @@ pub fn select_mode<'a>(p: &'a Pipeline, opts: &RunOptions) -> Result<Mode<'a>, R
                 for (flag, e) in [("--start", &opts.start), ("--end", &opts.end)] {
                     let Some(e) = e else { continue };
                     if !bound_fits(r.kind, &e.ty) {
+                        let hint = match r.kind {
+                            crate::ir::PartitionKind::Date | crate::ir::PartitionKind::Datetime => {
+                                " (write a date as `datetime.date(2021, 1, 1)` or `datetime.datetime(2021, 1, 1)`: a bare 2021-01-01 is a subtraction)"
+                            }
+                            _ => "",
+                        };
                         return Err(RuntimeError::Config(format!(
-                            "pipeline `{}`: {flag} `{e}` gives {}, and the partition column of reconciliation `{}` is {}",
+                            "pipeline `{}`: {flag} `{e}` gives {}, and the partition column of reconciliation `{}` is {}{hint}",
                             p.name,
                             e.ty,
                             r.name,
                             r.kind.dtype()
                         )));
+                    }
+                }
+                // Both bounds given: an empty range is a mistake on the command line.
+                if let (Some(s), Some(e), Some(unit)) =
+                    (&opts.start, &opts.end, blocks::Unit::of(r.kind))
+                {
+                    let (a, b) = (
+                        params::eval_bound(s, opts.now)?,
+                        params::eval_bound(e, opts.now)?,
+                    );
+                    if let (Some(lo), Some(hi)) =
+                        (unit.to_units(&a, false), unit.to_units(&b, true))
+                    {
+                        if hi <= lo {
+                            return Err(RuntimeError::Config(format!(
+                                "pipeline `{}`, reconciliation `{}`: the range is empty: --end {} is not after --start {}",
+                                p.name,
+                                r.name,
+                                b.to_text(),
+                                a.to_text()
+                            )));
+                        }
                     }
                 }
                 return Ok(mode);
@@ -204,6 +232,7 @@ pub async fn run_pipeline(
     let mode = select_mode(p, opts)?;
     tracing::info!(pipeline = %p.name, mode = mode.name(), dry_run = opts.dry_run, "pipeline start");
     let mut report = PipelineReport::new(&p.name, mode.name());
+    report.allow_delete = p.sink.merge.allow_delete;
     let ctx = full::Ctx::new(p, cfg, opts, progress)?;
     let outcome = match mode {
         Mode::Full if p.source.store.kind == StoreKind::Nats => {
