@@ -175,6 +175,17 @@ fn pipeline(
     let reconciliations = recon::reconciliations(p, &source, &sink, &row_hash, diags);
     let source_state = stores.state(p.sourcestate.as_ref(), diags);
     let sink_state = stores.state(p.sinkstate.as_ref(), diags);
+    if let (Some(_), Some(raw)) = (&sink_state, &p.sinkstate) {
+        if !reconciliations.is_empty() {
+            diags.push(
+                Diagnostic::warning(
+                    "synctool reads the `sinkstate` table and never writes it: unless something else keeps it current with the sink (each sink row's key, partition value and row hash), every run finds the rows it wrote as drift and writes them again",
+                )
+                .at_path(raw.path.clone())
+                .with_help("to keep the row hash beside the data, drop `sinkstate` and give the sink `meta_columns: {hash_column: _synctool_hash}`"),
+            );
+        }
+    }
     Some(ir::Pipeline {
         name: p.name.value.clone(),
         source,

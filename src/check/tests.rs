@@ -1051,3 +1051,29 @@ fn a_transformed_timestamp_pipeline_without_a_hash_column_is_warned_about() {
     assert_ne!(with_hash, text);
     assert!(!says(&ok(&with_hash)));
 }
+
+#[test]
+fn a_sink_state_table_is_said_to_be_read_only() {
+    let base = include_str!("../../examples/pg_to_pg_upsert.yaml");
+    let says = |fe: &Frontend| {
+        fe.checked
+            .warnings
+            .iter()
+            .any(|w| w.message.contains("never writes it"))
+    };
+    assert!(!says(&ok(base)));
+    let with_state = |state: &str| {
+        let text = base.replacen(
+            "    reconciliation:",
+            &format!("    sinkstate: {state}\n    reconciliation:"),
+            1,
+        );
+        assert_ne!(text, base);
+        text
+    };
+    assert!(says(&ok(&with_state(
+        "{datastore: warehouse, table: accounts_state, partition_column: id, hash_column: checksum}"
+    ))));
+    // "The same as the sink" is the sink itself, which synctool writes.
+    assert!(!says(&ok(&with_state("{use_sink: true}"))));
+}
