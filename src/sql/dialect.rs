@@ -89,7 +89,9 @@ pub trait Dialect: Sync {
     /// are read as text: a float through `toFloat64` (the shortest text of a `Float32`,
     /// `50137510` for 50137512, is not its value as a double), a datetime through
     /// `toTimeZone(e, 'UTC')` (a `DateTime` prints in its column's time zone, or the
-    /// server's; the conversion only changes the type, so it costs nothing per row).
+    /// server's; the conversion only changes the type, so it costs nothing per row), a
+    /// date as its day number through `toInt32` (18.16 prints dates after 2105 as
+    /// 1970-01-01; `Date32` gives negative numbers before 1970).
     fn read_value(&self, e: Expr, dtype: Dtype) -> Expr {
         let _ = dtype;
         e
@@ -271,6 +273,8 @@ impl Dialect for Clickhouse {
         match dtype {
             Dtype::Float => call("toFloat64", vec![e]),
             Dtype::Datetime => call("toTimeZone", vec![e, super::build::string("UTC")]),
+            // The day number: ClickHouse 18.16 prints a `Date` after 2105 as 1970-01-01.
+            Dtype::Date => call("toInt32", vec![e]),
             _ => e,
         }
     }

@@ -121,6 +121,10 @@ fn gen_row(id: i64, whole_seconds: bool) -> Gen {
         s: (!nul(3)).then(|| format!("{} #{id}", strings[id as usize % strings.len()])),
         b: (!nul(4)).then_some(id % 3 == 0),
         dt: (!nul(5)).then(|| {
+            // ClickHouse `Date`'s last day, which 18.16 prints as 1970-01-01.
+            if id == 2 {
+                return "2149-06-06".to_string();
+            }
             chrono::NaiveDate::from_ymd_opt(2000, 1, 1)
                 .expect("date")
                 .checked_add_days(chrono::Days::new((id * 37) as u64))
@@ -176,7 +180,15 @@ fn values_lit(db: Db, g: &Gen) -> String {
             Db::Pg => b.to_string(),
             _ => (*b as u8).to_string(),
         }),
-        opt(&g.dt, |d| format!("'{d}'")),
+        opt(&g.dt, |d| match db {
+            // As a day number: 18.16 reads the text of a date after 2105 as 0000-00-00.
+            Db::Ch => {
+                let date = chrono::NaiveDate::parse_from_str(d, "%Y-%m-%d").expect("date");
+                let epoch = chrono::NaiveDate::from_ymd_opt(1970, 1, 1).expect("date");
+                format!("toDate({})", (date - epoch).num_days())
+            }
+            _ => format!("'{d}'"),
+        }),
         opt(&g.ts, |t| match db {
             Db::Pg => format!("'{t}+00'"),
             _ => format!("'{t}'"),
@@ -371,12 +383,22 @@ async fn read_rows(dbs: &mut Dbs, db: Db, table: &str, how: Read) -> Vec<Row> {
                 .ch
                 .exec(&format!(
                     "SELECT toString(id), toString(f), toString(d), s, toString(b), \
-                     toString(dt), toString(ts, 'UTC'), toString(u) FROM {from} ORDER BY id \
+                     toInt32(dt), toString(ts, 'UTC'), toString(u) FROM {from} ORDER BY id \
                      FORMAT TabSeparated"
                 ))
                 .await;
+            // Dates as day numbers: 18.16 prints those after 2105 as 1970-01-01.
+            let day = |n: String| {
+                let epoch = chrono::NaiveDate::from_ymd_opt(1970, 1, 1).expect("date");
+                let days = chrono::Duration::days(n.parse().expect("day number"));
+                (epoch + days).format("%Y-%m-%d").to_string()
+            };
             body.lines()
-                .map(|l| l.split('\t').map(tsv_value).collect())
+                .map(|l| {
+                    let mut r: Row = l.split('\t').map(tsv_value).collect();
+                    r[5] = r[5].take().map(day);
+                    r
+                })
                 .collect()
         }
     };

@@ -406,6 +406,23 @@ fn decode_tsv_field(f: &[u8], d: Dtype) -> Result<Value, String> {
             NaiveDate::from_ymd_opt(1970, 1, 1).expect("valid"),
         )),
         Dtype::Datetime if text == "0000-00-00 00:00:00" => Ok(Value::Datetime(unix_epoch())),
+        // Dates are read as day numbers (`Dialect::read_value`).
+        Dtype::Date
+            if !text.is_empty()
+                && text
+                    .trim_start_matches('-')
+                    .bytes()
+                    .all(|b| b.is_ascii_digit()) =>
+        {
+            text.parse::<i64>()
+                .ok()
+                .and_then(|days| {
+                    NaiveDate::from_ymd_opt(1970, 1, 1)?
+                        .checked_add_signed(chrono::Duration::try_days(days)?)
+                })
+                .map(Value::Date)
+                .ok_or_else(|| format!("day number {text} is not a date"))
+        }
         _ => coerce(Value::Str(text), d),
     }
 }
