@@ -102,12 +102,18 @@ pub fn eval(e: &TypedExpr, ctx: &EvalCtx<'_>) -> Result<Value, EvalError> {
     };
     match &e.kind {
         TypedKind::Const(v) => Ok(v.clone()),
-        TypedKind::Column(name) => ctx.row.and_then(|r| r.get(name)).cloned().ok_or_else(|| {
-            at((
+        TypedKind::Column(name) => match ctx.row.and_then(|r| r.get(name)) {
+            // A document read as nothing would be a silent NULL: refused instead.
+            Some(Value::Json(j)) if j.unreadable().is_some() => Err(at((
+                EvalErrorKind::InvalidArgument,
+                format!("field `{name}` {}", j.unreadable().unwrap_or_default()),
+            ))),
+            Some(v) => Ok(v.clone()),
+            None => Err(at((
                 EvalErrorKind::MissingField,
                 format!("the row has no field `{name}`"),
-            ))
-        }),
+            ))),
+        },
         TypedKind::Param(name) => ctx.value.cloned().ok_or_else(|| {
             at((
                 EvalErrorKind::MissingField,

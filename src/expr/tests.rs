@@ -568,6 +568,23 @@ fn datetime_arithmetic() {
     );
 }
 
+/// A document with a number beyond `f64`'s range parses as nothing: reading it is an error,
+/// not a NULL.
+#[test]
+fn a_document_beyond_f64_is_refused_not_read_as_null() {
+    let r = row(&[(
+        "payload",
+        Value::json_text(r#"{"a": 1e400, "s": "x"}"#).unwrap(),
+    )]);
+    for src in ["payload['s']", "json_get(payload, 'a')", "payload"] {
+        let e = eval_row(src, &r).unwrap_err();
+        assert!(
+            e.message.contains("`payload`") && e.message.contains("beyond the range"),
+            "{src}: {e:?}"
+        );
+    }
+}
+
 #[test]
 fn json_access() {
     let r = row(&[(

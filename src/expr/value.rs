@@ -325,8 +325,21 @@ impl Json {
         &self.text
     }
 
+    /// The parsed document, or `None` when a number is beyond `f64`'s range: such a
+    /// document can only be copied as its text.
+    pub fn parsed(&self) -> Option<&serde_json::Value> {
+        self.value.as_ref()
+    }
+
+    /// Why expressions and templates cannot read the document, when they cannot.
+    pub fn unreadable(&self) -> Option<&'static str> {
+        self.value.is_none().then_some(
+            "holds a JSON number beyond the range of a 64-bit float, which expressions and templates cannot read (the document itself is copied as its text)",
+        )
+    }
+
     /// The parsed document (numbers beyond `f64`'s precision rounded; null when one is
-    /// beyond its range).
+    /// beyond its range: see [`Json::parsed`]).
     pub fn value(&self) -> &serde_json::Value {
         const NULL: serde_json::Value = serde_json::Value::Null;
         self.value.as_ref().unwrap_or(&NULL)

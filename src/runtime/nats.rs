@@ -25,7 +25,7 @@
 use super::connect::tls;
 use super::enrich::redis::scrub;
 use super::enrich::timeout_of;
-use super::transform::{row_from_json, row_to_json};
+use super::transform::{row_from_json, write_row_json};
 use super::{Row, RuntimeError};
 use crate::config::raw::{RawConfig, RawDatastore};
 use crate::config::redact::{redact_userinfo, userinfo_secrets};
@@ -315,7 +315,9 @@ impl NatsSink {
 
     /// The payload of one row: a JSON object keyed by sink column.
     pub fn payload(&self, row: &[Value]) -> Vec<u8> {
-        serde_json::to_vec(&row_to_json(&self.columns, row)).expect("JSON values always serialise")
+        let mut out = Vec::new();
+        write_row_json(&mut out, &self.columns, row);
+        out
     }
 
     /// The JetStream message id of the next message: the connection's nonce and the

@@ -177,12 +177,28 @@ fn coerce_with(v: Value, dtype: Dtype, round: bool) -> Result<Value, String> {
     }
     if dtype == Dtype::Json {
         return Ok(match v {
-            Value::Json(j) if j.value().is_null() => Value::Null,
+            // A document is kept as read, as `values::coerce` keeps it for the rows of a
+            // full sync: a JSON `null` stays a document, and one whose numbers `f64` cannot
+            // hold (`1e400`, parsed as nothing) keeps its text instead of becoming NULL.
             v @ Value::Json(_) => v,
             other => Value::json(value_to_json(&other)),
         });
     }
     let v = match v {
+        // A document with a number beyond `f64`'s range: its text, for a `str` field;
+        // refused for any other (a `decimal` field reads the bare number's text).
+        Value::Json(j) if j.parsed().is_none() => match dtype {
+            Dtype::Str => Value::Str(j.text().to_string()),
+            Dtype::Decimal { .. } => Value::Decimal(Decimal::parse(j.text().trim()).ok_or_else(
+                || format!("a JSON document with a number beyond the range of a 64-bit float does not fit {}", dtype_name(dtype)),
+            )?),
+            _ => {
+                return Err(format!(
+                    "a JSON document with a number beyond the range of a 64-bit float does not fit {}",
+                    dtype_name(dtype)
+                ))
+            }
+        },
         Value::Json(j) => match j.value() {
             serde_json::Value::Null => return Ok(Value::Null),
             serde_json::Value::Bool(b) => Value::Bool(*b),
@@ -448,6 +464,29 @@ pub fn row_to_json(columns: &[String], row: &[Value]) -> serde_json::Value {
             .map(|(c, v)| (c.clone(), value_to_json(v)))
             .collect(),
     )
+}
+
+/// Appends a sink row as a JSON object, as [`row_to_json`] serialises it, except that a
+/// document with a number beyond `f64`'s range (which a `serde_json::Value` cannot hold) is
+/// written as its text rather than as `null`. The bytes of webhook bodies and NATS messages.
+pub fn write_row_json(out: &mut Vec<u8>, columns: &[String], row: &[Value]) {
+    out.push(b'{');
+    for (i, (c, v)) in columns.iter().zip(row).enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        serde_json::to_writer(&mut *out, c).expect("a string always serialises");
+        out.push(b':');
+        match v {
+            // Valid JSON: `Json::from_text` checked it.
+            Value::Json(j) if j.parsed().is_none() => {
+                out.extend_from_slice(j.text().trim().as_bytes())
+            }
+            v => serde_json::to_writer(&mut *out, &value_to_json(v))
+                .expect("JSON values always serialise"),
+        }
+    }
+    out.push(b'}');
 }
 
 /// Decode one JSON object (a NATS message) into a row keyed by alias: for each
@@ -748,6 +787,48 @@ mod tests {
             row_to_json(&cols, &row).to_string(),
             r#"{"d":"12345678901234567890.123456789","t":"2024-01-02T03:04:05.000006Z","day":"2024-01-02","u":"a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11","n":null,"i":5}"#
         );
+    }
+
+    /// A document `f64` cannot read (`1e400`) and a JSON `null` are copied as the documents
+    /// they are, as the full sync's coercion copies them; a field that is not `json` gets
+    /// the text or an error, never NULL.
+    #[test]
+    fn documents_beyond_f64_and_json_null_are_kept() {
+        let far = || Value::json_text(r#"{"x": 1e400}"#).unwrap();
+        for v in [
+            coerce_exact(far(), Dtype::Json).unwrap(),
+            coerce(far(), Dtype::Json).unwrap(),
+            crate::runtime::values::coerce(far(), Dtype::Json).unwrap(),
+        ] {
+            assert_eq!(v.to_text(), r#"{"x": 1e400}"#);
+        }
+        let null = || Value::json_text("null").unwrap();
+        assert_eq!(coerce_exact(null(), Dtype::Json).unwrap(), null());
+        assert_eq!(
+            crate::runtime::values::coerce(null(), Dtype::Json).unwrap(),
+            null()
+        );
+        assert_eq!(
+            coerce_exact(far(), Dtype::Str).unwrap(),
+            Value::Str(r#"{"x": 1e400}"#.into())
+        );
+        let e = coerce_exact(far(), Dtype::Float).unwrap_err();
+        assert!(e.contains("beyond the range of a 64-bit float"), "{e}");
+
+        let cols = vec!["id".to_string(), "doc".to_string()];
+        let mut out = Vec::new();
+        write_row_json(&mut out, &cols, &[Value::Int(1), far()]);
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            r#"{"id":1,"doc":{"x": 1e400}}"#
+        );
+        let row = [
+            Value::Int(1),
+            Value::json_text(r#"{"a": [1, 2.5]}"#).unwrap(),
+        ];
+        let mut out = Vec::new();
+        write_row_json(&mut out, &cols, &row);
+        assert_eq!(out, serde_json::to_vec(&row_to_json(&cols, &row)).unwrap());
     }
 
     #[test]

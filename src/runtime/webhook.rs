@@ -11,7 +11,7 @@ use super::retry::{
     body_excerpt, error_text, no_redirects, redact_url, redirect_text, retryable_error,
     retryable_status, RetryPolicy,
 };
-use super::transform::row_to_json;
+use super::transform::write_row_json;
 use super::{Row, RuntimeError};
 use crate::config::raw::RawConfig;
 use crate::config::urls::join_path;
@@ -132,9 +132,15 @@ impl WebhookSink {
     /// The request body of a batch: a JSON array of objects keyed by sink column, values in
     /// the wire encoding of [`crate::runtime::transform::value_to_json`].
     pub fn body(&self, rows: &[Row]) -> Vec<u8> {
-        let arr: Vec<serde_json::Value> =
-            rows.iter().map(|r| row_to_json(&self.columns, r)).collect();
-        serde_json::to_vec(&arr).expect("JSON values always serialise")
+        let mut out = vec![b'['];
+        for (i, r) in rows.iter().enumerate() {
+            if i > 0 {
+                out.push(b',');
+            }
+            write_row_json(&mut out, &self.columns, r);
+        }
+        out.push(b']');
+        out
     }
 
     /// The idempotency key of a body: hex SHA-256 of the pipeline name, the URL path and the

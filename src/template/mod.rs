@@ -317,6 +317,12 @@ impl Template {
     pub fn render(&self, ctx: &IndexMap<String, Value>) -> Result<String, TemplateError> {
         let mut vars: BTreeMap<&str, minijinja::Value> = BTreeMap::new();
         for name in &self.vars {
+            // A document read as nothing would print as null: refused instead.
+            if let Some(Value::Json(j)) = ctx.get(name) {
+                if let Some(why) = j.unreadable() {
+                    return Err(self.render_err(format!("field `{name}` {why}")));
+                }
+            }
             if let Some(j) = ctx.get(name).and_then(to_jinja) {
                 vars.insert(name.as_str(), j);
             }
@@ -406,6 +412,15 @@ mod tests {
         let e = t.render(&null).unwrap_err().to_string();
         assert!(!e.contains("Tok") && e.contains("template `***`"), "{e}");
         assert_eq!(t.render(&row(&[("zip", Value::Int(1))])).unwrap(), "Tok1");
+    }
+
+    #[test]
+    fn a_document_beyond_f64_is_refused_not_printed_as_null() {
+        let t = compile("{{ doc }}", Span::default(), &["doc"]).unwrap();
+        let r = row(&[("doc", Value::json_text(r#"{"x": 1e400}"#).unwrap())]);
+        let e = t.render(&r).unwrap_err();
+        assert!(!matches!(e, TemplateError::NullValue { .. }), "{e:?}");
+        assert!(e.to_string().contains("beyond the range"), "{e}");
     }
 
     #[test]

@@ -3034,3 +3034,98 @@ async fn blocks_the_source_lacks_are_deleted_by_range() {
         drop_pg(&c, &[&src]).await;
     }
 }
+
+/// `(id, doc::text)` of a PostgreSQL table, by id.
+async fn pg_docs(c: &tokio_postgres::Client, t: &str) -> Vec<(i64, Option<String>)> {
+    c.query(&format!("SELECT id, doc::text FROM {t} ORDER BY id"), &[])
+        .await
+        .expect("read the documents")
+        .iter()
+        .map(|r| (r.get(0), r.get(1)))
+        .collect()
+}
+
+/// A JSON document with a number beyond the 64-bit float range (`1e400`, which no `f64`
+/// holds) and a JSON `null` are written by a reconciliation as a full sync writes them: as
+/// the documents they are, never as NULL. Both directions between MariaDB and PostgreSQL.
+#[tokio::test(flavor = "multi_thread")]
+async fn json_documents_beyond_f64_and_json_null_are_reconciled_as_a_full_sync_writes_them() {
+    let c = pg().await;
+    let mut m = my().await;
+    let (my_src, pg_sink) = (unique("bigjson_mysrc"), unique("bigjson_pgsink"));
+    m.query_drop(format!(
+        "CREATE TABLE {my_src} (id bigint PRIMARY KEY, doc json)"
+    ))
+    .await
+    .unwrap();
+    m.query_drop(format!(
+        r#"INSERT INTO {my_src} VALUES (1, '{{"x": 1e400}}'), (2, 'null'), (3, NULL), (4, '{{"a":1}}')"#
+    ))
+    .await
+    .unwrap();
+    c.batch_execute(&format!(
+        "CREATE TABLE {pg_sink} (id bigint PRIMARY KEY, doc jsonb)"
+    ))
+    .await
+    .unwrap();
+    let yaml = |name: &str, src_store: &str, src: &str, sink_store: &str, sink: &str| {
+        format!(
+            r#"
+datastores:
+  - {PG}
+  - {MY}
+pipelines:
+  - name: {name}
+    source:
+      datastore: {src_store}
+      table: {src}
+      fields: [{{column: id, dtype: int}}, {{column: doc, dtype: json}}]
+    sink:
+      datastore: {sink_store}
+      table: {sink}
+      merge_strategy: {{strategy: delete_insert}}
+      unique_key: [id]
+      fields: [{{column: id, source_column: id}}, {{column: doc, source_column: doc}}]
+{RECON_BY_ID}"#
+        )
+    };
+    let cfg = write_config(&yaml("my_to_pg", "my", &my_src, "pg", &pg_sink));
+    let big = format!("{{\"x\": 1{}}}", "0".repeat(400));
+    let want = vec![
+        (1, Some(big.clone())),
+        (2, Some("null".to_string())),
+        (3, None),
+        (4, Some(r#"{"a": 1}"#.to_string())),
+    ];
+    json_run(&cfg, &["apply", "--full"], 0);
+    assert_eq!(pg_docs(&c, &pg_sink).await, want);
+    // jsonb re-serialises rows 1 and 4: drift on every reconciliation, rewritten as they are.
+    let r = json_run(&cfg, &["apply"], 0);
+    assert_eq!(n(&r, "rows_written"), 2, "{r}");
+    assert_eq!(pg_docs(&c, &pg_sink).await, want);
+    c.batch_execute(&format!("UPDATE {pg_sink} SET doc = '1' WHERE id = 2"))
+        .await
+        .unwrap();
+    let r = json_run(&cfg, &["apply"], 0);
+    assert_eq!(n(&r, "rows_written"), 3, "{r}");
+    assert_eq!(pg_docs(&c, &pg_sink).await, want);
+
+    // PostgreSQL jsonb (which keeps 1e400 digit for digit) into a MariaDB json column.
+    let my_sink = unique("bigjson_mysink");
+    let cfg = write_config(&yaml("pg_to_my", "pg", &pg_sink, "my", &my_sink));
+    json_run(&cfg, &["apply", "--full"], 0);
+    json_run(&cfg, &["plan", "--exit-code"], 0);
+    m.query_drop(format!("UPDATE {my_sink} SET doc = '1' WHERE id IN (1, 2)"))
+        .await
+        .unwrap();
+    let r = json_run(&cfg, &["apply"], 0);
+    assert_eq!(n(&r, "rows_written"), 2, "{r}");
+    let got: Vec<(i64, Option<String>)> = m
+        .query(format!("SELECT id, doc FROM {my_sink} ORDER BY id"))
+        .await
+        .unwrap();
+    assert_eq!(got, want);
+    json_run(&cfg, &["plan", "--exit-code"], 0);
+    drop_pg(&c, &[&pg_sink]).await;
+    drop_my(&[&my_src, &my_sink]).await;
+}

@@ -628,7 +628,8 @@ fn encode_param(v: &Value, ty: &Type, out: &mut BytesMut) -> Result<IsNull, BoxE
         Type::JSON | Type::JSONB => {
             let text = match v {
                 Value::Json(j) => j.to_string(),
-                Value::Str(s) => serde_json::from_str::<serde_json::Value>(s)
+                // Checked and copied as it is: numbers keep every digit, even beyond `f64`.
+                Value::Str(s) => crate::expr::value::Json::from_text(s.as_str())
                     .map_err(|e| format!("text is not JSON: {e}"))?
                     .to_string(),
                 other => other.to_json().to_string(),

@@ -42,9 +42,8 @@ pub fn literal_value(l: &Literal, dtype: Dtype) -> Result<Value, String> {
             Value::Date(NaiveDate::parse_from_str(s.trim(), "%Y-%m-%d").map_err(|_| bad())?)
         }
         (Literal::Str(s), Dtype::Datetime) => Value::Datetime(parse_datetime(s).ok_or_else(bad)?),
-        (Literal::Str(s), Dtype::Json) => {
-            Value::json(serde_json::from_str(s).unwrap_or(serde_json::Value::String(s.clone())))
-        }
+        (Literal::Str(s), Dtype::Json) => Value::json_text(s.as_str())
+            .unwrap_or_else(|_| Value::json(serde_json::Value::String(s.clone()))),
         _ => return Err(bad()),
     })
 }
