@@ -419,7 +419,7 @@ fn encode(d: &dyn Dialect, col: &HashCol) -> Expr {
                 func("toUInt8", vec![bin(c, BinaryOperator::NotEq, num(0))]),
             ),
         },
-        Dtype::Decimal { .. } => decimal_text(k, c),
+        Dtype::Decimal { precision, scale } => decimal_text(k, c, precision - scale),
         // ClickHouse: through `toString`, which is free on a `String` and makes the label
         // of an `Enum` column (string functions refuse enums).
         // Text of enum columns too: ClickHouse `Enum` and PostgreSQL enums (whose
@@ -459,12 +459,14 @@ fn length_prefixed(k: DialectKind, c: Expr) -> Expr {
     concat(k, vec![to_text(k, char_len(k, c.clone())), lit(":"), c])
 }
 
-/// A decimal without trailing fractional zeros or a trailing point.
+/// A decimal without trailing fractional zeros or a trailing point. `int_digits` is the
+/// most digits the dtype holds before the point (`precision - scale`).
 ///
 /// PostgreSQL `trim_scale`; MySQL and ClickHouse strip zeros and then the point from the
 /// text, only when it has a point (ClickHouse 18.16 prints `1.50` for `Decimal(18,2)`,
-/// current releases `1.5`; both become `1.5`).
-fn decimal_text(k: DialectKind, c: Expr) -> Expr {
+/// current releases `1.5`; both become `1.5`). ClickHouse writes the text with `toString`,
+/// except where the integer part may reach 10^18 ([`ch_wide_decimal_text`]).
+fn decimal_text(k: DialectKind, c: Expr, int_digits: u8) -> Expr {
     match k {
         DialectKind::Postgres => cast(func("trim_scale", vec![c]), DataType::Text),
         DialectKind::Mysql => {
@@ -473,13 +475,93 @@ fn decimal_text(k: DialectKind, c: Expr) -> Expr {
             case(vec![(like(t.clone(), "%.%"), trimmed)], Some(t))
         }
         DialectKind::Clickhouse => {
-            let t = func("toString", vec![c]);
+            let t = if u32::from(int_digits) > CH_LIMB_DIGITS {
+                ch_wide_decimal_text(c, int_digits)
+            } else {
+                func("toString", vec![c])
+            };
             let no_zeros = func("replaceRegexpOne", vec![t.clone(), lit("0+$"), lit("")]);
             let trimmed = func("replaceRegexpOne", vec![no_zeros, lit("[.]$"), lit("")]);
             case(vec![(like(t.clone(), "%.%"), trimmed)], Some(t))
         }
     }
 }
+
+/// Digits of one limb of [`ch_wide_decimal_text`]: a limb is below 10^18, so it and
+/// 10^18 plus it fit a `UInt64`.
+const CH_LIMB_DIGITS: u32 = 18;
+
+/// ClickHouse text of a decimal whose integer part may have more than [`CH_LIMB_DIGITS`]
+/// digits (a `Decimal128` dtype), identical to what `toString` prints (trailing zeros
+/// included), without `toString` of a `Decimal` whose integer part reaches 10^18.
+///
+/// ClickHouse 18.16's `toString` of such a `Decimal128` table column writes wrong bytes
+/// (`9\0\0…` for `99…`), and over a whole table it can crash the server. So the absolute
+/// value `a` is cut into limbs of 18 digits: `q1 = ⌊a / 10^18⌋` (a `Decimal` quotient
+/// keeps the dividend's scale, truncated, and `toDecimal128(…, 0)` truncates it to an
+/// integer), the low part `a - q1·10^18` (below 10^18, with the fraction), and, when the
+/// dtype holds more than 36 integer digits, `q1` cut the same way. Every limb is printed
+/// as a `UInt64`, the top non-zero one as it is and those below it zero-padded to 18
+/// digits (`toString(limb + 10^18)` without its leading `1`: 18.16 has no `leftPad`);
+/// the fraction is the low part's `toString` after its integer digits. ClickHouse
+/// evaluates every branch of `if`/`multiIf` for every row, which is safe here: no branch
+/// formats a big value. A NULL stays NULL (`concat` of a NULL is NULL).
+fn ch_wide_decimal_text(c: Expr, int_digits: u8) -> Expr {
+    let limb_base = || func("toDecimal128", vec![num(CH_LIMB), num(0)]);
+    let whole_div = |e: Expr| {
+        func(
+            "toDecimal128",
+            vec![bin(e, BinaryOperator::Divide, limb_base()), num(0)],
+        )
+    };
+    let to_u64 = |e: Expr| func("toUInt64", vec![e]);
+    let a = func("abs", vec![c.clone()]);
+    let q1 = whole_div(a.clone());
+    let low = sub(a, mul(q1.clone(), limb_base()));
+    // Limbs, lowest first.
+    let mut limbs = vec![to_u64(low.clone())];
+    if u32::from(int_digits) > 2 * CH_LIMB_DIGITS {
+        let q2 = whole_div(q1.clone());
+        limbs.push(to_u64(sub(q1, mul(q2.clone(), limb_base()))));
+        limbs.push(to_u64(q2));
+    } else {
+        limbs.push(to_u64(q1));
+    }
+    let text = |e: Expr| func("toString", vec![e]);
+    let padded = |e: Expr| {
+        func(
+            "substring",
+            vec![text(bin(e, BinaryOperator::Plus, num(CH_LIMB))), num(2)],
+        )
+    };
+    // The integer digits: from the highest non-zero limb down (the lowest limb alone for
+    // a value below 10^18).
+    let mut branches = Vec::new();
+    for top in (1..limbs.len()).rev() {
+        let mut parts = vec![text(limbs[top].clone())];
+        parts.extend(limbs[..top].iter().rev().map(|l| padded(l.clone())));
+        branches.push((
+            bin(limbs[top].clone(), BinaryOperator::NotEq, num(0)),
+            func("concat", parts),
+        ));
+    }
+    let mut args = Vec::with_capacity(branches.len() * 2 + 1);
+    for (cond, then) in branches {
+        args.push(cond);
+        args.push(then);
+    }
+    args.push(text(limbs[0].clone()));
+    let digits = func("multiIf", args);
+    let fraction = func("replaceRegexpOne", vec![text(low), lit("^[0-9]+"), lit("")]);
+    let sign = func(
+        "if",
+        vec![bin(c, BinaryOperator::Lt, num(0)), lit("-"), lit("")],
+    );
+    func("concat", vec![sign, digits, fraction])
+}
+
+/// 10^[`CH_LIMB_DIGITS`].
+const CH_LIMB: i64 = 1_000_000_000_000_000_000;
 
 /// MySQL `TRIM(TRAILING 'ch' FROM e)`.
 fn trim_trailing(e: Expr, ch: &str) -> Expr {

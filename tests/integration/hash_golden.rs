@@ -27,8 +27,8 @@ use md5::{Digest, Md5};
 use sqlparser::ast::{Expr, Value, VisitMut, VisitorMut};
 use synctool::sql::dialect::{Clickhouse, Dialect, DialectKind, Mysql, Postgres};
 use synctool::sql::hash::{
-    block_count, block_id, block_md5_concat, block_sum, canonical_text, order_key, param, row_hash,
-    row_md5, HashCol, PartitionKind, TimePrecision,
+    block_count, block_id, block_md5_concat, block_sum, canonical_text, canonical_value, order_key,
+    param, row_hash, row_md5, HashCol, PartitionKind, TimePrecision,
 };
 use synctool::types::Dtype;
 
@@ -1037,6 +1037,275 @@ async fn clickhouse_block_sums_keep_every_digit() {
     );
     let expected = vec![vec![Some("-1047250467793123733254".to_string())]];
     assert_on_both_clickhouses(&sql, &expected).await;
+}
+
+/// The wide decimal columns of [`wide_decimals_hash_alike_everywhere`]: name, precision,
+/// scale.
+const WIDE_DECIMALS: [(&str, u8, u8); 5] = [
+    ("d38_10", 38, 10),
+    ("d38_0", 38, 0),
+    ("d38_19", 38, 19),
+    ("d20_0", 20, 0),
+    ("d38_38", 38, 38),
+];
+
+/// The rows of [`wide_decimals_hash_alike_everywhere`]: id, the index in
+/// [`WIDE_DECIMALS`] of the one non-NULL column, its value (each value also negated). The
+/// first is one ClickHouse 18.16's `toString` garbles (`9\0\0\0…`).
+fn wide_decimal_rows() -> Vec<(i64, usize, String)> {
+    let values: [(usize, &[&str]); 5] = [
+        (
+            0,
+            &[
+                "9999999999999999999999999999.9999999999",
+                "0",
+                "0.5",
+                "1.25",
+                "0.0000000001",
+                "999999999999999999",
+                "999999999999999999.9999999999",
+                "1000000000000000000",
+                "1000000000000000000.0000000001",
+                "1999999999999999999.5",
+                "12345678901234567890.5",
+                "18446744073709551616",
+                "100000000000000000000",
+                "1000000000000000000000000000.0000000001",
+                "1047250467793123733254",
+            ],
+        ),
+        (
+            1,
+            &[
+                "99999999999999999999999999999999999999",
+                "0",
+                "1",
+                "999999999999999999",
+                "1000000000000000000",
+                "999999999999999999999999999999999999",
+                "1000000000000000000000000000000000000",
+                "1000000000000000001000000000000000001",
+                "10000000000000000000000000000000000000",
+                "12345678901234567890123456789012345678",
+            ],
+        ),
+        (
+            2,
+            &[
+                "9999999999999999999.9999999999999999999",
+                "1000000000000000000.5",
+                "999999999999999999.9999999999999999999",
+                "0.0000000000000000001",
+            ],
+        ),
+        (
+            3,
+            &[
+                "99999999999999999999",
+                "10000000000000000000",
+                "1000000000000000000",
+                "999999999999999999",
+            ],
+        ),
+        (
+            4,
+            &[
+                "0.99999999999999999999999999999999999999",
+                "0.00000000000000000000000000000000000001",
+                "0.5",
+                "0",
+            ],
+        ),
+    ];
+    let mut rows = Vec::new();
+    for (col, vs) in values {
+        for v in vs {
+            rows.push((col, v.to_string()));
+            if *v != "0" {
+                rows.push((col, format!("-{v}")));
+            }
+        }
+    }
+    rows.into_iter()
+        .enumerate()
+        .map(|(i, (col, v))| (i as i64 + 1, col, v))
+        .collect()
+}
+
+/// Decimals of 38 digits (integer parts of up to 38 digits, and down to `Decimal(38, 38)`)
+/// have the same canonical text and row md5 in PostgreSQL, MariaDB, ClickHouse 18.16 and
+/// a current ClickHouse, and the reference's. ClickHouse 18.16's `toString` of a
+/// `Decimal128` table column with a large integer part writes wrong bytes, and over many
+/// rows can crash the server: its rows are first queried one at a time, so that an
+/// expression that still formats such a value fails here on one row before the whole
+/// table is read.
+#[tokio::test(flavor = "multi_thread")]
+async fn wide_decimals_hash_alike_everywhere() {
+    let rows = wide_decimal_rows();
+    let name = support::unique("wide_decimals");
+    let values = |quote: bool| -> String {
+        let mut out: Vec<String> = rows
+            .iter()
+            .map(|(id, col, v)| {
+                let fields: Vec<String> = (0..WIDE_DECIMALS.len())
+                    .map(|c| match (c == *col, quote) {
+                        (false, _) => "NULL".to_string(),
+                        (true, true) => q_std(v),
+                        (true, false) => v.clone(),
+                    })
+                    .collect();
+                format!("({id}, {})", fields.join(", "))
+            })
+            .collect();
+        let nulls = vec!["NULL"; WIDE_DECIMALS.len()].join(", ");
+        out.push(format!("({}, {nulls})", rows.len() + 1));
+        out.join(", ")
+    };
+    let expected: Vec<Row> = rows
+        .iter()
+        .map(|(id, col, v)| (*id, Some((*col, v.as_str()))))
+        .chain(std::iter::once((rows.len() as i64 + 1, None)))
+        .map(|(id, value)| {
+            let texts: Vec<String> = (0..WIDE_DECIMALS.len())
+                .map(|c| match value {
+                    Some((col, v)) if col == c => ref_decimal(v),
+                    _ => "N".to_string(),
+                })
+                .collect();
+            let mut row = vec![Some(id.to_string())];
+            row.extend(texts.iter().map(|t| Some(t.clone())));
+            row.push(Some(md5_hex(&texts.join("|"))));
+            row
+        })
+        .collect();
+    let cols = |d: &dyn Dialect| -> Vec<HashCol> {
+        WIDE_DECIMALS
+            .iter()
+            .map(|(c, precision, scale)| HashCol {
+                expr: Expr::Identifier(d.ident(c)),
+                dtype: Dtype::Decimal {
+                    precision: *precision,
+                    scale: *scale,
+                },
+                precision: TimePrecision::Seconds,
+            })
+            .collect()
+    };
+    let query = |db: Db, table: &str, id: Option<i64>| -> String {
+        let d = db.dialect();
+        let cols = cols(d);
+        let texts: Vec<String> = cols
+            .iter()
+            .map(|c| canonical_value(d, c).to_string())
+            .collect();
+        format!(
+            "SELECT {} AS id_text, {}, {} FROM {table}{} ORDER BY id",
+            text(d.kind(), &"id"),
+            texts.join(", "),
+            row_md5(d, &cols),
+            id.map(|id| format!(" WHERE id = {id}")).unwrap_or_default()
+        )
+    };
+    let column_list = |ty: &dyn Fn(u8, u8) -> String| -> String {
+        WIDE_DECIMALS
+            .iter()
+            .map(|(c, p, s)| format!("{c} {}", ty(*p, *s)))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let ch_create = |t: &str| {
+        format!(
+            "CREATE TABLE {t} (id Int64, {}) ENGINE = MergeTree ORDER BY id",
+            column_list(&|p, s| format!("Nullable(Decimal({p}, {s}))"))
+        )
+    };
+
+    let pg = support::pg().await;
+    let mut my = support::mysql().await;
+    let ch = support::clickhouse().await;
+    let ch_version = ch.version().await;
+    let (pg_table, my_table, ch_table) = (
+        format!("public.{name}"),
+        name.clone(),
+        format!("default.{name}"),
+    );
+    let result = std::panic::AssertUnwindSafe(async {
+        pg.batch_execute(&format!(
+            "CREATE TABLE {pg_table} (id BIGINT, {}); INSERT INTO {pg_table} VALUES {}",
+            column_list(&|p, s| format!("NUMERIC({p},{s})")),
+            values(true)
+        ))
+        .await
+        .expect("PG table");
+        let got = support::pg_rows(&pg, &query(Db::Pg, &pg_table, None), &[]).await;
+        same_rows(&got, &expected, "PostgreSQL wide decimals");
+
+        support::mysql_exec(
+            &mut my,
+            &format!(
+                "CREATE TABLE {my_table} (id BIGINT, {})",
+                column_list(&|p, s| format!("DECIMAL({p},{s})"))
+            ),
+        )
+        .await;
+        support::mysql_exec(
+            &mut my,
+            &format!("INSERT INTO {my_table} VALUES {}", values(false)),
+        )
+        .await;
+        let got = support::mysql_rows(
+            &mut my,
+            &query(Db::Maria, &my_table, None),
+            mysql_async::Params::Empty,
+        )
+        .await;
+        same_rows(&got, &expected, "MariaDB wide decimals");
+
+        ch.exec(&ch_create(&ch_table)).await;
+        ch.exec(&format!("INSERT INTO {ch_table} VALUES {}", values(false)))
+            .await;
+        for row in &expected {
+            let id: i64 = row[0].as_deref().and_then(|s| s.parse().ok()).expect("id");
+            let sql = query(Db::Ch18, &ch_table, Some(id));
+            let got = ch.rows(&sql).await;
+            same_rows(
+                &got,
+                std::slice::from_ref(row),
+                &format!("ClickHouse {ch_version} wide decimals, row {id} alone\n{sql}"),
+            );
+        }
+        let got = ch.rows(&query(Db::Ch18, &ch_table, None)).await;
+        same_rows(
+            &got,
+            &expected,
+            &format!("ClickHouse {ch_version} wide decimals, whole table"),
+        );
+
+        let out = support::chdb(&[
+            ChdbStatement {
+                sql: ch_create("t"),
+                params: vec![],
+            },
+            ChdbStatement {
+                sql: format!("INSERT INTO t VALUES {}", values(false)),
+                params: vec![],
+            },
+            ChdbStatement {
+                sql: query(Db::Chdb, "t", None),
+                params: vec![],
+            },
+        ]);
+        same_rows(&out[2], &expected, "chdb wide decimals");
+    });
+    let outcome = futures_catch(result).await;
+    let _ = pg
+        .batch_execute(&format!("DROP TABLE IF EXISTS {pg_table}"))
+        .await;
+    support::mysql_exec(&mut my, &format!("DROP TABLE IF EXISTS {my_table}")).await;
+    ch.exec(&format!("DROP TABLE IF EXISTS {ch_table}")).await;
+    if let Err(panic) = outcome {
+        std::panic::resume_unwind(panic);
+    }
 }
 
 /// `float` partition blocks of a decimal column and of subnormal, zero and ordinary doubles

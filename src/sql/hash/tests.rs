@@ -211,3 +211,35 @@ fn rendered_sql_parses_back() {
         );
     }
 }
+
+/// The ClickHouse canonical text of decimals: `toString` up to 18 digits before the point
+/// (`Decimal64` and narrower dtypes, and `decimal(38,38)`), 18-digit limbs beyond (two
+/// up to 36 digits, three above).
+#[test]
+fn clickhouse_decimal_text_by_integer_digits() {
+    let d = &Clickhouse;
+    let mut out = String::new();
+    for (precision, scale) in [(18, 4), (38, 38), (30, 12), (38, 10), (36, 0), (38, 0)] {
+        let c = col(
+            d,
+            "d",
+            Dtype::Decimal { precision, scale },
+            TimePrecision::Micros,
+        );
+        out.push_str(&format!(
+            "-- decimal({precision},{scale})\n{}\n\n",
+            canonical_value(d, &c)
+        ));
+    }
+    for (precision, scale) in [(18, 4), (38, 38), (30, 12)] {
+        let c = col(
+            d,
+            "d",
+            Dtype::Decimal { precision, scale },
+            TimePrecision::Micros,
+        );
+        let sql = canonical_value(d, &c).to_string();
+        assert!(!sql.contains("toUInt64"), "{sql}");
+    }
+    insta::assert_snapshot!(out);
+}
