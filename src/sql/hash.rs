@@ -419,7 +419,7 @@ fn encode(d: &dyn Dialect, col: &HashCol) -> Expr {
                 func("toUInt8", vec![bin(c, BinaryOperator::NotEq, num(0))]),
             ),
         },
-        Dtype::Decimal { precision, scale } => decimal_text(k, c, precision - scale),
+        Dtype::Decimal { precision, scale } => decimal_text(k, c, precision - scale, scale),
         // ClickHouse: through `toString`, which is free on a `String` and makes the label
         // of an `Enum` column (string functions refuse enums).
         // Text of enum columns too: ClickHouse `Enum` and PostgreSQL enums (whose
@@ -466,7 +466,7 @@ fn length_prefixed(k: DialectKind, c: Expr) -> Expr {
 /// text, only when it has a point (ClickHouse 18.16 prints `1.50` for `Decimal(18,2)`,
 /// current releases `1.5`; both become `1.5`). ClickHouse writes the text with `toString`,
 /// except where the integer part may reach 10^18 ([`ch_wide_decimal_text`]).
-fn decimal_text(k: DialectKind, c: Expr, int_digits: u8) -> Expr {
+fn decimal_text(k: DialectKind, c: Expr, int_digits: u8, scale: u8) -> Expr {
     match k {
         DialectKind::Postgres => cast(func("trim_scale", vec![c]), DataType::Text),
         DialectKind::Mysql => {
@@ -476,7 +476,7 @@ fn decimal_text(k: DialectKind, c: Expr, int_digits: u8) -> Expr {
         }
         DialectKind::Clickhouse => {
             let t = if u32::from(int_digits) > CH_LIMB_DIGITS {
-                ch_wide_decimal_text(c, int_digits)
+                ch_wide_decimal_text(c, int_digits, scale)
             } else {
                 func("toString", vec![c])
             };
@@ -506,7 +506,10 @@ const CH_LIMB_DIGITS: u32 = 18;
 /// the fraction is the low part's `toString` after its integer digits. ClickHouse
 /// evaluates every branch of `if`/`multiIf` for every row, which is safe here: no branch
 /// formats a big value. A NULL stays NULL (`concat` of a NULL is NULL).
-fn ch_wide_decimal_text(c: Expr, int_digits: u8) -> Expr {
+fn ch_wide_decimal_text(c: Expr, int_digits: u8, scale: u8) -> Expr {
+    // A `Decimal128` of the field's scale whatever the column is (a `Float64` or integer
+    // column read as a decimal field: `Decimal` arithmetic refuses floats).
+    let c = func("toDecimal128", vec![c, num(i64::from(scale))]);
     let limb_base = || func("toDecimal128", vec![num(CH_LIMB), num(0)]);
     let whole_div = |e: Expr| {
         func(

@@ -1558,3 +1558,35 @@ async fn assert_on_both_clickhouses(sql: &str, expected: &[Vec<Option<String>>])
     }]);
     assert_eq!(out[0], expected, "{sql}");
 }
+
+/// A ClickHouse `Float64` or integer column read as a wide decimal field hashes as the
+/// decimal it holds: `Decimal` arithmetic refuses a float, so the column is made a
+/// `Decimal128` of the field's scale first.
+#[tokio::test(flavor = "multi_thread")]
+async fn clickhouse_float_and_int_columns_hash_as_wide_decimals() {
+    let d = &Clickhouse;
+    let col = HashCol {
+        expr: Expr::Identifier(d.ident("v")),
+        dtype: Dtype::Decimal {
+            precision: 38,
+            scale: 10,
+        },
+        precision: TimePrecision::Seconds,
+    };
+    let text = canonical_value(d, &col);
+    for (values, want) in [
+        (
+            "[toFloat64(1.5), toFloat64(-2.25), toFloat64(12345678.125)]",
+            ["1.5", "-2.25", "12345678.125"],
+        ),
+        (
+            "[toInt64(7), toInt64(-3), toInt64(9223372036854775807)]",
+            ["7", "-3", "9223372036854775807"],
+        ),
+    ] {
+        let sql = format!("SELECT {text} FROM (SELECT arrayJoin({values}) AS v)");
+        let expected: Vec<Vec<Option<String>>> =
+            want.iter().map(|w| vec![Some(w.to_string())]).collect();
+        assert_on_both_clickhouses(&sql, &expected).await;
+    }
+}
