@@ -598,7 +598,7 @@ fn recon_steps(
             let mut b = Binder::new();
             if let Some(st) = s.delete_range(&mut b, r) {
                 steps.push(id("sink", "delete_range"), Side::Sink, &p.sink.store, d,
-                    "allow_delete, per run of adjacent blocks the source holds no row of (up to 1,000,000 sink rows), in one transaction: delete the sink rows (within sink.filters) of the range",
+                    "allow_delete, per run of adjacent blocks larger than max_block_size that the source holds no row of (up to 1,000,000 sink rows), in one transaction: delete the sink rows (within sink.filters) of the range",
                     vec![st], b);
             }
         }

@@ -2988,9 +2988,10 @@ pipelines:
 #[tokio::test(flavor = "multi_thread")]
 async fn blocks_the_source_lacks_are_deleted_by_range() {
     let c = pg().await;
-    // (sink, strategy, deleted blocks): a block the source holds no row of is deleted
-    // whole. Blocks of 1000 ids from 0: [0, 1000) and [1000, 2000) at level 1, then the
-    // five 100-id blocks of [2000, 2500) under the changed [2000, 3000). Collapse and
+    // (sink, strategy, deleted blocks): a block larger than max_block_size that the
+    // source holds no row of is deleted whole: blocks of 1000 ids from 0, [0, 1000) and
+    // [1000, 2000), at level 1; the five 100-id blocks of [2000, 2500) under the changed
+    // [2000, 3000) are leaves, deleted key by key as before. Collapse and
     // ReplacingMergeTree sinks delete key by key (a range delete would leave cancelled or
     // older rows behind): every 100-id leaf of the first two blocks is a deleted block.
     for (store, strategy, deleted_blocks) in [

@@ -13,7 +13,8 @@
 //!    key (`leaf_diff` on both sides); the source rows whose hash differs or that the sink
 //!    lacks are extracted (`extract_range`) and merged, and with `allow_delete` the keys
 //!    only the sink has are deleted — in one transaction per merged leaf.
-//! 5. With `allow_delete`, blocks the source holds no row of are not split: the sink rows
+//! 5. With `allow_delete`, blocks the source holds no row of are not split (when larger
+//!    than `max_block_size`): the sink rows
 //!    of each run of them are deleted by range (`delete_range`), before the leaves are
 //!    written, where the sink's merge allows it (not collapse, not `ReplacingMergeTree`).
 //!
@@ -669,8 +670,11 @@ impl<'c, 'a> Recon<'c, 'a> {
                     if range.is_empty() || !self.classify(pair, report) {
                         continue;
                     }
-                    if pair.src.is_none() && range_deletes {
-                        // Nothing of it left in the source: deleted by range below.
+                    if pair.src.is_none() && range_deletes && pair.rows() > max {
+                        // Nothing of it left in the source, and too big for a leaf: deleted
+                        // by range below. (A small one is diffed as a leaf: a row that only
+                        // moved to another block is then updated there, not deleted and
+                        // written anew.)
                         self.bar.inc(1);
                         gone.push((range, pair.rows()));
                     } else if pair.sink.is_none() && pair.rows() > max {
