@@ -389,25 +389,68 @@ impl NatsSink {
     }
 }
 
-/// An existing durable consumer keeps its own subject filter: reading it under another
-/// configured subject would skip that subject silently, so it is an error.
-fn same_subject(
+/// An existing consumer must deliver what synctool promises: every message on the configured
+/// subject, by pulls, each one kept until synctool acknowledges it after the sink commit.
+/// A consumer that does not is refused before anything is consumed, naming the stream, the
+/// consumer, the setting and what to do:
+/// - another subject filter: reading it under the configured subject would skip that subject;
+/// - a push consumer (a `deliver_subject`): synctool pulls;
+/// - an ack policy other than `explicit`: with `none` the server forgets a message once it
+///   is delivered, with `all` an ack covers every earlier message, so the batch of a killed
+///   or failed run would be lost;
+/// - a `max_deliver` limit: a message delivered that many times (a batch the sink refused,
+///   or the batch of killed runs) is dropped by the server without being written;
+/// - `headers_only`: the messages come without their rows.
+fn check_consumer(
     settings: &NatsSettings,
     stream: &str,
     subject: &str,
     info: &jetstream::consumer::Info,
 ) -> Result<(), RuntimeError> {
-    if info.config.filter_subject == subject {
-        return Ok(());
-    }
-    let had = match info.config.filter_subject.as_str() {
-        "" => "every subject of the stream".to_string(),
-        f => format!("subject `{f}`"),
+    let name = settings.durable.as_deref().unwrap_or(info.name.as_str());
+    let refuse = |what: String| {
+        Err(settings.err(format!(
+            "the durable consumer `{name}` on stream `{stream}` {what}"
+        )))
     };
-    Err(settings.err(format!(
-        "the durable consumer `{}` on stream `{stream}` reads {had}, not the configured `{subject}`; delete the consumer (its position is then lost) or give this subject another `durable` name",
-        settings.durable.as_deref().unwrap_or_default()
-    )))
+    let fix = "delete it and let synctool create it (its position is then lost), or recreate it the same way";
+    let c = &info.config;
+    if c.filter_subject != subject {
+        let had = match c.filter_subject.as_str() {
+            "" => "every subject of the stream".to_string(),
+            f => format!("subject `{f}`"),
+        };
+        return refuse(format!(
+            "reads {had}, not the configured `{subject}`; delete the consumer (its position is then lost) or give this subject another `durable` name"
+        ));
+    }
+    if let Some(deliver) = &c.deliver_subject {
+        return refuse(format!(
+            "is a push consumer (deliver subject `{deliver}`); synctool needs a pull consumer: {fix}, without a deliver subject"
+        ));
+    }
+    if c.ack_policy != AckPolicy::Explicit {
+        let policy = match c.ack_policy {
+            AckPolicy::None => "none",
+            AckPolicy::All => "all",
+            AckPolicy::Explicit => "explicit",
+        };
+        return refuse(format!(
+            "has ack policy `{policy}`; synctool acknowledges each message after the sink committed it, which needs ack policy `explicit` (with `{policy}` the messages of an interrupted run are lost): {fix} with ack_policy explicit"
+        ));
+    }
+    if c.max_deliver > 0 {
+        return refuse(format!(
+            "has max_deliver {}: the server drops a message delivered that many times (a batch the sink refused, or the batch of interrupted runs) without it being written: {fix} without max_deliver",
+            c.max_deliver
+        ));
+    }
+    if c.headers_only {
+        return refuse(format!(
+            "delivers headers only, without the messages' rows: {fix} without headers_only"
+        ));
+    }
+    Ok(())
 }
 
 /// A prefix no other sink connection shares: SHA-256 of the pipeline, the subject, the
@@ -614,6 +657,13 @@ impl NatsSource {
                     },
                     ..Default::default()
                 };
+                if let Some(d) = &settings.durable {
+                    // An existing consumer is checked before it is used (a push consumer
+                    // cannot be opened as a pull one at all).
+                    if let Ok(info) = stream.consumer_info(d).await {
+                        check_consumer(&settings, stream_name, &subject, &info)?;
+                    }
+                }
                 let mut consumer: PullConsumer = match &settings.durable {
                     Some(d) => stream.get_or_create_consumer(d, config).await,
                     None => stream.create_consumer(config).await,
@@ -622,7 +672,7 @@ impl NatsSource {
                 let info = consumer.info().await.map_err(|e| {
                     settings.err(format!("JetStream consumer on `{stream_name}`: {e}"))
                 })?;
-                same_subject(&settings, stream_name, &subject, info)?;
+                check_consumer(&settings, stream_name, &subject, info)?;
                 let allowed = info.config.max_ack_pending;
                 if allowed <= 0 || allowed > batch {
                     tracing::warn!(
@@ -736,7 +786,7 @@ impl NatsSource {
         };
         let n = match existing {
             Some(info) => {
-                same_subject(&settings, stream_name, subject, &info)?;
+                check_consumer(&settings, stream_name, subject, &info)?;
                 info.num_pending + info.num_ack_pending as u64
             }
             None => {

@@ -722,3 +722,99 @@ async fn a_durable_consumer_of_another_subject_is_refused() {
         .unwrap();
     js.delete_stream(&n.stream).await.unwrap();
 }
+
+#[tokio::test]
+async fn an_existing_nats_consumer_that_could_lose_messages_is_refused_before_consuming() {
+    use jetstream::consumer::{push, AckPolicy};
+    let n = names("nats_src_policy");
+    let js = stream(&n.stream, &n.subject).await;
+    publish(&js, &n.subject, &(1..=7).map(message).collect::<Vec<_>>()).await;
+    let s = js.get_stream(&n.stream).await.unwrap();
+    let pull_config = |ack_policy, max_deliver, headers_only| jetstream::consumer::pull::Config {
+        durable_name: Some(n.durable.clone()),
+        filter_subject: n.subject.clone(),
+        ack_policy,
+        max_deliver,
+        headers_only,
+        max_ack_pending: 3,
+        ..Default::default()
+    };
+    let cfg = write_config(&config(
+        &n.subject, &n.stream, &n.durable, "pg", &n.table, "",
+    ));
+    let cases: Vec<(&str, &[&str])> = vec![
+        ("ack none", &["ack policy `none`", "ack_policy explicit"]),
+        ("ack all", &["ack policy `all`", "ack_policy explicit"]),
+        ("max_deliver", &["max_deliver 2"]),
+        ("headers only", &["headers only"]),
+        ("push", &["push consumer", "pull consumer"]),
+    ];
+    for (case, says) in cases {
+        match case {
+            "ack none" => s
+                .create_consumer(pull_config(AckPolicy::None, -1, false))
+                .await
+                .map(drop),
+            "ack all" => s
+                .create_consumer(pull_config(AckPolicy::All, -1, false))
+                .await
+                .map(drop),
+            "max_deliver" => s
+                .create_consumer(pull_config(AckPolicy::Explicit, 2, false))
+                .await
+                .map(drop),
+            "headers only" => s
+                .create_consumer(pull_config(AckPolicy::Explicit, -1, true))
+                .await
+                .map(drop),
+            _ => s
+                .create_consumer(push::Config {
+                    durable_name: Some(n.durable.clone()),
+                    deliver_subject: format!("{}.deliver", n.subject),
+                    filter_subject: n.subject.clone(),
+                    ack_policy: AckPolicy::Explicit,
+                    ..Default::default()
+                })
+                .await
+                .map(drop),
+        }
+        .unwrap_or_else(|e| panic!("{case}: {e}"));
+        for cmd in ["apply", "plan"] {
+            let o = synctool(&cfg, &[cmd]);
+            let err = String::from_utf8_lossy(&o.stderr).to_string();
+            assert_eq!(
+                o.status.code(),
+                Some(1),
+                "{case}: {cmd} should fail:\n{err}"
+            );
+            for want in [n.stream.as_str(), n.durable.as_str()].iter().chain(says) {
+                assert!(err.contains(want), "{case}: {cmd} names `{want}`:\n{err}");
+            }
+        }
+        // Nothing was delivered, acknowledged or written.
+        let info = s.consumer_info(&n.durable).await.unwrap();
+        assert_eq!(
+            (info.delivered.stream_sequence, info.num_pending),
+            (0, 7),
+            "{case}: nothing consumed"
+        );
+        s.delete_consumer(&n.durable).await.unwrap();
+    }
+    let c = pg().await;
+    let table: Vec<Row> = pg_rows(
+        &c,
+        "SELECT table_name::text FROM information_schema.tables WHERE table_name = $1",
+        &[&n.table],
+    )
+    .await;
+    assert!(table.is_empty(), "no sink table: nothing was written");
+
+    // A consumer synctool creates acknowledges explicitly; the same data goes through it.
+    assert_eq!(run_ok(&cfg, &["apply"]), (7, 7));
+    let info = s.consumer_info(&n.durable).await.unwrap();
+    assert_eq!(info.config.ack_policy, AckPolicy::Explicit);
+    c.batch_execute(&format!("DROP TABLE {}", n.table))
+        .await
+        .unwrap();
+    js.delete_stream(&n.stream).await.unwrap();
+}
