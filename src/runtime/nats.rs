@@ -4,10 +4,16 @@
 //! wire encoding of [`crate::runtime::transform::value_to_json`]) on the sink's `subject`,
 //! else the datastore's. With a JetStream `stream` configured, messages go through
 //! JetStream and every publish ack is awaited (at most [`MAX_IN_FLIGHT`] outstanding);
-//! each carries a `Nats-Msg-Id` unique to the sink connection and the message's position
-//! in it. It is never derived from the row: the stream would then drop, within its
-//! duplicate window, identical rows and a row that changed back to an earlier value, while
-//! the run counted them as sent. Without a stream: core publish, then a flush.
+//! each carries a `Nats-Msg-Id` derived from what identifies the row's version: the
+//! pipeline and subject, the row's key and a digest of its payload
+//! ([`NatsSink::message_id`]). A re-run (or the re-run of a killed run) within the stream's
+//! duplicate window publishes the same ids, which the stream acknowledges as duplicates
+//! and does not store again; a changed row has a new id. A row without a key is its
+//! content: identical rows of one run are numbered, so that each is a message of its own.
+//! Past the duplicate window nothing remembers the ids, and every row is published again.
+//! A row that changed back, within the window, to a version the window still holds is
+//! dropped as a duplicate too (its previous version stays the last message of its key until
+//! a run past the window publishes it again). Without a stream: core publish, then a flush.
 //!
 //! **Source** ([`NatsSource`]): consumes the datastore's `subject` in batches of the
 //! source's `batch_size`, until `max_msgs` messages, `total_timeout` since the start, or
@@ -25,7 +31,7 @@
 use super::connect::tls;
 use super::enrich::redis::scrub;
 use super::enrich::timeout_of;
-use super::transform::{row_from_json, row_to_json};
+use super::transform::{row_from_json, row_to_json, value_to_json};
 use super::{Row, RuntimeError};
 use crate::config::raw::{RawConfig, RawDatastore};
 use crate::config::redact::{redact_userinfo, userinfo_secrets};
@@ -236,10 +242,31 @@ pub struct NatsSink {
     subject: String,
     columns: Vec<String>,
     max_in_flight: usize,
-    /// Unique to this connection: the prefix of its message ids.
-    nonce: String,
-    /// Messages published so far: the suffix of the next message id.
-    sent: std::sync::atomic::AtomicU64,
+    /// The prefix of every message id: a digest of the pipeline and the subject.
+    id_prefix: String,
+    /// Positions of the key's columns in a row (empty: the row has no key).
+    key_columns: Vec<usize>,
+    /// Keyless rows: how often each payload digest was published in this run, so that
+    /// identical rows get ids of their own.
+    occurrences: std::sync::Mutex<std::collections::HashMap<[u8; 16], u32>>,
+    /// Messages the stream acknowledged as duplicates during this run.
+    duplicates: std::sync::atomic::AtomicU64,
+    /// Messages acknowledged during this run (duplicates included).
+    acknowledged: std::sync::atomic::AtomicU64,
+}
+
+impl Drop for NatsSink {
+    fn drop(&mut self) {
+        let dups = *self.duplicates.get_mut();
+        if dups > 0 {
+            tracing::info!(
+                pipeline = %self.pipeline,
+                datastore = %self.settings.name,
+                "{dups} of {} message(s) were already in the stream (published by an earlier run within its duplicate window) and were not stored again",
+                self.acknowledged.get_mut()
+            );
+        }
+    }
 }
 
 impl std::fmt::Debug for NatsSink {
@@ -256,7 +283,7 @@ impl std::fmt::Debug for NatsSink {
 /// What one [`NatsSink::publish_batch`] did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct PublishReport {
-    /// Messages published (and acknowledged, through JetStream).
+    /// Messages published (and acknowledged, through JetStream), duplicates included.
     pub published: usize,
     /// Messages the stream reported as duplicates (already stored by an earlier attempt).
     pub duplicates: usize,
@@ -301,10 +328,23 @@ impl NatsSink {
             settings,
             client,
             js,
-            nonce: connection_nonce(&pipeline.name, &subject),
+            id_prefix: id_prefix(&pipeline.name, &subject),
+            key_columns: pipeline
+                .key
+                .iter()
+                .filter_map(|k| {
+                    pipeline
+                        .sink
+                        .fields
+                        .iter()
+                        .position(|f| f.column == k.sink_column)
+                })
+                .collect(),
             subject,
             max_in_flight: MAX_IN_FLIGHT,
-            sent: std::sync::atomic::AtomicU64::new(0),
+            occurrences: Default::default(),
+            duplicates: Default::default(),
+            acknowledged: Default::default(),
         })
     }
 
@@ -318,12 +358,35 @@ impl NatsSink {
         serde_json::to_vec(&row_to_json(&self.columns, row)).expect("JSON values always serialise")
     }
 
-    /// The JetStream message id of the next message: the connection's nonce and the
-    /// message's number in it. A publish sent again with the same id (a retry of the same
-    /// message) would be dropped as a duplicate; two rows never share one.
-    fn next_message_id(&self) -> String {
-        let n = self.sent.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        format!("{}-{n}", self.nonce)
+    /// The JetStream message id (`Nats-Msg-Id`) of `row`, whose message is `payload`:
+    /// `<pipeline and subject>.<key>.<payload>`, each part a hex digest (SHA-256, cut to 64
+    /// or 128 bits), so that the same version of a row has the same id in every run, and a
+    /// changed row a new one. A row without a key has an empty key part, and the second and
+    /// later identical rows of a run the suffix `.<n>`.
+    pub fn message_id(&self, row: &[Value], payload: &[u8]) -> String {
+        let digest: [u8; 16] = Sha256::digest(payload)[..16].try_into().expect("16 bytes");
+        if self.key_columns.is_empty() {
+            let n = {
+                let mut seen = self.occurrences.lock().expect("not poisoned");
+                let n = seen.entry(digest).or_insert(0);
+                *n += 1;
+                *n - 1
+            };
+            let id = format!("{}..{}", self.id_prefix, hex::encode(digest));
+            return if n == 0 { id } else { format!("{id}.{n}") };
+        }
+        let key: Vec<serde_json::Value> = self
+            .key_columns
+            .iter()
+            .map(|&i| row.get(i).map_or(serde_json::Value::Null, value_to_json))
+            .collect();
+        let key = serde_json::to_vec(&key).expect("JSON values always serialise");
+        format!(
+            "{}.{}.{}",
+            self.id_prefix,
+            hex::encode(&Sha256::digest(&key)[..16]),
+            hex::encode(digest)
+        )
     }
 
     /// Publish one message per row. Through JetStream, returns once every message is
@@ -339,7 +402,7 @@ impl NatsSink {
                         self.await_ack(f, &mut report).await?;
                     }
                     let payload = self.payload(row);
-                    let id = self.next_message_id();
+                    let id = self.message_id(row, &payload);
                     let f = js
                         .send_publish(
                             self.subject.clone(),
@@ -376,8 +439,12 @@ impl NatsSink {
     ) -> Result<(), RuntimeError> {
         let ack = f.await.map_err(|e| self.publish_err(e))?;
         report.published += 1;
+        self.acknowledged
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         if ack.duplicate {
             report.duplicates += 1;
+            self.duplicates
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         }
         Ok(())
     }
@@ -453,21 +520,15 @@ fn check_consumer(
     Ok(())
 }
 
-/// A prefix no other sink connection shares: SHA-256 of the pipeline, the subject, the
-/// process id and the clock, in hex.
-fn connection_nonce(pipeline: &str, subject: &str) -> String {
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap_or_default()
-        .as_nanos();
+/// The first part of a sink's message ids: SHA-256 of the pipeline and the subject, cut to
+/// 64 bits, in hex. Another pipeline, or another subject, never shares an id.
+fn id_prefix(pipeline: &str, subject: &str) -> String {
     let mut h = Sha256::new();
     for part in [pipeline.as_bytes(), subject.as_bytes()] {
         h.update(part);
         h.update([0u8]);
     }
-    h.update(std::process::id().to_le_bytes());
-    h.update(now.to_le_bytes());
-    hex::encode(&h.finalize()[..16])
+    hex::encode(&h.finalize()[..8])
 }
 
 enum Inbox {

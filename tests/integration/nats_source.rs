@@ -818,3 +818,90 @@ async fn an_existing_nats_consumer_that_could_lose_messages_is_refused_before_co
         .unwrap();
     js.delete_stream(&n.stream).await.unwrap();
 }
+
+#[tokio::test]
+async fn a_nats_sink_rerun_and_a_killed_run_rerun_publish_no_row_twice() {
+    let n = names("nats_sink_rerun");
+    let js = stream(&n.stream, &n.subject).await;
+    let c = pg().await;
+    c.batch_execute(&format!(
+        "CREATE TABLE {t} (id bigint PRIMARY KEY, name text);
+         INSERT INTO {t} SELECT i, 'n' || i FROM generate_series(1, 1200) i",
+        t = n.table
+    ))
+    .await
+    .unwrap();
+    let text = format!(
+        r#"
+datastores:
+  - {{name: pg, type: postgres, host: 127.0.0.1, port: 5432, username: postgres, database: test}}
+  - {{name: bus, type: nats, servers: ["{NATS}"], subject: {subject}, stream: {stream}}}
+pipelines:
+  - name: to_bus
+    source:
+      datastore: pg
+      table: {table}
+      batch_size: 500
+    sink:
+      datastore: bus
+      unique_key: [id]
+      fields:
+        - {{column: id, dtype: int, source_column: id}}
+        - {{column: name, dtype: str, source_column: name}}
+"#,
+        subject = n.subject,
+        stream = n.stream,
+        table = n.table,
+    );
+    let cfg = write_config(&text);
+    let messages = || async {
+        let mut s = js.get_stream(&n.stream).await.unwrap();
+        s.info().await.unwrap().state.messages
+    };
+
+    // A run killed after its first batch was published: simulated by a run over the
+    // first 500 rows only (the same pipeline, hence the same message ids).
+    let partial = text.replace(
+        &format!("table: {}\n", n.table),
+        &format!(
+            "table: {}\n      filters: [{{column: id, operator: '<=', value: 500}}]\n",
+            n.table
+        ),
+    );
+    assert_ne!(partial, text);
+    assert_eq!(run_ok(&write_config(&partial), &["apply"]), (500, 500));
+    assert_eq!(messages().await, 500);
+    // The rerun publishes the rest only.
+    assert_eq!(run_ok(&cfg, &["apply"]), (1200, 700));
+    assert_eq!(messages().await, 1200);
+    // On an unchanged source, a rerun writes nothing.
+    assert_eq!(run_ok(&cfg, &["apply"]), (1200, 0));
+    assert_eq!(messages().await, 1200);
+    let o = synctool(&cfg, &["-v", "apply"]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(0), "{err}");
+    assert!(
+        err.contains("1200 of 1200 message(s) were already in the stream"),
+        "the run says what the stream deduplicated:\n{err}"
+    );
+    assert_eq!(messages().await, 1200);
+    // A changed row is a new message.
+    c.batch_execute(&format!(
+        "UPDATE {} SET name = 'changed' WHERE id = 7",
+        n.table
+    ))
+    .await
+    .unwrap();
+    assert_eq!(run_ok(&cfg, &["apply"]), (1200, 1));
+    assert_eq!(messages().await, 1201);
+    let s = js.get_stream(&n.stream).await.unwrap();
+    let last = s.get_raw_message(1201).await.unwrap();
+    assert_eq!(
+        serde_json::from_slice::<J>(&last.payload).unwrap(),
+        json!({"id": 7, "name": "changed"})
+    );
+    c.batch_execute(&format!("DROP TABLE {}", n.table))
+        .await
+        .unwrap();
+    js.delete_stream(&n.stream).await.unwrap();
+}
