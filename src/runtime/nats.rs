@@ -4,10 +4,16 @@
 //! wire encoding of [`crate::runtime::transform::value_to_json`]) on the sink's `subject`,
 //! else the datastore's. With a JetStream `stream` configured, messages go through
 //! JetStream and every publish ack is awaited (at most [`MAX_IN_FLIGHT`] outstanding);
-//! each carries a `Nats-Msg-Id` unique to the sink connection and the message's position
-//! in it. It is never derived from the row: the stream would then drop, within its
-//! duplicate window, identical rows and a row that changed back to an earlier value, while
-//! the run counted them as sent. Without a stream: core publish, then a flush.
+//! each carries a `Nats-Msg-Id` derived from what identifies the row's version: the
+//! pipeline and subject, the row's key and a digest of its payload
+//! ([`NatsSink::message_id`]). A re-run (or the re-run of a killed run) within the stream's
+//! duplicate window publishes the same ids, which the stream acknowledges as duplicates
+//! and does not store again; a changed row has a new id. A row without a key is its
+//! content: identical rows of one run are numbered, so that each is a message of its own.
+//! Past the duplicate window nothing remembers the ids, and every row is published again.
+//! A row that changed back, within the window, to a version the window still holds is
+//! dropped as a duplicate too (its previous version stays the last message of its key until
+//! a run past the window publishes it again). Without a stream: core publish, then a flush.
 //!
 //! **Source** ([`NatsSource`]): consumes the datastore's `subject` in batches of the
 //! source's `batch_size`, until `max_msgs` messages, `total_timeout` since the start, or
@@ -25,7 +31,7 @@
 use super::connect::tls;
 use super::enrich::redis::scrub;
 use super::enrich::timeout_of;
-use super::transform::{row_from_json, write_row_json};
+use super::transform::{row_from_json, value_to_json, write_row_json};
 use super::{Row, RuntimeError};
 use crate::config::raw::{RawConfig, RawDatastore};
 use crate::config::redact::{redact_userinfo, userinfo_secrets};
@@ -236,10 +242,31 @@ pub struct NatsSink {
     subject: String,
     columns: Vec<String>,
     max_in_flight: usize,
-    /// Unique to this connection: the prefix of its message ids.
-    nonce: String,
-    /// Messages published so far: the suffix of the next message id.
-    sent: std::sync::atomic::AtomicU64,
+    /// The prefix of every message id: a digest of the pipeline and the subject.
+    id_prefix: String,
+    /// Positions of the key's columns in a row (empty: the row has no key).
+    key_columns: Vec<usize>,
+    /// Keyless rows: how often each payload digest was published in this run, so that
+    /// identical rows get ids of their own.
+    occurrences: std::sync::Mutex<std::collections::HashMap<[u8; 16], u32>>,
+    /// Messages the stream acknowledged as duplicates during this run.
+    duplicates: std::sync::atomic::AtomicU64,
+    /// Messages acknowledged during this run (duplicates included).
+    acknowledged: std::sync::atomic::AtomicU64,
+}
+
+impl Drop for NatsSink {
+    fn drop(&mut self) {
+        let dups = *self.duplicates.get_mut();
+        if dups > 0 {
+            tracing::info!(
+                pipeline = %self.pipeline,
+                datastore = %self.settings.name,
+                "{dups} of {} message(s) were already in the stream (published by an earlier run within its duplicate window) and were not stored again",
+                self.acknowledged.get_mut()
+            );
+        }
+    }
 }
 
 impl std::fmt::Debug for NatsSink {
@@ -256,7 +283,7 @@ impl std::fmt::Debug for NatsSink {
 /// What one [`NatsSink::publish_batch`] did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct PublishReport {
-    /// Messages published (and acknowledged, through JetStream).
+    /// Messages published (and acknowledged, through JetStream), duplicates included.
     pub published: usize,
     /// Messages the stream reported as duplicates (already stored by an earlier attempt).
     pub duplicates: usize,
@@ -301,10 +328,23 @@ impl NatsSink {
             settings,
             client,
             js,
-            nonce: connection_nonce(&pipeline.name, &subject),
+            id_prefix: id_prefix(&pipeline.name, &subject),
+            key_columns: pipeline
+                .key
+                .iter()
+                .filter_map(|k| {
+                    pipeline
+                        .sink
+                        .fields
+                        .iter()
+                        .position(|f| f.column == k.sink_column)
+                })
+                .collect(),
             subject,
             max_in_flight: MAX_IN_FLIGHT,
-            sent: std::sync::atomic::AtomicU64::new(0),
+            occurrences: Default::default(),
+            duplicates: Default::default(),
+            acknowledged: Default::default(),
         })
     }
 
@@ -320,12 +360,35 @@ impl NatsSink {
         out
     }
 
-    /// The JetStream message id of the next message: the connection's nonce and the
-    /// message's number in it. A publish sent again with the same id (a retry of the same
-    /// message) would be dropped as a duplicate; two rows never share one.
-    fn next_message_id(&self) -> String {
-        let n = self.sent.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        format!("{}-{n}", self.nonce)
+    /// The JetStream message id (`Nats-Msg-Id`) of `row`, whose message is `payload`:
+    /// `<pipeline and subject>.<key>.<payload>`, each part a hex digest (SHA-256, cut to 64
+    /// or 128 bits), so that the same version of a row has the same id in every run, and a
+    /// changed row a new one. A row without a key has an empty key part, and the second and
+    /// later identical rows of a run the suffix `.<n>`.
+    pub fn message_id(&self, row: &[Value], payload: &[u8]) -> String {
+        let digest: [u8; 16] = Sha256::digest(payload)[..16].try_into().expect("16 bytes");
+        if self.key_columns.is_empty() {
+            let n = {
+                let mut seen = self.occurrences.lock().expect("not poisoned");
+                let n = seen.entry(digest).or_insert(0);
+                *n += 1;
+                *n - 1
+            };
+            let id = format!("{}..{}", self.id_prefix, hex::encode(digest));
+            return if n == 0 { id } else { format!("{id}.{n}") };
+        }
+        let key: Vec<serde_json::Value> = self
+            .key_columns
+            .iter()
+            .map(|&i| row.get(i).map_or(serde_json::Value::Null, value_to_json))
+            .collect();
+        let key = serde_json::to_vec(&key).expect("JSON values always serialise");
+        format!(
+            "{}.{}.{}",
+            self.id_prefix,
+            hex::encode(&Sha256::digest(&key)[..16]),
+            hex::encode(digest)
+        )
     }
 
     /// Publish one message per row. Through JetStream, returns once every message is
@@ -341,7 +404,7 @@ impl NatsSink {
                         self.await_ack(f, &mut report).await?;
                     }
                     let payload = self.payload(row);
-                    let id = self.next_message_id();
+                    let id = self.message_id(row, &payload);
                     let f = js
                         .send_publish(
                             self.subject.clone(),
@@ -378,8 +441,12 @@ impl NatsSink {
     ) -> Result<(), RuntimeError> {
         let ack = f.await.map_err(|e| self.publish_err(e))?;
         report.published += 1;
+        self.acknowledged
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         if ack.duplicate {
             report.duplicates += 1;
+            self.duplicates
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         }
         Ok(())
     }
@@ -391,42 +458,79 @@ impl NatsSink {
     }
 }
 
-/// An existing durable consumer keeps its own subject filter: reading it under another
-/// configured subject would skip that subject silently, so it is an error.
-fn same_subject(
+/// An existing consumer must deliver what synctool promises: every message on the configured
+/// subject, by pulls, each one kept until synctool acknowledges it after the sink commit.
+/// A consumer that does not is refused before anything is consumed, naming the stream, the
+/// consumer, the setting and what to do:
+/// - another subject filter: reading it under the configured subject would skip that subject;
+/// - a push consumer (a `deliver_subject`): synctool pulls;
+/// - an ack policy other than `explicit`: with `none` the server forgets a message once it
+///   is delivered, with `all` an ack covers every earlier message, so the batch of a killed
+///   or failed run would be lost;
+/// - a `max_deliver` limit: a message delivered that many times (a batch the sink refused,
+///   or the batch of killed runs) is dropped by the server without being written;
+/// - `headers_only`: the messages come without their rows.
+fn check_consumer(
     settings: &NatsSettings,
     stream: &str,
     subject: &str,
     info: &jetstream::consumer::Info,
 ) -> Result<(), RuntimeError> {
-    if info.config.filter_subject == subject {
-        return Ok(());
-    }
-    let had = match info.config.filter_subject.as_str() {
-        "" => "every subject of the stream".to_string(),
-        f => format!("subject `{f}`"),
+    let name = settings.durable.as_deref().unwrap_or(info.name.as_str());
+    let refuse = |what: String| {
+        Err(settings.err(format!(
+            "the durable consumer `{name}` on stream `{stream}` {what}"
+        )))
     };
-    Err(settings.err(format!(
-        "the durable consumer `{}` on stream `{stream}` reads {had}, not the configured `{subject}`; delete the consumer (its position is then lost) or give this subject another `durable` name",
-        settings.durable.as_deref().unwrap_or_default()
-    )))
+    let fix = "delete it and let synctool create it (its position is then lost), or recreate it the same way";
+    let c = &info.config;
+    if c.filter_subject != subject {
+        let had = match c.filter_subject.as_str() {
+            "" => "every subject of the stream".to_string(),
+            f => format!("subject `{f}`"),
+        };
+        return refuse(format!(
+            "reads {had}, not the configured `{subject}`; delete the consumer (its position is then lost) or give this subject another `durable` name"
+        ));
+    }
+    if let Some(deliver) = &c.deliver_subject {
+        return refuse(format!(
+            "is a push consumer (deliver subject `{deliver}`); synctool needs a pull consumer: {fix}, without a deliver subject"
+        ));
+    }
+    if c.ack_policy != AckPolicy::Explicit {
+        let policy = match c.ack_policy {
+            AckPolicy::None => "none",
+            AckPolicy::All => "all",
+            AckPolicy::Explicit => "explicit",
+        };
+        return refuse(format!(
+            "has ack policy `{policy}`; synctool acknowledges each message after the sink committed it, which needs ack policy `explicit` (with `{policy}` the messages of an interrupted run are lost): {fix} with ack_policy explicit"
+        ));
+    }
+    if c.max_deliver > 0 {
+        return refuse(format!(
+            "has max_deliver {}: the server drops a message delivered that many times (a batch the sink refused, or the batch of interrupted runs) without it being written: {fix} without max_deliver",
+            c.max_deliver
+        ));
+    }
+    if c.headers_only {
+        return refuse(format!(
+            "delivers headers only, without the messages' rows: {fix} without headers_only"
+        ));
+    }
+    Ok(())
 }
 
-/// A prefix no other sink connection shares: SHA-256 of the pipeline, the subject, the
-/// process id and the clock, in hex.
-fn connection_nonce(pipeline: &str, subject: &str) -> String {
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap_or_default()
-        .as_nanos();
+/// The first part of a sink's message ids: SHA-256 of the pipeline and the subject, cut to
+/// 64 bits, in hex. Another pipeline, or another subject, never shares an id.
+fn id_prefix(pipeline: &str, subject: &str) -> String {
     let mut h = Sha256::new();
     for part in [pipeline.as_bytes(), subject.as_bytes()] {
         h.update(part);
         h.update([0u8]);
     }
-    h.update(std::process::id().to_le_bytes());
-    h.update(now.to_le_bytes());
-    hex::encode(&h.finalize()[..16])
+    hex::encode(&h.finalize()[..8])
 }
 
 enum Inbox {
@@ -616,6 +720,13 @@ impl NatsSource {
                     },
                     ..Default::default()
                 };
+                if let Some(d) = &settings.durable {
+                    // An existing consumer is checked before it is used (a push consumer
+                    // cannot be opened as a pull one at all).
+                    if let Ok(info) = stream.consumer_info(d).await {
+                        check_consumer(&settings, stream_name, &subject, &info)?;
+                    }
+                }
                 let mut consumer: PullConsumer = match &settings.durable {
                     Some(d) => stream.get_or_create_consumer(d, config).await,
                     None => stream.create_consumer(config).await,
@@ -624,7 +735,7 @@ impl NatsSource {
                 let info = consumer.info().await.map_err(|e| {
                     settings.err(format!("JetStream consumer on `{stream_name}`: {e}"))
                 })?;
-                same_subject(&settings, stream_name, &subject, info)?;
+                check_consumer(&settings, stream_name, &subject, info)?;
                 let allowed = info.config.max_ack_pending;
                 if allowed <= 0 || allowed > batch {
                     tracing::warn!(
@@ -738,7 +849,7 @@ impl NatsSource {
         };
         let n = match existing {
             Some(info) => {
-                same_subject(&settings, stream_name, subject, &info)?;
+                check_consumer(&settings, stream_name, subject, &info)?;
                 info.num_pending + info.num_ack_pending as u64
             }
             None => {

@@ -1404,13 +1404,14 @@ async fn create_stream(js: &async_nats::jetstream::Context, name: &str, subject:
 }
 
 #[tokio::test]
-async fn nats_jetstream_publish_is_acked_and_every_row_is_a_message() {
+async fn nats_jetstream_publish_is_acked_and_a_rerun_is_deduplicated_by_the_stream() {
     let name = unique("SYNCTOOL_SINK");
     let subject = format!("synctool.test.{name}");
     let nc = nats_client().await;
     let js = async_nats::jetstream::new(nc.clone());
     create_stream(&js, &name, &subject).await;
 
+    // Without a unique_key a row is its content.
     let (p, cfg) = compile(&nats_sink_config(&subject, Some(&name)));
     let sink = NatsSink::connect(&p, &cfg).await.unwrap();
     let rows = bus_rows(300); // more than the in-flight bound
@@ -1425,17 +1426,50 @@ async fn nats_jetstream_publish_is_acked_and_every_row_is_a_message() {
         serde_json::json!({"id": 1, "at": "2024-05-06T07:08:09.000000Z"})
     );
 
-    // Rows equal to earlier ones (published again, or identical within a batch, or a row
-    // that changed back) are messages of their own, not duplicates the stream drops.
+    // Identical rows within one run (one sink connection) are messages of their own.
     let mut again = rows[..10].to_vec();
     again.extend_from_slice(&rows[..2]);
     let again = sink.publish_batch(&again).await.unwrap();
     assert_eq!(again.duplicates, 0);
     assert_eq!(stream.info().await.unwrap().state.messages, 312);
+    drop(sink);
+    // A re-run publishes the same ids: the stream drops them as duplicates.
     let later = NatsSink::connect(&p, &cfg).await.unwrap();
     let third = later.publish_batch(&rows[..5]).await.unwrap();
-    assert_eq!((third.published, third.duplicates), (5, 0));
-    assert_eq!(stream.info().await.unwrap().state.messages, 317);
+    assert_eq!((third.published, third.duplicates), (5, 5));
+    assert_eq!(stream.info().await.unwrap().state.messages, 312);
+    drop(later);
+
+    // With a unique_key: a re-run of the same rows stores nothing, a changed row is a new
+    // message, and another pipeline publishing the same rows is not taken for this one.
+    let keyed = nats_sink_config(&subject, Some(&name))
+        .replace("      subject: ", "      unique_key: [id]\n      subject: ");
+    let (p, cfg) = compile(&keyed);
+    let run = NatsSink::connect(&p, &cfg).await.unwrap();
+    assert_eq!(run.publish_batch(&rows).await.unwrap().duplicates, 0);
+    assert_eq!(stream.info().await.unwrap().state.messages, 612);
+    drop(run);
+    let rerun = NatsSink::connect(&p, &cfg).await.unwrap();
+    let mut changed = rows.clone();
+    changed[6][1] = Value::Datetime(
+        chrono::NaiveDate::from_ymd_opt(2025, 1, 1)
+            .unwrap()
+            .and_hms_opt(0, 0, 0)
+            .unwrap(),
+    );
+    let report = rerun.publish_batch(&changed).await.unwrap();
+    assert_eq!((report.published, report.duplicates), (300, 299));
+    assert_eq!(stream.info().await.unwrap().state.messages, 613);
+    let last = stream.get_raw_message(613).await.unwrap();
+    assert_eq!(
+        serde_json::from_slice::<serde_json::Value>(&last.payload).unwrap(),
+        serde_json::json!({"id": 7, "at": "2025-01-01T00:00:00.000000Z"})
+    );
+    drop(rerun);
+    let (p, cfg) = compile(&keyed.replace("name: to_bus", "name: to_bus_too"));
+    let other = NatsSink::connect(&p, &cfg).await.unwrap();
+    assert_eq!(other.publish_batch(&rows[..3]).await.unwrap().duplicates, 0);
+    assert_eq!(stream.info().await.unwrap().state.messages, 616);
     js.delete_stream(&name).await.unwrap();
 
     // A configured stream that does not exist is a clear error at connect.

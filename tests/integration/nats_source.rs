@@ -722,3 +722,186 @@ async fn a_durable_consumer_of_another_subject_is_refused() {
         .unwrap();
     js.delete_stream(&n.stream).await.unwrap();
 }
+
+#[tokio::test]
+async fn an_existing_nats_consumer_that_could_lose_messages_is_refused_before_consuming() {
+    use jetstream::consumer::{push, AckPolicy};
+    let n = names("nats_src_policy");
+    let js = stream(&n.stream, &n.subject).await;
+    publish(&js, &n.subject, &(1..=7).map(message).collect::<Vec<_>>()).await;
+    let s = js.get_stream(&n.stream).await.unwrap();
+    let pull_config = |ack_policy, max_deliver, headers_only| jetstream::consumer::pull::Config {
+        durable_name: Some(n.durable.clone()),
+        filter_subject: n.subject.clone(),
+        ack_policy,
+        max_deliver,
+        headers_only,
+        max_ack_pending: 3,
+        ..Default::default()
+    };
+    let cfg = write_config(&config(
+        &n.subject, &n.stream, &n.durable, "pg", &n.table, "",
+    ));
+    let cases: Vec<(&str, &[&str])> = vec![
+        ("ack none", &["ack policy `none`", "ack_policy explicit"]),
+        ("ack all", &["ack policy `all`", "ack_policy explicit"]),
+        ("max_deliver", &["max_deliver 2"]),
+        ("headers only", &["headers only"]),
+        ("push", &["push consumer", "pull consumer"]),
+    ];
+    for (case, says) in cases {
+        match case {
+            "ack none" => s
+                .create_consumer(pull_config(AckPolicy::None, -1, false))
+                .await
+                .map(drop),
+            "ack all" => s
+                .create_consumer(pull_config(AckPolicy::All, -1, false))
+                .await
+                .map(drop),
+            "max_deliver" => s
+                .create_consumer(pull_config(AckPolicy::Explicit, 2, false))
+                .await
+                .map(drop),
+            "headers only" => s
+                .create_consumer(pull_config(AckPolicy::Explicit, -1, true))
+                .await
+                .map(drop),
+            _ => s
+                .create_consumer(push::Config {
+                    durable_name: Some(n.durable.clone()),
+                    deliver_subject: format!("{}.deliver", n.subject),
+                    filter_subject: n.subject.clone(),
+                    ack_policy: AckPolicy::Explicit,
+                    ..Default::default()
+                })
+                .await
+                .map(drop),
+        }
+        .unwrap_or_else(|e| panic!("{case}: {e}"));
+        for cmd in ["apply", "plan"] {
+            let o = synctool(&cfg, &[cmd]);
+            let err = String::from_utf8_lossy(&o.stderr).to_string();
+            assert_eq!(
+                o.status.code(),
+                Some(1),
+                "{case}: {cmd} should fail:\n{err}"
+            );
+            for want in [n.stream.as_str(), n.durable.as_str()].iter().chain(says) {
+                assert!(err.contains(want), "{case}: {cmd} names `{want}`:\n{err}");
+            }
+        }
+        // Nothing was delivered, acknowledged or written.
+        let info = s.consumer_info(&n.durable).await.unwrap();
+        assert_eq!(
+            (info.delivered.stream_sequence, info.num_pending),
+            (0, 7),
+            "{case}: nothing consumed"
+        );
+        s.delete_consumer(&n.durable).await.unwrap();
+    }
+    let c = pg().await;
+    let table: Vec<Row> = pg_rows(
+        &c,
+        "SELECT table_name::text FROM information_schema.tables WHERE table_name = $1",
+        &[&n.table],
+    )
+    .await;
+    assert!(table.is_empty(), "no sink table: nothing was written");
+
+    // A consumer synctool creates acknowledges explicitly; the same data goes through it.
+    assert_eq!(run_ok(&cfg, &["apply"]), (7, 7));
+    let info = s.consumer_info(&n.durable).await.unwrap();
+    assert_eq!(info.config.ack_policy, AckPolicy::Explicit);
+    c.batch_execute(&format!("DROP TABLE {}", n.table))
+        .await
+        .unwrap();
+    js.delete_stream(&n.stream).await.unwrap();
+}
+
+#[tokio::test]
+async fn a_nats_sink_rerun_and_a_killed_run_rerun_publish_no_row_twice() {
+    let n = names("nats_sink_rerun");
+    let js = stream(&n.stream, &n.subject).await;
+    let c = pg().await;
+    c.batch_execute(&format!(
+        "CREATE TABLE {t} (id bigint PRIMARY KEY, name text);
+         INSERT INTO {t} SELECT i, 'n' || i FROM generate_series(1, 1200) i",
+        t = n.table
+    ))
+    .await
+    .unwrap();
+    let text = format!(
+        r#"
+datastores:
+  - {{name: pg, type: postgres, host: 127.0.0.1, port: 5432, username: postgres, database: test}}
+  - {{name: bus, type: nats, servers: ["{NATS}"], subject: {subject}, stream: {stream}}}
+pipelines:
+  - name: to_bus
+    source:
+      datastore: pg
+      table: {table}
+      batch_size: 500
+    sink:
+      datastore: bus
+      unique_key: [id]
+      fields:
+        - {{column: id, dtype: int, source_column: id}}
+        - {{column: name, dtype: str, source_column: name}}
+"#,
+        subject = n.subject,
+        stream = n.stream,
+        table = n.table,
+    );
+    let cfg = write_config(&text);
+    let messages = || async {
+        let mut s = js.get_stream(&n.stream).await.unwrap();
+        s.info().await.unwrap().state.messages
+    };
+
+    // A run killed after its first batch was published: simulated by a run over the
+    // first 500 rows only (the same pipeline, hence the same message ids).
+    let partial = text.replace(
+        &format!("table: {}\n", n.table),
+        &format!(
+            "table: {}\n      filters: [{{column: id, operator: '<=', value: 500}}]\n",
+            n.table
+        ),
+    );
+    assert_ne!(partial, text);
+    assert_eq!(run_ok(&write_config(&partial), &["apply"]), (500, 500));
+    assert_eq!(messages().await, 500);
+    // The rerun publishes the rest only.
+    assert_eq!(run_ok(&cfg, &["apply"]), (1200, 700));
+    assert_eq!(messages().await, 1200);
+    // On an unchanged source, a rerun writes nothing.
+    assert_eq!(run_ok(&cfg, &["apply"]), (1200, 0));
+    assert_eq!(messages().await, 1200);
+    let o = synctool(&cfg, &["-v", "apply"]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(0), "{err}");
+    assert!(
+        err.contains("1200 of 1200 message(s) were already in the stream"),
+        "the run says what the stream deduplicated:\n{err}"
+    );
+    assert_eq!(messages().await, 1200);
+    // A changed row is a new message.
+    c.batch_execute(&format!(
+        "UPDATE {} SET name = 'changed' WHERE id = 7",
+        n.table
+    ))
+    .await
+    .unwrap();
+    assert_eq!(run_ok(&cfg, &["apply"]), (1200, 1));
+    assert_eq!(messages().await, 1201);
+    let s = js.get_stream(&n.stream).await.unwrap();
+    let last = s.get_raw_message(1201).await.unwrap();
+    assert_eq!(
+        serde_json::from_slice::<J>(&last.payload).unwrap(),
+        json!({"id": 7, "name": "changed"})
+    );
+    c.batch_execute(&format!("DROP TABLE {}", n.table))
+        .await
+        .unwrap();
+    js.delete_stream(&n.stream).await.unwrap();
+}

@@ -513,9 +513,11 @@ impl<'a> SinkIo<'a> {
                 });
             }
             Target::Nats(n) => {
-                n.publish_batch(rows).await?;
+                // A message the stream already held (an earlier run's, within its
+                // duplicate window) is not stored again: not written.
+                let sent = n.publish_batch(rows).await?;
                 return Ok(Written {
-                    rows: rows.len() as u64,
+                    rows: (rows.len() - sent.duplicates) as u64,
                     deleted: 0,
                 });
             }
