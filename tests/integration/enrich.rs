@@ -2261,3 +2261,237 @@ async fn nats_over_tls_verifies_the_server_with_sslrootcert() {
         assert!(err.contains("sslrootcert"), "{servers} {tls}: {err}");
     }
 }
+
+/// A port nothing listens on (bound, then let go).
+fn dead_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// `on_error: null` over a store outage: the rows whose lookups failed get NULL outputs,
+/// but their stored row hash marks them as not in sync, so that `plan` reports them and
+/// the next reconciliation looks them up again. Lookups that found nothing (a missing
+/// Redis key, a JSON `null` answer) are not failures: those rows stay in sync. The
+/// warning counts rows, not (row, enrichment) pairs.
+#[tokio::test(flavor = "multi_thread")]
+async fn rows_nulled_by_a_failed_lookup_are_drift_until_the_store_answers() {
+    let server = TestServer::start(|seen, _| {
+        let zip = seen.uri.rsplit('/').next().unwrap_or("").to_string();
+        if seen.uri.starts_with("/api/region/") {
+            Reply::ok(format!(r#"{{"region": "r-{zip}"}}"#))
+        } else if zip == "10004" {
+            // Found nothing.
+            Reply::ok("null")
+        } else {
+            Reply::ok(city_of(&seen.uri))
+        }
+    })
+    .await;
+    let c = crate::support::pg().await;
+    let (src, sink) = (unique("nl_src"), unique("nl_sink"));
+    let prefix = format!("{}:", unique("qaenr_nl"));
+    c.batch_execute(&format!(
+        "CREATE TABLE {src} (id bigint PRIMARY KEY, name text, zip text);
+         INSERT INTO {src} SELECT g, 'n' || g, '1000' || g FROM generate_series(1, 6) g;"
+    ))
+    .await
+    .unwrap();
+    // No key for row 6: found nothing.
+    let names: Vec<(String, String)> = (1..=5)
+        .map(|i| (format!("n{i}"), format!("nick{i}")))
+        .collect();
+    let pairs: Vec<(&str, &str)> = names
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .collect();
+    set_keys(&prefix, &pairs).await;
+    let yaml = |base: &str| {
+        format!(
+            r#"
+datastores:
+  - {{name: pg, type: postgres, host: 127.0.0.1, username: postgres, database: test}}
+externalstores:
+  - {{name: geo, type: http, url: "{base}/api", retries: 0, timeout: 2}}
+  - {{name: kv, type: redis, host: 127.0.0.1, port: 6379}}
+pipelines:
+  - name: nl
+    source:
+      datastore: pg
+      table: {src}
+      fields: [{{column: id, dtype: int}}, {{column: name, dtype: str}}, {{column: zip, dtype: str}}]
+    sink:
+      datastore: pg
+      table: {sink}
+      unique_key: [id]
+      fields:
+        - {{column: id, source_column: id}}
+        - {{column: nick, dtype: str, source: nick, source_column: nick}}
+        - {{column: city, dtype: str, source: geo, source_column: city}}
+        - {{column: region, dtype: str, source: reg, source_column: region}}
+      meta_columns: {{hash_column: _h}}
+    enrichment:
+      - {{externalstore: kv, name: nick, key_template: "TMPL({prefix}{{{{ name }}}})", on_error: null}}
+      - {{externalstore: geo, name: geo, path: "TMPL(/zip/{{{{ zip }}}})", output: 'lambda v: {{"city": json_get(v, "city")}}', on_error: null}}
+      - {{externalstore: geo, name: reg, path: "TMPL(/region/{{{{ zip }}}})", output: 'lambda v: {{"region": json_get(v, "region")}}', on_error: null}}
+    reconciliation:
+      - {{name: by_id, strategy: md5sum_hash, partition_column: id}}
+"#
+        )
+    };
+    let up = crate::support::write_config(&yaml(&server.base));
+    let down = crate::support::write_config(&yaml(&format!("http://127.0.0.1:{}", dead_port())));
+    let sink_rows = || async {
+        crate::support::pg_rows(
+            &c,
+            &format!("SELECT id::text, nick, city, region FROM {sink} ORDER BY id"),
+            &[],
+        )
+        .await
+    };
+    let some = |x: &str| Some(x.to_string());
+
+    let o = crate::support::synctool(&up, &["apply"]);
+    assert_eq!(o.status.code(), Some(0), "{o:?}");
+    let filled = sink_rows().await;
+    assert_eq!(filled.len(), 6);
+    assert_eq!(
+        filled[0],
+        vec![
+            some("1"),
+            some("nick1"),
+            some("city-10001"),
+            some("r-10001")
+        ]
+    );
+    assert_eq!(filled[3][2], None, "the API found no city for 10004");
+    assert_eq!(filled[5][1], None, "no Redis key for n6");
+    let o = crate::support::synctool(&up, &["plan", "--exit-code"]);
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "found-nothing rows are in sync: {o:?}"
+    );
+
+    // The API is down for a full run: NULL outputs, one warning counting rows.
+    let o = crate::support::synctool(&down, &["apply", "--full"]);
+    assert_eq!(o.status.code(), Some(0), "{o:?}");
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        stderr.contains("6 rows given NULL enrichment outputs"),
+        "{stderr}"
+    );
+    let blanked = sink_rows().await;
+    assert!(
+        blanked.iter().all(|r| r[2].is_none() && r[3].is_none()),
+        "{blanked:?}"
+    );
+    assert_eq!(blanked[0][1], some("nick1"));
+
+    // Back up: those rows are drift, and a reconciliation repairs them.
+    let o = crate::support::synctool(&up, &["plan", "--exit-code"]);
+    assert_eq!(
+        o.status.code(),
+        Some(3),
+        "rows nulled by a failed lookup are drift: {o:?}"
+    );
+    let o = crate::support::synctool(&up, &["apply"]);
+    assert_eq!(o.status.code(), Some(0), "{o:?}");
+    assert_eq!(sink_rows().await, filled);
+    let o = crate::support::synctool(&up, &["plan", "--exit-code"]);
+    assert_eq!(o.status.code(), Some(0), "{o:?}");
+
+    let keys: Vec<&str> = pairs.iter().map(|p| p.0).collect();
+    del_keys(&prefix, &keys).await;
+    c.batch_execute(&format!("DROP TABLE {src}; DROP TABLE {sink}"))
+        .await
+        .unwrap();
+}
+
+/// A NUL character in an enrichment output bound for PostgreSQL text, or a `\u0000` in a
+/// JSON document bound for `jsonb`, is refused before the write, naming the row's key and
+/// the column, though the source is PostgreSQL.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_nul_in_an_enrichment_output_for_postgres_names_the_row() {
+    let server = TestServer::start(|seen, _| {
+        let zip = seen.uri.rsplit('/').next().unwrap_or("").to_string();
+        let bad = zip == "10003";
+        if seen.uri.starts_with("/api/doc/") {
+            let v = if bad { "x\\u0000y" } else { "fine" };
+            Reply::ok(format!(r#"{{"k": "{v}"}}"#))
+        } else {
+            let v = if bad { "a\\u0000b" } else { "fine" };
+            Reply::ok(format!(r#"{{"city": "{v}"}}"#))
+        }
+    })
+    .await;
+    let c = crate::support::pg().await;
+    let src = unique("nul_src");
+    c.batch_execute(&format!(
+        "CREATE TABLE {src} (id bigint PRIMARY KEY, zip text);
+         INSERT INTO {src} SELECT g, '1000' || g FROM generate_series(1, 5) g;"
+    ))
+    .await
+    .unwrap();
+    let yaml = |sink: &str, field: &str, enrichment: &str| {
+        format!(
+            r#"
+datastores:
+  - {{name: pg, type: postgres, host: 127.0.0.1, username: postgres, database: test}}
+externalstores:
+  - {{name: geo, type: http, url: "{base}/api", retries: 0}}
+pipelines:
+  - name: nul
+    source:
+      datastore: pg
+      table: {src}
+      fields: [{{column: id, dtype: int}}, {{column: zip, dtype: str}}]
+    sink:
+      datastore: pg
+      table: {sink}
+      unique_key: [id]
+      fields:
+        - {{column: id, source_column: id}}
+        - {field}
+    enrichment:
+      - {enrichment}
+"#,
+            base = server.base
+        )
+    };
+    let cases = [
+        (
+            "city",
+            "{column: city, dtype: str, source: geo, source_column: city}",
+            r#"{externalstore: geo, name: geo, path: "TMPL(/zip/{{ zip }})", output: 'lambda v: {"city": json_get(v, "city")}'}"#,
+            "text with a NUL character",
+        ),
+        (
+            "doc",
+            "{column: doc, dtype: json, source: doc, source_column: doc}",
+            r#"{externalstore: geo, name: doc, path: "TMPL(/doc/{{ zip }})"}"#,
+            "a JSON document with a NUL character (\\u0000), which PostgreSQL's jsonb cannot hold",
+        ),
+    ];
+    for (column, field, enrichment, why) in cases {
+        let sink = unique("nul_sink");
+        let path = crate::support::write_config(&yaml(&sink, field, enrichment));
+        let o = crate::support::synctool(&path, &["apply"]);
+        let stderr = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(o.status.code(), Some(1), "{column}: {o:?}");
+        assert!(
+            stderr.contains(&format!("row with key (id=3) column `{column}`: {why}")),
+            "{column}: {stderr}"
+        );
+        assert!(
+            !stderr.contains("22021") && !stderr.contains("22P05"),
+            "{stderr}"
+        );
+        c.batch_execute(&format!("DROP TABLE IF EXISTS {sink}"))
+            .await
+            .unwrap();
+    }
+    c.batch_execute(&format!("DROP TABLE {src}")).await.unwrap();
+}

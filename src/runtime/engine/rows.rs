@@ -139,23 +139,40 @@ fn warn_duplicates(p: &Pipeline, count: usize, first: Option<String>) {
     }
 }
 
+/// The stored row hash of a row whose enrichment lookup failed under `on_error: null`:
+/// the source's hash with every bit flipped, which differs from it (and, unlike NULL, fits
+/// a NOT NULL hash column). Every comparison (block hashes on every dialect, leaf diffs,
+/// the upsert's skipping of unchanged rows) then sees the row as changed, so that the next
+/// reconciliation looks it up again instead of keeping its NULL outputs for good.
+pub fn failed_lookup_hash(h: Value) -> Value {
+    match h {
+        Value::Int(h) => Value::Int(!h),
+        other => other,
+    }
+}
+
 /// Enriches `rows` and turns them into load rows (sink fields, then the stored hash), with
-/// duplicate keys inside the batch collapsed to their last row (and warned about).
+/// duplicate keys inside the batch collapsed to their last row (and warned about). A row
+/// an enrichment's lookup failed for (`on_error: null`) stores [`failed_lookup_hash`].
 pub async fn to_sink_rows(
     p: &Pipeline,
     enricher: &Enricher,
     mut rows: Vec<AliasRow>,
     now: NaiveDateTime,
 ) -> Result<Vec<Row>, RuntimeError> {
-    enricher.run(&mut rows).await?;
+    let report = enricher.run(&mut rows).await?;
     let append = appends_hash(p);
     let mut out: Vec<Row> = Vec::with_capacity(rows.len());
     let mut seen: HashMap<String, usize> = HashMap::new();
     let (mut dups, mut first) = (0, None);
-    for r in &rows {
+    for (i, r) in rows.iter().enumerate() {
         let mut s = transform::sink_row(p, r, now)?;
         if append {
-            s.push(r.get(HASH_ALIAS).cloned().unwrap_or(Value::Null));
+            let h = r.get(HASH_ALIAS).cloned().unwrap_or(Value::Null);
+            s.push(match report.lookup_failed.get(i) {
+                Some(true) => failed_lookup_hash(h),
+                _ => h,
+            });
         }
         if p.key.is_empty() {
             out.push(s);

@@ -404,16 +404,24 @@ impl SinkTable {
                     name: t.name.clone(),
                     native: t.native.clone(),
                     // PostgreSQL text holds no NUL character, which MySQL and ClickHouse
-                    // text may (a PostgreSQL source cannot have one).
+                    // text may, and so may any value synctool computes (an enrichment
+                    // output, a template, an expression): only a copy of a PostgreSQL
+                    // source's column is sure to hold none.
                     no_nul: dialect == DialectKind::Postgres
-                        && matches!(c.1, Dtype::Str | Dtype::Json)
-                        && p.source.store.kind.dialect() != Some(DialectKind::Postgres),
+                        && c.1 == Dtype::Str
+                        && !from_pg_column(p, i),
+                    // Nor does `jsonb` hold a `\u0000` escape, which a document from
+                    // anywhere may carry (a PostgreSQL `json` column, too).
+                    no_nul_escape: dialect == DialectKind::Postgres
+                        && c.1 == Dtype::Json
+                        && t.native.eq_ignore_ascii_case("jsonb"),
                     bmp_only: t.collation.as_deref().is_some_and(three_byte_charset),
                 };
                 (check.not_null
                     || check.limit != Limit::None
                     || check.field.is_some()
                     || check.no_nul
+                    || check.no_nul_escape
                     || check.bmp_only)
                     .then_some(check)
             })
@@ -465,6 +473,39 @@ struct ColumnCheck {
     bmp_only: bool,
     /// Text with a NUL character is refused (PostgreSQL cannot store it).
     no_nul: bool,
+    /// A JSON document with a `\u0000` escape is refused (PostgreSQL's `jsonb` cannot
+    /// store it).
+    no_nul_escape: bool,
+}
+
+/// Whether load column `i` of `p` is a copy of a PostgreSQL source's column (or of an
+/// expression its extract query computes), whose text cannot hold a NUL character.
+fn from_pg_column(p: &Pipeline, i: usize) -> bool {
+    p.source.store.kind.dialect() == Some(DialectKind::Postgres)
+        && p.sink.fields.get(i).is_some_and(|f| {
+            matches!(
+                f.value,
+                crate::ir::FieldValue::Column { .. } | crate::ir::FieldValue::Pushed { .. }
+            )
+        })
+}
+
+/// Whether a JSON document's text holds a `\u0000` escape (in a string or a key).
+fn has_nul_escape(text: &str) -> bool {
+    let b = text.as_bytes();
+    let mut i = 0;
+    while let Some(at) = b[i..].iter().position(|&c| c == b'\\') {
+        let j = i + at;
+        if b.get(j + 1) == Some(&b'u') && b.get(j + 2..j + 6) == Some(b"0000".as_slice()) {
+            return true;
+        }
+        // Skip the escaped character (`\\` included).
+        i = j + 2;
+        if i >= b.len() {
+            break;
+        }
+    }
+    false
 }
 
 /// Whether a MySQL collation belongs to a character set of at most three bytes a character
@@ -644,6 +685,14 @@ impl ColumnCheck {
             if s.contains('\0') {
                 return Err(format!(
                     "text with a NUL character (\\0), which PostgreSQL's {} cannot hold",
+                    self.native
+                ));
+            }
+        }
+        if let (true, Value::Json(j)) = (self.no_nul_escape, v) {
+            if has_nul_escape(j.text()) {
+                return Err(format!(
+                    "a JSON document with a NUL character (\\u0000), which PostgreSQL's {} cannot hold",
                     self.native
                 ));
             }
@@ -1252,6 +1301,36 @@ mod tests {
             native: "t".into(),
             bmp_only: false,
             no_nul: false,
+            no_nul_escape: false,
+        }
+    }
+
+    #[test]
+    fn jsonb_refuses_a_nul_escape_only() {
+        let doc = |t: &str| Value::Json(Box::new(crate::expr::value::Json::from_text(t).unwrap()));
+        let jsonb = ColumnCheck {
+            no_nul_escape: true,
+            native: "jsonb".into(),
+            ..check(Limit::None, false)
+        };
+        for ok in [
+            r#"{"a": "b"}"#,
+            r#"{"a": "\\u0000"}"#,
+            r#"["\\", "u0000"]"#,
+            r#"{"a": "\u0001"}"#,
+        ] {
+            assert!(jsonb.admit(&doc(ok)).is_ok(), "{ok}");
+        }
+        for bad in [
+            r#"{"a": "x\u0000y"}"#,
+            r#"{"\u0000": 1}"#,
+            r#"["\\\u0000"]"#,
+        ] {
+            assert_eq!(
+                jsonb.admit(&doc(bad)).unwrap_err(),
+                "a JSON document with a NUL character (\\u0000), which PostgreSQL's jsonb cannot hold",
+                "{bad}"
+            );
         }
     }
 

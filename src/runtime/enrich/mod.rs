@@ -15,7 +15,18 @@
 //!    after one whose request cannot be rendered are not looked up, and the first HTTP
 //!    lookup that fails for good cancels the batch's others —, `null` gives NULL outputs,
 //!    `skip` drops the row. The rows `null` and `skip` handled are counted over the run
-//!    ([`OnErrorTally`]), for one warning at its end.
+//!    ([`OnErrorTally`]), once per row however many of its enrichments failed, for one
+//!    warning at its end.
+//!
+//! A row `null` handled because its *lookup* failed (the store could not be reached, timed
+//! out, or answered with an error: an HTTP status other than 2xx, a Redis error reply or a
+//! value that is not UTF-8) is flagged in [`EnrichReport::lookup_failed`]: its NULL
+//! outputs say nothing about the store's data, so the engine stores a row hash that
+//! matches no source row for it, and the next reconciliation looks it up again. A lookup
+//! that found nothing (a missing Redis key, a JSON `null`, a field the output expression
+//! does not find) is not a failure, and neither are a request that cannot be rendered
+//! or an output expression that fails on the value it got: those give the same result on
+//! every run.
 
 pub mod http;
 pub mod redis;
@@ -65,8 +76,8 @@ pub struct FirstFailure {
 pub struct OnErrorTally {
     /// Rows dropped under `on_error: skip`.
     pub skipped: u64,
-    /// Rows whose outputs of an enrichment were set to NULL under `on_error: null` (a row
-    /// counts once per enrichment that failed for it).
+    /// Rows given NULL outputs under `on_error: null` and written (a row counts once,
+    /// however many of its enrichments failed; a row later skipped counts as skipped).
     pub nulled: u64,
     /// The first such row.
     pub first: Option<FirstFailure>,
@@ -76,12 +87,11 @@ pub struct OnErrorTally {
 pub type SharedTally = Arc<Mutex<OnErrorTally>>;
 
 impl OnErrorTally {
-    /// Count one row `e`'s `on_error` handled (`key` is rendered for the first only).
+    /// Remember the first row `e`'s `on_error` handled (`key` is rendered for it only); the
+    /// rows are counted per batch, by [`Enricher::run`].
     fn record(&mut self, e: &Enrichment, key: impl FnOnce() -> String, reason: &str) {
-        match e.on_error {
-            OnError::Null => self.nulled += 1,
-            OnError::Skip => self.skipped += 1,
-            OnError::Fail => return,
+        if e.on_error == OnError::Fail {
+            return;
         }
         self.first.get_or_insert_with(|| FirstFailure {
             enrichment: e.name.clone(),
@@ -212,6 +222,19 @@ pub struct EnrichReport {
     pub skipped: Vec<SkippedRow>,
     /// Counters per enrichment, in config order.
     pub stats: Vec<LookupStats>,
+    /// For each row left in `rows` (in order): whether `on_error: null` gave it NULL
+    /// outputs because a lookup failed (see the module documentation), so that its stored
+    /// row hash must mark it as not in sync.
+    pub lookup_failed: Vec<bool>,
+}
+
+/// How one row fared in one enrichment.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Failure {
+    /// The request could not be rendered, or the output expression failed on the value.
+    Row,
+    /// The lookup itself failed: the store gave no value.
+    Lookup,
 }
 
 /// Settings of an external store, from the config.
@@ -306,11 +329,30 @@ impl Enricher {
     /// `rows` is then left partly enriched and must not be written.
     pub async fn run(&self, rows: &mut Vec<AliasRow>) -> Result<EnrichReport, RuntimeError> {
         let mut alive = vec![true; rows.len()];
+        // Per input row: the worst failure `on_error: null` handled for it.
+        let mut nulled: Vec<Option<Failure>> = vec![None; rows.len()];
         let mut report = EnrichReport::default();
         for step in &self.steps {
-            let stats = self.run_step(step, rows, &mut alive, &mut report).await?;
+            let stats = self
+                .run_step(step, rows, &mut alive, &mut nulled, &mut report)
+                .await?;
             report.stats.push(stats);
         }
+        {
+            let mut t = self.tally.lock().unwrap_or_else(|p| p.into_inner());
+            t.skipped += alive.iter().filter(|a| !**a).count() as u64;
+            t.nulled += alive
+                .iter()
+                .zip(&nulled)
+                .filter(|(a, n)| **a && n.is_some())
+                .count() as u64;
+        }
+        report.lookup_failed = alive
+            .iter()
+            .zip(&nulled)
+            .filter(|(a, _)| **a)
+            .map(|(_, n)| *n == Some(Failure::Lookup))
+            .collect();
         let mut i = 0;
         rows.retain(|_| {
             let k = alive[i];
@@ -326,6 +368,7 @@ impl Enricher {
         step: &Step,
         rows: &mut [AliasRow],
         alive: &mut [bool],
+        nulled: &mut [Option<Failure>],
         report: &mut EnrichReport,
     ) -> Result<LookupStats, RuntimeError> {
         let e = &step.enrichment;
@@ -384,18 +427,24 @@ impl Enricher {
             let outcome = match req.map(|idx| &results[idx]) {
                 // A lookup cut short by another's failure: that failure stops the run.
                 Ok(None) => continue,
-                Ok(Some(r)) => r.clone().map_err(|LookupError(m)| m),
-                Err(m) => Err(m),
+                Ok(Some(r)) => r.clone().map_err(|LookupError(m)| (Failure::Lookup, m)),
+                Err(m) => Err((Failure::Row, m)),
             }
-            .and_then(|v| self.outputs(e, v, map_output));
+            .and_then(|v| {
+                self.outputs(e, v, map_output)
+                    .map_err(|m| (Failure::Row, m))
+            });
             match outcome {
                 Ok(outs) => rows[i].extend(outs),
-                Err(message) => {
+                Err((kind, message)) => {
                     stats.failed_rows += 1;
                     match e.on_error {
                         OnError::Fail => return Err(self.failure(e, &rows[i], message)),
                         OnError::Null => {
                             self.record(e, &rows[i], &message);
+                            if nulled[i] != Some(Failure::Lookup) {
+                                nulled[i] = Some(kind);
+                            }
                             rows[i].extend(e.outputs.keys().map(|k| (k.clone(), Value::Null)))
                         }
                         OnError::Skip => {
