@@ -143,19 +143,18 @@ fn pipeline(
         }
         None => raw_source,
     };
-    let mut source = source::source(raw_source, stores, diags)?;
+    let mut declared = Vec::new();
+    let mut source = source::source(raw_source, stores, &mut declared, diags)?;
     if source.store.kind == ir::StoreKind::Nats {
         source::nats_sink_limits(raw_sink, diags);
     }
     let enrichments = enrich::enrichments(&p.enrichment, &source, stores, diags);
     // Names declared but refused by their own checks (a bad dtype, a bad output
     // expression): the sink fields naming them are not reported a second time.
-    let mut broken: Vec<String> = raw_source
-        .fields
-        .iter()
-        .flat_map(|f| {
-            std::iter::once(f.column.value.clone()).chain(f.alias.iter().map(|a| a.value.clone()))
-        })
+    // `declared`: every name a source field was declared under (its column, as written and
+    // resolved, its alias or default alias); those no field kept are broken.
+    let mut broken: Vec<String> = declared
+        .into_iter()
         .filter(|n| {
             !source
                 .fields

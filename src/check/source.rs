@@ -96,7 +96,15 @@ pub fn implied_fields(r: &RawSource, sink: &RawSink, diags: &mut Diags) -> Optio
 }
 
 /// Check the source.
-pub fn source(r: &RawSource, stores: &Stores, diags: &mut Diags) -> Option<Source> {
+/// `declared` receives every name a field is declared under (its column as written and as
+/// resolved, its alias and default alias): the caller takes those that no kept field answers
+/// to for fields refused by their own checks, whose later uses are not reported again.
+pub fn source(
+    r: &RawSource,
+    stores: &Stores,
+    declared: &mut Vec<String>,
+    diags: &mut Diags,
+) -> Option<Source> {
     let store = stores.datastore(&r.datastore, diags)?;
     let sql = match store.kind {
         StoreKind::Sql(_) => true,
@@ -209,9 +217,15 @@ pub fn source(r: &RawSource, stores: &Stores, diags: &mut Diags) -> Option<Sourc
 
     let mut fields: Vec<SourceField> = Vec::new();
     for f in &r.fields {
+        declared.push(f.column.value.trim().to_string());
+        declared.extend(f.alias.iter().map(|a| a.value.clone()));
+        if let Some((q, c)) = f.column.value.trim().split_once('.') {
+            declared.push(format!("{q}__{c}"));
+        }
         let Some(column) = scope.column(&f.column, diags) else {
             continue;
         };
+        declared.push(default_alias(&column));
         let dt = match &f.dtype {
             Some(d) => dtype(d, diags),
             None => {

@@ -68,6 +68,7 @@ impl Stores {
                         }
                         check_one_authorization(u, &d.headers, diags);
                     }
+                    check_headers(&d.headers, diags);
                 }
                 StoreKind::Nats => {
                     if d.servers.is_empty() {
@@ -150,6 +151,7 @@ impl Stores {
             if let Some(u) = &e.url {
                 check_one_authorization(u, &e.headers, diags);
             }
+            check_headers(&e.headers, diags);
             if kind == ExternalKind::Redis && e.host.is_none() {
                 diags.push(
                     Diagnostic::error(format!(
@@ -297,7 +299,7 @@ fn check_tls(d: &RawTls, diags: &mut Diags) {
                 return;
             }
         },
-        (None, Some(t)) => Some(TlsMode::from_flag(t.value)),
+        (None, Some(t)) => Some(t.value),
         (None, None) => None,
     };
     let files = [
@@ -344,6 +346,53 @@ fn check_host(host: Option<&Spanned<String>>, diags: &mut Diags) {
             h.error("`host` takes a host name or address, not a URL")
                 .with_help("give the user, password, port and database in `username`, `password`, `port` and `database`"),
         );
+    }
+}
+
+/// Header names must be HTTP tokens (RFC 7230: letters, digits and ``!#$%&'*+-.^_`|~``),
+/// and values must not hold line breaks, NUL or other control characters (a tab is fine):
+/// the HTTP client refuses them only when it sends the first request. Errors name the header
+/// but never show its value, which may be a secret.
+fn check_headers(headers: &[(Spanned<String>, Spanned<String>)], diags: &mut Diags) {
+    let tchar = |c: char| c.is_ascii_alphanumeric() || "!#$%&'*+-.^_`|~".contains(c);
+    for (name, value) in headers {
+        let shown = name.value.escape_debug().to_string();
+        if name.value.is_empty() {
+            diags.push(name.error("a header name cannot be empty"));
+            continue;
+        }
+        if let Some(bad) = name.value.chars().find(|c| !tchar(*c)) {
+            let what = match bad {
+                ' ' => "a space".to_string(),
+                c if c.is_control() => format!("the control character {}", c.escape_debug()),
+                c => format!("`{c}`"),
+            };
+            diags.push(
+                name.error(format!(
+                    "`{shown}` is not a valid HTTP header name: it holds {what}"
+                ))
+                .with_help(
+                    "a header name is letters, digits and !#$%&'*+-.^_`|~ (e.g. `X-Api-Key`)",
+                ),
+            );
+            continue;
+        }
+        let bad = value
+            .value
+            .chars()
+            .find(|c| c.is_ascii_control() && *c != '\t');
+        if let Some(bad) = bad {
+            let what = match bad {
+                '\r' | '\n' => "a line break",
+                '\0' => "a NUL character",
+                _ => "a control character",
+            };
+            diags.push(
+                value
+                    .error(format!("the value of header `{shown}` holds {what}"))
+                    .with_help("a header value is one line of text; check the variable or the YAML string it comes from"),
+            );
+        }
     }
 }
 

@@ -1,6 +1,8 @@
 //! `${VAR}` and `${VAR:-default}` environment interpolation in string values, applied to the
-//! spanned YAML tree before decoding. `$${` writes a literal `${`. Anything else that is not
-//! `${NAME…}` (for example the template text `${{ o__total }}`) is left as it is.
+//! spanned YAML tree before decoding. A default may itself hold references
+//! (`${A:-${B:-x}}`). `$${` writes a literal `${`, and `${{` (the template text
+//! `${{ o__total }}`) is left as it is; any other `${` that is not a well-formed reference
+//! (`${1X}`, `${}`, `${A-x}`, an unclosed `${A`) is an error.
 
 use super::yaml::{Node, NodeValue};
 use crate::diag::{Diagnostic, Span};
@@ -41,7 +43,12 @@ fn walk(node: &mut Node, path: &str, env: &dyn Env, errors: &mut Vec<Diagnostic>
             if !s.contains('$') {
                 return;
             }
-            match expand(s, node.content, env) {
+            // Errors quote the reference unless the value is a secret (the shown source line
+            // is masked then too).
+            let key = path.rsplit('.').next().unwrap_or("");
+            let key = key.split('[').next().unwrap_or(key);
+            let secret = super::redact::is_secret_name(key) || path.contains(".headers.");
+            match expand(s, node.content, env, secret) {
                 Ok(Some(new)) => {
                     if new.is_empty() && !node.quoted {
                         // Nothing was written after all (`${UNSET:-}`): an empty value,
@@ -78,53 +85,162 @@ fn walk(node: &mut Node, path: &str, env: &dyn Env, errors: &mut Vec<Diagnostic>
     }
 }
 
-/// Expand one string. `Ok(None)` when nothing was substituted.
-fn expand(s: &str, content: Span, env: &dyn Env) -> Result<Option<String>, Box<Diagnostic>> {
-    let mut out = String::with_capacity(s.len());
-    let mut changed = false;
-    let mut i = 0;
-    let b = s.as_bytes();
-    while i < b.len() {
-        if b[i] == b'$' && s[i..].starts_with("$${") {
-            out.push_str("${");
-            i += 3;
-            changed = true;
-            continue;
+/// Expand one string. `Ok(None)` when nothing was substituted. `secret`: the value is a
+/// secret (a password, a header value), so errors must not quote it.
+fn expand(
+    s: &str,
+    content: Span,
+    env: &dyn Env,
+    secret: bool,
+) -> Result<Option<String>, Box<Diagnostic>> {
+    let mut x = Expander {
+        s,
+        content,
+        env,
+        secret,
+        changed: false,
+    };
+    let (out, _) = x.until(0, None, true)?;
+    Ok(x.changed.then_some(out))
+}
+
+struct Expander<'a> {
+    s: &'a str,
+    content: Span,
+    env: &'a dyn Env,
+    secret: bool,
+    changed: bool,
+}
+
+const FORMS: &str = "write `${NAME}` or `${NAME:-default}` (a name is letters, digits and `_`, \
+                     not starting with a digit); `$${` is a literal `${`";
+
+impl Expander<'_> {
+    /// Expand from byte `i` to the end of the string, or (`nested`: inside the default of the
+    /// reference starting there) to the `}` that closes it, whose index is returned. `eval`:
+    /// whether the text is used (the default of a variable that is set is only read to find
+    /// its end).
+    fn until(
+        &mut self,
+        mut i: usize,
+        nested: Option<usize>,
+        eval: bool,
+    ) -> Result<(String, usize), Box<Diagnostic>> {
+        let s = self.s;
+        let b = s.as_bytes();
+        let mut out = String::new();
+        while i < b.len() {
+            if nested.is_some() && b[i] == b'}' {
+                return Ok((out, i));
+            }
+            if s[i..].starts_with("$${") {
+                out.push_str("${");
+                i += 3;
+                self.changed = true;
+                continue;
+            }
+            // `${{ x }}` is template text (a `$` before a printed value), not a reference.
+            if !s[i..].starts_with("${") || s[i..].starts_with("${{") {
+                let ch = s[i..].chars().next().expect("in bounds");
+                out.push(ch);
+                i += ch.len_utf8();
+                continue;
+            }
+            let (value, end) = self.reference(i, eval)?;
+            out.push_str(&value);
+            self.changed = true;
+            i = end;
         }
-        let is_var_start = b[i] == b'$'
-            && b.get(i + 1) == Some(&b'{')
-            && b.get(i + 2)
-                .is_some_and(|c| c.is_ascii_alphabetic() || *c == b'_');
-        if !is_var_start {
-            let ch = s[i..].chars().next().expect("in bounds");
-            out.push(ch);
-            i += ch.len_utf8();
-            continue;
+        if let Some(start) = nested {
+            return Err(self.unterminated(start));
         }
-        let rest = &s[i + 2..];
-        let Some(close) = rest.find('}') else {
+        Ok((out, i))
+    }
+
+    fn unterminated(&self, start: usize) -> Box<Diagnostic> {
+        Box::new(
+            Diagnostic::error("unterminated `${` in an environment variable reference")
+                .with_span(self.content.sub(start, self.s.len()))
+                .with_help(FORMS),
+        )
+    }
+
+    /// The reference starting at byte `i` (`${`): its value and the byte after its `}`.
+    fn reference(&mut self, i: usize, eval: bool) -> Result<(String, usize), Box<Diagnostic>> {
+        let s = self.s;
+        let b = s.as_bytes();
+        let name_start = i + 2;
+        let mut j = name_start;
+        while j < b.len() && (b[j].is_ascii_alphanumeric() || b[j] == b'_') {
+            j += 1;
+        }
+        let name = &s[name_start..j];
+        // The whole reference, as far as it can be told, for the error's span.
+        let shown_end = s[i..].find('}').map_or(s.len(), |c| i + c + 1);
+        let shown = self.content.sub(i, shown_end);
+        let quoted = |what: &str| {
+            if self.secret {
+                String::new()
+            } else {
+                format!(" `{what}`")
+            }
+        };
+        if j >= b.len() {
+            return Err(self.unterminated(i));
+        }
+        if name.is_empty() || name.as_bytes()[0].is_ascii_digit() {
+            let msg = if name.is_empty() {
+                format!(
+                    "malformed environment variable reference{}: no variable name after `${{`",
+                    quoted(&s[i..shown_end])
+                )
+            } else {
+                format!(
+                    "malformed environment variable reference{}: a name cannot start with a digit",
+                    quoted(&s[i..shown_end])
+                )
+            };
             return Err(Box::new(
-                Diagnostic::error("unterminated `${` in an environment variable reference")
-                    .with_span(content.sub(i, s.len()))
-                    .with_help("write `${NAME}` or `${NAME:-default}`; `$${` is a literal `${`"),
+                Diagnostic::error(msg).with_span(shown).with_help(FORMS),
+            ));
+        }
+        let default_start = if b[j] == b'}' {
+            None
+        } else if s[j..].starts_with(":-") {
+            Some(j + 2)
+        } else {
+            let what = if self.secret {
+                "a character after the name".to_string()
+            } else {
+                let c = s[j..].chars().next().expect("in bounds");
+                format!("`{c}` after the name `{name}`")
+            };
+            return Err(Box::new(
+                Diagnostic::error(format!(
+                    "malformed environment variable reference{}: {what}, where `}}` or `:-` belongs",
+                    quoted(&s[i..shown_end]),
+                ))
+                .with_span(self.content.sub(i, shown_end))
+                .with_help(FORMS),
             ));
         };
-        let inner = &rest[..close];
-        let (name, default) = match inner.split_once(":-") {
-            Some((n, d)) => (n, Some(d)),
-            None => (inner, None),
+        let value = self.env.get(name);
+        let span = match default_start {
+            None => self.content.sub(i, j + 1),
+            Some(_) => shown,
         };
-        let span = content.sub(i, i + 3 + close);
-        if !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
-            return Err(Box::new(
-                Diagnostic::error(format!("`{name}` is not a valid environment variable name"))
-                    .with_span(span)
-                    .with_help("write `${NAME}` or `${NAME:-default}`"),
-            ));
-        }
-        match (env.get(name), default) {
-            (Some(v), _) => out.push_str(&v),
-            (None, Some(d)) => out.push_str(d),
+        let (default, end) = match default_start {
+            None => (None, j + 1),
+            Some(d) => {
+                // The default is expanded in turn (`${A:-${B:-x}}`), up to its own `}`.
+                let (text, close) = self.until(d, Some(i), eval && value.is_none())?;
+                (Some(text), close + 1)
+            }
+        };
+        let out = match (value, default) {
+            (Some(v), _) => v,
+            (None, Some(d)) => d,
+            (None, None) if !eval => String::new(),
             (None, None) => {
                 return Err(Box::new(
                     Diagnostic::error(format!("environment variable `{name}` is not set"))
@@ -135,11 +251,9 @@ fn expand(s: &str, content: Span, env: &dyn Env) -> Result<Option<String>, Box<D
                         )),
                 ))
             }
-        }
-        changed = true;
-        i += 3 + close;
+        };
+        Ok((out, end))
     }
-    Ok(changed.then_some(out))
 }
 
 #[cfg(test)]
@@ -155,23 +269,81 @@ mod tests {
     fn expands_and_defaults() {
         let e = env();
         let sp = Span::new(10, 40);
-        assert_eq!(expand("${PGPASS}", sp, &e).unwrap(), Some("s3cret".into()));
-        assert_eq!(expand("a${NOPE:-x}b", sp, &e).unwrap(), Some("axb".into()));
         assert_eq!(
-            expand("$${PGPASS}", sp, &e).unwrap(),
+            expand("${PGPASS}", sp, &e, false).unwrap(),
+            Some("s3cret".into())
+        );
+        assert_eq!(
+            expand("a${NOPE:-x}b", sp, &e, false).unwrap(),
+            Some("axb".into())
+        );
+        assert_eq!(
+            expand("$${PGPASS}", sp, &e, false).unwrap(),
             Some("${PGPASS}".into())
         );
         assert_eq!(
-            expand("TMPL({{ name }} - ${{ o__total }})", sp, &e).unwrap(),
+            expand("TMPL({{ name }} - ${{ o__total }})", sp, &e, false).unwrap(),
             None
         );
-        assert_eq!(expand("cost $5", sp, &e).unwrap(), None);
+        assert_eq!(expand("cost $5", sp, &e, false).unwrap(), None);
     }
 
     #[test]
     fn unset_without_default_is_located() {
-        let d = expand("x ${NOPE} y", Span::new(100, 111), &env()).unwrap_err();
+        let d = expand("x ${NOPE} y", Span::new(100, 111), &env(), false).unwrap_err();
         assert_eq!(d.span, Some(Span::new(102, 109)));
         assert!(d.message.contains("NOPE"));
+    }
+
+    #[test]
+    fn a_default_may_hold_references() {
+        let e = env();
+        let sp = Span::new(0, 60);
+        let x = |s: &str| expand(s, sp, &e, false);
+        assert_eq!(x("${NOPE:-${PGPASS}}").unwrap(), Some("s3cret".into()));
+        assert_eq!(x("a${NOPE:-${NADA:-d}}b").unwrap(), Some("adb".into()));
+        assert_eq!(x("${PGPASS:-${NADA}}").unwrap(), Some("s3cret".into()));
+        assert_eq!(x("${NOPE:-}").unwrap(), Some("".into()));
+        assert_eq!(x("${NOPE:-$${x}").unwrap(), Some("${x".into()));
+        // An unset reference in a default that is used is an error, naming that variable.
+        let d = x("${NOPE:-${NADA}}").unwrap_err();
+        assert!(d.message.contains("`NADA` is not set"), "{}", d.message);
+        assert_eq!(d.span, Some(Span::new(8, 15)));
+        let d = x("${NOPE:-${NADA:-x}").unwrap_err();
+        assert!(d.message.contains("unterminated"), "{}", d.message);
+        assert_eq!(d.span, Some(Span::new(0, 18)));
+    }
+
+    #[test]
+    fn malformed_references_are_errors() {
+        let e = env();
+        let sp = Span::new(100, 200);
+        for (text, needle, span) in [
+            ("${1BAD}", "a name cannot start with a digit", (100, 107)),
+            ("x${}", "no variable name", (101, 104)),
+            ("${ A }", "no variable name", (100, 106)),
+            ("${A-x}", "`-` after the name `A`", (100, 106)),
+            ("${A:=x}", "`:` after the name `A`", (100, 107)),
+            ("db_${A", "unterminated", (103, 106)),
+            ("${A:-x", "unterminated", (100, 106)),
+        ] {
+            let d = expand(text, sp, &e, false).unwrap_err();
+            assert!(d.message.contains(needle), "{text}: {}", d.message);
+            assert_eq!(d.span, Some(Span::new(span.0, span.1)), "{text}");
+        }
+        // A secret value is not quoted.
+        let d = expand("pa${1ss}word", sp, &e, true).unwrap_err();
+        assert!(!d.message.contains("1ss"), "{}", d.message);
+        let d = expand("pa${s-x}word", sp, &e, true).unwrap_err();
+        assert!(
+            !d.message.contains("s-x") && !d.message.contains("`s`"),
+            "{}",
+            d.message
+        );
+        // Escapes and template text stay.
+        assert_eq!(
+            expand("$${1BAD} ${{ x }}", sp, &e, false).unwrap(),
+            Some("${1BAD} ${{ x }}".into())
+        );
     }
 }

@@ -6,7 +6,7 @@ use super::decode::{
 };
 use super::tls::TlsMode;
 use super::yaml::{Node, NodeValue};
-use crate::diag::Diagnostic;
+use crate::diag::{did_you_mean, Diagnostic};
 
 type S = Spanned<String>;
 
@@ -77,8 +77,9 @@ pub struct RawDatastore {
 pub struct RawTls {
     /// `sslmode`: disable, allow, prefer, require, verify-ca, verify-full (libpq's names)
     pub sslmode: Option<S>,
-    /// `tls`: `true` is `sslmode: verify-full`, `false` is `disable`
-    pub flag: Option<Spanned<bool>>,
+    /// `tls`: `true` is `sslmode: verify-full`, `false` is `disable`; it also takes any
+    /// `sslmode` value (`tls: require`)
+    pub flag: Option<Spanned<TlsMode>>,
     /// `sslrootcert`: a PEM file of CA certificates to trust
     pub sslrootcert: Option<S>,
     /// `sslcert`: a PEM file with the client certificate (chain) presented to the server
@@ -91,7 +92,7 @@ impl RawTls {
     fn read(m: &mut MapReader<'_>, ctx: &mut Ctx) -> RawTls {
         RawTls {
             sslmode: m.str("sslmode", ctx),
-            flag: m.bool("tls", ctx),
+            flag: tls_flag(m, ctx),
             sslrootcert: m.str("sslrootcert", ctx),
             sslcert: m.str("sslcert", ctx),
             sslkey: m.str("sslkey", ctx),
@@ -104,7 +105,7 @@ impl RawTls {
     pub fn mode(&self) -> Option<TlsMode> {
         match (&self.sslmode, &self.flag) {
             (Some(m), _) => Some(TlsMode::parse(&m.value).unwrap_or(TlsMode::VerifyFull)),
-            (None, Some(t)) => Some(TlsMode::from_flag(t.value)),
+            (None, Some(t)) => Some(t.value),
             (None, None) => None,
         }
     }
@@ -128,6 +129,44 @@ impl RawTls {
         match (&self.sslcert, &self.sslkey) {
             (Some(c), Some(k)) => Some((c.value.clone().into(), k.value.clone().into())),
             _ => None,
+        }
+    }
+}
+
+/// `tls`: `true` / `false` (also as `yes`/`no`/`on`/`off`), or an `sslmode` value.
+fn tls_flag(m: &mut MapReader<'_>, ctx: &mut Ctx) -> Option<Spanned<TlsMode>> {
+    let (path, n) = m.take("tls")?;
+    let mode = match &n.value {
+        NodeValue::Bool(b) => Some(TlsMode::from_flag(*b)),
+        NodeValue::Str(s) => match s.trim().to_ascii_lowercase().as_str() {
+            "true" | "yes" | "on" => Some(TlsMode::from_flag(true)),
+            "false" | "no" | "off" => Some(TlsMode::from_flag(false)),
+            _ => TlsMode::parse(s),
+        },
+        _ => None,
+    };
+    match mode {
+        Some(value) => Some(Spanned {
+            value,
+            span: n.span,
+            path,
+        }),
+        None => {
+            let found = match &n.value {
+                NodeValue::Str(s) => format!("`{s}`"),
+                _ => n.type_name().to_string(),
+            };
+            let mut d = Diagnostic::error(format!(
+                "`tls` must be true, false or an sslmode value, found {found}"
+            ))
+            .at_path(path)
+            .with_span(n.span);
+            d = match n.as_str().and_then(|s| did_you_mean(s, TlsMode::NAMES)) {
+                Some(s) => d.with_help(format!("did you mean `{s}`?")),
+                None => d.with_help(format!("sslmode values: {}", TlsMode::NAMES.join(", "))),
+            };
+            ctx.err(d);
+            None
         }
     }
 }
@@ -533,7 +572,7 @@ fn datastore(n: &Node, path: &str, ctx: &mut Ctx) -> Option<RawDatastore> {
         headers: m.string_map("headers", true, ctx),
         timeout: m.seconds("timeout", MAX_TIMEOUT, ctx),
         retries: m.count("retries", 0, ctx),
-        servers: strings(&mut m, "servers", ctx)
+        servers: server_urls(&mut m, ctx)
             .into_iter()
             .inspect(|s| mask_url_credentials(s, ctx))
             .collect(),
@@ -571,6 +610,27 @@ fn placeholder(path: &str) -> S {
         span: Default::default(),
         path: path.to_string(),
     }
+}
+
+/// NATS `servers`: a URL or a list of them, each a string (`5` is not a server).
+fn server_urls(m: &mut MapReader<'_>, ctx: &mut Ctx) -> Vec<S> {
+    m.seq("servers", true, ctx)
+        .into_iter()
+        .filter_map(|(p, n)| {
+            if n.as_str().is_none() {
+                ctx.err(
+                    Diagnostic::error(format!(
+                        "a NATS server must be a URL such as `nats://host:4222`, found {}",
+                        n.type_name()
+                    ))
+                    .at_path(p)
+                    .with_span(n.span),
+                );
+                return None;
+            }
+            super::decode::scalar_str(n, &p, ctx)
+        })
+        .collect()
 }
 
 fn strings(m: &mut MapReader<'_>, key: &str, ctx: &mut Ctx) -> Vec<S> {

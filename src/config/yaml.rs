@@ -4,7 +4,7 @@
 
 use crate::diag::{Diagnostic, Span};
 use std::collections::HashMap;
-use yaml_rust2::parser::{Event, MarkedEventReceiver, Parser};
+use yaml_rust2::parser::{Event, MarkedEventReceiver, Parser, Tag};
 use yaml_rust2::scanner::{Marker, TScalarStyle};
 
 /// A YAML node with its span in the source text.
@@ -75,7 +75,14 @@ pub fn parse(text: &str) -> Result<Node, Box<Diagnostic>> {
         error: None,
     };
     let mut parser = Parser::new_from_str(text);
-    if let Err(e) = parser.load(&mut b, false) {
+    // Every document is read, so that a second one is refused (see `DocumentStart` below)
+    // rather than silently left out.
+    let loaded = parser.load(&mut b, true);
+    // The builder's own errors come from earlier in the text than where the parser stopped.
+    if let Some(e) = b.error {
+        return Err(Box::new(e));
+    }
+    if let Err(e) = loaded {
         let mut at = offsets.byte(e.marker().index());
         let msg = e.to_string();
         // yaml-rust2 appends " at byte … line … column …": keep only the description.
@@ -94,15 +101,118 @@ pub fn parse(text: &str) -> Result<Node, Box<Diagnostic>> {
                 .with_label(label),
         ));
     }
-    if let Some(e) = b.error {
-        return Err(Box::new(e));
-    }
     Ok(b.root.unwrap_or(Node {
         value: NodeValue::Null,
         span: Span::new(0, 0),
         content: Span::new(0, 0),
         quoted: false,
     }))
+}
+
+/// The prefix of the YAML core schema's tags (`!!str` is `tag:yaml.org,2002:str`).
+const CORE: &str = "tag:yaml.org,2002:";
+
+/// The core-schema name of a tag (`str` for `!!str` and `!<tag:yaml.org,2002:str>`).
+fn core_name(tag: &Tag) -> Option<&str> {
+    if tag.handle == CORE {
+        Some(&tag.suffix)
+    } else if tag.handle.is_empty() {
+        tag.suffix.strip_prefix(CORE)
+    } else {
+        None
+    }
+}
+
+/// A tag as written (`!!int`, `!local`).
+fn tag_text(tag: &Tag) -> String {
+    if tag.handle == CORE {
+        format!("!!{}", tag.suffix)
+    } else if tag.handle.is_empty() && tag.suffix == "!" {
+        "!".to_string()
+    } else {
+        format!("{}{}", tag.handle, tag.suffix)
+    }
+}
+
+fn unsupported_tag(tag: &Tag, at: usize) -> Box<Diagnostic> {
+    Box::new(
+        Diagnostic::error(format!("unsupported YAML tag `{}`", tag_text(tag)))
+            .with_span(Span::new(at, at + 1))
+            .with_help(
+                "a config takes no application tags; only the core schema's `!!str`, `!!int`, \
+                 `!!float`, `!!bool`, `!!null`, `!!seq` and `!!map` are read",
+            ),
+    )
+}
+
+/// Type a tagged scalar as its core-schema tag says (`!!str 5432` is a string); any other
+/// tag is refused. A value that does not fit its tag is an error; the value is not quoted
+/// in it (it may be a secret).
+fn apply_scalar_tag(
+    node: &mut Node,
+    text: String,
+    tag: &Tag,
+    at: usize,
+) -> Result<(), Box<Diagnostic>> {
+    let non_specific = tag.handle.is_empty() && tag.suffix == "!";
+    let suffix = if non_specific {
+        "str"
+    } else if let Some(name) = core_name(tag) {
+        name
+    } else {
+        return Err(unsupported_tag(tag, at));
+    };
+    let mismatch = |what: &str| {
+        Box::new(
+            Diagnostic::error(format!("a value tagged `{}` must be {what}", tag_text(tag)))
+                .with_span(node.span),
+        )
+    };
+    node.value = match suffix {
+        "str" => {
+            // Never re-typed, as if quoted.
+            node.quoted = true;
+            NodeValue::Str(text)
+        }
+        "int" => match resolve_plain(text) {
+            NodeValue::Int(i) => NodeValue::Int(i),
+            _ => return Err(mismatch("an integer")),
+        },
+        "float" => match resolve_plain(text) {
+            NodeValue::Float(f) => NodeValue::Float(f),
+            NodeValue::Int(i) => NodeValue::Float(i as f64),
+            _ => return Err(mismatch("a number")),
+        },
+        "bool" => match resolve_plain(text) {
+            NodeValue::Bool(b) => NodeValue::Bool(b),
+            _ => return Err(mismatch("`true` or `false`")),
+        },
+        "null" => match resolve_plain(text) {
+            NodeValue::Null => NodeValue::Null,
+            _ => return Err(mismatch("null")),
+        },
+        _ => return Err(unsupported_tag(tag, at)),
+    };
+    Ok(())
+}
+
+/// A tag on a sequence or mapping: only `!!seq` / `!!map` (and the non-specific `!`).
+fn collection_tag_error(tag: &Tag, kind: &str, at: usize) -> Option<Box<Diagnostic>> {
+    let non_specific = tag.handle.is_empty() && tag.suffix == "!";
+    if non_specific || core_name(tag) == Some(kind) {
+        return None;
+    }
+    if matches!(core_name(tag), Some("seq" | "map")) {
+        let what = if kind == "seq" { "a list" } else { "a mapping" };
+        return Some(Box::new(
+            Diagnostic::error(format!(
+                "a value tagged `{}` cannot be {what}",
+                tag_text(tag)
+            ))
+            .with_span(Span::new(at, at + 1)),
+        ));
+    }
+    Some(unsupported_tag(tag, at))
 }
 
 /// Converts yaml-rust2's character indices into byte offsets.
@@ -344,12 +454,29 @@ impl MarkedEventReceiver for Builder<'_> {
         }
         let at = self.offsets.byte(mark.index());
         match ev {
-            Event::Scalar(value, style, anchor, _tag) => {
-                let node = self.scalar(value, style, at);
+            Event::Scalar(value, style, anchor, tag) => {
+                let raw = tag.as_ref().map(|_| value.clone());
+                let mut node = self.scalar(value, style, at);
+                if let (Some(tag), Some(raw)) = (tag, raw) {
+                    if let Err(e) = apply_scalar_tag(&mut node, raw, &tag, at) {
+                        self.error = Some(*e);
+                        return;
+                    }
+                }
                 self.push_node(node, anchor);
             }
-            Event::SequenceStart(anchor, _) => self.stack.push(Frame::Seq(Vec::new(), at, anchor)),
-            Event::MappingStart(anchor, _) => {
+            Event::SequenceStart(anchor, tag) => {
+                if let Some(e) = tag.and_then(|t| collection_tag_error(&t, "seq", at)) {
+                    self.error = Some(*e);
+                    return;
+                }
+                self.stack.push(Frame::Seq(Vec::new(), at, anchor))
+            }
+            Event::MappingStart(anchor, tag) => {
+                if let Some(e) = tag.and_then(|t| collection_tag_error(&t, "map", at)) {
+                    self.error = Some(*e);
+                    return;
+                }
                 self.stack.push(Frame::Map(Vec::new(), None, at, anchor))
             }
             Event::SequenceEnd => {
@@ -405,9 +532,14 @@ impl MarkedEventReceiver for Builder<'_> {
                 }
             },
             Event::DocumentStart if self.root.is_some() => {
+                let end = (at + 3).min(self.text.len()).max(at);
                 self.error = Some(
                     Diagnostic::error("the config must be a single YAML document")
-                        .with_span(Span::new(at, at + 3)),
+                        .with_span(Span::new(at, end))
+                        .with_label("a second document starts here")
+                        .with_help(
+                            "merge its keys into the first document, or keep each config in a file of its own",
+                        ),
                 );
             }
             _ => {}
@@ -507,5 +639,52 @@ mod tests {
         );
         // Ordinary reuse is fine.
         assert!(parse("d: &d {host: h, port: 1}\na: *d\nb: *d\n").is_ok());
+    }
+
+    #[test]
+    fn a_second_document_is_refused_at_its_start() {
+        let text = "a: 1\n---\nb: 2\n";
+        let e = parse(text).unwrap_err();
+        assert!(e.message.contains("single YAML document"), "{}", e.message);
+        let span = e.span.expect("a span");
+        assert_eq!(&text[span.start..span.end], "---");
+        // Even when the second document does not parse.
+        let e = parse("a: 1\n---\nb: [\n").unwrap_err();
+        assert!(e.message.contains("single YAML document"), "{}", e.message);
+        assert!(parse("---\na: 1\n...\n").is_ok());
+        assert!(parse("# only a comment\n").is_ok());
+    }
+
+    #[test]
+    fn core_tags_type_their_value_and_others_are_refused() {
+        let n = parse("a: !!str 5432\nb: !!int '7'\nc: !!float 1\nd: !!bool 'true'\ne: ! 12\nf: !!map {x: 1}\ng: !!null ''\n").unwrap();
+        let NodeValue::Map(m) = &n.value else {
+            panic!()
+        };
+        assert_eq!(m[0].1.value, NodeValue::Str("5432".into()));
+        assert!(m[0].1.quoted, "never re-typed after interpolation");
+        assert_eq!(m[1].1.value, NodeValue::Int(7));
+        assert_eq!(m[2].1.value, NodeValue::Float(1.0));
+        assert_eq!(m[3].1.value, NodeValue::Bool(true));
+        assert_eq!(m[4].1.value, NodeValue::Str("12".into()));
+        assert!(matches!(m[5].1.value, NodeValue::Map(_)));
+        assert_eq!(m[6].1.value, NodeValue::Null);
+        for (text, needle) in [
+            (
+                "p: !!python/object:os.system 5432\n",
+                "unsupported YAML tag `!!python/object:os.system`",
+            ),
+            ("p: !env X\n", "unsupported YAML tag `!env`"),
+            ("p: !!binary aGk=\n", "unsupported YAML tag `!!binary`"),
+            ("p: !!set {a: 1}\n", "unsupported YAML tag `!!set`"),
+            ("p: !!map [1]\n", "a value tagged `!!map` cannot be a list"),
+            ("p: !!int x\n", "a value tagged `!!int` must be an integer"),
+            ("p: !!bool 1\n", "a value tagged `!!bool` must be"),
+            ("p: !<tag:example.com,2000:x> 1\n", "unsupported YAML tag"),
+        ] {
+            let e = parse(text).unwrap_err();
+            assert!(e.message.contains(needle), "{text}: {}", e.message);
+            assert!(e.span.is_some(), "{text}");
+        }
     }
 }

@@ -51,6 +51,18 @@ pub enum TemplateError {
         /// All known names (for the help line when nothing is close).
         known: Vec<String>,
     },
+    /// The template applies a filter (`x|name`) or a test (`x is name`) that does not exist.
+    #[error("unknown {kind} `{name}` in template")]
+    UnknownFilter {
+        /// `filter` or `test`.
+        kind: &'static str,
+        /// The filter's or test's name.
+        name: String,
+        /// Where the name is.
+        span: Span,
+        /// The closest known name.
+        suggestion: Option<String>,
+    },
     /// A field the template prints is NULL in this row.
     #[error("template `{template}`: field `{name}` is NULL")]
     NullValue {
@@ -89,6 +101,25 @@ impl From<TemplateError> for Diagnostic {
                         d.with_help(format!("known names: {}", crate::diag::name_list(&known)))
                     }
                     None => d,
+                }
+            }
+            TemplateError::UnknownFilter {
+                kind,
+                span,
+                suggestion,
+                ..
+            } => {
+                let d = Diagnostic::error(msg).with_span(span);
+                match suggestion {
+                    Some(s) => d.with_help(format!("did you mean `{s}`?")),
+                    None => d.with_help(format!(
+                        "known {kind}s: {}",
+                        if kind == "filter" {
+                            BUILTIN_FILTERS.join(", ")
+                        } else {
+                            BUILTIN_TESTS.join(", ")
+                        }
+                    )),
                 }
             }
             TemplateError::NullValue { name, .. } => Diagnostic::error(msg).with_help(format!(
@@ -245,6 +276,30 @@ pub fn compile_escaped(
             known: known.iter().map(|k| k.to_string()).collect(),
         });
     }
+    // minijinja looks filters and tests up by name only when it applies them, per row:
+    // look every one up now.
+    for (kind, fname, s, e) in filters_and_tests(src) {
+        let probe = match kind {
+            "filter" => format!("{{{{ none|{fname} }}}}"),
+            _ => format!("{{{{ none is {fname} }}}}"),
+        };
+        let missing = env
+            .render_str(&probe, ())
+            .is_err_and(|e| matches!(e.kind(), ErrorKind::UnknownFilter | ErrorKind::UnknownTest));
+        if missing {
+            let candidates = if kind == "filter" {
+                BUILTIN_FILTERS
+            } else {
+                BUILTIN_TESTS
+            };
+            return Err(TemplateError::UnknownFilter {
+                kind,
+                name: fname.to_string(),
+                span: origin.sub(s, e),
+                suggestion: did_you_mean(fname, candidates.iter().copied()).map(str::to_string),
+            });
+        }
+    }
     Ok(Template {
         source: src.to_string(),
         vars,
@@ -252,6 +307,142 @@ pub fn compile_escaped(
         secret: false,
         escape,
     })
+}
+
+/// The filters of minijinja's environment (the ones it has built in with this crate's
+/// features), for suggestions.
+const BUILTIN_FILTERS: &[&str] = &[
+    "abs",
+    "attr",
+    "batch",
+    "bool",
+    "capitalize",
+    "chain",
+    "count",
+    "d",
+    "default",
+    "dictsort",
+    "e",
+    "escape",
+    "first",
+    "float",
+    "groupby",
+    "indent",
+    "int",
+    "items",
+    "join",
+    "last",
+    "length",
+    "lines",
+    "list",
+    "lower",
+    "map",
+    "max",
+    "min",
+    "pprint",
+    "reject",
+    "rejectattr",
+    "replace",
+    "reverse",
+    "round",
+    "safe",
+    "select",
+    "selectattr",
+    "slice",
+    "sort",
+    "split",
+    "string",
+    "sum",
+    "title",
+    "trim",
+    "unique",
+    "upper",
+    "zip",
+];
+
+/// The tests of the environment (`x is none`), for suggestions.
+const BUILTIN_TESTS: &[&str] = &[
+    "boolean",
+    "defined",
+    "divisibleby",
+    "endingwith",
+    "eq",
+    "equalto",
+    "escaped",
+    "even",
+    "float",
+    "ge",
+    "greaterthan",
+    "gt",
+    "in",
+    "int",
+    "integer",
+    "iterable",
+    "le",
+    "lessthan",
+    "lower",
+    "lt",
+    "mapping",
+    "ne",
+    "none",
+    "number",
+    "odd",
+    "safe",
+    "sameas",
+    "sequence",
+    "startingwith",
+    "string",
+    "true",
+    "false",
+    "filter",
+    "test",
+    "undefined",
+    "upper",
+];
+
+/// Every filter (`x|name`, `{% filter name %}`) and test (`x is name`, `x is not name`) a
+/// template applies, as (`"filter"` or `"test"`, name, byte range of the name), read from
+/// minijinja's own tokens (so that string literals, comments and raw blocks are skipped).
+// `SyntaxConfig` is a unit struct only without minijinja's `custom_syntax` feature.
+#[allow(clippy::default_constructed_unit_structs)]
+fn filters_and_tests(src: &str) -> Vec<(&'static str, &str, usize, usize)> {
+    use minijinja::machinery::{tokenize, Token, WhitespaceConfig};
+    let tokens: Vec<(Token<'_>, minijinja::machinery::Span)> = tokenize(
+        src,
+        false,
+        minijinja::syntax::SyntaxConfig::default(),
+        WhitespaceConfig::default(),
+    )
+    .map_while(Result::ok)
+    .collect();
+    let mut out = Vec::new();
+    for (i, (tok, span)) in tokens.iter().enumerate() {
+        let Token::Ident(name) = tok else { continue };
+        let prev = |back: usize| i.checked_sub(back).map(|j| &tokens[j].0);
+        let kind = match prev(1) {
+            Some(Token::Pipe) => "filter",
+            Some(Token::Ident("filter")) if matches!(prev(2), Some(Token::BlockStart)) => "filter",
+            Some(Token::Ident("is")) if !matches!(prev(2), Some(Token::Dot)) => "test",
+            Some(Token::Ident("not"))
+                if matches!(prev(2), Some(Token::Ident("is")))
+                    && !matches!(prev(3), Some(Token::Dot)) =>
+            {
+                "test"
+            }
+            _ => continue,
+        };
+        // `x is not none`: `not` is not the test.
+        if kind == "test" && *name == "not" {
+            continue;
+        }
+        out.push((
+            kind,
+            *name,
+            span.start_offset as usize,
+            span.end_offset as usize,
+        ));
+    }
+    out
 }
 
 /// Byte range of the first use of `name` as a whole word inside `{{ }}` or `{% %}`.
@@ -620,5 +811,59 @@ mod tests {
                 .unwrap(),
             "<a&b>.html"
         );
+    }
+
+    #[test]
+    fn unknown_filters_and_tests_are_compile_errors() {
+        let known = ["name", "x"];
+        for (src, kind, name, suggestion) in [
+            ("{{ name|frobnicate }}-x", "filter", "frobnicate", None),
+            ("{{ name | uppr }}", "filter", "uppr", Some("upper")),
+            (
+                "{{ name|default('')|trimm }}",
+                "filter",
+                "trimm",
+                Some("trim"),
+            ),
+            (
+                "{% filter lowr %}{{ name }}{% endfilter %}",
+                "filter",
+                "lowr",
+                Some("lower"),
+            ),
+            ("{% if x is od %}1{% endif %}", "test", "od", Some("odd")),
+            ("{{ name is not nonee }}", "test", "nonee", Some("none")),
+        ] {
+            let err = compile(src, at(src), &known).unwrap_err();
+            match &err {
+                TemplateError::UnknownFilter {
+                    kind: k,
+                    name: n,
+                    span,
+                    suggestion: s,
+                } => {
+                    assert_eq!((*k, n.as_str()), (kind, name), "{src}");
+                    assert_eq!(&src[span.start - 100..span.end - 100], name, "{src}");
+                    assert_eq!(s.as_deref(), suggestion, "{src}");
+                }
+                other => panic!("{src}: {other:?}"),
+            }
+        }
+        // Every filter and test the suggestions offer exists; `|` in strings and comments,
+        // and raw blocks, are not filters.
+        for f in BUILTIN_FILTERS {
+            let src = format!("{{{{ x|{f} }}}}");
+            assert!(compile(&src, at(&src), &known).is_ok(), "{f}");
+        }
+        for t in BUILTIN_TESTS {
+            let src = format!("{{{{ x is {t} }}}}");
+            assert!(compile(&src, at(&src), &known).is_ok(), "{t}");
+        }
+        for src in [
+            "{{ 'a|b' ~ name }}{# x|nope #}{% raw %}{{ y|nope }}{% endraw %}",
+            "{{ name is not none }}{{ x is divisibleby(3) }}",
+        ] {
+            assert!(compile(src, at(src), &known).is_ok(), "{src}");
+        }
     }
 }

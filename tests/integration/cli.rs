@@ -709,3 +709,326 @@ fn a_start_of_the_wrong_type_for_the_partition_is_a_usage_error() {
         );
     }
 }
+
+#[test]
+fn a_second_yaml_document_is_refused_where_it_starts() {
+    let second = "---\npipelines:\n  - name: p2\n    source: {datastore: a, table: t, fields: [{column: id, dtype: int}]}\n    sink: {datastore: b, type: BOGUS, table: t}\n";
+    let cfg = format!("{GOOD}{second}");
+    let line = cfg[..cfg.find("---").unwrap()].lines().count() + 1;
+    invalid(
+        &cfg,
+        &[
+            "the config must be a single YAML document",
+            &format!(":{line}:1"),
+            "a second document starts here",
+        ],
+    );
+    // Even an empty one, and one after an explicit end of the first.
+    invalid(&format!("{GOOD}---\n"), &["single YAML document"]);
+    invalid(
+        &format!("{GOOD}...\n---\nx: 1\n"),
+        &["single YAML document"],
+    );
+    // A leading `---` is the one document.
+    let o = run(&["validate"], &format!("---{GOOD}"));
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+}
+
+#[test]
+fn an_unknown_template_filter_is_a_compile_error() {
+    let with = |tmpl: &str| {
+        GOOD.replace(
+            "        - {column: name, source_column: name}\n",
+            &format!("        - {{column: name, source_column: '{tmpl}'}}\n"),
+        )
+    };
+    let err = invalid(
+        &with("TMPL({{ name|frobnicate }}-x)"),
+        &[
+            "unknown filter `frobnicate` in template",
+            "pipelines[0].sink.fields[1].source_column",
+            "known filters: ",
+        ],
+    );
+    assert!(err.contains("^^^^^^^^^^"), "the name is pointed at:\n{err}");
+    invalid(
+        &with("TMPL({{ name | uper }})"),
+        &["unknown filter `uper`", "did you mean `upper`?"],
+    );
+    invalid(
+        &with("TMPL({% filter lowr %}{{ name }}{% endfilter %})"),
+        &["unknown filter `lowr`", "did you mean `lower`?"],
+    );
+    invalid(
+        &with("TMPL({% if name is not nonee %}x{% endif %})"),
+        &["unknown test `nonee`", "did you mean `none`?"],
+    );
+    // Known filters and tests, and `|` inside a string, pass; compile does too.
+    for ok in [
+        "TMPL({{ name|upper|default(\"-\") }} {{ \"a|b\" }} {{ name|d(\"\")|trim }})",
+        "TMPL({% if name is not none and id is odd %}{{ name|replace(\"a\", \"b\") }}{% endif %})",
+    ] {
+        for cmd in ["validate", "compile"] {
+            let o = run(&[cmd], &with(ok));
+            assert_eq!(o.status.code(), Some(0), "{ok}: {}", stderr(&o));
+        }
+    }
+}
+
+#[test]
+fn malformed_environment_references_are_refused() {
+    let with = |db: &str| {
+        GOOD.replace(
+            "database: test, password",
+            &format!("database: '{db}', password"),
+        )
+    };
+    invalid(
+        &with("db_${1BAD}"),
+        &[
+            "malformed environment variable reference `${1BAD}`",
+            "a name cannot start with a digit",
+            "datastores[0].database",
+            ":3:",
+            "`$${` is a literal `${`",
+        ],
+    );
+    invalid(&with("${}"), &["no variable name"]);
+    invalid(&with("${A-x}"), &["`-` after the name `A`"]);
+    invalid(&with("db_${SYNCTOOL_A"), &["unterminated"]);
+    // A reference in a default is expanded; unset, it is an error naming it.
+    invalid(
+        &with("${SYNCTOOL_TEST_UNSET:-${SYNCTOOL_TEST_UNSET_B}}"),
+        &["environment variable `SYNCTOOL_TEST_UNSET_B` is not set"],
+    );
+    let o = run_env(
+        &["compile", "--format", "json"],
+        &with("${SYNCTOOL_TEST_UNSET:-${SYNCTOOL_TEST_DB:-x}}_$${LIT}"),
+        &[("SYNCTOOL_TEST_DB", "inner")],
+    );
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    // The database name is not in the plan: validate the value through an unknown key.
+    let cfg = GOOD.replace(
+        "      table: t\n",
+        "      table: '${SYNCTOOL_TEST_UNSET:-${SYNCTOOL_TEST_DB:-x}}_$${LIT}'\n",
+    );
+    let o = run_env(
+        &["compile", "--format", "sql"],
+        &cfg,
+        &[("SYNCTOOL_TEST_DB", "inner")],
+    );
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(out.contains("inner_${LIT}"), "{out}");
+    // A secret is not quoted.
+    let cfg = GOOD.replace("password: hunter2secret", "password: 'hunter2${9secret}'");
+    let err = invalid(
+        &cfg,
+        &[
+            "malformed environment variable reference",
+            "datastores[0].password",
+        ],
+    );
+    assert_no_secret(
+        "a malformed reference in a password",
+        &err,
+        &["hunter2", "9secret"],
+    );
+}
+
+#[test]
+fn yaml_tags_other_than_the_core_ones_are_refused() {
+    let cfg = GOOD.replace(
+        "database: test, password",
+        "port: !!python/object:os.system 5432, database: test, password",
+    );
+    invalid(
+        &cfg,
+        &["unsupported YAML tag `!!python/object:os.system`", ":3:"],
+    );
+    let cfg = GOOD.replace(
+        "database: test, password",
+        "port: !local 5432, database: test, password",
+    );
+    invalid(&cfg, &["unsupported YAML tag `!local`"]);
+    let cfg = GOOD.replace("table: t2", "table: !!set {a: 1}");
+    invalid(&cfg, &["unsupported YAML tag `!!set`"]);
+    // Core tags type their value.
+    let cfg = GOOD.replace(
+        "database: test, password",
+        "port: !!int '5432', database: !!str 12, password",
+    );
+    let o = run(&["validate"], &cfg);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let cfg = GOOD.replace(
+        "database: test, password",
+        "port: !!int 54x, database: test, password",
+    );
+    invalid(&cfg, &["a value tagged `!!int` must be an integer"]);
+}
+
+#[test]
+fn a_nats_server_must_be_a_string() {
+    let cfg = GOOD.replace(
+        "pipelines:\n",
+        "  - {name: bus, type: nats, servers: [\"nats://127.0.0.1:4222\", 5], subject: s}\npipelines:\n",
+    );
+    invalid(
+        &cfg,
+        &[
+            "a NATS server must be a URL such as `nats://host:4222`, found an integer",
+            "datastores[2].servers[1]",
+        ],
+    );
+    let cfg = GOOD.replace(
+        "pipelines:\n",
+        "  - {name: bus, type: nats, servers: 4222, subject: s}\npipelines:\n",
+    );
+    invalid(
+        &cfg,
+        &["a NATS server must be a URL", "datastores[2].servers"],
+    );
+}
+
+#[test]
+fn tls_takes_sslmode_values_too() {
+    for (tls, ok) in [
+        ("require", true),
+        ("verify-full", true),
+        ("disable", true),
+        ("true", true),
+        ("'false'", true),
+        ("requir", false),
+        ("5", false),
+    ] {
+        let cfg = GOOD.replace(
+            "database: test, password",
+            &format!("database: test, tls: {tls}, password"),
+        );
+        let o = run(&["compile", "--format", "json"], &cfg);
+        if ok {
+            assert_eq!(o.status.code(), Some(0), "tls: {tls}: {}", stderr(&o));
+        } else {
+            let err = stderr(&o);
+            assert_eq!(o.status.code(), Some(2), "tls: {tls}: {err}");
+            assert!(
+                err.contains("`tls` must be true, false or an sslmode value")
+                    && err.contains("datastores[0].tls"),
+                "{err}"
+            );
+        }
+    }
+    let cfg = GOOD.replace(
+        "database: test, password",
+        "database: test, tls: requir, password",
+    );
+    invalid(&cfg, &["did you mean `require`?"]);
+    // `tls: disable` with a certificate is refused, as `sslmode: disable` is.
+    let cfg = GOOD.replace(
+        "database: test, password",
+        "database: test, tls: disable, sslrootcert: /x.pem, password",
+    );
+    invalid(&cfg, &["`sslrootcert` has no effect when TLS is disabled"]);
+}
+
+#[test]
+fn http_header_names_and_values_are_checked() {
+    let cfg = GOOD.replace(
+        "pipelines:\n",
+        "  - {name: hooks, type: webhook, base_url: \"http://127.0.0.1:9/\", headers: {\"Bad Header\": HdrSecret1, X-Ok: \"line1\\nHdrSecret2\"}}\nexternalstores:\n  - {name: geo, type: http, url: \"http://127.0.0.1:9\", headers: {\"X:Y\": HdrSecret3, X-Nul: \"a\\0HdrSecret4\", X-Tab: \"a\\tb\"}}\npipelines:\n",
+    );
+    let err = invalid(
+        &cfg,
+        &[
+            "`Bad Header` is not a valid HTTP header name: it holds a space",
+            "datastores[2].headers.Bad Header",
+            "the value of header `X-Ok` holds a line break",
+            "datastores[2].headers.X-Ok",
+            "`X:Y` is not a valid HTTP header name: it holds `:`",
+            "the value of header `X-Nul` holds a NUL character",
+            "externalstores[0].headers.X-Nul",
+        ],
+    );
+    assert!(!err.contains("header `X-Tab`"), "a tab is allowed:\n{err}");
+    assert_no_secret(
+        "a header error",
+        &err,
+        &["HdrSecret1", "HdrSecret2", "HdrSecret3", "HdrSecret4"],
+    );
+    // A value from the environment is checked as it is expanded.
+    let cfg = GOOD.replace(
+        "pipelines:\n",
+        "  - {name: hooks, type: webhook, base_url: \"http://127.0.0.1:9/\", headers: {X-Api-Key: \"${SYNCTOOL_TEST_KEY}\"}}\npipelines:\n",
+    );
+    let o = run_env(
+        &["validate"],
+        &cfg,
+        &[("SYNCTOOL_TEST_KEY", "EnvKey5\r\nX-Evil: 1")],
+    );
+    let err = stderr(&o);
+    assert_eq!(o.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains("the value of header `X-Api-Key` holds a line break"),
+        "{err}"
+    );
+    assert_no_secret("a header error", &err, &["EnvKey5", "X-Evil"]);
+}
+
+#[test]
+fn a_refused_source_field_is_not_reported_again_where_it_is_used() {
+    let cfg = |fields: &str| {
+        format!(
+            r#"
+datastores:
+  - {{name: a, type: postgres, host: 127.0.0.1, database: test}}
+  - {{name: b, type: mysql, host: 127.0.0.1, database: test}}
+pipelines:
+  - name: p
+    source:
+      datastore: a
+      table: {{table: t, alias: s}}
+      fields:
+        - {{column: s.id, dtype: int}}
+        - {{column: s.amount, dtype: int}}
+{fields}
+    sink:
+      datastore: b
+      table: t2
+      unique_key: [id]
+      fields:
+        - {{column: id, source_column: s__id}}
+        - {{column: name, source_column: s__name}}
+        - {{column: up, source_column: 'upper(s__name)'}}
+        - {{column: t, source_column: 'TMPL({{{{ s__name }}}})'}}
+"#
+        )
+    };
+    for (field, needle) in [
+        (
+            "        - {column: s.name, dtype: strng}",
+            "unknown dtype `strng`",
+        ),
+        (
+            "        - {column: s.name, dtype: 'decimal(12,20)'}",
+            "is not a decimal synctool keeps",
+        ),
+        ("        - {column: s.name, dtype: 5}", "dtype"),
+        ("        - {column: s.name}", "needs a `dtype`"),
+    ] {
+        let err = invalid(&cfg(field), &[needle]);
+        assert!(err.contains("1 error"), "{field}:\n{err}");
+        assert!(!err.contains("unknown source column"), "{field}:\n{err}");
+        assert!(!err.contains("s__amount"), "{field}:\n{err}");
+    }
+    // A duplicate alias: the second field is refused, uses of its default alias are not.
+    let err = invalid(
+        &cfg("        - {column: s.name, dtype: str, alias: s__amount}"),
+        &["two source fields have the alias `s__amount`"],
+    );
+    assert!(err.contains("1 error"), "{err}");
+    // A name nobody declared is still reported.
+    invalid(
+        &cfg("        - {column: s.nam, dtype: strng}"),
+        &["unknown dtype `strng`", "unknown source column `s__name`"],
+    );
+}
