@@ -19,6 +19,13 @@ const EXIT_INVALID: u8 = 2;
 const EXIT_FAILURE: u8 = 1;
 /// Exit code of `plan --exit-code` when apply would change a sink.
 const EXIT_DRIFT: u8 = 3;
+/// Exit code after SIGINT (Ctrl-C): 128 + the signal's number, as shells report it.
+const EXIT_SIGINT: u8 = 130;
+/// Exit code after SIGTERM.
+const EXIT_SIGTERM: u8 = 143;
+/// How long tasks still running after an interruption (a source reader, a connection
+/// closing) get before the process exits anyway.
+const INTERRUPT_GRACE: std::time::Duration = std::time::Duration::from_secs(2);
 
 /// A declarative compiler for data-synchronisation pipelines.
 #[derive(Debug, Parser)]
@@ -30,7 +37,8 @@ struct Cli {
     /// Only this pipeline (repeatable; default: every pipeline).
     #[arg(short = 'p', long = "pipeline", global = true)]
     pipelines: Vec<String>,
-    /// More log output on stderr (-v: info, -vv: debug, -vvv: trace).
+    /// More log output on stderr (-v: info, -vv: debug, -vvv: trace, with every statement
+    /// sent).
     #[arg(short, long, global = true, action = clap::ArgAction::Count)]
     verbose: u8,
     /// Only errors on stderr; no progress bars.
@@ -137,8 +145,7 @@ fn init_logging_with(quiet: bool, verbose: u8, log_format: LogFormat) {
         (false, 2) => "debug",
         _ => "trace",
     };
-    let filter = EnvFilter::try_from_env("SYNCTOOL_LOG")
-        .unwrap_or_else(|_| EnvFilter::new(format!("synctool={level},warn")));
+    let filter = EnvFilter::new(log_filter(level));
     let b = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
@@ -149,6 +156,16 @@ fn init_logging_with(quiet: bool, verbose: u8, log_format: LogFormat) {
         LogFormat::Json => b.json().try_init(),
         LogFormat::Text => b.try_init(),
     };
+}
+
+/// The log filter for synctool's own events at `level`: other crates' events pass at
+/// `warn` and above only (their debug and trace lines may print connection URLs with
+/// credentials), and the NATS client's not at all (it logs server addresses, which can
+/// carry a token or password, and synctool reports its errors itself). There is no
+/// environment override, so that nothing can lower those limits.
+fn log_filter(level: &str) -> String {
+    let others = if level == "error" { "error" } else { "warn" };
+    format!("{others},synctool={level},async_nats=off")
 }
 
 /// Whether the command line asks for JSON log lines, read from the raw arguments: for a
@@ -232,17 +249,19 @@ fn main() -> ExitCode {
                 .iter()
                 .map(|p| p.name.as_str())
                 .collect();
-            emit(&match names.len() {
-                0 => format!("{name}: ok (no pipelines)\n"),
-                n => format!(
-                    "{name}: ok ({n} pipeline{}: {})\n",
-                    if n == 1 { "" } else { "s" },
-                    names.join(", ")
-                ),
-            });
-            ExitCode::SUCCESS
+            emit(
+                cli.log_format,
+                &match names.len() {
+                    0 => format!("{name}: ok (no pipelines)\n"),
+                    n => format!(
+                        "{name}: ok ({n} pipeline{}: {})\n",
+                        if n == 1 { "" } else { "s" },
+                        names.join(", ")
+                    ),
+                },
+            )
         }
-        Command::Compile { format } => compile(&fe, format),
+        Command::Compile { format } => compile(&fe, format, cli.log_format),
         Command::Plan {
             ref run,
             exit_code,
@@ -296,13 +315,43 @@ fn execute(cli: &Cli, fe: &Frontend, args: &RunArgs, dry_run: bool, exit_code: b
             return ExitCode::from(EXIT_FAILURE);
         }
     };
-    let progress = Progress::auto(!cli.quiet);
+    // No bars under `-q`, nor with JSON logs, where every stderr line is a JSON object.
+    let progress = Progress::auto(!cli.quiet && matches!(cli.log_format, LogFormat::Text));
+    // SIGINT / SIGTERM stop the run: the pipeline running is dropped (its open sink
+    // transaction dies with its connection and is rolled back by the database; what was
+    // committed stays, and a rerun goes on from there), its progress bar is cleared, and
+    // the process exits with 130 / 143.
+    let mut signals = match runtime.block_on(async { Signals::new() }) {
+        Ok(s) => s,
+        Err(e) => {
+            report_error(
+                cli.log_format,
+                &format!("error: cannot install the signal handlers: {e}"),
+            );
+            return ExitCode::from(EXIT_FAILURE);
+        }
+    };
+    let mut interrupted: Option<(u8, &str)> = None;
     let raw = &fe.loaded.raw;
     let mut reports: Vec<PipelineReport> = Vec::new();
     let mut failures: Vec<Failure> = Vec::new();
     let mut not_run: Vec<&str> = Vec::new();
     for (i, p) in pipelines.iter().enumerate() {
-        match runtime.block_on(engine::run_pipeline(p, raw, &opts, &progress)) {
+        let outcome = runtime.block_on(async {
+            tokio::select! {
+                r = engine::run_pipeline(p, raw, &opts, &progress) => Ok(r),
+                code = signals.next() => Err(code),
+            }
+        });
+        let outcome = match outcome {
+            Ok(r) => r,
+            Err(code) => {
+                interrupted = Some((code, p.name.as_str()));
+                not_run = pipelines[i + 1..].iter().map(|p| p.name.as_str()).collect();
+                break;
+            }
+        };
+        match outcome {
             Ok(r) => reports.push(r),
             Err(e) => {
                 // Most errors name their pipeline already; name it once. The error is shown
@@ -331,8 +380,18 @@ fn execute(cli: &Cli, fe: &Frontend, args: &RunArgs, dry_run: bool, exit_code: b
             }
         }
     }
+    if let Some((_, name)) = interrupted {
+        // Tasks the dropped pipeline spawned (a source reader, connections closing) get a
+        // short grace, not the time a long statement would take.
+        runtime.shutdown_timeout(INTERRUPT_GRACE);
+        let mut m = format!("interrupted: pipeline `{name}` stopped before it finished (the sink keeps the batches committed before; a rerun goes on from there)");
+        if !not_run.is_empty() {
+            m.push_str(&format!("; not run: {}", not_run.join(", ")));
+        }
+        report_error(cli.log_format, &m);
+    }
     let failed: Vec<&str> = failures.iter().map(|f| f.name.as_str()).collect();
-    match args.format {
+    let written = match args.format {
         RunFormat::Json => {
             let mut out = engine::render_json(&reports);
             // Failed pipelines are listed apart, so that every entry of `pipelines` keeps
@@ -340,16 +399,33 @@ fn execute(cli: &Cli, fe: &Frontend, args: &RunArgs, dry_run: bool, exit_code: b
             if !failures.is_empty() {
                 out["errors"] = serde_json::json!(failures);
             }
-            // The pipelines `--fail-fast` left out, by name (absent when none was).
+            // The pipelines `--fail-fast` or an interruption left out, by name (absent when
+            // none was).
             if !not_run.is_empty() {
                 out["not_run"] = serde_json::json!(not_run);
             }
+            // The pipeline a signal stopped (absent when none was).
+            if let Some((_, name)) = interrupted {
+                out["interrupted"] = serde_json::json!(name);
+            }
             match serde_json::to_string_pretty(&out) {
-                Ok(s) => emit(&format!("{s}\n")),
-                Err(e) => eprintln!("error: {e}"),
+                Ok(s) => emit(cli.log_format, &format!("{s}\n")),
+                Err(e) => {
+                    report_error(cli.log_format, &format!("error: {e}"));
+                    ExitCode::from(EXIT_FAILURE)
+                }
             }
         }
-        RunFormat::Text => emit(&engine::render_text(&reports, dry_run, &failed)),
+        RunFormat::Text => emit(
+            cli.log_format,
+            &engine::render_text(&reports, dry_run, &failed),
+        ),
+    };
+    if let Some((code, _)) = interrupted {
+        return ExitCode::from(code);
+    }
+    if written != ExitCode::SUCCESS {
+        return written;
     }
     if !failures.is_empty() {
         return ExitCode::from(EXIT_FAILURE);
@@ -398,36 +474,62 @@ fn report_diagnostic(d: &synctool::diag::Diagnostic, src: &synctool::diag::Sourc
 }
 
 /// Writes `text` to stdout. A reader that went away (`synctool compile | head`) is not an
-/// error: the command's work and exit code stand (an `apply` has already written its rows);
-/// any other write error is reported on stderr.
-fn emit(text: &str) {
+/// error: the command's work and exit code stand (an `apply` has already written its rows).
+/// Any other write error (a full disk, a closed descriptor) is reported on stderr and
+/// makes the exit code 1: the output the caller asked for is not there.
+fn emit(log_format: LogFormat, text: &str) -> ExitCode {
     use std::io::Write;
     let mut out = std::io::stdout().lock();
-    if let Err(e) = out.write_all(text.as_bytes()).and_then(|()| out.flush()) {
-        if e.kind() != std::io::ErrorKind::BrokenPipe {
-            eprintln!("error: cannot write the output: {e}");
+    match out.write_all(text.as_bytes()).and_then(|()| out.flush()) {
+        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => {
+            report_error(log_format, &format!("error: cannot write the output: {e}"));
+            ExitCode::from(EXIT_FAILURE)
         }
+        _ => ExitCode::SUCCESS,
     }
 }
 
-fn compile(fe: &Frontend, format: Format) -> ExitCode {
+fn compile(fe: &Frontend, format: Format, log_format: LogFormat) -> ExitCode {
     let plan = match plan::build(&fe.checked.program) {
         Ok(p) => p,
         Err(e) => {
-            eprintln!("error: {e}");
+            report_error(log_format, &format!("error: {e}"));
             return ExitCode::from(EXIT_FAILURE);
         }
     };
     match format {
-        Format::Text => emit(&plan::render_text(&plan)),
-        Format::Sql => emit(&plan::render_sql(&plan)),
+        Format::Text => emit(log_format, &plan::render_text(&plan)),
+        Format::Sql => emit(log_format, &plan::render_sql(&plan)),
         Format::Json => match serde_json::to_string_pretty(&plan::render_json(&plan)) {
-            Ok(s) => emit(&format!("{s}\n")),
+            Ok(s) => emit(log_format, &format!("{s}\n")),
             Err(e) => {
-                eprintln!("error: {e}");
-                return ExitCode::from(EXIT_FAILURE);
+                report_error(log_format, &format!("error: {e}"));
+                ExitCode::from(EXIT_FAILURE)
             }
         },
     }
-    ExitCode::SUCCESS
+}
+
+/// SIGINT and SIGTERM, once their handlers are installed (inside the async runtime).
+struct Signals {
+    int: tokio::signal::unix::Signal,
+    term: tokio::signal::unix::Signal,
+}
+
+impl Signals {
+    fn new() -> std::io::Result<Signals> {
+        use tokio::signal::unix::{signal, SignalKind};
+        Ok(Signals {
+            int: signal(SignalKind::interrupt())?,
+            term: signal(SignalKind::terminate())?,
+        })
+    }
+
+    /// Waits for the next signal; returns the exit code it calls for.
+    async fn next(&mut self) -> u8 {
+        tokio::select! {
+            _ = self.int.recv() => EXIT_SIGINT,
+            _ = self.term.recv() => EXIT_SIGTERM,
+        }
+    }
 }

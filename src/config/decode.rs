@@ -238,9 +238,20 @@ impl<'a> MapReader<'a> {
 
     /// An optional non-negative integer that fits `u32`, at least `min`.
     pub fn count(&mut self, key: &str, min: i64, ctx: &mut Ctx) -> Option<Spanned<u32>> {
+        self.count_in(key, min, u32::MAX, ctx)
+    }
+
+    /// [`MapReader::count`] with an upper bound of `max`.
+    pub fn count_in(
+        &mut self,
+        key: &str,
+        min: i64,
+        max: u32,
+        ctx: &mut Ctx,
+    ) -> Option<Spanned<u32>> {
         let s = self.int(key, ctx)?;
-        if s.value < min || s.value > u32::MAX as i64 {
-            ctx.err(s.error(format!("`{key}` must be between {min} and {}", u32::MAX)));
+        if s.value < min || s.value > i64::from(max) {
+            ctx.err(s.error(format!("`{key}` must be between {min} and {max}")));
             return None;
         }
         Some(Spanned {

@@ -822,10 +822,15 @@ fn pipeline(n: &Node, path: &str, ctx: &mut Ctx) -> Option<RawPipeline> {
     })
 }
 
+/// The largest `batch_size`: a batch is gathered in memory and written in one transaction,
+/// so a larger one would only risk running out of memory (a million rows is already one
+/// ClickHouse insert block of the full sync's stream).
+pub const MAX_BATCH_SIZE: u32 = 1_000_000;
+
 fn source(n: &Node, path: &str, ctx: &mut Ctx) -> Option<RawSource> {
     let mut m = MapReader::new(n, path, "the source", ctx)?;
     let datastore = m.req_str("datastore", "the source", ctx);
-    let batch_size = m.count("batch_size", 1, ctx);
+    let batch_size = m.count_in("batch_size", 1, MAX_BATCH_SIZE, ctx);
     let table = table(&mut m, ctx);
     let joins = m
         .seq("joins", false, ctx)
@@ -923,7 +928,7 @@ fn sink(n: &Node, path: &str, ctx: &mut Ctx) -> Option<RawSink> {
     let mut m = MapReader::new(n, path, "the sink", ctx)?;
     let datastore = m.req_str("datastore", "the sink", ctx);
     let table = table(&mut m, ctx);
-    let batch_size = m.count("batch_size", 1, ctx);
+    let batch_size = m.count_in("batch_size", 1, MAX_BATCH_SIZE, ctx);
     let merge = m.take("merge_strategy").and_then(|(p, n)| {
         if let NodeValue::Str(_) = n.value {
             // `merge_strategy: upsert` as a shorthand.

@@ -3130,3 +3130,311 @@ pipelines:
     drop_pg(&c, &[&pg_sink]).await;
     drop_my(&[&my_src, &my_sink]).await;
 }
+
+/// A TCP listener on `port` that accepts connections and never says anything, until the
+/// returned guard is dropped.
+struct SilentListener {
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl SilentListener {
+    fn on(port: u16) -> SilentListener {
+        let l = std::net::TcpListener::bind(("127.0.0.1", port)).expect("bind a silent listener");
+        l.set_nonblocking(true).expect("nonblocking listener");
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let flag = stop.clone();
+        std::thread::spawn(move || {
+            let mut held = Vec::new();
+            while !flag.load(std::sync::atomic::Ordering::Relaxed) {
+                match l.accept() {
+                    Ok((s, _)) => held.push(s),
+                    Err(_) => std::thread::sleep(std::time::Duration::from_millis(20)),
+                }
+            }
+        });
+        SilentListener { stop }
+    }
+}
+
+impl Drop for SilentListener {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
+/// A pipeline reading datastore `src` (given as a flow mapping) into MariaDB.
+fn from_store(src: &str) -> std::path::PathBuf {
+    write_config(&format!(
+        r#"
+datastores:
+  - {src}
+  - {MY}
+pipelines:
+  - name: p
+    source:
+      datastore: src
+      table: t
+      fields: [{{column: id, dtype: int}}]
+    sink:
+      datastore: my
+      table: t
+      unique_key: [id]
+      fields: [{{column: id, source_column: id}}]
+"#
+    ))
+}
+
+#[test]
+fn a_port_that_never_answers_times_out_naming_the_store_host_and_step() {
+    for (port, store, step) in [
+        (18400u16, "postgres", "connection handshake"),
+        (18401, "clickhouse", "SELECT version()"),
+    ] {
+        let _l = SilentListener::on(port);
+        let cfg = from_store(&format!(
+            "{{name: src, type: {store}, host: 127.0.0.1, port: {port}, username: u, password: pw-s3cret-9z, database: test}}"
+        ));
+        let started = std::time::Instant::now();
+        let o = synctool_within(&cfg, &["plan"], 60);
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(o.status.code(), Some(1), "{store}: {err}");
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(30),
+            "{store}: {err}"
+        );
+        assert!(
+            err.contains(&format!(
+                "datastore `src` (127.0.0.1:{port}): cannot connect: timed out after 10 s"
+            )),
+            "{store}: {err}"
+        );
+        assert!(err.contains(step), "{store}: {err}");
+        assert!(!err.contains("pw-s3cret-9z"), "{err}");
+    }
+}
+
+#[test]
+fn postgres_pointed_at_another_service_says_it_did_not_answer_as_postgresql() {
+    // An HTTP server answers the startup message with a 400 and hangs up.
+    let l = std::net::TcpListener::bind(("127.0.0.1", 18403)).expect("bind");
+    std::thread::spawn(move || {
+        use std::io::{Read, Write};
+        for mut s in l.incoming().flatten() {
+            let mut buf = [0u8; 128];
+            let _ = s.read(&mut buf);
+            let _ = s.write_all(b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n\r\n");
+        }
+    });
+    let cfg = from_store(
+        "{name: src, type: postgres, host: 127.0.0.1, port: 18403, username: postgres, database: test}",
+    );
+    let o = synctool_within(&cfg, &["plan"], 60);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("127.0.0.1:18403") && err.contains("the server did not answer as PostgreSQL"),
+        "{err}"
+    );
+    assert!(!err.contains("timed out"), "{err}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_huge_batch_size_is_refused_and_a_large_one_reserves_no_memory_up_front() {
+    let cfg = write_config(
+        &pipeline_yaml("big", "t", "pg", "t2", "{strategy: upsert}", "")
+            .replace("batch_size: 500", "batch_size: 4294967295"),
+    );
+    let o = synctool(&cfg, &["validate"]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains("pipelines[0].source.batch_size")
+            && err.contains("`batch_size` must be between 1 and 1000000"),
+        "{err}"
+    );
+    // The largest allowed batch of a small table, under a memory limit far below what
+    // reserving a million rows per batch would take several times over.
+    let c = pg().await;
+    let (src, sink) = (unique("qacli_bs_src"), unique("qacli_bs_sink"));
+    make_source(&c, &src).await;
+    let cfg = write_config(
+        &pipeline_yaml("big", &src, "pg", &sink, "{strategy: upsert}", "")
+            .replace("batch_size: 500", "batch_size: 1000000"),
+    );
+    let o = Command::new("sh")
+        .arg("-c")
+        .arg(format!(
+            "ulimit -v 4000000; exec {} -c {} apply --full",
+            env!("CARGO_BIN_EXE_synctool"),
+            cfg.display()
+        ))
+        .output()
+        .expect("run synctool");
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(0), "{err}");
+    assert_eq!(pg_diff(&c, &src, &sink).await, 0);
+    drop_pg(&c, &[&src, &sink]).await;
+}
+
+/// Runs `synctool ARGS` with stderr on a terminal (under `script`) and stdout in a file;
+/// returns what the terminal showed and stdout.
+fn on_a_terminal(cfg: &std::path::Path, args: &str) -> (String, String) {
+    let out = cfg.with_extension("stdout");
+    let o = Command::new("script")
+        .args(["-qfec"])
+        .arg(format!(
+            "{} -c {} {args} > {}",
+            env!("CARGO_BIN_EXE_synctool"),
+            cfg.display(),
+            out.display()
+        ))
+        .arg("/dev/null")
+        .env("TERM", "xterm")
+        .output()
+        .expect("run script");
+    let tty = String::from_utf8_lossy(&o.stdout).into_owned();
+    assert_eq!(o.status.code(), Some(0), "{tty}");
+    (tty, std::fs::read_to_string(&out).unwrap_or_default())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_reconciliation_bar_shows_rows_per_second_and_never_zero_blocks() {
+    let c = pg().await;
+    let (src, sink) = (unique("qacli_bar_src"), unique("qacli_bar_sink"));
+    make_source(&c, &src).await;
+    let cfg = write_config(&pipeline_yaml(
+        "bar",
+        &src,
+        "pg",
+        &sink,
+        "{strategy: upsert}",
+        RECON_BY_ID,
+    ));
+    // A first run copies the table whole; the second reconciles.
+    let o = synctool(&cfg, &["apply"]);
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    c.batch_execute(&format!(
+        "UPDATE {src} SET name = 'changed' WHERE id % 700 = 0"
+    ))
+    .await
+    .unwrap();
+    let (tty, _) = on_a_terminal(&cfg, "apply");
+    assert!(tty.contains(" blocks, "), "no block bar: {tty:?}");
+    assert!(tty.contains(" rows/s), ETA "), "{tty:?}");
+    assert!(!tty.contains("0/0 blocks"), "{tty:?}");
+    let (tty, _) = on_a_terminal(&cfg, "plan");
+    assert!(!tty.contains("0/0 blocks"), "{tty:?}");
+    // With JSON logs every stderr line is a JSON object: no bars.
+    let (tty, out) = on_a_terminal(&cfg, "plan --log-format json --format json -v");
+    assert!(!tty.contains("blocks"), "{tty:?}");
+    for l in tty.split(['\r', '\n']).filter(|l| !l.trim().is_empty()) {
+        serde_json::from_str::<J>(l).unwrap_or_else(|e| panic!("{e}: {l:?} in {tty:?}"));
+    }
+    serde_json::from_str::<J>(&out).expect("plan --format json");
+    drop_pg(&c, &[&src, &sink]).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_signal_stops_apply_with_130_or_143_and_a_rerun_converges() {
+    let c = pg().await;
+    let (src, sink) = (unique("qacli_sig_src"), unique("qacli_sig_sink"));
+    c.batch_execute(&format!(
+        "CREATE TABLE {src} (id bigint PRIMARY KEY, name text, amount numeric(12,2), updated_at timestamptz);
+         INSERT INTO {src} SELECT g, 'name ' || g, g, now() FROM generate_series(1, 200000) g;"
+    ))
+    .await
+    .unwrap();
+    let cfg = write_config(
+        &pipeline_yaml("sig", &src, "pg", &sink, "{strategy: upsert}", "")
+            .replace("batch_size: 500", "batch_size: 100"),
+    );
+    for (signal, code) in [("INT", 130), ("TERM", 143)] {
+        let child = Command::new(env!("CARGO_BIN_EXE_synctool"))
+            .arg("-c")
+            .arg(&cfg)
+            .args([
+                "apply",
+                "--full",
+                "--format",
+                "json",
+                "--log-format",
+                "json",
+            ])
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("run synctool");
+        // Signal once the sink has some rows: mid-run.
+        let started = std::time::Instant::now();
+        loop {
+            let n = c
+                .query_one(
+                    "SELECT count(*) FROM pg_tables WHERE tablename = $1",
+                    &[&sink],
+                )
+                .await
+                .unwrap()
+                .get::<_, i64>(0);
+            if n > 0 {
+                let rows: i64 = c
+                    .query_one(&format!("SELECT count(*) FROM {sink}"), &[])
+                    .await
+                    .map(|r| r.get(0))
+                    .unwrap_or(0);
+                if rows > 0 {
+                    break;
+                }
+            }
+            assert!(started.elapsed().as_secs() < 60, "no rows written");
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+        let signalled = std::time::Instant::now();
+        let k = Command::new("kill")
+            .args([&format!("-{signal}"), &child.id().to_string()])
+            .status()
+            .expect("kill");
+        assert!(k.success());
+        let o = child.wait_with_output().expect("synctool output");
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert!(signalled.elapsed().as_secs() < 10, "{err}");
+        assert_eq!(o.status.code(), Some(code), "{signal}: {err}");
+        let last: J = serde_json::from_str(err.lines().last().unwrap_or_default())
+            .unwrap_or_else(|e| panic!("{e}: {err}"));
+        assert!(
+            last["fields"]["message"]
+                .as_str()
+                .is_some_and(|m| m.starts_with("interrupted")),
+            "{err}"
+        );
+        let out: J = serde_json::from_slice(&o.stdout).expect("JSON on stdout");
+        assert_eq!(out["interrupted"], "sig", "{out}");
+        assert!(
+            pg_diff(&c, &src, &sink).await > 0,
+            "the run was not stopped part way"
+        );
+    }
+    // A rerun goes on from what was committed and converges (in larger batches, to be
+    // quick).
+    let cfg = write_config(&pipeline_yaml(
+        "sig",
+        &src,
+        "pg",
+        &sink,
+        "{strategy: upsert}",
+        "",
+    ));
+    let o = synctool(&cfg, &["apply", "--full"]);
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    assert_eq!(pg_diff(&c, &src, &sink).await, 0);
+    drop_pg(&c, &[&src, &sink]).await;
+}

@@ -1032,3 +1032,61 @@ pipelines:
         &["unknown dtype `strng`", "unknown source column `s__name`"],
     );
 }
+
+#[test]
+fn a_failed_write_to_stdout_exits_1() {
+    for log_format in ["text", "json"] {
+        let mut f = tempfile_in_target("cfg");
+        f.1.write_all(GOOD.as_bytes()).unwrap();
+        let full = std::fs::OpenOptions::new()
+            .write(true)
+            .open("/dev/full")
+            .expect("open /dev/full");
+        let o = Command::new(env!("CARGO_BIN_EXE_synctool"))
+            .args(["compile", "--log-format", log_format, "-c"])
+            .arg(&f.0)
+            .stdout(full)
+            .output()
+            .expect("run synctool");
+        let err = stderr(&o);
+        assert_eq!(o.status.code(), Some(1), "{err}");
+        assert!(err.contains("cannot write the output"), "{err}");
+        if log_format == "json" {
+            for l in err.lines() {
+                serde_json::from_str::<serde_json::Value>(l).unwrap_or_else(|e| panic!("{e}: {l}"));
+            }
+        }
+    }
+}
+
+#[test]
+fn other_crates_debug_lines_never_reach_stderr() {
+    // A NATS sink on a port nobody listens on: the NATS client logs each failed attempt
+    // with the server URL, its password included, at debug level.
+    let cfg = r#"
+datastores:
+  - {name: a, type: postgres, host: 127.0.0.1, port: 5432, username: postgres, database: test}
+  - {name: bus, type: nats, servers: ["nats://agent:pw-n4ts-s3cret@127.0.0.1:18402"], subject: qacli.x}
+pipelines:
+  - name: p
+    source:
+      datastore: a
+      table: pg_catalog.pg_namespace
+      fields: [{column: oid, dtype: int}]
+    sink:
+      datastore: bus
+      fields: [{column: oid, source_column: oid}]
+"#;
+    for env in [
+        &[][..],
+        &[("SYNCTOOL_LOG", "trace"), ("RUST_LOG", "trace")][..],
+    ] {
+        let o = run_env(&["apply", "-vvv"], cfg, env);
+        let err = stderr(&o);
+        assert_eq!(o.status.code(), Some(1), "{err}");
+        assert!(!err.contains("pw-n4ts-s3cret"), "{err}");
+        assert!(!err.contains("connection attempt failed"), "{err}");
+        // -vvv is synctool's trace level: each statement sent.
+        assert!(err.contains("TRACE"), "{err}");
+    }
+}

@@ -35,7 +35,7 @@
 
 use super::ch_text::{decode_tsv_cell, decode_tsv_line, literal, param_text, scan_placeholders};
 use super::rowbinary::{encode_rows, RbColumn};
-use super::{check_arity, send_batch, tls, ConnSettings, ErrCtx, Stmt};
+use super::{check_arity, send_batch, tls, ConnSettings, ConnectDeadline, ErrCtx, Stmt};
 use crate::expr::Value;
 use crate::runtime::values::coerce;
 use crate::runtime::{Row, RuntimeError};
@@ -179,12 +179,26 @@ impl ChConn {
             version: String::new(),
             native_params: false,
         };
-        let version = me.simple("SELECT version()").await.map_err(|f| match f {
-            Failure::Transport(m) | Failure::Server(m) => me.ctx.connect(m),
-        })?;
+        // The probe and the session setup run under the connect deadline (the HTTP client
+        // itself has none, for queries may run long): a silent port must not hang the run.
+        let deadline = ConnectDeadline::start();
+        let ctx = me.ctx.clone();
+        let version = deadline
+            .run(
+                &ctx,
+                "waiting for the server's answer to SELECT version() (is this ClickHouse's HTTP port?)",
+                async {
+                    me.simple("SELECT version()").await.map_err(|f| match f {
+                        Failure::Transport(m) | Failure::Server(m) => me.ctx.connect(m),
+                    })
+                },
+            )
+            .await?;
         me.version = version.trim().to_string();
         me.native_params = parse_version(&me.version).is_some_and(|v| v >= NATIVE_PARAMS_SINCE);
-        me.run_setup().await?;
+        deadline
+            .run(&ctx, "running the session statements", me.run_setup())
+            .await?;
         Ok(me)
     }
 
@@ -434,7 +448,7 @@ impl ChConn {
             )
             .await?;
         let mut buf: Vec<u8> = Vec::new();
-        let mut batch = Vec::with_capacity(batch_size);
+        let mut batch = super::new_batch(batch_size);
         let mut n = 0u64;
         let outcome: Result<(), RuntimeError> = async {
             loop {
@@ -454,7 +468,7 @@ impl ChConn {
                     start += pos + 1;
                     n += 1;
                     if batch.len() == batch_size {
-                        let full = std::mem::replace(&mut batch, Vec::with_capacity(batch_size));
+                        let full = std::mem::replace(&mut batch, super::new_batch(batch_size));
                         send_batch(&tx, stmt.step, full).await?;
                     }
                 }

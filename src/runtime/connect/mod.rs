@@ -324,6 +324,58 @@ pub(crate) fn check_row(
     Ok(())
 }
 
+/// How long establishing a connection may take in all: the TCP connect, the TLS handshake,
+/// the login, the version probe and the session statements. Queries after that have no
+/// time limit (a sync's statements may rightly run for hours).
+pub(crate) const CONNECT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// Rows reserved up front for a batch being gathered: a batch grows past this as rows
+/// arrive, so that a large `batch_size` costs memory only for the rows really read.
+pub(crate) const BATCH_RESERVE: usize = 4096;
+
+/// An empty batch with room for `batch_size` rows, at most [`BATCH_RESERVE`].
+pub(crate) fn new_batch(batch_size: usize) -> Vec<Row> {
+    Vec::with_capacity(batch_size.min(BATCH_RESERVE))
+}
+
+/// The deadline of one connection attempt: every step of the connection establishment
+/// runs under it, and a step still waiting when it passes fails with a connect error that
+/// names the step.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct ConnectDeadline {
+    at: tokio::time::Instant,
+}
+
+impl ConnectDeadline {
+    /// [`CONNECT_TIMEOUT`] from now.
+    pub(crate) fn start() -> ConnectDeadline {
+        ConnectDeadline {
+            at: tokio::time::Instant::now() + CONNECT_TIMEOUT,
+        }
+    }
+
+    /// When the deadline passes.
+    pub(crate) fn at(&self) -> tokio::time::Instant {
+        self.at
+    }
+
+    /// Runs `step` (`work`) unless the deadline passes first.
+    pub(crate) async fn run<T>(
+        &self,
+        ctx: &ErrCtx,
+        step: &str,
+        work: impl std::future::Future<Output = Result<T, RuntimeError>>,
+    ) -> Result<T, RuntimeError> {
+        match tokio::time::timeout_at(self.at, work).await {
+            Ok(r) => r,
+            Err(_) => Err(ctx.connect(format!(
+                "timed out after {} s {step}",
+                CONNECT_TIMEOUT.as_secs()
+            ))),
+        }
+    }
+}
+
 /// Sends one batch of rows; `Err` when the receiver is gone.
 pub(crate) async fn send_batch(
     tx: &mpsc::Sender<Result<Vec<Row>, RuntimeError>>,
@@ -358,6 +410,12 @@ macro_rules! dispatch {
     };
 }
 
+/// At trace level (`-vvv`), each statement as it is sent: its step and SQL text with the
+/// placeholders (values are bound, never part of the text, and never logged).
+fn trace_stmt(stmt: &Stmt<'_>, params: usize) {
+    tracing::trace!(step = stmt.step, params, "{}", stmt.sql);
+}
+
 /// How long a statement runs before [`say_when_slow`] says so.
 const SLOW_STATEMENT: std::time::Duration = std::time::Duration::from_secs(10);
 
@@ -383,13 +441,16 @@ impl Conn {
     /// credentials, or TLS is required (see the module notes), and with
     /// [`RuntimeError::Statement`] (step `session`) when a setup statement fails.
     pub async fn connect(s: &ConnSettings, session: &[String]) -> Result<Conn, RuntimeError> {
-        Ok(match s.dialect {
+        tracing::trace!(datastore = %s.name, "connecting to {}:{}", s.host, s.port);
+        let conn = match s.dialect {
             DialectKind::Postgres => Conn::Postgres(postgres::PgConn::connect(s, session).await?),
             DialectKind::Mysql => Conn::Mysql(mysql::MyConn::connect(s, session).await?),
             DialectKind::Clickhouse => {
                 Conn::Clickhouse(clickhouse::ChConn::connect(s, session).await?)
             }
-        })
+        };
+        tracing::trace!(datastore = %s.name, "connected: server version {}", conn.server_version());
+        Ok(conn)
     }
 
     /// The dialect of this connection.
@@ -411,6 +472,7 @@ impl Conn {
     /// report it over HTTP: always 0 there).
     pub async fn execute(&mut self, stmt: Stmt<'_>, params: &[Value]) -> Result<u64, RuntimeError> {
         let step = stmt.step;
+        trace_stmt(&stmt, params.len());
         say_when_slow(step, async {
             dispatch!(self, c => c.execute(stmt, params).await)
         })
@@ -425,7 +487,10 @@ impl Conn {
         params: &[Value],
         out: &[Dtype],
     ) -> Result<Vec<Row>, RuntimeError> {
-        dispatch!(self, c => c.query(stmt, params, out).await)
+        trace_stmt(&stmt, params.len());
+        let rows = dispatch!(self, c => c.query(stmt, params, out).await)?;
+        tracing::trace!(step = stmt.step, "{} rows", rows.len());
+        Ok(rows)
     }
 
     /// Runs a query and sends its rows to `tx` in batches of `batch_size` (the last one may
@@ -443,6 +508,7 @@ impl Conn {
         tx: mpsc::Sender<Result<Vec<Row>, RuntimeError>>,
     ) -> Result<u64, RuntimeError> {
         let batch_size = batch_size.max(1);
+        trace_stmt(&stmt, params.len());
         dispatch!(self, c => c.stream(stmt, params, out, batch_size, tx).await)
     }
 
@@ -484,6 +550,8 @@ impl Conn {
         rows: &[Row],
     ) -> Result<u64, RuntimeError> {
         let step = stmt.step;
+        trace_stmt(&stmt, 0);
+        tracing::trace!(step, "loading {} rows", rows.len());
         say_when_slow(step, async {
             match self {
                 Conn::Postgres(c) => c.copy_in(stmt, types, natives, rows).await,
@@ -534,6 +602,7 @@ impl Conn {
         types: &[Dtype],
         rows: &[Row],
     ) -> Result<u64, RuntimeError> {
+        trace_stmt(&stmt, rows.len() * types.len());
         match self {
             Conn::Mysql(c) => c.insert_rows(stmt, types, rows).await,
             other => Err(RuntimeError::Config(format!(

@@ -7,7 +7,10 @@
 //! DATETIME with its microseconds, `BOOLEAN` as `TINYINT(1)` (read as a bool when the
 //! caller asks for one), JSON as text.
 
-use super::{check_arity, check_row, send_batch, tls, ConnSettings, ErrCtx, Stmt};
+use super::{
+    check_arity, check_row, send_batch, tls, ConnSettings, ConnectDeadline, ErrCtx, Stmt,
+    CONNECT_TIMEOUT,
+};
 use crate::config::TlsMode;
 use crate::expr::Value;
 use crate::runtime::values::{coerce, coerce_ref, decimal_fixed_text, kind_name};
@@ -19,7 +22,6 @@ use mysql_async::prelude::Queryable;
 use mysql_async::{
     ClientIdentity, DriverError, Opts, OptsBuilder, Params, SslOpts, Value as MyValue,
 };
-use std::time::Duration;
 use tokio::sync::mpsc;
 
 /// The most placeholders one prepared statement may have (the protocol counts them in 16
@@ -86,14 +88,13 @@ fn ssl_opts(s: &ConnSettings) -> Result<Option<SslOpts>, String> {
     })
 }
 
-/// One connection attempt, bounded by the connect timeout (`Err(None)`: timed out).
-async fn open(opts: OptsBuilder) -> Result<mysql_async::Conn, Option<mysql_async::Error>> {
-    match tokio::time::timeout(
-        Duration::from_secs(10),
-        mysql_async::Conn::new(Opts::from(opts)),
-    )
-    .await
-    {
+/// One connection attempt (TCP connect, TLS, login), bounded by the connection's deadline
+/// (`Err(None)`: timed out).
+async fn open(
+    deadline: &ConnectDeadline,
+    opts: OptsBuilder,
+) -> Result<mysql_async::Conn, Option<mysql_async::Error>> {
+    match tokio::time::timeout_at(deadline.at(), mysql_async::Conn::new(Opts::from(opts))).await {
         Ok(r) => r.map_err(Some),
         Err(_) => Err(None),
     }
@@ -157,18 +158,26 @@ impl MyConn {
             .stmt_cache_size(64);
         let fail = |e: Option<mysql_async::Error>| match e {
             Some(e) => ctx.connect(my_msg(&e)),
-            None => ctx.connect("timed out after 10 s"),
+            None => ctx.connect(format!(
+                "timed out after {} s in the connection handshake (TCP connect, TLS, login)",
+                CONNECT_TIMEOUT.as_secs()
+            )),
         };
+        let deadline = ConnectDeadline::start();
         let conn = match ssl_opts(s).map_err(|e| ctx.connect(e))? {
-            None => open(opts).await.map_err(fail)?,
-            Some(ssl) if s.tls == TlsMode::Prefer => match open(opts.clone().ssl_opts(ssl)).await {
-                Err(Some(mysql_async::Error::Driver(DriverError::NoClientSslFlagFromServer))) => {
-                    tracing::debug!(datastore = %s.name, "the server has no TLS: plain text (sslmode prefer)");
-                    open(opts).await.map_err(fail)?
+            None => open(&deadline, opts).await.map_err(fail)?,
+            Some(ssl) if s.tls == TlsMode::Prefer => {
+                match open(&deadline, opts.clone().ssl_opts(ssl)).await {
+                    Err(Some(mysql_async::Error::Driver(
+                        DriverError::NoClientSslFlagFromServer,
+                    ))) => {
+                        tracing::debug!(datastore = %s.name, "the server has no TLS: plain text (sslmode prefer)");
+                        open(&deadline, opts).await.map_err(fail)?
+                    }
+                    other => other.map_err(fail)?,
                 }
-                other => other.map_err(fail)?,
-            },
-            Some(ssl) => open(opts.ssl_opts(ssl)).await.map_err(fail)?,
+            }
+            Some(ssl) => open(&deadline, opts.ssl_opts(ssl)).await.map_err(fail)?,
         };
         let (a, b, c) = conn.server_version();
         let mut me = MyConn {
@@ -178,10 +187,17 @@ impl MyConn {
             in_tx: false,
             broken: false,
         };
-        for stmt in session {
-            let r = me.conn.query_drop(stmt.as_str()).await;
-            r.map_err(|e| me.ctx.stmt("session", my_msg(&e)))?;
-        }
+        // The login above had its own limit; the session statements get what is left.
+        let ctx = me.ctx.clone();
+        deadline
+            .run(&ctx, "running the session statements", async {
+                for stmt in session {
+                    let r = me.conn.query_drop(stmt.as_str()).await;
+                    r.map_err(|e| me.ctx.stmt("session", my_msg(&e)))?;
+                }
+                Ok(())
+            })
+            .await?;
         Ok(me)
     }
 
@@ -266,7 +282,7 @@ impl MyConn {
                 ),
             ));
         } else {
-            let mut batch = Vec::with_capacity(batch_size);
+            let mut batch = super::new_batch(batch_size);
             let mut n = 0u64;
             loop {
                 let row = match result.next().await {
@@ -287,7 +303,7 @@ impl MyConn {
                 }
                 n += 1;
                 if batch.len() == batch_size {
-                    let full = std::mem::replace(&mut batch, Vec::with_capacity(batch_size));
+                    let full = std::mem::replace(&mut batch, super::new_batch(batch_size));
                     if let Err(e) = send_batch(&tx, stmt.step, full).await {
                         outcome = Err(e);
                         break;

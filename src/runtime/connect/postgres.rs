@@ -8,7 +8,9 @@
 //! protocol, which tokio-postgres delivers through a bounded channel: a slow consumer stops
 //! the socket from being read.
 
-use super::{check_arity, check_row, send_batch, tls, ConnSettings, ErrCtx, Stmt};
+use super::{
+    check_arity, check_row, new_batch, send_batch, tls, ConnSettings, ConnectDeadline, ErrCtx, Stmt,
+};
 use crate::config::TlsMode;
 use crate::expr::value::Decimal;
 use crate::expr::Value;
@@ -148,6 +150,27 @@ fn pg_msg(e: &tokio_postgres::Error) -> String {
     m
 }
 
+/// A driver error while connecting: [`pg_msg`], except that a server which answered
+/// something other than the PostgreSQL protocol (another service on the port) is named
+/// as such rather than by the decoder's complaint (`bytes remaining on stream`).
+fn connect_msg(e: &tokio_postgres::Error) -> String {
+    let m = pg_msg(e);
+    if e.as_db_error().is_none()
+        && [
+            "bytes remaining on stream",
+            "unexpected message from server",
+            "error parsing response from server",
+            "invalid message length",
+            "unknown authentication",
+        ]
+        .iter()
+        .any(|p| m.contains(p))
+    {
+        return format!("the server did not answer as PostgreSQL (is another service listening on this port?): {m}");
+    }
+    m
+}
+
 /// Bytes of TLS records gathered before a write to the socket.
 const TLS_WRITE_BUFFER: usize = 256 * 1024;
 
@@ -213,34 +236,59 @@ impl PgConn {
         // With `disable` the connector is never asked for a TLS stream.
         let tls = tls::client_config(s.tls, s.root_cert.as_deref(), s.client_cert.as_ref())
             .map_err(|e| ctx.connect(e))?;
-        let (client, connection) = cfg
-            .connect(BufferedTls(MakeRustlsConnect::new(tls)))
-            .await
-            .map_err(|e| ctx.connect(pg_msg(&e)))?;
+        // The whole establishment runs under one deadline: a port that accepts TCP but never
+        // answers (another service, a stuck proxy) must not hang the run.
+        let deadline = ConnectDeadline::start();
+        let (client, connection) = deadline
+            .run(
+                &ctx,
+                "in the connection handshake (TCP connect, TLS, login): the server accepted no connection or did not answer as PostgreSQL",
+                async {
+                    cfg.connect(BufferedTls(MakeRustlsConnect::new(tls)))
+                        .await
+                        .map_err(|e| ctx.connect(connect_msg(&e)))
+                },
+            )
+            .await?;
         let store = s.name.clone();
         tokio::spawn(async move {
             if let Err(e) = connection.await {
                 tracing::warn!(datastore = %store, "PostgreSQL connection closed: {}", pg_msg(&e));
             }
         });
-        let version = match client
-            .simple_query("SHOW server_version")
-            .await
-            .map_err(|e| ctx.connect(pg_msg(&e)))?
-            .into_iter()
-            .find_map(|m| match m {
-                tokio_postgres::SimpleQueryMessage::Row(r) => r.get(0).map(str::to_string),
-                _ => None,
-            }) {
-            Some(v) => v,
-            None => return Err(ctx.connect("the server did not report its version")),
-        };
-        for stmt in session {
-            client
-                .batch_execute(stmt)
-                .await
-                .map_err(|e| ctx.stmt("session", pg_msg(&e)))?;
-        }
+        let version = deadline
+            .run(
+                &ctx,
+                "waiting for the server version (SHOW server_version)",
+                async {
+                    match client
+                        .simple_query("SHOW server_version")
+                        .await
+                        .map_err(|e| ctx.connect(connect_msg(&e)))?
+                        .into_iter()
+                        .find_map(|m| match m {
+                            tokio_postgres::SimpleQueryMessage::Row(r) => {
+                                r.get(0).map(str::to_string)
+                            }
+                            _ => None,
+                        }) {
+                        Some(v) => Ok(v),
+                        None => Err(ctx.connect("the server did not report its version")),
+                    }
+                },
+            )
+            .await?;
+        deadline
+            .run(&ctx, "running the session statements", async {
+                for stmt in session {
+                    client
+                        .batch_execute(stmt)
+                        .await
+                        .map_err(|e| ctx.stmt("session", pg_msg(&e)))?;
+                }
+                Ok(())
+            })
+            .await?;
         Ok(PgConn {
             client,
             ctx,
@@ -368,7 +416,7 @@ impl PgConn {
             .await
             .map_err(|e| pg_err(&self.ctx, stmt.step, &e))?;
         let mut rows = std::pin::pin!(rows);
-        let mut batch = Vec::with_capacity(batch_size);
+        let mut batch = new_batch(batch_size);
         let mut n = 0u64;
         while let Some(r) = rows
             .try_next()
@@ -378,7 +426,7 @@ impl PgConn {
             batch.push(self.decode_row(&stmt, &r, out)?);
             n += 1;
             if batch.len() == batch_size {
-                let full = std::mem::replace(&mut batch, Vec::with_capacity(batch_size));
+                let full = std::mem::replace(&mut batch, new_batch(batch_size));
                 send_batch(&tx, stmt.step, full).await?;
             }
         }

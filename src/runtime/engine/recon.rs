@@ -578,6 +578,7 @@ impl<'c, 'a> Recon<'c, 'a> {
             (Some(a), Some(z)) if a == z => {
                 b.unchanged += 1;
                 self.bar.inc(1);
+                self.bar.rows(pair.rows());
                 false
             }
             (Some(_), Some(_)) => {
@@ -676,11 +677,13 @@ impl<'c, 'a> Recon<'c, 'a> {
                         // moved to another block is then updated there, not deleted and
                         // written anew.)
                         self.bar.inc(1);
+                        self.bar.rows(pair.rows());
                         gone.push((range, pair.rows()));
                     } else if pair.sink.is_none() && pair.rows() > max {
                         // Nothing of it in the sink (an interrupted first load, a new
                         // range): no need to split it, stream it whole.
                         self.bar.inc(1);
+                        self.bar.rows(pair.rows());
                         added.push((range, pair.rows()));
                     } else if pair.rows() > max && next.is_some() {
                         Self::unclassify(pair, report);
@@ -993,6 +996,7 @@ impl<'c, 'a> Recon<'c, 'a> {
         let new = to_write.iter().filter(|k| !snk.contains_key(**k)).count() as u64;
         tracing::debug!(scope = ?scope, write = to_write.len(), new, delete = to_delete.len(), "leaf diffed");
         self.bar.inc(1);
+        self.bar.rows(src.len().max(snk.len()) as u64);
         if dry {
             self.planned_writes
                 .extend(to_write.iter().map(|k| (*k).clone()));
