@@ -200,6 +200,8 @@ pub struct RawExternalStore {
     pub max_concurrency: Option<Spanned<u32>>,
     /// http `retries`
     pub retries: Option<Spanned<u32>>,
+    /// http `max_response_bytes`
+    pub max_response_bytes: Option<Spanned<u32>>,
 }
 
 /// A table given as a string or as `{table, alias, dbschema}`.
@@ -599,6 +601,7 @@ fn external(n: &Node, path: &str, ctx: &mut Ctx) -> Option<RawExternalStore> {
         timeout: m.seconds("timeout", MAX_TIMEOUT, ctx),
         max_concurrency: m.count("max_concurrency", 1, ctx),
         retries: m.count("retries", 0, ctx),
+        max_response_bytes: m.count("max_response_bytes", 1, ctx),
     };
     m.finish(
         &[
@@ -619,6 +622,7 @@ fn external(n: &Node, path: &str, ctx: &mut Ctx) -> Option<RawExternalStore> {
             "timeout",
             "max_concurrency",
             "retries",
+            "max_response_bytes",
         ],
         "an external store",
         ctx,
