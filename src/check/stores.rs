@@ -65,6 +65,8 @@ impl Stores {
                     if let Some(u) = &d.base_url {
                         if !(u.value.starts_with("http://") || u.value.starts_with("https://")) {
                             diags.push(u.error("`base_url` must start with http:// or https://"));
+                        } else {
+                            check_url_parses(u, "base_url", diags);
                         }
                         check_one_authorization(u, &d.headers, diags);
                     }
@@ -149,6 +151,9 @@ impl Stores {
                 }
             }
             if let Some(u) = &e.url {
+                if kind == ExternalKind::Http {
+                    check_url_parses(u, "url", diags);
+                }
                 check_one_authorization(u, &e.headers, diags);
             }
             check_headers(&e.headers, diags);
@@ -334,6 +339,22 @@ fn shown_url(text: &str) -> String {
     reqwest::Url::parse(text)
         .map(|u| crate::config::redact::redact_url(&u))
         .unwrap_or_else(|_| "(not a URL)".to_string())
+}
+
+/// A webhook's `base_url` or an http store's `url` must parse as the runtime parses it (a
+/// port beyond 65535, a malformed IPv6 address would otherwise fail only when the run
+/// sends its first request). The message shows the text without credentials or query
+/// string.
+fn check_url_parses(u: &Spanned<String>, key: &str, diags: &mut Diags) {
+    let Err(e) = reqwest::Url::parse(&u.value) else {
+        return;
+    };
+    let before_query = u.value.split(['?', '#']).next().unwrap_or_default();
+    let shown = crate::config::redact::redact_userinfo(before_query);
+    diags.push(
+        u.error(format!("`{key}` is not a valid URL: {e}: `{shown}`"))
+            .with_help("give it as `http(s)://host[:port]/path`; an IPv6 host in brackets (`http://[::1]:8080/`), a port of at most 65535"),
+    );
 }
 
 /// A database or Redis `host` is a host name or address (or a PostgreSQL socket directory),

@@ -239,6 +239,8 @@ pub struct RawExternalStore {
     pub max_concurrency: Option<Spanned<u32>>,
     /// http `retries`
     pub retries: Option<Spanned<u32>>,
+    /// http `max_response_bytes`
+    pub max_response_bytes: Option<Spanned<u32>>,
 }
 
 /// A table given as a string or as `{table, alias, dbschema}`.
@@ -659,6 +661,7 @@ fn external(n: &Node, path: &str, ctx: &mut Ctx) -> Option<RawExternalStore> {
         timeout: m.seconds("timeout", MAX_TIMEOUT, ctx),
         max_concurrency: m.count("max_concurrency", 1, ctx),
         retries: m.count("retries", 0, ctx),
+        max_response_bytes: m.count("max_response_bytes", 1, ctx),
     };
     m.finish(
         &[
@@ -679,6 +682,7 @@ fn external(n: &Node, path: &str, ctx: &mut Ctx) -> Option<RawExternalStore> {
             "timeout",
             "max_concurrency",
             "retries",
+            "max_response_bytes",
         ],
         "an external store",
         ctx,

@@ -208,8 +208,8 @@ pub fn eval(e: &TypedExpr, ctx: &EvalCtx<'_>) -> Result<Value, EvalError> {
 
 fn type_mismatch(what: &str, a: &Value, b: Option<&Value>) -> (EvalErrorKind, String) {
     let msg = match b {
-        Some(b) => format!("cannot {what} {} and {}", a.to_text(), b.to_text()),
-        None => format!("cannot {what} {}", a.to_text()),
+        Some(b) => format!("cannot {what} {} and {}", a.shown(), b.shown()),
+        None => format!("cannot {what} {}", a.shown()),
     };
     (EvalErrorKind::Type, msg)
 }

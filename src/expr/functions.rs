@@ -482,7 +482,7 @@ fn bad_arg(f: &Func, i: usize, v: &Value) -> (EvalErrorKind, String) {
             "argument `{}` of `{}` has an unexpected value {}",
             f.params().get(i).copied().unwrap_or("value"),
             f.name(),
-            v.to_text()
+            v.shown()
         ),
     )
 }
@@ -595,7 +595,7 @@ fn substr(s: &str, start: i64, len: Option<i64>) -> String {
 fn conversion(v: &Value, to: &str) -> (EvalErrorKind, String) {
     (
         EvalErrorKind::InvalidArgument,
-        format!("cannot convert {} to {to}", v.to_text()),
+        format!("cannot convert {} to {to}", v.shown()),
     )
 }
 

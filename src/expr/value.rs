@@ -4,6 +4,7 @@ use chrono::{NaiveDate, NaiveDateTime};
 use indexmap::IndexMap;
 use std::cmp::Ordering;
 use std::fmt;
+use std::sync::Arc;
 
 /// Largest scale a [`Decimal`] keeps (digits after the point), as in SQL `decimal(38, s)`.
 pub const MAX_DECIMAL_SCALE: u32 = 38;
@@ -385,9 +386,10 @@ pub enum Value {
     Datetime(NaiveDateTime),
     /// UUID in canonical lower-case text.
     Uuid(String),
-    /// A JSON document (boxed: it is 88 bytes, and keeping it inline would make every
-    /// value, and every row, that much larger).
-    Json(Box<Json>),
+    /// A JSON document (behind a pointer: it is 88 bytes, and keeping it inline would make
+    /// every value, and every row, that much larger; shared, so that the rows one lookup's
+    /// document goes to hold one copy of it, however large).
+    Json(Arc<Json>),
     /// A duration in microseconds.
     Interval(i64),
     /// A list.
@@ -399,12 +401,12 @@ pub enum Value {
 impl Value {
     /// A JSON value.
     pub fn json(j: serde_json::Value) -> Value {
-        Value::Json(Box::new(Json::from_value(j)))
+        Value::Json(Arc::new(Json::from_value(j)))
     }
 
     /// A JSON document from its text, kept as it is; an error when the text is not JSON.
     pub fn json_text(text: impl Into<String>) -> Result<Value, serde_json::Error> {
-        Json::from_text(text).map(|j| Value::Json(Box::new(j)))
+        Json::from_text(text).map(|j| Value::Json(Arc::new(j)))
     }
 
     /// A mapping.
@@ -447,6 +449,20 @@ impl Value {
         }
     }
 
+    /// The value's text as an error message shows it: [`Value::to_text`], cut after
+    /// [`SHOWN_CHARS`] characters (on a character boundary) with `…` and the whole text's
+    /// length, so that a large value (a lookup's answer) cannot swell a message.
+    pub fn shown(&self) -> String {
+        match self {
+            Value::Str(s) | Value::Uuid(s) => shorten(s),
+            Value::Json(j) => match j.value() {
+                serde_json::Value::String(s) => shorten(s),
+                _ => shorten(j.text()),
+            },
+            other => shorten(&other.to_text()),
+        }
+    }
+
     /// Python-style text of the value, as `str(x)` gives it (`None` for NULL).
     pub fn to_text(&self) -> String {
         match self {
@@ -465,6 +481,17 @@ impl Value {
             Value::Interval(us) => format_interval_text(*us),
             Value::List(_) | Value::Map(_) => self.to_json().to_string(),
         }
+    }
+}
+
+/// How many characters of a value [`Value::shown`] keeps.
+pub const SHOWN_CHARS: usize = 200;
+
+/// `text`, or its first [`SHOWN_CHARS`] characters, `…` and its length in bytes.
+fn shorten(text: &str) -> String {
+    match text.char_indices().nth(SHOWN_CHARS) {
+        None => text.to_string(),
+        Some((end, _)) => format!("{}… ({} bytes in all)", &text[..end], text.len()),
     }
 }
 
@@ -522,6 +549,16 @@ pub fn split_interval(us: i64) -> (i64, i64) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn shown_values_are_cut_on_a_character_boundary_with_their_length() {
+        assert_eq!(Value::Str("short".into()).shown(), "short");
+        let long = Value::Str(format!("a{}", "é".repeat(300)));
+        let shown = long.shown();
+        assert_eq!(shown, format!("a{}… (601 bytes in all)", "é".repeat(199)));
+        let j = Value::json_text(format!("[{}]", "1,".repeat(300) + "1")).unwrap();
+        assert!(j.shown().ends_with("… (603 bytes in all)"), "{}", j.shown());
+    }
 
     #[test]
     fn values_stay_small() {

@@ -33,15 +33,104 @@ impl RetryPolicy {
     }
 }
 
+/// The longest wait a `Retry-After` answer is granted. A store asking for more (a quota
+/// that resets in an hour) is not retried at all: retrying sooner than it asked would only
+/// be refused again.
+pub const MAX_RETRY_AFTER: Duration = Duration::from_secs(60);
+
+/// What a `429 Too Many Requests` or `503 Service Unavailable` answer asked for in its
+/// `Retry-After` header (delta-seconds, or an HTTP-date, which `now` turns into a wait; a
+/// date in the past is no wait). `None` for other statuses, no header, or one that reads as
+/// neither.
+pub fn retry_after(
+    status: u16,
+    headers: &reqwest::header::HeaderMap,
+    now: std::time::SystemTime,
+) -> Option<Duration> {
+    if status != 429 && status != 503 {
+        return None;
+    }
+    let text = headers
+        .get(reqwest::header::RETRY_AFTER)?
+        .to_str()
+        .ok()?
+        .trim();
+    if !text.is_empty() && text.bytes().all(|b| b.is_ascii_digit()) {
+        // Too many digits to fit is far beyond any cap.
+        return Some(Duration::from_secs(text.parse::<u64>().unwrap_or(u64::MAX)));
+    }
+    let at = httpdate::parse_http_date(text).ok()?;
+    Some(at.duration_since(now).unwrap_or(Duration::ZERO))
+}
+
+/// When to try again after a retryable failure.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Wait {
+    /// After this long: the policy's backoff, or the longer wait the store asked for.
+    For(Duration),
+    /// Not at all: the store asked for a wait beyond [`MAX_RETRY_AFTER`].
+    TooLong(Duration),
+}
+
+impl RetryPolicy {
+    /// The wait before retry number `attempt` (0 = the first) when the store asked for
+    /// `asked` (its `Retry-After`): the longer of that and the backoff, or
+    /// [`Wait::TooLong`] beyond [`MAX_RETRY_AFTER`]. An asked wait takes a retry like any
+    /// other, so `retries` keeps bounding the attempts.
+    pub fn wait(&self, attempt: u32, asked: Option<Duration>) -> Wait {
+        match asked {
+            Some(a) if a > MAX_RETRY_AFTER => Wait::TooLong(a),
+            Some(a) => Wait::For(a.max(self.backoff(attempt))),
+            None => Wait::For(self.backoff(attempt)),
+        }
+    }
+}
+
+/// What a failure's message adds when the store asked for a wait beyond [`MAX_RETRY_AFTER`].
+pub fn too_long(asked: Duration) -> String {
+    format!(
+        "; the store asked to wait {} (Retry-After), longer than the {} a retry waits at most, so it was not retried",
+        seconds(asked),
+        seconds(MAX_RETRY_AFTER)
+    )
+}
+
+/// A wait as a log or error message shows it: `1 s`, `0.5 s`.
+pub fn seconds(d: Duration) -> String {
+    let s = d.as_secs_f64();
+    if s.fract() == 0.0 {
+        format!("{s:.0} s")
+    } else {
+        format!("{s:.1} s")
+    }
+}
+
 /// Whether an HTTP status is worth retrying: 5xx, 408 Request Timeout and 429 Too Many
 /// Requests. Other 4xx mean the request itself is wrong and are never retried.
 pub fn retryable_status(status: u16) -> bool {
     status >= 500 || status == 408 || status == 429
 }
 
-/// Whether a transport error is worth retrying: timeouts and connection failures.
+/// Whether a transport error is worth retrying: timeouts, connection failures, and an
+/// answer's body that broke off in transfer (reqwest reports that as a decode error caused
+/// by a body error; the clients here parse bodies themselves, so a body that is complete
+/// but not what was expected never comes through here).
 pub fn retryable_error(e: &reqwest::Error) -> bool {
-    e.is_timeout() || e.is_connect() || e.is_request() || e.is_body()
+    e.is_timeout() || e.is_connect() || e.is_request() || e.is_body() || broke_off(e)
+}
+
+/// Whether `e` was caused by an error reading a body (a reset or an early close).
+fn broke_off(e: &reqwest::Error) -> bool {
+    let mut src = std::error::Error::source(e);
+    while let Some(s) = src {
+        if s.downcast_ref::<reqwest::Error>()
+            .is_some_and(|r| r.is_body())
+        {
+            return true;
+        }
+        src = s.source();
+    }
+    false
 }
 
 /// The redirect policy of every HTTP client (webhooks, lookups, ClickHouse): none is
@@ -148,6 +237,55 @@ mod tests {
         assert_eq!(p.backoff(3), Duration::from_millis(800));
         assert_eq!(p.backoff(10), Duration::from_secs(5));
         assert_eq!(p.backoff(64), Duration::from_secs(5));
+    }
+
+    #[test]
+    fn retry_after_reads_seconds_and_dates_on_429_and_503_only() {
+        use reqwest::header::{HeaderMap, HeaderValue, RETRY_AFTER};
+        let now = std::time::UNIX_EPOCH + Duration::from_secs(1_700_000_000);
+        let h = |v: &str| {
+            let mut m = HeaderMap::new();
+            m.insert(RETRY_AFTER, HeaderValue::from_str(v).unwrap());
+            m
+        };
+        assert_eq!(retry_after(429, &h("1"), now), Some(Duration::from_secs(1)));
+        assert_eq!(
+            retry_after(503, &h(" 120 "), now),
+            Some(Duration::from_secs(120))
+        );
+        let date = httpdate::fmt_http_date(now + Duration::from_secs(30));
+        assert_eq!(
+            retry_after(503, &h(&date), now),
+            Some(Duration::from_secs(30))
+        );
+        let past = httpdate::fmt_http_date(now - Duration::from_secs(30));
+        assert_eq!(retry_after(429, &h(&past), now), Some(Duration::ZERO));
+        assert_eq!(
+            retry_after(429, &h("99999999999999999999999"), now),
+            Some(Duration::from_secs(u64::MAX))
+        );
+        assert_eq!(retry_after(500, &h("1"), now), None);
+        assert_eq!(retry_after(429, &h("soon"), now), None);
+        assert_eq!(retry_after(429, &h("-1"), now), None);
+        assert_eq!(retry_after(429, &HeaderMap::new(), now), None);
+
+        let p = RetryPolicy::new(3);
+        assert_eq!(p.wait(0, None), Wait::For(Duration::from_millis(100)));
+        assert_eq!(
+            p.wait(0, Some(Duration::from_secs(2))),
+            Wait::For(Duration::from_secs(2))
+        );
+        assert_eq!(
+            p.wait(3, Some(Duration::ZERO)),
+            Wait::For(Duration::from_millis(800))
+        );
+        assert_eq!(p.wait(0, Some(MAX_RETRY_AFTER)), Wait::For(MAX_RETRY_AFTER));
+        assert_eq!(
+            p.wait(0, Some(Duration::from_secs(61))),
+            Wait::TooLong(Duration::from_secs(61))
+        );
+        assert_eq!(seconds(Duration::from_millis(1500)), "1.5 s");
+        assert_eq!(seconds(Duration::from_secs(60)), "60 s");
     }
 
     #[test]

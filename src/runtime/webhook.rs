@@ -1,15 +1,17 @@
 //! Webhook sink (SPEC §5): each batch is POSTed as a JSON array of row objects to the
 //! datastore's `base_url` + the sink's `url_path` (appended to the URL's path, its query
 //! string kept: [`crate::config::urls::join_path`]), with the datastore's headers, a timeout,
-//! retries with exponential backoff on timeouts, connection errors, 5xx, 408 and 429, and an
+//! retries with exponential backoff on timeouts, connection errors, 5xx, 408 and 429 (no
+//! sooner than a 429's or 503's `Retry-After` asks, up to
+//! [`super::retry::MAX_RETRY_AFTER`]), and an
 //! `Idempotency-Key` header derived from the batch content alone — so a retried or re-run
 //! batch carries the same key, and the receiver can drop duplicates.
 
 use super::enrich::http::header_map;
 use super::enrich::{timeout_of, DEFAULT_RETRIES, DEFAULT_TIMEOUT};
 use super::retry::{
-    body_excerpt, error_text, no_redirects, redact_url, redirect_text, retryable_error,
-    retryable_status, RetryPolicy,
+    body_excerpt, error_text, no_redirects, redact_url, redirect_text, retry_after,
+    retryable_error, retryable_status, seconds, too_long, RetryPolicy, Wait,
 };
 use super::transform::write_row_json;
 use super::{Row, RuntimeError};
@@ -18,6 +20,7 @@ use crate::config::urls::join_path;
 use crate::ir::Pipeline;
 use reqwest::Url;
 use sha2::{Digest, Sha256};
+use std::time::SystemTime;
 
 /// The header carrying the batch's idempotency key.
 pub const IDEMPOTENCY_HEADER: &str = "Idempotency-Key";
@@ -179,7 +182,8 @@ impl WebhookSink {
                 .body(body.clone())
                 .send()
                 .await;
-            let (retryable, message) = match res {
+            let mut asked = None;
+            let (retryable, mut message) = match res {
                 Ok(resp) if resp.status().is_success() => {
                     return Ok(WebhookReceipt {
                         idempotency_key: key,
@@ -192,6 +196,7 @@ impl WebhookSink {
                 }
                 Ok(resp) => {
                     let status = resp.status();
+                    asked = retry_after(status.as_u16(), resp.headers(), SystemTime::now());
                     let message = match body_excerpt(resp, &self.secrets).await {
                         Some(body) => format!("HTTP {status}: {body}"),
                         None => format!("HTTP {status}"),
@@ -201,15 +206,30 @@ impl WebhookSink {
                 Err(e) => (retryable_error(&e), error_text(e)),
             };
             if retryable && attempt < self.retry.retries {
-                tracing::warn!(
-                    pipeline = %self.pipeline,
-                    store = %self.store,
-                    attempt = attempt + 1,
-                    "webhook POST failed, retrying: {message}"
-                );
-                tokio::time::sleep(self.retry.backoff(attempt)).await;
-                attempt += 1;
-                continue;
+                match self.retry.wait(attempt, asked) {
+                    Wait::For(d) => {
+                        match asked {
+                            Some(a) => tracing::warn!(
+                                pipeline = %self.pipeline,
+                                store = %self.store,
+                                attempt = attempt + 1,
+                                "webhook POST failed: {message}; the receiver asked to wait {} (Retry-After), retrying in {}",
+                                seconds(a),
+                                seconds(d)
+                            ),
+                            None => tracing::warn!(
+                                pipeline = %self.pipeline,
+                                store = %self.store,
+                                attempt = attempt + 1,
+                                "webhook POST failed, retrying: {message}"
+                            ),
+                        }
+                        tokio::time::sleep(d).await;
+                        attempt += 1;
+                        continue;
+                    }
+                    Wait::TooLong(a) => message.push_str(&too_long(a)),
+                }
             }
             // The caller names the pipeline.
             return Err(RuntimeError::External {

@@ -1090,3 +1090,48 @@ pipelines:
         assert!(err.contains("TRACE"), "{err}");
     }
 }
+
+/// A webhook `base_url` or an http store `url` that does not parse (a port beyond 65535, a
+/// malformed IPv6 address) is refused by `validate` at its line, showing the text (without
+/// its query string), instead of failing when the run sends its first request.
+#[test]
+fn unparsable_webhook_and_lookup_urls_are_config_errors() {
+    for (bad, why) in [
+        ("http://hooks.example.com:99999/in", "invalid port number"),
+        ("http://[::1/in", "invalid IPv6 address"),
+    ] {
+        let cfg = format!(
+            r#"
+datastores:
+  - {{name: a, type: postgres, host: 127.0.0.1, database: test}}
+  - {{name: hooks, type: webhook, base_url: "{bad}?token=T0kSecret"}}
+externalstores:
+  - {{name: api, type: http, url: "{bad}"}}
+pipelines:
+  - name: p
+    source:
+      datastore: a
+      table: t
+      fields:
+        - {{column: id, dtype: int}}
+    sink:
+      datastore: hooks
+      url_path: /rows
+      fields:
+        - {{column: id, source_column: id}}
+"#
+        );
+        let err = invalid(
+            &cfg,
+            &[
+                &format!("`base_url` is not a valid URL: {why}: `{bad}`"),
+                "datastores[1].base_url",
+                ":4:",
+                &format!("`url` is not a valid URL: {why}: `{bad}`"),
+                "externalstores[0].url",
+                ":6:",
+            ],
+        );
+        assert!(!err.contains("T0kSecret"), "{err}");
+    }
+}

@@ -145,6 +145,8 @@ struct Seen {
     uri: String,
     headers: HashMap<String, String>,
     body: Vec<u8>,
+    /// When it arrived.
+    at: Instant,
 }
 
 /// What the server answers.
@@ -154,6 +156,8 @@ struct Reply {
     delay: Duration,
     /// A `Location` header.
     location: Option<String>,
+    /// More headers.
+    headers: Vec<(&'static str, String)>,
 }
 
 impl Reply {
@@ -163,6 +167,7 @@ impl Reply {
             body: body.into(),
             delay: Duration::ZERO,
             location: None,
+            headers: Vec::new(),
         }
     }
     fn status(status: u16) -> Reply {
@@ -171,6 +176,7 @@ impl Reply {
             body: String::new(),
             delay: Duration::ZERO,
             location: None,
+            headers: Vec::new(),
         }
     }
     /// A redirect to `to`.
@@ -182,6 +188,10 @@ impl Reply {
     }
     fn after(mut self, delay: Duration) -> Reply {
         self.delay = delay;
+        self
+    }
+    fn header(mut self, name: &'static str, value: impl Into<String>) -> Reply {
+        self.headers.push((name, value.into()));
         self
     }
 }
@@ -224,6 +234,7 @@ impl TestServer {
                     async move {
                         let now = in_flight.fetch_add(1, Ordering::SeqCst) + 1;
                         max.fetch_max(now, Ordering::SeqCst);
+                        let at = Instant::now();
                         let method = req.method().to_string();
                         let uri = req.uri().to_string();
                         let headers = req
@@ -245,6 +256,7 @@ impl TestServer {
                             uri,
                             headers,
                             body,
+                            at,
                         };
                         let n = {
                             let mut all = seen.lock().unwrap();
@@ -260,6 +272,9 @@ impl TestServer {
                             .header("content-type", "application/json");
                         if let Some(l) = &reply.location {
                             resp = resp.header("location", l);
+                        }
+                        for (k, v) in &reply.headers {
+                            resp = resp.header(*k, v);
                         }
                         let resp = resp
                             .body(http_body_util::Full::new(Bytes::from(reply.body)))
@@ -1804,6 +1819,7 @@ async fn webhook_4xx_errors_show_the_answer_and_name_the_pipeline_once() {
         ),
         delay: Duration::ZERO,
         location: None,
+        headers: Vec::new(),
     })
     .await;
     let src = unique("hook_422");
@@ -2494,4 +2510,254 @@ pipelines:
             .unwrap();
     }
     c.batch_execute(&format!("DROP TABLE {src}")).await.unwrap();
+}
+
+// ---------------------------------------------------------------- HTTP: rate limits, large and broken answers
+
+/// When the requests for `uri` arrived, relative to the first.
+fn arrivals(server: &TestServer, uri: &str) -> Vec<Duration> {
+    let at: Vec<Instant> = server
+        .seen()
+        .iter()
+        .filter(|s| s.uri == uri)
+        .map(|s| s.at)
+        .collect();
+    at.iter().map(|t| *t - at[0]).collect()
+}
+
+/// A 429 or 503 with `Retry-After` (delta-seconds or an HTTP-date) is retried no sooner
+/// than it asks; one asking for more than a minute is not retried at all.
+#[tokio::test]
+async fn http_lookups_wait_as_long_as_retry_after_asks() {
+    let server = TestServer::start(|seen, n| {
+        if seen.uri.starts_with("/api/zip/busy") && n < 2 {
+            Reply::status(429).header("retry-after", "1")
+        } else if seen.uri.starts_with("/api/zip/down") && n < 1 {
+            let at = std::time::SystemTime::now() + Duration::from_secs(2);
+            Reply::status(503).header("retry-after", httpdate::fmt_http_date(at))
+        } else if seen.uri.starts_with("/api/zip/quota") {
+            Reply::status(429).header("retry-after", "3600")
+        } else {
+            Reply::ok(city_of(&seen.uri))
+        }
+    })
+    .await;
+    let (p, cfg) = compile(&http_config(
+        &server.base,
+        "    retries: 3",
+        "        on_error: fail",
+    ));
+    let e = Enricher::connect(&p, &cfg).await.unwrap();
+
+    let mut rows = zip_rows(&["busy"]);
+    e.run(&mut rows).await.unwrap();
+    assert_eq!(rows[0]["city"], j("city-busy"));
+    let t = arrivals(&server, "/api/zip/busy?country=de+%26+at");
+    assert_eq!(t.len(), 3, "{t:?}");
+    assert!(t[1] >= Duration::from_secs(1), "{t:?}");
+    assert!(t[2] - t[1] >= Duration::from_secs(1), "{t:?}");
+
+    // An HTTP-date two seconds ahead (whole seconds: more than one second from now).
+    let mut rows = zip_rows(&["down"]);
+    e.run(&mut rows).await.unwrap();
+    let t = arrivals(&server, "/api/zip/down?country=de+%26+at");
+    assert_eq!(t.len(), 2, "{t:?}");
+    assert!(t[1] >= Duration::from_secs(1), "{t:?}");
+
+    let err = e.run(&mut zip_rows(&["quota"])).await.unwrap_err();
+    let msg = err.to_string();
+    assert_eq!(server.count("/api/zip/quota?country=de+%26+at"), 1, "{msg}");
+    assert!(msg.contains("HTTP 429 Too Many Requests"), "{msg}");
+    assert!(msg.contains("asked to wait 3600 s (Retry-After)"), "{msg}");
+    assert!(msg.contains("(after 1 attempt)"), "{msg}");
+}
+
+/// A webhook receiver's `Retry-After` is waited for too, with the same idempotency key.
+#[tokio::test]
+async fn webhook_posts_wait_as_long_as_retry_after_asks() {
+    let server = TestServer::start(|_, n| {
+        if n < 1 {
+            Reply::status(429).header("retry-after", "1")
+        } else {
+            Reply::status(204)
+        }
+    })
+    .await;
+    let (p, cfg) = compile(&webhook_config(&server.base));
+    let sink = WebhookSink::new(&p, &cfg).unwrap();
+    let receipt = sink.send_batch(&webhook_rows(2)).await.unwrap();
+    assert_eq!(receipt.attempts, 2);
+    let t = arrivals(&server, "/v1/rows");
+    assert_eq!(t.len(), 2, "{t:?}");
+    assert!(t[1] >= Duration::from_secs(1), "{t:?}");
+    assert!(server
+        .seen()
+        .iter()
+        .all(|s| s.headers["idempotency-key"] == receipt.idempotency_key));
+}
+
+/// A lookup error never carries a whole large answer: the value is cut to 200 characters
+/// with its length, in the error, the `on_error` summary and a skipped row's reason alike.
+#[tokio::test]
+async fn http_lookup_errors_show_only_the_start_of_a_large_answer() {
+    let body = format!("<html>{}", "é".repeat(1_000_000));
+    let len = body.len();
+    let server = TestServer::start(move |_, _| Reply::ok(body.clone())).await;
+    let yaml = |on_error: &str| {
+        http_config(&server.base, "", &format!("        on_error: {on_error}")).replace(
+            r#"lambda v: {"city": json_get(v, "city")}"#,
+            r#"lambda v: {"city": str(int(v))}"#,
+        )
+    };
+    let cut = format!("… ({len} bytes in all)");
+    let (p, cfg) = compile(&yaml("fail"));
+    let e = Enricher::connect(&p, &cfg).await.unwrap();
+    let msg = e
+        .run(&mut zip_rows(&["big"]))
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(msg.len() < 1000, "{} bytes: {}", msg.len(), &msg[..300]);
+    assert!(
+        msg.contains(&format!("cannot convert <html>{}{cut}", "é".repeat(194))),
+        "{msg}"
+    );
+    assert_eq!(server.seen().len(), 1, "a whole answer is not retried");
+
+    for on_error in ["null", "skip"] {
+        let (p, cfg) = compile(&yaml(on_error));
+        let e = Enricher::connect(&p, &cfg).await.unwrap();
+        let report = e.run(&mut zip_rows(&["big", "big"])).await.unwrap();
+        let summary = e.tally().summary().unwrap();
+        assert!(summary.len() < 1000, "{summary}");
+        assert!(summary.contains(&cut), "{summary}");
+        for s in &report.skipped {
+            assert!(
+                s.reason.len() < 1000 && s.reason.contains(&cut),
+                "{}",
+                s.reason
+            );
+        }
+    }
+}
+
+/// What a raw test server answers on one connection.
+enum Raw {
+    /// These bytes, then the connection is closed.
+    Once(Vec<u8>),
+    /// A chunked 200 whose chunks never end (until the client goes away).
+    Endless,
+}
+
+/// A bare TCP server speaking just enough HTTP/1.1 to answer a GET as `answer(n)` says for
+/// its `n`-th connection (from 0); returns the base URL and the connection count.
+async fn raw_server(
+    answer: impl Fn(usize) -> Raw + Send + Sync + 'static,
+) -> (String, Arc<AtomicUsize>) {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    let count = Arc::new(AtomicUsize::new(0));
+    let (count2, answer) = (count.clone(), Arc::new(answer));
+    tokio::spawn(async move {
+        while let Ok((mut stream, _)) = listener.accept().await {
+            let n = count2.fetch_add(1, Ordering::SeqCst);
+            let answer = answer.clone();
+            tokio::spawn(async move {
+                let mut req = Vec::new();
+                let mut buf = [0u8; 4096];
+                while !req.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match stream.read(&mut buf).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(k) => req.extend_from_slice(&buf[..k]),
+                    }
+                }
+                match answer(n) {
+                    Raw::Once(bytes) => {
+                        let _ = stream.write_all(&bytes).await;
+                        let _ = stream.shutdown().await;
+                    }
+                    Raw::Endless => {
+                        let head = b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ntransfer-encoding: chunked\r\n\r\n";
+                        if stream.write_all(head).await.is_err() {
+                            return;
+                        }
+                        let chunk = format!("10000\r\n{}\r\n", "x".repeat(0x10000));
+                        while stream.write_all(chunk.as_bytes()).await.is_ok() {}
+                    }
+                }
+            });
+        }
+    });
+    (base, count)
+}
+
+/// An answer larger than `max_response_bytes` fails its lookup (under `on_error`) without
+/// being read whole: at once when its `Content-Length` says so, else once that much came.
+#[tokio::test]
+async fn http_answers_beyond_max_response_bytes_fail_the_lookup() {
+    let server = TestServer::start(|_, _| Reply::ok(format!("\"{}\"", "x".repeat(5000)))).await;
+    let (p, cfg) = compile(&http_config(
+        &server.base,
+        "    max_response_bytes: 4096\n    retries: 2",
+        "        on_error: skip",
+    ));
+    let e = Enricher::connect(&p, &cfg).await.unwrap();
+    let mut rows = zip_rows(&["big", "big"]);
+    let report = e.run(&mut rows).await.unwrap();
+    assert!(rows.is_empty());
+    let reason = &report.skipped[0].reason;
+    assert!(
+        reason.contains("the answer is 5002 bytes (Content-Length), more than the 4096 bytes store `geo` accepts (its `max_response_bytes`)"),
+        "{reason}"
+    );
+    assert_eq!(server.seen().len(), 1, "a too large answer is not retried");
+
+    // No Content-Length, and no end: reading stops at the limit.
+    let (base, conns) = raw_server(|_| Raw::Endless).await;
+    let (p, cfg) = compile(&http_config(
+        &base,
+        "    max_response_bytes: 1000000\n    timeout: 20\n    retries: 2",
+        "        on_error: fail",
+    ));
+    let e = Enricher::connect(&p, &cfg).await.unwrap();
+    let msg = e
+        .run(&mut zip_rows(&["endless"]))
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        msg.contains("more than the 1000000 bytes store `geo` accepts (its `max_response_bytes`)"),
+        "{msg}"
+    );
+    assert!(msg.contains("(after 1 attempt)"), "{msg}");
+    assert_eq!(conns.load(Ordering::SeqCst), 1);
+}
+
+/// An answer whose body breaks off before its `Content-Length` is retried, like a reset
+/// connection.
+#[tokio::test]
+async fn http_answers_cut_off_in_transfer_are_retried() {
+    let (base, conns) = raw_server(|n| {
+        let body = r#"{"city": "city-cut"}"#;
+        Raw::Once(if n == 0 {
+            b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: 1000\r\n\r\n{\"city\": \"ci".to_vec()
+        } else {
+            format!(
+                "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                body.len()
+            )
+            .into_bytes()
+        })
+    })
+    .await;
+    let (p, cfg) = compile(&http_config(
+        &base,
+        "    retries: 2",
+        "        on_error: fail",
+    ));
+    let e = Enricher::connect(&p, &cfg).await.unwrap();
+    let mut rows = zip_rows(&["cut"]);
+    e.run(&mut rows).await.unwrap();
+    assert_eq!(rows[0]["city"], j("city-cut"));
+    assert_eq!(conns.load(Ordering::SeqCst), 2);
 }

@@ -1307,7 +1307,11 @@ mod tests {
 
     #[test]
     fn jsonb_refuses_a_nul_escape_only() {
-        let doc = |t: &str| Value::Json(Box::new(crate::expr::value::Json::from_text(t).unwrap()));
+        let doc = |t: &str| {
+            Value::Json(std::sync::Arc::new(
+                crate::expr::value::Json::from_text(t).unwrap(),
+            ))
+        };
         let jsonb = ColumnCheck {
             no_nul_escape: true,
             native: "jsonb".into(),

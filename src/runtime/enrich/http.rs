@@ -1,18 +1,21 @@
 //! HTTP lookups: `GET <store url><path>?<params>` (the path appended to the store URL's
 //! path, its values percent-encoded, the store URL's query string kept) with the store's
 //! headers, bounded concurrency, a per-request timeout and retries with exponential backoff
-//! on timeouts, connection errors, 5xx, 408 and 429. Other 4xx are final (the request is
-//! wrong, another attempt would not help).
+//! on timeouts, connection errors, bodies broken off in transfer, 5xx, 408 and 429 (no
+//! sooner than a 429's or 503's `Retry-After` asks). Other 4xx are final (the request is
+//! wrong, another attempt would not help). An answer's body is read up to the store's
+//! `max_response_bytes`.
 
 use super::{
-    timeout_of, AliasRow, LookupError, DEFAULT_MAX_CONCURRENCY, DEFAULT_RETRIES, DEFAULT_TIMEOUT,
+    timeout_of, AliasRow, LookupError, DEFAULT_MAX_CONCURRENCY, DEFAULT_MAX_RESPONSE_BYTES,
+    DEFAULT_RETRIES, DEFAULT_TIMEOUT,
 };
 use crate::config::raw::RawExternalStore;
 use crate::config::urls::{join_path, same_origin};
 use crate::expr::Value;
 use crate::runtime::retry::{
-    error_text, no_redirects, redact_url, redirect_text, retryable_error, retryable_status,
-    RetryPolicy,
+    error_text, no_redirects, redact_url, redirect_text, retry_after, retryable_error,
+    retryable_status, seconds, too_long, RetryPolicy, Wait,
 };
 use crate::runtime::RuntimeError;
 use crate::template::Template;
@@ -20,6 +23,7 @@ use futures_util::stream::{self, StreamExt};
 use indexmap::IndexMap;
 use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
 use reqwest::Url;
+use std::time::{Duration, SystemTime};
 
 /// Build a header map from configured `(name, value)` pairs. Values are marked sensitive so
 /// that they never show in debug output; errors name the header, never its value.
@@ -51,6 +55,7 @@ pub struct HttpLookup {
     client: reqwest::Client,
     max_concurrency: usize,
     retry: RetryPolicy,
+    max_response_bytes: usize,
 }
 
 impl std::fmt::Debug for HttpLookup {
@@ -65,7 +70,8 @@ impl std::fmt::Debug for HttpLookup {
 
 impl HttpLookup {
     /// A client for the store: its `url`, `headers`, `timeout` (default 10 s),
-    /// `max_concurrency` (default 8) and `retries` (default 3).
+    /// `max_concurrency` (default 8), `retries` (default 3) and `max_response_bytes`
+    /// (default 16 MiB).
     pub fn new(raw: &RawExternalStore) -> Result<HttpLookup, RuntimeError> {
         let store = raw.name.value.clone();
         let url = raw.url.as_ref().ok_or_else(|| {
@@ -96,6 +102,10 @@ impl HttpLookup {
                 .as_ref()
                 .map_or(DEFAULT_MAX_CONCURRENCY, |m| m.value.max(1) as usize),
             retry: RetryPolicy::new(raw.retries.as_ref().map_or(DEFAULT_RETRIES, |r| r.value)),
+            max_response_bytes: raw
+                .max_response_bytes
+                .as_ref()
+                .map_or(DEFAULT_MAX_RESPONSE_BYTES, |m| m.value as usize),
         })
     }
 
@@ -158,42 +168,105 @@ impl HttpLookup {
     }
 
     /// One GET with retries. The body is parsed as JSON ([`Value::Json`], JSON `null` →
-    /// [`Value::Null`]); a body that is not JSON is returned as [`Value::Str`].
+    /// [`Value::Null`]); a body that is not JSON is returned as [`Value::Str`]. A body
+    /// larger than the store's `max_response_bytes` fails the lookup (not retried: the
+    /// answer would be as large again); one that breaks off in transfer is retried like a
+    /// connection reset. A 429 or 503 with a `Retry-After` is retried no sooner than it asks
+    /// (up to [`crate::runtime::retry::MAX_RETRY_AFTER`]; a longer wait is not retried).
     pub async fn get(&self, url: &str) -> Result<Value, LookupError> {
         let parsed = Url::parse(url).map_err(|e| LookupError(format!("bad lookup URL: {e}")))?;
         let shown = redact_url(&parsed);
         let mut attempt: u32 = 0;
         loop {
-            let outcome: Result<Value, (bool, String)> =
+            // Err((retryable, message, the wait the store asked for))
+            let outcome: Result<Value, (bool, String, Option<Duration>)> =
                 match self.client.get(parsed.clone()).send().await {
                     Ok(resp) => {
                         let status = resp.status();
                         if status.is_success() {
-                            match resp.bytes().await {
-                                Ok(body) => Ok(parse_body(&body)),
-                                Err(e) => Err((retryable_error(&e), error_text(e))),
-                            }
+                            self.read_body(resp)
+                                .await
+                                .map(|body| parse_body(&body))
+                                .map_err(|(retry, m)| (retry, m, None))
                         } else if let Some(m) = redirect_text(&resp) {
-                            Err((false, m))
+                            Err((false, m, None))
                         } else {
-                            Err((retryable_status(status.as_u16()), format!("HTTP {status}")))
+                            let asked =
+                                retry_after(status.as_u16(), resp.headers(), SystemTime::now());
+                            Err((
+                                retryable_status(status.as_u16()),
+                                format!("HTTP {status}"),
+                                asked,
+                            ))
                         }
                     }
-                    Err(e) => Err((retryable_error(&e), error_text(e))),
+                    Err(e) => Err((retryable_error(&e), error_text(e), None)),
                 };
-            match outcome {
+            let (retryable, m, asked) = match outcome {
                 Ok(v) => return Ok(v),
-                Err((true, _)) if attempt < self.retry.retries => {
-                    tokio::time::sleep(self.retry.backoff(attempt)).await;
-                    attempt += 1;
+                Err(e) => e,
+            };
+            let mut m = m;
+            if retryable && attempt < self.retry.retries {
+                match self.retry.wait(attempt, asked) {
+                    Wait::For(d) => {
+                        if let Some(a) = asked {
+                            tracing::warn!(
+                                store = %self.store,
+                                attempt = attempt + 1,
+                                "GET {shown}: {m}; the store asked to wait {} (Retry-After), retrying in {}",
+                                seconds(a),
+                                seconds(d)
+                            );
+                        }
+                        tokio::time::sleep(d).await;
+                        attempt += 1;
+                        continue;
+                    }
+                    Wait::TooLong(a) => m.push_str(&too_long(a)),
                 }
-                Err((_, m)) => {
-                    return Err(LookupError(format!(
-                        "GET {shown}: {m} (after {} attempt{})",
-                        attempt + 1,
-                        if attempt == 0 { "" } else { "s" }
-                    )))
+            }
+            return Err(LookupError(format!(
+                "GET {shown}: {m} (after {} attempt{})",
+                attempt + 1,
+                if attempt == 0 { "" } else { "s" }
+            )));
+        }
+    }
+
+    /// The body of a 2xx answer, read chunk by chunk and given up as soon as it is larger
+    /// than `max_response_bytes` (at once when its `Content-Length` says so).
+    /// Err((retryable, message)).
+    async fn read_body(&self, mut resp: reqwest::Response) -> Result<Vec<u8>, (bool, String)> {
+        let limit = self.max_response_bytes;
+        let too_large = |size: String| {
+            (
+                false,
+                format!(
+                    "the answer is {size}, more than the {limit} bytes store `{}` accepts (its `max_response_bytes`)",
+                    self.store
+                ),
+            )
+        };
+        let announced = resp.content_length();
+        if let Some(len) = announced.filter(|&l| l > limit as u64) {
+            return Err(too_large(format!("{len} bytes (Content-Length)")));
+        }
+        let mut body: Vec<u8> = Vec::with_capacity(announced.unwrap_or(0) as usize);
+        loop {
+            match resp.chunk().await {
+                Ok(Some(c)) => {
+                    if body.len() + c.len() > limit {
+                        // Not read further.
+                        return Err(too_large(format!(
+                            "larger ({} bytes read)",
+                            body.len() + c.len()
+                        )));
+                    }
+                    body.extend_from_slice(&c);
                 }
+                Ok(None) => return Ok(body),
+                Err(e) => return Err((retryable_error(&e), error_text(e))),
             }
         }
     }

@@ -51,6 +51,11 @@ pub const DEFAULT_MAX_CONCURRENCY: usize = 8;
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
 /// Default number of retries.
 pub const DEFAULT_RETRIES: u32 = 3;
+/// Default largest HTTP lookup answer: 16 MiB.
+pub const DEFAULT_MAX_RESPONSE_BYTES: usize = 16 << 20;
+
+/// The output fields of one looked-up value, by name.
+type Outputs = Vec<(String, Value)>;
 
 /// A lookup failure for one distinct request (shared by every row that asked for it).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -420,20 +425,30 @@ impl Enricher {
                 Backend::Http(h) => h.get_many(&distinct, stop_on_error).await,
             }
         };
-        // 3. Outputs per row, or the failure policy.
+        // 3. Outputs once per distinct lookup (the output expression sees nothing but the
+        // looked-up value and the run's fixed "now"), then per row, or the failure policy.
+        // Each looked-up value is dropped as soon as its outputs are computed.
         let map_output = matches!(e.output.as_ref().map(|o| &o.ty), Some(Type::Map(_)));
+        let outputs: Vec<Option<Result<Outputs, (Failure, String)>>> = results
+            .into_iter()
+            .map(|r| {
+                r.map(|r| {
+                    r.map_err(|LookupError(m)| (Failure::Lookup, m))
+                        .and_then(|v| {
+                            self.outputs(e, v, map_output)
+                                .map_err(|m| (Failure::Row, m))
+                        })
+                })
+            })
+            .collect();
         for (i, req) in requests.into_iter().enumerate() {
             let Some(req) = req else { continue };
-            let outcome = match req.map(|idx| &results[idx]) {
+            let outcome = match req.map(|idx| &outputs[idx]) {
                 // A lookup cut short by another's failure: that failure stops the run.
                 Ok(None) => continue,
-                Ok(Some(r)) => r.clone().map_err(|LookupError(m)| (Failure::Lookup, m)),
+                Ok(Some(r)) => r.clone(),
                 Err(m) => Err((Failure::Row, m)),
-            }
-            .and_then(|v| {
-                self.outputs(e, v, map_output)
-                    .map_err(|m| (Failure::Row, m))
-            });
+            };
             match outcome {
                 Ok(outs) => rows[i].extend(outs),
                 Err((kind, message)) => {
@@ -509,7 +524,7 @@ impl Enricher {
             Value::Null => Ok(e.outputs.keys().map(|k| (k.clone(), Value::Null)).collect()),
             other => Err(format!(
                 "output expression gave `{}`, not a mapping",
-                other.to_text()
+                other.shown()
             )),
         }
     }
