@@ -755,24 +755,9 @@ async fn a_sink_column_that_keeps_less_precision_is_warned_about() {
 
 #[test]
 fn an_unreachable_datastore_fails_with_exit_1_naming_it_without_the_password() {
-    let cfg = write_config(&format!(
-        r#"
-datastores:
-  - {{name: src, type: postgres, host: 127.0.0.1, port: 1, username: postgres, password: pw-s3cret-9z, database: test}}
-  - {MY}
-pipelines:
-  - name: p
-    source:
-      datastore: src
-      table: t
-      fields: [{{column: id, dtype: int}}]
-    sink:
-      datastore: my
-      table: t
-      unique_key: [id]
-      fields: [{{column: id, source_column: id}}]
-"#
-    ));
+    let cfg = from_store(
+        "{name: src, type: postgres, host: 127.0.0.1, port: 1, username: postgres, password: pw-s3cret-9z, database: test}",
+    );
     let o = synctool(&cfg, &["apply"]);
     let err = String::from_utf8_lossy(&o.stderr);
     assert_eq!(o.status.code(), Some(1), "{err}");
@@ -3354,6 +3339,13 @@ async fn a_signal_stops_apply_with_130_or_143_and_a_rerun_converges() {
             .replace("batch_size: 500", "batch_size: 100"),
     );
     for (signal, code) in [("INT", 130), ("TERM", 143)] {
+        // What the sink held before this run: the signal goes once the run has added to
+        // it (so that synctool is past its start, with its handlers installed).
+        let before: i64 = c
+            .query_one(&format!("SELECT count(*) FROM {sink}"), &[])
+            .await
+            .map(|r| r.get(0))
+            .unwrap_or(0);
         let child = Command::new(env!("CARGO_BIN_EXE_synctool"))
             .arg("-c")
             .arg(&cfg)
@@ -3386,7 +3378,7 @@ async fn a_signal_stops_apply_with_130_or_143_and_a_rerun_converges() {
                     .await
                     .map(|r| r.get(0))
                     .unwrap_or(0);
-                if rows > 0 {
+                if rows > before {
                     break;
                 }
             }

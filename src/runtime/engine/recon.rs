@@ -38,6 +38,14 @@ use crate::sql::Side;
 use crate::types::Dtype;
 use std::collections::{BTreeMap, HashMap, HashSet};
 
+/// The `range_start`/`range_end` parameters of `q`.
+fn bounds(unit: Unit, q: Range) -> [(&'static str, Value); 2] {
+    [
+        ("range_start", unit.value(q.lo)),
+        ("range_end", unit.value(q.hi)),
+    ]
+}
+
 /// Most sink rows one `delete_range` statement (one transaction) deletes.
 const DELETE_RANGE_ROWS: u64 = 1_000_000;
 
@@ -651,11 +659,8 @@ impl<'c, 'a> Recon<'c, 'a> {
                 let blocks: Vec<(i64, Pair)> = if additive {
                     self.rolled_up(&mut fine, unit, q, interval).await?
                 } else {
-                    let extra = [
-                        ("interval", Value::Int(interval)),
-                        ("range_start", unit.value(q.lo)),
-                        ("range_end", unit.value(q.hi)),
-                    ];
+                    let [lo, hi] = bounds(unit, q);
+                    let extra = [("interval", Value::Int(interval)), lo, hi];
                     self.block_hashes(&extra, Dtype::Int)
                         .await?
                         .into_values()
@@ -746,10 +751,7 @@ impl<'c, 'a> Recon<'c, 'a> {
             return Ok(());
         }
         let step = id(self.r, "sink", "delete_range");
-        let extra = [
-            ("range_start", unit.value(range.lo)),
-            ("range_end", unit.value(range.hi)),
-        ];
+        let extra = bounds(unit, range);
         report.rows_deleted += self.sides.sink.delete_range(&step, &extra, rows).await?;
         Ok(())
     }
@@ -774,10 +776,7 @@ impl<'c, 'a> Recon<'c, 'a> {
         let step = id(self.r, "source", "extract_range");
         let extract = Extract {
             step: &step,
-            extra: vec![
-                ("range_start", unit.value(range.lo)),
-                ("range_end", unit.value(range.hi)),
-            ],
+            extra: bounds(unit, range).to_vec(),
             delete_absent: false,
         };
         // The reader owns its connection while it streams.
@@ -810,11 +809,8 @@ impl<'c, 'a> Recon<'c, 'a> {
             }
             qi = n;
         }
-        let extra = [
-            ("interval", Value::Int(qi)),
-            ("range_start", unit.value(q.lo)),
-            ("range_end", unit.value(q.hi)),
-        ];
+        let [lo, hi] = bounds(unit, q);
+        let extra = [("interval", Value::Int(qi)), lo, hi];
         let mut f = Fine {
             interval: qi,
             span: q,
@@ -917,10 +913,7 @@ impl<'c, 'a> Recon<'c, 'a> {
         let extra: Vec<(&str, Value)> = match &scope {
             Scope::Range(q) => {
                 let unit = self.unit.expect("range scopes have a unit");
-                vec![
-                    ("range_start", unit.value(q.lo)),
-                    ("range_end", unit.value(q.hi)),
-                ]
+                bounds(unit, *q).to_vec()
             }
             Scope::Prefixes(len, list) => vec![
                 ("prefix_len", Value::Int(*len as i64)),
