@@ -1134,6 +1134,17 @@ impl<'a> SinkCtx<'a> {
                     build::cast(col("e", "enumlabel"), DataType::Text),
                     "label",
                 ),
+                build::aliased(
+                    d,
+                    build::cast(
+                        build::call(
+                            "format_type",
+                            vec![col("a", "atttypid"), col("a", "atttypmod")],
+                        ),
+                        DataType::Text,
+                    ),
+                    "type",
+                ),
             ],
             from: Some(from),
             selection: build::and_all(preds),

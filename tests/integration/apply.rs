@@ -1814,7 +1814,7 @@ async fn an_enum_column_of_an_existing_postgres_table_is_synced_and_reconciled()
     assert_eq!(o.status.code(), Some(1), "{err}");
     // Refused before the batch is written, naming the row's key.
     assert!(
-        err.contains("row with key (id=4) column `name`: 'angry' is not one of the values of the sink column's type USER-DEFINED (happy, sad, so-so)"),
+        err.contains(&format!("row with key (id=4) column `name`: 'angry' is not one of the values of the sink column's type enum {mood} (happy, sad, so-so)")),
         "{err}"
     );
     let kept: String = c

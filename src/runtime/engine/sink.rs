@@ -322,7 +322,7 @@ impl<'a> SinkIo<'a> {
         let mut table = SinkTable::read(dialect, &found);
         if let (true, Some(_)) = (table.exists(), steps.get("sink.enum_labels")) {
             let rows = self
-                .query_catalog("sink.enum_labels", &[Dtype::Str, Dtype::Str])
+                .query_catalog("sink.enum_labels", &[Dtype::Str, Dtype::Str, Dtype::Str])
                 .await?;
             table.set_enum_labels(&rows);
         }

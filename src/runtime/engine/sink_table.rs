@@ -103,13 +103,17 @@ impl SinkTable {
         self.unique_indexes = Some(by_index.into_values().collect());
     }
 
-    /// Takes the rows of `sink.enum_labels` (column, label): a PostgreSQL enum column admits
-    /// its labels only.
+    /// Takes the rows of `sink.enum_labels` (column, label, type): a PostgreSQL enum column
+    /// admits its labels only, and is named `enum <type>` in messages (PostgreSQL lists it
+    /// as `USER-DEFINED`).
     pub fn set_enum_labels(&mut self, rows: &[Row]) {
         for c in &mut self.columns {
-            let labels: Vec<String> = rows
+            let of_column: Vec<&Row> = rows
                 .iter()
                 .filter(|r| matches!(r.first(), Some(Value::Str(n)) if *n == c.name))
+                .collect();
+            let labels: Vec<String> = of_column
+                .iter()
                 .filter_map(|r| match r.get(1) {
                     Some(Value::Str(l)) => Some(l.clone()),
                     _ => None,
@@ -117,6 +121,9 @@ impl SinkTable {
                 .collect();
             if !labels.is_empty() {
                 c.limit = Limit::OneOf(labels);
+                if let Some(Value::Str(t)) = of_column.first().and_then(|r| r.get(2)) {
+                    c.native = format!("enum {t}");
+                }
             }
         }
     }
