@@ -317,11 +317,7 @@ impl<'a> MapReader<'a> {
         let (path, n) = self.take(key)?;
         let v = match &n.value {
             NodeValue::Bool(b) => Some(*b),
-            NodeValue::Str(s) => match s.to_ascii_lowercase().as_str() {
-                "true" | "yes" | "on" => Some(true),
-                "false" | "no" | "off" => Some(false),
-                _ => None,
-            },
+            NodeValue::Str(s) => bool_text(s),
             _ => None,
         };
         match v {
@@ -550,5 +546,15 @@ impl std::fmt::Debug for Secret {
 impl std::fmt::Display for Secret {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "***")
+    }
+}
+
+/// A boolean written as text (an environment variable's value): `true`/`yes`/`on` or
+/// `false`/`no`/`off`, in any case.
+pub fn bool_text(s: &str) -> Option<bool> {
+    match s.trim().to_ascii_lowercase().as_str() {
+        "true" | "yes" | "on" => Some(true),
+        "false" | "no" | "off" => Some(false),
+        _ => None,
     }
 }

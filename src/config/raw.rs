@@ -138,10 +138,9 @@ fn tls_flag(m: &mut MapReader<'_>, ctx: &mut Ctx) -> Option<Spanned<TlsMode>> {
     let (path, n) = m.take("tls")?;
     let mode = match &n.value {
         NodeValue::Bool(b) => Some(TlsMode::from_flag(*b)),
-        NodeValue::Str(s) => match s.trim().to_ascii_lowercase().as_str() {
-            "true" | "yes" | "on" => Some(TlsMode::from_flag(true)),
-            "false" | "no" | "off" => Some(TlsMode::from_flag(false)),
-            _ => TlsMode::parse(s),
+        NodeValue::Str(s) => match super::decode::bool_text(s) {
+            Some(b) => Some(TlsMode::from_flag(b)),
+            None => TlsMode::parse(s),
         },
         _ => None,
     };

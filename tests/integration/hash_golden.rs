@@ -912,12 +912,23 @@ async fn canonical_hashes_agree_across_postgres_mariadb_clickhouse_and_reference
         }
     });
     let outcome = futures_catch(result).await;
+    let pg_drop = format!("DROP SCHEMA {schema} CASCADE");
+    clean_up_then_resume(outcome, &pg, &pg_drop, &mut my, &my_table, &ch, &ch_table).await;
+}
 
-    // Clean up whatever happened above.
-    let _ = pg
-        .batch_execute(&format!("DROP SCHEMA {schema} CASCADE"))
-        .await;
-    support::mysql_exec(&mut my, &format!("DROP TABLE IF EXISTS {my_table}")).await;
+/// Drops a test's tables whatever happened (`pg_drop`: the PostgreSQL statement), then
+/// raises again the panic `outcome` caught, if any.
+async fn clean_up_then_resume(
+    outcome: Result<(), Box<dyn std::any::Any + Send>>,
+    pg: &tokio_postgres::Client,
+    pg_drop: &str,
+    my: &mut mysql_async::Conn,
+    my_table: &str,
+    ch: &support::ClickHouse,
+    ch_table: &str,
+) {
+    let _ = pg.batch_execute(pg_drop).await;
+    support::mysql_exec(my, &format!("DROP TABLE IF EXISTS {my_table}")).await;
     ch.exec(&format!("DROP TABLE IF EXISTS {ch_table}")).await;
     if let Err(panic) = outcome {
         std::panic::resume_unwind(panic);
@@ -1298,14 +1309,8 @@ async fn wide_decimals_hash_alike_everywhere() {
         same_rows(&out[2], &expected, "chdb wide decimals");
     });
     let outcome = futures_catch(result).await;
-    let _ = pg
-        .batch_execute(&format!("DROP TABLE IF EXISTS {pg_table}"))
-        .await;
-    support::mysql_exec(&mut my, &format!("DROP TABLE IF EXISTS {my_table}")).await;
-    ch.exec(&format!("DROP TABLE IF EXISTS {ch_table}")).await;
-    if let Err(panic) = outcome {
-        std::panic::resume_unwind(panic);
-    }
+    let pg_drop = format!("DROP TABLE IF EXISTS {pg_table}");
+    clean_up_then_resume(outcome, &pg, &pg_drop, &mut my, &my_table, &ch, &ch_table).await;
 }
 
 /// `float` partition blocks of a decimal column and of subnormal, zero and ordinary doubles
@@ -1473,14 +1478,8 @@ async fn float_blocks_of_decimals_and_subnormals_agree_everywhere() {
         same_rows(&sorted(out[2].clone()), &expected, "chdb float blocks");
     });
     let outcome = futures_catch(result).await;
-    let _ = pg
-        .batch_execute(&format!("DROP TABLE IF EXISTS {pg_table}"))
-        .await;
-    support::mysql_exec(&mut my, &format!("DROP TABLE IF EXISTS {my_table}")).await;
-    ch.exec(&format!("DROP TABLE IF EXISTS {ch_table}")).await;
-    if let Err(panic) = outcome {
-        std::panic::resume_unwind(panic);
-    }
+    let pg_drop = format!("DROP TABLE IF EXISTS {pg_table}");
+    clean_up_then_resume(outcome, &pg, &pg_drop, &mut my, &my_table, &ch, &ch_table).await;
 }
 
 /// A NULL in a nullable stored hash column adds nothing to the ClickHouse block sum, as
