@@ -4,11 +4,11 @@
 //! - `source.session`, (ClickHouse without `final`) `source.engine`, `source.extract`
 //! - `sink.session`, `sink.columns`, (PostgreSQL) `sink.enum_labels`, (PostgreSQL and
 //!   MySQL upserts) `sink.unique_indexes`, (ClickHouse) `sink.engine`, `sink.create`
-//! - `sink.stage`, `sink.stage_clear`, `sink.load`, `sink.load_direct` (loads into a sink
+//! - `sink.stage`, (MySQL, ClickHouse) `sink.stage_clear`, `sink.load`, `sink.load_direct` (loads into a sink
 //!   table the run created; not for ClickHouse upserts, whose `sink.load` is one),
 //!   `sink.merge`
 //! - with `allow_delete`: `sink.stage_keys`, `sink.stage_keys_clear`, `sink.load_keys`,
-//!   `sink.delete_keys`, `sink.delete_absent`
+//!   (with a staging table) `sink.stage_keys_copy`, `sink.delete_keys`, `sink.delete_absent`
 //! - ClickHouse sinks that delete: `sink.mutations`
 //! - per reconciliation `R`: `recon.R.source.range`, `recon.R.sink.range`,
 //!   `recon.R.source.nulls`, `recon.R.sink.nulls` (and for the NULL-partition block
@@ -227,7 +227,7 @@ fn sink_steps(steps: &mut Steps, p: &Pipeline, d: &'static dyn Dialect) {
     } else {
         let stage_purpose = match d.kind() {
             DialectKind::Clickhouse => "once per run: create the staging table again (a Memory table beside the sink table, with its column types)",
-            DialectKind::Postgres => "once per session: create the temporary staging table, with the sink table's column types",
+            DialectKind::Postgres => "once per session: create the temporary staging table, with the sink table's column types, emptied at every commit",
             DialectKind::Mysql => "once per session: create the temporary staging table",
         };
         steps.push(
@@ -242,15 +242,25 @@ fn sink_steps(steps: &mut Steps, p: &Pipeline, d: &'static dyn Dialect) {
                 .collect(),
             Binder::new(),
         );
-        steps.push(
-            "sink.stage_clear".into(),
-            Side::Sink,
-            store,
-            d,
-            &format!("per batch or block, first{tx}: empty the staging table"),
-            vec![Stmt::Ast(Box::new(s.clear(s.stage())))],
-            Binder::new(),
-        );
+        if let Some(clear) = s.clear_stage() {
+            let how = if ch {
+                "empty the staging table"
+            } else {
+                "drop and create the temporary staging table again (faster than deleting its rows)"
+            };
+            steps.push(
+                "sink.stage_clear".into(),
+                Side::Sink,
+                store,
+                d,
+                &format!("per batch or block, before its transaction: {how}"),
+                clear
+                    .into_iter()
+                    .map(|st| Stmt::Ast(Box::new(st)))
+                    .collect(),
+                Binder::new(),
+            );
+        }
         steps.push(
             "sink.load".into(),
             Side::Sink,
@@ -337,10 +347,21 @@ fn sink_steps(steps: &mut Steps, p: &Pipeline, d: &'static dyn Dialect) {
             Side::Sink,
             store,
             d,
-            &format!("per batch of keys: load keys into the key staging table (leaf diff: keys gone from the source; full sync: every source key){infile}"),
+            &format!("per batch of keys: load keys into the key staging table (leaf diff: keys gone from the source; full sync without a staging table: every source key){infile}"),
             vec![load],
             Binder::new(),
         );
+        if !direct {
+            steps.push(
+                "sink.stage_keys_copy".into(),
+                Side::Sink,
+                store,
+                d,
+                &format!("per batch of a full sync, after sink.merge{}: copy the staged rows' keys into the key staging table, which keeps every key the run wrote", if ch { "" } else { " in the same transaction" }),
+                vec![Stmt::Ast(Box::new(s.copy_stage_keys()))],
+                Binder::new(),
+            );
+        }
         let what = if merge.kind == MergeKind::Collapse {
             "insert cancelling rows for"
         } else {

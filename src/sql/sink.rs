@@ -19,7 +19,7 @@ use sqlparser::ast::{
     helpers::stmt_create_table::CreateTableBuilder, Assignment, AssignmentTarget, ColumnDef,
     ColumnOption, ColumnOptionDef, ConflictTarget, CopyOption, CopySource, CopyTarget,
     CreateTableOptions, DataType, Delete, DoUpdate, Expr, FromTable, Ident, IndexColumn, Insert,
-    NamedParenthesizedList, ObjectName, OnConflict, OnConflictAction, OnInsert,
+    NamedParenthesizedList, ObjectName, OnCommit, OnConflict, OnConflictAction, OnInsert,
     OneOrManyWithParens, OrderByExpr, OrderByOptions, Query, SetExpr, SqlOption, Statement,
     TableConstraint, TableObject, TableWithJoins, TruncateTableTarget, Values,
 };
@@ -484,9 +484,45 @@ impl<'a> SinkCtx<'a> {
         let cols: Vec<String> = self.load_columns().into_iter().map(|c| c.name).collect();
         match self.d.kind() {
             DialectKind::Clickhouse => self.ch_stage_from_sink(self.stage(), &cols),
-            DialectKind::Postgres => vec![self.pg_stage_from_sink(self.stage(), &cols)],
+            DialectKind::Postgres => vec![self.pg_stage_from_sink(self.stage(), &cols, true)],
             DialectKind::Mysql => vec![self.mysql_stage_create(self.stage(), self.data_defs())],
         }
+    }
+
+    /// Empties the row staging table before a batch's transaction, or `None` where the
+    /// table empties itself (PostgreSQL: `ON COMMIT DELETE ROWS`). MySQL drops and creates
+    /// the temporary table again: an InnoDB `DELETE` of a batch of rows costs more than
+    /// loading them, and `TRUNCATE` would commit. ClickHouse: `TRUNCATE TABLE`.
+    pub fn clear_stage(&self) -> Option<Vec<Statement>> {
+        match self.d.kind() {
+            DialectKind::Postgres => None,
+            DialectKind::Clickhouse => Some(vec![self.clear(self.stage())]),
+            DialectKind::Mysql => Some(vec![
+                Statement::Drop {
+                    object_type: sqlparser::ast::ObjectType::Table,
+                    if_exists: true,
+                    names: vec![self.stage()],
+                    cascade: false,
+                    restrict: false,
+                    purge: false,
+                    temporary: true,
+                    table: None,
+                },
+                self.mysql_stage_create(self.stage(), self.data_defs()),
+            ]),
+        }
+    }
+
+    /// `INSERT INTO stage_keys (keys) SELECT keys FROM stage`: a full sync with deletes
+    /// stages the keys of the rows it just staged without sending them again.
+    pub fn copy_stage_keys(&self) -> Statement {
+        insert(
+            self.stage_keys(),
+            self.idents(&self.key_columns()),
+            self.key_query(self.stage()),
+            None,
+            None,
+        )
     }
 
     /// Creates the key staging table (on ClickHouse and PostgreSQL from the sink's key
@@ -496,7 +532,9 @@ impl<'a> SinkCtx<'a> {
         let cols: Vec<String> = keys.iter().map(|c| c.name.clone()).collect();
         match self.d.kind() {
             DialectKind::Clickhouse => return self.ch_stage_from_sink(self.stage_keys(), &cols),
-            DialectKind::Postgres => return vec![self.pg_stage_from_sink(self.stage_keys(), &cols)],
+            DialectKind::Postgres => {
+                return vec![self.pg_stage_from_sink(self.stage_keys(), &cols, false)]
+            }
             DialectKind::Mysql => {}
         }
         let defs = keys
@@ -506,14 +544,23 @@ impl<'a> SinkCtx<'a> {
         vec![self.mysql_stage_create(self.stage_keys(), defs)]
     }
 
-    /// PostgreSQL: `CREATE TEMPORARY TABLE IF NOT EXISTS stage AS SELECT cols FROM sink
-    /// WHERE false`, so that the staging columns have the sink's own types: the merge's
-    /// `INSERT … SELECT` then needs no cast (PostgreSQL has no implicit cast from `text` to
-    /// an enum), and the binary COPY is laid out by those types.
-    fn pg_stage_from_sink(&self, name: ObjectName, cols: &[String]) -> Statement {
+    /// PostgreSQL: `CREATE TEMPORARY TABLE IF NOT EXISTS stage [ON COMMIT DELETE ROWS] AS
+    /// SELECT cols FROM sink WHERE false`, so that the staging columns have the sink's own
+    /// types: the merge's `INSERT … SELECT` then needs no cast (PostgreSQL has no implicit
+    /// cast from `text` to an enum), and the binary COPY is laid out by those types. With
+    /// `per_transaction` the table empties itself at every commit (a cheap truncate, where a
+    /// `DELETE` of the batch would leave dead rows); the key stage of a full sync must keep
+    /// its rows across the batches' transactions.
+    fn pg_stage_from_sink(
+        &self,
+        name: ObjectName,
+        cols: &[String],
+        per_transaction: bool,
+    ) -> Statement {
         CreateTableBuilder::new(name)
             .temporary(true)
             .if_not_exists(true)
+            .on_commit(per_transaction.then_some(OnCommit::DeleteRows))
             .query(Some(Box::new(self.empty_copy(cols))))
             .build()
     }

@@ -490,9 +490,9 @@ impl<'a> SinkIo<'a> {
     }
 
     /// Writes one scope (a batch or a merged leaf) in one transaction: deletes the sink rows
-    /// of `delete_keys` (staged, then `sink.delete_keys`), merges `rows` (`sink.stage_clear`,
-    /// `sink.load`, `sink.merge`), and appends `stage_keys` to the key stage (full sync with
-    /// deletes). A webhook gets one POST per `sink.batch_size` rows, NATS one publish per
+    /// of `delete_keys` (staged, then `sink.delete_keys`), merges `rows` (`sink.stage_clear`
+    /// before the transaction, `sink.load`, `sink.merge`), and appends `stage_keys` (the keys
+    /// of `rows`) to the key stage (full sync with deletes: `sink.stage_keys_copy`). A webhook gets one POST per `sink.batch_size` rows, NATS one publish per
     /// row.
     pub async fn write(
         &mut self,
@@ -615,6 +615,15 @@ impl<'a> SinkIo<'a> {
         delete_keys: &[Row],
         stage_keys: &[Row],
     ) -> Result<Written, RuntimeError> {
+        if scope == Scope::Staged
+            && !rows.is_empty()
+            && self.steps.get("sink.stage_clear").is_some()
+        {
+            // Outside the transaction: MySQL drops and creates its temporary staging table
+            // (which must not happen inside one on servers with GTID consistency), and a
+            // failed attempt starts again from an empty stage.
+            self.run_step("sink.stage_clear", &[]).await?;
+        }
         self.sql()?.begin().await?;
         let r = match scope {
             Scope::Direct => self.load(Load::Direct, rows).await.map(|()| Written {
@@ -660,9 +669,6 @@ impl<'a> SinkIo<'a> {
             w.deleted = if ch { delete_keys.len() as u64 } else { n };
         }
         if !rows.is_empty() {
-            if self.steps.get("sink.stage_clear").is_some() {
-                self.run_step("sink.stage_clear", &[]).await?;
-            }
             self.load(Load::Stage, rows).await?;
             if self.steps.get("sink.merge").is_some() {
                 self.run_step("sink.merge", &[]).await?;
@@ -670,7 +676,13 @@ impl<'a> SinkIo<'a> {
             w.rows = rows.len() as u64;
         }
         if !stage_keys.is_empty() {
-            self.load(Load::Keys, stage_keys).await?;
+            if !rows.is_empty() && self.steps.get("sink.stage_keys_copy").is_some() {
+                // The staged rows are the rows of these keys, as written: copy their keys
+                // on the server rather than sending them again.
+                self.run_step("sink.stage_keys_copy", &[]).await?;
+            } else {
+                self.load(Load::Keys, stage_keys).await?;
+            }
         }
         Ok(w)
     }
