@@ -1,7 +1,8 @@
 //! The step list of a pipeline, in a fixed order.
 //!
 //! Step ids, in output order (each present only when it applies):
-//! - `source.session`, (ClickHouse without `final`) `source.engine`, `source.extract`
+//! - `source.session`, (ClickHouse without `final`) `source.engine`, (no filters, only LEFT
+//!   joins) `source.row_estimate`, `source.extract`
 //! - `sink.session`, `sink.columns`, (PostgreSQL) `sink.enum_labels`, (PostgreSQL and
 //!   MySQL upserts) `sink.unique_indexes`, (ClickHouse) `sink.engine`, `sink.create`
 //! - `sink.stage`, (MySQL, ClickHouse) `sink.stage_clear`, `sink.load`, `sink.load_direct` (loads into a sink
@@ -112,6 +113,24 @@ fn source_steps(steps: &mut Steps, p: &Pipeline, d: &'static dyn Dialect) -> Res
             store,
             d,
             "before reading, unless the source sets `final`: read the table's engine; one that merges rows in the background (Replacing, Collapsing, …MergeTree) is refused, as its parts hold older versions of rows",
+            vec![query(q)],
+            b,
+        );
+    }
+    if s.estimates_rows() {
+        let mut b = Binder::new();
+        let q = s.row_estimate_query(&mut b);
+        let what = match d.kind() {
+            DialectKind::Postgres => "pg_class.reltuples",
+            DialectKind::Mysql => "information_schema.tables.table_rows",
+            DialectKind::Clickhouse => "the rows of its active parts in system.parts",
+        };
+        steps.push(
+            "source.row_estimate".into(),
+            Side::Source,
+            store,
+            d,
+            &format!("before source.extract streams (a full sync, or a reconciliation's into a new or empty sink), only when a progress bar is drawn (stderr is a terminal): the database's own estimate of the table's row count ({what}; read from the catalog, no scan), the bar's approximate total for an ETA; a failure, or a value that is not a positive count (-1, 0, NULL), leaves the bar without a total"),
             vec![query(q)],
             b,
         );

@@ -194,6 +194,109 @@ impl<'a> SourceCtx<'a> {
         )
     }
 
+    /// Whether the main table's own row-count estimate stands for the number of rows a full
+    /// sync reads: the source has no filters (with one, the table's count is only an upper
+    /// bound, however few rows pass) and joins nothing but LEFT joins (which keep every row
+    /// of the main table: the count is the table's when each row finds at most one match, as
+    /// a lookup by key does; an inner, right or full join can drop or add any number of
+    /// rows).
+    pub fn estimates_rows(&self) -> bool {
+        let s = &self.p.source;
+        s.filters.is_empty() && s.joins.iter().all(|j| j.kind == JoinKind::Left)
+    }
+
+    /// The database's own estimate of the main table's row count, from its catalog (no
+    /// scan), as one row with one column, `estimate`:
+    /// - PostgreSQL: `pg_class.reltuples` as a bigint (`-1` for a table never vacuumed or
+    ///   analyzed since PostgreSQL 14, `0` for one that may be either empty or unanalyzed
+    ///   before; a partitioned table's own entry stays so until ANALYZE runs on it, which
+    ///   autovacuum never does; `-1` for a view). The table is found as
+    ///   the extract finds it: in its `dbschema`, else by the search path
+    ///   (`pg_table_is_visible`).
+    /// - MySQL / MariaDB: `information_schema.tables.table_rows` (InnoDB's sampled
+    ///   estimate; NULL for a view).
+    /// - ClickHouse: `sum(rows)` of the table's active parts in `system.parts` (`0` for an
+    ///   engine without parts, such as `Memory` or a view), which counts the rows of parts
+    ///   not merged yet as they are (older versions of a row included).
+    ///
+    /// No row at all when the table is not found.
+    pub fn row_estimate_query(&self, b: &mut Binder) -> Query {
+        let d = self.d;
+        let estimate = |e: Expr| vec![build::aliased(d, e, "estimate")];
+        let table = &self.p.source.table.table;
+        match d.kind() {
+            DialectKind::Postgres => {
+                let col = |t: &str, c: &str| build::col(d, Some(t), c);
+                let catalog = |t: &str| build::builtin_name(&["pg_catalog", t]);
+                let mut from =
+                    build::from(build::table(catalog("pg_class"), Some(d.ident("c")), false));
+                let mut preds = Vec::new();
+                match &table.schema {
+                    Some(_) => {
+                        from.joins.push(build::join_on(
+                            build::table(catalog("pg_namespace"), Some(d.ident("n")), false),
+                            build::eq(col("n", "oid"), col("c", "relnamespace")),
+                        ));
+                        preds.push(build::eq(col("n", "nspname"), b.bind("schema", Dtype::Str)));
+                        preds.push(build::eq(col("c", "relname"), b.bind("table", Dtype::Str)));
+                    }
+                    None => {
+                        preds.push(build::eq(col("c", "relname"), b.bind("table", Dtype::Str)));
+                        preds.push(build::call("pg_table_is_visible", vec![col("c", "oid")]));
+                    }
+                }
+                build::select(SelectParts {
+                    projection: estimate(build::cast(
+                        col("c", "reltuples"),
+                        sqlparser::ast::DataType::BigInt(None),
+                    )),
+                    from: Some(from),
+                    selection: build::and_all(preds),
+                    ..Default::default()
+                })
+            }
+            DialectKind::Mysql => {
+                let schema = match &table.schema {
+                    Some(_) => b.bind("schema", Dtype::Str),
+                    None => build::call("DATABASE", vec![]),
+                };
+                build::select(SelectParts {
+                    projection: estimate(build::keyword("table_rows")),
+                    from: Some(build::from(build::table(
+                        build::builtin_name(&["information_schema", "tables"]),
+                        None,
+                        false,
+                    ))),
+                    selection: build::and_all(vec![
+                        build::eq(build::keyword("table_schema"), schema),
+                        build::eq(build::keyword("table_name"), b.bind("table", Dtype::Str)),
+                    ]),
+                    ..Default::default()
+                })
+            }
+            DialectKind::Clickhouse => {
+                let db = match &table.schema {
+                    Some(_) => b.bind("schema", Dtype::Str),
+                    None => build::call("currentDatabase", vec![]),
+                };
+                build::select(SelectParts {
+                    projection: estimate(build::call("sum", vec![build::keyword("rows")])),
+                    from: Some(build::from(build::table(
+                        build::builtin_name(&["system", "parts"]),
+                        None,
+                        false,
+                    ))),
+                    selection: build::and_all(vec![
+                        build::eq(build::keyword("database"), db),
+                        build::eq(build::keyword("table"), b.bind("table", Dtype::Str)),
+                        build::eq(build::keyword("active"), build::int(1)),
+                    ]),
+                    ..Default::default()
+                })
+            }
+        }
+    }
+
     /// The source filters as predicates.
     pub fn filters(&self, b: &mut Binder) -> Vec<Expr> {
         self.p

@@ -132,3 +132,71 @@ fn reparses() {
         }
     }
 }
+
+/// `source.row_estimate` reads the catalog's count of the main table, only where that count
+/// is the number of rows a full sync streams: no filters, nothing but LEFT joins.
+#[test]
+fn row_estimate_where_the_table_count_is_the_streams() {
+    let has = |p: &crate::ir::Pipeline| {
+        generate(p)
+            .unwrap()
+            .iter()
+            .any(|s| s.id == "source.row_estimate")
+    };
+    // Every fixture filters its source: the table's count is only an upper bound.
+    for p in testing::all() {
+        assert!(!has(&p), "{}", p.name);
+    }
+
+    // PostgreSQL with a schema and a LEFT join, just before the extract.
+    let mut p = testing::users_orders();
+    p.source.filters.clear();
+    let steps = generate(&p).unwrap();
+    let at = steps
+        .iter()
+        .position(|s| s.id == "source.row_estimate")
+        .expect("no source.row_estimate");
+    assert_eq!(steps[at + 1].id, "source.extract");
+    let est = &steps[at];
+    assert_eq!(
+        est.sql(),
+        [
+            r#"SELECT CAST("c"."reltuples" AS BIGINT) AS "estimate" FROM pg_catalog.pg_class AS "c" JOIN pg_catalog.pg_namespace AS "n" ON "n"."oid" = "c"."relnamespace" WHERE "n"."nspname" = $1 AND "c"."relname" = $2"#
+        ]
+    );
+    let names: Vec<&str> = est.params.iter().map(|p| p.name.as_str()).collect();
+    assert_eq!(names, ["schema", "table"]);
+    // Without a schema, the table the search path finds, as the extract does.
+    p.source.table.table.schema = None;
+    assert_eq!(
+        sql(&generate(&p).unwrap(), "source.row_estimate"),
+        r#"SELECT CAST("c"."reltuples" AS BIGINT) AS "estimate" FROM pg_catalog.pg_class AS "c" WHERE "c"."relname" = $1 AND pg_table_is_visible("c"."oid")"#
+    );
+    // Inner, right and full joins drop or add rows of the main table: no estimate.
+    for kind in [
+        crate::ir::JoinKind::Inner,
+        crate::ir::JoinKind::Right,
+        crate::ir::JoinKind::Full,
+    ] {
+        p.source.joins[0].kind = kind;
+        assert!(!has(&p), "{kind:?}");
+    }
+
+    // MySQL without a schema.
+    let mut p = testing::collapse_to_ch();
+    p.source.filters.clear();
+    assert_eq!(
+        sql(&generate(&p).unwrap(), "source.row_estimate"),
+        "SELECT table_rows AS `estimate` FROM information_schema.tables WHERE table_schema = DATABASE() AND table_name = ?"
+    );
+
+    // ClickHouse with a database.
+    let mut p = testing::pg_to_ch_upsert();
+    p.source.filters.clear();
+    p.source.store = testing::store("ch_src", DialectKind::Clickhouse);
+    p.source.table.table.schema = Some("raw".into());
+    assert_eq!(
+        sql(&generate(&p).unwrap(), "source.row_estimate"),
+        r#"SELECT sum(rows) AS "estimate" FROM system.parts WHERE database = {schema:String} AND table = {table:String} AND active = 1"#
+    );
+}

@@ -3325,6 +3325,56 @@ async fn a_reconciliation_bar_shows_rows_per_second_and_never_zero_blocks() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn a_full_sync_bar_shows_the_estimated_total_on_a_terminal_only() {
+    let c = pg().await;
+    let (src, sink) = (unique("qacli_est_src"), unique("qacli_est_sink"));
+    make_source(&c, &src).await;
+    c.batch_execute(&format!("ANALYZE {src}")).await.unwrap();
+    let cfg = write_config(&pipeline_yaml(
+        "est",
+        &src,
+        "pg",
+        &sink,
+        "{strategy: upsert}",
+        "",
+    ));
+    // `-vvv` logs each statement sent, with its step.
+    let (tty, _) = on_a_terminal(&cfg, "apply --full -vvv");
+    let copied = pg_diff(&c, &src, &sink).await;
+    // On a pipe nothing is drawn, and the estimate is not even asked for.
+    let piped = synctool(&cfg, &["apply", "--full", "-vvv"]);
+    // A filtered source has no estimate (the table's count is only an upper bound): its
+    // bar counts rows alone.
+    let filtered = write_config(
+        &pipeline_yaml("est", &src, "pg", &sink, "{strategy: upsert}", "").replace(
+            "      fields:\n        - {column: id, dtype: int}",
+            "      filters:\n        - {column: id, operator: '>', value: 0}\n      fields:\n        - {column: id, dtype: int}",
+        ),
+    );
+    let (filtered_tty, _) = on_a_terminal(&filtered, "apply --full -vvv");
+    drop_pg(&c, &[&src, &sink]).await;
+
+    assert!(tty.contains("source.row_estimate"), "{tty:?}");
+    assert!(tty.contains("/~3.0k rows ("), "no estimated total: {tty:?}");
+    assert!(tty.contains(" rows/s) ETA "), "{tty:?}");
+    assert_eq!(copied, 0);
+    let err = String::from_utf8_lossy(&piped.stderr);
+    assert_eq!(piped.status.code(), Some(0), "{err}");
+    assert!(err.contains("source.extract"), "{err}");
+    assert!(!err.contains("source.row_estimate"), "{err}");
+    let tty = filtered_tty;
+    assert!(
+        tty.contains(r#"WHERE "id" > $1"#),
+        "the filter was not applied: {tty:?}"
+    );
+    assert!(tty.contains(" rows ("), "no bar: {tty:?}");
+    assert!(
+        !tty.contains("/~") && !tty.contains("row_estimate"),
+        "{tty:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn a_signal_stops_apply_with_130_or_143_and_a_rerun_converges() {
     let c = pg().await;
     let (src, sink) = (unique("qacli_sig_src"), unique("qacli_sig_sink"));

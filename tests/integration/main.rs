@@ -13,6 +13,7 @@ mod hash_golden;
 mod matrix;
 mod nats_source;
 mod recon_edges;
+mod row_estimate;
 mod statements;
 mod support;
 mod tls;

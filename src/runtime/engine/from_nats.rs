@@ -45,7 +45,7 @@ pub async fn run(ctx: &Ctx<'_>, report: &mut PipelineReport) -> Result<(), Runti
     let mut src = NatsSource::connect(p, ctx.cfg).await?;
     // The sink table exists after a run, also one that found no message.
     sink.ensure_table().await?;
-    let bar = ctx.progress.rows(&p.name);
+    let bar = ctx.progress.rows(&p.name, None);
     let consume = async {
         while let Some(NatsBatch { rows, ack }) = src.next_batch().await? {
             let n = rows.len() as u64;

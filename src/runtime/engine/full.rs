@@ -3,6 +3,8 @@
 //! sink's watermark; without window steps, from the watermark minus the lookback). Rows flow
 //! from the source through a bounded channel, so memory stays at a few batches however
 //! large the table; each batch is enriched, transformed and written in one transaction.
+//! When a progress bar is drawn, a stream of the whole source table (`source.extract`) first
+//! reads the catalog's estimate of its row count ([`row_estimate`]) as the bar's total.
 
 use super::blocks::{minus_lookback, Unit};
 use super::params::base_binds;
@@ -140,12 +142,14 @@ pub struct Extract<'e> {
     pub extra: Vec<(&'e str, Value)>,
     /// Whether every key is staged and absent sink rows deleted at the end.
     pub delete_absent: bool,
+    /// About how many rows the extract gives ([`row_estimate`]), for the progress bar.
+    pub estimate: Option<u64>,
 }
 
 /// A full sync: every source row, merged; with `allow_delete`, absent keys removed.
 pub async fn run(ctx: &Ctx<'_>, report: &mut PipelineReport) -> Result<(), RuntimeError> {
     let p = ctx.p;
-    let src = ctx.source().await?;
+    let mut src = ctx.source().await?;
     let mut sink = SinkIo::open(p, ctx.cfg, &ctx.steps, &ctx.binds).await?;
     let exists = sink.prepare(!ctx.opts.dry_run).await?;
     // A table this run created holds no row the source lacks: nothing to delete.
@@ -156,6 +160,7 @@ pub async fn run(ctx: &Ctx<'_>, report: &mut PipelineReport) -> Result<(), Runti
             && p.sink.merge.allow_delete
             && !p.key.is_empty()
             && ctx.steps.get("sink.delete_absent").is_some(),
+        estimate: row_estimate(ctx, &mut src).await,
     };
     stream_into(ctx, src, &mut sink, extract, report).await
 }
@@ -170,7 +175,7 @@ pub async fn run_incremental(
     report: &mut PipelineReport,
 ) -> Result<(), RuntimeError> {
     let p = ctx.p;
-    let src = ctx.source().await?;
+    let mut src = ctx.source().await?;
     let mut sink = SinkIo::open(p, ctx.cfg, &ctx.steps, &ctx.binds).await?;
     let exists = sink.prepare(!ctx.opts.dry_run).await?;
     let wm_id = format!("recon.{}.sink.watermark", r.name);
@@ -205,6 +210,7 @@ pub async fn run_incremental(
             step: "source.extract",
             extra: vec![],
             delete_absent: false,
+            estimate: row_estimate(ctx, &mut src).await,
         };
         return stream_into(ctx, src, &mut sink, extract, report).await;
     }
@@ -235,6 +241,7 @@ pub async fn run_incremental(
         step: &step,
         extra: vec![("watermark", after.unwrap_or(since))],
         delete_absent: false,
+        estimate: None,
     };
     // Without a window comparison (which compares them as a block of their own), the
     // rows whose partition value is NULL, which no watermark reaches, are merged whole
@@ -251,6 +258,7 @@ pub async fn run_incremental(
             step: &nulls,
             extra: vec![],
             delete_absent: false,
+            estimate: None,
         };
         return stream_into(ctx, src, &mut sink, extract, report).await;
     }
@@ -281,7 +289,7 @@ pub async fn stream_into(
         sink.stream_loads();
     }
     let fast = Projection::of(p, &cols);
-    let bar = ctx.progress.rows(&p.name);
+    let bar = ctx.progress.rows(&p.name, extract.estimate);
     let (tx, rx) = mpsc::channel::<Result<Vec<Row>, RuntimeError>>(CHANNEL_BATCHES);
     // The reader runs as its own task, so that decoding the source's rows (on a worker
     // thread) overlaps the projection and the sink's encoding here.
@@ -358,6 +366,65 @@ pub async fn stream_into(
     Ok(())
 }
 
+/// The database's own estimate of how many rows a full sync reads (`source.row_estimate`),
+/// for the progress bar's total: read only when a bar is drawn and the step exists (a
+/// source without filters that joins nothing but LEFT joins). It reads the catalog, never
+/// the table. A failure (the catalog unreadable, no permission) never fails the run: it
+/// is logged at debug level and gives none, as do a table the catalog does not list and
+/// an estimate that is not a positive count (PostgreSQL's `-1` or `0` for a table never
+/// analyzed, MySQL's NULL for a view, ClickHouse's `0` for an engine without parts): the
+/// bar then counts rows alone.
+pub async fn row_estimate(ctx: &Ctx<'_>, src: &mut Conn) -> Option<u64> {
+    const STEP: &str = "source.row_estimate";
+    if !ctx.progress.is_drawn() {
+        return None;
+    }
+    let step = ctx.steps.get(STEP)?;
+    let started = std::time::Instant::now();
+    let read = async {
+        let vals = step.values(&ctx.binds, &[])?;
+        let ch = src.dialect() == crate::sql::DialectKind::Clickhouse;
+        catalog_query(src, step, &vals, &[Dtype::Int], ch).await
+    }
+    .await;
+    let ms = started.elapsed().as_millis() as u64;
+    match read {
+        Ok(rows) => {
+            let value = rows.into_iter().next().and_then(|r| r.into_iter().next());
+            let estimate = usable_estimate(value.as_ref());
+            match (estimate, &value) {
+                (Some(n), _) => {
+                    tracing::debug!(pipeline = %ctx.p.name, step = STEP, estimate = n, ms, "source row estimate")
+                }
+                (None, Some(v)) => {
+                    let value = if v.is_null() {
+                        "NULL".into()
+                    } else {
+                        v.to_text()
+                    };
+                    tracing::debug!(pipeline = %ctx.p.name, step = STEP, %value, ms, "the source row estimate is not a positive count; the progress bar counts rows alone")
+                }
+                (None, None) => {
+                    tracing::debug!(pipeline = %ctx.p.name, step = STEP, ms, "the catalog does not list the source table; the progress bar counts rows alone")
+                }
+            }
+            estimate
+        }
+        Err(e) => {
+            tracing::debug!(pipeline = %ctx.p.name, step = STEP, error = %e, ms, "no source row estimate; the progress bar counts rows alone");
+            None
+        }
+    }
+}
+
+/// A row-count estimate as a total worth showing: a positive count, else none.
+fn usable_estimate(v: Option<&Value>) -> Option<u64> {
+    match v {
+        Some(Value::Int(n)) if *n > 0 => Some(*n as u64),
+        _ => None,
+    }
+}
+
 /// Whether a ClickHouse table engine merges rows in the background, so that a read
 /// without `FINAL` can see several versions of one row.
 fn merges_rows(engine: &str) -> bool {
@@ -371,4 +438,24 @@ fn merges_rows(engine: &str) -> bool {
         "GraphiteMergeTree",
     ]
     .contains(&e)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_a_positive_count_is_a_usable_estimate() {
+        assert_eq!(
+            usable_estimate(Some(&Value::Int(1_000_000))),
+            Some(1_000_000)
+        );
+        assert_eq!(usable_estimate(Some(&Value::Int(1))), Some(1));
+        // PostgreSQL: never analyzed (-1), or empty or never analyzed (0); MySQL: a view
+        // (NULL); ClickHouse: an engine without parts (0); no catalog row at all.
+        for v in [Value::Int(-1), Value::Int(0), Value::Null] {
+            assert_eq!(usable_estimate(Some(&v)), None, "{v:?}");
+        }
+        assert_eq!(usable_estimate(None), None);
+    }
 }

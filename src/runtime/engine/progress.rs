@@ -1,6 +1,12 @@
 //! Progress bars on stderr (indicatif), only when stderr is a terminal: rows and rows/s
-//! while streaming (a stream's total is not known beforehand), blocks done/total, rows
-//! compared, rows/s and an ETA while reconciling. On a pipe every call is a no-op.
+//! while streaming, blocks done/total, rows compared, rows/s and an ETA while reconciling.
+//! On a pipe every call is a no-op.
+//!
+//! A stream's exact total is not known beforehand (it would cost a count scan). A full sync
+//! that has the database's own estimate of its table's row count (`source.row_estimate`)
+//! shows it as an approximate total, with a bar and an ETA (`1.2M/~10M rows (450k rows/s)
+//! ETA 20s`); when the count passes the estimate, the bar goes back to the plain counter,
+//! as a stream without an estimate shows from the start.
 
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use std::io::IsTerminal;
@@ -41,12 +47,29 @@ impl Progress {
             bar: b,
             rows,
             shown: std::sync::atomic::AtomicBool::new(shown),
+            estimated: std::sync::atomic::AtomicBool::new(false),
         }))
     }
 
-    /// A row counter with throughput (the total is unknown while streaming).
-    pub fn rows(&self, label: &str) -> Bar {
-        let b = self.bar(ProgressBar::no_length(), ROWS_TEMPLATE, true);
+    /// Whether bars are drawn (stderr is a terminal and progress is allowed): what is
+    /// only read to be shown, such as a row-count estimate, need not be read otherwise.
+    pub fn is_drawn(&self) -> bool {
+        self.enabled
+    }
+
+    /// A row counter with throughput. With `estimate` (a positive, approximate total), a
+    /// bar towards it with an ETA, until the count passes it; without, the count alone.
+    pub fn rows(&self, label: &str, estimate: Option<u64>) -> Bar {
+        let b = match estimate.filter(|n| *n > 0) {
+            Some(n) => {
+                let b = self.bar(ProgressBar::new(n), ESTIMATED_TEMPLATE, true);
+                if let Some(inner) = &b.0 {
+                    inner.estimated.store(true, Ordering::Relaxed);
+                }
+                b
+            }
+            None => self.bar(ProgressBar::no_length(), ROWS_TEMPLATE, true),
+        };
         b.prefix(label);
         b
     }
@@ -68,19 +91,76 @@ impl Progress {
 const ROWS_TEMPLATE: &str =
     "{spinner} {prefix}: {human_pos} rows ({rows_per_sec}) {elapsed_precise} {msg}";
 
+/// The streaming bar towards an estimated total: rows so far of about how many, their rate
+/// and the time left, the counts in short form (`1.2M/~10M rows (450k rows/s) ETA 20s`).
+const ESTIMATED_TEMPLATE: &str =
+    "{prefix}: [{bar:30}] {short_pos}/~{short_len} rows ({short_rate}) ETA {rows_eta} {msg}";
+
 /// The reconciliation bar: blocks done of the total known so far, the rows they hold and
 /// their rate, and the time left.
 const BLOCKS_TEMPLATE: &str =
     "{prefix}: [{bar:30}] {pos}/{len} blocks, {rows} rows ({rows_rate}), ETA {eta} {msg}";
 
+/// A count in short form, at most three digits and a unit: `999`, `1.2k`, `450k`, `10M`, `3.4G`
+/// (one decimal below ten, whole above).
+fn short(n: u64) -> String {
+    if n < 1000 {
+        return n.to_string();
+    }
+    let mut v = n as f64;
+    for unit in ["k", "M", "G", "T", "P"] {
+        v /= 1000.0;
+        if v < 9.95 {
+            return format!("{v:.1}{unit}");
+        }
+        if v < 999.5 {
+            return format!("{v:.0}{unit}");
+        }
+    }
+    format!("{:.0}E", v / 1000.0)
+}
+
 /// A bar style from `template` with synctool's keys: `rows_per_sec` (the bar's position
 /// per second, whole), `rows` and `rows_rate` (the row count kept beside a block bar, and
-/// its rate over the bar's elapsed time).
+/// its rate over the bar's elapsed time), and `short_pos`, `short_len` and `short_rate`
+/// (the position, length and position per second in [`short`] form), and `rows_eta`
+/// (indicatif's `{eta}`, `?` before the first rows give a rate).
 fn style(template: &str, rows: Arc<AtomicU64>) -> Option<ProgressStyle> {
     let rate = rows.clone();
     Some(
         ProgressStyle::with_template(template)
             .ok()?
+            .with_key(
+                "short_pos",
+                |s: &indicatif::ProgressState, w: &mut dyn std::fmt::Write| {
+                    let _ = write!(w, "{}", short(s.pos()));
+                },
+            )
+            .with_key(
+                "short_len",
+                |s: &indicatif::ProgressState, w: &mut dyn std::fmt::Write| {
+                    let _ = match s.len() {
+                        Some(n) => write!(w, "{}", short(n)),
+                        None => write!(w, "?"),
+                    };
+                },
+            )
+            .with_key(
+                "rows_eta",
+                |s: &indicatif::ProgressState, w: &mut dyn std::fmt::Write| {
+                    let _ = if s.pos() == 0 {
+                        write!(w, "?")
+                    } else {
+                        write!(w, "{:#}", indicatif::HumanDuration(s.eta()))
+                    };
+                },
+            )
+            .with_key(
+                "short_rate",
+                |s: &indicatif::ProgressState, w: &mut dyn std::fmt::Write| {
+                    let _ = write!(w, "{} rows/s", short(s.per_sec().max(0.0).round() as u64));
+                },
+            )
             // Whole rows per second (indicatif's `{per_sec}` prints four decimals).
             .with_key(
                 "rows_per_sec",
@@ -118,6 +198,8 @@ struct Inner {
     rows: Arc<AtomicU64>,
     /// Whether the bar is drawn yet.
     shown: std::sync::atomic::AtomicBool,
+    /// Whether the bar runs towards an estimated total the count has not passed yet.
+    estimated: std::sync::atomic::AtomicBool,
 }
 
 impl Bar {
@@ -127,9 +209,22 @@ impl Bar {
         }
     }
 
-    /// Advances by `n`.
+    /// Advances by `n`. A count that passes its estimated total turns the bar into the
+    /// plain counter: the estimate was wrong, and its ETA would say nothing.
     pub fn inc(&self, n: u64) {
         if let Some(b) = &self.0 {
+            // Switched before the count moves, so that no line shows it past its total.
+            if b.estimated.load(Ordering::Relaxed)
+                && b.bar
+                    .length()
+                    .is_some_and(|len| b.bar.position().saturating_add(n) > len)
+                && b.estimated.swap(false, Ordering::Relaxed)
+            {
+                if let Some(style) = style(ROWS_TEMPLATE, b.rows.clone()) {
+                    b.bar.set_style(style);
+                }
+                b.bar.unset_length();
+            }
             b.bar.inc(n);
         }
     }
@@ -254,7 +349,93 @@ mod tests {
     }
 
     #[test]
+    fn counts_are_short() {
+        for (n, text) in [
+            (0, "0"),
+            (999, "999"),
+            (1000, "1.0k"),
+            (1_234, "1.2k"),
+            (9_949, "9.9k"),
+            (9_951, "10k"),
+            (450_000, "450k"),
+            (999_499, "999k"),
+            (999_500, "1.0M"),
+            (1_200_000, "1.2M"),
+            (10_000_000, "10M"),
+            (123_456_789, "123M"),
+            (3_400_000_000, "3.4G"),
+            (u64::MAX, "18E"),
+        ] {
+            assert_eq!(short(n), text, "{n}");
+        }
+    }
+
+    #[test]
+    fn estimated_bar_shows_an_approximate_total_and_an_eta() {
+        let rows = Arc::new(AtomicU64::new(0));
+        let bar = ProgressBar::with_draw_target(Some(10_000_000), ProgressDrawTarget::hidden());
+        bar.set_style(style(ESTIMATED_TEMPLATE, rows).expect("template"));
+        bar.set_prefix("orders");
+        // No rate yet: no time left is known either.
+        let line = render(&bar);
+        assert!(line.contains("] 0/~10M rows (0 rows/s) ETA ? "), "{line}");
+        bar.inc(1_200_000);
+        let line = render(&bar);
+        assert!(line.contains("orders: ["), "{line}");
+        assert!(line.contains("] 1.2M/~10M rows ("), "{line}");
+        assert!(line.contains(" rows/s) ETA "), "{line}");
+        assert!(!line.contains("ETA ?"), "{line}");
+    }
+
+    #[test]
+    fn a_count_past_its_estimate_goes_back_to_the_plain_counter() {
+        let p = Progress { enabled: true };
+        let b = p.rows("orders", Some(100));
+        let inner = b.0.as_ref().expect("enabled");
+        // Keep the test's stderr clean.
+        inner.bar.set_draw_target(ProgressDrawTarget::hidden());
+        b.inc(60);
+        b.inc(40);
+        assert_eq!(inner.bar.length(), Some(100));
+        let line = render(&inner.bar);
+        assert!(line.contains("] 100/~100 rows ("), "{line}");
+        // Every line drawn while the count passes the estimate: none shows it past.
+        let screen = Screen::default();
+        inner
+            .bar
+            .set_draw_target(ProgressDrawTarget::term_like(Box::new(screen.clone())));
+        b.inc(10);
+        let drawn = screen.0.lock().expect("screen").clone();
+        inner.bar.set_draw_target(ProgressDrawTarget::hidden());
+        assert!(drawn.contains("orders: 110 rows ("), "{drawn}");
+        assert!(!drawn.contains('~') && !drawn.contains("ETA"), "{drawn}");
+        assert_eq!(inner.bar.length(), None, "still a bar past its estimate");
+        b.inc(5_000);
+        let line = render(&inner.bar);
+        assert!(line.contains("orders: 5,110 rows ("), "{line}");
+        assert!(!line.contains('~') && !line.contains("ETA"), "{line}");
+    }
+
+    #[test]
+    fn a_stream_without_a_usable_estimate_shows_the_count_alone() {
+        let p = Progress { enabled: true };
+        for estimate in [None, Some(0)] {
+            let b = p.rows("orders", estimate);
+            let inner = b.0.as_ref().expect("enabled");
+            inner.bar.set_draw_target(ProgressDrawTarget::hidden());
+            b.inc(1_234);
+            assert_eq!(inner.bar.length(), None);
+            let line = render(&inner.bar);
+            assert!(line.contains("orders: 1,234 rows ("), "{line}");
+            assert!(!line.contains('~') && !line.contains("ETA"), "{line}");
+        }
+    }
+
+    #[test]
     fn hidden_progress_draws_nothing() {
+        let r = Progress::hidden().rows("orders", Some(10));
+        assert!(r.0.is_none());
+        r.inc(20);
         let b = Progress::hidden().blocks("orders");
         assert!(b.0.is_none());
         b.add_total(3);

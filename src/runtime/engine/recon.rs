@@ -22,7 +22,7 @@
 //! unless the run's range is bounded (start/end): a new table then gets the range only.
 
 use super::blocks::{merge_adjacent, merge_leaves, next_interval, Range, Unit};
-use super::full::{partition_dtype, stream_into, Ctx, Extract};
+use super::full::{partition_dtype, row_estimate, stream_into, Ctx, Extract};
 use super::params::{bound_value, eval_bound};
 use super::progress::Bar;
 use super::report::PipelineReport;
@@ -229,7 +229,7 @@ pub async fn run(
 ) -> Result<(), RuntimeError> {
     let p = ctx.p;
     let dry = ctx.opts.dry_run;
-    let src = ctx.source().await?;
+    let mut src = ctx.source().await?;
     let mut sink = SinkIo::open(p, ctx.cfg, &ctx.steps, &ctx.binds).await?;
     let exists = sink.prepare(!dry).await?;
     // A range from start/end is honoured on a new table too: compared against a table that
@@ -244,6 +244,7 @@ pub async fn run(
             step: "source.extract",
             extra: vec![],
             delete_absent: false,
+            estimate: row_estimate(ctx, &mut src).await,
         };
         return stream_into(ctx, src, &mut sink, extract, report).await;
     }
@@ -778,6 +779,7 @@ impl<'c, 'a> Recon<'c, 'a> {
             step: &step,
             extra: bounds(unit, range).to_vec(),
             delete_absent: false,
+            estimate: None,
         };
         // The reader owns its connection while it streams.
         let src = ctx.source().await?;
