@@ -9,7 +9,9 @@
 //!   table the run created; not for ClickHouse upserts, whose `sink.load` is one),
 //!   `sink.merge`
 //! - with `allow_delete`: `sink.stage_keys`, `sink.stage_keys_clear`, `sink.load_keys`,
-//!   (with a staging table) `sink.stage_keys_copy`, `sink.delete_keys`, `sink.delete_absent`
+//!   (with a staging table) `sink.stage_keys_copy`, `sink.delete_keys`, `sink.delete_absent`,
+//!   (ClickHouse) `sink.count_absent`, and (both sides databases) `sink.keys`, merged by
+//!   `plan` with `source.keys` (after `source.extract`)
 //! - ClickHouse sinks that delete: `sink.mutations`
 //! - per reconciliation `R`: `recon.R.source.range`, `recon.R.sink.range`,
 //!   `recon.R.source.nulls`, `recon.R.sink.nulls` (and for the NULL-partition block
@@ -77,7 +79,7 @@ pub fn generate(p: &Pipeline) -> Result<Vec<SqlStep>, SqlError> {
         source_steps(&mut steps, p, d)?;
     }
     if let Some(d) = sink_d {
-        sink_steps(&mut steps, p, d);
+        sink_steps(&mut steps, p, d)?;
     }
     for r in &p.reconciliations {
         recon_steps(&mut steps, p, r, src_d, sink_d)?;
@@ -146,10 +148,34 @@ fn source_steps(steps: &mut Steps, p: &Pipeline, d: &'static dyn Dialect) -> Res
         vec![query(q)],
         b,
     );
+    if counts_absent(p) {
+        let mut b = Binder::new();
+        let q = Reader::Source(s).ordered_keys(&mut b)?;
+        steps.push(
+            "source.keys".into(),
+            Side::Source,
+            store,
+            d,
+            "plan of a full sync with allow_delete: stream every source key (within the filters), ordered by key as sink.keys is, to count the sink rows whose key the source lacks",
+            vec![query(q)],
+            b,
+        );
+    }
     Ok(())
 }
 
-fn sink_steps(steps: &mut Steps, p: &Pipeline, d: &'static dyn Dialect) {
+/// Whether a plan of `p`'s full sync counts the sink rows `sink.delete_absent` would
+/// remove, by merging `source.keys` with `sink.keys`: with `allow_delete` and a key, both
+/// sides databases.
+fn counts_absent(p: &Pipeline) -> bool {
+    p.sink.merge.allow_delete
+        && !p.sink.unique_key.is_empty()
+        && !p.key.is_empty()
+        && p.source.store.kind.dialect().is_some()
+        && p.sink.store.kind.dialect().is_some()
+}
+
+fn sink_steps(steps: &mut Steps, p: &Pipeline, d: &'static dyn Dialect) -> Result<(), SqlError> {
     let store = &p.sink.store;
     let s = SinkCtx::new(p, d);
     let ch = d.kind() == DialectKind::Clickhouse;
@@ -422,6 +448,20 @@ fn sink_steps(steps: &mut Steps, p: &Pipeline, d: &'static dyn Dialect) {
             );
         }
     }
+    if counts_absent(p) {
+        let mut b = Binder::new();
+        // The sink's keys within sink.filters, as sink.delete_absent sees them.
+        let q = Reader::Sink(SinkCtx::new(p, d)).ordered_keys(&mut b)?;
+        steps.push(
+            "sink.keys".into(),
+            Side::Sink,
+            store,
+            d,
+            "plan of a full sync with allow_delete, when the sink table exists: stream every sink key (within sink.filters), ordered by key as source.keys is; the sink rows whose key the source lacks are those sink.delete_absent would remove",
+            vec![query(q)],
+            b,
+        );
+    }
 
     let deletes = merge.kind == MergeKind::DeleteInsert
         || (merge.allow_delete && merge.kind != MergeKind::Collapse);
@@ -438,6 +478,7 @@ fn sink_steps(steps: &mut Steps, p: &Pipeline, d: &'static dyn Dialect) {
             b,
         );
     }
+    Ok(())
 }
 
 fn reader<'a>(

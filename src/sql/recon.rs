@@ -86,6 +86,21 @@ pub fn range_preds(d: &dyn Dialect, b: &mut Binder, p: Expr, kind: PartitionKind
     ]
 }
 
+/// A text key as plain text: PostgreSQL `CAST(k AS TEXT)` (a `citext` column orders
+/// ignoring case, an enum by its labels' declared order, and `COLLATE "C"` is refused on
+/// an enum; a `char(n)` loses its padding, as its `=` ignores it), ClickHouse
+/// `toString(k)` (an `Enum8` orders by its numbers). MySQL's binary order key already
+/// orders every text-like column by its bytes.
+fn as_text_key(d: &dyn Dialect, e: Expr, t: Dtype) -> Expr {
+    match (d.kind(), t) {
+        (crate::sql::DialectKind::Postgres, Dtype::Str) => {
+            build::cast(e, sqlparser::ast::DataType::Text)
+        }
+        (crate::sql::DialectKind::Clickhouse, Dtype::Str) => build::call("toString", vec![e]),
+        _ => e,
+    }
+}
+
 /// Whether `item` is one of the comma-separated items of `list`, which starts and ends with
 /// a comma (`,a3,f0,`; `,,` lists the empty prefix): `',' || item || ','` occurs in it.
 fn listed(d: &dyn Dialect, item: Expr, list: Expr) -> Expr {
@@ -387,6 +402,38 @@ impl<'a> Reader<'a> {
             from: Some(from),
             selection,
             order_by: self.order()?,
+            ..Default::default()
+        }))
+    }
+
+    /// Every key (within the side's filters; a collapse sink's live rows), one row per row,
+    /// ordered by key in the order the runtime compares keys in on every dialect: numbers
+    /// and times by value, text by its UTF-8 bytes, uuids by their lower-case text. Text
+    /// keys are read as text first (PostgreSQL `CAST(k AS TEXT)`, ClickHouse `toString`),
+    /// so that a column whose own order is not its text's (`citext`, an enum, a
+    /// `char(n)`'s padding) still comes in byte order. Two such reads, one per side, are
+    /// merged to count the sink rows whose key the source lacks.
+    pub fn ordered_keys(&self, b: &mut Binder) -> Result<Query, SqlError> {
+        let d = self.d();
+        let keys: Vec<(Expr, Dtype, String)> = self
+            .keys()?
+            .into_iter()
+            .map(|(e, t, alias)| (as_text_key(d, e, t), t, alias))
+            .collect();
+        let projection = keys
+            .iter()
+            .map(|(e, t, alias)| build::aliased(d, d.read_value(e.clone(), *t), alias))
+            .collect();
+        let order_by = keys
+            .into_iter()
+            .map(|(e, t, _)| d.order_key(e, t))
+            .collect();
+        let (from, selection) = self.rows(b, vec![])?;
+        Ok(build::select(SelectParts {
+            projection,
+            from: Some(from),
+            selection,
+            order_by,
             ..Default::default()
         }))
     }

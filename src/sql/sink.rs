@@ -1109,6 +1109,8 @@ impl<'a> SinkCtx<'a> {
                 ("numeric_precision", "precision"),
                 ("numeric_scale", "scale"),
                 ("datetime_precision", "time_precision"),
+                // The type's own name where `data_type` says `USER-DEFINED` (`citext`).
+                ("udt_name", "udt"),
             ] {
                 projection.push(build::aliased(d, build::keyword(col), alias));
             }

@@ -12,6 +12,7 @@ mod frontend_fuzz;
 mod hash_golden;
 mod matrix;
 mod nats_source;
+mod plan_deletes;
 mod recon_edges;
 mod row_estimate;
 mod statements;

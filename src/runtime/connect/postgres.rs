@@ -693,11 +693,18 @@ fn encode_param(v: &Value, ty: &Type, out: &mut BytesMut) -> Result<IsNull, BoxE
     Ok(IsNull::No)
 }
 
+/// Whether values of `ty` travel as their UTF-8 text in the binary protocol: the character
+/// types, enums, and the `citext` extension's type (its OID differs per database, so it is
+/// known by name). Result columns of a domain type are described by their base type.
 fn is_texty(ty: &Type) -> bool {
     matches!(
         *ty,
         Type::TEXT | Type::VARCHAR | Type::BPCHAR | Type::NAME | Type::UNKNOWN
-    ) || matches!(ty.kind(), Kind::Enum(_))
+    ) || match ty.kind() {
+        Kind::Enum(_) => true,
+        Kind::Simple => ty.name() == "citext",
+        _ => false,
+    }
 }
 
 /// The text a value is bound as to a text parameter.

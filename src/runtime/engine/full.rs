@@ -361,7 +361,21 @@ pub async fn stream_into(
     report.rows_read += read;
     report.rows_written += written;
     if delete_absent {
-        report.rows_deleted += sink.delete_absent().await?;
+        let deleted = sink.delete_absent().await?;
+        report.rows_deleted += deleted;
+        if read == 0 && deleted > 0 {
+            // An empty source is deleted into the sink like any other: say so loudly, as a
+            // source emptied by mistake (a reload half done, a wrong filter) leaves an
+            // empty sink. `plan` shows the count beforehand.
+            tracing::warn!(
+                "pipeline `{}`: the source returned no row, so allow_delete removed every sink row within sink.filters ({deleted}); run `plan` first (with --exit-code it exits 3) to catch an emptied source before apply",
+                p.name
+            );
+        }
+    } else if extract.delete_absent && dry && ctx.steps.get("sink.keys").is_some() {
+        // What sink.delete_absent would remove, counted without writing: the source's and
+        // the sink's keys merged in key order.
+        report.rows_deleted += super::absent::count_absent(ctx, sink).await?;
     }
     Ok(())
 }

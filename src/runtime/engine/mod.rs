@@ -15,6 +15,7 @@
 //! The engine builds no SQL text: it executes the statements of [`crate::sql::generate`],
 //! [`crate::sql::stage_insert`] and [`crate::sql::stage_keys_insert`] and binds values.
 
+mod absent;
 mod blocks;
 mod ch_engine;
 mod from_nats;

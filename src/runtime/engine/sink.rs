@@ -316,6 +316,7 @@ impl<'a> SinkIo<'a> {
                 Dtype::Int,
                 Dtype::Int,
                 Dtype::Int,
+                Dtype::Str,
             ],
         };
         let found = self.query_catalog("sink.columns", out).await?;
@@ -671,7 +672,9 @@ impl<'a> SinkIo<'a> {
         if !rows.is_empty() {
             self.load(Load::Stage, rows).await?;
             if self.steps.get("sink.merge").is_some() {
-                self.run_step("sink.merge", &[]).await?;
+                self.run_step("sink.merge", &[])
+                    .await
+                    .map_err(|e| self.explain_merge(e, rows))?;
             }
             w.rows = rows.len() as u64;
         }
@@ -685,6 +688,38 @@ impl<'a> SinkIo<'a> {
             }
         }
         Ok(w)
+    }
+
+    /// A PostgreSQL upsert that would update one sink row twice (`ERROR 21000`) names no
+    /// key: rows of the batch whose keys differ but that the sink's key column holds as one
+    /// (`citext` ignores case, `char(n)` trailing spaces, a nondeterministic collation
+    /// both). Says so, naming the likely keys; the rest of the error is PostgreSQL's.
+    fn explain_merge(&self, e: RuntimeError, rows: &[Row]) -> RuntimeError {
+        match e {
+            RuntimeError::Statement {
+                store,
+                host,
+                step,
+                message,
+            } if self.dialect() == Some(DialectKind::Postgres) && message.contains("21000") => {
+                let keys = self.guard.folding_together(rows);
+                let which = match keys.as_slice() {
+                    [a, b, ..] => format!("the keys ({a}) and ({b})"),
+                    _ => "two keys".to_string(),
+                };
+                let message = format!(
+                    "pipeline `{}`: {which} of one batch are distinct in the source but one row in the sink table, whose key column compares them as equal (a citext column ignores case, char(n) trailing spaces, a nondeterministic collation case or accents), so the upsert would write that row twice; nothing of the batch was written. Make the source's keys distinct as the sink compares them, or give the sink key column a type that tells them apart (text). {message}",
+                    self.p.name
+                );
+                RuntimeError::Statement {
+                    store,
+                    host,
+                    step,
+                    message,
+                }
+            }
+            e => e,
+        }
     }
 
     /// From now on, loads may stay open across writes ([`Conn::stream_load`]: ClickHouse

@@ -36,6 +36,9 @@ pub struct TableColumn {
     pub limit: Limit,
     /// MySQL: the text column's collation (`utf8mb4_general_ci`).
     pub collation: Option<String>,
+    /// PostgreSQL: the name of a user-defined type (`citext`, an enum's type), which
+    /// `native` lists as `USER-DEFINED`.
+    pub user_type: Option<String>,
 }
 
 /// A limit a native column type puts on values.
@@ -130,7 +133,7 @@ impl SinkTable {
 
     /// Reads the rows of `sink.columns` for `dialect`: PostgreSQL lists (name, data_type,
     /// is_nullable, column_default, is_identity, is_generated, character_maximum_length,
-    /// numeric_precision, numeric_scale, datetime_precision), MySQL (name, column_type,
+    /// numeric_precision, numeric_scale, datetime_precision, udt_name), MySQL (name, column_type,
     /// is_nullable, column_default, extra, collation_name), ClickHouse (name, type).
     pub fn read(dialect: DialectKind, rows: &[Row]) -> SinkTable {
         let columns = rows
@@ -174,6 +177,14 @@ impl SinkTable {
                     (DialectKind::Mysql, Some(Value::Str(c))) => Some(c.clone()),
                     _ => None,
                 };
+                let user_type = match (dialect, r.get(10)) {
+                    (DialectKind::Postgres, Some(Value::Str(t)))
+                        if native.eq_ignore_ascii_case("user-defined") =>
+                    {
+                        Some(t.clone())
+                    }
+                    _ => None,
+                };
                 TableColumn {
                     name,
                     native,
@@ -181,6 +192,7 @@ impl SinkTable {
                     defaulted,
                     limit,
                     collation,
+                    user_type,
                 }
             })
             .collect();
@@ -336,21 +348,35 @@ impl SinkTable {
     }
 
     /// MySQL source into an existing MySQL table whose text key columns ignore case or
-    /// accents: fine when the source's key column compares the same way, a merge of
-    /// distinct keys when it does not; said once per run.
+    /// accents, or any source into a PostgreSQL table with a `citext` key column: fine when
+    /// the source's key column compares the same way, a merge of distinct keys when it
+    /// does not; said once per run.
     pub fn key_collation_warnings(&self, p: &Pipeline) -> Vec<String> {
+        let citext = p.sink.unique_key.iter().filter(|k| {
+            self.column(k)
+                .and_then(|c| c.user_type.as_deref())
+                .is_some_and(|t| t.eq_ignore_ascii_case("citext"))
+        });
+        let mut out: Vec<String> = citext
+            .map(|k| {
+                format!(
+                    "pipeline `{}`: sink key column `{k}` is citext, which compares text ignoring case: source keys that differ only in case are one sink row (the later one read overwrites the other's values, and two of them in one batch fail its upsert), and plan and reconciliation, which compare keys by their bytes, see the one the sink lacks as drift; unless the source's keys are distinct ignoring case, make the column text",
+                    p.name
+                )
+            })
+            .collect();
         if p.source.store.kind.dialect() != Some(DialectKind::Mysql) {
-            return Vec::new();
+            return out;
         }
-        self.folded_keys(p)
+        out.extend(self.folded_keys(p)
             .into_iter()
             .map(|(k, c)| {
                 format!(
                     "pipeline `{}`: sink key column `{k}` has the collation {c}, under which keys that differ only in case or accents are one row; unless the source's key column compares the same way, such keys overwrite each other",
                     p.name
                 )
-            })
-            .collect()
+            }));
+        out
     }
 
     fn table_name(&self, p: &Pipeline) -> String {
@@ -642,6 +668,39 @@ impl RowGuard {
             }
         }
         h.finish()
+    }
+
+    /// The keys of the first rows of `rows` whose keys differ but become one when text is
+    /// compared ignoring case and trailing spaces (`'k'`, `'K'`, `'k '`), labelled for a
+    /// message: the likely pairs behind a PostgreSQL upsert that hit one sink row twice
+    /// (a `citext` or `char(n)` key column, or a nondeterministic collation). Empty when
+    /// no two rows fold together.
+    pub fn folding_together(&self, rows: &[Row]) -> Vec<String> {
+        let folded = |r: &Row| -> Vec<String> {
+            self.key
+                .iter()
+                .map(|(i, _)| match r.get(*i) {
+                    Some(Value::Str(s)) => s.trim_end_matches(' ').to_lowercase(),
+                    Some(v) => v.to_text(),
+                    None => String::new(),
+                })
+                .collect()
+        };
+        let mut first: std::collections::HashMap<Vec<String>, &Row> = Default::default();
+        for r in rows {
+            match first.entry(folded(r)) {
+                std::collections::hash_map::Entry::Occupied(e) => {
+                    let labels = [self.key_label(e.get()), self.key_label(r)];
+                    if labels[0] != labels[1] {
+                        return labels.to_vec();
+                    }
+                }
+                std::collections::hash_map::Entry::Vacant(e) => {
+                    e.insert(r);
+                }
+            }
+        }
+        Vec::new()
     }
 
     /// Whether a text key of load row `r` ends with a space (MySQL sinks).
