@@ -15,4 +15,5 @@ mod nats_source;
 mod recon_edges;
 mod statements;
 mod support;
+mod timestamp_edges;
 mod tls;
