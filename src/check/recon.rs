@@ -376,13 +376,19 @@ fn one(
     let lookback_seconds = match &r.lookback {
         Some(l) => {
             let t = expression(l, &Env::constant(), diags)?;
-            match t.const_value() {
-                Some(Value::Int(i)) if i >= 0 => i,
-                Some(Value::Interval(us)) if us >= 0 => us / 1_000_000,
-                _ => {
-                    diags.push(l.error(
-                        "`lookback` must be a non-negative constant (seconds or a timedelta)",
-                    ));
+            match t.const_value().as_ref().map(lookback_value) {
+                Some(Ok(s)) => s,
+                got => {
+                    let what = match got {
+                        Some(Err(v)) => format!(", not {v}"),
+                        _ => ", known when the config is read".to_string(),
+                    };
+                    diags.push(
+                        l.error(format!(
+                            "`lookback` must be a non-negative number of whole seconds{what}"
+                        ))
+                        .with_help("an integer (`600`, `10*60`) or a timedelta of whole seconds (`datetime.timedelta(minutes=10)`); the window is compared in whole seconds, so a fraction would be lost"),
+                    );
                     return None;
                 }
             }
@@ -414,6 +420,28 @@ fn one(
         source_order,
         lookback_seconds,
     })
+}
+
+/// A constant `lookback` in whole seconds: an integer, a float without a fraction (`1e3`,
+/// `600.0`) or a timedelta of whole seconds, not negative; else the value as written in the
+/// error.
+fn lookback_value(v: &Value) -> Result<i64, String> {
+    let secs = match v {
+        Value::Int(i) => Some(*i),
+        Value::Float(f) if f.fract() == 0.0 && f.abs() < 9.0e18 => Some(*f as i64),
+        Value::Interval(us) if us % 1_000_000 == 0 => Some(us / 1_000_000),
+        _ => None,
+    };
+    match (secs, v) {
+        (Some(s), _) if s >= 0 => Ok(s),
+        (_, Value::Interval(us)) => Err(format!(
+            "a timedelta of {} seconds",
+            crate::expr::Decimal::new(i128::from(*us), 6)
+                .map(|d| d.normalized().to_string())
+                .unwrap_or_else(|| format!("{us} µs"))
+        )),
+        (_, v) => Err(v.to_text()),
+    }
 }
 
 /// The longest `lookback` of a date or datetime watermark, in seconds: 100 years.

@@ -1077,3 +1077,39 @@ fn a_sink_state_table_is_said_to_be_read_only() {
     // "The same as the sink" is the sink itself, which synctool writes.
     assert!(!says(&ok(&with_state("{use_sink: true}"))));
 }
+
+#[test]
+fn a_lookback_is_whole_seconds_however_it_is_written() {
+    let base = include_str!("../../examples/timestamp_incremental.yaml");
+    let lookback = |text: &str| {
+        let fe = ok(&base.replace("lookback: 10*60", &format!("lookback: {text}")));
+        fe.checked.program.pipelines[0].reconciliations[0].lookback_seconds
+    };
+    assert_eq!(lookback("600"), 600);
+    assert_eq!(lookback("600.0"), 600);
+    assert_eq!(lookback("1e3"), 1000);
+    assert_eq!(lookback("'datetime.timedelta(minutes=10)'"), 600);
+    assert_eq!(lookback("'datetime.timedelta(milliseconds=2000)'"), 2);
+    for (bad, shown) in [
+        ("0.5", "not 0.5"),
+        ("3.5", "not 3.5"),
+        ("-1", "not -1"),
+        (
+            "'datetime.timedelta(milliseconds=500)'",
+            "not a timedelta of 0.5 seconds",
+        ),
+        (
+            "'datetime.timedelta(seconds=1.5)'",
+            "not a timedelta of 1.5 seconds",
+        ),
+    ] {
+        let f = fail(&base.replace("lookback: 10*60", &format!("lookback: {bad}")));
+        let messages = error_messages(&f);
+        assert!(
+            messages.iter().any(|m| m
+                .contains("`lookback` must be a non-negative number of whole seconds")
+                && m.contains(shown)),
+            "{bad}: {messages:?}"
+        );
+    }
+}

@@ -1,6 +1,6 @@
 //! The human description of a pipeline, shared by the text and JSON renderers.
 
-use crate::ir::{Bound, FieldValue, Lookup, Pipeline, SinkHash, TableName};
+use crate::ir::{Bound, FieldValue, Lookup, Pipeline, Reconciliation, SinkHash, TableName};
 
 /// `schema.table` or `table`.
 pub fn table(t: &TableName) -> String {
@@ -180,6 +180,10 @@ pub fn describe(p: &Pipeline) -> Vec<String> {
         );
     }
     for r in &p.reconciliations {
+        if r.strategy == crate::ir::ReconStrategy::Timestamp {
+            out.push(timestamp_line(p, r));
+            continue;
+        }
         out.push(format!(
             "reconciliation {}: {} on {} -> {} ({}), from {} to {}, level-1 interval {}, max block {} rows, reduction factor {}",
             r.name,
@@ -230,6 +234,53 @@ pub fn describe(p: &Pipeline) -> Vec<String> {
     out
 }
 
+/// A timestamp reconciliation in words: where it starts (the sink's watermark minus the
+/// lookback), how the window is compared, and what follows it.
+fn timestamp_line(p: &Pipeline, r: &Reconciliation) -> String {
+    use crate::ir::PartitionKind as K;
+    let n = r.lookback_seconds;
+    let lookback = match r.kind {
+        K::Date => {
+            let days = n / 86_400 + i64::from(n % 86_400 != 0);
+            format!("{n} s ({days} whole day(s))")
+        }
+        K::Datetime => format!("{n} s"),
+        _ => n.to_string(),
+    };
+    let unit = match r.kind {
+        K::Date => "day",
+        K::Datetime => "second",
+        _ => "value",
+    };
+    let head = format!(
+        "reconciliation {}: timestamp on {} -> {} ({}), from the sink's watermark (its newest {})",
+        r.name,
+        r.source_partition,
+        r.sink_partition,
+        serde_json::to_value(r.kind)
+            .ok()
+            .and_then(|v| v.as_str().map(String::from))
+            .unwrap_or_default(),
+        r.sink_partition,
+    );
+    let body = if crate::sql::compares_window(p) {
+        let window = if n == 0 {
+            format!("the window, the watermark's own {unit} (no lookback),")
+        } else {
+            format!("the lookback window, from the watermark minus {lookback} up to it,")
+        };
+        format!(
+            "{window} compared block by block (level-1 interval {}, max block {} rows, reduction factor {}), rows that differ written, none deleted; then the source rows newer than the watermark copied",
+            r.initial_interval, r.max_block_size, r.reduction_factor
+        )
+    } else if n == 0 {
+        format!("the source rows from the watermark's own {unit} on merged whole (the sink keeps no row hash to compare them by)")
+    } else {
+        format!("the source rows from the watermark minus {lookback} on merged whole (the sink keeps no row hash to compare them by)")
+    };
+    format!("{head}: {body}; a full sync while the sink is empty")
+}
+
 /// Where a webhook or NATS sink sends, for review: `POST <url>` (the base URL without
 /// credentials or query string, joined with `url_path`) or `subject S (JetStream stream T)`.
 pub fn sink_target(p: &Pipeline) -> Option<String> {
@@ -251,5 +302,57 @@ pub fn sink_target(p: &Pipeline) -> Option<String> {
             })
         }
         crate::ir::StoreKind::Sql(_) => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::describe;
+    use std::collections::HashMap;
+
+    /// The description lines of the first pipeline of the timestamp example, with `from`
+    /// replaced by `to` in its text.
+    fn lines(from: &str, to: &str) -> Vec<String> {
+        let base = include_str!("../../examples/timestamp_incremental.yaml");
+        assert!(base.contains(from));
+        let text = base.replace(from, to);
+        let env: HashMap<String, String> = HashMap::new();
+        let fe = crate::driver::frontend("t.yaml", &text, &env, &[])
+            .unwrap_or_else(|e| panic!("{}", e.render()));
+        describe(&fe.checked.program.pipelines[0])
+    }
+
+    fn recon_line(lines: &[String]) -> String {
+        lines
+            .iter()
+            .find(|l| l.starts_with("reconciliation "))
+            .cloned()
+            .expect("a reconciliation line")
+    }
+
+    #[test]
+    fn a_timestamp_reconciliation_is_described_by_its_watermark_and_lookback() {
+        let l = recon_line(&lines("lookback: 10*60", "lookback: 10*60"));
+        assert!(
+            l.contains("from the sink's watermark (its newest updated_at): the lookback window, from the watermark minus 600 s up to it, compared block by block"),
+            "{l}"
+        );
+        assert!(!l.contains("minimum on either side"), "{l}");
+        let l = recon_line(&lines("lookback: 10*60", "lookback: 0"));
+        assert!(
+            l.contains(
+                "the window, the watermark's own second (no lookback), compared block by block"
+            ),
+            "{l}"
+        );
+        // A transformed sink without a stored hash merges the window whole.
+        let l = recon_line(&lines(
+            "{column: subject, source_column: subject}",
+            r#"{column: subject, source_column: "TMPL(#{{ subject }})"}"#,
+        ));
+        assert!(
+            l.contains("the source rows from the watermark minus 600 s on merged whole (the sink keeps no row hash to compare them by)"),
+            "{l}"
+        );
     }
 }

@@ -23,7 +23,7 @@
 //!   both sides hash rows) the block-hash steps above for the lookback window and the
 //!   NULL-partition block, else `recon.R.source.extract_null`.
 
-use crate::ir::{MergeKind, Pipeline, ReconStrategy, Reconciliation, SinkHash, Store};
+use crate::ir::{MergeKind, Pipeline, ReconStrategy, Reconciliation, Store};
 use crate::sql::build;
 use crate::sql::hash;
 use crate::sql::params::Binder;
@@ -537,8 +537,7 @@ fn recon_steps(
     // that differ) when both sides can hash rows; else it merges the whole window. Without
     // a lookback the window is the watermark's own unit (its second, day or value), so
     // that rows tied with the newest sink row are not missed.
-    let compares_window =
-        timestamp && !matches!(&p.row_hash.sink, SinkHash::Stored(h) if h.is_empty());
+    let compares_window = timestamp && recon::compares_window(p);
     if timestamp {
         if let Some((rd, side, store, d)) = reader(p, false, sink_d) {
             let mut b = Binder::new();
@@ -653,6 +652,8 @@ fn recon_steps(
             let q = rd.leaf_diff(&mut b, r)?;
             let purpose = if recon::is_bucketed(r.kind) {
                 "per group of changed leaf buckets (listed in `prefixes`, up to 50,000 rows or ten max_block_size): key and row hash of every row, ordered by key"
+            } else if timestamp {
+                "per changed leaf of the lookback window (adjacent leaves merged up to max_block_size rows): key, row hash and partition value of every row, ordered by key (a row that differs although its timestamp is not past the sink's is warned about)"
             } else {
                 "per changed leaf (adjacent leaves merged up to max_block_size rows): key and row hash of every row, ordered by key"
             };
@@ -689,9 +690,20 @@ fn recon_steps(
             if let Some((rd, side, store, d)) = rd {
                 let mut b = Binder::new();
                 let q = rd.null_leaf_diff(&mut b, r)?;
-                steps.push(id(name, "null_leaf_diff"), *side, store, *d,
-                    "when the NULL-partition block changed: key and row hash of each of its rows, ordered by key",
-                    vec![query(q)], b);
+                let purpose = if timestamp {
+                    "when the NULL-partition block changed: key, row hash and (NULL) partition value of each of its rows, ordered by key"
+                } else {
+                    "when the NULL-partition block changed: key and row hash of each of its rows, ordered by key"
+                };
+                steps.push(
+                    id(name, "null_leaf_diff"),
+                    *side,
+                    store,
+                    *d,
+                    purpose,
+                    vec![query(q)],
+                    b,
+                );
             }
         }
     }

@@ -22,6 +22,7 @@ mod testing;
 pub use dialect::{Dialect, DialectKind};
 pub use error::SqlError;
 pub use generate::{direct_insert, generate, stage_insert, stage_keys_insert};
+pub use recon::{compares_window, ends_inclusively};
 pub use step::{Param, Side, SqlStep, Stmt};
 #[cfg(test)]
 mod tests;

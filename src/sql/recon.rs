@@ -9,7 +9,7 @@ use crate::sql::hash::{self, HashCol};
 use crate::sql::params::Binder;
 use crate::sql::sink::SinkCtx;
 use crate::sql::source::{self, SourceCtx};
-use crate::sql::{Dialect, SqlError};
+use crate::sql::{Dialect, DialectKind, SqlError};
 use crate::types::Dtype;
 use sqlparser::ast::{BinaryOperator, Expr, Query, TableWithJoins};
 
@@ -19,6 +19,8 @@ pub const BLOCK: &str = "_synctool_block";
 pub const ROWS: &str = "_synctool_rows";
 /// Output alias of a row or block hash.
 pub const HASH: &str = "_synctool_hash";
+/// Output alias of a row's partition value (timestamp leaf diffs).
+pub const PARTITION: &str = "_synctool_partition";
 
 /// Where one side's reconciliation rows come from.
 pub enum Reader<'a> {
@@ -51,6 +53,13 @@ pub fn partition_dtype(kind: PartitionKind) -> Dtype {
     }
 }
 
+/// Whether a timestamp reconciliation compares its lookback window block by block (both
+/// sides hash rows), rather than merging it whole (a transformed sink without a stored
+/// hash).
+pub fn compares_window(p: &Pipeline) -> bool {
+    !matches!(&p.row_hash.sink, SinkHash::Stored(h) if h.is_empty())
+}
+
 /// Whether the partition kind splits by md5 hex prefix rather than by value ranges.
 pub fn is_bucketed(kind: PartitionKind) -> bool {
     matches!(kind, PartitionKind::Uuid | PartitionKind::Str)
@@ -69,6 +78,13 @@ fn stored_hash(p: &Pipeline) -> bool {
 /// for md5-bucketed partitions, rows in any of several buckets of one prefix length:
 /// `key_bucket(canonical(p), $prefix_len)` listed in `$prefixes` (`,a3,f0,`), so that one
 /// scan serves every changed bucket of a level (the buckets cannot use an index).
+///
+/// A MySQL date or datetime range ends inclusively instead, at `$range_last`, the range's
+/// last instant (a datetime, the microsecond before the end, for a `DATE` column too):
+/// MySQL's types end at 9999-12-31 23:59:59.999999, where no exclusive end can be bound,
+/// so that the last range of the types still covers their last value (a `9999-12-31`
+/// stand-in for "never"). MySQL keeps at most microseconds, so both forms select the same
+/// rows, whether the column is a `DATE` or a `DATETIME`.
 pub fn range_preds(d: &dyn Dialect, b: &mut Binder, p: Expr, kind: PartitionKind) -> Vec<Expr> {
     if is_bucketed(kind) {
         // The bucket of the key's canonical text, as `block_hash` groups it.
@@ -80,9 +96,18 @@ pub fn range_preds(d: &dyn Dialect, b: &mut Binder, p: Expr, kind: PartitionKind
         PartitionKind::Float => hash::float_partition(d.kind(), p),
         _ => p,
     };
+    let end = if ends_inclusively(d.kind(), kind) {
+        build::binop(
+            p.clone(),
+            BinaryOperator::LtEq,
+            b.bind("range_last", Dtype::Datetime),
+        )
+    } else {
+        build::binop(p.clone(), BinaryOperator::Lt, b.bind("range_end", t))
+    };
     vec![
-        build::binop(p.clone(), BinaryOperator::GtEq, b.bind("range_start", t)),
-        build::binop(p, BinaryOperator::Lt, b.bind("range_end", t)),
+        build::binop(p, BinaryOperator::GtEq, b.bind("range_start", t)),
+        end,
     ]
 }
 
@@ -99,6 +124,13 @@ fn as_text_key(d: &dyn Dialect, e: Expr, t: Dtype) -> Expr {
         (crate::sql::DialectKind::Clickhouse, Dtype::Str) => build::call("toString", vec![e]),
         _ => e,
     }
+}
+
+/// Whether [`range_preds`] of `dialect` ends a range of `kind` at its last value
+/// (`$range_last`, inclusive) rather than at `$range_end` (exclusive): MySQL dates and
+/// datetimes, whose types leave no value to bind past their last one.
+pub fn ends_inclusively(dialect: DialectKind, kind: PartitionKind) -> bool {
+    dialect == DialectKind::Mysql && matches!(kind, PartitionKind::Date | PartitionKind::Datetime)
 }
 
 /// Whether `item` is one of the comma-separated items of `list`, which starts and ends with
@@ -376,19 +408,27 @@ impl<'a> Reader<'a> {
         }))
     }
 
-    /// Key columns and row hash of every row of a range, ordered by key.
+    /// Key columns and row hash of every row of a range, ordered by key; for a timestamp
+    /// reconciliation also the partition value, so that a row that differs although its
+    /// timestamp did not move can be told apart.
     pub fn leaf_diff(&self, b: &mut Binder, r: &Reconciliation) -> Result<Query, SqlError> {
         let range = range_preds(self.d(), b, self.partition(r), r.kind);
-        self.keyed_hashes(b, range)
+        self.keyed_hashes(b, r, range)
     }
 
     /// [`Reader::leaf_diff`] of the rows whose partition column is NULL.
     pub fn null_leaf_diff(&self, b: &mut Binder, r: &Reconciliation) -> Result<Query, SqlError> {
-        self.keyed_hashes(b, vec![self.is_null(r)])
+        self.keyed_hashes(b, r, vec![self.is_null(r)])
     }
 
-    /// Key columns and row hash of every row matching `preds`, ordered by key.
-    fn keyed_hashes(&self, b: &mut Binder, preds: Vec<Expr>) -> Result<Query, SqlError> {
+    /// Key columns and row hash of every row matching `preds` (and for a timestamp
+    /// reconciliation its partition value), ordered by key.
+    fn keyed_hashes(
+        &self,
+        b: &mut Binder,
+        r: &Reconciliation,
+        preds: Vec<Expr>,
+    ) -> Result<Query, SqlError> {
         let d = self.d();
         let mut projection: Vec<_> = self
             .keys()?
@@ -396,6 +436,10 @@ impl<'a> Reader<'a> {
             .map(|(e, t, alias)| build::aliased(d, d.read_value(e, t), &alias))
             .collect();
         projection.push(build::aliased(d, self.row_hash()?, HASH));
+        if r.strategy == crate::ir::ReconStrategy::Timestamp {
+            let part = d.read_value(self.partition(r), partition_dtype(r.kind));
+            projection.push(build::aliased(d, part, PARTITION));
+        }
         let (from, selection) = self.rows(b, preds)?;
         Ok(build::select(SelectParts {
             projection,

@@ -351,14 +351,27 @@ impl<'a> SinkCtx<'a> {
                 // Collapse tables are append-only: several rows per key, no primary key,
                 // but a (non-unique) index on the key, through which each merge reads the
                 // rows of its staged keys only (MySQL: here; PostgreSQL: `create_index`).
+                let mut constraints = Vec::new();
                 if merge.kind == MergeKind::Collapse
                     && !keys.is_empty()
                     && d.kind() == DialectKind::Mysql
                 {
-                    b = b.constraints(vec![self.mysql_key_index()]);
+                    constraints.push(self.mysql_key_index());
+                }
+                // MySQL: the watermark columns' indexes here; PostgreSQL: `create_statements`.
+                if d.kind() == DialectKind::Mysql {
+                    for c in self.watermark_columns() {
+                        constraints.push(TableConstraint::Index {
+                            display_as_key: true,
+                            name: None,
+                            index_type: None,
+                            columns: self.index_columns(std::slice::from_ref(&c)),
+                            index_options: vec![],
+                        });
+                    }
                 }
                 if merge.kind != MergeKind::Collapse && !keys.is_empty() {
-                    b = b.constraints(vec![TableConstraint::PrimaryKey {
+                    constraints.push(TableConstraint::PrimaryKey {
                         name: None,
                         index_name: None,
                         index_type: None,
@@ -379,7 +392,10 @@ impl<'a> SinkCtx<'a> {
                             .collect(),
                         index_options: vec![],
                         characteristics: None,
-                    }]);
+                    });
+                }
+                if !constraints.is_empty() {
+                    b = b.constraints(constraints);
                 }
                 if d.kind() == DialectKind::Mysql {
                     b = b.table_options(Self::mysql_options());
@@ -390,11 +406,78 @@ impl<'a> SinkCtx<'a> {
     }
 
     /// The statements of `sink.create`: the table, and on PostgreSQL a collapse table's
-    /// index on the key ([`SinkCtx::create_index`]).
+    /// index on the key ([`SinkCtx::create_index`]) and the indexes on the watermark
+    /// columns ([`SinkCtx::watermark_columns`]).
     pub fn create_statements(&self) -> Vec<Statement> {
         let mut out = vec![self.create_table()];
         out.extend(self.create_index());
+        if self.d.kind() == DialectKind::Postgres {
+            for c in self.watermark_columns() {
+                let name = self.index_name(&format!("_synctool_wm_{}", c.name));
+                out.push(self.pg_index(&name, std::slice::from_ref(&c)));
+            }
+        }
         out
+    }
+
+    /// The sink columns a timestamp reconciliation reads its watermark from (`max(col)` at
+    /// the start of every run, then the lookback window by range), which a sink table
+    /// synctool creates on PostgreSQL or MySQL gets an index on. Not when a `sinkstate`
+    /// table holds the partition values instead, nor on ClickHouse, whose `max` reads the
+    /// one column (and whose sorting key is the `unique_key`, which its engine merges by).
+    pub fn watermark_columns(&self) -> Vec<SinkCol> {
+        if self.p.sink_state.is_some() || self.d.kind() == DialectKind::Clickhouse {
+            return Vec::new();
+        }
+        let cols = self.load_columns();
+        let mut out: Vec<SinkCol> = Vec::new();
+        for r in &self.p.reconciliations {
+            if r.strategy != crate::ir::ReconStrategy::Timestamp {
+                continue;
+            }
+            let Some(c) = cols.iter().find(|c| c.name == r.sink_partition) else {
+                continue;
+            };
+            // The key's index (a primary key, or a collapse table's key index) serves a
+            // column it starts with.
+            let leads_key = self.p.sink.unique_key.first() == Some(&c.name);
+            if !leads_key && !out.iter().any(|o| o.name == c.name) {
+                out.push(c.clone());
+            }
+        }
+        out
+    }
+
+    /// The name of an index on the sink table: `<table><suffix>`, or the first 16 hex
+    /// digits of the md5 of the table name and suffix, then `_synctool`, when that would
+    /// pass PostgreSQL's 63 bytes.
+    fn index_name(&self, suffix: &str) -> String {
+        let table = &self.p.sink.table.name;
+        if table.len() + suffix.len() <= 63 {
+            return format!("{table}{suffix}");
+        }
+        use md5::{Digest, Md5};
+        let digest = hex::encode(Md5::digest(format!("{table}{suffix}").as_bytes()));
+        format!("{}_synctool", &digest[..16])
+    }
+
+    /// PostgreSQL: `CREATE INDEX IF NOT EXISTS <name> ON <table> (<cols>)`, non-unique.
+    fn pg_index(&self, name: &str, cols: &[SinkCol]) -> Statement {
+        Statement::CreateIndex(sqlparser::ast::CreateIndex {
+            name: Some(ObjectName::from(vec![self.d.ident(name)])),
+            table_name: self.table(),
+            using: None,
+            columns: self.index_columns(cols),
+            unique: false,
+            concurrently: false,
+            if_not_exists: true,
+            include: vec![],
+            nulls_distinct: None,
+            with: vec![],
+            predicate: None,
+            index_options: vec![],
+            alter_options: vec![],
+        })
     }
 
     /// PostgreSQL collapse: `CREATE INDEX IF NOT EXISTS <table>_synctool_key ON <table>
@@ -419,21 +502,7 @@ impl<'a> SinkCtx<'a> {
             let digest = hex::encode(Md5::digest(table.as_bytes()));
             format!("{}{KEY_INDEX}", &digest[..16])
         };
-        Some(Statement::CreateIndex(sqlparser::ast::CreateIndex {
-            name: Some(ObjectName::from(vec![self.d.ident(&name)])),
-            table_name: self.table(),
-            using: None,
-            columns: self.index_columns(&keys),
-            unique: false,
-            concurrently: false,
-            if_not_exists: true,
-            include: vec![],
-            nulls_distinct: None,
-            with: vec![],
-            predicate: None,
-            index_options: vec![],
-            alter_options: vec![],
-        }))
+        Some(self.pg_index(&name, &keys))
     }
 
     fn index_columns(&self, cols: &[SinkCol]) -> Vec<IndexColumn> {
@@ -923,10 +992,11 @@ impl<'a> SinkCtx<'a> {
     }
 
     /// Deletes the sink rows (within `sink.filters`) whose partition column lies in one
-    /// range (`$range_start` ≤ p < `$range_end`): a block of the reconciliation that the
-    /// source no longer holds any row of. `None` where removing a range's rows is not
-    /// removing its keys: collapse sinks (a cancelling row repeats the row) and
-    /// `ReplacingMergeTree` sinks (a key's older version, outside the range, would resurface).
+    /// range (`$range_start` ≤ p < `$range_end`, on MySQL dates and datetimes p ≤
+    /// `$range_last`): a block of the reconciliation that the source no longer holds any
+    /// row of. `None` where removing a range's rows is not removing its keys: collapse
+    /// sinks (a cancelling row repeats the row) and `ReplacingMergeTree` sinks (a key's
+    /// older version, outside the range, would resurface).
     pub fn delete_range(&self, b: &mut Binder, r: &Reconciliation) -> Option<crate::sql::Stmt> {
         if self.kind() == MergeKind::Collapse || self.final_() {
             return None;

@@ -17,4 +17,5 @@ mod recon_edges;
 mod row_estimate;
 mod statements;
 mod support;
+mod timestamp_edges;
 mod tls;

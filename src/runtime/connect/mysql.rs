@@ -603,6 +603,9 @@ fn to_mysql(v: &Value, d: Dtype) -> Result<MyValue, String> {
         Value::Str(s) | Value::Uuid(s) => MyValue::Bytes(s.into_bytes()),
         Value::Bool(b) => MyValue::Int(b as i64),
         Value::Date(x) => {
+            if !(0..=9999).contains(&x.year()) {
+                return Err(format!("year {} is out of MySQL's range", x.year()));
+            }
             MyValue::Date(x.year() as u16, x.month() as u8, x.day() as u8, 0, 0, 0, 0)
         }
         Value::Datetime(t) => {

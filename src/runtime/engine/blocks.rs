@@ -112,19 +112,59 @@ impl Unit {
         }
     }
 
-    /// The largest exclusive upper bound `dialect` can bind for this unit, when its date
-    /// and time types end before the units do: MySQL's at 9999-12-31 23:59:59.999999,
-    /// ClickHouse's `Date` at 2149-06-06 and `DateTime` at 2106-02-07 06:28:15. A block
-    /// ending past it could not be queried (the bound does not fit the type).
+    /// The last instant before unit `u` of a date or datetime partition begins, a datetime
+    /// to the microsecond (for dates, 23:59:59.999999 of the day before), which a range
+    /// ending at `u` holds: for `p <= value` bounds meaning `p < u`. NULL for other units.
+    pub fn last_instant(self, u: i64) -> Value {
+        let start = match (self, self.value(u)) {
+            (Unit::Seconds, Value::Datetime(t)) => t,
+            (Unit::Days, Value::Date(d)) => d.and_time(chrono::NaiveTime::MIN),
+            _ => return Value::Null,
+        };
+        Value::Datetime(start - chrono::Duration::microseconds(1))
+    }
+
+    /// The largest exclusive upper bound of a range of this unit that `dialect` can query,
+    /// when its date and time types end before the units do. MySQL ends a range at its
+    /// last value ([`crate::sql::ends_inclusively`]), so its limit is the end of
+    /// its types, 10000-01-01: a range up to it covers 9999-12-31 23:59:59.999999.
+    /// ClickHouse binds the exclusive end itself, which must fit its types: `Date`'s limit
+    /// is 2149-06-06 and `DateTime`'s 2106-02-07 06:28:15, their last values, which a range
+    /// cannot reach ([`Unit::type_end`] is one unit further).
     pub fn bound_limit(self, dialect: DialectKind) -> Option<i64> {
-        let ymd = |y, m, d| NaiveDate::from_ymd_opt(y, m, d).map(days);
         match (self, dialect) {
-            (Unit::Days, DialectKind::Mysql) => ymd(9999, 12, 31),
-            (Unit::Seconds, DialectKind::Mysql) => ymd(9999, 12, 31).map(|d| (d + 1) * DAY - 1),
+            (Unit::Days | Unit::Seconds, DialectKind::Mysql) => self.type_end(dialect),
             (Unit::Days, DialectKind::Clickhouse) => Some(i64::from(u16::MAX)),
             (Unit::Seconds, DialectKind::Clickhouse) => Some(i64::from(u32::MAX)),
             _ => None,
         }
+    }
+
+    /// Just past the last value `dialect`'s date or time types hold, in units, when they
+    /// end before the units do: MySQL 10000-01-01, ClickHouse `Date` 2149-06-07 and
+    /// `DateTime` 2106-02-07 06:28:16.
+    pub fn type_end(self, dialect: DialectKind) -> Option<i64> {
+        let ymd = |y, m, d| NaiveDate::from_ymd_opt(y, m, d).map(days);
+        match (self, dialect) {
+            (Unit::Days, DialectKind::Mysql) => ymd(10000, 1, 1),
+            (Unit::Seconds, DialectKind::Mysql) => ymd(10000, 1, 1).map(|d| d * DAY),
+            (Unit::Days, DialectKind::Clickhouse) => Some(i64::from(u16::MAX) + 1),
+            (Unit::Seconds, DialectKind::Clickhouse) => Some(i64::from(u32::MAX) + 1),
+            _ => None,
+        }
+    }
+
+    /// The smallest [`Unit::bound_limit`] of `dialects`, and whether a value of one of
+    /// their types lies at or past it (ClickHouse's last `Date` or `DateTime`): the rows
+    /// holding such a value are in no range.
+    pub fn limit_of(self, dialects: &[DialectKind]) -> Option<(i64, bool)> {
+        dialects
+            .iter()
+            .filter_map(|d| {
+                let limit = self.bound_limit(*d)?;
+                Some((limit, self.type_end(*d).is_some_and(|e| e > limit)))
+            })
+            .min()
     }
 
     /// The earliest value `dialect` can bind for this unit, when its date and time types
@@ -142,14 +182,19 @@ impl Unit {
 
     /// `v` raised to the latest [`Unit::bound_floor`] of `dialects` (a lookback reaching
     /// before 1970 on a ClickHouse side); other values as they are.
-    pub fn raise_to_floor(self, v: Value, dialects: &[Option<DialectKind>]) -> Value {
-        let floor = dialects
-            .iter()
-            .flatten()
-            .filter_map(|d| self.bound_floor(*d))
-            .max();
+    pub fn raise_to_floor(self, v: Value, dialects: &[DialectKind]) -> Value {
+        let floor = dialects.iter().filter_map(|d| self.bound_floor(*d)).max();
         match (floor, self.to_units(&v, false)) {
             (Some(f), Some(u)) if u < f => self.value(f),
+            _ => v,
+        }
+    }
+
+    /// `v` lowered to the last value before the smallest [`Unit::bound_limit`] of
+    /// `dialects`, when it lies at or past it; other values as they are.
+    pub fn lower_to_limit(self, v: Value, dialects: &[DialectKind]) -> Value {
+        match (self.limit_of(dialects), self.to_units(&v, false)) {
+            (Some((limit, _)), Some(u)) if u >= limit => self.just_before(limit).unwrap_or(v),
             _ => v,
         }
     }
@@ -379,6 +424,45 @@ mod tests {
         ] {
             assert_eq!(Unit::Float.to_units(&Value::Float(f), false), None, "{f}");
         }
+    }
+
+    #[test]
+    fn ranges_end_where_each_dialect_can_bound_them() {
+        let my = [DialectKind::Mysql];
+        let ch = [DialectKind::Postgres, DialectKind::Clickhouse];
+        let max = NaiveDate::from_ymd_opt(9999, 12, 31).unwrap();
+        let last = max.and_hms_micro_opt(23, 59, 59, 999_999).unwrap();
+        // MySQL: up to the end of its types, whose last instant a range still holds.
+        let (limit, lossy) = Unit::Seconds.limit_of(&my).unwrap();
+        assert!(!lossy);
+        assert_eq!(Unit::Seconds.last_instant(limit), Value::Datetime(last));
+        assert_eq!(
+            Unit::Seconds.to_units(&Value::Datetime(last), false),
+            Some(limit - 1)
+        );
+        let (days, _) = Unit::Days.limit_of(&my).unwrap();
+        assert_eq!(Unit::Days.value(days - 1), Value::Date(max));
+        assert_eq!(Unit::Days.last_instant(days), Value::Datetime(last));
+        // ClickHouse: before its types' last value, which no exclusive end can follow.
+        assert_eq!(
+            Unit::Seconds.limit_of(&ch),
+            Some((i64::from(u32::MAX), true))
+        );
+        assert_eq!(Unit::Days.limit_of(&ch), Some((i64::from(u16::MAX), true)));
+        assert_eq!(Unit::Int.limit_of(&ch), None);
+        assert_eq!(Unit::Seconds.limit_of(&[DialectKind::Postgres]), None);
+        // A value past the limit is lowered to the last one before it; others stay.
+        let far = Value::Datetime(
+            NaiveDate::from_ymd_opt(2200, 1, 1)
+                .unwrap()
+                .and_hms_opt(0, 0, 0)
+                .unwrap(),
+        );
+        assert_eq!(
+            Unit::Seconds.lower_to_limit(far.clone(), &ch),
+            Unit::Seconds.just_before(i64::from(u32::MAX)).unwrap()
+        );
+        assert_eq!(Unit::Seconds.lower_to_limit(far.clone(), &my), far);
     }
 
     #[test]

@@ -21,6 +21,7 @@ use crate::ir::{PartitionKind, Pipeline, Reconciliation, StoreKind};
 use crate::runtime::connect::Conn;
 use crate::runtime::enrich::{Enricher, SharedTally};
 use crate::runtime::{Row, RuntimeError};
+use crate::sql::DialectKind;
 use crate::types::Dtype;
 use tokio::sync::mpsc;
 
@@ -111,6 +112,22 @@ impl<'a> Ctx<'a> {
         Ok(Some(
             e.with_now(self.opts.now).with_tally(self.on_error.clone()),
         ))
+    }
+
+    /// The dialects a reconciliation reads and binds partition values on: the source's,
+    /// the sink's and the state tables'.
+    pub fn dialects(&self) -> Vec<DialectKind> {
+        let p = self.p;
+        [
+            Some(&p.source.store),
+            Some(&p.sink.store),
+            p.source_state.as_ref().map(|s| &s.store),
+            p.sink_state.as_ref().map(|s| &s.store),
+        ]
+        .into_iter()
+        .flatten()
+        .filter_map(|s| s.kind.dialect())
+        .collect()
     }
 
     /// Warn once about the rows `on_error: null` / `skip` handled in this run, if any.
@@ -214,13 +231,13 @@ pub async fn run_incremental(
         };
         return stream_into(ctx, src, &mut sink, extract, report).await;
     }
+    warn_future_watermark(ctx, r, &watermark);
     let since = minus_lookback(&watermark, r.lookback_seconds);
-    // A lookback reaching before what a side's type holds (1970 on ClickHouse) starts there.
+    // A lookback reaching before what a side's type holds (1970 on ClickHouse) starts there;
+    // one past what it can bind (a watermark MySQL cannot hold, read from another side)
+    // stops at the last value it can.
     let since = match Unit::of(r.kind) {
-        Some(u) => u.raise_to_floor(
-            since,
-            &[p.source.store.kind.dialect(), p.sink.store.kind.dialect()],
-        ),
+        Some(u) => u.lower_to_limit(u.raise_to_floor(since, &ctx.dialects()), &ctx.dialects()),
         None => since,
     };
     tracing::info!(pipeline = %p.name, watermark = %watermark.to_text(), since = %since.to_text(), "incremental run");
@@ -263,6 +280,53 @@ pub async fn run_incremental(
         return stream_into(ctx, src, &mut sink, extract, report).await;
     }
     stream_into(ctx, src, &mut sink, extract, report).await
+}
+
+/// How far past the run's "now" a sink watermark may lie before it is warned about: clocks
+/// differ, and a column that holds local time rather than UTC (MySQL `DATETIME` written
+/// with `NOW()` under a server time zone east of UTC) runs up to 14 hours ahead of UTC
+/// without anything being missed, as every row is as far ahead.
+const FUTURE_ALLOWANCE: chrono::TimeDelta = chrono::TimeDelta::days(1);
+
+/// Warns when the sink's watermark (a date or datetime) lies in the future: a timestamp
+/// run copies only rows newer than it, so rows changed until then (with the current time
+/// as their timestamp) are not copied, and `plan` reports no drift.
+fn warn_future_watermark(ctx: &Ctx<'_>, r: &Reconciliation, watermark: &Value) {
+    let at = match watermark {
+        Value::Datetime(t) => *t,
+        Value::Date(d) => d.and_time(chrono::NaiveTime::MIN),
+        _ => return,
+    };
+    if ctx
+        .opts
+        .now
+        .checked_add_signed(FUTURE_ALLOWANCE)
+        .is_none_or(|latest| at <= latest)
+    {
+        return;
+    }
+    let block_hash = block_hash_fix(ctx.p);
+    tracing::warn!(
+        "pipeline `{}`, reconciliation `{}`: the sink's watermark, its newest `{}`, is {}, later than now ({} UTC): a timestamp run copies only the rows newer than the watermark (minus `lookback`), so rows changed now are not copied until then, and `plan` finds no drift. Correct the future-dated row(s) in the source and the sink, then run {block_hash} or `apply --full` to copy what was missed",
+        ctx.p.name,
+        r.name,
+        r.sink_partition,
+        watermark.to_text(),
+        ctx.opts.now.format("%Y-%m-%d %H:%M:%S"),
+    );
+}
+
+/// "a block-hash reconciliation", naming the pipeline's first (`-r NAME`) when it has one:
+/// the repair a timestamp run's warnings point to.
+pub fn block_hash_fix(p: &Pipeline) -> String {
+    match p
+        .reconciliations
+        .iter()
+        .find(|x| x.strategy != crate::ir::ReconStrategy::Timestamp)
+    {
+        Some(x) => format!("a block-hash reconciliation (`-r {}`)", x.name),
+        None => "a block-hash reconciliation".to_string(),
+    }
 }
 
 /// Streams `extract` from `src` into `sink` (plan: counts the rows only).

@@ -22,7 +22,7 @@
 //! unless the run's range is bounded (start/end): a new table then gets the range only.
 
 use super::blocks::{merge_adjacent, merge_leaves, next_interval, Range, Unit};
-use super::full::{partition_dtype, row_estimate, stream_into, Ctx, Extract};
+use super::full::{block_hash_fix, partition_dtype, row_estimate, stream_into, Ctx, Extract};
 use super::params::{bound_value, eval_bound};
 use super::progress::Bar;
 use super::report::PipelineReport;
@@ -38,11 +38,13 @@ use crate::sql::Side;
 use crate::types::Dtype;
 use std::collections::{BTreeMap, HashMap, HashSet};
 
-/// The `range_start`/`range_end` parameters of `q`.
-fn bounds(unit: Unit, q: Range) -> [(&'static str, Value); 2] {
+/// The `range_start`/`range_end` parameters of `q`, and `range_last`, its last instant (the
+/// inclusive end of a MySQL date or datetime range, [`crate::sql::ends_inclusively`]).
+fn bounds(unit: Unit, q: Range) -> [(&'static str, Value); 3] {
     [
         ("range_start", unit.value(q.lo)),
         ("range_end", unit.value(q.hi)),
+        ("range_last", unit.last_instant(q.hi)),
     ]
 }
 
@@ -219,6 +221,12 @@ struct Recon<'c, 'a> {
     /// an earlier block is written there first, so `apply` finds nothing of it left to
     /// delete in its old block: `plan` does not count that delete either.
     planned_writes: HashSet<String>,
+    /// A timestamp run's window: the rows that differ from the sink although their
+    /// timestamp is not past the sink's ([`Recon::warn_unmoved`]).
+    unmoved: Repeated,
+    /// Whether the sink's partition column keeps less than the source's datetimes (whole
+    /// seconds, or rounded): timestamps are then compared at whole seconds.
+    coarse_sink_time: bool,
 }
 
 /// Reconciles `ctx`'s pipeline with reconciliation `r`.
@@ -277,6 +285,12 @@ fn prefix_list(prefixes: &[String]) -> String {
 /// differ from the sink are written, none deleted. Returns the connections, and the value
 /// the rest of the run streams rows after (`p > value` starts where the window ends);
 /// `None` when the partition has no such value (floats: the caller streams the window).
+///
+/// A window reaching past the last end the sides can query (a watermark at ClickHouse's
+/// last `Date` or `DateTime`, or past MySQL's types, read from another side) stops there:
+/// the rows after it are streamed, merged again on every run (a warning says so). A
+/// watermark at MySQL's last value needs no such stop: MySQL ranges end at their last
+/// instant.
 pub async fn compare_window<'s>(
     ctx: &'s Ctx<'_>,
     r: &'s Reconciliation,
@@ -289,13 +303,34 @@ pub async fn compare_window<'s>(
     let bounds = unit.and_then(|u| {
         let lo = u.to_units(from, false)?;
         let hi = u.to_units(to, false)?.checked_add(1)?;
-        Some((u, Range { lo, hi }, u.just_before(hi)?))
+        Some((u, lo, hi))
     });
-    let Some((unit, window, after)) = bounds else {
+    let Some((unit, lo, hi)) = bounds else {
         return Ok((src, sink, None));
+    };
+    let hi = match unit.limit_of(&ctx.dialects()) {
+        Some((limit, _)) if hi > limit => {
+            // The watermark itself lies at or past the limit.
+            tracing::warn!(
+                "pipeline `{}`, reconciliation `{}`: rows whose partition value is {} or later lie past the last date or time the databases can bound the lookback window with: they are not compared but merged again on every run",
+                ctx.p.name,
+                r.name,
+                unit.value(limit).to_text()
+            );
+            limit
+        }
+        _ => hi,
+    };
+    let Some(after) = unit.just_before(hi) else {
+        return Ok((src, sink, None));
+    };
+    let window = Range {
+        lo: lo.min(hi - 1),
+        hi,
     };
     let mut rc = Recon::open(ctx, r, src, sink, Some(window)).await?;
     rc.ranges(unit, report).await?;
+    rc.warn_unmoved();
     Ok((rc.sides.src, rc.sides.sink, Some(after)))
 }
 
@@ -358,6 +393,8 @@ impl<'c, 'a> Recon<'c, 'a> {
             Some(st) => Some(connect(ctx.cfg, &st.store.name).await?),
             None => None,
         };
+        let coarse_sink_time =
+            p.row_hash.seconds_precision || sink.keeps_less(&r.sink_partition, Dtype::Datetime);
         Ok(Recon {
             ctx,
             r,
@@ -372,6 +409,8 @@ impl<'c, 'a> Recon<'c, 'a> {
             window,
             bar: ctx.progress.blocks(&p.name),
             planned_writes: HashSet::new(),
+            unmoved: Repeated::default(),
+            coarse_sink_time,
         })
     }
 
@@ -383,6 +422,42 @@ impl<'c, 'a> Recon<'c, 'a> {
                 scale: 0,
             },
         }
+    }
+
+    /// Whether a row's source timestamp `src` is not past the sink's `sink` (the row's
+    /// change did not move it forward): compared at whole seconds where the sink keeps
+    /// less than the source (it may have cut or rounded the value it was given).
+    fn not_moved(&self, src: &Value, sink: &Value) -> bool {
+        match (src, sink) {
+            (Value::Datetime(a), Value::Datetime(b)) if self.coarse_sink_time => {
+                let secs = |t: &chrono::NaiveDateTime, ceil: bool| {
+                    Unit::Seconds.to_units(&Value::Datetime(*t), ceil)
+                };
+                secs(a, false) <= secs(b, true)
+            }
+            (Value::Null, _) | (_, Value::Null) => false,
+            (a, b) => crate::expr::eval::order(a, b).is_ok_and(|o| o.is_some_and(|o| o.is_le())),
+        }
+    }
+
+    /// After a timestamp run's window: warns when rows in it differed from the sink
+    /// although their timestamp had not moved past the sink's, a change the watermark
+    /// cannot show (a changed field definition, an update that left the timestamp as it
+    /// was), which the rows before the window, never compared, may have too.
+    fn warn_unmoved(&self) {
+        let Some(first) = &self.unmoved.first else {
+            return;
+        };
+        let (p, r) = (self.ctx.p, self.r);
+        let fix = block_hash_fix(p);
+        tracing::warn!(
+            "pipeline `{}`, reconciliation `{}`: {} row(s) of the lookback window differ from the sink although their `{}` is not later than the sink's (first: ({first})): a changed field definition (an expression, a template, an enrichment) or updates that leave `{}` as it was. A timestamp run compares only its lookback window, so the rows before it may differ the same way: run {fix} or `apply --full` to repair them",
+            p.name,
+            r.name,
+            self.unmoved.keys.len(),
+            r.source_partition,
+            r.source_partition,
+        );
     }
 
     /// The range to reconcile, in units; `None` when both sides are empty.
@@ -422,6 +497,8 @@ impl<'c, 'a> Recon<'c, 'a> {
                 )));
             }
         }
+        // Just past the largest partition value of either side, when read.
+        let mut data_end: Option<i64> = None;
         if lo.is_none() || hi.is_none() {
             let t = partition_dtype(r.kind);
             let mut mins = Vec::new();
@@ -470,29 +547,33 @@ impl<'c, 'a> Recon<'c, 'a> {
                     }
                 }
             }
+            data_end = maxs.iter().copied().max();
             lo = lo.or(mins.into_iter().min());
-            hi = hi.or(maxs.into_iter().max());
+            hi = hi.or(data_end);
         }
-        // A bound past the end of a side's date or time type cannot be bound: the range
-        // stops there, and the rows beyond (a `9999-12-31` stand-in for "never") are said
-        // to go uncompared, as the largest 64-bit integer is.
-        let limit = [
-            ctx.p.source.store.kind.dialect(),
-            ctx.p.sink.store.kind.dialect(),
-        ]
-        .into_iter()
-        .flatten()
-        .filter_map(|d| unit.bound_limit(d))
-        .min();
-        if let (Some(limit), Some(h)) = (limit, hi) {
+        // An end past the last value a side's date or time type holds covers every row
+        // up to it, and is not bound as it is (it does not fit the type): the range stops
+        // at the last end the sides can query. On MySQL that is past its types' last value
+        // (its ranges end inclusively), so nothing is left out; on ClickHouse, the type's
+        // last `Date` or `DateTime` lies past every block: rows there (or, on another side,
+        // later) are said to go uncompared, as the largest 64-bit integer is.
+        if let (Some((limit, lossy)), Some(h)) = (unit.limit_of(&ctx.dialects()), hi) {
             if h > limit {
                 hi = Some(limit);
-                tracing::warn!(
-                    "pipeline `{}`, reconciliation `{}`: rows whose partition value is {} or later lie past the last date or time the databases can bound a block with, and are not compared",
-                    ctx.p.name,
-                    r.name,
-                    unit.value(limit).to_text()
-                );
+                // Whether rows lie at or past the limit: the sides' maxima when read, else
+                // (start and end both given) whether the type holds values there at all.
+                let beyond = match data_end {
+                    Some(end) => end > limit,
+                    None => lossy,
+                };
+                if beyond {
+                    tracing::warn!(
+                        "pipeline `{}`, reconciliation `{}`: rows whose partition value is {} or later lie past the last date or time the databases can bound a block with, and are not compared",
+                        ctx.p.name,
+                        r.name,
+                        unit.value(limit).to_text()
+                    );
+                }
             }
         }
         Ok(match (lo, hi) {
@@ -660,8 +741,8 @@ impl<'c, 'a> Recon<'c, 'a> {
                 let blocks: Vec<(i64, Pair)> = if additive {
                     self.rolled_up(&mut fine, unit, q, interval).await?
                 } else {
-                    let [lo, hi] = bounds(unit, q);
-                    let extra = [("interval", Value::Int(interval)), lo, hi];
+                    let [lo, hi, last] = bounds(unit, q);
+                    let extra = [("interval", Value::Int(interval)), lo, hi, last];
                     self.block_hashes(&extra, Dtype::Int)
                         .await?
                         .into_values()
@@ -811,8 +892,8 @@ impl<'c, 'a> Recon<'c, 'a> {
             }
             qi = n;
         }
-        let [lo, hi] = bounds(unit, q);
-        let extra = [("interval", Value::Int(qi)), lo, hi];
+        let [lo, hi, last] = bounds(unit, q);
+        let extra = [("interval", Value::Int(qi)), lo, hi, last];
         let mut f = Fine {
             interval: qi,
             span: q,
@@ -929,8 +1010,14 @@ impl<'c, 'a> Recon<'c, 'a> {
         };
         let mut out: Vec<Dtype> = p.key.iter().map(|k| k.dtype).collect();
         out.push(Dtype::Int);
+        // A timestamp reconciliation's leaf diffs give each row's partition value too.
+        let timestamp = r.strategy == ReconStrategy::Timestamp;
+        if timestamp {
+            out.push(partition_dtype(r.kind));
+        }
         let nkey = p.key.len();
-        let mut hashes: [HashMap<String, (String, Row)>; 2] = [HashMap::new(), HashMap::new()];
+        let mut hashes: [HashMap<String, (String, Row, Value)>; 2] =
+            [HashMap::new(), HashMap::new()];
         let (sa, sb) = (
             ctx.steps.need(&id(r, "source", diff))?,
             ctx.steps.need(&id(r, "sink", diff))?,
@@ -950,7 +1037,8 @@ impl<'c, 'a> Recon<'c, 'a> {
                 let k = key_of(&key);
                 let h = text(row.get(nkey));
                 let kv: Row = row.iter().take(nkey).cloned().collect();
-                if hashes[i].insert(k.clone(), (h, kv)).is_some() {
+                let part = row.get(nkey + 1).cloned().unwrap_or(Value::Null);
+                if hashes[i].insert(k.clone(), (h, kv, part)).is_some() {
                     if i == 0 {
                         repeated.add(k, || key_label(p, &key));
                     } else {
@@ -970,11 +1058,26 @@ impl<'c, 'a> Recon<'c, 'a> {
         let [src, snk] = hashes;
         let to_write: HashSet<&String> = src
             .iter()
-            .filter(|(k, (h, _))| {
-                sink_repeated.contains(*k) || snk.get(*k).is_none_or(|(hs, _)| hs != h)
+            .filter(|(k, (h, _, _))| {
+                sink_repeated.contains(*k) || snk.get(*k).is_none_or(|(hs, _, _)| hs != h)
             })
             .map(|(k, _)| k)
             .collect();
+        if timestamp && !matches!(scope, Scope::Nulls) {
+            // Rows the sink holds with another hash although their timestamp is not past
+            // the sink's: a change the watermark does not show, which rows before the
+            // window may have too.
+            for k in &to_write {
+                let (Some((_, kv, ps)), Some((_, _, pk))) = (src.get(*k), snk.get(*k)) else {
+                    continue;
+                };
+                if self.not_moved(ps, pk) {
+                    self.unmoved.add((*k).clone(), || {
+                        key_label(p, &kv.iter().collect::<Vec<_>>())
+                    });
+                }
+            }
+        }
         let allow_delete = p.sink.merge.allow_delete
             && self.window.is_none()
             && ctx.steps.get("sink.delete_keys").is_some();
@@ -983,7 +1086,7 @@ impl<'c, 'a> Recon<'c, 'a> {
             snk.iter()
                 .filter(|(k, _)| !src.contains_key(*k))
                 .filter(|(k, _)| !(dry && self.planned_writes.contains(*k)))
-                .map(|(_, (_, kv))| kv.clone())
+                .map(|(_, (_, kv, _))| kv.clone())
                 .collect()
         } else {
             vec![]
