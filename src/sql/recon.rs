@@ -378,15 +378,17 @@ impl<'a> Reader<'a> {
         let mut projection: Vec<_> = self
             .keys()?
             .into_iter()
-            .map(|(e, t, alias)| build::aliased(d, d.read_value(e, t), &alias))
+            .map(|(e, t, alias)| build::read_item(d, d.read_value(e, t), &alias))
             .collect();
         projection.push(build::aliased(d, self.row_hash()?, HASH));
+        let order_by = self.order()?;
+        build::unshadow_order(d, &mut projection, &order_by);
         let (from, selection) = self.rows(b, preds)?;
         Ok(build::select(SelectParts {
             projection,
             from: Some(from),
             selection,
-            order_by: self.order()?,
+            order_by,
             ..Default::default()
         }))
     }
