@@ -1,7 +1,8 @@
 //! Keys and partitions of column types the generator reads through a conversion: ClickHouse
 //! `Date` keys and partitions on either side (read as day numbers, under another name than
-//! the column's, so that the query's range predicates and row hashes still see the date).
-//! End to end against the real servers.
+//! the column's, so that the query's range predicates and row hashes still see the date),
+//! and `str` fields over PostgreSQL `uuid`, integer and enum key columns (ordered by their
+//! text, as the other side orders them). End to end against the real servers.
 
 use crate::support::{self, synctool, unique, write_config};
 use serde_json::Value as J;
@@ -263,4 +264,158 @@ async fn a_date_key_and_a_date_partition_on_a_clickhouse_source_reconcile() {
     pg.batch_execute(&format!("DROP TABLE {sink}"))
         .await
         .unwrap();
+}
+
+/// The key column type of [`str_fields_over_non_text_keys_reconcile`], its PostgreSQL DDL
+/// and the key value of row `g` (1..=30) as SQL.
+struct KeyType {
+    name: &'static str,
+    ddl: &'static str,
+    value: &'static str,
+}
+
+const KEY_TYPES: [KeyType; 3] = [
+    KeyType {
+        name: "uuid",
+        ddl: "uuid",
+        value: "md5('k' || g)::uuid",
+    },
+    // Text order (`10` before `9`) is not numeric order.
+    KeyType {
+        name: "integer",
+        ddl: "integer",
+        value: "g * 37 % 101",
+    },
+    // Declared in the reverse of the labels' text order.
+    KeyType {
+        name: "enum",
+        ddl: "ENUM_TYPE",
+        value: "('k' || lpad(g::text, 2, '0'))::ENUM_TYPE",
+    },
+];
+
+/// `str` fields over key columns that are not text in PostgreSQL (a `uuid`, an `integer`,
+/// an enum; the seed format has no uuid dtype, so such keys are typed `str`): a full sync,
+/// then changes repaired by `hash_md5_hash` over an int partition (whose block hashes
+/// concatenate rows in key order on both sides) and over the key itself, then `plan` finds
+/// nothing. Into a new PostgreSQL table (text keys), for the enum an existing one keyed by
+/// the enum (whose leaf diffs order it too), and for the uuid an existing MariaDB
+/// `CHAR(36)` key. (`ORDER BY k COLLATE "C"` failed: collations are not supported by those
+/// types.)
+#[tokio::test(flavor = "multi_thread")]
+async fn str_fields_over_non_text_keys_reconcile() {
+    let pg = support::pg().await;
+    let mut my = support::mysql().await;
+    let rest = r#"      fields: [{column: k, dtype: str}, {column: v, dtype: str}, {column: n, dtype: int}]
+    sink:
+      datastore: SINK_STORE
+      table: SINK_TABLE
+      merge_strategy: {strategy: upsert, allow_delete: true}
+      unique_key: [k]
+    reconciliation:
+      - {name: by_n, strategy: hash_md5_hash, partition_column: n, partition_column_type: int, initial_partition_interval: 100, max_block_size: 4}
+      - {name: by_key, strategy: hash_md5_hash, partition_column: k, partition_column_type: str, initial_partition_interval: 1, max_block_size: 4}
+"#;
+    for kt in &KEY_TYPES {
+        let src = unique(&format!("sk_{}", kt.name));
+        let enum_type = format!("{src}_e");
+        let labels: Vec<String> = (1..=30).rev().map(|g| format!("'k{g:02}'")).collect();
+        pg.batch_execute(&format!(
+            "CREATE TYPE {enum_type} AS ENUM ({});",
+            labels.join(", ")
+        ))
+        .await
+        .unwrap();
+        let ddl = kt.ddl.replace("ENUM_TYPE", &enum_type);
+        let value = kt.value.replace("ENUM_TYPE", &enum_type);
+        pg.batch_execute(&format!(
+            "CREATE TABLE {src} (k {ddl} PRIMARY KEY, v text, n int);
+             INSERT INTO {src} SELECT {value}, 'v' || g, g % 7 FROM generate_series(1, 30) g;"
+        ))
+        .await
+        .unwrap();
+        let mut sinks = vec![("pg", unique(&format!("sk_{}_pgn", kt.name)))];
+        if kt.name == "enum" {
+            // An existing sink table keyed by the enum (a `str` field fits it; a uuid or
+            // integer column is refused for a `str` field before anything is written).
+            let pg_existing = unique("sk_enum_pgx");
+            pg.batch_execute(&format!(
+                "CREATE TABLE {pg_existing} (k {ddl} PRIMARY KEY, v text, n bigint)"
+            ))
+            .await
+            .unwrap();
+            sinks.push(("pg", pg_existing));
+        }
+        if kt.name == "uuid" {
+            let my_existing = unique("sk_uuid_my");
+            support::mysql_exec(
+                &mut my,
+                &format!("CREATE TABLE {my_existing} (k CHAR(36) PRIMARY KEY, v LONGTEXT, n BIGINT) CHARSET utf8mb4 COLLATE utf8mb4_bin"),
+            )
+            .await;
+            sinks.push(("my", my_existing));
+        }
+        for (store, sink) in &sinks {
+            let what = format!("{} into {store} {sink}", kt.name);
+            let cfg = write_config(&config("pg", &src, store, sink, rest));
+            let r = run(&cfg, &["apply"], 0);
+            assert_eq!(written(&r), 30, "{what}: {r}");
+            no_drift(&cfg, &["by_n", "by_key"], &what);
+            for name in ["by_n", "by_key"] {
+                let v = run(&cfg, &["plan", "-r", name], 0);
+                assert_eq!(v["blocks"]["modified"], 0, "{what}, {name}: {v}");
+            }
+
+            pg.batch_execute(&format!("UPDATE {src} SET v = v || '!' WHERE n = 3"))
+                .await
+                .unwrap();
+            let r = run(&cfg, &["apply", "-r", "by_n"], 0);
+            assert_eq!(written(&r), 4, "{what}: {r}");
+            no_drift(&cfg, &["by_n", "by_key"], &what);
+            pg.batch_execute(&format!("UPDATE {src} SET v = v || '?' WHERE n = 5"))
+                .await
+                .unwrap();
+            let r = run(&cfg, &["apply", "-r", "by_key"], 0);
+            assert_eq!(written(&r), 4, "{what}: {r}");
+            no_drift(&cfg, &["by_n", "by_key"], &what);
+
+            let want = support::pg_rows(
+                &pg,
+                &format!("SELECT r FROM (SELECT k::text || '|' || v AS r FROM {src}) t ORDER BY r COLLATE \"C\""),
+                &[],
+            )
+            .await;
+            let got = match *store {
+                "pg" => {
+                    support::pg_rows(
+                        &pg,
+                        &format!("SELECT r FROM (SELECT k::text || '|' || v AS r FROM {sink}) t ORDER BY r COLLATE \"C\""),
+                        &[],
+                    )
+                    .await
+                }
+                _ => {
+                    support::mysql_rows(
+                        &mut my,
+                        &format!("SELECT CONCAT(k, '|', v) AS r FROM {sink} ORDER BY CAST(r AS BINARY)"),
+                        mysql_async::Params::Empty,
+                    )
+                    .await
+                }
+            };
+            assert_eq!(got, want, "{what}");
+        }
+        for (store, sink) in &sinks {
+            match *store {
+                "pg" => pg
+                    .batch_execute(&format!("DROP TABLE IF EXISTS {sink}"))
+                    .await
+                    .unwrap(),
+                _ => support::mysql_exec(&mut my, &format!("DROP TABLE IF EXISTS {sink}")).await,
+            }
+        }
+        pg.batch_execute(&format!("DROP TABLE {src}; DROP TYPE {enum_type}"))
+            .await
+            .unwrap();
+    }
 }
