@@ -135,6 +135,49 @@ pub fn aliased(d: &dyn Dialect, expr: Expr, alias: &str) -> SelectItem {
     }
 }
 
+/// The prefix of the alias a ClickHouse result column gets when its expression is not the
+/// bare column of its name ([`read_item`]); [`crate::sql::Stmt::result_columns`] names the
+/// column without it.
+pub const READ_ALIAS_PREFIX: &str = "_synctool_read_";
+
+/// `expr AS alias` for a column of a result the runtime reads by position (extract
+/// columns, leaf-diff keys).
+///
+/// ClickHouse lets an alias of the SELECT list stand for its expression everywhere else in
+/// the query, in WHERE, ORDER BY and inside other expressions, ahead of the table's column
+/// of the same name (18.16 and current servers alike; qualifying the column does not help
+/// on 18.16). So `toInt32("d") AS "d"` turned every other `"d"` of the query (a range
+/// predicate, the row hash) into the day number. There an expression other than the bare
+/// column `alias` is aliased `_synctool_read_<alias>`, a name no column of the query has.
+/// PostgreSQL and MySQL keep `alias`: their WHERE does not see aliases.
+pub fn read_item(d: &dyn Dialect, expr: Expr, alias: &str) -> SelectItem {
+    let itself = matches!(&expr, Expr::Identifier(i) if i.value == alias);
+    if d.kind() == crate::sql::DialectKind::Clickhouse && !itself {
+        return aliased(d, expr, &format!("{READ_ALIAS_PREFIX}{alias}"));
+    }
+    aliased(d, expr, alias)
+}
+
+/// Gives the read alias ([`READ_ALIAS_PREFIX`]) to every item of `projection` whose alias
+/// is the bare column name of an `order_by` expression but whose expression is not that
+/// column: PostgreSQL and MySQL take a bare name in ORDER BY for the result column of that
+/// name first, so `SELECT "id" AS "key_id", "other" AS "id" … ORDER BY "id"` would order by
+/// `other`. (ClickHouse items have the read alias already, [`read_item`].)
+pub fn unshadow_order(d: &dyn Dialect, projection: &mut [SelectItem], order_by: &[Expr]) {
+    for item in projection.iter_mut() {
+        let SelectItem::ExprWithAlias { expr, alias } = item else {
+            continue;
+        };
+        let itself = matches!(expr, Expr::Identifier(i) if i.value == alias.value);
+        let ordered = order_by
+            .iter()
+            .any(|o| matches!(o, Expr::Identifier(i) if i.value == alias.value));
+        if ordered && !itself {
+            *alias = d.ident(&format!("{READ_ALIAS_PREFIX}{}", alias.value));
+        }
+    }
+}
+
 /// A select item without alias.
 pub fn item(expr: Expr) -> SelectItem {
     SelectItem::UnnamedExpr(expr)

@@ -78,7 +78,8 @@ pub trait Dialect: Sync {
     fn char_length_fn(&self) -> &'static str;
 
     /// An expression that orders the same way on every dialect: strings by code point
-    /// (binary, never under a collation), uuids by their lower-case text.
+    /// (binary, never under a collation) of their text, whatever the column's type (a `str`
+    /// field may read a uuid, integer or enum column), uuids by their lower-case text.
     fn order_key(&self, e: Expr, dtype: Dtype) -> Expr {
         let _ = dtype;
         e
@@ -168,8 +169,12 @@ impl Dialect for Postgres {
     }
     fn order_key(&self, e: Expr, dtype: Dtype) -> Expr {
         match dtype {
-            // "C" compares UTF-8 bytes, which is code point order.
-            Dtype::Str => collate(e, "C"),
+            // "C" compares UTF-8 bytes, which is code point order. Through the column's text:
+            // a `str` field may read a column of another type (a `uuid`, an integer, an
+            // enum), which has no collation and would sort by its own order, not its text's.
+            // On a `text` column the cast is no cast at all, and on a `varchar` one a
+            // relabelling, so an index on a "C"-collated key still serves the order.
+            Dtype::Str => collate(super::build::cast(e, DataType::Text), "C"),
             _ => e,
         }
     }
@@ -280,8 +285,11 @@ impl Dialect for Clickhouse {
     }
     fn order_key(&self, e: Expr, dtype: Dtype) -> Expr {
         match dtype {
-            // UUIDs sort by their internal halves, not their text.
-            Dtype::Uuid => call("toString", vec![e]),
+            // UUIDs sort by their internal halves, not their text; a `str` field may read
+            // a column of another type (a `UUID`, an integer, an `Enum`, which sorts by its
+            // number), so it orders by its text too (free on a `String`, and a current
+            // server still reads a table in its sorting key's order for it).
+            Dtype::Uuid | Dtype::Str => call("toString", vec![e]),
             _ => e,
         }
     }

@@ -704,15 +704,24 @@ pub fn block_count(d: &dyn Dialect) -> Expr {
 }
 
 /// A key that orders identically on every dialect, never under a collation: strings and
-/// JSON compare by UTF-8 bytes (PostgreSQL `COLLATE "C"`, MySQL
-/// `CAST(CONVERT(e USING utf8mb4) AS BINARY)`), uuids by their lower-case text, datetimes
-/// by their epoch integer at the column's precision, dates by epoch days, booleans as
-/// 0/1, numbers natively.
+/// JSON compare by the UTF-8 bytes of their text, whatever the column's type
+/// (PostgreSQL `CAST(e AS TEXT) COLLATE "C"`, MySQL
+/// `CAST(CONVERT(e USING utf8mb4) AS BINARY)`, ClickHouse `toString(e)`), uuids by their
+/// lower-case text, datetimes by their epoch integer at the column's precision, dates by
+/// epoch days, booleans as 0/1, numbers natively.
 pub fn order_key(d: &dyn Dialect, col: &HashCol) -> Expr {
     let k = d.kind();
     let e = col.expr.clone();
     match col.dtype {
-        Dtype::Str | Dtype::Json => binary_text(k, e),
+        // A `str` or `json` field may read a column of another type (a uuid, an integer,
+        // an enum): its text is what orders, as on the other side.
+        Dtype::Str | Dtype::Json => binary_text(
+            k,
+            match k {
+                DialectKind::Mysql => e,
+                _ => to_text(k, e),
+            },
+        ),
         Dtype::Uuid => binary_text(k, uuid_text(k, e)),
         Dtype::Datetime => match col.precision {
             TimePrecision::Micros => epoch_micros(d, e),

@@ -433,19 +433,21 @@ impl<'a> Reader<'a> {
         let mut projection: Vec<_> = self
             .keys()?
             .into_iter()
-            .map(|(e, t, alias)| build::aliased(d, d.read_value(e, t), &alias))
+            .map(|(e, t, alias)| build::read_item(d, d.read_value(e, t), &alias))
             .collect();
         projection.push(build::aliased(d, self.row_hash()?, HASH));
         if r.strategy == crate::ir::ReconStrategy::Timestamp {
             let part = d.read_value(self.partition(r), partition_dtype(r.kind));
             projection.push(build::aliased(d, part, PARTITION));
         }
+        let order_by = self.order()?;
+        build::unshadow_order(d, &mut projection, &order_by);
         let (from, selection) = self.rows(b, preds)?;
         Ok(build::select(SelectParts {
             projection,
             from: Some(from),
             selection,
-            order_by: self.order()?,
+            order_by,
             ..Default::default()
         }))
     }
@@ -459,19 +461,20 @@ impl<'a> Reader<'a> {
     /// merged to count the sink rows whose key the source lacks.
     pub fn ordered_keys(&self, b: &mut Binder) -> Result<Query, SqlError> {
         let d = self.d();
-        let keys: Vec<(Expr, Dtype, String)> = self
-            .keys()?
-            .into_iter()
-            .map(|(e, t, alias)| (as_text_key(d, e, t), t, alias))
-            .collect();
-        let projection = keys
+        let keys = self.keys()?;
+        let mut projection: Vec<_> = keys
             .iter()
-            .map(|(e, t, alias)| build::aliased(d, d.read_value(e.clone(), *t), alias))
+            .map(|(e, t, alias)| {
+                build::read_item(d, d.read_value(as_text_key(d, e.clone(), *t), *t), alias)
+            })
             .collect();
-        let order_by = keys
+        // `order_key` orders a text key by its text already (a cast on PostgreSQL,
+        // `toString` on ClickHouse).
+        let order_by: Vec<_> = keys
             .into_iter()
             .map(|(e, t, _)| d.order_key(e, t))
             .collect();
+        build::unshadow_order(d, &mut projection, &order_by);
         let (from, selection) = self.rows(b, vec![])?;
         Ok(build::select(SelectParts {
             projection,

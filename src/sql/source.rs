@@ -447,14 +447,14 @@ impl<'a> SourceCtx<'a> {
             .source
             .fields
             .iter()
-            .map(|f| build::aliased(d, d.read_value(column(d, &f.column), f.dtype), &f.alias))
+            .map(|f| build::read_item(d, d.read_value(column(d, &f.column), f.dtype), &f.alias))
             .collect();
         for px in &self.p.source.pushed {
             let e = match px.expr.ty.to_dtype() {
                 Some(t) => d.read_value(self.pushed(px)?, t),
                 None => self.pushed(px)?,
             };
-            items.push(build::aliased(d, e, &px.alias));
+            items.push(build::read_item(d, e, &px.alias));
         }
         if matches!(self.p.row_hash.sink, crate::ir::SinkHash::Stored(_)) {
             let h = hash::row_hash(d, &self.hash_cols()?);
@@ -477,11 +477,14 @@ impl<'a> SourceCtx<'a> {
     pub fn extract(&self, b: &mut Binder, extra: Vec<Expr>) -> Result<Query, SqlError> {
         let mut preds = self.filters(b);
         preds.extend(extra);
+        let mut projection = self.projection()?;
+        let order_by = self.order()?;
+        build::unshadow_order(self.d, &mut projection, &order_by);
         Ok(build::select(SelectParts {
-            projection: self.projection()?,
+            projection,
             from: Some(self.from()?),
             selection: build::and_all(preds),
-            order_by: self.order()?,
+            order_by,
             ..Default::default()
         }))
     }

@@ -68,8 +68,8 @@ impl Stmt {
         Stmt::Ast(Box::new(s))
     }
 
-    /// The names of a query's result columns (their aliases, else their text); none for
-    /// other statements.
+    /// The names of a query's result columns (their aliases, without the prefix of a
+    /// ClickHouse read alias, else their text); none for other statements.
     pub fn result_columns(&self) -> Vec<String> {
         let Stmt::Ast(s) = self else {
             return Vec::new();
@@ -83,7 +83,11 @@ impl Stmt {
         sel.projection
             .iter()
             .map(|item| match item {
-                sqlparser::ast::SelectItem::ExprWithAlias { alias, .. } => alias.value.clone(),
+                sqlparser::ast::SelectItem::ExprWithAlias { alias, .. } => alias
+                    .value
+                    .strip_prefix(crate::sql::build::READ_ALIAS_PREFIX)
+                    .unwrap_or(&alias.value)
+                    .to_string(),
                 other => other.to_string(),
             })
             .collect()

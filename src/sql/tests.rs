@@ -200,3 +200,174 @@ fn row_estimate_where_the_table_count_is_the_streams() {
         r#"SELECT sum(rows) AS "estimate" FROM system.parts WHERE database = {schema:String} AND table = {table:String} AND active = 1"#
     );
 }
+
+/// The pipelines of `yaml` (datastores `pg`, `my`, `ch`), checked.
+fn pipelines(yaml: &str) -> Vec<crate::ir::Pipeline> {
+    let env = std::collections::HashMap::<String, String>::new();
+    let text = format!(
+        "datastores:\n  - {{name: pg, type: postgres, host: h, database: d}}\n  - {{name: my, type: mysql, host: h, database: d}}\n  - {{name: ch, type: clickhouse, host: h, database: d}}\n{yaml}"
+    );
+    match crate::driver::frontend("t.yaml", &text, &env, &[]) {
+        Ok(fe) => fe.checked.program.pipelines,
+        Err(failed) => panic!("{}", failed.render()),
+    }
+}
+
+/// Source and sink reads of a date, datetime, float, renamed and computed column in both
+/// directions between `a` and `b`, keyed by the date, reconciled by it and by the id.
+fn reads(a: &str, b: &str) -> String {
+    format!(
+        r#"pipelines:
+  - name: reads
+    source:
+      datastore: {a}
+      table: t
+      filters: [{{column: d, operator: '>=', value: '2000-01-01'}}]
+      fields:
+        - {{column: id, dtype: int}}
+        - {{column: d, dtype: date}}
+        - {{column: at, dtype: datetime}}
+        - {{column: f, dtype: float}}
+        - {{column: other, dtype: int, alias: id2}}
+        - {{column: id2, dtype: int, alias: k}}
+    sink:
+      datastore: {b}
+      table: s
+      merge_strategy: {{strategy: upsert, allow_delete: true}}
+      unique_key: [k, d]
+      meta_columns: {{hash_column: h}}
+      fields:
+        - {{column: k, source_column: k}}
+        - {{column: d, source_column: d}}
+        - {{column: at, source_column: at}}
+        - {{column: f, source_column: f}}
+        - {{column: id, source_column: id}}
+        - {{column: f2, dtype: float, source_column: "f * 2"}}
+    reconciliation:
+      - {{name: by_id, partition_column: id, initial_partition_interval: 100}}
+      - {{name: by_day, strategy: hash_md5_hash, partition_column: d, initial_partition_interval: 30}}
+      - {{name: inc, strategy: timestamp, partition_column: d}}
+"#
+    )
+}
+
+/// A query's aliased SELECT items (alias, expression) and its ORDER BY expressions.
+type SelectParts = (
+    Vec<(String, sqlparser::ast::Expr)>,
+    Vec<sqlparser::ast::Expr>,
+);
+
+/// The aliased items of a query's SELECT list, and its ORDER BY expressions.
+fn select_parts(st: &Stmt) -> Option<SelectParts> {
+    use sqlparser::ast::{OrderByKind, SelectItem, SetExpr, Statement};
+    let Stmt::Ast(s) = st else { return None };
+    let Statement::Query(q) = s.as_ref() else {
+        return None;
+    };
+    let SetExpr::Select(sel) = q.body.as_ref() else {
+        return None;
+    };
+    let items = sel
+        .projection
+        .iter()
+        .filter_map(|i| match i {
+            SelectItem::ExprWithAlias { expr, alias } => Some((alias.value.clone(), expr.clone())),
+            _ => None,
+        })
+        .collect();
+    let order = match q.order_by.as_ref().map(|o| &o.kind) {
+        Some(OrderByKind::Expressions(e)) => e.iter().map(|o| o.expr.clone()).collect(),
+        _ => vec![],
+    };
+    Some((items, order))
+}
+
+fn is_column(e: &sqlparser::ast::Expr, name: &str) -> bool {
+    matches!(e, sqlparser::ast::Expr::Identifier(i) if i.value == name)
+}
+
+/// ClickHouse lets a SELECT alias stand for its expression everywhere in the query: a read
+/// that converts a column (`toInt32("d")`, `toTimeZone`, `toFloat64`), renames one or
+/// computes one is never aliased to a name the query's tables may have, so its range
+/// predicates, filters and row hashes see the columns themselves. Only the bare column of
+/// the same name, or synctool's own `_synctool_` names, keep their alias.
+#[test]
+fn clickhouse_reads_never_alias_a_column_name_to_another_expression() {
+    let mut all = pipelines(&reads("ch", "ch"));
+    all.extend(pipelines(&reads("pg", "ch")));
+    all.extend(pipelines(&reads("ch", "pg")));
+    all.extend(testing::all());
+    let mut checked = 0;
+    for p in &all {
+        for s in generate(p).unwrap() {
+            if s.dialect != DialectKind::Clickhouse
+                || !(s.id.starts_with("source.extract")
+                    || s.id.starts_with("recon.")
+                    || s.id == "source.keys"
+                    || s.id == "sink.keys")
+            {
+                continue;
+            }
+            for st in &s.statements {
+                let Some((items, _)) = select_parts(st) else {
+                    continue;
+                };
+                for (alias, expr) in items {
+                    assert!(
+                        alias.starts_with("_synctool_") || is_column(&expr, &alias),
+                        "{} {}: `{expr} AS {alias}`\n{st}",
+                        p.name,
+                        s.id
+                    );
+                    checked += 1;
+                }
+            }
+        }
+    }
+    assert!(checked > 50, "{checked}");
+    let ch = generate(&pipelines(&reads("ch", "ch"))[0]).unwrap();
+    let extract = sql(&ch, "source.extract");
+    assert!(
+        extract.contains(r#"toInt32("d") AS "_synctool_read_d""#)
+            && extract.contains(r#""d" >= "#)
+            && extract.contains(r#""other" AS "_synctool_read_id2""#),
+        "{extract}"
+    );
+    // Errors still name the columns by their own names.
+    assert_eq!(
+        step(&ch, "recon.by_day.sink.leaf_diff").statements[0].result_columns(),
+        ["k", "d", "_synctool_hash"]
+    );
+}
+
+/// PostgreSQL and MySQL take a bare name in ORDER BY for the result column of that name
+/// first: a field renamed to another source column's name (`other AS id2` beside
+/// `id2 AS k`, the key) is renamed in the extract, which orders by the key column itself.
+#[test]
+fn an_alias_never_takes_the_place_of_an_order_column() {
+    for d in ["pg", "my"] {
+        let steps = generate(&pipelines(&reads(d, "pg"))[0]).unwrap();
+        let mut checked = 0;
+        for s in steps.iter().filter(|s| {
+            s.side == Side::Source && s.id.contains("extract") || s.id.ends_with("leaf_diff")
+        }) {
+            for st in &s.statements {
+                let Some((items, order)) = select_parts(st) else {
+                    continue;
+                };
+                for (alias, expr) in &items {
+                    let shadows = order.iter().any(|o| is_column(o, alias));
+                    assert!(
+                        !shadows || is_column(expr, alias),
+                        "{d} {}: `{expr} AS {alias}` is also an ORDER BY column\n{st}",
+                        s.id
+                    );
+                }
+                checked += 1;
+            }
+        }
+        assert!(checked >= 4, "{d}: {checked}");
+        let extract = sql(&steps, "source.extract");
+        assert!(extract.contains("_synctool_read_id2"), "{d}: {extract}");
+    }
+}

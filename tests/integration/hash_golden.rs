@@ -1547,6 +1547,115 @@ async fn text_keys_order_by_bytes_in_mariadb_as_in_postgres() {
     support::mysql_exec(&mut my, &format!("DROP TABLE IF EXISTS {table}")).await;
 }
 
+/// A `str` key over a column that is not text (the seed format has no uuid dtype, so uuid
+/// keys are typed `str`; integer and enum key columns too) orders by the bytes of its
+/// text on every dialect, as a text column holding the same values does on the other side:
+/// PostgreSQL `uuid`, `integer` and enum columns (which have no collation: `COLLATE "C"`
+/// alone was refused), MariaDB `INT` and `ENUM`, ClickHouse `UUID`, `Int64` and `Enum8`
+/// (which sort by their own order, not their text's) on 18.16 and a current engine.
+#[tokio::test(flavor = "multi_thread")]
+async fn str_keys_of_other_column_types_order_by_their_text_on_every_dialect() {
+    let uuids = [
+        "ffffffff-0000-4000-8000-000000000000",
+        "0a000000-0000-4000-8000-00000000000f",
+        "a0000000-0000-4000-8000-000000000001",
+        "10000000-ffff-4000-8000-000000000000",
+        "10000000-0000-4000-8000-ffffffffffff",
+    ];
+    let ints = ["9", "10", "100", "-5", "2", "0"];
+    // Declared in the reverse of their text order.
+    let labels = ["c", "b", "a", "ab"];
+    let sorted = |vals: &[&str]| -> Vec<Row> {
+        let mut v: Vec<&str> = vals.to_vec();
+        v.sort();
+        v.into_iter().map(|x| vec![Some(x.to_string())]).collect()
+    };
+    let quoted = |vals: &[&str]| -> String {
+        vals.iter()
+            .map(|v| format!("('{v}')"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let key = |d: &dyn Dialect| d.order_key(Expr::Identifier(d.ident("k")), Dtype::Str);
+    let enum_labels = labels
+        .iter()
+        .map(|l| format!("'{l}'"))
+        .collect::<Vec<_>>()
+        .join(", ");
+
+    // PostgreSQL.
+    let pg = support::pg().await;
+    let ty = support::unique("order_enum");
+    pg.batch_execute(&format!("CREATE TYPE {ty} AS ENUM ({enum_labels})"))
+        .await
+        .unwrap();
+    for (pg_type, vals) in [
+        ("uuid", &uuids[..]),
+        ("integer", &ints),
+        (ty.as_str(), &labels),
+    ] {
+        let sql = format!(
+            "SELECT k::text FROM (SELECT k::{pg_type} AS k FROM (VALUES {}) AS v(k)) AS t ORDER BY {}",
+            quoted(vals).replace("')", "'::text)"),
+            key(&Postgres)
+        );
+        assert_eq!(
+            support::pg_rows(&pg, &sql, &[]).await,
+            sorted(vals),
+            "{sql}"
+        );
+    }
+    pg.batch_execute(&format!("DROP TYPE {ty}")).await.unwrap();
+
+    // MariaDB.
+    let mut my = support::mysql().await;
+    let table = support::unique("order_types");
+    for (my_type, vals) in [
+        ("CHAR(36)", &uuids[..]),
+        ("INT", &ints),
+        (&*format!("ENUM({enum_labels})"), &labels),
+    ] {
+        support::mysql_exec(&mut my, &format!("DROP TABLE IF EXISTS {table}")).await;
+        support::mysql_exec(&mut my, &format!("CREATE TABLE {table} (k {my_type})")).await;
+        support::mysql_exec(
+            &mut my,
+            &format!("INSERT INTO {table} VALUES {}", quoted(vals)),
+        )
+        .await;
+        let sql = format!(
+            "SELECT CONVERT(k USING utf8mb4) FROM {table} ORDER BY {}",
+            key(&Mysql)
+        );
+        let got = support::mysql_rows(&mut my, &sql, mysql_async::Params::Empty).await;
+        assert_eq!(got, sorted(vals), "{sql}");
+    }
+    support::mysql_exec(&mut my, &format!("DROP TABLE IF EXISTS {table}")).await;
+
+    // ClickHouse 18.16 and a current engine.
+    let ch_enum = labels
+        .iter()
+        .enumerate()
+        .map(|(i, l)| format!("'{l}' = {}", i + 1))
+        .collect::<Vec<_>>()
+        .join(", ");
+    for (ch_type, vals) in [
+        ("UUID", &uuids[..]),
+        ("Int64", &ints),
+        (&*format!("Enum8({ch_enum})"), &labels),
+    ] {
+        let values = vals
+            .iter()
+            .map(|v| format!("CAST('{v}' AS {ch_type})"))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let sql = format!(
+            "SELECT toString(k) FROM (SELECT arrayJoin([{values}]) AS k) ORDER BY {}",
+            key(&Clickhouse)
+        );
+        assert_on_both_clickhouses(&sql, &sorted(vals)).await;
+    }
+}
+
 /// `sql` (no parameters) gives `expected` on ClickHouse 18.16 and on a current engine.
 async fn assert_on_both_clickhouses(sql: &str, expected: &[Vec<Option<String>>]) {
     let ch = support::clickhouse().await;

@@ -10,6 +10,7 @@ mod enrich;
 mod examples;
 mod frontend_fuzz;
 mod hash_golden;
+mod key_types;
 mod matrix;
 mod nats_source;
 mod plan_deletes;

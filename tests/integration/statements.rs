@@ -1,5 +1,6 @@
-//! Every statement `compile` emits for the examples is accepted by its real database: the
-//! example schemas are created in scratch schemas/databases, then each step's statements are
+//! Every statement `compile` emits for the examples (and the test configs in
+//! `tests/integration/configs/`) is accepted by its real database: the example schemas are
+//! created in scratch schemas/databases, then each step's statements are
 //! prepared (PostgreSQL, MariaDB: names and types are resolved by the server) or executed
 //! (DDL, session settings, COPY with an empty binary stream; ClickHouse, which cannot
 //! prepare: executed on empty tables with sample parameter values, on the 18.16 server and on
@@ -169,14 +170,29 @@ fn for_chdb(sql: &str) -> String {
     format!("{target} ({cols}) SELECT {cols} FROM {table} WHERE 0")
 }
 
-/// Everything the examples emit, retargeted at one scratch schema per example and dialect
+/// The configs whose statements are checked: the examples, then the test configs in
+/// `tests/integration/configs/` (pipelines no example has, such as ClickHouse date keys).
+fn statement_configs() -> Vec<std::path::PathBuf> {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/integration/configs");
+    let mut extra: Vec<std::path::PathBuf> = std::fs::read_dir(&dir)
+        .expect("tests/integration/configs/ exists")
+        .map(|e| e.expect("readable entry").path())
+        .filter(|p| p.extension().is_some_and(|e| e == "yaml"))
+        .collect();
+    extra.sort();
+    let mut all = example_files();
+    all.extend(extra);
+    all
+}
+
+/// Everything the examples (and test configs) emit, retargeted at one scratch schema per example and dialect
 /// (`<base>_<n>`, so that examples with tables of the same name do not meet).
 fn compiled(
     base: &HashMap<DialectKind, String>,
 ) -> (Tables, Vec<(String, Pipeline, Vec<SqlStep>)>) {
     let mut tables = Tables::new();
     let mut out = Vec::new();
-    for (n, path) in example_files().into_iter().enumerate() {
+    for (n, path) in statement_configs().into_iter().enumerate() {
         let scratch: HashMap<DialectKind, String> =
             base.iter().map(|(d, s)| (*d, format!("{s}_{n}"))).collect();
         let scratch = &scratch;
@@ -226,7 +242,7 @@ async fn every_statement_is_accepted_by_postgres_and_mariadb() {
     let (tables, programs) = compiled(&scratch);
     let pg = support::pg().await;
     let mut my = support::mysql().await;
-    let n = example_files().len();
+    let n = statement_configs().len();
     for i in 0..n {
         pg.batch_execute(&format!("CREATE SCHEMA \"{pg_schema}_{i}\""))
             .await
@@ -337,7 +353,7 @@ async fn every_clickhouse_statement_runs_on_18_16_and_a_current_engine() {
     ]);
     let (tables, programs) = compiled(&scratch);
     let ch = support::clickhouse().await;
-    let n = example_files().len();
+    let n = statement_configs().len();
     let mut setup: Vec<String> = (0..n)
         .map(|i| format!("CREATE DATABASE \"{db}_{i}\""))
         .collect();

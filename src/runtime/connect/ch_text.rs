@@ -226,6 +226,26 @@ fn date_text(v: &Value) -> Result<String, String> {
     }
 }
 
+/// A `Date` literal for the servers without query parameters (18.16): the day number
+/// (`toDate(toUInt16(55000))`) for a date `Date` holds, 1970-01-01 to 2149-06-06, as
+/// 18.16 parses the text of a date after 2105 as 0000-00-00 (a range bound or watermark
+/// there matched no row); the text otherwise, whatever the server makes of it.
+fn date_literal(v: &Value) -> Result<String, String> {
+    let d = match coerce(v.clone(), Dtype::Date)? {
+        Value::Date(d) => d,
+        _ => unreachable!("coerce to date yields a date"),
+    };
+    let epoch = NaiveDate::from_ymd_opt(1970, 1, 1).expect("valid");
+    let days = (d - epoch).num_days();
+    Ok(match u16::try_from(days) {
+        Ok(n) => format!("toDate(toUInt16({n}))"),
+        Err(_) => format!(
+            "toDate({})",
+            quote_string(&d.format("%Y-%m-%d").to_string())
+        ),
+    })
+}
+
 fn uuid_text(v: &Value) -> Result<String, String> {
     match coerce(v.clone(), Dtype::Uuid)? {
         Value::Uuid(s) => Ok(s),
@@ -290,7 +310,7 @@ pub fn literal(v: &Value, ty: &str) -> Result<String, String> {
         "Decimal" | "Decimal32" | "Decimal64" | "Decimal128" => {
             format!("CAST({} AS {ty})", quote_string(&decimal_text(v, ty)?))
         }
-        "Date" => format!("toDate({})", quote_string(&date_text(v)?)),
+        "Date" => date_literal(v)?,
         "DateTime" => match unwrap_type(ty, "DateTime") {
             Some(tz) if !tz.is_empty() => format!("toDateTime({}, {tz})", epoch_seconds(v)?),
             _ => format!("toDateTime({})", epoch_seconds(v)?),
@@ -487,6 +507,25 @@ mod tests {
         assert_eq!(
             literal(&Value::Float(f64::NEG_INFINITY), "Float64").unwrap(),
             "(-inf)"
+        );
+        // Dates by their day number where `Date` holds them (18.16 parses the text of one
+        // after 2105 as 0000-00-00).
+        let date = |y, m, d| Value::Date(NaiveDate::from_ymd_opt(y, m, d).unwrap());
+        assert_eq!(
+            literal(&date(2120, 5, 5), "Nullable(Date)").unwrap(),
+            "toDate(toUInt16(54911))"
+        );
+        assert_eq!(
+            literal(&date(1970, 1, 1), "Date").unwrap(),
+            "toDate(toUInt16(0))"
+        );
+        assert_eq!(
+            literal(&date(2149, 6, 6), "Date").unwrap(),
+            "toDate(toUInt16(65535))"
+        );
+        assert_eq!(
+            literal(&date(1969, 12, 31), "Date").unwrap(),
+            "toDate('1969-12-31')"
         );
     }
 
