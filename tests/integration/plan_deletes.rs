@@ -5,28 +5,9 @@
 use crate::support::{self, synctool, unique, write_config};
 use serde_json::Value as J;
 
-const PG: &str =
-    "{name: pg, type: postgres, host: 127.0.0.1, port: 5432, username: postgres, database: test}";
-const MY: &str =
-    "{name: my, type: mysql, host: 127.0.0.1, port: 3306, username: root, database: test}";
-const CH: &str = "{name: ch, type: clickhouse, host: 127.0.0.1, port: 8123, database: default}";
+use crate::support::{CH, MY, PG};
 
-/// Runs `synctool args… --format json` expecting exit `code`; the one pipeline's report
-/// and stderr.
-fn run(cfg: &std::path::Path, args: &[&str], code: i32) -> (J, String) {
-    let mut all = args.to_vec();
-    all.extend(["--format", "json"]);
-    let o = synctool(cfg, &all);
-    let err = String::from_utf8_lossy(&o.stderr).to_string();
-    assert_eq!(
-        o.status.code(),
-        Some(code),
-        "synctool {args:?}: stderr:\n{err}\nstdout:\n{}",
-        String::from_utf8_lossy(&o.stdout)
-    );
-    let v: J = serde_json::from_slice(&o.stdout).unwrap_or_else(|e| panic!("JSON: {e}\n{err}"));
-    (v["pipelines"][0].clone(), err)
-}
+use crate::support::run_report as run;
 
 fn n(v: &J, k: &str) -> i64 {
     v[k].as_i64().unwrap_or_else(|| panic!("{k} in {v}"))

@@ -5,44 +5,14 @@
 use crate::support::{self, synctool, unique, write_config};
 use serde_json::Value as J;
 
-const PG: &str =
-    "{name: pg, type: postgres, host: 127.0.0.1, port: 5432, username: postgres, database: test}";
-const MY: &str =
-    "{name: my, type: mysql, host: 127.0.0.1, port: 3306, username: root, database: test}";
-const CH: &str = "{name: ch, type: clickhouse, host: 127.0.0.1, port: 8123, database: default}";
-
 /// Runs `synctool args… --format json`, asserts the exit code, returns the one pipeline.
 fn run(cfg: &std::path::Path, args: &[&str], code: i32) -> J {
-    let mut all = args.to_vec();
-    all.extend(["--format", "json"]);
-    let o = synctool(cfg, &all);
-    let err = String::from_utf8_lossy(&o.stderr);
-    assert_eq!(o.status.code(), Some(code), "synctool {args:?}:\n{err}");
-    let v: J = serde_json::from_slice(&o.stdout).unwrap_or_else(|e| panic!("JSON: {e}\n{err}"));
-    v["pipelines"][0].clone()
+    support::run_report(cfg, args, code).0
 }
 
-fn written(v: &J) -> i64 {
-    v["rows_written"].as_i64().unwrap_or_else(|| panic!("{v}"))
-}
+use crate::support::written;
 
-fn config(src_store: &str, src: &str, sink_store: &str, sink: &str, rest: &str) -> String {
-    format!(
-        r#"
-datastores:
-  - {PG}
-  - {MY}
-  - {CH}
-pipelines:
-  - name: p
-    source:
-      datastore: {src_store}
-      table: {src}
-{rest}"#
-    )
-    .replace("SINK_STORE", sink_store)
-    .replace("SINK_TABLE", sink)
-}
+use crate::support::edge_config as config;
 
 const DECIMAL_PIPELINE: &str = r#"      fields: [{column: id, dtype: int}, {column: p, dtype: "decimal(10,2)"}]
     sink:

@@ -3,35 +3,13 @@
 //! watermark in the future, rows that differ in the lookback window although their
 //! timestamp did not move, and the index a created sink table gets on the watermark column.
 
-use crate::support::{self, synctool, unique, write_config};
-use serde_json::Value as J;
+use crate::support::{self, unique, write_config};
 
-const PG: &str =
-    "{name: pg, type: postgres, host: 127.0.0.1, port: 5432, username: postgres, database: test}";
-const MY: &str =
-    "{name: my, type: mysql, host: 127.0.0.1, port: 3306, username: root, database: test}";
-const CH: &str = "{name: ch, type: clickhouse, host: 127.0.0.1, port: 8123, database: default}";
+use crate::support::{CH, MY, PG};
 
-/// Runs `synctool args… --format json`, asserts the exit code; returns the one pipeline's
-/// report and stderr.
-fn run(cfg: &std::path::Path, args: &[&str], code: i32) -> (J, String) {
-    let mut all = args.to_vec();
-    all.extend(["--format", "json"]);
-    let o = synctool(cfg, &all);
-    let err = String::from_utf8_lossy(&o.stderr).to_string();
-    assert_eq!(
-        o.status.code(),
-        Some(code),
-        "synctool {args:?}:\n{err}\n{}",
-        String::from_utf8_lossy(&o.stdout)
-    );
-    let v: J = serde_json::from_slice(&o.stdout).unwrap_or_else(|e| panic!("JSON: {e}\n{err}"));
-    (v["pipelines"][0].clone(), err)
-}
+use crate::support::run_report as run;
 
-fn written(v: &J) -> i64 {
-    v["rows_written"].as_i64().unwrap_or_else(|| panic!("{v}"))
-}
+use crate::support::written;
 
 /// A pipeline `p` from `src_store`.`src` to `sink_store`.`sink` over `(id, v, ts)`, `ts`
 /// typed `ts_type`, with the reconciliations `recon` (YAML list items).

@@ -285,3 +285,57 @@ pub fn synctool(cfg: &std::path::Path, args: &[&str]) -> std::process::Output {
         .output()
         .expect("run synctool")
 }
+
+/// The datastores the end-to-end edge tests configure: PostgreSQL `pg`, MariaDB `my`,
+/// ClickHouse `ch`, each on the local test server.
+pub const PG: &str =
+    "{name: pg, type: postgres, host: 127.0.0.1, port: 5432, username: postgres, database: test}";
+/// See [`PG`].
+pub const MY: &str =
+    "{name: my, type: mysql, host: 127.0.0.1, port: 3306, username: root, database: test}";
+/// See [`PG`].
+pub const CH: &str = "{name: ch, type: clickhouse, host: 127.0.0.1, port: 8123, database: default}";
+
+/// Runs `synctool args… --format json`, asserts the exit code; returns the one pipeline's
+/// report and stderr.
+pub fn run_report(cfg: &std::path::Path, args: &[&str], code: i32) -> (serde_json::Value, String) {
+    let mut all = args.to_vec();
+    all.extend(["--format", "json"]);
+    let o = synctool(cfg, &all);
+    let err = String::from_utf8_lossy(&o.stderr).to_string();
+    assert_eq!(
+        o.status.code(),
+        Some(code),
+        "synctool {args:?}: stderr:\n{err}\nstdout:\n{}",
+        String::from_utf8_lossy(&o.stdout)
+    );
+    let v: serde_json::Value =
+        serde_json::from_slice(&o.stdout).unwrap_or_else(|e| panic!("JSON: {e}\n{err}"));
+    (v["pipelines"][0].clone(), err)
+}
+
+/// A pipeline report's `rows_written`.
+pub fn written(v: &serde_json::Value) -> i64 {
+    v["rows_written"].as_i64().unwrap_or_else(|| panic!("{v}"))
+}
+
+/// A config with the [`PG`], [`MY`] and [`CH`] datastores and one pipeline `p` from `src`
+/// on `src_store`; `rest` holds the lines after the source table (`SINK_STORE` and
+/// `SINK_TABLE` replaced by `sink_store` and `sink`).
+pub fn edge_config(src_store: &str, src: &str, sink_store: &str, sink: &str, rest: &str) -> String {
+    format!(
+        r#"
+datastores:
+  - {PG}
+  - {MY}
+  - {CH}
+pipelines:
+  - name: p
+    source:
+      datastore: {src_store}
+      table: {src}
+{rest}"#
+    )
+    .replace("SINK_STORE", sink_store)
+    .replace("SINK_TABLE", sink)
+}
