@@ -83,6 +83,7 @@ pub fn check(raw: &RawConfig, only: &[String]) -> Result<Checked, Vec<Diagnostic
             pipelines.push(ir);
         }
     }
+    shared_deletes(raw, &pipelines, &mut diags);
     if diags.has_errors() {
         return Err(diags.list);
     }
@@ -90,6 +91,50 @@ pub fn check(raw: &RawConfig, only: &[String]) -> Result<Checked, Vec<Diagnostic
         program: Program { pipelines },
         warnings: diags.list,
     })
+}
+
+/// Two pipelines with `allow_delete` writing one sink table, where sink `filters` do not
+/// separate them (one has none, or both have the same): each run deletes the rows the other
+/// wrote, as their keys are not in its source. A warning: the sources may well agree.
+fn shared_deletes(raw: &RawConfig, pipelines: &[ir::Pipeline], diags: &mut Diags) {
+    let deletes: Vec<&ir::Pipeline> = pipelines
+        .iter()
+        .filter(|p| p.sink.merge.allow_delete && p.sink.store.kind.dialect().is_some())
+        .collect();
+    for (i, b) in deletes.iter().enumerate() {
+        let same = |a: &&&ir::Pipeline| {
+            a.sink.store.name == b.sink.store.name
+                && a.sink.table.schema == b.sink.table.schema
+                && a.sink.table.name == b.sink.table.name
+                && (a.sink.filters.is_empty()
+                    || b.sink.filters.is_empty()
+                    || a.sink.scope_digest() == b.sink.scope_digest())
+        };
+        let Some(a) = deletes[..i].iter().find(same) else {
+            continue;
+        };
+        let Some(rb) = raw.pipelines.iter().find(|r| r.name.value == b.name) else {
+            continue;
+        };
+        let at = rb
+            .sink
+            .as_ref()
+            .and_then(|s| s.merge.as_ref())
+            .and_then(|m| m.allow_delete.as_ref());
+        let message = format!(
+            "pipelines `{}` and `{}` both write sink table `{}` of datastore `{}` with allow_delete, and no sink `filters` separate their rows: each run deletes the rows the other wrote",
+            a.name, b.name, b.sink.table.name, b.sink.store.name
+        );
+        let d = match at {
+            Some(at) => Diagnostic::warning(message)
+                .at_path(at.path.clone())
+                .with_span(at.span),
+            None => Diagnostic::warning(message),
+        };
+        diags.push(d.with_help(
+            "give each pipeline sink `filters` that select the rows it owns (and matching source filters), or leave allow_delete to one of them",
+        ));
+    }
 }
 
 /// Two pipelines reading one NATS datastore with a `durable` consumer or a `queue` group

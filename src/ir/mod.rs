@@ -346,6 +346,24 @@ pub struct Sink {
     pub subject: Option<String>,
 }
 
+impl Sink {
+    /// The md5 (32 hex digits) of the sink's scope: the table's schema and name and the
+    /// sink `filters`. Pipelines writing one table under different filters own different
+    /// rows; ClickHouse staging tables and the run lock are per scope.
+    pub fn scope_digest(&self) -> String {
+        use md5::{Digest, Md5};
+        let t = &self.table;
+        let mut text = format!("{:?}\0{}", t.schema, t.name);
+        for f in &self.filters {
+            text.push_str(&format!(
+                "\0{:?}\0{:?}\0{:?}\0{:?}",
+                f.column, f.op, f.values, f.dtype
+            ));
+        }
+        hex::encode(Md5::digest(text.as_bytes()))
+    }
+}
+
 /// Sink meta columns.
 #[derive(Debug, Clone, Default)]
 pub struct SinkMeta {

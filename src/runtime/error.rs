@@ -134,6 +134,18 @@ pub enum RuntimeError {
         /// The database's message.
         message: String,
     },
+    /// The run lost the run lock of its sink scope (its ClickHouse claim was taken over
+    /// after its heartbeat lapsed, or the PostgreSQL/MySQL session holding the lock died):
+    /// another run may be writing the same rows, so this one stopped.
+    #[error("datastore `{store}`, sink table `{table}`: the run lost the lock of its sink scope ({message}); the run stopped, another run may now be writing these rows")]
+    LockLost {
+        /// Datastore name.
+        store: String,
+        /// The sink table.
+        table: String,
+        /// What happened.
+        message: String,
+    },
     /// The receiver of a row stream was dropped before the stream ended.
     #[error("step {step}: the row consumer stopped before the result was read")]
     ConsumerGone {

@@ -3,7 +3,9 @@
 //! Step ids, in output order (each present only when it applies):
 //! - `source.session`, (ClickHouse without `final`) `source.engine`, (no filters, only LEFT
 //!   joins) `source.row_estimate`, `source.extract`
-//! - `sink.session`, `sink.columns`, (PostgreSQL) `sink.enum_labels`, (PostgreSQL and
+//! - `sink.session`, (PostgreSQL, MySQL) `sink.lock`, `sink.lock_holder`, `sink.unlock`,
+//!   (ClickHouse) `sink.lock_table`, `sink.lock_claim`, `sink.lock_beat`, `sink.lock_state`,
+//!   `sink.columns`, (PostgreSQL) `sink.enum_labels`, (PostgreSQL and
 //!   MySQL upserts) `sink.unique_indexes`, (ClickHouse) `sink.engine`, `sink.create`
 //! - `sink.stage`, (MySQL, ClickHouse) `sink.stage_clear`, `sink.load`, `sink.load_direct` (loads into a sink
 //!   table the run created; not for ClickHouse upserts, whose `sink.load` is one),
@@ -13,6 +15,7 @@
 //!   (ClickHouse) `sink.count_absent`, and (both sides databases) `sink.keys`, merged by
 //!   `plan` with `source.keys` (after `source.extract`)
 //! - ClickHouse sinks that delete: `sink.mutations`
+//! - ClickHouse sinks with staging tables: `sink.stage_drop`
 //! - per reconciliation `R`: `recon.R.source.range`, `recon.R.sink.range`,
 //!   `recon.R.source.nulls`, `recon.R.sink.nulls` (and for the NULL-partition block
 //!   `recon.R.*.null_leaf_diff`, `recon.R.source.extract_null`), `recon.R.source.block_hash`,
@@ -181,6 +184,7 @@ fn sink_steps(steps: &mut Steps, p: &Pipeline, d: &'static dyn Dialect) -> Resul
     let ch = d.kind() == DialectKind::Clickhouse;
     let merge = &p.sink.merge;
     session(steps, "sink.session", Side::Sink, store, d);
+    lock_steps(steps, &s, store, d);
 
     let mut b = Binder::new();
     let q = s.columns_query(&mut b);
@@ -478,7 +482,110 @@ fn sink_steps(steps: &mut Steps, p: &Pipeline, d: &'static dyn Dialect) -> Resul
             b,
         );
     }
+    let keys = merge.allow_delete && !p.sink.unique_key.is_empty();
+    if let Some(drops) = s.drop_stages(keys).filter(|d| !d.is_empty()) {
+        steps.push(
+            "sink.stage_drop".into(),
+            Side::Sink,
+            store,
+            d,
+            "at the end of apply (success or error), while the run still holds sink.lock: drop the staging tables of this sink scope",
+            drops.into_iter().map(Stmt::ast).collect(),
+            Binder::new(),
+        );
+    }
     Ok(())
+}
+
+/// The run lock of the sink scope (`crate::sql::lock`), taken by `apply` only.
+fn lock_steps(steps: &mut Steps, s: &SinkCtx<'_>, store: &Store, d: &'static dyn Dialect) {
+    use crate::sql::lock;
+    if d.kind() == DialectKind::Clickhouse {
+        steps.push(
+            "sink.lock_table".into(),
+            Side::Sink,
+            store,
+            d,
+            "apply, before anything else on the sink: create the lock table beside the sink table if missing (ClickHouse has no locks)",
+            vec![Stmt::ast(lock::ch_create_table(s))],
+            Binder::new(),
+        );
+        let mut b = Binder::new();
+        let st = lock::ch_claim(s, &mut b);
+        steps.push(
+            "sink.lock_claim".into(),
+            Side::Sink,
+            store,
+            d,
+            "apply, after sink.lock_table: claim the sink scope (table and filters) at the server's clock; the earliest live claim holds the lock",
+            vec![Stmt::ast(st)],
+            b,
+        );
+        let mut b = Binder::new();
+        let st = lock::ch_beat(s, &mut b);
+        steps.push(
+            "sink.lock_beat".into(),
+            Side::Sink,
+            store,
+            d,
+            &format!("every few seconds while the run waits or holds the lock: a heartbeat of its claim (lock_released 0); at the end of the run, its release (lock_released 1); a claim without a heartbeat for {}s is taken over", lock::STALE_SECS),
+            vec![Stmt::ast(st)],
+            b,
+        );
+        let mut b = Binder::new();
+        let q = lock::ch_state(s, &mut b);
+        steps.push(
+            "sink.lock_state".into(),
+            Side::Sink,
+            store,
+            d,
+            "after each claim or heartbeat: the live claims of the scope, earliest first; the first holds the lock (a waiting run names it; a holding run that is no longer first has lost the lock and stops)",
+            vec![query(q)],
+            b,
+        );
+        return;
+    }
+    let mut b = Binder::new();
+    if let Some(q) = lock::take(s, &mut b) {
+        let how = if d.kind() == DialectKind::Postgres {
+            "pg_try_advisory_lock"
+        } else {
+            "GET_LOCK"
+        };
+        steps.push(
+            "sink.lock".into(),
+            Side::Sink,
+            store,
+            d,
+            &format!("apply, on a session of its own held for the whole run: try to take the run lock of the sink scope (table and filters) with {how}, again every second until taken"),
+            vec![query(q)],
+            b,
+        );
+    }
+    let mut b = Binder::new();
+    if let Some(q) = lock::holder(s, &mut b) {
+        steps.push(
+            "sink.lock_holder".into(),
+            Side::Sink,
+            store,
+            d,
+            "on the lock's session, while waiting and every few seconds while holding: the session holding the lock and this session's id (a holding run that no longer holds it, or whose session died, stops)",
+            vec![query(q)],
+            b,
+        );
+    }
+    let mut b = Binder::new();
+    if let Some(q) = lock::release(s, &mut b) {
+        steps.push(
+            "sink.unlock".into(),
+            Side::Sink,
+            store,
+            d,
+            "at the end of apply, after sink.stage_drop: give the run lock back",
+            vec![query(q)],
+            b,
+        );
+    }
 }
 
 fn reader<'a>(

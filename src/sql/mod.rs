@@ -10,6 +10,7 @@ pub mod dialect;
 mod error;
 mod generate;
 pub mod hash;
+mod lock;
 mod params;
 pub mod pushdown;
 mod recon;
@@ -22,6 +23,7 @@ mod testing;
 pub use dialect::{Dialect, DialectKind};
 pub use error::SqlError;
 pub use generate::{direct_insert, generate, stage_insert, stage_keys_insert};
+pub use lock::{mysql_name, pg_key, P_HOLDER, P_KEY, P_NAME, P_RELEASED, P_SCOPE, STALE_SECS};
 pub use recon::{compares_window, ends_inclusively};
 pub use step::{Param, Side, SqlStep, Stmt};
 #[cfg(test)]

@@ -3,11 +3,15 @@
 //! Merge design (per batch or block; on PostgreSQL and MySQL every writing step runs in one
 //! transaction with the load that fed it):
 //! - rows are first loaded into a staging table (`_synctool_stage`, a session-local
-//!   temporary table on PostgreSQL/MySQL; `<table>__synctool_stage`, a `Memory` table, on
+//!   temporary table on PostgreSQL/MySQL; `<table>__synctool_stage_<scope>`, a `Memory` table, on
 //!   ClickHouse, which has no temporary tables over HTTP), then merged with one
 //!   `INSERT … SELECT` (plus a delete for `delete_insert`); ClickHouse upserts skip the stage
 //!   and insert straight into the `ReplacingMergeTree`;
 //! - keys to delete are staged the same way in `_synctool_stage_keys`.
+//!
+//! ClickHouse staging tables are named per sink scope (table and `filters`,
+//! `ir::Sink::scope_digest`), so that pipelines writing one table under different filters never
+//! share one, and are dropped at the end of every run (`sink.stage_drop`).
 
 use crate::ir::{MergeKind, Pipeline, Reconciliation};
 use crate::sql::build::{self, SelectParts};
@@ -40,6 +44,21 @@ fn temp_name(prefix: &str, table: &str) -> String {
     use md5::{Digest, Md5};
     let digest = hex::encode(Md5::digest(table.as_bytes()));
     format!("{prefix}{}", &digest[..16])
+}
+
+/// Longest sink table name a ClickHouse staging table name carries whole: the table's
+/// files are named by it, and file names stop at 255 bytes (escaping may lengthen them).
+const CH_STAGE_TABLE_MAX: usize = 160;
+
+/// A ClickHouse staging table's name: `<table>__synctool_<suffix>_<12 hex of the scope's
+/// md5>`, the table name cut (at a character boundary) when it is long; the digest covers
+/// the whole name, so a cut name still differs per scope.
+fn ch_stage_name(table: &str, suffix: &str, digest: &str) -> String {
+    let mut end = table.len().min(CH_STAGE_TABLE_MAX);
+    while !table.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}__synctool_{suffix}_{}", &table[..end], &digest[..12])
 }
 
 /// A sink column and its role.
@@ -87,7 +106,7 @@ impl<'a> SinkCtx<'a> {
             build::object_name(
                 self.d,
                 t.schema.as_deref(),
-                &format!("{}__synctool_{suffix}", t.name),
+                &ch_stage_name(&t.name, suffix, &self.p.sink.scope_digest()),
             )
         } else {
             // Temporary tables live in a session schema and are never qualified; the name
@@ -328,9 +347,9 @@ impl<'a> SinkCtx<'a> {
             }
         }
         let keys = self.key_columns();
-        let mut b = CreateTableBuilder::new(self.table())
-            .if_not_exists(true)
-            .columns(columns);
+        // No IF NOT EXISTS: a run that loses a race to create the table learns so from the
+        // error, and writes into the winner's table as an existing one.
+        let mut b = CreateTableBuilder::new(self.table()).columns(columns);
         match d.kind() {
             DialectKind::Clickhouse => {
                 let opts = match merge.kind {
@@ -672,6 +691,38 @@ impl<'a> SinkCtx<'a> {
             .query(Some(Box::new(self.empty_copy(cols))))
             .build();
         vec![drop, create]
+    }
+
+    /// ClickHouse: `DROP TABLE IF EXISTS` of the staging tables the pipeline uses, at the
+    /// end of a run (PostgreSQL and MySQL staging tables are temporary: they go with the
+    /// session). `None` on the other dialects.
+    pub fn drop_stages(&self, keys: bool) -> Option<Vec<Statement>> {
+        if !self.is_ch() {
+            return None;
+        }
+        let direct = self.kind() == MergeKind::Upsert;
+        let mut names = Vec::new();
+        if !direct {
+            names.push(self.stage());
+        }
+        if keys {
+            names.push(self.stage_keys());
+        }
+        Some(
+            names
+                .into_iter()
+                .map(|name| Statement::Drop {
+                    object_type: sqlparser::ast::ObjectType::Table,
+                    if_exists: true,
+                    names: vec![name],
+                    cascade: false,
+                    restrict: false,
+                    purge: false,
+                    temporary: false,
+                    table: None,
+                })
+                .collect(),
+        )
     }
 
     /// Empties a staging table: `DELETE` (transactional) or ClickHouse `TRUNCATE`.

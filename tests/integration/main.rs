@@ -5,6 +5,7 @@
 
 mod apply;
 mod cli;
+mod concurrent;
 mod connectors;
 mod enrich;
 mod examples;

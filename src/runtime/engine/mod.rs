@@ -25,6 +25,7 @@ mod progress;
 mod recon;
 mod report;
 mod rows;
+mod run_lock;
 mod sink;
 mod sink_table;
 mod steps;
@@ -235,14 +236,34 @@ pub async fn run_pipeline(
     let mut report = PipelineReport::new(&p.name, mode.name());
     report.allow_delete = p.sink.merge.allow_delete;
     let ctx = full::Ctx::new(p, cfg, opts, progress)?;
-    let outcome = match mode {
-        Mode::Full if p.source.store.kind == StoreKind::Nats => {
-            from_nats::run(&ctx, &mut report).await
-        }
-        Mode::Full => full::run(&ctx, &mut report).await,
-        Mode::Timestamp(r) => full::run_incremental(&ctx, r, &mut report).await,
-        Mode::Hash(r) => recon::run(&ctx, r, &mut report).await,
+    // `apply` holds the run lock of the sink scope to the end (`plan` writes nothing).
+    let mut lock = if opts.dry_run {
+        None
+    } else {
+        run_lock::acquire(p, cfg, &ctx.steps).await?
     };
+    let run = async {
+        match mode {
+            Mode::Full if p.source.store.kind == StoreKind::Nats => {
+                from_nats::run(&ctx, &mut report).await
+            }
+            Mode::Full => full::run(&ctx, &mut report).await,
+            Mode::Timestamp(r) => full::run_incremental(&ctx, r, &mut report).await,
+            Mode::Hash(r) => recon::run(&ctx, r, &mut report).await,
+        }
+    };
+    let outcome = match lock.as_mut() {
+        Some(l) => tokio::select! {
+            r = run => r,
+            e = l.lost() => Err(e),
+        },
+        None => run.await,
+    };
+    // The scope's staging tables are dropped and the lock given back, whatever the outcome
+    // (a lost lock is not given back: its task has ended).
+    if let Some(l) = lock {
+        l.release().await;
+    }
     // Rows dropped or blanked by `on_error` are not in the report's counts: say so once,
     // also when the run failed later.
     ctx.warn_on_error();

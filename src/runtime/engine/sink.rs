@@ -217,7 +217,8 @@ impl<'a> SinkIo<'a> {
         Ok(exists)
     }
 
-    /// Creates the sink table [`SinkIo::prepare`] found missing, if it has not yet: called
+    /// Creates the sink table [`SinkIo::prepare`] found missing, if it has not yet (when
+    /// another run created it meanwhile, takes it as an existing table): called
     /// before the first write, and by runs that end having written nothing (an empty
     /// source still leaves its sink table) or that read the table before writing.
     pub async fn ensure_table(&mut self) -> Result<(), RuntimeError> {
@@ -226,7 +227,17 @@ impl<'a> SinkIo<'a> {
         };
         self.pending_create = false;
         tracing::info!(table = %self.p.sink.table.name, "creating the sink table");
-        self.run_step("sink.create", &[]).await?;
+        if let Err(e) = self.run_step("sink.create", &[]).await {
+            // Another run (a pipeline writing the same table under other filters) may have
+            // created it first: then this run writes into it as into an existing table.
+            let table = self.read_table().await?;
+            if !table.exists() {
+                return Err(e);
+            }
+            tracing::info!(table = %self.p.sink.table.name, "another run created the sink table first; writing into it as an existing table");
+            table.check(self.p, dialect == DialectKind::Clickhouse)?;
+            return self.set_table(dialect, table, true).await;
+        }
         self.direct = self.steps.get("sink.load_direct").is_some();
         let table = self.read_table().await?;
         self.set_table(dialect, table, true).await?;

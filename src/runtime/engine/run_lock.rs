@@ -1,0 +1,370 @@
+//! The run lock of a sink scope (the sink table and its `filters`): `apply` takes it before
+//! it touches the sink and holds it to the end, so that two runs into one scope take turns
+//! (their ClickHouse staging tables are the scope's, and ClickHouse has no transactions to
+//! keep a delete of one run from meeting an insert of the other). The statements are the
+//! generator's (`sink.lock*`, `sink.unlock`, `sink.stage_drop`).
+//!
+//! - PostgreSQL/MySQL: an advisory lock (`pg_try_advisory_lock`, `GET_LOCK`) on a session
+//!   of its own, tried every second; while holding, the session is asked every few seconds
+//!   whether it still holds the lock ([`RuntimeError::LockLost`] when the session died).
+//! - ClickHouse: a claim in `synctool_locks`, with a heartbeat every few seconds; the
+//!   earliest live claim holds. A claim whose heartbeat is older than
+//!   [`crate::sql::STALE_SECS`] is taken over, and its run, finding itself no longer first
+//!   (or unable to beat for that long), stops with [`RuntimeError::LockLost`].
+//!
+//! A waiting run waits as long as the holder runs (a full sync may take hours), logging at
+//! info level that it waits and who holds the lock, when it starts waiting and every
+//! [`REPORT_EVERY`] after.
+//!
+//! The lock's task also drops the scope's staging tables (`sink.stage_drop`) before it
+//! gives the lock back, when the run ends or its future is dropped (an interrupt).
+
+use super::sink::connect;
+use super::steps::{Binds, Prepared, Steps};
+use crate::config::raw::RawConfig;
+use crate::expr::Value;
+use crate::ir::Pipeline;
+use crate::runtime::connect::Conn;
+use crate::runtime::RuntimeError;
+use crate::sql::{self, DialectKind};
+use crate::types::Dtype;
+use std::time::{Duration, Instant};
+use tokio::sync::oneshot;
+
+/// How often a waiting PostgreSQL/MySQL run tries the lock again.
+const RETRY: Duration = Duration::from_secs(1);
+/// How often a waiting ClickHouse run beats and looks again.
+const CH_RETRY: Duration = Duration::from_secs(2);
+/// How long a ClickHouse claim waits before it first looks who holds the lock: a claim
+/// made in the same second by another run is then visible, and ordered by the holder name.
+const CH_SETTLE: Duration = Duration::from_millis(2100);
+/// How often the holder beats (ClickHouse) or checks its session (PostgreSQL, MySQL).
+const BEAT: Duration = Duration::from_secs(5);
+/// How often a waiting run says again that it waits.
+const REPORT_EVERY: Duration = Duration::from_secs(30);
+/// How long [`RunLock::release`] waits for the staging tables to be dropped and the lock
+/// given back.
+const RELEASE_WAIT: Duration = Duration::from_secs(10);
+
+/// A held run lock; its task beats and watches it until [`RunLock::release`].
+pub struct RunLock {
+    stop: Option<oneshot::Sender<()>>,
+    lost: oneshot::Receiver<RuntimeError>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+/// The lock steps and values of one pipeline, owned by the lock's task.
+struct Lock {
+    store: String,
+    table: String,
+    dialect: DialectKind,
+    /// The values of the lock parameters.
+    binds: Binds,
+    holder: String,
+    steps: Vec<(String, Prepared)>,
+}
+
+impl Lock {
+    fn step(&self, id: &str) -> Result<&Prepared, RuntimeError> {
+        self.steps
+            .iter()
+            .find(|(i, _)| i == id)
+            .map(|(_, p)| p)
+            .ok_or_else(|| {
+                RuntimeError::Config(format!("the SQL generator produced no step `{id}`"))
+            })
+    }
+
+    async fn query(
+        &self,
+        conn: &mut Conn,
+        id: &str,
+        extra: &[(&str, Value)],
+        out: &[Dtype],
+    ) -> Result<Vec<crate::runtime::Row>, RuntimeError> {
+        let step = self.step(id)?;
+        let vals = step.values(&self.binds, extra)?;
+        conn.query(step.stmt(0), &vals, out).await
+    }
+
+    async fn execute(
+        &self,
+        conn: &mut Conn,
+        id: &str,
+        extra: &[(&str, Value)],
+    ) -> Result<(), RuntimeError> {
+        let step = self.step(id)?;
+        let vals = step.values(&self.binds, extra)?;
+        for i in 0..step.sql.len() {
+            conn.execute(step.stmt(i), &vals).await?;
+        }
+        Ok(())
+    }
+
+    fn lost(&self, message: String) -> RuntimeError {
+        RuntimeError::LockLost {
+            store: self.store.clone(),
+            table: self.table.clone(),
+            message,
+        }
+    }
+
+    /// PostgreSQL/MySQL: the sessions holding the lock and this session's id
+    /// (`sink.lock_holder`).
+    async fn holders(&self, conn: &mut Conn) -> Result<(Vec<i64>, i64), RuntimeError> {
+        let rows = self
+            .query(conn, "sink.lock_holder", &[], &[Dtype::Int, Dtype::Int])
+            .await?;
+        let mut me = 0;
+        let mut held = Vec::new();
+        for r in rows {
+            if let Some(Value::Int(s)) = r.get(1) {
+                me = *s;
+            }
+            if let Some(Value::Int(h)) = r.first() {
+                held.push(*h);
+            }
+        }
+        Ok((held, me))
+    }
+
+    /// ClickHouse: the live claims, first (the holder) first (`sink.lock_state`).
+    async fn claims(&self, conn: &mut Conn) -> Result<Vec<String>, RuntimeError> {
+        let rows = self
+            .query(conn, "sink.lock_state", &[], &[Dtype::Str])
+            .await?;
+        Ok(rows
+            .into_iter()
+            .filter_map(|r| match r.into_iter().next() {
+                Some(Value::Str(s)) => Some(s.to_string()),
+                _ => None,
+            })
+            .collect())
+    }
+
+    async fn beat(&self, conn: &mut Conn, released: bool) -> Result<(), RuntimeError> {
+        self.execute(
+            conn,
+            "sink.lock_beat",
+            &[(sql::P_RELEASED, Value::Int(released as i64))],
+        )
+        .await
+    }
+
+    /// Takes the lock, waiting while another run holds it.
+    async fn take(&self, conn: &mut Conn) -> Result<(), RuntimeError> {
+        let mut said: Option<Instant> = None;
+        let mut say = |holder: &str| {
+            if said.is_none_or(|t| t.elapsed() >= REPORT_EVERY) {
+                tracing::info!(
+                    datastore = %self.store,
+                    table = %self.table,
+                    "waiting for the run lock of the sink table's scope, held by {holder}: another run writes into it"
+                );
+                said = Some(Instant::now());
+            }
+        };
+        if self.dialect == DialectKind::Clickhouse {
+            self.execute(conn, "sink.lock_table", &[]).await?;
+            self.execute(conn, "sink.lock_claim", &[]).await?;
+            tokio::time::sleep(CH_SETTLE).await;
+            loop {
+                let claims = self.claims(conn).await?;
+                match claims.first() {
+                    Some(first) if *first == self.holder => break,
+                    Some(first) => say(&format!("run `{first}`")),
+                    // Our own claim is not live: it was given no heartbeat for too long.
+                    None => say("no live run (claiming again)"),
+                }
+                tokio::time::sleep(CH_RETRY).await;
+                self.beat(conn, false).await?;
+            }
+        } else {
+            loop {
+                let out = match self.dialect {
+                    DialectKind::Postgres => Dtype::Bool,
+                    _ => Dtype::Int,
+                };
+                let rows = self.query(conn, "sink.lock", &[], &[out]).await?;
+                let taken = matches!(
+                    rows.first().and_then(|r| r.first()),
+                    Some(Value::Bool(true)) | Some(Value::Int(1))
+                );
+                if taken {
+                    break;
+                }
+                let who = match self.holders(conn).await {
+                    Ok((held, _)) if !held.is_empty() => format!("session {}", held[0]),
+                    _ => "another session".to_string(),
+                };
+                say(&who);
+                tokio::time::sleep(RETRY).await;
+            }
+        }
+        tracing::debug!(datastore = %self.store, table = %self.table, holder = %self.holder, "run lock taken");
+        Ok(())
+    }
+
+    /// One check while holding: `Err` with what happened when the lock is lost.
+    async fn check(&self, conn: &mut Conn, last_beat: &mut Instant) -> Result<(), String> {
+        if self.dialect == DialectKind::Clickhouse {
+            let stale = Duration::from_secs(sql::STALE_SECS as u64 - 5);
+            if last_beat.elapsed() >= stale {
+                return Err(format!(
+                    "no heartbeat reached the lock table for {}s, so another run may have taken the lock over",
+                    last_beat.elapsed().as_secs()
+                ));
+            }
+            let before = Instant::now();
+            if let Err(e) = self.beat(conn, false).await {
+                tracing::warn!(datastore = %self.store, error = %e, "run lock heartbeat failed; trying again");
+                return Ok(());
+            }
+            *last_beat = before;
+            match self.claims(conn).await {
+                Ok(claims) => match claims.first() {
+                    Some(first) if *first == self.holder => Ok(()),
+                    Some(first) => Err(format!("run `{first}` took it over")),
+                    None => Err("the claim is no longer live".to_string()),
+                },
+                Err(e) => {
+                    tracing::warn!(datastore = %self.store, error = %e, "reading the run lock failed; trying again");
+                    Ok(())
+                }
+            }
+        } else {
+            match self.holders(conn).await {
+                Ok((held, me)) if held.contains(&me) => Ok(()),
+                Ok(_) => Err("its session no longer holds it".to_string()),
+                Err(e) => Err(format!("the lock's session failed: {e}")),
+            }
+        }
+    }
+
+    /// Drops the staging tables and gives the lock back (a failure is logged: the lock
+    /// goes with the session, or its ClickHouse claim goes stale).
+    async fn finish(&self, conn: &mut Conn) {
+        if self.steps.iter().any(|(i, _)| i == "sink.stage_drop") {
+            // ClickHouse only, over HTTP: the lock's connection serves as well as any.
+            if let Err(e) = self.execute(conn, "sink.stage_drop", &[]).await {
+                tracing::warn!(datastore = %self.store, error = %e, "could not drop the staging tables");
+            }
+        }
+        let r = if self.dialect == DialectKind::Clickhouse {
+            self.beat(conn, true).await
+        } else {
+            let out = match self.dialect {
+                DialectKind::Postgres => Dtype::Bool,
+                _ => Dtype::Int,
+            };
+            self.query(conn, "sink.unlock", &[], &[out])
+                .await
+                .map(|_| ())
+        };
+        if let Err(e) = r {
+            tracing::warn!(datastore = %self.store, error = %e, "could not give the run lock back");
+        }
+    }
+}
+
+/// Takes the run lock of `p`'s sink scope, waiting while another run holds it; `None` for
+/// a sink that is not a database.
+pub async fn acquire(
+    p: &Pipeline,
+    cfg: &RawConfig,
+    steps: &Steps,
+) -> Result<Option<RunLock>, RuntimeError> {
+    let Some(dialect) = p.sink.store.kind.dialect() else {
+        return Ok(None);
+    };
+    let ids = [
+        "sink.lock",
+        "sink.lock_holder",
+        "sink.unlock",
+        "sink.lock_table",
+        "sink.lock_claim",
+        "sink.lock_beat",
+        "sink.lock_state",
+        "sink.stage_drop",
+    ];
+    let digest = p.sink.scope_digest();
+    let holder = holder_name();
+    let mut binds = Binds::default();
+    binds.set(false, sql::P_KEY, Value::Int(sql::pg_key(&digest)));
+    binds.set(false, sql::P_NAME, Value::Str(sql::mysql_name(&digest)));
+    binds.set(false, sql::P_SCOPE, Value::Str(digest));
+    binds.set(false, sql::P_HOLDER, Value::Str(holder.clone()));
+    let lock = Lock {
+        store: p.sink.store.name.clone(),
+        table: p.sink.table.name.clone(),
+        dialect,
+        binds,
+        holder,
+        steps: ids
+            .iter()
+            .filter_map(|id| steps.get(id).map(|s| (id.to_string(), s.clone())))
+            .collect(),
+    };
+    let mut conn = connect(cfg, &p.sink.store.name).await?;
+    lock.take(&mut conn).await?;
+    let (stop_tx, mut stop_rx) = oneshot::channel::<()>();
+    let (lost_tx, lost_rx) = oneshot::channel::<RuntimeError>();
+    let task = tokio::spawn(async move {
+        let mut last_beat = Instant::now();
+        loop {
+            tokio::select! {
+                _ = &mut stop_rx => break,
+                _ = tokio::time::sleep(BEAT) => {}
+            }
+            if let Err(m) = lock.check(&mut conn, &mut last_beat).await {
+                tracing::error!(datastore = %lock.store, table = %lock.table, "run lock lost: {m}");
+                let _ = lost_tx.send(lock.lost(m));
+                return;
+            }
+        }
+        lock.finish(&mut conn).await;
+    });
+    Ok(Some(RunLock {
+        stop: Some(stop_tx),
+        lost: lost_rx,
+        task,
+    }))
+}
+
+impl RunLock {
+    /// Resolves when the lock is lost (never, while it is held).
+    pub async fn lost(&mut self) -> RuntimeError {
+        match (&mut self.lost).await {
+            Ok(e) => e,
+            Err(_) => std::future::pending().await,
+        }
+    }
+
+    /// Drops the scope's staging tables and gives the lock back (unless it was lost),
+    /// waiting at most [`RELEASE_WAIT`].
+    pub async fn release(mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        let task = &mut self.task;
+        if tokio::time::timeout(RELEASE_WAIT, task).await.is_err() {
+            tracing::warn!("giving the run lock back took too long; it goes with the session");
+        }
+    }
+}
+
+/// This run's name in the ClickHouse lock table: host, process id and start time, so that
+/// a waiting run can say who holds the lock.
+fn holder_name() -> String {
+    let host = std::fs::read_to_string("/etc/hostname")
+        .ok()
+        .map(|h| h.trim().to_string())
+        .filter(|h| !h.is_empty())
+        .or_else(|| std::env::var("HOSTNAME").ok())
+        .unwrap_or_else(|| "localhost".to_string());
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or(0);
+    format!("{host}:{}:{nanos}", std::process::id())
+}

@@ -1,0 +1,249 @@
+//! The run lock of a sink scope (the sink table and its `filters`): the statements a run
+//! that writes takes, holds and gives back the lock with, so that two runs into one scope
+//! (a scheduler starting a pipeline twice) take turns instead of interleaving their writes.
+//!
+//! - PostgreSQL: a session-level advisory lock, `pg_try_advisory_lock(key)` on a session
+//!   of its own; the key is 62 bits of the scope's md5 (non-negative, so that
+//!   `classid * 2^32 + objid` in `pg_locks` gives it back without overflow).
+//! - MySQL/MariaDB: `GET_LOCK(name, 0)`, the name `synctool_` + the scope's md5 (41 chars).
+//! - ClickHouse has no locks: a `synctool_locks` table in the sink's database, where each
+//!   run claims the scope with a row and beats (writes a row) every few seconds; the live
+//!   claim (heartbeat within [`STALE_SECS`], not released) made first holds the lock.
+
+use crate::sql::build::{self, SelectParts};
+use crate::sql::params::Binder;
+use crate::sql::sink::{insert, SinkCtx};
+use crate::sql::DialectKind;
+use crate::types::Dtype;
+use sqlparser::ast::{
+    helpers::stmt_create_table::CreateTableBuilder, BinaryOperator, ColumnDef, CreateTableOptions,
+    DataType, Expr, Ident, NamedParenthesizedList, ObjectName, OneOrManyWithParens, Query,
+    SqlOption, Statement,
+};
+
+/// The name of the ClickHouse lock table, in the sink table's database.
+pub const LOCK_TABLE: &str = "synctool_locks";
+/// A ClickHouse claim whose last heartbeat is older than this many seconds no longer
+/// holds (or waits for) the lock: the next live claim takes it over.
+pub const STALE_SECS: i64 = 30;
+
+/// Parameter: the PostgreSQL advisory lock key.
+pub const P_KEY: &str = "lock_key";
+/// Parameter: the MySQL lock name.
+pub const P_NAME: &str = "lock_name";
+/// Parameter: the ClickHouse lock scope (the scope's md5).
+pub const P_SCOPE: &str = "lock_scope";
+/// Parameter: the ClickHouse claim's holder (host, process and start of the run).
+pub const P_HOLDER: &str = "lock_holder";
+/// Parameter: 1 when a ClickHouse beat gives the lock back, else 0.
+pub const P_RELEASED: &str = "lock_released";
+
+/// The PostgreSQL advisory lock key of a scope digest (32 hex digits): its first 62 bits.
+pub fn pg_key(digest: &str) -> i64 {
+    let hi = u64::from_str_radix(&digest[..16], 16).unwrap_or(0);
+    (hi >> 2) as i64
+}
+
+/// The MySQL lock name of a scope digest (`synctool_` + 32 hex digits: 41 characters,
+/// within MySQL's 64).
+pub fn mysql_name(digest: &str) -> String {
+    format!("synctool_{digest}")
+}
+
+fn ch_type(name: &str) -> DataType {
+    DataType::Custom(ObjectName::from(vec![Ident::new(name)]), vec![])
+}
+
+fn col(s: &SinkCtx<'_>, name: &str) -> Expr {
+    build::col(s.d, None, name)
+}
+
+fn one_row(projection: Vec<Expr>) -> Query {
+    build::select(SelectParts {
+        projection: projection.into_iter().map(build::item).collect(),
+        ..Default::default()
+    })
+}
+
+/// The ClickHouse lock table, `synctool_locks` in the sink table's database.
+pub fn lock_table(s: &SinkCtx<'_>) -> ObjectName {
+    build::object_name(s.d, s.p.sink.table.schema.as_deref(), LOCK_TABLE)
+}
+
+/// `sink.lock` (PostgreSQL, MySQL): try to take the lock without waiting; one row, 1 (or
+/// true) when taken.
+pub fn take(s: &SinkCtx<'_>, b: &mut Binder) -> Option<Query> {
+    let e = match s.d.kind() {
+        DialectKind::Postgres => {
+            build::call("pg_try_advisory_lock", vec![b.bind(P_KEY, Dtype::Int)])
+        }
+        DialectKind::Mysql => {
+            build::call("GET_LOCK", vec![b.bind(P_NAME, Dtype::Str), build::int(0)])
+        }
+        DialectKind::Clickhouse => return None,
+    };
+    Some(one_row(vec![e]))
+}
+
+/// `sink.lock_holder` (PostgreSQL, MySQL): the session holding the lock (if any) and this
+/// session's own id, one row per holder: PostgreSQL `SELECT pid, pg_backend_pid() FROM
+/// pg_locks WHERE …`, MySQL `SELECT IS_USED_LOCK(name), CONNECTION_ID()`. A waiting run
+/// names the holder; the holding run checks it is still the holder.
+pub fn holder(s: &SinkCtx<'_>, b: &mut Binder) -> Option<Query> {
+    match s.d.kind() {
+        DialectKind::Postgres => {
+            let as_big = |c: &str| build::cast(col(s, c), DataType::BigInt(None));
+            let key = build::binop(
+                build::binop(
+                    as_big("classid"),
+                    BinaryOperator::Multiply,
+                    build::int(1 << 32),
+                ),
+                BinaryOperator::Plus,
+                as_big("objid"),
+            );
+            let preds = vec![
+                build::eq(col(s, "locktype"), build::string("advisory")),
+                col(s, "granted"),
+                build::eq(col(s, "objsubid"), build::int(1)),
+                build::eq(key, b.bind(P_KEY, Dtype::Int)),
+            ];
+            Some(build::select(SelectParts {
+                projection: vec![
+                    build::item(col(s, "pid")),
+                    build::item(build::call("pg_backend_pid", vec![])),
+                ],
+                from: Some(build::from(build::table(
+                    build::builtin_name(&["pg_locks"]),
+                    None,
+                    false,
+                ))),
+                selection: build::and_all(preds),
+                ..Default::default()
+            }))
+        }
+        DialectKind::Mysql => Some(one_row(vec![
+            build::call("IS_USED_LOCK", vec![b.bind(P_NAME, Dtype::Str)]),
+            build::call("CONNECTION_ID", vec![]),
+        ])),
+        DialectKind::Clickhouse => None,
+    }
+}
+
+/// `sink.unlock` (PostgreSQL, MySQL): give the lock back (closing the session would too).
+pub fn release(s: &SinkCtx<'_>, b: &mut Binder) -> Option<Query> {
+    let e = match s.d.kind() {
+        DialectKind::Postgres => build::call("pg_advisory_unlock", vec![b.bind(P_KEY, Dtype::Int)]),
+        DialectKind::Mysql => build::call("RELEASE_LOCK", vec![b.bind(P_NAME, Dtype::Str)]),
+        DialectKind::Clickhouse => return None,
+    };
+    Some(one_row(vec![e]))
+}
+
+/// `sink.lock_table` (ClickHouse): `CREATE TABLE IF NOT EXISTS synctool_locks (scope
+/// String, holder String, claimed DateTime, heartbeat DateTime, released UInt8) ENGINE =
+/// ReplacingMergeTree(heartbeat) ORDER BY (scope, holder, released)`: the background
+/// merges keep one row per claim (and its release), every read aggregates per holder.
+pub fn ch_create_table(s: &SinkCtx<'_>) -> Statement {
+    let def = |name: &str, ty: &str| ColumnDef {
+        name: s.d.ident(name),
+        data_type: ch_type(ty),
+        options: vec![],
+    };
+    CreateTableBuilder::new(lock_table(s))
+        .if_not_exists(true)
+        .columns(vec![
+            def("scope", "String"),
+            def("holder", "String"),
+            def("claimed", "DateTime"),
+            def("heartbeat", "DateTime"),
+            def("released", "UInt8"),
+        ])
+        .table_options(CreateTableOptions::Plain(vec![
+            SqlOption::NamedParenthesizedList(NamedParenthesizedList {
+                key: Ident::new("ENGINE"),
+                name: Some(Ident::new("ReplacingMergeTree")),
+                values: vec![s.d.ident("heartbeat")],
+            }),
+        ]))
+        .order_by(Some(OneOrManyWithParens::Many(vec![
+            col(s, "scope"),
+            col(s, "holder"),
+            col(s, "released"),
+        ])))
+        .build()
+}
+
+fn lock_columns(s: &SinkCtx<'_>) -> Vec<Ident> {
+    ["scope", "holder", "claimed", "heartbeat", "released"]
+        .iter()
+        .map(|c| s.d.ident(c))
+        .collect()
+}
+
+/// `sink.lock_claim` (ClickHouse): `INSERT INTO synctool_locks … SELECT scope, holder,
+/// now(), now(), 0`: the run joins the queue for the scope, at the server's clock.
+pub fn ch_claim(s: &SinkCtx<'_>, b: &mut Binder) -> Statement {
+    let now = || build::call("now", vec![]);
+    let q = one_row(vec![
+        b.bind(P_SCOPE, Dtype::Str),
+        b.bind(P_HOLDER, Dtype::Str),
+        now(),
+        now(),
+        build::int(0),
+    ]);
+    insert(lock_table(s), lock_columns(s), q, None, None)
+}
+
+/// `sink.lock_beat` (ClickHouse): `INSERT INTO synctool_locks … SELECT scope, holder,
+/// min(claimed), now(), released FROM synctool_locks WHERE scope = … AND holder = …
+/// GROUP BY scope, holder`: a heartbeat of the run's claim (released 0), or its release
+/// (released 1).
+pub fn ch_beat(s: &SinkCtx<'_>, b: &mut Binder) -> Statement {
+    let q = build::select(SelectParts {
+        projection: vec![
+            build::item(col(s, "scope")),
+            build::item(col(s, "holder")),
+            build::item(build::call("min", vec![col(s, "claimed")])),
+            build::item(build::call("now", vec![])),
+            build::item(b.bind(P_RELEASED, Dtype::Int)),
+        ],
+        from: Some(build::from(build::table(lock_table(s), None, false))),
+        selection: build::and_all(vec![
+            build::eq(col(s, "scope"), b.bind(P_SCOPE, Dtype::Str)),
+            build::eq(col(s, "holder"), b.bind(P_HOLDER, Dtype::Str)),
+        ]),
+        group_by: vec![col(s, "scope"), col(s, "holder")],
+        ..Default::default()
+    });
+    insert(lock_table(s), lock_columns(s), q, None, None)
+}
+
+/// `sink.lock_state` (ClickHouse): the live claims of the scope, first claim first:
+/// `SELECT holder FROM synctool_locks WHERE scope = … GROUP BY holder HAVING
+/// max(released) = 0 AND max(heartbeat) >= now() - 30 ORDER BY min(claimed), holder`.
+/// The first row holds the lock.
+pub fn ch_state(s: &SinkCtx<'_>, b: &mut Binder) -> Query {
+    build::select(SelectParts {
+        projection: vec![build::item(col(s, "holder"))],
+        from: Some(build::from(build::table(lock_table(s), None, false))),
+        selection: Some(build::eq(col(s, "scope"), b.bind(P_SCOPE, Dtype::Str))),
+        group_by: vec![col(s, "holder")],
+        having: build::and_all(vec![
+            build::eq(build::call("max", vec![col(s, "released")]), build::int(0)),
+            build::binop(
+                build::call("max", vec![col(s, "heartbeat")]),
+                BinaryOperator::GtEq,
+                build::binop(
+                    build::call("now", vec![]),
+                    BinaryOperator::Minus,
+                    build::int(STALE_SECS),
+                ),
+            ),
+        ]),
+        order_by: vec![
+            build::call("min", vec![col(s, "claimed")]),
+            col(s, "holder"),
+        ],
+    })
+}

@@ -1,0 +1,378 @@
+//! Concurrent runs into one sink table: two `apply` of the same pipeline (a scheduler
+//! starting it twice) take turns through the run lock of the sink scope and end with
+//! exactly the source rows on every sink dialect; two pipelines writing one ClickHouse
+//! table under different sink filters run side by side, each with its own staging tables,
+//! without mixing; ClickHouse staging tables are gone after a run; `validate` warns about
+//! two `allow_delete` pipelines into one table that no filters separate.
+
+use crate::support::{self, synctool, unique, write_config, CH, MY, PG};
+use std::process::{Command, Output, Stdio};
+
+/// Rows of the source table.
+const ROWS: i64 = 20_000;
+
+/// Starts `synctool -c cfg args…` without waiting.
+fn spawn(cfg: &std::path::Path, args: &[&str]) -> std::process::Child {
+    Command::new(env!("CARGO_BIN_EXE_synctool"))
+        .arg("-c")
+        .arg(cfg)
+        .args(args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start synctool")
+}
+
+/// Runs the commands concurrently and waits for all of them.
+fn together(cfg: &std::path::Path, runs: &[&[&str]]) -> Vec<Output> {
+    let children: Vec<_> = runs.iter().map(|a| spawn(cfg, a)).collect();
+    children
+        .into_iter()
+        .map(|c| c.wait_with_output().expect("wait for synctool"))
+        .collect()
+}
+
+fn assert_ok(outs: &[Output]) {
+    for (i, o) in outs.iter().enumerate() {
+        assert_eq!(
+            o.status.code(),
+            Some(0),
+            "run {i}: stderr:\n{}\nstdout:\n{}",
+            String::from_utf8_lossy(&o.stderr),
+            String::from_utf8_lossy(&o.stdout)
+        );
+    }
+}
+
+async fn pg_exec(sql: &str) {
+    let c = support::pg().await;
+    c.batch_execute(sql)
+        .await
+        .unwrap_or_else(|e| panic!("PostgreSQL: {e:?}\n{sql}"));
+}
+
+/// A PostgreSQL source table `src` of [`ROWS`] rows (`g` is `a` for even ids, `b` for
+/// odd ones).
+async fn source(src: &str) {
+    pg_exec(&format!(
+        "DROP TABLE IF EXISTS {src};
+         CREATE TABLE {src} (id bigint PRIMARY KEY, g text NOT NULL, v text NOT NULL);
+         INSERT INTO {src} SELECT i, CASE WHEN i % 2 = 0 THEN 'a' ELSE 'b' END, 'v' || i
+           FROM generate_series(1, {ROWS}) AS i;"
+    ))
+    .await;
+}
+
+/// Changes every row's value, deletes 1000 rows and adds 1000, so that the next run merges
+/// through the staging tables and deletes.
+async fn change_source(src: &str) {
+    pg_exec(&format!(
+        "UPDATE {src} SET v = v || 'x';
+         DELETE FROM {src} WHERE id <= 1000;
+         INSERT INTO {src} SELECT i, CASE WHEN i % 2 = 0 THEN 'a' ELSE 'b' END, 'n' || i
+           FROM generate_series({ROWS} + 1, {ROWS} + 1000) AS i;"
+    ))
+    .await;
+}
+
+/// The sink table's row count, distinct (g, id) count and a checksum of its contents, and
+/// the same of the source.
+async fn counts(store: &str, t: &str, src: &str) -> (Vec<support::Row>, Vec<support::Row>) {
+    let pg = support::pg().await;
+    let want = support::pg_rows(
+        &pg,
+        &format!("SELECT count(*)::text, count(DISTINCT (g, id))::text, sum(length(v) * id)::text FROM {src}"),
+        &[],
+    )
+    .await;
+    let got = match store {
+        "pg" => {
+            support::pg_rows(
+                &pg,
+                &format!("SELECT count(*)::text, count(DISTINCT (g, id))::text, sum(length(v) * id)::text FROM {t}"),
+                &[],
+            )
+            .await
+        }
+        "my" => {
+            let mut m = support::mysql().await;
+            support::mysql_rows(
+                &mut m,
+                &format!("SELECT CAST(count(*) AS CHAR), CAST(count(DISTINCT g, id) AS CHAR), CAST(sum(length(v) * id) AS CHAR) FROM {t}"),
+                mysql_async::Params::Empty,
+            )
+            .await
+        }
+        _ => {
+            support::clickhouse()
+                .await
+                .rows(&format!(
+                    "SELECT count(), uniqExact(g, id), sum(length(v) * id) FROM default.{t}"
+                ))
+                .await
+        }
+    };
+    (got, want)
+}
+
+/// The ClickHouse tables whose name contains `t` (the sink table, and staging tables).
+async fn ch_tables(t: &str) -> Vec<String> {
+    support::clickhouse()
+        .await
+        .rows(&format!(
+            "SELECT name FROM system.tables WHERE database = 'default' AND name LIKE '%{t}%' ORDER BY name"
+        ))
+        .await
+        .into_iter()
+        .filter_map(|r| r.into_iter().next().flatten())
+        .collect()
+}
+
+fn config(store: &str, src: &str, t: &str) -> String {
+    format!(
+        r#"
+datastores:
+  - {PG}
+  - {MY}
+  - {CH}
+pipelines:
+  - name: p
+    source:
+      datastore: pg
+      table: {src}
+      batch_size: 1000
+      fields: [{{column: id, dtype: int}}, {{column: g, dtype: str}}, {{column: v, dtype: str}}]
+    sink:
+      datastore: {store}
+      table: {t}
+      batch_size: 1000
+      unique_key: [id]
+      merge_strategy: {{strategy: delete_insert, allow_delete: true}}
+    reconciliation:
+      - {{name: by_id, strategy: md5sum_hash, partition_column: id, partition_column_type: int, initial_partition_interval: 100000, max_block_size: 1000, interval_reduction_factor: 10}}
+"#
+    )
+}
+
+/// Two concurrent `apply --full` of one pipeline (its reconciliation is `plan`'s), into
+/// a new sink table and then into the existing one after the source changed: both exit 0 and the sink holds exactly the
+/// source rows; `plan --exit-code` finds nothing to do.
+async fn same_pipeline_twice(store: &str) {
+    let src = unique("cc_src");
+    let t = unique(&format!("cc_{store}"));
+    source(&src).await;
+    let cfg = write_config(&config(store, &src, &t));
+    for round in 0..2 {
+        if round == 1 {
+            change_source(&src).await;
+        }
+        let outs = together(
+            &cfg,
+            &[&["-v", "apply", "--full"], &["-v", "apply", "--full"]],
+        );
+        assert_ok(&outs);
+        // One run found the other holding the sink scope's lock, and waited for it.
+        assert!(
+            outs.iter()
+                .any(|o| String::from_utf8_lossy(&o.stderr).contains("waiting for the run lock")),
+            "{store}, round {round}: neither run waited for the other:\n{}",
+            outs.iter()
+                .map(|o| String::from_utf8_lossy(&o.stderr).to_string())
+                .collect::<Vec<_>>()
+                .join("\n---\n")
+        );
+        let (got, want) = counts(store, &t, &src).await;
+        assert_eq!(
+            got, want,
+            "{store}, round {round}: sink (rows, distinct keys, checksum) against the source"
+        );
+        let plan = synctool(&cfg, &["plan", "--exit-code"]);
+        assert_eq!(
+            plan.status.code(),
+            Some(0),
+            "{store}, round {round}: plan after the runs:\n{}\n{}",
+            String::from_utf8_lossy(&plan.stdout),
+            String::from_utf8_lossy(&plan.stderr)
+        );
+    }
+    if store == "ch" {
+        assert_eq!(ch_tables(&t).await, vec![t.clone()], "staging tables left");
+    }
+}
+
+#[tokio::test]
+async fn concurrent_apply_same_pipeline_clickhouse() {
+    same_pipeline_twice("ch").await;
+}
+
+#[tokio::test]
+async fn concurrent_apply_same_pipeline_postgres() {
+    same_pipeline_twice("pg").await;
+}
+
+#[tokio::test]
+async fn concurrent_apply_same_pipeline_mariadb() {
+    same_pipeline_twice("my").await;
+}
+
+/// Two pipelines writing one (new, then existing) ClickHouse table under different sink
+/// filters, run at the same time: each owns its rows, and the table ends with the source's.
+#[tokio::test]
+async fn concurrent_filtered_pipelines_share_clickhouse_table() {
+    let src = unique("cc_src");
+    let t = unique("cc_chf");
+    source(&src).await;
+    let pipeline = |g: &str| {
+        format!(
+            r#"
+  - name: p_{g}
+    source:
+      datastore: pg
+      table: {src}
+      batch_size: 500
+      fields: [{{column: id, dtype: int}}, {{column: g, dtype: str}}, {{column: v, dtype: str}}]
+      filters: [{{column: g, operator: '=', value: {g}}}]
+    sink:
+      datastore: ch
+      table: {t}
+      batch_size: 500
+      unique_key: [id]
+      merge_strategy: {{strategy: delete_insert, allow_delete: true}}
+      filters: [{{column: g, operator: '=', value: {g}}}]
+    reconciliation:
+      - {{name: by_id, strategy: md5sum_hash, partition_column: id, partition_column_type: int, initial_partition_interval: 100000, max_block_size: 1000, interval_reduction_factor: 10}}
+"#
+        )
+    };
+    let cfg = write_config(&format!(
+        "datastores:\n  - {PG}\n  - {CH}\npipelines:{}{}",
+        pipeline("a"),
+        pipeline("b")
+    ));
+    for round in 0..2 {
+        if round == 1 {
+            change_source(&src).await;
+        }
+        let outs = together(
+            &cfg,
+            &[
+                &["apply", "--full", "-p", "p_a"],
+                &["apply", "--full", "-p", "p_b"],
+            ],
+        );
+        assert_ok(&outs);
+        let (got, want) = counts("ch", &t, &src).await;
+        assert_eq!(
+            got, want,
+            "round {round}: sink (rows, distinct keys, checksum) against the source"
+        );
+        let plan = synctool(&cfg, &["plan", "--exit-code"]);
+        assert_eq!(
+            plan.status.code(),
+            Some(0),
+            "round {round}: plan after the runs:\n{}\n{}",
+            String::from_utf8_lossy(&plan.stdout),
+            String::from_utf8_lossy(&plan.stderr)
+        );
+    }
+    assert_eq!(ch_tables(&t).await, vec![t.clone()], "staging tables left");
+}
+
+/// A ClickHouse run's staging tables are dropped when it ends, also when it failed.
+#[tokio::test]
+async fn clickhouse_stage_tables_dropped_after_run() {
+    let src = unique("cc_src");
+    let t = unique("cc_drop");
+    source(&src).await;
+    let cfg = write_config(&config("ch", &src, &t));
+    let o = synctool(&cfg, &["apply"]);
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    change_source(&src).await;
+    let o = synctool(&cfg, &["apply"]);
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    assert_eq!(
+        ch_tables(&t).await,
+        vec![t.clone()],
+        "staging tables left after a run"
+    );
+    // A value the sink column refuses fails the run after the staging tables were made.
+    pg_exec(&format!("ALTER TABLE {src} ADD COLUMN big bigint; UPDATE {src} SET big = 1 WHERE id = 2000; UPDATE {src} SET v = v || 'y' WHERE id > 1500")).await;
+    support::clickhouse()
+        .await
+        .exec(&format!("ALTER TABLE default.{t} ADD COLUMN big UInt8"))
+        .await;
+    pg_exec(&format!("UPDATE {src} SET big = 100000 WHERE id = 3000")).await;
+    let failing = write_config(&config("ch", &src, &t).replace(
+        "{column: v, dtype: str}]",
+        "{column: v, dtype: str}, {column: big, dtype: int}]",
+    ));
+    let o = synctool(&failing, &["apply"]);
+    assert_eq!(
+        o.status.code(),
+        Some(1),
+        "the run should fail: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    assert_eq!(
+        ch_tables(&t).await,
+        vec![t.clone()],
+        "staging tables left after a failed run"
+    );
+}
+
+/// `validate` warns about two `allow_delete` pipelines writing one sink table without
+/// sink filters that separate them, and not when filters do.
+#[test]
+fn validate_warns_shared_allow_delete_sink() {
+    let pipeline = |name: &str, filters: &str| {
+        format!(
+            r#"
+  - name: {name}
+    source:
+      datastore: pg
+      table: src_{name}
+      fields: [{{column: id, dtype: int}}, {{column: g, dtype: str}}]
+    sink:
+      datastore: ch
+      table: shared
+      unique_key: [id]
+      merge_strategy: {{strategy: delete_insert, allow_delete: true}}
+{filters}"#
+        )
+    };
+    let head = format!("datastores:\n  - {PG}\n  - {CH}\npipelines:");
+    let unfiltered = write_config(&format!(
+        "{head}{}{}",
+        pipeline("one", ""),
+        pipeline("two", "")
+    ));
+    let o = synctool(&unfiltered, &["validate"]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(0), "{err}");
+    assert!(
+        err.contains("warning")
+            && err.contains("pipelines `one` and `two` both write sink table `shared`")
+            && err.contains("pipelines[1].sink.merge_strategy.allow_delete"),
+        "{err}"
+    );
+    let filter = |g: &str| format!("      filters: [{{column: g, operator: '=', value: {g}}}]\n");
+    let separated = write_config(&format!(
+        "{head}{}{}",
+        pipeline("one", &filter("a")),
+        pipeline("two", &filter("b"))
+    ));
+    let o = synctool(&separated, &["validate"]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(0), "{err}");
+    assert!(!err.contains("both write sink table"), "{err}");
+}
