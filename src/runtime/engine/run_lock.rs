@@ -35,9 +35,11 @@ use tokio::sync::oneshot;
 const RETRY: Duration = Duration::from_secs(1);
 /// How often a waiting ClickHouse run beats and looks again.
 const CH_RETRY: Duration = Duration::from_secs(2);
-/// How long a ClickHouse claim waits before it first looks who holds the lock: a claim
-/// made in the same second by another run is then visible, and ordered by the holder name.
-const CH_SETTLE: Duration = Duration::from_millis(2100);
+/// How long a ClickHouse claim waits before it first looks who holds the lock: past the
+/// end of the second its claim was stamped with (`now()` counts seconds), with a margin
+/// for an insert in flight, so that a claim another run made in the same second is
+/// visible (then the holder names order them), and any later claim sorts after this one.
+const CH_SETTLE: Duration = Duration::from_millis(1200);
 /// How often the holder beats (ClickHouse) or checks its session (PostgreSQL, MySQL).
 const BEAT: Duration = Duration::from_secs(5);
 /// How often a waiting run says again that it waits.
