@@ -376,3 +376,48 @@ fn validate_warns_shared_allow_delete_sink() {
     assert_eq!(o.status.code(), Some(0), "{err}");
     assert!(!err.contains("both write sink table"), "{err}");
 }
+
+/// A run whose ClickHouse claim another claim overtakes (as when its heartbeat lapsed and
+/// another run took the lock over) stops with an error naming the sink, before it ends.
+#[tokio::test]
+async fn clickhouse_run_stops_when_its_lock_is_taken_over() {
+    let src = unique("cc_src");
+    let t = unique("cc_lost");
+    source(&src).await;
+    // A source that takes some seconds to read: a row a millisecond.
+    pg_exec(&format!(
+        "CREATE FUNCTION {src}_slow(i bigint) RETURNS bigint LANGUAGE sql AS $$ SELECT pg_sleep(0.001); SELECT i $$;
+         CREATE VIEW {src}_v AS SELECT {src}_slow(id) AS id, g, v FROM {src} WHERE id <= 15000;"
+    ))
+    .await;
+    let yaml = config("ch", &format!("{src}_v"), &t);
+    let cfg = write_config(&yaml);
+    let run = spawn(&cfg, &["apply", "--full"]);
+    let fe = synctool::driver::frontend(
+        "c.yaml",
+        &yaml,
+        &std::collections::HashMap::<String, String>::new(),
+        &[],
+    )
+    .unwrap_or_else(|f| panic!("{}", f.render()));
+    let digest = fe.checked.program.pipelines[0].sink.scope_digest();
+    tokio::time::sleep(std::time::Duration::from_secs(3)).await;
+    let ch = support::clickhouse().await;
+    ch.exec(&format!(
+        "INSERT INTO default.synctool_locks (scope, holder, claimed, heartbeat, released) VALUES ('{digest}', 'intruder', toDateTime('2000-01-01 00:00:00'), now() + 3600, 0)"
+    ))
+    .await;
+    let o = run.wait_with_output().expect("wait for synctool");
+    // A new client: the first one's connection went stale while the wait blocked.
+    support::clickhouse().await.exec(&format!(
+        "INSERT INTO default.synctool_locks (scope, holder, claimed, heartbeat, released) VALUES ('{digest}', 'intruder', toDateTime('2000-01-01 00:00:00'), now() + 3600, 1)"
+    ))
+    .await;
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("the run lost the lock of its sink scope (run `intruder` took it over)")
+            && err.contains(&format!("sink table `{t}`")),
+        "{err}"
+    );
+}
