@@ -4,6 +4,7 @@
 //! `scripts/services.sh`.
 
 mod apply;
+mod big_values;
 mod cli;
 mod connectors;
 mod enrich;

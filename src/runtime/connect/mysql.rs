@@ -135,7 +135,17 @@ fn my_err(ctx: &ErrCtx, step: &str, e: &mysql_async::Error) -> RuntimeError {
 
 fn my_msg(e: &mysql_async::Error) -> String {
     match e {
+        // 1153 ER_NET_PACKET_TOO_LARGE: the server closes the connection.
+        mysql_async::Error::Server(s) if s.code == 1153 => format!(
+            "ERROR {} ({}): {}: a statement of these rows does not fit the server's `max_allowed_packet`; raise it on the server",
+            s.code, s.state, s.message
+        ),
         mysql_async::Error::Server(s) => format!("ERROR {} ({}): {}", s.code, s.state, s.message),
+        // The driver refuses to send or receive a packet larger than the server's
+        // `max_allowed_packet`, and closes the connection.
+        other if other.to_string().ends_with("packet too large") => {
+            "a row does not fit in one packet of the server's `max_allowed_packet` (the connection was closed): raise `max_allowed_packet` on the server, or leave the widest columns out of the pipeline".to_string()
+        }
         // The driver wraps I/O errors twice, each time with the same prefix.
         other => other
             .to_string()
@@ -155,7 +165,8 @@ impl MyConn {
             .pass(s.password.as_ref().map(|p| p.expose().to_string()))
             .db_name(s.database.clone())
             .prefer_socket(false)
-            .stmt_cache_size(64);
+            .stmt_cache_size(64)
+            .max_allowed_packet(Some(1 << 30));
         let fail = |e: Option<mysql_async::Error>| match e {
             Some(e) => ctx.connect(my_msg(&e)),
             None => ctx.connect(format!(
@@ -328,6 +339,16 @@ impl MyConn {
         }
         if io_error {
             self.broken = true;
+        } else if outcome.is_ok() && self.conn.get_warnings() > 0 {
+            // MySQL turns what a read cannot compute into NULL with a warning; the one a
+            // sync meets is a text longer than `max_allowed_packet` given to a function
+            // (1301): its row hash is NULL, and the row reads as changed on every run.
+            tracing::warn!(
+                store = %self.ctx.store,
+                step = stmt.step,
+                warnings = self.conn.get_warnings(),
+                "MySQL reported warnings for a read: a value longer than the server's max_allowed_packet makes the functions computing hashes and text return NULL, and such a row reads as changed on every run; raise max_allowed_packet on the server"
+            );
         }
         outcome
     }
@@ -408,11 +429,11 @@ impl MyConn {
                 if buf.len() >= INFILE_CHUNK {
                     let chunk =
                         std::mem::replace(&mut buf, Vec::with_capacity(INFILE_CHUNK + 4096));
-                    tx.send(Ok(chunk.into())).await.map_err(|_| cut_short())?;
+                    send_pieces(&tx, chunk).await.map_err(|_| cut_short())?;
                 }
             }
             if !buf.is_empty() {
-                tx.send(Ok(buf.into())).await.map_err(|_| cut_short())?;
+                send_pieces(&tx, buf).await.map_err(|_| cut_short())?;
             }
             Ok(())
         };
@@ -509,6 +530,22 @@ impl MyConn {
 
 /// Bytes of infile data per chunk handed to the driver.
 const INFILE_CHUNK: usize = 64 * 1024;
+
+/// Hands `chunk` to the driver in pieces of at most [`INFILE_CHUNK`] bytes. The driver
+/// sends each piece as one packet and refuses a packet larger than the server's
+/// `max_allowed_packet`, so a row wider than that (one long text) is cut across pieces:
+/// the server reads the file as a stream and does not care where packets end.
+async fn send_pieces(
+    tx: &mpsc::Sender<std::io::Result<bytes::Bytes>>,
+    chunk: Vec<u8>,
+) -> Result<(), ()> {
+    let mut rest = bytes::Bytes::from(chunk);
+    while !rest.is_empty() {
+        let piece = rest.split_to(rest.len().min(INFILE_CHUNK));
+        tx.send(Ok(piece)).await.map_err(|_| ())?;
+    }
+    Ok(())
+}
 
 /// Encoded chunks that may wait for the driver: how far encoding runs ahead of the load.
 const INFILE_AHEAD: usize = 4;
