@@ -94,3 +94,52 @@ async fn a_value_over_max_allowed_packet_is_loaded_into_and_read_from_mariadb() 
     assert_eq!(support::written(&r), 1, "{r}");
     assert!(err.contains("max_allowed_packet"), "{err}");
 }
+
+/// Numbers wider than the 38 digits a `decimal` field keeps are read as `str`: the
+/// server's own text, every digit, from PostgreSQL `numeric` and MariaDB `decimal(65,30)`;
+/// a second run finds no drift.
+#[tokio::test]
+async fn numbers_wider_than_a_decimal_are_read_as_their_text() {
+    let (pgs, mys) = (unique("wide_pg"), unique("wide_my"));
+    let (pgk, myk) = (unique("wide_pg_k"), unique("wide_my_k"));
+    let pg = support::pg().await;
+    pg.batch_execute(&format!(
+        "CREATE TABLE {pgs} (id int PRIMARY KEY, d numeric);
+         INSERT INTO {pgs} VALUES (1, 0), (2, -0.5), (3, 1e40), (4, 0.0001), (5, 123456789.000000001),
+           (6, 'NaN'), (7, 100000000), (8, 0.00000), (9, -12.3400), (10, 9999.9999), (11, 10000),
+           (12, NULL), (13, -0.00012), (14, 12345678901234567890123456789012345.123456789012345678901234567890);"
+    ))
+    .await
+    .unwrap();
+    let mut my = support::mysql().await;
+    support::mysql_exec(
+        &mut my,
+        &format!(
+            "CREATE TABLE {mys} (id int PRIMARY KEY, d decimal(65,30));
+             INSERT INTO {mys} VALUES (1, 0), (2, -0.5), (3, 12345678901234567890123456789012345.123456789012345678901234567890), (4, NULL)"
+        ),
+    )
+    .await;
+    let rest = "      fields:\n        - {column: id, dtype: int}\n        - {column: d, dtype: str}\n    sink:\n      datastore: SINK_STORE\n      table: SINK_TABLE\n      merge_strategy: {strategy: upsert}\n      unique_key: [id]\n    reconciliation:\n      - {name: h, partition_column: id, initial_partition_interval: 4}\n";
+    for (store, src, sink) in [("pg", &pgs, &pgk), ("my", &mys, &myk)] {
+        let cfg = write_config(&edge_config(store, src, "pg", sink, rest));
+        run_report(&cfg, &["apply", "--full"], 0);
+        let (r, _) = run_report(&cfg, &["plan", "--exit-code"], 0);
+        assert_eq!(support::written(&r), 0, "{r}");
+        let got = support::pg_rows(&pg, &format!("SELECT d FROM {sink} ORDER BY id"), &[]).await;
+        let want = match store {
+            "pg" => {
+                support::pg_rows(&pg, &format!("SELECT d::text FROM {src} ORDER BY id"), &[]).await
+            }
+            _ => {
+                support::mysql_rows(
+                    &mut my,
+                    &format!("SELECT CAST(d AS CHAR) FROM {src} ORDER BY id"),
+                    mysql_async::Params::Empty,
+                )
+                .await
+            }
+        };
+        assert_eq!(got, want, "{store}");
+    }
+}

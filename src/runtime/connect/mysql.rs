@@ -671,7 +671,8 @@ fn decode_row(
     out: &[Dtype],
 ) -> Result<Row, RuntimeError> {
     let types: Vec<ColumnType> = row.columns_ref().iter().map(|c| c.column_type()).collect();
-    let cell = |i: usize, v: MyValue| from_mysql(v, types[i]).and_then(|n| coerce(n, out[i]));
+    let cell =
+        |i: usize, v: MyValue| from_mysql(v, types[i], out[i]).and_then(|n| coerce(n, out[i]));
     let mut values = row.unwrap().into_iter().enumerate();
     let mut row = Vec::with_capacity(out.len());
     while let Some((i, v)) = values.next() {
@@ -691,8 +692,9 @@ fn decode_row(
     Ok(row)
 }
 
-/// A binary-protocol (or text-protocol) value as its natural runtime value.
-fn from_mysql(v: MyValue, ct: ColumnType) -> Result<Value, String> {
+/// A binary-protocol (or text-protocol) value as its natural runtime value; a decimal read
+/// as `str` (one wider than the 38 digits a `decimal` field keeps) stays the server's text.
+fn from_mysql(v: MyValue, ct: ColumnType, out: Dtype) -> Result<Value, String> {
     Ok(match v {
         MyValue::NULL => Value::Null,
         MyValue::Int(i) => Value::Int(i),
@@ -709,7 +711,9 @@ fn from_mysql(v: MyValue, ct: ColumnType) -> Result<Value, String> {
             let s = String::from_utf8(b)
                 .map_err(|_| "the column's bytes are not UTF-8 text".to_string())?;
             match ct {
-                ColumnType::MYSQL_TYPE_DECIMAL | ColumnType::MYSQL_TYPE_NEWDECIMAL => {
+                ColumnType::MYSQL_TYPE_DECIMAL | ColumnType::MYSQL_TYPE_NEWDECIMAL
+                    if out != Dtype::Str =>
+                {
                     Value::Decimal(
                         crate::expr::value::Decimal::parse(&s).ok_or("invalid DECIMAL text")?,
                     )
@@ -788,7 +792,12 @@ mod tests {
         assert!(infile_field(&mut buf, &Value::Float(f64::NAN), Dtype::Float).is_err());
         // A FLOAT column's value is read exactly, not through its shortest text.
         assert_eq!(
-            from_mysql(MyValue::Float(50_137_512.0), ColumnType::MYSQL_TYPE_FLOAT).unwrap(),
+            from_mysql(
+                MyValue::Float(50_137_512.0),
+                ColumnType::MYSQL_TYPE_FLOAT,
+                Dtype::Float
+            )
+            .unwrap(),
             Value::Float(50_137_512.0)
         );
     }
