@@ -260,7 +260,17 @@ impl<'a> SinkCtx<'a> {
             .map(|c| {
                 let name = Some(c.name.as_str());
                 let not_null = c.key || name == hash || name == version;
-                self.column_def(&c.name, self.d.column_type(c.dtype, c.key), not_null)
+                let ty = match (self.d.kind(), c.dtype) {
+                    // PostgreSQL `json` keeps a document's text as the source stores it, so
+                    // the row hashes of both sides agree (`jsonb` re-serialises it). A
+                    // collapse table groups its versions by every column, which needs the
+                    // equality only `jsonb` has.
+                    (DialectKind::Postgres, Dtype::Json) if self.kind() != MergeKind::Collapse => {
+                        DataType::JSON
+                    }
+                    _ => self.d.column_type(c.dtype, c.key),
+                };
+                self.column_def(&c.name, ty, not_null)
             })
             .collect()
     }

@@ -4,7 +4,6 @@
 //! `scripts/services.sh`.
 
 mod apply;
-mod big_values;
 mod cli;
 mod connectors;
 mod enrich;
@@ -21,3 +20,4 @@ mod statements;
 mod support;
 mod timestamp_edges;
 mod tls;
+mod value_edges;

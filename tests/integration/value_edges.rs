@@ -1,6 +1,6 @@
-//! A value larger than MariaDB's `max_allowed_packet` (one long text) is loaded into a
-//! MariaDB sink, read back from a MariaDB source, and a statement that still cannot fit is
-//! reported as such, with the first error, not as a closed connection.
+//! Values at the edges of what a database takes: a text longer than MariaDB's
+//! `max_allowed_packet`, numbers wider than a `decimal` field, JSON documents whose text a
+//! `jsonb` column would re-serialise.
 
 use crate::support::{self, edge_config, run_report, unique, write_config};
 
@@ -142,4 +142,65 @@ async fn numbers_wider_than_a_decimal_are_read_as_their_text() {
         };
         assert_eq!(got, want, "{store}");
     }
+}
+
+/// A PostgreSQL `json` source keeps its documents' text (spaces, key order, duplicate keys):
+/// the sink table synctool creates has `json` columns (not `jsonb`, which re-serialises), so
+/// a reconciliation after the copy finds no drift. A collapse table keeps `jsonb`, whose
+/// equality its grouping of versions needs.
+#[tokio::test]
+async fn a_json_source_copied_into_a_created_postgres_table_keeps_its_text() {
+    let (src, up, col) = (unique("json_src"), unique("json_up"), unique("json_col"));
+    let pg = support::pg().await;
+    pg.batch_execute(&format!(
+        r#"CREATE TABLE {src} (id int PRIMARY KEY, doc json);
+           INSERT INTO {src} VALUES (1, '{{"b":1,  "a": [1,2]}}'), (2, '{{"a":1,"a":2}}'), (3, NULL), (4, '1.50');"#
+    ))
+    .await
+    .unwrap();
+    let fields =
+        "      fields:\n        - {column: id, dtype: int}\n        - {column: doc, dtype: json}\n";
+    let recon = "    reconciliation:\n      - {name: h, partition_column: id, initial_partition_interval: 4}\n";
+    let sink = |strategy: &str| {
+        format!("    sink:\n      datastore: SINK_STORE\n      table: SINK_TABLE\n      merge_strategy: {{strategy: {strategy}}}\n      unique_key: [id]\n")
+    };
+    let cfg = write_config(&edge_config(
+        "pg",
+        &src,
+        "pg",
+        &up,
+        &format!("{fields}{}{recon}", sink("upsert")),
+    ));
+    run_report(&cfg, &["apply", "--full"], 0);
+    let (r, _) = run_report(&cfg, &["plan", "--exit-code"], 0);
+    assert_eq!(support::written(&r), 0, "{r}");
+    let same = support::pg_rows(
+        &pg,
+        &format!("SELECT count(*)::text FROM {src} s JOIN {up} k USING (id) WHERE s.doc::text IS NOT DISTINCT FROM k.doc::text"),
+        &[],
+    )
+    .await;
+    assert_eq!(same, vec![vec![Some("4".to_string())]]);
+    let cfg = write_config(&edge_config(
+        "pg",
+        &src,
+        "pg",
+        &col,
+        &format!("{fields}{}", sink("collapse")),
+    ));
+    run_report(&cfg, &["apply", "--full"], 0);
+    let mut types = support::pg_rows(
+        &pg,
+        "SELECT table_name::text, data_type::text FROM information_schema.columns WHERE table_name IN ($1, $2) AND column_name = 'doc'",
+        &[&up, &col],
+    )
+    .await;
+    types.sort_by_key(|r| r[0] != Some(up.clone()));
+    assert_eq!(
+        types,
+        vec![
+            vec![Some(up.clone()), Some("json".into())],
+            vec![Some(col.clone()), Some("jsonb".into())]
+        ]
+    );
 }
