@@ -135,7 +135,13 @@ impl SinkTable {
     pub fn set_unique_indexes(&mut self, rows: &[Row]) {
         let mut by_index: std::collections::BTreeMap<String, UniqueIndex> = Default::default();
         for r in rows {
-            if let (Some(Value::Str(i)), Some(Value::Str(c))) = (r.first(), r.get(1)) {
+            // A MySQL 8 functional key part lists no column: it holds no key column whole.
+            let column = match r.get(1) {
+                Some(Value::Str(c)) => Some(c.clone()),
+                Some(Value::Null) => Some("(an expression)".to_string()),
+                _ => None,
+            };
+            if let (Some(Value::Str(i)), Some(c)) = (r.first(), column) {
                 let ix = by_index.entry(i.clone()).or_insert_with(|| UniqueIndex {
                     name: i.clone(),
                     ..Default::default()
@@ -144,7 +150,7 @@ impl SinkTable {
                     Some(Value::Int(n)) => Some(*n),
                     _ => None,
                 };
-                ix.columns.push((c.clone(), prefix));
+                ix.columns.push((c, prefix));
                 ix.partial |= matches!(r.get(2), Some(Value::Bool(true)));
                 ix.deferrable |= matches!(r.get(3), Some(Value::Bool(true)));
             }
@@ -1364,6 +1370,41 @@ fn fits(native: &str, dtype: Dtype) -> bool {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn unique_indexes_keep_prefixes_partial_deferrable_and_expression_parts() {
+        use super::{SinkTable, UniqueIndex};
+        use crate::expr::Value;
+        let s = |t: &str| Value::Str(t.to_string());
+        let mut my = SinkTable::default();
+        my.set_unique_indexes(&[
+            vec![s("PRIMARY"), s("id"), Value::Null],
+            vec![s("em"), Value::Null, Value::Null],
+            vec![s("nm"), s("name"), Value::Int(3)],
+        ]);
+        let found = my.unique_indexes.unwrap();
+        assert_eq!(
+            found.iter().map(UniqueIndex::shown).collect::<Vec<_>>(),
+            vec![
+                "`PRIMARY` on (id)",
+                "`em` on ((an expression))",
+                "`nm` on (name(3))"
+            ]
+        );
+        let mut pg = SinkTable::default();
+        pg.set_unique_indexes(&[
+            vec![s("d"), s("id"), Value::Bool(false), Value::Bool(true)],
+            vec![s("p"), s("id"), Value::Bool(true), Value::Bool(false)],
+        ]);
+        let found = pg.unique_indexes.unwrap();
+        assert_eq!(
+            found
+                .iter()
+                .map(|i| (i.name.as_str(), i.partial, i.deferrable))
+                .collect::<Vec<_>>(),
+            vec![("d", false, true), ("p", true, false)]
+        );
+    }
 
     #[test]
     fn a_row_hash_column_must_hold_64_bit_signed_integers() {
