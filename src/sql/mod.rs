@@ -23,6 +23,7 @@ pub use dialect::{Dialect, DialectKind};
 pub use error::SqlError;
 pub use generate::{direct_insert, generate, stage_insert, stage_keys_insert};
 pub use recon::{compares_window, ends_inclusively};
+pub use source::text_key_columns;
 pub use step::{Param, Side, SqlStep, Stmt};
 #[cfg(test)]
 mod tests;

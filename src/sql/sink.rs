@@ -1282,10 +1282,13 @@ impl<'a> SinkCtx<'a> {
         })
     }
 
-    /// PostgreSQL and MySQL: the sink table's unique indexes (primary key included) as
-    /// (index, column) rows, which an upsert's `ON CONFLICT (key)` / `ON DUPLICATE KEY`
-    /// needs on exactly the `unique_key` columns. PostgreSQL leaves out partial indexes,
-    /// which `ON CONFLICT` cannot use.
+    /// PostgreSQL and MySQL: the sink table's unique indexes (primary key included), which
+    /// an upsert's `ON CONFLICT (key)` / `ON DUPLICATE KEY` needs on exactly the
+    /// `unique_key` columns, and which a collapse table's cancelling rows would break.
+    /// MySQL lists (index, column, prefix length or NULL): `ON DUPLICATE KEY` fires on
+    /// every unique index, prefix ones included. PostgreSQL lists (index, column, partial,
+    /// deferrable): `ON CONFLICT` can use neither a partial index nor a deferrable
+    /// constraint.
     pub fn unique_indexes_query(&self, b: &mut Binder) -> Query {
         let d = self.d;
         if d.kind() == DialectKind::Mysql {
@@ -1301,6 +1304,7 @@ impl<'a> SinkCtx<'a> {
                 projection: vec![
                     build::aliased(d, build::keyword("index_name"), "index"),
                     build::aliased(d, build::keyword("column_name"), "name"),
+                    build::aliased(d, build::keyword("sub_part"), "prefix"),
                 ],
                 from: Some(build::from(build::table(
                     build::builtin_name(&["information_schema", "statistics"]),
@@ -1355,7 +1359,6 @@ impl<'a> SinkCtx<'a> {
         }
         let preds = vec![
             col("x", "indisunique"),
-            Expr::IsNull(Box::new(col("x", "indpred"))),
             build::eq(col("n", "nspname"), schema),
             build::eq(col("c", "relname"), b.bind("table", Dtype::Str)),
         ];
@@ -1363,10 +1366,43 @@ impl<'a> SinkCtx<'a> {
             projection: vec![
                 build::aliased(d, build::cast(col("i", "relname"), DataType::Text), "index"),
                 build::aliased(d, build::cast(col("a", "attname"), DataType::Text), "name"),
+                build::aliased(d, Expr::IsNotNull(Box::new(col("x", "indpred"))), "partial"),
+                // A deferrable constraint's index checks uniqueness at commit, not on insert.
+                build::aliased(
+                    d,
+                    Expr::UnaryOp {
+                        op: sqlparser::ast::UnaryOperator::Not,
+                        expr: Box::new(col("x", "indimmediate")),
+                    },
+                    "deferrable",
+                ),
             ],
             from: Some(from),
             selection: build::and_all(preds),
             order_by: vec![col("i", "relname"), col("a", "attname")],
+            ..Default::default()
+        })
+    }
+
+    /// MySQL: the sink table's storage engine (`information_schema.tables.engine`); on a
+    /// non-transactional one (MyISAM, Aria, MEMORY) a batch is not written all or nothing.
+    pub fn storage_engine_query(&self, b: &mut Binder) -> Query {
+        let d = self.d;
+        let preds = vec![
+            build::eq(
+                build::keyword("table_schema"),
+                self.schema_or(b, "DATABASE"),
+            ),
+            build::eq(build::keyword("table_name"), b.bind("table", Dtype::Str)),
+        ];
+        build::select(SelectParts {
+            projection: vec![build::aliased(d, build::keyword("engine"), "engine")],
+            from: Some(build::from(build::table(
+                build::builtin_name(&["information_schema", "tables"]),
+                None,
+                false,
+            ))),
+            selection: build::and_all(preds),
             ..Default::default()
         })
     }

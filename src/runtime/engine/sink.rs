@@ -130,6 +130,9 @@ pub struct SinkIo<'a> {
     /// [`SinkIo::prepare`] found the table missing and is to create it, which
     /// [`SinkIo::ensure_table`] does before the first write.
     pending_create: bool,
+    /// MySQL to MySQL: the source's text key columns and their collations, checked
+    /// against the sink key columns' by [`SinkIo::prepare`].
+    pub source_keys: Vec<super::full::SourceKeyCollation>,
 }
 
 /// Connection settings of the SQL datastore `name`.
@@ -207,6 +210,7 @@ impl<'a> SinkIo<'a> {
             key_natives: Vec::new(),
             stream: false,
             pending_create: false,
+            source_keys: Vec::new(),
         })
     }
 
@@ -240,14 +244,16 @@ impl<'a> SinkIo<'a> {
         let Some(dialect) = self.dialect() else {
             return Ok(true);
         };
-        let table = self.read_table().await?;
+        let mut table = self.read_table().await?;
         let exists = table.exists();
         if exists {
+            table.source_keys = self.source_keys.clone();
             table.check(self.p, dialect == DialectKind::Clickhouse)?;
             for w in table
                 .lossy(dialect, self.p)
                 .into_iter()
                 .chain(table.key_collation_warnings(self.p))
+                .chain(table.storage_engine_warning(self.p))
             {
                 tracing::warn!("{w}");
             }
@@ -324,18 +330,14 @@ impl<'a> SinkIo<'a> {
             return false;
         };
         self.table
-            .columns
-            .iter()
-            .any(|c| c.name == name && keeps_less(dialect, &c.native, dtype).is_some())
+            .column(name)
+            .is_some_and(|c| keeps_less(dialect, &c.native, dtype).is_some())
     }
 
     /// Whether the sink table's column `name` is declared NOT NULL (known after
     /// [`SinkIo::prepare`]).
     pub fn never_null(&self, name: &str) -> bool {
-        self.table
-            .columns
-            .iter()
-            .any(|c| c.name == name && !c.nullable)
+        self.table.column(name).is_some_and(|c| !c.nullable)
     }
 
     /// Lists the sink table's columns (`sink.columns`); none when it does not exist.
@@ -370,10 +372,18 @@ impl<'a> SinkIo<'a> {
             table.set_enum_labels(&rows);
         }
         if let (true, Some(_)) = (table.exists(), steps.get("sink.unique_indexes")) {
-            let rows = self
-                .query_catalog("sink.unique_indexes", &[Dtype::Str, Dtype::Str])
-                .await?;
+            let out: &[Dtype] = match dialect {
+                DialectKind::Mysql => &[Dtype::Str, Dtype::Str, Dtype::Int],
+                _ => &[Dtype::Str, Dtype::Str, Dtype::Bool, Dtype::Bool],
+            };
+            let rows = self.query_catalog("sink.unique_indexes", out).await?;
             table.set_unique_indexes(&rows);
+        }
+        if let (true, Some(_)) = (table.exists(), steps.get("sink.storage_engine")) {
+            let rows = self
+                .query_catalog("sink.storage_engine", &[Dtype::Str])
+                .await?;
+            table.set_storage_engine(&rows);
         }
         if let (true, Some(_)) = (table.exists(), steps.get("sink.engine")) {
             let rows = self
@@ -431,7 +441,7 @@ impl<'a> SinkIo<'a> {
     }
 
     /// Runs the catalog query of step `id` (`sink.columns`, `sink.enum_labels`,
-    /// `sink.unique_indexes`, `sink.engine`, `sink.mutations`). On ClickHouse, again after a
+    /// `sink.unique_indexes`, `sink.storage_engine`, `sink.engine`, `sink.mutations`). On ClickHouse, again after a
     /// pause when 18.16 reports a table that was dropped while it listed them (`Code: 60`,
     /// naming another table): its system-table listing races with concurrent DROPs.
     async fn query_catalog(&mut self, id: &str, out: &[Dtype]) -> Result<Vec<Row>, RuntimeError> {
