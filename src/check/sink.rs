@@ -60,6 +60,27 @@ pub fn sink(
             );
             continue;
         }
+        // MySQL column names ignore case: `id` and `ID` are one column, which CREATE TABLE
+        // refuses and an existing table has once.
+        if store.kind.dialect() == Some(crate::sql::DialectKind::Mysql) {
+            if let Some(other) = r
+                .fields
+                .iter()
+                .map(|x| &x.column.value)
+                .take_while(|x| !std::ptr::eq(*x, &f.column.value))
+                .find(|x| x.eq_ignore_ascii_case(&f.column.value))
+            {
+                diags.push(
+                    f.column
+                        .error(format!(
+                            "sink fields `{other}` and `{}` name one column: MySQL column names ignore case",
+                            f.column.value
+                        ))
+                        .with_help("rename one of them"),
+                );
+                continue;
+            }
+        }
         match field(f, src, enrichments, broken_refs, &store.kind, diags) {
             Some(sf) => fields.push(sf),
             None => broken.push(f.column.value.as_str()),

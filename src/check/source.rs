@@ -33,7 +33,7 @@ pub fn dtype(s: &Spanned<String>, diags: &mut Diags) -> Option<Dtype> {
         {
             diags.push(
                 s.error(format!("`{}` is not a decimal synctool keeps", s.value))
-                    .with_help("decimal(p,s) takes a precision p from 1 to 38 and a scale s from 0 to p (the widest ClickHouse keeps); a wider MySQL column can be read as `str`"),
+                    .with_help("decimal(p,s) takes a precision p from 1 to 38 and a scale s from 0 to p (the widest ClickHouse keeps); a wider PostgreSQL `numeric` or MySQL `decimal` column can be read as `str`, which keeps its text"),
             );
             None
         }

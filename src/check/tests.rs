@@ -619,6 +619,46 @@ pipelines:
 }
 
 #[test]
+fn mysql_sink_fields_differing_only_in_case_are_refused_where_written() {
+    let text = r#"
+datastores:
+  - {name: my, type: mysql, host: 127.0.0.1, username: u, database: d}
+pipelines:
+  - name: p
+    source:
+      datastore: my
+      table: users
+      fields:
+        - {column: id, dtype: int}
+        - {column: name, dtype: str}
+    sink:
+      datastore: my
+      table: s
+      unique_key: [id]
+      fields:
+        - {column: id, source_column: id}
+        - {column: ID, source_column: name}
+"#;
+    let f = fail(text);
+    let msgs = error_messages(&f);
+    assert_eq!(
+        msgs,
+        vec!["sink fields `id` and `ID` name one column: MySQL column names ignore case"],
+        "{:?}",
+        f.diagnostics
+    );
+    let d = f.diagnostics.iter().find(|d| d.is_error()).unwrap();
+    assert_eq!(
+        d.path.as_deref(),
+        Some("pipelines[0].sink.fields[1].column")
+    );
+    let span = d.span.unwrap();
+    assert_eq!(&text[span.start..span.end], "ID");
+    // PostgreSQL keeps them apart.
+    ok(&text.replace("type: mysql", "type: postgres"));
+}
+
+#[test]
 fn dotted_table_names_are_schema_and_table_and_joins_share_the_source_schema() {
     let text = r#"
 datastores:

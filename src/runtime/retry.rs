@@ -77,14 +77,31 @@ impl RetryPolicy {
     /// `asked` (its `Retry-After`): the longer of that and the backoff, or
     /// [`Wait::TooLong`] beyond [`MAX_RETRY_AFTER`]. An asked wait takes a retry like any
     /// other, so `retries` keeps bounding the attempts.
-    pub fn wait(&self, attempt: u32, asked: Option<Duration>) -> Wait {
+    ///
+    /// `throttled` marks a `429 Too Many Requests` without a `Retry-After`: rate limits
+    /// count per second or longer, so its waits start at [`THROTTLED_BACKOFF`] and double,
+    /// up to [`MAX_THROTTLED_BACKOFF`], where the backoff's 100 ms would only be refused again.
+    pub fn wait(&self, attempt: u32, asked: Option<Duration>, throttled: bool) -> Wait {
         match asked {
             Some(a) if a > MAX_RETRY_AFTER => Wait::TooLong(a),
             Some(a) => Wait::For(a.max(self.backoff(attempt))),
+            None if throttled => {
+                let factor = 1u32.checked_shl(attempt.min(20)).unwrap_or(u32::MAX);
+                let slow = THROTTLED_BACKOFF
+                    .saturating_mul(factor)
+                    .min(MAX_THROTTLED_BACKOFF);
+                Wait::For(slow.max(self.backoff(attempt)))
+            }
             None => Wait::For(self.backoff(attempt)),
         }
     }
 }
+
+/// The first wait after a `429 Too Many Requests` that did not say how long to wait.
+pub const THROTTLED_BACKOFF: Duration = Duration::from_secs(1);
+
+/// The longest wait after a `429 Too Many Requests` that did not say how long to wait.
+pub const MAX_THROTTLED_BACKOFF: Duration = Duration::from_secs(30);
 
 /// What a failure's message adds when the store asked for a wait beyond [`MAX_RETRY_AFTER`].
 pub fn too_long(asked: Duration) -> String {
@@ -270,19 +287,33 @@ mod tests {
         assert_eq!(retry_after(429, &HeaderMap::new(), now), None);
 
         let p = RetryPolicy::new(3);
-        assert_eq!(p.wait(0, None), Wait::For(Duration::from_millis(100)));
         assert_eq!(
-            p.wait(0, Some(Duration::from_secs(2))),
+            p.wait(0, None, false),
+            Wait::For(Duration::from_millis(100))
+        );
+        assert_eq!(
+            p.wait(0, Some(Duration::from_secs(2)), false),
             Wait::For(Duration::from_secs(2))
         );
         assert_eq!(
-            p.wait(3, Some(Duration::ZERO)),
+            p.wait(3, Some(Duration::ZERO), false),
             Wait::For(Duration::from_millis(800))
         );
-        assert_eq!(p.wait(0, Some(MAX_RETRY_AFTER)), Wait::For(MAX_RETRY_AFTER));
         assert_eq!(
-            p.wait(0, Some(Duration::from_secs(61))),
+            p.wait(0, Some(MAX_RETRY_AFTER), false),
+            Wait::For(MAX_RETRY_AFTER)
+        );
+        assert_eq!(
+            p.wait(0, Some(Duration::from_secs(61)), false),
             Wait::TooLong(Duration::from_secs(61))
+        );
+        // A 429 without Retry-After: 1 s, doubling, at most 30 s; an asked wait wins.
+        assert_eq!(p.wait(0, None, true), Wait::For(Duration::from_secs(1)));
+        assert_eq!(p.wait(2, None, true), Wait::For(Duration::from_secs(4)));
+        assert_eq!(p.wait(9, None, true), Wait::For(MAX_THROTTLED_BACKOFF));
+        assert_eq!(
+            p.wait(0, Some(Duration::ZERO), true),
+            Wait::For(Duration::from_millis(100))
         );
         assert_eq!(seconds(Duration::from_millis(1500)), "1.5 s");
         assert_eq!(seconds(Duration::from_secs(60)), "60 s");

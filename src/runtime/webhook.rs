@@ -183,6 +183,7 @@ impl WebhookSink {
                 .send()
                 .await;
             let mut asked = None;
+            let mut throttled = false;
             let (retryable, mut message) = match res {
                 Ok(resp) if resp.status().is_success() => {
                     return Ok(WebhookReceipt {
@@ -197,6 +198,7 @@ impl WebhookSink {
                 Ok(resp) => {
                     let status = resp.status();
                     asked = retry_after(status.as_u16(), resp.headers(), SystemTime::now());
+                    throttled = status.as_u16() == 429;
                     let message = match body_excerpt(resp, &self.secrets).await {
                         Some(body) => format!("HTTP {status}: {body}"),
                         None => format!("HTTP {status}"),
@@ -206,7 +208,7 @@ impl WebhookSink {
                 Err(e) => (retryable_error(&e), error_text(e)),
             };
             if retryable && attempt < self.retry.retries {
-                match self.retry.wait(attempt, asked) {
+                match self.retry.wait(attempt, asked, throttled) {
                     Wait::For(d) => {
                         match asked {
                             Some(a) => tracing::warn!(

@@ -1,12 +1,14 @@
 //! The step list of a pipeline, in a fixed order.
 //!
 //! Step ids, in output order (each present only when it applies):
-//! - `source.session`, (ClickHouse without `final`) `source.engine`, (no filters, only LEFT
-//!   joins) `source.row_estimate`, `source.extract`
+//! - `source.session`, (ClickHouse without `final`) `source.engine`, (MySQL to MySQL with
+//!   text keys) `source.collations`, (no filters, only LEFT joins) `source.row_estimate`,
+//!   `source.extract`
 //! - `sink.session`, (PostgreSQL, MySQL) `sink.lock`, `sink.lock_holder`, `sink.unlock`,
 //!   (ClickHouse) `sink.lock_table`, `sink.lock_claim`, `sink.lock_beat`, `sink.lock_state`,
-//!   `sink.columns`, (PostgreSQL) `sink.enum_labels`, (PostgreSQL and
-//!   MySQL upserts) `sink.unique_indexes`, (ClickHouse) `sink.engine`, `sink.create`
+//!   `sink.columns`, (PostgreSQL) `sink.enum_labels`, (PostgreSQL and MySQL upserts and
+//!   collapses) `sink.unique_indexes`, (MySQL) `sink.storage_engine`, (ClickHouse)
+//!   `sink.engine`, `sink.create`
 //! - `sink.stage`, (MySQL, ClickHouse) `sink.stage_clear`, `sink.load`, `sink.load_direct` (loads into a sink
 //!   table the run created; not for ClickHouse upserts, whose `sink.load` is one),
 //!   `sink.merge`
@@ -122,6 +124,19 @@ fn source_steps(steps: &mut Steps, p: &Pipeline, d: &'static dyn Dialect) -> Res
             b,
         );
     }
+    if !source::text_key_columns(p).is_empty() {
+        let mut b = Binder::new();
+        let q = s.collations_query(&mut b);
+        steps.push(
+            "source.collations".into(),
+            Side::Source,
+            store,
+            d,
+            "once per run, on the first source connection: read the collations of the source table's columns, to refuse (when the sink table exists) a text key column that tells case or accents apart (binary, _bin, _cs) into a sink key column that ignores them (_ci), which would make distinct keys one row",
+            vec![query(q)],
+            b,
+        );
+    }
     if s.estimates_rows() {
         let mut b = Binder::new();
         let q = s.row_estimate_query(&mut b);
@@ -210,15 +225,37 @@ fn sink_steps(steps: &mut Steps, p: &Pipeline, d: &'static dyn Dialect) -> Resul
             b,
         );
     }
-    if !ch && merge.kind == crate::ir::MergeKind::Upsert {
+    if !ch && merge.kind != crate::ir::MergeKind::DeleteInsert {
         let mut b = Binder::new();
         let q = s.unique_indexes_query(&mut b);
+        let why = if merge.kind == crate::ir::MergeKind::Upsert {
+            if d.kind() == DialectKind::Mysql {
+                "one of which an upsert needs on exactly the unique_key columns, and each of which must hold them all (ON DUPLICATE KEY fires on any unique index)"
+            } else {
+                "one of which an upsert needs on exactly the unique_key columns (neither partial nor deferrable)"
+            }
+        } else {
+            "which would refuse a collapse table's cancelling rows"
+        };
         steps.push(
             "sink.unique_indexes".into(),
             Side::Sink,
             store,
             d,
-            "before writing, when the sink table exists: list its unique indexes, one of which an upsert needs on exactly the unique_key columns",
+            &format!("before writing, when the sink table exists: list its unique indexes, {why}"),
+            vec![query(q)],
+            b,
+        );
+    }
+    if d.kind() == DialectKind::Mysql {
+        let mut b = Binder::new();
+        let q = s.storage_engine_query(&mut b);
+        steps.push(
+            "sink.storage_engine".into(),
+            Side::Sink,
+            store,
+            d,
+            "before writing, when the sink table exists: read its storage engine, to warn when it is not transactional (each batch is then not written all or nothing)",
             vec![query(q)],
             b,
         );

@@ -279,7 +279,17 @@ impl<'a> SinkCtx<'a> {
             .map(|c| {
                 let name = Some(c.name.as_str());
                 let not_null = c.key || name == hash || name == version;
-                self.column_def(&c.name, self.d.column_type(c.dtype, c.key), not_null)
+                let ty = match (self.d.kind(), c.dtype) {
+                    // PostgreSQL `json` keeps a document's text as the source stores it, so
+                    // the row hashes of both sides agree (`jsonb` re-serialises it). A
+                    // collapse table groups its versions by every column, which needs the
+                    // equality only `jsonb` has.
+                    (DialectKind::Postgres, Dtype::Json) if self.kind() != MergeKind::Collapse => {
+                        DataType::JSON
+                    }
+                    _ => self.d.column_type(c.dtype, c.key),
+                };
+                self.column_def(&c.name, ty, not_null)
             })
             .collect()
     }
@@ -1323,10 +1333,13 @@ impl<'a> SinkCtx<'a> {
         })
     }
 
-    /// PostgreSQL and MySQL: the sink table's unique indexes (primary key included) as
-    /// (index, column) rows, which an upsert's `ON CONFLICT (key)` / `ON DUPLICATE KEY`
-    /// needs on exactly the `unique_key` columns. PostgreSQL leaves out partial indexes,
-    /// which `ON CONFLICT` cannot use.
+    /// PostgreSQL and MySQL: the sink table's unique indexes (primary key included), which
+    /// an upsert's `ON CONFLICT (key)` / `ON DUPLICATE KEY` needs on exactly the
+    /// `unique_key` columns, and which a collapse table's cancelling rows would break.
+    /// MySQL lists (index, column, prefix length or NULL): `ON DUPLICATE KEY` fires on
+    /// every unique index, prefix ones included. PostgreSQL lists (index, column, partial,
+    /// deferrable): `ON CONFLICT` can use neither a partial index nor a deferrable
+    /// constraint.
     pub fn unique_indexes_query(&self, b: &mut Binder) -> Query {
         let d = self.d;
         if d.kind() == DialectKind::Mysql {
@@ -1342,6 +1355,7 @@ impl<'a> SinkCtx<'a> {
                 projection: vec![
                     build::aliased(d, build::keyword("index_name"), "index"),
                     build::aliased(d, build::keyword("column_name"), "name"),
+                    build::aliased(d, build::keyword("sub_part"), "prefix"),
                 ],
                 from: Some(build::from(build::table(
                     build::builtin_name(&["information_schema", "statistics"]),
@@ -1396,7 +1410,6 @@ impl<'a> SinkCtx<'a> {
         }
         let preds = vec![
             col("x", "indisunique"),
-            Expr::IsNull(Box::new(col("x", "indpred"))),
             build::eq(col("n", "nspname"), schema),
             build::eq(col("c", "relname"), b.bind("table", Dtype::Str)),
         ];
@@ -1404,10 +1417,43 @@ impl<'a> SinkCtx<'a> {
             projection: vec![
                 build::aliased(d, build::cast(col("i", "relname"), DataType::Text), "index"),
                 build::aliased(d, build::cast(col("a", "attname"), DataType::Text), "name"),
+                build::aliased(d, Expr::IsNotNull(Box::new(col("x", "indpred"))), "partial"),
+                // A deferrable constraint's index checks uniqueness at commit, not on insert.
+                build::aliased(
+                    d,
+                    Expr::UnaryOp {
+                        op: sqlparser::ast::UnaryOperator::Not,
+                        expr: Box::new(col("x", "indimmediate")),
+                    },
+                    "deferrable",
+                ),
             ],
             from: Some(from),
             selection: build::and_all(preds),
             order_by: vec![col("i", "relname"), col("a", "attname")],
+            ..Default::default()
+        })
+    }
+
+    /// MySQL: the sink table's storage engine (`information_schema.tables.engine`); on a
+    /// non-transactional one (MyISAM, Aria, MEMORY) a batch is not written all or nothing.
+    pub fn storage_engine_query(&self, b: &mut Binder) -> Query {
+        let d = self.d;
+        let preds = vec![
+            build::eq(
+                build::keyword("table_schema"),
+                self.schema_or(b, "DATABASE"),
+            ),
+            build::eq(build::keyword("table_name"), b.bind("table", Dtype::Str)),
+        ];
+        build::select(SelectParts {
+            projection: vec![build::aliased(d, build::keyword("engine"), "engine")],
+            from: Some(build::from(build::table(
+                build::builtin_name(&["information_schema", "tables"]),
+                None,
+                false,
+            ))),
+            selection: build::and_all(preds),
             ..Default::default()
         })
     }

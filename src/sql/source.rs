@@ -205,6 +205,34 @@ impl<'a> SourceCtx<'a> {
         s.filters.is_empty() && s.joins.iter().all(|j| j.kind == JoinKind::Left)
     }
 
+    /// MySQL: the columns of the main table with their collations (`information_schema.
+    /// columns`: name, collation; NULL for a binary column), read for the text key columns
+    /// of [`text_key_columns`].
+    pub fn collations_query(&self, b: &mut Binder) -> Query {
+        let d = self.d;
+        let schema = match &self.p.source.table.table.schema {
+            Some(_) => b.bind("schema", Dtype::Str),
+            None => build::call("DATABASE", vec![]),
+        };
+        build::select(SelectParts {
+            projection: vec![
+                build::aliased(d, build::keyword("column_name"), "name"),
+                build::aliased(d, build::keyword("collation_name"), "collation"),
+            ],
+            from: Some(build::from(build::table(
+                build::builtin_name(&["information_schema", "columns"]),
+                None,
+                false,
+            ))),
+            selection: build::and_all(vec![
+                build::eq(build::keyword("table_schema"), schema),
+                build::eq(build::keyword("table_name"), b.bind("table", Dtype::Str)),
+            ]),
+            order_by: vec![build::keyword("column_name")],
+            ..Default::default()
+        })
+    }
+
     /// The database's own estimate of the main table's row count, from its catalog (no
     /// scan), as one row with one column, `estimate`:
     /// - PostgreSQL: `pg_class.reltuples` as a bigint (`-1` for a table never vacuumed or
@@ -488,6 +516,27 @@ impl<'a> SourceCtx<'a> {
             ..Default::default()
         }))
     }
+}
+
+/// The text key columns a MySQL source copies from its main table into a MySQL sink, as
+/// (sink column, source column) pairs: `source.collations` reads the source columns'
+/// collations, to refuse a case-sensitive source key into a sink key that ignores case.
+/// Empty unless both sides are MySQL.
+pub fn text_key_columns(p: &Pipeline) -> Vec<(String, String)> {
+    let mysql = Some(DialectKind::Mysql);
+    if p.source.store.kind.dialect() != mysql || p.sink.store.kind.dialect() != mysql {
+        return Vec::new();
+    }
+    let main = p.source.table.qualifier();
+    p.key
+        .iter()
+        .filter(|k| k.dtype == Dtype::Str)
+        .filter_map(|k| {
+            let f = p.source.fields.iter().find(|f| f.alias == k.source_alias)?;
+            let ours = f.column.qualifier.as_deref().is_none_or(|q| q == main);
+            ours.then(|| (k.sink_column.clone(), f.column.name.clone()))
+        })
+        .collect()
 }
 
 /// The precision datetimes hash at in `p`.

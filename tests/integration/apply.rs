@@ -2265,9 +2265,13 @@ async fn an_upsert_into_a_table_without_a_unique_index_on_the_key_is_refused() {
     c.batch_execute(&format!("CREATE UNIQUE INDEX ON {sink} (id)"))
         .await
         .unwrap();
-    m.query_drop(format!("ALTER TABLE {sink} ADD UNIQUE KEY (id)"))
-        .await
-        .unwrap();
+    // (MariaDB: without the index on `name`, which does not hold the key and so would let
+    // a row overwrite another key's row.)
+    m.query_drop(format!(
+        "ALTER TABLE {sink} DROP INDEX name, ADD UNIQUE KEY (id)"
+    ))
+    .await
+    .unwrap();
     for store in ["pg", "my"] {
         let cfg = write_config(&pipeline_yaml(
             "nokey",
@@ -3479,4 +3483,368 @@ async fn a_signal_stops_apply_with_130_or_143_and_a_rerun_converges() {
     );
     assert_eq!(pg_diff(&c, &src, &sink).await, 0);
     drop_pg(&c, &[&src, &sink]).await;
+}
+
+/// The rows of a MariaDB query as (bigint, text) pairs.
+async fn my_pairs(sql: &str) -> Vec<(i64, String)> {
+    my().await.query(sql).await.expect(sql)
+}
+
+/// MariaDB's `ON DUPLICATE KEY UPDATE` fires on a clash with any unique index: a
+/// `unique(email)` beside the primary key on the unique_key would let a source row
+/// overwrite another key's sink row. Refused before anything is written, as is a unique
+/// index on a prefix of the key; an extra unique index that holds the whole key is fine.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_mariadb_upsert_refuses_a_unique_index_without_the_whole_key() {
+    let c = pg().await;
+    let mut m = my().await;
+    let (src, sink) = (unique("uix_src"), unique("uix_sink"));
+    c.batch_execute(&format!(
+        "CREATE TABLE {src} (id bigint PRIMARY KEY, email text);
+         INSERT INTO {src} VALUES (1, 'a@x'), (2, 'b@x');"
+    ))
+    .await
+    .unwrap();
+    let cfg = write_config(&format!(
+        r#"
+datastores:
+  - {PG}
+  - {MY}
+pipelines:
+  - name: uix
+    source:
+      datastore: pg
+      table: {src}
+      fields:
+        - {{column: id, dtype: int}}
+        - {{column: email, dtype: str}}
+    sink:
+      datastore: my
+      table: {sink}
+      unique_key: [id]
+"#
+    ));
+    for (ddl, shown) in [
+        ("UNIQUE KEY em (email)", "`em` on (email)"),
+        (
+            "UNIQUE KEY idp (id, email(2)), UNIQUE KEY em (email)",
+            "`em` on (email)",
+        ),
+    ] {
+        m.query_drop(format!(
+            "DROP TABLE IF EXISTS {sink};
+             CREATE TABLE {sink} (id bigint PRIMARY KEY, email varchar(50), {ddl});
+             INSERT INTO {sink} VALUES (3, 'a@x');"
+        ))
+        .await
+        .unwrap();
+        let o = synctool(&cfg, &["apply"]);
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(o.status.code(), Some(1), "{ddl}: {err}");
+        assert!(
+            err.contains(&format!("the unique index {shown} does not hold the whole unique_key (id): ON DUPLICATE KEY UPDATE fires on any unique index"))
+                && err.contains("datastore `my`") && err.contains(&sink),
+            "{ddl}: {err}"
+        );
+        let rows = my_pairs(&format!("SELECT id, email FROM {sink} ORDER BY id")).await;
+        assert_eq!(
+            rows,
+            vec![(3, "a@x".to_string())],
+            "{ddl}: nothing is written"
+        );
+    }
+    // A unique index holding the whole key (and a prefix of another column) is fine.
+    m.query_drop(format!(
+        "DROP TABLE {sink};
+         CREATE TABLE {sink} (id bigint PRIMARY KEY, email varchar(50), UNIQUE KEY idp (id, email(2)));"
+    ))
+    .await
+    .unwrap();
+    let r = json_run(&cfg, &["apply"], 0);
+    assert_eq!(n(&r, "rows_written"), 2, "{r}");
+    drop_my(&[&sink]).await;
+    drop_pg(&c, &[&src]).await;
+}
+
+/// PostgreSQL's `ON CONFLICT (key)` can use neither a deferrable unique constraint nor a
+/// partial unique index on the key: the first is refused up front (the merge would fail),
+/// and the second is named for what it is, not as a missing index.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_postgres_upsert_refuses_a_deferrable_or_partial_unique_key() {
+    let c = pg().await;
+    let (src, sink) = (unique("dfr_src"), unique("dfr_sink"));
+    make_source(&c, &src).await;
+    let cfg = write_config(&pipeline_yaml(
+        "dfr",
+        &src,
+        "pg",
+        &sink,
+        "{strategy: upsert}",
+        "",
+    ));
+    for (ddl, want) in [
+        (
+            format!("CONSTRAINT {sink}_u UNIQUE (id) DEFERRABLE INITIALLY IMMEDIATE"),
+            format!("merge strategy upsert merges with ON CONFLICT (id), which cannot use the deferrable unique constraint `{sink}_u` on (id)"),
+        ),
+        (
+            format!("CONSTRAINT {sink}_u UNIQUE (id) DEFERRABLE INITIALLY DEFERRED"),
+            format!("cannot use the deferrable unique constraint `{sink}_u` on (id)"),
+        ),
+    ] {
+        c.batch_execute(&format!(
+            "DROP TABLE IF EXISTS {sink};
+             CREATE TABLE {sink} (id bigint, name text, amount numeric(12,2), updated_at timestamptz, {ddl});"
+        ))
+        .await
+        .unwrap();
+        let o = synctool(&cfg, &["apply"]);
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(o.status.code(), Some(1), "{ddl}: {err}");
+        assert!(err.contains(&want) && err.contains("nothing was written"), "{ddl}: {err}");
+    }
+    c.batch_execute(&format!(
+        "DROP TABLE IF EXISTS {sink};
+         CREATE TABLE {sink} (id bigint, name text, amount numeric(12,2), updated_at timestamptz);
+         CREATE UNIQUE INDEX {sink}_p ON {sink} (id) WHERE id > 0;"
+    ))
+    .await
+    .unwrap();
+    let o = synctool(&cfg, &["apply"]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains(&format!("which cannot use the partial unique index `{sink}_p` on (id) (its WHERE clause leaves rows out of it)")),
+        "{err}"
+    );
+    let count: i64 = c
+        .query_one(&format!("SELECT count(*) FROM {sink}"), &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(count, 0, "nothing is written");
+    drop_pg(&c, &[&src, &sink]).await;
+}
+
+/// A collapse table holds several rows per key (the old row, its cancelling row, the new
+/// one): an existing table with a primary key on the key, or an unsigned sign column that
+/// cannot hold -1, is refused before the first write (not on the first change).
+#[tokio::test(flavor = "multi_thread")]
+async fn a_collapse_into_a_keyed_table_or_an_unsigned_sign_is_refused_before_writing() {
+    let c = pg().await;
+    let mut m = my().await;
+    let (src, sink) = (unique("clk_src"), unique("clk_sink"));
+    make_source(&c, &src).await;
+    let cols = "id bigint, name varchar(50), amount decimal(12,2), updated_at datetime(6)";
+    c.batch_execute(&format!(
+        "CREATE TABLE {sink} (id bigint PRIMARY KEY, name text, amount numeric(12,2), updated_at timestamptz, sign smallint)"
+    ))
+    .await
+    .unwrap();
+    let cases = [
+        ("pg", format!("which the unique index `{sink}_pkey` on (id) refuses")),
+        ("my", "the unique index `PRIMARY` on (id)".to_string()),
+        ("my", "sign column `sign` is tinyint(3) unsigned, which cannot hold the -1 of cancelling rows".to_string()),
+    ];
+    for (i, (store, want)) in cases.iter().enumerate() {
+        if *store == "my" {
+            let ddl = if i == 1 {
+                format!("CREATE TABLE {sink} ({cols}, sign tinyint, PRIMARY KEY (id))")
+            } else {
+                format!("CREATE TABLE {sink} ({cols}, sign tinyint unsigned, KEY (id))")
+            };
+            m.query_drop(format!("DROP TABLE IF EXISTS {sink}; {ddl}"))
+                .await
+                .unwrap();
+        }
+        let cfg = write_config(&pipeline_yaml(
+            "clk",
+            &src,
+            store,
+            &sink,
+            "{strategy: collapse}",
+            "",
+        ));
+        let o = synctool(&cfg, &["apply"]);
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(o.status.code(), Some(1), "{store} {want}: {err}");
+        assert!(
+            err.contains(want) && err.contains("nothing was written"),
+            "{store} {want}: {err}"
+        );
+    }
+    let count: i64 = c
+        .query_one(&format!("SELECT count(*) FROM {sink}"), &[])
+        .await
+        .unwrap()
+        .get(0);
+    let my_count: Option<i64> = m
+        .query_first(format!("SELECT count(*) FROM {sink}"))
+        .await
+        .unwrap();
+    assert_eq!((count, my_count), (0, Some(0)), "nothing is written");
+    drop_my(&[&sink]).await;
+    drop_pg(&c, &[&src, &sink]).await;
+}
+
+/// A MariaDB source whose text key tells case apart (`utf8mb4_bin`) into a MariaDB sink
+/// key that ignores it (`_ci`) would make `a` and `A` one sink row: refused before
+/// anything is written (`source.collations`), while a `_ci` source stays a warning.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_case_sensitive_mariadb_source_key_into_a_case_insensitive_sink_key_is_refused() {
+    let mut m = my().await;
+    let (src, sink) = (unique("bin_src"), unique("bin_sink"));
+    m.query_drop(format!(
+        "CREATE TABLE {src} (k varchar(50) COLLATE utf8mb4_bin PRIMARY KEY, v bigint);
+         INSERT INTO {src} VALUES ('a', 1), ('A', 2);
+         CREATE TABLE {sink} (k varchar(50) PRIMARY KEY, v bigint) COLLATE utf8mb4_general_ci;"
+    ))
+    .await
+    .unwrap();
+    let cfg = write_config(&format!(
+        r#"
+datastores:
+  - {MY}
+pipelines:
+  - name: bin
+    source:
+      datastore: my
+      table: {src}
+      fields:
+        - {{column: k, dtype: str}}
+        - {{column: v, dtype: int}}
+    sink:
+      datastore: my
+      table: {sink}
+      unique_key: [k]
+"#
+    ));
+    let o = synctool(&cfg, &["apply"]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("key column `k` has the collation utf8mb4_general_ci, which ignores case or accents, and the source's key column `k` on datastore `my` has utf8mb4_bin, which tells them apart")
+            && err.contains(&sink),
+        "{err}"
+    );
+    let count: Option<i64> = m
+        .query_first(format!("SELECT count(*) FROM {sink}"))
+        .await
+        .unwrap();
+    assert_eq!(count, Some(0), "nothing is written");
+    // The sink key with the source's collation is fine.
+    m.query_drop(format!(
+        "ALTER TABLE {sink} MODIFY k varchar(50) COLLATE utf8mb4_bin"
+    ))
+    .await
+    .unwrap();
+    let r = json_run(&cfg, &["apply"], 0);
+    assert_eq!(n(&r, "rows_written"), 2, "{r}");
+    drop_my(&[&src, &sink]).await;
+}
+
+/// MariaDB matches column names ignoring case: an existing sink table's `ID` and `Name`
+/// are the fields' `id` and `name`.
+#[tokio::test(flavor = "multi_thread")]
+async fn mariadb_sink_columns_match_whatever_the_case_of_their_names() {
+    let c = pg().await;
+    let mut m = my().await;
+    let (src, sink) = (unique("case_src"), unique("case_sink"));
+    make_source(&c, &src).await;
+    m.query_drop(format!(
+        "CREATE TABLE {sink} (ID bigint PRIMARY KEY, Name varchar(50) NOT NULL, AMOUNT decimal(12,2), Updated_At datetime(6))"
+    ))
+    .await
+    .unwrap();
+    let cfg = write_config(&pipeline_yaml(
+        "case",
+        &src,
+        "my",
+        &sink,
+        "{strategy: upsert}",
+        "",
+    ));
+    for _ in 0..2 {
+        let r = json_run(&cfg, &["apply"], 0);
+        assert_eq!(n(&r, "rows_written"), 3000, "{r}");
+    }
+    let rows = my_pairs(&format!("SELECT ID, Name FROM {sink} WHERE ID = 7")).await;
+    assert_eq!(rows, vec![(7, "name 7".to_string())]);
+    drop_my(&[&sink]).await;
+    drop_pg(&c, &[&src]).await;
+}
+
+/// `validate` refuses MySQL sink fields whose names differ only in case, which CREATE
+/// TABLE would refuse, naming the second field (exit 2, no connection).
+#[test]
+fn validate_refuses_mysql_sink_fields_differing_only_in_case() {
+    let cfg = write_config(&format!(
+        r#"
+datastores:
+  - {MY}
+pipelines:
+  - name: dup
+    source:
+      datastore: my
+      table: t
+      fields:
+        - {{column: id, dtype: int}}
+        - {{column: name, dtype: str}}
+    sink:
+      datastore: my
+      table: s
+      unique_key: [id]
+      fields:
+        - {{column: id, source_column: id}}
+        - {{column: ID, source_column: name}}
+"#
+    ));
+    let o = synctool(&cfg, &["validate"]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains("sink fields `id` and `ID` name one column: MySQL column names ignore case")
+            && err.contains("pipelines[0].sink.fields[1].column"),
+        "{err}"
+    );
+}
+
+/// A MariaDB sink table on a non-transactional engine (MyISAM) loses the one transaction
+/// per batch: the run warns, naming the table and the engine.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_non_transactional_mariadb_sink_table_is_warned_about() {
+    let c = pg().await;
+    let mut m = my().await;
+    let (src, sink) = (unique("myi_src"), unique("myi_sink"));
+    make_source(&c, &src).await;
+    m.query_drop(format!(
+        "CREATE TABLE {sink} (id bigint PRIMARY KEY, name varchar(50), amount decimal(12,2), updated_at datetime(6)) ENGINE=MyISAM"
+    ))
+    .await
+    .unwrap();
+    let cfg = write_config(&pipeline_yaml(
+        "myi",
+        &src,
+        "my",
+        &sink,
+        "{strategy: upsert}",
+        "",
+    ));
+    let o = synctool(&cfg, &["apply"]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(0), "{err}");
+    assert!(
+        err.contains(&format!("the sink table {sink} on datastore `my` uses the storage engine MyISAM, which is not transactional: a batch is no longer written all or nothing")),
+        "{err}"
+    );
+    // InnoDB says nothing.
+    m.query_drop(format!("ALTER TABLE {sink} ENGINE=InnoDB"))
+        .await
+        .unwrap();
+    let o = synctool(&cfg, &["apply"]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(0), "{err}");
+    assert!(!err.contains("not transactional"), "{err}");
+    drop_my(&[&sink]).await;
+    drop_pg(&c, &[&src]).await;
 }

@@ -2572,6 +2572,33 @@ async fn http_lookups_wait_as_long_as_retry_after_asks() {
     assert!(msg.contains("(after 1 attempt)"), "{msg}");
 }
 
+/// A 429 without `Retry-After` is retried after 1 s, then 2 s (rate limits count per
+/// second or longer), not after the 100 ms backoff of other failures.
+#[tokio::test]
+async fn http_lookups_throttled_without_retry_after_wait_seconds() {
+    let server = TestServer::start(|seen, n| {
+        if seen.uri.starts_with("/api/zip/busy") && n < 2 {
+            Reply::status(429)
+        } else {
+            Reply::ok(city_of(&seen.uri))
+        }
+    })
+    .await;
+    let (p, cfg) = compile(&http_config(
+        &server.base,
+        "    retries: 3",
+        "        on_error: fail",
+    ));
+    let e = Enricher::connect(&p, &cfg).await.unwrap();
+    let mut rows = zip_rows(&["busy"]);
+    e.run(&mut rows).await.unwrap();
+    assert_eq!(rows[0]["city"], j("city-busy"));
+    let t = arrivals(&server, "/api/zip/busy?country=de+%26+at");
+    assert_eq!(t.len(), 3, "{t:?}");
+    assert!(t[1] >= Duration::from_secs(1), "{t:?}");
+    assert!(t[2] - t[1] >= Duration::from_secs(2), "{t:?}");
+}
+
 /// A webhook receiver's `Retry-After` is waited for too, with the same idempotency key.
 #[tokio::test]
 async fn webhook_posts_wait_as_long_as_retry_after_asks() {

@@ -21,3 +21,4 @@ mod statements;
 mod support;
 mod timestamp_edges;
 mod tls;
+mod value_edges;

@@ -135,7 +135,17 @@ fn my_err(ctx: &ErrCtx, step: &str, e: &mysql_async::Error) -> RuntimeError {
 
 fn my_msg(e: &mysql_async::Error) -> String {
     match e {
+        // 1153 ER_NET_PACKET_TOO_LARGE: the server closes the connection.
+        mysql_async::Error::Server(s) if s.code == 1153 => format!(
+            "ERROR {} ({}): {}: a statement of these rows does not fit the server's `max_allowed_packet`; raise it on the server",
+            s.code, s.state, s.message
+        ),
         mysql_async::Error::Server(s) => format!("ERROR {} ({}): {}", s.code, s.state, s.message),
+        // The driver refuses to send or receive a packet larger than the server's
+        // `max_allowed_packet`, and closes the connection.
+        other if other.to_string().ends_with("packet too large") => {
+            "a row does not fit in one packet of the server's `max_allowed_packet` (the connection was closed): raise `max_allowed_packet` on the server, or leave the widest columns out of the pipeline".to_string()
+        }
         // The driver wraps I/O errors twice, each time with the same prefix.
         other => other
             .to_string()
@@ -155,7 +165,8 @@ impl MyConn {
             .pass(s.password.as_ref().map(|p| p.expose().to_string()))
             .db_name(s.database.clone())
             .prefer_socket(false)
-            .stmt_cache_size(64);
+            .stmt_cache_size(64)
+            .max_allowed_packet(Some(1 << 30));
         let fail = |e: Option<mysql_async::Error>| match e {
             Some(e) => ctx.connect(my_msg(&e)),
             None => ctx.connect(format!(
@@ -328,6 +339,16 @@ impl MyConn {
         }
         if io_error {
             self.broken = true;
+        } else if outcome.is_ok() && self.conn.get_warnings() > 0 {
+            // MySQL turns what a read cannot compute into NULL with a warning; the one a
+            // sync meets is a text longer than `max_allowed_packet` given to a function
+            // (1301): its row hash is NULL, and the row reads as changed on every run.
+            tracing::warn!(
+                store = %self.ctx.store,
+                step = stmt.step,
+                warnings = self.conn.get_warnings(),
+                "MySQL reported warnings for a read: a value longer than the server's max_allowed_packet makes the functions computing hashes and text return NULL, and such a row reads as changed on every run; raise max_allowed_packet on the server"
+            );
         }
         outcome
     }
@@ -408,11 +429,11 @@ impl MyConn {
                 if buf.len() >= INFILE_CHUNK {
                     let chunk =
                         std::mem::replace(&mut buf, Vec::with_capacity(INFILE_CHUNK + 4096));
-                    tx.send(Ok(chunk.into())).await.map_err(|_| cut_short())?;
+                    send_pieces(&tx, chunk).await.map_err(|_| cut_short())?;
                 }
             }
             if !buf.is_empty() {
-                tx.send(Ok(buf.into())).await.map_err(|_| cut_short())?;
+                send_pieces(&tx, buf).await.map_err(|_| cut_short())?;
             }
             Ok(())
         };
@@ -509,6 +530,22 @@ impl MyConn {
 
 /// Bytes of infile data per chunk handed to the driver.
 const INFILE_CHUNK: usize = 64 * 1024;
+
+/// Hands `chunk` to the driver in pieces of at most [`INFILE_CHUNK`] bytes. The driver
+/// sends each piece as one packet and refuses a packet larger than the server's
+/// `max_allowed_packet`, so a row wider than that (one long text) is cut across pieces:
+/// the server reads the file as a stream and does not care where packets end.
+async fn send_pieces(
+    tx: &mpsc::Sender<std::io::Result<bytes::Bytes>>,
+    chunk: Vec<u8>,
+) -> Result<(), ()> {
+    let mut rest = bytes::Bytes::from(chunk);
+    while !rest.is_empty() {
+        let piece = rest.split_to(rest.len().min(INFILE_CHUNK));
+        tx.send(Ok(piece)).await.map_err(|_| ())?;
+    }
+    Ok(())
+}
 
 /// Encoded chunks that may wait for the driver: how far encoding runs ahead of the load.
 const INFILE_AHEAD: usize = 4;
@@ -634,7 +671,8 @@ fn decode_row(
     out: &[Dtype],
 ) -> Result<Row, RuntimeError> {
     let types: Vec<ColumnType> = row.columns_ref().iter().map(|c| c.column_type()).collect();
-    let cell = |i: usize, v: MyValue| from_mysql(v, types[i]).and_then(|n| coerce(n, out[i]));
+    let cell =
+        |i: usize, v: MyValue| from_mysql(v, types[i], out[i]).and_then(|n| coerce(n, out[i]));
     let mut values = row.unwrap().into_iter().enumerate();
     let mut row = Vec::with_capacity(out.len());
     while let Some((i, v)) = values.next() {
@@ -654,8 +692,9 @@ fn decode_row(
     Ok(row)
 }
 
-/// A binary-protocol (or text-protocol) value as its natural runtime value.
-fn from_mysql(v: MyValue, ct: ColumnType) -> Result<Value, String> {
+/// A binary-protocol (or text-protocol) value as its natural runtime value; a decimal read
+/// as `str` (one wider than the 38 digits a `decimal` field keeps) stays the server's text.
+fn from_mysql(v: MyValue, ct: ColumnType, out: Dtype) -> Result<Value, String> {
     Ok(match v {
         MyValue::NULL => Value::Null,
         MyValue::Int(i) => Value::Int(i),
@@ -672,7 +711,9 @@ fn from_mysql(v: MyValue, ct: ColumnType) -> Result<Value, String> {
             let s = String::from_utf8(b)
                 .map_err(|_| "the column's bytes are not UTF-8 text".to_string())?;
             match ct {
-                ColumnType::MYSQL_TYPE_DECIMAL | ColumnType::MYSQL_TYPE_NEWDECIMAL => {
+                ColumnType::MYSQL_TYPE_DECIMAL | ColumnType::MYSQL_TYPE_NEWDECIMAL
+                    if out != Dtype::Str =>
+                {
                     Value::Decimal(
                         crate::expr::value::Decimal::parse(&s).ok_or("invalid DECIMAL text")?,
                     )
@@ -751,7 +792,12 @@ mod tests {
         assert!(infile_field(&mut buf, &Value::Float(f64::NAN), Dtype::Float).is_err());
         // A FLOAT column's value is read exactly, not through its shortest text.
         assert_eq!(
-            from_mysql(MyValue::Float(50_137_512.0), ColumnType::MYSQL_TYPE_FLOAT).unwrap(),
+            from_mysql(
+                MyValue::Float(50_137_512.0),
+                ColumnType::MYSQL_TYPE_FLOAT,
+                Dtype::Float
+            )
+            .unwrap(),
             Value::Float(50_137_512.0)
         );
     }

@@ -463,9 +463,15 @@ impl PgConn {
     ) -> Result<Row, RuntimeError> {
         let cell = |i: usize| -> Result<Value, String> {
             // The cause alone: the driver's own text counts columns from 0.
-            let cell: PgCell = r.try_get(i).map_err(|e| {
+            let source = |e: tokio_postgres::Error| {
                 std::error::Error::source(&e).map_or_else(|| pg_msg(&e), |c| c.to_string())
-            })?;
+            };
+            if out[i] == Dtype::Str && *r.columns()[i].type_() == Type::NUMERIC {
+                // Read as `str`: the server's text, however many digits.
+                let cell: Option<NumericText> = r.try_get(i).map_err(source)?;
+                return Ok(cell.map_or(Value::Null, |t| Value::Str(t.0)));
+            }
+            let cell: PgCell = r.try_get(i).map_err(source)?;
             coerce(cell.0, out[i])
         };
         (0..out.len())
@@ -833,6 +839,69 @@ fn decode_numeric(raw: &[u8]) -> Result<Decimal, BoxError> {
         m = -m;
     }
     Decimal::new(m, dscale as u32).ok_or_else(overflow)
+}
+
+/// A NUMERIC result cell as PostgreSQL prints it (every digit, at its display scale): a
+/// number wider than a `decimal` field keeps, read as `str`.
+struct NumericText(String);
+
+impl<'a> FromSql<'a> for NumericText {
+    fn from_sql(_ty: &Type, raw: &'a [u8]) -> Result<Self, BoxError> {
+        numeric_text(raw).map(NumericText)
+    }
+
+    fn accepts(ty: &Type) -> bool {
+        *ty == Type::NUMERIC
+    }
+}
+
+/// PostgreSQL's text of a binary NUMERIC: base-10000 digit groups from `weight` down,
+/// `dscale` digits after the point, `NaN` and the infinities spelt as the server does.
+fn numeric_text(raw: &[u8]) -> Result<String, BoxError> {
+    let rd = |i: usize| -> Result<u16, BoxError> {
+        raw.get(i..i + 2)
+            .map(|b| u16::from_be_bytes([b[0], b[1]]))
+            .ok_or_else(|| "truncated numeric".into())
+    };
+    let ndigits = rd(0)? as usize;
+    let weight = i64::from(rd(2)? as i16);
+    let sign = rd(4)?;
+    let dscale = rd(6)? as usize;
+    match sign {
+        0x0000 | 0x4000 => {}
+        0xC000 => return Ok("NaN".into()),
+        0xD000 => return Ok("Infinity".into()),
+        0xF000 => return Ok("-Infinity".into()),
+        _ => return Err("unknown numeric sign".into()),
+    }
+    let digits = (0..ndigits)
+        .map(|i| rd(8 + 2 * i))
+        .collect::<Result<Vec<u16>, _>>()?;
+    let group = |index: i64| -> u16 {
+        usize::try_from(index)
+            .ok()
+            .and_then(|i| digits.get(i).copied())
+            .unwrap_or(0)
+    };
+    let mut int = String::new();
+    for e in (0..=weight).rev() {
+        int.push_str(&format!("{:04}", group(weight - e)));
+    }
+    let int = int.trim_start_matches('0');
+    let mut text = String::new();
+    if sign == 0x4000 && digits.iter().any(|&d| d != 0) {
+        text.push('-');
+    }
+    text.push_str(if int.is_empty() { "0" } else { int });
+    if dscale > 0 {
+        let mut frac = String::new();
+        for e in 1..=dscale.div_ceil(4) as i64 {
+            frac.push_str(&format!("{:04}", group(weight + e)));
+        }
+        text.push('.');
+        text.push_str(&frac[..dscale]);
+    }
+    Ok(text)
 }
 
 /// A result cell decoded from binary by its PostgreSQL type.

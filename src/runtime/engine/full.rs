@@ -32,6 +32,18 @@ const STREAM_IDLE: std::time::Duration = std::time::Duration::from_secs(2);
 /// Batches in flight between the source reader and the sink writer.
 const CHANNEL_BATCHES: usize = 1;
 
+/// A text key column of a MySQL source and its collation (see
+/// [`Ctx::source_key_collations`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SourceKeyCollation {
+    /// The sink key column.
+    pub sink: String,
+    /// The source column it copies.
+    pub source: String,
+    /// The source column's collation; `None` for a binary column.
+    pub collation: Option<String>,
+}
+
 /// Everything a run needs besides connections.
 pub struct Ctx<'a> {
     /// The pipeline.
@@ -51,6 +63,8 @@ pub struct Ctx<'a> {
     /// Whether the source table's engine was found fit (`source.engine`): asked once per
     /// run, not per connection.
     engine_checked: std::sync::atomic::AtomicBool,
+    /// The source table's columns and collations (`source.collations`), read once.
+    collations: std::sync::Mutex<Option<Vec<Row>>>,
 }
 
 impl<'a> Ctx<'a> {
@@ -76,6 +90,7 @@ impl<'a> Ctx<'a> {
             binds: base_binds(p)?,
             on_error: SharedTally::default(),
             engine_checked: std::sync::atomic::AtomicBool::new(false),
+            collations: std::sync::Mutex::new(None),
         })
     }
 
@@ -99,7 +114,47 @@ impl<'a> Ctx<'a> {
             }
             self.engine_checked.store(true, Ordering::Relaxed);
         }
+        if let Some(step) = self.steps.get("source.collations") {
+            let read = self
+                .collations
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .is_some();
+            if !read {
+                let vals = step.values(&self.binds, &[])?;
+                let rows =
+                    catalog_query(&mut conn, step, &vals, &[Dtype::Str, Dtype::Str], false).await?;
+                *self.collations.lock().unwrap_or_else(|p| p.into_inner()) = Some(rows);
+            }
+        }
         Ok(conn)
+    }
+
+    /// MySQL to MySQL: each text key column the source copies from its main table, as
+    /// (sink column, source column, the source column's collation; `None` for a binary
+    /// column), once [`Ctx::source`] read them (`source.collations`).
+    pub fn source_key_collations(&self) -> Vec<SourceKeyCollation> {
+        let guard = self.collations.lock().unwrap_or_else(|p| p.into_inner());
+        let Some(rows) = guard.as_ref() else {
+            return Vec::new();
+        };
+        crate::sql::text_key_columns(self.p)
+            .into_iter()
+            .filter_map(|(sink, source)| {
+                let row = rows.iter().find(
+                    |r| matches!(r.first(), Some(Value::Str(n)) if n.eq_ignore_ascii_case(&source)),
+                )?;
+                let collation = match row.get(1) {
+                    Some(Value::Str(c)) => Some(c.clone()),
+                    _ => None,
+                };
+                Some(SourceKeyCollation {
+                    sink,
+                    source,
+                    collation,
+                })
+            })
+            .collect()
     }
 
     /// The pipeline's enrichment stores, connected; none for a plan, which writes nothing
@@ -168,6 +223,7 @@ pub async fn run(ctx: &Ctx<'_>, report: &mut PipelineReport) -> Result<(), Runti
     let p = ctx.p;
     let mut src = ctx.source().await?;
     let mut sink = SinkIo::open(p, ctx.cfg, &ctx.steps, &ctx.binds).await?;
+    sink.source_keys = ctx.source_key_collations();
     let exists = sink.prepare(!ctx.opts.dry_run).await?;
     // A table this run created holds no row the source lacks: nothing to delete.
     let extract = Extract {
@@ -194,6 +250,7 @@ pub async fn run_incremental(
     let p = ctx.p;
     let mut src = ctx.source().await?;
     let mut sink = SinkIo::open(p, ctx.cfg, &ctx.steps, &ctx.binds).await?;
+    sink.source_keys = ctx.source_key_collations();
     let exists = sink.prepare(!ctx.opts.dry_run).await?;
     let wm_id = format!("recon.{}.sink.watermark", r.name);
     let watermark = if exists {

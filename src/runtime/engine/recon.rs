@@ -239,6 +239,7 @@ pub async fn run(
     let dry = ctx.opts.dry_run;
     let mut src = ctx.source().await?;
     let mut sink = SinkIo::open(p, ctx.cfg, &ctx.steps, &ctx.binds).await?;
+    sink.source_keys = ctx.source_key_collations();
     let exists = sink.prepare(!dry).await?;
     // A range from start/end is honoured on a new table too: compared against a table that
     // holds nothing (its queries are not sent while it is missing), every block of the

@@ -27,6 +27,48 @@ const MAX_REMEMBERED_KEYS: usize = 1_000_000;
 
 /// Most bound values one MySQL statement may carry.
 const MYSQL_MAX_PARAMS: usize = 65_535;
+/// About how many bytes of values one MySQL multi-row INSERT carries, well under the
+/// smallest default `max_allowed_packet` (MariaDB's 16 MiB), which a statement must fit.
+const MYSQL_INSERT_BYTES: usize = 4 << 20;
+
+/// Splits `rows` for MySQL's multi-row INSERTs: each chunk has at most
+/// [`MYSQL_MAX_PARAMS`] values and about `budget` bytes of them (a row wider than that
+/// goes alone), so that a statement of wide rows stays within `max_allowed_packet`.
+fn insert_chunks(rows: &[Row], ncols: usize, budget: usize) -> Vec<&[Row]> {
+    let per = (MYSQL_MAX_PARAMS / ncols.max(1)).max(1);
+    let mut chunks = Vec::new();
+    let (mut start, mut bytes) = (0, 0);
+    for (i, row) in rows.iter().enumerate() {
+        let size: usize = row.iter().map(value_bytes).sum();
+        if i > start && (i - start == per || bytes + size > budget) {
+            chunks.push(&rows[start..i]);
+            (start, bytes) = (i, 0);
+        }
+        bytes += size;
+    }
+    if start < rows.len() {
+        chunks.push(&rows[start..]);
+    }
+    chunks
+}
+
+/// About how many bytes a value takes in a MySQL statement's binary parameters.
+fn value_bytes(v: &crate::expr::Value) -> usize {
+    use crate::expr::Value as V;
+    match v {
+        V::Str(s) | V::Uuid(s) => s.len() + 9,
+        V::Json(j) => j.to_string().len() + 9,
+        V::List(l) => l.iter().map(value_bytes).sum::<usize>() + 9,
+        V::Map(m) => {
+            m.iter()
+                .map(|(k, v)| k.len() + value_bytes(v))
+                .sum::<usize>()
+                + 9
+        }
+        _ => 16,
+    }
+}
+
 /// How often a sink transaction the database aborted as conflicting with another one
 /// ([`RuntimeError::Conflict`]: a deadlock, a serialization failure, a lock wait timeout)
 /// is run again before the run fails.
@@ -88,6 +130,9 @@ pub struct SinkIo<'a> {
     /// [`SinkIo::prepare`] found the table missing and is to create it, which
     /// [`SinkIo::ensure_table`] does before the first write.
     pending_create: bool,
+    /// MySQL to MySQL: the source's text key columns and their collations, checked
+    /// against the sink key columns' by [`SinkIo::prepare`].
+    pub source_keys: Vec<super::full::SourceKeyCollation>,
 }
 
 /// Connection settings of the SQL datastore `name`.
@@ -165,6 +210,7 @@ impl<'a> SinkIo<'a> {
             key_natives: Vec::new(),
             stream: false,
             pending_create: false,
+            source_keys: Vec::new(),
         })
     }
 
@@ -198,14 +244,16 @@ impl<'a> SinkIo<'a> {
         let Some(dialect) = self.dialect() else {
             return Ok(true);
         };
-        let table = self.read_table().await?;
+        let mut table = self.read_table().await?;
         let exists = table.exists();
         if exists {
+            table.source_keys = self.source_keys.clone();
             table.check(self.p, dialect == DialectKind::Clickhouse)?;
             for w in table
                 .lossy(dialect, self.p)
                 .into_iter()
                 .chain(table.key_collation_warnings(self.p))
+                .chain(table.storage_engine_warning(self.p))
             {
                 tracing::warn!("{w}");
             }
@@ -293,18 +341,14 @@ impl<'a> SinkIo<'a> {
             return false;
         };
         self.table
-            .columns
-            .iter()
-            .any(|c| c.name == name && keeps_less(dialect, &c.native, dtype).is_some())
+            .column(name)
+            .is_some_and(|c| keeps_less(dialect, &c.native, dtype).is_some())
     }
 
     /// Whether the sink table's column `name` is declared NOT NULL (known after
     /// [`SinkIo::prepare`]).
     pub fn never_null(&self, name: &str) -> bool {
-        self.table
-            .columns
-            .iter()
-            .any(|c| c.name == name && !c.nullable)
+        self.table.column(name).is_some_and(|c| !c.nullable)
     }
 
     /// Lists the sink table's columns (`sink.columns`); none when it does not exist.
@@ -339,10 +383,18 @@ impl<'a> SinkIo<'a> {
             table.set_enum_labels(&rows);
         }
         if let (true, Some(_)) = (table.exists(), steps.get("sink.unique_indexes")) {
-            let rows = self
-                .query_catalog("sink.unique_indexes", &[Dtype::Str, Dtype::Str])
-                .await?;
+            let out: &[Dtype] = match dialect {
+                DialectKind::Mysql => &[Dtype::Str, Dtype::Str, Dtype::Int],
+                _ => &[Dtype::Str, Dtype::Str, Dtype::Bool, Dtype::Bool],
+            };
+            let rows = self.query_catalog("sink.unique_indexes", out).await?;
             table.set_unique_indexes(&rows);
+        }
+        if let (true, Some(_)) = (table.exists(), steps.get("sink.storage_engine")) {
+            let rows = self
+                .query_catalog("sink.storage_engine", &[Dtype::Str])
+                .await?;
+            table.set_storage_engine(&rows);
         }
         if let (true, Some(_)) = (table.exists(), steps.get("sink.engine")) {
             let rows = self
@@ -400,7 +452,7 @@ impl<'a> SinkIo<'a> {
     }
 
     /// Runs the catalog query of step `id` (`sink.columns`, `sink.enum_labels`,
-    /// `sink.unique_indexes`, `sink.engine`, `sink.mutations`). On ClickHouse, again after a
+    /// `sink.unique_indexes`, `sink.storage_engine`, `sink.engine`, `sink.mutations`). On ClickHouse, again after a
     /// pause when 18.16 reports a table that was dropped while it listed them (`Code: 60`,
     /// naming another table): its system-table listing races with concurrent DROPs.
     async fn query_catalog(&mut self, id: &str, out: &[Dtype]) -> Result<Vec<Row>, RuntimeError> {
@@ -481,8 +533,7 @@ impl<'a> SinkIo<'a> {
             }
             return Ok(());
         }
-        let per = (MYSQL_MAX_PARAMS / types.len().max(1)).max(1);
-        for chunk in rows.chunks(per) {
+        for chunk in insert_chunks(rows, types.len(), MYSQL_INSERT_BYTES) {
             let n = chunk.len();
             let step = match self.inserts.entry((what, n)) {
                 std::collections::hash_map::Entry::Occupied(e) => e.get().clone(),
@@ -576,6 +627,10 @@ impl<'a> SinkIo<'a> {
         if self.direct && delete_keys.is_empty() && stage_keys.is_empty() {
             match self.write_retrying(Scope::Direct, rows, &[], &[]).await {
                 Ok(w) => return Ok(w),
+                // The connection died with the batch (an I/O error, a packet over the
+                // server's limit): no later statement can run on it, and its error is
+                // the one to report.
+                Err(e) if !self.sql()?.is_reusable() => return Err(e),
                 Err(e) => {
                     // A duplicate key across batches (or any other failure) rolled the
                     // batch back: merge it, and every later batch, through staging.
@@ -830,5 +885,32 @@ pub async fn catalog_query(
             }
             r => return r,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::expr::Value;
+
+    fn sizes(chunks: &[&[Row]]) -> Vec<usize> {
+        chunks.iter().map(|c| c.len()).collect()
+    }
+
+    #[test]
+    fn mysql_inserts_are_cut_by_placeholders_and_by_bytes() {
+        let narrow: Vec<Row> = (0..70_000).map(|i| vec![Value::Int(i)]).collect();
+        assert_eq!(sizes(&insert_chunks(&narrow, 1, 1 << 30)), [65_535, 4_465]);
+        assert_eq!(
+            sizes(&insert_chunks(&narrow, 2, 1 << 30)),
+            [32_767, 32_767, 4_466]
+        );
+        // Rows of 1 MB: four per 4 MiB statement; a row wider than the budget goes alone.
+        let wide: Vec<Row> = (0..10)
+            .map(|_| vec![Value::Str("x".repeat(1 << 20))])
+            .collect();
+        assert_eq!(sizes(&insert_chunks(&wide, 1, 4 << 20)), [3, 3, 3, 1]);
+        assert_eq!(sizes(&insert_chunks(&wide, 1, 1000)), [1; 10]);
+        assert!(insert_chunks(&[], 3, 1000).is_empty());
     }
 }

@@ -89,21 +89,86 @@ pub struct SinkTable {
     /// ClickHouse: the table engine (`sink.engine`), checked against the merge strategy,
     /// its sign or version column and the unique_key.
     pub engine: Option<ChEngine>,
-    /// PostgreSQL and MySQL upserts: the columns of each unique index
-    /// (`sink.unique_indexes`), one of which must be exactly the `unique_key`.
-    pub unique_indexes: Option<Vec<Vec<String>>>,
+    /// PostgreSQL and MySQL upserts and collapses: the unique indexes
+    /// (`sink.unique_indexes`), one of which an upsert needs on exactly the `unique_key`.
+    pub unique_indexes: Option<Vec<UniqueIndex>>,
+    /// MySQL: the table's storage engine (`sink.storage_engine`).
+    pub storage_engine: Option<String>,
+    /// MySQL: column names match ignoring case, as the server matches them.
+    pub fold_names: bool,
+    /// MySQL to MySQL: the source's text key columns and their collations
+    /// (`source.collations`).
+    pub source_keys: Vec<super::full::SourceKeyCollation>,
+}
+
+/// A unique index (or primary key, or unique constraint) of the sink table.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct UniqueIndex {
+    /// The index's name (`PRIMARY` for a MySQL primary key).
+    pub name: String,
+    /// Its columns, each with its prefix length when only a prefix is indexed (MySQL
+    /// `name(10)`).
+    pub columns: Vec<(String, Option<i64>)>,
+    /// PostgreSQL: the index has a WHERE clause.
+    pub partial: bool,
+    /// PostgreSQL: a deferrable constraint's index, which checks at commit.
+    pub deferrable: bool,
+}
+
+impl UniqueIndex {
+    fn shown(&self) -> String {
+        let cols: Vec<String> = self
+            .columns
+            .iter()
+            .map(|(c, p)| match p {
+                Some(n) => format!("{c}({n})"),
+                None => c.clone(),
+            })
+            .collect();
+        format!("`{}` on ({})", self.name, cols.join(", "))
+    }
 }
 
 impl SinkTable {
-    /// Takes the rows of `sink.unique_indexes` (index, column).
+    /// Takes the rows of `sink.unique_indexes`: MySQL (index, column, prefix length),
+    /// PostgreSQL (index, column, partial, deferrable).
     pub fn set_unique_indexes(&mut self, rows: &[Row]) {
-        let mut by_index: std::collections::BTreeMap<String, Vec<String>> = Default::default();
+        let mut by_index: std::collections::BTreeMap<String, UniqueIndex> = Default::default();
         for r in rows {
-            if let (Some(Value::Str(i)), Some(Value::Str(c))) = (r.first(), r.get(1)) {
-                by_index.entry(i.clone()).or_default().push(c.clone());
+            // A MySQL 8 functional key part lists no column: it holds no key column whole.
+            let column = match r.get(1) {
+                Some(Value::Str(c)) => Some(c.clone()),
+                Some(Value::Null) => Some("(an expression)".to_string()),
+                _ => None,
+            };
+            if let (Some(Value::Str(i)), Some(c)) = (r.first(), column) {
+                let ix = by_index.entry(i.clone()).or_insert_with(|| UniqueIndex {
+                    name: i.clone(),
+                    ..Default::default()
+                });
+                let prefix = match r.get(2) {
+                    Some(Value::Int(n)) => Some(*n),
+                    _ => None,
+                };
+                ix.columns.push((c, prefix));
+                ix.partial |= matches!(r.get(2), Some(Value::Bool(true)));
+                ix.deferrable |= matches!(r.get(3), Some(Value::Bool(true)));
             }
         }
         self.unique_indexes = Some(by_index.into_values().collect());
+    }
+
+    /// Takes the row of `sink.storage_engine` (engine).
+    pub fn set_storage_engine(&mut self, rows: &[Row]) {
+        self.storage_engine = rows.first().and_then(|r| match r.first() {
+            Some(Value::Str(e)) => Some(e.clone()),
+            _ => None,
+        });
+    }
+
+    /// Whether `a` and `b` name the same column of this table.
+    fn same(&self, a: &str, b: &str) -> bool {
+        a == b || self.fold_names && a.eq_ignore_ascii_case(b)
     }
 
     /// Takes the rows of `sink.enum_labels` (column, label, type): a PostgreSQL enum column
@@ -198,8 +263,8 @@ impl SinkTable {
             .collect();
         SinkTable {
             columns,
-            engine: None,
-            unique_indexes: None,
+            fold_names: dialect == DialectKind::Mysql,
+            ..Default::default()
         }
     }
 
@@ -208,8 +273,12 @@ impl SinkTable {
         !self.columns.is_empty()
     }
 
-    fn column(&self, name: &str) -> Option<&TableColumn> {
-        self.columns.iter().find(|c| c.name == name)
+    /// The column `name` (on MySQL, whatever the case of its letters).
+    pub fn column(&self, name: &str) -> Option<&TableColumn> {
+        self.columns
+            .iter()
+            .find(|c| c.name == name)
+            .or_else(|| self.columns.iter().find(|c| self.same(&c.name, name)))
     }
 
     /// The native types of `p`'s load columns, in load order (empty names when a column
@@ -272,10 +341,31 @@ impl SinkTable {
         if let Some(m) = self.upsert_key_misfit(p) {
             problems.push(m);
         }
+        problems.extend(self.upsert_other_index_misfits(p));
+        problems.extend(self.collapse_misfits(p));
         // Distinct keys of a case-sensitive source would be one row of the sink; a MySQL
-        // source's keys are as distinct as its own collation makes them (warned about in
-        // `key_collation_warnings`).
-        if p.source.store.kind.dialect() != Some(DialectKind::Mysql) {
+        // source's keys are as distinct as its own collation makes them: refused when
+        // `source.collations` found it telling case or accents apart, else warned about
+        // in `key_collation_warnings`.
+        if p.source.store.kind.dialect() == Some(DialectKind::Mysql) {
+            for (k, c) in self.folded_keys(p) {
+                let Some(s) = self.source_keys.iter().find(|s| self.same(&s.sink, &k)) else {
+                    continue;
+                };
+                if s.collation.as_deref().is_some_and(folds_case_or_accents) {
+                    continue;
+                }
+                let theirs = s.collation.as_deref().unwrap_or("binary");
+                let fix = match s.collation.as_deref() {
+                    Some(sc) => format!("COLLATE {sc}"),
+                    None => "COLLATE utf8mb4_bin".to_string(),
+                };
+                problems.push(format!(
+                    "key column `{k}` has the collation {c}, which ignores case or accents, and the source's key column `{}` on datastore `{}` has {theirs}, which tells them apart: distinct source keys (`a`, `A`, `á`) would be one sink row, mixing one key with another's values, and reconciliation would see drift on every run; give the sink column the source's collation (ALTER TABLE … MODIFY `{k}` … {fix})",
+                    s.source, p.source.store.name
+                ));
+            }
+        } else {
             problems.extend(self.folded_keys(p).into_iter().map(|(k, c)| {
                 format!(
                     "key column `{k}` has the collation {c}, under which keys that differ only in case or accents (`a`, `A`, `á`) are one row; give it a binary collation (ALTER TABLE … MODIFY `{k}` … COLLATE utf8mb4_bin)"
@@ -283,7 +373,7 @@ impl SinkTable {
             }));
         }
         for t in &self.columns {
-            if !t.nullable && !t.defaulted && !expected.iter().any(|e| e.0 == t.name) {
+            if !t.nullable && !t.defaulted && !expected.iter().any(|e| self.same(&e.0, &t.name)) {
                 problems.push(format!(
                     "column `{}` ({}) is NOT NULL but the pipeline does not write it",
                     t.name, t.native
@@ -305,32 +395,152 @@ impl SinkTable {
     /// Why an upsert cannot merge into this table by `unique_key`, if it cannot: it needs a
     /// primary key or unique index on exactly those columns (PostgreSQL's `ON CONFLICT`
     /// refuses to run without one; MySQL's `ON DUPLICATE KEY` would insert every row again
-    /// on every run).
+    /// on every run), whole columns, neither partial nor deferrable.
     fn upsert_key_misfit(&self, p: &Pipeline) -> Option<String> {
-        let indexes = self.unique_indexes.as_ref()?;
-        let mut key: Vec<&str> = p.sink.unique_key.iter().map(String::as_str).collect();
-        key.sort_unstable();
-        let fits = indexes.iter().any(|cols| {
-            let mut cols: Vec<&str> = cols.iter().map(String::as_str).collect();
-            cols.sort_unstable();
-            cols == key
-        });
-        if fits {
+        if p.sink.merge.kind != MergeKind::Upsert {
             return None;
+        }
+        let indexes = self.unique_indexes.as_ref()?;
+        let key = p.sink.unique_key.join(", ");
+        let on_key = |ix: &&UniqueIndex| {
+            ix.columns.len() == p.sink.unique_key.len()
+                && p.sink
+                    .unique_key
+                    .iter()
+                    .all(|k| ix.columns.iter().any(|(c, _)| self.same(c, k)))
+        };
+        let usable = |ix: &&UniqueIndex| {
+            !ix.partial && !ix.deferrable && ix.columns.iter().all(|c| c.1.is_none())
+        };
+        if indexes.iter().filter(on_key).any(|ix| usable(&ix)) {
+            return None;
+        }
+        let add = format!(
+            "add a primary key or unique index on exactly ({key}) (ALTER TABLE … ADD PRIMARY KEY ({key})), or use delete_insert"
+        );
+        if let Some(ix) = indexes.iter().find(|ix| on_key(ix) && ix.deferrable) {
+            return Some(format!(
+                "merge strategy upsert merges with ON CONFLICT ({key}), which cannot use the deferrable unique constraint {} (it checks at commit, and ON CONFLICT needs a check on insert): the merge would fail; make it NOT DEFERRABLE (ALTER TABLE … ALTER CONSTRAINT {} NOT DEFERRABLE), or {add}",
+                ix.shown(),
+                ix.name
+            ));
+        }
+        if let Some(ix) = indexes.iter().find(|ix| on_key(ix) && ix.partial) {
+            return Some(format!(
+                "merge strategy upsert merges with ON CONFLICT ({key}), which cannot use the partial unique index {} (its WHERE clause leaves rows out of it): {add}",
+                ix.shown()
+            ));
+        }
+        if let Some(ix) = indexes.iter().find(on_key) {
+            return Some(format!(
+                "merge strategy upsert needs a unique index on the whole unique_key ({key}), and the unique index {} holds only a prefix of it, under which distinct keys sharing that prefix would overwrite each other: {add}",
+                ix.shown()
+            ));
         }
         let found: Vec<String> = indexes
             .iter()
-            .map(|c| format!("({})", c.join(", ")))
+            .map(|ix| {
+                let cols: Vec<&str> = ix.columns.iter().map(|c| c.0.as_str()).collect();
+                format!("({})", cols.join(", "))
+            })
             .collect();
         Some(format!(
-            "merge strategy upsert needs a primary key or unique index on exactly the unique_key ({}), and the table has {}; add one (ALTER TABLE … ADD PRIMARY KEY ({})), or use delete_insert",
-            p.sink.unique_key.join(", "),
+            "merge strategy upsert needs a primary key or unique index on exactly the unique_key ({key}), and the table has {}; add one (ALTER TABLE … ADD PRIMARY KEY ({key})), or use delete_insert",
             if found.is_empty() {
                 "no unique index".to_string()
             } else {
                 format!("unique indexes on {} only", found.join(", "))
             },
-            p.sink.unique_key.join(", ")
+        ))
+    }
+
+    /// MySQL upserts: `ON DUPLICATE KEY UPDATE` fires on a clash with any unique index, so
+    /// a unique index that does not hold every key column in full (`unique(email)` beside
+    /// the primary key) would let a row overwrite another key's row.
+    fn upsert_other_index_misfits(&self, p: &Pipeline) -> Vec<String> {
+        let Some(indexes) = &self.unique_indexes else {
+            return Vec::new();
+        };
+        // (`fold_names` marks a MySQL table; PostgreSQL's `ON CONFLICT (key)` fires on the
+        // key's index only, and a clash on another fails the batch, which is rolled back.)
+        if p.sink.merge.kind != MergeKind::Upsert || !self.fold_names {
+            return Vec::new();
+        }
+        let key = p.sink.unique_key.join(", ");
+        indexes
+            .iter()
+            .filter(|ix| {
+                !p.sink.unique_key.iter().all(|k| {
+                    ix.columns
+                        .iter()
+                        .any(|(c, prefix)| prefix.is_none() && self.same(c, k))
+                })
+            })
+            .map(|ix| {
+                format!(
+                    "the unique index {} does not hold the whole unique_key ({key}): ON DUPLICATE KEY UPDATE fires on any unique index, so a row that clashes with another key's row on it would overwrite that row; drop the index, add the unique_key's columns to it, or use delete_insert (which fails on such a row instead)",
+                    ix.shown()
+                )
+            })
+            .collect()
+    }
+
+    /// Collapse into an existing PostgreSQL or MySQL table: its rows are append-only, a
+    /// cancelling row (sign −1) beside the row it cancels and the key's new row, so a
+    /// unique index over columns synctool writes (a primary key on the unique_key) refuses
+    /// the first change; and the sign column must hold −1.
+    fn collapse_misfits(&self, p: &Pipeline) -> Vec<String> {
+        let m = &p.sink.merge;
+        if m.kind != MergeKind::Collapse {
+            return Vec::new();
+        }
+        let written = expected_columns(p);
+        let mut out: Vec<String> = self
+            .unique_indexes
+            .iter()
+            .flatten()
+            .filter(|ix| {
+                ix.columns
+                    .iter()
+                    .all(|(c, _)| written.iter().any(|w| self.same(&w.0, c)))
+            })
+            .map(|ix| {
+                format!(
+                    "merge strategy collapse keeps several rows per key (the old row, its cancelling row with sign -1, the new row), which the unique index {} refuses: drop it (a non-unique index on the unique_key serves the merge), or use upsert",
+                    ix.shown()
+                )
+            })
+            .collect();
+        if let Some(t) = self.column(&m.sign_column) {
+            let n = t.native.to_ascii_lowercase();
+            let n = n
+                .strip_prefix("nullable(")
+                .unwrap_or(&n)
+                .trim_start_matches("lowcardinality(");
+            if n.contains("unsigned") || n.starts_with("uint") {
+                out.push(format!(
+                    "sign column `{}` is {}, which cannot hold the -1 of cancelling rows: make it a signed integer (tinyint, Int8)",
+                    t.name, t.native
+                ));
+            }
+        }
+        out
+    }
+
+    /// MySQL: a warning when the table's storage engine is not transactional (MyISAM, Aria,
+    /// MEMORY, …): a batch that fails part way stays half written, and readers see it
+    /// while it is written.
+    pub fn storage_engine_warning(&self, p: &Pipeline) -> Option<String> {
+        let e = self.storage_engine.as_deref()?;
+        let transactional = ["innodb", "xtradb", "ndbcluster", "ndb", "tokudb", "rocksdb"];
+        if transactional.iter().any(|t| e.eq_ignore_ascii_case(t)) {
+            return None;
+        }
+        Some(format!(
+            "pipeline `{}`: the sink table {} on datastore `{}` uses the storage engine {e}, which is not transactional: a batch is no longer written all or nothing (a failure part way leaves it half written, and a rollback undoes nothing) and readers see it while it is written; convert it (ALTER TABLE … ENGINE=InnoDB) to keep that guarantee",
+            p.name,
+            self.table_name(p),
+            p.sink.store.name
         ))
     }
 
@@ -1160,6 +1370,41 @@ fn fits(native: &str, dtype: Dtype) -> bool {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn unique_indexes_keep_prefixes_partial_deferrable_and_expression_parts() {
+        use super::{SinkTable, UniqueIndex};
+        use crate::expr::Value;
+        let s = |t: &str| Value::Str(t.to_string());
+        let mut my = SinkTable::default();
+        my.set_unique_indexes(&[
+            vec![s("PRIMARY"), s("id"), Value::Null],
+            vec![s("em"), Value::Null, Value::Null],
+            vec![s("nm"), s("name"), Value::Int(3)],
+        ]);
+        let found = my.unique_indexes.unwrap();
+        assert_eq!(
+            found.iter().map(UniqueIndex::shown).collect::<Vec<_>>(),
+            vec![
+                "`PRIMARY` on (id)",
+                "`em` on ((an expression))",
+                "`nm` on (name(3))"
+            ]
+        );
+        let mut pg = SinkTable::default();
+        pg.set_unique_indexes(&[
+            vec![s("d"), s("id"), Value::Bool(false), Value::Bool(true)],
+            vec![s("p"), s("id"), Value::Bool(true), Value::Bool(false)],
+        ]);
+        let found = pg.unique_indexes.unwrap();
+        assert_eq!(
+            found
+                .iter()
+                .map(|i| (i.name.as_str(), i.partial, i.deferrable))
+                .collect::<Vec<_>>(),
+            vec![("d", false, true), ("p", true, false)]
+        );
+    }
 
     #[test]
     fn a_row_hash_column_must_hold_64_bit_signed_integers() {

@@ -178,6 +178,8 @@ impl HttpLookup {
         let shown = redact_url(&parsed);
         let mut attempt: u32 = 0;
         loop {
+            // A 429 Too Many Requests (see [`RetryPolicy::wait`]).
+            let mut throttled = false;
             // Err((retryable, message, the wait the store asked for))
             let outcome: Result<Value, (bool, String, Option<Duration>)> =
                 match self.client.get(parsed.clone()).send().await {
@@ -193,6 +195,7 @@ impl HttpLookup {
                         } else {
                             let asked =
                                 retry_after(status.as_u16(), resp.headers(), SystemTime::now());
+                            throttled = status.as_u16() == 429;
                             Err((
                                 retryable_status(status.as_u16()),
                                 format!("HTTP {status}"),
@@ -208,7 +211,7 @@ impl HttpLookup {
             };
             let mut m = m;
             if retryable && attempt < self.retry.retries {
-                match self.retry.wait(attempt, asked) {
+                match self.retry.wait(attempt, asked, throttled) {
                     Wait::For(d) => {
                         if let Some(a) = asked {
                             tracing::warn!(
@@ -216,6 +219,13 @@ impl HttpLookup {
                                 attempt = attempt + 1,
                                 "GET {shown}: {m}; the store asked to wait {} (Retry-After), retrying in {}",
                                 seconds(a),
+                                seconds(d)
+                            );
+                        } else if throttled {
+                            tracing::warn!(
+                                store = %self.store,
+                                attempt = attempt + 1,
+                                "GET {shown}: {m} without Retry-After; retrying in {}",
                                 seconds(d)
                             );
                         }
