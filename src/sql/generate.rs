@@ -5,7 +5,7 @@
 //!   text keys) `source.collations`, (no filters, only LEFT joins) `source.row_estimate`,
 //!   `source.extract`
 //! - `sink.session`, (PostgreSQL, MySQL) `sink.lock`, `sink.lock_holder`, `sink.unlock`,
-//!   (ClickHouse) `sink.lock_table`, `sink.lock_claim`, `sink.lock_beat`, `sink.lock_state`,
+//!   (ClickHouse) `sink.lock_table`, `sink.lock_claim`, `sink.lock_ticket`, `sink.lock_beat`, `sink.lock_state`,
 //!   `sink.columns`, (PostgreSQL) `sink.enum_labels`, (PostgreSQL and MySQL upserts and
 //!   collapses) `sink.unique_indexes`, (MySQL) `sink.storage_engine`, (ClickHouse)
 //!   `sink.engine`, `sink.create`
@@ -554,7 +554,18 @@ fn lock_steps(steps: &mut Steps, s: &SinkCtx<'_>, store: &Store, d: &'static dyn
             Side::Sink,
             store,
             d,
-            "apply, after sink.lock_table: claim the sink scope (table and filters) at the server's clock; the earliest live claim holds the lock",
+            "apply, after sink.lock_table: claim the sink scope (table and filters), choosing a ticket (0)",
+            vec![Stmt::ast(st)],
+            b,
+        );
+        let mut b = Binder::new();
+        let st = lock::ch_ticket(s, &mut b);
+        steps.push(
+            "sink.lock_ticket".into(),
+            Side::Sink,
+            store,
+            d,
+            "after sink.lock_claim: take the ticket after the largest of the scope's; the run holds the lock when no other live claim is choosing or holds a smaller ticket",
             vec![Stmt::ast(st)],
             b,
         );
@@ -576,7 +587,7 @@ fn lock_steps(steps: &mut Steps, s: &SinkCtx<'_>, store: &Store, d: &'static dyn
             Side::Sink,
             store,
             d,
-            "after each claim or heartbeat: the live claims of the scope, earliest first; the first holds the lock (a waiting run names it; a holding run that is no longer first has lost the lock and stops)",
+            "after sink.lock_ticket and each heartbeat: the live claims of the scope and their tickets, smallest first (a waiting run names the holder; a holding run whose claim is no longer live has lost the lock and stops)",
             vec![query(q)],
             b,
         );

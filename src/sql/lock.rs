@@ -6,9 +6,13 @@
 //!   of its own; the key is 62 bits of the scope's md5 (non-negative, so that
 //!   `classid * 2^32 + objid` in `pg_locks` gives it back without overflow).
 //! - MySQL/MariaDB: `GET_LOCK(name, 0)`, the name `synctool_` + the scope's md5 (41 chars).
-//! - ClickHouse has no locks: a `synctool_locks` table in the sink's database, where each
-//!   run claims the scope with a row and beats (writes a row) every few seconds; the live
-//!   claim (heartbeat within [`STALE_SECS`], not released) made first holds the lock.
+//! - ClickHouse has no locks: a `synctool_run_locks` table in the sink's database, where
+//!   runs take tickets as in Lamport's bakery: a run claims the scope with a row (ticket 0:
+//!   choosing), then takes ticket 1 + the largest ticket of the scope, and holds the lock
+//!   when no other live claim (heartbeat within [`STALE_SECS`], not released) is choosing
+//!   or has a smaller (ticket, holder). An insert is visible once it returns, so a run that
+//!   did not see another's claim took the smaller ticket: no clock and no waiting when no
+//!   other run is there. Every run beats (writes a row) every few seconds.
 
 use crate::sql::build::{self, SelectParts};
 use crate::sql::params::Binder;
@@ -22,7 +26,7 @@ use sqlparser::ast::{
 };
 
 /// The name of the ClickHouse lock table, in the sink table's database.
-pub const LOCK_TABLE: &str = "synctool_locks";
+pub const LOCK_TABLE: &str = "synctool_run_locks";
 /// A ClickHouse claim whose last heartbeat is older than this many seconds no longer
 /// holds (or waits for) the lock: the next live claim takes it over.
 pub const STALE_SECS: i64 = 30;
@@ -65,7 +69,7 @@ fn one_row(projection: Vec<Expr>) -> Query {
     })
 }
 
-/// The ClickHouse lock table, `synctool_locks` in the sink table's database.
+/// The ClickHouse lock table, `synctool_run_locks` in the sink table's database.
 pub fn lock_table(s: &SinkCtx<'_>) -> ObjectName {
     build::object_name(s.d, s.p.sink.table.schema.as_deref(), LOCK_TABLE)
 }
@@ -140,10 +144,11 @@ pub fn release(s: &SinkCtx<'_>, b: &mut Binder) -> Option<Query> {
     Some(one_row(vec![e]))
 }
 
-/// `sink.lock_table` (ClickHouse): `CREATE TABLE IF NOT EXISTS synctool_locks (scope
-/// String, holder String, claimed DateTime, heartbeat DateTime, released UInt8) ENGINE =
+/// `sink.lock_table` (ClickHouse): `CREATE TABLE IF NOT EXISTS synctool_run_locks (scope
+/// String, holder String, ticket UInt64, heartbeat DateTime, released UInt8) ENGINE =
 /// ReplacingMergeTree(heartbeat) ORDER BY (scope, holder, released)`: the background
-/// merges keep one row per claim (and its release), every read aggregates per holder.
+/// merges keep one row per claim (and its release), each carrying the claim's ticket;
+/// every read aggregates per holder.
 pub fn ch_create_table(s: &SinkCtx<'_>) -> Statement {
     let def = |name: &str, ty: &str| ColumnDef {
         name: s.d.ident(name),
@@ -155,7 +160,7 @@ pub fn ch_create_table(s: &SinkCtx<'_>) -> Statement {
         .columns(vec![
             def("scope", "String"),
             def("holder", "String"),
-            def("claimed", "DateTime"),
+            def("ticket", "UInt64"),
             def("heartbeat", "DateTime"),
             def("released", "UInt8"),
         ])
@@ -175,28 +180,56 @@ pub fn ch_create_table(s: &SinkCtx<'_>) -> Statement {
 }
 
 fn lock_columns(s: &SinkCtx<'_>) -> Vec<Ident> {
-    ["scope", "holder", "claimed", "heartbeat", "released"]
+    ["scope", "holder", "ticket", "heartbeat", "released"]
         .iter()
         .map(|c| s.d.ident(c))
         .collect()
 }
 
-/// `sink.lock_claim` (ClickHouse): `INSERT INTO synctool_locks … SELECT scope, holder,
-/// now(), now(), 0`: the run joins the queue for the scope, at the server's clock.
+fn scope_is(s: &SinkCtx<'_>, b: &mut Binder) -> Expr {
+    build::eq(col(s, "scope"), b.bind(P_SCOPE, Dtype::Str))
+}
+
+/// `sink.lock_claim` (ClickHouse): `INSERT INTO synctool_run_locks … SELECT scope, holder,
+/// 0, now(), 0`: the run announces that it is choosing a ticket.
 pub fn ch_claim(s: &SinkCtx<'_>, b: &mut Binder) -> Statement {
-    let now = || build::call("now", vec![]);
     let q = one_row(vec![
         b.bind(P_SCOPE, Dtype::Str),
         b.bind(P_HOLDER, Dtype::Str),
-        now(),
-        now(),
+        build::int(0),
+        build::call("now", vec![]),
         build::int(0),
     ]);
     insert(lock_table(s), lock_columns(s), q, None, None)
 }
 
-/// `sink.lock_beat` (ClickHouse): `INSERT INTO synctool_locks … SELECT scope, holder,
-/// min(claimed), now(), released FROM synctool_locks WHERE scope = … AND holder = …
+/// `sink.lock_ticket` (ClickHouse): `INSERT INTO synctool_run_locks … SELECT scope, holder,
+/// 1 + max(ticket), now(), 0 FROM synctool_run_locks WHERE scope = …`: the run's ticket,
+/// larger than every ticket of the scope it can see.
+pub fn ch_ticket(s: &SinkCtx<'_>, b: &mut Binder) -> Statement {
+    let scope = b.bind(P_SCOPE, Dtype::Str);
+    let holder = b.bind(P_HOLDER, Dtype::Str);
+    let q = build::select(SelectParts {
+        projection: vec![
+            build::item(scope),
+            build::item(holder),
+            build::item(build::binop(
+                build::int(1),
+                BinaryOperator::Plus,
+                build::call("max", vec![col(s, "ticket")]),
+            )),
+            build::item(build::call("now", vec![])),
+            build::item(build::int(0)),
+        ],
+        from: Some(build::from(build::table(lock_table(s), None, false))),
+        selection: Some(scope_is(s, b)),
+        ..Default::default()
+    });
+    insert(lock_table(s), lock_columns(s), q, None, None)
+}
+
+/// `sink.lock_beat` (ClickHouse): `INSERT INTO synctool_run_locks … SELECT scope, holder,
+/// max(ticket), now(), released FROM synctool_run_locks WHERE scope = … AND holder = …
 /// GROUP BY scope, holder`: a heartbeat of the run's claim (released 0), or its release
 /// (released 1).
 pub fn ch_beat(s: &SinkCtx<'_>, b: &mut Binder) -> Statement {
@@ -204,7 +237,7 @@ pub fn ch_beat(s: &SinkCtx<'_>, b: &mut Binder) -> Statement {
         projection: vec![
             build::item(col(s, "scope")),
             build::item(col(s, "holder")),
-            build::item(build::call("min", vec![col(s, "claimed")])),
+            build::item(build::call("max", vec![col(s, "ticket")])),
             build::item(build::call("now", vec![])),
             build::item(b.bind(P_RELEASED, Dtype::Int)),
         ],
@@ -219,15 +252,19 @@ pub fn ch_beat(s: &SinkCtx<'_>, b: &mut Binder) -> Statement {
     insert(lock_table(s), lock_columns(s), q, None, None)
 }
 
-/// `sink.lock_state` (ClickHouse): the live claims of the scope, first claim first:
-/// `SELECT holder FROM synctool_locks WHERE scope = … GROUP BY holder HAVING
-/// max(released) = 0 AND max(heartbeat) >= now() - 30 ORDER BY min(claimed), holder`.
-/// The first row holds the lock.
+/// `sink.lock_state` (ClickHouse): the live claims of the scope and their tickets (0 while
+/// choosing), smallest ticket first: `SELECT holder, max(ticket) FROM synctool_run_locks
+/// WHERE scope = … GROUP BY holder HAVING max(released) = 0 AND max(heartbeat) >= now() -
+/// 30 ORDER BY max(ticket), holder`.
 pub fn ch_state(s: &SinkCtx<'_>, b: &mut Binder) -> Query {
+    let ticket = || build::call("max", vec![col(s, "ticket")]);
     build::select(SelectParts {
-        projection: vec![build::item(col(s, "holder"))],
+        projection: vec![
+            build::item(col(s, "holder")),
+            build::item(build::call("toInt64", vec![ticket()])),
+        ],
         from: Some(build::from(build::table(lock_table(s), None, false))),
-        selection: Some(build::eq(col(s, "scope"), b.bind(P_SCOPE, Dtype::Str))),
+        selection: Some(scope_is(s, b)),
         group_by: vec![col(s, "holder")],
         having: build::and_all(vec![
             build::eq(build::call("max", vec![col(s, "released")]), build::int(0)),
@@ -241,9 +278,6 @@ pub fn ch_state(s: &SinkCtx<'_>, b: &mut Binder) -> Query {
                 ),
             ),
         ]),
-        order_by: vec![
-            build::call("min", vec![col(s, "claimed")]),
-            col(s, "holder"),
-        ],
+        order_by: vec![ticket(), col(s, "holder")],
     })
 }

@@ -377,8 +377,8 @@ fn validate_warns_shared_allow_delete_sink() {
     assert!(!err.contains("both write sink table"), "{err}");
 }
 
-/// A run whose ClickHouse claim another claim overtakes (as when its heartbeat lapsed and
-/// another run took the lock over) stops with an error naming the sink, before it ends.
+/// A run whose ClickHouse claim another claim overtakes (a smaller ticket, as when its
+/// heartbeat lapsed and another run took the lock over) stops with an error naming the sink, before it ends.
 #[tokio::test]
 async fn clickhouse_run_stops_when_its_lock_is_taken_over() {
     let src = unique("cc_src");
@@ -404,19 +404,19 @@ async fn clickhouse_run_stops_when_its_lock_is_taken_over() {
     tokio::time::sleep(std::time::Duration::from_secs(3)).await;
     let ch = support::clickhouse().await;
     ch.exec(&format!(
-        "INSERT INTO default.synctool_locks (scope, holder, claimed, heartbeat, released) VALUES ('{digest}', 'intruder', toDateTime('2000-01-01 00:00:00'), now() + 3600, 0)"
+        "INSERT INTO default.synctool_run_locks (scope, holder, ticket, heartbeat, released) VALUES ('{digest}', '!intruder', 1, now() + 3600, 0)"
     ))
     .await;
     let o = run.wait_with_output().expect("wait for synctool");
     // A new client: the first one's connection went stale while the wait blocked.
     support::clickhouse().await.exec(&format!(
-        "INSERT INTO default.synctool_locks (scope, holder, claimed, heartbeat, released) VALUES ('{digest}', 'intruder', toDateTime('2000-01-01 00:00:00'), now() + 3600, 1)"
+        "INSERT INTO default.synctool_run_locks (scope, holder, ticket, heartbeat, released) VALUES ('{digest}', '!intruder', 1, now() + 3600, 1)"
     ))
     .await;
     let err = String::from_utf8_lossy(&o.stderr);
     assert_eq!(o.status.code(), Some(1), "{err}");
     assert!(
-        err.contains("the run lost the lock of its sink scope (run `intruder` took it over)")
+        err.contains("the run lost the lock of its sink scope (run `!intruder` took it over)")
             && err.contains(&format!("sink table `{t}`")),
         "{err}"
     );

@@ -7,10 +7,12 @@
 //! - PostgreSQL/MySQL: an advisory lock (`pg_try_advisory_lock`, `GET_LOCK`) on a session
 //!   of its own, tried every second; while holding, the session is asked every few seconds
 //!   whether it still holds the lock ([`RuntimeError::LockLost`] when the session died).
-//! - ClickHouse: a claim in `synctool_locks`, with a heartbeat every few seconds; the
-//!   earliest live claim holds. A claim whose heartbeat is older than
-//!   [`crate::sql::STALE_SECS`] is taken over, and its run, finding itself no longer first
-//!   (or unable to beat for that long), stops with [`RuntimeError::LockLost`].
+//! - ClickHouse: a ticket in `synctool_run_locks` (Lamport's bakery, see
+//!   [`crate::sql::lock`]), with a heartbeat every few seconds; the live claim with the
+//!   smallest ticket holds, once no other run is choosing its ticket. A claim whose
+//!   heartbeat is older than [`crate::sql::STALE_SECS`] is taken over, and its run, unable
+//!   to beat for that long or finding its claim no longer live, stops with
+//!   [`RuntimeError::LockLost`].
 //!
 //! A waiting run waits as long as the holder runs (a full sync may take hours), logging at
 //! info level that it waits and who holds the lock, when it starts waiting and every
@@ -35,11 +37,9 @@ use tokio::sync::oneshot;
 const RETRY: Duration = Duration::from_secs(1);
 /// How often a waiting ClickHouse run beats and looks again.
 const CH_RETRY: Duration = Duration::from_secs(2);
-/// How long a ClickHouse claim waits before it first looks who holds the lock: past the
-/// end of the second its claim was stamped with (`now()` counts seconds), with a margin
-/// for an insert in flight, so that a claim another run made in the same second is
-/// visible (then the holder names order them), and any later claim sorts after this one.
-const CH_SETTLE: Duration = Duration::from_millis(1200);
+/// How soon a ClickHouse run looks again when only runs choosing their tickets (a few
+/// milliseconds' work) are in its way.
+const CH_CHOOSING_RETRY: Duration = Duration::from_millis(100);
 /// How often the holder beats (ClickHouse) or checks its session (PostgreSQL, MySQL).
 const BEAT: Duration = Duration::from_secs(5);
 /// How often a waiting run says again that it waits.
@@ -130,15 +130,16 @@ impl Lock {
         Ok((held, me))
     }
 
-    /// ClickHouse: the live claims, first (the holder) first (`sink.lock_state`).
-    async fn claims(&self, conn: &mut Conn) -> Result<Vec<String>, RuntimeError> {
+    /// ClickHouse: the live claims and their tickets (0 while choosing), smallest ticket
+    /// first (`sink.lock_state`).
+    async fn claims(&self, conn: &mut Conn) -> Result<Vec<(String, i64)>, RuntimeError> {
         let rows = self
-            .query(conn, "sink.lock_state", &[], &[Dtype::Str])
+            .query(conn, "sink.lock_state", &[], &[Dtype::Str, Dtype::Int])
             .await?;
         Ok(rows
             .into_iter()
-            .filter_map(|r| match r.into_iter().next() {
-                Some(Value::Str(s)) => Some(s.to_string()),
+            .filter_map(|r| match (r.first(), r.get(1)) {
+                (Some(Value::Str(h)), Some(Value::Int(t))) => Some((h.to_string(), *t)),
                 _ => None,
             })
             .collect())
@@ -169,16 +170,26 @@ impl Lock {
         if self.dialect == DialectKind::Clickhouse {
             self.execute(conn, "sink.lock_table", &[]).await?;
             self.execute(conn, "sink.lock_claim", &[]).await?;
-            tokio::time::sleep(CH_SETTLE).await;
+            self.execute(conn, "sink.lock_ticket", &[]).await?;
             loop {
                 let claims = self.claims(conn).await?;
-                match claims.first() {
-                    Some(first) if *first == self.holder => break,
-                    Some(first) => say(&format!("run `{first}`")),
-                    // Our own claim is not live: it was given no heartbeat for too long.
-                    None => say("no live run (claiming again)"),
-                }
-                tokio::time::sleep(CH_RETRY).await;
+                let pause = match bakery_turn(&claims, &self.holder) {
+                    Turn::Mine => break,
+                    Turn::Choosing => CH_CHOOSING_RETRY,
+                    Turn::After(first) => {
+                        say(&format!("run `{first}`"));
+                        CH_RETRY
+                    }
+                    // Our own claim is not live: its heartbeats failed for too long. (Claiming
+                    // again under the same name would show its old, smaller ticket.)
+                    Turn::Gone => {
+                        return Err(self.lost(format!(
+                            "its claim got no heartbeat for {} s while it waited",
+                            sql::STALE_SECS
+                        )))
+                    }
+                };
+                tokio::time::sleep(pause).await;
                 self.beat(conn, false).await?;
             }
         } else {
@@ -224,10 +235,10 @@ impl Lock {
             }
             *last_beat = before;
             match self.claims(conn).await {
-                Ok(claims) => match claims.first() {
-                    Some(first) if *first == self.holder => Ok(()),
-                    Some(first) => Err(format!("run `{first}` took it over")),
-                    None => Err("the claim is no longer live".to_string()),
+                Ok(claims) => match bakery_turn(&claims, &self.holder) {
+                    Turn::Mine | Turn::Choosing => Ok(()),
+                    Turn::After(first) => Err(format!("run `{first}` took it over")),
+                    Turn::Gone => Err("the claim is no longer live".to_string()),
                 },
                 Err(e) => {
                     tracing::warn!(datastore = %self.store, error = %e, "reading the run lock failed; trying again");
@@ -285,6 +296,7 @@ pub async fn acquire(
         "sink.unlock",
         "sink.lock_table",
         "sink.lock_claim",
+        "sink.lock_ticket",
         "sink.lock_beat",
         "sink.lock_state",
         "sink.stage_drop",
@@ -355,6 +367,42 @@ impl RunLock {
     }
 }
 
+/// Where a ClickHouse run stands among the live claims of its scope.
+#[derive(Debug, PartialEq)]
+enum Turn {
+    /// Its ticket is the smallest, and no run is choosing one: it holds the lock.
+    Mine,
+    /// Another run is choosing its ticket, which may come out smaller (its claim row was
+    /// not yet visible when this run took its ticket).
+    Choosing,
+    /// This run (holder) comes first, and holds the lock.
+    After(String),
+    /// This run's claim is not live (no heartbeat for too long).
+    Gone,
+}
+
+/// The bakery's rule: a run holds the lock when no other live claim is choosing (ticket 0)
+/// and none has a smaller (ticket, holder).
+fn bakery_turn(claims: &[(String, i64)], me: &str) -> Turn {
+    let Some(mine) = claims.iter().find(|(h, t)| h == me && *t > 0) else {
+        return Turn::Gone;
+    };
+    let mine = (mine.1, me);
+    let mut choosing = false;
+    for (h, t) in claims.iter().filter(|(h, _)| h != me) {
+        if *t == 0 {
+            choosing = true;
+        } else if (*t, h.as_str()) < mine {
+            return Turn::After(h.clone());
+        }
+    }
+    if choosing {
+        Turn::Choosing
+    } else {
+        Turn::Mine
+    }
+}
+
 /// This run's name in the ClickHouse lock table: host, process id and start time, so that
 /// a waiting run can say who holds the lock.
 fn holder_name() -> String {
@@ -369,4 +417,34 @@ fn holder_name() -> String {
         .map(|d| d.as_nanos())
         .unwrap_or(0);
     format!("{host}:{}:{nanos}", std::process::id())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn c(h: &str, t: i64) -> (String, i64) {
+        (h.to_string(), t)
+    }
+
+    #[test]
+    fn the_smallest_ticket_holds_once_nobody_is_choosing() {
+        assert_eq!(bakery_turn(&[c("a", 3)], "a"), Turn::Mine);
+        assert_eq!(bakery_turn(&[c("a", 3), c("b", 4)], "a"), Turn::Mine);
+        assert_eq!(
+            bakery_turn(&[c("a", 3), c("b", 4)], "b"),
+            Turn::After("a".into())
+        );
+        // Equal tickets (two runs that saw the same largest one): the holder name decides.
+        assert_eq!(bakery_turn(&[c("a", 4), c("b", 4)], "a"), Turn::Mine);
+        assert_eq!(
+            bakery_turn(&[c("a", 4), c("b", 4)], "b"),
+            Turn::After("a".into())
+        );
+        // Someone choosing may still take a smaller ticket than ours.
+        assert_eq!(bakery_turn(&[c("a", 3), c("b", 0)], "a"), Turn::Choosing);
+        // Our own claim still choosing, or gone stale.
+        assert_eq!(bakery_turn(&[c("a", 0), c("b", 0)], "a"), Turn::Gone);
+        assert_eq!(bakery_turn(&[c("b", 2)], "a"), Turn::Gone);
+    }
 }
