@@ -88,6 +88,9 @@ pub struct SinkIo<'a> {
     /// [`SinkIo::prepare`] found the table missing and is to create it, which
     /// [`SinkIo::ensure_table`] does before the first write.
     pending_create: bool,
+    /// While [`SinkIo::write_leaf`] writes: the step (and its bounds) removing the keys to
+    /// delete instead of `sink.delete_keys`.
+    delete_step: Option<(String, Vec<(&'static str, Value)>)>,
 }
 
 /// Connection settings of the SQL datastore `name`.
@@ -165,6 +168,7 @@ impl<'a> SinkIo<'a> {
             key_natives: Vec::new(),
             stream: false,
             pending_create: false,
+            delete_step: None,
         })
     }
 
@@ -577,6 +581,21 @@ impl<'a> SinkIo<'a> {
             .await
     }
 
+    /// [`SinkIo::write`] of one leaf of a reconciliation, whose keys to delete are removed
+    /// by `delete_step` (a collapse sink's `recon.R.sink.cancel_leaf_keys`, with the leaf's
+    /// bounds) when given, else by `sink.delete_keys`.
+    pub async fn write_leaf(
+        &mut self,
+        rows: &[Row],
+        delete_keys: &[Row],
+        delete_step: Option<(String, Vec<(&'static str, Value)>)>,
+    ) -> Result<Written, RuntimeError> {
+        self.delete_step = delete_step;
+        let w = self.write(rows, delete_keys, &[]).await;
+        self.delete_step = None;
+        w
+    }
+
     /// [`SinkIo::transaction`], redone once with multi-row INSERTs when MySQL refused
     /// `LOAD DATA LOCAL INFILE` or the load warned, and up to [`CONFLICT_RETRIES`] times
     /// (after a growing pause) when the database aborted it as conflicting with another
@@ -666,7 +685,10 @@ impl<'a> SinkIo<'a> {
         if !delete_keys.is_empty() {
             self.run_step("sink.stage_keys_clear", &[]).await?;
             self.load(Load::Keys, delete_keys).await?;
-            let n = self.run_step("sink.delete_keys", &[]).await?;
+            let n = match self.delete_step.clone() {
+                Some((step, extra)) => self.run_step(&step, &extra).await?,
+                None => self.run_step("sink.delete_keys", &[]).await?,
+            };
             w.deleted = if ch { delete_keys.len() as u64 } else { n };
         }
         if !rows.is_empty() {
