@@ -23,7 +23,9 @@
 //!   `recon.R.*.null_leaf_diff`, `recon.R.source.extract_null`), `recon.R.source.block_hash`,
 //!   `recon.R.sink.block_hash`, `recon.R.source.leaf_diff`, `recon.R.sink.leaf_diff`,
 //!   `recon.R.source.extract_range`, (with `allow_delete`, int/float/date/datetime
-//!   partitions, neither collapse nor a ClickHouse upsert) `recon.R.sink.delete_range`;
+//!   partitions, neither collapse nor a ClickHouse upsert) `recon.R.sink.delete_range`,
+//!   (with `allow_delete`, collapse) `recon.R.sink.cancel_leaf_keys` and (not bucketed)
+//!   `recon.R.sink.cancel_null_leaf_keys`;
 //!   for `timestamp`: `recon.R.sink.watermark`, `recon.R.source.extract_since`, and (when
 //!   both sides hash rows) the block-hash steps above for the lookback window and the
 //!   NULL-partition block, else `recon.R.source.extract_null`.
@@ -89,7 +91,28 @@ pub fn generate(p: &Pipeline) -> Result<Vec<SqlStep>, SqlError> {
     for r in &p.reconciliations {
         recon_steps(&mut steps, p, r, src_d, sink_d)?;
     }
+    if let Some(d) = sink_d {
+        end_steps(&mut steps, p, d);
+    }
     Ok(steps.out)
+}
+
+/// What runs at the end of `apply`, after every other step of the sink (a reconciliation's
+/// included): dropping the scope's ClickHouse staging tables.
+fn end_steps(steps: &mut Steps, p: &Pipeline, d: &'static dyn Dialect) {
+    let s = SinkCtx::new(p, d);
+    let keys = p.sink.merge.allow_delete && !p.sink.unique_key.is_empty();
+    if let Some(drops) = s.drop_stages(keys).filter(|d| !d.is_empty()) {
+        steps.push(
+            "sink.stage_drop".into(),
+            Side::Sink,
+            &p.sink.store,
+            d,
+            "at the end of apply (success or error), while the run still holds sink.lock: drop the staging tables of this sink scope",
+            drops.into_iter().map(Stmt::ast).collect(),
+            Binder::new(),
+        );
+    }
 }
 
 fn session(steps: &mut Steps, id: &str, side: Side, store: &Store, d: &'static dyn Dialect) {
@@ -519,18 +542,7 @@ fn sink_steps(steps: &mut Steps, p: &Pipeline, d: &'static dyn Dialect) -> Resul
             b,
         );
     }
-    let keys = merge.allow_delete && !p.sink.unique_key.is_empty();
-    if let Some(drops) = s.drop_stages(keys).filter(|d| !d.is_empty()) {
-        steps.push(
-            "sink.stage_drop".into(),
-            Side::Sink,
-            store,
-            d,
-            "at the end of apply (success or error), while the run still holds sink.lock: drop the staging tables of this sink scope",
-            drops.into_iter().map(Stmt::ast).collect(),
-            Binder::new(),
-        );
-    }
+
     Ok(())
 }
 
@@ -836,6 +848,32 @@ fn recon_steps(
             if let Some(st) = s.delete_range(&mut b, r) {
                 steps.push(id("sink", "delete_range"), Side::Sink, &p.sink.store, d,
                     "allow_delete, per run of adjacent blocks larger than max_block_size that the source holds no row of (up to 1,000,000 sink rows), in one transaction: delete the sink rows (within sink.filters) of the range",
+                    vec![st], b);
+            }
+        }
+    }
+    // A collapse sink's leaf cancels the keys the source lacks within the leaf only: a
+    // key's version in another block is that block's to judge.
+    if !timestamp
+        && p.sink.merge.allow_delete
+        && p.sink.merge.kind == MergeKind::Collapse
+        && p.sink_state.is_none()
+    {
+        if let Some(d) = sink_d {
+            let s = SinkCtx::new(p, d);
+            let part = || build::col(d, None, &r.sink_partition);
+            let mut b = Binder::new();
+            let range = recon::range_preds(d, &mut b, part(), r.kind);
+            let st = s.cancel_leaf_keys(&mut b, range);
+            steps.push(id("sink", "cancel_leaf_keys"), Side::Sink, &p.sink.store, d,
+                "allow_delete, after a leaf diff, in the leaf's transaction (instead of sink.delete_keys): bring to zero the sign sum of every version (within sink.filters) of the staged keys whose partition value lies in the leaf",
+                vec![st], b);
+            if !recon::is_bucketed(r.kind) {
+                let mut b = Binder::new();
+                let st = s
+                    .cancel_leaf_keys(&mut b, vec![sqlparser::ast::Expr::IsNull(Box::new(part()))]);
+                steps.push(id("sink", "cancel_null_leaf_keys"), Side::Sink, &p.sink.store, d,
+                    "allow_delete, after the NULL-partition block's diff, in its transaction (instead of sink.delete_keys): bring to zero the sign sum of every version (within sink.filters) of the staged keys whose partition value is NULL",
                     vec![st], b);
             }
         }

@@ -187,6 +187,54 @@ impl<'a> Reader<'a> {
         }
     }
 
+    /// [`Reader::rows`], but a collapse sink's live rows only (sign sum above zero): what
+    /// a timestamp watermark is read from, which a stray cancelling row must not move.
+    fn live_rows(
+        &self,
+        b: &mut Binder,
+        extra: Vec<Expr>,
+    ) -> Result<(TableWithJoins, Option<Expr>), SqlError> {
+        match self {
+            Reader::Sink(s) => Ok(s.read_live(b, extra)),
+            _ => self.rows(b, extra),
+        }
+    }
+
+    /// A collapse sink's row hash `h` (`md5`: the row's md5 text) as compared: `h` for a
+    /// version live exactly once (sign sum 1), else a value that never equals it (`-1 - h`,
+    /// which is `h`'s bitwise complement and cannot overflow, or the md5 text with `~`
+    /// appended), so that a key inserted twice or left below zero compares as changed on
+    /// the block and the leaf level alike. The sink reads group per version already
+    /// ([`crate::sql::sink::SinkCtx::versions`]); the sum comes with that grouping, and the
+    /// `CASE` is one comparison per row, so an unchanged sink costs what it did. Other
+    /// readers' hashes are `h`.
+    fn signed(&self, h: Expr, md5: bool) -> Expr {
+        let Reader::Sink(s) = self else { return h };
+        if !s.collapses() {
+            return h;
+        }
+        let d = self.d();
+        let once = build::eq(
+            build::col(d, None, crate::sql::sink::SIGN_SUM),
+            build::int(1),
+        );
+        let other = if md5 {
+            build::call("concat", vec![h.clone(), build::string("~")])
+        } else {
+            build::binop(build::int(-1), BinaryOperator::Minus, h.clone())
+        };
+        Expr::Case {
+            case_token: sqlparser::ast::helpers::attached_token::AttachedToken::empty(),
+            end_token: sqlparser::ast::helpers::attached_token::AttachedToken::empty(),
+            operand: None,
+            conditions: vec![sqlparser::ast::CaseWhen {
+                condition: once,
+                result: h,
+            }],
+            else_result: Some(Box::new(other)),
+        }
+    }
+
     /// The partition column.
     fn partition(&self, r: &Reconciliation) -> Expr {
         let d = self.d();
@@ -371,9 +419,9 @@ impl<'a> Reader<'a> {
         let d = self.d();
         Ok(match r.strategy {
             crate::ir::ReconStrategy::HashMd5Hash => {
-                hash::block_md5_concat(d, self.row_md5()?, &self.order()?)
+                hash::block_md5_concat(d, self.signed(self.row_md5()?, true), &self.order()?)
             }
-            _ => hash::block_sum(d, self.row_hash()?),
+            _ => hash::block_sum(d, self.signed(self.row_hash()?, false)),
         })
     }
 
@@ -435,7 +483,11 @@ impl<'a> Reader<'a> {
             .into_iter()
             .map(|(e, t, alias)| build::read_item(d, d.read_value(e, t), &alias))
             .collect();
-        projection.push(build::aliased(d, self.row_hash()?, HASH));
+        projection.push(build::aliased(
+            d,
+            self.signed(self.row_hash()?, false),
+            HASH,
+        ));
         if r.strategy == crate::ir::ReconStrategy::Timestamp {
             let part = d.read_value(self.partition(r), partition_dtype(r.kind));
             projection.push(build::aliased(d, part, PARTITION));
@@ -496,7 +548,7 @@ impl<'a> Reader<'a> {
             ),
             "_synctool_watermark",
         )];
-        let (from, selection) = self.rows(b, vec![])?;
+        let (from, selection) = self.live_rows(b, vec![])?;
         Ok(build::select(SelectParts {
             projection,
             from: Some(from),

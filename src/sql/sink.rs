@@ -20,8 +20,8 @@ use crate::sql::source::filter_pred;
 use crate::sql::{Dialect, DialectKind};
 use crate::types::Dtype;
 use sqlparser::ast::{
-    helpers::stmt_create_table::CreateTableBuilder, Assignment, AssignmentTarget, ColumnDef,
-    ColumnOption, ColumnOptionDef, ConflictTarget, CopyOption, CopySource, CopyTarget,
+    helpers::stmt_create_table::CreateTableBuilder, Assignment, AssignmentTarget, BinaryOperator,
+    ColumnDef, ColumnOption, ColumnOptionDef, ConflictTarget, CopyOption, CopySource, CopyTarget,
     CreateTableOptions, DataType, Delete, DoUpdate, Expr, FromTable, Ident, IndexColumn, Insert,
     NamedParenthesizedList, ObjectName, OnCommit, OnConflict, OnConflictAction, OnInsert,
     OneOrManyWithParens, OrderByExpr, OrderByOptions, Query, SetExpr, SqlOption, Statement,
@@ -34,6 +34,8 @@ pub const STAGE: &str = "_synctool_stage_";
 pub const STAGE_KEYS: &str = "_synctool_keys_";
 /// Suffix of the index on a PostgreSQL collapse table's key.
 const KEY_INDEX: &str = "_synctool_key";
+/// Alias of a collapse sink version's sign sum ([`SinkCtx::versions`]).
+pub const SIGN_SUM: &str = "_synctool_sign";
 
 /// `prefix` + the sink table name, or + the first 16 hex digits of its md5 when that
 /// would exceed the 63/64-character identifier limits of PostgreSQL and MySQL.
@@ -215,18 +217,37 @@ impl<'a> SinkCtx<'a> {
     }
 
     /// The live rows of a collapse sink matching `preds`: every column but the sign,
-    /// grouped, keeping groups whose signs sum above zero (no `FINAL` needed).
+    /// grouped, keeping groups whose signs sum above zero (no `FINAL` needed). Used where
+    /// only what is live counts (the merge's check of what is already live once the
+    /// cancelling rows went in, a timestamp watermark).
     pub fn live_rows(&self, preds: Vec<Expr>, having: Vec<Expr>) -> Query {
+        self.grouped(preds, having, BinaryOperator::Gt, false)
+    }
+
+    /// The versions of a collapse sink's rows matching `preds` (and `having`): every column
+    /// but the sign, grouped, with the version's sign sum as `_synctool_sign`, keeping the
+    /// versions whose signs do not sum to zero. A key is live exactly once when it has one
+    /// version and its sum is 1; a sum of 2 (two runs that both inserted it) or below zero
+    /// (a leftover cancelling row) is drift, which reconciliation reads from here
+    /// (`crate::sql::recon` folds the sum into the row hash) and [`Self::cancel`] repairs.
+    pub fn versions(&self, preds: Vec<Expr>, having: Vec<Expr>) -> Query {
+        self.grouped(preds, having, BinaryOperator::NotEq, true)
+    }
+
+    fn grouped(&self, preds: Vec<Expr>, having: Vec<Expr>, op: BinaryOperator, sum: bool) -> Query {
         let cols = self.exprs(&self.load_columns());
-        let sign = build::col(self.d, None, &self.p.sink.merge.sign_column);
-        let mut h = vec![build::binop(
-            build::call("sum", vec![sign]),
-            sqlparser::ast::BinaryOperator::Gt,
-            build::int(0),
-        )];
+        let sign = build::call(
+            "sum",
+            vec![build::col(self.d, None, &self.p.sink.merge.sign_column)],
+        );
+        let mut h = vec![build::binop(sign.clone(), op, build::int(0))];
         h.extend(having);
+        let mut projection: Vec<_> = cols.iter().cloned().map(build::item).collect();
+        if sum {
+            projection.push(build::aliased(self.d, sign, SIGN_SUM));
+        }
         build::select(SelectParts {
-            projection: cols.iter().cloned().map(build::item).collect(),
+            projection,
             from: Some(build::from(build::table(self.table(), None, false))),
             selection: build::and_all(preds),
             group_by: cols,
@@ -236,12 +257,31 @@ impl<'a> SinkCtx<'a> {
     }
 
     /// FROM and WHERE for reading the sink's current rows with `preds` (filters first).
-    /// Collapse sinks read the live rows; `ReplacingMergeTree` sinks read with `FINAL`.
+    /// Collapse sinks read their versions ([`Self::versions`], each with its sign sum);
+    /// `ReplacingMergeTree` sinks read with `FINAL`.
     pub fn read(&self, b: &mut Binder, extra: Vec<Expr>) -> (TableWithJoins, Option<Expr>) {
+        self.read_as(b, extra, false)
+    }
+
+    /// [`Self::read`], but a collapse sink's live rows only (sign sum above zero).
+    pub fn read_live(&self, b: &mut Binder, extra: Vec<Expr>) -> (TableWithJoins, Option<Expr>) {
+        self.read_as(b, extra, true)
+    }
+
+    fn read_as(
+        &self,
+        b: &mut Binder,
+        extra: Vec<Expr>,
+        live: bool,
+    ) -> (TableWithJoins, Option<Expr>) {
         let mut preds = self.filters(b);
         preds.extend(extra);
-        if self.kind() == MergeKind::Collapse {
-            let q = self.live_rows(preds, vec![]);
+        if self.collapses() {
+            let q = if live {
+                self.live_rows(preds, vec![])
+            } else {
+                self.versions(preds, vec![])
+            };
             let alias = self.d.ident(&self.p.sink.table.name);
             return (build::from(build::derived(q, alias)), None);
         }
@@ -249,6 +289,11 @@ impl<'a> SinkCtx<'a> {
             build::from(build::table(self.table(), None, self.final_())),
             build::and_all(preds),
         )
+    }
+
+    /// Whether the sink keeps versions with a sign column (`collapse`).
+    pub fn collapses(&self) -> bool {
+        self.kind() == MergeKind::Collapse
     }
 
     // ----- DDL -----
@@ -955,21 +1000,68 @@ impl<'a> SinkCtx<'a> {
         (cols, idents)
     }
 
-    /// `INSERT INTO t (cols, sign) SELECT cols, -1 FROM (live rows matching preds) AS cur`.
+    /// Brings the sign sum of every version matching `preds` (and `having`) back to zero:
+    /// `INSERT INTO t (cols, sign) SELECT cols, <n> FROM (versions) AS _synctool_live`. A
+    /// version live once gets one cancelling row (-1), one inserted twice gets two, one left
+    /// below zero by a stray cancelling row gets as many +1 rows. ClickHouse's
+    /// `CollapsingMergeTree` takes signs of 1 and -1 only, so there a version's rows are
+    /// repeated `arrayJoin(replicate(if(s > 0, -1, 1), range(toUInt64(abs(s)))))`; the
+    /// plain tables of PostgreSQL and MySQL take one row of sign `-s`.
     fn cancel(&self, preds: Vec<Expr>, having: Vec<Expr>) -> crate::sql::Stmt {
         let (cols, idents) = self.sign_cols();
-        let live = self.live_rows(preds, having);
+        let versions = self.versions(preds, having);
+        let d = self.d;
+        let s = build::col(d, None, SIGN_SUM);
+        let sign = if self.is_ch() {
+            let each = build::call(
+                "if",
+                vec![
+                    build::binop(s.clone(), BinaryOperator::Gt, build::int(0)),
+                    build::int(-1),
+                    build::int(1),
+                ],
+            );
+            let times = build::call(
+                "range",
+                vec![build::call("toUInt64", vec![build::call("abs", vec![s])])],
+            );
+            build::call(
+                "arrayJoin",
+                vec![build::call("replicate", vec![each, times])],
+            )
+        } else {
+            Expr::UnaryOp {
+                op: sqlparser::ast::UnaryOperator::Minus,
+                expr: Box::new(s),
+            }
+        };
         let mut projection: Vec<_> = self.exprs(&cols).into_iter().map(build::item).collect();
-        projection.push(build::item(build::int(-1)));
+        projection.push(build::item(sign));
         let q = build::select(SelectParts {
             projection,
             from: Some(build::from(build::derived(
-                live,
+                versions,
                 self.d.ident("_synctool_live"),
             ))),
             ..Default::default()
         });
         crate::sql::Stmt::Ast(Box::new(insert(self.table(), idents, q, None, None)))
+    }
+
+    /// A leaf repair's cancel of the keys the source no longer holds: like
+    /// `sink.delete_keys` (staged keys, within `sink.filters`), but only the versions whose
+    /// partition value lies in the leaf (`range`: the leaf's range predicates, or `p IS
+    /// NULL` for the NULL-partition block). A key whose current version lives in another
+    /// block (its partition value moved) keeps it: that block's own diff decides about it.
+    pub fn cancel_leaf_keys(&self, b: &mut Binder, range: Vec<Expr>) -> crate::sql::Stmt {
+        let mut preds = self.filters(b);
+        preds.push(build::in_subquery(
+            self.key_tuple(),
+            self.key_query(self.stage_keys()),
+            false,
+        ));
+        preds.extend(range);
+        self.cancel(preds, vec![])
     }
 
     /// A row's key columns and the row hash of every written column (NULL-safe, one
@@ -989,11 +1081,12 @@ impl<'a> SinkCtx<'a> {
         out
     }
 
-    /// Collapse: cancel the live rows of the staged keys that the stage does not hold as
-    /// they are, then insert the staged rows that are not live as they are (sign +1). A row
-    /// compares by its key and the row hash of every written column, so that an unchanged
-    /// row is left alone (a re-run writes nothing) and any changed column, tracked or not,
-    /// is rewritten.
+    /// Collapse: bring to zero the versions of the staged keys that are not live exactly
+    /// once as the stage holds them (another version, or the staged one with a sign sum
+    /// other than 1), then insert the staged rows that are not live as they are (sign +1).
+    /// A row compares by its key and the row hash of every written column, so that an
+    /// unchanged row is left alone (a re-run writes nothing) and any changed column,
+    /// tracked or not, is rewritten; afterwards every staged key is live exactly once.
     fn collapse_merge(&self) -> Vec<crate::sql::Stmt> {
         let keys = self.key_columns();
         let staged_keys = build::in_subquery(self.key_tuple(), self.key_query(self.stage()), false);
@@ -1005,9 +1098,18 @@ impl<'a> SinkCtx<'a> {
             from: Some(build::from(build::table(self.stage(), None, false))),
             ..Default::default()
         });
+        let sum = build::call(
+            "sum",
+            vec![build::col(self.d, None, &self.p.sink.merge.sign_column)],
+        );
+        let not_once = build::binop(
+            build::binop(sum, BinaryOperator::NotEq, build::int(1)),
+            BinaryOperator::Or,
+            build::in_subquery(kh_tuple.clone(), staged_kh, true),
+        );
         let cancel = self.cancel(
             vec![staged_keys.clone()],
-            vec![build::in_subquery(kh_tuple.clone(), staged_kh, true)],
+            vec![Expr::Nested(Box::new(not_once))],
         );
         // Live (key, fingerprint) pairs after the cancellation above.
         let live = self.live_rows(vec![staged_keys], vec![]);

@@ -371,3 +371,71 @@ fn an_alias_never_takes_the_place_of_an_order_column() {
         assert!(extract.contains("_synctool_read_id2"), "{d}: {extract}");
     }
 }
+
+/// A collapse sink is reconciled per version with its sign sum: a version not live exactly
+/// once (sum 2, or below zero) hashes as a value that never matches, and every cancel
+/// brings a version's sum to zero whatever it is (ClickHouse by repeating ±1 rows, the
+/// plain tables by one row of the opposite sum); a leaf cancels only its own range's keys.
+#[test]
+fn collapse_sinks_are_read_and_cancelled_by_sign_sum() {
+    let mut my = testing::collapse_to_pg();
+    my.sink.store = testing::store("my2", DialectKind::Mysql);
+    for (p, q) in [
+        (testing::collapse_to_ch(), '"'),
+        (testing::collapse_to_pg(), '"'),
+        (my, '`'),
+    ] {
+        let steps = generate(&p).unwrap();
+        let name = &p.name;
+        let qt = |s: &str| s.replace('"', &q.to_string());
+        let versions = qt(r#"sum("sign") AS "_synctool_sign""#);
+        for what in [
+            "block_hash",
+            "leaf_diff",
+            "nulls",
+            "null_leaf_diff",
+            "range",
+        ] {
+            let s = sql(&steps, &format!("recon.daily.sink.{what}"));
+            assert!(s.contains(&versions), "{name} {what}: {s}");
+            assert!(
+                s.contains(&qt(r#"HAVING sum("sign") <> 0"#)),
+                "{name} {what}: {s}"
+            );
+            if what != "range" {
+                assert!(
+                    s.contains(&qt(r#"CASE WHEN "_synctool_sign" = 1 THEN "#)),
+                    "{name} {what}: {s}"
+                );
+            }
+        }
+        let merge = sql(&steps, "sink.merge");
+        assert!(
+            merge.contains(&qt(r#"HAVING sum("sign") <> 0 AND (sum("sign") <> 1 OR "#)),
+            "{name}: {merge}"
+        );
+        let neutral = if p.sink.store.kind == crate::ir::StoreKind::Sql(DialectKind::Clickhouse) {
+            r#"arrayJoin(replicate(if("_synctool_sign" > 0, -1, 1), range(toUInt64(abs("_synctool_sign")))))"#
+                .to_string()
+        } else {
+            qt(r#"-"_synctool_sign" FROM"#)
+        };
+        for id in [
+            "sink.merge",
+            "sink.delete_keys",
+            "sink.delete_absent",
+            "recon.daily.sink.cancel_leaf_keys",
+            "recon.daily.sink.cancel_null_leaf_keys",
+        ] {
+            let s = sql(&steps, id);
+            assert!(s.contains(&neutral), "{name} {id}: {s}");
+        }
+        let leaf = sql(&steps, "recon.daily.sink.cancel_leaf_keys");
+        assert!(leaf.contains(&qt(r#""updated_at" >= "#)), "{name}: {leaf}");
+        let null_leaf = sql(&steps, "recon.daily.sink.cancel_null_leaf_keys");
+        assert!(
+            null_leaf.contains(&qt(r#""updated_at" IS NULL"#)),
+            "{name}: {null_leaf}"
+        );
+    }
+}

@@ -3846,5 +3846,167 @@ async fn a_non_transactional_mariadb_sink_table_is_warned_about() {
     assert_eq!(o.status.code(), Some(0), "{err}");
     assert!(!err.contains("not transactional"), "{err}");
     drop_my(&[&sink]).await;
+}
+
+/// Runs `sql` on the sink store (`pg`, `my` or `ch`) and returns the first row's values as
+/// integers (each cast by the store's own syntax: write `CAST(x AS INT64)`).
+async fn sink_ints(store: &str, sql: &str) -> Vec<i64> {
+    let ty = match store {
+        "pg" => "BIGINT",
+        "my" => "SIGNED",
+        _ => "Int64",
+    };
+    let sql = sql.replace("AS INT64)", &format!("AS {ty})"));
+    match store {
+        "pg" => {
+            let r = pg().await.query_one(&sql, &[]).await.unwrap();
+            (0..r.len()).map(|i| r.get::<_, i64>(i)).collect()
+        }
+        "my" => {
+            let row: mysql_async::Row = my().await.query_first(sql).await.unwrap().unwrap();
+            (0..row.len())
+                .map(|i| row.get::<i64, _>(i).unwrap())
+                .collect()
+        }
+        _ => crate::support::clickhouse().await.rows(&sql).await[0]
+            .iter()
+            .map(|v| v.as_deref().unwrap().parse().unwrap())
+            .collect(),
+    }
+}
+
+async fn sink_exec(store: &str, sql: &str) {
+    match store {
+        "pg" => pg().await.batch_execute(sql).await.unwrap(),
+        "my" => my().await.query_drop(sql).await.unwrap(),
+        _ => {
+            crate::support::clickhouse().await.exec(sql).await;
+        }
+    }
+}
+
+/// A collapse sink whose key is not live exactly once (inserted twice: sign sum 2; a
+/// stray cancelling row: sum -1; cancelled: sum 0, though the source holds it; and keys
+/// the source lacks with sums -1 and 2) is drift for `plan`, and `apply` (then again
+/// `apply --full`) leaves every source key live exactly once with the source's values and
+/// every other key at sum 0, on each sink dialect. A leaf cancels only the versions in
+/// its own range.
+#[tokio::test(flavor = "multi_thread")]
+async fn collapse_keys_not_live_exactly_once_are_drift_and_repaired() {
+    let c = pg().await;
+    let src = unique("cx_src");
+    make_source(&c, &src).await;
+    for store in ["pg", "my", "ch"] {
+        let sink = unique("cx_sink");
+        let cfg = write_config(&pipeline_yaml_ch(
+            "cx",
+            &src,
+            store,
+            &sink,
+            "{strategy: collapse, allow_delete: true}",
+            RECON_BY_ID,
+        ));
+        json_run(&cfg, &["apply"], 0);
+        if store == "ch" {
+            // CollapsingMergeTree merges would fold the doubled rows away behind our back.
+            sink_exec(store, &format!("SYSTEM STOP MERGES {sink}")).await;
+        }
+        let copy = |id: i64, sign: i64| {
+            format!("INSERT INTO {sink} (id, name, amount, updated_at, sign) SELECT id, name, amount, updated_at, {sign} FROM {sink} WHERE id = {id} AND sign = 1")
+        };
+        for args in [&["apply"][..], &["apply", "--full"][..]] {
+            // A key inserted twice alone: its live version's values equal the source's.
+            sink_exec(store, &copy(10, 1)).await;
+            let r = json_run(&cfg, &["plan", "--exit-code"], 3);
+            assert_eq!(n(&r, "rows_written"), 1, "{store} {args:?}: {r}");
+            for (id, sign) in [(20, -1), (20, -1), (30, -1), (40, 1), (40, -1)] {
+                sink_exec(store, &copy(id, sign)).await;
+            }
+            // Keys the source lacks: 2999 only as a stray cancelling row, 3000 twice.
+            // (Source ids end at 3000: delete them there and the sink keeps them.)
+            for (id, sign) in [(2999, -1), (2999, -1), (3000, 1)] {
+                sink_exec(store, &copy(id, sign)).await;
+            }
+            c.batch_execute(&format!("DELETE FROM {src} WHERE id >= 2999"))
+                .await
+                .unwrap();
+            let r = json_run(&cfg, &["plan", "--exit-code"], 3);
+            assert!(n(&r, "rows_written") >= 3, "{store} {args:?}: {r}");
+            json_run(&cfg, args, 0);
+            let [versions, keys, min, max, top, named]: [i64; 6] = sink_ints(
+                store,
+                &format!(
+                    "SELECT CAST(count(*) AS INT64), CAST(count(DISTINCT id) AS INT64), CAST(min(s) AS INT64), CAST(max(s) AS INT64), CAST(max(id) AS INT64), CAST(sum(CASE WHEN name = concat('name ', IDTEXT) THEN 1 ELSE 0 END) AS INT64)
+                     FROM (SELECT id, name, amount, updated_at, sum(sign) AS s FROM {sink} GROUP BY id, name, amount, updated_at HAVING sum(sign) <> 0) AS v"
+                )
+                .replace(
+                    "IDTEXT",
+                    match store {
+                        "pg" => "CAST(id AS TEXT)",
+                        "my" => "CAST(id AS CHAR)",
+                        _ => "toString(id)",
+                    },
+                ),
+            )
+            .await
+            .try_into()
+            .unwrap();
+            assert_eq!(
+                [versions, keys, min, max, top, named],
+                [2998, 2998, 1, 1, 2998, 2998],
+                "{store} {args:?}"
+            );
+            let r = json_run(&cfg, &["plan", "--exit-code"], 0);
+            assert_eq!(n(&r, "rows_written"), 0, "{store} {args:?}: {r}");
+            // The next round: the source holds 2999 and 3000 again.
+            c.batch_execute(&format!(
+                "INSERT INTO {src} SELECT g, 'name ' || g, g * 1.25, TIMESTAMPTZ '2024-01-01 00:00:00+00' + g * INTERVAL '1 minute' FROM generate_series(2999, 3000) g"
+            ))
+            .await
+            .unwrap();
+            json_run(&cfg, &["apply"], 0);
+        }
+        drop_sink(store, &sink).await;
+
+        // Reconciled by the time: a stray cancelling row of key 5 a day later than its
+        // live row. That day's leaf cancels key 5 there only; its live row (in a block that
+        // compares equal) stays.
+        let sink = unique("cx_sink");
+        let by_time = "    reconciliation:\n      - {name: by_time, partition_column: updated_at, partition_column_type: datetime, initial_partition_interval: 86400, max_block_size: 100, interval_reduction_factor: 10}\n";
+        let cfg = write_config(&pipeline_yaml_ch(
+            "cx",
+            &src,
+            store,
+            &sink,
+            "{strategy: collapse, allow_delete: true}",
+            by_time,
+        ));
+        json_run(&cfg, &["apply"], 0);
+        if store == "ch" {
+            sink_exec(store, &format!("SYSTEM STOP MERGES {sink}")).await;
+        }
+        let later = match store {
+            "pg" => "updated_at + INTERVAL '1 day'",
+            "my" => "updated_at + INTERVAL 1 DAY",
+            _ => "updated_at + 86400",
+        };
+        sink_exec(store, &format!("INSERT INTO {sink} (id, name, amount, updated_at, sign) SELECT id, name, amount, {later}, -1 FROM {sink} WHERE id = 5")).await;
+        // And one of key 6 in the NULL-partition block, which its own leaf cancels.
+        sink_exec(store, &format!("INSERT INTO {sink} (id, name, amount, updated_at, sign) SELECT id, name, amount, NULL, -1 FROM {sink} WHERE id = 6")).await;
+        json_run(&cfg, &["plan", "--exit-code"], 3);
+        json_run(&cfg, &["apply"], 0);
+        for id in [5, 6] {
+            let live: [i64; 2] = sink_ints(
+                store,
+                &format!("SELECT CAST(count(*) AS INT64), CAST(COALESCE(sum(s), 0) AS INT64) FROM (SELECT id, updated_at, sum(sign) AS s FROM {sink} WHERE id = {id} GROUP BY id, updated_at HAVING sum(sign) <> 0) AS v"),
+            )
+            .await
+            .try_into()
+            .unwrap();
+            assert_eq!(live, [1, 1], "{store}: key {id} is live once");
+        }
+        json_run(&cfg, &["plan", "--exit-code"], 0);
+        drop_sink(store, &sink).await;
+    }
     drop_pg(&c, &[&src]).await;
 }

@@ -994,7 +994,7 @@ impl<'c, 'a> Recon<'c, 'a> {
     ) -> Result<(), RuntimeError> {
         let (ctx, r) = (self.ctx, self.r);
         let p = ctx.p;
-        let extra: Vec<(&str, Value)> = match &scope {
+        let extra: Vec<(&'static str, Value)> = match &scope {
             Scope::Range(q) => {
                 let unit = self.unit.expect("range scopes have a unit");
                 bounds(unit, *q).to_vec()
@@ -1123,7 +1123,21 @@ impl<'c, 'a> Recon<'c, 'a> {
             let enricher = self.enricher.as_ref().expect("apply runs have an enricher");
             rows = to_sink_rows(p, enricher, keep, ctx.opts.now).await?;
         }
-        let w = self.sides.sink.write(&rows, &to_delete, &[]).await?;
+        // A collapse sink cancels the leaf's own versions of the keys to delete only.
+        let cancel = id(
+            r,
+            "sink",
+            match scope {
+                Scope::Nulls => "cancel_null_leaf_keys",
+                _ => "cancel_leaf_keys",
+            },
+        );
+        let delete_step = ctx.steps.get(&cancel).map(|_| (cancel, extra));
+        let w = self
+            .sides
+            .sink
+            .write_leaf(&rows, &to_delete, delete_step)
+            .await?;
         report.rows_written += w.rows;
         // Rows `on_error: skip` dropped are not written, new or not.
         report.rows_new += new.min(w.rows);

@@ -133,6 +133,9 @@ pub struct SinkIo<'a> {
     /// MySQL to MySQL: the source's text key columns and their collations, checked
     /// against the sink key columns' by [`SinkIo::prepare`].
     pub source_keys: Vec<super::full::SourceKeyCollation>,
+    /// While [`SinkIo::write_leaf`] writes: the step (and its bounds) removing the keys to
+    /// delete instead of `sink.delete_keys`.
+    delete_step: Option<(String, Vec<(&'static str, Value)>)>,
 }
 
 /// Connection settings of the SQL datastore `name`.
@@ -211,6 +214,7 @@ impl<'a> SinkIo<'a> {
             stream: false,
             pending_create: false,
             source_keys: Vec::new(),
+            delete_step: None,
         })
     }
 
@@ -643,6 +647,21 @@ impl<'a> SinkIo<'a> {
             .await
     }
 
+    /// [`SinkIo::write`] of one leaf of a reconciliation, whose keys to delete are removed
+    /// by `delete_step` (a collapse sink's `recon.R.sink.cancel_leaf_keys`, with the leaf's
+    /// bounds) when given, else by `sink.delete_keys`.
+    pub async fn write_leaf(
+        &mut self,
+        rows: &[Row],
+        delete_keys: &[Row],
+        delete_step: Option<(String, Vec<(&'static str, Value)>)>,
+    ) -> Result<Written, RuntimeError> {
+        self.delete_step = delete_step;
+        let w = self.write(rows, delete_keys, &[]).await;
+        self.delete_step = None;
+        w
+    }
+
     /// [`SinkIo::transaction`], redone once with multi-row INSERTs when MySQL refused
     /// `LOAD DATA LOCAL INFILE` or the load warned, and up to [`CONFLICT_RETRIES`] times
     /// (after a growing pause) when the database aborted it as conflicting with another
@@ -732,7 +751,10 @@ impl<'a> SinkIo<'a> {
         if !delete_keys.is_empty() {
             self.run_step("sink.stage_keys_clear", &[]).await?;
             self.load(Load::Keys, delete_keys).await?;
-            let n = self.run_step("sink.delete_keys", &[]).await?;
+            let n = match self.delete_step.clone() {
+                Some((step, extra)) => self.run_step(&step, &extra).await?,
+                None => self.run_step("sink.delete_keys", &[]).await?,
+            };
             w.deleted = if ch { delete_keys.len() as u64 } else { n };
         }
         if !rows.is_empty() {
