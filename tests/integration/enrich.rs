@@ -2427,8 +2427,9 @@ pipelines:
 }
 
 /// A NUL character in an enrichment output bound for PostgreSQL text, or a `\u0000` in a
-/// JSON document bound for `jsonb`, is refused before the write, naming the row's key and
-/// the column, though the source is PostgreSQL.
+/// JSON document bound for an existing `jsonb` column, is refused before the write, naming
+/// the row's key and the column, though the source is PostgreSQL; a `json` column (what
+/// synctool creates) keeps the document.
 #[tokio::test(flavor = "multi_thread")]
 async fn a_nul_in_an_enrichment_output_for_postgres_names_the_row() {
     let server = TestServer::start(|seen, _| {
@@ -2483,16 +2484,24 @@ pipelines:
             "{column: city, dtype: str, source: geo, source_column: city}",
             r#"{externalstore: geo, name: geo, path: "TMPL(/zip/{{ zip }})", output: 'lambda v: {"city": json_get(v, "city")}'}"#,
             "text with a NUL character",
+            None,
         ),
         (
             "doc",
             "{column: doc, dtype: json, source: doc, source_column: doc}",
             r#"{externalstore: geo, name: doc, path: "TMPL(/doc/{{ zip }})"}"#,
             "a JSON document with a NUL character (\\u0000), which PostgreSQL's jsonb cannot hold",
+            // A table synctool creates keeps documents in `json`, which holds a `\u0000`.
+            Some("CREATE TABLE {sink} (id bigint PRIMARY KEY, doc jsonb)"),
         ),
     ];
-    for (column, field, enrichment, why) in cases {
+    for (column, field, enrichment, why, pre) in cases {
         let sink = unique("nul_sink");
+        if let Some(pre) = pre {
+            c.batch_execute(&pre.replace("{sink}", &sink))
+                .await
+                .unwrap();
+        }
         let path = crate::support::write_config(&yaml(&sink, field, enrichment));
         let o = crate::support::synctool(&path, &["apply"]);
         let stderr = String::from_utf8_lossy(&o.stderr);
@@ -2509,7 +2518,22 @@ pipelines:
             .await
             .unwrap();
     }
-    c.batch_execute(&format!("DROP TABLE {src}")).await.unwrap();
+    // Into a table synctool creates (`json`), the document is kept, `\u0000` included.
+    let sink = unique("nul_sink");
+    let (_, field, enrichment, _, _) = cases[1];
+    let path = crate::support::write_config(&yaml(&sink, field, enrichment));
+    let o = crate::support::synctool(&path, &["apply"]);
+    assert_eq!(o.status.code(), Some(0), "{o:?}");
+    let doc = crate::support::pg_rows(
+        &c,
+        &format!("SELECT doc::text FROM {sink} WHERE id = 3"),
+        &[],
+    )
+    .await;
+    assert_eq!(doc, vec![vec![Some(r#"{"k":"x\u0000y"}"#.to_string())]]);
+    c.batch_execute(&format!("DROP TABLE {src}, {sink}"))
+        .await
+        .unwrap();
 }
 
 // ---------------------------------------------------------------- HTTP: rate limits, large and broken answers
