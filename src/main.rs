@@ -119,6 +119,10 @@ enum Command {
         /// Only plan: report what would change, write nothing.
         #[arg(long)]
         dry_run: bool,
+        /// Give up on a pipeline (exit 1, nothing written) when another run has held its
+        /// sink's run lock this many seconds (default: wait as long as that run takes).
+        #[arg(long, value_name = "SECONDS")]
+        lock_timeout: Option<u64>,
     },
 }
 
@@ -266,13 +270,24 @@ fn main() -> ExitCode {
             ref run,
             exit_code,
             dry_run: _,
-        } => execute(&cli, &fe, run, true, exit_code),
-        Command::Apply { ref run, dry_run } => execute(&cli, &fe, run, dry_run, false),
+        } => execute(&cli, &fe, run, true, exit_code, None),
+        Command::Apply {
+            ref run,
+            dry_run,
+            lock_timeout,
+        } => execute(&cli, &fe, run, dry_run, false, lock_timeout),
     }
 }
 
 /// Runs `plan` (`dry_run`) or `apply` over the selected pipelines.
-fn execute(cli: &Cli, fe: &Frontend, args: &RunArgs, dry_run: bool, exit_code: bool) -> ExitCode {
+fn execute(
+    cli: &Cli,
+    fe: &Frontend,
+    args: &RunArgs,
+    dry_run: bool,
+    exit_code: bool,
+    lock_timeout: Option<u64>,
+) -> ExitCode {
     let bound = |what: &str, text: &Option<String>| match text {
         None => Ok(None),
         Some(t) => engine::parse_bound(t)
@@ -294,6 +309,7 @@ fn execute(cli: &Cli, fe: &Frontend, args: &RunArgs, dry_run: bool, exit_code: b
         full: args.full,
         dry_run,
         now,
+        lock_timeout: lock_timeout.map(std::time::Duration::from_secs),
     };
     let pipelines = &fe.checked.program.pipelines;
     for p in pipelines {

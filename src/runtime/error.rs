@@ -146,6 +146,18 @@ pub enum RuntimeError {
         /// What happened.
         message: String,
     },
+    /// Another run held the lock of the sink scope for longer than `apply --lock-timeout`.
+    #[error("datastore `{store}`, sink table `{table}`: another run ({holder}) held the lock of the sink scope for more than {seconds} s (--lock-timeout); nothing was written")]
+    LockTimeout {
+        /// Datastore name.
+        store: String,
+        /// The sink table.
+        table: String,
+        /// Who holds the lock, as far as known.
+        holder: String,
+        /// The timeout.
+        seconds: u64,
+    },
     /// The receiver of a row stream was dropped before the stream ended.
     #[error("step {step}: the row consumer stopped before the result was read")]
     ConsumerGone {

@@ -421,3 +421,57 @@ async fn clickhouse_run_stops_when_its_lock_is_taken_over() {
         "{err}"
     );
 }
+
+/// `apply --lock-timeout N` gives up on a pipeline whose sink scope another session has
+/// held locked for N seconds: exit 1, an error naming the sink and the option, and nothing
+/// written (the sink table is not even created); once the lock is free, the run goes
+/// through.
+#[tokio::test]
+async fn apply_gives_up_after_lock_timeout() {
+    let src = unique("cc_src");
+    let t = unique("cc_busy");
+    source(&src).await;
+    let yaml = config("pg", &src, &t);
+    let cfg = write_config(&yaml);
+    let fe = synctool::driver::frontend(
+        "c.yaml",
+        &yaml,
+        &std::collections::HashMap::<String, String>::new(),
+        &[],
+    )
+    .unwrap_or_else(|f| panic!("{}", f.render()));
+    let key = synctool::sql::pg_key(&fe.checked.program.pipelines[0].sink.scope_digest());
+    let holder = support::pg().await;
+    holder
+        .execute("SELECT pg_advisory_lock($1)", &[&key])
+        .await
+        .unwrap();
+    let started = std::time::Instant::now();
+    let o = synctool(&cfg, &["apply", "--lock-timeout", "1"]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains(&format!("sink table `{t}`"))
+            && err.contains("for more than 1 s (--lock-timeout); nothing was written"),
+        "{err}"
+    );
+    assert!(started.elapsed() < std::time::Duration::from_secs(20));
+    let exists = support::pg_rows(
+        &support::pg().await,
+        "SELECT count(*)::text FROM pg_class WHERE relname = $1",
+        &[&t],
+    )
+    .await;
+    assert_eq!(exists, vec![vec![Some("0".to_string())]]);
+    holder
+        .execute("SELECT pg_advisory_unlock($1)", &[&key])
+        .await
+        .unwrap();
+    let o = synctool(&cfg, &["apply", "--lock-timeout", "1"]);
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+}

@@ -56,6 +56,9 @@ pub struct RunOptions {
     pub dry_run: bool,
     /// The run's fixed "now" (UTC), used by `now()` in bounds and expressions.
     pub now: NaiveDateTime,
+    /// How long `apply` waits for the run lock of a sink scope that another run holds
+    /// (`None`: as long as that run takes).
+    pub lock_timeout: Option<std::time::Duration>,
 }
 
 impl RunOptions {
@@ -68,6 +71,7 @@ impl RunOptions {
             full: false,
             dry_run: false,
             now,
+            lock_timeout: None,
         }
     }
 }
@@ -240,7 +244,7 @@ pub async fn run_pipeline(
     let mut lock = if opts.dry_run {
         None
     } else {
-        run_lock::acquire(p, cfg, &ctx.steps).await?
+        run_lock::acquire(p, cfg, &ctx.steps, opts.lock_timeout).await?
     };
     let run = async {
         match mode {

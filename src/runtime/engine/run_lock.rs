@@ -63,6 +63,8 @@ struct Lock {
     /// The values of the lock parameters.
     binds: Binds,
     holder: String,
+    /// How long to wait for a lock another run holds (`apply --lock-timeout`).
+    timeout: Option<Duration>,
     steps: Vec<(String, Prepared)>,
 }
 
@@ -157,7 +159,16 @@ impl Lock {
     /// Takes the lock, waiting while another run holds it.
     async fn take(&self, conn: &mut Conn) -> Result<(), RuntimeError> {
         let mut said: Option<Instant> = None;
-        let mut say = |holder: &str| {
+        let started = Instant::now();
+        let mut say = |holder: &str| -> Result<(), RuntimeError> {
+            if let Some(t) = self.timeout.filter(|t| started.elapsed() >= *t) {
+                return Err(RuntimeError::LockTimeout {
+                    store: self.store.clone(),
+                    table: self.table.clone(),
+                    holder: holder.to_string(),
+                    seconds: t.as_secs(),
+                });
+            }
             if said.is_none_or(|t| t.elapsed() >= REPORT_EVERY) {
                 tracing::info!(
                     datastore = %self.store,
@@ -166,6 +177,7 @@ impl Lock {
                 );
                 said = Some(Instant::now());
             }
+            Ok(())
         };
         if self.dialect == DialectKind::Clickhouse {
             self.execute(conn, "sink.lock_table", &[]).await?;
@@ -177,7 +189,7 @@ impl Lock {
                     Turn::Mine => break,
                     Turn::Choosing => CH_CHOOSING_RETRY,
                     Turn::After(first) => {
-                        say(&format!("run `{first}`"));
+                        say(&format!("run `{first}`"))?;
                         CH_RETRY
                     }
                     // Our own claim is not live: its heartbeats failed for too long. (Claiming
@@ -210,7 +222,7 @@ impl Lock {
                     Ok((held, _)) if !held.is_empty() => format!("session {}", held[0]),
                     _ => "another session".to_string(),
                 };
-                say(&who);
+                say(&who)?;
                 tokio::time::sleep(RETRY).await;
             }
         }
@@ -286,6 +298,7 @@ pub async fn acquire(
     p: &Pipeline,
     cfg: &RawConfig,
     steps: &Steps,
+    timeout: Option<Duration>,
 ) -> Result<Option<RunLock>, RuntimeError> {
     let Some(dialect) = p.sink.store.kind.dialect() else {
         return Ok(None);
@@ -314,6 +327,7 @@ pub async fn acquire(
         dialect,
         binds,
         holder,
+        timeout,
         steps: ids
             .iter()
             .filter_map(|id| steps.get(id).map(|s| (id.to_string(), s.clone())))
