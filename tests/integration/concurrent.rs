@@ -3,7 +3,9 @@
 //! exactly the source rows on every sink dialect; two pipelines writing one ClickHouse
 //! table under different sink filters run side by side, each with its own staging tables,
 //! without mixing; ClickHouse staging tables are gone after a run; `validate` warns about
-//! two `allow_delete` pipelines into one table that no filters separate.
+//! two `allow_delete` pipelines into one table that no filters separate; a run that loses
+//! its lock (ClickHouse claim overtaken, PostgreSQL/MariaDB lock session killed) stops;
+//! `--lock-timeout` gives up on a lock held too long.
 
 use crate::support::{self, synctool, unique, write_config, CH, MY, PG};
 use std::process::{Command, Output, Stdio};
@@ -473,5 +475,101 @@ async fn apply_gives_up_after_lock_timeout() {
         Some(0),
         "{}",
         String::from_utf8_lossy(&o.stderr)
+    );
+}
+
+/// A PostgreSQL run whose lock session dies (terminated by an administrator, or its
+/// connection lost) stops with an error naming the sink, before it ends: another run may
+/// take the lock at once.
+#[tokio::test]
+async fn postgres_run_stops_when_its_lock_session_dies() {
+    let src = unique("cc_src");
+    let t = unique("cc_pglost");
+    source(&src).await;
+    pg_exec(&format!(
+        "CREATE FUNCTION {src}_slow(i bigint) RETURNS bigint LANGUAGE sql AS $$ SELECT pg_sleep(0.001); SELECT i $$;
+         CREATE VIEW {src}_v AS SELECT {src}_slow(id) AS id, g, v FROM {src} WHERE id <= 15000;"
+    ))
+    .await;
+    let yaml = config("pg", &format!("{src}_v"), &t);
+    let cfg = write_config(&yaml);
+    let fe = synctool::driver::frontend(
+        "c.yaml",
+        &yaml,
+        &std::collections::HashMap::<String, String>::new(),
+        &[],
+    )
+    .unwrap_or_else(|f| panic!("{}", f.render()));
+    let key = synctool::sql::pg_key(&fe.checked.program.pipelines[0].sink.scope_digest());
+    let run = spawn(&cfg, &["apply", "--full"]);
+    let c = support::pg().await;
+    let holder = "SELECT pid FROM pg_locks WHERE locktype = 'advisory' AND granted AND objsubid = 1 AND classid::bigint * 4294967296 + objid::bigint = $1";
+    let mut pid: Option<i32> = None;
+    for _ in 0..100 {
+        if let Some(r) = c.query_opt(holder, &[&key]).await.unwrap() {
+            pid = Some(r.get(0));
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    let pid = pid.expect("the run takes its lock");
+    c.execute("SELECT pg_terminate_backend($1)", &[&pid])
+        .await
+        .unwrap();
+    let o = run.wait_with_output().expect("wait for synctool");
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("the run lost the lock of its sink scope")
+            && err.contains(&format!("sink table `{t}`")),
+        "{err}"
+    );
+}
+
+/// The same on MariaDB: the connection holding `GET_LOCK` killed, the run stops.
+#[tokio::test]
+async fn mariadb_run_stops_when_its_lock_session_dies() {
+    use mysql_async::prelude::Queryable;
+    let src = unique("cc_src");
+    let t = unique("cc_mylost");
+    source(&src).await;
+    pg_exec(&format!(
+        "CREATE FUNCTION {src}_slow(i bigint) RETURNS bigint LANGUAGE sql AS $$ SELECT pg_sleep(0.001); SELECT i $$;
+         CREATE VIEW {src}_v AS SELECT {src}_slow(id) AS id, g, v FROM {src} WHERE id <= 15000;"
+    ))
+    .await;
+    let yaml = config("my", &format!("{src}_v"), &t);
+    let cfg = write_config(&yaml);
+    let fe = synctool::driver::frontend(
+        "c.yaml",
+        &yaml,
+        &std::collections::HashMap::<String, String>::new(),
+        &[],
+    )
+    .unwrap_or_else(|f| panic!("{}", f.render()));
+    let name = synctool::sql::mysql_name(&fe.checked.program.pipelines[0].sink.scope_digest());
+    let run = spawn(&cfg, &["apply", "--full"]);
+    let mut m = support::mysql().await;
+    let mut id: Option<u64> = None;
+    for _ in 0..100 {
+        let r: Option<Option<u64>> = m
+            .exec_first("SELECT IS_USED_LOCK(?)", (name.clone(),))
+            .await
+            .unwrap();
+        if let Some(Some(i)) = r {
+            id = Some(i);
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    let id = id.expect("the run takes its lock");
+    support::mysql_exec(&mut m, &format!("KILL {id}")).await;
+    let o = run.wait_with_output().expect("wait for synctool");
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("the run lost the lock of its sink scope")
+            && err.contains(&format!("sink table `{t}`")),
+        "{err}"
     );
 }
