@@ -1153,3 +1153,35 @@ fn a_lookback_is_whole_seconds_however_it_is_written() {
         );
     }
 }
+
+#[test]
+fn a_comma_splitting_a_flow_mapping_value_says_to_quote_it() {
+    let text = r#"
+datastores:
+  - {name: pg, type: postgres, host: h, database: d}
+pipelines:
+  - name: p
+    source: {datastore: pg, table: t, fields: [{column: id, dtype: int}, {column: a, dtype: decimal(12,2)}]}
+    sink: {datastore: pg, table: u, unique_key: [id]}
+"#;
+    let e = fail(text);
+    let d = e
+        .diagnostics
+        .iter()
+        .find(|d| d.message == "unknown key `2)` in a source field")
+        .unwrap_or_else(|| panic!("{}", e.render()));
+    assert_eq!(d.path.as_deref(), Some("pipelines[0].source.fields[1].2)"));
+    assert!(
+        d.help
+            .as_deref()
+            .is_some_and(|h| h.contains("quote a value that holds a comma")),
+        "{:?}",
+        d.help
+    );
+    // An ordinary misspelt key keeps its "did you mean".
+    let e = fail(&text.replace("dtype: decimal(12,2)", "dtyp: str"));
+    assert_eq!(
+        e.diagnostics[0].help.as_deref(),
+        Some("did you mean `dtype`?")
+    );
+}

@@ -429,8 +429,16 @@ impl<'a> MapReader<'a> {
             let mut d = Diagnostic::error(format!("unknown key `{name}` in {what}"))
                 .at_path(child(&self.path, name))
                 .with_span(k.span);
+            // `{dtype: decimal(12,2)}`: in a flow mapping the comma ends the value, and
+            // what follows it (`2)`) reads as a key without a value.
+            let split_off = suggestion.is_none()
+                && v.value == super::yaml::NodeValue::Null
+                && (name.ends_with(')') || name.starts_with(|c: char| c.is_ascii_digit()));
             d = match suggestion {
                 Some(s) => d.with_help(format!("did you mean `{s}`?")),
+                None if split_off => d.with_help(format!(
+                    "a `,` inside `{{…}}` ends the value before it, so `{name}` is left over: quote a value that holds a comma, e.g. `dtype: \"decimal(12,2)\"`"
+                )),
                 None => d.with_help(format!("expected one of: {}", allowed.join(", "))),
             };
             ctx.err(d);
