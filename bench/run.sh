@@ -82,7 +82,7 @@ run_pair "mysql_full" "${PSQL[*]} -c \"$COPY_SELECT\" | mysql --local-infile=1 -
 # ClickHouse
 ch "DROP TABLE IF EXISTS bench_dst" >/dev/null; ch "DROP TABLE IF EXISTS bench_base" >/dev/null
 ch "CREATE TABLE bench_base (id Int64, name String, amount Decimal(12,2), flag UInt8, created_at DateTime('UTC'), uid UUID) ENGINE = MergeTree ORDER BY id" >/dev/null
-run_pair "ch_full" "${PSQL[*]} -c \"$COPY_SELECT_CH\" | curl -sfS 'http://127.0.0.1:8123/?query=INSERT%20INTO%20bench_base%20FORMAT%20TabSeparated' --data-binary @-" bench/configs/pg_to_ch.yaml \
+run_pair "ch_full" "${PSQL[*]} -c \"$COPY_SELECT_CH\" | curl -sfS 'http://127.0.0.1:8123/?query=INSERT%20INTO%20bench_base%20FORMAT%20TabSeparated' -X POST -T -" bench/configs/pg_to_ch.yaml \
     "curl -sfS http://127.0.0.1:8123/ --data-binary 'DROP TABLE bench_base'"
 # Dropping the table stops ClickHouse's background merges, which would otherwise take CPU
 # from the reconciliation measured next.
