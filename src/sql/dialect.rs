@@ -106,7 +106,7 @@ pub trait Dialect: Sync {
 }
 
 /// A type spelled exactly as given (ClickHouse type names are case-sensitive).
-fn custom(name: &str, args: &[String]) -> DataType {
+pub(crate) fn custom(name: &str, args: &[String]) -> DataType {
     DataType::Custom(ObjectName::from(vec![Ident::new(name)]), args.to_vec())
 }
 

@@ -15,6 +15,7 @@
 //!   other run is there. Every run beats (writes a row) every few seconds.
 
 use crate::sql::build::{self, SelectParts};
+use crate::sql::dialect::custom;
 use crate::sql::params::Binder;
 use crate::sql::sink::{insert, SinkCtx};
 use crate::sql::DialectKind;
@@ -52,10 +53,6 @@ pub fn pg_key(digest: &str) -> i64 {
 /// within MySQL's 64).
 pub fn mysql_name(digest: &str) -> String {
     format!("synctool_{digest}")
-}
-
-fn ch_type(name: &str) -> DataType {
-    DataType::Custom(ObjectName::from(vec![Ident::new(name)]), vec![])
 }
 
 fn col(s: &SinkCtx<'_>, name: &str) -> Expr {
@@ -152,7 +149,7 @@ pub fn release(s: &SinkCtx<'_>, b: &mut Binder) -> Option<Query> {
 pub fn ch_create_table(s: &SinkCtx<'_>) -> Statement {
     let def = |name: &str, ty: &str| ColumnDef {
         name: s.d.ident(name),
-        data_type: ch_type(ty),
+        data_type: custom(ty, &[]),
         options: vec![],
     };
     CreateTableBuilder::new(lock_table(s))

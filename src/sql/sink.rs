@@ -377,9 +377,7 @@ impl<'a> SinkCtx<'a> {
             let ty = match d.kind() {
                 DialectKind::Postgres => DataType::SmallInt(None),
                 DialectKind::Mysql => DataType::TinyInt(None),
-                DialectKind::Clickhouse => {
-                    DataType::Custom(ObjectName::from(vec![Ident::new("Int8")]), vec![])
-                }
+                DialectKind::Clickhouse => crate::sql::dialect::custom("Int8", &[]),
             };
             // Defaults to 1, so that a load straight into a table this run created
             // (`sink.load_direct`, which lists the load columns only) inserts live rows.
@@ -393,9 +391,7 @@ impl<'a> SinkCtx<'a> {
         if let Some(v) = &merge.version_column {
             if merge.kind == MergeKind::Upsert && !names.contains(v) {
                 let ty = match d.kind() {
-                    DialectKind::Clickhouse => {
-                        DataType::Custom(ObjectName::from(vec![Ident::new("UInt64")]), vec![])
-                    }
+                    DialectKind::Clickhouse => crate::sql::dialect::custom("UInt64", &[]),
                     _ => DataType::BigInt(None),
                 };
                 columns.push(self.column_def(v, ty, true));

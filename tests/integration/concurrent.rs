@@ -130,6 +130,28 @@ async fn ch_tables(t: &str) -> Vec<String> {
         .collect()
 }
 
+/// `{src}_v`: the source table `src` read slowly (a row a millisecond, 15000 rows), so that
+/// a run lasts some seconds.
+async fn slow_view(src: &str) {
+    pg_exec(&format!(
+        "CREATE FUNCTION {src}_slow(i bigint) RETURNS bigint LANGUAGE sql AS $$ SELECT pg_sleep(0.001); SELECT i $$;
+         CREATE VIEW {src}_v AS SELECT {src}_slow(id) AS id, g, v FROM {src} WHERE id <= 15000;"
+    ))
+    .await;
+}
+
+/// The sink scope digest of the config's first pipeline (the run lock's name).
+fn scope_digest(yaml: &str) -> String {
+    let fe = synctool::driver::frontend(
+        "c.yaml",
+        yaml,
+        &std::collections::HashMap::<String, String>::new(),
+        &[],
+    )
+    .unwrap_or_else(|f| panic!("{}", f.render()));
+    fe.checked.program.pipelines[0].sink.scope_digest()
+}
+
 fn config(store: &str, src: &str, t: &str) -> String {
     format!(
         r#"
@@ -386,23 +408,11 @@ async fn clickhouse_run_stops_when_its_lock_is_taken_over() {
     let src = unique("cc_src");
     let t = unique("cc_lost");
     source(&src).await;
-    // A source that takes some seconds to read: a row a millisecond.
-    pg_exec(&format!(
-        "CREATE FUNCTION {src}_slow(i bigint) RETURNS bigint LANGUAGE sql AS $$ SELECT pg_sleep(0.001); SELECT i $$;
-         CREATE VIEW {src}_v AS SELECT {src}_slow(id) AS id, g, v FROM {src} WHERE id <= 15000;"
-    ))
-    .await;
+    slow_view(&src).await;
     let yaml = config("ch", &format!("{src}_v"), &t);
     let cfg = write_config(&yaml);
     let run = spawn(&cfg, &["apply", "--full"]);
-    let fe = synctool::driver::frontend(
-        "c.yaml",
-        &yaml,
-        &std::collections::HashMap::<String, String>::new(),
-        &[],
-    )
-    .unwrap_or_else(|f| panic!("{}", f.render()));
-    let digest = fe.checked.program.pipelines[0].sink.scope_digest();
+    let digest = scope_digest(&yaml);
     tokio::time::sleep(std::time::Duration::from_secs(3)).await;
     let ch = support::clickhouse().await;
     ch.exec(&format!(
@@ -435,14 +445,7 @@ async fn apply_gives_up_after_lock_timeout() {
     source(&src).await;
     let yaml = config("pg", &src, &t);
     let cfg = write_config(&yaml);
-    let fe = synctool::driver::frontend(
-        "c.yaml",
-        &yaml,
-        &std::collections::HashMap::<String, String>::new(),
-        &[],
-    )
-    .unwrap_or_else(|f| panic!("{}", f.render()));
-    let key = synctool::sql::pg_key(&fe.checked.program.pipelines[0].sink.scope_digest());
+    let key = synctool::sql::pg_key(&scope_digest(&yaml));
     let holder = support::pg().await;
     holder
         .execute("SELECT pg_advisory_lock($1)", &[&key])
@@ -486,21 +489,10 @@ async fn postgres_run_stops_when_its_lock_session_dies() {
     let src = unique("cc_src");
     let t = unique("cc_pglost");
     source(&src).await;
-    pg_exec(&format!(
-        "CREATE FUNCTION {src}_slow(i bigint) RETURNS bigint LANGUAGE sql AS $$ SELECT pg_sleep(0.001); SELECT i $$;
-         CREATE VIEW {src}_v AS SELECT {src}_slow(id) AS id, g, v FROM {src} WHERE id <= 15000;"
-    ))
-    .await;
+    slow_view(&src).await;
     let yaml = config("pg", &format!("{src}_v"), &t);
     let cfg = write_config(&yaml);
-    let fe = synctool::driver::frontend(
-        "c.yaml",
-        &yaml,
-        &std::collections::HashMap::<String, String>::new(),
-        &[],
-    )
-    .unwrap_or_else(|f| panic!("{}", f.render()));
-    let key = synctool::sql::pg_key(&fe.checked.program.pipelines[0].sink.scope_digest());
+    let key = synctool::sql::pg_key(&scope_digest(&yaml));
     let run = spawn(&cfg, &["apply", "--full"]);
     let c = support::pg().await;
     let holder = "SELECT pid FROM pg_locks WHERE locktype = 'advisory' AND granted AND objsubid = 1 AND classid::bigint * 4294967296 + objid::bigint = $1";
@@ -533,21 +525,10 @@ async fn mariadb_run_stops_when_its_lock_session_dies() {
     let src = unique("cc_src");
     let t = unique("cc_mylost");
     source(&src).await;
-    pg_exec(&format!(
-        "CREATE FUNCTION {src}_slow(i bigint) RETURNS bigint LANGUAGE sql AS $$ SELECT pg_sleep(0.001); SELECT i $$;
-         CREATE VIEW {src}_v AS SELECT {src}_slow(id) AS id, g, v FROM {src} WHERE id <= 15000;"
-    ))
-    .await;
+    slow_view(&src).await;
     let yaml = config("my", &format!("{src}_v"), &t);
     let cfg = write_config(&yaml);
-    let fe = synctool::driver::frontend(
-        "c.yaml",
-        &yaml,
-        &std::collections::HashMap::<String, String>::new(),
-        &[],
-    )
-    .unwrap_or_else(|f| panic!("{}", f.render()));
-    let name = synctool::sql::mysql_name(&fe.checked.program.pipelines[0].sink.scope_digest());
+    let name = synctool::sql::mysql_name(&scope_digest(&yaml));
     let run = spawn(&cfg, &["apply", "--full"]);
     let mut m = support::mysql().await;
     let mut id: Option<u64> = None;

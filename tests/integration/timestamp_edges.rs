@@ -3,9 +3,7 @@
 //! watermark in the future, rows that differ in the lookback window although their
 //! timestamp did not move, and the index a created sink table gets on the watermark column.
 
-use crate::support::{self, unique, write_config};
-
-use crate::support::{CH, MY, PG};
+use crate::support::{self, unique, write_config, PG};
 
 use crate::support::run_report as run;
 
@@ -21,26 +19,17 @@ fn config(
     ts_type: &str,
     recon: &str,
 ) -> String {
-    format!(
-        r#"
-datastores:
-  - {PG}
-  - {MY}
-  - {CH}
-pipelines:
-  - name: p
-    source:
-      datastore: {src_store}
-      table: {src}
-      fields: [{{column: id, dtype: int}}, {{column: v, dtype: str}}, {{column: ts, dtype: {ts_type}}}]
+    let rest = format!(
+        r#"      fields: [{{column: id, dtype: int}}, {{column: v, dtype: str}}, {{column: ts, dtype: {ts_type}}}]
     sink:
-      datastore: {sink_store}
-      table: {sink}
+      datastore: SINK_STORE
+      table: SINK_TABLE
       merge_strategy: {{strategy: upsert}}
       unique_key: [id]
     reconciliation:
 {recon}"#
-    )
+    );
+    support::edge_config(src_store, src, sink_store, sink, &rest)
 }
 
 const INC: &str =

@@ -798,17 +798,44 @@ fn encode_numeric(d: &Decimal, out: &mut BytesMut) {
     }
 }
 
+/// A binary NUMERIC's header and its base-10000 digit groups.
+struct RawNumeric {
+    /// The power of 10000 of the first group.
+    weight: i64,
+    /// `0x0000` positive, `0x4000` negative, `0xC000` NaN, `0xD000`/`0xF000` ±infinity.
+    sign: u16,
+    /// Digits after the point.
+    dscale: i64,
+    digits: Vec<u16>,
+}
+
+impl RawNumeric {
+    fn read(raw: &[u8]) -> Result<RawNumeric, BoxError> {
+        let rd = |i: usize| -> Result<u16, BoxError> {
+            raw.get(i..i + 2)
+                .map(|b| u16::from_be_bytes([b[0], b[1]]))
+                .ok_or_else(|| "truncated numeric".into())
+        };
+        let ndigits = rd(0)? as usize;
+        Ok(RawNumeric {
+            weight: i64::from(rd(2)? as i16),
+            sign: rd(4)?,
+            dscale: i64::from(rd(6)?),
+            digits: (0..ndigits)
+                .map(|i| rd(8 + 2 * i))
+                .collect::<Result<_, _>>()?,
+        })
+    }
+}
+
 /// Reads PostgreSQL's binary NUMERIC exactly (at its display scale).
 fn decode_numeric(raw: &[u8]) -> Result<Decimal, BoxError> {
-    let rd = |i: usize| -> Result<u16, BoxError> {
-        raw.get(i..i + 2)
-            .map(|b| u16::from_be_bytes([b[0], b[1]]))
-            .ok_or_else(|| "truncated numeric".into())
-    };
-    let ndigits = rd(0)? as usize;
-    let weight = rd(2)? as i16 as i64;
-    let sign = rd(4)?;
-    let dscale = rd(6)? as i64;
+    let RawNumeric {
+        weight,
+        sign,
+        dscale,
+        digits,
+    } = RawNumeric::read(raw)?;
     match sign {
         0x0000 | 0x4000 => {}
         0xC000 => return Err("NaN cannot be read as a decimal".into()),
@@ -819,8 +846,8 @@ fn decode_numeric(raw: &[u8]) -> Result<Decimal, BoxError> {
     }
     let overflow = || -> BoxError { "numeric value does not fit 38 digits".into() };
     let mut m: i128 = 0;
-    for i in 0..ndigits {
-        let digit = i128::from(rd(8 + 2 * i)?);
+    for (i, &digit) in digits.iter().enumerate() {
+        let digit = i128::from(digit);
         let exp = 4 * (weight - i as i64) + dscale;
         if exp >= 0 {
             let p = 10i128.checked_pow(exp as u32).ok_or_else(overflow)?;
@@ -858,15 +885,13 @@ impl<'a> FromSql<'a> for NumericText {
 /// PostgreSQL's text of a binary NUMERIC: base-10000 digit groups from `weight` down,
 /// `dscale` digits after the point, `NaN` and the infinities spelt as the server does.
 fn numeric_text(raw: &[u8]) -> Result<String, BoxError> {
-    let rd = |i: usize| -> Result<u16, BoxError> {
-        raw.get(i..i + 2)
-            .map(|b| u16::from_be_bytes([b[0], b[1]]))
-            .ok_or_else(|| "truncated numeric".into())
-    };
-    let ndigits = rd(0)? as usize;
-    let weight = i64::from(rd(2)? as i16);
-    let sign = rd(4)?;
-    let dscale = rd(6)? as usize;
+    let RawNumeric {
+        weight,
+        sign,
+        dscale,
+        digits,
+    } = RawNumeric::read(raw)?;
+    let dscale = dscale as usize;
     match sign {
         0x0000 | 0x4000 => {}
         0xC000 => return Ok("NaN".into()),
@@ -874,9 +899,6 @@ fn numeric_text(raw: &[u8]) -> Result<String, BoxError> {
         0xF000 => return Ok("-Infinity".into()),
         _ => return Err("unknown numeric sign".into()),
     }
-    let digits = (0..ndigits)
-        .map(|i| rd(8 + 2 * i))
-        .collect::<Result<Vec<u16>, _>>()?;
     let group = |index: i64| -> u16 {
         usize::try_from(index)
             .ok()
