@@ -5,7 +5,7 @@
 //!   text keys) `source.collations`, (no filters, only LEFT joins) `source.row_estimate`,
 //!   `source.extract`
 //! - `sink.session`, (PostgreSQL, MySQL) `sink.lock`, `sink.lock_holder`, `sink.unlock`,
-//!   (ClickHouse) `sink.lock_table`, `sink.lock_claim`, `sink.lock_ticket`, `sink.lock_beat`, `sink.lock_state`,
+//!   (ClickHouse) `sink.lock_table`, `sink.lock_claim`, `sink.lock_ticket`, `sink.lock_beat`, `sink.lock_state`, `sink.lock_trim`,
 //!   `sink.columns`, (PostgreSQL) `sink.enum_labels`, (PostgreSQL and MySQL upserts and
 //!   collapses) `sink.unique_indexes`, (MySQL) `sink.storage_engine`, (ClickHouse)
 //!   `sink.engine`, `sink.create`
@@ -601,6 +601,17 @@ fn lock_steps(steps: &mut Steps, s: &SinkCtx<'_>, store: &Store, d: &'static dyn
             d,
             "after sink.lock_ticket and each heartbeat: the live claims of the scope and their tickets, smallest first (a waiting run names the holder; a holding run whose claim is no longer live has lost the lock and stops)",
             vec![query(q)],
+            b,
+        );
+        let mut b = Binder::new();
+        let st = lock::ch_trim(s, &mut b);
+        steps.push(
+            "sink.lock_trim".into(),
+            Side::Sink,
+            store,
+            d,
+            &format!("after the release, by a run whose ticket is a multiple of {}: delete the scope's lock rows without a heartbeat for {} s (old runs' claims), in the background", lock::TRIM_EVERY, lock::TRIM_AFTER_SECS),
+            vec![st],
             b,
         );
         return;

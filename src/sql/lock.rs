@@ -18,7 +18,7 @@ use crate::sql::build::{self, SelectParts};
 use crate::sql::dialect::custom;
 use crate::sql::params::Binder;
 use crate::sql::sink::{insert, SinkCtx};
-use crate::sql::DialectKind;
+use crate::sql::{DialectKind, Stmt};
 use crate::types::Dtype;
 use sqlparser::ast::{
     helpers::stmt_create_table::CreateTableBuilder, BinaryOperator, ColumnDef, CreateTableOptions,
@@ -31,6 +31,15 @@ pub const LOCK_TABLE: &str = "synctool_run_locks";
 /// A ClickHouse claim whose last heartbeat is older than this many seconds no longer
 /// holds (or waits for) the lock: the next live claim takes it over.
 pub const STALE_SECS: i64 = 30;
+
+/// Rows of the ClickHouse lock table whose heartbeat is older than this many seconds are
+/// deleted by `sink.lock_trim`: no live claim is that silent (a running claim beats every
+/// few seconds, and each beat carries its ticket).
+pub const TRIM_AFTER_SECS: i64 = 86_400;
+/// A ClickHouse run whose ticket is a multiple of this trims its scope's old rows when it
+/// gives the lock back: a scope's tickets grow by one per run while its old rows remain,
+/// so the table keeps about this many runs' rows per scope, or a day's, whichever is more.
+pub const TRIM_EVERY: i64 = 100;
 
 /// Parameter: the PostgreSQL advisory lock key.
 pub const P_KEY: &str = "lock_key";
@@ -277,4 +286,23 @@ pub fn ch_state(s: &SinkCtx<'_>, b: &mut Binder) -> Query {
         ]),
         order_by: vec![ticket(), col(s, "holder")],
     })
+}
+
+/// `sink.lock_trim` (ClickHouse): `ALTER TABLE synctool_run_locks DELETE WHERE scope = … AND
+/// heartbeat < now() - 86400`: the rows of the scope's old claims (released, or taken over),
+/// which 18.16 cannot expire with a TTL. A mutation, left to run in the background.
+pub fn ch_trim(s: &SinkCtx<'_>, b: &mut Binder) -> Stmt {
+    let old = build::binop(
+        col(s, "heartbeat"),
+        BinaryOperator::Lt,
+        build::binop(
+            build::call("now", vec![]),
+            BinaryOperator::Minus,
+            build::int(TRIM_AFTER_SECS),
+        ),
+    );
+    Stmt::ClickhouseAlterDelete {
+        table: lock_table(s),
+        selection: Box::new(build::binop(scope_is(s, b), BinaryOperator::And, old)),
+    }
 }

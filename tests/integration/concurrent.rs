@@ -554,3 +554,74 @@ async fn mariadb_run_stops_when_its_lock_session_dies() {
         "{err}"
     );
 }
+
+/// The ClickHouse lock table does not grow without end: the run whose ticket is a multiple
+/// of 100 deletes its scope's rows without a heartbeat for a day when it gives the lock
+/// back (a mutation), and leaves younger rows and every other run alone.
+#[tokio::test]
+async fn clickhouse_lock_table_trims_old_claims() {
+    let src = unique("cc_src");
+    let t = unique("cc_trim");
+    source(&src).await;
+    let yaml = config("ch", &src, &t);
+    let cfg = write_config(&yaml);
+    let digest = scope_digest(&yaml);
+    let ch = support::clickhouse().await;
+    ch.exec(
+        "CREATE TABLE IF NOT EXISTS default.synctool_run_locks (scope String, holder String, ticket UInt64, heartbeat DateTime, released UInt8) ENGINE = ReplacingMergeTree(heartbeat) ORDER BY (scope, holder, released)",
+    )
+    .await;
+    ch.exec(&format!(
+        "INSERT INTO default.synctool_run_locks (scope, holder, ticket, heartbeat, released) VALUES \
+         ('{digest}', '!old', 98, now() - 2 * 86400, 0), ('{digest}', '!old', 98, now() - 2 * 86400, 1), \
+         ('{digest}', '!recent', 97, now() - 3600, 1)"
+    ))
+    .await;
+    // Ticket 99: nothing is deleted.
+    let o = synctool(&cfg, &["apply"]);
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let after_first = lock_holders(&ch, &digest).await;
+    assert_eq!(after_first.len(), 3, "{after_first:?}");
+    assert!(after_first.contains(&"!old".to_string()), "{after_first:?}");
+    // Ticket 100: the day-old claim goes, in the background.
+    let o = synctool(&cfg, &["apply"]);
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let mut left = Vec::new();
+    for _ in 0..60 {
+        left = lock_holders(&ch, &digest).await;
+        if !left.contains(&"!old".to_string()) {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    }
+    assert_eq!(
+        left.len(),
+        3,
+        "the two runs and `!recent` should be left: {left:?}"
+    );
+    assert!(
+        left.contains(&"!recent".to_string()) && !left.contains(&"!old".to_string()),
+        "{left:?}"
+    );
+}
+
+/// The holders with rows in the ClickHouse lock table for a scope.
+async fn lock_holders(ch: &support::ClickHouse, digest: &str) -> Vec<String> {
+    ch.rows(&format!(
+        "SELECT holder FROM default.synctool_run_locks WHERE scope = '{digest}' GROUP BY holder ORDER BY holder"
+    ))
+    .await
+    .into_iter()
+    .map(|r| r[0].clone().unwrap_or_default())
+    .collect()
+}

@@ -66,6 +66,8 @@ struct Lock {
     /// How long to wait for a lock another run holds (`apply --lock-timeout`).
     timeout: Option<Duration>,
     steps: Vec<(String, Prepared)>,
+    /// ClickHouse: the ticket the run held the lock with (0 before, and on other dialects).
+    ticket: i64,
 }
 
 impl Lock {
@@ -156,10 +158,12 @@ impl Lock {
         .await
     }
 
-    /// Takes the lock, waiting while another run holds it.
-    async fn take(&self, conn: &mut Conn) -> Result<(), RuntimeError> {
+    /// Takes the lock, waiting while another run holds it; the ClickHouse ticket it holds
+    /// the lock with (0 on other dialects).
+    async fn take(&self, conn: &mut Conn) -> Result<i64, RuntimeError> {
         let mut said: Option<Instant> = None;
         let started = Instant::now();
+        let mut ticket = 0;
         let mut say = |holder: &str| -> Result<(), RuntimeError> {
             if let Some(t) = self.timeout.filter(|t| started.elapsed() >= *t) {
                 return Err(RuntimeError::LockTimeout {
@@ -186,7 +190,13 @@ impl Lock {
             loop {
                 let claims = self.claims(conn).await?;
                 let pause = match bakery_turn(&claims, &self.holder) {
-                    Turn::Mine => break,
+                    Turn::Mine => {
+                        ticket = claims
+                            .iter()
+                            .find(|(h, _)| *h == self.holder)
+                            .map_or(0, |(_, t)| *t);
+                        break;
+                    }
                     Turn::Choosing => CH_CHOOSING_RETRY,
                     Turn::After(first) => {
                         say(&format!("run `{first}`"))?;
@@ -226,8 +236,8 @@ impl Lock {
                 tokio::time::sleep(RETRY).await;
             }
         }
-        tracing::debug!(datastore = %self.store, table = %self.table, holder = %self.holder, "run lock taken");
-        Ok(())
+        tracing::debug!(datastore = %self.store, table = %self.table, holder = %self.holder, ticket, "run lock taken");
+        Ok(ticket)
     }
 
     /// One check while holding: `Err` with what happened when the lock is lost.
@@ -288,6 +298,13 @@ impl Lock {
         };
         if let Err(e) = r {
             tracing::warn!(datastore = %self.store, error = %e, "could not give the run lock back");
+            return;
+        }
+        if self.ticket > 0 && self.ticket % sql::TRIM_EVERY == 0 {
+            // The scope's old claims, which ClickHouse 18.16 cannot expire by itself.
+            if let Err(e) = self.execute(conn, "sink.lock_trim", &[]).await {
+                tracing::warn!(datastore = %self.store, error = %e, "could not delete old rows of the run lock table");
+            }
         }
     }
 }
@@ -312,6 +329,7 @@ pub async fn acquire(
         "sink.lock_ticket",
         "sink.lock_beat",
         "sink.lock_state",
+        "sink.lock_trim",
         "sink.stage_drop",
     ];
     let digest = p.sink.scope_digest();
@@ -321,7 +339,7 @@ pub async fn acquire(
     binds.set(false, sql::P_NAME, Value::Str(sql::mysql_name(&digest)));
     binds.set(false, sql::P_SCOPE, Value::Str(digest));
     binds.set(false, sql::P_HOLDER, Value::Str(holder.clone()));
-    let lock = Lock {
+    let mut lock = Lock {
         store: p.sink.store.name.clone(),
         table: p.sink.table.name.clone(),
         dialect,
@@ -332,9 +350,10 @@ pub async fn acquire(
             .iter()
             .filter_map(|id| steps.get(id).map(|s| (id.to_string(), s.clone())))
             .collect(),
+        ticket: 0,
     };
     let mut conn = connect(cfg, &p.sink.store.name).await?;
-    lock.take(&mut conn).await?;
+    lock.ticket = lock.take(&mut conn).await?;
     let (stop_tx, mut stop_rx) = oneshot::channel::<()>();
     let (lost_tx, lost_rx) = oneshot::channel::<RuntimeError>();
     let task = tokio::spawn(async move {
