@@ -218,3 +218,55 @@ async fn a_null_in_a_nullable_clickhouse_hash_column_is_a_changed_row() {
         .await
         .unwrap();
 }
+
+/// A range the source emptied is deleted from a ClickHouse sink by one `ALTER TABLE …
+/// DELETE WHERE` on the partition range, which ClickHouse runs as keeping the rows where
+/// the condition is false: a row whose partition value is NULL (the condition NULL) was
+/// deleted too, although the source still holds it. The run reported fewer deletes than it
+/// made, and the next `plan` found the NULL-partition rows missing.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_clickhouse_range_delete_keeps_the_rows_with_a_null_partition() {
+    let pg = support::pg().await;
+    let ch = support::clickhouse().await;
+    let (src, sink) = (unique("nrd_src"), unique("nrd_sink"));
+    pg.batch_execute(&format!(
+        "CREATE TABLE {src} (id bigint PRIMARY KEY, p bigint);
+         INSERT INTO {src} SELECT g, CASE WHEN g > 100 THEN NULL ELSE g END
+           FROM generate_series(1, 105) g;"
+    ))
+    .await
+    .unwrap();
+    let rest = r#"      fields: [{column: id, dtype: int}, {column: p, dtype: int}]
+    sink:
+      datastore: SINK_STORE
+      table: SINK_TABLE
+      merge_strategy: {strategy: delete_insert, allow_delete: true}
+      unique_key: [id]
+    reconciliation:
+      - {name: r, strategy: md5sum_hash, partition_column: p, initial_partition_interval: 64, max_block_size: 5}
+"#;
+    let cfg = write_config(&config("pg", &src, "ch", &sink, rest));
+    run(&cfg, &["apply", "--full"], 0);
+    pg.batch_execute(&format!("DELETE FROM {src} WHERE p < 64"))
+        .await
+        .unwrap();
+    let r = run(&cfg, &["apply", "-r", "r"], 0);
+    assert_eq!(r["rows_deleted"], 63, "{r}");
+    let rows = ch
+        .rows(&format!(
+            "SELECT count(), countIf(p IS NULL) FROM default.{sink}"
+        ))
+        .await;
+    assert_eq!(
+        rows,
+        vec![vec![Some("42".to_string()), Some("5".to_string())]],
+        "37 rows with a partition value and the 5 without are left"
+    );
+    let r = run(&cfg, &["plan", "--exit-code", "-r", "r"], 0);
+    assert_eq!(written(&r), 0, "{r}");
+    ch.exec(&format!("DROP TABLE IF EXISTS default.{sink}"))
+        .await;
+    pg.batch_execute(&format!("DROP TABLE {src}"))
+        .await
+        .unwrap();
+}
