@@ -82,6 +82,8 @@ struct Case {
     max_block: u32,
     factor: u32,
     rounds: usize,
+    /// The first run finds the source empty.
+    empty_start: bool,
     seed: u64,
 }
 
@@ -197,6 +199,15 @@ impl Fuzz {
         self.case.part == Part::DatetimeCol
     }
 
+    /// `initial_partition_interval` as a number (a product such as `7*24*60*60` folded).
+    fn interval(&self) -> i64 {
+        self.case
+            .interval
+            .split('*')
+            .map(|f| f.trim().parse::<i64>().expect("interval factor"))
+            .product()
+    }
+
     /// A datetime near `base_secs`, whole seconds where ClickHouse is involved.
     fn datetime(&mut self, base_secs: i64, spread_secs: i64) -> i64 {
         let secs = base_secs + self.rng.range(0, spread_secs.max(0));
@@ -237,6 +248,14 @@ impl Fuzz {
         }
         if self.p_is_datetime() {
             // Clusters: many rows in one second, one minute, one hour; and spread over years.
+            if self.rng.chance(15) {
+                // On a block boundary of some level, or just before it.
+                let level =
+                    self.interval() / i64::from(self.case.factor).pow(self.rng.below(3) as u32);
+                let edge = (BASE_2024 / level + self.rng.range(-2, 3)) * level * 1_000_000;
+                let before = if self.whole_seconds { 1_000_000 } else { 1 };
+                return Some(edge - self.rng.pick(&[0, before]));
+            }
             let secs = match self.rng.below(6) {
                 0 => BASE_2024,
                 1 => BASE_2024 + self.rng.range(0, 59),
@@ -252,7 +271,10 @@ impl Fuzz {
             };
             return Some(secs * 1_000_000 + micros);
         }
-        let interval: i64 = self.case.interval.parse().unwrap_or(1024);
+        let interval = self.interval();
+        if self.rng.chance(3) {
+            return Some(self.rng.pick(&[i64::MIN, i64::MIN + 1, i64::MAX - 1]));
+        }
         Some(match self.rng.below(7) {
             0 => 7,
             1 => self.rng.range(0, 40),
@@ -280,7 +302,7 @@ impl Fuzz {
                         }
                         5 => self.rng.range(1_000_000_000_000_000, 1_000_000_000_000_050),
                         6 => {
-                            let interval: i64 = self.case.interval.parse().unwrap_or(1024);
+                            let interval = self.interval();
                             interval * self.rng.range(-3, 5) + self.rng.pick(&[-1, 0, 1])
                         }
                         _ => self.rng.range(-100, 2_000),
@@ -325,10 +347,12 @@ impl Fuzz {
             self.number()
         };
         let ts = if self.case.part == Part::Updated {
-            if self.rng.chance(5) {
-                None
-            } else {
-                Some(self.tick())
+            let watermark = self.model.values().filter_map(|v| v.ts).max();
+            match (self.rng.below(20), watermark) {
+                (0, _) => None,
+                // A row added later at the sink's newest timestamp.
+                (1 | 2, Some(w)) => Some(w),
+                _ => Some(self.tick()),
             }
         } else if self.rng.chance(10) {
             None
@@ -473,7 +497,9 @@ impl Fuzz {
             self.clock += 3_600_000_000 + self.rng.range(0, 1_000_000_000);
         }
         let keys: Vec<K> = self.model.keys().cloned().collect();
-        if round == 0 {
+        if round == 0 && self.case.empty_start {
+            what.push_str("an empty source");
+        } else if round == 0 || (round == 1 && self.case.empty_start) {
             what.push_str("initial load");
             for _ in 0..120 + self.rng.below(60) {
                 let k = self.new_key();
@@ -571,7 +597,10 @@ impl Fuzz {
                 }
             }
             if self.case.part == Part::Updated {
-                v.ts = Some(self.tick());
+                // A row without a timestamp keeps none now and then (compared on every run).
+                if v.ts.is_some() || self.rng.chance(50) {
+                    v.ts = Some(self.tick());
+                }
             } else if self.rng.chance(20) {
                 v.ts = Some(self.datetime(BASE_2024, 86_400 * 400));
             }
@@ -893,6 +922,7 @@ fn case(
         max_block: 8,
         factor: 4,
         rounds: 7,
+        empty_start: false,
         seed: name.bytes().fold(0xF022_5EED_u64, |h, b| {
             h.wrapping_mul(0x100_0000_01B3) ^ u64::from(b)
         }),
@@ -1030,6 +1060,87 @@ async fn fuzz_timestamp_pg_to_clickhouse_collapse() {
         part: Part::Updated,
         rounds: 5,
         ..case("ts_pg_ch", Db::Pg, Db::Ch, "collapse", "timestamp")
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn fuzz_mariadb_to_pg_upsert_hash_md5_datetime_column_micros() {
+    fuzz(Case {
+        part: Part::DatetimeCol,
+        interval: "24*60*60",
+        max_block: 6,
+        factor: 4,
+        empty_start: true,
+        ..case("my_pg_dt", Db::My, Db::Pg, "upsert", "hash_md5_hash")
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn fuzz_pg_to_mariadb_delete_insert_md5sum_datetime_column_micros() {
+    fuzz(Case {
+        part: Part::DatetimeCol,
+        interval: "7*24*60*60",
+        max_block: 8,
+        factor: 2,
+        ..case("pg_my_dt", Db::Pg, Db::My, "delete_insert", "md5sum_hash")
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn fuzz_pg_to_clickhouse_collapse_md5sum_uuid_key() {
+    fuzz(Case {
+        key: Key::Uuid,
+        interval: "1",
+        max_block: 5,
+        empty_start: true,
+        ..case("pg_ch_uu", Db::Pg, Db::Ch, "collapse", "md5sum_hash")
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn fuzz_clickhouse_to_mariadb_upsert_hash_md5_uuid_key() {
+    fuzz(Case {
+        key: Key::Uuid,
+        interval: "2",
+        max_block: 7,
+        ..case("ch_my_uu", Db::Ch, Db::My, "upsert", "hash_md5_hash")
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn fuzz_pg_to_clickhouse_upsert_hash_md5_str_key() {
+    fuzz(Case {
+        key: Key::Str,
+        interval: "1",
+        max_block: 5,
+        ..case("pg_ch_st", Db::Pg, Db::Ch, "upsert", "hash_md5_hash")
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn fuzz_timestamp_clickhouse_to_pg_upsert() {
+    fuzz(Case {
+        part: Part::Updated,
+        rounds: 5,
+        empty_start: true,
+        ..case("ts_ch_pg", Db::Ch, Db::Pg, "upsert", "timestamp")
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn fuzz_mariadb_to_pg_collapse_hash_md5_str_key() {
+    fuzz(Case {
+        key: Key::Str,
+        interval: "1",
+        max_block: 6,
+        ..case("my_pg_st", Db::My, Db::Pg, "collapse", "hash_md5_hash")
     })
     .await;
 }
