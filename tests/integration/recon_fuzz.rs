@@ -1144,3 +1144,27 @@ async fn fuzz_mariadb_to_pg_collapse_hash_md5_str_key() {
     })
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn fuzz_pg_to_clickhouse_upsert_md5sum_int_column() {
+    fuzz(Case {
+        part: Part::IntCol,
+        interval: "128",
+        max_block: 6,
+        factor: 2,
+        ..case("pg_ch_upi", Db::Pg, Db::Ch, "upsert", "md5sum_hash")
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn fuzz_mariadb_to_clickhouse_upsert_hash_md5_datetime_column() {
+    fuzz(Case {
+        part: Part::DatetimeCol,
+        interval: "24*60*60",
+        max_block: 6,
+        factor: 3,
+        ..case("my_ch_dt", Db::My, Db::Ch, "upsert", "hash_md5_hash")
+    })
+    .await;
+}
