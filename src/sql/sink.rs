@@ -977,12 +977,15 @@ impl<'a> SinkCtx<'a> {
         }
     }
 
-    /// `DELETE FROM t WHERE sel`, or the ClickHouse mutation.
+    /// `DELETE FROM t WHERE sel`, or the ClickHouse mutation `ALTER TABLE t DELETE WHERE
+    /// ifNull(sel, 0)`: ClickHouse runs a delete as keeping the rows where `NOT sel`, so a
+    /// row for which `sel` is NULL (a NULL partition value against a range, a NULL in a
+    /// filtered column) would be deleted, where SQL's `DELETE` keeps it.
     fn delete_where(&self, selection: Expr) -> crate::sql::Stmt {
         if self.is_ch() {
             crate::sql::Stmt::ClickhouseAlterDelete {
                 table: self.table(),
-                selection: Box::new(selection),
+                selection: Box::new(build::call("ifNull", vec![selection, build::int(0)])),
             }
         } else {
             crate::sql::Stmt::Ast(Box::new(delete(self.table(), Some(selection))))

@@ -16,6 +16,7 @@ mod matrix;
 mod nats_source;
 mod plan_deletes;
 mod recon_edges;
+mod recon_fuzz;
 mod row_estimate;
 mod statements;
 mod support;

@@ -6,29 +6,11 @@
 //! value. A missing server fails the test, naming it.
 
 use crate::support::{self, ClickHouse, Row};
+use crate::support::{assert_same, ch_wait_mutations, drop_table, exec, n, sink_read, str_lit};
+use crate::support::{dbs, live_rows_from, run_json as run, tsv_value, Db, Dbs, Read, ALL};
 use crate::support::{synctool, write_config};
-use serde_json::Value as J;
 use std::path::Path;
 use std::process::Command;
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Db {
-    Pg,
-    My,
-    Ch,
-}
-
-impl Db {
-    fn store(self) -> &'static str {
-        match self {
-            Db::Pg => "pg",
-            Db::My => "my",
-            Db::Ch => "ch",
-        }
-    }
-}
-
-const ALL: [Db; 3] = [Db::Pg, Db::My, Db::Ch];
 
 const DATASTORES: &str = r#"datastores:
   - {name: pg, type: postgres, host: 127.0.0.1, port: 5432, username: postgres, database: test}
@@ -46,21 +28,6 @@ const COLS: [(&str, &str); 7] = [
     ("ts", "datetime"),
     ("u", "uuid"),
 ];
-
-/// Connections to the three servers.
-struct Dbs {
-    pg: tokio_postgres::Client,
-    my: mysql_async::Conn,
-    ch: ClickHouse,
-}
-
-async fn dbs() -> Dbs {
-    Dbs {
-        pg: support::pg().await,
-        my: support::mysql().await,
-        ch: support::clickhouse().await,
-    }
-}
 
 /// One generated source row: `id` and the value columns, `None` for NULL. Datetimes are
 /// `YYYY-MM-DD HH:MM:SS[.ffffff]` in UTC.
@@ -148,21 +115,6 @@ fn gen_row(id: i64, whole_seconds: bool) -> Gen {
     }
 }
 
-/// A string literal for `db`.
-fn str_lit(db: Db, s: &str) -> String {
-    match db {
-        // The MariaDB session runs with NO_BACKSLASH_ESCAPES.
-        Db::Pg | Db::My => format!("'{}'", s.replace('\'', "''")),
-        Db::Ch => format!(
-            "'{}'",
-            s.replace('\\', "\\\\")
-                .replace('\'', "\\'")
-                .replace('\t', "\\t")
-                .replace('\n', "\\n")
-        ),
-    }
-}
-
 /// The row as a `(…)` VALUES tuple for `db`.
 fn values_lit(db: Db, g: &Gen) -> String {
     fn opt<T>(v: &Option<T>, f: impl Fn(&T) -> String) -> String {
@@ -235,38 +187,6 @@ async fn insert(dbs: &mut Dbs, db: Db, table: &str, rows: &[Gen]) {
     }
 }
 
-async fn exec(dbs: &mut Dbs, db: Db, sql: &str) {
-    match db {
-        Db::Pg => dbs
-            .pg
-            .batch_execute(sql)
-            .await
-            .unwrap_or_else(|e| panic!("PostgreSQL: {e:?}\n{sql}")),
-        Db::My => support::mysql_exec(&mut dbs.my, sql).await,
-        Db::Ch => {
-            dbs.ch.exec(sql).await;
-        }
-    }
-}
-
-/// Waits until ClickHouse has applied every mutation of `table`.
-async fn ch_wait_mutations(ch: &ClickHouse, table: &str) {
-    for _ in 0..600 {
-        // 18.16 fails the listing when another test drops a table meanwhile: ask again.
-        let pending = ch
-            .try_exec(&format!(
-                "SELECT count() FROM system.mutations WHERE database = currentDatabase() \
-                 AND table = '{table}' AND is_done = 0 FORMAT TabSeparated"
-            ))
-            .await;
-        if pending.as_deref().map(str::trim) == Ok("0") {
-            return;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-    }
-    panic!("ClickHouse mutations on {table} did not finish within a minute");
-}
-
 /// Drift on the source: 4 updates (one setting every value to NULL, one filling a NULL
 /// row), 2 inserts (one all NULL), 2 deletes.
 async fn change_source(dbs: &mut Dbs, db: Db, table: &str, whole_seconds: bool) {
@@ -331,28 +251,10 @@ async fn change_source(dbs: &mut Dbs, db: Db, table: &str, whole_seconds: bool) 
     insert(dbs, db, table, &[new, all_null]).await;
 }
 
-/// How the sink table is read back.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Read {
-    /// Every row as stored (a source, or a PostgreSQL/MariaDB upsert/delete_insert sink).
-    Plain,
-    /// ClickHouse ReplacingMergeTree: `FINAL`.
-    Final,
-    /// Collapse: the rows whose signs sum to more than zero.
-    Collapse,
-}
-
 /// Every row of `table`, ordered by id, each value normalised to one text form per dtype.
 async fn read_rows(dbs: &mut Dbs, db: Db, table: &str, how: Read) -> Vec<Row> {
     let cols = "id, f, d, s, b, dt, ts, u";
-    let from = match (how, db) {
-        (Read::Plain, _) => table.to_string(),
-        (Read::Final, Db::Ch) => format!("{table} FINAL"),
-        (Read::Final, _) => panic!("FINAL is ClickHouse only"),
-        (Read::Collapse, _) => {
-            format!("(SELECT {cols} FROM {table} GROUP BY {cols} HAVING sum(sign) > 0) live")
-        }
-    };
+    let from = live_rows_from(db, table, cols, how);
     let rows = match db {
         Db::Pg => {
             support::pg_rows(
@@ -410,64 +312,6 @@ async fn read_rows(dbs: &mut Dbs, db: Db, table: &str, how: Read) -> Vec<Row> {
     rows
 }
 
-/// Asserts that the sink holds exactly the source rows, listing the rows that differ.
-fn assert_same(what: &str, sink: &[Row], source: &[Row]) {
-    let by_id = |rows: &[Row]| -> std::collections::BTreeMap<i64, Row> {
-        rows.iter()
-            .map(|r| (r[0].as_deref().expect("id").parse().expect("id"), r.clone()))
-            .collect()
-    };
-    let (a, b) = (by_id(source), by_id(sink));
-    let mut diffs = Vec::new();
-    for id in a
-        .keys()
-        .chain(b.keys())
-        .collect::<std::collections::BTreeSet<_>>()
-    {
-        if a.get(id) != b.get(id) {
-            diffs.push(format!(
-                "id {id}:\n  source {:?}\n  sink   {:?}",
-                a.get(id),
-                b.get(id)
-            ));
-        }
-    }
-    assert!(
-        diffs.is_empty() && sink.len() == source.len(),
-        "{what}: {} of {} source rows differ in the sink ({} rows):\n{}",
-        diffs.len(),
-        source.len(),
-        sink.len(),
-        diffs.iter().take(6).cloned().collect::<Vec<_>>().join("\n")
-    );
-}
-
-/// One TabSeparated field: `\N` is NULL, escapes undone.
-fn tsv_value(v: &str) -> Option<String> {
-    if v == "\\N" {
-        return None;
-    }
-    let mut out = String::new();
-    let mut it = v.chars();
-    while let Some(c) = it.next() {
-        if c != '\\' {
-            out.push(c);
-            continue;
-        }
-        match it.next() {
-            Some('t') => out.push('\t'),
-            Some('n') => out.push('\n'),
-            Some('r') => out.push('\r'),
-            Some('0') => out.push('\0'),
-            Some('b') => out.push('\u{8}'),
-            Some('f') => out.push('\u{c}'),
-            Some(o) => out.push(o),
-            None => out.push('\\'),
-        }
-    }
-    Some(out)
-}
-
 fn normalise(row: Row) -> Row {
     assert_eq!(row.len(), 8, "{row:?}");
     row.into_iter()
@@ -504,27 +348,6 @@ fn normalise(row: Row) -> Row {
             })
         })
         .collect()
-}
-
-/// Runs a JSON command, asserts its exit code and returns the one pipeline's report.
-fn run(cfg: &Path, args: &[&str], code: i32, what: &str) -> J {
-    let mut all = args.to_vec();
-    all.extend(["--format", "json"]);
-    let o = synctool(cfg, &all);
-    let err = String::from_utf8_lossy(&o.stderr);
-    assert_eq!(
-        o.status.code(),
-        Some(code),
-        "{what}: synctool {args:?}: stderr:\n{err}\nstdout:\n{}",
-        String::from_utf8_lossy(&o.stdout)
-    );
-    let v: J = serde_json::from_slice(&o.stdout)
-        .unwrap_or_else(|e| panic!("{what}: JSON output: {e}\n{err}"));
-    v["pipelines"][0].clone()
-}
-
-fn n(v: &J, k: &str) -> i64 {
-    v[k].as_i64().unwrap_or_else(|| panic!("{k} in {v}"))
 }
 
 /// The pipeline `mx` (batches of 64 rows): `src_table` on `src` into `sink_table` on `sink` with `merge`, and
@@ -580,27 +403,6 @@ const BY_ID: &str = "      - name: by_id
         max_block_size: 16
         interval_reduction_factor: 4
 ";
-
-async fn drop_table(dbs: &mut Dbs, db: Db, table: &str) {
-    let sql = format!("DROP TABLE IF EXISTS {table}");
-    match db {
-        Db::Pg => {
-            let _ = dbs.pg.batch_execute(&sql).await;
-        }
-        Db::My => support::mysql_exec(&mut dbs.my, &sql).await,
-        Db::Ch => {
-            let _ = dbs.ch.try_exec(&sql).await;
-        }
-    }
-}
-
-fn sink_read(sink: Db, merge: &str) -> Read {
-    match (sink, merge) {
-        (_, "collapse") => Read::Collapse,
-        (Db::Ch, "upsert") => Read::Final,
-        _ => Read::Plain,
-    }
-}
 
 /// The whole cycle on one pair and merge strategy (see the module comment).
 async fn cycle(dbs: &mut Dbs, src: Db, sink: Db, merge: &str) {

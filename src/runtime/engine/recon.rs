@@ -888,7 +888,10 @@ impl<'c, 'a> Recon<'c, 'a> {
         }
         let mut qi = interval;
         while let Some(n) = next_interval(qi, self.r.reduction_factor) {
-            if qi % n != 0 || (q.hi - q.lo) / n > FINE_BLOCKS {
+            // In 128 bits: an int range may span more than i64::MAX (from negative to
+            // positive partition values).
+            let blocks = (i128::from(q.hi) - i128::from(q.lo)) / i128::from(n);
+            if qi % n != 0 || blocks > i128::from(FINE_BLOCKS) {
                 break;
             }
             qi = n;

@@ -339,3 +339,227 @@ pipelines:
     .replace("SINK_STORE", sink_store)
     .replace("SINK_TABLE", sink)
 }
+
+/// One of the three test databases.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Db {
+    /// PostgreSQL ([`PG`]).
+    Pg,
+    /// MariaDB ([`MY`]).
+    My,
+    /// ClickHouse 18.16 ([`CH`]).
+    Ch,
+}
+
+impl Db {
+    /// The datastore name the test configs give it (`pg`, `my`, `ch`).
+    pub fn store(self) -> &'static str {
+        match self {
+            Db::Pg => "pg",
+            Db::My => "my",
+            Db::Ch => "ch",
+        }
+    }
+}
+
+/// Every test database.
+pub const ALL: [Db; 3] = [Db::Pg, Db::My, Db::Ch];
+
+/// Connections to the three servers.
+pub struct Dbs {
+    /// PostgreSQL, with the hash session setup.
+    pub pg: tokio_postgres::Client,
+    /// MariaDB, with the hash session setup (`NO_BACKSLASH_ESCAPES` among it).
+    pub my: mysql_async::Conn,
+    /// ClickHouse over HTTP.
+    pub ch: ClickHouse,
+}
+
+/// Connects to the three servers.
+pub async fn dbs() -> Dbs {
+    Dbs {
+        pg: pg().await,
+        my: mysql().await,
+        ch: clickhouse().await,
+    }
+}
+
+/// A string literal for `db`.
+pub fn str_lit(db: Db, s: &str) -> String {
+    match db {
+        // The MariaDB session runs with NO_BACKSLASH_ESCAPES.
+        Db::Pg | Db::My => format!("'{}'", s.replace('\'', "''")),
+        Db::Ch => format!(
+            "'{}'",
+            s.replace('\\', "\\\\")
+                .replace('\'', "\\'")
+                .replace('\t', "\\t")
+                .replace('\n', "\\n")
+        ),
+    }
+}
+
+/// Runs a statement without results on `db`; panics with the server's message.
+pub async fn exec(dbs: &mut Dbs, db: Db, sql: &str) {
+    match db {
+        Db::Pg => dbs
+            .pg
+            .batch_execute(sql)
+            .await
+            .unwrap_or_else(|e| panic!("PostgreSQL: {e:?}\n{sql}")),
+        Db::My => mysql_exec(&mut dbs.my, sql).await,
+        Db::Ch => {
+            dbs.ch.exec(sql).await;
+        }
+    }
+}
+
+/// Waits until ClickHouse has applied every mutation of `table`.
+pub async fn ch_wait_mutations(ch: &ClickHouse, table: &str) {
+    for _ in 0..600 {
+        // 18.16 fails the listing when another test drops a table meanwhile: ask again.
+        let pending = ch
+            .try_exec(&format!(
+                "SELECT count() FROM system.mutations WHERE database = currentDatabase() \
+                 AND table = '{table}' AND is_done = 0 FORMAT TabSeparated"
+            ))
+            .await;
+        if pending.as_deref().map(str::trim) == Ok("0") {
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    panic!("ClickHouse mutations on {table} did not finish within a minute");
+}
+
+/// Drops `table` on `db` if it exists.
+pub async fn drop_table(dbs: &mut Dbs, db: Db, table: &str) {
+    let sql = format!("DROP TABLE IF EXISTS {table}");
+    match db {
+        Db::Pg => {
+            let _ = dbs.pg.batch_execute(&sql).await;
+        }
+        Db::My => mysql_exec(&mut dbs.my, &sql).await,
+        Db::Ch => {
+            let _ = dbs.ch.try_exec(&sql).await;
+        }
+    }
+}
+
+/// How a table is read back.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Read {
+    /// Every row as stored (a source, or a PostgreSQL/MariaDB upsert/delete_insert sink).
+    Plain,
+    /// ClickHouse ReplacingMergeTree: `FINAL`.
+    Final,
+    /// Collapse: the rows whose signs sum to more than zero.
+    Collapse,
+}
+
+/// How the live rows of a sink on `sink` written with the merge strategy `merge` are read.
+pub fn sink_read(sink: Db, merge: &str) -> Read {
+    match (sink, merge) {
+        (_, "collapse") => Read::Collapse,
+        (Db::Ch, "upsert") => Read::Final,
+        _ => Read::Plain,
+    }
+}
+
+/// The `FROM` item that reads `table`'s live rows `how` (`cols`: every column the query
+/// reads, a collapse table's sign column `sign` left out).
+pub fn live_rows_from(db: Db, table: &str, cols: &str, how: Read) -> String {
+    match (how, db) {
+        (Read::Plain, _) => table.to_string(),
+        (Read::Final, Db::Ch) => format!("{table} FINAL"),
+        (Read::Final, _) => panic!("FINAL is ClickHouse only"),
+        (Read::Collapse, _) => {
+            format!("(SELECT {cols} FROM {table} GROUP BY {cols} HAVING sum(sign) > 0) live")
+        }
+    }
+}
+
+/// Asserts that the sink holds exactly the source rows (keyed by their first column, as an
+/// integer when every key is one, else as text), listing the rows that differ.
+pub fn assert_same(what: &str, sink: &[Row], source: &[Row]) {
+    let key = |r: &Row| -> (Option<i128>, Option<String>) {
+        let k = r[0].clone();
+        (k.as_deref().and_then(|k| k.parse().ok()), k)
+    };
+    let by_key = |rows: &[Row]| -> std::collections::BTreeMap<(Option<i128>, Option<String>), Row> {
+        rows.iter().map(|r| (key(r), r.clone())).collect()
+    };
+    let (a, b) = (by_key(source), by_key(sink));
+    let mut diffs = Vec::new();
+    for k in a
+        .keys()
+        .chain(b.keys())
+        .collect::<std::collections::BTreeSet<_>>()
+    {
+        if a.get(k) != b.get(k) {
+            diffs.push(format!(
+                "key {:?}:\n  source {:?}\n  sink   {:?}",
+                k.1,
+                a.get(k),
+                b.get(k)
+            ));
+        }
+    }
+    assert!(
+        diffs.is_empty() && sink.len() == source.len(),
+        "{what}: {} of {} source rows differ in the sink ({} rows):\n{}",
+        diffs.len(),
+        source.len(),
+        sink.len(),
+        diffs.iter().take(6).cloned().collect::<Vec<_>>().join("\n")
+    );
+}
+
+/// One TabSeparated field: `\N` is NULL, escapes undone.
+pub fn tsv_value(v: &str) -> Option<String> {
+    if v == "\\N" {
+        return None;
+    }
+    let mut out = String::new();
+    let mut it = v.chars();
+    while let Some(c) = it.next() {
+        if c != '\\' {
+            out.push(c);
+            continue;
+        }
+        match it.next() {
+            Some('t') => out.push('\t'),
+            Some('n') => out.push('\n'),
+            Some('r') => out.push('\r'),
+            Some('0') => out.push('\0'),
+            Some('b') => out.push('\u{8}'),
+            Some('f') => out.push('\u{c}'),
+            Some(o) => out.push(o),
+            None => out.push('\\'),
+        }
+    }
+    Some(out)
+}
+
+/// Runs `synctool args… --format json`, asserts the exit code (naming `what` otherwise) and
+/// returns the one pipeline's report.
+pub fn run_json(cfg: &std::path::Path, args: &[&str], code: i32, what: &str) -> serde_json::Value {
+    let mut all = args.to_vec();
+    all.extend(["--format", "json"]);
+    let o = synctool(cfg, &all);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(
+        o.status.code(),
+        Some(code),
+        "{what}: synctool {args:?}: stderr:\n{err}\nstdout:\n{}",
+        String::from_utf8_lossy(&o.stdout)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout)
+        .unwrap_or_else(|e| panic!("{what}: JSON output: {e}\n{err}"));
+    v["pipelines"][0].clone()
+}
+
+/// The integer `k` of a pipeline report.
+pub fn n(v: &serde_json::Value, k: &str) -> i64 {
+    v[k].as_i64().unwrap_or_else(|| panic!("{k} in {v}"))
+}
