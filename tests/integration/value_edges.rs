@@ -95,6 +95,36 @@ async fn a_value_over_max_allowed_packet_is_loaded_into_and_read_from_mariadb() 
     assert!(err.contains("max_allowed_packet"), "{err}");
 }
 
+/// A MariaDB side's row hashes (`md5sum_hash`) read without warnings: about half of them
+/// are past 2^63 as unsigned numbers, and `CAST(… AS SIGNED)` of such a number wraps it with
+/// a note, which MariaDB counts as a warning of the read, so that every reconciliation with
+/// a MariaDB side warned about `max_allowed_packet`, which none of these values comes near.
+#[tokio::test]
+async fn mariadb_row_hashes_read_without_warnings() {
+    let (src, sink) = (unique("hashnote_src"), unique("hashnote_my"));
+    let pg = support::pg().await;
+    pg.batch_execute(&format!(
+        "CREATE TABLE {src} (id int PRIMARY KEY, v text);
+         INSERT INTO {src} SELECT g, md5(g::text) FROM generate_series(1, 64) g;"
+    ))
+    .await
+    .unwrap();
+    let rest = "      fields:\n        - {column: id, dtype: int}\n        - {column: v, dtype: str}\n    sink:\n      datastore: SINK_STORE\n      table: SINK_TABLE\n      merge_strategy: {strategy: upsert}\n      unique_key: [id]\n    reconciliation:\n      - {name: h, partition_column: id, initial_partition_interval: 16}\n";
+    let cfg = write_config(&edge_config("pg", &src, "my", &sink, rest));
+    let (r, _) = run_report(&cfg, &["apply", "--full"], 0);
+    assert_eq!(support::written(&r), 64, "{r}");
+    let (r, err) = run_report(&cfg, &["plan", "--exit-code"], 0);
+    assert_eq!(support::written(&r), 0, "{r}");
+    assert!(!err.contains("warnings"), "{err}");
+    // And the other way, MariaDB as the source.
+    let back = unique("hashnote_back");
+    let cfg = write_config(&edge_config("my", &sink, "pg", &back, rest));
+    run_report(&cfg, &["apply", "--full"], 0);
+    let (r, err) = run_report(&cfg, &["plan", "--exit-code"], 0);
+    assert_eq!(support::written(&r), 0, "{r}");
+    assert!(!err.contains("warnings"), "{err}");
+}
+
 /// Numbers wider than the 38 digits a `decimal` field keeps are read as `str`: the
 /// server's own text, every digit, from PostgreSQL `numeric` and MariaDB `decimal(65,30)`;
 /// a second run finds no drift.
