@@ -1221,3 +1221,27 @@ pipelines:
     );
     assert!(matches!(&p.sink.fields[3].value, FieldValue::Expr(_)));
 }
+
+/// A `max_block_size` or `interval_reduction_factor` out of range is an error that names
+/// the key (the line alone showed the value, not whose it was, in a flow mapping).
+#[test]
+fn a_block_size_out_of_range_names_its_key() {
+    for (key, value) in [("max_block_size", "0"), ("interval_reduction_factor", "0")] {
+        let text = EXAMPLES
+            .iter()
+            .find(|(n, _)| *n == "pg_to_pg_upsert")
+            .unwrap()
+            .1
+            .replace(
+                "        max_block_size: 1000\n        interval_reduction_factor: 10\n",
+                &format!("        {key}: {value}\n"),
+            );
+        let f = fail(&text);
+        let msgs = error_messages(&f);
+        assert!(
+            msgs.iter()
+                .any(|m| m.contains(&format!("`{key}` must be a positive integer"))),
+            "{msgs:?}"
+        );
+    }
+}
