@@ -397,8 +397,11 @@ fn execute(
         }
     }
     if let Some((_, name)) = interrupted {
-        // Tasks the dropped pipeline spawned (a source reader, connections closing) get a
-        // short grace, not the time a long statement would take.
+        // The dropped pipeline's run lock is given back (a ClickHouse claim left behind
+        // would make the next run wait for it to go stale); then the other tasks it
+        // spawned (a source reader, connections closing) get a short grace, not the time a
+        // long statement would take.
+        runtime.block_on(engine::settle_dropped(INTERRUPT_GRACE));
         runtime.shutdown_timeout(INTERRUPT_GRACE);
         let mut m = format!("interrupted: pipeline `{name}` stopped before it finished (the sink keeps the batches committed before; a rerun goes on from there)");
         if !not_run.is_empty() {

@@ -339,8 +339,13 @@ fn one(
         diags.push(s.error("for uuid/str partitions `initial_partition_interval` is the hex-prefix length of the first level (1 to 8)"));
         return None;
     }
-    let max_block_size = positive(r.max_block_size.as_ref(), 1000, diags)? as u64;
-    let reduction_factor = positive(r.interval_reduction_factor.as_ref(), 10, diags)?;
+    let max_block_size = positive("max_block_size", r.max_block_size.as_ref(), 1000, diags)? as u64;
+    let reduction_factor = positive(
+        "interval_reduction_factor",
+        r.interval_reduction_factor.as_ref(),
+        10,
+        diags,
+    )?;
     if reduction_factor < 2 {
         diags.push(
             r.interval_reduction_factor
@@ -447,12 +452,17 @@ fn lookback_value(v: &Value) -> Result<i64, String> {
 /// The longest `lookback` of a date or datetime watermark, in seconds: 100 years.
 pub const MAX_TIME_LOOKBACK: i64 = 36_525 * 86_400;
 
-fn positive(v: Option<&Spanned<i64>>, default: i64, diags: &mut Diags) -> Option<i64> {
+/// The value of the key `key`, a positive integer of at most 32 bits, or `default`.
+fn positive(key: &str, v: Option<&Spanned<i64>>, default: i64, diags: &mut Diags) -> Option<i64> {
     match v {
         None => Some(default),
         Some(x) if x.value > 0 && x.value <= u32::MAX as i64 => Some(x.value),
         Some(x) => {
-            diags.push(x.error("must be a positive integer"));
+            diags.push(x.error(format!(
+                "`{key}` must be a positive integer of at most {}, not {}",
+                u32::MAX,
+                x.value
+            )));
             None
         }
     }

@@ -81,7 +81,11 @@ pub fn sink(
                 continue;
             }
         }
-        match field(f, src, enrichments, broken_refs, &store.kind, diags) {
+        // A constant expression is pushed down only into a key column (`lambda: "eu"`
+        // beside the source's own key, for rows of several sources in one table): the key
+        // is compared with the source's, which is read from the source query.
+        let is_key = r.unique_key.iter().any(|k| k.value == f.column.value);
+        match field(f, src, enrichments, broken_refs, is_key, diags) {
             Some(sf) => fields.push(sf),
             None => broken.push(f.column.value.as_str()),
         }
@@ -383,7 +387,7 @@ fn field(
     src: &mut Source,
     enrichments: &[Enrichment],
     broken_refs: &[String],
-    sink_kind: &StoreKind,
+    is_key: bool,
     diags: &mut Diags,
 ) -> Option<SinkField> {
     let declared = match &f.dtype {
@@ -592,7 +596,7 @@ fn field(
         .iter()
         .any(|c| outputs.iter().any(|(_, k, _)| k == c));
     let pushable = !uses_outputs
-        && !typed.is_constant()
+        && (is_key || !typed.is_constant())
         && result.is_some_and(|r| read_as(r, dt))
         && src.store.kind.dialect().is_some_and(|d| {
             let mapper = |alias: &str| -> Option<sqlparser::ast::Expr> {
@@ -603,7 +607,6 @@ fn field(
             };
             crate::sql::pushdown::to_sql(&typed, d.dialect(), &mapper).is_some()
         });
-    let _ = sink_kind;
     if pushable {
         let alias = format!("_expr_{}", f.column.value);
         let round_to = match dt {

@@ -1185,3 +1185,63 @@ pipelines:
         Some("did you mean `dtype`?")
     );
 }
+
+/// Rows of several sources in one sink table, told apart by a constant key column
+/// (`lambda: "eu"` beside the source's key): the constant is pushed down into the source
+/// query, as the key must be read from it; a constant outside the key stays the runtime's.
+#[test]
+fn a_constant_key_column_is_pushed_down() {
+    let text = r#"
+datastores:
+  - {name: pg, type: postgres, host: 127.0.0.1, database: test}
+pipelines:
+  - name: eu
+    source:
+      datastore: pg
+      table: orders_eu
+      fields: [{column: id, dtype: int}, {column: v, dtype: str}]
+    sink:
+      datastore: pg
+      table: orders
+      unique_key: [region, id]
+      filters: [{column: region, operator: "=", value: eu}]
+      merge_strategy: {strategy: upsert, allow_delete: true}
+      fields:
+        - {column: region, dtype: str, source_column: 'lambda: "eu"'}
+        - {column: id, source_column: id}
+        - {column: v, source_column: v}
+        - {column: origin, dtype: str, source_column: 'lambda: "eu-west"'}
+"#;
+    let fe = ok(text);
+    let p = &fe.checked.program.pipelines[0];
+    assert!(
+        matches!(&p.sink.fields[0].value, FieldValue::Pushed { .. }),
+        "{:?}",
+        p.sink.fields[0].value
+    );
+    assert!(matches!(&p.sink.fields[3].value, FieldValue::Expr(_)));
+}
+
+/// A `max_block_size` or `interval_reduction_factor` out of range is an error that names
+/// the key (the line alone showed the value, not whose it was, in a flow mapping).
+#[test]
+fn a_block_size_out_of_range_names_its_key() {
+    for (key, value) in [("max_block_size", "0"), ("interval_reduction_factor", "0")] {
+        let text = EXAMPLES
+            .iter()
+            .find(|(n, _)| *n == "pg_to_pg_upsert")
+            .unwrap()
+            .1
+            .replace(
+                "        max_block_size: 1000\n        interval_reduction_factor: 10\n",
+                &format!("        {key}: {value}\n"),
+            );
+        let f = fail(&text);
+        let msgs = error_messages(&f);
+        assert!(
+            msgs.iter()
+                .any(|m| m.contains(&format!("`{key}` must be a positive integer"))),
+            "{msgs:?}"
+        );
+    }
+}

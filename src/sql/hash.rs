@@ -625,7 +625,9 @@ pub fn row_md5(d: &dyn Dialect, cols: &[HashCol]) -> Expr {
 /// big-endian 64-bit SIGNED integer.
 ///
 /// PostgreSQL `CAST(CAST('x' || substr(md5(s), 1, 16) AS BIT(64)) AS BIGINT)`, MySQL
-/// `CAST(CONV(SUBSTR(MD5(s), 1, 16), 16, 10) AS SIGNED)`, ClickHouse
+/// `CAST(CONV(SUBSTR(MD5(s), 1, 16), 16, -10) AS SIGNED)` (a negative base gives the
+/// value as signed, in range: `CAST` of the unsigned text of a hash past 2^63 would wrap it
+/// too, but with a note, which MariaDB counts as a warning of the read), ClickHouse
 /// `reinterpretAsInt64(reverse(unhex(substring(hex(MD5(s)), 1, 16))))`.
 pub fn row_hash(d: &dyn Dialect, cols: &[HashCol]) -> Expr {
     let s = canonical_text(d, cols);
@@ -643,7 +645,7 @@ pub fn row_hash(d: &dyn Dialect, cols: &[HashCol]) -> Expr {
         DialectKind::Mysql => {
             let hex16 = func("SUBSTR", vec![func("MD5", vec![s]), num(1), num(16)]);
             cast(
-                func("CONV", vec![hex16, num(16), num(10)]),
+                func("CONV", vec![hex16, num(16), num(-10)]),
                 DataType::Signed,
             )
         }

@@ -4,7 +4,8 @@
 //! table under different sink filters run side by side, each with its own staging tables,
 //! without mixing; ClickHouse staging tables are gone after a run; `validate` warns about
 //! two `allow_delete` pipelines into one table that no filters separate; a run that loses
-//! its lock (ClickHouse claim overtaken, PostgreSQL/MariaDB lock session killed) stops;
+//! its lock (ClickHouse claim overtaken, PostgreSQL/MariaDB lock session killed) stops; an
+//! interrupted ClickHouse run gives its claim back;
 //! `--lock-timeout` gives up on a lock held too long.
 
 use crate::support::{self, synctool, unique, write_config, CH, MY, PG};
@@ -431,6 +432,50 @@ async fn clickhouse_run_stops_when_its_lock_is_taken_over() {
         err.contains("the run lost the lock of its sink scope (run `!intruder` took it over)")
             && err.contains(&format!("sink table `{t}`")),
         "{err}"
+    );
+}
+
+/// A ClickHouse run stopped by SIGINT gives its claim back before it exits (exit 130), so
+/// that the next run, which the interrupt message tells the user to start, does not wait
+/// for the claim to go stale (30 s).
+#[tokio::test]
+async fn clickhouse_run_lock_given_back_on_interrupt() {
+    let src = unique("cc_src");
+    let t = unique("cc_int");
+    source(&src).await;
+    slow_view(&src).await;
+    let yaml = config("ch", &format!("{src}_v"), &t);
+    let cfg = write_config(&yaml);
+    let digest = scope_digest(&yaml);
+    let live = format!(
+        "SELECT holder FROM default.synctool_run_locks WHERE scope = '{digest}' GROUP BY holder HAVING max(released) = 0 AND max(heartbeat) >= now() - 30 AND max(ticket) > 0"
+    );
+    let run = spawn(&cfg, &["apply", "--full"]);
+    let ch = support::clickhouse().await;
+    // Until the run holds the lock (its claim has a ticket), then some more rows.
+    let mut held = false;
+    for _ in 0..100 {
+        if ch.try_exec(&live).await.is_ok_and(|r| !r.trim().is_empty()) {
+            held = true;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert!(held, "the run never took the lock");
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    let kill = Command::new("kill")
+        .args(["-INT", &run.id().to_string()])
+        .status()
+        .expect("kill -INT");
+    assert!(kill.success());
+    let o = run.wait_with_output().expect("wait for synctool");
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(130), "{err}");
+    assert!(err.contains("interrupted: pipeline `p`"), "{err}");
+    assert_eq!(
+        support::clickhouse().await.exec(&live).await.trim(),
+        "",
+        "the interrupted run's claim is still live: the next run would wait for it"
     );
 }
 

@@ -26,6 +26,7 @@ mod recon;
 mod report;
 mod rows;
 mod run_lock;
+pub use run_lock::settle_dropped;
 mod sink;
 mod sink_table;
 mod steps;

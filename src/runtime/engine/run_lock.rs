@@ -49,10 +49,54 @@ const REPORT_EVERY: Duration = Duration::from_secs(30);
 const RELEASE_WAIT: Duration = Duration::from_secs(10);
 
 /// A held run lock; its task beats and watches it until [`RunLock::release`].
+///
+/// Dropped without [`RunLock::release`] (the run's future dropped by an interrupt), it
+/// tells its task to give the lock back and leaves the task in [`DROPPED`], for
+/// [`settle_dropped`] to wait for before the process exits: the runtime's shutdown
+/// cancels its tasks, and a ClickHouse claim never given back makes the next run wait
+/// [`crate::sql::STALE_SECS`] for it.
 pub struct RunLock {
     stop: Option<oneshot::Sender<()>>,
     lost: oneshot::Receiver<RuntimeError>,
-    task: tokio::task::JoinHandle<()>,
+    task: Option<tokio::task::JoinHandle<()>>,
+}
+
+/// The tasks of run locks dropped without [`RunLock::release`], still giving their lock
+/// back.
+static DROPPED: std::sync::Mutex<Vec<tokio::task::JoinHandle<()>>> =
+    std::sync::Mutex::new(Vec::new());
+
+impl Drop for RunLock {
+    fn drop(&mut self) {
+        // Dropping the sender tells the task to stop, which drops the staging tables and
+        // gives the lock back.
+        if self.stop.take().is_some() {
+            if let Some(task) = self.task.take() {
+                if let Ok(mut dropped) = DROPPED.lock() {
+                    dropped.push(task);
+                }
+            }
+        }
+    }
+}
+
+/// Waits, at most `grace`, for the run locks dropped by an interrupt to be given back
+/// (their ClickHouse staging tables dropped and claims released; a PostgreSQL or MySQL
+/// lock goes with its session anyway).
+pub async fn settle_dropped(grace: Duration) {
+    let tasks = match DROPPED.lock() {
+        Ok(mut dropped) => std::mem::take(&mut *dropped),
+        Err(_) => return,
+    };
+    let deadline = tokio::time::Instant::now() + grace;
+    for task in tasks {
+        if tokio::time::timeout_at(deadline, task).await.is_err() {
+            tracing::warn!(
+                "giving the run lock back took too long; another run may wait for it to go stale"
+            );
+            return;
+        }
+    }
 }
 
 /// The lock steps and values of one pipeline, owned by the lock's task.
@@ -374,7 +418,7 @@ pub async fn acquire(
     Ok(Some(RunLock {
         stop: Some(stop_tx),
         lost: lost_rx,
-        task,
+        task: Some(task),
     }))
 }
 
@@ -393,9 +437,10 @@ impl RunLock {
         if let Some(stop) = self.stop.take() {
             let _ = stop.send(());
         }
-        let task = &mut self.task;
-        if tokio::time::timeout(RELEASE_WAIT, task).await.is_err() {
-            tracing::warn!("giving the run lock back took too long; it goes with the session");
+        if let Some(task) = self.task.as_mut() {
+            if tokio::time::timeout(RELEASE_WAIT, task).await.is_err() {
+                tracing::warn!("giving the run lock back took too long; it goes with the session");
+            }
         }
     }
 }
