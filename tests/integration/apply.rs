@@ -3204,14 +3204,21 @@ fn a_port_that_never_answers_times_out_naming_the_store_host_and_step() {
 
 #[test]
 fn postgres_pointed_at_another_service_says_it_did_not_answer_as_postgresql() {
-    // An HTTP server answers the startup message with a 400 and hangs up.
+    // An HTTP server answers the startup message with a 400 and hangs up. It reads what
+    // the client sends until the client closes: a socket closed with unread bytes sends a
+    // reset, which can reach the client before the answer does.
     let l = std::net::TcpListener::bind(("127.0.0.1", 18403)).expect("bind");
     std::thread::spawn(move || {
         use std::io::{Read, Write};
         for mut s in l.incoming().flatten() {
-            let mut buf = [0u8; 128];
-            let _ = s.read(&mut buf);
-            let _ = s.write_all(b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n\r\n");
+            std::thread::spawn(move || {
+                let mut buf = [0u8; 128];
+                let _ = s.read(&mut buf);
+                let _ = s.write_all(b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n\r\n");
+                let _ = s.shutdown(std::net::Shutdown::Write);
+                let _ = s.set_read_timeout(Some(std::time::Duration::from_secs(10)));
+                while matches!(s.read(&mut buf), Ok(n) if n > 0) {}
+            });
         }
     });
     let cfg = from_store(
