@@ -574,12 +574,24 @@ fn field(
         (Some(d), Some(r)) if assignable(r, d) => d,
         (Some(d), None) if typed.ty == Type::Null => d,
         (Some(d), Some(r)) => {
-            diags.push(
-                sc.error(format!(
+            let mut e = sc
+                .error(format!(
                     "this expression gives {r}, but the field's dtype is {d}"
                 ))
-                .with_label(format!("{r}")),
-            );
+                .with_label(format!("{r}"));
+            // A JSON value (`json_get(j, "a")`) is converted by name.
+            let conv = match d {
+                Dtype::Int => Some("int"),
+                Dtype::Float => Some("float"),
+                Dtype::Str => Some("str"),
+                _ => None,
+            };
+            if let (Dtype::Json, Some(c)) = (r, conv) {
+                e = e.with_help(format!(
+                    "convert the JSON value to {d} with `{c}(…)`, e.g. `{c}(json_get(j, \"a\"))`"
+                ));
+            }
+            diags.push(e);
             return None;
         }
         (None, Some(r)) => r,

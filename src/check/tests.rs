@@ -1245,3 +1245,39 @@ fn a_block_size_out_of_range_names_its_key() {
         );
     }
 }
+
+/// A JSON value (`json_get`) for a scalar field is an error whose help names the
+/// conversion (`float(…)`), which the function library has.
+#[test]
+fn a_json_value_for_a_float_field_suggests_the_conversion() {
+    let text = r#"
+datastores:
+  - {name: pg, type: postgres, host: 127.0.0.1, database: test}
+pipelines:
+  - name: p
+    source:
+      datastore: pg
+      table: t
+      fields: [{column: id, dtype: int}, {column: j, dtype: json}]
+    sink:
+      datastore: pg
+      table: t2
+      unique_key: [id]
+      fields:
+        - {column: id, source_column: id}
+        - {column: a, dtype: float, source_column: 'json_get(j, "a")'}
+"#;
+    let f = fail(text);
+    let d = f
+        .diagnostics
+        .iter()
+        .find(|d| d.message.contains("gives json"))
+        .unwrap_or_else(|| panic!("{}", f.render()));
+    assert!(
+        d.help.as_deref().is_some_and(|h| h.contains("float(")),
+        "{}",
+        f.render()
+    );
+    // The suggested form checks.
+    ok(&text.replace(r#"'json_get(j, "a")'"#, r#"'float(json_get(j, "a"))'"#));
+}

@@ -5,7 +5,8 @@
 //! without mixing; ClickHouse staging tables are gone after a run; `validate` warns about
 //! two `allow_delete` pipelines into one table that no filters separate; a run that loses
 //! its lock (ClickHouse claim overtaken, PostgreSQL/MariaDB lock session killed) stops; an
-//! interrupted ClickHouse run gives its claim back;
+//! interrupted ClickHouse run gives its claim back, and so does one that waited for it and
+//! gave up or was interrupted;
 //! `--lock-timeout` gives up on a lock held too long.
 
 use crate::support::{self, synctool, unique, write_config, CH, MY, PG};
@@ -476,6 +477,95 @@ async fn clickhouse_run_lock_given_back_on_interrupt() {
         support::clickhouse().await.exec(&live).await.trim(),
         "",
         "the interrupted run's claim is still live: the next run would wait for it"
+    );
+}
+
+/// A ClickHouse run that waits for the lock and gives up (`--lock-timeout`) or is stopped
+/// by SIGINT withdraws its claim: after the holder, the next run does not wait for the
+/// dead claim to go stale (30 s).
+#[tokio::test]
+async fn clickhouse_waiting_run_withdraws_its_claim() {
+    let src = unique("cc_src");
+    let t = unique("cc_wait");
+    source(&src).await;
+    slow_view(&src).await;
+    let yaml = config("ch", &format!("{src}_v"), &t);
+    let cfg = write_config(&yaml);
+    let digest = scope_digest(&yaml);
+    let live = format!(
+        "SELECT holder FROM default.synctool_run_locks WHERE scope = '{digest}' GROUP BY holder HAVING max(released) = 0 AND max(heartbeat) >= now() - 30 AND max(ticket) > 0"
+    );
+    let ch = support::clickhouse().await;
+    let live_claims = || async {
+        let out = support::clickhouse().await.exec(&live).await;
+        out.lines().filter(|l| !l.trim().is_empty()).count()
+    };
+    let holder = spawn(&cfg, &["apply", "--full"]);
+    let mut n = 0;
+    for _ in 0..100 {
+        n = ch
+            .try_exec(&live)
+            .await
+            .map(|r| r.lines().filter(|l| !l.trim().is_empty()).count())
+            .unwrap_or(0);
+        if n == 1 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert_eq!(n, 1, "the first run never took the lock");
+    // Gives up after a second of waiting.
+    let o = synctool(&cfg, &["apply", "--full", "--lock-timeout", "1"]);
+    assert_eq!(
+        o.status.code(),
+        Some(1),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    assert_eq!(
+        live_claims().await,
+        1,
+        "the run that gave up left its claim"
+    );
+    // Interrupted while it waits.
+    let waiter = spawn(&cfg, &["apply", "--full"]);
+    let mut n = 0;
+    for _ in 0..100 {
+        n = live_claims().await;
+        if n == 2 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert_eq!(n, 2, "the second run never claimed the lock");
+    let kill = Command::new("kill")
+        .args(["-INT", &waiter.id().to_string()])
+        .status()
+        .expect("kill -INT");
+    assert!(kill.success());
+    let o = waiter.wait_with_output().expect("wait for synctool");
+    assert_eq!(
+        o.status.code(),
+        Some(130),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    assert_eq!(
+        live_claims().await,
+        1,
+        "the interrupted waiter left its claim"
+    );
+    let kill = Command::new("kill")
+        .args(["-INT", &holder.id().to_string()])
+        .status()
+        .expect("kill -INT");
+    assert!(kill.success());
+    let o = holder.wait_with_output().expect("wait for synctool");
+    assert_eq!(o.status.code(), Some(130));
+    assert_eq!(
+        live_claims().await,
+        0,
+        "the interrupted holder left its claim"
     );
 }
 

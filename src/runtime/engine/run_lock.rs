@@ -320,6 +320,17 @@ impl Lock {
         }
     }
 
+    /// Withdraws the claim of a run that did not take the lock (ClickHouse; a PostgreSQL or
+    /// MySQL run holds nothing then). The staging tables are left alone: they are the
+    /// holder's. A failure is logged: the claim then goes stale.
+    async fn withdraw(&self, conn: &mut Conn) {
+        if self.dialect == DialectKind::Clickhouse {
+            if let Err(e) = self.beat(conn, true).await {
+                tracing::warn!(datastore = %self.store, error = %e, "could not withdraw the run lock claim");
+            }
+        }
+    }
+
     /// Drops the staging tables and gives the lock back (a failure is logged: the lock
     /// goes with the session, or its ClickHouse claim goes stale).
     async fn finish(&self, conn: &mut Conn) {
@@ -397,10 +408,34 @@ pub async fn acquire(
         ticket: 0,
     };
     let mut conn = connect(cfg, &p.sink.store.name).await?;
-    lock.ticket = lock.take(&mut conn).await?;
+    let (store, table) = (lock.store.clone(), lock.table.clone());
     let (stop_tx, mut stop_rx) = oneshot::channel::<()>();
     let (lost_tx, lost_rx) = oneshot::channel::<RuntimeError>();
+    let (taken_tx, taken_rx) = oneshot::channel::<Result<(), RuntimeError>>();
     let task = tokio::spawn(async move {
+        // While it waits, an interrupt (the stop sender dropped) or a failure (a lock
+        // timeout) withdraws the claim, so that no run waits for it to go stale.
+        let taken = tokio::select! {
+            r = lock.take(&mut conn) => Some(r),
+            _ = &mut stop_rx => None,
+        };
+        match taken {
+            Some(Ok(ticket)) => {
+                lock.ticket = ticket;
+                // Nobody waiting (the run was interrupted as the lock came): the stop
+                // sender is gone too, and the loop below gives the lock back at once.
+                let _ = taken_tx.send(Ok(()));
+            }
+            Some(Err(e)) => {
+                lock.withdraw(&mut conn).await;
+                let _ = taken_tx.send(Err(e));
+                return;
+            }
+            None => {
+                lock.withdraw(&mut conn).await;
+                return;
+            }
+        }
         let mut last_beat = Instant::now();
         loop {
             tokio::select! {
@@ -415,11 +450,28 @@ pub async fn acquire(
         }
         lock.finish(&mut conn).await;
     });
-    Ok(Some(RunLock {
+    // Dropped while waiting (an interrupt), this hands the task to [`settle_dropped`].
+    let mut held = RunLock {
         stop: Some(stop_tx),
         lost: lost_rx,
         task: Some(task),
-    }))
+    };
+    match taken_rx.await {
+        Ok(Ok(())) => Ok(Some(held)),
+        Ok(Err(e)) => {
+            // The task has withdrawn the claim and ended.
+            held.stop = None;
+            Err(e)
+        }
+        Err(_) => {
+            held.stop = None;
+            Err(RuntimeError::LockLost {
+                store,
+                table,
+                message: "the lock's task ended before it took the lock".to_string(),
+            })
+        }
+    }
 }
 
 impl RunLock {
