@@ -330,3 +330,66 @@ async fn an_int_partition_spanning_the_whole_int64_range_reconciles() {
         .await
         .unwrap();
 }
+
+/// `md5sum_hash` over a wide range reads ahead twice: blocks of 100,000 for levels 1-4, then,
+/// for the two changed parents of 100,000 (one range), blocks of 10 for levels 5-8. What a
+/// compared parent no longer needs is forgotten after each level; the blocks split further
+/// must still roll up whole, down to the first rows of each range (ids 1-9, 100001-100009)
+/// and the last, or changes there would go unseen.
+#[tokio::test(flavor = "multi_thread")]
+async fn pruned_read_ahead_still_finds_changes_at_every_level() {
+    let pg = support::pg().await;
+    let (src, dst) = (unique("rm_prune_src"), unique("rm_prune_dst"));
+    pg.batch_execute(&format!(
+        "CREATE TABLE {src} (id bigint PRIMARY KEY, v text);
+         INSERT INTO {src} SELECT g, md5(g::text) FROM generate_series(1, 5000) g;
+         INSERT INTO {src} SELECT g, md5(g::text) FROM generate_series(100001, 105000) g;
+         INSERT INTO {src} VALUES (1000000000, 'far');"
+    ))
+    .await
+    .unwrap();
+    let rest = r#"      fields: [{column: id, dtype: int}, {column: v, dtype: str}]
+    sink:
+      datastore: SINK_STORE
+      table: SINK_TABLE
+      merge_strategy: {strategy: upsert, allow_delete: true}
+      unique_key: [id]
+    reconciliation:
+      - {name: r, strategy: md5sum_hash, partition_column: id, initial_partition_interval: 100000000, max_block_size: 10}
+"#;
+    let cfg = write_config(&config("pg", &src, "pg", &dst, rest));
+    run(&cfg, &["apply", "--full"], 0);
+    let r = run(&cfg, &["plan", "--exit-code"], 0);
+    assert_eq!(written(&r), 0, "{r}");
+    pg.batch_execute(&format!(
+        "UPDATE {src} SET v = v || 'x'
+           WHERE id IN (1, 5, 999, 1000, 2345, 5000, 100001, 100005, 104999, 1000000000);
+         DELETE FROM {src} WHERE id IN (9, 4995, 100009);
+         INSERT INTO {src} VALUES (3000000, 'new'), (5001, 'next'), (105001, 'next');"
+    ))
+    .await
+    .unwrap();
+    let r = run(&cfg, &["plan", "--exit-code"], 3);
+    assert_eq!(
+        (written(&r), r["rows_deleted"].as_i64()),
+        (13, Some(3)),
+        "{r}"
+    );
+    run(&cfg, &["apply"], 0);
+    let r = run(&cfg, &["plan", "--exit-code"], 0);
+    assert_eq!(written(&r), 0, "{r}");
+    let diff = pg
+        .query_one(
+            &format!(
+                "SELECT count(*) FROM ((TABLE {src} EXCEPT TABLE {dst}) \
+                 UNION ALL (TABLE {dst} EXCEPT TABLE {src})) d"
+            ),
+            &[],
+        )
+        .await
+        .unwrap();
+    assert_eq!(diff.get::<_, i64>(0), 0);
+    pg.batch_execute(&format!("DROP TABLE {src}; DROP TABLE {dst}"))
+        .await
+        .unwrap();
+}

@@ -173,7 +173,7 @@ impl Fine {
             }
         };
         let mut sums: BTreeMap<i64, SideSums> = BTreeMap::new();
-        for (fid, (src, snk)) in &self.blocks {
+        for (fid, (src, snk)) in self.blocks_in(q) {
             let lo = self.span.block(*fid, self.interval).lo;
             if lo < q.lo || lo >= q.hi {
                 continue;
@@ -195,6 +195,48 @@ impl Fine {
             })
             .collect()
     }
+
+    /// The fine blocks whose ids fall within `q` (a block's id is its floor division by the
+    /// interval, as the generated `block_id`).
+    fn blocks_in(&self, q: Range) -> impl Iterator<Item = (&i64, &SideSums)> {
+        let ids = (!q.is_empty())
+            .then(|| q.lo.div_euclid(self.interval)..=(q.hi - 1).div_euclid(self.interval));
+        ids.into_iter().flat_map(|ids| self.blocks.range(ids))
+    }
+
+    /// Forgets the fine blocks of `q` that lie outside `keep` (the blocks of `q` split
+    /// further, sorted): later levels only compare inside those.
+    fn prune(&mut self, q: Range, keep: &[Range]) {
+        let kept = |lo: i64| {
+            let i = keep.partition_point(|k| k.hi <= lo);
+            keep.get(i).is_some_and(|k| k.lo <= lo)
+        };
+        let gone: Vec<i64> = self
+            .blocks_in(q)
+            .map(|(fid, _)| *fid)
+            .filter(|fid| {
+                let lo = self.span.block(*fid, self.interval).lo;
+                q.lo <= lo && lo < q.hi && !kept(lo)
+            })
+            .collect();
+        for fid in gone {
+            self.blocks.remove(&fid);
+        }
+    }
+}
+
+/// After the blocks of parent range `q` were compared: forgets the fine blocks of `q` that no
+/// later level needs, those outside `split` (the blocks of `q` split further), and the
+/// [`Fine`]s left without blocks. Without this, every changed parent's read-ahead stayed in
+/// memory to the end of the run: a 10M-row table with ~100 scattered changes kept ~100
+/// answers of 10,000 blocks (over 100 MB).
+fn prune_fines(fine: &mut Vec<Fine>, q: Range, split: &[Range]) {
+    let mut keep = split.to_vec();
+    keep.sort();
+    for f in fine.iter_mut() {
+        f.prune(q, &keep);
+    }
+    fine.retain(|f| !f.blocks.is_empty());
 }
 
 /// What a leaf covers.
@@ -739,6 +781,7 @@ impl<'c, 'a> Recon<'c, 'a> {
             let next = next_interval(interval, self.r.reduction_factor);
             let mut split = Vec::new();
             for q in merge_adjacent(std::mem::take(&mut parents)) {
+                let first_split = split.len();
                 let blocks: Vec<(i64, Pair)> = if additive {
                     self.rolled_up(&mut fine, unit, q, interval).await?
                 } else {
@@ -781,6 +824,9 @@ impl<'c, 'a> Recon<'c, 'a> {
                         leaves.push((range, pair.rows()));
                     }
                 }
+                if additive {
+                    prune_fines(&mut fine, q, &split[first_split..]);
+                }
             }
             tracing::debug!(
                 level,
@@ -790,6 +836,8 @@ impl<'c, 'a> Recon<'c, 'a> {
                 "level compared"
             );
             parents = split;
+            // Blocks coarser than the next level's never roll up into it again.
+            fine.retain(|f| next.is_some_and(|n| f.interval <= n));
             if let Some(n) = next {
                 interval = n;
             }
@@ -875,7 +923,8 @@ impl<'c, 'a> Recon<'c, 'a> {
     /// sums add up: rolled up from finer blocks read earlier when some cover `q`, else from
     /// one grouped query per side at the finest interval of the coming levels that keeps
     /// the answer within [`FINE_BLOCKS`] blocks. A change then costs one scan of the
-    /// changed range instead of one per level.
+    /// changed range instead of one per level. The caller forgets what later levels do not
+    /// need once `q` is compared ([`prune_fines`]).
     async fn rolled_up(
         &mut self,
         fine: &mut Vec<Fine>,
@@ -896,6 +945,7 @@ impl<'c, 'a> Recon<'c, 'a> {
             }
             qi = n;
         }
+        tracing::debug!(?q, interval, read_ahead = qi, "reading blocks ahead");
         let [lo, hi, last] = bounds(unit, q);
         let extra = [("interval", Value::Int(qi)), lo, hi, last];
         let mut f = Fine {
@@ -1207,5 +1257,85 @@ mod tests {
         // A child range (block 1 of interval 50) sees only its own fine blocks.
         let child = f.roll_up(Range { lo: 50, hi: 95 }, 10);
         assert_eq!(child.iter().map(|b| b.0).collect::<Vec<_>>(), vec![5, 9]);
+    }
+
+    /// One block per unit over `span`, each holding one row on both sides.
+    fn per_unit(span: Range) -> Fine {
+        Fine {
+            interval: 1,
+            span,
+            blocks: (span.lo..span.hi)
+                .map(|u| (u, (Some((1, u.into())), Some((1, u.into())))))
+                .collect(),
+        }
+    }
+
+    fn total_blocks(fine: &[Fine]) -> usize {
+        fine.iter().map(|f| f.blocks.len()).sum()
+    }
+
+    #[test]
+    fn the_read_ahead_of_parents_whose_blocks_are_not_split_is_forgotten() {
+        // Scattered changes in a wide range: each changed parent of 10,000 units reads
+        // ahead to blocks of one unit, and none of its blocks is split further (they are
+        // leaves). What is kept must stay at one parent's answer, not grow per parent.
+        let mut fine: Vec<Fine> = Vec::new();
+        let mut most = 0;
+        for i in 0..100 {
+            let q = Range {
+                lo: i * 100_000,
+                hi: i * 100_000 + 10_000,
+            };
+            fine.push(per_unit(q));
+            most = most.max(total_blocks(&fine));
+            prune_fines(&mut fine, q, &[]);
+        }
+        assert_eq!(most, 10_000);
+        assert!(fine.is_empty(), "{} fine blocks kept", total_blocks(&fine));
+    }
+
+    #[test]
+    fn pruned_read_ahead_still_rolls_up_the_blocks_split_further() {
+        // Blocks of one unit over [5, 1000), compared at interval 100: blocks 2 and 7
+        // (and the clipped first one, [5, 100)) are split further.
+        let q = Range { lo: 5, hi: 1000 };
+        let whole = per_unit(q);
+        let mut fine = vec![per_unit(q)];
+        let split = [
+            Range { lo: 700, hi: 800 },
+            Range { lo: 5, hi: 100 },
+            Range { lo: 200, hi: 300 },
+        ];
+        prune_fines(&mut fine, q, &split);
+        assert_eq!(total_blocks(&fine), 95 + 100 + 100);
+        let sums = |f: &Fine, r: Range, i: i64| {
+            f.roll_up(r, i)
+                .into_iter()
+                .map(|(b, p)| (b, p.src, p.sink))
+                .collect::<Vec<_>>()
+        };
+        for r in split {
+            assert!(fine[0].covers(r, 10));
+            assert_eq!(sums(&fine[0], r, 10), sums(&whole, r, 10), "{r:?}");
+            assert_eq!(sums(&fine[0], r, 1), sums(&whole, r, 1), "{r:?}");
+        }
+        // The next level compares [200, 300) at interval 10 and splits [230, 240) only:
+        // the other split parents' blocks stay.
+        let next = Range { lo: 200, hi: 300 };
+        prune_fines(&mut fine, next, &[Range { lo: 230, hi: 240 }]);
+        assert_eq!(total_blocks(&fine), 95 + 100 + 10);
+        assert_eq!(
+            sums(&fine[0], Range { lo: 230, hi: 240 }, 1),
+            sums(&whole, Range { lo: 230, hi: 240 }, 1)
+        );
+        // Once nothing is split any more, nothing is kept.
+        for r in [
+            Range { lo: 5, hi: 100 },
+            Range { lo: 230, hi: 240 },
+            Range { lo: 700, hi: 800 },
+        ] {
+            prune_fines(&mut fine, r, &[]);
+        }
+        assert!(fine.is_empty());
     }
 }
