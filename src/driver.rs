@@ -58,3 +58,44 @@ pub fn frontend(
         }),
     }
 }
+
+impl Frontend {
+    /// The secrets left unset (`${VAR}` without a value) that the selected pipelines need:
+    /// those of the datastores and external stores they use, and their own. `plan` and
+    /// `apply` stop on them before connecting anywhere.
+    pub fn unset_secrets(&self) -> Vec<Diagnostic> {
+        let mut stores: Vec<&str> = Vec::new();
+        let mut externals: Vec<&str> = Vec::new();
+        let mut pipelines: Vec<&str> = Vec::new();
+        for p in &self.checked.program.pipelines {
+            pipelines.push(&p.name);
+            stores.push(&p.source.store.name);
+            stores.push(&p.sink.store.name);
+            for st in p.source_state.iter().chain(&p.sink_state) {
+                stores.push(&st.store.name);
+            }
+            for e in &p.enrichments {
+                externals.push(&e.store.name);
+            }
+        }
+        self.loaded.unset_for(&stores, &externals, &pipelines)
+    }
+
+    /// Every unset secret, as warnings: `validate` and `compile` connect nowhere, so they
+    /// do not need them, but `plan` and `apply` of a pipeline that uses their store will.
+    pub fn unset_secret_warnings(&self) -> Vec<Diagnostic> {
+        self.loaded
+            .unset
+            .iter()
+            .map(|u| {
+                let mut d = u.diagnostic.clone();
+                d.severity = crate::diag::Severity::Warning;
+                d.help = Some(format!(
+                    "{}; `plan` and `apply` need it for the pipelines that use it",
+                    d.help.unwrap_or_default()
+                ));
+                d
+            })
+            .collect()
+    }
+}

@@ -244,6 +244,40 @@ fn main() -> ExitCode {
             LogFormat::Json => report_diagnostic(w, &fe.loaded.source),
         }
     }
+    // Secrets whose variables are not set: `plan` and `apply` stop on those the selected
+    // pipelines need; `validate` and `compile`, which connect nowhere, only warn.
+    let connects = matches!(cli.command, Command::Plan { .. } | Command::Apply { .. });
+    if connects {
+        let missing = fe.unset_secrets();
+        if !missing.is_empty() {
+            let n = missing.len();
+            let summary = format!("{name}: {n} error{}", if n == 1 { "" } else { "s" });
+            match cli.log_format {
+                LogFormat::Text => {
+                    for d in &missing {
+                        eprint!("{}", synctool::diag::render(d, Some(&fe.loaded.source)));
+                    }
+                    eprintln!("{summary}");
+                }
+                LogFormat::Json => {
+                    for d in &missing {
+                        report_diagnostic(d, &fe.loaded.source);
+                    }
+                    tracing::error!("{summary}");
+                }
+            }
+            return ExitCode::from(EXIT_INVALID);
+        }
+    } else {
+        for w in fe.unset_secret_warnings().iter().filter(|_| !cli.quiet) {
+            match cli.log_format {
+                LogFormat::Text => {
+                    eprint!("{}", synctool::diag::render(w, Some(&fe.loaded.source)))
+                }
+                LogFormat::Json => report_diagnostic(w, &fe.loaded.source),
+            }
+        }
+    }
     match cli.command {
         Command::Validate => {
             let names: Vec<&str> = fe

@@ -32,76 +32,146 @@ impl Env for std::collections::HashMap<String, String> {
 /// Interpolate every string value of the tree (mapping keys are left alone). Plain scalars are
 /// re-typed after interpolation (`port: ${PGPORT:-5432}` is an integer); quoted ones stay
 /// strings. Collects every error instead of stopping at the first.
-pub fn interpolate(node: &mut Node, env: &dyn Env, errors: &mut Vec<Diagnostic>) {
-    walk(node, "", env, errors)
+///
+/// A secret (a password, a token, a header value) of a datastore, an external store or a
+/// pipeline whose variable is not set is not an error here but goes to `unset` (the value
+/// left empty): only a command that connects to that store needs it, so `compile` and
+/// `validate` run where the secrets are not set (a code review's CI), and `apply -p a` needs
+/// only pipeline `a`'s. See [`Unset`].
+pub fn interpolate(
+    node: &mut Node,
+    env: &dyn Env,
+    errors: &mut Vec<Diagnostic>,
+    unset: &mut Vec<Unset>,
+) {
+    let mut w = Walk { env, errors, unset };
+    w.walk(node, "")
 }
 
-fn walk(node: &mut Node, path: &str, env: &dyn Env, errors: &mut Vec<Diagnostic>) {
-    use super::decode::{child, index};
-    match &mut node.value {
-        NodeValue::Str(s) => {
-            if !s.contains('$') {
-                return;
-            }
-            // Errors quote the reference unless the value is a secret (the shown source line
-            // is masked then too).
-            let key = path.rsplit('.').next().unwrap_or("");
-            let key = key.split('[').next().unwrap_or(key);
-            let secret = super::redact::is_secret_name(key) || path.contains(".headers.");
-            match expand(s, node.content, env, secret) {
-                Ok(Some(new)) => {
-                    if new.is_empty() && !node.quoted {
-                        // Nothing was written after all (`${UNSET:-}`): an empty value,
-                        // unlike a `null` spelled out.
-                        node.content = Span::new(node.content.start, node.content.start);
-                    }
-                    node.value = if node.quoted {
-                        NodeValue::Str(new)
-                    } else {
-                        super::yaml::resolve_plain_pub(new)
-                    };
-                }
-                Ok(None) => {}
-                Err(d) => errors.push(d.at_path(path)),
-            }
+/// A secret whose environment variable is not set (and has no default).
+#[derive(Debug, Clone)]
+pub struct Unset {
+    /// Whose secret it is.
+    pub owner: Owner,
+    /// The error a command that needs the secret reports (at the value's path).
+    pub diagnostic: Diagnostic,
+}
+
+/// The entry of the config a secret belongs to, by its index in its list.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Owner {
+    /// `datastores[i]`.
+    Datastore(usize),
+    /// `externalstores[i]`.
+    Externalstore(usize),
+    /// `pipelines[i]` (an enrichment's secret parameter, a webhook header).
+    Pipeline(usize),
+}
+
+impl Owner {
+    /// The owner of the value at `path` (`datastores[2].password` → datastore 2).
+    fn of(path: &str) -> Option<Owner> {
+        let (list, rest) = path.split_once('[')?;
+        let i: usize = rest.split_once(']')?.0.parse().ok()?;
+        match list {
+            "datastores" => Some(Owner::Datastore(i)),
+            "externalstores" => Some(Owner::Externalstore(i)),
+            "pipelines" => Some(Owner::Pipeline(i)),
+            _ => None,
         }
-        NodeValue::Seq(items) => {
-            for (i, n) in items.iter_mut().enumerate() {
-                walk(n, &index(path, i), env, errors);
-            }
-        }
-        NodeValue::Map(entries) => {
-            for (k, v) in entries {
-                let name = k.as_str().unwrap_or("?");
-                // Top-level `x-…` keys are not read: their anchors are expanded where they
-                // are used, and expanded there.
-                if path.is_empty() && name.starts_with("x-") {
-                    continue;
-                }
-                walk(v, &child(path, name), env, errors);
-            }
-        }
-        _ => {}
     }
 }
 
-/// Expand one string. `Ok(None)` when nothing was substituted. `secret`: the value is a
-/// secret (a password, a header value), so errors must not quote it.
+struct Walk<'a> {
+    env: &'a dyn Env,
+    errors: &'a mut Vec<Diagnostic>,
+    unset: &'a mut Vec<Unset>,
+}
+
+impl Walk<'_> {
+    fn walk(&mut self, node: &mut Node, path: &str) {
+        let env = self.env;
+        use super::decode::{child, index};
+        match &mut node.value {
+            NodeValue::Str(s) => {
+                if !s.contains('$') {
+                    return;
+                }
+                // Errors quote the reference unless the value is a secret (the shown source line
+                // is masked then too).
+                let key = path.rsplit('.').next().unwrap_or("");
+                let key = key.split('[').next().unwrap_or(key);
+                let secret = super::redact::is_secret_name(key) || path.contains(".headers.");
+                let owner = Owner::of(path).filter(|_| secret);
+                match expand(s, node.content, env, secret, owner.is_some()) {
+                    Ok((new, unset)) if !unset.is_empty() => {
+                        for d in unset {
+                            self.unset.push(Unset {
+                                owner: owner.expect("deferred only with an owner"),
+                                diagnostic: d.at_path(path),
+                            });
+                        }
+                        // Never used: a command that connects to the owner stops first.
+                        node.value = NodeValue::Str(new.unwrap_or_default());
+                    }
+                    Ok((Some(new), _)) => {
+                        if new.is_empty() && !node.quoted {
+                            // Nothing was written after all (`${UNSET:-}`): an empty value,
+                            // unlike a `null` spelled out.
+                            node.content = Span::new(node.content.start, node.content.start);
+                        }
+                        node.value = if node.quoted {
+                            NodeValue::Str(new)
+                        } else {
+                            super::yaml::resolve_plain_pub(new)
+                        };
+                    }
+                    Ok((None, _)) => {}
+                    Err(d) => self.errors.push(d.at_path(path)),
+                }
+            }
+            NodeValue::Seq(items) => {
+                for (i, n) in items.iter_mut().enumerate() {
+                    self.walk(n, &index(path, i));
+                }
+            }
+            NodeValue::Map(entries) => {
+                for (k, v) in entries {
+                    let name = k.as_str().unwrap_or("?");
+                    // Top-level `x-…` keys are not read: their anchors are expanded where they
+                    // are used, and expanded there.
+                    if path.is_empty() && name.starts_with("x-") {
+                        continue;
+                    }
+                    self.walk(v, &child(path, name));
+                }
+            }
+            _ => {}
+        }
+    }
+}
+
+/// Expand one string: `None` when nothing was substituted. `secret`: the value is a secret
+/// (a password, a header value), so errors must not quote it. `defer_unset`: a variable
+/// that is not set is returned (second) instead of failing the expansion.
 fn expand(
     s: &str,
     content: Span,
     env: &dyn Env,
     secret: bool,
-) -> Result<Option<String>, Box<Diagnostic>> {
+    defer_unset: bool,
+) -> Result<(Option<String>, Vec<Diagnostic>), Box<Diagnostic>> {
     let mut x = Expander {
         s,
         content,
         env,
         secret,
         changed: false,
+        defer_unset,
+        unset: Vec::new(),
     };
     let (out, _) = x.until(0, None, true)?;
-    Ok(x.changed.then_some(out))
+    Ok((x.changed.then_some(out), x.unset))
 }
 
 struct Expander<'a> {
@@ -110,6 +180,8 @@ struct Expander<'a> {
     env: &'a dyn Env,
     secret: bool,
     changed: bool,
+    defer_unset: bool,
+    unset: Vec<Diagnostic>,
 }
 
 const FORMS: &str = "write `${NAME}` or `${NAME:-default}` (a name is letters, digits and `_`, \
@@ -242,14 +314,18 @@ impl Expander<'_> {
             (None, Some(d)) => d,
             (None, None) if !eval => String::new(),
             (None, None) => {
-                return Err(Box::new(
-                    Diagnostic::error(format!("environment variable `{name}` is not set"))
-                        .with_span(span)
-                        .with_label("referenced here")
-                        .with_help(format!(
-                            "export {name}, or give a default: `${{{name}:-value}}`"
-                        )),
-                ))
+                let d = Diagnostic::error(format!("environment variable `{name}` is not set"))
+                    .with_span(span)
+                    .with_label("referenced here")
+                    .with_help(format!(
+                        "export {name}, or give a default: `${{{name}:-value}}`"
+                    ));
+                if self.defer_unset {
+                    self.unset.push(d);
+                    String::new()
+                } else {
+                    return Err(Box::new(d));
+                }
             }
         };
         Ok((out, end))
@@ -260,6 +336,16 @@ impl Expander<'_> {
 mod tests {
     use super::*;
     use std::collections::HashMap;
+
+    /// Expands without deferring unset variables (every variable here is needed).
+    fn expand(
+        s: &str,
+        content: Span,
+        env: &dyn Env,
+        secret: bool,
+    ) -> Result<Option<String>, Box<Diagnostic>> {
+        super::expand(s, content, env, secret, false).map(|(v, _)| v)
+    }
 
     fn env() -> HashMap<String, String> {
         HashMap::from([("PGPASS".to_string(), "s3cret".to_string())])
@@ -345,5 +431,63 @@ mod tests {
             expand("$${1BAD} ${{ x }}", sp, &e, false).unwrap(),
             Some("${1BAD} ${{ x }}".into())
         );
+    }
+
+    #[test]
+    fn an_unset_secret_is_deferred_to_its_owner_and_other_unset_values_are_errors() {
+        let text = r#"
+datastores:
+  - {name: a, type: postgres, host: h, database: d, password: "${NOPE_A}"}
+  - {name: b, type: postgres, host: h, database: d, password: "pre${NOPE_B}"}
+externalstores:
+  - {name: api, type: http, url: "http://x", headers: {Authorization: "Bearer ${NOPE_T}"}}
+pipelines: []
+"#;
+        let loaded = crate::config::load("c.yaml", text, &env()).expect("loads");
+        let got: Vec<(Owner, String, Option<String>)> = loaded
+            .unset
+            .iter()
+            .map(|u| {
+                (
+                    u.owner,
+                    u.diagnostic.message.clone(),
+                    u.diagnostic.path.clone(),
+                )
+            })
+            .collect();
+        assert_eq!(
+            got,
+            vec![
+                (
+                    Owner::Datastore(0),
+                    "environment variable `NOPE_A` is not set".to_string(),
+                    Some("datastores[0].password".to_string())
+                ),
+                (
+                    Owner::Datastore(1),
+                    "environment variable `NOPE_B` is not set".to_string(),
+                    Some("datastores[1].password".to_string())
+                ),
+                (
+                    Owner::Externalstore(0),
+                    "environment variable `NOPE_T` is not set".to_string(),
+                    Some("externalstores[0].headers.Authorization".to_string())
+                ),
+            ]
+        );
+        assert_eq!(loaded.unset_for(&["b"], &[], &[]).len(), 1);
+        assert_eq!(loaded.unset_for(&[], &["api"], &[]).len(), 1);
+        assert!(loaded.unset_for(&["c"], &["x"], &["p"]).is_empty());
+        // Not a secret: an error at once.
+        let err = crate::config::load(
+            "c.yaml",
+            &text.replace("host: h,", "host: \"${NOPE_H}\","),
+            &env(),
+        )
+        .expect_err("an unset host is an error");
+        assert!(err
+            .1
+            .iter()
+            .any(|d| d.message.contains("`NOPE_H` is not set")));
     }
 }

@@ -22,6 +22,44 @@ pub struct Loaded {
     pub source: SourceFile,
     /// The decoded config.
     pub raw: RawConfig,
+    /// Secrets whose environment variables are not set: an error for a command that
+    /// connects to their store ([`Loaded::unset_for`]), a warning otherwise.
+    pub unset: Vec<interpolate::Unset>,
+}
+
+impl Loaded {
+    /// The unset secrets of the given datastores, external stores and pipelines (by name):
+    /// errors for a command that uses them.
+    pub fn unset_for(
+        &self,
+        datastores: &[&str],
+        externalstores: &[&str],
+        pipelines: &[&str],
+    ) -> Vec<Diagnostic> {
+        use interpolate::Owner;
+        let named = |names: &[&str], name: Option<&str>| name.is_some_and(|n| names.contains(&n));
+        self.unset
+            .iter()
+            .filter(|u| match u.owner {
+                Owner::Datastore(i) => named(
+                    datastores,
+                    self.raw.datastores.get(i).map(|d| d.name.value.as_str()),
+                ),
+                Owner::Externalstore(i) => named(
+                    externalstores,
+                    self.raw
+                        .externalstores
+                        .get(i)
+                        .map(|d| d.name.value.as_str()),
+                ),
+                Owner::Pipeline(i) => named(
+                    pipelines,
+                    self.raw.pipelines.get(i).map(|p| p.name.value.as_str()),
+                ),
+            })
+            .map(|u| u.diagnostic.clone())
+            .collect()
+    }
 }
 
 /// Load a config from text. On failure returns every error found, rendered against the
@@ -56,12 +94,13 @@ pub fn load(
         }
     };
     let mut ctx = decode::Ctx::default();
-    interpolate::interpolate(&mut root, env, &mut ctx.errors);
+    let mut unset = Vec::new();
+    interpolate::interpolate(&mut root, env, &mut ctx.errors, &mut unset);
     let raw = raw::decode(&root, &mut ctx);
     ctx.secrets.extend(url_credentials);
     source.mask(&ctx.secrets);
     if ctx.errors.is_empty() {
-        Ok(Loaded { source, raw })
+        Ok(Loaded { source, raw, unset })
     } else {
         Err((source, ctx.errors))
     }

@@ -227,15 +227,64 @@ fn type_error_in_an_expression_points_at_it() {
     assert!(err.contains("^"), "{err}");
 }
 
+/// A secret whose variable is not set is needed only by a command that connects to its
+/// store: `validate` and `compile` (a code review's CI, without the production secrets) warn
+/// and succeed; `plan` and `apply` of a pipeline using the store stop before connecting
+/// (exit 2, naming the variable and the YAML path); a pipeline that does not use it runs.
 #[test]
-fn unset_environment_variable_without_default() {
+fn unset_secret_is_an_error_only_where_its_store_is_used() {
     let cfg = GOOD.replace(
         "password: hunter2secret",
         "password: '${SYNCTOOL_TEST_UNSET}'",
     );
+    let o = run(&["validate"], &cfg);
+    let err = stderr(&o);
+    assert_eq!(o.status.code(), Some(0), "{err}");
+    assert!(
+        err.contains("warning: environment variable `SYNCTOOL_TEST_UNSET` is not set")
+            && err.contains("datastores[0].password"),
+        "{err}"
+    );
+    let o = run(&["compile", "--format", "json"], &cfg);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    serde_json::from_slice::<serde_json::Value>(&o.stdout).expect("compile json");
+    for cmd in [&["plan"][..], &["apply", "--full"][..]] {
+        let o = run(cmd, &cfg);
+        let err = stderr(&o);
+        assert_eq!(o.status.code(), Some(2), "{cmd:?}: {err}");
+        assert!(
+            err.contains("error: environment variable `SYNCTOOL_TEST_UNSET` is not set")
+                && err.contains("datastores[0].password")
+                && !err.contains("step"),
+            "{cmd:?}: {err}"
+        );
+    }
+    // A second pipeline, between MariaDB tables only: it does not need datastore `a`.
+    let cfg = cfg.replace(
+        "type: mysql, host: 127.0.0.1,",
+        "type: mysql, host: 127.0.0.1, username: root,",
+    );
+    let two = format!(
+        "{cfg}  - name: q\n    source: {{datastore: b, table: synctool_no_such_table, fields: [{{column: id, dtype: int}}]}}\n    sink: {{datastore: b, table: t3, unique_key: [id]}}\n"
+    );
+    let o = run(&["plan", "-p", "q"], &two);
+    let err = stderr(&o);
+    assert_eq!(o.status.code(), Some(1), "{err}");
+    assert!(
+        !err.contains("is not set") && err.contains("synctool_no_such_table"),
+        "{err}"
+    );
+    // A variable that is not a secret (the database name shapes the plan) stays an error.
     invalid(
-        &cfg,
-        &["SYNCTOOL_TEST_UNSET", "is not set", "datastores[0]"],
+        &GOOD.replace(
+            "database: test, password",
+            "database: '${SYNCTOOL_TEST_UNSET}', password",
+        ),
+        &[
+            "SYNCTOOL_TEST_UNSET",
+            "is not set",
+            "datastores[0].database",
+        ],
     );
 }
 
