@@ -38,23 +38,10 @@ async fn my() -> mysql_async::Conn {
         })
 }
 
-/// Runs a command that prints JSON; asserts its exit code and returns the one pipeline.
+/// Runs a command that prints JSON; asserts its exit code and returns the one pipeline,
+/// checking it has every key of SPEC §1's shape.
 fn json_run(cfg: &std::path::Path, args: &[&str], code: i32) -> J {
-    let mut all = args.to_vec();
-    all.extend(["--format", "json"]);
-    let o = synctool(cfg, &all);
-    let err = String::from_utf8_lossy(&o.stderr);
-    assert_eq!(
-        o.status.code(),
-        Some(code),
-        "synctool {args:?}: stderr:\n{err}\nstdout:\n{}",
-        String::from_utf8_lossy(&o.stdout)
-    );
-    let v: J =
-        serde_json::from_slice(&o.stdout).unwrap_or_else(|e| panic!("JSON output: {e}\n{err}"));
-    let ps = v["pipelines"].as_array().expect("pipelines array");
-    assert_eq!(ps.len(), 1, "{v}");
-    let p = ps[0].clone();
+    let p = crate::support::run_json(cfg, args, code, "apply test");
     for k in [
         "name",
         "mode",

@@ -556,7 +556,9 @@ pub fn run_json(cfg: &std::path::Path, args: &[&str], code: i32, what: &str) -> 
     );
     let v: serde_json::Value = serde_json::from_slice(&o.stdout)
         .unwrap_or_else(|e| panic!("{what}: JSON output: {e}\n{err}"));
-    v["pipelines"][0].clone()
+    let ps = v["pipelines"].as_array().expect("pipelines array");
+    assert_eq!(ps.len(), 1, "{what}: {v}");
+    ps[0].clone()
 }
 
 /// The integer `k` of a pipeline report.
