@@ -5,7 +5,7 @@
 //!   text keys) `source.collations`, (no filters, only LEFT joins) `source.row_estimate`,
 //!   `source.extract`
 //! - `sink.session`, (PostgreSQL, MySQL) `sink.lock`, `sink.lock_holder`, `sink.unlock`,
-//!   (ClickHouse) `sink.lock_table`, `sink.lock_claim`, `sink.lock_ticket`, `sink.lock_beat`, `sink.lock_state`, `sink.lock_trim`,
+//!   (ClickHouse) `sink.lock_table`, `sink.lock_claim`, `sink.lock_ticket`, `sink.lock_beat`, `sink.lock_state`, `sink.lock_inflight`, `sink.lock_trim`,
 //!   `sink.columns`, (PostgreSQL) `sink.enum_labels`, (PostgreSQL and MySQL upserts and
 //!   collapses) `sink.unique_indexes`, (MySQL) `sink.storage_engine`, (ClickHouse)
 //!   `sink.engine`, `sink.create`
@@ -600,6 +600,17 @@ fn lock_steps(steps: &mut Steps, s: &SinkCtx<'_>, store: &Store, d: &'static dyn
             store,
             d,
             "after sink.lock_ticket and each heartbeat: the live claims of the scope and their tickets, smallest first (a waiting run names the holder; a holding run whose claim is no longer live has lost the lock and stops)",
+            vec![query(q)],
+            b,
+        );
+        let mut b = Binder::new();
+        let q = lock::ch_inflight(s, &mut b);
+        steps.push(
+            "sink.lock_inflight".into(),
+            Side::Sink,
+            store,
+            d,
+            "once the run's ticket comes first, before it reads or writes the sink, again every 100 ms while not 0: the queries of the scope's other runs (by query_id) the server still runs, such as the last insert of a run that was interrupted or killed",
             vec![query(q)],
             b,
         );

@@ -49,6 +49,9 @@ pub const P_NAME: &str = "lock_name";
 pub const P_SCOPE: &str = "lock_scope";
 /// Parameter: the ClickHouse claim's holder (host, process and start of the run).
 pub const P_HOLDER: &str = "lock_holder";
+/// Parameter: this process's run id ([`crate::runtime::run_id`]: the part of its holders
+/// before `#`, and of its ClickHouse query ids before `/`).
+pub const P_RUN: &str = "lock_run";
 /// Parameter: 1 when a ClickHouse beat gives the lock back, else 0.
 pub const P_RELEASED: &str = "lock_released";
 
@@ -305,4 +308,50 @@ pub fn ch_trim(s: &SinkCtx<'_>, b: &mut Binder) -> Stmt {
         table: lock_table(s),
         selection: Box::new(build::binop(scope_is(s, b), BinaryOperator::And, old)),
     }
+}
+
+/// `sink.lock_inflight` (ClickHouse): how many queries of the scope's other runs the server
+/// still runs: `SELECT toInt64(count()) FROM system.processes WHERE
+/// arrayElement(splitByChar('/', query_id), 1) IN (SELECT arrayElement(splitByChar('#',
+/// holder), 1) FROM synctool_run_locks WHERE scope = …) AND arrayElement(splitByChar('/',
+/// query_id), 1) != …`. A run stopped by an interrupt or a kill leaves its last insert
+/// running on the server for a moment (its rows land after the process ended); the run
+/// that takes the lock next waits for it before it reads or writes the sink.
+pub fn ch_inflight(s: &SinkCtx<'_>, b: &mut Binder) -> Query {
+    let run_of = |e: Expr, sep: &str| {
+        build::call(
+            "arrayElement",
+            vec![
+                build::call("splitByChar", vec![build::string(sep), e]),
+                build::int(1),
+            ],
+        )
+    };
+    let holders = build::select(SelectParts {
+        projection: vec![build::item(run_of(col(s, "holder"), "#"))],
+        from: Some(build::from(build::table(lock_table(s), None, false))),
+        selection: Some(scope_is(s, b)),
+        ..Default::default()
+    });
+    let query_run = || run_of(col(s, "query_id"), "/");
+    build::select(SelectParts {
+        projection: vec![build::item(build::call(
+            "toInt64",
+            vec![build::call("count", vec![])],
+        ))],
+        from: Some(build::from(build::table(
+            build::builtin_name(&["system", "processes"]),
+            None,
+            false,
+        ))),
+        selection: build::and_all(vec![
+            build::in_subquery(query_run(), holders, false),
+            build::binop(
+                query_run(),
+                BinaryOperator::NotEq,
+                b.bind(P_RUN, Dtype::Str),
+            ),
+        ]),
+        ..Default::default()
+    })
 }

@@ -24,7 +24,7 @@ pub use dialect::{Dialect, DialectKind};
 pub use error::SqlError;
 pub use generate::{direct_insert, generate, stage_insert, stage_keys_insert};
 pub use lock::{
-    mysql_name, pg_key, P_HOLDER, P_KEY, P_NAME, P_RELEASED, P_SCOPE, STALE_SECS, TRIM_EVERY,
+    mysql_name, pg_key, P_HOLDER, P_KEY, P_NAME, P_RELEASED, P_RUN, P_SCOPE, STALE_SECS, TRIM_EVERY,
 };
 pub use recon::{compares_window, ends_inclusively};
 pub use source::text_key_columns;

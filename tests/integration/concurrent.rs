@@ -760,3 +760,56 @@ async fn lock_holders(ch: &support::ClickHouse, digest: &str) -> Vec<String> {
     .map(|r| r[0].clone().unwrap_or_default())
     .collect()
 }
+
+/// A run that stopped (interrupted, killed) can leave its last insert running on the
+/// ClickHouse server, its rows landing after the process ended. The next run into the
+/// scope waits for every query of the scope's earlier runs (known by their `query_id`,
+/// which starts with the run's name) before it touches the sink.
+#[tokio::test(flavor = "multi_thread")]
+async fn clickhouse_run_waits_for_an_earlier_runs_queries_still_running() {
+    let src = unique("cc_src");
+    let t = unique("cc_inflight");
+    source(&src).await;
+    let yaml = config("ch", &src, &t);
+    let cfg = write_config(&yaml);
+    let digest = scope_digest(&yaml);
+    let ch = support::clickhouse().await;
+    ch.exec(
+        "CREATE TABLE IF NOT EXISTS default.synctool_run_locks (scope String, holder String, ticket UInt64, heartbeat DateTime, released UInt8) ENGINE = ReplacingMergeTree(heartbeat) ORDER BY (scope, holder, released)",
+    )
+    .await;
+    // An earlier run, `gone:1:2`, gave its claim back (an interrupt) while one of its
+    // queries still runs.
+    let earlier = format!("gone:{}:2", std::process::id());
+    ch.exec(&format!(
+        "INSERT INTO default.synctool_run_locks (scope, holder, ticket, heartbeat, released) VALUES \
+         ('{digest}', '{earlier}#0', 1, now(), 0), ('{digest}', '{earlier}#0', 1, now(), 1)"
+    ))
+    .await;
+    let query_id = format!("{earlier}/7");
+    let slow = tokio::spawn(async move {
+        reqwest::Client::new()
+            .post("http://127.0.0.1:8123/")
+            .query(&[("query_id", query_id.as_str())])
+            .body("SELECT sleep(3)")
+            .send()
+            .await
+            .expect("ClickHouse")
+            .text()
+            .await
+            .expect("ClickHouse")
+    });
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    let o = synctool(&cfg, &["-v", "apply"]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(0), "{err}");
+    assert!(
+        err.contains("held by 1 query of an earlier run, still running on the server"),
+        "{err}"
+    );
+    assert!(
+        slow.is_finished(),
+        "the run ended before the earlier run's query"
+    );
+    slow.await.expect("the slow query");
+}

@@ -114,6 +114,17 @@ impl std::fmt::Debug for ChConn {
     }
 }
 
+/// A new `query_id`: the process's run id, `/` and a sequence number (see
+/// [`crate::runtime::run_id`]).
+fn new_query_id() -> String {
+    static QUERY_SEQ: AtomicU64 = AtomicU64::new(0);
+    format!(
+        "{}/{}",
+        crate::runtime::run_id(),
+        QUERY_SEQ.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
 fn new_session_id() -> String {
     let nanos = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -298,6 +309,7 @@ impl ChConn {
                 .http
                 .post(&self.url)
                 .query(&args)
+                .query(&[("query_id", new_query_id())])
                 .header(reqwest::header::CONTENT_LENGTH, body.len())
                 .body(body.clone());
             if let Some(u) = &self.user {
@@ -655,6 +667,7 @@ impl ChConn {
             args.push(("database".into(), db.clone()));
         }
         args.push(("query".into(), stmt.sql.to_string()));
+        args.push(("query_id".into(), new_query_id()));
         let mut req = self
             .http
             .post(&self.url)

@@ -178,6 +178,18 @@ impl Lock {
         Ok((held, me))
     }
 
+    /// ClickHouse: how many queries of the scope's other runs the server still runs
+    /// (`sink.lock_inflight`).
+    async fn inflight(&self, conn: &mut Conn) -> Result<i64, RuntimeError> {
+        let rows = self
+            .query(conn, "sink.lock_inflight", &[], &[Dtype::Int])
+            .await?;
+        Ok(match rows.first().and_then(|r| r.first()) {
+            Some(Value::Int(n)) => *n,
+            _ => 0,
+        })
+    }
+
     /// ClickHouse: the live claims and their tickets (0 while choosing), smallest ticket
     /// first (`sink.lock_state`).
     async fn claims(&self, conn: &mut Conn) -> Result<Vec<(String, i64)>, RuntimeError> {
@@ -235,11 +247,21 @@ impl Lock {
                 let claims = self.claims(conn).await?;
                 let pause = match bakery_turn(&claims, &self.holder) {
                     Turn::Mine => {
-                        ticket = claims
-                            .iter()
-                            .find(|(h, _)| *h == self.holder)
-                            .map_or(0, |(_, t)| *t);
-                        break;
+                        // A run that stopped (interrupted, killed) may have left its last
+                        // insert running on the server: its rows land after it ended.
+                        let running = self.inflight(conn).await?;
+                        if running == 0 {
+                            ticket = claims
+                                .iter()
+                                .find(|(h, _)| *h == self.holder)
+                                .map_or(0, |(_, t)| *t);
+                            break;
+                        }
+                        say(&format!(
+                            "{running} quer{} of an earlier run, still running on the server",
+                            if running == 1 { "y" } else { "ies" }
+                        ))?;
+                        CH_CHOOSING_RETRY
                     }
                     Turn::Choosing => CH_CHOOSING_RETRY,
                     Turn::After(first) => {
@@ -384,6 +406,7 @@ pub async fn acquire(
         "sink.lock_ticket",
         "sink.lock_beat",
         "sink.lock_state",
+        "sink.lock_inflight",
         "sink.lock_trim",
         "sink.stage_drop",
     ];
@@ -394,6 +417,11 @@ pub async fn acquire(
     binds.set(false, sql::P_NAME, Value::Str(sql::mysql_name(&digest)));
     binds.set(false, sql::P_SCOPE, Value::Str(digest));
     binds.set(false, sql::P_HOLDER, Value::Str(holder.clone()));
+    binds.set(
+        false,
+        sql::P_RUN,
+        Value::Str(crate::runtime::run_id().to_string()),
+    );
     let mut lock = Lock {
         store: p.sink.store.name.clone(),
         table: p.sink.table.name.clone(),
@@ -533,20 +561,16 @@ fn bakery_turn(claims: &[(String, i64)], me: &str) -> Turn {
     }
 }
 
-/// This run's name in the ClickHouse lock table: host, process id and start time, so that
-/// a waiting run can say who holds the lock.
+/// This run's name in the ClickHouse lock table: the process's [`crate::runtime::run_id`]
+/// (host, process id and start time, so that a waiting run can say who holds the lock),
+/// `#` and a sequence number (each pipeline of the process claims under a name of its own).
 fn holder_name() -> String {
-    let host = std::fs::read_to_string("/etc/hostname")
-        .ok()
-        .map(|h| h.trim().to_string())
-        .filter(|h| !h.is_empty())
-        .or_else(|| std::env::var("HOSTNAME").ok())
-        .unwrap_or_else(|| "localhost".to_string());
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_nanos())
-        .unwrap_or(0);
-    format!("{host}:{}:{nanos}", std::process::id())
+    static SEQ: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    format!(
+        "{}#{}",
+        crate::runtime::run_id(),
+        SEQ.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+    )
 }
 
 #[cfg(test)]
