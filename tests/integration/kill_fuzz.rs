@@ -7,7 +7,9 @@
 //! --exit-code` must find nothing and another `apply` must write nothing. Kills land in a
 //! full sync into a sink table that does not exist yet, in full syncs (`apply --full`) over
 //! an existing sink after random source changes, and in hash reconciliations (`apply -r r`)
-//! after random source changes. The source is a PostgreSQL table.
+//! after random source changes. The source is a PostgreSQL table. A killed run cannot give
+//! its ClickHouse run-lock claim back, so the test releases it before the rerun instead of
+//! waiting the 30 s until it goes stale.
 
 use crate::support::{self, assert_same, drop_table, live_rows_from, n, run_json, sink_read};
 use crate::support::{dbs, tsv_value, write_config, Db, Dbs, Read, Row};
