@@ -12,6 +12,7 @@ mod examples;
 mod frontend_fuzz;
 mod hash_golden;
 mod key_types;
+mod kill_fuzz;
 mod matrix;
 mod nats_source;
 mod plan_deletes;
