@@ -266,7 +266,7 @@ impl Fuzz {
                 }
             }
         }
-        for t in 0..tables {
+        for (t, keys_touched) in touched.iter_mut().enumerate() {
             let inserts = if round == 0 {
                 self.rng.range(20, 70) as usize
             } else {
@@ -276,7 +276,7 @@ impl Fuzz {
                 let k = self.new_key(t);
                 let r = self.new_row();
                 self.model[t].insert(k, r);
-                touched[t].push(k);
+                keys_touched.push(k);
             }
             let keys: Vec<K> = self.model[t].keys().copied().collect();
             let mut updates = 0;
@@ -299,13 +299,13 @@ impl Fuzz {
                         _ => *r = new,
                     }
                     updates += 1;
-                    touched[t].push(k);
+                    keys_touched.push(k);
                 }
                 for _ in 0..self.rng.range(0, 4) {
                     let k = self.rng.pick(&keys);
                     if self.model[t].remove(&k).is_some() {
                         deletes += 1;
-                        touched[t].push(k);
+                        keys_touched.push(k);
                     }
                 }
             }
