@@ -980,6 +980,16 @@ async fn fuzz(case: Case) {
     if f.case.feature == Feature::SinkState {
         drop_table(&mut dbs, sink, &f.state_table.clone()).await;
     }
+    if f.case.feature == Feature::Redis {
+        let mut c = redis_conn().await;
+        for g in 0..=GROUPS + 1 {
+            let _: () = redis::cmd("DEL")
+                .arg(format!("{}{g}", f.redis_prefix))
+                .query_async(&mut c)
+                .await
+                .expect("redis DEL");
+        }
+    }
     eprintln!(
         "recon_fuzz_features {}: {} rounds in {:.1} s",
         f.case.name,
