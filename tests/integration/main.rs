@@ -18,6 +18,7 @@ mod nats_source;
 mod plan_deletes;
 mod recon_edges;
 mod recon_fuzz;
+mod recon_fuzz_features;
 mod row_estimate;
 mod statements;
 mod support;
