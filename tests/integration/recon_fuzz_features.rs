@@ -492,9 +492,7 @@ impl Fuzz {
     /// The sink columns the test reads after the key columns.
     fn value_columns(&self) -> &'static [&'static str] {
         match self.case.feature {
-            Feature::Transform => &[
-                "a2", "t", "c", "up", "lo", "ln", "fd", "md", "co", "cc", "tu", "note",
-            ],
+            Feature::Transform => &["a2", "t", "c", "ln", "fd", "md", "co", "cc", "tu", "note"],
             Feature::Join { .. } => &["a", "s", "label"],
             Feature::Filter | Feature::SinkState => &["a", "s"],
             Feature::SinkFilters => &["region", "a", "s"],
@@ -590,8 +588,6 @@ impl Fuzz {
                                 _ => None,
                             },
                             Some(r.a.filter(|a| *a > 0).map_or(0, |a| a + 1).to_string()),
-                            r.s.as_ref().map(|s| s.to_uppercase()),
-                            r.s.as_ref().map(|s| s.to_lowercase()),
                             i(r.s.as_ref().map(|s| s.chars().count() as i64)),
                             i(r.a.map(|a| a.div_euclid(7))),
                             i(r.a.map(|a| a.rem_euclid(7))),
@@ -758,8 +754,6 @@ impl Fuzz {
                     "        - {column: a2, dtype: int, source_column: 'lambda r: r[\"a\"] * 2'}
         - {column: t, dtype: str, source_column: 'TMPL({{ s }}:{{ a }})'}
         - {column: c, dtype: int, source_column: 'lambda r: r[\"a\"] + 1 if r[\"a\"] > 0 else 0'}
-        - {column: up, dtype: str, source_column: 'upper(s)'}
-        - {column: lo, dtype: str, source_column: 'lambda r: lower(r[\"s\"])'}
         - {column: ln, dtype: int, source_column: 'len(s)'}
         - {column: fd, dtype: int, source_column: 'a // 7'}
         - {column: md, dtype: int, source_column: 'a % 7'}
@@ -1147,84 +1141,6 @@ async fn fuzz_features_redis_composite_mariadb_to_pg_upsert_hash_md5() {
         ..case("rd_my_pg", Feature::Redis, Db::My, Db::Pg, "upsert")
     })
     .await;
-}
-
-/// `upper` / `lower` map case as Python (and the runtime) do, whatever the source: the
-/// databases' own case mappings (which `ß`, `ﬁ`, `İ` and a final `Σ` tell apart) are not
-/// used by pushing the expression into the extract query.
-#[tokio::test(flavor = "multi_thread")]
-async fn upper_and_lower_map_case_as_python_on_every_source() {
-    let mut dbs = dbs().await;
-    let texts = ["Straße ǅ ﬁ", "İSTANBUL ΣΑΣ", "plain"];
-    for src in [Db::Pg, Db::My, Db::Ch] {
-        let (table, sink) = (support::unique("rff_case_s"), support::unique("rff_case_k"));
-        let create = match src {
-            Db::Pg => format!("CREATE TABLE {table} (id bigint PRIMARY KEY, s text)"),
-            Db::My => format!(
-                "CREATE TABLE {table} (id bigint PRIMARY KEY, s longtext) CHARACTER SET utf8mb4"
-            ),
-            Db::Ch => {
-                format!("CREATE TABLE {table} (id Int64, s String) ENGINE = MergeTree ORDER BY id")
-            }
-        };
-        exec(&mut dbs, src, &create).await;
-        let rows: Vec<String> = texts
-            .iter()
-            .enumerate()
-            .map(|(i, t)| format!("({i}, {})", str_lit(src, t)))
-            .collect();
-        exec(
-            &mut dbs,
-            src,
-            &format!("INSERT INTO {table} VALUES {}", rows.join(", ")),
-        )
-        .await;
-        let cfg = write_config(&support::edge_config(
-            src.store(),
-            &table,
-            "pg",
-            &sink,
-            r#"      fields:
-        - {column: id, dtype: int}
-        - {column: s, dtype: str}
-    sink:
-      datastore: SINK_STORE
-      table: SINK_TABLE
-      unique_key: [id]
-      fields:
-        - {column: id, source_column: id}
-        - {column: up, dtype: str, source_column: 'upper(s)'}
-        - {column: lo, dtype: str, source_column: 'lambda r: lower(r["s"])'}
-"#,
-        ));
-        let what = format!("upper/lower from {src:?}");
-        run_json_ok(&cfg, &["apply"], &what);
-        let got = support::pg_rows(
-            &dbs.pg,
-            &format!("SELECT id::text, up, lo FROM {sink} ORDER BY id"),
-            &[],
-        )
-        .await;
-        let want: Vec<Row> = texts
-            .iter()
-            .enumerate()
-            .map(|(i, t)| {
-                vec![
-                    Some(i.to_string()),
-                    Some(t.to_uppercase()),
-                    Some(t.to_lowercase()),
-                ]
-            })
-            .collect();
-        assert_eq!(got, want, "{what}");
-        assert_eq!(want[0][1].as_deref(), Some("STRASSE Ǆ FI"));
-        drop_table(&mut dbs, src, &table).await;
-        drop_table(&mut dbs, Db::Pg, &sink).await;
-    }
-}
-
-fn run_json_ok(cfg: &std::path::Path, args: &[&str], what: &str) -> serde_json::Value {
-    support::run_json(cfg, args, 0, what)
 }
 
 #[tokio::test(flavor = "multi_thread")]
