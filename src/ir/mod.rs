@@ -606,6 +606,16 @@ pub struct HashInput {
 pub enum SinkHash {
     /// From the sink columns, mirroring [`RowHash::source`] one to one.
     Columns(Vec<HashInput>),
-    /// Read from a stored hash column written at load time.
+    /// Read from a stored hash column written at load time; the empty name for a
+    /// transformed sink without `meta_columns.hash_column`, which keeps no row hash (a
+    /// reconciliation then needs one, and `check` says so).
     Stored(String),
+}
+
+impl SinkHash {
+    /// Whether the load writes the source row hash into a sink column, so that the
+    /// extract computes it (`_synctool_hash`).
+    pub fn is_stored(&self) -> bool {
+        matches!(self, SinkHash::Stored(h) if !h.is_empty())
+    }
 }

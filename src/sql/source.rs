@@ -484,7 +484,7 @@ impl<'a> SourceCtx<'a> {
             };
             items.push(build::read_item(d, e, &px.alias));
         }
-        if matches!(self.p.row_hash.sink, crate::ir::SinkHash::Stored(_)) {
+        if self.p.row_hash.sink.is_stored() {
             let h = hash::row_hash(d, &self.hash_cols()?);
             items.push(build::aliased(d, h, HASH_ALIAS));
         }

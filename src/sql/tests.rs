@@ -439,3 +439,38 @@ fn collapse_sinks_are_read_and_cancelled_by_sign_sum() {
         );
     }
 }
+
+/// A sink with a field synctool computes (a template) and no `hash_column` keeps no row
+/// hash, so the extract computes none; with a `hash_column` it does, for the load to
+/// write.
+#[test]
+fn the_extract_computes_a_row_hash_only_for_a_hash_column() {
+    let yaml = |meta: &str| {
+        format!(
+            r#"pipelines:
+  - name: p
+    source:
+      datastore: pg
+      table: t
+      fields: [{{column: id, dtype: int}}, {{column: s, dtype: str}}]
+    sink:
+      datastore: my
+      table: s
+      unique_key: [id]{meta}
+      fields:
+        - {{column: id, source_column: id}}
+        - {{column: g, dtype: str, source_column: "TMPL(hi {{{{ s }}}})"}}
+"#
+        )
+    };
+    let extract = |meta: &str| {
+        sql(
+            &generate(&pipelines(&yaml(meta))[0]).unwrap(),
+            "source.extract",
+        )
+    };
+    let without = extract("");
+    assert!(!without.contains("_synctool_hash"), "{without}");
+    let with = extract("\n      meta_columns: {hash_column: h}");
+    assert!(with.contains("_synctool_hash"), "{with}");
+}

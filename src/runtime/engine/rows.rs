@@ -2,7 +2,7 @@
 //! transform into sink rows (plus the stored row hash), and key identity.
 
 use crate::expr::Value;
-use crate::ir::{FieldValue, Pipeline, SinkHash};
+use crate::ir::{FieldValue, Pipeline};
 use crate::runtime::enrich::Enricher;
 use crate::runtime::transform;
 use crate::runtime::{Row, RuntimeError};
@@ -44,7 +44,7 @@ pub fn extract_columns(p: &Pipeline) -> Vec<(String, Dtype)> {
 
 /// Whether the sink keeps the source row hash in a column written at load time.
 pub fn stores_hash(p: &Pipeline) -> bool {
-    matches!(p.row_hash.sink, SinkHash::Stored(_))
+    p.row_hash.sink.is_stored()
 }
 
 /// The columns a load writes, with dtypes and nullability: the sink fields, then the hash
