@@ -448,34 +448,22 @@ async fn clickhouse_run_lock_given_back_on_interrupt() {
     let yaml = config("ch", &format!("{src}_v"), &t);
     let cfg = write_config(&yaml);
     let digest = scope_digest(&yaml);
-    let live = format!(
-        "SELECT holder FROM default.synctool_run_locks WHERE scope = '{digest}' GROUP BY holder HAVING max(released) = 0 AND max(heartbeat) >= now() - 30 AND max(ticket) > 0"
-    );
     let run = spawn(&cfg, &["apply", "--full"]);
-    let ch = support::clickhouse().await;
     // Until the run holds the lock (its claim has a ticket), then some more rows.
-    let mut held = false;
-    for _ in 0..100 {
-        if ch.try_exec(&live).await.is_ok_and(|r| !r.trim().is_empty()) {
-            held = true;
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-    }
-    assert!(held, "the run never took the lock");
+    assert_eq!(
+        wait_live_claims(&digest, 1).await,
+        1,
+        "the run never took the lock"
+    );
     tokio::time::sleep(std::time::Duration::from_millis(500)).await;
-    let kill = Command::new("kill")
-        .args(["-INT", &run.id().to_string()])
-        .status()
-        .expect("kill -INT");
-    assert!(kill.success());
+    interrupt(&run);
     let o = run.wait_with_output().expect("wait for synctool");
     let err = String::from_utf8_lossy(&o.stderr);
     assert_eq!(o.status.code(), Some(130), "{err}");
     assert!(err.contains("interrupted: pipeline `p`"), "{err}");
     assert_eq!(
-        support::clickhouse().await.exec(&live).await.trim(),
-        "",
+        live_claims(&digest).await,
+        0,
         "the interrupted run's claim is still live: the next run would wait for it"
     );
 }
@@ -492,28 +480,12 @@ async fn clickhouse_waiting_run_withdraws_its_claim() {
     let yaml = config("ch", &format!("{src}_v"), &t);
     let cfg = write_config(&yaml);
     let digest = scope_digest(&yaml);
-    let live = format!(
-        "SELECT holder FROM default.synctool_run_locks WHERE scope = '{digest}' GROUP BY holder HAVING max(released) = 0 AND max(heartbeat) >= now() - 30 AND max(ticket) > 0"
-    );
-    let ch = support::clickhouse().await;
-    let live_claims = || async {
-        let out = support::clickhouse().await.exec(&live).await;
-        out.lines().filter(|l| !l.trim().is_empty()).count()
-    };
     let holder = spawn(&cfg, &["apply", "--full"]);
-    let mut n = 0;
-    for _ in 0..100 {
-        n = ch
-            .try_exec(&live)
-            .await
-            .map(|r| r.lines().filter(|l| !l.trim().is_empty()).count())
-            .unwrap_or(0);
-        if n == 1 {
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-    }
-    assert_eq!(n, 1, "the first run never took the lock");
+    assert_eq!(
+        wait_live_claims(&digest, 1).await,
+        1,
+        "the first run never took the lock"
+    );
     // Gives up after a second of waiting.
     let o = synctool(&cfg, &["apply", "--full", "--lock-timeout", "1"]);
     assert_eq!(
@@ -523,26 +495,18 @@ async fn clickhouse_waiting_run_withdraws_its_claim() {
         String::from_utf8_lossy(&o.stderr)
     );
     assert_eq!(
-        live_claims().await,
+        live_claims(&digest).await,
         1,
         "the run that gave up left its claim"
     );
     // Interrupted while it waits.
     let waiter = spawn(&cfg, &["apply", "--full"]);
-    let mut n = 0;
-    for _ in 0..100 {
-        n = live_claims().await;
-        if n == 2 {
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-    }
-    assert_eq!(n, 2, "the second run never claimed the lock");
-    let kill = Command::new("kill")
-        .args(["-INT", &waiter.id().to_string()])
-        .status()
-        .expect("kill -INT");
-    assert!(kill.success());
+    assert_eq!(
+        wait_live_claims(&digest, 2).await,
+        2,
+        "the second run never claimed the lock"
+    );
+    interrupt(&waiter);
     let o = waiter.wait_with_output().expect("wait for synctool");
     assert_eq!(
         o.status.code(),
@@ -551,19 +515,15 @@ async fn clickhouse_waiting_run_withdraws_its_claim() {
         String::from_utf8_lossy(&o.stderr)
     );
     assert_eq!(
-        live_claims().await,
+        live_claims(&digest).await,
         1,
         "the interrupted waiter left its claim"
     );
-    let kill = Command::new("kill")
-        .args(["-INT", &holder.id().to_string()])
-        .status()
-        .expect("kill -INT");
-    assert!(kill.success());
+    interrupt(&holder);
     let o = holder.wait_with_output().expect("wait for synctool");
     assert_eq!(o.status.code(), Some(130));
     assert_eq!(
-        live_claims().await,
+        live_claims(&digest).await,
         0,
         "the interrupted holder left its claim"
     );
@@ -812,4 +772,54 @@ async fn clickhouse_run_waits_for_an_earlier_runs_queries_still_running() {
         "the run ended before the earlier run's query"
     );
     slow.await.expect("the slow query");
+}
+
+/// Sends SIGINT to a running synctool.
+fn interrupt(run: &std::process::Child) {
+    let kill = Command::new("kill")
+        .args(["-INT", &run.id().to_string()])
+        .status()
+        .expect("kill -INT");
+    assert!(kill.success());
+}
+
+/// The live ClickHouse claims with a ticket of a scope (runs holding or waiting for its
+/// lock), one holder per line.
+fn live_claims_query(digest: &str) -> String {
+    format!(
+        "SELECT holder FROM default.synctool_run_locks WHERE scope = '{digest}' GROUP BY holder HAVING max(released) = 0 AND max(heartbeat) >= now() - 30 AND max(ticket) > 0"
+    )
+}
+
+fn count_lines(out: &str) -> usize {
+    out.lines().filter(|l| !l.trim().is_empty()).count()
+}
+
+/// How many live claims the scope has (the query must succeed).
+async fn live_claims(digest: &str) -> usize {
+    count_lines(
+        &support::clickhouse()
+            .await
+            .exec(&live_claims_query(digest))
+            .await,
+    )
+}
+
+/// Waits (at most 10 s) until the scope has `n` live claims (the lock table may not exist
+/// yet); the last count.
+async fn wait_live_claims(digest: &str, n: usize) -> usize {
+    let ch = support::clickhouse().await;
+    let mut got = 0;
+    for _ in 0..100 {
+        got = ch
+            .try_exec(&live_claims_query(digest))
+            .await
+            .map(|r| count_lines(&r))
+            .unwrap_or(0);
+        if got == n {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    got
 }

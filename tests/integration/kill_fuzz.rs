@@ -11,28 +11,11 @@
 //! its ClickHouse run-lock claim back, so the test releases it before the rerun instead of
 //! waiting the 30 s until it goes stale.
 
+use crate::support::rng::{self, Rng};
 use crate::support::{self, assert_same, drop_table, live_rows_from, n, run_json, sink_read};
 use crate::support::{dbs, tsv_value, write_config, Db, Dbs, Read, Row};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
-
-/// splitmix64: a tiny deterministic generator.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-
-    /// A value in `lo..=hi`.
-    fn range(&mut self, lo: i64, hi: i64) -> i64 {
-        lo + (self.next() % ((hi - lo + 1) as u64)) as i64
-    }
-}
 
 /// Source rows at the start.
 const ROWS: i64 = 10_000;
@@ -62,14 +45,11 @@ struct KillFuzz {
 impl KillFuzz {
     fn new(sink: Db, merge: &'static str) -> KillFuzz {
         let name = format!("{}_{merge}", sink.store());
-        let default_seed = name.bytes().fold(0x4B11_F022_u64, |h, b| {
-            h.wrapping_mul(0x100_0000_01B3) ^ u64::from(b)
-        });
-        let seed = std::env::var("KILL_FUZZ_SEED")
-            .ok()
-            .and_then(|s| s.parse().ok())
-            .unwrap_or(default_seed);
-        eprintln!("kill_fuzz {name}: seed {seed} (reproduce with KILL_FUZZ_SEED={seed})");
+        let seed = rng::seed(
+            "KILL_FUZZ_SEED",
+            rng::name_seed(0x4B11_F022, &name),
+            &format!("kill_fuzz {name}"),
+        );
         let src_table = support::unique(&format!("kfz_{name}_s"));
         let sink_table = support::unique(&format!("kfz_{name}_k"));
         let rest = format!(
@@ -111,7 +91,7 @@ impl KillFuzz {
             what: format!("kill_fuzz {name} (seed {seed})"),
             sink,
             merge,
-            rng: Rng(seed),
+            rng: Rng::new(seed),
             src_table,
             sink_table,
             cfg,

@@ -10,41 +10,10 @@
 //! strategy (`md5sum_hash`, `hash_md5_hash` with small blocks so that the recursion goes
 //! several levels deep, `timestamp`) and the partition type (int, datetime, str, uuid).
 
+use crate::support::rng::{self, Rng};
 use crate::support::{self, assert_same, drop_table, exec, live_rows_from, n, run_json};
 use crate::support::{dbs, sink_read, str_lit, tsv_value, write_config, Db, Dbs, Read, Row};
 use std::collections::BTreeMap;
-
-/// splitmix64: a tiny deterministic generator.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-
-    /// A value in `0..n` (`n > 0`).
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
-
-    /// A value in `lo..=hi`.
-    fn range(&mut self, lo: i64, hi: i64) -> i64 {
-        lo + self.below((hi - lo + 1) as u64) as i64
-    }
-
-    /// True with probability `pct` percent.
-    fn chance(&mut self, pct: u64) -> bool {
-        self.below(100) < pct
-    }
-
-    fn pick<T: Clone>(&mut self, xs: &[T]) -> T {
-        xs[self.below(xs.len() as u64) as usize].clone()
-    }
-}
 
 /// The key column `id`'s type.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -102,6 +71,8 @@ type K = String;
 struct Fuzz {
     case: Case,
     rng: Rng,
+    /// The seed `rng` started from.
+    seed: u64,
     /// What the source holds.
     model: BTreeMap<K, Vals>,
     src_table: String,
@@ -152,13 +123,10 @@ const KEY_TEXTS: [&str; 20] = [
 
 impl Fuzz {
     fn new(case: Case) -> Fuzz {
-        let seed = std::env::var("RECON_FUZZ_SEED")
-            .ok()
-            .and_then(|s| s.parse().ok())
-            .unwrap_or(case.seed);
-        eprintln!(
-            "recon_fuzz {}: seed {seed} (reproduce with RECON_FUZZ_SEED={seed})",
-            case.name
+        let seed = rng::seed(
+            "RECON_FUZZ_SEED",
+            case.seed,
+            &format!("recon_fuzz {}", case.name),
         );
         let whole_seconds = case.src == Db::Ch || case.sink == Db::Ch;
         let no_trailing_spaces = case.src == Db::My || case.sink == Db::My;
@@ -167,7 +135,8 @@ impl Fuzz {
             src_table: support::unique(&format!("{prefix}_s")),
             sink_table: support::unique(&format!("{prefix}_k")),
             case,
-            rng: Rng(seed),
+            rng: Rng::new(seed),
+            seed,
             model: BTreeMap::new(),
             whole_seconds,
             no_trailing_spaces,
@@ -184,15 +153,8 @@ impl Fuzz {
             self.case.sink,
             self.case.merge,
             self.case.strategy,
-            self.rng_seed()
+            self.seed
         )
-    }
-
-    fn rng_seed(&self) -> u64 {
-        std::env::var("RECON_FUZZ_SEED")
-            .ok()
-            .and_then(|s| s.parse().ok())
-            .unwrap_or(self.case.seed)
     }
 
     fn p_is_datetime(&self) -> bool {
@@ -923,9 +885,7 @@ fn case(
         factor: 4,
         rounds: 7,
         empty_start: false,
-        seed: name.bytes().fold(0xF022_5EED_u64, |h, b| {
-            h.wrapping_mul(0x100_0000_01B3) ^ u64::from(b)
-        }),
+        seed: rng::name_seed(0xF022_5EED, name),
     }
 }
 

@@ -10,38 +10,10 @@
 //! sink table), `plan --exit-code` must find nothing and a second `apply` write nothing.
 //! The seed is printed; `RECON_FUZZ_SEED=<u64>` overrides it.
 
+use crate::support::rng::{self, Rng};
 use crate::support::{self, assert_same, drop_table, exec, live_rows_from, n};
 use crate::support::{dbs, sink_read, str_lit, tsv_value, write_config, Db, Dbs, Row};
 use std::collections::BTreeMap;
-
-/// splitmix64, as in `recon_fuzz`.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
-
-    fn range(&mut self, lo: i64, hi: i64) -> i64 {
-        lo + self.below((hi - lo + 1) as u64) as i64
-    }
-
-    fn chance(&mut self, pct: u64) -> bool {
-        self.below(100) < pct
-    }
-
-    fn pick<T: Clone>(&mut self, xs: &[T]) -> T {
-        xs[self.below(xs.len() as u64) as usize].clone()
-    }
-}
 
 /// The feature a case exercises.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -145,13 +117,10 @@ struct Fuzz {
 
 impl Fuzz {
     fn new(case: Case) -> Fuzz {
-        let seed = std::env::var("RECON_FUZZ_SEED")
-            .ok()
-            .and_then(|s| s.parse().ok())
-            .unwrap_or(case.seed);
-        eprintln!(
-            "recon_fuzz_features {}: seed {seed} (reproduce with RECON_FUZZ_SEED={seed})",
-            case.name
+        let seed = rng::seed(
+            "RECON_FUZZ_SEED",
+            case.seed,
+            &format!("recon_fuzz_features {}", case.name),
         );
         let prefix = format!("rff_{}", case.name);
         let tables = if case.feature == Feature::SinkFilters {
@@ -167,7 +136,7 @@ impl Fuzz {
             sink_table: support::unique(&format!("{prefix}_k")),
             state_table: support::unique(&format!("{prefix}_st")),
             redis_prefix: format!("{}:", support::unique(&prefix)),
-            rng: Rng(seed),
+            rng: Rng::new(seed),
             model: vec![BTreeMap::new(); tables],
             dim: BTreeMap::new(),
             written: BTreeMap::new(),
@@ -1005,9 +974,7 @@ fn case(name: &'static str, feature: Feature, src: Db, sink: Db, merge: &'static
         max_block: 6,
         factor: 4,
         rounds: 5,
-        seed: name.bytes().fold(0xFEA7_5EED_u64, |h, b| {
-            h.wrapping_mul(0x100_0000_01B3) ^ u64::from(b)
-        }),
+        seed: rng::name_seed(0xFEA7_5EED, name),
     }
 }
 
