@@ -4,7 +4,7 @@ use clap::{Parser, Subcommand, ValueEnum};
 use std::path::PathBuf;
 use std::process::ExitCode;
 use synctool::config::interpolate::ProcessEnv;
-use synctool::driver::{frontend, Frontend};
+use synctool::driver::{frontend, Failed, Frontend};
 use synctool::plan;
 use synctool::runtime::engine::{self, PipelineReport, Progress, RunOptions};
 
@@ -222,60 +222,35 @@ fn main() -> ExitCode {
     };
     let fe = match frontend(&name, &text, &ProcessEnv, &cli.pipelines) {
         Ok(f) => f,
-        Err(failed) => {
-            let n = failed.error_count();
-            let summary = format!("{name}: {n} error{}", if n == 1 { "" } else { "s" });
-            match cli.log_format {
-                LogFormat::Text => eprint!("{}\n{summary}\n", failed.render()),
-                LogFormat::Json => {
-                    for d in &failed.diagnostics {
-                        report_diagnostic(d, &failed.source);
-                    }
-                    tracing::error!("{summary}");
-                }
-            }
-            return ExitCode::from(EXIT_INVALID);
-        }
+        Err(failed) => return report_failed(cli.log_format, &name, &failed),
     };
-    // `-q`: only errors on stderr.
-    for w in fe.checked.warnings.iter().filter(|_| !cli.quiet) {
-        match cli.log_format {
-            LogFormat::Text => eprint!("{}", synctool::diag::render(w, Some(&fe.loaded.source))),
-            LogFormat::Json => report_diagnostic(w, &fe.loaded.source),
-        }
-    }
     // Secrets whose variables are not set: `plan` and `apply` stop on those the selected
     // pipelines need; `validate` and `compile`, which connect nowhere, only warn.
     let connects = matches!(cli.command, Command::Plan { .. } | Command::Apply { .. });
-    if connects {
+    let unset_warnings = if connects {
         let missing = fe.unset_secrets();
         if !missing.is_empty() {
-            let n = missing.len();
-            let summary = format!("{name}: {n} error{}", if n == 1 { "" } else { "s" });
-            match cli.log_format {
-                LogFormat::Text => {
-                    for d in &missing {
-                        eprint!("{}", synctool::diag::render(d, Some(&fe.loaded.source)));
-                    }
-                    eprintln!("{summary}");
-                }
-                LogFormat::Json => {
-                    for d in &missing {
-                        report_diagnostic(d, &fe.loaded.source);
-                    }
-                    tracing::error!("{summary}");
-                }
-            }
-            return ExitCode::from(EXIT_INVALID);
+            let failed = Failed {
+                source: fe.loaded.source.clone(),
+                diagnostics: missing,
+            };
+            return report_failed(cli.log_format, &name, &failed);
         }
+        Vec::new()
     } else {
-        for w in fe.unset_secret_warnings().iter().filter(|_| !cli.quiet) {
-            match cli.log_format {
-                LogFormat::Text => {
-                    eprint!("{}", synctool::diag::render(w, Some(&fe.loaded.source)))
-                }
-                LogFormat::Json => report_diagnostic(w, &fe.loaded.source),
-            }
+        fe.unset_secret_warnings()
+    };
+    // `-q`: only errors on stderr.
+    for w in fe
+        .checked
+        .warnings
+        .iter()
+        .chain(&unset_warnings)
+        .filter(|_| !cli.quiet)
+    {
+        match cli.log_format {
+            LogFormat::Text => eprint!("{}", synctool::diag::render(w, Some(&fe.loaded.source))),
+            LogFormat::Json => report_diagnostic(w, &fe.loaded.source),
         }
     }
     match cli.command {
@@ -311,6 +286,23 @@ fn main() -> ExitCode {
             lock_timeout,
         } => execute(&cli, &fe, run, dry_run, false, lock_timeout),
     }
+}
+
+/// Prints a config's errors (rendered against the file, or as JSON log lines) and their
+/// count; exit 2.
+fn report_failed(format: LogFormat, name: &str, failed: &Failed) -> ExitCode {
+    let n = failed.error_count();
+    let summary = format!("{name}: {n} error{}", if n == 1 { "" } else { "s" });
+    match format {
+        LogFormat::Text => eprint!("{}\n{summary}\n", failed.render()),
+        LogFormat::Json => {
+            for d in &failed.diagnostics {
+                report_diagnostic(d, &failed.source);
+            }
+            tracing::error!("{summary}");
+        }
+    }
+    ExitCode::from(EXIT_INVALID)
 }
 
 /// Runs `plan` (`dry_run`) or `apply` over the selected pipelines.
