@@ -36,6 +36,59 @@ fn together(cfg: &std::path::Path, runs: &[&[&str]]) -> Vec<Output> {
         .collect()
 }
 
+/// A running synctool whose stderr is read as it comes, so that a test can wait for a
+/// log line.
+struct Watched {
+    child: std::process::Child,
+    err: std::sync::Arc<std::sync::Mutex<String>>,
+    reader: std::thread::JoinHandle<()>,
+}
+
+impl Watched {
+    fn start(cfg: &std::path::Path, args: &[&str]) -> Self {
+        use std::io::BufRead;
+        let mut child = spawn(cfg, args);
+        let stderr = child.stderr.take().expect("piped stderr");
+        let err = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+        let sink = err.clone();
+        let reader = std::thread::spawn(move || {
+            for line in std::io::BufReader::new(stderr).lines() {
+                let Ok(line) = line else { break };
+                let mut s = sink.lock().unwrap();
+                s.push_str(&line);
+                s.push('\n');
+            }
+        });
+        Watched { child, err, reader }
+    }
+
+    /// Waits (at most 30 s) until the run's stderr holds `needle`, or the run has ended.
+    async fn wait_for(&mut self, needle: &str) -> bool {
+        for _ in 0..300 {
+            if self.err.lock().unwrap().contains(needle) {
+                return true;
+            }
+            if self.child.try_wait().ok().flatten().is_some() {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+        self.err.lock().unwrap().contains(needle)
+    }
+
+    fn stderr(&self) -> String {
+        self.err.lock().unwrap().clone()
+    }
+
+    /// Waits for the run to end; its output (with the stderr read so far).
+    fn finish(self) -> Output {
+        let mut out = self.child.wait_with_output().expect("wait for synctool");
+        self.reader.join().expect("stderr reader");
+        out.stderr = self.err.lock().unwrap().clone().into_bytes();
+        out
+    }
+}
+
 fn assert_ok(outs: &[Output]) {
     for (i, o) in outs.iter().enumerate() {
         assert_eq!(
@@ -180,9 +233,10 @@ pipelines:
     )
 }
 
-/// Two concurrent `apply --full` of one pipeline (its reconciliation is `plan`'s), into
-/// a new sink table and then into the existing one after the source changed: both exit 0 and the sink holds exactly the
-/// source rows; `plan --exit-code` finds nothing to do.
+/// Two overlapping `apply --full` of one pipeline (its reconciliation is `plan`'s), into
+/// a new sink table and then into the existing one after the source changed: the second
+/// waits for the first's lock, both exit 0 and the sink holds exactly the source rows;
+/// `plan --exit-code` finds nothing to do.
 async fn same_pipeline_twice(store: &str) {
     let src = unique("cc_src");
     let t = unique(&format!("cc_{store}"));
@@ -192,21 +246,30 @@ async fn same_pipeline_twice(store: &str) {
         if round == 1 {
             change_source(&src).await;
         }
-        let outs = together(
-            &cfg,
-            &[&["-v", "apply", "--full"], &["-v", "apply", "--full"]],
-        );
-        assert_ok(&outs);
-        // One run found the other holding the sink scope's lock, and waited for it.
+        // The first run takes the lock and then waits for the source, which the test holds
+        // locked until the second run waits for the lock: the runs overlap however fast
+        // they are.
+        let hold = support::pg().await;
+        hold.batch_execute(&format!("BEGIN; LOCK TABLE {src} IN ACCESS EXCLUSIVE MODE"))
+            .await
+            .expect("lock the source");
+        let mut first = Watched::start(&cfg, &["-vv", "apply", "--full"]);
         assert!(
-            outs.iter()
-                .any(|o| String::from_utf8_lossy(&o.stderr).contains("waiting for the run lock")),
-            "{store}, round {round}: neither run waited for the other:\n{}",
-            outs.iter()
-                .map(|o| String::from_utf8_lossy(&o.stderr).to_string())
-                .collect::<Vec<_>>()
-                .join("\n---\n")
+            first.wait_for("run lock taken").await,
+            "{store}, round {round}: the first run did not take the lock:\n{}",
+            first.stderr()
         );
+        let mut second = Watched::start(&cfg, &["-v", "apply", "--full"]);
+        assert!(
+            second.wait_for("waiting for the run lock").await,
+            "{store}, round {round}: the second run did not wait for the first:\n{}",
+            second.stderr()
+        );
+        hold.batch_execute("COMMIT")
+            .await
+            .expect("unlock the source");
+        let outs = [first.finish(), second.finish()];
+        assert_ok(&outs);
         let (got, want) = counts(store, &t, &src).await;
         assert_eq!(
             got, want,
