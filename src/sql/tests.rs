@@ -474,3 +474,20 @@ fn the_extract_computes_a_row_hash_only_for_a_hash_column() {
     let with = extract("\n      meta_columns: {hash_column: h}");
     assert!(with.contains("_synctool_hash"), "{with}");
 }
+
+/// `sink.analyze` (`ANALYZE TABLE`) is a MySQL sink's only: PostgreSQL's autovacuum
+/// analyzes a loaded table soon, and ClickHouse keeps no such statistics.
+#[test]
+fn only_a_mysql_sink_refreshes_the_statistics_of_a_new_table() {
+    for (store, want) in [("my", true), ("pg", false), ("ch", false)] {
+        let yaml = format!(
+            "pipelines:\n  - name: p\n    source: {{datastore: pg, table: t, fields: [{{column: id, dtype: int}}]}}\n    sink: {{datastore: {store}, table: s, unique_key: [id], merge_strategy: {{strategy: collapse}}}}\n"
+        );
+        let steps = generate(&pipelines(&yaml)[0]).unwrap();
+        let got = steps.iter().find(|s| s.id == "sink.analyze");
+        assert_eq!(got.is_some(), want, "{store}");
+        if want {
+            assert_eq!(sql(&steps, "sink.analyze"), "ANALYZE TABLE `s`");
+        }
+    }
+}

@@ -855,6 +855,42 @@ async fn a_failing_pipeline_does_not_stop_the_others_unless_fail_fast() {
 
 /// A source without rows still leaves its new sink table, on every run mode: the full sync
 /// creates it after its extract ended, the reconciliation before it compares.
+/// A run that creates a MariaDB sink table and loads it refreshes the table's statistics
+/// (`sink.analyze`): InnoDB otherwise keeps those it took of the empty table for minutes,
+/// and the next run's collapse merges, planned on them, took 3x as long (1M rows: 170 s
+/// instead of 50 s).
+#[tokio::test(flavor = "multi_thread")]
+async fn a_new_mariadb_sink_table_gets_fresh_statistics() {
+    let c = pg().await;
+    let src = unique("stats_src");
+    make_source(&c, &src).await;
+    let sink = unique("stats_sink");
+    let cfg = write_config(&pipeline_yaml(
+        "stats",
+        &src,
+        "my",
+        &sink,
+        "{strategy: collapse, allow_delete: true}",
+        "",
+    ));
+    let r = json_run(&cfg, &["apply"], 0);
+    assert_eq!(n(&r, "rows_written"), 3000, "{r}");
+    let rows: Option<i64> = my()
+        .await
+        .query_first(format!(
+            "SELECT n_rows FROM mysql.innodb_table_stats WHERE database_name = 'test' AND table_name = '{sink}'"
+        ))
+        .await
+        .expect("MariaDB: table statistics");
+    assert_eq!(
+        rows,
+        Some(3000),
+        "the sink table's statistics after the load"
+    );
+    drop_my(&[&sink]).await;
+    drop_pg(&c, &[&src]).await;
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn an_empty_source_creates_its_sink_table() {
     let c = pg().await;

@@ -481,6 +481,9 @@ pub async fn stream_into(
     }
     report.rows_read += read;
     report.rows_written += written;
+    if !dry {
+        sink.analyze_created(written).await;
+    }
     if delete_absent {
         let deleted = sink.delete_absent().await?;
         report.rows_deleted += deleted;

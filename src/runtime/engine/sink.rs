@@ -130,6 +130,9 @@ pub struct SinkIo<'a> {
     /// [`SinkIo::prepare`] found the table missing and is to create it, which
     /// [`SinkIo::ensure_table`] does before the first write.
     pending_create: bool,
+    /// The run created the sink table ([`SinkIo::ensure_table`]) and has not yet
+    /// refreshed its statistics ([`SinkIo::analyze_created`]).
+    created: bool,
     /// MySQL to MySQL: the source's text key columns and their collations, checked
     /// against the sink key columns' by [`SinkIo::prepare`].
     pub source_keys: Vec<super::full::SourceKeyCollation>,
@@ -213,6 +216,7 @@ impl<'a> SinkIo<'a> {
             key_natives: Vec::new(),
             stream: false,
             pending_create: false,
+            created: false,
             source_keys: Vec::new(),
             delete_step: None,
         })
@@ -290,6 +294,7 @@ impl<'a> SinkIo<'a> {
             table.check(self.p, dialect == DialectKind::Clickhouse)?;
             return self.set_table(dialect, table, true).await;
         }
+        self.created = true;
         self.direct = self.steps.get("sink.load_direct").is_some();
         let table = self.read_table().await?;
         self.set_table(dialect, table, true).await?;
@@ -823,6 +828,20 @@ impl<'a> SinkIo<'a> {
         match self.conn() {
             Some(c) => c.end_streams().await,
             None => Ok(()),
+        }
+    }
+
+    /// After the run wrote `written` rows into the sink table it created: refreshes the
+    /// table's statistics (`sink.analyze`, MySQL), once per run, so that the next run's
+    /// merges are planned on the loaded table rather than on the empty one. A failure is
+    /// a warning: the rows are written.
+    pub async fn analyze_created(&mut self, written: u64) {
+        if !self.created || written == 0 || self.steps.get("sink.analyze").is_none() {
+            return;
+        }
+        self.created = false;
+        if let Err(e) = self.run_step("sink.analyze", &[]).await {
+            tracing::warn!(error = %e, "refreshing the new sink table's statistics failed; the database will refresh them later");
         }
     }
 
