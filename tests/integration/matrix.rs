@@ -2503,14 +2503,15 @@ async fn a_date_partition_up_to_the_sinks_last_date_still_reconciles() {
 /// parts holding the batch's keys, which made a full sync into an existing 1M-row table
 /// 6–10 times as slow as into a new one). A key whose rows fall into two batches still
 /// keeps one row; the sink ends with the source's rows, and deletes, and `plan` sees no
-/// drift.
+/// drift. A reconciliation's changed leaves are merged together too: two mutations (keys
+/// gone, rows changed) for 30 leaves.
 #[tokio::test(flavor = "multi_thread")]
 async fn clickhouse_delete_insert_merges_a_streams_batches_together() {
     let mut dbs = dbs().await;
     let src = support::unique("mx_defer_src");
     let sink = support::unique("mx_defer_ch");
     pg_plain_source(&dbs.pg, &src, 3000).await;
-    let recon = "      - {name: by_id, strategy: md5sum_hash, partition_column: id, initial_partition_interval: 100000, max_block_size: 1000}\n";
+    let recon = "      - {name: by_id, strategy: md5sum_hash, partition_column: id, initial_partition_interval: 100000, max_block_size: 100}\n";
     let cfg = write_config(
         &plain_config(&src, Db::Ch, &sink, 333, recon)
             .replace("strategy: upsert", "strategy: delete_insert"),
@@ -2573,6 +2574,37 @@ async fn clickhouse_delete_insert_merges_a_streams_batches_together() {
         "the first differing row"
     );
     run(&cfg, &["plan", "--exit-code"], 0, "plan after the sync");
+    // A reconciliation's changed leaves (about 30 of 100 rows) are merged together too:
+    // one mutation deleting the keys gone, one merging the changed rows.
+    dbs.pg
+        .batch_execute(&format!(
+            "UPDATE {src} SET s = s || ' (3)' WHERE id % 97 = 0; DELETE FROM {src} WHERE id % 89 = 0;"
+        ))
+        .await
+        .expect("change the source");
+    let before: i64 = dbs.ch.exec(&mutations).await.trim().parse().expect("count");
+    let r = run(&cfg, &["apply"], 0, "repair");
+    assert_eq!(r["mode"], "md5sum_hash", "{r}");
+    assert_eq!(
+        (n(&r, "rows_written"), n(&r, "rows_deleted")),
+        (29, 32),
+        "{r}"
+    );
+    let after: i64 = dbs.ch.exec(&mutations).await.trim().parse().expect("count");
+    assert_eq!(after - before, 2, "mutations of the repair");
+    let got = plain_rows_of(&mut dbs, Db::Ch, &sink, "").await;
+    let mut source = plain_rows(&mut dbs, Db::Pg, &src).await;
+    for r in &mut source {
+        r[3] = r[3].as_ref().map(|t| t[..19].to_string());
+    }
+    assert_eq!(got.len(), source.len(), "sink rows after the repair");
+    let first_diff = source.iter().zip(&got).position(|(a, b)| a != b);
+    assert_eq!(
+        first_diff.map(|i| (&source[i], &got[i])),
+        None,
+        "the first differing row after the repair"
+    );
+    run(&cfg, &["plan", "--exit-code"], 0, "plan after the repair");
     drop_table(&mut dbs, Db::Pg, &src).await;
     drop_table(&mut dbs, Db::Ch, &sink).await;
 }

@@ -1128,3 +1128,30 @@ async fn fuzz_mariadb_to_clickhouse_upsert_hash_md5_datetime_column() {
     })
     .await;
 }
+
+/// A ClickHouse `delete_insert` sink gathers a reconciliation's leaves and merges them
+/// together: rows moving between range blocks (the partition column is not the key) must
+/// end with their new row whichever leaf came first.
+#[tokio::test(flavor = "multi_thread")]
+async fn fuzz_mariadb_to_clickhouse_delete_insert_md5sum_int_column() {
+    fuzz(Case {
+        part: Part::IntCol,
+        interval: "128",
+        max_block: 6,
+        factor: 2,
+        ..case("my_ch_di", Db::My, Db::Ch, "delete_insert", "md5sum_hash")
+    })
+    .await;
+}
+
+/// A timestamp run's window leaves and the rows after it, into a ClickHouse
+/// `delete_insert` sink, each gathered and merged together.
+#[tokio::test(flavor = "multi_thread")]
+async fn fuzz_timestamp_pg_to_clickhouse_delete_insert() {
+    fuzz(Case {
+        part: Part::Updated,
+        rounds: 5,
+        ..case("ts_pg_ch_di", Db::Pg, Db::Ch, "delete_insert", "timestamp")
+    })
+    .await;
+}

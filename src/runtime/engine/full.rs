@@ -406,9 +406,9 @@ pub async fn stream_into(
     if delete_absent {
         sink.begin_key_staging().await?;
     }
+    let deferring = !dry && sink.defer_merges();
     if !dry {
         sink.stream_loads();
-        sink.defer_merges();
     }
     let fast = Projection::of(p, &cols);
     let bar = ctx.progress.rows(&p.name, extract.estimate);
@@ -473,7 +473,9 @@ pub async fn stream_into(
     // written once they ended well. The writer's error explains a stopped reader; report
     // it first.
     let ended = sink.end_streams().await;
-    sink.stop_deferring();
+    if deferring {
+        sink.stop_deferring();
+    }
     consumed?;
     produced.map_err(|e| RuntimeError::Config(format!("the source reader failed: {e}")))??;
     ended?;

@@ -261,7 +261,9 @@ struct Recon<'c, 'a> {
     bar: Bar,
     /// `plan`: the keys an earlier leaf would write. A row whose partition value moved to
     /// an earlier block is written there first, so `apply` finds nothing of it left to
-    /// delete in its old block: `plan` does not count that delete either.
+    /// delete in its old block: `plan` does not count that delete either. `apply` into a
+    /// sink that gathers leaves ([`SinkIo::defer_merges`]): the keys of the rows gathered
+    /// and not yet merged, whose merge deletes their old rows.
     planned_writes: HashSet<String>,
     /// A timestamp run's window: the rows that differ from the sink although their
     /// timestamp is not past the sink's ([`Recon::warn_unmoved`]).
@@ -300,9 +302,13 @@ pub async fn run(
         return stream_into(ctx, src, &mut sink, extract, report).await;
     }
     let mut rc = Recon::open(ctx, r, src, sink, None).await?;
+    let deferring = !dry && rc.sides.sink.defer_merges();
     match rc.unit {
         Some(unit) => rc.ranges(unit, report).await?,
         None => rc.prefixes(report).await?,
+    }
+    if deferring {
+        rc.sides.sink.end_deferring().await?;
     }
     // A range the source holds no row of still leaves the (new, empty) sink table.
     if !dry {
@@ -372,7 +378,11 @@ pub async fn compare_window<'s>(
         hi,
     };
     let mut rc = Recon::open(ctx, r, src, sink, Some(window)).await?;
+    let deferring = !ctx.opts.dry_run && rc.sides.sink.defer_merges();
     rc.ranges(unit, report).await?;
+    if deferring {
+        rc.sides.sink.end_deferring().await?;
+    }
     rc.warn_unmoved();
     Ok((rc.sides.src, rc.sides.sink, Some(after)))
 }
@@ -1136,10 +1146,13 @@ impl<'c, 'a> Recon<'c, 'a> {
             && self.window.is_none()
             && ctx.steps.get("sink.delete_keys").is_some();
         let dry = ctx.opts.dry_run;
+        // A sink that gathers leaves to merge them together has not yet written the keys
+        // of earlier leaves either.
+        let tracked = dry || self.sides.sink.deferring();
         let to_delete: Vec<Row> = if allow_delete {
             snk.iter()
                 .filter(|(k, _)| !src.contains_key(*k))
-                .filter(|(k, _)| !(dry && self.planned_writes.contains(*k)))
+                .filter(|(k, _)| !(tracked && self.planned_writes.contains(*k)))
                 .map(|(_, (_, kv, _))| kv.clone())
                 .collect()
         } else {
@@ -1191,6 +1204,13 @@ impl<'c, 'a> Recon<'c, 'a> {
             .sink
             .write_leaf(&rows, &to_delete, delete_step)
             .await?;
+        if self.sides.sink.staged() {
+            self.planned_writes
+                .extend(to_write.iter().map(|k| (*k).clone()));
+        } else {
+            // Merged: the keys written no longer show in their old blocks.
+            self.planned_writes.clear();
+        }
         report.rows_written += w.rows;
         // Rows `on_error: skip` dropped are not written, new or not.
         report.rows_new += new.min(w.rows);

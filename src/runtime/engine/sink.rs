@@ -84,6 +84,8 @@ const DEFER_BYTES: usize = 256 << 20;
 struct Deferred {
     /// Rows staged.
     rows: usize,
+    /// Keys staged to delete (a reconciliation's leaves).
+    deletes: usize,
     /// Bytes of their values, about.
     bytes: usize,
     /// The hashes of their keys: a batch repeating one is merged after them, so that the
@@ -676,18 +678,20 @@ impl<'a> SinkIo<'a> {
                 }
             }
         }
-        if self.deferred.is_some() && delete_keys.is_empty() {
-            return self.write_deferred(rows, stage_keys).await;
+        if self.deferred.is_some() && self.delete_step.is_none() {
+            return self.write_deferred(rows, delete_keys, stage_keys).await;
         }
         self.write_retrying(Scope::Staged, rows, delete_keys, stage_keys)
             .await
     }
 
-    /// Stages `rows` for a later merge ([`SinkIo::defer_merges`]), merging what is staged
-    /// first when `rows` repeat a staged key, and after them when the stage is full.
+    /// Stages `rows` and `delete_keys` for a later merge ([`SinkIo::defer_merges`]),
+    /// merging what is staged first when `rows` repeat a staged key, and after them when
+    /// the stage is full.
     async fn write_deferred(
         &mut self,
         rows: &[Row],
+        delete_keys: &[Row],
         stage_keys: &[Row],
     ) -> Result<Written, RuntimeError> {
         let keys: Vec<u64> = rows.iter().map(|r| self.guard.key_hash(r)).collect();
@@ -699,50 +703,76 @@ impl<'a> SinkIo<'a> {
             tracing::debug!("the batch repeats a staged key: merging the staged rows first");
             self.merge_deferred().await?;
         }
-        if rows.is_empty() {
-            // Keys alone (no rows to stage): nothing of this batch waits.
-            if !stage_keys.is_empty() {
-                self.merge_deferred().await?;
-                self.load(Load::Keys, stage_keys).await?;
+        if rows.is_empty() && !stage_keys.is_empty() {
+            // Keys alone (no rows to copy them from): nothing of this batch waits.
+            self.merge_deferred().await?;
+            self.load(Load::Keys, stage_keys).await?;
+        }
+        let (staged_rows, staged_deletes) = self
+            .deferred
+            .as_ref()
+            .map_or((0, 0), |d| (d.rows, d.deletes));
+        if !delete_keys.is_empty() {
+            if staged_deletes == 0 {
+                self.run_step("sink.stage_keys_clear", &[]).await?;
             }
-            return Ok(Written::default());
+            self.load(Load::Keys, delete_keys).await?;
         }
-        if self.deferred.as_ref().is_some_and(|d| d.rows == 0) {
-            self.run_step("sink.stage_clear", &[]).await?;
+        if !rows.is_empty() {
+            if staged_rows == 0 {
+                self.run_step("sink.stage_clear", &[]).await?;
+            }
+            self.load(Load::Stage, rows).await?;
         }
-        self.load(Load::Stage, rows).await?;
-        let bytes: usize = rows.iter().flatten().map(value_bytes).sum();
+        let bytes: usize = rows
+            .iter()
+            .chain(delete_keys)
+            .flatten()
+            .map(value_bytes)
+            .sum();
         let full = {
             let d = self.deferred.get_or_insert_with(Deferred::default);
             d.rows += rows.len();
+            d.deletes += delete_keys.len();
             d.bytes += bytes;
             d.keys.extend(keys);
-            d.stage_keys |= !stage_keys.is_empty();
-            d.rows >= DEFER_ROWS || d.bytes >= DEFER_BYTES
+            d.stage_keys |= !rows.is_empty() && !stage_keys.is_empty();
+            d.rows + d.deletes >= DEFER_ROWS || d.bytes >= DEFER_BYTES
         };
         if full {
             self.merge_deferred().await?;
         }
         Ok(Written {
             rows: rows.len() as u64,
-            deleted: 0,
+            deleted: delete_keys.len() as u64,
         })
     }
 
-    /// Merges the rows [`SinkIo::write_deferred`] staged: `sink.merge` (one mutation
-    /// deleting their keys, then one insert), and with deletes `sink.stage_keys_copy`.
+    /// Merges what [`SinkIo::write_deferred`] staged: the keys to delete
+    /// (`sink.delete_keys`, a mutation), then the rows (`sink.merge`: a mutation deleting
+    /// their keys, then an insert), and with a full sync's deletes `sink.stage_keys_copy`.
     async fn merge_deferred(&mut self) -> Result<(), RuntimeError> {
-        let Some(d) = self.deferred.as_mut().filter(|d| d.rows > 0) else {
+        let Some(d) = self
+            .deferred
+            .as_mut()
+            .filter(|d| d.rows > 0 || d.deletes > 0)
+        else {
             return Ok(());
         };
-        let copy = std::mem::take(&mut d.stage_keys);
-        tracing::debug!(rows = d.rows, "merging the staged rows");
-        d.rows = 0;
-        d.bytes = 0;
-        d.keys.clear();
-        self.run_step("sink.merge", &[]).await?;
-        if copy {
-            self.run_step("sink.stage_keys_copy", &[]).await?;
+        let taken = std::mem::take(d);
+        tracing::debug!(
+            rows = taken.rows,
+            deletes = taken.deletes,
+            "merging the staged rows"
+        );
+        if taken.deletes > 0 {
+            self.run_step("sink.delete_keys", &[]).await?;
+        }
+        if taken.rows > 0 {
+            self.run_step("sink.merge", &[]).await?;
+            if taken.stage_keys {
+                self.run_step("sink.stage_keys_copy", &[]).await?;
+            }
         }
         Ok(())
     }
@@ -934,20 +964,44 @@ impl<'a> SinkIo<'a> {
         self.deferred = None;
     }
 
-    /// Until [`SinkIo::stop_deferring`], a ClickHouse `delete_insert` sink gathers the
-    /// batches of a stream in its staging table and merges them together, up to
+    /// Whether writes are gathered to be merged together ([`SinkIo::defer_merges`]).
+    pub fn deferring(&self) -> bool {
+        self.deferred.is_some()
+    }
+
+    /// Whether rows are gathered and not yet merged ([`SinkIo::defer_merges`]).
+    pub fn staged(&self) -> bool {
+        self.deferred.as_ref().is_some_and(|d| d.rows > 0)
+    }
+
+    /// Merges what [`SinkIo::defer_merges`] staged and ends it.
+    pub async fn end_deferring(&mut self) -> Result<(), RuntimeError> {
+        self.merge_deferred().await?;
+        self.stop_deferring();
+        Ok(())
+    }
+
+    /// Until [`SinkIo::stop_deferring`] or [`SinkIo::end_deferring`], a ClickHouse
+    /// `delete_insert` sink gathers the batches of a stream (or a reconciliation's leaves:
+    /// rows and keys to delete) in its staging tables and merges them together, up to
     /// [`DEFER_ROWS`] rows or [`DEFER_BYTES`] at a time and whenever a batch repeats a
     /// staged key; [`SinkIo::end_streams`] merges the rest. Each merge deletes the staged
     /// keys with a mutation, which rewrites the table's parts holding them: once per
     /// batch, a full sync of 1M rows into an existing table took 6–10 times as long as
-    /// into a new one. Like a batch's, a merge that stops part way (after the delete)
-    /// leaves those keys missing until a rerun writes them.
-    pub fn defer_merges(&mut self) {
-        if self.dialect() == Some(DialectKind::Clickhouse)
-            && self.p.sink.merge.kind == crate::ir::MergeKind::DeleteInsert
-        {
-            self.deferred.get_or_insert_with(Deferred::default);
+    /// into a new one, and a repair of 100 changed leaves 10 times as long as an upsert's.
+    /// The keys to delete are deleted before the rows are merged, so a key that moved
+    /// from one leaf to another ends with its new row whichever leaf came first. Like a
+    /// batch's, a merge that stops part way (after a delete) leaves those keys missing
+    /// until a rerun writes them. Returns whether this call started deferring (an outer
+    /// one may have).
+    pub fn defer_merges(&mut self) -> bool {
+        let fits = self.dialect() == Some(DialectKind::Clickhouse)
+            && self.p.sink.merge.kind == crate::ir::MergeKind::DeleteInsert;
+        if !fits || self.deferred.is_some() {
+            return false;
         }
+        self.deferred = Some(Deferred::default());
+        true
     }
 
     /// After the run wrote `written` rows into the sink table it created: refreshes the
