@@ -2608,3 +2608,58 @@ async fn clickhouse_delete_insert_merges_a_streams_batches_together() {
     drop_table(&mut dbs, Db::Pg, &src).await;
     drop_table(&mut dbs, Db::Ch, &sink).await;
 }
+
+/// A stream into an existing ClickHouse collapse table gathers its batches too (a
+/// collapse merge reads the sink's live versions of the staged keys): a key whose rows
+/// fall into two batches still ends with one live version, the last one read.
+#[tokio::test(flavor = "multi_thread")]
+async fn clickhouse_collapse_stream_keeps_one_version_of_a_key_split_between_batches() {
+    let mut dbs = dbs().await;
+    let src = support::unique("mx_defer_co_src");
+    let sink = support::unique("mx_defer_co");
+    pg_plain_source(&dbs.pg, &src, 3000).await;
+    let recon = "      - {name: by_id, strategy: md5sum_hash, partition_column: id, initial_partition_interval: 100000, max_block_size: 100}\n";
+    let cfg = write_config(
+        &plain_config(&src, Db::Ch, &sink, 333, recon)
+            .replace("strategy: upsert", "strategy: collapse"),
+    );
+    run(&cfg, &["apply", "--full"], 0, "first load");
+    // Every row twice (batches of 333 split some pairs of rows of one key), values changed.
+    dbs.pg
+        .batch_execute(&format!(
+            "ALTER TABLE {src} DROP CONSTRAINT {src}_pkey; UPDATE {src} SET f = f + 1; INSERT INTO {src} SELECT * FROM {src};"
+        ))
+        .await
+        .expect("repeat the source's rows");
+    let r = run(&cfg, &["apply", "--full"], 0, "full sync of repeated keys");
+    assert_eq!(n(&r, "rows_read"), 6000, "{r}");
+    let not_one = dbs
+        .ch
+        .exec(&format!(
+            "SELECT count() FROM (SELECT id, sum(sign) AS s FROM {sink} GROUP BY id HAVING s != 1) FORMAT TabSeparated"
+        ))
+        .await;
+    assert_eq!(not_one.trim(), "0", "keys without exactly one live version");
+    dbs.pg
+        .batch_execute(&format!(
+            "CREATE TABLE {src}_d AS SELECT DISTINCT * FROM {src}; DROP TABLE {src}; ALTER TABLE {src}_d RENAME TO {src}"
+        ))
+        .await
+        .expect("one row per key in the source");
+    let mut source = plain_rows(&mut dbs, Db::Pg, &src).await;
+    for r in &mut source {
+        r[3] = r[3].as_ref().map(|t| t[..19].to_string());
+    }
+    let live = support::live_rows_from(Db::Ch, &sink, "id, s, f, ts", Read::Collapse);
+    let got = plain_rows_of(&mut dbs, Db::Ch, &live, "").await;
+    assert_eq!(got.len(), 3000, "live sink rows");
+    let first_diff = source.iter().zip(&got).position(|(a, b)| a != b);
+    assert_eq!(
+        first_diff.map(|i| (&source[i], &got[i])),
+        None,
+        "the first differing row"
+    );
+    run(&cfg, &["plan", "--exit-code"], 0, "plan after the sync");
+    drop_table(&mut dbs, Db::Pg, &src).await;
+    drop_table(&mut dbs, Db::Ch, &sink).await;
+}

@@ -406,7 +406,7 @@ pub async fn stream_into(
     if delete_absent {
         sink.begin_key_staging().await?;
     }
-    let deferring = !dry && sink.defer_merges();
+    let deferring = !dry && sink.defer_merges(false);
     if !dry {
         sink.stream_loads();
     }

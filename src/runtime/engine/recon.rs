@@ -302,7 +302,7 @@ pub async fn run(
         return stream_into(ctx, src, &mut sink, extract, report).await;
     }
     let mut rc = Recon::open(ctx, r, src, sink, None).await?;
-    let deferring = !dry && rc.sides.sink.defer_merges();
+    let deferring = !dry && rc.sides.sink.defer_merges(true);
     match rc.unit {
         Some(unit) => rc.ranges(unit, report).await?,
         None => rc.prefixes(report).await?,
@@ -378,7 +378,7 @@ pub async fn compare_window<'s>(
         hi,
     };
     let mut rc = Recon::open(ctx, r, src, sink, Some(window)).await?;
-    let deferring = !ctx.opts.dry_run && rc.sides.sink.defer_merges();
+    let deferring = !ctx.opts.dry_run && rc.sides.sink.defer_merges(true);
     rc.ranges(unit, report).await?;
     if deferring {
         rc.sides.sink.end_deferring().await?;

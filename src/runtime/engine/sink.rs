@@ -681,6 +681,9 @@ impl<'a> SinkIo<'a> {
         if self.deferred.is_some() && self.delete_step.is_none() {
             return self.write_deferred(rows, delete_keys, stage_keys).await;
         }
+        // A write that cannot wait (a collapse leaf's cancel by bounds) empties the
+        // staging tables first: what they gather is merged before it.
+        self.merge_deferred().await?;
         self.write_retrying(Scope::Staged, rows, delete_keys, stage_keys)
             .await
     }
@@ -982,8 +985,10 @@ impl<'a> SinkIo<'a> {
     }
 
     /// Until [`SinkIo::stop_deferring`] or [`SinkIo::end_deferring`], a ClickHouse
-    /// `delete_insert` sink gathers the batches of a stream (or a reconciliation's leaves:
-    /// rows and keys to delete) in its staging tables and merges them together, up to
+    /// `delete_insert` sink gathers the batches of a stream (or, with `leaves`, a
+    /// reconciliation's leaves: rows and keys to delete) in its staging tables and merges
+    /// them together, and so does a ClickHouse collapse sink a stream's batches (a
+    /// collapse merge is no mutation, but a batch's costs a grouped read of the sink), up to
     /// [`DEFER_ROWS`] rows or [`DEFER_BYTES`] at a time and whenever a batch repeats a
     /// staged key; [`SinkIo::end_streams`] merges the rest. Each merge deletes the staged
     /// keys with a mutation, which rewrites the table's parts holding them: once per
@@ -994,9 +999,16 @@ impl<'a> SinkIo<'a> {
     /// batch's, a merge that stops part way (after a delete) leaves those keys missing
     /// until a rerun writes them. Returns whether this call started deferring (an outer
     /// one may have).
-    pub fn defer_merges(&mut self) -> bool {
+    pub fn defer_merges(&mut self, leaves: bool) -> bool {
+        use crate::ir::MergeKind;
         let fits = self.dialect() == Some(DialectKind::Clickhouse)
-            && self.p.sink.merge.kind == crate::ir::MergeKind::DeleteInsert;
+            && match self.p.sink.merge.kind {
+                MergeKind::DeleteInsert => true,
+                // A collapse leaf cancels its keys to delete within its own bounds, which
+                // cannot wait for later leaves: only streams are gathered.
+                MergeKind::Collapse => !leaves,
+                MergeKind::Upsert => false,
+            };
         if !fits || self.deferred.is_some() {
             return false;
         }
