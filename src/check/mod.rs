@@ -137,6 +137,53 @@ fn shared_deletes(raw: &RawConfig, pipelines: &[ir::Pipeline], diags: &mut Diags
     }
 }
 
+/// A reconciled PostgreSQL collapse sink hashing a `json` field from its columns: the
+/// table keeps it as `jsonb` (grouping versions needs its equality), which re-serialises a
+/// document, so its row hash differs from the source's wherever the texts differ, and
+/// every reconciliation writes those rows again. A warning: a PostgreSQL `jsonb` source
+/// prints documents the same way.
+fn jsonb_collapse_drift(
+    raw: &crate::config::raw::RawSink,
+    sink: &ir::Sink,
+    row_hash: &ir::RowHash,
+    reconciled: bool,
+    diags: &mut Diags,
+) {
+    let ir::SinkHash::Columns(inputs) = &row_hash.sink else {
+        return;
+    };
+    if !reconciled
+        || sink.merge.kind != ir::MergeKind::Collapse
+        || sink.store.kind.dialect() != Some(crate::sql::DialectKind::Postgres)
+    {
+        return;
+    }
+    let Some(json) = inputs.iter().find(|i| i.dtype == crate::types::Dtype::Json) else {
+        return;
+    };
+    let field = raw.fields.iter().find(|f| f.column.value == json.name);
+    let message = format!(
+        "sink field `{}` is json, which a PostgreSQL collapse table keeps as jsonb: jsonb re-serialises each document (`{{\"a\":1}}` reads back as `{{\"a\": 1}}`), so unless the source prints its documents as jsonb does, their row hashes differ and every reconciliation writes those rows again",
+        json.name
+    );
+    let d = match (field, &raw.merge) {
+        (Some(f), _) => Diagnostic::warning(message)
+            .at_path(f.column.path.clone())
+            .with_span(f.column.span),
+        (None, Some(m)) => match &m.strategy {
+            Some(k) => Diagnostic::warning(message)
+                .at_path(k.path.clone())
+                .with_span(k.span),
+            None => Diagnostic::warning(message).at_path(m.path.clone()),
+        },
+        (None, None) => Diagnostic::warning(message).at_path(raw.path.clone()),
+    };
+    diags.push(d.with_help(format!(
+        "keep the row hash in the sink (`meta_columns: {{hash_column: _synctool_hash}}`), or give `{}` `track: false`",
+        json.name
+    )));
+}
+
 /// Two pipelines reading one NATS datastore with a `durable` consumer or a `queue` group
 /// would split its messages between them, each sink getting part: refused.
 fn shared_consumers(raw: &RawConfig, diags: &mut Diags) {
@@ -217,6 +264,13 @@ fn pipeline(
     let key = sink::key_pairs(raw_sink, &sink, diags);
     let row_hash = hashing::row_hash(&source, &sink, &enrichments);
     let reconciliations = recon::reconciliations(p, &source, &sink, &row_hash, diags);
+    jsonb_collapse_drift(
+        raw_sink,
+        &sink,
+        &row_hash,
+        !reconciliations.is_empty(),
+        diags,
+    );
     let source_state = stores.state(p.sourcestate.as_ref(), diags);
     let sink_state = stores.state(p.sinkstate.as_ref(), diags);
     if let (Some(_), Some(raw)) = (&sink_state, &p.sinkstate) {

@@ -1281,3 +1281,61 @@ pipelines:
     // The suggested form checks.
     ok(&text.replace(r#"'json_get(j, "a")'"#, r#"'float(json_get(j, "a"))'"#));
 }
+
+/// A reconciled PostgreSQL collapse sink with a tracked `json` field hashed from its
+/// columns is warned about (its `jsonb` column re-serialises documents); a stored row hash,
+/// `track: false`, an upsert or another sink dialect are not.
+#[test]
+fn a_json_field_in_a_reconciled_postgres_collapse_table_is_warned_about() {
+    let yaml = |sink: &str, merge: &str, field: &str, meta: &str| {
+        format!(
+            r#"datastores:
+  - {{name: pg, type: postgres, host: h, database: d}}
+  - {{name: ch, type: clickhouse, host: h, database: d}}
+pipelines:
+  - name: p
+    source:
+      datastore: pg
+      table: t
+      fields: [{{column: id, dtype: int}}, {{column: doc, dtype: json}}]
+    sink:
+      datastore: {sink}
+      table: s
+      unique_key: [id]
+      merge_strategy: {{strategy: {merge}}}{meta}
+      fields:
+        - {{column: id, source_column: id}}
+        - {{column: doc, source_column: doc{field}}}
+    reconciliation:
+      - {{name: r, strategy: md5sum_hash, partition_column: id}}
+"#
+        )
+    };
+    let warned = |text: &str| {
+        ok(text)
+            .checked
+            .warnings
+            .iter()
+            .any(|w| w.message.contains("keeps as jsonb"))
+    };
+    let w = ok(&yaml("pg", "collapse", "", ""));
+    let d = w
+        .checked
+        .warnings
+        .iter()
+        .find(|w| w.message.contains("keeps as jsonb"))
+        .unwrap_or_else(|| panic!("{:?}", w.checked.warnings));
+    assert_eq!(
+        d.path.as_deref(),
+        Some("pipelines[0].sink.fields[1].column")
+    );
+    assert!(!warned(&yaml("pg", "collapse", ", track: false", "")));
+    assert!(!warned(&yaml(
+        "pg",
+        "collapse",
+        "",
+        "\n      meta_columns: {hash_column: h}"
+    )));
+    assert!(!warned(&yaml("pg", "upsert", "", "")));
+    assert!(!warned(&yaml("ch", "collapse", "", "")));
+}
