@@ -684,6 +684,45 @@ async fn plain_rows_of(dbs: &mut Dbs, db: Db, table: &str, modifier: &str) -> Ve
         .collect()
 }
 
+/// Asserts that `from` (a table, or a live-rows subquery, read with `modifier`) of `sink`
+/// holds exactly the PostgreSQL `src` table's plain rows, `rows` of them (ClickHouse
+/// datetimes at whole seconds); reports the first differing row.
+async fn assert_plain_copy(
+    dbs: &mut Dbs,
+    src: &str,
+    sink: Db,
+    (from, modifier): (&str, &str),
+    rows: usize,
+    what: &str,
+) {
+    let mut source = plain_rows(dbs, Db::Pg, src).await;
+    if sink == Db::Ch {
+        // ClickHouse DateTime keeps whole seconds.
+        for r in &mut source {
+            r[3] = r[3].as_ref().map(|t| t[..19].to_string());
+        }
+    }
+    let got = plain_rows_of(dbs, sink, from, modifier).await;
+    assert_eq!(source.len(), rows, "{what}: source rows");
+    assert_eq!(got.len(), rows, "{what}: sink rows");
+    let first_diff = source.iter().zip(&got).position(|(a, b)| a != b);
+    assert_eq!(
+        first_diff.map(|i| (&source[i], &got[i])),
+        None,
+        "{what}: the first differing row"
+    );
+}
+
+/// Makes the PostgreSQL table `src`'s rows distinct (a key repeated by equal rows once).
+async fn distinct_rows(dbs: &Dbs, src: &str) {
+    dbs.pg
+        .batch_execute(&format!(
+            "CREATE TABLE {src}_d AS SELECT DISTINCT * FROM {src}; DROP TABLE {src}; ALTER TABLE {src}_d RENAME TO {src}"
+        ))
+        .await
+        .expect("one row per key in the source");
+}
+
 async fn count_rows(dbs: &mut Dbs, db: Db, table: &str) -> Option<i64> {
     let sql = format!("SELECT count(*) FROM {table}");
     match db {
@@ -775,22 +814,16 @@ async fn kill_and_rerun(sink: Db) {
         "{what}: the rerun writes the rows the killed run did not ({partial} were there): {r}"
     );
     run(&cfg, &["plan", "--exit-code"], 0, &what);
-    let mut source = plain_rows(&mut dbs, Db::Pg, &src_table).await;
-    if sink == Db::Ch {
-        // ClickHouse DateTime keeps whole seconds.
-        for r in &mut source {
-            r[3] = r[3].as_ref().map(|t| t[..19].to_string());
-        }
-    }
-    let got = plain_rows(&mut dbs, sink, &sink_table).await;
-    assert_eq!(source.len() as i64, ROWS, "{what}");
-    assert_eq!(got.len(), source.len(), "{what}: sink row count");
-    let first_diff = source.iter().zip(&got).position(|(a, b)| a != b);
-    assert_eq!(
-        first_diff.map(|i| (&source[i], &got[i])),
-        None,
-        "{what}: the first differing row"
-    );
+    let modifier = if sink == Db::Ch { " FINAL" } else { "" };
+    assert_plain_copy(
+        &mut dbs,
+        &src_table,
+        sink,
+        (&sink_table, modifier),
+        ROWS as usize,
+        &what,
+    )
+    .await;
     drop_table(&mut dbs, Db::Pg, &src_table).await;
     drop_table(&mut dbs, sink, &sink_table).await;
 }
@@ -2555,24 +2588,8 @@ async fn clickhouse_delete_insert_merges_a_streams_batches_together() {
         .expect("repeat the source's rows");
     let r = run(&cfg, &["apply", "--full"], 0, "full sync of repeated keys");
     assert_eq!(n(&r, "rows_read"), 5800, "{r}");
-    dbs.pg
-        .batch_execute(&format!(
-            "CREATE TABLE {src}_d AS SELECT DISTINCT * FROM {src}; DROP TABLE {src}; ALTER TABLE {src}_d RENAME TO {src}"
-        ))
-        .await
-        .expect("one row per key in the source");
-    let mut source = plain_rows(&mut dbs, Db::Pg, &src).await;
-    for r in &mut source {
-        r[3] = r[3].as_ref().map(|t| t[..19].to_string());
-    }
-    let got = plain_rows_of(&mut dbs, Db::Ch, &sink, "").await;
-    assert_eq!(got.len(), 2900, "sink rows");
-    let first_diff = source.iter().zip(&got).position(|(a, b)| a != b);
-    assert_eq!(
-        first_diff.map(|i| (&source[i], &got[i])),
-        None,
-        "the first differing row"
-    );
+    distinct_rows(&dbs, &src).await;
+    assert_plain_copy(&mut dbs, &src, Db::Ch, (&sink, ""), 2900, "repeated keys").await;
     run(&cfg, &["plan", "--exit-code"], 0, "plan after the sync");
     // A reconciliation's changed leaves (about 30 of 100 rows) are merged together too:
     // one mutation deleting the keys gone, one merging the changed rows.
@@ -2592,18 +2609,7 @@ async fn clickhouse_delete_insert_merges_a_streams_batches_together() {
     );
     let after: i64 = dbs.ch.exec(&mutations).await.trim().parse().expect("count");
     assert_eq!(after - before, 2, "mutations of the repair");
-    let got = plain_rows_of(&mut dbs, Db::Ch, &sink, "").await;
-    let mut source = plain_rows(&mut dbs, Db::Pg, &src).await;
-    for r in &mut source {
-        r[3] = r[3].as_ref().map(|t| t[..19].to_string());
-    }
-    assert_eq!(got.len(), source.len(), "sink rows after the repair");
-    let first_diff = source.iter().zip(&got).position(|(a, b)| a != b);
-    assert_eq!(
-        first_diff.map(|i| (&source[i], &got[i])),
-        None,
-        "the first differing row after the repair"
-    );
+    assert_plain_copy(&mut dbs, &src, Db::Ch, (&sink, ""), 2868, "repair").await;
     run(&cfg, &["plan", "--exit-code"], 0, "plan after the repair");
     drop_table(&mut dbs, Db::Pg, &src).await;
     drop_table(&mut dbs, Db::Ch, &sink).await;
@@ -2640,25 +2646,9 @@ async fn clickhouse_collapse_stream_keeps_one_version_of_a_key_split_between_bat
         ))
         .await;
     assert_eq!(not_one.trim(), "0", "keys without exactly one live version");
-    dbs.pg
-        .batch_execute(&format!(
-            "CREATE TABLE {src}_d AS SELECT DISTINCT * FROM {src}; DROP TABLE {src}; ALTER TABLE {src}_d RENAME TO {src}"
-        ))
-        .await
-        .expect("one row per key in the source");
-    let mut source = plain_rows(&mut dbs, Db::Pg, &src).await;
-    for r in &mut source {
-        r[3] = r[3].as_ref().map(|t| t[..19].to_string());
-    }
+    distinct_rows(&dbs, &src).await;
     let live = support::live_rows_from(Db::Ch, &sink, "id, s, f, ts", Read::Collapse);
-    let got = plain_rows_of(&mut dbs, Db::Ch, &live, "").await;
-    assert_eq!(got.len(), 3000, "live sink rows");
-    let first_diff = source.iter().zip(&got).position(|(a, b)| a != b);
-    assert_eq!(
-        first_diff.map(|i| (&source[i], &got[i])),
-        None,
-        "the first differing row"
-    );
+    assert_plain_copy(&mut dbs, &src, Db::Ch, (&live, ""), 3000, "repeated keys").await;
     run(&cfg, &["plan", "--exit-code"], 0, "plan after the sync");
     drop_table(&mut dbs, Db::Pg, &src).await;
     drop_table(&mut dbs, Db::Ch, &sink).await;
