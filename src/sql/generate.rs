@@ -394,9 +394,9 @@ fn sink_steps(steps: &mut Steps, p: &Pipeline, d: &'static dyn Dialect) -> Resul
         let merge_purpose = match (merge.kind, ch) {
             (MergeKind::Upsert, _) => "per batch or block, after sink.load, in the same transaction: insert or update the staged rows by key, skipping unchanged rows",
             (MergeKind::DeleteInsert, false) => "per batch or block, after sink.load, in the same transaction: delete the sink rows with the staged keys, then insert the staged rows",
-            (MergeKind::DeleteInsert, true) => "per batch or block, after sink.load: delete the staged keys (mutation; wait on sink.mutations before the next sink.stage_clear), then insert the staged rows",
+            (MergeKind::DeleteInsert, true) => "per batch or block, after sink.load: delete the staged keys (mutation; wait on sink.mutations before the next sink.stage_clear), then insert the staged rows; a stream's batches and a reconciliation's leaves are gathered in the staging table and merged together, up to {GATHER} at a time",
             (MergeKind::Collapse, false) => "per batch or block, after sink.load, in the same transaction: insert cancelling rows (sign -1) for the live rows of the staged keys that changed, then the staged rows that are not live as they are (sign +1); rows compare by key and the hash of every written column",
-            (MergeKind::Collapse, true) => "per batch or block, after sink.load: insert cancelling rows (sign -1) for the live rows of the staged keys that changed, then the staged rows that are not live as they are (sign +1); rows compare by key and the hash of every written column",
+            (MergeKind::Collapse, true) => "per batch or block, after sink.load: insert cancelling rows (sign -1) for the live rows of the staged keys that changed, then the staged rows that are not live as they are (sign +1); rows compare by key and the hash of every written column; a stream's batches are gathered in the staging table and merged together, up to {GATHER} at a time",
         };
         {
             // A primary key catches a key repeated across batches; a collapse table (and
@@ -428,7 +428,14 @@ fn sink_steps(steps: &mut Steps, p: &Pipeline, d: &'static dyn Dialect) -> Resul
                 Side::Sink,
                 store,
                 d,
-                merge_purpose,
+                &merge_purpose.replace(
+                    "{GATHER}",
+                    &format!(
+                        "{} rows or {} MB",
+                        crate::sql::GATHER_ROWS,
+                        crate::sql::GATHER_BYTES >> 20
+                    ),
+                ),
                 stmts,
                 Binder::new(),
             );
@@ -495,7 +502,14 @@ fn sink_steps(steps: &mut Steps, p: &Pipeline, d: &'static dyn Dialect) -> Resul
             Side::Sink,
             store,
             d,
-            &format!("after a leaf diff, in the block's transaction: {what} the sink rows (within sink.filters) whose key is staged"),
+            &format!(
+                "after a leaf diff, in the block's transaction{}: {what} the sink rows (within sink.filters) whose key is staged",
+                if ch && merge.kind == MergeKind::DeleteInsert {
+                    " (the leaves' keys gathered, then deleted together before sink.merge)"
+                } else {
+                    ""
+                }
+            ),
             vec![st],
             b,
         );

@@ -27,6 +27,7 @@ pub use lock::{
     mysql_name, pg_key, P_HOLDER, P_KEY, P_NAME, P_RELEASED, P_RUN, P_SCOPE, STALE_SECS, TRIM_EVERY,
 };
 pub use recon::{compares_window, ends_inclusively};
+pub use sink::{GATHER_BYTES, GATHER_ROWS};
 pub use source::text_key_columns;
 pub use step::{Param, Side, SqlStep, Stmt};
 #[cfg(test)]

@@ -36,6 +36,13 @@ pub const STAGE_KEYS: &str = "_synctool_keys_";
 const KEY_INDEX: &str = "_synctool_key";
 /// Alias of a collapse sink version's sign sum ([`SinkCtx::versions`]).
 pub const SIGN_SUM: &str = "_synctool_sign";
+/// Most rows a ClickHouse sink gathers in its staging tables before it merges them (a
+/// `delete_insert` stream's batches or reconciliation's leaves, a collapse stream's
+/// batches): each `delete_insert` merge is a mutation, which rewrites the table's parts
+/// holding the staged keys.
+pub const GATHER_ROWS: usize = 1_000_000;
+/// Most bytes of values gathered so: the staging table is a `Memory` table on the server.
+pub const GATHER_BYTES: usize = 256 << 20;
 
 /// `prefix` + the sink table name, or + the first 16 hex digits of its md5 when that
 /// would exceed the 63/64-character identifier limits of PostgreSQL and MySQL.

@@ -16,6 +16,7 @@ use crate::runtime::retry::RetryPolicy;
 use crate::runtime::webhook::WebhookSink;
 use crate::runtime::{Row, RuntimeError};
 use crate::sql::{self, DialectKind};
+use crate::sql::{GATHER_BYTES, GATHER_ROWS};
 use crate::types::Dtype;
 use std::collections::{HashMap, HashSet};
 use std::time::Duration;
@@ -68,15 +69,6 @@ fn value_bytes(v: &crate::expr::Value) -> usize {
         _ => 16,
     }
 }
-
-/// Most rows a ClickHouse `delete_insert` stream gathers in its staging table before it
-/// merges them ([`SinkIo::defer_merges`]): each merge is a mutation, which rewrites the
-/// sink table's parts holding the staged keys, so merging every batch rewrote the table
-/// once per batch.
-const DEFER_ROWS: usize = 1_000_000;
-/// Most bytes of values (as [`value_bytes`] counts them) gathered so: the staging table
-/// is a `Memory` table on the server.
-const DEFER_BYTES: usize = 256 << 20;
 
 /// The rows a stream into a ClickHouse `delete_insert` sink has staged and not yet merged
 /// ([`SinkIo::defer_merges`]).
@@ -740,7 +732,7 @@ impl<'a> SinkIo<'a> {
             d.bytes += bytes;
             d.keys.extend(keys);
             d.stage_keys |= !rows.is_empty() && !stage_keys.is_empty();
-            d.rows + d.deletes >= DEFER_ROWS || d.bytes >= DEFER_BYTES
+            d.rows + d.deletes >= GATHER_ROWS || d.bytes >= GATHER_BYTES
         };
         if full {
             self.merge_deferred().await?;
@@ -989,7 +981,7 @@ impl<'a> SinkIo<'a> {
     /// reconciliation's leaves: rows and keys to delete) in its staging tables and merges
     /// them together, and so does a ClickHouse collapse sink a stream's batches (a
     /// collapse merge is no mutation, but a batch's costs a grouped read of the sink), up to
-    /// [`DEFER_ROWS`] rows or [`DEFER_BYTES`] at a time and whenever a batch repeats a
+    /// [`GATHER_ROWS`] rows or [`GATHER_BYTES`] at a time and whenever a batch repeats a
     /// staged key; [`SinkIo::end_streams`] merges the rest. Each merge deletes the staged
     /// keys with a mutation, which rewrites the table's parts holding them: once per
     /// batch, a full sync of 1M rows into an existing table took 6–10 times as long as
