@@ -317,6 +317,11 @@ pub async fn run(
     Ok(())
 }
 
+/// Most keys a reconciliation gathers before it has its sink merge them
+/// ([`SinkIo::defer_merges`]): it remembers each gathered key (so as not to delete its old
+/// row elsewhere), and a repair of half of 1M rows gathered at once peaked at 149 MB.
+const GATHERED_KEYS: usize = 100_000;
+
 /// Most buckets one query lists.
 const PREFIXES_PER_QUERY: usize = 4096;
 
@@ -1204,6 +1209,9 @@ impl<'c, 'a> Recon<'c, 'a> {
             .sink
             .write_leaf(&rows, &to_delete, delete_step)
             .await?;
+        if self.sides.sink.staged() && self.planned_writes.len() + to_write.len() > GATHERED_KEYS {
+            self.sides.sink.merge_gathered().await?;
+        }
         if self.sides.sink.staged() {
             self.planned_writes
                 .extend(to_write.iter().map(|k| (*k).clone()));

@@ -969,6 +969,11 @@ impl<'a> SinkIo<'a> {
         self.deferred.as_ref().is_some_and(|d| d.rows > 0)
     }
 
+    /// Merges what [`SinkIo::defer_merges`] gathered so far, and goes on gathering.
+    pub async fn merge_gathered(&mut self) -> Result<(), RuntimeError> {
+        self.merge_deferred().await
+    }
+
     /// Merges what [`SinkIo::defer_merges`] staged and ends it.
     pub async fn end_deferring(&mut self) -> Result<(), RuntimeError> {
         self.merge_deferred().await?;
