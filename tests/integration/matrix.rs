@@ -2653,3 +2653,37 @@ async fn clickhouse_collapse_stream_keeps_one_version_of_a_key_split_between_bat
     drop_table(&mut dbs, Db::Pg, &src).await;
     drop_table(&mut dbs, Db::Ch, &sink).await;
 }
+
+/// A reconciliation into a ClickHouse `delete_insert` sink gathers at most 100,000 keys
+/// before it merges them (it remembers each one): a repair of 120,000 changed rows merges
+/// twice, and ends with the source's rows.
+#[tokio::test(flavor = "multi_thread")]
+async fn clickhouse_delete_insert_repair_merges_every_100000_keys() {
+    let mut dbs = dbs().await;
+    let src = support::unique("mx_gather_src");
+    let sink = support::unique("mx_gather_ch");
+    pg_plain_source(&dbs.pg, &src, 120_000).await;
+    let recon = "      - {name: by_id, strategy: md5sum_hash, partition_column: id, initial_partition_interval: 1000000, max_block_size: 2000}\n";
+    let cfg = write_config(
+        &plain_config(&src, Db::Ch, &sink, 10_000, recon)
+            .replace("strategy: upsert", "strategy: delete_insert"),
+    );
+    run(&cfg, &["apply", "--full"], 0, "first load");
+    dbs.pg
+        .batch_execute(&format!("UPDATE {src} SET s = s || ' (2)'"))
+        .await
+        .expect("change the source");
+    let mutations = format!(
+        "SELECT count() FROM system.mutations WHERE database = currentDatabase() AND table = '{sink}' FORMAT TabSeparated"
+    );
+    let before: i64 = dbs.ch.exec(&mutations).await.trim().parse().expect("count");
+    let r = run(&cfg, &["apply"], 0, "repair");
+    assert_eq!(r["mode"], "md5sum_hash", "{r}");
+    assert_eq!(n(&r, "rows_written"), 120_000, "{r}");
+    let after: i64 = dbs.ch.exec(&mutations).await.trim().parse().expect("count");
+    assert_eq!(after - before, 2, "merges of the repair");
+    assert_plain_copy(&mut dbs, &src, Db::Ch, (&sink, ""), 120_000, "repair").await;
+    run(&cfg, &["plan", "--exit-code"], 0, "plan after the repair");
+    drop_table(&mut dbs, Db::Pg, &src).await;
+    drop_table(&mut dbs, Db::Ch, &sink).await;
+}
