@@ -2531,6 +2531,41 @@ async fn a_date_partition_up_to_the_sinks_last_date_still_reconciles() {
     }
 }
 
+/// A PostgreSQL source of `rows` plain rows, loaded by `apply --full` into a new ClickHouse
+/// table of merge strategy `merge` (source batches of `batch`, reconciled by id down to
+/// blocks of `max_block` rows): the source, the sink and the config.
+async fn ch_plain_sync(
+    dbs: &Dbs,
+    prefix: &str,
+    rows: i64,
+    merge: &str,
+    batch: usize,
+    max_block: u32,
+) -> (String, String, std::path::PathBuf) {
+    let src = support::unique(&format!("{prefix}_src"));
+    let sink = support::unique(&format!("{prefix}_ch"));
+    pg_plain_source(&dbs.pg, &src, rows).await;
+    let recon = format!("      - {{name: by_id, strategy: md5sum_hash, partition_column: id, initial_partition_interval: 1000000, max_block_size: {max_block}}}\n");
+    let cfg = write_config(
+        &plain_config(&src, Db::Ch, &sink, batch, &recon)
+            .replace("strategy: upsert", &format!("strategy: {merge}")),
+    );
+    run(&cfg, &["apply", "--full"], 0, "first load");
+    (src, sink, cfg)
+}
+
+/// How many mutations the ClickHouse table `table` has had.
+async fn ch_mutations(dbs: &Dbs, table: &str) -> i64 {
+    dbs.ch
+        .exec(&format!(
+            "SELECT count() FROM system.mutations WHERE database = currentDatabase() AND table = '{table}' FORMAT TabSeparated"
+        ))
+        .await
+        .trim()
+        .parse()
+        .expect("a count")
+}
+
 /// A stream into an existing ClickHouse `delete_insert` table merges its batches together:
 /// one mutation for the whole full sync, not one per batch (each rewrites the table's
 /// parts holding the batch's keys, which made a full sync into an existing 1M-row table
@@ -2541,21 +2576,10 @@ async fn a_date_partition_up_to_the_sinks_last_date_still_reconciles() {
 #[tokio::test(flavor = "multi_thread")]
 async fn clickhouse_delete_insert_merges_a_streams_batches_together() {
     let mut dbs = dbs().await;
-    let src = support::unique("mx_defer_src");
-    let sink = support::unique("mx_defer_ch");
-    pg_plain_source(&dbs.pg, &src, 3000).await;
-    let recon = "      - {name: by_id, strategy: md5sum_hash, partition_column: id, initial_partition_interval: 100000, max_block_size: 100}\n";
-    let cfg = write_config(
-        &plain_config(&src, Db::Ch, &sink, 333, recon)
-            .replace("strategy: upsert", "strategy: delete_insert"),
-    );
-    let mutations = format!(
-        "SELECT count() FROM system.mutations WHERE database = currentDatabase() AND table = '{sink}' FORMAT TabSeparated"
-    );
-    run(&cfg, &["apply", "--full"], 0, "first load");
+    let (src, sink, cfg) = ch_plain_sync(&dbs, "mx_defer", 3000, "delete_insert", 333, 100).await;
     assert_eq!(
-        dbs.ch.exec(&mutations).await.trim(),
-        "0",
+        ch_mutations(&dbs, &sink).await,
+        0,
         "a new table is loaded straight"
     );
     // Values changed, 100 rows gone.
@@ -2575,8 +2599,8 @@ async fn clickhouse_delete_insert_merges_a_streams_batches_together() {
     assert_eq!(n(&r, "rows_deleted"), 100, "{r}");
     // The batches' merge, then the deletes of the keys gone.
     assert_eq!(
-        dbs.ch.exec(&mutations).await.trim(),
-        "2",
+        ch_mutations(&dbs, &sink).await,
+        2,
         "mutations of one full sync"
     );
     // Every row twice: batches of 333 split some pairs of rows of one key.
@@ -2599,7 +2623,7 @@ async fn clickhouse_delete_insert_merges_a_streams_batches_together() {
         ))
         .await
         .expect("change the source");
-    let before: i64 = dbs.ch.exec(&mutations).await.trim().parse().expect("count");
+    let before = ch_mutations(&dbs, &sink).await;
     let r = run(&cfg, &["apply"], 0, "repair");
     assert_eq!(r["mode"], "md5sum_hash", "{r}");
     assert_eq!(
@@ -2607,7 +2631,7 @@ async fn clickhouse_delete_insert_merges_a_streams_batches_together() {
         (29, 32),
         "{r}"
     );
-    let after: i64 = dbs.ch.exec(&mutations).await.trim().parse().expect("count");
+    let after = ch_mutations(&dbs, &sink).await;
     assert_eq!(after - before, 2, "mutations of the repair");
     assert_plain_copy(&mut dbs, &src, Db::Ch, (&sink, ""), 2868, "repair").await;
     run(&cfg, &["plan", "--exit-code"], 0, "plan after the repair");
@@ -2621,15 +2645,7 @@ async fn clickhouse_delete_insert_merges_a_streams_batches_together() {
 #[tokio::test(flavor = "multi_thread")]
 async fn clickhouse_collapse_stream_keeps_one_version_of_a_key_split_between_batches() {
     let mut dbs = dbs().await;
-    let src = support::unique("mx_defer_co_src");
-    let sink = support::unique("mx_defer_co");
-    pg_plain_source(&dbs.pg, &src, 3000).await;
-    let recon = "      - {name: by_id, strategy: md5sum_hash, partition_column: id, initial_partition_interval: 100000, max_block_size: 100}\n";
-    let cfg = write_config(
-        &plain_config(&src, Db::Ch, &sink, 333, recon)
-            .replace("strategy: upsert", "strategy: collapse"),
-    );
-    run(&cfg, &["apply", "--full"], 0, "first load");
+    let (src, sink, cfg) = ch_plain_sync(&dbs, "mx_defer_co", 3000, "collapse", 333, 100).await;
     // Every row twice (batches of 333 split some pairs of rows of one key), values changed.
     dbs.pg
         .batch_execute(&format!(
@@ -2660,27 +2676,17 @@ async fn clickhouse_collapse_stream_keeps_one_version_of_a_key_split_between_bat
 #[tokio::test(flavor = "multi_thread")]
 async fn clickhouse_delete_insert_repair_merges_every_100000_keys() {
     let mut dbs = dbs().await;
-    let src = support::unique("mx_gather_src");
-    let sink = support::unique("mx_gather_ch");
-    pg_plain_source(&dbs.pg, &src, 120_000).await;
-    let recon = "      - {name: by_id, strategy: md5sum_hash, partition_column: id, initial_partition_interval: 1000000, max_block_size: 2000}\n";
-    let cfg = write_config(
-        &plain_config(&src, Db::Ch, &sink, 10_000, recon)
-            .replace("strategy: upsert", "strategy: delete_insert"),
-    );
-    run(&cfg, &["apply", "--full"], 0, "first load");
+    let (src, sink, cfg) =
+        ch_plain_sync(&dbs, "mx_gather", 120_000, "delete_insert", 10_000, 2000).await;
     dbs.pg
         .batch_execute(&format!("UPDATE {src} SET s = s || ' (2)'"))
         .await
         .expect("change the source");
-    let mutations = format!(
-        "SELECT count() FROM system.mutations WHERE database = currentDatabase() AND table = '{sink}' FORMAT TabSeparated"
-    );
-    let before: i64 = dbs.ch.exec(&mutations).await.trim().parse().expect("count");
+    let before = ch_mutations(&dbs, &sink).await;
     let r = run(&cfg, &["apply"], 0, "repair");
     assert_eq!(r["mode"], "md5sum_hash", "{r}");
     assert_eq!(n(&r, "rows_written"), 120_000, "{r}");
-    let after: i64 = dbs.ch.exec(&mutations).await.trim().parse().expect("count");
+    let after = ch_mutations(&dbs, &sink).await;
     assert_eq!(after - before, 2, "merges of the repair");
     assert_plain_copy(&mut dbs, &src, Db::Ch, (&sink, ""), 120_000, "repair").await;
     run(&cfg, &["plan", "--exit-code"], 0, "plan after the repair");

@@ -864,23 +864,11 @@ fn total(cfg: &std::path::Path, args: &[&str], what: &str) -> (i64, i64) {
 
 /// [`total`], expecting exit code `code`.
 fn total_code(cfg: &std::path::Path, args: &[&str], code: i32, what: &str) -> (i64, i64) {
-    let mut all = args.to_vec();
-    all.extend(["--format", "json"]);
-    let o = support::synctool(cfg, &all);
-    let err = String::from_utf8_lossy(&o.stderr);
-    assert_eq!(
-        o.status.code(),
-        Some(code),
-        "{what}: synctool {args:?}: stderr:\n{err}\nstdout:\n{}",
-        String::from_utf8_lossy(&o.stdout)
-    );
-    let v: serde_json::Value = serde_json::from_slice(&o.stdout)
-        .unwrap_or_else(|e| panic!("{what}: JSON output: {e}\n{err}"));
-    let ps = v["pipelines"].as_array().expect("pipelines");
-    assert!(!ps.is_empty(), "{what}: no pipeline ran: {v}");
-    ps.iter().fold((0, 0), |(w, d), p| {
-        (w + n(p, "rows_written"), d + n(p, "rows_deleted"))
-    })
+    support::run_json_all(cfg, args, code, what)
+        .iter()
+        .fold((0, 0), |(w, d), p| {
+            (w + n(p, "rows_written"), d + n(p, "rows_deleted"))
+        })
 }
 
 async fn fuzz(case: Case) {

@@ -544,8 +544,13 @@ pub fn tsv_value(v: &str) -> Option<String> {
 }
 
 /// Runs `synctool args… --format json`, asserts the exit code (naming `what` otherwise) and
-/// returns the one pipeline's report.
-pub fn run_json(cfg: &std::path::Path, args: &[&str], code: i32, what: &str) -> serde_json::Value {
+/// returns the pipelines' reports (at least one).
+pub fn run_json_all(
+    cfg: &std::path::Path,
+    args: &[&str],
+    code: i32,
+    what: &str,
+) -> Vec<serde_json::Value> {
     let mut all = args.to_vec();
     all.extend(["--format", "json"]);
     let o = synctool(cfg, &all);
@@ -559,8 +564,15 @@ pub fn run_json(cfg: &std::path::Path, args: &[&str], code: i32, what: &str) -> 
     let v: serde_json::Value = serde_json::from_slice(&o.stdout)
         .unwrap_or_else(|e| panic!("{what}: JSON output: {e}\n{err}"));
     let ps = v["pipelines"].as_array().expect("pipelines array");
-    assert_eq!(ps.len(), 1, "{what}: {v}");
-    ps[0].clone()
+    assert!(!ps.is_empty(), "{what}: no pipeline ran: {v}");
+    ps.clone()
+}
+
+/// [`run_json_all`] of a config with one pipeline: its report.
+pub fn run_json(cfg: &std::path::Path, args: &[&str], code: i32, what: &str) -> serde_json::Value {
+    let mut ps = run_json_all(cfg, args, code, what);
+    assert_eq!(ps.len(), 1, "{what}: {ps:?}");
+    ps.remove(0)
 }
 
 /// The integer `k` of a pipeline report.
