@@ -195,6 +195,17 @@ async fn slow_view(src: &str) {
     .await;
 }
 
+/// The config of a run from a slow source ([`slow_view`]) into a new table `prefix…` of
+/// `store`, written out, its sink scope digest (the run lock's name) and the table's name.
+async fn slow_run_config(store: &str, prefix: &str) -> (std::path::PathBuf, String, String) {
+    let src = unique("cc_src");
+    let t = unique(prefix);
+    source(&src).await;
+    slow_view(&src).await;
+    let yaml = config(store, &format!("{src}_v"), &t);
+    (write_config(&yaml), scope_digest(&yaml), t)
+}
+
 /// The sink scope digest of the config's first pipeline (the run lock's name).
 fn scope_digest(yaml: &str) -> String {
     let fe = synctool::driver::frontend(
@@ -470,14 +481,8 @@ fn validate_warns_shared_allow_delete_sink() {
 /// heartbeat lapsed and another run took the lock over) stops with an error naming the sink, before it ends.
 #[tokio::test]
 async fn clickhouse_run_stops_when_its_lock_is_taken_over() {
-    let src = unique("cc_src");
-    let t = unique("cc_lost");
-    source(&src).await;
-    slow_view(&src).await;
-    let yaml = config("ch", &format!("{src}_v"), &t);
-    let cfg = write_config(&yaml);
+    let (cfg, digest, t) = slow_run_config("ch", "cc_lost").await;
     let run = spawn(&cfg, &["apply", "--full"]);
-    let digest = scope_digest(&yaml);
     tokio::time::sleep(std::time::Duration::from_secs(3)).await;
     let ch = support::clickhouse().await;
     ch.exec(&format!(
@@ -504,13 +509,7 @@ async fn clickhouse_run_stops_when_its_lock_is_taken_over() {
 /// for the claim to go stale (30 s).
 #[tokio::test]
 async fn clickhouse_run_lock_given_back_on_interrupt() {
-    let src = unique("cc_src");
-    let t = unique("cc_int");
-    source(&src).await;
-    slow_view(&src).await;
-    let yaml = config("ch", &format!("{src}_v"), &t);
-    let cfg = write_config(&yaml);
-    let digest = scope_digest(&yaml);
+    let (cfg, digest, _) = slow_run_config("ch", "cc_int").await;
     let run = spawn(&cfg, &["apply", "--full"]);
     // Until the run holds the lock (its claim has a ticket), then some more rows.
     assert_eq!(
@@ -536,13 +535,7 @@ async fn clickhouse_run_lock_given_back_on_interrupt() {
 /// dead claim to go stale (30 s).
 #[tokio::test]
 async fn clickhouse_waiting_run_withdraws_its_claim() {
-    let src = unique("cc_src");
-    let t = unique("cc_wait");
-    source(&src).await;
-    slow_view(&src).await;
-    let yaml = config("ch", &format!("{src}_v"), &t);
-    let cfg = write_config(&yaml);
-    let digest = scope_digest(&yaml);
+    let (cfg, digest, _) = slow_run_config("ch", "cc_wait").await;
     let holder = spawn(&cfg, &["apply", "--full"]);
     assert_eq!(
         wait_live_claims(&digest, 1).await,
@@ -644,13 +637,8 @@ async fn apply_gives_up_after_lock_timeout() {
 /// take the lock at once.
 #[tokio::test]
 async fn postgres_run_stops_when_its_lock_session_dies() {
-    let src = unique("cc_src");
-    let t = unique("cc_pglost");
-    source(&src).await;
-    slow_view(&src).await;
-    let yaml = config("pg", &format!("{src}_v"), &t);
-    let cfg = write_config(&yaml);
-    let key = synctool::sql::pg_key(&scope_digest(&yaml));
+    let (cfg, digest, t) = slow_run_config("pg", "cc_pglost").await;
+    let key = synctool::sql::pg_key(&digest);
     let run = spawn(&cfg, &["apply", "--full"]);
     let c = support::pg().await;
     let holder = "SELECT pid FROM pg_locks WHERE locktype = 'advisory' AND granted AND objsubid = 1 AND classid::bigint * 4294967296 + objid::bigint = $1";
@@ -680,13 +668,8 @@ async fn postgres_run_stops_when_its_lock_session_dies() {
 #[tokio::test]
 async fn mariadb_run_stops_when_its_lock_session_dies() {
     use mysql_async::prelude::Queryable;
-    let src = unique("cc_src");
-    let t = unique("cc_mylost");
-    source(&src).await;
-    slow_view(&src).await;
-    let yaml = config("my", &format!("{src}_v"), &t);
-    let cfg = write_config(&yaml);
-    let name = synctool::sql::mysql_name(&scope_digest(&yaml));
+    let (cfg, digest, t) = slow_run_config("my", "cc_mylost").await;
+    let name = synctool::sql::mysql_name(&digest);
     let run = spawn(&cfg, &["apply", "--full"]);
     let mut m = support::mysql().await;
     let mut id: Option<u64> = None;
