@@ -26,7 +26,9 @@ use super::full::{block_hash_fix, partition_dtype, row_estimate, stream_into, Ct
 use super::params::{bound_value, eval_bound};
 use super::progress::Bar;
 use super::report::PipelineReport;
-use super::rows::{alias_key, alias_rows, extract_columns, key_label, key_of, to_sink_rows};
+use super::rows::{
+    alias_key, alias_rows, extract_columns, key_label, key_of, to_sink_rows, Projection,
+};
 use super::sink::{connect, SinkIo};
 use super::steps::Prepared;
 use crate::expr::Value;
@@ -1187,12 +1189,24 @@ impl<'c, 'a> Recon<'c, 'a> {
             let types: Vec<Dtype> = cols.iter().map(|c| c.1).collect();
             let read = self.sides.query(step, &vals, &types).await?;
             report.rows_read += read.len() as u64;
-            let keep: Vec<_> = alias_rows(&cols, read)
-                .into_iter()
-                .filter(|row| to_write.contains(&alias_key(p, row)))
-                .collect();
-            let enricher = self.enricher.as_ref().expect("apply runs have an enricher");
-            rows = to_sink_rows(p, enricher, keep, ctx.opts.now).await?;
+            rows = match Projection::of(p, &cols) {
+                // Plain copies: projected by position, as a full sync's batches are.
+                Some(proj) => {
+                    let keep: Vec<Row> = read
+                        .into_iter()
+                        .filter(|row| to_write.contains(&proj.extract_key(row)))
+                        .collect();
+                    proj.rows(p, keep)?
+                }
+                None => {
+                    let keep: Vec<_> = alias_rows(&cols, read)
+                        .into_iter()
+                        .filter(|row| to_write.contains(&alias_key(p, row)))
+                        .collect();
+                    let enricher = self.enricher.as_ref().expect("apply runs have an enricher");
+                    to_sink_rows(p, enricher, keep, ctx.opts.now).await?
+                }
+            };
         }
         // A collapse sink cancels the leaf's own versions of the keys to delete only.
         let cancel = id(

@@ -307,6 +307,12 @@ impl Projection {
         Ok(out)
     }
 
+    /// The key identity of an extracted row (as [`alias_key`] gives it for the row's alias
+    /// form).
+    pub fn extract_key(&self, r: &Row) -> String {
+        key_of(&self.key.iter().map(|i| &r[*i]).collect::<Vec<_>>())
+    }
+
     /// The key columns of load rows (as [`Projection::rows`] made them: keys are unique),
     /// in `p.key` order, for key staging.
     pub fn keys(&self, load: &[Row]) -> Vec<Row> {
