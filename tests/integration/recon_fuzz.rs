@@ -6,7 +6,7 @@
 //! emptied source, a single row — each followed by `plan`, `apply -r <recon>`, then a check
 //! that the sink holds exactly the source rows (both tables read directly, not through
 //! synctool), that `plan --exit-code` finds nothing, and that a second `apply` writes
-//! nothing. The cases vary the dialect pair, the merge strategy, the reconciliation
+//! nothing. The cases vary the dialect pair (same-server pairs too), the merge strategy, the reconciliation
 //! strategy (`md5sum_hash`, `hash_md5_hash` with small blocks so that the recursion goes
 //! several levels deep, `timestamp`) and the partition type (int, datetime, str, uuid).
 
@@ -1152,6 +1152,67 @@ async fn fuzz_timestamp_pg_to_clickhouse_delete_insert() {
         part: Part::Updated,
         rounds: 5,
         ..case("ts_pg_ch_di", Db::Pg, Db::Ch, "delete_insert", "timestamp")
+    })
+    .await;
+}
+
+// Source and sink on one server: the most common deployment (a replica of a table, a
+// reporting copy), with both sides' SQL from one dialect.
+
+#[tokio::test(flavor = "multi_thread")]
+async fn fuzz_pg_to_pg_collapse_md5sum_int_column() {
+    fuzz(Case {
+        part: Part::IntCol,
+        interval: "256",
+        max_block: 6,
+        factor: 4,
+        ..case("pg_pg_co", Db::Pg, Db::Pg, "collapse", "md5sum_hash")
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn fuzz_pg_to_pg_upsert_hash_md5_uuid_key() {
+    fuzz(Case {
+        key: Key::Uuid,
+        interval: "1",
+        max_block: 5,
+        ..case("pg_pg_uu", Db::Pg, Db::Pg, "upsert", "hash_md5_hash")
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn fuzz_mariadb_to_mariadb_delete_insert_hash_md5_str_key() {
+    fuzz(Case {
+        key: Key::Str,
+        interval: "1",
+        max_block: 6,
+        ..case("my_my_di", Db::My, Db::My, "delete_insert", "hash_md5_hash")
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn fuzz_clickhouse_to_clickhouse_upsert_md5sum_datetime_column() {
+    fuzz(Case {
+        part: Part::DatetimeCol,
+        interval: "7*24*60*60",
+        max_block: 6,
+        factor: 4,
+        // Each round's changes are ClickHouse mutations on the source: fewer rounds.
+        rounds: 5,
+        ..case("ch_ch_dt", Db::Ch, Db::Ch, "upsert", "md5sum_hash")
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn fuzz_timestamp_mariadb_to_mariadb_collapse() {
+    fuzz(Case {
+        part: Part::Updated,
+        rounds: 5,
+        ..case("ts_my_my_co", Db::My, Db::My, "collapse", "timestamp")
     })
     .await;
 }
