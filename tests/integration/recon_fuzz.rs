@@ -6,9 +6,10 @@
 //! emptied source, a single row — each followed by `plan`, `apply -r <recon>`, then a check
 //! that the sink holds exactly the source rows (both tables read directly, not through
 //! synctool), that `plan --exit-code` finds nothing, and that a second `apply` writes
-//! nothing. The cases vary the dialect pair (same-server pairs too), the merge strategy, the reconciliation
-//! strategy (`md5sum_hash`, `hash_md5_hash` with small blocks so that the recursion goes
-//! several levels deep, `timestamp`) and the partition type (int, datetime, str, uuid).
+//! nothing. The cases vary the dialect pair (same-server pairs too), the merge strategy,
+//! the reconciliation strategy (`md5sum_hash`, `hash_md5_hash` with small blocks so that
+//! the recursion goes several levels deep, `timestamp`) and the partition type (int,
+//! datetime, str, uuid).
 
 use crate::support::rng::{self, Rng};
 use crate::support::{self, assert_same, drop_table, exec, live_rows_from, n, run_json};
