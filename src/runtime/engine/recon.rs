@@ -304,14 +304,7 @@ pub async fn run(
         return stream_into(ctx, src, &mut sink, extract, report).await;
     }
     let mut rc = Recon::open(ctx, r, src, sink, None).await?;
-    let deferring = !dry && rc.sides.sink.defer_merges(true);
-    match rc.unit {
-        Some(unit) => rc.ranges(unit, report).await?,
-        None => rc.prefixes(report).await?,
-    }
-    if deferring {
-        rc.sides.sink.end_deferring().await?;
-    }
+    rc.reconcile(report).await?;
     // A range the source holds no row of still leaves the (new, empty) sink table.
     if !dry {
         rc.sides.sink.ensure_table().await?;
@@ -385,11 +378,7 @@ pub async fn compare_window<'s>(
         hi,
     };
     let mut rc = Recon::open(ctx, r, src, sink, Some(window)).await?;
-    let deferring = !ctx.opts.dry_run && rc.sides.sink.defer_merges(true);
-    rc.ranges(unit, report).await?;
-    if deferring {
-        rc.sides.sink.end_deferring().await?;
-    }
+    rc.reconcile(report).await?;
     rc.warn_unmoved();
     Ok((rc.sides.src, rc.sides.sink, Some(after)))
 }
@@ -472,6 +461,20 @@ impl<'c, 'a> Recon<'c, 'a> {
             unmoved: Repeated::default(),
             coarse_sink_time,
         })
+    }
+
+    /// Compares and repairs the range (or the md5-prefix buckets), with the sink's merges
+    /// gathered across the changed leaves where it gathers them ([`SinkIo::defer_merges`]).
+    async fn reconcile(&mut self, report: &mut PipelineReport) -> Result<(), RuntimeError> {
+        let deferring = !self.ctx.opts.dry_run && self.sides.sink.defer_merges(true);
+        match self.unit {
+            Some(unit) => self.ranges(unit, report).await?,
+            None => self.prefixes(report).await?,
+        }
+        if deferring {
+            self.sides.sink.end_deferring().await?;
+        }
+        Ok(())
     }
 
     fn hash_dtype(&self) -> Dtype {
