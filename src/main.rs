@@ -81,6 +81,10 @@ struct RunArgs {
     /// Stop at the first pipeline that fails (default: run the others, then exit 1).
     #[arg(long)]
     fail_fast: bool,
+    /// List up to N keys per pipeline of the rows the row-by-row comparison of changed
+    /// blocks found added (`+`), modified (`~`) or deleted (`-`); JSON: `keys`.
+    #[arg(long, value_name = "N")]
+    show_keys: Option<usize>,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -336,6 +340,7 @@ fn execute(
         dry_run,
         now,
         lock_timeout: lock_timeout.map(std::time::Duration::from_secs),
+        show_keys: args.show_keys.unwrap_or(0),
     };
     let pipelines = &fe.checked.program.pipelines;
     for p in pipelines {

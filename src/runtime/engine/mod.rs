@@ -33,7 +33,7 @@ mod steps;
 
 pub use params::parse_bound;
 pub use progress::Progress;
-pub use report::{render_json, render_text, BlockCounts, PipelineReport};
+pub use report::{render_json, render_text, BlockCounts, KeyChange, PipelineReport};
 
 use crate::config::raw::RawConfig;
 use crate::expr::TypedExpr;
@@ -60,6 +60,9 @@ pub struct RunOptions {
     /// How long `apply` waits for the run lock of a sink scope that another run holds
     /// (`None`: as long as that run takes).
     pub lock_timeout: Option<std::time::Duration>,
+    /// List up to this many changed keys per pipeline in the report
+    /// ([`PipelineReport::keys`]); 0: none.
+    pub show_keys: usize,
 }
 
 impl RunOptions {
@@ -73,6 +76,7 @@ impl RunOptions {
             dry_run: false,
             now,
             lock_timeout: None,
+            show_keys: 0,
         }
     }
 }
@@ -240,6 +244,9 @@ pub async fn run_pipeline(
     tracing::info!(pipeline = %p.name, mode = mode.name(), dry_run = opts.dry_run, "pipeline start");
     let mut report = PipelineReport::new(&p.name, mode.name());
     report.allow_delete = p.sink.merge.allow_delete;
+    if opts.show_keys > 0 {
+        report.keys = Some(Vec::new());
+    }
     let ctx = full::Ctx::new(p, cfg, opts, progress)?;
     // `apply` holds the run lock of the sink scope to the end (`plan` writes nothing).
     let mut lock = if opts.dry_run {

@@ -25,16 +25,17 @@ use super::blocks::{merge_adjacent, merge_leaves, next_interval, Range, Unit};
 use super::full::{block_hash_fix, partition_dtype, row_estimate, stream_into, Ctx, Extract};
 use super::params::{bound_value, eval_bound};
 use super::progress::Bar;
-use super::report::PipelineReport;
+use super::report::{KeyChange, PipelineReport};
 use super::rows::{
     alias_key, alias_rows, extract_columns, key_label, key_of, to_sink_rows, Projection,
 };
 use super::sink::{connect, SinkIo};
 use super::steps::Prepared;
 use crate::expr::Value;
-use crate::ir::{ReconStrategy, Reconciliation};
+use crate::ir::{Pipeline, ReconStrategy, Reconciliation};
 use crate::runtime::connect::Conn;
 use crate::runtime::enrich::Enricher;
+use crate::runtime::transform::value_to_json;
 use crate::runtime::{Row, RuntimeError};
 use crate::sql::Side;
 use crate::types::Dtype;
@@ -421,6 +422,38 @@ fn count(v: Option<&Value>) -> u64 {
         Some(Value::Decimal(d)) => d.trunc_i64().unwrap_or(0).max(0) as u64,
         _ => 0,
     }
+}
+
+/// The first `n` of a leaf's changed keys in key order, for `--show-keys`.
+fn first_keys(p: &Pipeline, mut changed: Vec<(&'static str, &Row)>, n: usize) -> Vec<KeyChange> {
+    if n == 0 {
+        return Vec::new();
+    }
+    changed.sort_by(|(_, a), (_, b)| {
+        a.iter()
+            .zip(b.iter())
+            .map(|(x, y)| match crate::expr::eval::order(x, y) {
+                Ok(Some(o)) => o,
+                // NULLs first, as the key order of every side puts them.
+                _ => x.is_null().cmp(&y.is_null()).reverse(),
+            })
+            .find(|o| o.is_ne())
+            .unwrap_or(std::cmp::Ordering::Equal)
+    });
+    changed
+        .into_iter()
+        .take(n)
+        .map(|(change, kv)| KeyChange {
+            change,
+            key: p
+                .key
+                .iter()
+                .zip(kv)
+                .map(|(k, v)| (k.sink_column.clone(), value_to_json(v)))
+                .collect(),
+            label: key_label(p, &kv.iter().collect::<Vec<_>>()),
+        })
+        .collect()
 }
 
 impl<'c, 'a> Recon<'c, 'a> {
@@ -1170,6 +1203,20 @@ impl<'c, 'a> Recon<'c, 'a> {
         };
         let new = to_write.iter().filter(|k| !snk.contains_key(**k)).count() as u64;
         tracing::debug!(scope = ?scope, write = to_write.len(), new, delete = to_delete.len(), "leaf diffed");
+        if let Some(keys) = report.keys.as_mut() {
+            report.keys_found += (to_write.len() + to_delete.len()) as u64;
+            let room = ctx.opts.show_keys.saturating_sub(keys.len());
+            let written = to_write.iter().filter_map(|k| {
+                let change = if snk.contains_key(*k) {
+                    "modified"
+                } else {
+                    "added"
+                };
+                src.get(*k).map(|(_, kv, _)| (change, kv))
+            });
+            let deleted = to_delete.iter().map(|kv| ("deleted", kv));
+            keys.extend(first_keys(p, written.chain(deleted).collect(), room));
+        }
         self.bar.inc(1);
         self.bar.rows(src.len().max(snk.len()) as u64);
         if dry {

@@ -17,6 +17,31 @@ pub struct BlockCounts {
     pub deleted: u64,
 }
 
+/// A key that the row-by-row comparison of a changed block found changed
+/// ([`PipelineReport::keys`]).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct KeyChange {
+    /// `added` (only the source holds the key), `modified` (both hold it, with other
+    /// values) or `deleted` (only the sink holds it, and `allow_delete` removes it).
+    pub change: &'static str,
+    /// The key's values by sink column.
+    pub key: serde_json::Map<String, serde_json::Value>,
+    /// `id=5, region="eu"`, for the text output.
+    #[serde(skip)]
+    pub label: String,
+}
+
+impl KeyChange {
+    /// The text output's mark: `+`, `~` or `-`.
+    fn mark(&self) -> char {
+        match self.change {
+            "added" => '+',
+            "deleted" => '-',
+            _ => '~',
+        }
+    }
+}
+
 /// The outcome of one pipeline.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct PipelineReport {
@@ -43,6 +68,17 @@ pub struct PipelineReport {
     pub blocks: BlockCounts,
     /// Wall time.
     pub duration_ms: u64,
+    /// With `--show-keys N`: the first N changed keys the row-by-row comparison of changed
+    /// blocks found (blocks in range order, keys in key order within a block). Absent
+    /// without the option, so that the JSON shape stays SPEC §1's.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub keys: Option<Vec<KeyChange>>,
+    /// With `--show-keys`: the changed rows the row-by-row comparison found, listed or
+    /// not. The rest of `rows_written` and `rows_deleted` was never compared row by row
+    /// (a full sync, blocks one side lacks, rows after a timestamp window). Text output
+    /// only.
+    #[serde(skip)]
+    pub keys_found: u64,
 }
 
 impl PipelineReport {
@@ -58,6 +94,8 @@ impl PipelineReport {
             allow_delete: false,
             blocks: BlockCounts::default(),
             duration_ms: 0,
+            keys: None,
+            keys_found: 0,
         }
     }
 
@@ -107,6 +145,9 @@ pub fn render_text(reports: &[PipelineReport], plan: bool, failed: &[&str]) -> S
             ));
         }
         out.push_str(&format!(" in {} ms\n", r.duration_ms));
+        if let Some(keys) = &r.keys {
+            out.push_str(&key_list(r, keys));
+        }
         // A timestamp window's "deleted" block is one whose rows moved past the window (or
         // left the filters): such runs never delete, whatever `allow_delete` says.
         if b.deleted > 0 && !r.allow_delete && r.mode != "timestamp" {
@@ -128,6 +169,34 @@ pub fn render_text(reports: &[PipelineReport], plan: bool, failed: &[&str]) -> S
         } else {
             "no verdict: a pipeline failed before every sink was compared\n"
         });
+    }
+    out
+}
+
+/// The `--show-keys` lines of `r`: a header saying how many changed rows the row-by-row
+/// comparison found and how many changed rows it never saw, then one line per key.
+fn key_list(r: &PipelineReport, keys: &[KeyChange]) -> String {
+    let changed = r.rows_written + r.rows_deleted;
+    let whole = changed.saturating_sub(r.keys_found);
+    if changed == 0 && r.keys_found == 0 {
+        return String::new();
+    }
+    let mut out = if r.keys_found == 0 {
+        format!("  no keys to list: the {whole} row(s) were not compared row by row (a full sync, blocks one side lacks, rows after a timestamp window)\n")
+    } else {
+        let more = if whole > 0 {
+            format!("; {whole} more row(s) not compared row by row")
+        } else {
+            String::new()
+        };
+        format!(
+            "  keys: {} of {} changed row(s) found row by row{more}\n",
+            keys.len(),
+            r.keys_found
+        )
+    };
+    for k in keys {
+        out.push_str(&format!("    {} {}\n", k.mark(), k.label));
     }
     out
 }
@@ -176,8 +245,40 @@ mod tests {
         let json = render_json(&[r]);
         assert!(json["pipelines"][0].get("rows_new").is_none(), "{json}");
         let quiet = PipelineReport::new("q", "full");
+        assert!(json["pipelines"][0].get("keys").is_none(), "{json}");
         assert!(
             render_text(&[quiet], true, &[]).ends_with("no drift: apply would change nothing\n")
         );
+    }
+
+    #[test]
+    fn show_keys_lines_say_what_the_row_comparison_found_and_what_it_never_saw() {
+        let mut r = PipelineReport::new("p", "md5sum_hash");
+        r.rows_written = 7;
+        r.rows_deleted = 1;
+        r.keys_found = 3;
+        let key = |change, id: i64| KeyChange {
+            change,
+            key: serde_json::json!({ "id": id }).as_object().unwrap().clone(),
+            label: format!("id={id}"),
+        };
+        r.keys = Some(vec![key("modified", 4), key("deleted", 9)]);
+        let text = render_text(&[r.clone()], true, &[]);
+        assert!(
+            text.contains("\n  keys: 2 of 3 changed row(s) found row by row; 5 more row(s) not compared row by row\n    ~ id=4\n    - id=9\n"),
+            "{text}"
+        );
+        let json = render_json(&[r.clone()]);
+        assert_eq!(
+            json["pipelines"][0]["keys"],
+            serde_json::json!([
+                {"change": "modified", "key": {"id": 4}},
+                {"change": "deleted", "key": {"id": 9}}
+            ])
+        );
+        // Nothing changed: no key lines at all.
+        let mut quiet = PipelineReport::new("q", "md5sum_hash");
+        quiet.keys = Some(vec![]);
+        assert!(!render_text(&[quiet], true, &[]).contains("keys"));
     }
 }
