@@ -3,7 +3,8 @@
 //! rounds of random inserts, updates and deletes on a source table — NULLs, unicode and
 //! separator characters in text, key gaps and dense clusters, many rows sharing one
 //! partition value, rows moving between blocks when the partition column is not the key, an
-//! emptied source, a single row — each followed by `plan`, `apply -r <recon>`, then a check
+//! emptied source, a single row — each followed by `plan` (whose `--show-keys` list must
+//! name only keys that changed, each as what it became), `apply -r <recon>`, then a check
 //! that the sink holds exactly the source rows (both tables read directly, not through
 //! synctool), that `plan --exit-code` finds nothing, and that a second `apply` writes
 //! nothing. The cases vary the dialect pair (same-server pairs too), the merge strategy,
@@ -806,6 +807,52 @@ impl Fuzz {
     }
 }
 
+/// Checks `plan --show-keys`' list against the rows the sink held (`before`) and the source
+/// holds (`after`): every key listed once, as added (the source's only), modified or deleted
+/// (the sink's only). A row whose partition value moved to another block (`moving`) is
+/// listed as added to its new block, or deleted from its old one, as apply writes it.
+fn check_listed_keys(
+    what: &str,
+    plan: &serde_json::Value,
+    before: &[Row],
+    after: &[Row],
+    moving: bool,
+) {
+    let by_id = |rows: &[Row]| -> BTreeMap<String, Row> {
+        rows.iter()
+            .map(|r| (r[0].clone().expect("id"), r.clone()))
+            .collect()
+    };
+    let (b, a) = (by_id(before), by_id(after));
+    let keys = plan["keys"]
+        .as_array()
+        .unwrap_or_else(|| panic!("{what}: no keys in {plan}"));
+    let mut seen = std::collections::BTreeSet::new();
+    for k in keys {
+        let id = match &k["key"]["id"] {
+            serde_json::Value::String(s) => s.clone(),
+            serde_json::Value::Number(n) => n.to_string(),
+            other => panic!("{what}: key {other} in {plan}"),
+        };
+        let change = k["change"].as_str().unwrap_or_default();
+        let expected = match (b.get(&id), a.get(&id)) {
+            (None, Some(_)) => "added",
+            (Some(_), None) => "deleted",
+            (Some(x), Some(y)) if x != y => "modified",
+            _ => "unchanged",
+        };
+        let moved = moving && expected == "modified" && matches!(change, "added" | "deleted");
+        assert!(
+            change == expected || moved,
+            "{what}: key {id} listed as {change}, but it was {expected}: {plan}"
+        );
+        assert!(
+            seen.insert((id.clone(), change.to_string())),
+            "{what}: key {id} listed twice as {change}: {plan}"
+        );
+    }
+}
+
 /// Runs one case: rounds of changes, each repaired by `apply -r r` and checked.
 async fn fuzz(case: Case) {
     let started = std::time::Instant::now();
@@ -816,6 +863,8 @@ async fn fuzz(case: Case) {
     exec(&mut dbs, src, &f.create_source()).await;
     let cfg = write_config(&f.config());
     let how = sink_read(sink, f.case.merge);
+    // What the sink holds before a round's apply: the source of the round before.
+    let mut before: Option<Vec<Row>> = None;
     for round in 0..f.case.rounds {
         let change = f.change(&mut dbs, round).await;
         let what = format!("{}: {change}", f.what(round));
@@ -828,7 +877,17 @@ async fn fuzz(case: Case) {
             &source,
             &f.expected(),
         );
-        let plan = (round > 0).then(|| run_json(&cfg, &["plan", "-r", "r"], 0, &what));
+        let plan = (round > 0).then(|| {
+            run_json(
+                &cfg,
+                &["plan", "-r", "r", "--show-keys", "100000"],
+                0,
+                &what,
+            )
+        });
+        if let (Some(plan), Some(before)) = (&plan, &before) {
+            check_listed_keys(&what, plan, before, &source, f.case.part != Part::Key);
+        }
         let applied = run_json(&cfg, &["apply", "-r", "r"], 0, &what);
         let got = f.read(&mut dbs, sink, &f.sink_table.clone(), how).await;
         assert_same(
@@ -855,6 +914,7 @@ async fn fuzz(case: Case) {
             (0, 0),
             "{what}: a second apply: {r}"
         );
+        before = Some(source);
     }
     drop_table(&mut dbs, src, &f.src_table.clone()).await;
     drop_table(&mut dbs, sink, &f.sink_table.clone()).await;
