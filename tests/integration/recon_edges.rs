@@ -397,7 +397,8 @@ async fn pruned_read_ahead_still_finds_changes_at_every_level() {
 /// `--show-keys N` lists the first N keys that the row-by-row comparison of changed blocks
 /// found added (`+`), modified (`~`) or deleted (`-`), in key order, for `plan` and `apply`
 /// alike, as text lines and as JSON `keys` (absent without the option); rows never compared
-/// row by row (a full sync) are said to be unlisted.
+/// row by row (a full sync's writes) are said to be unlisted; a full sync's plan lists the keys
+/// it would delete.
 #[tokio::test(flavor = "multi_thread")]
 async fn show_keys_lists_the_changed_keys_in_key_order() {
     let pg = support::pg().await;
@@ -455,11 +456,28 @@ async fn show_keys_lists_the_changed_keys_in_key_order() {
     assert_eq!(r["keys"], all, "{r}");
     let r = run(&cfg, &["plan", "--exit-code", "--show-keys", "10"], 0);
     assert_eq!(r["keys"], serde_json::json!([]), "{r}");
-    // A full sync compares nothing row by row: its rows are not listed, and it says so.
+    // A full sync compares no row: its writes are not listed, and it says so. Its plan
+    // lists the keys it would delete (in key order), from the key comparison it counts them
+    // with.
     let o = synctool(&cfg, &["plan", "--full", "--show-keys", "10"]);
     let text = String::from_utf8_lossy(&o.stdout);
     assert!(
         text.contains("  no keys to list: the 201 row(s) were not compared row by row"),
+        "{text}"
+    );
+    pg.batch_execute(&format!("DELETE FROM {src} WHERE id IN (3, 44)"))
+        .await
+        .unwrap();
+    let r = run(&cfg, &["plan", "--full", "--show-keys", "10"], 0);
+    assert_eq!(
+        r["keys"],
+        serde_json::json!([key("deleted", "eu", 44), key("deleted", "us", 3)]),
+        "{r}"
+    );
+    let o = synctool(&cfg, &["plan", "--full", "--show-keys", "1"]);
+    let text = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        text.contains("  keys: 1 of 2 changed row(s) found row by row; 199 more row(s) not compared row by row\n    - region=\"eu\", id=44\n"),
         "{text}"
     );
     let mut m = support::mysql().await;

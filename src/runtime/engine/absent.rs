@@ -30,9 +30,14 @@ const CHANNEL_BATCHES: usize = 1;
 type Batches = mpsc::Receiver<Result<Vec<Row>, RuntimeError>>;
 
 /// The number of sink rows (within `sink.filters`) whose key the source does not hold:
-/// what `sink.delete_absent` would remove after a full sync of the source as it is now.
-/// The sink table must exist.
-pub async fn count_absent(ctx: &Ctx<'_>, sink: &mut SinkIo<'_>) -> Result<u64, RuntimeError> {
+/// what `sink.delete_absent` would remove after a full sync of the source as it is now;
+/// and the first `list` of their keys, in key order (`--show-keys`). The sink table must
+/// exist.
+pub async fn count_absent(
+    ctx: &Ctx<'_>,
+    sink: &mut SinkIo<'_>,
+    list: usize,
+) -> Result<(u64, Vec<Row>), RuntimeError> {
     let p = ctx.p;
     let (src_step, sink_step) = (ctx.steps.need("source.keys")?, ctx.steps.need("sink.keys")?);
     let src_vals = src_step.values(&ctx.binds, &[])?;
@@ -49,10 +54,12 @@ pub async fn count_absent(ctx: &Ctx<'_>, sink: &mut SinkIo<'_>) -> Result<u64, R
     let (sink_tx, sink_rx) = mpsc::channel(CHANNEL_BATCHES);
     let read_src = src.stream(src_step.stmt(0), &src_vals, &types, BATCH, src_tx);
     let read_sink = conn.stream(sink_step.stmt(0), &sink_vals, &types, BATCH, sink_tx);
+    let mut first = Vec::new();
     let merged = merge(
         p,
         Cursor::new(src_rx, "source.keys"),
         Cursor::new(sink_rx, "sink.keys"),
+        (&mut first, list),
     );
     let (read_src, read_sink, merged) = tokio::join!(read_src, read_sink, merged);
     // The merge's error first: it explains a reader that stopped. Once every sink key is
@@ -60,7 +67,7 @@ pub async fn count_absent(ctx: &Ctx<'_>, sink: &mut SinkIo<'_>) -> Result<u64, R
     let absent = merged?;
     read_sink?;
     match read_src {
-        Ok(_) | Err(RuntimeError::ConsumerGone { .. }) => Ok(absent),
+        Ok(_) | Err(RuntimeError::ConsumerGone { .. }) => Ok((absent, first)),
         Err(e) => Err(e),
     }
 }
@@ -115,15 +122,27 @@ impl Cursor {
     }
 }
 
-/// Counts the sink keys that no source key equals, merging the two ordered streams.
-async fn merge(p: &Pipeline, mut src: Cursor, mut sink: Cursor) -> Result<u64, RuntimeError> {
+/// Counts the sink keys that no source key equals, merging the two ordered streams; keeps
+/// the first `list.1` of them in `list.0`.
+async fn merge(
+    p: &Pipeline,
+    mut src: Cursor,
+    mut sink: Cursor,
+    (first, list): (&mut Vec<Row>, usize),
+) -> Result<u64, RuntimeError> {
     let mut absent = 0u64;
+    let mut gone = |k: Row| {
+        if first.len() < list {
+            first.push(k);
+        }
+    };
     // The smallest source key not yet passed, and whether the source has no more.
     let mut head: Option<Row> = None;
     let mut src_done = false;
     while let Some(k) = sink.next(p).await? {
         if has_null(&k) {
             absent += 1;
+            gone(k);
             continue;
         }
         loop {
@@ -143,6 +162,7 @@ async fn merge(p: &Pipeline, mut src: Cursor, mut sink: Cursor) -> Result<u64, R
                 Some(Ordering::Equal) => break,
                 Some(Ordering::Greater) | None => {
                     absent += 1;
+                    gone(k);
                     break;
                 }
             }
@@ -206,6 +226,15 @@ pipelines:
     }
 
     async fn count(src: Vec<Vec<Row>>, sink: Vec<Vec<Row>>) -> Result<u64, RuntimeError> {
+        listed(src, sink, 0).await.map(|(n, _)| n)
+    }
+
+    /// The count and the first `list` absent keys.
+    async fn listed(
+        src: Vec<Vec<Row>>,
+        sink: Vec<Vec<Row>>,
+        list: usize,
+    ) -> Result<(u64, Vec<Row>), RuntimeError> {
         let feed = |batches: Vec<Vec<Row>>| {
             let (tx, rx) = mpsc::channel(batches.len().max(1));
             for b in batches {
@@ -214,12 +243,15 @@ pipelines:
             rx
         };
         let p = pipeline();
-        merge(
+        let mut first = Vec::new();
+        let n = merge(
             &p,
             Cursor::new(feed(src), "source.keys"),
             Cursor::new(feed(sink), "sink.keys"),
+            (&mut first, list),
         )
-        .await
+        .await?;
+        Ok((n, first))
     }
 
     fn ints(v: &[i64]) -> Vec<Row> {
@@ -236,6 +268,15 @@ pipelines:
         .unwrap();
         // 0, 2, 5, 10 are absent; the sink's two rows of key 3 both match.
         assert_eq!(n, 4);
+        // `--show-keys 3`: the first three of them, in key order.
+        let (n, first) = listed(
+            vec![ints(&[1, 3]), ints(&[4, 9])],
+            vec![ints(&[0, 1, 2]), ints(&[3, 3, 5]), ints(&[9, 10])],
+            3,
+        )
+        .await
+        .unwrap();
+        assert_eq!((n, first), (4, ints(&[0, 2, 5])));
     }
 
     #[tokio::test]

@@ -10,7 +10,7 @@ use super::blocks::{minus_lookback, Unit};
 use super::params::base_binds;
 use super::progress::Progress;
 use super::recon::compare_window;
-use super::report::PipelineReport;
+use super::report::{KeyChange, PipelineReport};
 use super::rows::{alias_rows, extract_columns, key_rows, to_sink_rows, Projection};
 use super::sink::{catalog_query, connect, SinkIo};
 use super::steps::{Binds, Steps};
@@ -503,7 +503,16 @@ pub async fn stream_into(
     } else if extract.delete_absent && dry && ctx.steps.get("sink.keys").is_some() {
         // What sink.delete_absent would remove, counted without writing: the source's and
         // the sink's keys merged in key order.
-        report.rows_deleted += super::absent::count_absent(ctx, sink).await?;
+        let list = report
+            .keys
+            .as_ref()
+            .map_or(0, |k| ctx.opts.show_keys.saturating_sub(k.len()));
+        let (absent, first) = super::absent::count_absent(ctx, sink, list).await?;
+        report.rows_deleted += absent;
+        if let Some(keys) = report.keys.as_mut() {
+            report.keys_found += absent;
+            keys.extend(first.iter().map(|k| KeyChange::of(p, "deleted", k)));
+        }
     }
     Ok(())
 }

@@ -35,7 +35,6 @@ use crate::expr::Value;
 use crate::ir::{Pipeline, ReconStrategy, Reconciliation};
 use crate::runtime::connect::Conn;
 use crate::runtime::enrich::Enricher;
-use crate::runtime::transform::value_to_json;
 use crate::runtime::{Row, RuntimeError};
 use crate::sql::Side;
 use crate::types::Dtype;
@@ -443,16 +442,7 @@ fn first_keys(p: &Pipeline, mut changed: Vec<(&'static str, &Row)>, n: usize) ->
     changed
         .into_iter()
         .take(n)
-        .map(|(change, kv)| KeyChange {
-            change,
-            key: p
-                .key
-                .iter()
-                .zip(kv)
-                .map(|(k, v)| (k.sink_column.clone(), value_to_json(v)))
-                .collect(),
-            label: key_label(p, &kv.iter().collect::<Vec<_>>()),
-        })
+        .map(|(change, kv)| KeyChange::of(p, change, kv))
         .collect()
 }
 

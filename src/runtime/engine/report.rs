@@ -1,6 +1,10 @@
 //! What a run did (or, for `plan`, would do), in the stable JSON shape of SPEC §1 and as
 //! human text.
 
+use super::rows::key_label;
+use crate::expr::Value;
+use crate::ir::Pipeline;
+use crate::runtime::transform::value_to_json;
 use serde::Serialize;
 
 /// Block comparison counts. Unchanged blocks are counted at the level where they were
@@ -32,6 +36,20 @@ pub struct KeyChange {
 }
 
 impl KeyChange {
+    /// `change` of the key whose values (in `p.key` order) are `key`.
+    pub fn of(p: &Pipeline, change: &'static str, key: &[Value]) -> KeyChange {
+        KeyChange {
+            change,
+            key: p
+                .key
+                .iter()
+                .zip(key)
+                .map(|(k, v)| (k.sink_column.clone(), value_to_json(v)))
+                .collect(),
+            label: key_label(p, &key.iter().collect::<Vec<_>>()),
+        }
+    }
+
     /// The text output's mark: `+`, `~` or `-`.
     fn mark(&self) -> char {
         match self.change {
