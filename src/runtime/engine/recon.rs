@@ -425,9 +425,6 @@ fn count(v: Option<&Value>) -> u64 {
 
 /// The first `n` of a leaf's changed keys in key order, for `--show-keys`.
 fn first_keys(p: &Pipeline, mut changed: Vec<(&'static str, &Row)>, n: usize) -> Vec<KeyChange> {
-    if n == 0 {
-        return Vec::new();
-    }
     changed.sort_by(|(_, a), (_, b)| {
         a.iter()
             .zip(b.iter())
@@ -1196,16 +1193,18 @@ impl<'c, 'a> Recon<'c, 'a> {
         if let Some(keys) = report.keys.as_mut() {
             report.keys_found += (to_write.len() + to_delete.len()) as u64;
             let room = ctx.opts.show_keys.saturating_sub(keys.len());
-            let written = to_write.iter().filter_map(|k| {
-                let change = if snk.contains_key(*k) {
-                    "modified"
-                } else {
-                    "added"
-                };
-                src.get(*k).map(|(_, kv, _)| (change, kv))
-            });
-            let deleted = to_delete.iter().map(|kv| ("deleted", kv));
-            keys.extend(first_keys(p, written.chain(deleted).collect(), room));
+            if room > 0 {
+                let written = to_write.iter().filter_map(|k| {
+                    let change = if snk.contains_key(*k) {
+                        "modified"
+                    } else {
+                        "added"
+                    };
+                    src.get(*k).map(|(_, kv, _)| (change, kv))
+                });
+                let deleted = to_delete.iter().map(|kv| ("deleted", kv));
+                keys.extend(first_keys(p, written.chain(deleted).collect(), room));
+            }
         }
         self.bar.inc(1);
         self.bar.rows(src.len().max(snk.len()) as u64);
