@@ -179,8 +179,10 @@ fn label(p: &Pipeline, key: &Row) -> String {
     key_label(p, &key.iter().collect::<Vec<_>>())
 }
 
-/// Compares two keys part by part (neither holds NULL).
-fn cmp_keys(a: &Row, b: &Row) -> Ordering {
+/// Compares two keys part by part, in the byte order every side's keys are read in (a
+/// NULL part, which no side orders alike, compares by its text). Also orders the keys
+/// `--show-keys` lists.
+pub(super) fn cmp_keys(a: &Row, b: &Row) -> Ordering {
     a.iter()
         .zip(b)
         .map(|(x, y)| cmp_value(x, y))

@@ -425,17 +425,7 @@ fn count(v: Option<&Value>) -> u64 {
 
 /// The first `n` of a leaf's changed keys in key order, for `--show-keys`.
 fn first_keys(p: &Pipeline, mut changed: Vec<(&'static str, &Row)>, n: usize) -> Vec<KeyChange> {
-    changed.sort_by(|(_, a), (_, b)| {
-        a.iter()
-            .zip(b.iter())
-            .map(|(x, y)| match crate::expr::eval::order(x, y) {
-                Ok(Some(o)) => o,
-                // NULLs first, as the key order of every side puts them.
-                _ => x.is_null().cmp(&y.is_null()).reverse(),
-            })
-            .find(|o| o.is_ne())
-            .unwrap_or(std::cmp::Ordering::Equal)
-    });
+    changed.sort_by(|(_, a), (_, b)| super::absent::cmp_keys(a, b));
     changed
         .into_iter()
         .take(n)
